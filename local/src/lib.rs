@@ -1,0 +1,225 @@
+//! Starts the local stand-ins for AWS that tests and the local stack use:
+//! DynamoDB Local, moto's server and the Lambda Runtime Interface Emulator,
+//! installed (pinned) by `scripts/tools.sh` into `.tools/`.
+//!
+//! Every process is bound to 127.0.0.1, logs to a file, and is killed when
+//! its [`Service`] is dropped or when the process that started it exits
+//! (`PR_SET_PDEATHSIG`), so a crashed test run leaves nothing behind.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{what} is not installed at {path}: run `scripts/tools.sh` (the test and local commands do)")]
+    NotInstalled { what: &'static str, path: PathBuf },
+    #[error("could not start {what}: {source}")]
+    Spawn { what: &'static str, source: std::io::Error },
+    #[error("{what} exited during start-up ({status}); last log lines:\n{log}")]
+    Exited { what: &'static str, status: String, log: String },
+    #[error("{what} did not answer on 127.0.0.1:{port} within {secs}s; last log lines:\n{log}")]
+    Timeout { what: &'static str, port: u16, secs: u64, log: String },
+    #[error("port {port} is already in use: {what} cannot listen there (choose another port)")]
+    PortInUse { what: &'static str, port: u16 },
+}
+
+/// The folder `scripts/tools.sh` installs into.
+pub fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SMARTLEAD_TOOLS_DIR") {
+        return PathBuf::from(dir);
+    }
+    workspace_root().join(".tools")
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+pub fn port_in_use(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+/// A running local service. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Service {
+    pub name: &'static str,
+    pub port: u16,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Service {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+    /// Stops the process now (to simulate an outage).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn log_dir() -> PathBuf {
+    let dir = std::env::var_os("SMARTLEAD_LOG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("smartlead-local"));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+fn tail(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Spawns `cmd` so that it dies with this process, from a helper thread that
+/// lives as long as the process (PDEATHSIG fires when the *thread* that
+/// forked exits, and test threads come and go).
+fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
+    use std::sync::{Mutex, OnceLock};
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("local-aws-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawner thread");
+        Mutex::new(tx)
+    });
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (reply_tx, reply_rx) = mpsc::channel();
+    tx.lock()
+        .map_err(|_| std::io::Error::other("spawner poisoned"))?
+        .send((cmd, reply_tx))
+        .map_err(|_| std::io::Error::other("spawner gone"))?;
+    reply_rx.recv().map_err(|_| std::io::Error::other("spawner gone"))?
+}
+
+fn start(what: &'static str, mut cmd: Command, port: u16, timeout: Duration) -> Result<Service, StartError> {
+    if port_in_use(port) {
+        return Err(StartError::PortInUse { what, port });
+    }
+    let log = log_dir().join(format!("{}-{port}.log", what.replace(' ', "-").to_lowercase()));
+    let out = std::fs::File::create(&log).map_err(|source| StartError::Spawn { what, source })?;
+    let err = out.try_clone().map_err(|source| StartError::Spawn { what, source })?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    let child = spawn_tied(cmd).map_err(|source| StartError::Spawn { what, source })?;
+    let mut svc = Service { name: what, port, log, child: Some(child) };
+    let deadline = Instant::now() + timeout;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    loop {
+        if let Some(Ok(Some(status))) = svc.child.as_mut().map(|c| c.try_wait()) {
+            return Err(StartError::Exited { what, status: status.to_string(), log: tail(&svc.log) });
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(svc);
+        }
+        if Instant::now() > deadline {
+            let log = tail(&svc.log);
+            svc.stop();
+            return Err(StartError::Timeout { what, port, secs: timeout.as_secs(), log });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn installed(what: &'static str, path: PathBuf) -> Result<PathBuf, StartError> {
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(StartError::NotInstalled { what, path })
+    }
+}
+
+/// DynamoDB Local, in memory, on 127.0.0.1:`port`.
+pub fn start_dynamodb(port: u16) -> Result<Service, StartError> {
+    let dir = tools_dir().join("dynamodb");
+    let jar = installed("DynamoDB Local", dir.join("DynamoDBLocal.jar"))?;
+    let java = std::env::var_os("JAVA").unwrap_or_else(|| "java".into());
+    let mut cmd = Command::new(java);
+    cmd.arg(format!("-Djava.library.path={}", dir.join("DynamoDBLocal_lib").display()))
+        .args(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx512m", "-jar"])
+        .arg(jar)
+        .args(["-inMemory", "-disableTelemetry", "-port"])
+        .arg(port.to_string())
+        .current_dir(&dir);
+    start("DynamoDB Local", cmd, port, Duration::from_secs(60))
+}
+
+/// moto's server (SQS, S3, SSM, EventBridge, SNS) on 127.0.0.1:`port`.
+pub fn start_moto(port: u16) -> Result<Service, StartError> {
+    let bin = installed("moto_server", tools_dir().join("venv/bin/moto_server"))?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["-H", "127.0.0.1", "-p"]).arg(port.to_string());
+    start("moto server", cmd, port, Duration::from_secs(60))
+}
+
+/// The Lambda Runtime Interface Emulator running `bootstrap`, answering
+/// invokes on `POST http://127.0.0.1:<port>/2015-03-31/functions/function/invocations`.
+pub fn start_rie(bootstrap: &Path, port: u16, env: &[(String, String)]) -> Result<Service, StartError> {
+    let rie = installed("Lambda RIE", tools_dir().join("aws-lambda-rie"))?;
+    let bootstrap = installed("function binary", bootstrap.to_path_buf())?;
+    let api_port = free_port();
+    let mut cmd = Command::new(rie);
+    cmd.arg("--runtime-interface-emulator-address")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--runtime-api-address")
+        .arg(format!("127.0.0.1:{api_port}"))
+        .arg(bootstrap)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_FUNCTION_TIMEOUT", "30");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    start("Lambda RIE", cmd, port, Duration::from_secs(20))
+}
+
+/// Invoke URL of a function running under [`start_rie`].
+pub fn rie_invoke_url(svc: &Service) -> String {
+    format!("{}/2015-03-31/functions/function/invocations", svc.endpoint())
+}

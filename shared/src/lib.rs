@@ -1,0 +1,17 @@
+//! The SmartLead webhook pipeline's library: every piece of logic the two
+//! Lambda functions and the developer tools share.
+//!
+//! - [`event`]: the forgiving, lossless event model, the normalized view
+//!   ([`normalize`]) and idempotency keys ([`key`]).
+//! - [`ingest`]: the webhook front door (auth, minimal checks, queueing).
+//! - [`consumer`]: exactly-once processing of queued events into DynamoDB.
+
+pub mod event;
+pub mod key;
+pub mod lenient;
+pub mod message;
+pub mod normalize;
+pub mod time;
+
+pub use event::{EventData, EventError, EventType, Normalized, SmartleadEvent};
+pub use key::DedupKey;

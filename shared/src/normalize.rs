@@ -1,0 +1,197 @@
+//! The normalized view: the same questions answered for every event type.
+//!
+//! | field | read from, first found wins |
+//! |---|---|
+//! | lead e-mail | `to_email`; `lead_email`; `lead_data.email`; `to` (category events); `email` (lead events) |
+//! | campaign id | `campaign_id` / `campaignId` |
+//! | event time | per type: `time_sent`, `time_opened`, `time_clicked`, `time_replied` (then `reply_message.time`), then `event_timestamp`, `timestamp`, `time`, `created_at` |
+//! | message id | `message_id`; `reply_message.message_id` (replies); `sent_message.message_id` |
+
+use crate::event::{EventData, MessageRef, Normalized, SmartleadEvent};
+use crate::lenient::{Id, Lenient};
+use crate::time::EventTime;
+use serde_json::{Map, Value};
+
+fn email(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
+        .filter(|s| s.contains('@'))
+        .map(str::to_ascii_lowercase)
+}
+
+fn text(l: &Lenient<String>) -> Option<String> {
+    l.text().map(str::to_owned)
+}
+
+fn time(v: &Lenient<Value>) -> Option<EventTime> {
+    v.get().and_then(EventTime::from_value)
+}
+
+fn msg_time(m: &Lenient<MessageRef>) -> Option<EventTime> {
+    m.get().and_then(|m| time(&m.time))
+}
+
+fn msg_id(m: &Lenient<MessageRef>) -> Option<String> {
+    m.get().and_then(|m| text(&m.message_id))
+}
+
+/// Generic fallbacks read straight from the raw object.
+const TIME_KEYS: [&str; 6] = ["event_timestamp", "eventTimestamp", "timestamp", "time", "created_at", "createdAt"];
+const EMAIL_KEYS: [&str; 3] = ["to_email", "lead_email", "email"];
+
+fn raw_str<'a>(raw: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    raw.get(key).and_then(Value::as_str)
+}
+
+pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
+    let mut n = Normalized { event_type: ev.event_type.as_str().to_owned(), ..Default::default() };
+    let envelope = match &ev.data {
+        EventData::EmailSent(e) | EventData::FirstEmailSent(e) => {
+            n.event_time = time(&e.time_sent).or_else(|| msg_time(&e.email.sent_message));
+            Some(&e.email)
+        }
+        EventData::EmailOpen(e) => {
+            n.event_time = time(&e.time_opened);
+            Some(&e.email)
+        }
+        EventData::EmailLinkClick(e) => {
+            n.event_time = time(&e.time_clicked);
+            Some(&e.email)
+        }
+        EventData::EmailReply(e) => {
+            n.event_time = time(&e.time_replied).or_else(|| msg_time(&e.reply_message));
+            n.message_id = msg_id(&e.reply_message);
+            Some(&e.email)
+        }
+        EventData::EmailBounce(e) => Some(&e.email),
+        EventData::LeadUnsubscribed(e) => {
+            n.lead_email = email(e.lead_email.text()).or_else(|| email(e.to_email.text()));
+            n.lead_name = text(&e.lead_name);
+            n.lead_id = e.lead_id.get().cloned();
+            n.sequence_number = e.sequence_number.get().map(|s| s.0);
+            fill_envelope(&mut n, &e.envelope);
+            None
+        }
+        EventData::LeadCategoryUpdated(e) => {
+            let data = e.lead_data.get();
+            n.lead_email = email(e.lead_email.text())
+                .or_else(|| data.and_then(|d| email(d.email.text())))
+                .or_else(|| email(e.to.text()));
+            n.lead_name = text(&e.lead_name).or_else(|| {
+                data.and_then(|d| {
+                    let full = [d.first_name.text(), d.last_name.text()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    (!full.is_empty()).then_some(full)
+                })
+            });
+            n.lead_id = e.lead_id.get().or_else(|| data.and_then(|d| d.id.get())).cloned();
+            n.sender_email = email(e.from.text());
+            fill_envelope(&mut n, &e.envelope);
+            None
+        }
+        EventData::CampaignStatusChanged(e) => {
+            fill_envelope(&mut n, &e.envelope);
+            None
+        }
+        EventData::UntrackedReplies(e) => {
+            // The lead is whoever wrote in: the reply's sender.
+            n.lead_email = email(e.from_email.text());
+            n.sender_email = email(e.to_email.text());
+            n.message_id = text(&e.message_id);
+            n.event_time = time(&e.time_replied);
+            fill_envelope(&mut n, &e.envelope);
+            None
+        }
+        EventData::ManualStepReached(e) => {
+            n.lead_email = email(e.lead_email.text());
+            n.lead_name = text(&e.lead_name);
+            n.lead_id = e.lead_id.get().cloned();
+            n.sequence_number = e.sequence_number.get().map(|s| s.0);
+            fill_envelope(&mut n, &e.envelope);
+            None
+        }
+        EventData::EmailAccountDisconnected(e) | EventData::LinkedinDisconnected(e) => {
+            n.account_id = e.account_id.get().cloned();
+            n.sender_email = email(e.email.text());
+            n.app_url = text(&e.app_url);
+            n.event_time = time(&e.event_timestamp);
+            None
+        }
+        EventData::CampaignBounceBreach(e) => {
+            n.campaign_id = e.campaign_id.get().cloned();
+            n.campaign_name = text(&e.campaign_name);
+            n.account_id = e.account_id.get().cloned();
+            n.sender_email = email(e.email.text());
+            n.app_url = text(&e.app_url);
+            n.event_time = time(&e.event_timestamp);
+            None
+        }
+        EventData::Unknown => None,
+    };
+    if let Some(f) = envelope {
+        n.lead_email = email(f.to_email.text());
+        n.lead_name = text(&f.to_name);
+        n.lead_id = f.lead_id.get().cloned();
+        n.sequence_number = f.sequence_number.get().map(|s| s.0);
+        n.stats_id = f.stats_id.get().cloned();
+        n.sender_email = email(f.from_email.text());
+        if n.message_id.is_none() {
+            n.message_id = text(&f.message_id).or_else(|| msg_id(&f.sent_message));
+        }
+        fill_envelope(&mut n, &f.envelope);
+    }
+    // Account-level events name the sending mailbox, never a lead.
+    let about_a_lead = !matches!(
+        ev.data,
+        EventData::EmailAccountDisconnected(_)
+            | EventData::LinkedinDisconnected(_)
+            | EventData::CampaignBounceBreach(_)
+            | EventData::CampaignStatusChanged(_)
+    );
+    fill_from_raw(&mut n, &ev.raw, about_a_lead);
+    n
+}
+
+fn fill_envelope(n: &mut Normalized, e: &crate::event::Envelope) {
+    n.campaign_id = n.campaign_id.take().or_else(|| e.campaign_id.get().cloned());
+    n.campaign_name = n.campaign_name.take().or_else(|| text(&e.campaign_name));
+    n.client_id = n.client_id.take().or_else(|| e.client_id.get().cloned());
+    n.app_url = n.app_url.take().or_else(|| text(&e.app_url));
+    if n.event_time.is_none() {
+        n.event_time = time(&e.event_timestamp).or_else(|| time(&e.created_at));
+    }
+}
+
+/// Last resort for anything the typed view did not give (unknown types, or a
+/// typed view that could not be read): look at the raw object directly.
+fn fill_from_raw(n: &mut Normalized, raw: &Map<String, Value>, about_a_lead: bool) {
+    if about_a_lead && n.lead_email.is_none() {
+        n.lead_email = EMAIL_KEYS
+            .iter()
+            .find_map(|k| email(raw_str(raw, k)))
+            .or_else(|| {
+                raw.get("lead_data")
+                    .and_then(|d| d.get("email"))
+                    .and_then(Value::as_str)
+                    .and_then(|s| email(Some(s)))
+            });
+    }
+    if n.campaign_id.is_none() {
+        n.campaign_id = ["campaign_id", "campaignId"]
+            .iter()
+            .find_map(|k| raw.get(*k).and_then(Id::from_value));
+    }
+    if n.event_time.is_none() {
+        n.event_time = TIME_KEYS
+            .iter()
+            .find_map(|k| raw.get(*k).and_then(EventTime::from_value));
+    }
+    if n.message_id.is_none() {
+        n.message_id = raw_str(raw, "message_id")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+    }
+}
