@@ -19,11 +19,23 @@ pub enum StartError {
     #[error("{what} is not installed at {path}: run `scripts/tools.sh` (the test and local commands do)")]
     NotInstalled { what: &'static str, path: PathBuf },
     #[error("could not start {what}: {source}")]
-    Spawn { what: &'static str, source: std::io::Error },
+    Spawn {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("{what} exited during start-up ({status}); last log lines:\n{log}")]
-    Exited { what: &'static str, status: String, log: String },
+    Exited {
+        what: &'static str,
+        status: String,
+        log: String,
+    },
     #[error("{what} did not answer on 127.0.0.1:{port} within {secs}s; last log lines:\n{log}")]
-    Timeout { what: &'static str, port: u16, secs: u64, log: String },
+    Timeout {
+        what: &'static str,
+        port: u16,
+        secs: u64,
+        log: String,
+    },
     #[error("port {port} is already in use: {what} cannot listen there (choose another port)")]
     PortInUse { what: &'static str, port: u16 },
 }
@@ -136,24 +148,45 @@ fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("spawner poisoned"))?
         .send((cmd, reply_tx))
         .map_err(|_| std::io::Error::other("spawner gone"))?;
-    reply_rx.recv().map_err(|_| std::io::Error::other("spawner gone"))?
+    reply_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("spawner gone"))?
 }
 
-fn start(what: &'static str, mut cmd: Command, port: u16, timeout: Duration) -> Result<Service, StartError> {
+fn start(
+    what: &'static str,
+    mut cmd: Command,
+    port: u16,
+    timeout: Duration,
+) -> Result<Service, StartError> {
     if port_in_use(port) {
         return Err(StartError::PortInUse { what, port });
     }
-    let log = log_dir().join(format!("{}-{port}.log", what.replace(' ', "-").to_lowercase()));
+    let log = log_dir().join(format!(
+        "{}-{port}.log",
+        what.replace(' ', "-").to_lowercase()
+    ));
     let out = std::fs::File::create(&log).map_err(|source| StartError::Spawn { what, source })?;
-    let err = out.try_clone().map_err(|source| StartError::Spawn { what, source })?;
+    let err = out
+        .try_clone()
+        .map_err(|source| StartError::Spawn { what, source })?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     let child = spawn_tied(cmd).map_err(|source| StartError::Spawn { what, source })?;
-    let mut svc = Service { name: what, port, log, child: Some(child) };
+    let mut svc = Service {
+        name: what,
+        port,
+        log,
+        child: Some(child),
+    };
     let deadline = Instant::now() + timeout;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     loop {
         if let Some(Ok(Some(status))) = svc.child.as_mut().map(|c| c.try_wait()) {
-            return Err(StartError::Exited { what, status: status.to_string(), log: tail(&svc.log) });
+            return Err(StartError::Exited {
+                what,
+                status: status.to_string(),
+                log: tail(&svc.log),
+            });
         }
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(svc);
@@ -161,7 +194,12 @@ fn start(what: &'static str, mut cmd: Command, port: u16, timeout: Duration) -> 
         if Instant::now() > deadline {
             let log = tail(&svc.log);
             svc.stop();
-            return Err(StartError::Timeout { what, port, secs: timeout.as_secs(), log });
+            return Err(StartError::Timeout {
+                what,
+                port,
+                secs: timeout.as_secs(),
+                log,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -181,12 +219,20 @@ pub fn start_dynamodb(port: u16) -> Result<Service, StartError> {
     let jar = installed("DynamoDB Local", dir.join("DynamoDBLocal.jar"))?;
     let java = std::env::var_os("JAVA").unwrap_or_else(|| "java".into());
     let mut cmd = Command::new(java);
-    cmd.arg(format!("-Djava.library.path={}", dir.join("DynamoDBLocal_lib").display()))
-        .args(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx512m", "-jar"])
-        .arg(jar)
-        .args(["-inMemory", "-disableTelemetry", "-port"])
-        .arg(port.to_string())
-        .current_dir(&dir);
+    cmd.arg(format!(
+        "-Djava.library.path={}",
+        dir.join("DynamoDBLocal_lib").display()
+    ))
+    .args([
+        "-XX:TieredStopAtLevel=1",
+        "-XX:+UseSerialGC",
+        "-Xmx512m",
+        "-jar",
+    ])
+    .arg(jar)
+    .args(["-inMemory", "-disableTelemetry", "-port"])
+    .arg(port.to_string())
+    .current_dir(&dir);
     start("DynamoDB Local", cmd, port, Duration::from_secs(60))
 }
 
@@ -200,7 +246,11 @@ pub fn start_moto(port: u16) -> Result<Service, StartError> {
 
 /// The Lambda Runtime Interface Emulator running `bootstrap`, answering
 /// invokes on `POST http://127.0.0.1:<port>/2015-03-31/functions/function/invocations`.
-pub fn start_rie(bootstrap: &Path, port: u16, env: &[(String, String)]) -> Result<Service, StartError> {
+pub fn start_rie(
+    bootstrap: &Path,
+    port: u16,
+    env: &[(String, String)],
+) -> Result<Service, StartError> {
     let rie = installed("Lambda RIE", tools_dir().join("aws-lambda-rie"))?;
     let bootstrap = installed("function binary", bootstrap.to_path_buf())?;
     let api_port = free_port();
@@ -221,5 +271,8 @@ pub fn start_rie(bootstrap: &Path, port: u16, env: &[(String, String)]) -> Resul
 
 /// Invoke URL of a function running under [`start_rie`].
 pub fn rie_invoke_url(svc: &Service) -> String {
-    format!("{}/2015-03-31/functions/function/invocations", svc.endpoint())
+    format!(
+        "{}/2015-03-31/functions/function/invocations",
+        svc.endpoint()
+    )
 }

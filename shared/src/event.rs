@@ -100,7 +100,10 @@ impl EventType {
     /// third-party integrations). Anything else is `Unknown`, kept as sent.
     pub fn from_wire(s: &str) -> EventType {
         let t = s.trim();
-        let upper: Cow<str> = if t.bytes().any(|b| b.is_ascii_lowercase() || b == b'-' || b == b' ') {
+        let upper: Cow<str> = if t
+            .bytes()
+            .any(|b| b.is_ascii_lowercase() || b == b'-' || b == b' ')
+        {
             Cow::Owned(t.to_ascii_uppercase().replace(['-', ' '], "_"))
         } else {
             Cow::Borrowed(t)
@@ -195,9 +198,14 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, EventError> {
         }
         None => return Err(EventError::NotJson("empty body".into())),
     }
-    let f: Fields<'_> = serde_json::from_slice(body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
+    let f: Fields<'_> =
+        serde_json::from_slice(body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
     let mut event_type = None;
-    for (key, v) in [("event_type", f.event_type), ("eventType", f.event_type_camel), ("event", f.event)] {
+    for (key, v) in [
+        ("event_type", f.event_type),
+        ("eventType", f.event_type_camel),
+        ("event", f.event),
+    ] {
         match v {
             None | Some(ProbeValue::Null) => continue,
             Some(ProbeValue::Str(s)) if s.trim().is_empty() => continue,
@@ -213,7 +221,10 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, EventError> {
         Some(ProbeValue::Str(s)) => Some(s),
         _ => None,
     };
-    Ok(Probe { event_type, secret_key })
+    Ok(Probe {
+        event_type,
+        secret_key,
+    })
 }
 
 fn short_json_error(e: &serde_json::Error) -> String {
@@ -272,12 +283,21 @@ impl<'de: 'a, 'a> Deserialize<'de> for ProbeValue<'a> {
             fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
                 Ok(ProbeValue::Other)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
                 while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
                 Ok(ProbeValue::Other)
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
                 Ok(ProbeValue::Other)
             }
         }
@@ -417,13 +437,18 @@ impl<'de> Deserialize<'de> for Category {
                 .map(str::to_owned)
         };
         match &v {
-            Value::String(_) => Ok(Category { name: text(Some(&v)), ..Default::default() }),
+            Value::String(_) => Ok(Category {
+                name: text(Some(&v)),
+                ..Default::default()
+            }),
             Value::Object(m) => Ok(Category {
                 name: text(m.get("name")),
                 sentiment: text(m.get("sentiment_type").or_else(|| m.get("sentiment"))),
                 id: m.get("id").and_then(Id::from_value),
             }),
-            _ => Err(serde::de::Error::custom("category must be a string or an object")),
+            _ => Err(serde::de::Error::custom(
+                "category must be a string or an object",
+            )),
         }
     }
 }
@@ -601,7 +626,8 @@ impl Serialize for SmartleadEvent {
 
 impl SmartleadEvent {
     pub fn from_slice(body: &[u8]) -> Result<SmartleadEvent, EventError> {
-        let v: Value = serde_json::from_slice(body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
         SmartleadEvent::from_value(v)
     }
 
@@ -612,7 +638,12 @@ impl SmartleadEvent {
         };
         let event_type = event_type_of(&raw)?;
         let (data, typed_view_warning) = typed(&event_type, &raw);
-        Ok(SmartleadEvent { event_type, data, raw, typed_view_warning })
+        Ok(SmartleadEvent {
+            event_type,
+            data,
+            raw,
+            typed_view_warning,
+        })
     }
 
     /// The view every processor uses: who, which campaign, when, which message.
@@ -628,7 +659,10 @@ impl SmartleadEvent {
 }
 
 fn typed(kind: &EventType, raw: &Map<String, Value>) -> (EventData, Option<String>) {
-    fn read<T: serde::de::DeserializeOwned + Default>(raw: &Map<String, Value>, warn: &mut Option<String>) -> T {
+    fn read<T: serde::de::DeserializeOwned + Default>(
+        raw: &Map<String, Value>,
+        warn: &mut Option<String>,
+    ) -> T {
         // Deserializing from a borrowed map clones only the fields it reads.
         match T::deserialize(MapRef(raw)) {
             Ok(t) => t,
@@ -647,11 +681,15 @@ fn typed(kind: &EventType, raw: &Map<String, Value>) -> (EventData, Option<Strin
         EventType::EmailReply => EventData::EmailReply(read(raw, &mut w)),
         EventType::EmailBounce => EventData::EmailBounce(read(raw, &mut w)),
         EventType::LeadUnsubscribed => EventData::LeadUnsubscribed(read(raw, &mut w)),
-        EventType::LeadCategoryUpdated => EventData::LeadCategoryUpdated(Box::new(read(raw, &mut w))),
+        EventType::LeadCategoryUpdated => {
+            EventData::LeadCategoryUpdated(Box::new(read(raw, &mut w)))
+        }
         EventType::CampaignStatusChanged => EventData::CampaignStatusChanged(read(raw, &mut w)),
         EventType::UntrackedReplies => EventData::UntrackedReplies(read(raw, &mut w)),
         EventType::ManualStepReached => EventData::ManualStepReached(read(raw, &mut w)),
-        EventType::EmailAccountDisconnected => EventData::EmailAccountDisconnected(read(raw, &mut w)),
+        EventType::EmailAccountDisconnected => {
+            EventData::EmailAccountDisconnected(read(raw, &mut w))
+        }
         EventType::LinkedinDisconnected => EventData::LinkedinDisconnected(read(raw, &mut w)),
         EventType::CampaignBounceBreach => EventData::CampaignBounceBreach(read(raw, &mut w)),
         EventType::Unknown(_) => EventData::Unknown,
@@ -664,7 +702,10 @@ struct MapRef<'de>(&'de Map<String, Value>);
 
 impl<'de> serde::Deserializer<'de> for MapRef<'de> {
     type Error = serde_json::Error;
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         use serde::de::value::MapDeserializer;
         let iter = self.0.iter().map(|(k, v)| (k.as_str(), v));
         let mut de = MapDeserializer::new(iter);

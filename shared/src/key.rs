@@ -60,7 +60,12 @@ fn make(kind: &EventType, basis: &str, parts: &[&str]) -> DedupKey {
         h.update(p.as_bytes());
     }
     let digest = h.finalize();
-    DedupKey(format!("{}:{}:{}", kind.as_str(), basis, hex::encode(&digest[..16])))
+    DedupKey(format!(
+        "{}:{}:{}",
+        kind.as_str(),
+        basis,
+        hex::encode(&digest[..16])
+    ))
 }
 
 /// The body basis: a hash of the canonical JSON of the whole event.
@@ -110,7 +115,10 @@ fn write_canonical(v: &Value, out: &mut String) {
 pub(crate) fn dedup_key(ev: &SmartleadEvent, n: &Normalized) -> DedupKey {
     let kind = &ev.event_type;
     let campaign = n.campaign_id.as_ref().map(|c| c.as_str()).unwrap_or("");
-    let lead = n.lead_email.as_deref().or(n.lead_id.as_ref().map(|i| i.as_str()));
+    let lead = n
+        .lead_email
+        .as_deref()
+        .or(n.lead_id.as_ref().map(|i| i.as_str()));
     let time = n.event_time.map(|t| t.to_string());
     let seq = n.sequence_number.map(|s| s.to_string()).unwrap_or_default();
     let stats = n.stats_id.as_ref().map(|s| s.as_str());
@@ -152,7 +160,9 @@ pub(crate) fn dedup_key(ev: &SmartleadEvent, n: &Normalized) -> DedupKey {
             }
         }
         EventData::EmailOpen(_) => match (lead, &time) {
-            (Some(l), Some(t)) => make(kind, "fields", &[campaign, l, &seq, t, stats.unwrap_or("")]),
+            (Some(l), Some(t)) => {
+                make(kind, "fields", &[campaign, l, &seq, t, stats.unwrap_or("")])
+            }
             _ => body(),
         },
         EventData::EmailLinkClick(c) => match (lead, &time) {
@@ -161,29 +171,49 @@ pub(crate) fn dedup_key(ev: &SmartleadEvent, n: &Normalized) -> DedupKey {
                 links.sort_unstable();
                 links.dedup();
                 let links = links.join("\u{1d}");
-                make(kind, "fields", &[campaign, l, &seq, t, stats.unwrap_or(""), &links])
+                make(
+                    kind,
+                    "fields",
+                    &[campaign, l, &seq, t, stats.unwrap_or(""), &links],
+                )
             }
             _ => body(),
         },
         EventData::LeadUnsubscribed(_) => match lead {
-            Some(l) => make(kind, "fields", &[campaign, l, time.as_deref().unwrap_or("")]),
+            Some(l) => make(
+                kind,
+                "fields",
+                &[campaign, l, time.as_deref().unwrap_or("")],
+            ),
             None => body(),
         },
         EventData::LeadCategoryUpdated(c) => match (lead, &time) {
             (Some(l), Some(t)) => {
                 let cat_id = c.lead_category_id.get().map(|i| i.as_str()).unwrap_or("");
-                let cat_name = c.category.get().and_then(|c| c.name.as_deref()).unwrap_or("");
+                let cat_name = c
+                    .category
+                    .get()
+                    .and_then(|c| c.name.as_deref())
+                    .unwrap_or("");
                 make(kind, "fields", &[campaign, l, cat_id, cat_name, t])
             }
             _ => body(),
         },
         EventData::CampaignStatusChanged(s) => match (&n.campaign_id, &time) {
-            (Some(c), Some(t)) => make(kind, "fields", &[c.as_str(), s.status.text().unwrap_or(""), t]),
+            (Some(c), Some(t)) => make(
+                kind,
+                "fields",
+                &[c.as_str(), s.status.text().unwrap_or(""), t],
+            ),
             _ => body(),
         },
         EventData::UntrackedReplies(_) => match (msg, lead, &time) {
             (Some(m), _, _) => make(kind, "msg", &[m]),
-            (None, Some(l), Some(t)) => make(kind, "fields", &[l, n.sender_email.as_deref().unwrap_or(""), t]),
+            (None, Some(l), Some(t)) => make(
+                kind,
+                "fields",
+                &[l, n.sender_email.as_deref().unwrap_or(""), t],
+            ),
             _ => body(),
         },
         EventData::ManualStepReached(_) => match (lead, &time) {
@@ -191,7 +221,11 @@ pub(crate) fn dedup_key(ev: &SmartleadEvent, n: &Normalized) -> DedupKey {
             _ => body(),
         },
         EventData::EmailAccountDisconnected(_) | EventData::LinkedinDisconnected(_) => {
-            let account = n.account_id.as_ref().map(|a| a.as_str()).or(n.sender_email.as_deref());
+            let account = n
+                .account_id
+                .as_ref()
+                .map(|a| a.as_str())
+                .or(n.sender_email.as_deref());
             match (account, &time) {
                 (Some(a), Some(t)) => make(kind, "fields", &[a, t]),
                 _ => body(),

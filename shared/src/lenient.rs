@@ -99,7 +99,8 @@ impl fmt::Display for Id {
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
-        Id::from_value(&v).ok_or_else(|| serde::de::Error::custom("id must be a number or a non-blank string"))
+        Id::from_value(&v)
+            .ok_or_else(|| serde::de::Error::custom("id must be a number or a non-blank string"))
     }
 }
 

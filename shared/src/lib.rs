@@ -15,3 +15,12 @@ pub mod time;
 
 pub use event::{EventData, EventError, EventType, Normalized, SmartleadEvent};
 pub use key::DedupKey;
+
+pub mod aws;
+pub mod ingest;
+pub mod metrics;
+
+// Re-exported so the function crates use the same SDK versions.
+pub use aws_sdk_dynamodb;
+pub use aws_sdk_s3;
+pub use aws_sdk_sqs;

@@ -35,7 +35,14 @@ fn msg_id(m: &Lenient<MessageRef>) -> Option<String> {
 }
 
 /// Generic fallbacks read straight from the raw object.
-const TIME_KEYS: [&str; 6] = ["event_timestamp", "eventTimestamp", "timestamp", "time", "created_at", "createdAt"];
+const TIME_KEYS: [&str; 6] = [
+    "event_timestamp",
+    "eventTimestamp",
+    "timestamp",
+    "time",
+    "created_at",
+    "createdAt",
+];
 const EMAIL_KEYS: [&str; 3] = ["to_email", "lead_email", "email"];
 
 fn raw_str<'a>(raw: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -43,7 +50,10 @@ fn raw_str<'a>(raw: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 }
 
 pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
-    let mut n = Normalized { event_type: ev.event_type.as_str().to_owned(), ..Default::default() };
+    let mut n = Normalized {
+        event_type: ev.event_type.as_str().to_owned(),
+        ..Default::default()
+    };
     let envelope = match &ev.data {
         EventData::EmailSent(e) | EventData::FirstEmailSent(e) => {
             n.event_time = time(&e.time_sent).or_else(|| msg_time(&e.email.sent_message));
@@ -86,7 +96,11 @@ pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
                     (!full.is_empty()).then_some(full)
                 })
             });
-            n.lead_id = e.lead_id.get().or_else(|| data.and_then(|d| d.id.get())).cloned();
+            n.lead_id = e
+                .lead_id
+                .get()
+                .or_else(|| data.and_then(|d| d.id.get()))
+                .cloned();
             n.sender_email = email(e.from.text());
             fill_envelope(&mut n, &e.envelope);
             None
@@ -155,7 +169,10 @@ pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
 }
 
 fn fill_envelope(n: &mut Normalized, e: &crate::event::Envelope) {
-    n.campaign_id = n.campaign_id.take().or_else(|| e.campaign_id.get().cloned());
+    n.campaign_id = n
+        .campaign_id
+        .take()
+        .or_else(|| e.campaign_id.get().cloned());
     n.campaign_name = n.campaign_name.take().or_else(|| text(&e.campaign_name));
     n.client_id = n.client_id.take().or_else(|| e.client_id.get().cloned());
     n.app_url = n.app_url.take().or_else(|| text(&e.app_url));

@@ -10,25 +10,158 @@ use std::collections::BTreeMap;
 
 /// What each sample must normalize to: type, lead e-mail, campaign, event time, key basis.
 const EXPECTED: &[(&str, &str, Option<&str>, Option<&str>, Option<&str>, &str)] = &[
-    ("campaign_bounce_breach", "CAMPAIGN_BOUNCE_BREACH", None, Some("123"), Some("2025-01-20T16:55:00.000Z"), "fields"),
-    ("campaign_status_changed", "CAMPAIGN_STATUS_CHANGED", None, Some("123"), Some("2025-01-20T17:00:00.000Z"), "fields"),
-    ("email_account_disconnected", "EMAIL_ACCOUNT_DISCONNECTED", None, None, None, "body"),
-    ("email_bounce", "EMAIL_BOUNCE", Some("gone@defunct-startup.example"), Some("123"), Some("2025-01-15T09:01:07.000Z"), "stats"),
-    ("email_bounced_alias", "EMAIL_BOUNCE", Some("nobody@nowhere.example"), Some("123"), Some("2025-01-15T09:02:00.000Z"), "stats"),
-    ("email_link_click", "EMAIL_LINK_CLICK", Some("jane.doe@acme-corp.com"), Some("123"), Some("2025-01-15T10:45:00.000Z"), "fields"),
-    ("email_open", "EMAIL_OPEN", Some("jane.doe@acme-corp.com"), Some("123"), Some("2025-01-15T10:30:00.000Z"), "fields"),
-    ("email_open_minimal", "EMAIL_OPEN", Some("min.lead@example.org"), Some("123"), Some("2025-01-16T08:00:00.000Z"), "fields"),
-    ("email_opened_alias", "EMAIL_OPEN", Some("sam.lee@globex.example"), Some("123"), Some("2025-01-15T12:05:00.000Z"), "fields"),
-    ("email_replied_alias", "EMAIL_REPLY", Some("sam.lee@globex.example"), Some("123"), Some("2025-01-16T15:20:00.000Z"), "fields"),
-    ("email_reply", "EMAIL_REPLY", Some("jane.doe@acme-corp.com"), Some("123"), Some("2025-01-15T11:00:00.000Z"), "msg"),
-    ("email_sent", "EMAIL_SENT", Some("jane.doe@acme-corp.com"), Some("123"), Some("2025-01-15T09:00:00.000Z"), "msg"),
-    ("first_email_sent", "FIRST_EMAIL_SENT", Some("jane.doe@acme-corp.com"), Some("123"), Some("2025-01-15T09:00:00.000Z"), "msg"),
-    ("lead_category_updated", "LEAD_CATEGORY_UPDATED", Some("jane.doe@acme-corp.com"), Some("123"), Some("2025-01-15T11:05:00.000Z"), "fields"),
-    ("lead_unsubscribed", "LEAD_UNSUBSCRIBED", Some("sam.lee@globex.example"), Some("123"), None, "fields"),
-    ("linkedin_disconnected", "LINKEDIN_DISCONNECTED", None, None, Some("2025-01-19T06:00:00.000Z"), "fields"),
-    ("manual_step_reached", "MANUAL_STEP_REACHED", Some("jane.doe@acme-corp.com"), Some("123"), Some("2025-01-18T09:00:00.000Z"), "fields"),
-    ("unknown_event", "LEAD_MEETING_BOOKED", Some("jane.doe@acme-corp.com"), Some("123"), Some("2025-01-16T10:00:00.000Z"), "body"),
-    ("untracked_replies", "UNTRACKED_REPLIES", Some("someone.else@acme-corp.com"), None, Some("2025-01-17T08:30:00.000Z"), "msg"),
+    (
+        "campaign_bounce_breach",
+        "CAMPAIGN_BOUNCE_BREACH",
+        None,
+        Some("123"),
+        Some("2025-01-20T16:55:00.000Z"),
+        "fields",
+    ),
+    (
+        "campaign_status_changed",
+        "CAMPAIGN_STATUS_CHANGED",
+        None,
+        Some("123"),
+        Some("2025-01-20T17:00:00.000Z"),
+        "fields",
+    ),
+    (
+        "email_account_disconnected",
+        "EMAIL_ACCOUNT_DISCONNECTED",
+        None,
+        None,
+        None,
+        "body",
+    ),
+    (
+        "email_bounce",
+        "EMAIL_BOUNCE",
+        Some("gone@defunct-startup.example"),
+        Some("123"),
+        Some("2025-01-15T09:01:07.000Z"),
+        "stats",
+    ),
+    (
+        "email_bounced_alias",
+        "EMAIL_BOUNCE",
+        Some("nobody@nowhere.example"),
+        Some("123"),
+        Some("2025-01-15T09:02:00.000Z"),
+        "stats",
+    ),
+    (
+        "email_link_click",
+        "EMAIL_LINK_CLICK",
+        Some("jane.doe@acme-corp.com"),
+        Some("123"),
+        Some("2025-01-15T10:45:00.000Z"),
+        "fields",
+    ),
+    (
+        "email_open",
+        "EMAIL_OPEN",
+        Some("jane.doe@acme-corp.com"),
+        Some("123"),
+        Some("2025-01-15T10:30:00.000Z"),
+        "fields",
+    ),
+    (
+        "email_open_minimal",
+        "EMAIL_OPEN",
+        Some("min.lead@example.org"),
+        Some("123"),
+        Some("2025-01-16T08:00:00.000Z"),
+        "fields",
+    ),
+    (
+        "email_opened_alias",
+        "EMAIL_OPEN",
+        Some("sam.lee@globex.example"),
+        Some("123"),
+        Some("2025-01-15T12:05:00.000Z"),
+        "fields",
+    ),
+    (
+        "email_replied_alias",
+        "EMAIL_REPLY",
+        Some("sam.lee@globex.example"),
+        Some("123"),
+        Some("2025-01-16T15:20:00.000Z"),
+        "fields",
+    ),
+    (
+        "email_reply",
+        "EMAIL_REPLY",
+        Some("jane.doe@acme-corp.com"),
+        Some("123"),
+        Some("2025-01-15T11:00:00.000Z"),
+        "msg",
+    ),
+    (
+        "email_sent",
+        "EMAIL_SENT",
+        Some("jane.doe@acme-corp.com"),
+        Some("123"),
+        Some("2025-01-15T09:00:00.000Z"),
+        "msg",
+    ),
+    (
+        "first_email_sent",
+        "FIRST_EMAIL_SENT",
+        Some("jane.doe@acme-corp.com"),
+        Some("123"),
+        Some("2025-01-15T09:00:00.000Z"),
+        "msg",
+    ),
+    (
+        "lead_category_updated",
+        "LEAD_CATEGORY_UPDATED",
+        Some("jane.doe@acme-corp.com"),
+        Some("123"),
+        Some("2025-01-15T11:05:00.000Z"),
+        "fields",
+    ),
+    (
+        "lead_unsubscribed",
+        "LEAD_UNSUBSCRIBED",
+        Some("sam.lee@globex.example"),
+        Some("123"),
+        None,
+        "fields",
+    ),
+    (
+        "linkedin_disconnected",
+        "LINKEDIN_DISCONNECTED",
+        None,
+        None,
+        Some("2025-01-19T06:00:00.000Z"),
+        "fields",
+    ),
+    (
+        "manual_step_reached",
+        "MANUAL_STEP_REACHED",
+        Some("jane.doe@acme-corp.com"),
+        Some("123"),
+        Some("2025-01-18T09:00:00.000Z"),
+        "fields",
+    ),
+    (
+        "unknown_event",
+        "LEAD_MEETING_BOOKED",
+        Some("jane.doe@acme-corp.com"),
+        Some("123"),
+        Some("2025-01-16T10:00:00.000Z"),
+        "body",
+    ),
+    (
+        "untracked_replies",
+        "UNTRACKED_REPLIES",
+        Some("someone.else@acme-corp.com"),
+        None,
+        Some("2025-01-17T08:30:00.000Z"),
+        "msg",
+    ),
 ];
 
 #[test]
@@ -43,20 +176,40 @@ fn every_payload_parses_normalizes_and_keys_as_documented() {
     let mut keys = BTreeMap::new();
     for (name, ty, lead, campaign, time, basis) in EXPECTED {
         let text = payload(name);
-        let ev = SmartleadEvent::from_slice(text.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ev =
+            SmartleadEvent::from_slice(text.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(ev.event_type.as_str(), *ty, "{name}");
-        assert!(ev.typed_view_warning.is_none(), "{name}: {:?}", ev.typed_view_warning);
+        assert!(
+            ev.typed_view_warning.is_none(),
+            "{name}: {:?}",
+            ev.typed_view_warning
+        );
         let n = ev.normalized();
         assert_eq!(n.event_type, *ty, "{name}");
         assert_eq!(n.lead_email.as_deref(), *lead, "{name} lead");
-        assert_eq!(n.campaign_id.as_ref().map(|c| c.as_str()), *campaign, "{name} campaign");
-        assert_eq!(n.event_time.map(|t| t.to_string()).as_deref(), *time, "{name} time");
+        assert_eq!(
+            n.campaign_id.as_ref().map(|c| c.as_str()),
+            *campaign,
+            "{name} campaign"
+        );
+        assert_eq!(
+            n.event_time.map(|t| t.to_string()).as_deref(),
+            *time,
+            "{name} time"
+        );
         let key = ev.dedup_key();
         assert_eq!(key.basis(), *basis, "{name} key {key}");
         assert!(key.as_str().starts_with(&format!("{ty}:")), "{key}");
-        assert!(!key.as_str().contains('@'), "keys carry no e-mail address: {key}");
+        assert!(
+            !key.as_str().contains('@'),
+            "keys carry no e-mail address: {key}"
+        );
         // The probe the ingest function uses agrees with the full parse.
-        assert_eq!(probe(text.as_bytes()).expect("probe").event_type, ev.event_type, "{name}");
+        assert_eq!(
+            probe(text.as_bytes()).expect("probe").event_type,
+            ev.event_type,
+            "{name}"
+        );
         if let Some(other) = keys.insert(key.clone(), name) {
             panic!("{name} and {other} share the key {key}");
         }
@@ -68,36 +221,65 @@ fn every_payload_round_trips_without_losing_a_field() {
     for (name, text) in fixtures("payloads") {
         let original: Value = serde_json::from_str(&text).expect("fixture is JSON");
         let ev = SmartleadEvent::from_slice(text.as_bytes()).expect("parses");
-        assert_eq!(serde_json::to_value(&ev).expect("serializes"), original, "{name}");
+        assert_eq!(
+            serde_json::to_value(&ev).expect("serializes"),
+            original,
+            "{name}"
+        );
     }
 }
 
 #[test]
 fn typed_views_read_the_type_specific_fields() {
     let ev = SmartleadEvent::from_slice(payload("email_link_click").as_bytes()).unwrap();
-    let EventData::EmailLinkClick(c) = &ev.data else { panic!("{:?}", ev.data) };
-    assert_eq!(c.link_clicked.0, vec!["https://outreach-co.io/demo", "https://outreach-co.io/pricing"]);
+    let EventData::EmailLinkClick(c) = &ev.data else {
+        panic!("{:?}", ev.data)
+    };
+    assert_eq!(
+        c.link_clicked.0,
+        vec![
+            "https://outreach-co.io/demo",
+            "https://outreach-co.io/pricing"
+        ]
+    );
 
     let ev = SmartleadEvent::from_slice(payload("lead_category_updated").as_bytes()).unwrap();
-    let EventData::LeadCategoryUpdated(c) = &ev.data else { panic!() };
-    assert_eq!(c.category.get().and_then(|c| c.name.as_deref()), Some("Interested"));
-    let inner = c.lead_data.get().and_then(|d| d.category.get()).expect("lead_data.category");
+    let EventData::LeadCategoryUpdated(c) = &ev.data else {
+        panic!()
+    };
+    assert_eq!(
+        c.category.get().and_then(|c| c.name.as_deref()),
+        Some("Interested")
+    );
+    let inner = c
+        .lead_data
+        .get()
+        .and_then(|d| d.category.get())
+        .expect("lead_data.category");
     assert_eq!(inner.sentiment.as_deref(), Some("positive"));
     assert_eq!(c.lead_category_id.get().map(|i| i.as_str()), Some("5"));
     assert_eq!(c.history.get().map(Vec::len), Some(2));
     assert!(c.last_reply.get().is_some());
 
     let ev = SmartleadEvent::from_slice(payload("email_account_disconnected").as_bytes()).unwrap();
-    let EventData::EmailAccountDisconnected(a) = &ev.data else { panic!() };
+    let EventData::EmailAccountDisconnected(a) = &ev.data else {
+        panic!()
+    };
     assert_eq!(a.account_id.get().map(|i| i.as_str()), Some("31337"));
-    assert_eq!(a.error.text(), Some("IMAP authentication failed: invalid credentials"));
+    assert_eq!(
+        a.error.text(),
+        Some("IMAP authentication failed: invalid credentials")
+    );
 
     let ev = SmartleadEvent::from_slice(payload("email_opened_alias").as_bytes()).unwrap();
     assert_eq!(ev.normalized().sequence_number, Some(2), "\"2\" reads as 2");
 
     let ev = SmartleadEvent::from_slice(payload("unknown_event").as_bytes()).unwrap();
     assert!(matches!(ev.data, EventData::Unknown));
-    assert_eq!(ev.event_type, EventType::Unknown("LEAD_MEETING_BOOKED".into()));
+    assert_eq!(
+        ev.event_type,
+        EventType::Unknown("LEAD_MEETING_BOOKED".into())
+    );
     assert_eq!(ev.raw["calendar"], "https://cal.example/jane");
 }
 
@@ -126,20 +308,43 @@ fn only_non_objects_and_missing_types_are_errors_and_they_say_why() {
         (b"null", EventError::NotAnObject("null")),
         (b"{}", EventError::MissingEventType),
         (b"{\"event_type\": \"  \"}", EventError::MissingEventType),
-        (b"{\"event_type\": null, \"to_email\": \"a@b.c\"}", EventError::MissingEventType),
-        (b"{\"event_type\": 7}", EventError::EventTypeNotString("event_type")),
+        (
+            b"{\"event_type\": null, \"to_email\": \"a@b.c\"}",
+            EventError::MissingEventType,
+        ),
+        (
+            b"{\"event_type\": 7}",
+            EventError::EventTypeNotString("event_type"),
+        ),
     ];
     for (body, want) in cases {
-        assert_eq!(&SmartleadEvent::from_slice(body).unwrap_err(), want, "{}", String::from_utf8_lossy(body));
-        assert_eq!(&probe(body).unwrap_err(), want, "probe {}", String::from_utf8_lossy(body));
+        assert_eq!(
+            &SmartleadEvent::from_slice(body).unwrap_err(),
+            want,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(
+            &probe(body).unwrap_err(),
+            want,
+            "probe {}",
+            String::from_utf8_lossy(body)
+        );
     }
-    for body in [&b"{\"event_type\": \"EMAIL_OPEN\""[..], b"", b"not json", b"{\"a\":1}{"] {
+    for body in [
+        &b"{\"event_type\": \"EMAIL_OPEN\""[..],
+        b"",
+        b"not json",
+        b"{\"a\":1}{",
+    ] {
         let e = SmartleadEvent::from_slice(body).unwrap_err();
         assert!(matches!(e, EventError::NotJson(_)), "{e:?}");
         assert!(e.to_string().starts_with("body is not valid JSON"), "{e}");
         assert!(matches!(probe(body).unwrap_err(), EventError::NotJson(_)));
     }
-    assert!(EventError::MissingEventType.to_string().contains("event_type"));
+    assert!(EventError::MissingEventType
+        .to_string()
+        .contains("event_type"));
 }
 
 #[test]
@@ -264,21 +469,49 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,12}".prop_map(Value::String),
-        prop::sample::select(vec!["EMAIL_OPEN", "EMAIL_REPLY", "EMAIL_BOUNCE", "2025-01-15T10:30:00Z", "123", "a@b.c", ""])
-            .prop_map(|s| Value::String(s.into())),
+        prop::sample::select(vec![
+            "EMAIL_OPEN",
+            "EMAIL_REPLY",
+            "EMAIL_BOUNCE",
+            "2025-01-15T10:30:00Z",
+            "123",
+            "a@b.c",
+            ""
+        ])
+        .prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         let key = prop::sample::select(vec![
-            "event_type", "event", "eventType", "to_email", "lead_email", "campaign_id", "campaignId",
-            "time_opened", "time_replied", "stats_id", "message_id", "lead_data", "email", "category",
-            "link_clicked", "sequence_number", "reply_message", "sent_message", "history", "x",
+            "event_type",
+            "event",
+            "eventType",
+            "to_email",
+            "lead_email",
+            "campaign_id",
+            "campaignId",
+            "time_opened",
+            "time_replied",
+            "stats_id",
+            "message_id",
+            "lead_data",
+            "email",
+            "category",
+            "link_clicked",
+            "sequence_number",
+            "reply_message",
+            "sent_message",
+            "history",
+            "x",
         ]);
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            prop::collection::btree_map(key, inner, 0..8)
-                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            prop::collection::btree_map(key, inner, 0..8).prop_map(|m| Value::Object(
+                m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+            )),
         ]
     })
 }

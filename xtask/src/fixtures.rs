@@ -23,7 +23,14 @@ pub fn events_dir(root: &Path) -> PathBuf {
 
 fn stable_uuid(seed: &str) -> String {
     let h = sha256_hex(seed.as_bytes());
-    format!("{}-{}-4{}-8{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 /// An API Gateway HTTP API (payload format 2.0) request carrying `body`.
@@ -77,8 +84,14 @@ pub fn sqs_record(id_seed: &str, body: &str, event_type: &str) -> Value {
     let sha = sha256_hex(body.as_bytes());
     let mut attrs = serde_json::Map::new();
     attrs.insert(attr::EVENT_TYPE.into(), string_attr(event_type));
-    attrs.insert(attr::RECEIVED_AT.into(), string_attr("2025-01-15T09:00:00.000Z"));
-    attrs.insert(attr::REQUEST_ID.into(), string_attr(&format!("fixture-{id_seed}")));
+    attrs.insert(
+        attr::RECEIVED_AT.into(),
+        string_attr("2025-01-15T09:00:00.000Z"),
+    );
+    attrs.insert(
+        attr::REQUEST_ID.into(),
+        string_attr(&format!("fixture-{id_seed}")),
+    );
     attrs.insert(attr::BODY_SHA256.into(), string_attr(&sha));
     attrs.insert(attr::SOURCE_IP.into(), string_attr("203.0.113.10"));
     attrs.insert(attr::BODY_LOCATION.into(), string_attr(LOCATION_INLINE));
@@ -115,7 +128,11 @@ pub fn payloads(root: &Path) -> Result<BTreeMap<String, String>> {
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;
         }
-        let stem = path.file_stem().and_then(|s| s.to_str()).context("file name")?.to_owned();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("file name")?
+            .to_owned();
         out.insert(stem, fs::read_to_string(&path)?);
     }
     Ok(out)
@@ -130,21 +147,45 @@ pub fn generate(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
         let probe = smartlead::event::probe(body.as_bytes())
             .map_err(|e| anyhow::anyhow!("events/payloads/{name}.json: {e}"))?;
         let kind = probe.event_type.as_str().to_owned();
-        out.insert(PathBuf::from(format!("api/{name}.json")), pretty(&api_request(name, body, &kind)));
+        out.insert(
+            PathBuf::from(format!("api/{name}.json")),
+            pretty(&api_request(name, body, &kind)),
+        );
         let rec = sqs_record(name, body, &kind);
-        out.insert(PathBuf::from(format!("sqs/{name}.json")), pretty(&json!({ "Records": [rec.clone()] })));
+        out.insert(
+            PathBuf::from(format!("sqs/{name}.json")),
+            pretty(&json!({ "Records": [rec.clone()] })),
+        );
         all.push(rec);
     }
     // A batch of every payload, one of each.
-    out.insert(PathBuf::from("sqs/batch_all.json"), pretty(&json!({ "Records": all })));
+    out.insert(
+        PathBuf::from("sqs/batch_all.json"),
+        pretty(&json!({ "Records": all })),
+    );
     // A mixed batch: a poison body, a redelivered duplicate, and good records.
     let mut mixed = Vec::new();
-    for (seed, name) in [("mixed-1", "email_open"), ("mixed-2", "email_open"), ("mixed-3", "email_reply")] {
+    for (seed, name) in [
+        ("mixed-1", "email_open"),
+        ("mixed-2", "email_open"),
+        ("mixed-3", "email_reply"),
+    ] {
         let body = payloads.get(name).context("mixed batch payload")?;
-        mixed.push(sqs_record(seed, body, if name == "email_open" { "EMAIL_OPEN" } else { "EMAIL_REPLY" }));
+        mixed.push(sqs_record(
+            seed,
+            body,
+            if name == "email_open" {
+                "EMAIL_OPEN"
+            } else {
+                "EMAIL_REPLY"
+            },
+        ));
     }
     mixed.push(sqs_record("mixed-poison", "this is not json", "UNKNOWN"));
-    out.insert(PathBuf::from("sqs/batch_mixed.json"), pretty(&json!({ "Records": mixed })));
+    out.insert(
+        PathBuf::from("sqs/batch_mixed.json"),
+        pretty(&json!({ "Records": mixed })),
+    );
     Ok(out)
 }
 

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 mod fixtures;
 
 #[derive(Parser)]
-#[command(name = "xtask", about = "Developer tasks for the SmartLead webhook pipeline")]
+#[command(
+    name = "xtask",
+    about = "Developer tasks for the SmartLead webhook pipeline"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

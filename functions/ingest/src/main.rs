@@ -1,1 +1,15 @@
-fn main() {}
+//! IngestFunction: SmartLead webhooks in, SQS messages out. All logic lives
+//! in the `smartlead` library; this binary wires it to the Lambda runtime.
+
+use lambda_http::{run, service_fn, Error, Request};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let svc: &'static smartlead_ingest::AwsIngest =
+        Box::leak(Box::new(smartlead_ingest::from_env().await?));
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(smartlead_ingest::respond(svc, req).await)
+    }))
+    .await
+}

@@ -15,7 +15,11 @@ pub fn fixtures(sub: &str) -> BTreeMap<String, String> {
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("dir entry").path();
         if path.extension().and_then(|e| e.to_str()) == Some("json") {
-            let stem = path.file_stem().and_then(|s| s.to_str()).expect("name").to_owned();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .expect("name")
+                .to_owned();
             out.insert(stem, std::fs::read_to_string(&path).expect("read fixture"));
         }
     }

@@ -1,0 +1,91 @@
+//! HTTP adapter of the ingest function: API Gateway HTTP API / Function URL
+//! requests (payload format 2.0) in, [`smartlead::ingest`] out.
+
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use smartlead::aws::{S3Blobs, SqsQueue};
+use smartlead::ingest::{BlobStore, Ingest, IngestRequest, IngestResponse, Queue};
+use smartlead::metrics::Metrics;
+
+pub type AwsIngest = Ingest<SqsQueue, S3Blobs>;
+
+/// Builds the service once at cold start: configuration, secret, SDK clients.
+pub async fn from_env() -> Result<AwsIngest, smartlead::aws::ConfigError> {
+    let sdk = smartlead::aws::sdk_config().await;
+    let config = smartlead::aws::ingest_config(&sdk).await?;
+    let queue = SqsQueue {
+        client: smartlead::aws_sdk_sqs::Client::new(&sdk),
+        queue_url: smartlead::aws::env_required("QUEUE_URL")?,
+    };
+    let blobs = std::env::var("CLAIM_CHECK_BUCKET")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .map(|bucket| S3Blobs {
+            client: smartlead::aws::s3_client(&sdk),
+            bucket,
+        });
+    Ok(Ingest {
+        config,
+        queue,
+        blobs,
+        metrics: Metrics::from_env("ingest"),
+    })
+}
+
+/// Answers one HTTP request.
+pub async fn respond<Q: Queue, B: BlobStore>(svc: &Ingest<Q, B>, req: Request) -> Response<Body> {
+    let (request_id, source_ip) = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => (
+            ctx.request_id.clone().unwrap_or_default(),
+            ctx.http.source_ip.clone().unwrap_or_default(),
+        ),
+        _ => (String::new(), String::new()),
+    };
+    let request_id = if request_id.is_empty() {
+        req.lambda_context_ref()
+            .map(|c| c.request_id.clone())
+            .unwrap_or_default()
+    } else {
+        request_id
+    };
+    let query_token = req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("token"))
+        .map(str::to_owned);
+    let signature = req
+        .headers()
+        .get("x-smartlead-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // lambda_http has already undone API Gateway's base64 encoding (isBase64Encoded).
+    let body: &[u8] = match req.body() {
+        Body::Empty => &[],
+        Body::Text(s) => s.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    };
+    let out = svc
+        .handle(IngestRequest {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            query_token: query_token.as_deref(),
+            signature: signature.as_deref(),
+            body,
+            request_id: &request_id,
+            source_ip: &source_ip,
+        })
+        .await;
+    to_http(out)
+}
+
+fn to_http(out: IngestResponse) -> Response<Body> {
+    let mut b = Response::builder().status(out.status);
+    for (k, v) in out.headers {
+        b = b.header(k, v);
+    }
+    b.body(Body::Text(out.body)).unwrap_or_else(|_| {
+        let mut r = Response::new(Body::Text(r#"{"error":"internal error"}"#.into()));
+        *r.status_mut() = lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+}

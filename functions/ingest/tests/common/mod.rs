@@ -1,0 +1,80 @@
+#![allow(dead_code)]
+use lambda_http::Request;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub const TOKEN: &str = "local-dev-secret";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every events/api fixture: stem -> API Gateway 2.0 request JSON.
+pub fn api_fixtures() -> BTreeMap<String, Value> {
+    let dir = repo_root().join("events/api");
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(&dir).expect("events/api") {
+        let p = e.expect("entry").path();
+        let stem = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("name")
+            .to_owned();
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
+        out.insert(stem, v);
+    }
+    assert!(out.len() >= 19);
+    out
+}
+
+pub fn api_fixture(name: &str) -> Value {
+    api_fixtures()
+        .remove(name)
+        .unwrap_or_else(|| panic!("no events/api/{name}.json"))
+}
+
+pub fn to_request(v: &Value) -> Request {
+    lambda_http::request::from_str(&v.to_string()).expect("valid API Gateway 2.0 event")
+}
+
+/// Changes the request's path (rawPath and requestContext.http.path).
+pub fn set_path(v: &mut Value, path: &str) {
+    v["rawPath"] = path.into();
+    v["requestContext"]["http"]["path"] = path.into();
+}
+
+pub fn set_method(v: &mut Value, m: &str) {
+    v["requestContext"]["http"]["method"] = m.into();
+}
+
+/// Drops the `?token=` query parameter.
+pub fn without_token(v: &mut Value) {
+    v["rawQueryString"] = "".into();
+    v.as_object_mut()
+        .expect("object")
+        .remove("queryStringParameters");
+}
+
+pub fn set_token(v: &mut Value, token: &str) {
+    v["rawQueryString"] = format!("token={token}").into();
+    v["queryStringParameters"] = serde_json::json!({ "token": token });
+}
+
+pub fn set_body(v: &mut Value, body: &str) {
+    v["body"] = body.into();
+    v["isBase64Encoded"] = false.into();
+}
+
+pub fn set_binary_body(v: &mut Value, body: &[u8]) {
+    use base64::Engine;
+    v["body"] = base64::engine::general_purpose::STANDARD
+        .encode(body)
+        .into();
+    v["isBase64Encoded"] = true.into();
+}
+
+pub fn body_of(v: &Value) -> String {
+    v["body"].as_str().expect("text body").to_owned()
+}

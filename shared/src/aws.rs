@@ -1,0 +1,197 @@
+//! AWS adapters: the SDK clients behind the narrow traits of [`crate::ingest`]
+//! and [`crate::consumer`], and configuration read once at cold start.
+//!
+//! Endpoints follow the SDK's own `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`
+//! variables, which is how the local stack points the functions at DynamoDB
+//! Local and moto.
+
+use crate::ingest::{BlobStore, Queue, QueueError};
+use crate::message::OutgoingMessage;
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_sqs::types::MessageAttributeValue;
+use std::time::Duration;
+
+/// Configuration problems found at cold start. Permanent: the function
+/// cannot serve until the deployment is fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("could not read the webhook secret from SSM parameter {name}: {reason}")]
+    Secret { name: String, reason: String },
+}
+
+pub fn env_required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+pub fn env_parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            })
+        }
+        _ => Ok(default),
+    }
+}
+
+/// SDK configuration with timeouts well inside SmartLead's ~30 s wait:
+/// connect 2 s, each attempt 3 s, the whole call (with retries) 8 s.
+pub async fn sdk_config() -> SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(8))
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+/// S3 client; path-style addressing when `S3_FORCE_PATH_STYLE=true` (moto).
+pub fn s3_client(cfg: &SdkConfig) -> aws_sdk_s3::Client {
+    let path_style = std::env::var("S3_FORCE_PATH_STYLE").is_ok_and(|v| v == "true" || v == "1");
+    let conf = aws_sdk_s3::config::Builder::from(cfg)
+        .force_path_style(path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The webhook secret: `WEBHOOK_SECRET` (local runs) or the SSM SecureString
+/// named by `WEBHOOK_SECRET_PARAM` (deployed), read once.
+pub async fn load_secret(cfg: &SdkConfig) -> Result<crate::ingest::Secret, ConfigError> {
+    if let Ok(s) = std::env::var("WEBHOOK_SECRET") {
+        return crate::ingest::Secret::new(&s).ok_or(ConfigError::Invalid {
+            name: "WEBHOOK_SECRET",
+            reason: "must not be blank".into(),
+        });
+    }
+    let name = env_required("WEBHOOK_SECRET_PARAM")?;
+    let ssm = aws_sdk_ssm::Client::new(cfg);
+    let out = ssm
+        .get_parameter()
+        .name(&name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| ConfigError::Secret {
+            name: name.clone(),
+            reason: aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
+        })?;
+    let value = out.parameter().and_then(|p| p.value()).unwrap_or_default();
+    crate::ingest::Secret::new(value).ok_or(ConfigError::Secret {
+        name,
+        reason: "the parameter is blank".into(),
+    })
+}
+
+/// The ingest function's configuration from its environment.
+pub async fn ingest_config(cfg: &SdkConfig) -> Result<crate::ingest::IngestConfig, ConfigError> {
+    use crate::ingest::*;
+    let auth = match std::env::var("AUTH_METHODS") {
+        Ok(v) if !v.trim().is_empty() => {
+            AuthMethods::parse(&v).map_err(|reason| ConfigError::Invalid {
+                name: "AUTH_METHODS",
+                reason,
+            })?
+        }
+        _ => AuthMethods::default(),
+    };
+    Ok(IngestConfig {
+        webhook_path: std::env::var("WEBHOOK_PATH")
+            .unwrap_or_else(|_| DEFAULT_WEBHOOK_PATH.to_owned()),
+        secret: load_secret(cfg).await?,
+        auth,
+        max_body_bytes: env_parse("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
+        max_inline_bytes: env_parse("MAX_INLINE_BYTES", crate::message::DEFAULT_MAX_INLINE_BYTES)?,
+    })
+}
+
+/// SQS behind [`Queue`].
+pub struct SqsQueue {
+    pub client: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, msg: OutgoingMessage) -> Result<String, QueueError> {
+        let mut req = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(msg.body);
+        for (name, value) in msg.attributes {
+            let v = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| QueueError::Send(e.to_string()))?;
+            req = req.message_attributes(name, v);
+        }
+        let out = req.send().await.map_err(|e| {
+            QueueError::Send(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+        })?;
+        out.message_id()
+            .map(str::to_owned)
+            .ok_or_else(|| QueueError::Send("SQS answered without a message id".into()))
+    }
+}
+
+/// S3 behind [`BlobStore`], for claim-checked bodies.
+pub struct S3Blobs {
+    pub client: aws_sdk_s3::Client,
+    pub bucket: String,
+}
+
+#[async_trait]
+impl BlobStore for S3Blobs {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+    async fn put(&self, key: &str, body: &[u8]) -> Result<(), QueueError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError::Upload(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))
+    }
+}
+
+/// SDK configuration for a local stand-in at `endpoint` (moto, DynamoDB
+/// Local): fixed test credentials, region us-east-1, the same timeouts.
+pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(10))
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .test_credentials()
+        .timeout_config(timeouts)
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .load()
+        .await
+}

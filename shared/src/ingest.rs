@@ -1,0 +1,461 @@
+//! The webhook front door: authenticate, check the minimum, queue the raw
+//! body, answer. HTTP framing stays in the ingest function; this module sees
+//! a plain [`IngestRequest`] and returns an [`IngestResponse`].
+//!
+//! | situation | status | body |
+//! |---|---|---|
+//! | queued (SQS accepted it) | 200 | `{"status":"received","id":"<sqs message id>"}` |
+//! | path is not the webhook path | 404 | `{"error":"not found"}` |
+//! | method is not POST | 405 (+ `Allow: POST`) | `{"error":"method not allowed"}` |
+//! | body over the hard cap (default 6 MB) | 413 | `{"error":"payload too large"}` |
+//! | no valid secret by any enabled method | 401 | `{"error":"unauthorized"}` |
+//! | body not UTF-8 / not JSON / not an object / no event type | 400 | `{"error":"<short reason>"}` |
+//! | SQS or S3 failed or timed out | 503 (+ `Retry-After`) | `{"error":"temporarily unavailable, please retry"}` |
+//!
+//! A 4xx tells SmartLead not to retry; a 503 tells it to send again. The
+//! function answers 200 only after SQS has the message.
+
+use crate::event::{probe, EventError, EventType};
+use crate::message::{
+    attr, sha256_hex, ClaimCheck, ClaimCheckMessage, OutgoingMessage, LOCATION_INLINE, LOCATION_S3,
+};
+use crate::metrics::{Metrics, Unit};
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+use subtle::ConstantTimeEq;
+
+/// Default hard cap on a webhook body: Lambda's synchronous request limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+pub const DEFAULT_WEBHOOK_PATH: &str = "/webhooks/smartlead";
+
+/// Failure to hand a message to the queue or a body to the blob store.
+/// Always retryable from SmartLead's point of view: the answer is 503.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue send failed: {0}")]
+    Send(String),
+    #[error("claim-check upload failed: {0}")]
+    Upload(String),
+}
+
+/// Sends a message; returns the queue's message id once it is stored.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn send(&self, msg: OutgoingMessage) -> Result<String, QueueError>;
+}
+
+/// Stores a raw body too large for the queue.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    fn bucket(&self) -> &str;
+    async fn put(&self, key: &str, body: &[u8]) -> Result<(), QueueError>;
+}
+
+/// The secret a webhook must carry, held as its SHA-256 so comparisons are
+/// constant-time and independent of length.
+#[derive(Clone)]
+pub struct Secret {
+    raw: Vec<u8>,
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// `None` for an empty or blank secret: the pipeline refuses to run without one.
+    pub fn new(s: &str) -> Option<Secret> {
+        let s = s.trim();
+        (!s.is_empty()).then(|| Secret {
+            raw: s.as_bytes().to_vec(),
+            digest: Sha256::digest(s.as_bytes()).into(),
+        })
+    }
+
+    pub fn matches(&self, candidate: &str) -> bool {
+        let d: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
+        bool::from(d.ct_eq(&self.digest))
+    }
+
+    /// Checks `sha256=<hex>` against HMAC-SHA256(secret, body).
+    pub fn matches_signature(&self, header: &str, body: &[u8]) -> bool {
+        let hex_sig = header.trim();
+        let hex_sig = hex_sig.strip_prefix("sha256=").unwrap_or(hex_sig);
+        let Ok(sig) = hex::decode(hex_sig) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.raw) else {
+            return false;
+        };
+        mac.update(body);
+        mac.verify_slice(&sig).is_ok()
+    }
+
+    /// `sha256=<hex>` for `body` (for tests and clients).
+    pub fn sign(&self, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.raw).expect("HMAC takes any key length");
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// Which ways of presenting the secret are accepted (any one suffices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthMethods {
+    /// `/webhooks/smartlead/<token>`
+    pub path: bool,
+    /// `?token=<token>`
+    pub query: bool,
+    /// the `secret_key` field SmartLead puts in the body
+    pub body: bool,
+    /// `X-Smartlead-Signature: sha256=<hex HMAC-SHA256 of the raw body>`
+    pub signature: bool,
+}
+
+impl Default for AuthMethods {
+    fn default() -> Self {
+        AuthMethods {
+            path: true,
+            query: true,
+            body: true,
+            signature: true,
+        }
+    }
+}
+
+impl AuthMethods {
+    /// Parses `path,query,body,signature` (any subset, comma-separated).
+    pub fn parse(s: &str) -> Result<AuthMethods, String> {
+        let mut m = AuthMethods {
+            path: false,
+            query: false,
+            body: false,
+            signature: false,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "path" => m.path = true,
+                "query" => m.query = true,
+                "body" => m.body = true,
+                "signature" => m.signature = true,
+                other => {
+                    return Err(format!(
+                        "unknown auth method `{other}` (use path, query, body, signature)"
+                    ))
+                }
+            }
+        }
+        if !(m.path || m.query || m.body || m.signature) {
+            return Err("at least one auth method must be enabled".into());
+        }
+        Ok(m)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// The webhook route, e.g. `/webhooks/smartlead`.
+    pub webhook_path: String,
+    pub secret: Secret,
+    pub auth: AuthMethods,
+    /// Hard cap; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Largest message body sent inline; larger ones go by claim check.
+    pub max_inline_bytes: usize,
+}
+
+/// What the HTTP layer extracted from a request.
+#[derive(Debug, Clone)]
+pub struct IngestRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query_token: Option<&'a str>,
+    pub signature: Option<&'a str>,
+    /// The body as received, after any base64 transfer encoding was undone.
+    pub body: &'a [u8],
+    pub request_id: &'a str,
+    pub source_ip: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestResponse {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(&'static str, &'static str)>,
+}
+
+impl IngestResponse {
+    fn error(status: u16, msg: &str) -> IngestResponse {
+        IngestResponse {
+            status,
+            body: serde_json::json!({ "error": msg }).to_string(),
+            headers: vec![("content-type", "application/json")],
+        }
+    }
+}
+
+/// Why a request was turned away (metric dimension `Reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    NotFound,
+    MethodNotAllowed,
+    TooLarge,
+    Unauthorized,
+    InvalidUtf8,
+    Invalid(&'static str),
+}
+
+impl Rejection {
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed => "method_not_allowed",
+            Rejection::TooLarge => "payload_too_large",
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::InvalidUtf8 => "invalid_utf8",
+            Rejection::Invalid(code) => code,
+        }
+    }
+}
+
+/// The ingest service: configuration plus the queue and blob store, built
+/// once at cold start.
+pub struct Ingest<Q, B> {
+    pub config: IngestConfig,
+    pub queue: Q,
+    pub blobs: Option<B>,
+    pub metrics: Metrics,
+}
+
+enum Route<'a> {
+    Webhook { path_token: Option<&'a str> },
+    Other,
+}
+
+impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
+    fn route<'a>(&self, path: &'a str) -> Route<'a> {
+        let base = self.config.webhook_path.trim_end_matches('/');
+        let p = path.trim_end_matches('/');
+        if p == base {
+            return Route::Webhook { path_token: None };
+        }
+        match p.strip_prefix(base).and_then(|rest| rest.strip_prefix('/')) {
+            Some(token) if !token.is_empty() && !token.contains('/') => Route::Webhook {
+                path_token: Some(token),
+            },
+            _ => Route::Other,
+        }
+    }
+
+    fn reject(
+        &self,
+        r: Rejection,
+        event_type: Option<&EventType>,
+        request_id: &str,
+    ) -> IngestResponse {
+        let (status, msg): (u16, String) = match r {
+            Rejection::NotFound => (404, "not found".into()),
+            Rejection::MethodNotAllowed => (405, "method not allowed".into()),
+            Rejection::TooLarge => (413, "payload too large".into()),
+            Rejection::Unauthorized => (401, "unauthorized".into()),
+            Rejection::InvalidUtf8 => (400, "body is not valid UTF-8".into()),
+            Rejection::Invalid(_) => unreachable!("invalid bodies carry their own message"),
+        };
+        self.rejected(r, status, &msg, event_type, request_id)
+    }
+
+    fn rejected(
+        &self,
+        r: Rejection,
+        status: u16,
+        msg: &str,
+        event_type: Option<&EventType>,
+        request_id: &str,
+    ) -> IngestResponse {
+        let et = event_type.map(EventType::metric_name).unwrap_or("NONE");
+        tracing::warn!(
+            request_id,
+            status,
+            reason = r.code(),
+            event_type = et,
+            outcome = "rejected",
+            "webhook rejected"
+        );
+        self.metrics.count("Rejected", &[("Reason", r.code())]);
+        let mut resp = IngestResponse::error(status, msg);
+        if status == 405 {
+            resp.headers.push(("allow", "POST"));
+        }
+        resp
+    }
+
+    fn authorized_without_body(&self, req: &IngestRequest<'_>, path_token: Option<&str>) -> bool {
+        let a = self.config.auth;
+        let s = &self.config.secret;
+        (a.path && path_token.is_some_and(|t| s.matches(t)))
+            || (a.query && req.query_token.is_some_and(|t| s.matches(t)))
+            || (a.signature
+                && req
+                    .signature
+                    .is_some_and(|h| s.matches_signature(h, req.body)))
+    }
+
+    pub async fn handle(&self, req: IngestRequest<'_>) -> IngestResponse {
+        let started = Instant::now();
+        let path_token = match self.route(req.path) {
+            Route::Webhook { path_token } => path_token,
+            Route::Other => return self.reject(Rejection::NotFound, None, req.request_id),
+        };
+        if !req.method.eq_ignore_ascii_case("POST") {
+            return self.reject(Rejection::MethodNotAllowed, None, req.request_id);
+        }
+        if req.body.len() > self.config.max_body_bytes {
+            return self.reject(Rejection::TooLarge, None, req.request_id);
+        }
+        let pre_authorized = self.authorized_without_body(&req, path_token);
+        // Until the caller is known, a bad body gets the same 401 as a bad secret.
+        let text = match std::str::from_utf8(req.body) {
+            Ok(t) => t,
+            Err(_) if pre_authorized => {
+                return self.reject(Rejection::InvalidUtf8, None, req.request_id)
+            }
+            Err(_) => return self.reject(Rejection::Unauthorized, None, req.request_id),
+        };
+        let probe = match probe(req.body) {
+            Ok(p) => p,
+            Err(e) if pre_authorized => return self.invalid(&e, req.request_id),
+            Err(_) => return self.reject(Rejection::Unauthorized, None, req.request_id),
+        };
+        if !pre_authorized {
+            let ok = self.config.auth.body
+                && probe
+                    .secret_key
+                    .as_deref()
+                    .is_some_and(|k| self.config.secret.matches(k));
+            if !ok {
+                return self.reject(
+                    Rejection::Unauthorized,
+                    Some(&probe.event_type),
+                    req.request_id,
+                );
+            }
+        }
+        let et = probe.event_type;
+        self.metrics
+            .count("Received", &[("EventType", et.metric_name())]);
+        match self.enqueue(&req, text, &et).await {
+            Ok((id, location)) => {
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::info!(
+                    request_id = req.request_id,
+                    event_type = et.as_str(),
+                    message_id = %id,
+                    body_location = location,
+                    bytes = req.body.len(),
+                    outcome = "queued",
+                    "webhook queued"
+                );
+                self.metrics.emit(
+                    &[("EventType", et.metric_name())],
+                    &[
+                        ("Queued", 1.0, Unit::Count),
+                        ("IngestLatency", ms, Unit::Milliseconds),
+                    ],
+                );
+                IngestResponse {
+                    status: 200,
+                    body: serde_json::json!({ "status": "received", "id": id }).to_string(),
+                    headers: vec![("content-type", "application/json")],
+                }
+            }
+            Err(e) => {
+                tracing::error!(request_id = req.request_id, event_type = et.as_str(), error = %e, outcome = "unavailable", "webhook not queued; answering 503 so SmartLead retries");
+                self.metrics
+                    .count("QueueFailures", &[("EventType", et.metric_name())]);
+                let mut resp = IngestResponse::error(503, "temporarily unavailable, please retry");
+                resp.headers.push(("retry-after", "5"));
+                resp
+            }
+        }
+    }
+
+    fn invalid(&self, e: &EventError, request_id: &str) -> IngestResponse {
+        let msg = match e {
+            EventError::NotJson(_) => "body is not valid JSON".to_owned(),
+            other => other.to_string(),
+        };
+        self.rejected(Rejection::Invalid(e.code()), 400, &msg, None, request_id)
+    }
+
+    async fn enqueue(
+        &self,
+        req: &IngestRequest<'_>,
+        text: &str,
+        et: &EventType,
+    ) -> Result<(String, &'static str), QueueError> {
+        let sha = sha256_hex(req.body);
+        let received_at = crate::time::EventTime::now().to_string();
+        let mut attributes = vec![
+            (attr::EVENT_TYPE, attr_value(et.as_str())),
+            (attr::RECEIVED_AT, received_at),
+            (attr::REQUEST_ID, attr_value(req.request_id)),
+            (attr::BODY_SHA256, sha.clone()),
+            (attr::SOURCE_IP, attr_value(req.source_ip)),
+        ];
+        let attr_bytes: usize = attributes.iter().map(|(k, v)| k.len() + v.len() + 16).sum();
+        let inline = text.len() + attr_bytes <= self.config.max_inline_bytes
+            && crate::message::sqs_accepts(text);
+        if inline {
+            attributes.push((attr::BODY_LOCATION, LOCATION_INLINE.to_owned()));
+            let id = self
+                .queue
+                .send(OutgoingMessage {
+                    body: text.to_owned(),
+                    attributes,
+                })
+                .await?;
+            return Ok((id, LOCATION_INLINE));
+        }
+        let Some(blobs) = &self.blobs else {
+            return Err(QueueError::Upload(
+                "body too large for the queue and no claim-check bucket is configured".into(),
+            ));
+        };
+        let day = &attributes[1].1[..10];
+        let key = format!("raw/{day}/{sha}.json");
+        blobs.put(&key, req.body).await?;
+        let pointer = ClaimCheckMessage {
+            claim_check: ClaimCheck {
+                bucket: blobs.bucket().to_owned(),
+                key,
+                size: req.body.len() as u64,
+                sha256: sha,
+            },
+        };
+        let body = serde_json::to_string(&pointer).map_err(|e| QueueError::Send(e.to_string()))?;
+        attributes.push((attr::BODY_LOCATION, LOCATION_S3.to_owned()));
+        let id = self
+            .queue
+            .send(OutgoingMessage { body, attributes })
+            .await?;
+        Ok((id, LOCATION_S3))
+    }
+}
+
+/// Attribute values must be non-empty, SQS-safe and short.
+fn attr_value(s: &str) -> String {
+    let mut v: String = s
+        .chars()
+        .filter(|c| crate::message::sqs_accepts(c.encode_utf8(&mut [0; 4])))
+        .take(256)
+        .collect();
+    if v.trim().is_empty() {
+        v = "-".into();
+    }
+    v
+}

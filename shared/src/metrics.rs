@@ -1,0 +1,137 @@
+//! CloudWatch metrics in Embedded Metric Format: one JSON line on stdout per
+//! record, which CloudWatch Logs turns into metrics with no API call.
+//!
+//! A few lines of our own rather than a crate: the format is a fixed,
+//! documented envelope, and the hot path wants one `write` with no
+//! allocation beyond the line itself.
+
+use serde_json::{json, Map, Value};
+use std::io::Write;
+
+pub const DEFAULT_NAMESPACE: &str = "SmartleadWebhooks";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+    Bytes,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::Bytes => "Bytes",
+        }
+    }
+}
+
+/// Where metric lines go. Disabled in unit tests and benchmarks.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    namespace: String,
+    function: String,
+    enabled: bool,
+}
+
+impl Metrics {
+    pub fn new(namespace: impl Into<String>, function: impl Into<String>) -> Metrics {
+        Metrics {
+            namespace: namespace.into(),
+            function: function.into(),
+            enabled: true,
+        }
+    }
+
+    pub fn disabled() -> Metrics {
+        Metrics {
+            namespace: String::new(),
+            function: String::new(),
+            enabled: false,
+        }
+    }
+
+    /// `METRICS_NAMESPACE` (default `SmartleadWebhooks`); `METRICS_DISABLED=1` turns them off.
+    pub fn from_env(function: &str) -> Metrics {
+        if std::env::var("METRICS_DISABLED").is_ok_and(|v| v == "1" || v == "true") {
+            return Metrics::disabled();
+        }
+        let ns =
+            std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.to_owned());
+        Metrics::new(ns, function)
+    }
+
+    /// The EMF document for one record: `Function` plus `dims` as dimensions.
+    pub fn document(
+        &self,
+        dims: &[(&str, &str)],
+        values: &[(&str, f64, Unit)],
+        now_ms: i64,
+    ) -> Value {
+        let mut doc = Map::new();
+        let mut dim_names = vec![Value::String("Function".into())];
+        doc.insert("Function".into(), Value::String(self.function.clone()));
+        for (k, v) in dims {
+            dim_names.push(Value::String((*k).into()));
+            doc.insert((*k).into(), Value::String((*v).into()));
+        }
+        let defs: Vec<Value> = values
+            .iter()
+            .map(|(name, _, unit)| json!({ "Name": name, "Unit": unit.as_str() }))
+            .collect();
+        for (name, value, _) in values {
+            doc.insert((*name).into(), json!(value));
+        }
+        doc.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": now_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [dim_names],
+                    "Metrics": defs,
+                }]
+            }),
+        );
+        Value::Object(doc)
+    }
+
+    pub fn emit(&self, dims: &[(&str, &str)], values: &[(&str, f64, Unit)]) {
+        if !self.enabled {
+            return;
+        }
+        let doc = self.document(dims, values, chrono::Utc::now().timestamp_millis());
+        let mut line = doc.to_string();
+        line.push('\n');
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+
+    /// Shorthand for one counter.
+    pub fn count(&self, name: &str, dims: &[(&str, &str)]) {
+        self.emit(dims, &[(name, 1.0, Unit::Count)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_is_valid_emf() {
+        let m = Metrics::new("Ns", "ingest");
+        let d = m.document(
+            &[("EventType", "EMAIL_OPEN")],
+            &[("Queued", 1.0, Unit::Count)],
+            42,
+        );
+        assert_eq!(d["Function"], "ingest");
+        assert_eq!(d["EventType"], "EMAIL_OPEN");
+        assert_eq!(d["Queued"], 1.0);
+        let cw = &d["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(cw["Namespace"], "Ns");
+        assert_eq!(cw["Dimensions"][0], json!(["Function", "EventType"]));
+        assert_eq!(cw["Metrics"][0], json!({"Name": "Queued", "Unit": "Count"}));
+        assert_eq!(d["_aws"]["Timestamp"], 42);
+    }
+}
