@@ -195,3 +195,32 @@ pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
         .load()
         .await
 }
+
+/// The consumer function's service from its environment: `TABLE_NAME`,
+/// `DEDUP_TTL_DAYS` (default 7), `SCORE_WEIGHTS`, `CONCURRENCY` (default 10).
+pub async fn consumer_from_env(
+    cfg: &SdkConfig,
+) -> Result<crate::consumer::Consumer<crate::store::DynamoStore, aws_sdk_s3::Client>, ConfigError> {
+    let mut store = crate::store::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(cfg),
+        env_required("TABLE_NAME")?,
+    );
+    let days: u64 = env_parse("DEDUP_TTL_DAYS", crate::store::DEFAULT_DEDUP_TTL_DAYS)?;
+    store.dedup_ttl = Duration::from_secs(days * 86_400);
+    let weights = match std::env::var("SCORE_WEIGHTS") {
+        Ok(v) if !v.trim().is_empty() => {
+            crate::plan::ScoreWeights::parse(&v).map_err(|reason| ConfigError::Invalid {
+                name: "SCORE_WEIGHTS",
+                reason,
+            })?
+        }
+        _ => crate::plan::ScoreWeights::default(),
+    };
+    Ok(crate::consumer::Consumer {
+        store,
+        blobs: Some(s3_client(cfg)),
+        weights,
+        concurrency: env_parse("CONCURRENCY", crate::consumer::DEFAULT_CONCURRENCY)?,
+        metrics: crate::metrics::Metrics::from_env("consumer"),
+    })
+}

@@ -17,8 +17,11 @@ pub use event::{EventData, EventError, EventType, Normalized, SmartleadEvent};
 pub use key::DedupKey;
 
 pub mod aws;
+pub mod consumer;
 pub mod ingest;
 pub mod metrics;
+pub mod plan;
+pub mod store;
 
 // Re-exported so the function crates use the same SDK versions.
 pub use aws_sdk_dynamodb;

@@ -1,1 +1,18 @@
-fn main() {}
+//! ConsumerFunction: SQS batches in, exactly-once state in DynamoDB, failed
+//! record ids out (`ReportBatchItemFailures`). All logic lives in the
+//! `smartlead` library.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = smartlead::aws::sdk_config().await;
+    let consumer = Box::leak(Box::new(smartlead::aws::consumer_from_env(&sdk).await?));
+    let consumer = &*consumer;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(consumer.handle_batch(event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,591 @@
+//! The DynamoDB state store: applies a [`Plan`] exactly once.
+//!
+//! One `TransactWriteItems` holds the event's dedup marker (a `Put` with
+//! `attribute_not_exists(pk)`, expiring by TTL) and every state update of the
+//! plan. Either all of it commits or none does, so a crash between any two
+//! writes cannot double-apply or lose an event, and a redelivered event
+//! finds its marker and stops there ("already done" is an outcome, not an
+//! error).
+//!
+//! Registers (see [`crate::plan`]) add a condition to their item: "this
+//! event is the newest". When DynamoDB cancels the transaction, its
+//! cancellation reasons say which item's condition failed; that item moves
+//! to its next stage (newest → oldest → neither) and the transaction is
+//! sent again. Transaction conflicts and throttling are retried with
+//! backoff; what still fails is a retryable error for SQS to redeliver.
+
+use crate::plan::{ItemUpdate, Plan, Val};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem, Update,
+};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Attribute DynamoDB's TTL deletes items by (epoch seconds).
+pub const TTL_ATTR: &str = "expires_at";
+pub const DEFAULT_DEDUP_TTL_DAYS: u64 = 7;
+pub const REJECTED_TTL_DAYS: u64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Worth retrying: throttling, timeouts, conflicts, service errors.
+    #[error("transient store error: {0}")]
+    Transient(String),
+    /// Retrying cannot help (a malformed request).
+    #[error("permanent store error: {0}")]
+    Permanent(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplyOutcome {
+    /// State changed; `write_units` as DynamoDB reported (when it did).
+    Applied { transactions: u32, write_units: f64 },
+    /// The dedup marker was already there: nothing changed.
+    Duplicate,
+}
+
+/// A rejected event: kept with its raw body, acknowledged, counted.
+#[derive(Debug, Clone)]
+pub struct Rejected<'a> {
+    pub message_id: &'a str,
+    pub reason: &'a str,
+    pub detail: &'a str,
+    pub raw: &'a str,
+    pub received_at: &'a str,
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn apply(&self, plan: &Plan, message_id: &str) -> Result<ApplyOutcome, StoreError>;
+    async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError>;
+}
+
+/// Lets tests fail chosen DynamoDB calls, before they are sent or after
+/// they succeeded (the "committed, but the answer was lost" case).
+pub trait FaultInjector: Send + Sync {
+    fn before_call(&self) -> Result<(), StoreError>;
+    fn after_call(&self) -> Result<(), StoreError>;
+}
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+    pub dedup_ttl: Duration,
+    pub faults: Option<Arc<dyn FaultInjector>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Latest,
+    Earliest,
+    Plain,
+}
+
+fn first_stage(u: &ItemUpdate) -> Stage {
+    if u.latest.is_some() {
+        Stage::Latest
+    } else if u.earliest.is_some() {
+        Stage::Earliest
+    } else {
+        Stage::Plain
+    }
+}
+
+fn next_stage(u: &ItemUpdate, s: Stage) -> Stage {
+    match s {
+        Stage::Latest if u.earliest.is_some() => Stage::Earliest,
+        _ => Stage::Plain,
+    }
+}
+
+/// JSON -> DynamoDB attribute (maps and lists kept as such).
+pub fn json_to_attr(v: &Value) -> AttributeValue {
+    match v {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Array(a) => AttributeValue::L(a.iter().map(json_to_attr).collect()),
+        Value::Object(m) => AttributeValue::M(
+            m.iter()
+                .map(|(k, v)| (k.clone(), json_to_attr(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// DynamoDB attribute -> JSON (sets become sorted arrays).
+pub fn attr_to_json(a: &AttributeValue) -> Value {
+    match a {
+        AttributeValue::S(s) => Value::String(s.clone()),
+        AttributeValue::N(n) => n
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| n.parse::<f64>().map(Value::from))
+            .unwrap_or_else(|_| Value::String(n.clone())),
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::L(l) => Value::Array(l.iter().map(attr_to_json).collect()),
+        AttributeValue::M(m) => {
+            let sorted: std::collections::BTreeMap<_, _> = m.iter().collect();
+            Value::Object(
+                sorted
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), attr_to_json(v)))
+                    .collect(),
+            )
+        }
+        AttributeValue::Ss(s) => {
+            let mut s = s.clone();
+            s.sort();
+            Value::from(s)
+        }
+        AttributeValue::Ns(ns) => {
+            let mut v: Vec<f64> = ns.iter().filter_map(|n| n.parse().ok()).collect();
+            v.sort_by(f64::total_cmp);
+            Value::Array(
+                v.into_iter()
+                    .map(|f| {
+                        if f.fract() == 0.0 {
+                            Value::from(f as i64)
+                        } else {
+                            Value::from(f)
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        _ => Value::Null,
+    }
+}
+
+/// An item as JSON (for views and tools).
+pub fn item_to_json(item: &HashMap<String, AttributeValue>) -> Value {
+    attr_to_json(&AttributeValue::M(item.clone()))
+}
+
+fn num(f: f64) -> String {
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{}", f as i64)
+    } else {
+        f.to_string()
+    }
+}
+
+fn to_attr(v: &Val) -> AttributeValue {
+    match v {
+        Val::S(s) => AttributeValue::S(s.clone()),
+        Val::N(n) => AttributeValue::N(num(*n)),
+        Val::Ss(s) => AttributeValue::Ss(s.clone()),
+        Val::Ns(n) => AttributeValue::Ns(n.iter().map(|f| num(*f)).collect()),
+        Val::Json(j) => json_to_attr(j),
+    }
+}
+
+/// Builds an expression with generated placeholders.
+#[derive(Default)]
+struct Expr {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+    set: Vec<String>,
+    add: Vec<String>,
+}
+
+impl Expr {
+    fn name(&mut self, attr: &str) -> String {
+        let n = format!("#n{}", self.names.len());
+        self.names.insert(n.clone(), attr.to_owned());
+        n
+    }
+    fn value(&mut self, v: AttributeValue) -> String {
+        let n = format!(":v{}", self.values.len());
+        self.values.insert(n.clone(), v);
+        n
+    }
+    fn update_expression(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.set.is_empty() {
+            parts.push(format!("SET {}", self.set.join(", ")));
+        }
+        if !self.add.is_empty() {
+            parts.push(format!("ADD {}", self.add.join(", ")));
+        }
+        parts.join(" ")
+    }
+}
+
+fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+fn build_update(
+    table: &str,
+    u: &ItemUpdate,
+    stage: Stage,
+    order: &str,
+) -> Result<Update, StoreError> {
+    let mut e = Expr::default();
+    let order_val = AttributeValue::S(order.to_owned());
+    for (attr, v) in &u.set_once {
+        let n = e.name(attr);
+        let val = e.value(to_attr(v));
+        e.set.push(format!("{n} = if_not_exists({n}, {val})"));
+    }
+    for (attr, v) in &u.add {
+        let n = e.name(attr);
+        let val = e.value(to_attr(v));
+        e.add.push(format!("{n} {val}"));
+    }
+    let mut condition = None;
+    match stage {
+        Stage::Latest => {
+            let reg = u
+                .latest
+                .as_ref()
+                .ok_or_else(|| StoreError::Permanent("latest stage without register".into()))?;
+            let lo = e.name(reg.order_attr);
+            let ov = e.value(order_val.clone());
+            e.set.push(format!("{lo} = {ov}"));
+            for (attr, v) in &reg.fields {
+                let n = e.name(attr);
+                let val = e.value(to_attr(v));
+                e.set.push(format!("{n} = {val}"));
+            }
+            condition = Some(format!("attribute_not_exists({lo}) OR {lo} <= {ov}"));
+            if let Some(early) = &u.earliest {
+                // Newest and no earliest yet means this is also the earliest.
+                let eo = e.name(early.order_attr);
+                e.set.push(format!("{eo} = if_not_exists({eo}, {ov})"));
+                for (attr, v) in &early.fields {
+                    let n = e.name(attr);
+                    let val = e.value(to_attr(v));
+                    e.set.push(format!("{n} = if_not_exists({n}, {val})"));
+                }
+            }
+        }
+        Stage::Earliest => {
+            let reg = u
+                .earliest
+                .as_ref()
+                .ok_or_else(|| StoreError::Permanent("earliest stage without register".into()))?;
+            let eo = e.name(reg.order_attr);
+            let ov = e.value(order_val);
+            e.set.push(format!("{eo} = {ov}"));
+            for (attr, v) in &reg.fields {
+                let n = e.name(attr);
+                let val = e.value(to_attr(v));
+                e.set.push(format!("{n} = {val}"));
+            }
+            condition = Some(format!("attribute_not_exists({eo}) OR {eo} > {ov}"));
+        }
+        Stage::Plain => {}
+    }
+    Update::builder()
+        .table_name(table)
+        .set_key(Some(key(&u.pk, &u.sk)))
+        .update_expression(e.update_expression())
+        .set_condition_expression(condition)
+        .set_expression_attribute_names(Some(e.names))
+        .set_expression_attribute_values(Some(e.values))
+        .build()
+        .map_err(|err| StoreError::Permanent(err.to_string()))
+}
+
+const MAX_TRANSIENT_RETRIES: u32 = 4;
+
+fn backoff(attempt: u32) -> Duration {
+    // 25, 50, 100, 200 ms with up to 50% jitter.
+    let base = 25u64 << attempt.min(6);
+    let jitter = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0) as u64)
+        % (base / 2 + 1);
+    Duration::from_millis(base + jitter)
+}
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> DynamoStore {
+        DynamoStore {
+            client,
+            table: table.into(),
+            dedup_ttl: Duration::from_secs(DEFAULT_DEDUP_TTL_DAYS * 86_400),
+            faults: None,
+        }
+    }
+
+    fn before(&self) -> Result<(), StoreError> {
+        self.faults.as_ref().map_or(Ok(()), |f| f.before_call())
+    }
+    fn after(&self) -> Result<(), StoreError> {
+        self.faults.as_ref().map_or(Ok(()), |f| f.after_call())
+    }
+
+    fn marker(&self, plan: &Plan, message_id: &str) -> Result<Put, StoreError> {
+        let now = chrono::Utc::now();
+        let expires = now.timestamp() + self.dedup_ttl.as_secs() as i64;
+        let mut item = key(&format!("EVENT#{}", plan.key), "EVENT");
+        item.insert(
+            "event_type".into(),
+            AttributeValue::S(plan.event_type.as_str().to_owned()),
+        );
+        item.insert(
+            "event_time".into(),
+            AttributeValue::S(plan.event_time.to_string()),
+        );
+        item.insert(
+            "processed_at".into(),
+            AttributeValue::S(crate::time::EventTime::now().to_string()),
+        );
+        item.insert(
+            "message_id".into(),
+            AttributeValue::S(message_id.to_owned()),
+        );
+        item.insert(TTL_ATTR.into(), AttributeValue::N(expires.to_string()));
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Permanent(e.to_string()))
+    }
+
+    /// Every item of a partition (a lead's full state is one `Query`).
+    pub async fn partition(
+        &self,
+        pk: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let r = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| {
+                    StoreError::Transient(
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+                    )
+                })?;
+            out.extend(r.items.unwrap_or_default());
+            start = r.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for DynamoStore {
+    async fn apply(&self, plan: &Plan, message_id: &str) -> Result<ApplyOutcome, StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        let marker = self.marker(plan, message_id)?;
+        let mut stages: Vec<Stage> = plan.items.iter().map(first_stage).collect();
+        let mut transient_attempts = 0;
+        let mut transactions = 0;
+        loop {
+            let mut items = vec![TransactWriteItem::builder().put(marker.clone()).build()];
+            for (u, stage) in plan.items.iter().zip(&stages) {
+                items.push(
+                    TransactWriteItem::builder()
+                        .update(build_update(&self.table, u, *stage, &plan.order)?)
+                        .build(),
+                );
+            }
+            self.before()?;
+            transactions += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    self.after()?;
+                    let write_units = out
+                        .consumed_capacity()
+                        .iter()
+                        .filter_map(|c| c.capacity_units())
+                        .sum();
+                    return Ok(ApplyOutcome::Applied {
+                        transactions,
+                        write_units,
+                    });
+                }
+                Err(err) => {
+                    let service = err.as_service_error();
+                    if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = service
+                    {
+                        let codes: Vec<&str> = tc
+                            .cancellation_reasons()
+                            .iter()
+                            .map(|r| r.code().unwrap_or("None"))
+                            .collect();
+                        if codes.first() == Some(&"ConditionalCheckFailed") {
+                            return Ok(ApplyOutcome::Duplicate);
+                        }
+                        let mut advanced = false;
+                        for (i, code) in codes.iter().enumerate().skip(1) {
+                            if *code == "ConditionalCheckFailed" {
+                                if let (Some(u), Some(s)) =
+                                    (plan.items.get(i - 1), stages.get_mut(i - 1))
+                                {
+                                    let next = next_stage(u, *s);
+                                    advanced |= next != *s;
+                                    *s = next;
+                                }
+                            }
+                        }
+                        if advanced {
+                            continue;
+                        }
+                        let retryable = codes.iter().all(|c| {
+                            matches!(
+                                *c,
+                                "None"
+                                    | "TransactionConflict"
+                                    | "ThrottlingError"
+                                    | "ProvisionedThroughputExceeded"
+                                    | "ConditionalCheckFailed"
+                            )
+                        });
+                        if retryable && transient_attempts < MAX_TRANSIENT_RETRIES {
+                            transient_attempts += 1;
+                            tokio::time::sleep(backoff(transient_attempts)).await;
+                            continue;
+                        }
+                        return Err(StoreError::Transient(format!(
+                            "transaction cancelled: {}",
+                            codes.join(",")
+                        )));
+                    }
+                    let msg = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
+                    let conflict = matches!(
+                        service,
+                        Some(TransactWriteItemsError::TransactionInProgressException(_))
+                    ) || matches!(
+                        service,
+                        Some(TransactWriteItemsError::ProvisionedThroughputExceededException(_))
+                    ) || matches!(
+                        service,
+                        Some(TransactWriteItemsError::ThrottlingException(_))
+                    );
+                    if conflict && transient_attempts < MAX_TRANSIENT_RETRIES {
+                        transient_attempts += 1;
+                        tokio::time::sleep(backoff(transient_attempts)).await;
+                        continue;
+                    }
+                    // Everything else (timeouts, service errors, even validation
+                    // errors) goes back to SQS and, if it keeps failing, on to the
+                    // DLQ: redelivered or parked, never lost.
+                    return Err(StoreError::Transient(msg));
+                }
+            }
+        }
+    }
+
+    async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError> {
+        let expires = chrono::Utc::now().timestamp() + (REJECTED_TTL_DAYS * 86_400) as i64;
+        let raw: String = r.raw.chars().take(crate::plan::MAX_RAW_CHARS).collect();
+        let mut item = key("REJECTED", &format!("{}#{}", r.received_at, r.message_id));
+        item.insert("reason".into(), AttributeValue::S(r.reason.to_owned()));
+        item.insert(
+            "detail".into(),
+            AttributeValue::S(r.detail.chars().take(1000).collect()),
+        );
+        item.insert(
+            "message_id".into(),
+            AttributeValue::S(r.message_id.to_owned()),
+        );
+        item.insert(
+            "received_at".into(),
+            AttributeValue::S(r.received_at.to_owned()),
+        );
+        item.insert(
+            "raw".into(),
+            AttributeValue::S(if raw.is_empty() { "-".into() } else { raw }),
+        );
+        item.insert(TTL_ATTR.into(), AttributeValue::N(expires.to_string()));
+        self.before()?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError::Transient(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?;
+        self.after()
+    }
+}
+
+/// Creates the state table as template.yaml declares it (pk/sk strings,
+/// on-demand) and turns on TTL. For tests and the local stack.
+pub async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::*;
+    let err = |e: String| StoreError::Transient(e);
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| err(e.to_string()))
+    };
+    let ks = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .map_err(|e| err(e.to_string()))
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .key_schema(ks("pk", KeyType::Hash)?)
+        .key_schema(ks("sk", KeyType::Range)?)
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(TTL_ATTR)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        )
+        .send()
+        .await
+        .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,609 @@
+//! The consumer against DynamoDB Local: documented state per fixture,
+//! duplicates, concurrency, fault injection and a model-based test.
+
+mod common;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use common::fixtures;
+use serde_json::{json, Value};
+use smartlead::aws::local_sdk_config;
+use smartlead::consumer::Consumer;
+use smartlead::metrics::Metrics;
+use smartlead::plan::ScoreWeights;
+use smartlead::store::{create_table, item_to_json, DynamoStore, FaultInjector, StoreError};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+fn dynamodb() -> &'static local_aws::Service {
+    static DDB: OnceLock<local_aws::Service> = OnceLock::new();
+    DDB.get_or_init(|| {
+        local_aws::start_dynamodb(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+async fn fresh_store() -> DynamoStore {
+    let cfg = local_sdk_config(&dynamodb().endpoint()).await;
+    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let table = format!(
+        "state-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    create_table(&client, &table).await.expect("create table");
+    DynamoStore::new(client, table)
+}
+
+type TestConsumer = Consumer<DynamoStore, smartlead::aws_sdk_s3::Client>;
+
+fn consumer(store: DynamoStore) -> TestConsumer {
+    Consumer {
+        store,
+        blobs: None,
+        weights: ScoreWeights::default(),
+        concurrency: 10,
+        metrics: Metrics::disabled(),
+    }
+}
+
+fn sqs_fixture(name: &str) -> SqsEvent {
+    serde_json::from_str(&fixtures("sqs")[name]).expect("SQS fixture")
+}
+
+/// The whole table as JSON, keyed by "pk|sk", without bookkeeping that
+/// differs between runs (processing time, message ids, TTL).
+async fn snapshot(store: &DynamoStore) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let r = store
+            .client
+            .scan()
+            .table_name(&store.table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        for item in r.items.unwrap_or_default() {
+            let mut v = item_to_json(&item);
+            let o = v.as_object_mut().expect("object");
+            for k in ["processed_at", "message_id", "expires_at"] {
+                o.remove(k);
+            }
+            let key = format!(
+                "{}|{}",
+                o["pk"].as_str().unwrap(),
+                o["sk"].as_str().unwrap()
+            );
+            out.insert(key, v);
+        }
+        start = r.last_evaluated_key;
+        if start.is_none() {
+            return out;
+        }
+    }
+}
+
+fn get<'a>(snap: &'a BTreeMap<String, Value>, pk: &str, sk: &str) -> &'a Value {
+    snap.get(&format!("{pk}|{sk}")).unwrap_or_else(|| {
+        panic!(
+            "no item {pk}|{sk} in {:#?}",
+            snap.keys().collect::<Vec<_>>()
+        )
+    })
+}
+
+fn failures(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    r.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+const JANE: &str = "LEAD#jane.doe@acme-corp.com";
+
+#[tokio::test]
+async fn every_sqs_fixture_gives_the_documented_state() {
+    // (fixture, pk, sk, expected attributes)
+    let cases: Vec<(&str, &str, &str, Value)> = vec![
+        (
+            "email_sent",
+            JANE,
+            "CAMPAIGN#123",
+            json!({"sent": 1, "flags": ["contacted"], "steps_sent": [1], "first_sent_at": "2025-01-15T09:00:00.000Z", "last_sent_at": "2025-01-15T09:00:00.000Z", "last_subject": "Quick question about Acme Corp", "campaign_name": "Q1 Outreach - SaaS CTOs", "lead_name": "Jane Doe"}),
+        ),
+        (
+            "first_email_sent",
+            JANE,
+            "CAMPAIGN#123",
+            json!({"flags": ["contacted"], "first_email_sent_at": "2025-01-15T09:00:00.000Z"}),
+        ),
+        (
+            "email_open",
+            JANE,
+            "CAMPAIGN#123",
+            json!({"opens": 1, "flags": ["engaged"], "first_open_at": "2025-01-15T10:30:00.000Z", "last_open_at": "2025-01-15T10:30:00.000Z", "score": 1}),
+        ),
+        (
+            "email_open_minimal",
+            "LEAD#min.lead@example.org",
+            "CAMPAIGN#123",
+            json!({"opens": 1, "last_open_at": "2025-01-16T08:00:00.000Z"}),
+        ),
+        (
+            "email_opened_alias",
+            "LEAD#sam.lee@globex.example",
+            "CAMPAIGN#123",
+            json!({"opens": 1}),
+        ),
+        (
+            "email_link_click",
+            JANE,
+            "CAMPAIGN#123",
+            json!({"clicks": 1, "links_clicked": ["https://outreach-co.io/demo", "https://outreach-co.io/pricing"], "last_link": "https://outreach-co.io/pricing", "score": 3}),
+        ),
+        (
+            "email_reply",
+            JANE,
+            "CAMPAIGN#123",
+            json!({"replies": 1, "flags": ["replied"], "last_reply_at": "2025-01-15T11:00:00.000Z", "last_reply_preview": "Thanks for reaching out. I'm interested - can we talk Thursday?", "score": 10}),
+        ),
+        (
+            "email_replied_alias",
+            "LEAD#sam.lee@globex.example",
+            "CAMPAIGN#123",
+            json!({"replies": 1, "last_reply_preview": "Not now, maybe next quarter."}),
+        ),
+        (
+            "email_bounce",
+            "LEAD#gone@defunct-startup.example",
+            "CAMPAIGN#123",
+            json!({"bounces": 1, "flags": ["bounced"], "bounce_reason": "550 5.1.1 The email account that you tried to reach does not exist."}),
+        ),
+        (
+            "email_bounce",
+            "LEAD#gone@defunct-startup.example",
+            "SUPPRESSION",
+            json!({"flags": ["bounce"], "reason": "bounce", "campaign_id": "123", "suppressed_at": "2025-01-15T09:01:07.000Z"}),
+        ),
+        (
+            "email_bounced_alias",
+            "LEAD#nobody@nowhere.example",
+            "SUPPRESSION",
+            json!({"reason": "bounce"}),
+        ),
+        (
+            "lead_unsubscribed",
+            "LEAD#sam.lee@globex.example",
+            "SUPPRESSION",
+            json!({"reason": "unsubscribe", "flags": ["unsubscribe"]}),
+        ),
+        (
+            "lead_unsubscribed",
+            "LEAD#sam.lee@globex.example",
+            "CAMPAIGN#123",
+            json!({"flags": ["unsubscribed"], "unsubscribes": 1}),
+        ),
+        (
+            "lead_category_updated",
+            JANE,
+            "CAMPAIGN#123",
+            json!({"category": "Interested", "category_sentiment": "positive", "category_id": "5", "category_at": "2025-01-15T11:05:00.000Z"}),
+        ),
+        (
+            "lead_category_updated",
+            JANE,
+            "PROFILE",
+            json!({"first_name": "Jane", "last_name": "Doe", "company_name": "Acme Corp", "lead_id": "789", "custom_fields": {"employees": "120", "title": "CTO"}}),
+        ),
+        (
+            "campaign_status_changed",
+            "CAMPAIGN#123",
+            "STATUS",
+            json!({"status": "PAUSED", "previous_status": "ACTIVE", "status_changes": 1}),
+        ),
+        (
+            "manual_step_reached",
+            JANE,
+            "TASK#123#3",
+            json!({"task_status": "open", "step_type": "LINKEDIN_CONNECT", "reached_at": "2025-01-18T09:00:00.000Z"}),
+        ),
+        (
+            "email_account_disconnected",
+            "ACCOUNT#31337",
+            "HEALTH#EMAIL",
+            json!({"disconnects": 1, "error": "IMAP authentication failed: invalid credentials", "account_email": "alex@outreach-co.io"}),
+        ),
+        (
+            "linkedin_disconnected",
+            "ACCOUNT#li-5521",
+            "HEALTH#LINKEDIN",
+            json!({"disconnects": 1, "disconnected_since": "2025-01-19T06:00:00.000Z", "error": "LinkedIn cookie expired"}),
+        ),
+        (
+            "campaign_bounce_breach",
+            "CAMPAIGN#123",
+            "HEALTH",
+            json!({"bounce_breaches": 1, "bounce_rate": 7.5, "threshold": 5}),
+        ),
+    ];
+    for (name, pk, sk, want) in cases {
+        let c = consumer(fresh_store().await);
+        let resp = c.handle_batch(sqs_fixture(name)).await;
+        assert!(failures(&resp).is_empty(), "{name}");
+        let snap = snapshot(&c.store).await;
+        let item = get(&snap, pk, sk);
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&item[k], v, "{name}: {pk}/{sk}.{k} in {item:#}");
+        }
+        assert_eq!(
+            snap.keys().filter(|k| k.starts_with("EVENT#")).count(),
+            1,
+            "{name}: one dedup marker"
+        );
+    }
+    // Kept raw: untracked replies and unknown types.
+    for (name, pk) in [
+        ("untracked_replies", "UNTRACKED"),
+        ("unknown_event", "UNKNOWN#LEAD_MEETING_BOOKED"),
+    ] {
+        let c = consumer(fresh_store().await);
+        assert!(failures(&c.handle_batch(sqs_fixture(name)).await).is_empty());
+        let snap = snapshot(&c.store).await;
+        let item = snap
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("{pk}|")))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("{name}: no {pk} item"));
+        if name == "unknown_event" {
+            let raw: Value = serde_json::from_str(item["raw"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                raw["calendar"], "https://cal.example/jane",
+                "unknown events are kept whole"
+            );
+        } else {
+            assert_eq!(
+                item["preview"],
+                "Jane forwarded this to me - I run procurement."
+            );
+            assert_eq!(item["from_email"], "someone.else@acme-corp.com");
+        }
+    }
+}
+
+#[tokio::test]
+async fn duplicates_across_batches_change_nothing() {
+    let c = consumer(fresh_store().await);
+    let all = sqs_fixture("batch_all");
+    assert!(failures(&c.handle_batch(all.clone()).await).is_empty());
+    let first = snapshot(&c.store).await;
+    assert!(failures(&c.handle_batch(all).await).is_empty());
+    assert_eq!(
+        snapshot(&c.store).await,
+        first,
+        "a redelivered batch is a no-op"
+    );
+}
+
+#[tokio::test]
+async fn duplicates_in_one_batch_count_once_and_poison_is_kept_not_looped() {
+    let c = consumer(fresh_store().await);
+    let resp = c.handle_batch(sqs_fixture("batch_mixed")).await;
+    assert!(
+        failures(&resp).is_empty(),
+        "the poison record is acknowledged, not retried"
+    );
+    let snap = snapshot(&c.store).await;
+    assert_eq!(get(&snap, JANE, "CAMPAIGN#123")["opens"], 1);
+    assert_eq!(get(&snap, JANE, "CAMPAIGN#123")["replies"], 1);
+    let rejected: Vec<&Value> = snap
+        .iter()
+        .filter(|(k, _)| k.starts_with("REJECTED|"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["reason"], "malformed_json");
+    assert_eq!(rejected[0]["raw"], "this is not json");
+}
+
+#[tokio::test]
+async fn two_concurrent_handlers_apply_each_event_once() {
+    let store = fresh_store().await;
+    let a = consumer(store.clone());
+    let b = consumer(store.clone());
+    let batch = sqs_fixture("batch_all");
+    let (ra, rb) = tokio::join!(a.handle_batch(batch.clone()), b.handle_batch(batch.clone()));
+    // Conflicting transactions may fail a record in one handler; SQS redelivers it.
+    for id in failures(&ra).into_iter().chain(failures(&rb)) {
+        let rec = batch
+            .records
+            .iter()
+            .find(|r| r.message_id.as_deref() == Some(&id))
+            .unwrap()
+            .clone();
+        let mut e = SqsEvent::default();
+        e.records = vec![rec];
+        assert!(failures(&a.handle_batch(e).await).is_empty());
+    }
+    let reference = consumer(fresh_store().await);
+    reference.handle_batch(batch).await;
+    let strip = |m: BTreeMap<String, Value>| m;
+    assert_eq!(
+        strip(snapshot(&store).await),
+        strip(snapshot(&reference.store).await)
+    );
+}
+
+/// Fails exactly the Nth DynamoDB call, before sending it or after it succeeded.
+struct FailNth {
+    n: usize,
+    after: bool,
+    calls: AtomicUsize,
+}
+
+impl FaultInjector for FailNth {
+    fn before_call(&self) -> Result<(), StoreError> {
+        let i = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if !self.after && i == self.n {
+            return Err(StoreError::Transient("injected: connection reset".into()));
+        }
+        Ok(())
+    }
+    fn after_call(&self) -> Result<(), StoreError> {
+        if self.after && self.calls.load(Ordering::SeqCst) == self.n {
+            return Err(StoreError::Transient(
+                "injected: response lost after commit".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Delivers `batch` until every record succeeded, as SQS would.
+async fn deliver_until_done(c: &TestConsumer, batch: &SqsEvent) -> usize {
+    let mut pending: Vec<SqsMessage> = batch.records.clone();
+    let mut rounds = 0;
+    while !pending.is_empty() {
+        rounds += 1;
+        assert!(rounds < 20, "records never succeeded");
+        let mut e = SqsEvent::default();
+        e.records = pending.clone();
+        let failed = failures(&c.handle_batch(e).await);
+        pending.retain(|r| failed.contains(r.message_id.as_ref().unwrap()));
+    }
+    rounds
+}
+
+#[tokio::test]
+async fn a_fault_at_any_call_leaves_the_same_final_state() {
+    let batch = sqs_fixture("batch_all");
+    let clean = consumer(fresh_store().await);
+    deliver_until_done(&clean, &batch).await;
+    let want = snapshot(&clean.store).await;
+    // Each record costs at least one call; registers may add a few.
+    let calls = batch.records.len() + 4;
+    for after in [false, true] {
+        for n in 1..=calls {
+            let mut store = fresh_store().await;
+            store.faults = Some(Arc::new(FailNth {
+                n,
+                after,
+                calls: AtomicUsize::new(0),
+            }));
+            let c = consumer(store);
+            deliver_until_done(&c, &batch).await;
+            assert_eq!(
+                snapshot(&c.store).await,
+                want,
+                "fault at call {n} (after commit: {after})"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Model-based: random streams with duplicates, shuffled, against a reference.
+// ---------------------------------------------------------------------------
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn iso(sec: u64) -> String {
+    smartlead::time::EventTime::from_millis(1_736_900_000_000 + sec as i64 * 1000)
+        .unwrap()
+        .to_string()
+}
+
+#[derive(Default, Debug, PartialEq)]
+struct Model {
+    counts: BTreeMap<&'static str, i64>,
+    first: BTreeMap<&'static str, String>,
+    last: BTreeMap<&'static str, (String, String, Value)>, // kind -> (order, time, payload)
+    links: std::collections::BTreeSet<String>,
+    flags: std::collections::BTreeSet<&'static str>,
+    score: f64,
+    suppressed: Option<(String, String)>, // (order, reason)
+}
+
+fn stream(rng: &mut Rng, lead: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    for i in 0..8 {
+        let t = iso(rng.below(5000));
+        let ev = match rng.below(7) {
+            0 => {
+                json!({"event_type": "EMAIL_SENT", "to_email": lead, "campaign_id": 7, "sequence_number": 1 + rng.below(3), "time_sent": t, "message_id": format!("<m{i}-{}>", rng.next())})
+            }
+            1 | 2 => {
+                json!({"event_type": "EMAIL_OPEN", "to_email": lead, "campaign_id": 7, "sequence_number": 1, "time_opened": t})
+            }
+            3 => {
+                json!({"event_type": "EMAIL_LINK_CLICK", "to_email": lead, "campaign_id": "7", "sequence_number": 1, "time_clicked": t, "link_clicked": [format!("https://x.example/{}", rng.below(3))]})
+            }
+            4 => {
+                json!({"event_type": "EMAIL_REPLY", "to_email": lead, "campaign_id": 7, "time_replied": t, "preview_text": format!("reply {}", rng.next() % 1000)})
+            }
+            5 => {
+                json!({"event_type": "EMAIL_BOUNCE", "to_email": lead, "campaign_id": 7, "event_timestamp": t, "stats_id": format!("s-{}", rng.next())})
+            }
+            _ => {
+                let cat = ["Interested", "Not Interested", "Meeting Booked"][rng.below(3) as usize];
+                json!({"event_type": "LEAD_CATEGORY_UPDATED", "lead_email": lead, "campaign_id": 7, "event_timestamp": t, "category": cat})
+            }
+        };
+        events.push(ev);
+    }
+    events
+}
+
+fn reference(events: &[Value]) -> Model {
+    let w = ScoreWeights::default();
+    let mut m = Model::default();
+    let mut seen = std::collections::HashSet::new();
+    for v in events {
+        let ev = smartlead::SmartleadEvent::from_value(v.clone()).unwrap();
+        let key = ev.dedup_key();
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let n = ev.normalized();
+        let t = n.event_time.unwrap().to_string();
+        let order = format!("{t}#{key}");
+        let (kind, count, weight, flag): (&str, Option<&'static str>, f64, Option<&str>) =
+            match ev.event_type.as_str() {
+                "EMAIL_SENT" => ("sent", Some("sent"), w.sent, Some("contacted")),
+                "EMAIL_OPEN" => ("open", Some("opens"), w.open, Some("engaged")),
+                "EMAIL_LINK_CLICK" => ("click", Some("clicks"), w.click, Some("engaged")),
+                "EMAIL_REPLY" => ("reply", Some("replies"), w.reply, Some("replied")),
+                "EMAIL_BOUNCE" => ("bounce", Some("bounces"), w.bounce, Some("bounced")),
+                _ => ("category", Some("category_updates"), 0.0, None),
+            };
+        let kind: &'static str = Box::leak(kind.to_owned().into_boxed_str());
+        if let Some(c) = count {
+            *m.counts.entry(c).or_default() += 1;
+        }
+        if let Some(f) = flag {
+            m.flags.insert(Box::leak(f.to_owned().into_boxed_str()));
+        }
+        m.score += weight;
+        let payload = match kind {
+            "click" => v["link_clicked"][0].clone(),
+            "reply" => v["preview_text"].clone(),
+            "category" => v["category"].clone(),
+            _ => Value::Null,
+        };
+        if kind == "click" {
+            m.links
+                .insert(v["link_clicked"][0].as_str().unwrap().to_owned());
+        }
+        if m.last.get(kind).is_none_or(|(o, _, _)| *o <= order) {
+            m.last.insert(kind, (order.clone(), t.clone(), payload));
+        }
+        if m.first.get(kind).is_none_or(|f| *f > order) {
+            m.first.insert(kind, order.clone());
+        }
+        if kind == "bounce" && m.suppressed.as_ref().is_none_or(|(o, _)| *o > order) {
+            m.suppressed = Some((order.clone(), t.clone()));
+        }
+    }
+    m
+}
+
+fn check(model: &Model, item: &Value, supp: Option<&Value>, ctx: &str) {
+    for (name, n) in &model.counts {
+        assert_eq!(item[*name], json!(n), "{ctx}: {name}");
+    }
+    let attrs = [
+        ("sent", "last_sent_at", "first_sent_at"),
+        ("open", "last_open_at", "first_open_at"),
+        ("click", "last_click_at", "first_click_at"),
+        ("reply", "last_reply_at", "first_reply_at"),
+    ];
+    for (kind, last, first) in attrs {
+        if let Some((_, t, _)) = model.last.get(kind) {
+            assert_eq!(item[last], json!(t), "{ctx}: {last}");
+            let f = model.first[kind].split('#').next().unwrap();
+            assert_eq!(item[first], json!(f), "{ctx}: {first}");
+        }
+    }
+    if let Some((_, _, p)) = model.last.get("reply") {
+        assert_eq!(&item["last_reply_preview"], p, "{ctx}: last reply preview");
+    }
+    if let Some((_, _, p)) = model.last.get("click") {
+        assert_eq!(&item["last_link"], p, "{ctx}: last link");
+        assert_eq!(item["links_clicked"], json!(model.links), "{ctx}: links");
+    }
+    if let Some((_, _, p)) = model.last.get("category") {
+        assert_eq!(&item["category"], p, "{ctx}: category");
+    }
+    let flags: Vec<&str> = model.flags.iter().copied().collect();
+    if !flags.is_empty() {
+        assert_eq!(item["flags"], json!(flags), "{ctx}: flags");
+    }
+    if model.score != 0.0 {
+        assert_eq!(item["score"].as_f64(), Some(model.score), "{ctx}: score");
+    }
+    match (&model.suppressed, supp) {
+        (Some((_, t)), Some(s)) => assert_eq!(s["suppressed_at"], json!(t), "{ctx}: suppressed_at"),
+        (None, None) => {}
+        (m, s) => panic!("{ctx}: suppression model {m:?} vs store {s:?}"),
+    }
+}
+
+fn to_record(i: usize, body: &Value) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(format!("m-{i}"));
+    m.body = Some(body.to_string());
+    m
+}
+
+#[tokio::test]
+async fn random_streams_with_duplicates_and_any_order_match_the_reference_model() {
+    let c = consumer(fresh_store().await);
+    let streams = 240;
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut all = Vec::new();
+    let mut models = Vec::new();
+    for s in 0..streams {
+        let lead = format!("lead{s}@model.example");
+        let events = stream(&mut rng, &lead);
+        models.push((lead, reference(&events)));
+        // Duplicate some deliveries, then shuffle everything.
+        let mut delivered = events.clone();
+        for e in &events {
+            if rng.below(3) == 0 {
+                delivered.push(e.clone());
+            }
+        }
+        all.extend(delivered);
+    }
+    for i in (1..all.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        all.swap(i, j);
+    }
+    for (chunk_no, chunk) in all.chunks(10).enumerate() {
+        let mut e = SqsEvent::default();
+        e.records = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| to_record(chunk_no * 10 + i, b))
+            .collect();
+        deliver_until_done(&c, &e).await;
+    }
+    let snap = snapshot(&c.store).await;
+    for (lead, model) in &models {
+        let item = get(&snap, &format!("LEAD#{lead}"), "CAMPAIGN#7");
+        let supp = snap.get(&format!("LEAD#{lead}|SUPPRESSION"));
+        check(model, item, supp, lead);
+    }
+}
