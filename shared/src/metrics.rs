@@ -89,7 +89,8 @@ impl Metrics {
                 "Timestamp": now_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    "Dimensions": [dim_names],
+                    // The full set, and a per-function roll-up that alarms can use.
+                    "Dimensions": [dim_names, ["Function"]],
                     "Metrics": defs,
                 }]
             }),
@@ -130,7 +131,7 @@ mod tests {
         assert_eq!(d["Queued"], 1.0);
         let cw = &d["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "Ns");
-        assert_eq!(cw["Dimensions"][0], json!(["Function", "EventType"]));
+        assert_eq!(cw["Dimensions"], json!([["Function", "EventType"], ["Function"]]));
         assert_eq!(cw["Metrics"][0], json!({"Name": "Queued", "Unit": "Count"}));
         assert_eq!(d["_aws"]["Timestamp"], 42);
     }

@@ -9,7 +9,10 @@ use smartlead::event::{probe, EventData, EventError, EventType, SmartleadEvent};
 use std::collections::BTreeMap;
 
 /// What each sample must normalize to: type, lead e-mail, campaign, event time, key basis.
-const EXPECTED: &[(&str, &str, Option<&str>, Option<&str>, Option<&str>, &str)] = &[
+/// (fixture, type, lead e-mail, campaign, event time, key basis)
+type Expectation = (&'static str, &'static str, Option<&'static str>, Option<&'static str>, Option<&'static str>, &'static str);
+
+const EXPECTED: &[Expectation] = &[
     (
         "campaign_bounce_breach",
         "CAMPAIGN_BOUNCE_BREACH",
