@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod fixtures;
+mod template;
 
 #[derive(Parser)]
 #[command(

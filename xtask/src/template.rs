@@ -1,0 +1,208 @@
+//! Reads template.yaml: the local stack creates what it declares, and the
+//! tests check what the linters miss.
+
+use anyhow::{anyhow, Context, Result};
+use serde_yaml::Value;
+use std::path::Path;
+
+pub struct Template(pub Value);
+
+impl Template {
+    pub fn load(root: &Path) -> Result<Template> {
+        let text = std::fs::read_to_string(root.join("template.yaml")).context("reading template.yaml")?;
+        Ok(Template(serde_yaml::from_str(&text).context("parsing template.yaml")?))
+    }
+
+    pub fn resource(&self, name: &str) -> Result<&Value> {
+        self.0
+            .get("Resources")
+            .and_then(|r| r.get(name))
+            .ok_or_else(|| anyhow!("template.yaml has no resource {name}"))
+    }
+
+    pub fn props(&self, name: &str) -> Result<&Value> {
+        self.resource(name)?
+            .get("Properties")
+            .ok_or_else(|| anyhow!("{name} has no Properties"))
+    }
+
+    /// A parameter's default, as text.
+    pub fn default(&self, param: &str) -> Result<String> {
+        let v = self
+            .0
+            .get("Parameters")
+            .and_then(|p| p.get(param))
+            .and_then(|p| p.get("Default"))
+            .ok_or_else(|| anyhow!("parameter {param} has no default"))?;
+        Ok(scalar(v).ok_or_else(|| anyhow!("{param} default is not a scalar"))?)
+    }
+
+    /// A property value with `!Ref Param` resolved to the parameter's default.
+    pub fn resolve(&self, v: &Value) -> Option<String> {
+        if let Value::Tagged(t) = v {
+            if t.tag == "!Ref" {
+                return t.value.as_str().and_then(|p| self.default(p).ok());
+            }
+            return None;
+        }
+        scalar(v)
+    }
+}
+
+pub fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smartlead::aws::{CONSUMER_ENV, CONSUMER_IAM_ACTIONS, INGEST_ENV, INGEST_IAM_ACTIONS, LOCAL_ONLY_ENV};
+    use std::collections::BTreeSet;
+
+    fn t() -> Template {
+        Template::load(&crate::workspace_root()).expect("template")
+    }
+
+    fn num(t: &Template, v: &Value) -> f64 {
+        t.resolve(v).and_then(|s| s.parse().ok()).expect("number")
+    }
+
+    #[test]
+    fn functions_run_on_al2023_arm64_by_default_with_json_logs() {
+        let t = t();
+        let g = &t.0["Globals"]["Function"];
+        assert_eq!(g["Runtime"], "provided.al2023");
+        assert_eq!(g["LoggingConfig"]["LogFormat"], "JSON");
+        assert_eq!(t.default("Architecture").unwrap(), "arm64");
+        for (f, bin) in [("IngestFunction", "smartlead-ingest"), ("ConsumerFunction", "smartlead-consumer")] {
+            let r = t.resource(f).unwrap();
+            assert_eq!(r["Metadata"]["BuildMethod"], "rust-cargolambda", "{f}");
+            assert_eq!(r["Metadata"]["BuildProperties"]["Binary"], bin, "{f}");
+            assert!(r["Properties"]["LoggingConfig"]["LogGroup"].is_tagged_ref(), "{f} logs to its own group");
+        }
+    }
+
+    trait IsRef {
+        fn is_tagged_ref(&self) -> bool;
+    }
+    impl IsRef for Value {
+        fn is_tagged_ref(&self) -> bool {
+            matches!(self, Value::Tagged(t) if t.tag == "!Ref")
+        }
+    }
+
+    #[test]
+    fn the_queue_redrives_to_a_dlq_and_outlives_the_consumer_timeout() {
+        let t = t();
+        let q = t.props("WebhookQueue").unwrap();
+        let redrive = &q["RedrivePolicy"];
+        assert!(matches!(&redrive["deadLetterTargetArn"], Value::Tagged(x) if x.tag == "!GetAtt"));
+        assert!(num(&t, &redrive["maxReceiveCount"]) >= 1.0);
+        let visibility = num(&t, &q["VisibilityTimeout"]);
+        let timeout = num(&t, &t.props("ConsumerFunction").unwrap()["Timeout"]);
+        assert!(visibility >= 6.0 * timeout, "visibility {visibility} < 6 x timeout {timeout}");
+        assert_eq!(q["SqsManagedSseEnabled"], true);
+        assert_eq!(t.props("DeadLetterQueue").unwrap()["SqsManagedSseEnabled"], true);
+    }
+
+    #[test]
+    fn the_consumer_reports_batch_item_failures() {
+        let t = t();
+        let ev = &t.props("ConsumerFunction").unwrap()["Events"]["Queue"];
+        assert_eq!(ev["Type"], "SQS");
+        let types: Vec<&str> = ev["Properties"]["FunctionResponseTypes"].as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
+        assert_eq!(types, vec!["ReportBatchItemFailures"]);
+    }
+
+    #[test]
+    fn the_table_is_on_demand_with_ttl_pitr_and_encryption() {
+        let t = t();
+        let p = t.props("StateTable").unwrap();
+        assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+        assert_eq!(p["TimeToLiveSpecification"]["AttributeName"], smartlead::store::TTL_ATTR);
+        assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true);
+        assert_eq!(p["SSESpecification"]["SSEEnabled"], true);
+        let b = t.props("ClaimCheckBucket").unwrap();
+        for k in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+            assert_eq!(b["PublicAccessBlockConfiguration"][k], true, "{k}");
+        }
+    }
+
+    fn env_of(t: &Template, f: &str) -> BTreeSet<String> {
+        t.props(f).unwrap()["Environment"]["Variables"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn every_environment_variable_the_code_reads_is_set() {
+        let t = t();
+        let ingest = env_of(&t, "IngestFunction");
+        let consumer = env_of(&t, "ConsumerFunction");
+        for v in INGEST_ENV {
+            assert!(ingest.contains(*v), "IngestFunction does not set {v}");
+        }
+        for v in CONSUMER_ENV {
+            assert!(consumer.contains(*v), "ConsumerFunction does not set {v}");
+        }
+        // And the lists are complete: every variable named in the code is in one of them.
+        let root = crate::workspace_root();
+        let mut named = BTreeSet::new();
+        for file in ["shared/src/aws.rs", "shared/src/metrics.rs", "functions/ingest/src/lib.rs", "functions/consumer/src/main.rs"] {
+            let src = std::fs::read_to_string(root.join(file)).unwrap();
+            for pat in ["env::var(\"", "env_required(\"", "env_parse(\""] {
+                for part in src.split(pat).skip(1) {
+                    named.insert(part.split('"').next().unwrap().to_owned());
+                }
+            }
+        }
+        for v in named {
+            let known = INGEST_ENV.contains(&v.as_str()) || CONSUMER_ENV.contains(&v.as_str()) || LOCAL_ONLY_ENV.contains(&v.as_str());
+            assert!(known, "the code reads {v}, which no list (and so no template check) covers");
+        }
+    }
+
+    fn actions(t: &Template, f: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for policy in t.props(f).unwrap()["Policies"].as_sequence().unwrap() {
+            let Some(statements) = policy.get("Statement").and_then(Value::as_sequence) else {
+                panic!("{f}: only inline policy statements are allowed, found {policy:?}");
+            };
+            for s in statements {
+                assert_eq!(s["Effect"], "Allow");
+                assert!(s["Resource"] != Value::String("*".into()), "{f}: no `*` resources");
+                match &s["Action"] {
+                    Value::String(a) => {
+                        out.insert(a.clone());
+                    }
+                    Value::Sequence(list) => out.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned))),
+                    other => panic!("{f}: action {other:?}"),
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn each_function_is_granted_exactly_the_actions_its_code_calls() {
+        let t = t();
+        let want = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(actions(&t, "IngestFunction"), want(INGEST_IAM_ACTIONS));
+        assert_eq!(actions(&t, "ConsumerFunction"), want(CONSUMER_IAM_ACTIONS));
+        // The SDK calls in the library match those lists.
+        let root = crate::workspace_root();
+        let src = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
+        let aws = src("shared/src/aws.rs");
+        assert!(aws.contains(".send_message()") && aws.contains(".put_object()") && aws.contains(".get_parameter()"));
+        let consumer = src("shared/src/consumer.rs") + &src("shared/src/store.rs");
+        assert!(consumer.contains(".transact_write_items()") && consumer.contains(".put_item()") && consumer.contains(".get_object()"));
+    }
+}
