@@ -230,7 +230,7 @@ pub fn start_dynamodb(port: u16) -> Result<Service, StartError> {
         "-jar",
     ])
     .arg(jar)
-    .args(["-inMemory", "-disableTelemetry", "-port"])
+    .args(["-inMemory", "-sharedDb", "-disableTelemetry", "-port"])
     .arg(port.to_string())
     .current_dir(&dir);
     start("DynamoDB Local", cmd, port, Duration::from_secs(60))

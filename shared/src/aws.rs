@@ -238,10 +238,17 @@ pub const INGEST_ENV: &[&str] = &[
     "MAX_INLINE_BYTES",
     "METRICS_NAMESPACE",
 ];
-pub const CONSUMER_ENV: &[&str] = &["TABLE_NAME", "DEDUP_TTL_DAYS", "SCORE_WEIGHTS", "CONCURRENCY", "METRICS_NAMESPACE"];
+pub const CONSUMER_ENV: &[&str] = &[
+    "TABLE_NAME",
+    "DEDUP_TTL_DAYS",
+    "SCORE_WEIGHTS",
+    "CONCURRENCY",
+    "METRICS_NAMESPACE",
+];
 pub const LOCAL_ONLY_ENV: &[&str] = &["WEBHOOK_SECRET", "S3_FORCE_PATH_STYLE", "METRICS_DISABLED"];
 
 /// The IAM actions behind the SDK calls each function makes, and nothing else.
 /// (DynamoDB authorizes `TransactWriteItems` per item as `PutItem`/`UpdateItem`.)
 pub const INGEST_IAM_ACTIONS: &[&str] = &["sqs:SendMessage", "s3:PutObject", "ssm:GetParameter"];
-pub const CONSUMER_IAM_ACTIONS: &[&str] = &["dynamodb:PutItem", "dynamodb:UpdateItem", "s3:GetObject"];
+pub const CONSUMER_IAM_ACTIONS: &[&str] =
+    &["dynamodb:PutItem", "dynamodb:UpdateItem", "s3:GetObject"];

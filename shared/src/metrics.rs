@@ -131,7 +131,10 @@ mod tests {
         assert_eq!(d["Queued"], 1.0);
         let cw = &d["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "Ns");
-        assert_eq!(cw["Dimensions"], json!([["Function", "EventType"], ["Function"]]));
+        assert_eq!(
+            cw["Dimensions"],
+            json!([["Function", "EventType"], ["Function"]])
+        );
         assert_eq!(cw["Metrics"][0], json!({"Name": "Queued", "Unit": "Count"}));
         assert_eq!(d["_aws"]["Timestamp"], 42);
     }

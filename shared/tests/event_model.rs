@@ -10,7 +10,14 @@ use std::collections::BTreeMap;
 
 /// What each sample must normalize to: type, lead e-mail, campaign, event time, key basis.
 /// (fixture, type, lead e-mail, campaign, event time, key basis)
-type Expectation = (&'static str, &'static str, Option<&'static str>, Option<&'static str>, Option<&'static str>, &'static str);
+type Expectation = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    &'static str,
+);
 
 const EXPECTED: &[Expectation] = &[
     (

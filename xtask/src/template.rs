@@ -9,8 +9,11 @@ pub struct Template(pub Value);
 
 impl Template {
     pub fn load(root: &Path) -> Result<Template> {
-        let text = std::fs::read_to_string(root.join("template.yaml")).context("reading template.yaml")?;
-        Ok(Template(serde_yaml::from_str(&text).context("parsing template.yaml")?))
+        let text =
+            std::fs::read_to_string(root.join("template.yaml")).context("reading template.yaml")?;
+        Ok(Template(
+            serde_yaml::from_str(&text).context("parsing template.yaml")?,
+        ))
     }
 
     pub fn resource(&self, name: &str) -> Result<&Value> {
@@ -61,7 +64,9 @@ pub fn scalar(v: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smartlead::aws::{CONSUMER_ENV, CONSUMER_IAM_ACTIONS, INGEST_ENV, INGEST_IAM_ACTIONS, LOCAL_ONLY_ENV};
+    use smartlead::aws::{
+        CONSUMER_ENV, CONSUMER_IAM_ACTIONS, INGEST_ENV, INGEST_IAM_ACTIONS, LOCAL_ONLY_ENV,
+    };
     use std::collections::BTreeSet;
 
     fn t() -> Template {
@@ -79,11 +84,17 @@ mod tests {
         assert_eq!(g["Runtime"], "provided.al2023");
         assert_eq!(g["LoggingConfig"]["LogFormat"], "JSON");
         assert_eq!(t.default("Architecture").unwrap(), "arm64");
-        for (f, bin) in [("IngestFunction", "smartlead-ingest"), ("ConsumerFunction", "smartlead-consumer")] {
+        for (f, bin) in [
+            ("IngestFunction", "smartlead-ingest"),
+            ("ConsumerFunction", "smartlead-consumer"),
+        ] {
             let r = t.resource(f).unwrap();
             assert_eq!(r["Metadata"]["BuildMethod"], "rust-cargolambda", "{f}");
             assert_eq!(r["Metadata"]["BuildProperties"]["Binary"], bin, "{f}");
-            assert!(r["Properties"]["LoggingConfig"]["LogGroup"].is_tagged_ref(), "{f} logs to its own group");
+            assert!(
+                r["Properties"]["LoggingConfig"]["LogGroup"].is_tagged_ref(),
+                "{f} logs to its own group"
+            );
         }
     }
 
@@ -105,9 +116,15 @@ mod tests {
         assert!(num(&t, &redrive["maxReceiveCount"]) >= 1.0);
         let visibility = num(&t, &q["VisibilityTimeout"]);
         let timeout = num(&t, &t.props("ConsumerFunction").unwrap()["Timeout"]);
-        assert!(visibility >= 6.0 * timeout, "visibility {visibility} < 6 x timeout {timeout}");
+        assert!(
+            visibility >= 6.0 * timeout,
+            "visibility {visibility} < 6 x timeout {timeout}"
+        );
         assert_eq!(q["SqsManagedSseEnabled"], true);
-        assert_eq!(t.props("DeadLetterQueue").unwrap()["SqsManagedSseEnabled"], true);
+        assert_eq!(
+            t.props("DeadLetterQueue").unwrap()["SqsManagedSseEnabled"],
+            true
+        );
     }
 
     #[test]
@@ -115,7 +132,12 @@ mod tests {
         let t = t();
         let ev = &t.props("ConsumerFunction").unwrap()["Events"]["Queue"];
         assert_eq!(ev["Type"], "SQS");
-        let types: Vec<&str> = ev["Properties"]["FunctionResponseTypes"].as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
+        let types: Vec<&str> = ev["Properties"]["FunctionResponseTypes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
         assert_eq!(types, vec!["ReportBatchItemFailures"]);
     }
 
@@ -124,11 +146,22 @@ mod tests {
         let t = t();
         let p = t.props("StateTable").unwrap();
         assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
-        assert_eq!(p["TimeToLiveSpecification"]["AttributeName"], smartlead::store::TTL_ATTR);
-        assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true);
+        assert_eq!(
+            p["TimeToLiveSpecification"]["AttributeName"],
+            smartlead::store::TTL_ATTR
+        );
+        assert_eq!(
+            p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+            true
+        );
         assert_eq!(p["SSESpecification"]["SSEEnabled"], true);
         let b = t.props("ClaimCheckBucket").unwrap();
-        for k in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+        for k in [
+            "BlockPublicAcls",
+            "BlockPublicPolicy",
+            "IgnorePublicAcls",
+            "RestrictPublicBuckets",
+        ] {
             assert_eq!(b["PublicAccessBlockConfiguration"][k], true, "{k}");
         }
     }
@@ -156,7 +189,12 @@ mod tests {
         // And the lists are complete: every variable named in the code is in one of them.
         let root = crate::workspace_root();
         let mut named = BTreeSet::new();
-        for file in ["shared/src/aws.rs", "shared/src/metrics.rs", "functions/ingest/src/lib.rs", "functions/consumer/src/main.rs"] {
+        for file in [
+            "shared/src/aws.rs",
+            "shared/src/metrics.rs",
+            "functions/ingest/src/lib.rs",
+            "functions/consumer/src/main.rs",
+        ] {
             let src = std::fs::read_to_string(root.join(file)).unwrap();
             for pat in ["env::var(\"", "env_required(\"", "env_parse(\""] {
                 for part in src.split(pat).skip(1) {
@@ -165,8 +203,13 @@ mod tests {
             }
         }
         for v in named {
-            let known = INGEST_ENV.contains(&v.as_str()) || CONSUMER_ENV.contains(&v.as_str()) || LOCAL_ONLY_ENV.contains(&v.as_str());
-            assert!(known, "the code reads {v}, which no list (and so no template check) covers");
+            let known = INGEST_ENV.contains(&v.as_str())
+                || CONSUMER_ENV.contains(&v.as_str())
+                || LOCAL_ONLY_ENV.contains(&v.as_str());
+            assert!(
+                known,
+                "the code reads {v}, which no list (and so no template check) covers"
+            );
         }
     }
 
@@ -178,12 +221,17 @@ mod tests {
             };
             for s in statements {
                 assert_eq!(s["Effect"], "Allow");
-                assert!(s["Resource"] != Value::String("*".into()), "{f}: no `*` resources");
+                assert!(
+                    s["Resource"] != Value::String("*".into()),
+                    "{f}: no `*` resources"
+                );
                 match &s["Action"] {
                     Value::String(a) => {
                         out.insert(a.clone());
                     }
-                    Value::Sequence(list) => out.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned))),
+                    Value::Sequence(list) => {
+                        out.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned)))
+                    }
                     other => panic!("{f}: action {other:?}"),
                 }
             }
@@ -201,8 +249,16 @@ mod tests {
         let root = crate::workspace_root();
         let src = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
         let aws = src("shared/src/aws.rs");
-        assert!(aws.contains(".send_message()") && aws.contains(".put_object()") && aws.contains(".get_parameter()"));
+        assert!(
+            aws.contains(".send_message()")
+                && aws.contains(".put_object()")
+                && aws.contains(".get_parameter()")
+        );
         let consumer = src("shared/src/consumer.rs") + &src("shared/src/store.rs");
-        assert!(consumer.contains(".transact_write_items()") && consumer.contains(".put_item()") && consumer.contains(".get_object()"));
+        assert!(
+            consumer.contains(".transact_write_items()")
+                && consumer.contains(".put_item()")
+                && consumer.contains(".get_object()")
+        );
     }
 }
