@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod fixtures;
+mod local;
 mod template;
 
 #[derive(Parser)]
@@ -24,6 +25,30 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Run the whole pipeline locally: DynamoDB Local, moto, both functions
+    /// under the Lambda RIE, an HTTP front and an SQS poller.
+    Local {
+        #[arg(long, default_value_t = 3000)]
+        http_port: u16,
+        #[arg(long, default_value_t = 8000)]
+        dynamodb_port: u16,
+        #[arg(long, default_value_t = 5000)]
+        moto_port: u16,
+        #[arg(long, default_value_t = 9000)]
+        ingest_port: u16,
+        #[arg(long, default_value_t = 9100)]
+        consumer_port: u16,
+    },
+    /// Show a lead's state, queue and DLQ depths and recent rejected events
+    /// of the running local stack.
+    Show {
+        /// The lead's e-mail address.
+        email: Option<String>,
+        #[arg(long, default_value_t = 8000)]
+        dynamodb_port: u16,
+        #[arg(long, default_value_t = 5000)]
+        moto_port: u16,
+    },
 }
 
 fn workspace_root() -> PathBuf {
@@ -37,5 +62,30 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Fixtures { check } => fixtures::run(&workspace_root(), check),
+        Cmd::Local {
+            http_port,
+            dynamodb_port,
+            moto_port,
+            ingest_port,
+            consumer_port,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let ports = local::Ports {
+                http: http_port,
+                dynamodb: dynamodb_port,
+                moto: moto_port,
+                ingest: ingest_port,
+                consumer: consumer_port,
+            };
+            rt.block_on(local::run(&workspace_root(), ports))
+        }
+        Cmd::Show {
+            email,
+            dynamodb_port,
+            moto_port,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(local::show(dynamodb_port, moto_port, email.as_deref()))
+        }
     }
 }

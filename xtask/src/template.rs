@@ -37,7 +37,7 @@ impl Template {
             .and_then(|p| p.get(param))
             .and_then(|p| p.get("Default"))
             .ok_or_else(|| anyhow!("parameter {param} has no default"))?;
-        Ok(scalar(v).ok_or_else(|| anyhow!("{param} default is not a scalar"))?)
+        scalar(v).ok_or_else(|| anyhow!("{param} default is not a scalar"))
     }
 
     /// A property value with `!Ref Param` resolved to the parameter's default.
