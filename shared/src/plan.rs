@@ -264,7 +264,8 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
             .once("campaign_id", n.campaign_id.as_ref().map(|c| c.to_string()))
             .once("campaign_name", n.campaign_name.clone())
             .once("lead_email", n.lead_email.clone())
-            .once("lead_name", n.lead_name.clone())
+        // No lead name here: events spell it differently ("Jane" vs "Jane Doe"),
+        // and a first-writer-wins field would depend on arrival order.
     };
     let score = |mut u: ItemUpdate, w: f64| {
         if w != 0.0 {

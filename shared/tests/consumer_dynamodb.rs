@@ -111,7 +111,7 @@ async fn every_sqs_fixture_gives_the_documented_state() {
             "email_sent",
             JANE,
             "CAMPAIGN#123",
-            json!({"sent": 1, "flags": ["contacted"], "steps_sent": [1], "first_sent_at": "2025-01-15T09:00:00.000Z", "last_sent_at": "2025-01-15T09:00:00.000Z", "last_subject": "Quick question about Acme Corp", "campaign_name": "Q1 Outreach - SaaS CTOs", "lead_name": "Jane Doe"}),
+            json!({"sent": 1, "flags": ["contacted"], "steps_sent": [1], "first_sent_at": "2025-01-15T09:00:00.000Z", "last_sent_at": "2025-01-15T09:00:00.000Z", "last_subject": "Quick question about Acme Corp", "campaign_name": "Q1 Outreach - SaaS CTOs"}),
         ),
         (
             "first_email_sent",
