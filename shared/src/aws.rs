@@ -48,19 +48,23 @@ where
     }
 }
 
-/// SDK configuration with timeouts well inside SmartLead's ~30 s wait:
-/// connect 2 s, each attempt 3 s, the whole call (with retries) 8 s.
-pub async fn sdk_config() -> SdkConfig {
+/// The SDK loader with the given timeouts (per attempt and for the whole
+/// call, retries included) and attempt count; connect timeout 2 s.
+fn loader(attempt_secs: u64, total_secs: u64, attempts: u32) -> aws_config::ConfigLoader {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(3))
-        .operation_timeout(Duration::from_secs(8))
+        .operation_attempt_timeout(Duration::from_secs(attempt_secs))
+        .operation_timeout(Duration::from_secs(total_secs))
         .build();
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts)
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await
+        .retry_config(RetryConfig::standard().with_max_attempts(attempts))
+}
+
+/// SDK configuration with timeouts well inside SmartLead's ~30 s wait:
+/// connect 2 s, each attempt 3 s, the whole call (with retries) 8 s.
+pub async fn sdk_config() -> SdkConfig {
+    loader(3, 8, 3).load().await
 }
 
 /// S3 client; path-style addressing when `S3_FORCE_PATH_STYLE=true` (moto).
@@ -179,19 +183,14 @@ impl BlobStore for S3Blobs {
 }
 
 /// SDK configuration for a local stand-in at `endpoint` (moto, DynamoDB
-/// Local): fixed test credentials, region us-east-1, the same timeouts.
+/// Local): fixed test credentials, region us-east-1, and more patient
+/// timeouts (5 s per attempt, 10 s per call, 2 attempts) for JVM and Python
+/// servers on a busy 2-core machine.
 pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(5))
-        .operation_timeout(Duration::from_secs(10))
-        .build();
-    aws_config::defaults(BehaviorVersion::latest())
+    loader(5, 10, 2)
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .test_credentials()
-        .timeout_config(timeouts)
-        .retry_config(RetryConfig::standard().with_max_attempts(2))
         .load()
         .await
 }

@@ -55,6 +55,19 @@ pub struct Register {
     pub fields: Vec<(&'static str, Val)>,
 }
 
+impl Register {
+    /// A register of the fields that have a value.
+    fn new(order_attr: &'static str, fields: Vec<(&'static str, Option<Val>)>) -> Register {
+        Register {
+            order_attr,
+            fields: fields
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemUpdate {
     pub pk: String,
@@ -97,13 +110,7 @@ impl ItemUpdate {
         order_attr: &'static str,
         fields: Vec<(&'static str, Option<Val>)>,
     ) -> Self {
-        self.latest = Some(Register {
-            order_attr,
-            fields: fields
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect(),
-        });
+        self.latest = Some(Register::new(order_attr, fields));
         self
     }
     fn earliest(
@@ -111,13 +118,7 @@ impl ItemUpdate {
         order_attr: &'static str,
         fields: Vec<(&'static str, Option<Val>)>,
     ) -> Self {
-        self.earliest = Some(Register {
-            order_attr,
-            fields: fields
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect(),
-        });
+        self.earliest = Some(Register::new(order_attr, fields));
         self
     }
 }

@@ -212,6 +212,18 @@ impl Expr {
         self.values.insert(n.clone(), v);
         n
     }
+    /// `SET a = v` for each field, or `SET a = if_not_exists(a, v)` when `once`.
+    fn set_fields(&mut self, fields: &[(&'static str, Val)], once: bool) {
+        for (attr, v) in fields {
+            let n = self.name(attr);
+            let val = self.value(to_attr(v));
+            self.set.push(if once {
+                format!("{n} = if_not_exists({n}, {val})")
+            } else {
+                format!("{n} = {val}")
+            });
+        }
+    }
     fn update_expression(&self) -> String {
         let mut parts = Vec::new();
         if !self.set.is_empty() {
@@ -239,11 +251,7 @@ fn build_update(
 ) -> Result<Update, StoreError> {
     let mut e = Expr::default();
     let order_val = AttributeValue::S(order.to_owned());
-    for (attr, v) in &u.set_once {
-        let n = e.name(attr);
-        let val = e.value(to_attr(v));
-        e.set.push(format!("{n} = if_not_exists({n}, {val})"));
-    }
+    e.set_fields(&u.set_once, true);
     for (attr, v) in &u.add {
         let n = e.name(attr);
         let val = e.value(to_attr(v));
@@ -259,21 +267,13 @@ fn build_update(
             let lo = e.name(reg.order_attr);
             let ov = e.value(order_val.clone());
             e.set.push(format!("{lo} = {ov}"));
-            for (attr, v) in &reg.fields {
-                let n = e.name(attr);
-                let val = e.value(to_attr(v));
-                e.set.push(format!("{n} = {val}"));
-            }
+            e.set_fields(&reg.fields, false);
             condition = Some(format!("attribute_not_exists({lo}) OR {lo} <= {ov}"));
             if let Some(early) = &u.earliest {
                 // Newest and no earliest yet means this is also the earliest.
                 let eo = e.name(early.order_attr);
                 e.set.push(format!("{eo} = if_not_exists({eo}, {ov})"));
-                for (attr, v) in &early.fields {
-                    let n = e.name(attr);
-                    let val = e.value(to_attr(v));
-                    e.set.push(format!("{n} = if_not_exists({n}, {val})"));
-                }
+                e.set_fields(&early.fields, true);
             }
         }
         Stage::Earliest => {
@@ -284,11 +284,7 @@ fn build_update(
             let eo = e.name(reg.order_attr);
             let ov = e.value(order_val);
             e.set.push(format!("{eo} = {ov}"));
-            for (attr, v) in &reg.fields {
-                let n = e.name(attr);
-                let val = e.value(to_attr(v));
-                e.set.push(format!("{n} = {val}"));
-            }
+            e.set_fields(&reg.fields, false);
             condition = Some(format!("attribute_not_exists({eo}) OR {eo} > {ov}"));
         }
         Stage::Plain => {}
