@@ -20,4 +20,7 @@ fi
 echo "== tests"
 # Builds the function binaries first: the emulator tests invoke them.
 cargo build --workspace --bins
-cargo test --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
+cargo test --workspace --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
+echo "== benchmarks (compiled, each run once in test mode; figures come from scripts/bench.sh)"
+# Criterion's harness takes no libtest flags, so the benches run on their own.
+cargo test --workspace --bench '*'
