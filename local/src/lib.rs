@@ -178,6 +178,9 @@ fn start(
         log,
         child: Some(child),
     };
+    if timeout.is_zero() {
+        return Ok(svc);
+    }
     let deadline = Instant::now() + timeout;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     loop {
@@ -215,13 +218,19 @@ fn installed(what: &'static str, path: PathBuf) -> Result<PathBuf, StartError> {
 
 /// DynamoDB Local, in memory, on 127.0.0.1:`port`.
 pub fn start_dynamodb(port: u16) -> Result<Service, StartError> {
-    let dir = tools_dir().join("dynamodb");
-    let jar = installed("DynamoDB Local", dir.join("DynamoDBLocal.jar"))?;
+    start_dynamodb_in(port, None)
+}
+
+/// DynamoDB Local on 127.0.0.1:`port`, in memory, or kept in `dir` so that
+/// its data outlives a restart (the fault tests stop and start it).
+pub fn start_dynamodb_in(port: u16, dir: Option<&Path>) -> Result<Service, StartError> {
+    let home = tools_dir().join("dynamodb");
+    let jar = installed("DynamoDB Local", home.join("DynamoDBLocal.jar"))?;
     let java = std::env::var_os("JAVA").unwrap_or_else(|| "java".into());
     let mut cmd = Command::new(java);
     cmd.arg(format!(
         "-Djava.library.path={}",
-        dir.join("DynamoDBLocal_lib").display()
+        home.join("DynamoDBLocal_lib").display()
     ))
     .args([
         "-XX:TieredStopAtLevel=1",
@@ -229,10 +238,22 @@ pub fn start_dynamodb(port: u16) -> Result<Service, StartError> {
         "-Xmx512m",
         "-jar",
     ])
-    .arg(jar)
-    .args(["-inMemory", "-sharedDb", "-disableTelemetry", "-port"])
-    .arg(port.to_string())
-    .current_dir(&dir);
+    .arg(jar);
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|source| StartError::Spawn {
+                what: "DynamoDB Local",
+                source,
+            })?;
+            cmd.arg("-dbPath").arg(d);
+        }
+        None => {
+            cmd.arg("-inMemory");
+        }
+    }
+    cmd.args(["-sharedDb", "-disableTelemetry", "-port"])
+        .arg(port.to_string())
+        .current_dir(&home);
     start("DynamoDB Local", cmd, port, Duration::from_secs(60))
 }
 
@@ -244,13 +265,11 @@ pub fn start_moto(port: u16) -> Result<Service, StartError> {
     start("moto server", cmd, port, Duration::from_secs(60))
 }
 
-/// The Lambda Runtime Interface Emulator running `bootstrap`, answering
-/// invokes on `POST http://127.0.0.1:<port>/2015-03-31/functions/function/invocations`.
-pub fn start_rie(
+fn rie_command(
     bootstrap: &Path,
     port: u16,
     env: &[(String, String)],
-) -> Result<Service, StartError> {
+) -> Result<Command, StartError> {
     let rie = installed("Lambda RIE", tools_dir().join("aws-lambda-rie"))?;
     let bootstrap = installed("function binary", bootstrap.to_path_buf())?;
     let api_port = free_port();
@@ -266,7 +285,61 @@ pub fn start_rie(
     for (k, v) in env {
         cmd.env(k, v);
     }
+    Ok(cmd)
+}
+
+/// The Lambda Runtime Interface Emulator running `bootstrap`, answering
+/// invokes on `POST http://127.0.0.1:<port>/2015-03-31/functions/function/invocations`.
+/// Returns once the port answers; the emulator starts `bootstrap` at the
+/// first invoke, as Lambda does.
+pub fn start_rie(
+    bootstrap: &Path,
+    port: u16,
+    env: &[(String, String)],
+) -> Result<Service, StartError> {
+    let cmd = rie_command(bootstrap, port, env)?;
     start("Lambda RIE", cmd, port, Duration::from_secs(20))
+}
+
+/// Like [`start_rie`] but returns right after the spawn, without waiting
+/// for the port (for timing a cold start from process start).
+pub fn spawn_rie(
+    bootstrap: &Path,
+    port: u16,
+    env: &[(String, String)],
+) -> Result<Service, StartError> {
+    let cmd = rie_command(bootstrap, port, env)?;
+    start("Lambda RIE", cmd, port, Duration::ZERO)
+}
+
+/// Processes whose parent is `pid` (e.g. the `bootstrap` under the RIE).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // "pid (comm) state ppid ...": comm may hold spaces.
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split(' ').nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Peak resident set size (VmHWM) of a process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Invoke URL of a function running under [`start_rie`].

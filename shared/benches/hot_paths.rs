@@ -1,12 +1,17 @@
-//! In-process benchmarks: parse + normalize + key per sample payload, and
-//! the ingest handler per request (1 KB and 100 KB) with a no-op queue.
-//! `cargo bench -p smartlead` (criterion prints medians and spreads).
+//! In-process benchmarks: parse + normalize + key per sample payload, the
+//! ingest handler per request (1 KB and 100 KB) with a no-op queue, and the
+//! consumer's per-record work (parse, plan, outcome, log, metrics) with an
+//! in-memory store. `cargo bench -p smartlead` prints medians and spreads;
+//! `scripts/bench.sh` runs these and the rest and writes BENCHMARKS.md.
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use smartlead::consumer::{BlobError, BlobReader, Consumer};
 use smartlead::ingest::*;
 use smartlead::message::OutgoingMessage;
 use smartlead::metrics::Metrics;
+use smartlead::plan::{Plan, ScoreWeights};
+use smartlead::store::{ApplyOutcome, Rejected, StateStore, StoreError};
 use smartlead::SmartleadEvent;
 
 struct NoopQueue;
@@ -98,5 +103,65 @@ fn ingest(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, model, ingest);
+/// Applies every plan (the processed path, the common one) and keeps nothing.
+struct MemStore;
+#[async_trait]
+impl StateStore for MemStore {
+    async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
+        Ok(ApplyOutcome::Applied {
+            transactions: 1,
+            write_units: 2.0 * (plan.items.len() + 1) as f64,
+        })
+    }
+    async fn reject(&self, _r: Rejected<'_>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+struct NoReader;
+#[async_trait]
+impl BlobReader for NoReader {
+    async fn get(&self, _bucket: &str, _key: &str) -> Result<Vec<u8>, BlobError> {
+        Err(BlobError::NotFound)
+    }
+}
+
+fn consumer(c: &mut Criterion) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/sqs");
+    let read = |name: &str| -> aws_lambda_events::event::sqs::SqsEvent {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).expect("sqs fixture"))
+            .expect("sqs event")
+    };
+    let consumer = Consumer {
+        store: MemStore,
+        blobs: None::<NoReader>,
+        weights: ScoreWeights::default(),
+        concurrency: 10,
+        metrics: Metrics::disabled(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("consumer_record");
+    for name in [
+        "email_open",
+        "email_reply",
+        "email_bounce",
+        "lead_category_updated",
+    ] {
+        let event = read(&format!("{name}.json"));
+        let record = event.records[0].clone();
+        g.bench_with_input(BenchmarkId::from_parameter(name), &record, |b, r| {
+            b.iter(|| rt.block_on(consumer.handle_record(r)))
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("consumer_batch");
+    let batch = read("batch_mixed.json");
+    g.bench_function(format!("{}_records", batch.records.len()), |b| {
+        b.iter(|| rt.block_on(consumer.handle_batch(batch.clone())))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, model, ingest, consumer);
 criterion_main!(benches);

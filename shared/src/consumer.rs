@@ -69,7 +69,25 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// Metric names, by [`Outcome::metric_index`].
+const METRIC_NAMES: [&str; 4] = ["Processed", "Duplicates", "RejectedEvents", "Failures"];
+
+struct Done {
+    outcome: Outcome,
+    event_type: String,
+    ms: f64,
+}
+
 impl Outcome {
+    fn metric_index(&self) -> usize {
+        match self {
+            Outcome::Processed { .. } => 0,
+            Outcome::Duplicate => 1,
+            Outcome::Rejected(_) => 2,
+            Outcome::Failed(_) => 3,
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Processed { .. } => "processed",
@@ -112,14 +130,36 @@ enum Body {
 impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
         let records = event.records;
-        let results: Vec<(Option<String>, Outcome)> = futures::stream::iter(records.iter())
-            .map(|m| async move { (m.message_id.clone(), self.handle_record(m).await) })
+        let results: Vec<(Option<String>, Done)> = futures::stream::iter(records.iter())
+            .map(|m| async move { (m.message_id.clone(), self.record(m).await) })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
         let mut response = SqsBatchResponse::default();
-        for (id, outcome) in results {
-            if let Outcome::Failed(_) = outcome {
+        // One metric document per event type and batch.
+        let mut by_type: std::collections::BTreeMap<&str, ([f64; 4], Vec<f64>)> =
+            Default::default();
+        for (_, done) in &results {
+            let (counts, latencies) = by_type.entry(done.event_type.as_str()).or_default();
+            counts[done.outcome.metric_index()] += 1.0;
+            latencies.push(done.ms);
+        }
+        for (event_type, (counts, latencies)) in &by_type {
+            let mut values: Vec<(&str, &[f64], Unit)> = Vec::new();
+            for (i, name) in METRIC_NAMES.iter().enumerate() {
+                if counts[i] > 0.0 {
+                    values.push((name, std::slice::from_ref(&counts[i]), Unit::Count));
+                }
+            }
+            for chunk in latencies.chunks(100) {
+                let mut v = values.clone();
+                v.push(("ProcessingLatency", chunk, Unit::Milliseconds));
+                self.metrics.emit_many(&[("EventType", event_type)], &v);
+                values.clear();
+            }
+        }
+        for (id, done) in results {
+            if let Outcome::Failed(_) = done.outcome {
                 let mut f = BatchItemFailure::default();
                 f.item_identifier = id.unwrap_or_default();
                 response.batch_item_failures.push(f);
@@ -157,7 +197,12 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
     }
 
+    /// One record on its own (its metrics are left to the batch).
     pub async fn handle_record(&self, m: &SqsMessage) -> Outcome {
+        self.record(m).await.outcome
+    }
+
+    async fn record(&self, m: &SqsMessage) -> Done {
         let message_id = m.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("record", message_id = %message_id, event_type = tracing::field::Empty, dedup_key = tracing::field::Empty);
         async {
@@ -191,14 +236,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 Outcome::Rejected(reason) => tracing::warn!(outcome = "rejected", reason, "record rejected and kept"),
                 o => tracing::info!(outcome = o.label(), ms, "record done"),
             }
-            let name = match &outcome {
-                Outcome::Processed { .. } => "Processed",
-                Outcome::Duplicate => "Duplicates",
-                Outcome::Rejected(_) => "RejectedEvents",
-                Outcome::Failed(_) => "Failures",
-            };
-            self.metrics.emit(&[("EventType", &event_type)], &[(name, 1.0, Unit::Count), ("ProcessingLatency", ms, Unit::Milliseconds)]);
-            outcome
+            Done { outcome, event_type, ms }
         }
         .instrument(span)
         .await

@@ -19,8 +19,10 @@ pub use key::DedupKey;
 pub mod aws;
 pub mod consumer;
 pub mod ingest;
+pub mod logging;
 pub mod metrics;
 pub mod plan;
+pub mod redrive;
 pub mod store;
 
 // Re-exported so the function crates use the same SDK versions.

@@ -1,5 +1,7 @@
-//! CloudWatch metrics in Embedded Metric Format: one JSON line on stdout per
-//! record, which CloudWatch Logs turns into metrics with no API call.
+//! CloudWatch metrics in Embedded Metric Format: JSON lines on stdout, which
+//! CloudWatch Logs turns into metrics with no API call. The ingest writes one
+//! per request; the consumer one per event type and batch (values as arrays),
+//! because log bytes are a large part of the bill per webhook.
 //!
 //! A few lines of our own rather than a crate: the format is a fixed,
 //! documented envelope, and the hot path wants one `write` with no
@@ -62,11 +64,12 @@ impl Metrics {
         Metrics::new(ns, function)
     }
 
-    /// The EMF document for one record: `Function` plus `dims` as dimensions.
+    /// The EMF document: `Function` plus `dims` as dimensions; a metric with
+    /// several values is written as an array (EMF allows up to 100).
     pub fn document(
         &self,
         dims: &[(&str, &str)],
-        values: &[(&str, f64, Unit)],
+        values: &[(&str, &[f64], Unit)],
         now_ms: i64,
     ) -> Value {
         let mut doc = Map::new();
@@ -80,8 +83,12 @@ impl Metrics {
             .iter()
             .map(|(name, _, unit)| json!({ "Name": name, "Unit": unit.as_str() }))
             .collect();
-        for (name, value, _) in values {
-            doc.insert((*name).into(), json!(value));
+        for (name, v, _) in values {
+            let v = match v {
+                [one] => json!(one),
+                many => json!(many),
+            };
+            doc.insert((*name).into(), v);
         }
         doc.insert(
             "_aws".into(),
@@ -99,6 +106,18 @@ impl Metrics {
     }
 
     pub fn emit(&self, dims: &[(&str, &str)], values: &[(&str, f64, Unit)]) {
+        if !self.enabled {
+            return;
+        }
+        let values: Vec<(&str, &[f64], Unit)> = values
+            .iter()
+            .map(|(n, v, u)| (*n, std::slice::from_ref(v), *u))
+            .collect();
+        self.emit_many(dims, &values);
+    }
+
+    /// One document for many observations (at most 100 values a metric).
+    pub fn emit_many(&self, dims: &[(&str, &str)], values: &[(&str, &[f64], Unit)]) {
         if !self.enabled {
             return;
         }
@@ -123,12 +142,16 @@ mod tests {
         let m = Metrics::new("Ns", "ingest");
         let d = m.document(
             &[("EventType", "EMAIL_OPEN")],
-            &[("Queued", 1.0, Unit::Count)],
+            &[
+                ("Queued", &[1.0], Unit::Count),
+                ("Latency", &[2.0, 3.0], Unit::Milliseconds),
+            ],
             42,
         );
         assert_eq!(d["Function"], "ingest");
         assert_eq!(d["EventType"], "EMAIL_OPEN");
         assert_eq!(d["Queued"], 1.0);
+        assert_eq!(d["Latency"], json!([2.0, 3.0]));
         let cw = &d["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "Ns");
         assert_eq!(

@@ -174,6 +174,40 @@ pub fn item_to_json(item: &HashMap<String, AttributeValue>) -> Value {
     attr_to_json(&AttributeValue::M(item.clone()))
 }
 
+/// An item's size as DynamoDB meters it (attribute names plus values; numbers
+/// by significant digits), in bytes: a write costs one unit per started KB,
+/// two in a transaction.
+pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    fn number(n: &str) -> usize {
+        let digits = n
+            .trim_start_matches('-')
+            .replace('.', "")
+            .split(['e', 'E'])
+            .next()
+            .unwrap_or_default()
+            .trim_matches('0')
+            .len();
+        digits.div_ceil(2) + 1
+    }
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) => s.len(),
+            AttributeValue::N(n) => number(n),
+            AttributeValue::B(b) => b.as_ref().len(),
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+            AttributeValue::Ns(v) => v.iter().map(|n| number(n)).sum(),
+            AttributeValue::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+            AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + value(v)).sum::<usize>(),
+            AttributeValue::M(m) => {
+                3 + m.iter().map(|(k, v)| 1 + k.len() + value(v)).sum::<usize>()
+            }
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
 fn num(f: f64) -> String {
     if f.fract() == 0.0 && f.abs() < 1e15 {
         format!("{}", f as i64)
@@ -584,4 +618,28 @@ pub async fn create_table(
         .await
         .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_size_follows_dynamodb_rules() {
+        let item: HashMap<String, AttributeValue> = [
+            ("pk".to_owned(), AttributeValue::S("LEAD#a@b.c".into())), // 2 + 10
+            ("opens".to_owned(), AttributeValue::N("12".into())),      // 5 + 2
+            ("score".to_owned(), AttributeValue::N("-1.50".into())),   // 5 + 2
+            (
+                "flags".to_owned(),
+                AttributeValue::Ss(vec!["engaged".into(), "replied".into()]),
+            ), // 5 + 14
+            (
+                "m".to_owned(),
+                AttributeValue::M([("k".to_owned(), AttributeValue::Bool(true))].into()),
+            ), // 1 + 3 + 1 + 1 + 1
+        ]
+        .into();
+        assert_eq!(item_size(&item), 12 + 7 + 7 + 19 + 7);
+    }
 }

@@ -14,28 +14,104 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub http: u16,
     pub dynamodb: u16,
     pub moto: u16,
+    /// The first ingest instance; further instances take the next ports.
     pub ingest: u16,
     pub consumer: u16,
 }
 
+impl Ports {
+    /// Free ports for a test or benchmark stack.
+    pub fn free(ingest_instances: usize) -> Ports {
+        let p = local_aws::free_port;
+        let ingest = (0..50)
+            .map(|_| p())
+            .find(|&b| (1..ingest_instances as u16).all(|i| !local_aws::port_in_use(b + i)))
+            .unwrap_or_else(p);
+        Ports {
+            http: p(),
+            dynamodb: p(),
+            moto: p(),
+            ingest,
+            consumer: p(),
+        }
+    }
+}
+
 pub const TOKEN: &str = crate::fixtures::LOCAL_TOKEN;
+pub const TABLE: &str = "smartlead-state";
+pub const QUEUE: &str = "smartlead-webhooks";
+pub const DLQ: &str = "smartlead-webhooks-dlq";
+pub const BUCKET: &str = "smartlead-claims";
+
+/// How to run the stack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the `smartlead-ingest` and `smartlead-consumer` binaries are.
+    pub bin_dir: std::path::PathBuf,
+    /// Ingest functions behind the HTTP front. Each emulator answers one
+    /// invoke at a time; Lambda would start more instances under load.
+    pub ingest_instances: usize,
+    /// The queue's visibility timeout here (the template's is minutes).
+    pub visibility_secs: u32,
+    /// Emit EMF metrics to the function logs (off for readable local logs).
+    pub metrics: bool,
+    /// Keep DynamoDB Local's data on disk here, so it survives a restart.
+    pub dynamodb_dir: Option<std::path::PathBuf>,
+}
+
+impl Options {
+    /// Debug binaries of this workspace (what `cargo build` makes).
+    pub fn debug() -> Options {
+        Options {
+            bin_dir: target_dir().join("debug"),
+            ingest_instances: 2,
+            visibility_secs: 5,
+            metrics: false,
+            dynamodb_dir: None,
+        }
+    }
+}
+
+pub fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"))
+}
 
 pub struct Stack {
-    pub services: Vec<local_aws::Service>,
+    pub ports: Ports,
+    pub options: Options,
+    pub dynamodb: local_aws::Service,
+    pub moto: local_aws::Service,
+    pub ingest: Vec<local_aws::Service>,
+    pub consumer: local_aws::Service,
     pub queue_url: String,
     pub dlq_url: String,
     pub table: String,
     pub sqs: smartlead::aws_sdk_sqs::Client,
     pub ddb: smartlead::aws_sdk_dynamodb::Client,
+    #[cfg_attr(not(test), allow(dead_code))] // tests restore claim-check objects
+    pub s3: smartlead::aws_sdk_s3::Client,
+    pub ingest_env: Vec<(String, String)>,
+    pub consumer_env: Vec<(String, String)>,
+    /// `maxReceiveCount` of the redrive policy, from template.yaml.
+    pub max_receive: String,
 }
 
 impl Stack {
     pub fn store(&self) -> smartlead::store::DynamoStore {
         smartlead::store::DynamoStore::new(self.ddb.clone(), self.table.clone())
+    }
+    pub fn ingest_pool(&self) -> Pool {
+        Pool::new(self.ingest.iter().map(local_aws::rie_invoke_url).collect())
+    }
+    pub fn consumer_url(&self) -> String {
+        local_aws::rie_invoke_url(&self.consumer)
     }
 }
 
@@ -46,18 +122,65 @@ fn check_port(what: &str, port: u16) -> Result<()> {
     Ok(())
 }
 
-pub async fn start(root: &Path, ports: &Ports) -> Result<Stack> {
-    for (what, p) in [
-        ("http", ports.http),
-        ("dynamodb", ports.dynamodb),
-        ("moto", ports.moto),
-        ("ingest", ports.ingest),
-        ("consumer", ports.consumer),
-    ] {
-        check_port(what, p)?;
+/// Creates the DLQ, the queue with its redrive policy, and the claim-check
+/// bucket (idempotent). Returns (queue url, DLQ url).
+async fn create_queues(
+    sqs: &smartlead::aws_sdk_sqs::Client,
+    s3: &smartlead::aws_sdk_s3::Client,
+    max_receive: &str,
+    visibility_secs: u32,
+) -> Result<(String, String)> {
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(DLQ)
+        .send()
+        .await?
+        .queue_url
+        .context("dlq url")?;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .context("dlq arn")?;
+    let redrive =
+        json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}).to_string();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(QUEUE)
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_secs.to_string(),
+        )
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await?
+        .queue_url
+        .context("queue url")?;
+    s3.create_bucket().bucket(BUCKET).send().await?;
+    Ok((queue_url, dlq_url))
+}
+
+pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stack> {
+    let instances = options.ingest_instances.max(1);
+    let mut named = vec![
+        ("http".to_owned(), ports.http),
+        ("dynamodb".to_owned(), ports.dynamodb),
+        ("moto".to_owned(), ports.moto),
+        ("consumer".to_owned(), ports.consumer),
+    ];
+    for i in 0..instances {
+        named.push(("ingest".to_owned(), ports.ingest + i as u16));
+    }
+    for (what, p) in &named {
+        check_port(what, *p)?;
     }
     let t = Template::load(root)?;
-    let ddb_svc = local_aws::start_dynamodb(ports.dynamodb).context("starting DynamoDB Local")?;
+    let ddb_svc = local_aws::start_dynamodb_in(ports.dynamodb, options.dynamodb_dir.as_deref())
+        .context("starting DynamoDB Local")?;
     let moto = local_aws::start_moto(ports.moto).context("starting moto")?;
     let ddb_cfg = smartlead::aws::local_sdk_config(&ddb_svc.endpoint()).await;
     let moto_cfg = smartlead::aws::local_sdk_config(&moto.endpoint()).await;
@@ -82,55 +205,28 @@ pub async fn start(root: &Path, ports: &Ports) -> Result<Stack> {
             "template.yaml's StateTable key schema {keys:?} is not the one the code uses (pk, sk)"
         );
     }
-    let table = "smartlead-state".to_owned();
+    let table = TABLE.to_owned();
     smartlead::store::create_table(&ddb, &table)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let q = t.props("WebhookQueue")?;
-    let visibility = t
-        .resolve(&q["VisibilityTimeout"])
+    t.resolve(&q["VisibilityTimeout"])
         .context("VisibilityTimeout")?;
     let max_receive = t
         .resolve(&q["RedrivePolicy"]["maxReceiveCount"])
         .context("maxReceiveCount")?;
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name("smartlead-webhooks-dlq")
-        .send()
-        .await?
-        .queue_url
-        .context("dlq url")?;
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .context("dlq arn")?;
-    let redrive =
-        json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}).to_string();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("smartlead-webhooks")
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            local_visibility(&visibility),
-        )
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .send()
-        .await?
-        .queue_url
-        .context("queue url")?;
-    s3.create_bucket().bucket("smartlead-claims").send().await?;
+    let (queue_url, dlq_url) =
+        create_queues(&sqs, &s3, &max_receive, options.visibility_secs).await?;
 
     let common: Vec<(String, String)> = [
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
-        ("METRICS_DISABLED", "1".to_owned()),
+        (
+            "METRICS_DISABLED",
+            if options.metrics { "0" } else { "1" }.to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -139,7 +235,7 @@ pub async fn start(root: &Path, ports: &Ports) -> Result<Stack> {
     for (k, v) in [
         ("AWS_ENDPOINT_URL", moto.endpoint()),
         ("QUEUE_URL", queue_url.clone()),
-        ("CLAIM_CHECK_BUCKET", "smartlead-claims".into()),
+        ("CLAIM_CHECK_BUCKET", BUCKET.into()),
         ("S3_FORCE_PATH_STYLE", "true".into()),
         ("WEBHOOK_SECRET", TOKEN.into()),
         ("WEBHOOK_PATH", t.default("WebhookPath")?),
@@ -158,12 +254,17 @@ pub async fn start(root: &Path, ports: &Ports) -> Result<Stack> {
     ] {
         consumer_env.push((k.into(), v));
     }
-    let bin = root.join("target/debug");
-    let bin = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| Path::new(&d).join("debug"))
-        .unwrap_or(bin);
-    let ingest = local_aws::start_rie(&bin.join("smartlead-ingest"), ports.ingest, &ingest_env)
-        .context("starting the ingest function")?;
+    let bin = &options.bin_dir;
+    let ingest = (0..instances)
+        .map(|i| {
+            local_aws::start_rie(
+                &bin.join("smartlead-ingest"),
+                ports.ingest + i as u16,
+                &ingest_env,
+            )
+            .context("starting the ingest function")
+        })
+        .collect::<Result<Vec<_>>>()?;
     let consumer = local_aws::start_rie(
         &bin.join("smartlead-consumer"),
         ports.consumer,
@@ -171,18 +272,64 @@ pub async fn start(root: &Path, ports: &Ports) -> Result<Stack> {
     )
     .context("starting the consumer function")?;
     Ok(Stack {
-        services: vec![ddb_svc, moto, ingest, consumer],
+        ports: *ports,
+        options: options.clone(),
+        dynamodb: ddb_svc,
+        moto,
+        ingest,
+        consumer,
         queue_url,
         dlq_url,
         table,
         sqs,
         ddb,
+        s3,
+        ingest_env,
+        consumer_env,
+        max_receive,
     })
 }
 
-/// Locally a failed record comes back after a few seconds, not minutes.
-fn local_visibility(_template_value: &str) -> String {
-    "5".into()
+/// Emulated function instances: each answers one invoke at a time (as one
+/// Lambda instance does), so a call waits for a free one.
+#[derive(Clone)]
+pub struct Pool {
+    free: Arc<std::sync::Mutex<Vec<String>>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    http: reqwest::Client,
+}
+
+impl Pool {
+    pub fn new(urls: Vec<String>) -> Pool {
+        Pool {
+            permits: Arc::new(tokio::sync::Semaphore::new(urls.len())),
+            free: Arc::new(std::sync::Mutex::new(urls)),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Invokes a free instance; `None` when the invoke failed as a whole
+    /// (emulator unreachable, function crashed or timed out).
+    pub async fn invoke(&self, event: &Value) -> Option<Value> {
+        let _permit = self.permits.acquire().await.ok()?;
+        let url = self.free.lock().ok()?.pop()?;
+        let answer = self
+            .http
+            .post(&url)
+            .json(event)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status());
+        let out = match answer {
+            Ok(r) => r.json::<Value>().await.ok(),
+            Err(_) => None,
+        };
+        if let Ok(mut free) = self.free.lock() {
+            free.push(url);
+        }
+        // The emulator answers a crashed or timed-out invoke with an error object.
+        out.filter(|v| v.get("errorType").is_none())
+    }
 }
 
 /// Turns one HTTP request into an API Gateway HTTP API (2.0) event.
@@ -279,36 +426,18 @@ async fn read_request(
     Ok((method, target, headers, body))
 }
 
-/// The HTTP front: every request becomes an invoke of the ingest function.
-pub async fn serve_http(listener: tokio::net::TcpListener, invoke_url: String) -> Result<()> {
-    let http = reqwest::Client::new();
-    // The emulator runs one invoke at a time (like one Lambda instance):
-    // concurrent requests queue here instead of being refused.
-    let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
+/// The HTTP front: every request becomes an invoke of an ingest instance.
+pub async fn serve_http(listener: tokio::net::TcpListener, ingest: Pool) -> Result<()> {
     loop {
         let (mut sock, peer) = listener.accept().await?;
-        let http = http.clone();
-        let url = invoke_url.clone();
-        let lock = one_at_a_time.clone();
+        let ingest = ingest.clone();
         tokio::spawn(async move {
             let Ok((method, target, headers, body)) = read_request(&mut sock).await else {
                 return;
             };
             let event = api_event(&method, &target, &headers, &body, &peer.ip().to_string());
-            let guard = lock.lock().await;
-            let answer = http
-                .post(&url)
-                .json(&event)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status());
-            let answer = match answer {
-                Ok(r) => r.json::<Value>().await.map_err(|_| ()),
-                Err(_) => Err(()),
-            };
-            drop(guard);
-            let (status, out_headers, out_body) = match answer {
-                Ok(v) if v.get("statusCode").is_some() => (
+            let (status, out_headers, out_body) = match ingest.invoke(&event).await {
+                Some(v) if v.get("statusCode").is_some() => (
                     v["statusCode"].as_u64().unwrap_or(502) as u16,
                     v["headers"].as_object().cloned().unwrap_or_default(),
                     v["body"].as_str().unwrap_or_default().to_owned(),
@@ -347,16 +476,51 @@ fn reason(s: u16) -> &'static str {
     }
 }
 
-/// One poll: receive up to `batch` messages, invoke the consumer, delete the
-/// successes (all but `batchItemFailures`; none if the invoke itself failed).
-/// Returns (received, deleted).
-pub async fn poll_once(
-    stack: &Stack,
-    http: &reqwest::Client,
-    invoke_url: &str,
-    batch: i32,
-    wait_secs: i32,
-) -> Result<(usize, usize)> {
+/// What one poll did.
+#[derive(Debug, Default)]
+pub struct Poll {
+    pub received: usize,
+    /// Message ids the consumer finished (processed, duplicate or rejected):
+    /// deleted from the queue.
+    pub done: Vec<String>,
+    /// When the consumer's answer came back (the records' state is stored).
+    pub answered_at: Option<std::time::Instant>,
+    /// The invoke failed as a whole: nothing deleted, all come back.
+    pub invoke_failed: bool,
+}
+
+/// An SQS event record as the Lambda event source mapping builds it.
+fn sqs_event_record(m: &smartlead::aws_sdk_sqs::types::Message) -> Value {
+    let attrs: Map<String, Value> = m
+        .attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mattrs: Map<String, Value> = m
+        .message_attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| {
+                    let v = json!({"stringValue": v.string_value(), "dataType": v.data_type(),
+                                   "stringListValues": [], "binaryListValues": []});
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+           "attributes": attrs, "messageAttributes": mattrs, "md5OfBody": m.md5_of_body(),
+           "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+           "eventSourceARN": format!("arn:aws:sqs:us-east-1:000000000000:{QUEUE}")})
+}
+
+/// One poll, as the SQS event source mapping does it: receive up to `batch`
+/// messages, invoke the consumer, delete the successes (all but
+/// `batchItemFailures`; none if the invoke failed as a whole).
+pub async fn poll_once(stack: &Stack, consumer: &Pool, batch: i32, wait_secs: i32) -> Result<Poll> {
     let r = stack
         .sqs
         .receive_message()
@@ -369,41 +533,34 @@ pub async fn poll_once(
         .await?;
     let msgs = r.messages.unwrap_or_default();
     if msgs.is_empty() {
-        return Ok((0, 0));
+        return Ok(Poll::default());
     }
-    let records: Vec<Value> = msgs
-        .iter()
-        .map(|m| {
-            let attrs: Map<String, Value> = m.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect()).unwrap_or_default();
-            let mattrs: Map<String, Value> = m
-                .message_attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.clone(), json!({"stringValue": v.string_value(), "dataType": v.data_type(), "stringListValues": [], "binaryListValues": []}))).collect())
-                .unwrap_or_default();
-            json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(), "attributes": attrs, "messageAttributes": mattrs,
-                   "md5OfBody": m.md5_of_body(), "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:smartlead-webhooks", "awsRegion": "us-east-1"})
-        })
-        .collect();
-    let out: Value = match http
-        .post(invoke_url)
-        .json(&json!({"Records": records}))
-        .send()
-        .await
-    {
-        Ok(r) => r.json().await.unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    };
-    let Some(failures) = out.get("batchItemFailures").and_then(Value::as_array) else {
-        // The invoke failed as a whole: like Lambda, delete nothing.
-        return Ok((msgs.len(), 0));
+    let records: Vec<Value> = msgs.iter().map(sqs_event_record).collect();
+    let out = consumer.invoke(&json!({"Records": records})).await;
+    let answered_at = Some(std::time::Instant::now());
+    let Some(failures) = out
+        .as_ref()
+        .and_then(|o| o.get("batchItemFailures"))
+        .and_then(Value::as_array)
+    else {
+        return Ok(Poll {
+            received: msgs.len(),
+            done: Vec::new(),
+            answered_at,
+            invoke_failed: true,
+        });
     };
     let failed: Vec<&str> = failures
         .iter()
         .filter_map(|f| f["itemIdentifier"].as_str())
         .collect();
-    let entries: Vec<DeleteMessageBatchRequestEntry> = msgs
+    let done: Vec<&smartlead::aws_sdk_sqs::types::Message> = msgs
+        .iter()
+        .filter(|m| !failed.contains(&m.message_id().unwrap_or_default()))
+        .collect();
+    let entries: Vec<DeleteMessageBatchRequestEntry> = done
         .iter()
         .enumerate()
-        .filter(|(_, m)| !failed.contains(&m.message_id().unwrap_or_default()))
         .filter_map(|(i, m)| {
             DeleteMessageBatchRequestEntry::builder()
                 .id(i.to_string())
@@ -412,8 +569,7 @@ pub async fn poll_once(
                 .ok()
         })
         .collect();
-    let n = entries.len();
-    if n > 0 {
+    if !entries.is_empty() {
         stack
             .sqs
             .delete_message_batch()
@@ -422,7 +578,15 @@ pub async fn poll_once(
             .send()
             .await?;
     }
-    Ok((msgs.len(), n))
+    Ok(Poll {
+        received: msgs.len(),
+        done: done
+            .iter()
+            .map(|m| m.message_id().unwrap_or_default().to_owned())
+            .collect(),
+        answered_at,
+        invoke_failed: false,
+    })
 }
 
 pub async fn depth(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Result<(String, String)> {
@@ -498,56 +662,149 @@ pub async fn show(dynamodb_port: u16, moto_port: u16, email: Option<&str>) -> Re
     Ok(())
 }
 
-pub async fn run(root: &Path, ports: Ports) -> Result<()> {
-    let stack = Arc::new(start(root, &ports).await?);
+/// One function log line, made readable: JSON records as
+/// `LEVEL message key=value ...`, the emulator's REPORT lines as durations,
+/// its other chatter and EMF metric documents dropped.
+pub fn readable(line: &str) -> Option<String> {
+    let line = line.trim_end();
+    if let Ok(Value::Object(v)) = serde_json::from_str::<Value>(line) {
+        if v.contains_key("_aws") {
+            return None;
+        }
+        let level = v.get("level").and_then(Value::as_str).unwrap_or("INFO");
+        let fields = v.get("fields").and_then(Value::as_object);
+        let message = fields
+            .and_then(|f| f.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mut out = format!("{level:<5} {message}");
+        for (k, val) in fields.into_iter().flatten() {
+            if k != "message" {
+                match val {
+                    Value::String(s) => out.push_str(&format!(" {k}={s}")),
+                    other => out.push_str(&format!(" {k}={other}")),
+                }
+            }
+        }
+        return Some(out);
+    }
+    if let Some(rest) = line.strip_prefix("REPORT RequestId: ") {
+        let parts: Vec<&str> = rest.split('\t').map(str::trim).collect();
+        let pick = |name: &str| parts.iter().find(|p| p.starts_with(name)).copied();
+        let mut out = "REPORT".to_owned();
+        for p in [pick("Init Duration"), pick("Duration")]
+            .into_iter()
+            .flatten()
+        {
+            out.push_str(&format!(" {p}"));
+        }
+        return Some(out);
+    }
+    if line.contains("[WARN") || line.contains("[ERROR") || line.contains("panicked") {
+        return Some(line.to_owned());
+    }
+    None
+}
+
+/// Follows the functions' log files and prints their lines readably.
+pub async fn follow_logs(sources: Vec<(String, std::path::PathBuf)>) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut offsets = vec![0u64; sources.len()];
+    let mut partial = vec![String::new(); sources.len()];
+    loop {
+        for (i, (label, path)) in sources.iter().enumerate() {
+            let Ok(mut f) = std::fs::File::open(path) else {
+                continue;
+            };
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            if len < offsets[i] {
+                offsets[i] = 0; // restarted: the file was truncated
+            }
+            if len == offsets[i] || f.seek(SeekFrom::Start(offsets[i])).is_err() {
+                continue;
+            }
+            let mut buf = Vec::new();
+            if f.read_to_end(&mut buf).is_err() {
+                continue;
+            }
+            offsets[i] += buf.len() as u64;
+            partial[i].push_str(&String::from_utf8_lossy(&buf));
+            while let Some(nl) = partial[i].find('\n') {
+                let line: String = partial[i].drain(..=nl).collect();
+                if let Some(text) = readable(&line) {
+                    println!("{label:<9} {text}");
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn run(root: &Path, ports: Ports, options: Options) -> Result<()> {
+    let stack = Arc::new(start(root, &ports, &options).await?);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.http))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", ports.http))?;
-    let ingest_url = local_aws::rie_invoke_url(&stack.services[2]);
-    let consumer_url = local_aws::rie_invoke_url(&stack.services[3]);
     println!("SmartLead pipeline running locally (Ctrl-C stops everything):");
     println!(
         "  webhook    POST http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",
-        ports.http
+        stack.ports.http
     );
     println!(
         "  DynamoDB   {} (table {})",
-        stack.services[0].endpoint(),
+        stack.dynamodb.endpoint(),
         stack.table
     );
     println!(
-        "  moto       {} (SQS {}, DLQ {}, S3 smartlead-claims)",
-        stack.services[1].endpoint(),
+        "  moto       {} (SQS {}, DLQ {} after {} receives, S3 {BUCKET})",
+        stack.moto.endpoint(),
         stack.queue_url,
-        stack.dlq_url
-    );
-    println!("  inspect    cargo run -q -p xtask -- show jane.doe@acme-corp.com");
-    println!(
-        "  functions  ingest {}  consumer {}",
-        stack.services[2].endpoint(),
-        stack.services[3].endpoint()
+        stack.dlq_url,
+        stack.max_receive
     );
     println!(
-        "  logs       {}",
-        stack.services[2]
+        "  functions  ingest {} (x{}), consumer {}",
+        stack.ingest[0].endpoint(),
+        stack.ingest.len(),
+        stack.consumer.endpoint()
+    );
+    println!(
+        "  log files  {}",
+        stack
+            .consumer
             .log
             .parent()
             .map(|p| p.display().to_string())
             .unwrap_or_default()
     );
+    println!("  inspect    cargo run -q -p xtask -- show jane.doe@acme-corp.com");
     println!("try:  curl -s -XPOST 'http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}' -H 'content-type: application/json' -d @events/payloads/email_reply.json", ports.http);
-    let front = tokio::spawn(serve_http(listener, ingest_url));
+    let front = tokio::spawn(serve_http(listener, stack.ingest_pool()));
+    let mut sources: Vec<(String, std::path::PathBuf)> = stack
+        .ingest
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("ingest/{i}"), s.log.clone()))
+        .collect();
+    sources.push(("consumer".into(), stack.consumer.log.clone()));
+    let logs = tokio::spawn(follow_logs(sources));
     let poller_stack = stack.clone();
     let poller = tokio::spawn(async move {
-        let http = reqwest::Client::new();
+        let consumer = Pool::new(vec![poller_stack.consumer_url()]);
         loop {
-            match poll_once(&poller_stack, &http, &consumer_url, 10, 1).await {
-                Ok((r, d)) if r > 0 => {
-                    println!("consumer: {r} received, {d} done, {} to retry", r - d)
+            match poll_once(&poller_stack, &consumer, 10, 1).await {
+                Ok(p) if p.invoke_failed => {
+                    println!("poller    {} received; the consumer invoke failed, all will be redelivered", p.received)
                 }
+                Ok(p) if p.received > 0 => println!(
+                    "poller    {} received, {} done, {} to retry",
+                    p.received,
+                    p.done.len(),
+                    p.received - p.done.len()
+                ),
                 Ok(_) => {}
                 Err(e) => {
-                    eprintln!("poller: {e}");
+                    eprintln!("poller    {e:#}");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
@@ -556,6 +813,7 @@ pub async fn run(root: &Path, ports: Ports) -> Result<()> {
     tokio::signal::ctrl_c().await?;
     front.abort();
     poller.abort();
+    logs.abort();
     let rejected = stack
         .store()
         .partition("REJECTED")
@@ -567,6 +825,39 @@ pub async fn run(root: &Path, ports: Ports) -> Result<()> {
     Ok(())
 }
 
+/// Outages, for the fault tests.
+#[cfg(test)]
+impl Stack {
+    /// Stops moto (SQS, S3): an SQS outage.
+    pub fn stop_moto(&mut self) {
+        self.moto.stop();
+    }
+    /// Starts moto again on its port and recreates the queues and bucket
+    /// (moto keeps its state in memory).
+    pub async fn restart_moto(&mut self) -> Result<()> {
+        self.moto = local_aws::start_moto(self.ports.moto).context("restarting moto")?;
+        create_queues(
+            &self.sqs,
+            &self.s3,
+            &self.max_receive,
+            self.options.visibility_secs,
+        )
+        .await
+        .map(|_| ())
+    }
+    /// Stops DynamoDB Local (a DynamoDB outage). With `dynamodb_dir` set,
+    /// its data comes back with [`Stack::restart_dynamodb`].
+    pub fn stop_dynamodb(&mut self) {
+        self.dynamodb.stop();
+    }
+    pub fn restart_dynamodb(&mut self) -> Result<()> {
+        self.dynamodb =
+            local_aws::start_dynamodb_in(self.ports.dynamodb, self.options.dynamodb_dir.as_deref())
+                .context("restarting DynamoDB Local")?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! End to end: HTTP front -> ingest bootstrap (RIE) -> moto SQS -> poller
@@ -574,44 +865,233 @@ mod tests {
     use super::*;
     use crate::fixtures::payloads;
 
-    fn free_ports() -> Ports {
-        let p = local_aws::free_port;
-        Ports {
-            http: p(),
-            dynamodb: p(),
-            moto: p(),
-            ingest: p(),
-            consumer: p(),
-        }
-    }
-
-    async fn drain(stack: &Stack, consumer: &str) {
-        let http = reqwest::Client::new();
-        for _ in 0..200 {
-            let (received, _) = poll_once(stack, &http, consumer, 10, 0)
-                .await
-                .expect("poll");
+    /// Polls until the queue is empty and nothing is in flight.
+    async fn drain(stack: &Stack, consumer: &Pool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while std::time::Instant::now() < deadline {
+            let p = poll_once(stack, consumer, 10, 0).await.expect("poll");
             let (waiting, inflight) = depth(&stack.sqs, &stack.queue_url).await.expect("depth");
-            if received == 0 && waiting == "0" && inflight == "0" {
+            if p.received == 0 && waiting == "0" && inflight == "0" {
                 return;
+            }
+            if p.received == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         }
         panic!("queue never drained");
     }
 
-    #[tokio::test]
-    async fn webhooks_over_http_end_as_state_exactly_once() {
+    async fn post(http: &reqwest::Client, url: &str, body: &str) -> u16 {
+        http.post(url)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("post")
+            .status()
+            .as_u16()
+    }
+
+    fn open(email: &str, second: u32) -> String {
+        json!({"event_type": "EMAIL_OPEN", "to_email": email, "campaign_id": 77,
+               "time_opened": format!("2025-03-01T10:00:{second:02}Z")})
+        .to_string()
+    }
+
+    async fn opens(stack: &Stack, email: &str) -> Value {
+        let items = stack
+            .store()
+            .partition(&format!("LEAD#{email}"))
+            .await
+            .expect("read state");
+        items
+            .iter()
+            .map(smartlead::store::item_to_json)
+            .find(|v| v["sk"] == "CAMPAIGN#77")
+            .map(|v| v["opens"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// A stack for fault tests: failed records come back after 1 s.
+    async fn fault_stack(persist: bool) -> (Stack, String, Pool) {
         let root = crate::workspace_root();
-        let ports = free_ports();
-        let stack = start(&root, &ports).await.expect("stack starts");
+        let dir = std::env::temp_dir().join(format!(
+            "smartlead-ddb-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let options = Options {
+            visibility_secs: 1,
+            ingest_instances: 1,
+            dynamodb_dir: persist.then_some(dir),
+            ..Options::debug()
+        };
+        let ports = Ports::free(options.ingest_instances);
+        let stack = start(&root, &ports, &options).await.expect("stack starts");
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.http))
             .await
             .unwrap();
-        tokio::spawn(serve_http(
-            listener,
-            local_aws::rie_invoke_url(&stack.services[2]),
-        ));
-        let consumer = local_aws::rie_invoke_url(&stack.services[3]);
+        tokio::spawn(serve_http(listener, stack.ingest_pool()));
+        let consumer = Pool::new(vec![stack.consumer_url()]);
+        let url = format!(
+            "http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",
+            ports.http
+        );
+        (stack, url, consumer)
+    }
+
+    #[tokio::test]
+    async fn sqs_outage_answers_503_and_the_retry_is_processed_once() {
+        let (mut stack, url, consumer) = fault_stack(false).await;
+        let http = reqwest::Client::new();
+        assert_eq!(
+            post(&http, &url, &open("before@fault.example", 1)).await,
+            200
+        );
+        drain(&stack, &consumer).await;
+
+        stack.stop_moto();
+        let during = open("during@fault.example", 2);
+        assert_eq!(
+            post(&http, &url, &during).await,
+            503,
+            "no queue, no 200: SmartLead must retry"
+        );
+        stack.restart_moto().await.expect("moto back");
+        // SmartLead retries the refused webhook, and once more for luck.
+        assert_eq!(post(&http, &url, &during).await, 200);
+        assert_eq!(post(&http, &url, &during).await, 200);
+        drain(&stack, &consumer).await;
+        assert_eq!(opens(&stack, "during@fault.example").await, 1);
+        assert_eq!(opens(&stack, "before@fault.example").await, 1);
+    }
+
+    #[tokio::test]
+    async fn dynamodb_outage_mid_run_is_retried_and_applied_once() {
+        let (mut stack, url, consumer) = fault_stack(true).await;
+        let http = reqwest::Client::new();
+        for i in 0..20 {
+            let email = format!("lead{}@ddb-fault.example", i % 10);
+            assert_eq!(post(&http, &url, &open(&email, i)).await, 200);
+        }
+        // One batch goes through, then DynamoDB goes away mid-run.
+        let first = poll_once(&stack, &consumer, 10, 0).await.unwrap();
+        assert!(!first.done.is_empty());
+        stack.stop_dynamodb();
+        let failed = poll_once(&stack, &consumer, 10, 1).await.unwrap();
+        assert!(failed.received > 0, "records were waiting");
+        assert!(
+            failed.done.is_empty(),
+            "nothing may be acknowledged while DynamoDB is down"
+        );
+        stack.restart_dynamodb().expect("DynamoDB back");
+        // Redeliveries and duplicates of already stored events, after the outage.
+        for i in 0..5 {
+            let email = format!("lead{i}@ddb-fault.example");
+            assert_eq!(post(&http, &url, &open(&email, i)).await, 200);
+        }
+        drain(&stack, &consumer).await;
+        for i in 0..10 {
+            let email = format!("lead{i}@ddb-fault.example");
+            assert_eq!(
+                opens(&stack, &email).await,
+                2,
+                "{email}: two distinct opens"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_that_keeps_failing_reaches_the_dlq_and_can_be_redriven() {
+        use smartlead::aws_sdk_sqs::types::MessageAttributeValue;
+        let (stack, _url, consumer) = fault_stack(false).await;
+        // A claim-checked webhook whose bucket is not there yet: S3 fails on
+        // every delivery (transient: the object may come back).
+        let body = open("dlq@fault.example", 5);
+        let cc = smartlead::message::ClaimCheckMessage {
+            claim_check: smartlead::message::ClaimCheck {
+                bucket: "smartlead-claims-restored".into(),
+                key: "claims/dlq-test".into(),
+                size: body.len() as u64,
+                sha256: smartlead::message::sha256_hex(body.as_bytes()),
+            },
+        };
+        let attr = |v: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .unwrap()
+        };
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&stack.queue_url)
+            .message_body(serde_json::to_string(&cc).unwrap())
+            .message_attributes(smartlead::message::attr::BODY_LOCATION, attr("s3"))
+            .message_attributes(smartlead::message::attr::EVENT_TYPE, attr("EMAIL_OPEN"))
+            .send()
+            .await
+            .unwrap();
+        let max: usize = stack.max_receive.parse().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut receives = 0;
+        while depth(&stack.sqs, &stack.dlq_url).await.unwrap().0 != "1" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never reached the DLQ"
+            );
+            let p = poll_once(&stack, &consumer, 10, 1).await.unwrap();
+            assert!(p.done.is_empty(), "a failing record is never acknowledged");
+            receives += p.received;
+            if p.received == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+        assert_eq!(
+            receives, max,
+            "delivered maxReceiveCount times, then the DLQ"
+        );
+        assert_eq!(opens(&stack, "dlq@fault.example").await, Value::Null);
+
+        // The operator restores the object and redrives the DLQ.
+        stack
+            .s3
+            .create_bucket()
+            .bucket("smartlead-claims-restored")
+            .send()
+            .await
+            .unwrap();
+        stack
+            .s3
+            .put_object()
+            .bucket("smartlead-claims-restored")
+            .key("claims/dlq-test")
+            .body(body.into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+        let moved =
+            smartlead::redrive::redrive(&stack.sqs, &stack.dlq_url, &stack.queue_url, None, |_| {})
+                .await
+                .unwrap();
+        assert_eq!(moved.moved, 1);
+        assert_eq!(depth(&stack.sqs, &stack.dlq_url).await.unwrap().0, "0");
+        drain(&stack, &consumer).await;
+        assert_eq!(opens(&stack, "dlq@fault.example").await, 1);
+    }
+
+    #[tokio::test]
+    async fn webhooks_over_http_end_as_state_exactly_once() {
+        let root = crate::workspace_root();
+        let options = Options::debug();
+        let ports = Ports::free(options.ingest_instances);
+        let stack = start(&root, &ports, &options).await.expect("stack starts");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.http))
+            .await
+            .unwrap();
+        tokio::spawn(serve_http(listener, stack.ingest_pool()));
+        let consumer = Pool::new(vec![stack.consumer_url()]);
         let base = format!("http://127.0.0.1:{}/webhooks/smartlead", ports.http);
         let http = reqwest::Client::new();
         let post = |url: String, body: String| {

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod bench;
 mod fixtures;
 mod local;
 mod template;
@@ -34,10 +35,25 @@ enum Cmd {
         dynamodb_port: u16,
         #[arg(long, default_value_t = 5000)]
         moto_port: u16,
+        /// The first ingest instance's port; further instances take the next ones.
         #[arg(long, default_value_t = 9000)]
         ingest_port: u16,
+        /// Ingest function instances behind the HTTP front (each emulator
+        /// answers one invoke at a time, as one Lambda instance does).
+        #[arg(long, default_value_t = 2)]
+        ingest_instances: usize,
         #[arg(long, default_value_t = 9100)]
         consumer_port: u16,
+    },
+    /// Measure speed, memory and cost; writes BENCHMARKS.md, bench/results.json
+    /// and bench/latency.svg (run it with --release: `scripts/bench.sh`).
+    Bench {
+        /// Few repetitions: a quick look, not figures to publish.
+        #[arg(long)]
+        quick: bool,
+        /// Use criterion's last results instead of running it again.
+        #[arg(long)]
+        skip_criterion: bool,
     },
     /// Show a lead's state, queue and DLQ depths and recent rejected events
     /// of the running local stack.
@@ -67,6 +83,7 @@ fn main() -> Result<()> {
             dynamodb_port,
             moto_port,
             ingest_port,
+            ingest_instances,
             consumer_port,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
@@ -77,8 +94,22 @@ fn main() -> Result<()> {
                 ingest: ingest_port,
                 consumer: consumer_port,
             };
-            rt.block_on(local::run(&workspace_root(), ports))
+            let options = local::Options {
+                ingest_instances,
+                ..local::Options::debug()
+            };
+            rt.block_on(local::run(&workspace_root(), ports, options))
         }
+        Cmd::Bench {
+            quick,
+            skip_criterion,
+        } => bench::run(
+            &workspace_root(),
+            bench::BenchOptions {
+                quick,
+                skip_criterion,
+            },
+        ),
         Cmd::Show {
             email,
             dynamodb_port,

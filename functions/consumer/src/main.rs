@@ -7,7 +7,7 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    smartlead::logging::init();
     let sdk = smartlead::aws::sdk_config().await;
     let consumer = Box::leak(Box::new(smartlead::aws::consumer_from_env(&sdk).await?));
     let consumer = &*consumer;

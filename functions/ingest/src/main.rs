@@ -5,7 +5,7 @@ use lambda_http::{run, service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    smartlead::logging::init();
     let svc: &'static smartlead_ingest::AwsIngest =
         Box::leak(Box::new(smartlead_ingest::from_env().await?));
     run(service_fn(move |req: Request| async move {
