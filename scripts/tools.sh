@@ -44,3 +44,10 @@ rie="$(find "$TOOLS/venv" -path '*samcli/local/rapid/aws-lambda-rie-x86_64' | he
 [ -n "$rie" ] || { echo "tools.sh: Lambda RIE not found in the aws-sam-cli wheel" >&2; exit 1; }
 ln -sf "$rie" "$TOOLS/aws-lambda-rie"
 chmod +x "$rie"
+
+# `sam build` cross-compiles to arm64 (the template's default): add the Rust
+# target once, here, rather than let two parallel cargo-lambda builds race to.
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  echo "tools.sh: adding the Rust target aarch64-unknown-linux-gnu (for sam build)" >&2
+  rustup target add aarch64-unknown-linux-gnu >&2
+fi

@@ -349,3 +349,22 @@ pub fn rie_invoke_url(svc: &Service) -> String {
         svc.endpoint()
     )
 }
+
+/// The binary to run for a template function: the cargo-built one, or, when
+/// `SAM_BUILD_DIR` is set (e.g. `.aws-sam/build`), the `bootstrap` that
+/// `sam build` made for `logical_id`. A set but missing one panics: a test
+/// must not quietly fall back to another binary.
+pub fn function_binary(logical_id: &str, cargo_built: &Path) -> PathBuf {
+    match std::env::var_os("SAM_BUILD_DIR") {
+        Some(dir) => {
+            let p = Path::new(&dir).join(logical_id).join("bootstrap");
+            assert!(
+                p.is_file(),
+                "SAM_BUILD_DIR is set but {} is missing: run `sam build` first",
+                p.display()
+            );
+            p
+        }
+        None => cargo_built.to_path_buf(),
+    }
+}

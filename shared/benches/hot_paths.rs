@@ -12,7 +12,7 @@ use smartlead::message::OutgoingMessage;
 use smartlead::metrics::Metrics;
 use smartlead::plan::{Plan, ScoreWeights};
 use smartlead::store::{ApplyOutcome, Rejected, StateStore, StoreError};
-use smartlead::SmartleadEvent;
+use smartlead::{DedupKey, SmartleadEvent};
 
 struct NoopQueue;
 #[async_trait]
@@ -116,6 +116,15 @@ impl StateStore for MemStore {
     async fn reject(&self, _r: Rejected<'_>) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn claim(&self, _: &DedupKey, _: &str, _: i64, _: i64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    async fn settle(&self, _: &DedupKey, _: &str, _: i64, _: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn item(&self, _: &str, _: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(None)
+    }
 }
 struct NoReader;
 #[async_trait]
@@ -137,6 +146,7 @@ fn consumer(c: &mut Criterion) {
         weights: ScoreWeights::default(),
         concurrency: 10,
         metrics: Metrics::disabled(),
+        effects: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

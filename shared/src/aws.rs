@@ -86,22 +86,30 @@ pub async fn load_secret(cfg: &SdkConfig) -> Result<crate::ingest::Secret, Confi
         });
     }
     let name = env_required("WEBHOOK_SECRET_PARAM")?;
-    let ssm = aws_sdk_ssm::Client::new(cfg);
-    let out = ssm
+    let value = ssm_secure_string(cfg, &name).await?;
+    crate::ingest::Secret::new(&value).ok_or(ConfigError::Secret {
+        name,
+        reason: "the parameter is blank".into(),
+    })
+}
+
+/// An SSM parameter's decrypted value, read once at cold start.
+pub async fn ssm_secure_string(cfg: &SdkConfig, name: &str) -> Result<String, ConfigError> {
+    let out = aws_sdk_ssm::Client::new(cfg)
         .get_parameter()
-        .name(&name)
+        .name(name)
         .with_decryption(true)
         .send()
         .await
         .map_err(|e| ConfigError::Secret {
-            name: name.clone(),
+            name: name.to_owned(),
             reason: aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
         })?;
-    let value = out.parameter().and_then(|p| p.value()).unwrap_or_default();
-    crate::ingest::Secret::new(value).ok_or(ConfigError::Secret {
-        name,
-        reason: "the parameter is blank".into(),
-    })
+    Ok(out
+        .parameter()
+        .and_then(|p| p.value())
+        .unwrap_or_default()
+        .to_owned())
 }
 
 /// The ingest function's configuration from its environment.
@@ -221,7 +229,59 @@ pub async fn consumer_from_env(
         weights,
         concurrency: env_parse("CONCURRENCY", crate::consumer::DEFAULT_CONCURRENCY)?,
         metrics: crate::metrics::Metrics::from_env("consumer"),
+        effects: effects_from_env(cfg).await?,
     })
+}
+
+fn env_optional(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The consumer's side effects, each on only when configured:
+/// `EVENT_BUS_NAME` (fan-out), `SLACK_WEBHOOK_PARAM` (SSM SecureString with
+/// the Slack incoming-webhook URL; `SLACK_WEBHOOK_URL` locally),
+/// `ALERT_TOPIC_ARN` (SNS), `ALERT_EVENTS` and `POSITIVE_CATEGORIES`.
+pub async fn effects_from_env(cfg: &SdkConfig) -> Result<crate::effects::Effects, ConfigError> {
+    use crate::effects::*;
+    let mut effects = Effects {
+        alerts: AlertRules::parse(
+            &env_optional("ALERT_EVENTS").unwrap_or_else(|| DEFAULT_ALERT_EVENTS.into()),
+            &env_optional("POSITIVE_CATEGORIES")
+                .unwrap_or_else(|| DEFAULT_POSITIVE_CATEGORIES.into()),
+        )
+        .map_err(|reason| ConfigError::Invalid {
+            name: "ALERT_EVENTS",
+            reason,
+        })?,
+        ..Effects::default()
+    };
+    if let Some(bus) = env_optional("EVENT_BUS_NAME") {
+        effects.publisher = Some(Box::new(EventBridgePublisher {
+            client: aws_sdk_eventbridge::Client::new(cfg),
+            bus,
+        }));
+    }
+    let slack = match (
+        env_optional("SLACK_WEBHOOK_URL"),
+        env_optional("SLACK_WEBHOOK_PARAM"),
+    ) {
+        (Some(url), _) => Some(url),
+        (None, Some(param)) => Some(ssm_secure_string(cfg, &param).await?),
+        (None, None) => None,
+    };
+    if let Some(url) = slack {
+        effects.notifiers.push(Box::new(SlackNotifier::new(url)));
+    }
+    if let Some(topic_arn) = env_optional("ALERT_TOPIC_ARN") {
+        effects.notifiers.push(Box::new(SnsNotifier {
+            client: aws_sdk_sns::Client::new(cfg),
+            topic_arn,
+        }));
+    }
+    Ok(effects)
 }
 
 /// Environment variables each function reads in AWS (template.yaml must set
@@ -243,11 +303,28 @@ pub const CONSUMER_ENV: &[&str] = &[
     "SCORE_WEIGHTS",
     "CONCURRENCY",
     "METRICS_NAMESPACE",
+    "EVENT_BUS_NAME",
+    "SLACK_WEBHOOK_PARAM",
+    "ALERT_TOPIC_ARN",
+    "ALERT_EVENTS",
+    "POSITIVE_CATEGORIES",
 ];
-pub const LOCAL_ONLY_ENV: &[&str] = &["WEBHOOK_SECRET", "S3_FORCE_PATH_STYLE", "METRICS_DISABLED"];
+pub const LOCAL_ONLY_ENV: &[&str] = &[
+    "WEBHOOK_SECRET",
+    "S3_FORCE_PATH_STYLE",
+    "METRICS_DISABLED",
+    "SLACK_WEBHOOK_URL",
+];
 
 /// The IAM actions behind the SDK calls each function makes, and nothing else.
 /// (DynamoDB authorizes `TransactWriteItems` per item as `PutItem`/`UpdateItem`.)
 pub const INGEST_IAM_ACTIONS: &[&str] = &["sqs:SendMessage", "s3:PutObject", "ssm:GetParameter"];
-pub const CONSUMER_IAM_ACTIONS: &[&str] =
-    &["dynamodb:PutItem", "dynamodb:UpdateItem", "s3:GetObject"];
+pub const CONSUMER_IAM_ACTIONS: &[&str] = &[
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:GetItem",
+    "s3:GetObject",
+    "events:PutEvents",
+    "sns:Publish",
+    "ssm:GetParameter",
+];

@@ -9,17 +9,25 @@
 //! | duplicate | the dedup marker was already there | deleted |
 //! | rejected | permanent: not a SmartLead event, or its claim-check object is gone or corrupt; kept in a `REJECTED` record with the raw body | deleted |
 //! | failed | transient: throttling, timeouts, conflicts after retries, S3 errors | reported in `batchItemFailures`, redelivered, then DLQ |
+//!
+//! After the state, the batch runs the claimed side effects ([`crate::effects`]):
+//! one batched `PutEvents` for the fan-out, then the alerts. A failed effect
+//! puts its record in `batchItemFailures` too; the redelivery is a duplicate
+//! for the state and retries only the effect.
 
+use crate::effects::{bus_event, Alert, Effects, Notifier, FANOUT};
 use crate::event::SmartleadEvent;
+use crate::key::DedupKey;
 use crate::message::{attr, ClaimCheckMessage, LOCATION_S3};
 use crate::metrics::{Metrics, Unit};
 use crate::plan::{plan, ScoreWeights};
-use crate::store::{ApplyOutcome, Rejected, StateStore};
+use crate::store::{ApplyOutcome, Rejected, StateStore, StoreError};
 use crate::time::EventTime;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
-use std::time::Instant;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -76,6 +84,7 @@ struct Done {
     outcome: Outcome,
     event_type: String,
     ms: f64,
+    job: Option<Job>,
 }
 
 impl Outcome {
@@ -104,6 +113,22 @@ pub struct Consumer<S, B> {
     pub weights: ScoreWeights,
     pub concurrency: usize,
     pub metrics: Metrics,
+    pub effects: Effects,
+}
+
+/// The longest an effect stays claimed (shorter if the invocation ends sooner).
+pub const MAX_LEASE: Duration = Duration::from_secs(60);
+
+/// Effects a record claimed, to run after the batch's state is stored.
+struct Job {
+    message_id: String,
+    ev: SmartleadEvent,
+    key: DedupKey,
+    /// The lead (or campaign, account) item the event changed: its state goes
+    /// into the fan-out.
+    state_item: Option<(String, String)>,
+    effects: Vec<&'static str>,
+    lease_until_ms: i64,
 }
 
 fn attribute<'a>(m: &'a SqsMessage, name: &str) -> Option<&'a str> {
@@ -129,12 +154,34 @@ enum Body {
 
 impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_batch_until(event, None).await
+    }
+
+    /// Handles a batch; `deadline_ms` (epoch ms, the invocation's deadline)
+    /// bounds the effects' leases and waits.
+    pub async fn handle_batch_until(
+        &self,
+        event: SqsEvent,
+        deadline_ms: Option<i64>,
+    ) -> SqsBatchResponse {
+        let now_ms = EventTime::now().millis();
+        let remaining = deadline_ms
+            .map(|d| Duration::from_millis(d.saturating_sub(now_ms).max(0) as u64))
+            .unwrap_or(MAX_LEASE)
+            .min(MAX_LEASE);
+        let deadline = Instant::now() + remaining;
+        let lease_until_ms = now_ms + remaining.as_millis() as i64;
         let records = event.records;
-        let results: Vec<(Option<String>, Done)> = futures::stream::iter(records.iter())
-            .map(|m| async move { (m.message_id.clone(), self.record(m).await) })
+        let mut results: Vec<(Option<String>, Done)> = futures::stream::iter(records.iter())
+            .map(|m| async move { (m.message_id.clone(), self.record(m, lease_until_ms).await) })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
+        let jobs: Vec<Job> = results
+            .iter_mut()
+            .filter_map(|(_, d)| d.job.take())
+            .collect();
+        let effect_failures = self.run_effects(jobs, deadline).await;
         let mut response = SqsBatchResponse::default();
         // One metric document per event type and batch.
         let mut by_type: std::collections::BTreeMap<&str, ([f64; 4], Vec<f64>)> =
@@ -159,7 +206,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             }
         }
         for (id, done) in results {
-            if let Outcome::Failed(_) = done.outcome {
+            let effect_failed = id.as_ref().is_some_and(|i| effect_failures.contains(i));
+            if matches!(done.outcome, Outcome::Failed(_)) || effect_failed {
                 let mut f = BatchItemFailure::default();
                 f.item_identifier = id.unwrap_or_default();
                 response.batch_item_failures.push(f);
@@ -199,15 +247,18 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
 
     /// One record on its own (its metrics are left to the batch).
     pub async fn handle_record(&self, m: &SqsMessage) -> Outcome {
-        self.record(m).await.outcome
+        self.record(m, EventTime::now().millis() + MAX_LEASE.as_millis() as i64)
+            .await
+            .outcome
     }
 
-    async fn record(&self, m: &SqsMessage) -> Done {
+    async fn record(&self, m: &SqsMessage, lease_until_ms: i64) -> Done {
         let message_id = m.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("record", message_id = %message_id, event_type = tracing::field::Empty, dedup_key = tracing::field::Empty);
         async {
             let started = Instant::now();
             let received = sent_time(m);
+            let mut job = None;
             let (outcome, event_type) = match self.body(m).await {
                 Body::Retry(e) => (Outcome::Failed(e), "NONE".to_owned()),
                 Body::Reject(reason, detail, raw) => (self.reject(&message_id, reason, &detail, &raw, received).await, "NONE".to_owned()),
@@ -217,16 +268,36 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         (self.reject(&message_id, e.code(), &e.to_string(), &raw, received).await, "NONE".to_owned())
                     }
                     Ok(ev) => {
-                        let p = plan(&ev, received, &self.weights);
+                        let mut p = plan(&ev, received, &self.weights);
+                        p.effects = self.effects.for_event(&ev);
+                        p.lease_until_ms = lease_until_ms;
                         let span = tracing::Span::current();
                         span.record("event_type", ev.event_type.as_str());
                         span.record("dedup_key", p.key.as_str());
-                        let outcome = match self.store.apply(&p, &message_id).await {
-                            Ok(ApplyOutcome::Applied { write_units, .. }) => Outcome::Processed { write_units },
-                            Ok(ApplyOutcome::Duplicate) => Outcome::Duplicate,
-                            Err(e) => Outcome::Failed(e.to_string()),
+                        let (outcome, claimed) = match self.store.apply(&p, &message_id).await {
+                            // The transaction claimed every effect.
+                            Ok(ApplyOutcome::Applied { write_units, .. }) => (Outcome::Processed { write_units }, Ok(p.effects.clone())),
+                            // Stored before: only effects left pending (or abandoned) run.
+                            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p).await),
+                            Err(e) => (Outcome::Failed(e.to_string()), Ok(Vec::new())),
                         };
-                        (outcome, ev.event_type.metric_name().to_owned())
+                        let event_type = ev.event_type.metric_name().to_owned();
+                        match claimed {
+                            Err(e) => (Outcome::Failed(e.to_string()), event_type),
+                            Ok(effects) => {
+                                if !effects.is_empty() {
+                                    job = Some(Job {
+                                        message_id: message_id.clone(),
+                                        state_item: p.items.first().map(|u| (u.pk.clone(), u.sk.clone())),
+                                        key: p.key.clone(),
+                                        effects,
+                                        lease_until_ms,
+                                        ev,
+                                    });
+                                }
+                                (outcome, event_type)
+                            }
+                        }
                     }
                 },
             };
@@ -236,10 +307,130 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 Outcome::Rejected(reason) => tracing::warn!(outcome = "rejected", reason, "record rejected and kept"),
                 o => tracing::info!(outcome = o.label(), ms, "record done"),
             }
-            Done { outcome, event_type, ms }
+            Done { outcome, event_type, ms, job }
         }
         .instrument(span)
         .await
+    }
+
+    /// Claims the effects of a duplicate that are still to do.
+    async fn claim_left(&self, p: &crate::plan::Plan) -> Result<Vec<&'static str>, StoreError> {
+        let now = EventTime::now().millis();
+        let mut out = Vec::new();
+        for effect in &p.effects {
+            if self
+                .store
+                .claim(&p.key, effect, p.lease_until_ms, now)
+                .await?
+            {
+                out.push(*effect);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the claimed effects; returns the message ids whose effects failed.
+    async fn run_effects(&self, jobs: Vec<Job>, deadline: Instant) -> HashSet<String> {
+        let mut failed = HashSet::new();
+        if jobs.is_empty() {
+            return failed;
+        }
+        let mut counts: std::collections::BTreeMap<&'static str, [f64; 2]> = Default::default();
+        // Fan-out: one batched PutEvents for the whole batch.
+        if let Some(publisher) = &self.effects.publisher {
+            let fanout: Vec<&Job> = jobs
+                .iter()
+                .filter(|j| j.effects.contains(&FANOUT))
+                .collect();
+            let mut events = Vec::with_capacity(fanout.len());
+            for j in &fanout {
+                let state = match &j.state_item {
+                    Some((pk, sk)) => self.store.item(pk, sk).await.unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "could not read the state for the fan-out");
+                        None
+                    }),
+                    None => None,
+                };
+                events.push(bus_event(&j.ev, j.key.as_str(), state));
+            }
+            let results = publisher.publish(&events).await;
+            for (j, r) in fanout.iter().zip(results) {
+                self.settle(j, FANOUT, r, &mut failed, &mut counts).await;
+            }
+        }
+        // Alerts, a few at a time.
+        let alerts: Vec<(&Job, &dyn Notifier)> = jobs
+            .iter()
+            .flat_map(|j| {
+                j.effects
+                    .iter()
+                    .filter_map(|e| self.effects.notifier(e))
+                    .map(move |n| (j, n))
+            })
+            .collect();
+        let sent: Vec<(&Job, &'static str, Result<(), String>)> = futures::stream::iter(alerts)
+            .map(|(j, n)| async move {
+                let alert = Alert::from_event(&j.ev, j.key.as_str());
+                let r = n.notify(&alert, deadline).await.map_err(|e| e.to_string());
+                (j, n.effect(), r)
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        for (j, effect, r) in sent {
+            self.settle(j, effect, r, &mut failed, &mut counts).await;
+        }
+        for (effect, [ok, bad]) in counts {
+            let mut values = Vec::new();
+            if ok > 0.0 {
+                values.push(("EffectsDone", ok, Unit::Count));
+            }
+            if bad > 0.0 {
+                values.push(("EffectsFailed", bad, Unit::Count));
+            }
+            self.metrics.emit(&[("Effect", effect)], &values);
+        }
+        failed
+    }
+
+    async fn settle(
+        &self,
+        j: &Job,
+        effect: &'static str,
+        result: Result<(), String>,
+        failed: &mut HashSet<String>,
+        counts: &mut std::collections::BTreeMap<&'static str, [f64; 2]>,
+    ) {
+        let done = result.is_ok();
+        counts.entry(effect).or_default()[usize::from(!done)] += 1.0;
+        match &result {
+            Ok(()) => {
+                tracing::info!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done")
+            }
+            Err(e) => {
+                tracing::error!(message_id = %j.message_id, dedup_key = %j.key, effect, error = %e, "effect failed; SQS will redeliver the record")
+            }
+        }
+        if !done {
+            failed.insert(j.message_id.clone());
+        }
+        // Marking it done must not be lost: a few tries. Releasing a failed
+        // one may fail too; then its lease runs out and a redelivery takes it.
+        for attempt in 0..3u32 {
+            match self
+                .store
+                .settle(&j.key, effect, j.lease_until_ms, done)
+                .await
+            {
+                Ok(()) => return,
+                // Done but not marked: the record is still acknowledged, so
+                // only a later duplicate from SmartLead could repeat it.
+                Err(e) if attempt == 2 => {
+                    tracing::error!(dedup_key = %j.key, effect, error = %e, "could not record the effect's outcome")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50 << attempt)).await,
+            }
+        }
     }
 
     async fn reject(

@@ -18,6 +18,7 @@ pub use key::DedupKey;
 
 pub mod aws;
 pub mod consumer;
+pub mod effects;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;

@@ -132,6 +132,11 @@ pub struct Plan {
     pub order: String,
     pub event_time: EventTime,
     pub items: Vec<ItemUpdate>,
+    /// Side effects to run after the state commits (see [`crate::effects`]):
+    /// the dedup marker is written with each of them claimed until
+    /// `lease_until_ms`, in the same transaction.
+    pub effects: Vec<&'static str>,
+    pub lease_until_ms: i64,
 }
 
 /// Lead score weights (`SCORE_WEIGHTS`, e.g. `open=1,click=3,reply=10,bounce=-50,unsubscribe=-50`).
@@ -586,5 +591,7 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
         order,
         event_time,
         items,
+        effects: Vec::new(),
+        lease_until_ms: 0,
     }
 }

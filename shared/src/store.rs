@@ -14,6 +14,7 @@
 //! sent again. Transaction conflicts and throttling are retried with
 //! backoff; what still fails is a retryable error for SQS to redeliver.
 
+use crate::key::DedupKey;
 use crate::plan::{ItemUpdate, Plan, Val};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -67,6 +68,38 @@ pub struct Rejected<'a> {
 pub trait StateStore: Send + Sync {
     async fn apply(&self, plan: &Plan, message_id: &str) -> Result<ApplyOutcome, StoreError>;
     async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError>;
+    /// Claims a side effect of an already applied event until
+    /// `lease_until_ms`: true if it was pending, or claimed by someone whose
+    /// lease has run out; false if it is done or held.
+    async fn claim(
+        &self,
+        key: &DedupKey,
+        effect: &str,
+        lease_until_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Ends a claim: `done`, or back to pending (to be retried).
+    async fn settle(
+        &self,
+        key: &DedupKey,
+        effect: &str,
+        lease_until_ms: i64,
+        done: bool,
+    ) -> Result<(), StoreError>;
+    /// One item as JSON (`None` if absent).
+    async fn item(&self, pk: &str, sk: &str) -> Result<Option<Value>, StoreError>;
+}
+
+/// Side-effect states on the dedup marker: `fx_<effect>` is `running`
+/// (with `fx_<effect>_until`, the lease's end in epoch ms), `pending` or `done`.
+pub const FX_RUNNING: &str = "running";
+pub const FX_PENDING: &str = "pending";
+pub const FX_DONE: &str = "done";
+pub fn fx_attr(effect: &str) -> String {
+    format!("fx_{effect}")
+}
+pub fn fx_until_attr(effect: &str) -> String {
+    format!("fx_{effect}_until")
 }
 
 /// Lets tests fail chosen DynamoDB calls, before they are sent or after
@@ -385,6 +418,13 @@ impl DynamoStore {
             AttributeValue::S(message_id.to_owned()),
         );
         item.insert(TTL_ATTR.into(), AttributeValue::N(expires.to_string()));
+        for effect in &plan.effects {
+            item.insert(fx_attr(effect), AttributeValue::S(FX_RUNNING.into()));
+            item.insert(
+                fx_until_attr(effect),
+                AttributeValue::N(plan.lease_until_ms.to_string()),
+            );
+        }
         Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -533,6 +573,105 @@ impl StateStore for DynamoStore {
                 }
             }
         }
+    }
+
+    async fn claim(
+        &self,
+        key: &DedupKey,
+        effect: &str,
+        lease_until_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.before()?;
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self::key(&format!("EVENT#{key}"), "EVENT")))
+            .update_expression("SET #fx = :running, #until = :lease")
+            .condition_expression(
+                "attribute_exists(pk) AND (#fx = :pending OR (#fx = :running AND #until < :now))",
+            )
+            .expression_attribute_names("#fx", fx_attr(effect))
+            .expression_attribute_names("#until", fx_until_attr(effect))
+            .expression_attribute_values(":running", AttributeValue::S(FX_RUNNING.into()))
+            .expression_attribute_values(":pending", AttributeValue::S(FX_PENDING.into()))
+            .expression_attribute_values(":lease", AttributeValue::N(lease_until_ms.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => {
+                self.after()?;
+                Ok(true)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::Transient(
+                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+            )),
+        }
+    }
+
+    async fn settle(
+        &self,
+        key: &DedupKey,
+        effect: &str,
+        lease_until_ms: i64,
+        done: bool,
+    ) -> Result<(), StoreError> {
+        self.before()?;
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self::key(&format!("EVENT#{key}"), "EVENT")))
+            .update_expression("SET #fx = :state")
+            // Only the holder of this lease settles it.
+            .condition_expression("#fx = :running AND #until = :lease")
+            .expression_attribute_names("#fx", fx_attr(effect))
+            .expression_attribute_names("#until", fx_until_attr(effect))
+            .expression_attribute_values(
+                ":state",
+                AttributeValue::S(if done { FX_DONE } else { FX_PENDING }.into()),
+            )
+            .expression_attribute_values(":running", AttributeValue::S(FX_RUNNING.into()))
+            .expression_attribute_values(":lease", AttributeValue::N(lease_until_ms.to_string()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => self.after(),
+            // The lease ran out and someone else took over: theirs to settle.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::Transient(
+                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+            )),
+        }
+    }
+
+    async fn item(&self, pk: &str, sk: &str) -> Result<Option<Value>, StoreError> {
+        self.before()?;
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self::key(pk, sk)))
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError::Transient(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?;
+        self.after()?;
+        Ok(r.item.as_ref().map(item_to_json))
     }
 
     async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError> {

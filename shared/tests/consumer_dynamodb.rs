@@ -44,6 +44,7 @@ fn consumer(store: DynamoStore) -> TestConsumer {
         weights: ScoreWeights::default(),
         concurrency: 10,
         metrics: Metrics::disabled(),
+        effects: Default::default(),
     }
 }
 

@@ -254,11 +254,19 @@ mod tests {
                 && aws.contains(".put_object()")
                 && aws.contains(".get_parameter()")
         );
-        let consumer = src("shared/src/consumer.rs") + &src("shared/src/store.rs");
-        assert!(
-            consumer.contains(".transact_write_items()")
-                && consumer.contains(".put_item()")
-                && consumer.contains(".get_object()")
-        );
+        let consumer = src("shared/src/consumer.rs")
+            + &src("shared/src/store.rs")
+            + &src("shared/src/effects.rs");
+        for call in [
+            ".transact_write_items()",
+            ".put_item()",
+            ".update_item()",
+            ".get_item()",
+            ".get_object()",
+            ".put_events()",
+            ".publish()",
+        ] {
+            assert!(consumer.contains(call), "{call}");
+        }
     }
 }

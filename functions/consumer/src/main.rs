@@ -12,7 +12,13 @@ async fn main() -> Result<(), Error> {
     let consumer = Box::leak(Box::new(smartlead::aws::consumer_from_env(&sdk).await?));
     let consumer = &*consumer;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(consumer.handle_batch(event.payload).await)
+        // Effects are leased no longer than this invocation may run.
+        let deadline_ms = i64::try_from(event.context.deadline).ok();
+        Ok::<SqsBatchResponse, Error>(
+            consumer
+                .handle_batch_until(event.payload, deadline_ms)
+                .await,
+        )
     }))
     .await
 }

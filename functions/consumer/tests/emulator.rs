@@ -29,7 +29,10 @@ async fn built_binary_processes_sqs_batches_through_the_emulator() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let rie = local_aws::start_rie(
-        std::path::Path::new(env!("CARGO_BIN_EXE_smartlead-consumer")),
+        &local_aws::function_binary(
+            "ConsumerFunction",
+            std::path::Path::new(env!("CARGO_BIN_EXE_smartlead-consumer")),
+        ),
         local_aws::free_port(),
         &env,
     )

@@ -32,7 +32,10 @@ async fn built_binary_answers_every_api_fixture_through_the_emulator() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let rie = local_aws::start_rie(
-        std::path::Path::new(env!("CARGO_BIN_EXE_smartlead-ingest")),
+        &local_aws::function_binary(
+            "IngestFunction",
+            std::path::Path::new(env!("CARGO_BIN_EXE_smartlead-ingest")),
+        ),
         local_aws::free_port(),
         &env,
     )

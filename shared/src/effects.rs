@@ -1,0 +1,622 @@
+//! What happens after an event's state is stored: fan-out to EventBridge and
+//! alerts (Slack, SNS). These calls leave AWS's transactional world, so each
+//! one is a claimed *effect* on the event's dedup marker:
+//!
+//! 1. the state transaction writes the marker with every effect `running`
+//!    and a lease that ends before the invocation does;
+//! 2. the consumer runs the effect; on success it marks it `done`, on
+//!    failure it puts it back to `pending` and reports the record failed;
+//! 3. the redelivered record is a duplicate (state is not applied again),
+//!    finds the effect `pending` (or `running` with a lease that ran out,
+//!    after a crash) and claims it again with a conditional write.
+//!
+//! So an effect is retried until it succeeds, never blocks or rolls back the
+//! state, and is not repeated once it succeeded and was marked. The one gap
+//! no external API closes: a crash after the call succeeded but before the
+//! `done` write repeats it once; every published event carries the dedup key
+//! as a stable id so subscribers can drop that repeat.
+
+use crate::event::{EventData, EventType, SmartleadEvent};
+use crate::time::EventTime;
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+pub const FANOUT: &str = "fanout";
+pub const SLACK: &str = "slack";
+pub const SNS: &str = "sns";
+
+/// EventBridge's limit on one `PutEvents` request; entries are packed below it.
+const MAX_PUT_EVENTS_BYTES: usize = 256 * 1024;
+/// A detail larger than this drops the original payload (kept in S3/DynamoDB
+/// by the pipeline anyway) and says so.
+const MAX_DETAIL_BYTES: usize = 200 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EffectError {
+    /// Worth retrying (the record goes back to SQS).
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// One event for the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusEvent {
+    pub detail_type: String,
+    pub detail: String,
+    pub time: Option<EventTime>,
+}
+
+/// Builds the fan-out event: the normalized view, the lead state after this
+/// event and the original payload, with the dedup key as its stable id.
+pub fn bus_event(ev: &SmartleadEvent, key: &str, state: Option<Value>) -> BusEvent {
+    let n = ev.normalized();
+    let mut detail = json!({
+        "id": key,
+        "dedup_key": key,
+        "event_type": ev.event_type.as_str(),
+        "normalized": n,
+        "state": state.unwrap_or(Value::Null),
+        "payload": Value::Object(ev.raw.clone()),
+    });
+    let mut text = detail.to_string();
+    if text.len() > MAX_DETAIL_BYTES {
+        detail["payload"] = json!({"omitted": "larger than the EventBridge entry limit",
+                                   "bytes": serde_json::to_string(&ev.raw).map(|s| s.len()).unwrap_or(0)});
+        text = detail.to_string();
+    }
+    BusEvent {
+        detail_type: ev.event_type.as_str().to_owned(),
+        detail: text,
+        time: n.event_time,
+    }
+}
+
+/// Publishes to the bus: one result per entry, in order (`Err` = not
+/// published, retry it).
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), String>>;
+}
+
+pub struct EventBridgePublisher {
+    pub client: aws_sdk_eventbridge::Client,
+    pub bus: String,
+}
+
+pub const SOURCE: &str = "smartlead.webhooks";
+
+/// Groups of at most 10 entries and 256 KB, as `PutEvents` takes them.
+pub fn put_events_chunks(events: &[BusEvent]) -> Vec<std::ops::Range<usize>> {
+    let size = |e: &BusEvent| e.detail.len() + e.detail_type.len() + SOURCE.len() + 64;
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, e) in events.iter().enumerate() {
+        if i > start && (i - start == 10 || bytes + size(e) > MAX_PUT_EVENTS_BYTES) {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size(e);
+    }
+    if start < events.len() {
+        out.push(start..events.len());
+    }
+    out
+}
+
+#[async_trait]
+impl Publisher for EventBridgePublisher {
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), String>> {
+        use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+        let mut results = Vec::with_capacity(events.len());
+        for range in put_events_chunks(events) {
+            let chunk = &events[range];
+            let entries: Vec<PutEventsRequestEntry> = chunk
+                .iter()
+                .map(|e| {
+                    PutEventsRequestEntry::builder()
+                        .event_bus_name(&self.bus)
+                        .source(SOURCE)
+                        .detail_type(&e.detail_type)
+                        .detail(&e.detail)
+                        .set_time(
+                            e.time
+                                .map(|t| aws_smithy_types::DateTime::from_millis(t.millis())),
+                        )
+                        .build()
+                })
+                .collect();
+            match self
+                .client
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    let answers = out.entries();
+                    for i in 0..chunk.len() {
+                        results.push(match answers.get(i) {
+                            Some(a) if a.error_code().is_none() && a.event_id().is_some() => Ok(()),
+                            Some(a) => Err(format!(
+                                "{}: {}",
+                                a.error_code().unwrap_or("NoEventId"),
+                                a.error_message().unwrap_or_default()
+                            )),
+                            None => Err("PutEvents answered fewer entries".into()),
+                        });
+                    }
+                }
+                Err(e) => {
+                    let msg = aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string();
+                    results.extend(chunk.iter().map(|_| Err(msg.clone())));
+                }
+            }
+        }
+        results
+    }
+}
+
+// ------------------------------------------------------------------ alerts
+
+/// Which events alert people (`ALERT_EVENTS`), and which lead categories
+/// count as positive besides a `positive` sentiment (`POSITIVE_CATEGORIES`).
+#[derive(Debug, Clone)]
+pub struct AlertRules {
+    pub types: BTreeSet<EventType>,
+    pub positive_categories: BTreeSet<String>,
+}
+
+pub const DEFAULT_ALERT_EVENTS: &str = "EMAIL_REPLY,LEAD_CATEGORY_UPDATED,MANUAL_STEP_REACHED,EMAIL_ACCOUNT_DISCONNECTED,LINKEDIN_DISCONNECTED,CAMPAIGN_BOUNCE_BREACH";
+pub const DEFAULT_POSITIVE_CATEGORIES: &str = "Interested,Meeting Request,Information Request";
+
+impl AlertRules {
+    pub fn parse(events: &str, positive: &str) -> Result<AlertRules, String> {
+        let mut types = BTreeSet::new();
+        for name in events.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match EventType::from_wire(name) {
+                EventType::Unknown(_) => return Err(format!("unknown event type {name:?}")),
+                t => {
+                    types.insert(t);
+                }
+            }
+        }
+        Ok(AlertRules {
+            types,
+            positive_categories: positive
+                .split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        })
+    }
+
+    /// Does this event alert? A category change only to a positive one.
+    pub fn is_hot(&self, ev: &SmartleadEvent) -> bool {
+        if !self.types.contains(&ev.event_type) {
+            return false;
+        }
+        match &ev.data {
+            EventData::LeadCategoryUpdated(c) => {
+                let cats = [
+                    c.category.get().cloned(),
+                    c.lead_data.get().and_then(|d| d.category.get().cloned()),
+                ];
+                cats.iter().flatten().any(|cat| {
+                    cat.sentiment
+                        .as_deref()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("positive"))
+                        || cat.name.as_deref().is_some_and(|n| {
+                            self.positive_categories.contains(&n.to_ascii_lowercase())
+                        })
+                })
+            }
+            _ => true,
+        }
+    }
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        AlertRules::parse(DEFAULT_ALERT_EVENTS, DEFAULT_POSITIVE_CATEGORIES).unwrap_or(AlertRules {
+            types: BTreeSet::new(),
+            positive_categories: BTreeSet::new(),
+        })
+    }
+}
+
+/// A readable alert.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Alert {
+    pub event_type: String,
+    pub title: String,
+    pub lead: Option<String>,
+    pub campaign: Option<String>,
+    pub preview: Option<String>,
+    pub link: Option<String>,
+    pub dedup_key: String,
+}
+
+fn raw_text(ev: &SmartleadEvent, paths: &[&[&str]]) -> Option<String> {
+    paths.iter().find_map(|path| {
+        let mut v = ev.raw.get(path[0])?;
+        for p in &path[1..] {
+            v = v.get(p)?;
+        }
+        v.as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    })
+}
+
+impl Alert {
+    pub fn from_event(ev: &SmartleadEvent, key: &str) -> Alert {
+        let n = ev.normalized();
+        let lead = match (&n.lead_name, &n.lead_email) {
+            (Some(name), Some(email)) => Some(format!("{name} <{email}>")),
+            (None, Some(email)) => Some(email.clone()),
+            (Some(name), None) => Some(name.clone()),
+            (None, None) => None,
+        };
+        let campaign = match (&n.campaign_name, &n.campaign_id) {
+            (Some(name), Some(id)) => Some(format!("{name} (#{id})")),
+            (Some(name), None) => Some(name.clone()),
+            (None, Some(id)) => Some(format!("#{id}")),
+            (None, None) => None,
+        };
+        let who = lead.clone().unwrap_or_else(|| "a lead".into());
+        let account = n
+            .sender_email
+            .clone()
+            .or(n.account_id.as_ref().map(|a| a.to_string()))
+            .unwrap_or_else(|| "an account".into());
+        let category = raw_text(
+            ev,
+            &[
+                &["category", "name"],
+                &["category"],
+                &["lead_data", "category", "name"],
+            ],
+        );
+        let title = match &ev.data {
+            EventData::EmailReply(_) => format!("Reply from {who}"),
+            EventData::LeadCategoryUpdated(_) => format!(
+                "{who} is now {}",
+                category
+                    .clone()
+                    .unwrap_or_else(|| "in a positive category".into())
+            ),
+            EventData::ManualStepReached(_) => format!("Manual step reached for {who}"),
+            EventData::EmailAccountDisconnected(_) => {
+                format!("E-mail account disconnected: {account}")
+            }
+            EventData::LinkedinDisconnected(_) => {
+                format!("LinkedIn account disconnected: {account}")
+            }
+            EventData::CampaignBounceBreach(_) => format!(
+                "Bounce rate breach in {}",
+                campaign.clone().unwrap_or_else(|| "a campaign".into())
+            ),
+            _ => format!("{} for {who}", ev.event_type.as_str()),
+        };
+        let preview = raw_text(
+            ev,
+            &[
+                &["preview_text"],
+                &["reply_message", "text"],
+                &["lastReply", "email_body"],
+                &["step_description"],
+                &["description"],
+                &["error"],
+                &["message"],
+            ],
+        )
+        .or_else(|| {
+            raw_text(ev, &[&["reply_body"], &["reply_message", "html"]])
+                .map(|h| crate::plan::strip_html(&h))
+        })
+        .map(|p| {
+            let p: String = p.split_whitespace().collect::<Vec<_>>().join(" ");
+            if p.chars().count() > 300 {
+                format!("{}…", p.chars().take(300).collect::<String>())
+            } else {
+                p
+            }
+        });
+        let link = n.app_url.clone().or_else(|| {
+            raw_text(ev, &[&["ui_master_inbox_link"]]).or_else(|| {
+                n.campaign_id
+                    .as_ref()
+                    .map(|c| format!("https://app.smartlead.ai/app/email-campaign/{c}/analytics"))
+            })
+        });
+        Alert {
+            event_type: ev.event_type.as_str().to_owned(),
+            title,
+            lead,
+            campaign,
+            preview,
+            link,
+            dedup_key: key.to_owned(),
+        }
+    }
+
+    /// Plain text (SNS, and Slack's notification fallback).
+    pub fn text(&self) -> String {
+        let mut t = self.title.clone();
+        for (label, v) in [
+            ("Lead", &self.lead),
+            ("Campaign", &self.campaign),
+            ("Preview", &self.preview),
+            ("Open in SmartLead", &self.link),
+        ] {
+            if let Some(v) = v {
+                t.push_str(&format!("\n{label}: {v}"));
+            }
+        }
+        t.push_str(&format!(
+            "\nEvent: {} ({})",
+            self.event_type, self.dedup_key
+        ));
+        t
+    }
+
+    /// A Slack incoming-webhook message (Block Kit, with a text fallback).
+    pub fn slack(&self) -> Value {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let mut fields = Vec::new();
+        if let Some(l) = &self.lead {
+            fields.push(json!({"type": "mrkdwn", "text": format!("*Lead*\n{}", esc(l))}));
+        }
+        if let Some(c) = &self.campaign {
+            fields.push(json!({"type": "mrkdwn", "text": format!("*Campaign*\n{}", esc(c))}));
+        }
+        let mut blocks = vec![
+            json!({"type": "header", "text": {"type": "plain_text", "text": self.title.chars().take(150).collect::<String>()}}),
+        ];
+        if !fields.is_empty() {
+            blocks.push(json!({"type": "section", "fields": fields}));
+        }
+        if let Some(p) = &self.preview {
+            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("> {}", esc(p))}}));
+        }
+        let mut context = format!("{} · `{}`", self.event_type, self.dedup_key);
+        if let Some(link) = &self.link {
+            context = format!("<{}|Open in SmartLead> · {context}", esc(link));
+        }
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
+        json!({"text": self.title, "blocks": blocks})
+    }
+}
+
+/// Sends alerts somewhere.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// The effect name it is claimed under (`slack`, `sns`).
+    fn effect(&self) -> &'static str;
+    /// Delivers the alert, giving up (as transient) before `deadline`.
+    async fn notify(&self, alert: &Alert, deadline: Instant) -> Result<(), EffectError>;
+}
+
+/// A Slack incoming webhook. Honours 429 `Retry-After` while the invocation
+/// has time; otherwise the record is retried by SQS.
+pub struct SlackNotifier {
+    pub http: reqwest::Client,
+    pub url: String,
+}
+
+impl SlackNotifier {
+    pub fn new(url: String) -> SlackNotifier {
+        // One TLS stack: rustls with the same aws-lc-rs provider as the SDK.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        SlackNotifier { http, url }
+    }
+}
+
+#[async_trait]
+impl Notifier for SlackNotifier {
+    fn effect(&self) -> &'static str {
+        SLACK
+    }
+    async fn notify(&self, alert: &Alert, deadline: Instant) -> Result<(), EffectError> {
+        let body = alert.slack();
+        loop {
+            let r = self
+                .http
+                .post(&self.url)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| EffectError::Transient(format!("Slack: {e}")))?;
+            let status = r.status().as_u16();
+            if (200..300).contains(&status) {
+                return Ok(());
+            }
+            if status == 429 {
+                let wait = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs)
+                    .unwrap_or(Duration::from_secs(1));
+                if Instant::now() + wait + Duration::from_secs(2) < deadline {
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                return Err(EffectError::Transient(format!(
+                    "Slack rate limit: retry after {}s, past this invocation",
+                    wait.as_secs()
+                )));
+            }
+            return Err(EffectError::Transient(format!("Slack answered {status}")));
+        }
+    }
+}
+
+/// An SNS topic (e-mail, SMS, chat bots, anything subscribed).
+pub struct SnsNotifier {
+    pub client: aws_sdk_sns::Client,
+    pub topic_arn: String,
+}
+
+#[async_trait]
+impl Notifier for SnsNotifier {
+    fn effect(&self) -> &'static str {
+        SNS
+    }
+    async fn notify(&self, alert: &Alert, _deadline: Instant) -> Result<(), EffectError> {
+        let subject: String = alert
+            .title
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect();
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(subject)
+            .message(alert.text())
+            .message_attributes(
+                "event_type",
+                aws_sdk_sns::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(&alert.event_type)
+                    .build()
+                    .map_err(|e| EffectError::Transient(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                EffectError::Transient(aws_sdk_sns::error::DisplayErrorContext(e).to_string())
+            })
+    }
+}
+
+/// The consumer's effects: what runs for which event.
+#[derive(Default)]
+pub struct Effects {
+    pub publisher: Option<Box<dyn Publisher>>,
+    pub notifiers: Vec<Box<dyn Notifier>>,
+    pub alerts: AlertRules,
+}
+
+impl Effects {
+    /// The effects an event gets, in a fixed order.
+    pub fn for_event(&self, ev: &SmartleadEvent) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.publisher.is_some() {
+            out.push(FANOUT);
+        }
+        if !self.notifiers.is_empty() && self.alerts.is_hot(ev) {
+            out.extend(self.notifiers.iter().map(|n| n.effect()));
+        }
+        out
+    }
+
+    pub fn notifier(&self, effect: &str) -> Option<&dyn Notifier> {
+        self.notifiers
+            .iter()
+            .find(|n| n.effect() == effect)
+            .map(|b| b.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(v: Value) -> SmartleadEvent {
+        SmartleadEvent::from_slice(v.to_string().as_bytes()).expect("event")
+    }
+
+    #[test]
+    fn chunks_hold_at_most_ten_entries_and_256_kb() {
+        let small = BusEvent {
+            detail_type: "EMAIL_OPEN".into(),
+            detail: "{}".into(),
+            time: None,
+        };
+        let big = BusEvent {
+            detail: "x".repeat(100 * 1024),
+            ..small.clone()
+        };
+        let v = vec![small.clone(); 23];
+        assert_eq!(put_events_chunks(&v), vec![0..10, 10..20, 20..23]);
+        let v = vec![big.clone(), big.clone(), big, small];
+        assert_eq!(put_events_chunks(&v), vec![0..2, 2..4]);
+        assert!(put_events_chunks(&[]).is_empty());
+    }
+
+    #[test]
+    fn only_positive_category_changes_alert() {
+        let rules = AlertRules::default();
+        let cat = |c: Value| {
+            ev(json!({"event_type": "LEAD_CATEGORY_UPDATED", "lead_email": "a@b.c", "category": c}))
+        };
+        assert!(rules.is_hot(&cat(
+            json!({"name": "Whatever", "sentiment_type": "positive"})
+        )));
+        assert!(rules.is_hot(&cat(json!("Interested"))));
+        assert!(!rules.is_hot(&cat(
+            json!({"name": "Not Interested", "sentiment_type": "negative"})
+        )));
+        assert!(rules.is_hot(&ev(
+            json!({"event_type": "EMAIL_REPLY", "to_email": "a@b.c"})
+        )));
+        assert!(!rules.is_hot(&ev(
+            json!({"event_type": "EMAIL_OPEN", "to_email": "a@b.c"})
+        )));
+        assert!(AlertRules::parse("EMAIL_REPLY,NOPE", "").is_err());
+    }
+
+    #[test]
+    fn a_reply_alert_reads_well() {
+        let e = ev(
+            json!({"event_type": "EMAIL_REPLY", "to_email": "jane@acme.example", "to_name": "Jane Doe",
+                          "campaign_name": "Q1", "campaign_id": 123, "preview_text": "Sounds   good,\nlet's talk",
+                          "app_url": "https://app.smartlead.ai/x"}),
+        );
+        let a = Alert::from_event(&e, "EMAIL_REPLY:msg:abc");
+        assert_eq!(a.title, "Reply from Jane Doe <jane@acme.example>");
+        assert_eq!(a.campaign.as_deref(), Some("Q1 (#123)"));
+        assert_eq!(a.preview.as_deref(), Some("Sounds good, let's talk"));
+        assert_eq!(a.link.as_deref(), Some("https://app.smartlead.ai/x"));
+        let s = a.slack();
+        assert_eq!(s["text"], a.title);
+        assert!(s.to_string().contains("Jane Doe &lt;jane@acme.example&gt;"));
+        assert!(a.text().contains("Preview: Sounds good"));
+    }
+
+    #[test]
+    fn the_bus_event_carries_key_view_state_and_payload() {
+        let e = ev(
+            json!({"event_type": "EMAIL_OPEN", "to_email": "a@b.c", "campaign_id": 1, "time_opened": "2025-01-01T00:00:00Z"}),
+        );
+        let b = bus_event(&e, "EMAIL_OPEN:fields:1", Some(json!({"opens": 1})));
+        let d: Value = serde_json::from_str(&b.detail).unwrap();
+        assert_eq!(d["dedup_key"], "EMAIL_OPEN:fields:1");
+        assert_eq!(d["normalized"]["lead_email"], "a@b.c");
+        assert_eq!(d["state"]["opens"], 1);
+        assert_eq!(d["payload"]["campaign_id"], 1);
+        assert_eq!(b.detail_type, "EMAIL_OPEN");
+        let huge = ev(
+            json!({"event_type": "EMAIL_REPLY", "to_email": "a@b.c", "reply_body": "x".repeat(300 * 1024)}),
+        );
+        let b = bus_event(&huge, "k", None);
+        assert!(b.detail.len() < MAX_DETAIL_BYTES);
+        assert!(b.detail.contains("omitted"));
+    }
+}

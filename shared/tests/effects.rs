@@ -1,0 +1,418 @@
+//! Side effects after the state: EventBridge fan-out and SNS against moto,
+//! Slack against a stand-in server, state in DynamoDB Local. Each effect
+//! happens once per event, is retried on failure without applying the state
+//! again, and is not repeated after it succeeded.
+
+mod common;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use common::{fixtures, Scripted, StandIn};
+use serde_json::{json, Value};
+use smartlead::aws::local_sdk_config;
+use smartlead::consumer::Consumer;
+use smartlead::effects::{
+    AlertRules, BusEvent, Effects, EventBridgePublisher, Publisher, SlackNotifier, SnsNotifier,
+};
+use smartlead::metrics::Metrics;
+use smartlead::plan::ScoreWeights;
+use smartlead::store::{create_table, item_to_json, DynamoStore};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+fn dynamodb() -> &'static local_aws::Service {
+    static S: OnceLock<local_aws::Service> = OnceLock::new();
+    S.get_or_init(|| {
+        local_aws::start_dynamodb(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+fn moto() -> &'static local_aws::Service {
+    static S: OnceLock<local_aws::Service> = OnceLock::new();
+    S.get_or_init(|| {
+        local_aws::start_moto(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+async fn fresh_store() -> DynamoStore {
+    let cfg = local_sdk_config(&dynamodb().endpoint()).await;
+    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    let table = unique("fx");
+    create_table(&client, &table).await.expect("create table");
+    DynamoStore::new(client, table)
+}
+
+fn consumer(
+    store: DynamoStore,
+    effects: Effects,
+) -> Consumer<DynamoStore, smartlead::aws_sdk_s3::Client> {
+    Consumer {
+        store,
+        blobs: None,
+        weights: ScoreWeights::default(),
+        concurrency: 10,
+        metrics: Metrics::disabled(),
+        effects,
+    }
+}
+
+/// A queue in moto that receives what a bus or topic delivers.
+async fn capture_queue() -> (smartlead::aws_sdk_sqs::Client, String, String) {
+    let cfg = local_sdk_config(&moto().endpoint()).await;
+    let sqs = smartlead::aws_sdk_sqs::Client::new(&cfg);
+    let url = sqs
+        .create_queue()
+        .queue_name(unique("capture"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .remove(&smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .unwrap();
+    (sqs, url, arn)
+}
+
+async fn drain_capture(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let r = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let msgs = r.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        for m in msgs {
+            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A bus whose every event lands in a capture queue.
+async fn bus() -> (EventBridgePublisher, smartlead::aws_sdk_sqs::Client, String) {
+    let cfg = local_sdk_config(&moto().endpoint()).await;
+    let eb = aws_sdk_eventbridge::Client::new(&cfg);
+    let name = unique("bus");
+    eb.create_event_bus().name(&name).send().await.unwrap();
+    let (sqs, url, arn) = capture_queue().await;
+    eb.put_rule()
+        .name("all")
+        .event_bus_name(&name)
+        .event_pattern(json!({"source": ["smartlead.webhooks"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule("all")
+        .event_bus_name(&name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("capture")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (
+        EventBridgePublisher {
+            client: eb,
+            bus: name,
+        },
+        sqs,
+        url,
+    )
+}
+
+fn sqs_event(name: &str) -> SqsEvent {
+    serde_json::from_str(&fixtures("sqs")[name]).expect("SQS fixture")
+}
+
+/// One record carrying `body`, with its own message id.
+fn record(id: &str, body: &Value) -> SqsMessage {
+    let mut m = sqs_event("email_open").records.remove(0);
+    m.message_id = Some(id.to_owned());
+    m.body = Some(body.to_string());
+    m
+}
+
+fn batch(records: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = records;
+    e
+}
+
+fn failures(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    r.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_processed_event_is_published_once_with_its_state_and_payload() {
+    let (publisher, sqs, capture) = bus().await;
+    let c = consumer(
+        fresh_store().await,
+        Effects {
+            publisher: Some(Box::new(publisher)),
+            ..Effects::default()
+        },
+    );
+    let all = sqs_event("batch_all");
+    let n = all.records.len();
+    assert!(failures(&c.handle_batch(all.clone()).await).is_empty());
+    // SmartLead retries and SQS redelivers: nothing new is published.
+    assert!(failures(&c.handle_batch(all.clone()).await).is_empty());
+    assert!(failures(&c.handle_batch(sqs_event("batch_mixed")).await).is_empty());
+    let events = drain_capture(&sqs, &capture).await;
+    let keys: std::collections::BTreeSet<String> = events
+        .iter()
+        .map(|e| e["detail"]["dedup_key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), events.len(), "no event published twice");
+    // batch_all holds three aliases of events it also holds: one key each.
+    assert!(
+        events.len() >= n - 3 && events.len() <= n,
+        "{} of {n}",
+        events.len()
+    );
+    let open = events
+        .iter()
+        .find(|e| {
+            e["detail-type"] == "EMAIL_OPEN" && e["detail"]["payload"]["time_opened"].is_string()
+        })
+        .expect("an EMAIL_OPEN on the bus");
+    assert_eq!(open["source"], "smartlead.webhooks");
+    assert_eq!(
+        open["detail"]["normalized"]["lead_email"],
+        "jane.doe@acme-corp.com"
+    );
+    assert!(
+        open["detail"]["state"]["opens"].as_f64().unwrap() >= 1.0,
+        "{open}"
+    );
+    assert_eq!(open["detail"]["id"], open["detail"]["dedup_key"]);
+}
+
+/// Fails every entry of its first `fail` calls, then publishes for real.
+struct Flaky {
+    inner: EventBridgePublisher,
+    fail: AtomicUsize,
+}
+
+#[async_trait]
+impl Publisher for Flaky {
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), String>> {
+        if self
+            .fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return events
+                .iter()
+                .map(|_| Err("InternalFailure".into()))
+                .collect();
+        }
+        self.inner.publish(events).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_publish_is_retried_without_applying_the_state_again() {
+    let (publisher, sqs, capture) = bus().await;
+    let store = fresh_store().await;
+    let c = consumer(
+        store.clone(),
+        Effects {
+            publisher: Some(Box::new(Flaky {
+                inner: publisher,
+                fail: AtomicUsize::new(1),
+            })),
+            ..Effects::default()
+        },
+    );
+    let open = json!({"event_type": "EMAIL_OPEN", "to_email": "flaky@fx.example", "campaign_id": 5,
+                      "time_opened": "2025-05-05T05:05:05Z"});
+    let first = c.handle_batch(batch(vec![record("m-1", &open)])).await;
+    assert_eq!(
+        failures(&first),
+        ["m-1"],
+        "the publish failed: SQS must bring it back"
+    );
+    let opens = || async {
+        let items = store.partition("LEAD#flaky@fx.example").await.unwrap();
+        item_to_json(&items[0])["opens"].clone()
+    };
+    assert_eq!(
+        opens().await,
+        1,
+        "the state is stored even though the publish failed"
+    );
+    assert!(drain_capture(&sqs, &capture).await.is_empty());
+
+    // The redelivery publishes; later duplicates do nothing at all.
+    assert!(failures(&c.handle_batch(batch(vec![record("m-1", &open)])).await).is_empty());
+    assert!(failures(&c.handle_batch(batch(vec![record("m-2", &open)])).await).is_empty());
+    assert_eq!(opens().await, 1);
+    assert_eq!(drain_capture(&sqs, &capture).await.len(), 1);
+}
+
+fn slack_effects(url: &str) -> Effects {
+    Effects {
+        notifiers: vec![Box::new(SlackNotifier::new(format!(
+            "{url}/services/T000/B000/XXX"
+        )))],
+        alerts: AlertRules::default(),
+        ..Effects::default()
+    }
+}
+
+fn reply(email: &str) -> Value {
+    json!({"event_type": "EMAIL_REPLY", "to_email": email, "to_name": "Pat Lee", "campaign_id": 9,
+           "campaign_name": "Spring", "preview_text": "Yes, let's meet on Tuesday",
+           "time_replied": "2025-04-01T09:00:00Z", "message_id": format!("<{email}>")})
+}
+
+#[tokio::test]
+async fn slack_alerts_once_honouring_429_and_retrying_after_a_500() {
+    let slack = StandIn::start().await;
+    let c = consumer(fresh_store().await, slack_effects(&slack.url));
+
+    // Rate limited first: waits Retry-After, then delivers, within the invocation.
+    slack.push(Scripted {
+        status: 429,
+        retry_after: Some(1),
+        delay_ms: 0,
+    });
+    let r = c
+        .handle_batch(batch(vec![record("r-1", &reply("pat@fx.example"))]))
+        .await;
+    assert!(failures(&r).is_empty());
+    assert_eq!(slack.recorded().len(), 2);
+    let delivered = slack.delivered();
+    assert_eq!(delivered.len(), 1);
+    let msg: Value = serde_json::from_str(&delivered[0].body).unwrap();
+    assert_eq!(msg["text"], "Reply from Pat Lee <pat@fx.example>");
+    assert!(delivered[0].body.contains("Yes, let's meet on Tuesday"));
+    assert_eq!(delivered[0].target, "/services/T000/B000/XXX");
+
+    // A 500: the record fails (state kept), the redelivery alerts, then never again.
+    slack.push(Scripted::status(500));
+    let second = reply("sam@fx.example");
+    let r = c.handle_batch(batch(vec![record("r-2", &second)])).await;
+    assert_eq!(failures(&r), ["r-2"]);
+    for _ in 0..2 {
+        assert!(failures(&c.handle_batch(batch(vec![record("r-2", &second)])).await).is_empty());
+    }
+    let to_sam: Vec<_> = slack
+        .delivered()
+        .into_iter()
+        .filter(|r| r.body.contains("sam@fx.example"))
+        .collect();
+    assert_eq!(to_sam.len(), 1);
+
+    // Opens do not alert.
+    let before = slack.recorded().len();
+    let open = json!({"event_type": "EMAIL_OPEN", "to_email": "pat@fx.example", "campaign_id": 9});
+    assert!(failures(&c.handle_batch(batch(vec![record("o-1", &open)])).await).is_empty());
+    assert_eq!(slack.recorded().len(), before);
+}
+
+#[tokio::test]
+async fn two_consumers_at_once_alert_once() {
+    let slack = StandIn::start().await;
+    for _ in 0..4 {
+        slack.push(Scripted {
+            status: 200,
+            retry_after: None,
+            delay_ms: 300,
+        });
+    }
+    let store = fresh_store().await;
+    let a = Arc::new(consumer(store.clone(), slack_effects(&slack.url)));
+    let b = Arc::new(consumer(store, slack_effects(&slack.url)));
+    let body = reply("both@fx.example");
+    let (ra, rb) = tokio::join!(
+        a.handle_batch(batch(vec![record("a-1", &body)])),
+        b.handle_batch(batch(vec![record("b-1", &body)]))
+    );
+    assert!(failures(&ra).is_empty() && failures(&rb).is_empty());
+    assert_eq!(slack.recorded().len(), 1, "one alert for one event");
+}
+
+#[tokio::test]
+async fn sns_alerts_carry_a_readable_message() {
+    let cfg = local_sdk_config(&moto().endpoint()).await;
+    let sns = aws_sdk_sns::Client::new(&cfg);
+    let topic = sns
+        .create_topic()
+        .name(unique("alerts"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let (sqs, capture, arn) = capture_queue().await;
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(arn)
+        .send()
+        .await
+        .unwrap();
+    let c = consumer(
+        fresh_store().await,
+        Effects {
+            notifiers: vec![Box::new(SnsNotifier {
+                client: sns,
+                topic_arn: topic,
+            })],
+            alerts: AlertRules::default(),
+            ..Effects::default()
+        },
+    );
+    let body = reply("sns@fx.example");
+    for _ in 0..2 {
+        assert!(failures(&c.handle_batch(batch(vec![record("s-1", &body)])).await).is_empty());
+    }
+    let got = drain_capture(&sqs, &capture).await;
+    assert_eq!(got.len(), 1);
+    let text = got[0]["Message"].as_str().unwrap();
+    assert!(
+        text.starts_with("Reply from Pat Lee <sns@fx.example>"),
+        "{text}"
+    );
+    assert!(text.contains("Campaign: Spring (#9)"));
+    assert_eq!(got[0]["Subject"], "Reply from Pat Lee <sns@fx.example>");
+}
