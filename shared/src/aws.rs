@@ -243,7 +243,9 @@ fn env_optional(name: &str) -> Option<String> {
 /// The consumer's side effects, each on only when configured:
 /// `EVENT_BUS_NAME` (fan-out), `SLACK_WEBHOOK_PARAM` (SSM SecureString with
 /// the Slack incoming-webhook URL; `SLACK_WEBHOOK_URL` locally),
-/// `ALERT_TOPIC_ARN` (SNS), `ALERT_EVENTS` and `POSITIVE_CATEGORIES`.
+/// `ALERT_TOPIC_ARN` (SNS), `ALERT_EVENTS` and `POSITIVE_CATEGORIES`;
+/// `HYGIENE` (`off`, `unsubscribe`, `block`) with `SMARTLEAD_API_KEY_PARAM`
+/// (SSM SecureString; `SMARTLEAD_API_KEY` locally) and `HYGIENE_PER_MINUTE`.
 pub async fn effects_from_env(cfg: &SdkConfig) -> Result<crate::effects::Effects, ConfigError> {
     use crate::effects::*;
     let mut effects = Effects {
@@ -281,6 +283,34 @@ pub async fn effects_from_env(cfg: &SdkConfig) -> Result<crate::effects::Effects
             topic_arn,
         }));
     }
+    let mode = match env_optional("HYGIENE").as_deref() {
+        None | Some("off") => None,
+        Some("unsubscribe") => Some(HygieneMode::Unsubscribe),
+        Some("block") => Some(HygieneMode::Block),
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "HYGIENE",
+                reason: format!("{other:?} is not off, unsubscribe or block"),
+            })
+        }
+    };
+    if let Some(mode) = mode {
+        let key = match (
+            env_optional("SMARTLEAD_API_KEY"),
+            env_optional("SMARTLEAD_API_KEY_PARAM"),
+        ) {
+            (Some(k), _) => k,
+            (None, Some(param)) => ssm_secure_string(cfg, &param).await?,
+            (None, None) => return Err(ConfigError::Missing("SMARTLEAD_API_KEY_PARAM")),
+        };
+        let base =
+            env_optional("SMARTLEAD_API_BASE").unwrap_or_else(|| crate::api::DEFAULT_BASE.into());
+        let per_minute: usize = env_parse("HYGIENE_PER_MINUTE", 60)?;
+        effects.notifiers.push(Box::new(Hygiene {
+            api: crate::api::Api::new(&base, &key).with_limits(10, per_minute),
+            mode,
+        }));
+    }
     Ok(effects)
 }
 
@@ -308,12 +338,17 @@ pub const CONSUMER_ENV: &[&str] = &[
     "ALERT_TOPIC_ARN",
     "ALERT_EVENTS",
     "POSITIVE_CATEGORIES",
+    "HYGIENE",
+    "SMARTLEAD_API_KEY_PARAM",
+    "HYGIENE_PER_MINUTE",
 ];
 pub const LOCAL_ONLY_ENV: &[&str] = &[
     "WEBHOOK_SECRET",
     "S3_FORCE_PATH_STYLE",
     "METRICS_DISABLED",
     "SLACK_WEBHOOK_URL",
+    "SMARTLEAD_API_KEY",
+    "SMARTLEAD_API_BASE",
 ];
 
 /// The IAM actions behind the SDK calls each function makes, and nothing else.

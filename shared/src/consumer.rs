@@ -15,7 +15,7 @@
 //! puts its record in `batchItemFailures` too; the redelivery is a duplicate
 //! for the state and retries only the effect.
 
-use crate::effects::{bus_event, Alert, Effects, Notifier, FANOUT};
+use crate::effects::{bus_event, EffectError, Effects, Notifier, FANOUT};
 use crate::event::SmartleadEvent;
 use crate::key::DedupKey;
 use crate::message::{attr, ClaimCheckMessage, LOCATION_S3};
@@ -370,8 +370,15 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             .collect();
         let sent: Vec<(&Job, &'static str, Result<(), String>)> = futures::stream::iter(alerts)
             .map(|(j, n)| async move {
-                let alert = Alert::from_event(&j.ev, j.key.as_str());
-                let r = n.notify(&alert, deadline).await.map_err(|e| e.to_string());
+                let r = match n.notify(&j.ev, j.key.as_str(), deadline).await {
+                    Ok(()) => Ok(()),
+                    Err(EffectError::Transient(e)) => Err(e),
+                    // Refused for good: counted and logged, not retried.
+                    Err(EffectError::Permanent(e)) => {
+                        tracing::error!(dedup_key = %j.key, effect = n.effect(), error = %e, "effect refused; not retried");
+                        Ok(())
+                    }
+                };
                 (j, n.effect(), r)
             })
             .buffer_unordered(4)

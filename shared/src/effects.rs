@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 pub const FANOUT: &str = "fanout";
 pub const SLACK: &str = "slack";
 pub const SNS: &str = "sns";
+pub const HYGIENE: &str = "hygiene";
 
 /// EventBridge's limit on one `PutEvents` request; entries are packed below it.
 const MAX_PUT_EVENTS_BYTES: usize = 256 * 1024;
@@ -38,6 +39,9 @@ pub enum EffectError {
     /// Worth retrying (the record goes back to SQS).
     #[error("{0}")]
     Transient(String),
+    /// Retrying cannot help (the API refused it): logged, counted, not retried.
+    #[error("{0}")]
+    Permanent(String),
 }
 
 /// One event for the bus.
@@ -396,13 +400,22 @@ impl Alert {
     }
 }
 
-/// Sends alerts somewhere.
+/// An external call made for some events (an alert, a list-hygiene call).
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// The effect name it is claimed under (`slack`, `sns`).
+    /// The effect name it is claimed under (`slack`, `sns`, `hygiene`).
     fn effect(&self) -> &'static str;
-    /// Delivers the alert, giving up (as transient) before `deadline`.
-    async fn notify(&self, alert: &Alert, deadline: Instant) -> Result<(), EffectError>;
+    /// Whether this event gets it (alerts: the hot events of `rules`).
+    fn applies(&self, ev: &SmartleadEvent, rules: &AlertRules) -> bool {
+        rules.is_hot(ev)
+    }
+    /// Does it, giving up (as transient) before `deadline`.
+    async fn notify(
+        &self,
+        ev: &SmartleadEvent,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<(), EffectError>;
 }
 
 /// A Slack incoming webhook. Honours 429 `Retry-After` while the invocation
@@ -429,8 +442,13 @@ impl Notifier for SlackNotifier {
     fn effect(&self) -> &'static str {
         SLACK
     }
-    async fn notify(&self, alert: &Alert, deadline: Instant) -> Result<(), EffectError> {
-        let body = alert.slack();
+    async fn notify(
+        &self,
+        ev: &SmartleadEvent,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<(), EffectError> {
+        let body = Alert::from_event(ev, key).slack();
         loop {
             let r = self
                 .http
@@ -476,7 +494,13 @@ impl Notifier for SnsNotifier {
     fn effect(&self) -> &'static str {
         SNS
     }
-    async fn notify(&self, alert: &Alert, _deadline: Instant) -> Result<(), EffectError> {
+    async fn notify(
+        &self,
+        ev: &SmartleadEvent,
+        key: &str,
+        _deadline: Instant,
+    ) -> Result<(), EffectError> {
+        let alert = Alert::from_event(ev, key);
         let subject: String = alert
             .title
             .chars()
@@ -505,6 +529,60 @@ impl Notifier for SnsNotifier {
     }
 }
 
+/// What list hygiene does on a bounce or unsubscribe (`HYGIENE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HygieneMode {
+    /// SmartLead's global unsubscribe of the lead (every campaign).
+    Unsubscribe,
+    /// The lead's address on the account's block list.
+    Block,
+}
+
+/// List hygiene through SmartLead's API, off by default.
+pub struct Hygiene {
+    pub api: crate::api::Api,
+    pub mode: HygieneMode,
+}
+
+#[async_trait]
+impl Notifier for Hygiene {
+    fn effect(&self) -> &'static str {
+        HYGIENE
+    }
+    fn applies(&self, ev: &SmartleadEvent, _rules: &AlertRules) -> bool {
+        matches!(
+            ev.event_type,
+            EventType::EmailBounce | EventType::LeadUnsubscribed
+        )
+    }
+    async fn notify(
+        &self,
+        ev: &SmartleadEvent,
+        _key: &str,
+        deadline: Instant,
+    ) -> Result<(), EffectError> {
+        let n = ev.normalized();
+        let r = match (self.mode, &n.lead_id, &n.lead_email) {
+            (HygieneMode::Unsubscribe, Some(id), _) => {
+                self.api.unsubscribe_lead(id.as_str(), deadline).await
+            }
+            (_, _, Some(email)) => self.api.block(std::slice::from_ref(email), deadline).await,
+            _ => {
+                return Err(EffectError::Permanent(
+                    "no lead id or e-mail to act on".into(),
+                ))
+            }
+        };
+        r.map(|_| ()).map_err(|e| {
+            if e.is_retryable() {
+                EffectError::Transient(e.to_string())
+            } else {
+                EffectError::Permanent(e.to_string())
+            }
+        })
+    }
+}
+
 /// The consumer's effects: what runs for which event.
 #[derive(Default)]
 pub struct Effects {
@@ -520,9 +598,12 @@ impl Effects {
         if self.publisher.is_some() {
             out.push(FANOUT);
         }
-        if !self.notifiers.is_empty() && self.alerts.is_hot(ev) {
-            out.extend(self.notifiers.iter().map(|n| n.effect()));
-        }
+        out.extend(
+            self.notifiers
+                .iter()
+                .filter(|n| n.applies(ev, &self.alerts))
+                .map(|n| n.effect()),
+        );
         out
     }
 

@@ -16,6 +16,7 @@ pub mod time;
 pub use event::{EventData, EventError, EventType, Normalized, SmartleadEvent};
 pub use key::DedupKey;
 
+pub mod api;
 pub mod aws;
 pub mod consumer;
 pub mod effects;

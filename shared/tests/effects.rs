@@ -416,3 +416,82 @@ async fn sns_alerts_carry_a_readable_message() {
     assert!(text.contains("Campaign: Spring (#9)"));
     assert_eq!(got[0]["Subject"], "Reply from Pat Lee <sns@fx.example>");
 }
+
+fn hygiene(url: &str, mode: smartlead::effects::HygieneMode) -> Effects {
+    Effects {
+        notifiers: vec![Box::new(smartlead::effects::Hygiene {
+            api: smartlead::api::Api::new(&format!("{url}/api/v1"), "test-key"),
+            mode,
+        })],
+        ..Effects::default()
+    }
+}
+
+#[tokio::test]
+async fn list_hygiene_unsubscribes_a_bounced_lead_once_within_the_rate_limit() {
+    use smartlead::effects::HygieneMode;
+    let api = StandIn::start().await;
+    let c = consumer(
+        fresh_store().await,
+        hygiene(&api.url, HygieneMode::Unsubscribe),
+    );
+    api.push(Scripted {
+        status: 429,
+        retry_after: Some(1),
+        delay_ms: 0,
+    });
+    let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": "gone@fx.example", "lead_id": 4711,
+                        "campaign_id": 3, "stats_id": "st-1", "event_timestamp": "2025-02-02T02:02:02Z"});
+    for id in ["h-1", "h-1", "h-2"] {
+        assert!(failures(&c.handle_batch(batch(vec![record(id, &bounce)])).await).is_empty());
+    }
+    let calls = api.recorded();
+    assert_eq!(calls.len(), 2, "one 429, then one call: {calls:?}");
+    assert_eq!(calls[1].method, "POST");
+    assert_eq!(
+        calls[1].target,
+        "/api/v1/leads/4711/unsubscribe?api_key=test-key"
+    );
+    // Replies and opens are not hygiene's business.
+    let before = api.recorded().len();
+    assert!(failures(
+        &c.handle_batch(batch(vec![record("h-3", &reply("x@fx.example"))]))
+            .await
+    )
+    .is_empty());
+    assert_eq!(api.recorded().len(), before);
+}
+
+#[tokio::test]
+async fn list_hygiene_blocks_and_is_not_retried_when_refused() {
+    use smartlead::effects::HygieneMode;
+    let api = StandIn::start().await;
+    let c = consumer(fresh_store().await, hygiene(&api.url, HygieneMode::Block));
+    let unsub = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "Stop@FX.example", "campaign_id": 3,
+                       "event_timestamp": "2025-02-03T00:00:00Z"});
+    assert!(failures(&c.handle_batch(batch(vec![record("b-1", &unsub)])).await).is_empty());
+    let calls = api.recorded();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].target,
+        "/api/v1/leads/add-domain-block-list?api_key=test-key"
+    );
+    let body: Value = serde_json::from_str(&calls[0].body).unwrap();
+    assert_eq!(body, json!({"domain_block_list": ["stop@fx.example"]}));
+
+    // A refusal (4xx) is logged and counted, not retried forever.
+    api.push(Scripted::status(400));
+    let other = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "no@fx.example", "campaign_id": 3,
+                       "event_timestamp": "2025-02-03T00:00:00Z"});
+    for _ in 0..2 {
+        assert!(failures(&c.handle_batch(batch(vec![record("b-2", &other)])).await).is_empty());
+    }
+    assert_eq!(api.recorded().len(), 2);
+    // A 5xx is retried with backoff inside the call.
+    api.push(Scripted::status(503));
+    let third = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "later@fx.example", "campaign_id": 3,
+                       "event_timestamp": "2025-02-03T00:00:00Z"});
+    assert!(failures(&c.handle_batch(batch(vec![record("b-3", &third)])).await).is_empty());
+    let last: Vec<u16> = api.recorded().iter().skip(2).map(|r| r.status).collect();
+    assert_eq!(last, [503, 200]);
+}

@@ -1,0 +1,402 @@
+//! SmartLead's REST API, for webhook registration (the operator CLI) and
+//! list hygiene (the consumer). The API key travels as the `api_key` query
+//! parameter, as SmartLead requires; it never appears in an error or a log.
+//!
+//! Calls stay inside SmartLead's standard-tier limits (10 requests/s, 60 a
+//! minute) per process, honour `429 Retry-After`, and retry 5xx and network
+//! errors with backoff, all within a caller-given deadline.
+
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+pub const DEFAULT_BASE: &str = "https://server.smartlead.ai/api/v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// SmartLead refused the request (4xx other than 429): retrying cannot help.
+    #[error("SmartLead API answered {status} to {what}: {body}")]
+    Refused {
+        what: String,
+        status: u16,
+        body: String,
+    },
+    /// Rate limited, 5xx or unreachable, and out of time to retry.
+    #[error("SmartLead API unavailable for {what}: {reason}")]
+    Unavailable { what: String, reason: String },
+}
+
+impl ApiError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ApiError::Unavailable { .. })
+    }
+}
+
+/// A client-side limit: at most `per_second` and `per_minute` requests.
+#[derive(Debug)]
+struct Limiter {
+    per_second: usize,
+    per_minute: usize,
+    sent: VecDeque<Instant>,
+}
+
+impl Limiter {
+    /// How long to wait before the next request may go.
+    fn wait(&mut self, now: Instant) -> Duration {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            self.sent.pop_front();
+        }
+        let mut wait = Duration::ZERO;
+        if self.sent.len() >= self.per_minute {
+            if let Some(t) = self.sent.get(self.sent.len() - self.per_minute) {
+                wait = wait.max(Duration::from_secs(60).saturating_sub(now.duration_since(*t)));
+            }
+        }
+        if self.sent.len() >= self.per_second {
+            if let Some(t) = self.sent.get(self.sent.len() - self.per_second) {
+                wait = wait.max(Duration::from_secs(1).saturating_sub(now.duration_since(*t)));
+            }
+        }
+        wait
+    }
+}
+
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    limiter: Mutex<Limiter>,
+}
+
+/// What a webhook is attached to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Association {
+    Campaign(String),
+    Client(String),
+    User,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSpec {
+    pub name: String,
+    pub url: String,
+    pub association: Association,
+    pub event_types: Vec<String>,
+    pub category_ids: Vec<String>,
+}
+
+impl WebhookSpec {
+    /// The body of SmartLead's create and update calls.
+    pub fn body(&self) -> Value {
+        let events: serde_json::Map<String, Value> = self
+            .event_types
+            .iter()
+            .map(|e| (e.clone(), Value::Bool(true)))
+            .collect();
+        let mut b = json!({
+            "name": self.name,
+            "webhook_url": self.url,
+            "event_type_map": events,
+        });
+        match &self.association {
+            Association::Campaign(id) => {
+                b["association_type"] = json!("campaign");
+                b["email_campaign_id"] = json!(numeric(id));
+            }
+            Association::Client(id) => {
+                b["association_type"] = json!("client");
+                b["client_id"] = json!(numeric(id));
+            }
+            Association::User => b["association_type"] = json!("user"),
+        }
+        if !self.category_ids.is_empty() {
+            let cats: serde_json::Map<String, Value> = self
+                .category_ids
+                .iter()
+                .map(|c| (c.clone(), Value::Bool(true)))
+                .collect();
+            b["category_id_map"] = Value::Object(cats);
+        }
+        b
+    }
+}
+
+/// Ids go out as numbers when they are numbers, as SmartLead's examples do.
+fn numeric(id: &str) -> Value {
+    id.parse::<u64>()
+        .map(Value::from)
+        .unwrap_or_else(|_| json!(id))
+}
+
+impl Api {
+    pub fn new(base: &str, key: &str) -> Api {
+        // One TLS stack: rustls with the same aws-lc-rs provider as the SDK.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.to_owned(),
+            limiter: Mutex::new(Limiter {
+                per_second: 10,
+                per_minute: 60,
+                sent: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Lowers the client-side limits (e.g. to share the account's budget
+    /// between several consumer instances).
+    pub fn with_limits(self, per_second: usize, per_minute: usize) -> Api {
+        Api {
+            limiter: Mutex::new(Limiter {
+                per_second: per_second.max(1),
+                per_minute: per_minute.max(1),
+                sent: VecDeque::new(),
+            }),
+            ..self
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        deadline: Instant,
+    ) -> Result<Value, ApiError> {
+        let what = format!("{method} {path}");
+        let unavailable = |reason: String| ApiError::Unavailable {
+            what: what.clone(),
+            reason,
+        };
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let wait = {
+                let mut l = self.limiter.lock().await;
+                let w = l.wait(Instant::now());
+                l.sent.push_back(Instant::now() + w);
+                w
+            };
+            if Instant::now() + wait >= deadline {
+                return Err(unavailable(
+                    "client-side rate limit past the deadline".into(),
+                ));
+            }
+            tokio::time::sleep(wait).await;
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .query(&[("api_key", self.key.as_str())]);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let retry_in = match req.send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let retry_after = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let text = r.text().await.unwrap_or_default();
+                    if (200..300).contains(&status) {
+                        return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
+                    }
+                    if status == 429 {
+                        retry_after.unwrap_or(Duration::from_secs(2))
+                    } else if status >= 500 {
+                        backoff(attempt)
+                    } else {
+                        return Err(ApiError::Refused {
+                            what,
+                            status,
+                            body: text.chars().take(300).collect(),
+                        });
+                    }
+                }
+                // reqwest's error text holds the URL, and so the key: keep only its kind.
+                Err(e) => {
+                    if attempt >= 4 {
+                        return Err(unavailable(if e.is_timeout() {
+                            "timed out".into()
+                        } else {
+                            "connection failed".into()
+                        }));
+                    }
+                    backoff(attempt)
+                }
+            };
+            if attempt >= 6 || Instant::now() + retry_in >= deadline {
+                return Err(unavailable(format!(
+                    "still failing after {attempt} attempts"
+                )));
+            }
+            tokio::time::sleep(retry_in).await;
+        }
+    }
+
+    pub async fn create_webhook(
+        &self,
+        spec: &WebhookSpec,
+        deadline: Instant,
+    ) -> Result<Value, ApiError> {
+        let mut body = spec.body();
+        body["force_create"] = json!(true);
+        self.call(
+            reqwest::Method::POST,
+            "/webhook/create",
+            Some(&body),
+            deadline,
+        )
+        .await
+    }
+
+    pub async fn update_webhook(
+        &self,
+        id: &str,
+        spec: &WebhookSpec,
+        deadline: Instant,
+    ) -> Result<Value, ApiError> {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/webhook/update/{id}"),
+            Some(&spec.body()),
+            deadline,
+        )
+        .await
+    }
+
+    pub async fn get_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/webhook/{id}"),
+            None,
+            deadline,
+        )
+        .await
+    }
+
+    /// A campaign's webhooks.
+    pub async fn campaign_webhooks(
+        &self,
+        campaign_id: &str,
+        deadline: Instant,
+    ) -> Result<Vec<Value>, ApiError> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/campaigns/{campaign_id}/webhooks"),
+                None,
+                deadline,
+            )
+            .await?;
+        Ok(match v {
+            Value::Array(a) => a,
+            Value::Object(mut o) => match o.remove("data").or_else(|| o.remove("webhooks")) {
+                Some(Value::Array(a)) => a,
+                _ => vec![Value::Object(o)],
+            },
+            _ => Vec::new(),
+        })
+    }
+
+    pub async fn delete_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
+        self.call(
+            reqwest::Method::DELETE,
+            "/webhook/delete",
+            Some(&json!({"id": numeric(id)})),
+            deadline,
+        )
+        .await
+    }
+
+    /// Unsubscribes a lead from every campaign (SmartLead's global unsubscribe).
+    pub async fn unsubscribe_lead(
+        &self,
+        lead_id: &str,
+        deadline: Instant,
+    ) -> Result<Value, ApiError> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/leads/{lead_id}/unsubscribe"),
+            None,
+            deadline,
+        )
+        .await
+    }
+
+    /// Adds addresses (or domains) to the account's block list.
+    pub async fn block(&self, entries: &[String], deadline: Instant) -> Result<Value, ApiError> {
+        self.call(
+            reqwest::Method::POST,
+            "/leads/add-domain-block-list",
+            Some(&json!({"domain_block_list": entries})),
+            deadline,
+        )
+        .await
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64 << attempt.min(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_keeps_ten_a_second_and_sixty_a_minute() {
+        let t0 = Instant::now();
+        let mut l = Limiter {
+            per_second: 10,
+            per_minute: 60,
+            sent: VecDeque::new(),
+        };
+        for i in 0..10 {
+            assert_eq!(l.wait(t0), Duration::ZERO, "{i}");
+            l.sent.push_back(t0);
+        }
+        assert_eq!(l.wait(t0), Duration::from_secs(1));
+        // 60 spread over the minute: the 61st waits for the first to age out.
+        l.sent.clear();
+        for i in 0..60 {
+            l.sent.push_back(t0 + Duration::from_secs(i));
+        }
+        let now = t0 + Duration::from_secs(60) - Duration::from_millis(1);
+        assert!(l.wait(now) >= Duration::from_millis(1));
+    }
+
+    #[test]
+    fn webhook_bodies_follow_smartleads_examples() {
+        let spec = WebhookSpec {
+            name: "aws".into(),
+            url: "https://x.example/webhooks/smartlead/s".into(),
+            association: Association::Campaign("123".into()),
+            event_types: vec!["EMAIL_REPLY".into(), "LEAD_CATEGORY_UPDATED".into()],
+            category_ids: vec!["5".into()],
+        };
+        let b = spec.body();
+        assert_eq!(b["association_type"], "campaign");
+        assert_eq!(b["email_campaign_id"], 123);
+        assert_eq!(b["event_type_map"]["EMAIL_REPLY"], true);
+        assert_eq!(b["category_id_map"]["5"], true);
+        let user = WebhookSpec {
+            association: Association::User,
+            category_ids: vec![],
+            ..spec
+        };
+        assert!(user.body().get("category_id_map").is_none());
+        assert_eq!(user.body()["association_type"], "user");
+    }
+}
