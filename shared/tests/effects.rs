@@ -7,7 +7,8 @@ mod common;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use common::{fixtures, Scripted, StandIn};
+use common::fixtures;
+use local_aws::{Scripted, StandIn};
 use serde_json::{json, Value};
 use smartlead::aws::local_sdk_config;
 use smartlead::consumer::Consumer;

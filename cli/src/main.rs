@@ -1,0 +1,385 @@
+//! `smartlead`: the operator's command line for a deployed pipeline.
+//!
+//! - `register`, `list`, `delete`: SmartLead webhooks pointing at the stack;
+//! - `redrive`: DLQ messages back onto the queue;
+//! - `replay`: events from the bus archive back onto the bus.
+//!
+//! The SmartLead API key comes from `SMARTLEAD_API_KEY` or an SSM parameter
+//! (`--api-key-param`), never from a flag that would land in shell history.
+//! AWS access uses the usual credential chain (and `AWS_ENDPOINT_URL`).
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+use smartlead::api::{Api, Association, WebhookSpec};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Event types SmartLead sends to a campaign webhook, all on by default.
+const CAMPAIGN_EVENTS: &str = "EMAIL_SENT,FIRST_EMAIL_SENT,EMAIL_OPEN,EMAIL_LINK_CLICK,EMAIL_REPLY,EMAIL_BOUNCE,LEAD_UNSUBSCRIBED,LEAD_CATEGORY_UPDATED,CAMPAIGN_STATUS_CHANGED,UNTRACKED_REPLIES,MANUAL_STEP_REACHED";
+
+#[derive(Parser)]
+#[command(
+    name = "smartlead",
+    version,
+    about = "Operate the SmartLead webhook pipeline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct ApiArgs {
+    /// SSM parameter (SecureString) holding the SmartLead API key; otherwise
+    /// the key is read from SMARTLEAD_API_KEY.
+    #[arg(long)]
+    api_key_param: Option<String>,
+    #[arg(long, env = "SMARTLEAD_API_BASE", default_value = smartlead::api::DEFAULT_BASE)]
+    api_base: String,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct Target {
+    /// Attach the webhook to this campaign.
+    #[arg(long)]
+    campaign: Option<String>,
+    /// Attach it to this client.
+    #[arg(long)]
+    client: Option<String>,
+    /// Attach it to the whole user (overrides client and campaign webhooks).
+    #[arg(long)]
+    user: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create (or, with --id, update) a SmartLead webhook for the stack's URL.
+    Register {
+        #[command(flatten)]
+        target: Target,
+        /// The webhook URL; by default the stack's WebhookUrl with its secret.
+        #[arg(long)]
+        url: Option<String>,
+        /// The stack whose URL to register.
+        #[arg(long, default_value = "smartlead-webhooks")]
+        stack: String,
+        /// Event types to receive (comma-separated).
+        #[arg(long, default_value = CAMPAIGN_EVENTS)]
+        events: String,
+        /// Lead category ids for LEAD_CATEGORY_UPDATED (comma-separated).
+        #[arg(long)]
+        categories: Option<String>,
+        #[arg(long, default_value = "AWS webhook pipeline")]
+        name: String,
+        /// Update this webhook instead of creating one.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List a campaign's webhooks, or show one.
+    List {
+        #[arg(long, required_unless_present = "id")]
+        campaign: Option<String>,
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a webhook.
+    Delete {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Move DLQ messages back onto the queue (after fixing what failed them).
+    Redrive {
+        #[arg(long, default_value = "smartlead-webhooks")]
+        stack: String,
+        /// The DLQ and queue URLs, instead of the stack's outputs.
+        #[arg(long, requires = "queue_url")]
+        dlq_url: Option<String>,
+        #[arg(long, requires = "dlq_url")]
+        queue_url: Option<String>,
+        /// Move at most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Re-publish archived events of a time range onto the bus.
+    Replay {
+        #[arg(long, default_value = "smartlead-webhooks")]
+        stack: String,
+        /// Start of the range (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// End of the range (RFC 3339); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only to these rules of the bus (ARNs, comma-separated): e.g. a rule
+        /// matching one lead's `detail.normalized.lead_email`.
+        #[arg(long)]
+        rules: Option<String>,
+        /// The archive and bus ARNs, instead of the stack's outputs.
+        #[arg(long, requires = "bus_arn")]
+        archive_arn: Option<String>,
+        #[arg(long, requires = "archive_arn")]
+        bus_arn: Option<String>,
+    },
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|x| x.trim().to_owned())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(120)
+}
+
+async fn aws() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+async fn ssm_value(name: &str) -> Result<String> {
+    let cfg = aws().await;
+    smartlead::aws::ssm_secure_string(&cfg, name)
+        .await
+        .map_err(|e| anyhow!("{e}"))
+}
+
+async fn api(args: &ApiArgs) -> Result<Api> {
+    let key = match (&args.api_key_param, std::env::var("SMARTLEAD_API_KEY")) {
+        (Some(p), _) => ssm_value(p).await?,
+        (None, Ok(k)) if !k.trim().is_empty() => k.trim().to_owned(),
+        _ => {
+            bail!("no SmartLead API key: set SMARTLEAD_API_KEY or pass --api-key-param <ssm name>")
+        }
+    };
+    Ok(Api::new(&args.api_base, &key))
+}
+
+/// The stack's outputs, by name.
+async fn outputs(stack: &str) -> Result<HashMap<String, String>> {
+    let cfn = aws_sdk_cloudformation::Client::new(&aws().await);
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "reading stack {stack}: {}",
+                aws_sdk_cloudformation::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(out
+        .stacks()
+        .first()
+        .map(|s| {
+            s.outputs()
+                .iter()
+                .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn output(o: &HashMap<String, String>, key: &str, stack: &str) -> Result<String> {
+    o.get(key)
+        .cloned()
+        .ok_or_else(|| anyhow!("stack {stack} has no output {key}"))
+}
+
+/// The stack's webhook URL with the secret in place of `<secret>`.
+async fn stack_url(stack: &str) -> Result<String> {
+    let o = outputs(stack).await?;
+    let url = output(&o, "WebhookUrl", stack)?;
+    let param = output(&o, "WebhookSecretParameterName", stack)?;
+    let secret = ssm_value(&param).await?;
+    let encoded: String = secret
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(url.replace("<secret>", &encoded))
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Register {
+            target,
+            url,
+            stack,
+            events,
+            categories,
+            name,
+            id,
+            api: args,
+        } => {
+            let association = match (target.campaign, target.client, target.user) {
+                (Some(c), _, _) => Association::Campaign(c),
+                (_, Some(c), _) => Association::Client(c),
+                _ => Association::User,
+            };
+            let url = match url {
+                Some(u) => u,
+                None => stack_url(&stack).await?,
+            };
+            let event_types = list(&events);
+            for e in &event_types {
+                if let smartlead::EventType::Unknown(_) = smartlead::EventType::from_wire(e) {
+                    bail!("unknown event type {e:?}");
+                }
+            }
+            let spec = WebhookSpec {
+                name,
+                url,
+                association,
+                event_types,
+                category_ids: categories.as_deref().map(list).unwrap_or_default(),
+            };
+            let api = api(&args).await?;
+            let answer = match id {
+                Some(id) => api.update_webhook(&id, &spec, deadline()).await?,
+                None => api.create_webhook(&spec, deadline()).await?,
+            };
+            print(&answer);
+        }
+        Cmd::List {
+            campaign,
+            id,
+            api: args,
+        } => {
+            let api = api(&args).await?;
+            match (id, campaign) {
+                (Some(id), _) => print(&api.get_webhook(&id, deadline()).await?),
+                (None, Some(c)) => {
+                    print(&Value::Array(api.campaign_webhooks(&c, deadline()).await?))
+                }
+                (None, None) => bail!("--campaign or --id"),
+            }
+        }
+        Cmd::Delete { id, api: args } => {
+            print(&api(&args).await?.delete_webhook(&id, deadline()).await?);
+        }
+        Cmd::Redrive {
+            stack,
+            dlq_url,
+            queue_url,
+            limit,
+        } => {
+            let (dlq, queue) = match (dlq_url, queue_url) {
+                (Some(d), Some(q)) => (d, q),
+                _ => {
+                    let o = outputs(&stack).await?;
+                    (
+                        output(&o, "DeadLetterQueueUrl", &stack)?,
+                        output(&o, "QueueUrl", &stack)?,
+                    )
+                }
+            };
+            let sqs = smartlead::aws_sdk_sqs::Client::new(&aws().await);
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message("moving DLQ messages back to the queue");
+            let done = smartlead::redrive::redrive(&sqs, &dlq, &queue, limit, |d| {
+                bar.set_message(format!("moved {} (failed {})", d.moved, d.failed));
+                bar.tick();
+            })
+            .await?;
+            bar.finish_and_clear();
+            println!("moved {} message(s) from the DLQ to the queue", done.moved);
+            if done.failed > 0 {
+                bail!(
+                    "{} message(s) could not be sent and stay in the DLQ",
+                    done.failed
+                );
+            }
+        }
+        Cmd::Replay {
+            stack,
+            from,
+            to,
+            rules,
+            archive_arn,
+            bus_arn,
+        } => {
+            let (archive, bus) = match (archive_arn, bus_arn) {
+                (Some(a), Some(b)) => (a, b),
+                _ => {
+                    let o = outputs(&stack).await?;
+                    (
+                        output(&o, "EventArchiveArn", &stack)?,
+                        output(&o, "EventBusArn", &stack)?,
+                    )
+                }
+            };
+            let time = |s: &str| -> Result<aws_sdk_eventbridge::primitives::DateTime> {
+                let t = chrono::DateTime::parse_from_rfc3339(s)
+                    .with_context(|| format!("{s:?} is not an RFC 3339 time"))?;
+                Ok(aws_sdk_eventbridge::primitives::DateTime::from_millis(
+                    t.timestamp_millis(),
+                ))
+            };
+            let start = time(&from)?;
+            let end = match to {
+                Some(t) => time(&t)?,
+                None => aws_sdk_eventbridge::primitives::DateTime::from_millis(
+                    chrono::Utc::now().timestamp_millis(),
+                ),
+            };
+            let mut dest = aws_sdk_eventbridge::types::ReplayDestination::builder().arn(&bus);
+            for r in rules.as_deref().map(list).unwrap_or_default() {
+                dest = dest.filter_arns(r);
+            }
+            let name = format!(
+                "smartlead-replay-{}",
+                chrono::Utc::now().format("%Y%m%d%H%M%S")
+            );
+            let eb = aws_sdk_eventbridge::Client::new(&aws().await);
+            let out = eb
+                .start_replay()
+                .replay_name(&name)
+                .event_source_arn(&archive)
+                .event_start_time(start)
+                .event_end_time(end)
+                .destination(dest.build().map_err(|e| anyhow!("{e}"))?)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "starting the replay: {}",
+                        aws_sdk_eventbridge::error::DisplayErrorContext(e)
+                    )
+                })?;
+            println!(
+                "replay {name} started ({}): follow it with `aws events describe-replay --replay-name {name}`",
+                out.state().map(|s| s.as_str()).unwrap_or("unknown state")
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

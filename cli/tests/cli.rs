@@ -1,0 +1,336 @@
+//! The `smartlead` binary against a stand-in SmartLead API and moto (SQS,
+//! SSM, CloudFormation, EventBridge).
+
+use local_aws::{Scripted, StandIn};
+use serde_json::{json, Value};
+use std::process::Output;
+use std::sync::OnceLock;
+
+const KEY: &str = "sl-test-key-0123456789";
+
+fn moto() -> &'static local_aws::Service {
+    static S: OnceLock<local_aws::Service> = OnceLock::new();
+    S.get_or_init(|| {
+        local_aws::start_moto(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+async fn smartlead(args: &[&str], api: &str, key: Option<&str>) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlead"));
+    cmd.args(args)
+        .env("SMARTLEAD_API_BASE", format!("{api}/api/v1"))
+        .env("AWS_ENDPOINT_URL", moto().endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("SMARTLEAD_API_KEY");
+    if let Some(k) = key {
+        cmd.env("SMARTLEAD_API_KEY", k);
+    }
+    cmd.output().await.expect("run smartlead")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test]
+async fn register_list_and_delete_call_smartlead_as_documented() {
+    let api = StandIn::start().await;
+    let url = "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/s3cret";
+    let o = smartlead(
+        &[
+            "register",
+            "--campaign",
+            "123",
+            "--url",
+            url,
+            "--events",
+            "EMAIL_REPLY,EMAIL_BOUNCE",
+            "--categories",
+            "5,6",
+        ],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let calls = api.recorded();
+    assert_eq!(calls[0].method, "POST");
+    assert_eq!(
+        calls[0].target,
+        format!("/api/v1/webhook/create?api_key={KEY}")
+    );
+    let body: Value = serde_json::from_str(&calls[0].body).unwrap();
+    assert_eq!(body["webhook_url"], url);
+    assert_eq!(body["association_type"], "campaign");
+    assert_eq!(body["email_campaign_id"], 123);
+    assert_eq!(
+        body["event_type_map"],
+        json!({"EMAIL_REPLY": true, "EMAIL_BOUNCE": true})
+    );
+    assert_eq!(body["category_id_map"], json!({"5": true, "6": true}));
+
+    let o = smartlead(
+        &["register", "--user", "--url", url, "--id", "77"],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = smartlead(&["list", "--campaign", "123"], &api.url, Some(KEY)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = smartlead(&["delete", "--id", "77"], &api.url, Some(KEY)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let calls: Vec<(String, String)> = api
+        .recorded()
+        .into_iter()
+        .skip(1)
+        .map(|r| (r.method, r.target.split('?').next().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("PUT".into(), "/api/v1/webhook/update/77".into()),
+            ("GET".into(), "/api/v1/campaigns/123/webhooks".into()),
+            ("DELETE".into(), "/api/v1/webhook/delete".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_api_key_is_required_and_never_printed() {
+    let api = StandIn::start().await;
+    let o = smartlead(&["list", "--campaign", "1"], &api.url, None).await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("SMARTLEAD_API_KEY"), "{}", text(&o));
+
+    // Refused, then unreachable: the errors say what failed, not the key.
+    api.push(Scripted::status(401));
+    let o = smartlead(&["list", "--campaign", "1"], &api.url, Some(KEY)).await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("401"), "{}", text(&o));
+    assert!(!text(&o).contains(KEY));
+    let dead = format!("http://127.0.0.1:{}", local_aws::free_port());
+    let o = smartlead(&["delete", "--id", "1"], &dead, Some(KEY)).await;
+    assert!(!o.status.success());
+    assert!(!text(&o).contains(KEY), "{}", text(&o));
+    // Unknown event types are refused before any call.
+    let before = api.recorded().len();
+    let o = smartlead(
+        &[
+            "register",
+            "--user",
+            "--url",
+            "https://x",
+            "--events",
+            "EMAIL_OPEN,NOPE",
+        ],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    assert!(!o.status.success());
+    assert_eq!(api.recorded().len(), before);
+}
+
+async fn sqs() -> smartlead::aws_sdk_sqs::Client {
+    smartlead::aws_sdk_sqs::Client::new(&smartlead::aws::local_sdk_config(&moto().endpoint()).await)
+}
+
+async fn depth(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> String {
+    use smartlead::aws_sdk_sqs::types::QueueAttributeName as A;
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&A::ApproximateNumberOfMessages]
+        .clone()
+}
+
+#[tokio::test]
+async fn redrive_moves_every_dlq_message_back_with_its_attributes() {
+    let sqs = sqs().await;
+    let q = |n: &str| {
+        let sqs = sqs.clone();
+        let n = format!("{n}-{}", std::process::id());
+        async move {
+            sqs.create_queue()
+                .queue_name(n)
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap()
+        }
+    };
+    let (queue, dlq) = (q("cli-queue").await, q("cli-dlq").await);
+    for i in 0..25 {
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body(format!("{{\"event_type\":\"EMAIL_OPEN\",\"n\":{i}}}"))
+            .message_attributes(
+                "event_type",
+                smartlead::aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("EMAIL_OPEN")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let o = smartlead(
+        &["redrive", "--dlq-url", &dlq, "--queue-url", &queue],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("moved 25 message(s)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(depth(&sqs, &queue).await, "25");
+    assert_eq!(depth(&sqs, &dlq).await, "0");
+    let m = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        m.message_attributes().unwrap()["event_type"].string_value(),
+        Some("EMAIL_OPEN")
+    );
+}
+
+#[tokio::test]
+async fn the_stack_outputs_give_the_url_with_its_secret_and_the_queues() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let ssm = aws_sdk_ssm::Client::new(&cfg);
+    let param = format!("/cli-test-{}/secret", std::process::id());
+    ssm.put_parameter()
+        .name(&param)
+        .value("a b/c")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let stack = format!("cli-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}, "D": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "WebhookUrl": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/<secret>"},
+            "WebhookSecretParameterName": {"Value": param},
+            "QueueUrl": {"Value": {"Ref": "Q"}},
+            "DeadLetterQueueUrl": {"Value": {"Ref": "D"}}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let api = StandIn::start().await;
+    let o = smartlead(
+        &["register", "--campaign", "9", "--stack", &stack],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let body: Value = serde_json::from_str(&api.recorded()[0].body).unwrap();
+    assert_eq!(
+        body["webhook_url"],
+        "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/a%20b%2Fc"
+    );
+    let o = smartlead(&["redrive", "--stack", &stack], "http://unused", None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("moved 0 message(s)"));
+}
+
+#[tokio::test]
+async fn replay_starts_an_archive_replay_onto_the_bus() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let eb = aws_sdk_eventbridge::Client::new(&cfg);
+    let bus = eb
+        .create_event_bus()
+        .name(format!("cli-bus-{}", std::process::id()))
+        .send()
+        .await
+        .unwrap()
+        .event_bus_arn
+        .unwrap();
+    let archive = eb
+        .create_archive()
+        .archive_name(format!("cli-archive-{}", std::process::id()))
+        .event_source_arn(&bus)
+        .send()
+        .await
+        .unwrap()
+        .archive_arn
+        .unwrap();
+    let o = smartlead(
+        &[
+            "replay",
+            "--archive-arn",
+            &archive,
+            "--bus-arn",
+            &bus,
+            "--from",
+            "2025-01-01T00:00:00Z",
+            "--to",
+            "2025-02-01T00:00:00Z",
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let name = out
+        .split_whitespace()
+        .nth(1)
+        .expect("replay name")
+        .to_owned();
+    let r = eb
+        .describe_replay()
+        .replay_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.event_source_arn(), Some(archive.as_str()));
+    assert_eq!(r.destination().map(|d| d.arn()), Some(bus.as_str()));
+    let o = smartlead(
+        &[
+            "replay",
+            "--archive-arn",
+            &archive,
+            "--bus-arn",
+            &bus,
+            "--from",
+            "yesterday",
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("RFC 3339"));
+}

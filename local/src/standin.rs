@@ -1,0 +1,140 @@
+//! A stand-in HTTP server for the third-party APIs the pipeline calls
+//! (Slack, SmartLead): scripted answers, every request recorded.
+
+/// A stand-in HTTP server (for Slack and SmartLead): answers each request
+/// with the next scripted `(status, retry_after, delay)` (200 when the
+/// script is empty) and records every request.
+pub struct StandIn {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+    pub script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Scripted>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub target: String,
+    pub body: String,
+    /// The status this request was answered with.
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Scripted {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub delay_ms: u64,
+}
+
+impl Scripted {
+    pub fn status(status: u16) -> Scripted {
+        Scripted {
+            status,
+            retry_after: None,
+            delay_ms: 0,
+        }
+    }
+}
+
+impl StandIn {
+    pub async fn start() -> StandIn {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let script = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<
+            Scripted,
+        >::new()));
+        let (reqs, scr) = (requests.clone(), script.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (reqs, scr) = (reqs.clone(), scr.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 8192];
+                    let head_end = loop {
+                        let Ok(n) = sock.read(&mut tmp).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&tmp[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let Ok(n) = sock.read(&mut tmp).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&tmp[..n]);
+                    }
+                    let mut first = head.lines().next().unwrap_or_default().split(' ');
+                    let s = scr
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .unwrap_or(Scripted::status(200));
+                    if s.delay_ms > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(s.delay_ms)).await;
+                    }
+                    reqs.lock().unwrap().push(Recorded {
+                        method: first.next().unwrap_or_default().to_owned(),
+                        target: first.next().unwrap_or_default().to_owned(),
+                        body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
+                        status: s.status,
+                    });
+                    let mut resp = format!(
+                        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: close\r\n",
+                        s.status
+                    );
+                    if let Some(r) = s.retry_after {
+                        resp.push_str(&format!("retry-after: {r}\r\n"));
+                    }
+                    resp.push_str("\r\n{\"ok\":true}");
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        StandIn {
+            url,
+            requests,
+            script,
+        }
+    }
+
+    pub fn push(&self, s: Scripted) {
+        self.script.lock().unwrap().push_back(s);
+    }
+
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Requests answered 2xx.
+    pub fn delivered(&self) -> Vec<Recorded> {
+        self.recorded()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
+    }
+}
