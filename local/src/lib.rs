@@ -58,8 +58,39 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, never handed out before by this
+/// process, and below Linux's ephemeral range (32768+), so that neither a
+/// concurrent test nor an outgoing connection takes it before the service
+/// binds it.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `n` consecutive ports, as [`free_port`] gives one.
+pub fn free_ports(n: u16) -> u16 {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
+    let Ok(mut given) = given.lock() else {
+        return 0;
+    };
+    // Different processes (CI runs, a local stack) start at different places.
+    let mut x = (std::process::id() as u64).wrapping_mul(2_654_435_761) ^ given.len() as u64;
+    for _ in 0..2000 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let port = 20_000 + ((x >> 33) % 12_000) as u16;
+        let block = port..port.saturating_add(n.max(1));
+        if block
+            .clone()
+            .all(|p| !given.contains(&p) && !port_in_use(p))
+        {
+            given.extend(block);
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

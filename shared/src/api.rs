@@ -135,10 +135,8 @@ fn numeric(id: &str) -> Value {
 
 impl Api {
     pub fn new(base: &str, key: &str) -> Api {
-        // One TLS stack: rustls with the same aws-lc-rs provider as the SDK.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         Api {
-            http: reqwest::Client::builder()
+            http: crate::http::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),

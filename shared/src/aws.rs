@@ -10,7 +10,8 @@ use crate::message::OutgoingMessage;
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use std::time::Duration;
 

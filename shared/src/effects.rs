@@ -427,9 +427,7 @@ pub struct SlackNotifier {
 
 impl SlackNotifier {
     pub fn new(url: String) -> SlackNotifier {
-        // One TLS stack: rustls with the same aws-lc-rs provider as the SDK.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let http = crate::http::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();

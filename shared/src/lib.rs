@@ -20,6 +20,7 @@ pub mod api;
 pub mod aws;
 pub mod consumer;
 pub mod effects;
+pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;

@@ -211,7 +211,9 @@ async fn every_processed_event_is_published_once_with_its_state_and_payload() {
     let open = events
         .iter()
         .find(|e| {
-            e["detail-type"] == "EMAIL_OPEN" && e["detail"]["payload"]["time_opened"].is_string()
+            e["detail-type"] == "EMAIL_OPEN"
+                && e["detail"]["payload"]["time_opened"].is_string()
+                && e["detail"]["normalized"]["lead_email"] == "jane.doe@acme-corp.com"
         })
         .expect("an EMAIL_OPEN on the bus");
     assert_eq!(open["source"], "smartlead.webhooks");

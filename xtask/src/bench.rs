@@ -272,7 +272,7 @@ async fn function_figures(
         _ => ("smartlead-consumer", &stack.consumer_env),
     };
     let bin = stack.options.bin_dir.join(binary);
-    let http = reqwest::Client::new();
+    let http = smartlead::http::client();
     let (mut cold, mut init, mut warm_ms, mut billed) = (vec![], vec![], vec![], vec![]);
     let mut peak = 0;
     for round in 0..rounds {
@@ -377,7 +377,7 @@ async fn e2e(http_port: u16, done: &DoneMap, concurrency: usize, events: usize) 
         "http://127.0.0.1:{http_port}/webhooks/smartlead?token={}",
         local::TOKEN
     );
-    let http = reqwest::Client::new();
+    let http = smartlead::http::client();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let run = format!("e2e-c{concurrency}-{}", std::process::id());
     let started = Instant::now();
@@ -735,6 +735,7 @@ async fn measure(root: &Path, opts: &BenchOptions, criterion: Vec<Criterion>) ->
         visibility_secs: 30,
         metrics: true,
         dynamodb_dir: None,
+        slack_url: None,
     };
     let ports = Ports::free(options.ingest_instances);
     println!("== local stack (release binaries)");

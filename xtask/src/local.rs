@@ -28,10 +28,7 @@ impl Ports {
     /// Free ports for a test or benchmark stack.
     pub fn free(ingest_instances: usize) -> Ports {
         let p = local_aws::free_port;
-        let ingest = (0..50)
-            .map(|_| p())
-            .find(|&b| (1..ingest_instances as u16).all(|i| !local_aws::port_in_use(b + i)))
-            .unwrap_or_else(p);
+        let ingest = local_aws::free_ports(ingest_instances.max(1) as u16);
         Ports {
             http: p(),
             dynamodb: p(),
@@ -47,6 +44,13 @@ pub const TABLE: &str = "smartlead-state";
 pub const QUEUE: &str = "smartlead-webhooks";
 pub const DLQ: &str = "smartlead-webhooks-dlq";
 pub const BUCKET: &str = "smartlead-claims";
+pub const BUS: &str = "smartlead-events";
+/// A queue subscribed to everything on the bus, so the local stack shows
+/// what the fan-out published.
+pub const BUS_TAP: &str = "smartlead-bus-tap";
+pub const ALERT_TOPIC: &str = "smartlead-alerts";
+/// A queue subscribed to the alert topic.
+pub const ALERT_TAP: &str = "smartlead-alerts-tap";
 
 /// How to run the stack.
 #[derive(Debug, Clone)]
@@ -62,6 +66,8 @@ pub struct Options {
     pub metrics: bool,
     /// Keep DynamoDB Local's data on disk here, so it survives a restart.
     pub dynamodb_dir: Option<std::path::PathBuf>,
+    /// A Slack incoming-webhook URL for alerts (none locally by default).
+    pub slack_url: Option<String>,
 }
 
 impl Options {
@@ -73,6 +79,7 @@ impl Options {
             visibility_secs: 5,
             metrics: false,
             dynamodb_dir: None,
+            slack_url: None,
         }
     }
 }
@@ -164,6 +171,75 @@ async fn create_queues(
     Ok((queue_url, dlq_url))
 }
 
+async fn queue_arn(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Result<String> {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .context("queue arn")
+}
+
+/// The fan-out bus and the alert topic (as the template declares them), each
+/// with a tap queue. Returns the topic's ARN.
+async fn create_integrations(
+    cfg: &smartlead::aws::SdkConfig,
+    sqs: &smartlead::aws_sdk_sqs::Client,
+) -> Result<String> {
+    let eb = aws_sdk_eventbridge::Client::new(cfg);
+    if eb.describe_event_bus().name(BUS).send().await.is_err() {
+        eb.create_event_bus().name(BUS).send().await?;
+    }
+    let tap = sqs
+        .create_queue()
+        .queue_name(BUS_TAP)
+        .send()
+        .await?
+        .queue_url
+        .context("tap url")?;
+    eb.put_rule()
+        .name("local-tap")
+        .event_bus_name(BUS)
+        .event_pattern(json!({"source": [smartlead::effects::SOURCE]}).to_string())
+        .send()
+        .await?;
+    eb.put_targets()
+        .rule("local-tap")
+        .event_bus_name(BUS)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("tap")
+                .arn(queue_arn(sqs, &tap).await?)
+                .build()?,
+        )
+        .send()
+        .await?;
+    let sns = aws_sdk_sns::Client::new(cfg);
+    let topic = sns
+        .create_topic()
+        .name(ALERT_TOPIC)
+        .send()
+        .await?
+        .topic_arn
+        .context("topic arn")?;
+    let alert_tap = sqs
+        .create_queue()
+        .queue_name(ALERT_TAP)
+        .send()
+        .await?
+        .queue_url
+        .context("alert tap url")?;
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn(sqs, &alert_tap).await?)
+        .send()
+        .await?;
+    Ok(topic)
+}
+
 pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stack> {
     let instances = options.ingest_instances.max(1);
     let mut named = vec![
@@ -217,6 +293,7 @@ pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stac
         .context("maxReceiveCount")?;
     let (queue_url, dlq_url) =
         create_queues(&sqs, &s3, &max_receive, options.visibility_secs).await?;
+    let alert_topic = create_integrations(&moto_cfg, &sqs).await?;
 
     let common: Vec<(String, String)> = [
         ("AWS_REGION", "us-east-1".to_owned()),
@@ -251,8 +328,17 @@ pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stac
         ("TABLE_NAME", table.clone()),
         ("DEDUP_TTL_DAYS", t.default("DedupTtlDays")?),
         ("SCORE_WEIGHTS", t.default("ScoreWeights")?),
+        ("AWS_ENDPOINT_URL_EVENTBRIDGE", moto.endpoint()),
+        ("AWS_ENDPOINT_URL_SNS", moto.endpoint()),
+        ("EVENT_BUS_NAME", BUS.into()),
+        ("ALERT_TOPIC_ARN", alert_topic),
+        ("ALERT_EVENTS", t.default("AlertEvents")?),
+        ("POSITIVE_CATEGORIES", t.default("PositiveCategories")?),
     ] {
         consumer_env.push((k.into(), v));
+    }
+    if let Some(url) = &options.slack_url {
+        consumer_env.push(("SLACK_WEBHOOK_URL".into(), url.clone()));
     }
     let bin = &options.bin_dir;
     let ingest = (0..instances)
@@ -304,7 +390,7 @@ impl Pool {
         Pool {
             permits: Arc::new(tokio::sync::Semaphore::new(urls.len())),
             free: Arc::new(std::sync::Mutex::new(urls)),
-            http: reqwest::Client::new(),
+            http: smartlead::http::client(),
         }
     }
 
@@ -648,6 +734,9 @@ pub async fn show(dynamodb_port: u16, moto_port: u16, email: Option<&str>) -> Re
     let (q, inflight) = depth(&sqs, &queue_url).await?;
     let (d, _) = depth(&sqs, &dlq_url).await?;
     println!("queue: {q} waiting, {inflight} in flight; DLQ: {d}");
+    let (published, _) = depth(&sqs, &url(BUS_TAP).await?).await?;
+    let (alerts, _) = depth(&sqs, &url(ALERT_TAP).await?).await?;
+    println!("bus {BUS}: {published} events published (in the tap queue {BUS_TAP}); alerts on SNS: {alerts}");
     let rejected = store
         .partition("REJECTED")
         .await
@@ -943,7 +1032,7 @@ mod tests {
     #[tokio::test]
     async fn sqs_outage_answers_503_and_the_retry_is_processed_once() {
         let (mut stack, url, consumer) = fault_stack(false).await;
-        let http = reqwest::Client::new();
+        let http = smartlead::http::client();
         assert_eq!(
             post(&http, &url, &open("before@fault.example", 1)).await,
             200
@@ -969,7 +1058,7 @@ mod tests {
     #[tokio::test]
     async fn dynamodb_outage_mid_run_is_retried_and_applied_once() {
         let (mut stack, url, consumer) = fault_stack(true).await;
-        let http = reqwest::Client::new();
+        let http = smartlead::http::client();
         for i in 0..20 {
             let email = format!("lead{}@ddb-fault.example", i % 10);
             assert_eq!(post(&http, &url, &open(&email, i)).await, 200);
@@ -1093,7 +1182,7 @@ mod tests {
         tokio::spawn(serve_http(listener, stack.ingest_pool()));
         let consumer = Pool::new(vec![stack.consumer_url()]);
         let base = format!("http://127.0.0.1:{}/webhooks/smartlead", ports.http);
-        let http = reqwest::Client::new();
+        let http = smartlead::http::client();
         let post = |url: String, body: String| {
             let http = http.clone();
             async move {
@@ -1193,6 +1282,72 @@ mod tests {
             let distinct: std::collections::BTreeSet<usize> =
                 (0..5).map(|k| (i + 10 * k) % 25).collect();
             assert_eq!(v["opens"], distinct.len(), "burst{i}");
+        }
+
+        // The fan-out published each event once; the reply alerted once.
+        let published = drain_tap(&stack, BUS_TAP).await;
+        let keys: std::collections::BTreeSet<&str> = published
+            .iter()
+            .filter_map(|e| e["detail"]["dedup_key"].as_str())
+            .collect();
+        assert_eq!(keys.len(), published.len(), "nothing published twice");
+        let replies = published
+            .iter()
+            .filter(|e| {
+                e["detail-type"] == "EMAIL_REPLY"
+                    && e["detail"]["normalized"]["lead_email"] == "jane.doe@acme-corp.com"
+            })
+            .count();
+        assert_eq!(replies, 1);
+        assert!(published.len() >= 30, "{} published", published.len());
+        let alerts = drain_tap(&stack, ALERT_TAP).await;
+        let jane_reply = alerts
+            .iter()
+            .filter(|a| {
+                a["Message"].as_str().is_some_and(|m| {
+                    m.starts_with("Reply from") && m.contains("jane.doe@acme-corp.com")
+                })
+            })
+            .count();
+        assert_eq!(jane_reply, 1, "{alerts:?}");
+    }
+
+    async fn drain_tap(stack: &Stack, queue: &str) -> Vec<Value> {
+        let url = stack
+            .sqs
+            .get_queue_url()
+            .queue_name(queue)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            let msgs = stack
+                .sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap());
+                stack
+                    .sqs
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .unwrap();
+            }
         }
     }
 }

@@ -42,6 +42,9 @@ enum Cmd {
         /// answers one invoke at a time, as one Lambda instance does).
         #[arg(long, default_value_t = 2)]
         ingest_instances: usize,
+        /// A Slack incoming-webhook URL: alerts go there too.
+        #[arg(long)]
+        slack_url: Option<String>,
         #[arg(long, default_value_t = 9100)]
         consumer_port: u16,
     },
@@ -84,6 +87,7 @@ fn main() -> Result<()> {
             moto_port,
             ingest_port,
             ingest_instances,
+            slack_url,
             consumer_port,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
@@ -96,6 +100,7 @@ fn main() -> Result<()> {
             };
             let options = local::Options {
                 ingest_instances,
+                slack_url,
                 ..local::Options::debug()
             };
             rt.block_on(local::run(&workspace_root(), ports, options))

@@ -37,7 +37,7 @@ async fn built_binary_processes_sqs_batches_through_the_emulator() {
         &env,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let http = reqwest::Client::new();
+    let http = smartlead::http::client();
     let url = local_aws::rie_invoke_url(&rie);
     for name in ["batch_all", "batch_mixed", "batch_all"] {
         let out: Value = http

@@ -40,7 +40,7 @@ async fn built_binary_answers_every_api_fixture_through_the_emulator() {
         &env,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let http = reqwest::Client::new();
+    let http = smartlead::http::client();
     let invoke = |event: Value| {
         let http = http.clone();
         let u = local_aws::rie_invoke_url(&rie);
