@@ -434,6 +434,43 @@ impl DynamoStore {
     }
 
     /// Every item of a partition (a lead's full state is one `Query`).
+    /// A conditional update of an effect's state on the dedup marker:
+    /// `Ok(false)` when the condition did not hold.
+    async fn effect_update(
+        &self,
+        key: &DedupKey,
+        effect: &str,
+        update: &str,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<bool, StoreError> {
+        self.before()?;
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self::key(&format!("EVENT#{key}"), "EVENT")))
+            .update_expression(update)
+            .condition_expression(condition)
+            .expression_attribute_names("#fx", fx_attr(effect))
+            .expression_attribute_names("#until", fx_until_attr(effect));
+        for (name, v) in values {
+            req = req.expression_attribute_values(*name, v.clone());
+        }
+        match req.send().await {
+            Ok(_) => self.after().map(|_| true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::Transient(
+                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+            )),
+        }
+    }
+
     pub async fn partition(
         &self,
         pk: &str,
@@ -582,39 +619,19 @@ impl StateStore for DynamoStore {
         lease_until_ms: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        self.before()?;
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self::key(&format!("EVENT#{key}"), "EVENT")))
-            .update_expression("SET #fx = :running, #until = :lease")
-            .condition_expression(
-                "attribute_exists(pk) AND (#fx = :pending OR (#fx = :running AND #until < :now))",
-            )
-            .expression_attribute_names("#fx", fx_attr(effect))
-            .expression_attribute_names("#until", fx_until_attr(effect))
-            .expression_attribute_values(":running", AttributeValue::S(FX_RUNNING.into()))
-            .expression_attribute_values(":pending", AttributeValue::S(FX_PENDING.into()))
-            .expression_attribute_values(":lease", AttributeValue::N(lease_until_ms.to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
-            .send()
-            .await;
-        match r {
-            Ok(_) => {
-                self.after()?;
-                Ok(true)
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::Transient(
-                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-            )),
-        }
+        self.effect_update(
+            key,
+            effect,
+            "SET #fx = :running, #until = :lease",
+            "attribute_exists(pk) AND (#fx = :pending OR (#fx = :running AND #until < :now))",
+            &[
+                (":running", AttributeValue::S(FX_RUNNING.into())),
+                (":pending", AttributeValue::S(FX_PENDING.into())),
+                (":lease", AttributeValue::N(lease_until_ms.to_string())),
+                (":now", AttributeValue::N(now_ms.to_string())),
+            ],
+        )
+        .await
     }
 
     async fn settle(
@@ -624,38 +641,22 @@ impl StateStore for DynamoStore {
         lease_until_ms: i64,
         done: bool,
     ) -> Result<(), StoreError> {
-        self.before()?;
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self::key(&format!("EVENT#{key}"), "EVENT")))
-            .update_expression("SET #fx = :state")
-            // Only the holder of this lease settles it.
-            .condition_expression("#fx = :running AND #until = :lease")
-            .expression_attribute_names("#fx", fx_attr(effect))
-            .expression_attribute_names("#until", fx_until_attr(effect))
-            .expression_attribute_values(
-                ":state",
-                AttributeValue::S(if done { FX_DONE } else { FX_PENDING }.into()),
-            )
-            .expression_attribute_values(":running", AttributeValue::S(FX_RUNNING.into()))
-            .expression_attribute_values(":lease", AttributeValue::N(lease_until_ms.to_string()))
-            .send()
-            .await;
-        match r {
-            Ok(_) => self.after(),
-            // The lease ran out and someone else took over: theirs to settle.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::Transient(
-                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-            )),
-        }
+        let state = if done { FX_DONE } else { FX_PENDING };
+        // Only the holder of this lease settles it; if the lease ran out and
+        // someone else took over, it is theirs to settle.
+        self.effect_update(
+            key,
+            effect,
+            "SET #fx = :state",
+            "#fx = :running AND #until = :lease",
+            &[
+                (":state", AttributeValue::S(state.into())),
+                (":running", AttributeValue::S(FX_RUNNING.into())),
+                (":lease", AttributeValue::N(lease_until_ms.to_string())),
+            ],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn item(&self, pk: &str, sk: &str) -> Result<Option<Value>, StoreError> {

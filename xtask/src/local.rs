@@ -144,15 +144,7 @@ async fn create_queues(
         .await?
         .queue_url
         .context("dlq url")?;
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .context("dlq arn")?;
+    let dlq_arn = queue_arn(sqs, &dlq_url).await?;
     let redrive =
         json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}).to_string();
     let queue_url = sqs
