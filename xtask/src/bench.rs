@@ -76,6 +76,8 @@ impl Prices {
     pub const SQS_PER_M: f64 = 0.40;
     pub const DDB_WRU_PER_M: f64 = 0.625;
     pub const LOGS_PER_GB: f64 = 0.50;
+    pub const EVENTBRIDGE_PER_M: f64 = 1.00;
+    pub const DDB_RRU_PER_M: f64 = 0.125;
 }
 
 fn ms(d: Duration) -> f64 {
@@ -752,7 +754,11 @@ async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>> {
 pub struct Cost {
     pub front: String,
     pub lines: Vec<(String, f64)>,
+    /// The pipeline: front, functions, queue, state, logs.
     pub total: f64,
+    /// What the fan-out (on by default) adds: PutEvents, marking it done, reading the state.
+    pub fanout: Vec<(String, f64)>,
+    pub total_with_fanout: f64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -798,11 +804,24 @@ fn cost(inputs: &CostInputs, http_api: bool) -> Cost {
         format!("CloudWatch Logs ({} bytes)", f(i.log_bytes_per_event, 0)),
         i.log_bytes_per_event * 1e6 / 1e9 * Prices::LOGS_PER_GB,
     ));
-    let total = lines.iter().map(|(_, v)| v).sum();
+    let total: f64 = lines.iter().map(|(_, v)| v).sum();
+    let fanout = vec![
+        (
+            "EventBridge PutEvents (1 entry)".to_owned(),
+            Prices::EVENTBRIDGE_PER_M,
+        ),
+        (
+            "fan-out bookkeeping (1 WRU done mark, 0.5 RRU state read)".to_owned(),
+            Prices::DDB_WRU_PER_M + 0.5 * Prices::DDB_RRU_PER_M,
+        ),
+    ];
+    let total_with_fanout = total + fanout.iter().map(|(_, v)| v).sum::<f64>();
     Cost {
         front: if http_api { "HTTP API" } else { "Function URL" }.into(),
         lines,
         total,
+        fanout,
+        total_with_fanout,
     }
 }
 
@@ -1201,7 +1220,11 @@ fn markdown(r: &Results) -> String {
     if let Some(c) = r.costs.iter().find(|c| c.front == "HTTP API") {
         target(
             "< USD 4 per million webhooks (HTTP API)",
-            format!("USD {}", f(c.total, 2)),
+            format!(
+                "USD {} (USD {} with the default fan-out)",
+                f(c.total, 2),
+                f(c.total_with_fanout, 2)
+            ),
             c.total < 4.0,
         );
     }
@@ -1343,9 +1366,18 @@ fn markdown(r: &Results) -> String {
         }
         let _ = writeln!(
             m,
-            "| **total (USD)** | **{}** | **{}** |",
+            "| **pipeline total (USD)** | **{}** | **{}** |",
             f(api.total, 2),
             f(url.total, 2)
+        );
+        for (label, v) in &api.fanout {
+            let _ = writeln!(m, "| + {label} | {} | {} |", f(*v, 3), f(*v, 3));
+        }
+        let _ = writeln!(
+            m,
+            "| **with the fan-out (template default)** | **{}** | **{}** |",
+            f(api.total_with_fanout, 2),
+            f(url.total_with_fanout, 2)
         );
     }
     m
@@ -1415,6 +1447,7 @@ mod tests {
         let api = cost(&inputs, true);
         let url = cost(&inputs, false);
         assert!((api.total - url.total - Prices::HTTP_API_PER_M).abs() < 1e-9);
+        assert!((api.total_with_fanout - api.total - 1.0 - 0.625 - 0.0625).abs() < 1e-9);
         // 4 WRU at 0.625, 1.2 SQS requests at 0.40, 1.1 Lambda requests at 0.20.
         let fixed = 2.5 + 0.48 + 0.22 + 0.5;
         assert!(
