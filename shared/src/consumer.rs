@@ -342,21 +342,28 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 .iter()
                 .filter(|j| j.effects.contains(&FANOUT))
                 .collect();
-            let mut events = Vec::with_capacity(fanout.len());
-            for j in &fanout {
-                let state = match &j.state_item {
-                    Some((pk, sk)) => self.store.item(pk, sk).await.unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "could not read the state for the fan-out");
-                        None
-                    }),
-                    None => None,
-                };
-                events.push(bus_event(&j.ev, j.key.as_str(), state));
-            }
+            // The states, read concurrently (order kept).
+            let events: Vec<_> = futures::stream::iter(fanout.iter())
+                .map(|j| async move {
+                    let state = match &j.state_item {
+                        Some((pk, sk)) => self.store.item(pk, sk).await.unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "could not read the state for the fan-out");
+                            None
+                        }),
+                        None => None,
+                    };
+                    bus_event(&j.ev, j.key.as_str(), state)
+                })
+                .buffered(self.concurrency.max(1))
+                .collect()
+                .await;
             let results = publisher.publish(&events).await;
-            for (j, r) in fanout.iter().zip(results) {
-                self.settle(j, FANOUT, r, &mut failed, &mut counts).await;
-            }
+            let outcomes: Vec<(&Job, &'static str, Result<(), String>)> = fanout
+                .into_iter()
+                .zip(results)
+                .map(|(j, r)| (j, FANOUT, r))
+                .collect();
+            self.settle_all(outcomes, &mut failed, &mut counts).await;
         }
         // Alerts, a few at a time.
         let alerts: Vec<(&Job, &dyn Notifier)> = jobs
@@ -384,9 +391,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             .buffer_unordered(4)
             .collect()
             .await;
-        for (j, effect, r) in sent {
-            self.settle(j, effect, r, &mut failed, &mut counts).await;
-        }
+        self.settle_all(sent, &mut failed, &mut counts).await;
         for (effect, [ok, bad]) in counts {
             let mut values = Vec::new();
             if ok > 0.0 {
@@ -400,29 +405,39 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         failed
     }
 
-    async fn settle(
+    /// Records each effect's outcome on its marker, concurrently.
+    async fn settle_all(
         &self,
-        j: &Job,
-        effect: &'static str,
-        result: Result<(), String>,
+        outcomes: Vec<(&Job, &'static str, Result<(), String>)>,
         failed: &mut HashSet<String>,
         counts: &mut std::collections::BTreeMap<&'static str, [f64; 2]>,
     ) {
-        let done = result.is_ok();
-        counts.entry(effect).or_default()[usize::from(!done)] += 1.0;
-        match &result {
-            Ok(()) => {
-                tracing::info!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done")
+        for (j, effect, result) in &outcomes {
+            let done = result.is_ok();
+            counts.entry(effect).or_default()[usize::from(!done)] += 1.0;
+            match result {
+                Ok(()) => {
+                    tracing::info!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done")
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %j.message_id, dedup_key = %j.key, effect, error = %e, "effect failed; SQS will redeliver the record")
+                }
             }
-            Err(e) => {
-                tracing::error!(message_id = %j.message_id, dedup_key = %j.key, effect, error = %e, "effect failed; SQS will redeliver the record")
+            if !done {
+                failed.insert(j.message_id.clone());
             }
         }
-        if !done {
-            failed.insert(j.message_id.clone());
-        }
-        // Marking it done must not be lost: a few tries. Releasing a failed
-        // one may fail too; then its lease runs out and a redelivery takes it.
+        futures::stream::iter(outcomes)
+            .for_each_concurrent(self.concurrency.max(1), |(j, effect, result)| async move {
+                self.settle(j, effect, result.is_ok()).await
+            })
+            .await;
+    }
+
+    /// Marks an effect done, or releases it for a retry. Marking it done must
+    /// not be lost: a few tries. A release that fails leaves a lease that
+    /// runs out, and the redelivery takes it over.
+    async fn settle(&self, j: &Job, effect: &'static str, done: bool) {
         for attempt in 0..3u32 {
             match self
                 .store

@@ -50,7 +50,7 @@ pub enum Val {
 /// before (earliest) the event that wrote them last.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Register {
-    /// Attribute holding the ordering value `"<time>#<key>"`.
+    /// Attribute holding the ordering value ([`compact_order`]).
     pub order_attr: &'static str,
     pub fields: Vec<(&'static str, Val)>,
 }
@@ -128,7 +128,7 @@ impl ItemUpdate {
 pub struct Plan {
     pub key: DedupKey,
     pub event_type: EventType,
-    /// `"<event time>#<dedup key>"`: how registers order this event.
+    /// How registers order this event: [`compact_order`].
     pub order: String,
     pub event_time: EventTime,
     pub items: Vec<ItemUpdate>,
@@ -246,6 +246,14 @@ fn raw_record(pk: String, ev: &SmartleadEvent, order: &str) -> ItemUpdate {
     u
 }
 
+/// `"<epoch ms, 13 digits>#<the key's last 16 hex digits>"`: sorts by time,
+/// then by key, in 30 bytes.
+pub fn compact_order(t: EventTime, key: &DedupKey) -> String {
+    let k = key.as_str();
+    let tail = &k[k.len().saturating_sub(16)..];
+    format!("{:013}#{tail}", t.millis().max(0))
+}
+
 /// Builds the plan for one event. `fallback_time` (when SQS received it) is
 /// used when the event carries no time of its own.
 pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeights) -> Plan {
@@ -253,7 +261,12 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
     let key = ev.dedup_key();
     let event_time = n.event_time.unwrap_or(fallback_time);
     let time = event_time.to_string();
-    let order = format!("{time}#{key}");
+    // Item sort keys for kept events read as `<time>#<key>`.
+    let sk = format!("{time}#{key}");
+    // Registers compare a compact form of the same order (every byte of an
+    // item is billed on every write): epoch ms, zero-padded so strings sort
+    // as numbers, then the key's hash as the tie-break.
+    let order = compact_order(event_time, &key);
     let t = || Some(Val::S(time.clone()));
     let campaign = n
         .campaign_id
@@ -311,7 +324,7 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
             items.push(raw_record(
                 format!("UNATTRIBUTED#{}", ev.event_type.metric_name()),
                 ev,
-                &order,
+                &sk,
             ));
         }
         (EventData::EmailSent(e), Some(pk)) => {
@@ -522,7 +535,7 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
                 .or_else(|| u.reply_body.text().map(strip_html))
                 .map(|p| cut(&p, PREVIEW_CHARS));
             items.push(
-                ItemUpdate::new("UNTRACKED".into(), order.clone())
+                ItemUpdate::new("UNTRACKED".into(), sk.clone())
                     .once("from_email", n.lead_email.clone())
                     .once("to_email", n.sender_email.clone())
                     .once("subject", u.subject.text().map(str::to_owned))
@@ -576,13 +589,13 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
         }
         (EventData::Unknown, _) => {
             let ty: String = ev.event_type.as_str().chars().take(100).collect();
-            items.push(raw_record(format!("UNKNOWN#{ty}"), ev, &order));
+            items.push(raw_record(format!("UNKNOWN#{ty}"), ev, &sk));
         }
         // Lead events always matched above (with or without a lead).
         _ => items.push(raw_record(
             format!("UNATTRIBUTED#{}", ev.event_type.metric_name()),
             ev,
-            &order,
+            &sk,
         )),
     }
     Plan {
