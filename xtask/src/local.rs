@@ -68,6 +68,8 @@ pub struct Options {
     pub dynamodb_dir: Option<std::path::PathBuf>,
     /// A Slack incoming-webhook URL for alerts (none locally by default).
     pub slack_url: Option<String>,
+    /// Publish processed events to the bus (as the template does by default).
+    pub fanout: bool,
 }
 
 impl Options {
@@ -80,6 +82,7 @@ impl Options {
             metrics: false,
             dynamodb_dir: None,
             slack_url: None,
+            fanout: true,
         }
     }
 }
@@ -322,7 +325,10 @@ pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stac
         ("SCORE_WEIGHTS", t.default("ScoreWeights")?),
         ("AWS_ENDPOINT_URL_EVENTBRIDGE", moto.endpoint()),
         ("AWS_ENDPOINT_URL_SNS", moto.endpoint()),
-        ("EVENT_BUS_NAME", BUS.into()),
+        (
+            "EVENT_BUS_NAME",
+            if options.fanout { BUS } else { "" }.into(),
+        ),
         ("ALERT_TOPIC_ARN", alert_topic),
         ("ALERT_EVENTS", t.default("AlertEvents")?),
         ("POSITIVE_CATEGORIES", t.default("PositiveCategories")?),
