@@ -1071,7 +1071,7 @@ async fn measure(
 
 /// A cumulative distribution of POST-to-stored latency per concurrency, as SVG.
 pub fn latency_svg(e2es: &[E2e]) -> String {
-    let (w, h, left, bottom, top, right) = (720.0, 400.0, 60.0, 50.0, 30.0, 150.0);
+    let (w, h, left, bottom, top, right) = (800.0, 400.0, 60.0, 50.0, 30.0, 230.0);
     let all: Vec<f64> = e2es
         .iter()
         .flat_map(|e| e.samples.iter().copied())
