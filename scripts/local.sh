@@ -5,6 +5,8 @@
 # :3000 and an SQS poller. Ctrl-C stops everything. Ports: see --help.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where tools.sh installs the stand-ins (the Rust side reads it too).
+export SMARTLEAD_TOOLS_DIR="${SMARTLEAD_TOOLS_DIR:-$PWD/.tools}"
 bash scripts/tools.sh
 cargo build --bins
 exec cargo run -q -p xtask -- local "$@"

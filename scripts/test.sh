@@ -3,10 +3,12 @@
 # the integration tests start DynamoDB Local, moto and the Lambda RIE themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where tools.sh installs the stand-ins (the Rust side reads it too).
+export SMARTLEAD_TOOLS_DIR="${SMARTLEAD_TOOLS_DIR:-$PWD/.tools}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export SAM_CLI_TELEMETRY=0
 bash scripts/tools.sh
-export PATH="$PWD/.tools/venv/bin:$PATH"
+export PATH="$SMARTLEAD_TOOLS_DIR/venv/bin:$PATH"
 
 echo "== rustfmt"
 cargo fmt --all -- --check

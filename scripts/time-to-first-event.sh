@@ -10,10 +10,15 @@ work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 git clone -q "$root" "$work/repo"
 cd "$work/repo"
+# The clone gets its own target dir (a target dir shared between checkouts
+# can hand one checkout's binaries to the other).
+export CARGO_TARGET_DIR="$work/target"
 if [ "${1:-}" = "--cold" ]; then
-  export SMARTLEAD_TOOLS_DIR="$work/tools" CARGO_TARGET_DIR="$work/target"
+  export SMARTLEAD_TOOLS_DIR="$work/tools"
 else
-  export SMARTLEAD_TOOLS_DIR="$root/.tools" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+  # Warm: tools installed and the workspace built once, as after a first run.
+  export SMARTLEAD_TOOLS_DIR="$root/.tools"
+  cargo build -q --bins
 fi
 port=$((21000 + RANDOM % 5000))
 start=$(date +%s.%N)
