@@ -200,12 +200,7 @@ impl Api {
             let retry_in = match req.send().await {
                 Ok(r) => {
                     let status = r.status().as_u16();
-                    let retry_after = r
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    let retry_after = crate::http::retry_after(r.headers());
                     let text = r.text().await.unwrap_or_default();
                     if (200..300).contains(&status) {
                         return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));

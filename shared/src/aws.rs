@@ -241,6 +241,20 @@ fn env_optional(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A secret given directly in `local` (local runs), else read from the SSM
+/// SecureString named by `param` (deployed); `None` when neither is set.
+async fn local_or_ssm(
+    cfg: &SdkConfig,
+    local: &str,
+    param: &str,
+) -> Result<Option<String>, ConfigError> {
+    match (env_optional(local), env_optional(param)) {
+        (Some(value), _) => Ok(Some(value)),
+        (None, Some(name)) => ssm_secure_string(cfg, &name).await.map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
 /// The consumer's side effects, each on only when configured:
 /// `EVENT_BUS_NAME` (fan-out), `SLACK_WEBHOOK_PARAM` (SSM SecureString with
 /// the Slack incoming-webhook URL; `SLACK_WEBHOOK_URL` locally),
@@ -267,15 +281,7 @@ pub async fn effects_from_env(cfg: &SdkConfig) -> Result<crate::effects::Effects
             bus,
         }));
     }
-    let slack = match (
-        env_optional("SLACK_WEBHOOK_URL"),
-        env_optional("SLACK_WEBHOOK_PARAM"),
-    ) {
-        (Some(url), _) => Some(url),
-        (None, Some(param)) => Some(ssm_secure_string(cfg, &param).await?),
-        (None, None) => None,
-    };
-    if let Some(url) = slack {
+    if let Some(url) = local_or_ssm(cfg, "SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_PARAM").await? {
         effects.notifiers.push(Box::new(SlackNotifier::new(url)));
     }
     if let Some(topic_arn) = env_optional("ALERT_TOPIC_ARN") {
@@ -296,14 +302,9 @@ pub async fn effects_from_env(cfg: &SdkConfig) -> Result<crate::effects::Effects
         }
     };
     if let Some(mode) = mode {
-        let key = match (
-            env_optional("SMARTLEAD_API_KEY"),
-            env_optional("SMARTLEAD_API_KEY_PARAM"),
-        ) {
-            (Some(k), _) => k,
-            (None, Some(param)) => ssm_secure_string(cfg, &param).await?,
-            (None, None) => return Err(ConfigError::Missing("SMARTLEAD_API_KEY_PARAM")),
-        };
+        let key = local_or_ssm(cfg, "SMARTLEAD_API_KEY", "SMARTLEAD_API_KEY_PARAM")
+            .await?
+            .ok_or(ConfigError::Missing("SMARTLEAD_API_KEY_PARAM"))?;
         let base =
             env_optional("SMARTLEAD_API_BASE").unwrap_or_else(|| crate::api::DEFAULT_BASE.into());
         let per_minute: usize = env_parse("HYGIENE_PER_MINUTE", 60)?;

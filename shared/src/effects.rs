@@ -460,13 +460,7 @@ impl Notifier for SlackNotifier {
                 return Ok(());
             }
             if status == 429 {
-                let wait = r
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs)
-                    .unwrap_or(Duration::from_secs(1));
+                let wait = crate::http::retry_after(r.headers()).unwrap_or(Duration::from_secs(1));
                 if Instant::now() + wait + Duration::from_secs(2) < deadline {
                     tokio::time::sleep(wait).await;
                     continue;

@@ -13,3 +13,12 @@ pub fn builder() -> reqwest::ClientBuilder {
 pub fn client() -> reqwest::Client {
     builder().build().unwrap_or_default()
 }
+
+/// A `Retry-After` given in seconds (what Slack and SmartLead send).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
+}

@@ -970,8 +970,7 @@ async fn measure(
     }
 
     println!("== end to end over HTTP");
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.http)).await?;
-    let front = tokio::spawn(local::serve_http(listener, stack.ingest_pool()));
+    let front = stack.serve_front().await?;
     let consumer = Pool::new(vec![stack.consumer_url()]);
     let done: DoneMap = Arc::new(Mutex::new(HashMap::new()));
     let pollers = spawn_pollers(stack.clone(), consumer.clone(), done.clone(), 2);

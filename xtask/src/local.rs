@@ -123,6 +123,13 @@ impl Stack {
     pub fn consumer_url(&self) -> String {
         local_aws::rie_invoke_url(&self.consumer)
     }
+    /// Binds the HTTP front on its port and serves it in the background.
+    pub async fn serve_front(&self) -> Result<tokio::task::JoinHandle<Result<()>>> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.ports.http))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{}", self.ports.http))?;
+        Ok(tokio::spawn(serve_http(listener, self.ingest_pool())))
+    }
 }
 
 fn check_port(what: &str, port: u16) -> Result<()> {
@@ -829,9 +836,7 @@ pub async fn follow_logs(sources: Vec<(String, std::path::PathBuf)>) {
 
 pub async fn run(root: &Path, ports: Ports, options: Options) -> Result<()> {
     let stack = Arc::new(start(root, &ports, &options).await?);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.http))
-        .await
-        .with_context(|| format!("binding 127.0.0.1:{}", ports.http))?;
+    let front = stack.serve_front().await?;
     println!("SmartLead pipeline running locally (Ctrl-C stops everything):");
     println!(
         "  webhook    POST http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",
@@ -866,7 +871,6 @@ pub async fn run(root: &Path, ports: Ports, options: Options) -> Result<()> {
     );
     println!("  inspect    cargo run -q -p xtask -- show jane.doe@acme-corp.com");
     println!("try:  curl -s -XPOST 'http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}' -H 'content-type: application/json' -d @events/payloads/email_reply.json", ports.http);
-    let front = tokio::spawn(serve_http(listener, stack.ingest_pool()));
     let mut sources: Vec<(String, std::path::PathBuf)> = stack
         .ingest
         .iter()
@@ -1015,10 +1019,7 @@ mod tests {
         };
         let ports = Ports::free(options.ingest_instances);
         let stack = start(&root, &ports, &options).await.expect("stack starts");
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.http))
-            .await
-            .unwrap();
-        tokio::spawn(serve_http(listener, stack.ingest_pool()));
+        stack.serve_front().await.expect("front");
         let consumer = Pool::new(vec![stack.consumer_url()]);
         let url = format!(
             "http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",
@@ -1174,10 +1175,7 @@ mod tests {
         let options = Options::debug();
         let ports = Ports::free(options.ingest_instances);
         let stack = start(&root, &ports, &options).await.expect("stack starts");
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.http))
-            .await
-            .unwrap();
-        tokio::spawn(serve_http(listener, stack.ingest_pool()));
+        stack.serve_front().await.expect("front");
         let consumer = Pool::new(vec![stack.consumer_url()]);
         let base = format!("http://127.0.0.1:{}/webhooks/smartlead", ports.http);
         let http = smartlead::http::client();

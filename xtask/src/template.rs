@@ -196,10 +196,21 @@ mod tests {
             "functions/consumer/src/main.rs",
         ] {
             let src = std::fs::read_to_string(root.join(file)).unwrap();
-            for pat in ["env::var(\"", "env_required(\"", "env_parse(\""] {
+            for pat in [
+                "env::var(\"",
+                "env_required(\"",
+                "env_parse(\"",
+                "env_optional(\"",
+            ] {
                 for part in src.split(pat).skip(1) {
                     named.insert(part.split('"').next().unwrap().to_owned());
                 }
+            }
+            // `local_or_ssm(cfg, "LOCAL", "PARAM")` names two.
+            for part in src.split("local_or_ssm(cfg, \"").skip(1) {
+                let quoted: Vec<&str> = part.split('"').collect();
+                named.insert(quoted[0].to_owned());
+                named.insert(quoted[2].to_owned());
             }
         }
         for v in named {
