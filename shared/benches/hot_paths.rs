@@ -116,7 +116,14 @@ impl StateStore for MemStore {
     async fn reject(&self, _r: Rejected<'_>) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn claim(&self, _: &DedupKey, _: &str, _: i64, _: i64) -> Result<bool, StoreError> {
+    async fn claim(
+        &self,
+        _: &DedupKey,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<bool, StoreError> {
         Ok(true)
     }
     async fn settle(&self, _: &DedupKey, _: &str, _: i64, _: bool) -> Result<(), StoreError> {
@@ -147,6 +154,7 @@ fn consumer(c: &mut Criterion) {
         concurrency: 10,
         metrics: Metrics::disabled(),
         effects: Default::default(),
+        time_window: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -231,6 +231,20 @@ pub async fn consumer_from_env(
         concurrency: env_parse("CONCURRENCY", crate::consumer::DEFAULT_CONCURRENCY)?,
         metrics: crate::metrics::Metrics::from_env("consumer"),
         effects: effects_from_env(cfg).await?,
+        time_window: crate::time::TimeWindow {
+            max_past: Duration::from_secs(
+                env_parse(
+                    "EVENT_TIME_MAX_PAST_DAYS",
+                    crate::time::DEFAULT_MAX_PAST_DAYS,
+                )? * 86_400,
+            ),
+            max_future: Duration::from_secs(
+                env_parse(
+                    "EVENT_TIME_MAX_FUTURE_HOURS",
+                    crate::time::DEFAULT_MAX_FUTURE_HOURS,
+                )? * 3600,
+            ),
+        },
     })
 }
 
@@ -343,6 +357,8 @@ pub const CONSUMER_ENV: &[&str] = &[
     "HYGIENE",
     "SMARTLEAD_API_KEY_PARAM",
     "HYGIENE_PER_MINUTE",
+    "EVENT_TIME_MAX_PAST_DAYS",
+    "EVENT_TIME_MAX_FUTURE_HOURS",
 ];
 pub const LOCAL_ONLY_ENV: &[&str] = &[
     "WEBHOOK_SECRET",

@@ -20,7 +20,7 @@ use crate::event::SmartleadEvent;
 use crate::key::DedupKey;
 use crate::message::{attr, ClaimCheckMessage, LOCATION_S3};
 use crate::metrics::{Metrics, Unit};
-use crate::plan::{plan, ScoreWeights};
+use crate::plan::{plan_within, ScoreWeights};
 use crate::store::{ApplyOutcome, Rejected, StateStore, StoreError};
 use crate::time::EventTime;
 use async_trait::async_trait;
@@ -114,6 +114,8 @@ pub struct Consumer<S, B> {
     pub concurrency: usize,
     pub metrics: Metrics,
     pub effects: Effects,
+    /// How far from its receive time an event's own time is believed.
+    pub time_window: crate::time::TimeWindow,
 }
 
 /// The longest an effect stays claimed (shorter if the invocation ends sooner).
@@ -268,7 +270,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         (self.reject(&message_id, e.code(), &e.to_string(), &raw, received).await, "NONE".to_owned())
                     }
                     Ok(ev) => {
-                        let mut p = plan(&ev, received, &self.weights);
+                        let mut p = plan_within(&ev, received, &self.weights, &self.time_window);
+                        if p.time_clamped {
+                            tracing::warn!(event_time = ?ev.normalized().event_time.map(|t| t.to_string()), "event time outside the believed window; using the receive time");
+                            self.metrics.count("EventTimeClamped", &[("EventType", ev.event_type.metric_name())]);
+                        }
                         p.effects = self.effects.for_event(&ev);
                         p.lease_until_ms = lease_until_ms;
                         let span = tracing::Span::current();
@@ -278,7 +284,13 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                             // The transaction claimed every effect.
                             Ok(ApplyOutcome::Applied { write_units, .. }) => (Outcome::Processed { write_units }, Ok(p.effects.clone())),
                             // Stored before: only effects left pending (or abandoned) run.
-                            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p).await),
+                            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id).await),
+                            // DynamoDB refuses what the event holds: on every
+                            // delivery alike, so it is kept, not looped to the DLQ.
+                            Err(e) if !e.is_retryable() => {
+                                let raw = String::from_utf8_lossy(&bytes);
+                                (self.reject(&message_id, "store_refused", &e.to_string(), &raw, received).await, Ok(Vec::new()))
+                            }
                             Err(e) => (Outcome::Failed(e.to_string()), Ok(Vec::new())),
                         };
                         let event_type = ev.event_type.metric_name().to_owned();
@@ -314,13 +326,17 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     }
 
     /// Claims the effects of a duplicate that are still to do.
-    async fn claim_left(&self, p: &crate::plan::Plan) -> Result<Vec<&'static str>, StoreError> {
+    async fn claim_left(
+        &self,
+        p: &crate::plan::Plan,
+        message_id: &str,
+    ) -> Result<Vec<&'static str>, StoreError> {
         let now = EventTime::now().millis();
         let mut out = Vec::new();
         for effect in &p.effects {
             if self
                 .store
-                .claim(&p.key, effect, p.lease_until_ms, now)
+                .claim(&p.key, effect, message_id, p.lease_until_ms, now)
                 .await?
             {
                 out.push(*effect);
@@ -464,17 +480,24 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         received: EventTime,
     ) -> Outcome {
         let received_at = received.to_string();
-        match self
-            .store
-            .reject(Rejected {
-                message_id,
-                reason,
-                detail,
-                raw,
-                received_at: &received_at,
-            })
-            .await
-        {
+        // Kept for people to read, so without the webhook secret.
+        let raw = crate::event::scrub_body(raw);
+        let mut record = Rejected {
+            message_id,
+            reason,
+            detail,
+            raw: &raw,
+            received_at: &received_at,
+        };
+        let mut result = self.store.reject(record.clone()).await;
+        if matches!(&result, Err(e) if !e.is_retryable()) {
+            // The record itself was refused: keep it without the body (the
+            // SQS message and any claim check still hold it until deleted).
+            record.raw = "-";
+            record.detail = "the raw body could not be stored; see the logs for the message id";
+            result = self.store.reject(record).await;
+        }
+        match result {
             Ok(()) => Outcome::Rejected(reason),
             // Not recorded yet: let SQS bring it back rather than lose it.
             Err(e) => Outcome::Failed(e.to_string()),

@@ -117,7 +117,8 @@ impl EventType {
             "EMAIL_BOUNCED" => EventType::EmailBounce,
             "EMAIL_CLICKED" | "EMAIL_LINK_CLICKED" => EventType::EmailLinkClick,
             "LEAD_UNSUBSCRIBE" => EventType::LeadUnsubscribed,
-            _ => EventType::Unknown(t.to_owned()),
+            // Bounded: the name goes into keys, logs and attributes.
+            _ => EventType::Unknown(crate::plan::key_part(t).into_owned()),
         }
     }
 
@@ -174,7 +175,7 @@ fn json_kind(v: &Value) -> &'static str {
 /// The minimal check the ingest function makes: the bytes are one JSON
 /// object with an event type. It skips over the rest of the document without
 /// building it, so it costs little more than validating the JSON.
-pub fn probe(body: &[u8]) -> Result<Probe<'_>, EventError> {
+pub fn probe(body: &[u8]) -> Result<Probe, EventError> {
     #[derive(Deserialize)]
     struct Fields<'a> {
         #[serde(borrow, default)]
@@ -198,8 +199,10 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, EventError> {
         }
         None => return Err(EventError::NotJson("empty body".into())),
     }
+    // The same reading as the consumer's full parse (see `crate::tolerant`).
+    let body = crate::tolerant::tolerant(body);
     let f: Fields<'_> =
-        serde_json::from_slice(body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
+        serde_json::from_slice(&body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
     let mut event_type = None;
     for (key, v) in [
         ("event_type", f.event_type),
@@ -218,7 +221,7 @@ pub fn probe(body: &[u8]) -> Result<Probe<'_>, EventError> {
     }
     let event_type = event_type.ok_or(EventError::MissingEventType)?;
     let secret_key = match f.secret_key {
-        Some(ProbeValue::Str(s)) => Some(s),
+        Some(ProbeValue::Str(s)) => Some(s.into_owned()),
         _ => None,
     };
     Ok(Probe {
@@ -236,10 +239,10 @@ fn short_json_error(e: &serde_json::Error) -> String {
 
 /// What [`probe`] found.
 #[derive(Debug)]
-pub struct Probe<'a> {
+pub struct Probe {
     pub event_type: EventType,
     /// The `secret_key` body field SmartLead sends on some event types.
-    pub secret_key: Option<Cow<'a, str>>,
+    pub secret_key: Option<String>,
 }
 
 enum ProbeValue<'a> {
@@ -625,17 +628,22 @@ impl Serialize for SmartleadEvent {
 }
 
 impl SmartleadEvent {
+    /// Parses a body as both functions read it ([`crate::tolerant`]): lone
+    /// surrogates, numbers past `f64` and over-deep values are tolerated.
     pub fn from_slice(body: &[u8]) -> Result<SmartleadEvent, EventError> {
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
+        let v: Value = serde_json::from_slice(&crate::tolerant::tolerant(body))
+            .map_err(|e| EventError::NotJson(short_json_error(&e)))?;
         SmartleadEvent::from_value(v)
     }
 
     pub fn from_value(v: Value) -> Result<SmartleadEvent, EventError> {
-        let raw = match v {
+        let mut raw = match v {
             Value::Object(m) => m,
             other => return Err(EventError::NotAnObject(json_kind(&other))),
         };
+        // The webhook secret travels in the body; no copy the pipeline makes
+        // (state items, bus events, alerts, logs) may carry it.
+        scrub_secrets(&mut raw);
         let event_type = event_type_of(&raw)?;
         let (data, typed_view_warning) = typed(&event_type, &raw);
         Ok(SmartleadEvent {
@@ -655,6 +663,116 @@ impl SmartleadEvent {
     /// for two events. See [`crate::key`].
     pub fn dedup_key(&self) -> crate::key::DedupKey {
         crate::key::dedup_key(self, &self.normalized())
+    }
+}
+
+/// Whether a field name is SmartLead's webhook secret, in any spelling
+/// (`secret_key`, `SECRET_KEY`, `secretKey`, `secret-key`).
+pub fn is_secret_field(name: &str) -> bool {
+    name.len() <= 12
+        && name
+            .bytes()
+            .filter(|b| !matches!(b, b'_' | b'-'))
+            .map(|b| b.to_ascii_lowercase())
+            .eq(b"secretkey".iter().copied())
+}
+
+/// Removes every secret field, at any depth (objects inside arrays too).
+pub fn scrub_secrets(obj: &mut Map<String, Value>) {
+    obj.retain(|k, _| !is_secret_field(k));
+    for v in obj.values_mut() {
+        scrub_value(v);
+    }
+}
+
+fn scrub_value(v: &mut Value) {
+    match v {
+        Value::Object(m) => scrub_secrets(m),
+        Value::Array(a) => a.iter_mut().for_each(scrub_value),
+        _ => {}
+    }
+}
+
+/// Text that may not be JSON (a rejected body): the value of every
+/// `"secret_key": "..."` pair, in any spelling, replaced by `"[redacted]"`.
+/// JSON bodies are scrubbed structurally by [`scrub_secrets`]; this is for
+/// the rest.
+pub fn scrub_secrets_in_text(text: &str) -> Cow<'_, str> {
+    if !text
+        .as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"secret"))
+    {
+        return Cow::Borrowed(text);
+    }
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    // Every quote that opens a secret field's name, wherever the pairing
+    // of quotes in broken text stands.
+    while let Some(pos) = text[i..].find('"') {
+        let start = i + pos;
+        i = start + 1;
+        let Some(len) = text[start + 1..].find('"').filter(|l| *l <= 12) else {
+            continue;
+        };
+        if !is_secret_field(&text[start + 1..start + 1 + len]) {
+            continue;
+        }
+        let mut j = start + 2 + len;
+        while j < b.len() && b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        if b.get(j) != Some(&b':') {
+            continue;
+        }
+        j += 1;
+        while j < b.len() && b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        // The value: a string (escapes skipped) or a bare token.
+        let value_start = j;
+        if b.get(j) == Some(&b'"') {
+            j += 1;
+            while j < b.len() && b[j] != b'"' {
+                j += if b[j] == b'\\' { 2 } else { 1 };
+            }
+            j = (j + 1).min(b.len());
+        } else {
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']') && !b[j].is_ascii_whitespace()
+            {
+                j += 1;
+            }
+        }
+        out.push_str(&text[copied..value_start]);
+        out.push_str("\"[redacted]\"");
+        copied = j;
+        i = j;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+/// A body kept for people to read (a rejected event) without its secret:
+/// scrubbed as JSON when it is JSON, as text otherwise.
+pub fn scrub_body(text: &str) -> Cow<'_, str> {
+    if !text
+        .as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"secret"))
+    {
+        return Cow::Borrowed(text);
+    }
+    match serde_json::from_slice::<Value>(&crate::tolerant::tolerant(text.as_bytes())) {
+        Ok(mut v) => {
+            scrub_value(&mut v);
+            Cow::Owned(v.to_string())
+        }
+        Err(_) => scrub_secrets_in_text(text),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod lenient;
 pub mod message;
 pub mod normalize;
 pub mod time;
+pub mod tolerant;
 
 pub use event::{EventData, EventError, EventType, Normalized, SmartleadEvent};
 pub use key::DedupKey;

@@ -30,7 +30,7 @@
 
 use crate::event::{EventData, EventType, SmartleadEvent};
 use crate::key::DedupKey;
-use crate::time::EventTime;
+use crate::time::{EventTime, TimeWindow};
 use serde_json::Value;
 
 /// A value to store. Kept free of SDK types so plans are plain data.
@@ -137,6 +137,9 @@ pub struct Plan {
     /// `lease_until_ms`, in the same transaction.
     pub effects: Vec<&'static str>,
     pub lease_until_ms: i64,
+    /// The event named a time outside the believed window (the plan uses
+    /// the receive time instead).
+    pub time_clamped: bool,
 }
 
 /// Lead score weights (`SCORE_WEIGHTS`, e.g. `open=1,click=3,reply=10,bounce=-50,unsubscribe=-50`).
@@ -189,8 +192,111 @@ impl ScoreWeights {
 }
 
 const PREVIEW_CHARS: usize = 500;
-/// Raw events kept in an item are cut here (DynamoDB items hold 400 KB).
-pub const MAX_RAW_CHARS: usize = 300_000;
+/// Raw events kept in an item are cut here, in bytes (DynamoDB items hold 400 KB).
+pub const MAX_RAW_BYTES: usize = 300_000;
+/// Longest text field stored from an event (a subject, a description...).
+pub const MAX_FIELD_BYTES: usize = 4 * 1024;
+/// Largest JSON value stored as a map; a larger one is kept as cut text.
+pub const MAX_JSON_BYTES: usize = 16 * 1024;
+/// Each element of a set, and how many elements one event adds.
+pub const MAX_SET_ELEMENT_BYTES: usize = 1024;
+pub const MAX_SET_ELEMENTS: usize = 50;
+/// Key parts (e-mail, campaign, account, type) longer than this are cut and
+/// hashed: DynamoDB refuses partition keys over 2 KB and sort keys over 1 KB.
+pub const MAX_KEY_PART_BYTES: usize = 256;
+
+/// `s` cut to at most `n` bytes, at a character boundary.
+pub fn cut_bytes(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A key part as stored: itself, or when over [`MAX_KEY_PART_BYTES`] its
+/// first 128 bytes and a hash of the whole (distinct parts stay distinct).
+pub fn key_part(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= MAX_KEY_PART_BYTES {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(s.as_bytes());
+    std::borrow::Cow::Owned(format!("{}~{}", cut_bytes(s, 128), hex::encode(&h[..16])))
+}
+
+/// Whether DynamoDB can store `f` as a number (magnitude 1e-130 to 1e126).
+pub fn dynamo_number_ok(f: f64) -> bool {
+    f == 0.0 || (f.is_finite() && (1e-130..1e126).contains(&f.abs()))
+}
+
+/// Keeps every value of a plan inside what DynamoDB accepts, so that no
+/// event is refused on every delivery: sets de-duplicated, without empty
+/// elements and bounded; texts and JSON values bounded in bytes; numbers
+/// DynamoDB cannot hold kept as text.
+fn bound(items: &mut [ItemUpdate]) {
+    for u in items {
+        for (attr, v) in u.add.iter_mut() {
+            bound_val(attr, v, true);
+        }
+        u.add.retain(|(_, v)| match v {
+            Val::Ss(s) => !s.is_empty(),
+            Val::Ns(n) => !n.is_empty(),
+            Val::N(f) => dynamo_number_ok(*f),
+            _ => true,
+        });
+        let registers = u.latest.iter_mut().chain(u.earliest.iter_mut());
+        for (attr, v) in u
+            .set_once
+            .iter_mut()
+            .chain(registers.flat_map(|r| r.fields.iter_mut()))
+        {
+            bound_val(attr, v, false);
+        }
+    }
+}
+
+fn bound_val(attr: &str, v: &mut Val, added: bool) {
+    match v {
+        Val::S(s) => {
+            let max = if attr == "raw" {
+                MAX_RAW_BYTES
+            } else {
+                MAX_FIELD_BYTES
+            };
+            let n = cut_bytes(s, max).len();
+            s.truncate(n);
+        }
+        Val::N(f) if !added && !dynamo_number_ok(*f) => *v = Val::S(f.to_string()),
+        Val::N(_) => {}
+        Val::Ss(set) => {
+            let mut out: Vec<String> = set
+                .iter()
+                .filter(|e| !e.is_empty())
+                .map(|e| cut_bytes(e, MAX_SET_ELEMENT_BYTES).to_owned())
+                .collect();
+            out.sort();
+            out.dedup();
+            out.truncate(MAX_SET_ELEMENTS);
+            *set = out;
+        }
+        Val::Ns(set) => {
+            set.retain(|f| dynamo_number_ok(*f));
+            set.sort_by(f64::total_cmp);
+            set.dedup();
+            set.truncate(MAX_SET_ELEMENTS);
+        }
+        Val::Json(j) => {
+            let text = j.to_string();
+            if text.len() > MAX_JSON_BYTES {
+                *v = Val::S(cut_bytes(&text, MAX_JSON_BYTES).to_owned());
+            }
+        }
+    }
+}
 
 fn s(v: Option<&str>) -> Option<Val> {
     v.map(str::trim)
@@ -228,18 +334,12 @@ pub fn strip_html(html: &str) -> String {
 }
 
 fn raw_record(pk: String, ev: &SmartleadEvent, order: &str) -> ItemUpdate {
-    let raw = serde_json::to_string(&ev.raw).unwrap_or_default();
-    let truncated = raw.len() > MAX_RAW_CHARS;
+    let mut raw = serde_json::to_string(&ev.raw).unwrap_or_default();
+    let truncated = raw.len() > MAX_RAW_BYTES;
     let mut u = ItemUpdate::new(pk, order.to_owned())
         .once("event_type", Some(ev.event_type.as_str().to_owned()));
-    u.set_once.push((
-        "raw",
-        Val::S(if truncated {
-            cut(&raw, MAX_RAW_CHARS)
-        } else {
-            raw
-        }),
-    ));
+    raw.truncate(cut_bytes(&raw, MAX_RAW_BYTES).len());
+    u.set_once.push(("raw", Val::S(raw)));
     if truncated {
         u.set_once.push(("raw_truncated", Val::S("true".into())));
     }
@@ -257,9 +357,23 @@ pub fn compact_order(t: EventTime, key: &DedupKey) -> String {
 /// Builds the plan for one event. `fallback_time` (when SQS received it) is
 /// used when the event carries no time of its own.
 pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeights) -> Plan {
+    plan_within(ev, fallback_time, weights, &TimeWindow::default())
+}
+
+/// [`plan`], with the event's own time believed only within `window` of
+/// `received` (see [`EventTime::within`]); the raw event keeps what it said.
+pub fn plan_within(
+    ev: &SmartleadEvent,
+    received: EventTime,
+    weights: &ScoreWeights,
+    window: &TimeWindow,
+) -> Plan {
     let n = ev.normalized();
     let key = ev.dedup_key();
-    let event_time = n.event_time.unwrap_or(fallback_time);
+    let (event_time, time_clamped) = match n.event_time {
+        Some(t) => t.within(received, window),
+        None => (received, false),
+    };
     let time = event_time.to_string();
     // Item sort keys for kept events read as `<time>#<key>`.
     let sk = format!("{time}#{key}");
@@ -271,13 +385,17 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
     let campaign = n
         .campaign_id
         .as_ref()
-        .map(|c| c.to_string())
+        .map(|c| key_part(c.as_str()).into_owned())
         .unwrap_or_else(|| "-".into());
     let lead_pk = n
         .lead_email
         .as_ref()
-        .map(|e| format!("LEAD#{e}"))
-        .or_else(|| n.lead_id.as_ref().map(|i| format!("LEAD#id:{i}")));
+        .map(|e| format!("LEAD#{}", key_part(e)))
+        .or_else(|| {
+            n.lead_id
+                .as_ref()
+                .map(|i| format!("LEAD#id:{}", key_part(i.as_str())))
+        });
     let lead_campaign = |pk: &String| {
         ItemUpdate::new(pk.clone(), format!("CAMPAIGN#{campaign}"))
             .once("campaign_id", n.campaign_id.as_ref().map(|c| c.to_string()))
@@ -555,6 +673,7 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
                 .as_ref()
                 .map(|i| i.to_string())
                 .or_else(|| n.sender_email.clone())
+                .map(|a| key_part(&a).into_owned())
                 .unwrap_or_else(|| "-".into());
             items.push(
                 ItemUpdate::new(format!("ACCOUNT#{account}"), format!("HEALTH#{kind}"))
@@ -588,7 +707,7 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
             );
         }
         (EventData::Unknown, _) => {
-            let ty: String = ev.event_type.as_str().chars().take(100).collect();
+            let ty = key_part(ev.event_type.as_str());
             items.push(raw_record(format!("UNKNOWN#{ty}"), ev, &sk));
         }
         // Lead events always matched above (with or without a lead).
@@ -598,6 +717,7 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
             &sk,
         )),
     }
+    bound(&mut items);
     Plan {
         key,
         event_type: ev.event_type.clone(),
@@ -606,5 +726,6 @@ pub fn plan(ev: &SmartleadEvent, fallback_time: EventTime, weights: &ScoreWeight
         items,
         effects: Vec::new(),
         lease_until_ms: 0,
+        time_clamped,
     }
 }

@@ -69,12 +69,15 @@ pub trait StateStore: Send + Sync {
     async fn apply(&self, plan: &Plan, message_id: &str) -> Result<ApplyOutcome, StoreError>;
     async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError>;
     /// Claims a side effect of an already applied event until
-    /// `lease_until_ms`: true if it was pending, or claimed by someone whose
-    /// lease has run out; false if it is done or held.
+    /// `lease_until_ms`: true if it was pending, claimed by someone whose
+    /// lease has run out, or already held by this very delivery
+    /// (`message_id` with this lease: its own transaction committed although
+    /// the answer said otherwise); false if it is done or held by another.
     async fn claim(
         &self,
         key: &DedupKey,
         effect: &str,
+        message_id: &str,
         lease_until_ms: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError>;
@@ -141,17 +144,38 @@ fn next_stage(u: &ItemUpdate, s: Stage) -> Stage {
     }
 }
 
-/// JSON -> DynamoDB attribute (maps and lists kept as such).
+/// Levels of nesting a JSON value may use inside an item (DynamoDB allows
+/// 32, the item itself being one).
+const MAX_ATTR_DEPTH: usize = 30;
+
+/// JSON -> DynamoDB attribute (maps and lists kept as such). What DynamoDB
+/// cannot hold is kept as text: numbers out of its range, values nested
+/// deeper than it allows; an empty map key becomes `"(empty)"`.
 pub fn json_to_attr(v: &Value) -> AttributeValue {
+    json_to_attr_at(v, 0)
+}
+
+fn json_to_attr_at(v: &Value, depth: usize) -> AttributeValue {
     match v {
         Value::Null => AttributeValue::Null(true),
         Value::Bool(b) => AttributeValue::Bool(*b),
-        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if !crate::plan::dynamo_number_ok(f) => AttributeValue::S(n.to_string()),
+            _ => AttributeValue::N(n.to_string()),
+        },
         Value::String(s) => AttributeValue::S(s.clone()),
-        Value::Array(a) => AttributeValue::L(a.iter().map(json_to_attr).collect()),
+        Value::Array(_) | Value::Object(_) if depth >= MAX_ATTR_DEPTH => {
+            AttributeValue::S(v.to_string())
+        }
+        Value::Array(a) => {
+            AttributeValue::L(a.iter().map(|x| json_to_attr_at(x, depth + 1)).collect())
+        }
         Value::Object(m) => AttributeValue::M(
             m.iter()
-                .map(|(k, v)| (k.clone(), json_to_attr(v)))
+                .map(|(k, v)| {
+                    let k = if k.is_empty() { "(empty)" } else { k.as_str() };
+                    (k.to_owned(), json_to_attr_at(v, depth + 1))
+                })
                 .collect(),
         ),
     }
@@ -244,6 +268,9 @@ pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
 fn num(f: f64) -> String {
     if f.fract() == 0.0 && f.abs() < 1e15 {
         format!("{}", f as i64)
+    } else if f.abs() >= 1e15 || f.abs() < 1e-15 {
+        // DynamoDB reads exponents; Rust would spell out every digit.
+        format!("{f:e}")
     } else {
         f.to_string()
     }
@@ -252,6 +279,7 @@ fn num(f: f64) -> String {
 fn to_attr(v: &Val) -> AttributeValue {
     match v {
         Val::S(s) => AttributeValue::S(s.clone()),
+        Val::N(n) if !crate::plan::dynamo_number_ok(*n) => AttributeValue::S(n.to_string()),
         Val::N(n) => AttributeValue::N(num(*n)),
         Val::Ss(s) => AttributeValue::Ss(s.clone()),
         Val::Ns(n) => AttributeValue::Ns(n.iter().map(|f| num(*f)).collect()),
@@ -368,6 +396,42 @@ fn build_update(
 }
 
 const MAX_TRANSIENT_RETRIES: u32 = 4;
+
+/// A failed call: permanent when DynamoDB refused the request's content
+/// (`ValidationException`: the same request fails every time), else transient.
+fn store_error<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    if e.code() == Some("ValidationException") {
+        StoreError::Permanent(format!(
+            "DynamoDB refused the request: {}",
+            e.message().unwrap_or("ValidationException")
+        ))
+    } else {
+        StoreError::Transient(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+    }
+}
+
+/// A `ClientRequestToken` (at most 36 characters) unique to this attempt
+/// to apply this message's event with one set of items.
+fn request_token(message_id: &str, key: &str, generation: u32) -> String {
+    use sha2::Digest;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = sha2::Sha256::new();
+    h.update(message_id.as_bytes());
+    h.update([0]);
+    h.update(key.as_bytes());
+    h.update(generation.to_le_bytes());
+    h.update(nanos.to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    hex::encode(&h.finalize()[..16])
+}
 
 fn backoff(attempt: u32) -> Duration {
     // 25, 50, 100, 200 ms with up to 50% jitter.
@@ -504,11 +568,17 @@ impl DynamoStore {
 #[async_trait]
 impl StateStore for DynamoStore {
     async fn apply(&self, plan: &Plan, message_id: &str) -> Result<ApplyOutcome, StoreError> {
+        use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
         let marker = self.marker(plan, message_id)?;
         let mut stages: Vec<Stage> = plan.items.iter().map(first_stage).collect();
         let mut transient_attempts = 0;
         let mut transactions = 0;
+        // One token for every retry of the same items: a retry after an
+        // attempt that committed but whose answer was lost (a timeout, a
+        // TransactionInProgress) then succeeds as a no-op instead of finding
+        // its own marker and calling itself a duplicate.
+        let mut token = request_token(message_id, plan.key.as_str(), 0);
         loop {
             let mut items = vec![TransactWriteItem::builder().put(marker.clone()).build()];
             for (u, stage) in plan.items.iter().zip(&stages) {
@@ -524,22 +594,27 @@ impl StateStore for DynamoStore {
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items))
+                .client_request_token(&token)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await;
-            match result {
-                Ok(out) => {
-                    self.after()?;
-                    let write_units = out
-                        .consumed_capacity()
-                        .iter()
-                        .filter_map(|c| c.capacity_units())
-                        .sum();
-                    return Ok(ApplyOutcome::Applied {
-                        transactions,
-                        write_units,
-                    });
-                }
+            let retry = match result {
+                Ok(out) => match self.after() {
+                    Ok(()) => {
+                        let write_units = out
+                            .consumed_capacity()
+                            .iter()
+                            .filter_map(|c| c.capacity_units())
+                            .sum();
+                        return Ok(ApplyOutcome::Applied {
+                            transactions,
+                            write_units,
+                        });
+                    }
+                    // Committed, but the answer was lost: like a timeout.
+                    Err(e) if e.is_retryable() => e.to_string(),
+                    Err(e) => return Err(e),
+                },
                 Err(err) => {
                     let service = err.as_service_error();
                     if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = service
@@ -551,6 +626,13 @@ impl StateStore for DynamoStore {
                             .collect();
                         if codes.first() == Some(&"ConditionalCheckFailed") {
                             return Ok(ApplyOutcome::Duplicate);
+                        }
+                        if codes.contains(&"ValidationError") {
+                            // Refused for what it holds: on every delivery alike.
+                            return Err(StoreError::Permanent(format!(
+                                "DynamoDB refused the event's items: {}",
+                                tc.message().unwrap_or("ValidationError")
+                            )));
                         }
                         let mut advanced = false;
                         for (i, code) in codes.iter().enumerate().skip(1) {
@@ -565,6 +647,8 @@ impl StateStore for DynamoStore {
                             }
                         }
                         if advanced {
+                            // Other items, so another request: a new token.
+                            token = request_token(message_id, plan.key.as_str(), transactions);
                             continue;
                         }
                         let retryable = codes.iter().all(|c| {
@@ -577,38 +661,54 @@ impl StateStore for DynamoStore {
                                     | "ConditionalCheckFailed"
                             )
                         });
-                        if retryable && transient_attempts < MAX_TRANSIENT_RETRIES {
-                            transient_attempts += 1;
-                            tokio::time::sleep(backoff(transient_attempts)).await;
-                            continue;
+                        if !retryable {
+                            return Err(StoreError::Transient(format!(
+                                "transaction cancelled: {}",
+                                codes.join(",")
+                            )));
                         }
-                        return Err(StoreError::Transient(format!(
-                            "transaction cancelled: {}",
-                            codes.join(",")
-                        )));
+                        format!("transaction cancelled: {}", codes.join(","))
+                    } else {
+                        let code = err.code().unwrap_or_default().to_owned();
+                        let msg = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
+                        if code == "ValidationException" {
+                            return Err(StoreError::Permanent(format!(
+                                "DynamoDB refused the event's items: {}",
+                                err.message().unwrap_or("ValidationException")
+                            )));
+                        }
+                        let lost_answer = matches!(
+                            err,
+                            SdkError::TimeoutError(_)
+                                | SdkError::DispatchFailure(_)
+                                | SdkError::ResponseError(_)
+                        );
+                        let conflict = matches!(
+                            service,
+                            Some(
+                                TransactWriteItemsError::TransactionInProgressException(_)
+                                    | TransactWriteItemsError::ProvisionedThroughputExceededException(
+                                        _
+                                    )
+                                    | TransactWriteItemsError::ThrottlingException(_)
+                                    | TransactWriteItemsError::RequestLimitExceeded(_)
+                                    | TransactWriteItemsError::InternalServerError(_)
+                            )
+                        );
+                        if !(lost_answer || conflict) {
+                            // Anything else goes back to SQS and, if it keeps
+                            // failing, on to the DLQ: redelivered or parked.
+                            return Err(StoreError::Transient(msg));
+                        }
+                        msg
                     }
-                    let msg = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
-                    let conflict = matches!(
-                        service,
-                        Some(TransactWriteItemsError::TransactionInProgressException(_))
-                    ) || matches!(
-                        service,
-                        Some(TransactWriteItemsError::ProvisionedThroughputExceededException(_))
-                    ) || matches!(
-                        service,
-                        Some(TransactWriteItemsError::ThrottlingException(_))
-                    );
-                    if conflict && transient_attempts < MAX_TRANSIENT_RETRIES {
-                        transient_attempts += 1;
-                        tokio::time::sleep(backoff(transient_attempts)).await;
-                        continue;
-                    }
-                    // Everything else (timeouts, service errors, even validation
-                    // errors) goes back to SQS and, if it keeps failing, on to the
-                    // DLQ: redelivered or parked, never lost.
-                    return Err(StoreError::Transient(msg));
                 }
+            };
+            if transient_attempts >= MAX_TRANSIENT_RETRIES {
+                return Err(StoreError::Transient(retry));
             }
+            transient_attempts += 1;
+            tokio::time::sleep(backoff(transient_attempts)).await;
         }
     }
 
@@ -616,6 +716,7 @@ impl StateStore for DynamoStore {
         &self,
         key: &DedupKey,
         effect: &str,
+        message_id: &str,
         lease_until_ms: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
@@ -623,12 +724,14 @@ impl StateStore for DynamoStore {
             key,
             effect,
             "SET #fx = :running, #until = :lease",
-            "attribute_exists(pk) AND (#fx = :pending OR (#fx = :running AND #until < :now))",
+            "attribute_exists(pk) AND (#fx = :pending OR (#fx = :running AND #until < :now) \
+             OR (#fx = :running AND #until = :lease AND message_id = :mid))",
             &[
                 (":running", AttributeValue::S(FX_RUNNING.into())),
                 (":pending", AttributeValue::S(FX_PENDING.into())),
                 (":lease", AttributeValue::N(lease_until_ms.to_string())),
                 (":now", AttributeValue::N(now_ms.to_string())),
+                (":mid", AttributeValue::S(message_id.to_owned())),
             ],
         )
         .await
@@ -677,12 +780,16 @@ impl StateStore for DynamoStore {
 
     async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError> {
         let expires = chrono::Utc::now().timestamp() + (REJECTED_TTL_DAYS * 86_400) as i64;
-        let raw: String = r.raw.chars().take(crate::plan::MAX_RAW_CHARS).collect();
+        let raw = crate::plan::cut_bytes(r.raw, crate::plan::MAX_RAW_BYTES).to_owned();
         let mut item = key("REJECTED", &format!("{}#{}", r.received_at, r.message_id));
         item.insert("reason".into(), AttributeValue::S(r.reason.to_owned()));
         item.insert(
             "detail".into(),
-            AttributeValue::S(r.detail.chars().take(1000).collect()),
+            AttributeValue::S(if r.detail.is_empty() {
+                "-".into()
+            } else {
+                crate::plan::cut_bytes(r.detail, 1000).to_owned()
+            }),
         );
         item.insert(
             "message_id".into(),
@@ -704,9 +811,7 @@ impl StateStore for DynamoStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| {
-                StoreError::Transient(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
-            })?;
+            .map_err(store_error)?;
         self.after()
     }
 }

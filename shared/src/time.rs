@@ -33,7 +33,14 @@ impl EventTime {
     pub fn from_value(v: &Value) -> Option<EventTime> {
         match v {
             Value::String(s) => EventTime::parse(s),
-            Value::Number(n) => n.as_i64().and_then(EventTime::from_epoch),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => EventTime::from_epoch(i),
+                // Fractional epoch seconds (`1736937000.25`).
+                None => n
+                    .as_f64()
+                    .filter(|f| f.is_finite() && *f > 0.0 && *f < 1e11)
+                    .and_then(|f| EventTime::from_millis((f * 1000.0).round() as i64)),
+            },
             _ => None,
         }
     }
@@ -62,15 +69,49 @@ impl EventTime {
         s.parse::<i64>().ok().and_then(EventTime::from_epoch)
     }
 
-    /// Epoch seconds or milliseconds (values past 10^11 are taken as milliseconds).
+    /// Epoch seconds, milliseconds, microseconds or nanoseconds, told apart
+    /// by size: each unit's values up to the year 5138 stay below the next
+    /// unit's values from 1973 on (10^11 s, 10^14 ms, 10^17 µs).
     fn from_epoch(n: i64) -> Option<EventTime> {
-        if n <= 0 {
-            return None;
+        match n {
+            ..=0 => None,
+            1..=99_999_999_999 => EventTime::from_millis(n.checked_mul(1000)?),
+            100_000_000_000..=99_999_999_999_999 => EventTime::from_millis(n),
+            100_000_000_000_000..=99_999_999_999_999_999 => EventTime::from_millis(n / 1000),
+            _ => EventTime::from_millis(n / 1_000_000),
         }
-        if n >= 100_000_000_000 {
-            EventTime::from_millis(n)
+    }
+
+    /// This time if it lies within `window` of `received`, else `received`
+    /// (a far-future time would freeze every "latest" field for good, an
+    /// ancient one every "earliest"). The second value says it was clamped.
+    pub fn within(self, received: EventTime, window: &TimeWindow) -> (EventTime, bool) {
+        let past = received.0 - chrono::Duration::from_std(window.max_past).unwrap_or_default();
+        let future = received.0 + chrono::Duration::from_std(window.max_future).unwrap_or_default();
+        if self.0 < past || self.0 > future {
+            (received, true)
         } else {
-            EventTime::from_millis(n.checked_mul(1000)?)
+            (self, false)
+        }
+    }
+}
+
+/// How far before and after its receive time an event's own time is
+/// believed (`EVENT_TIME_MAX_PAST_DAYS`, `EVENT_TIME_MAX_FUTURE_HOURS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub max_past: std::time::Duration,
+    pub max_future: std::time::Duration,
+}
+
+pub const DEFAULT_MAX_PAST_DAYS: u64 = 3650;
+pub const DEFAULT_MAX_FUTURE_HOURS: u64 = 24;
+
+impl Default for TimeWindow {
+    fn default() -> Self {
+        TimeWindow {
+            max_past: std::time::Duration::from_secs(DEFAULT_MAX_PAST_DAYS * 86_400),
+            max_future: std::time::Duration::from_secs(DEFAULT_MAX_FUTURE_HOURS * 3600),
         }
     }
 }
@@ -107,6 +148,39 @@ mod tests {
             assert_eq!(EventTime::from_value(&other), Some(a), "{other}");
         }
         assert_eq!(a.to_string(), "2025-01-15T10:30:00.000Z");
+    }
+
+    #[test]
+    fn epoch_units_are_told_apart() {
+        let a = EventTime::parse("2025-01-15T10:30:00Z").unwrap();
+        for n in [
+            1_736_937_000_i64,
+            1_736_937_000_000,
+            1_736_937_000_000_000,
+            1_736_937_000_000_000_000,
+        ] {
+            assert_eq!(EventTime::from_value(&json!(n)), Some(a), "{n}");
+        }
+        assert_eq!(EventTime::from_value(&json!(1_736_937_000.0_f64)), Some(a));
+        assert_eq!(
+            EventTime::from_value(&json!("1736937000000000")),
+            Some(a),
+            "µs as text"
+        );
+    }
+
+    #[test]
+    fn times_far_from_the_receive_time_are_clamped() {
+        let received = EventTime::parse("2026-01-01T00:00:00Z").unwrap();
+        let w = TimeWindow::default();
+        let near = EventTime::parse("2026-01-01T06:00:00Z").unwrap();
+        assert_eq!(near.within(received, &w), (near, false));
+        let old = EventTime::parse("2025-01-15T10:30:00Z").unwrap();
+        assert_eq!(old.within(received, &w), (old, false));
+        for far in ["2099-01-01T00:00:00Z", "1971-01-01T00:00:00Z"] {
+            let t = EventTime::parse(far).unwrap();
+            assert_eq!(t.within(received, &w), (received, true), "{far}");
+        }
     }
 
     #[test]

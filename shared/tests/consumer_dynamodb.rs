@@ -45,6 +45,7 @@ fn consumer(store: DynamoStore) -> TestConsumer {
         concurrency: 10,
         metrics: Metrics::disabled(),
         effects: Default::default(),
+        time_window: Default::default(),
     }
 }
 

@@ -63,6 +63,7 @@ fn consumer(
         concurrency: 10,
         metrics: Metrics::disabled(),
         effects,
+        time_window: Default::default(),
     }
 }
 

@@ -286,6 +286,7 @@ async fn run_consumer_direct(stack: &Stack, events: usize, fanout: bool) -> Resu
         concurrency: smartlead::consumer::DEFAULT_CONCURRENCY,
         metrics: smartlead::metrics::Metrics::disabled(),
         effects,
+        time_window: Default::default(),
     };
     let run = format!("direct-{}-{fanout}", std::process::id());
     let mut batch_ms = Vec::new();

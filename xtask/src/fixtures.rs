@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 /// The token the local stack and the fixtures use (never a production secret).
 pub const LOCAL_TOKEN: &str = "local-dev-secret";
 /// Fixed instant for generated request metadata, so output is reproducible.
-const FIXED_EPOCH_MS: i64 = 1_736_931_600_000; // 2025-01-15T09:00:00Z
+// After every payload's own time: SQS receives an event after it happened.
+const FIXED_EPOCH_MS: i64 = 1_737_709_200_000; // 2025-01-24T09:00:00Z
 const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:smartlead-webhooks";
 
 pub fn events_dir(root: &Path) -> PathBuf {
