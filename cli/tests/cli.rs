@@ -10,9 +10,7 @@ const KEY: &str = "sl-test-key-0123456789";
 
 fn moto() -> &'static local_aws::Service {
     static S: OnceLock<local_aws::Service> = OnceLock::new();
-    S.get_or_init(|| {
-        local_aws::start_moto(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"))
-    })
+    S.get_or_init(|| local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}")))
 }
 
 async fn smartlead(args: &[&str], api: &str, key: Option<&str>) -> Output {

@@ -43,6 +43,95 @@ pub enum StartError {
     PortInUse { what: &'static str, port: u16 },
 }
 
+impl StartError {
+    /// The port was taken by someone else between choosing and binding it:
+    /// worth another try on another port.
+    pub fn is_port_clash(&self) -> bool {
+        match self {
+            StartError::PortInUse { .. } => true,
+            StartError::Exited { log, .. } => {
+                let l = log.to_ascii_lowercase();
+                l.contains("address already in use") || l.contains("bindexception")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How many ports [`start_on_free_port`] tries.
+const START_TRIES: usize = 8;
+
+/// Starts a service with `start` on a port chosen by [`free_port`], and on
+/// another one whenever that port was taken before the service bound it
+/// (another process can take any port between the choice and the bind).
+pub fn start_on_free_port(
+    start: impl Fn(u16) -> Result<Service, StartError>,
+) -> Result<Service, StartError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match start(free_port()) {
+            Err(e) if e.is_port_clash() && tries < START_TRIES => continue,
+            other => return other,
+        }
+    }
+}
+
+/// DynamoDB Local, in memory, on a port of its own.
+pub fn start_dynamodb_any() -> Result<Service, StartError> {
+    start_on_free_port(start_dynamodb)
+}
+
+/// moto's server on a port of its own.
+pub fn start_moto_any() -> Result<Service, StartError> {
+    start_on_free_port(start_moto)
+}
+
+/// The Lambda RIE running `bootstrap` on a port of its own.
+pub fn start_rie_any(bootstrap: &Path, env: &[(String, String)]) -> Result<Service, StartError> {
+    start_on_free_port(|port| start_rie(bootstrap, port, env))
+}
+
+/// Inodes of the sockets listening on TCP `port` (any address, v4 or v6).
+fn listening_inodes(port: u16) -> Vec<String> {
+    let want = format!(":{port:04X}");
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state (0A = LISTEN), inode
+            if cols.len() > 9 && cols[1].ends_with(&want) && cols[3] == "0A" {
+                out.push(cols[9].to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Whether the process `pid` or one of its descendants holds one of `inodes`.
+fn holds_socket(pid: u32, inodes: &[String]) -> bool {
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        if let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) {
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path()) {
+                    let t = target.to_string_lossy();
+                    if inodes.iter().any(|i| {
+                        t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) == Some(i)
+                    }) {
+                        return true;
+                    }
+                }
+            }
+        }
+        todo.extend(children(p));
+    }
+    false
+}
+
 /// The folder `scripts/tools.sh` installs into.
 pub fn tools_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SMARTLEAD_TOOLS_DIR") {
@@ -226,7 +315,15 @@ fn start(
             });
         }
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(svc);
+            // Answered, but by whom? Another process may have taken the port
+            // first; then ours cannot bind it and this is not our service.
+            let inodes = listening_inodes(port);
+            let ours = svc.pid().is_some_and(|pid| holds_socket(pid, &inodes));
+            if ours || inodes.is_empty() {
+                return Ok(svc);
+            }
+            svc.stop();
+            return Err(StartError::PortInUse { what, port });
         }
         if Instant::now() > deadline {
             let log = tail(&svc.log);
@@ -400,5 +497,46 @@ pub fn function_binary(logical_id: &str, cargo_built: &Path) -> PathBuf {
             p
         }
         None => cargo_built.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_found_and_told_apart_by_owner() {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let inodes = listening_inodes(port);
+        assert!(!inodes.is_empty(), "the listener shows in /proc/net/tcp");
+        assert!(holds_socket(std::process::id(), &inodes));
+        // Another process (a child that opened nothing) does not hold it.
+        let mut other = Command::new("sleep").arg("5").spawn().expect("sleep");
+        assert!(!holds_socket(other.id(), &inodes));
+        let _ = other.kill();
+        let _ = other.wait();
+    }
+
+    #[test]
+    fn a_service_whose_port_is_taken_starts_on_another() {
+        if !tools_dir().join("venv/bin/moto_server").exists() {
+            panic!("moto is not installed: run scripts/tools.sh (the test command does)");
+        }
+        // Someone else holds the port the first attempt is given.
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let svc = start_on_free_port(|p| {
+            let p = if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                port
+            } else {
+                p
+            };
+            start_moto(p)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(svc.port, port);
+        assert!(TcpStream::connect(("127.0.0.1", svc.port)).is_ok());
     }
 }

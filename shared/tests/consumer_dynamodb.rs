@@ -4,36 +4,15 @@
 mod common;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use common::fixtures;
+use common::{fixtures, fresh_store};
 use serde_json::{json, Value};
-use smartlead::aws::local_sdk_config;
 use smartlead::consumer::Consumer;
 use smartlead::metrics::Metrics;
 use smartlead::plan::ScoreWeights;
-use smartlead::store::{create_table, item_to_json, DynamoStore, FaultInjector, StoreError};
+use smartlead::store::{item_to_json, DynamoStore, FaultInjector, StoreError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-
-fn dynamodb() -> &'static local_aws::Service {
-    static DDB: OnceLock<local_aws::Service> = OnceLock::new();
-    DDB.get_or_init(|| {
-        local_aws::start_dynamodb(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"))
-    })
-}
-
-async fn fresh_store() -> DynamoStore {
-    let cfg = local_sdk_config(&dynamodb().endpoint()).await;
-    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let table = format!(
-        "state-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
-    create_table(&client, &table).await.expect("create table");
-    DynamoStore::new(client, table)
-}
+use std::sync::Arc;
 
 type TestConsumer = Consumer<DynamoStore, smartlead::aws_sdk_s3::Client>;
 

@@ -7,7 +7,7 @@ mod common;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use common::fixtures;
+use common::{fixtures, fresh_store, moto, unique};
 use local_aws::{Scripted, StandIn};
 use serde_json::{json, Value};
 use smartlead::aws::local_sdk_config;
@@ -17,40 +17,9 @@ use smartlead::effects::{
 };
 use smartlead::metrics::Metrics;
 use smartlead::plan::ScoreWeights;
-use smartlead::store::{create_table, item_to_json, DynamoStore};
+use smartlead::store::{item_to_json, DynamoStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-
-fn dynamodb() -> &'static local_aws::Service {
-    static S: OnceLock<local_aws::Service> = OnceLock::new();
-    S.get_or_init(|| {
-        local_aws::start_dynamodb(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"))
-    })
-}
-
-fn moto() -> &'static local_aws::Service {
-    static S: OnceLock<local_aws::Service> = OnceLock::new();
-    S.get_or_init(|| {
-        local_aws::start_moto(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"))
-    })
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-async fn fresh_store() -> DynamoStore {
-    let cfg = local_sdk_config(&dynamodb().endpoint()).await;
-    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    let table = unique("fx");
-    create_table(&client, &table).await.expect("create table");
-    DynamoStore::new(client, table)
-}
+use std::sync::Arc;
 
 fn consumer(
     store: DynamoStore,

@@ -976,13 +976,13 @@ async fn measure(
     let done: DoneMap = Arc::new(Mutex::new(HashMap::new()));
     let pollers = spawn_pollers(stack.clone(), consumer.clone(), done.clone(), 2);
     // Warm every instance first: the figures are for a warm pipeline.
-    e2e(ports.http, &done, options.ingest_instances * 4, 40).await?;
+    e2e(stack.ports.http, &done, options.ingest_instances * 4, 40).await?;
     let mut e2es = Vec::new();
     let mut log_bytes_per_event = f64::NAN;
     for c in [1, 8, 32] {
         let ingest_offsets: Vec<u64> = stack.ingest.iter().map(|s| log_len(&s.log)).collect();
         let consumer_offset = log_len(&stack.consumer.log);
-        let r = e2e(ports.http, &done, c, events).await?;
+        let r = e2e(stack.ports.http, &done, c, events).await?;
         if c == 8 {
             // Steady state, batches as full as the pollers make them.
             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -22,6 +22,9 @@ pub struct Ports {
     /// The first ingest instance; further instances take the next ports.
     pub ingest: u16,
     pub consumer: u16,
+    /// Chosen by [`Ports::free`]: a service whose port was taken before it
+    /// bound it moves to another (the stack's `ports` say where it ended up).
+    pub movable: bool,
 }
 
 impl Ports {
@@ -35,6 +38,7 @@ impl Ports {
             moto: p(),
             ingest,
             consumer: p(),
+            movable: true,
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct Stack {
     pub consumer_env: Vec<(String, String)>,
     /// `maxReceiveCount` of the redrive policy, from template.yaml.
     pub max_receive: String,
+    /// With movable ports: the front's socket, bound at start.
+    front: std::sync::Mutex<Option<std::net::TcpListener>>,
 }
 
 impl Stack {
@@ -125,9 +131,13 @@ impl Stack {
     }
     /// Binds the HTTP front on its port and serves it in the background.
     pub async fn serve_front(&self) -> Result<tokio::task::JoinHandle<Result<()>>> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.ports.http))
-            .await
-            .with_context(|| format!("binding 127.0.0.1:{}", self.ports.http))?;
+        let bound = self.front.lock().ok().and_then(|mut f| f.take());
+        let listener = match bound {
+            Some(l) => tokio::net::TcpListener::from_std(l)?,
+            None => tokio::net::TcpListener::bind(("127.0.0.1", self.ports.http))
+                .await
+                .with_context(|| format!("binding 127.0.0.1:{}", self.ports.http))?,
+        };
         Ok(tokio::spawn(serve_http(listener, self.ingest_pool())))
     }
 }
@@ -242,8 +252,37 @@ async fn create_integrations(
     Ok(topic)
 }
 
+/// Starts a service on `*port`; with `movable`, on another free port (kept
+/// in `*port`) whenever that one was taken before the service bound it.
+fn start_service(
+    port: &mut u16,
+    movable: bool,
+    start: impl Fn(u16) -> Result<local_aws::Service, local_aws::StartError>,
+) -> Result<local_aws::Service, local_aws::StartError> {
+    if !movable {
+        return start(*port);
+    }
+    let svc = match start(*port) {
+        Err(e) if e.is_port_clash() => local_aws::start_on_free_port(&start)?,
+        other => other?,
+    };
+    *port = svc.port;
+    Ok(svc)
+}
+
 pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stack> {
     let instances = options.ingest_instances.max(1);
+    let mut ports = *ports;
+    // Movable ports: the front binds now (any free port), so nothing can
+    // take its port before it serves.
+    let front = if ports.movable {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).context("binding the front")?;
+        l.set_nonblocking(true)?;
+        ports.http = l.local_addr()?.port();
+        Some(l)
+    } else {
+        None
+    };
     let mut named = vec![
         ("http".to_owned(), ports.http),
         ("dynamodb".to_owned(), ports.dynamodb),
@@ -254,12 +293,17 @@ pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stac
         named.push(("ingest".to_owned(), ports.ingest + i as u16));
     }
     for (what, p) in &named {
-        check_port(what, *p)?;
+        if !ports.movable {
+            check_port(what, *p)?;
+        }
     }
     let t = Template::load(root)?;
-    let ddb_svc = local_aws::start_dynamodb_in(ports.dynamodb, options.dynamodb_dir.as_deref())
-        .context("starting DynamoDB Local")?;
-    let moto = local_aws::start_moto(ports.moto).context("starting moto")?;
+    let ddb_svc = start_service(&mut ports.dynamodb, ports.movable, |p| {
+        local_aws::start_dynamodb_in(p, options.dynamodb_dir.as_deref())
+    })
+    .context("starting DynamoDB Local")?;
+    let moto = start_service(&mut ports.moto, ports.movable, local_aws::start_moto)
+        .context("starting moto")?;
     let ddb_cfg = smartlead::aws::local_sdk_config(&ddb_svc.endpoint()).await;
     let moto_cfg = smartlead::aws::local_sdk_config(&moto.endpoint()).await;
     let ddb = smartlead::aws_sdk_dynamodb::Client::new(&ddb_cfg);
@@ -346,24 +390,23 @@ pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stac
         consumer_env.push(("SLACK_WEBHOOK_URL".into(), url.clone()));
     }
     let bin = &options.bin_dir;
+    let movable = ports.movable;
     let ingest = (0..instances)
         .map(|i| {
-            local_aws::start_rie(
-                &bin.join("smartlead-ingest"),
-                ports.ingest + i as u16,
-                &ingest_env,
-            )
+            let mut port = ports.ingest + i as u16;
+            start_service(&mut port, movable, |p| {
+                local_aws::start_rie(&bin.join("smartlead-ingest"), p, &ingest_env)
+            })
             .context("starting the ingest function")
         })
         .collect::<Result<Vec<_>>>()?;
-    let consumer = local_aws::start_rie(
-        &bin.join("smartlead-consumer"),
-        ports.consumer,
-        &consumer_env,
-    )
+    let consumer = start_service(&mut ports.consumer, movable, |p| {
+        local_aws::start_rie(&bin.join("smartlead-consumer"), p, &consumer_env)
+    })
     .context("starting the consumer function")?;
     Ok(Stack {
-        ports: *ports,
+        ports,
+        front: std::sync::Mutex::new(front),
         options: options.clone(),
         dynamodb: ddb_svc,
         moto,
@@ -1023,7 +1066,7 @@ mod tests {
         let consumer = Pool::new(vec![stack.consumer_url()]);
         let url = format!(
             "http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",
-            ports.http
+            stack.ports.http
         );
         (stack, url, consumer)
     }
@@ -1177,7 +1220,7 @@ mod tests {
         let stack = start(&root, &ports, &options).await.expect("stack starts");
         stack.serve_front().await.expect("front");
         let consumer = Pool::new(vec![stack.consumer_url()]);
-        let base = format!("http://127.0.0.1:{}/webhooks/smartlead", ports.http);
+        let base = format!("http://127.0.0.1:{}/webhooks/smartlead", stack.ports.http);
         let http = smartlead::http::client();
         let post = |url: String, body: String| {
             let http = http.clone();
@@ -1232,7 +1275,7 @@ mod tests {
         );
         assert_eq!(
             post(
-                format!("http://127.0.0.1:{}/elsewhere", ports.http),
+                format!("http://127.0.0.1:{}/elsewhere", stack.ports.http),
                 "{}".into()
             )
             .await,

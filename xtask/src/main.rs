@@ -110,6 +110,7 @@ fn main() -> Result<()> {
                 moto: moto_port,
                 ingest: ingest_port,
                 consumer: consumer_port,
+                movable: false,
             };
             let options = local::Options {
                 ingest_instances,

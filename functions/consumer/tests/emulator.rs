@@ -12,7 +12,7 @@ fn batch(name: &str) -> Value {
 
 #[tokio::test]
 async fn built_binary_processes_sqs_batches_through_the_emulator() {
-    let ddb = local_aws::start_dynamodb(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"));
+    let ddb = local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"));
     let cfg = smartlead::aws::local_sdk_config(&ddb.endpoint()).await;
     let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
     smartlead::store::create_table(&client, "state")
@@ -28,12 +28,11 @@ async fn built_binary_processes_sqs_batches_through_the_emulator() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let rie = local_aws::start_rie(
+    let rie = local_aws::start_rie_any(
         &local_aws::function_binary(
             "ConsumerFunction",
             std::path::Path::new(env!("CARGO_BIN_EXE_smartlead-consumer")),
         ),
-        local_aws::free_port(),
         &env,
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn built_binary_answers_every_api_fixture_through_the_emulator() {
-    let moto = local_aws::start_moto(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"));
+    let moto = local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
     let cfg = smartlead::aws::local_sdk_config(&moto.endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&cfg);
     let url = sqs
@@ -31,12 +31,11 @@ async fn built_binary_answers_every_api_fixture_through_the_emulator() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let rie = local_aws::start_rie(
+    let rie = local_aws::start_rie_any(
         &local_aws::function_binary(
             "IngestFunction",
             std::path::Path::new(env!("CARGO_BIN_EXE_smartlead-ingest")),
         ),
-        local_aws::free_port(),
         &env,
     )
     .unwrap_or_else(|e| panic!("{e}"));

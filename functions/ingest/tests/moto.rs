@@ -17,7 +17,7 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let moto = local_aws::start_moto(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"));
+    let moto = local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
     let cfg = local_sdk_config(&moto.endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&cfg);
     let s3 = smartlead::aws_sdk_s3::Client::from_conf(

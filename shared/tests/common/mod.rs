@@ -32,3 +32,37 @@ pub fn payload(name: &str) -> String {
         .remove(name)
         .unwrap_or_else(|| panic!("no events/payloads/{name}.json"))
 }
+
+/// DynamoDB Local, started once per test binary (on a port it could bind).
+pub fn dynamodb() -> &'static local_aws::Service {
+    static DDB: std::sync::OnceLock<local_aws::Service> = std::sync::OnceLock::new();
+    DDB.get_or_init(|| local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// moto's server, started once per test binary.
+pub fn moto() -> &'static local_aws::Service {
+    static MOTO: std::sync::OnceLock<local_aws::Service> = std::sync::OnceLock::new();
+    MOTO.get_or_init(|| local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A name no other test of this process uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A new state table in DynamoDB Local.
+pub async fn fresh_store() -> smartlead::store::DynamoStore {
+    let cfg = smartlead::aws::local_sdk_config(&dynamodb().endpoint()).await;
+    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    let table = unique("state");
+    smartlead::store::create_table(&client, &table)
+        .await
+        .expect("create table");
+    smartlead::store::DynamoStore::new(client, table)
+}
