@@ -1,0 +1,448 @@
+//! The consumer against DynamoDB Local on hostile and unlucky input: the
+//! webhook secret never leaves the raw message, whatever the ingest accepts
+//! is applied or deliberately recorded (never looped to the DLQ), a commit
+//! whose answer was lost still runs its effects, and event times far from
+//! the receive time do not freeze the state.
+
+mod common;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use common::{fixtures, fresh_store};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use smartlead::consumer::{Consumer, Outcome};
+use smartlead::effects::{AlertRules, BusEvent, EffectError, Effects, Notifier, Publisher};
+use smartlead::event::SmartleadEvent;
+use smartlead::metrics::Metrics;
+use smartlead::plan::ScoreWeights;
+use smartlead::store::{item_to_json, DynamoStore, FaultInjector, StoreError};
+use smartlead::time::EventTime;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+type TestConsumer = Consumer<DynamoStore, smartlead::aws_sdk_s3::Client>;
+
+fn consumer(store: DynamoStore, effects: Effects) -> TestConsumer {
+    Consumer {
+        store,
+        blobs: None,
+        weights: ScoreWeights::default(),
+        concurrency: 10,
+        metrics: Metrics::disabled(),
+        effects,
+        time_window: Default::default(),
+    }
+}
+
+fn record(id: &str, body: &str, sent_ms: i64) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.to_owned());
+    m.body = Some(body.to_owned());
+    m.attributes
+        .insert("SentTimestamp".into(), sent_ms.to_string());
+    m
+}
+
+fn batch(records: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = records;
+    e
+}
+
+/// Every item of the table, as JSON text.
+async fn table_text(store: &DynamoStore) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let r = store
+            .client
+            .scan()
+            .table_name(&store.table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        out.extend(
+            r.items
+                .unwrap_or_default()
+                .iter()
+                .map(|i| item_to_json(i).to_string()),
+        );
+        start = r.last_evaluated_key;
+        if start.is_none() {
+            return out;
+        }
+    }
+}
+
+/// Keeps what it is asked to publish.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl Recorder {
+    fn taken(&self) -> Vec<String> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+#[async_trait]
+impl Publisher for Recorder {
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), String>> {
+        let mut v = self.0.lock().expect("lock");
+        for e in events {
+            v.push(e.detail.clone());
+        }
+        events.iter().map(|_| Ok(())).collect()
+    }
+}
+
+#[async_trait]
+impl Notifier for Recorder {
+    fn effect(&self) -> &'static str {
+        "slack"
+    }
+    async fn notify(&self, ev: &SmartleadEvent, key: &str, _: Instant) -> Result<(), EffectError> {
+        let a = smartlead::effects::Alert::from_event(ev, key);
+        let mut v = self.0.lock().expect("lock");
+        v.push(a.text());
+        v.push(a.slack().to_string());
+        Ok(())
+    }
+}
+
+/// Log lines, as the functions write them (JSON, current span included).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const SECRET: &str = "Zx81-hook-secret+/=7Qp";
+
+#[tokio::test]
+async fn no_stored_item_bus_event_alert_or_log_line_carries_the_webhook_secret() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let bus = Recorder::default();
+    let alerts = Recorder::default();
+    let every_type: Vec<&str> = smartlead::EventType::KNOWN
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    let effects = Effects {
+        publisher: Some(Box::new(bus.clone())),
+        notifiers: vec![Box::new(alerts.clone())],
+        alerts: AlertRules::parse(&every_type.join(","), "Interested").expect("rules"),
+    };
+    let c = consumer(fresh_store().await, effects);
+    // Every fixture, with the secret where SmartLead puts it and in other
+    // spellings and depths besides.
+    let mut bodies: Vec<String> = fixtures("payloads")
+        .values()
+        .map(|text| {
+            let mut v: Value = serde_json::from_str(text).expect("fixture");
+            let o = v.as_object_mut().expect("object");
+            o.insert("secret_key".into(), json!(SECRET));
+            o.insert("extra".into(), json!({"SECRET_KEY": SECRET, "list": [{"secretKey": SECRET}]}));
+            v.to_string()
+        })
+        .collect();
+    // Rejected bodies (kept with their raw text) and raw-kept ones.
+    bodies.extend([
+        json!({"secret_key": SECRET, "note": "no event type"}).to_string(),
+        json!({"Secret-Key": SECRET, "event_type": 5}).to_string(),
+        format!(r#"{{"event_type":"EMAIL_OPEN","secret_key":"{SECRET}","to_email":"#),
+        json!({"event_type": "SOMETHING_NEW", "secret_key": SECRET}).to_string(),
+        json!({"event_type": "EMAIL_OPEN", "secret_key": SECRET, "campaign_id": 1}).to_string(),
+    ]);
+    let now = EventTime::now().millis();
+    let records: Vec<SqsMessage> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| record(&format!("m-{i}"), b, now))
+        .collect();
+    for chunk in records.chunks(10) {
+        let r = c.handle_batch(batch(chunk.to_vec())).await;
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    }
+    let items = table_text(&c.store).await;
+    let bus = bus.taken();
+    let alerts = alerts.taken();
+    let logs = String::from_utf8_lossy(&logs.0.lock().expect("lock")).to_string();
+    // Not vacuous: every copy exists.
+    assert!(items.iter().filter(|i| i.contains("REJECTED")).count() >= 3);
+    assert!(items.iter().any(|i| i.contains("UNKNOWN#")));
+    assert!(items.iter().any(|i| i.contains("UNATTRIBUTED#")));
+    assert!(bus.len() >= fixtures("payloads").len(), "{}", bus.len());
+    assert!(!alerts.is_empty() && !logs.is_empty());
+    for (what, texts) in [("item", &items), ("bus event", &bus), ("alert", &alerts)] {
+        for t in texts {
+            assert!(!t.contains(SECRET), "a {what} carries the secret: {t}");
+        }
+    }
+    assert!(!logs.contains(SECRET), "a log line carries the secret");
+    // The rest of each event is still there.
+    assert!(bus.iter().any(|b| b.contains("jane.doe@acme-corp.com")));
+}
+
+/// Loses the answer of the first transaction (it committed), as a timeout would.
+struct LoseFirstAnswer(AtomicUsize);
+
+impl FaultInjector for LoseFirstAnswer {
+    fn before_call(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn after_call(&self) -> Result<(), StoreError> {
+        if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(StoreError::Transient(
+                "injected: response lost after commit".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_still_runs_its_effects_once() {
+    let bus = Recorder::default();
+    let mut store = fresh_store().await;
+    store.faults = Some(Arc::new(LoseFirstAnswer(AtomicUsize::new(0))));
+    let c = consumer(
+        store,
+        Effects {
+            publisher: Some(Box::new(bus.clone())),
+            ..Effects::default()
+        },
+    );
+    let body = common::payload("email_open");
+    let b = batch(vec![record("m-1", &body, EventTime::now().millis())]);
+    // SmartLead's retries and SQS's redeliveries, until it is acknowledged.
+    for round in 0.. {
+        assert!(round < 5, "never acknowledged");
+        if c.handle_batch(b.clone()).await.batch_item_failures.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(bus.taken().len(), 1, "the fan-out ran exactly once");
+    let key = SmartleadEvent::from_slice(body.as_bytes())
+        .expect("event")
+        .dedup_key();
+    let marker = smartlead::store::StateStore::item(&c.store, &format!("EVENT#{key}"), "EVENT")
+        .await
+        .expect("read")
+        .expect("marker");
+    assert_eq!(marker["fx_fanout"], "done");
+}
+
+#[tokio::test]
+async fn far_future_and_epoch_microsecond_times_do_not_freeze_the_state() {
+    let c = consumer(fresh_store().await, Effects::default());
+    let now = EventTime::now();
+    let hour_ago = EventTime::from_millis(now.millis() - 3_600_000).expect("time");
+    let two_hours_ago_us = (now.millis() - 7_200_000) * 1000;
+    let open = |t: Value, id: &str| {
+        json!({"event_type": "EMAIL_OPEN", "to_email": "t@x.example", "campaign_id": 5,
+               "sequence_number": 1, "time_opened": t, "stats_id": id})
+        .to_string()
+    };
+    let b = batch(vec![
+        record("a", &open(json!("2099-01-01T00:00:00Z"), "a"), now.millis()),
+        record("b", &open(json!(hour_ago.to_string()), "b"), now.millis()),
+        record("c", &open(json!(two_hours_ago_us), "c"), now.millis()),
+    ]);
+    assert!(c.handle_batch(b).await.batch_item_failures.is_empty());
+    let item = smartlead::store::StateStore::item(&c.store, "LEAD#t@x.example", "CAMPAIGN#5")
+        .await
+        .expect("read")
+        .expect("item");
+    assert_eq!(item["opens"], 3);
+    // The 2099 open counts, at its receive time; it does not hold `last_open_at`.
+    let last = item["last_open_at"].as_str().expect("last open");
+    assert!(last < "2098", "{last}");
+    // Epoch microseconds read as such (not the year 55,000).
+    let two_hours_ago = EventTime::from_millis(now.millis() - 7_200_000).expect("time");
+    assert_eq!(item["first_open_at"], json!(two_hours_ago.to_string()));
+}
+
+// ---------------------------------------------------------------------------
+// Hostile payloads: whatever the ingest accepts ends applied or recorded.
+// ---------------------------------------------------------------------------
+
+/// A JSON text with hostile parts; `@@…@@` placeholders become what a
+/// `serde_json::Value` cannot hold (lone surrogates, numbers past f64).
+fn hostile() -> impl Strategy<Value = String> {
+    let kind = prop::sample::select(vec![
+        "EMAIL_SENT",
+        "EMAIL_OPEN",
+        "EMAIL_LINK_CLICK",
+        "EMAIL_REPLY",
+        "EMAIL_BOUNCE",
+        "LEAD_UNSUBSCRIBED",
+        "LEAD_CATEGORY_UPDATED",
+        "MANUAL_STEP_REACHED",
+        "CAMPAIGN_STATUS_CHANGED",
+        "UNTRACKED_REPLIES",
+        "EMAIL_ACCOUNT_DISCONNECTED",
+        "CAMPAIGN_BOUNCE_BREACH",
+        "LONG_UNKNOWN",
+    ]);
+    let text = prop_oneof![
+        Just(json!("plain")),
+        Just(json!("")),
+        (1usize..120_000).prop_map(|n| json!("é😀".repeat(n))),
+        Just(json!("@@LONE@@")),
+    ];
+    let number = prop_oneof![
+        Just(json!(1)),
+        Just(json!(1e300)),
+        Just(json!(-1e200)),
+        Just(json!(1e-300)),
+        Just(json!("@@BIG@@")),
+        Just(json!(u64::MAX)),
+    ];
+    let id = prop_oneof![
+        Just(json!(42)),
+        (300usize..4000).prop_map(|n| json!("9".repeat(n))),
+    ];
+    let email = prop_oneof![
+        Just(json!("lead@acme.example")),
+        (300usize..5000).prop_map(|n| json!(format!("{}@acme.example", "a".repeat(n)))),
+    ];
+    let time = prop_oneof![
+        Just(json!("2025-01-15T10:30:00Z")),
+        Just(json!("9999-12-31T23:59:59Z")),
+        Just(json!(1_736_937_000_000_000_i64)),
+        Just(json!(-5)),
+    ];
+    let links = prop::collection::vec(
+        prop_oneof![
+            Just("https://a.example/x".to_owned()),
+            Just(String::new()),
+            (2000usize..6000).prop_map(|n| format!("https://a.example/{}", "p".repeat(n))),
+        ],
+        0..120,
+    );
+    let depth = 0usize..60;
+    (kind, text.clone(), text, number, id, email, time, links, depth).prop_map(
+        |(kind, t1, t2, n, id, email, time, links, depth)| {
+            let kind = if kind == "LONG_UNKNOWN" {
+                "X".repeat(3000)
+            } else {
+                kind.to_owned()
+            };
+            let mut nested = json!({"leaf": n.clone()});
+            for _ in 0..depth {
+                nested = json!({"k": nested});
+            }
+            let v = json!({
+                "event_type": kind, "to_email": email.clone(), "lead_email": email,
+                "campaign_id": id.clone(), "email_account_id": id, "sequence_number": n.clone(),
+                "time_opened": time.clone(), "time_clicked": time.clone(), "time_replied": time.clone(),
+                "event_timestamp": time, "link_clicked": links, "preview_text": t1.clone(),
+                "subject": t2.clone(), "step_description": t1, "message": t2,
+                "bounce_rate": n.clone(), "threshold": n, "status": "PAUSED",
+                "lead_data": {"first_name": "A", "custom_fields": nested.clone(), "category": {"name": "Interested"}},
+                "category": {"name": "Interested", "id": 1},
+                "deep": nested,
+            });
+            v.to_string()
+                .replace(r#""@@LONE@@""#, r#""cut mid-emoji \ud83d""#)
+                .replace(r#""@@BIG@@""#, "1e400")
+        },
+    )
+}
+
+#[test]
+fn whatever_the_ingest_accepts_ends_applied_or_recorded_never_retried() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let c = rt.block_on(async { consumer(fresh_store().await, Effects::default()) });
+    let n = AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 64,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&hostile(), |body| {
+            // What the ingest accepts: a probe that passes.
+            prop_assert!(smartlead::event::probe(body.as_bytes()).is_ok());
+            let id = format!("h-{}", n.fetch_add(1, Ordering::SeqCst));
+            let m = record(&id, &body, EventTime::now().millis());
+            let outcome = rt.block_on(c.handle_record(&m));
+            prop_assert!(
+                matches!(
+                    outcome,
+                    Outcome::Processed { .. } | Outcome::Duplicate | Outcome::Rejected("store_refused")
+                ),
+                "{outcome:?} for a body of {} bytes",
+                body.len()
+            );
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// JSON-like texts built from hostile fragments, valid or not.
+fn json_ish() -> impl Strategy<Value = String> {
+    let fragment = prop_oneof![
+        Just(r#""\ud83d""#.to_owned()),
+        Just(r#""\udc00\ud800""#.to_owned()),
+        Just(r#""\ud83d\ude00""#.to_owned()),
+        Just("1e400".to_owned()),
+        Just("-1E+999".to_owned()),
+        Just("123456789012345678901234567890".to_owned()),
+        Just("0.5e-400".to_owned()),
+        Just("null".to_owned()),
+        Just(r#""\\ud800""#.to_owned()),
+        (0usize..300).prop_map(|d| format!("{}1{}", "[".repeat(d), "]".repeat(d))),
+        (0usize..300).prop_map(|d| format!("{}{}", "{\"a\":".repeat(d), "}".repeat(d))),
+        (0usize..300).prop_map(|d| format!("{}2{}", "{\"a\":".repeat(d), "}".repeat(d))),
+        Just("[".to_owned()),
+        Just(r#""x"#.to_owned()),
+    ];
+    prop::collection::vec(fragment, 1..6).prop_map(|parts| {
+        let fields: Vec<String> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!(r#""f{i}":{p}"#))
+            .collect();
+        format!(r#"{{"event_type":"EMAIL_REPLY","to_email":"a@b.example",{}}}"#, fields.join(","))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// One rule for both sides: a body the ingest's probe accepts parses in
+    /// the consumer, and one it refuses is refused there too.
+    #[test]
+    fn the_probe_and_the_full_parse_agree(body in json_ish()) {
+        let probed = smartlead::event::probe(body.as_bytes()).is_ok();
+        let parsed = SmartleadEvent::from_slice(body.as_bytes());
+        prop_assert_eq!(probed, parsed.is_ok(), "{}", body);
+        if let Ok(ev) = parsed {
+            // And it plans without trouble.
+            let _ = smartlead::plan::plan(&ev, EventTime::now(), &ScoreWeights::default());
+        }
+    }
+}
