@@ -161,7 +161,10 @@ async fn no_stored_item_bus_event_alert_or_log_line_carries_the_webhook_secret()
             let mut v: Value = serde_json::from_str(text).expect("fixture");
             let o = v.as_object_mut().expect("object");
             o.insert("secret_key".into(), json!(SECRET));
-            o.insert("extra".into(), json!({"SECRET_KEY": SECRET, "list": [{"secretKey": SECRET}]}));
+            o.insert(
+                "extra".into(),
+                json!({"SECRET_KEY": SECRET, "list": [{"secretKey": SECRET}]}),
+            );
             v.to_string()
         })
         .collect();
@@ -237,7 +240,11 @@ async fn a_commit_whose_answer_was_lost_still_runs_its_effects_once() {
     // SmartLead's retries and SQS's redeliveries, until it is acknowledged.
     for round in 0.. {
         assert!(round < 5, "never acknowledged");
-        if c.handle_batch(b.clone()).await.batch_item_failures.is_empty() {
+        if c.handle_batch(b.clone())
+            .await
+            .batch_item_failures
+            .is_empty()
+        {
             break;
         }
     }
@@ -389,17 +396,42 @@ fn whatever_the_ingest_accepts_ends_applied_or_recorded_never_retried() {
             let id = format!("h-{}", n.fetch_add(1, Ordering::SeqCst));
             let m = record(&id, &body, EventTime::now().millis());
             let outcome = rt.block_on(c.handle_record(&m));
+            // Bounded to what DynamoDB holds: applied, not even refused.
             prop_assert!(
-                matches!(
-                    outcome,
-                    Outcome::Processed { .. } | Outcome::Duplicate | Outcome::Rejected("store_refused")
-                ),
+                matches!(outcome, Outcome::Processed { .. } | Outcome::Duplicate),
                 "{outcome:?} for a body of {} bytes",
                 body.len()
             );
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn an_item_that_outgrows_dynamodb_is_recorded_with_the_reason_not_looped() {
+    let c = consumer(fresh_store().await, Effects::default());
+    // Clicks adding 50 distinct 1 KB links each: the lead's item passes
+    // DynamoDB's 400 KB after a few hundred links.
+    let mut refused = 0;
+    for i in 0..12 {
+        let links: Vec<String> = (0..50)
+            .map(|j| format!("https://a.example/{i}/{j}/{}", "p".repeat(1000)))
+            .collect();
+        let body = json!({"event_type": "EMAIL_LINK_CLICK", "to_email": "big@x.example",
+                          "campaign_id": 1, "link_clicked": links, "stats_id": format!("s{i}")})
+        .to_string();
+        let m = record(&format!("g-{i}"), &body, EventTime::now().millis());
+        match c.handle_record(&m).await {
+            Outcome::Processed { .. } => {}
+            Outcome::Rejected("store_refused") => refused += 1,
+            other => panic!("click {i}: {other:?}"),
+        }
+    }
+    assert!(refused > 0, "the item never outgrew DynamoDB");
+    let items = table_text(&c.store).await;
+    assert!(items
+        .iter()
+        .any(|i| i.contains("\"store_refused\"") && i.contains("REJECTED")));
 }
 
 /// JSON-like texts built from hostile fragments, valid or not.
@@ -426,7 +458,10 @@ fn json_ish() -> impl Strategy<Value = String> {
             .enumerate()
             .map(|(i, p)| format!(r#""f{i}":{p}"#))
             .collect();
-        format!(r#"{{"event_type":"EMAIL_REPLY","to_email":"a@b.example",{}}}"#, fields.join(","))
+        format!(
+            r#"{{"event_type":"EMAIL_REPLY","to_email":"a@b.example",{}}}"#,
+            fields.join(",")
+        )
     })
 }
 
