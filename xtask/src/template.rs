@@ -281,3 +281,92 @@ mod tests {
         }
     }
 }
+
+/// Checks of the template's security and monitoring (hardening, issue 11).
+#[cfg(test)]
+mod hardening {
+    use super::*;
+
+    fn t() -> Template {
+        Template::load(&crate::workspace_root()).expect("template")
+    }
+
+    /// `(logical id, resource)` of every resource of a type.
+    fn of_type<'a>(t: &'a Template, ty: &str) -> Vec<(String, &'a Value)> {
+        t.0["Resources"]
+            .as_mapping()
+            .expect("Resources")
+            .iter()
+            .filter(|(_, r)| r["Type"] == ty)
+            .filter_map(|(k, r)| Some((k.as_str()?.to_owned(), r)))
+            .collect()
+    }
+
+    /// The target of `!Ref X`, `!GetAtt X.Attr` or `!Sub "${X.Attr}..."`'s first name.
+    fn target(v: &Value) -> Option<String> {
+        match v {
+            Value::Tagged(t) if t.tag == "!Ref" || t.tag == "!GetAtt" => t
+                .value
+                .as_str()
+                .map(|s| s.split('.').next().unwrap_or(s).to_owned()),
+            _ => None,
+        }
+    }
+
+    fn seq(v: &Value) -> Vec<&Value> {
+        match v {
+            Value::Sequence(s) => s.iter().collect(),
+            Value::Null => vec![],
+            one => vec![one],
+        }
+    }
+
+    fn is_tls_deny(s: &Value, queue: &str) -> bool {
+        let cond = &s["Condition"]["Bool"]["aws:SecureTransport"];
+        s["Effect"] == "Deny"
+            && s["Principal"] == "*"
+            && seq(&s["Action"]).iter().any(|a| **a == "sqs:*")
+            && (*cond == "false" || *cond == false)
+            && seq(&s["Resource"])
+                .iter()
+                .any(|r| target(r).as_deref() == Some(queue))
+    }
+
+    #[test]
+    fn every_queue_refuses_requests_without_tls() {
+        let t = t();
+        let queues = of_type(&t, "AWS::SQS::Queue");
+        assert!(queues.len() >= 3, "{queues:?}");
+        let mut policies: Vec<(Vec<String>, &Value)> = vec![];
+        for (_, p) in of_type(&t, "AWS::SQS::QueuePolicy") {
+            let qs = seq(&p["Properties"]["Queues"])
+                .into_iter()
+                .filter_map(target)
+                .collect();
+            policies.push((qs, &p["Properties"]["PolicyDocument"]));
+        }
+        for (_, p) in of_type(&t, "AWS::SQS::QueueInlinePolicy") {
+            let qs = target(&p["Properties"]["Queue"]).into_iter().collect();
+            policies.push((qs, &p["Properties"]["PolicyDocument"]));
+        }
+        for (q, _) in &queues {
+            let mine: Vec<&&Value> = policies
+                .iter()
+                .filter(|(qs, _)| qs.contains(q))
+                .map(|(_, d)| d)
+                .collect();
+            assert!(
+                mine.len() == 1,
+                "{q}: {} queue policies (CloudFormation keeps only one)",
+                mine.len()
+            );
+            assert!(
+                seq(&mine[0]["Statement"])
+                    .iter()
+                    .any(|s| is_tls_deny(s, q)),
+                "{q}: no Deny of sqs:* when aws:SecureTransport is false"
+            );
+        }
+    }
+}
+
