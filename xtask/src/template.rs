@@ -361,12 +361,78 @@ mod hardening {
                 mine.len()
             );
             assert!(
-                seq(&mine[0]["Statement"])
-                    .iter()
-                    .any(|s| is_tls_deny(s, q)),
+                seq(&mine[0]["Statement"]).iter().any(|s| is_tls_deny(s, q)),
                 "{q}: no Deny of sqs:* when aws:SecureTransport is false"
             );
         }
     }
-}
 
+    fn grants_cloudwatch(statements: &Value, actions: &[&str]) -> bool {
+        seq(statements).iter().any(|s| {
+            s["Effect"] == "Allow"
+                && seq(&s["Principal"]["Service"])
+                    .iter()
+                    .any(|p| **p == "cloudwatch.amazonaws.com")
+                && actions
+                    .iter()
+                    .all(|a| seq(&s["Action"]).iter().any(|x| *x == a))
+        })
+    }
+
+    #[test]
+    fn cloudwatch_can_publish_to_every_topic_an_alarm_notifies() {
+        let t = t();
+        let resources = t.0["Resources"].as_mapping().unwrap();
+        let mut topics = std::collections::BTreeSet::new();
+        for (name, r) in resources {
+            if r["Type"] != "AWS::CloudWatch::Alarm" {
+                continue;
+            }
+            let actions = seq(&r["Properties"]["AlarmActions"]);
+            assert!(!actions.is_empty(), "{name:?} notifies no one");
+            for a in actions {
+                topics.insert(target(a).unwrap_or_else(|| panic!("{name:?}: action {a:?}")));
+            }
+        }
+        assert!(!topics.is_empty());
+        for topic in topics {
+            let r = t.resource(&topic).unwrap();
+            assert_eq!(r["Type"], "AWS::SNS::Topic", "{topic}");
+            let key = &r["Properties"]["KmsMasterKeyId"];
+            assert!(
+                !key.as_str().is_some_and(|k| k.contains("alias/aws/sns")),
+                "{topic}: CloudWatch cannot use the AWS managed key alias/aws/sns"
+            );
+            if !key.is_null() {
+                let k = target(key).unwrap_or_else(|| panic!("{topic}: key {key:?}"));
+                let kr = t.resource(&k).unwrap();
+                assert_eq!(kr["Type"], "AWS::KMS::Key", "{k}");
+                assert!(
+                    grants_cloudwatch(
+                        &kr["Properties"]["KeyPolicy"]["Statement"],
+                        &["kms:Decrypt", "kms:GenerateDataKey*"]
+                    ),
+                    "{k}: the key policy does not let cloudwatch.amazonaws.com use it"
+                );
+            }
+            // A topic policy lets CloudWatch publish, for this account only.
+            let policy = resources
+                .values()
+                .find(|p| {
+                    p["Type"] == "AWS::SNS::TopicPolicy"
+                        && seq(&p["Properties"]["Topics"])
+                            .iter()
+                            .any(|x| target(x).as_deref() == Some(topic.as_str()))
+                })
+                .unwrap_or_else(|| panic!("{topic}: no topic policy"));
+            let statements = &policy["Properties"]["PolicyDocument"]["Statement"];
+            assert!(grants_cloudwatch(statements, &["sns:Publish"]), "{topic}");
+            assert!(
+                seq(statements)
+                    .iter()
+                    .any(|s| !s["Condition"]["StringEquals"]["aws:SourceAccount"].is_null()),
+                "{topic}: the publish grant is not limited to the account (aws:SourceAccount)"
+            );
+        }
+    }
+}
