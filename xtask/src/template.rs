@@ -435,4 +435,180 @@ mod hardening {
             );
         }
     }
+
+    fn num(t: &Template, v: &Value) -> f64 {
+        t.resolve(v).and_then(|s| s.parse().ok()).expect("number")
+    }
+
+    /// Every metric an alarm reads: `(namespace, name, dimensions)`.
+    fn alarm_metrics(r: &Value) -> Vec<(String, String, Vec<(String, Value)>)> {
+        let dims = |d: &Value| {
+            seq(d)
+                .iter()
+                .map(|x| {
+                    (
+                        x["Name"].as_str().unwrap_or("").to_owned(),
+                        x["Value"].clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let p = &r["Properties"];
+        let mut out = vec![];
+        if let Some(name) = p["MetricName"].as_str() {
+            let ns = p["Namespace"].as_str().unwrap_or("").to_owned();
+            out.push((ns, name.to_owned(), dims(&p["Dimensions"])));
+        }
+        for m in seq(&p["Metrics"]) {
+            let m = &m["MetricStat"]["Metric"];
+            if let Some(name) = m["MetricName"].as_str() {
+                let ns = m["Namespace"].as_str().unwrap_or("").to_owned();
+                out.push((ns, name.to_owned(), dims(&m["Dimensions"])));
+            }
+        }
+        out
+    }
+
+    fn alarms_on(t: &Template, ns: &str, name: &str, want: &[(&str, &str)]) -> Vec<String> {
+        of_type(t, "AWS::CloudWatch::Alarm")
+            .into_iter()
+            .filter(|(_, r)| {
+                alarm_metrics(r).iter().any(|(n, m, d)| {
+                    n == ns
+                        && m == name
+                        && d.len() == want.len()
+                        && want.iter().all(|(k, v)| {
+                            d.iter().any(|(dk, dv)| {
+                                dk == k && (dv == *v || target(dv).as_deref() == Some(*v))
+                            })
+                        })
+                })
+            })
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    #[test]
+    fn refused_and_throttled_webhooks_raise_alarms() {
+        let t = t();
+        // The metric names and dimensions the code emits (EMF: the full set and
+        // a per-function roll-up).
+        let root = crate::workspace_root();
+        let ingest = std::fs::read_to_string(root.join("shared/src/ingest.rs")).unwrap();
+        let consumer = std::fs::read_to_string(root.join("shared/src/consumer.rs")).unwrap();
+        assert!(ingest.contains(r#"count("Rejected", &[("Reason", r.code())])"#));
+        assert!(consumer.contains(r#""RejectedEvents""#));
+        let unauthorized = smartlead::ingest::Rejection::Unauthorized.code();
+        let ns = smartlead::metrics::DEFAULT_NAMESPACE;
+        assert!(
+            !alarms_on(
+                &t,
+                ns,
+                "Rejected",
+                &[("Function", "ingest"), ("Reason", unauthorized)]
+            )
+            .is_empty(),
+            "no alarm on 401s (Rejected, Reason={unauthorized})"
+        );
+        // HTTP APIs publish 429s only inside `4xx`: the 4xx the function did
+        // not answer itself are the throttled ones.
+        let throttled: Vec<String> =
+            alarms_on(&t, "AWS/ApiGateway", "4xx", &[("ApiId", "HttpApi")])
+                .into_iter()
+                .filter(|a| alarms_on(&t, ns, "Rejected", &[("Function", "ingest")]).contains(a))
+                .collect();
+        assert_eq!(
+            throttled.len(),
+            1,
+            "no alarm on API 4xx minus the ingest's own rejections"
+        );
+        assert!(
+            !alarms_on(&t, ns, "RejectedEvents", &[("Function", "consumer")]).is_empty(),
+            "no alarm on the consumer's rejected events"
+        );
+        // Alarms only read metrics that exist: custom ones carry the function's name.
+        for (name, r) in of_type(&t, "AWS::CloudWatch::Alarm") {
+            for (n, m, d) in alarm_metrics(r) {
+                if n == ns {
+                    let f = d
+                        .iter()
+                        .find(|(k, _)| k == "Function")
+                        .map(|(_, v)| v.clone());
+                    assert!(
+                        f == Some("ingest".into()) || f == Some("consumer".into()),
+                        "{name}: {m} without a Function dimension"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Resolves `!If`, `!Ref` (parameters, with `params` overriding defaults)
+    /// and conditions; `None` for `AWS::NoValue`.
+    fn eval(t: &Template, params: &[(&str, &str)], v: &Value) -> Option<Value> {
+        match v {
+            Value::Tagged(x) if x.tag == "!Ref" => {
+                let name = x.value.as_str()?;
+                if name == "AWS::NoValue" {
+                    return None;
+                }
+                let given = params
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string());
+                Some(Value::String(given.or_else(|| t.default(name).ok())?))
+            }
+            Value::Tagged(x) if x.tag == "!If" => {
+                let s = x.value.as_sequence()?;
+                let c = cond(t, params, &Value::String(s[0].as_str()?.to_owned()));
+                eval(t, params, &s[if c { 1 } else { 2 }])
+            }
+            other => Some(other.clone()),
+        }
+    }
+
+    fn cond(t: &Template, params: &[(&str, &str)], v: &Value) -> bool {
+        let args = |x: &Value| x.as_sequence().cloned().unwrap_or_default();
+        match v {
+            Value::String(name) => cond(t, params, &t.0["Conditions"][name.as_str()]),
+            Value::Tagged(x) => match x.tag.to_string().as_str() {
+                "!Condition" => cond(t, params, &x.value),
+                "!Not" => !cond(t, params, &args(&x.value)[0]),
+                "!And" => args(&x.value).iter().all(|c| cond(t, params, c)),
+                "!Or" => args(&x.value).iter().any(|c| cond(t, params, c)),
+                "!Equals" => {
+                    let a = args(&x.value);
+                    let s = |v: &Value| eval(t, params, v).as_ref().and_then(scalar);
+                    s(&a[0]) == s(&a[1])
+                }
+                other => panic!("condition function {other}"),
+            },
+            other => panic!("condition {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_function_url_without_an_api_throttle_gets_reserved_concurrency() {
+        let t = t();
+        let reserved = |params: &[(&str, &str)]| {
+            let v = &t.props("IngestFunction").unwrap()["ReservedConcurrentExecutions"];
+            eval(&t, params, v).map(|v| num(&t, &v))
+        };
+        let url_default = reserved(&[("EnableFunctionUrl", "true")]);
+        assert!(
+            url_default.is_some_and(|n| (10.0..=100.0).contains(&n)),
+            "a Function URL (auth NONE) with no explicit IngestReservedConcurrency reserves {url_default:?}"
+        );
+        assert_eq!(
+            reserved(&[]),
+            None,
+            "the API alone (throttled) reserves none"
+        );
+        let explicit = [
+            ("EnableFunctionUrl", "true"),
+            ("IngestReservedConcurrency", "7"),
+        ];
+        assert_eq!(reserved(&explicit), Some(7.0));
+        assert_eq!(reserved(&[("IngestReservedConcurrency", "5")]), Some(5.0));
+    }
 }
