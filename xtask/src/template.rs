@@ -440,8 +440,11 @@ mod hardening {
         t.resolve(v).and_then(|s| s.parse().ok()).expect("number")
     }
 
-    /// Every metric an alarm reads: `(namespace, name, dimensions)`.
-    fn alarm_metrics(r: &Value) -> Vec<(String, String, Vec<(String, Value)>)> {
+    /// A metric: namespace, name, dimensions.
+    type Metric = (String, String, Vec<(String, Value)>);
+
+    /// Every metric an alarm reads.
+    fn alarm_metrics(r: &Value) -> Vec<Metric> {
         let dims = |d: &Value| {
             seq(d)
                 .iter()
