@@ -297,17 +297,28 @@ async fn run(cli: Cli) -> Result<()> {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message("moving DLQ messages back to the queue");
             let done = smartlead::redrive::redrive(&sqs, &dlq, &queue, limit, |d| {
-                bar.set_message(format!("moved {} (failed {})", d.moved, d.failed));
+                bar.set_message(d.to_string());
                 bar.tick();
             })
-            .await?;
+            .await;
             bar.finish_and_clear();
+            let done = done?;
             println!("moved {} message(s) from the DLQ to the queue", done.moved);
+            let mut problems = Vec::new();
             if done.failed > 0 {
-                bail!(
+                problems.push(format!(
                     "{} message(s) could not be sent and stay in the DLQ",
                     done.failed
-                );
+                ));
+            }
+            if done.not_deleted > 0 {
+                problems.push(format!(
+                    "{} message(s) were sent but could not be deleted from the DLQ (run redrive again; the consumer ignores the duplicate)",
+                    done.not_deleted
+                ));
+            }
+            if !problems.is_empty() {
+                bail!("{}", problems.join("; "));
             }
         }
         Cmd::Replay {

@@ -334,3 +334,49 @@ async fn replay_starts_an_archive_replay_onto_the_bus() {
     assert!(!o.status.success());
     assert!(text(&o).contains("RFC 3339"));
 }
+
+#[tokio::test]
+async fn redrive_packs_batches_by_size_and_counts_exactly() {
+    let sqs = sqs().await;
+    let q = |n: &str| {
+        let sqs = sqs.clone();
+        let n = format!("{n}-{}", std::process::id());
+        async move {
+            sqs.create_queue()
+                .queue_name(n)
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap()
+        }
+    };
+    let (queue, dlq) = (q("big-queue").await, q("big-dlq").await);
+    // Ten ~200 KB messages: 2 MB, far over one SendMessageBatch request.
+    for i in 0..10 {
+        let body = format!(
+            "{{\"event_type\":\"EMAIL_REPLY\",\"n\":{i},\"pad\":\"{}\"}}",
+            "x".repeat(200 * 1024)
+        );
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let o = smartlead(
+        &["redrive", "--dlq-url", &dlq, "--queue-url", &queue],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("moved 10 message(s)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(depth(&sqs, &queue).await, "10");
+    assert_eq!(depth(&sqs, &dlq).await, "0");
+}
