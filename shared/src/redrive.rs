@@ -12,13 +12,70 @@
 //! `SendMessageBatch` and `DeleteMessageBatch` answer per entry, and both
 //! answers are read. Counts are per message: one seen again in the same run
 //! (its visibility timeout ran out) is not counted twice.
+//!
+//! A redrive must not bring back a message whose dedup marker may be gone
+//! (its TTL ran out): the consumer would apply it a second time. So it
+//! refuses, and leaves in the DLQ, every message the ingest received longer
+//! ago than the marker TTL less [`MARGIN_DAYS`] (by the `received_at`
+//! attribute the ingest sets and a redrive keeps, or SQS's `SentTimestamp`,
+//! whichever is older), unless forced. That is also why it does not use
+//! SQS's `StartMessageMoveTask`, which moves every message without looking.
 
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageAttributeValue, SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
+
+/// Days a redrive keeps clear of a marker's expiry: a redriven message may
+/// wait in the queue up to its retention (4 days) before the consumer sees
+/// it, and a day more.
+pub const MARGIN_DAYS: u64 = 5;
+
+/// The oldest a message may be (since the ingest received it) for a redrive
+/// to be sure its dedup marker, if it was processed, still exists.
+pub fn max_age(dedup_ttl_days: u64) -> Duration {
+    Duration::from_secs(dedup_ttl_days.saturating_sub(MARGIN_DAYS) * 86_400)
+}
+
+/// How to redrive.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Handle at most this many messages (all, if `None`).
+    pub limit: Option<usize>,
+    /// Refuse messages received longer ago than this ([`max_age`]); `None`
+    /// moves them all (`--force`).
+    pub max_age: Option<Duration>,
+}
+
+/// A message left in the DLQ because it is too old to redrive safely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub message_id: String,
+    /// When the ingest received it (RFC 3339), if known.
+    pub received_at: Option<String>,
+}
+
+/// When the ingest received a message, in epoch milliseconds: the older of
+/// its `received_at` attribute and its `SentTimestamp`.
+pub fn received_ms(m: &Message) -> Option<i64> {
+    let attr = m
+        .message_attributes()
+        .and_then(|a| a.get(crate::message::attr::RECEIVED_AT))
+        .and_then(MessageAttributeValue::string_value)
+        .and_then(crate::time::EventTime::parse)
+        .map(|t| t.millis());
+    let sent = m
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+        .and_then(|s| s.parse::<i64>().ok());
+    match (attr, sent) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 /// The most a `SendMessageBatch` request may carry, bodies and attributes
 /// together: 256 KiB, SQS's limit until 2025 and still what a queue with the
@@ -57,14 +114,18 @@ pub struct Redriven {
     /// in both queues (the consumer deduplicates; a later redrive moves the
     /// DLQ copy again).
     pub not_deleted: usize,
+    /// Too old to redrive safely (see [`Options::max_age`]): left in the DLQ.
+    pub refused: usize,
+    /// Those messages.
+    pub refused_messages: Vec<Refused>,
 }
 
 impl fmt::Display for Redriven {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "moved {}, failed {}, sent but not deleted from the DLQ {}",
-            self.moved, self.failed, self.not_deleted
+            "moved {}, failed {}, sent but not deleted from the DLQ {}, refused (too old) {}",
+            self.moved, self.failed, self.not_deleted, self.refused
         )
     }
 }
@@ -77,6 +138,8 @@ enum State {
     Sent,
     /// Sends refused so far.
     Failed(u32),
+    /// Too old: left in the DLQ.
+    Refused,
 }
 
 fn counts(seen: &HashMap<String, State>) -> Redriven {
@@ -86,6 +149,7 @@ fn counts(seen: &HashMap<String, State>) -> Redriven {
             State::Moved => r.moved += 1,
             State::Sent => r.not_deleted += 1,
             State::Failed(_) => r.failed += 1,
+            State::Refused => r.refused += 1,
         }
     }
     r
@@ -130,15 +194,20 @@ pub fn pack(sizes: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
-/// Moves up to `limit` messages (all, if `None`) from `dlq_url` to
-/// `queue_url`; `progress` is called with the running count.
+/// Moves messages from `dlq_url` to `queue_url` as `options` say;
+/// `progress` is called with the running count.
 pub async fn redrive(
     sqs: &aws_sdk_sqs::Client,
     dlq_url: &str,
     queue_url: &str,
-    limit: Option<usize>,
+    options: &Options,
     mut progress: impl FnMut(&Redriven),
 ) -> Result<Redriven, RedriveError> {
+    let limit = options.limit;
+    let oldest = options
+        .max_age
+        .map(|age| chrono::Utc::now().timestamp_millis() - age.as_millis() as i64);
+    let mut refused = Vec::new();
     let mut seen: HashMap<String, State> = HashMap::new();
     // Messages left in the DLQ, with their latest receipt handle: visible
     // again at the end rather than after the visibility timeout.
@@ -155,6 +224,7 @@ pub async fn redrive(
             .queue_url(dlq_url)
             .max_number_of_messages(want as i32)
             .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .visibility_timeout(VISIBILITY_SECS)
             .wait_time_seconds(1)
             .send()
@@ -167,19 +237,32 @@ pub async fn redrive(
         let id = |m: &Message| m.message_id().unwrap_or_default().to_owned();
         let mut to_send = Vec::new();
         let mut to_delete = Vec::new();
+        let before = seen.len();
         for (i, m) in msgs.iter().enumerate() {
+            let received = received_ms(m);
+            let too_old = oldest.is_some_and(|o| received.is_none_or(|r| r < o));
             match seen.get(&id(m)) {
+                None if too_old => {
+                    seen.insert(id(m), State::Refused);
+                    refused.push(Refused {
+                        message_id: id(m),
+                        received_at: received
+                            .and_then(crate::time::EventTime::from_millis)
+                            .map(|t| t.to_string()),
+                    });
+                    left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
+                }
                 None => to_send.push(i),
                 Some(State::Failed(n)) if *n < SEND_ATTEMPTS => to_send.push(i),
                 // Its copy is queued already: only the DLQ copy is left to delete.
                 Some(State::Moved | State::Sent) => to_delete.push(i),
-                Some(State::Failed(_)) => {
+                Some(State::Failed(_) | State::Refused) => {
                     left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
                 }
             }
         }
-        if to_send.is_empty() && to_delete.is_empty() {
-            // Only messages this run gave up on are left.
+        if to_send.is_empty() && to_delete.is_empty() && seen.len() == before {
+            // Only messages this run gave up on, or refused, are left.
             break;
         }
 
@@ -269,7 +352,10 @@ pub async fn redrive(
         progress(&counts(&seen));
     }
     release(sqs, dlq_url, &left).await;
-    Ok(counts(&seen))
+    Ok(Redriven {
+        refused_messages: refused,
+        ..counts(&seen)
+    })
 }
 
 /// Makes the messages left in the DLQ visible again now (best effort: they

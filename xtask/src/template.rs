@@ -614,4 +614,59 @@ mod hardening {
         assert_eq!(reserved(&explicit), Some(7.0));
         assert_eq!(reserved(&[("IngestReservedConcurrency", "5")]), Some(5.0));
     }
+
+    fn days(t: &Template, resource: &str) -> f64 {
+        num(t, &t.props(resource).unwrap()["MessageRetentionPeriod"]) / 86_400.0
+    }
+
+    fn bound(t: &Template, param: &str, which: &str) -> f64 {
+        let v = &t.0["Parameters"][param][which];
+        scalar(v)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{param} has no {which}"))
+    }
+
+    #[test]
+    fn dedup_markers_outlive_every_way_a_message_comes_back() {
+        let t = t();
+        let default: u64 = t.default("DedupTtlDays").unwrap().parse().unwrap();
+        assert_eq!(
+            default,
+            smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+            "the code's default marker TTL is the template's"
+        );
+        // The shortest TTL the stack accepts, against the longest paths back.
+        let ttl = bound(&t, "DedupTtlDays", "MinValue");
+        assert!(default as f64 >= ttl);
+        let dlq = days(&t, "DeadLetterQueue");
+        let queue = days(&t, "WebhookQueue");
+        let margin = smartlead::redrive::MARGIN_DAYS as f64;
+        // A redriven message may wait in the queue before the consumer sees it.
+        assert!(
+            margin > queue,
+            "redrive margin {margin} <= queue retention {queue}"
+        );
+        // Any message still in the DLQ (14 days from its first send, the queue's
+        // time included) can be redriven while its marker lives.
+        assert!(
+            ttl > dlq + queue + margin,
+            "marker TTL {ttl} days <= DLQ {dlq} + queue {queue} + margin {margin}"
+        );
+        assert!(ttl - margin > dlq);
+        // The archive replays at most ArchiveRetentionDays back: no "forever".
+        assert!(bound(&t, "ArchiveRetentionDays", "MinValue") >= 1.0);
+        let archive = bound(&t, "ArchiveRetentionDays", "MaxValue");
+        assert!(
+            ttl >= archive + margin,
+            "marker TTL {ttl} days < archive retention {archive} + margin {margin}"
+        );
+        // The consumer uses the parameter, and the CLI can read it from the stack.
+        let env = &t.props("ConsumerFunction").unwrap()["Environment"]["Variables"];
+        assert_eq!(
+            target(&env["DEDUP_TTL_DAYS"]).as_deref(),
+            Some("DedupTtlDays")
+        );
+        let out = &t.0["Outputs"]["DedupTtlDays"]["Value"];
+        assert_eq!(target(out).as_deref(), Some("DedupTtlDays"));
+    }
 }
