@@ -352,11 +352,13 @@ async fn redrive_packs_batches_by_size_and_counts_exactly() {
         }
     };
     let (queue, dlq) = (q("big-queue").await, q("big-dlq").await);
-    // Ten ~200 KB messages: 2 MB, far over one SendMessageBatch request.
-    for i in 0..10 {
+    // Ten ~200 KB messages, 2 MB, far over one SendMessageBatch request, and
+    // one of 300 KB, over the 256 KiB a batch may carry: it goes alone.
+    for i in 0..11 {
+        let kb = if i == 5 { 300 } else { 200 };
         let body = format!(
             "{{\"event_type\":\"EMAIL_REPLY\",\"n\":{i},\"pad\":\"{}\"}}",
-            "x".repeat(200 * 1024)
+            "x".repeat(kb * 1024)
         );
         sqs.send_message()
             .queue_url(&dlq)
@@ -373,11 +375,11 @@ async fn redrive_packs_batches_by_size_and_counts_exactly() {
     .await;
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("moved 10 message(s)"),
+        String::from_utf8_lossy(&o.stdout).contains("moved 11 message(s)"),
         "{}",
         text(&o)
     );
-    assert_eq!(depth(&sqs, &queue).await, "10");
+    assert_eq!(depth(&sqs, &queue).await, "11");
     assert_eq!(depth(&sqs, &dlq).await, "0");
 }
 
