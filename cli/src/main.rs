@@ -96,6 +96,10 @@ enum Cmd {
         api: ApiArgs,
     },
     /// Move DLQ messages back onto the queue (after fixing what failed them).
+    ///
+    /// Refuses (leaves in the DLQ) messages received longer ago than the dedup
+    /// marker TTL less 5 days: their markers may be gone, and the consumer
+    /// would apply them a second time.
     Redrive {
         #[arg(long, default_value = "smartlead-webhooks")]
         stack: String,
@@ -107,6 +111,14 @@ enum Cmd {
         /// Move at most this many.
         #[arg(long)]
         limit: Option<usize>,
+        /// The consumer's dedup marker TTL in days; by default the stack's
+        /// DedupTtlDays (output or parameter), else the template's default.
+        #[arg(long)]
+        dedup_ttl_days: Option<u64>,
+        /// Move messages too old to be sure their dedup marker still exists
+        /// (they may be applied twice).
+        #[arg(long)]
+        force: bool,
     },
     /// Re-publish archived events of a time range onto the bus.
     Replay {
@@ -189,6 +201,39 @@ async fn outputs(stack: &str) -> Result<HashMap<String, String>> {
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// The stack's dedup marker TTL: its `DedupTtlDays` output, or parameter
+/// (stacks from before the output).
+async fn stack_dedup_ttl(stack: &str, o: &HashMap<String, String>) -> Result<Option<u64>> {
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .with_context(|| format!("stack {stack}: DedupTtlDays {v:?} is not a number of days"))
+    };
+    if let Some(v) = o.get("DedupTtlDays") {
+        return parse(v).map(Some);
+    }
+    let cfn = aws_sdk_cloudformation::Client::new(&aws().await);
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "reading stack {stack}: {}",
+                aws_sdk_cloudformation::error::DisplayErrorContext(e)
+            )
+        })?;
+    let param = out.stacks().first().and_then(|s| {
+        s.parameters()
+            .iter()
+            .find(|p| p.parameter_key() == Some("DedupTtlDays"))
+            .and_then(|p| p.parameter_value())
+            .map(str::to_owned)
+    });
+    param.as_deref().map(parse).transpose()
 }
 
 fn output(o: &HashMap<String, String>, key: &str, stack: &str) -> Result<String> {
@@ -282,32 +327,73 @@ async fn run(cli: Cli) -> Result<()> {
             dlq_url,
             queue_url,
             limit,
+            dedup_ttl_days,
+            force,
         } => {
-            let (dlq, queue) = match (dlq_url, queue_url) {
-                (Some(d), Some(q)) => (d, q),
+            let (dlq, queue, stack_ttl) = match (dlq_url, queue_url) {
+                (Some(d), Some(q)) => (d, q, None),
                 _ => {
                     let o = outputs(&stack).await?;
                     (
                         output(&o, "DeadLetterQueueUrl", &stack)?,
                         output(&o, "QueueUrl", &stack)?,
+                        stack_dedup_ttl(&stack, &o).await?,
                     )
                 }
+            };
+            let ttl = match (dedup_ttl_days, stack_ttl) {
+                (Some(d), _) | (None, Some(d)) => d,
+                (None, None) => {
+                    let d = smartlead::store::DEFAULT_DEDUP_TTL_DAYS;
+                    eprintln!("dedup marker TTL: {d} days (the default; --dedup-ttl-days if the stack's DedupTtlDays differs)");
+                    d
+                }
+            };
+            let options = smartlead::redrive::Options {
+                limit,
+                max_age: (!force).then(|| smartlead::redrive::max_age(ttl)),
             };
             let sqs = smartlead::aws_sdk_sqs::Client::new(&aws().await);
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message("moving DLQ messages back to the queue");
-            let done = smartlead::redrive::redrive(&sqs, &dlq, &queue, limit, |d| {
-                bar.set_message(format!("moved {} (failed {})", d.moved, d.failed));
+            let done = smartlead::redrive::redrive(&sqs, &dlq, &queue, &options, |d| {
+                bar.set_message(d.to_string());
                 bar.tick();
             })
-            .await?;
+            .await;
             bar.finish_and_clear();
+            let done = done?;
             println!("moved {} message(s) from the DLQ to the queue", done.moved);
+            let mut problems = Vec::new();
             if done.failed > 0 {
-                bail!(
+                problems.push(format!(
                     "{} message(s) could not be sent and stay in the DLQ",
                     done.failed
+                ));
+            }
+            for r in &done.refused_messages {
+                println!(
+                    "refused {} (received {})",
+                    r.message_id,
+                    r.received_at.as_deref().unwrap_or("at an unknown time")
                 );
+            }
+            if done.refused > 0 {
+                problems.push(format!(
+                    "{} message(s) refused and left in the DLQ: received more than {} days ago (the dedup marker TTL, {ttl} days, less {} days), so their markers may be gone and the consumer could apply them twice; check them and pass --force to move them anyway",
+                    done.refused,
+                    ttl.saturating_sub(smartlead::redrive::MARGIN_DAYS),
+                    smartlead::redrive::MARGIN_DAYS
+                ));
+            }
+            if done.not_deleted > 0 {
+                problems.push(format!(
+                    "{} message(s) were sent but could not be deleted from the DLQ (run redrive again; the consumer ignores the duplicate)",
+                    done.not_deleted
+                ));
+            }
+            if !problems.is_empty() {
+                bail!("{}", problems.join("; "));
             }
         }
         Cmd::Replay {

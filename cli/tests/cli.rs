@@ -332,3 +332,185 @@ async fn replay_starts_an_archive_replay_onto_the_bus() {
     assert!(!o.status.success());
     assert!(text(&o).contains("RFC 3339"));
 }
+
+#[tokio::test]
+async fn redrive_packs_batches_by_size_and_counts_exactly() {
+    let sqs = sqs().await;
+    let q = |n: &str| {
+        let sqs = sqs.clone();
+        let n = format!("{n}-{}", std::process::id());
+        async move {
+            sqs.create_queue()
+                .queue_name(n)
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap()
+        }
+    };
+    let (queue, dlq) = (q("big-queue").await, q("big-dlq").await);
+    // Ten ~200 KB messages, 2 MB, far over one SendMessageBatch request, and
+    // one of 300 KB, over the 256 KiB a batch may carry: it goes alone.
+    for i in 0..11 {
+        let kb = if i == 5 { 300 } else { 200 };
+        let body = format!(
+            "{{\"event_type\":\"EMAIL_REPLY\",\"n\":{i},\"pad\":\"{}\"}}",
+            "x".repeat(kb * 1024)
+        );
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let o = smartlead(
+        &["redrive", "--dlq-url", &dlq, "--queue-url", &queue],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("moved 11 message(s)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(depth(&sqs, &queue).await, "11");
+    assert_eq!(depth(&sqs, &dlq).await, "0");
+}
+
+/// Puts messages in `dlq`, one per age in days (by the ingest's `received_at`).
+async fn old_messages(sqs: &smartlead::aws_sdk_sqs::Client, dlq: &str, ages: &[i64]) {
+    for (i, age) in ages.iter().enumerate() {
+        let at = chrono::Utc::now() - chrono::Duration::days(*age);
+        sqs.send_message()
+            .queue_url(dlq)
+            .message_body(format!("{{\"event_type\":\"EMAIL_OPEN\",\"n\":{i}}}"))
+            .message_attributes(
+                "received_at",
+                smartlead::aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(at.to_rfc3339())
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn redrive_refuses_messages_older_than_their_dedup_markers_unless_forced() {
+    let sqs = sqs().await;
+    let q = |n: &str| {
+        let sqs = sqs.clone();
+        let n = format!("{n}-{}", std::process::id());
+        async move {
+            sqs.create_queue()
+                .queue_name(n)
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap()
+        }
+    };
+    let (queue, dlq) = (q("old-queue").await, q("old-dlq").await);
+    old_messages(&sqs, &dlq, &[0, 1, 2, 30, 99, 200]).await;
+    let run = |extra: &'static [&'static str]| {
+        let (dlq, queue) = (dlq.clone(), queue.clone());
+        async move {
+            let mut args = vec!["redrive", "--dlq-url", &dlq, "--queue-url", &queue];
+            args.extend_from_slice(extra);
+            smartlead(&args, "http://unused", None).await
+        }
+    };
+    // A 20-day TTL: only what is younger than 15 days moves.
+    let o = run(&["--dedup-ttl-days", "20"]).await;
+    assert!(!o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("moved 3 message(s)"), "{}", text(&o));
+    assert_eq!(out.matches("refused ").count(), 3, "{}", text(&o));
+    assert!(text(&o).contains("3 message(s) refused"), "{}", text(&o));
+    assert!(text(&o).contains("--force"), "{}", text(&o));
+    assert_eq!(depth(&sqs, &queue).await, "3");
+    assert_eq!(
+        depth(&sqs, &dlq).await,
+        "3",
+        "refused messages stay (visible) in the DLQ"
+    );
+    // The default TTL (the template's): the 30-day one moves.
+    let o = run(&[]).await;
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("moved 1 message(s)"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("2 message(s) refused"), "{}", text(&o));
+    assert_eq!(depth(&sqs, &dlq).await, "2");
+    // Forced: the rest.
+    let o = run(&["--force"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("moved 2 message(s)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(depth(&sqs, &queue).await, "6");
+    assert_eq!(depth(&sqs, &dlq).await, "0");
+}
+
+#[tokio::test]
+async fn redrive_reads_the_dedup_ttl_from_the_stack() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let sqs = sqs().await;
+    let stack = format!("cli-ttl-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}, "D": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "QueueUrl": {"Value": {"Ref": "Q"}},
+            "DeadLetterQueueUrl": {"Value": {"Ref": "D"}},
+            "DedupTtlDays": {"Value": "10"}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let o = aws_sdk_cloudformation::Client::new(&cfg)
+        .describe_stacks()
+        .stack_name(&stack)
+        .send()
+        .await
+        .unwrap();
+    let url = |k: &str| {
+        o.stacks()[0]
+            .outputs()
+            .iter()
+            .find(|x| x.output_key() == Some(k))
+            .and_then(|x| x.output_value())
+            .unwrap()
+            .to_owned()
+    };
+    let (queue, dlq) = (url("QueueUrl"), url("DeadLetterQueueUrl"));
+    // 10 days less the 5-day margin: the 7-day-old message stays.
+    old_messages(&sqs, &dlq, &[1, 7]).await;
+    let o = smartlead(&["redrive", "--stack", &stack], "http://unused", None).await;
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("moved 1 message(s)"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("1 message(s) refused"), "{}", text(&o));
+    assert!(text(&o).contains("TTL, 10 days"), "{}", text(&o));
+    assert_eq!(depth(&sqs, &queue).await, "1");
+    assert_eq!(depth(&sqs, &dlq).await, "1");
+}

@@ -205,7 +205,7 @@ pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
 }
 
 /// The consumer function's service from its environment: `TABLE_NAME`,
-/// `DEDUP_TTL_DAYS` (default 7), `SCORE_WEIGHTS`, `CONCURRENCY` (default 10).
+/// `DEDUP_TTL_DAYS` (default 100), `SCORE_WEIGHTS`, `CONCURRENCY` (default 10).
 pub async fn consumer_from_env(
     cfg: &SdkConfig,
 ) -> Result<crate::consumer::Consumer<crate::store::DynamoStore, aws_sdk_s3::Client>, ConfigError> {

@@ -4,104 +4,432 @@
 //!
 //! Each message is deleted from the DLQ only after `SendMessageBatch`
 //! accepted its copy: a crash in between leaves a duplicate, never a loss.
+//!
+//! Batches are packed by size: `SendMessageBatch` refuses a whole request
+//! whose messages (bodies and attributes) add up to more than
+//! [`MAX_BATCH_BYTES`], so a batch closes before that, and a message too
+//! large to share a batch goes alone. Every failure is per message:
+//! `SendMessageBatch` and `DeleteMessageBatch` answer per entry, and both
+//! answers are read. Counts are per message: one seen again in the same run
+//! (its visibility timeout ran out) is not counted twice.
+//!
+//! A redrive must not bring back a message whose dedup marker may be gone
+//! (its TTL ran out): the consumer would apply it a second time. So it
+//! refuses, and leaves in the DLQ, every message the ingest received longer
+//! ago than the marker TTL less [`MARGIN_DAYS`] (by the `received_at`
+//! attribute the ingest sets and a redrive keeps, or SQS's `SentTimestamp`,
+//! whichever is older), unless forced. That is also why it does not use
+//! SQS's `StartMessageMoveTask`, which moves every message without looking.
 
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Days a redrive keeps clear of a marker's expiry: a redriven message may
+/// wait in the queue up to its retention (4 days) before the consumer sees
+/// it, and a day more.
+pub const MARGIN_DAYS: u64 = 5;
+
+/// The oldest a message may be (since the ingest received it) for a redrive
+/// to be sure its dedup marker, if it was processed, still exists.
+pub fn max_age(dedup_ttl_days: u64) -> Duration {
+    Duration::from_secs(dedup_ttl_days.saturating_sub(MARGIN_DAYS) * 86_400)
+}
+
+/// How to redrive.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Handle at most this many messages (all, if `None`).
+    pub limit: Option<usize>,
+    /// Refuse messages received longer ago than this ([`max_age`]); `None`
+    /// moves them all (`--force`).
+    pub max_age: Option<Duration>,
+}
+
+/// A message left in the DLQ because it is too old to redrive safely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub message_id: String,
+    /// When the ingest received it (RFC 3339), if known.
+    pub received_at: Option<String>,
+}
+
+/// When the ingest received a message, in epoch milliseconds: the older of
+/// its `received_at` attribute and its `SentTimestamp`.
+pub fn received_ms(m: &Message) -> Option<i64> {
+    let attr = m
+        .message_attributes()
+        .and_then(|a| a.get(crate::message::attr::RECEIVED_AT))
+        .and_then(MessageAttributeValue::string_value)
+        .and_then(crate::time::EventTime::parse)
+        .map(|t| t.millis());
+    let sent = m
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+        .and_then(|s| s.parse::<i64>().ok());
+    match (attr, sent) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The most a `SendMessageBatch` request may carry, bodies and attributes
+/// together: 256 KiB, SQS's limit until 2025 and still what a queue with the
+/// old `MaximumMessageSize` accepts (packing below a larger limit is valid).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Entries in one batch request.
+pub const MAX_BATCH_ENTRIES: usize = 10;
+/// How long a received message stays hidden from this run's next receives.
+pub const VISIBILITY_SECS: i32 = 300;
+/// Sends tried per message before it is left in the DLQ as failed.
+const SEND_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedriveError {
-    #[error("SQS request failed: {0}")]
-    Sqs(String),
+    /// A whole request failed (permissions, a wrong URL, the network): the
+    /// run stops; `so_far` says what it did until then.
+    #[error("SQS request failed: {message} (so far: {so_far})")]
+    Sqs { message: String, so_far: Redriven },
 }
 
-fn sqs_err<E: std::error::Error + 'static>(e: E) -> RedriveError {
-    RedriveError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+fn sqs_err<E: std::error::Error + 'static>(e: E, so_far: Redriven) -> RedriveError {
+    RedriveError::Sqs {
+        message: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+        so_far,
+    }
 }
 
-/// What a redrive did.
+/// What a redrive did, one count per message.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Redriven {
     /// Copied to the queue and deleted from the DLQ.
     pub moved: usize,
-    /// Refused by `SendMessageBatch`: left in the DLQ (visible again after
-    /// its visibility timeout).
+    /// Refused by `SendMessageBatch` (every attempt): still in the DLQ only.
     pub failed: usize,
+    /// Copied to the queue, but `DeleteMessageBatch` refused to delete it:
+    /// in both queues (the consumer deduplicates; a later redrive moves the
+    /// DLQ copy again).
+    pub not_deleted: usize,
+    /// Too old to redrive safely (see [`Options::max_age`]): left in the DLQ.
+    pub refused: usize,
+    /// Those messages.
+    pub refused_messages: Vec<Refused>,
 }
 
-/// Moves up to `limit` messages (all, if `None`) from `dlq_url` to
-/// `queue_url`; `progress` is called with the running count.
+impl fmt::Display for Redriven {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "moved {}, failed {}, sent but not deleted from the DLQ {}, refused (too old) {}",
+            self.moved, self.failed, self.not_deleted, self.refused
+        )
+    }
+}
+
+/// Where a message seen in this run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Moved,
+    /// The copy is queued; the DLQ delete failed.
+    Sent,
+    /// Sends refused so far.
+    Failed(u32),
+    /// Too old: left in the DLQ.
+    Refused,
+}
+
+fn counts(seen: &HashMap<String, State>) -> Redriven {
+    let mut r = Redriven::default();
+    for s in seen.values() {
+        match s {
+            State::Moved => r.moved += 1,
+            State::Sent => r.not_deleted += 1,
+            State::Failed(_) => r.failed += 1,
+            State::Refused => r.refused += 1,
+        }
+    }
+    r
+}
+
+/// A message's size as `SendMessageBatch` counts it: the body plus each
+/// attribute's name, type and value.
+pub fn message_bytes(body: &str, attrs: &HashMap<String, MessageAttributeValue>) -> usize {
+    body.len()
+        + attrs
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + v.data_type().len()
+                    + v.string_value().map_or(0, str::len)
+                    + v.binary_value().map_or(0, |b| b.as_ref().len())
+            })
+            .sum::<usize>()
+}
+
+/// Groups messages, in order, into batches of at most [`MAX_BATCH_ENTRIES`]
+/// and [`MAX_BATCH_BYTES`]; one message larger than that goes alone.
+/// Returns indexes into `sizes`.
+pub fn pack(sizes: &[usize]) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for (i, &size) in sizes.iter().enumerate() {
+        match out
+            .last_mut()
+            .filter(|b| b.len() < MAX_BATCH_ENTRIES && bytes + size <= MAX_BATCH_BYTES)
+        {
+            Some(batch) => {
+                batch.push(i);
+                bytes += size;
+            }
+            None => {
+                out.push(vec![i]);
+                bytes = size;
+            }
+        }
+    }
+    out
+}
+
+/// Moves messages from `dlq_url` to `queue_url` as `options` say;
+/// `progress` is called with the running count.
 pub async fn redrive(
     sqs: &aws_sdk_sqs::Client,
     dlq_url: &str,
     queue_url: &str,
-    limit: Option<usize>,
+    options: &Options,
     mut progress: impl FnMut(&Redriven),
 ) -> Result<Redriven, RedriveError> {
-    let mut done = Redriven::default();
+    let limit = options.limit;
+    let oldest = options
+        .max_age
+        .map(|age| chrono::Utc::now().timestamp_millis() - age.as_millis() as i64);
+    let mut refused = Vec::new();
+    let mut seen: HashMap<String, State> = HashMap::new();
+    // Messages left in the DLQ, with their latest receipt handle: visible
+    // again at the end rather than after the visibility timeout.
+    let mut left: HashMap<String, String> = HashMap::new();
     loop {
-        let left = limit.map_or(10, |l| l.saturating_sub(done.moved + done.failed).min(10));
-        if left == 0 {
-            return Ok(done);
+        let want = limit.map_or(MAX_BATCH_ENTRIES, |l| {
+            l.saturating_sub(seen.len()).min(MAX_BATCH_ENTRIES)
+        });
+        if want == 0 {
+            break;
         }
         let received = sqs
             .receive_message()
             .queue_url(dlq_url)
-            .max_number_of_messages(left as i32)
+            .max_number_of_messages(want as i32)
             .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .visibility_timeout(VISIBILITY_SECS)
             .wait_time_seconds(1)
             .send()
             .await
-            .map_err(sqs_err)?;
+            .map_err(|e| sqs_err(e, counts(&seen)))?;
         let msgs = received.messages.unwrap_or_default();
         if msgs.is_empty() {
-            return Ok(done);
+            break;
         }
-        let mut entries = Vec::with_capacity(msgs.len());
+        let id = |m: &Message| m.message_id().unwrap_or_default().to_owned();
+        let mut to_send = Vec::new();
+        let mut to_delete = Vec::new();
+        let before = seen.len();
         for (i, m) in msgs.iter().enumerate() {
-            let attrs: HashMap<String, MessageAttributeValue> =
-                m.message_attributes.clone().unwrap_or_default();
-            let entry = SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(m.body().unwrap_or_default())
-                .set_message_attributes((!attrs.is_empty()).then_some(attrs))
-                .build()
-                .map_err(sqs_err)?;
-            entries.push(entry);
+            let received = received_ms(m);
+            let too_old = oldest.is_some_and(|o| received.is_none_or(|r| r < o));
+            match seen.get(&id(m)) {
+                None if too_old => {
+                    seen.insert(id(m), State::Refused);
+                    refused.push(Refused {
+                        message_id: id(m),
+                        received_at: received
+                            .and_then(crate::time::EventTime::from_millis)
+                            .map(|t| t.to_string()),
+                    });
+                    left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
+                }
+                None => to_send.push(i),
+                Some(State::Failed(n)) if *n < SEND_ATTEMPTS => to_send.push(i),
+                // Its copy is queued already: only the DLQ copy is left to delete.
+                Some(State::Moved | State::Sent) => to_delete.push(i),
+                Some(State::Failed(_) | State::Refused) => {
+                    left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
+                }
+            }
         }
-        let sent = sqs
-            .send_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(sqs_err)?;
-        let ok: Vec<usize> = sent
-            .successful
+        if to_send.is_empty() && to_delete.is_empty() && seen.len() == before {
+            // Only messages this run gave up on, or refused, are left.
+            break;
+        }
+
+        let attrs = |m: &Message| m.message_attributes.clone().unwrap_or_default();
+        let sizes: Vec<usize> = to_send
             .iter()
-            .filter_map(|s| s.id.parse().ok())
+            .map(|&i| message_bytes(msgs[i].body().unwrap_or_default(), &attrs(&msgs[i])))
             .collect();
-        done.failed += msgs.len() - ok.len();
-        let deletes: Vec<DeleteMessageBatchRequestEntry> = ok
+        for batch in pack(&sizes) {
+            let mut entries = Vec::with_capacity(batch.len());
+            for &j in &batch {
+                let m = &msgs[to_send[j]];
+                let a = attrs(m);
+                entries.push(
+                    SendMessageBatchRequestEntry::builder()
+                        .id(to_send[j].to_string())
+                        .message_body(m.body().unwrap_or_default())
+                        .set_message_attributes((!a.is_empty()).then_some(a))
+                        .build()
+                        .map_err(|e| sqs_err(e, counts(&seen)))?,
+                );
+            }
+            let sent = sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sqs_err(e, counts(&seen)))?;
+            let ok: Vec<usize> = sent
+                .successful
+                .iter()
+                .filter_map(|s| s.id.parse().ok())
+                .collect();
+            for &j in &batch {
+                let i = to_send[j];
+                let m = &msgs[i];
+                if ok.contains(&i) {
+                    seen.insert(id(m), State::Sent);
+                    to_delete.push(i);
+                } else {
+                    let tries = match seen.get(&id(m)) {
+                        Some(State::Failed(n)) => n + 1,
+                        _ => 1,
+                    };
+                    seen.insert(id(m), State::Failed(tries));
+                    left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
+                }
+            }
+        }
+
+        if !to_delete.is_empty() {
+            let entries: Vec<DeleteMessageBatchRequestEntry> = to_delete
+                .iter()
+                .filter_map(|&i| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(msgs[i].receipt_handle().unwrap_or_default())
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let deleted = sqs
+                .delete_message_batch()
+                .queue_url(dlq_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sqs_err(e, counts(&seen)))?;
+            let ok: Vec<usize> = deleted
+                .successful()
+                .iter()
+                .filter_map(|s| s.id().parse().ok())
+                .collect();
+            for &i in &to_delete {
+                let m = &msgs[i];
+                if ok.contains(&i) {
+                    seen.insert(id(m), State::Moved);
+                    left.remove(&id(m));
+                } else {
+                    // Still in the DLQ; the copy is queued.
+                    seen.insert(id(m), State::Sent);
+                    left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
+                }
+            }
+        }
+        progress(&counts(&seen));
+    }
+    release(sqs, dlq_url, &left).await;
+    Ok(Redriven {
+        refused_messages: refused,
+        ..counts(&seen)
+    })
+}
+
+/// Makes the messages left in the DLQ visible again now (best effort: they
+/// reappear after [`VISIBILITY_SECS`] anyway).
+async fn release(sqs: &aws_sdk_sqs::Client, dlq_url: &str, left: &HashMap<String, String>) {
+    let handles: Vec<&String> = left.values().collect();
+    for chunk in handles.chunks(MAX_BATCH_ENTRIES) {
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
             .iter()
-            .filter_map(|&i| {
-                DeleteMessageBatchRequestEntry::builder()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .receipt_handle(msgs[i].receipt_handle().unwrap_or_default())
+                    .receipt_handle(h.as_str())
+                    .visibility_timeout(0)
                     .build()
                     .ok()
             })
             .collect();
-        if !deletes.is_empty() {
-            sqs.delete_message_batch()
-                .queue_url(dlq_url)
-                .set_entries(Some(deletes))
-                .send()
-                .await
-                .map_err(sqs_err)?;
+        let _ = sqs
+            .change_message_visibility_batch()
+            .queue_url(dlq_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stay_under_the_request_size_and_a_big_message_goes_alone() {
+        let kb = 1024;
+        // Ten 254 KB messages: one per request.
+        assert_eq!(pack(&[254 * kb; 10]).len(), 10);
+        // Small ones: ten to a request.
+        assert_eq!(pack(&[100; 25]), {
+            let v: Vec<usize> = (0..25).collect();
+            v.chunks(10).map(<[usize]>::to_vec).collect::<Vec<_>>()
+        });
+        // Mixed: never over the limit, order kept, every message once.
+        let sizes = [
+            100 * kb,
+            100 * kb,
+            100 * kb,
+            300 * kb,
+            10,
+            200 * kb,
+            56 * kb,
+        ];
+        let batches = pack(&sizes);
+        assert_eq!(
+            batches,
+            vec![vec![0, 1], vec![2], vec![3], vec![4, 5], vec![6]]
+        );
+        for b in &batches {
+            let total: usize = b.iter().map(|&i| sizes[i]).sum();
+            assert!(total <= MAX_BATCH_BYTES || b.len() == 1, "{b:?}");
         }
-        done.moved += ok.len();
-        progress(&done);
+    }
+
+    #[test]
+    fn attributes_count_toward_the_size() {
+        let mut attrs = HashMap::new();
+        attrs.insert(
+            "received_at".to_owned(),
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("2026-01-01T00:00:00.000Z")
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(message_bytes("abc", &attrs), 3 + 11 + 6 + 24);
     }
 }

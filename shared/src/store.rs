@@ -27,7 +27,8 @@ use std::time::Duration;
 
 /// Attribute DynamoDB's TTL deletes items by (epoch seconds).
 pub const TTL_ATTR: &str = "expires_at";
-pub const DEFAULT_DEDUP_TTL_DAYS: u64 = 7;
+/// Days a dedup marker lives by default: the template's `DedupTtlDays` (a test checks).
+pub const DEFAULT_DEDUP_TTL_DAYS: u64 = 100;
 pub const REJECTED_TTL_DAYS: u64 = 30;
 
 #[derive(Debug, thiserror::Error)]

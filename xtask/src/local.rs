@@ -1202,10 +1202,21 @@ mod tests {
             .send()
             .await
             .unwrap();
-        let moved =
-            smartlead::redrive::redrive(&stack.sqs, &stack.dlq_url, &stack.queue_url, None, |_| {})
-                .await
-                .unwrap();
+        let redrive = smartlead::redrive::Options {
+            limit: None,
+            max_age: Some(smartlead::redrive::max_age(
+                smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+            )),
+        };
+        let moved = smartlead::redrive::redrive(
+            &stack.sqs,
+            &stack.dlq_url,
+            &stack.queue_url,
+            &redrive,
+            |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(moved.moved, 1);
         assert_eq!(depth(&stack.sqs, &stack.dlq_url).await.unwrap().0, "0");
         drain(&stack, &consumer).await;

@@ -281,3 +281,392 @@ mod tests {
         }
     }
 }
+
+/// Checks of the template's security and monitoring (hardening, issue 11).
+#[cfg(test)]
+mod hardening {
+    use super::*;
+
+    fn t() -> Template {
+        Template::load(&crate::workspace_root()).expect("template")
+    }
+
+    /// `(logical id, resource)` of every resource of a type.
+    fn of_type<'a>(t: &'a Template, ty: &str) -> Vec<(String, &'a Value)> {
+        t.0["Resources"]
+            .as_mapping()
+            .expect("Resources")
+            .iter()
+            .filter(|(_, r)| r["Type"] == ty)
+            .filter_map(|(k, r)| Some((k.as_str()?.to_owned(), r)))
+            .collect()
+    }
+
+    /// The target of `!Ref X`, `!GetAtt X.Attr` or `!Sub "${X.Attr}..."`'s first name.
+    fn target(v: &Value) -> Option<String> {
+        match v {
+            Value::Tagged(t) if t.tag == "!Ref" || t.tag == "!GetAtt" => t
+                .value
+                .as_str()
+                .map(|s| s.split('.').next().unwrap_or(s).to_owned()),
+            _ => None,
+        }
+    }
+
+    fn seq(v: &Value) -> Vec<&Value> {
+        match v {
+            Value::Sequence(s) => s.iter().collect(),
+            Value::Null => vec![],
+            one => vec![one],
+        }
+    }
+
+    fn is_tls_deny(s: &Value, queue: &str) -> bool {
+        let cond = &s["Condition"]["Bool"]["aws:SecureTransport"];
+        s["Effect"] == "Deny"
+            && s["Principal"] == "*"
+            && seq(&s["Action"]).iter().any(|a| **a == "sqs:*")
+            && (*cond == "false" || *cond == false)
+            && seq(&s["Resource"])
+                .iter()
+                .any(|r| target(r).as_deref() == Some(queue))
+    }
+
+    #[test]
+    fn every_queue_refuses_requests_without_tls() {
+        let t = t();
+        let queues = of_type(&t, "AWS::SQS::Queue");
+        assert!(queues.len() >= 3, "{queues:?}");
+        let mut policies: Vec<(Vec<String>, &Value)> = vec![];
+        for (_, p) in of_type(&t, "AWS::SQS::QueuePolicy") {
+            let qs = seq(&p["Properties"]["Queues"])
+                .into_iter()
+                .filter_map(target)
+                .collect();
+            policies.push((qs, &p["Properties"]["PolicyDocument"]));
+        }
+        for (_, p) in of_type(&t, "AWS::SQS::QueueInlinePolicy") {
+            let qs = target(&p["Properties"]["Queue"]).into_iter().collect();
+            policies.push((qs, &p["Properties"]["PolicyDocument"]));
+        }
+        for (q, _) in &queues {
+            let mine: Vec<&&Value> = policies
+                .iter()
+                .filter(|(qs, _)| qs.contains(q))
+                .map(|(_, d)| d)
+                .collect();
+            assert!(
+                mine.len() == 1,
+                "{q}: {} queue policies (CloudFormation keeps only one)",
+                mine.len()
+            );
+            assert!(
+                seq(&mine[0]["Statement"]).iter().any(|s| is_tls_deny(s, q)),
+                "{q}: no Deny of sqs:* when aws:SecureTransport is false"
+            );
+        }
+    }
+
+    fn grants_cloudwatch(statements: &Value, actions: &[&str]) -> bool {
+        seq(statements).iter().any(|s| {
+            s["Effect"] == "Allow"
+                && seq(&s["Principal"]["Service"])
+                    .iter()
+                    .any(|p| **p == "cloudwatch.amazonaws.com")
+                && actions
+                    .iter()
+                    .all(|a| seq(&s["Action"]).iter().any(|x| *x == a))
+        })
+    }
+
+    #[test]
+    fn cloudwatch_can_publish_to_every_topic_an_alarm_notifies() {
+        let t = t();
+        let resources = t.0["Resources"].as_mapping().unwrap();
+        let mut topics = std::collections::BTreeSet::new();
+        for (name, r) in resources {
+            if r["Type"] != "AWS::CloudWatch::Alarm" {
+                continue;
+            }
+            let actions = seq(&r["Properties"]["AlarmActions"]);
+            assert!(!actions.is_empty(), "{name:?} notifies no one");
+            for a in actions {
+                topics.insert(target(a).unwrap_or_else(|| panic!("{name:?}: action {a:?}")));
+            }
+        }
+        assert!(!topics.is_empty());
+        for topic in topics {
+            let r = t.resource(&topic).unwrap();
+            assert_eq!(r["Type"], "AWS::SNS::Topic", "{topic}");
+            let key = &r["Properties"]["KmsMasterKeyId"];
+            assert!(
+                !key.as_str().is_some_and(|k| k.contains("alias/aws/sns")),
+                "{topic}: CloudWatch cannot use the AWS managed key alias/aws/sns"
+            );
+            if !key.is_null() {
+                let k = target(key).unwrap_or_else(|| panic!("{topic}: key {key:?}"));
+                let kr = t.resource(&k).unwrap();
+                assert_eq!(kr["Type"], "AWS::KMS::Key", "{k}");
+                assert!(
+                    grants_cloudwatch(
+                        &kr["Properties"]["KeyPolicy"]["Statement"],
+                        &["kms:Decrypt", "kms:GenerateDataKey*"]
+                    ),
+                    "{k}: the key policy does not let cloudwatch.amazonaws.com use it"
+                );
+            }
+            // A topic policy lets CloudWatch publish, for this account only.
+            let policy = resources
+                .values()
+                .find(|p| {
+                    p["Type"] == "AWS::SNS::TopicPolicy"
+                        && seq(&p["Properties"]["Topics"])
+                            .iter()
+                            .any(|x| target(x).as_deref() == Some(topic.as_str()))
+                })
+                .unwrap_or_else(|| panic!("{topic}: no topic policy"));
+            let statements = &policy["Properties"]["PolicyDocument"]["Statement"];
+            assert!(grants_cloudwatch(statements, &["sns:Publish"]), "{topic}");
+            assert!(
+                seq(statements)
+                    .iter()
+                    .any(|s| !s["Condition"]["StringEquals"]["aws:SourceAccount"].is_null()),
+                "{topic}: the publish grant is not limited to the account (aws:SourceAccount)"
+            );
+        }
+    }
+
+    fn num(t: &Template, v: &Value) -> f64 {
+        t.resolve(v).and_then(|s| s.parse().ok()).expect("number")
+    }
+
+    /// A metric: namespace, name, dimensions.
+    type Metric = (String, String, Vec<(String, Value)>);
+
+    /// Every metric an alarm reads.
+    fn alarm_metrics(r: &Value) -> Vec<Metric> {
+        let dims = |d: &Value| {
+            seq(d)
+                .iter()
+                .map(|x| {
+                    (
+                        x["Name"].as_str().unwrap_or("").to_owned(),
+                        x["Value"].clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let p = &r["Properties"];
+        let mut out = vec![];
+        if let Some(name) = p["MetricName"].as_str() {
+            let ns = p["Namespace"].as_str().unwrap_or("").to_owned();
+            out.push((ns, name.to_owned(), dims(&p["Dimensions"])));
+        }
+        for m in seq(&p["Metrics"]) {
+            let m = &m["MetricStat"]["Metric"];
+            if let Some(name) = m["MetricName"].as_str() {
+                let ns = m["Namespace"].as_str().unwrap_or("").to_owned();
+                out.push((ns, name.to_owned(), dims(&m["Dimensions"])));
+            }
+        }
+        out
+    }
+
+    fn alarms_on(t: &Template, ns: &str, name: &str, want: &[(&str, &str)]) -> Vec<String> {
+        of_type(t, "AWS::CloudWatch::Alarm")
+            .into_iter()
+            .filter(|(_, r)| {
+                alarm_metrics(r).iter().any(|(n, m, d)| {
+                    n == ns
+                        && m == name
+                        && d.len() == want.len()
+                        && want.iter().all(|(k, v)| {
+                            d.iter().any(|(dk, dv)| {
+                                dk == k && (dv == *v || target(dv).as_deref() == Some(*v))
+                            })
+                        })
+                })
+            })
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    #[test]
+    fn refused_and_throttled_webhooks_raise_alarms() {
+        let t = t();
+        // The metric names and dimensions the code emits (EMF: the full set and
+        // a per-function roll-up).
+        let root = crate::workspace_root();
+        let ingest = std::fs::read_to_string(root.join("shared/src/ingest.rs")).unwrap();
+        let consumer = std::fs::read_to_string(root.join("shared/src/consumer.rs")).unwrap();
+        assert!(ingest.contains(r#"count("Rejected", &[("Reason", r.code())])"#));
+        assert!(consumer.contains(r#""RejectedEvents""#));
+        let unauthorized = smartlead::ingest::Rejection::Unauthorized.code();
+        let ns = smartlead::metrics::DEFAULT_NAMESPACE;
+        assert!(
+            !alarms_on(
+                &t,
+                ns,
+                "Rejected",
+                &[("Function", "ingest"), ("Reason", unauthorized)]
+            )
+            .is_empty(),
+            "no alarm on 401s (Rejected, Reason={unauthorized})"
+        );
+        // HTTP APIs publish 429s only inside `4xx`: the 4xx the function did
+        // not answer itself are the throttled ones.
+        let throttled: Vec<String> =
+            alarms_on(&t, "AWS/ApiGateway", "4xx", &[("ApiId", "HttpApi")])
+                .into_iter()
+                .filter(|a| alarms_on(&t, ns, "Rejected", &[("Function", "ingest")]).contains(a))
+                .collect();
+        assert_eq!(
+            throttled.len(),
+            1,
+            "no alarm on API 4xx minus the ingest's own rejections"
+        );
+        assert!(
+            !alarms_on(&t, ns, "RejectedEvents", &[("Function", "consumer")]).is_empty(),
+            "no alarm on the consumer's rejected events"
+        );
+        // Alarms only read metrics that exist: custom ones carry the function's name.
+        for (name, r) in of_type(&t, "AWS::CloudWatch::Alarm") {
+            for (n, m, d) in alarm_metrics(r) {
+                if n == ns {
+                    let f = d
+                        .iter()
+                        .find(|(k, _)| k == "Function")
+                        .map(|(_, v)| v.clone());
+                    assert!(
+                        f == Some("ingest".into()) || f == Some("consumer".into()),
+                        "{name}: {m} without a Function dimension"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Resolves `!If`, `!Ref` (parameters, with `params` overriding defaults)
+    /// and conditions; `None` for `AWS::NoValue`.
+    fn eval(t: &Template, params: &[(&str, &str)], v: &Value) -> Option<Value> {
+        match v {
+            Value::Tagged(x) if x.tag == "!Ref" => {
+                let name = x.value.as_str()?;
+                if name == "AWS::NoValue" {
+                    return None;
+                }
+                let given = params
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string());
+                Some(Value::String(given.or_else(|| t.default(name).ok())?))
+            }
+            Value::Tagged(x) if x.tag == "!If" => {
+                let s = x.value.as_sequence()?;
+                let c = cond(t, params, &Value::String(s[0].as_str()?.to_owned()));
+                eval(t, params, &s[if c { 1 } else { 2 }])
+            }
+            other => Some(other.clone()),
+        }
+    }
+
+    fn cond(t: &Template, params: &[(&str, &str)], v: &Value) -> bool {
+        let args = |x: &Value| x.as_sequence().cloned().unwrap_or_default();
+        match v {
+            Value::String(name) => cond(t, params, &t.0["Conditions"][name.as_str()]),
+            Value::Tagged(x) => match x.tag.to_string().as_str() {
+                "!Condition" => cond(t, params, &x.value),
+                "!Not" => !cond(t, params, &args(&x.value)[0]),
+                "!And" => args(&x.value).iter().all(|c| cond(t, params, c)),
+                "!Or" => args(&x.value).iter().any(|c| cond(t, params, c)),
+                "!Equals" => {
+                    let a = args(&x.value);
+                    let s = |v: &Value| eval(t, params, v).as_ref().and_then(scalar);
+                    s(&a[0]) == s(&a[1])
+                }
+                other => panic!("condition function {other}"),
+            },
+            other => panic!("condition {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_function_url_without_an_api_throttle_gets_reserved_concurrency() {
+        let t = t();
+        let reserved = |params: &[(&str, &str)]| {
+            let v = &t.props("IngestFunction").unwrap()["ReservedConcurrentExecutions"];
+            eval(&t, params, v).map(|v| num(&t, &v))
+        };
+        let url_default = reserved(&[("EnableFunctionUrl", "true")]);
+        assert!(
+            url_default.is_some_and(|n| (10.0..=100.0).contains(&n)),
+            "a Function URL (auth NONE) with no explicit IngestReservedConcurrency reserves {url_default:?}"
+        );
+        assert_eq!(
+            reserved(&[]),
+            None,
+            "the API alone (throttled) reserves none"
+        );
+        let explicit = [
+            ("EnableFunctionUrl", "true"),
+            ("IngestReservedConcurrency", "7"),
+        ];
+        assert_eq!(reserved(&explicit), Some(7.0));
+        assert_eq!(reserved(&[("IngestReservedConcurrency", "5")]), Some(5.0));
+    }
+
+    fn days(t: &Template, resource: &str) -> f64 {
+        num(t, &t.props(resource).unwrap()["MessageRetentionPeriod"]) / 86_400.0
+    }
+
+    fn bound(t: &Template, param: &str, which: &str) -> f64 {
+        let v = &t.0["Parameters"][param][which];
+        scalar(v)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{param} has no {which}"))
+    }
+
+    #[test]
+    fn dedup_markers_outlive_every_way_a_message_comes_back() {
+        let t = t();
+        let default: u64 = t.default("DedupTtlDays").unwrap().parse().unwrap();
+        assert_eq!(
+            default,
+            smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+            "the code's default marker TTL is the template's"
+        );
+        // The shortest TTL the stack accepts, against the longest paths back.
+        let ttl = bound(&t, "DedupTtlDays", "MinValue");
+        assert!(default as f64 >= ttl);
+        let dlq = days(&t, "DeadLetterQueue");
+        let queue = days(&t, "WebhookQueue");
+        let margin = smartlead::redrive::MARGIN_DAYS as f64;
+        // A redriven message may wait in the queue before the consumer sees it.
+        assert!(
+            margin > queue,
+            "redrive margin {margin} <= queue retention {queue}"
+        );
+        // Any message still in the DLQ (14 days from its first send, the queue's
+        // time included) can be redriven while its marker lives.
+        assert!(
+            ttl > dlq + queue + margin,
+            "marker TTL {ttl} days <= DLQ {dlq} + queue {queue} + margin {margin}"
+        );
+        assert!(ttl - margin > dlq);
+        // The archive replays at most ArchiveRetentionDays back: no "forever".
+        assert!(bound(&t, "ArchiveRetentionDays", "MinValue") >= 1.0);
+        let archive = bound(&t, "ArchiveRetentionDays", "MaxValue");
+        assert!(
+            ttl >= archive + margin,
+            "marker TTL {ttl} days < archive retention {archive} + margin {margin}"
+        );
+        // The consumer uses the parameter, and the CLI can read it from the stack.
+        let env = &t.props("ConsumerFunction").unwrap()["Environment"]["Variables"];
+        assert_eq!(
+            target(&env["DEDUP_TTL_DAYS"]).as_deref(),
+            Some("DedupTtlDays")
+        );
+        let out = &t.0["Outputs"]["DedupTtlDays"]["Value"];
+        assert_eq!(target(out).as_deref(), Some("DedupTtlDays"));
+    }
+}
