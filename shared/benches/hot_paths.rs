@@ -126,7 +126,13 @@ impl StateStore for MemStore {
     ) -> Result<bool, StoreError> {
         Ok(true)
     }
-    async fn settle(&self, _: &DedupKey, _: &str, _: i64, _: bool) -> Result<(), StoreError> {
+    async fn settle(
+        &self,
+        _: &DedupKey,
+        _: &str,
+        _: i64,
+        _: smartlead::store::Settle,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
     async fn item(&self, _: &str, _: &str) -> Result<Option<serde_json::Value>, StoreError> {

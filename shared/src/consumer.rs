@@ -21,7 +21,7 @@ use crate::key::DedupKey;
 use crate::message::{attr, ClaimCheckMessage, LOCATION_S3};
 use crate::metrics::{Metrics, Unit};
 use crate::plan::{plan_within, ScoreWeights};
-use crate::store::{ApplyOutcome, Rejected, StateStore, StoreError};
+use crate::store::{ApplyOutcome, Rejected, Settle, StateStore, StoreError};
 use crate::time::EventTime;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -351,7 +351,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         if jobs.is_empty() {
             return failed;
         }
-        let mut counts: std::collections::BTreeMap<&'static str, [f64; 2]> = Default::default();
+        let mut counts: Counts = Default::default();
         // Fan-out: one batched PutEvents for the whole batch.
         if let Some(publisher) = &self.effects.publisher {
             let fanout: Vec<&Job> = jobs
@@ -374,14 +374,15 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 .collect()
                 .await;
             let results = publisher.publish(&events).await;
-            let outcomes: Vec<(&Job, &'static str, Result<(), String>)> = fanout
-                .into_iter()
-                .zip(results)
-                .map(|(j, r)| (j, FANOUT, r))
-                .collect();
-            self.settle_all(outcomes, &mut failed, &mut counts).await;
+            let done: Vec<(&Job, &'static str, Settle)> =
+                futures::stream::iter(fanout.into_iter().zip(results))
+                    .map(|(j, r)| async move { (j, FANOUT, self.finish(j, FANOUT, r).await) })
+                    .buffer_unordered(self.concurrency.max(1))
+                    .collect()
+                    .await;
+            tally(&done, &mut failed, &mut counts);
         }
-        // Alerts, a few at a time.
+        // Alerts, a few at a time; each outcome recorded as it comes.
         let alerts: Vec<(&Job, &dyn Notifier)> = jobs
             .iter()
             .flat_map(|j| {
@@ -391,27 +392,22 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                     .map(move |n| (j, n))
             })
             .collect();
-        let sent: Vec<(&Job, &'static str, Result<(), String>)> = futures::stream::iter(alerts)
+        let done: Vec<(&Job, &'static str, Settle)> = futures::stream::iter(alerts)
             .map(|(j, n)| async move {
-                let r = match n.notify(&j.ev, j.key.as_str(), deadline).await {
-                    Ok(()) => Ok(()),
-                    Err(EffectError::Transient(e)) => Err(e),
-                    // Refused for good: counted and logged, not retried.
-                    Err(EffectError::Permanent(e)) => {
-                        tracing::error!(dedup_key = %j.key, effect = n.effect(), error = %e, "effect refused; not retried");
-                        Ok(())
-                    }
-                };
-                (j, n.effect(), r)
+                let r = n.notify(&j.ev, j.key.as_str(), deadline).await;
+                (j, n.effect(), self.finish(j, n.effect(), r).await)
             })
             .buffer_unordered(4)
             .collect()
             .await;
-        self.settle_all(sent, &mut failed, &mut counts).await;
-        for (effect, [ok, bad]) in counts {
+        tally(&done, &mut failed, &mut counts);
+        for (effect, [ok, refused, bad]) in counts {
             let mut values = Vec::new();
             if ok > 0.0 {
                 values.push(("EffectsDone", ok, Unit::Count));
+            }
+            if refused > 0.0 {
+                values.push(("EffectsRefused", refused, Unit::Count));
             }
             if bad > 0.0 {
                 values.push(("EffectsFailed", bad, Unit::Count));
@@ -421,43 +417,41 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         failed
     }
 
-    /// Records each effect's outcome on its marker, concurrently.
-    async fn settle_all(
+    /// Logs an effect's outcome and records it on the marker at once.
+    async fn finish(
         &self,
-        outcomes: Vec<(&Job, &'static str, Result<(), String>)>,
-        failed: &mut HashSet<String>,
-        counts: &mut std::collections::BTreeMap<&'static str, [f64; 2]>,
-    ) {
-        for (j, effect, result) in &outcomes {
-            let done = result.is_ok();
-            counts.entry(effect).or_default()[usize::from(!done)] += 1.0;
-            match result {
-                Ok(()) => {
-                    tracing::info!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done")
-                }
-                Err(e) => {
-                    tracing::error!(message_id = %j.message_id, dedup_key = %j.key, effect, error = %e, "effect failed; SQS will redeliver the record")
-                }
+        j: &Job,
+        effect: &'static str,
+        result: Result<(), EffectError>,
+    ) -> Settle {
+        let end = match &result {
+            Ok(()) => {
+                tracing::info!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done");
+                Settle::Done
             }
-            if !done {
-                failed.insert(j.message_id.clone());
+            // Refused for good (a 4xx): recorded and counted, not retried,
+            // and it does not hold the record back.
+            Err(EffectError::Permanent(e)) => {
+                tracing::error!(message_id = %j.message_id, dedup_key = %j.key, effect, error = %e, outcome = "refused", "effect refused; not retried");
+                Settle::Refused
             }
-        }
-        futures::stream::iter(outcomes)
-            .for_each_concurrent(self.concurrency.max(1), |(j, effect, result)| async move {
-                self.settle(j, effect, result.is_ok()).await
-            })
-            .await;
+            Err(EffectError::Transient(e)) => {
+                tracing::error!(message_id = %j.message_id, dedup_key = %j.key, effect, error = %e, "effect failed; SQS will redeliver the record");
+                Settle::Retry
+            }
+        };
+        self.settle(j, effect, end).await;
+        end
     }
 
     /// Marks an effect done, or releases it for a retry. Marking it done must
     /// not be lost: a few tries. A release that fails leaves a lease that
     /// runs out, and the redelivery takes it over.
-    async fn settle(&self, j: &Job, effect: &'static str, done: bool) {
+    async fn settle(&self, j: &Job, effect: &'static str, end: Settle) {
         for attempt in 0..3u32 {
             match self
                 .store
-                .settle(&j.key, effect, j.lease_until_ms, done)
+                .settle(&j.key, effect, j.lease_until_ms, end)
                 .await
             {
                 Ok(()) => return,
@@ -501,6 +495,23 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             Ok(()) => Outcome::Rejected(reason),
             // Not recorded yet: let SQS bring it back rather than lose it.
             Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Effect outcomes per effect: done, refused, failed.
+type Counts = std::collections::BTreeMap<&'static str, [f64; 3]>;
+
+fn tally(done: &[(&Job, &'static str, Settle)], failed: &mut HashSet<String>, counts: &mut Counts) {
+    for (j, effect, end) in done {
+        let i = match end {
+            Settle::Done => 0,
+            Settle::Refused => 1,
+            Settle::Retry => 2,
+        };
+        counts.entry(effect).or_default()[i] += 1.0;
+        if *end == Settle::Retry {
+            failed.insert(j.message_id.clone());
         }
     }
 }

@@ -77,11 +77,21 @@ pub fn bus_event(ev: &SmartleadEvent, key: &str, state: Option<Value>) -> BusEve
     }
 }
 
-/// Publishes to the bus: one result per entry, in order (`Err` = not
-/// published, retry it).
+/// Publishes to the bus: one result per entry, in order (`Transient` = not
+/// published, retry it; `Permanent` = refused for good, e.g. a malformed
+/// entry: recorded, not retried).
 #[async_trait]
 pub trait Publisher: Send + Sync {
-    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), String>>;
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), EffectError>>;
+}
+
+/// PutEvents per-entry error codes worth a retry; every other code (a
+/// validation error, a malformed detail) refuses the entry for good.
+fn put_events_code_is_transient(code: &str) -> bool {
+    matches!(
+        code,
+        "InternalFailure" | "InternalException" | "ThrottlingException" | "ServiceUnavailable"
+    ) || code.starts_with("Throttl")
 }
 
 pub struct EventBridgePublisher {
@@ -112,7 +122,7 @@ pub fn put_events_chunks(events: &[BusEvent]) -> Vec<std::ops::Range<usize>> {
 
 #[async_trait]
 impl Publisher for EventBridgePublisher {
-    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), String>> {
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), EffectError>> {
         use aws_sdk_eventbridge::types::PutEventsRequestEntry;
         let mut results = Vec::with_capacity(events.len());
         for range in put_events_chunks(events) {
@@ -144,18 +154,29 @@ impl Publisher for EventBridgePublisher {
                     for i in 0..chunk.len() {
                         results.push(match answers.get(i) {
                             Some(a) if a.error_code().is_none() && a.event_id().is_some() => Ok(()),
-                            Some(a) => Err(format!(
-                                "{}: {}",
-                                a.error_code().unwrap_or("NoEventId"),
-                                a.error_message().unwrap_or_default()
+                            Some(a) => {
+                                let code = a.error_code().unwrap_or("NoEventId");
+                                let msg =
+                                    format!("{code}: {}", a.error_message().unwrap_or_default());
+                                if a.error_code().is_none() || put_events_code_is_transient(code) {
+                                    Err(EffectError::Transient(msg))
+                                } else {
+                                    Err(EffectError::Permanent(msg))
+                                }
+                            }
+                            None => Err(EffectError::Transient(
+                                "PutEvents answered fewer entries".into(),
                             )),
-                            None => Err("PutEvents answered fewer entries".into()),
                         });
                     }
                 }
                 Err(e) => {
                     let msg = aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string();
-                    results.extend(chunk.iter().map(|_| Err(msg.clone())));
+                    results.extend(
+                        chunk
+                            .iter()
+                            .map(|_| Err(EffectError::Transient(msg.clone()))),
+                    );
                 }
             }
         }
@@ -516,7 +537,18 @@ impl Notifier for SnsNotifier {
             .await
             .map(|_| ())
             .map_err(|e| {
-                EffectError::Transient(aws_sdk_sns::error::DisplayErrorContext(e).to_string())
+                use aws_sdk_sns::error::ProvideErrorMetadata;
+                // The topic refuses the message itself (a 4xx): for good.
+                let refused = matches!(
+                    e.code(),
+                    Some("InvalidParameter" | "InvalidParameterValue" | "NotFound")
+                );
+                let msg = aws_sdk_sns::error::DisplayErrorContext(e).to_string();
+                if refused {
+                    EffectError::Permanent(msg)
+                } else {
+                    EffectError::Transient(msg)
+                }
             })
     }
 }

@@ -82,13 +82,13 @@ pub trait StateStore: Send + Sync {
         lease_until_ms: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError>;
-    /// Ends a claim: `done`, or back to pending (to be retried).
+    /// Ends a claim: done, refused for good, or back to pending (to be retried).
     async fn settle(
         &self,
         key: &DedupKey,
         effect: &str,
         lease_until_ms: i64,
-        done: bool,
+        end: Settle,
     ) -> Result<(), StoreError>;
     /// One item as JSON (`None` if absent).
     async fn item(&self, pk: &str, sk: &str) -> Result<Option<Value>, StoreError>;
@@ -99,6 +99,27 @@ pub trait StateStore: Send + Sync {
 pub const FX_RUNNING: &str = "running";
 pub const FX_PENDING: &str = "pending";
 pub const FX_DONE: &str = "done";
+/// Refused for good by the remote side (a 4xx): recorded, not retried.
+pub const FX_REFUSED: &str = "refused";
+
+/// How a claimed effect ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Done,
+    Refused,
+    /// Back to pending: the record is redelivered and the effect retried.
+    Retry,
+}
+
+impl Settle {
+    pub fn state(self) -> &'static str {
+        match self {
+            Settle::Done => FX_DONE,
+            Settle::Refused => FX_REFUSED,
+            Settle::Retry => FX_PENDING,
+        }
+    }
+}
 pub fn fx_attr(effect: &str) -> String {
     format!("fx_{effect}")
 }
@@ -743,9 +764,9 @@ impl StateStore for DynamoStore {
         key: &DedupKey,
         effect: &str,
         lease_until_ms: i64,
-        done: bool,
+        end: Settle,
     ) -> Result<(), StoreError> {
-        let state = if done { FX_DONE } else { FX_PENDING };
+        let state = end.state();
         // Only the holder of this lease settles it; if the lease ran out and
         // someone else took over, it is theirs to settle.
         self.effect_update(

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use smartlead::aws::local_sdk_config;
 use smartlead::consumer::Consumer;
 use smartlead::effects::{
-    AlertRules, BusEvent, Effects, EventBridgePublisher, Publisher, SlackNotifier, SnsNotifier,
+    AlertRules, BusEvent, EffectError, Effects, EventBridgePublisher, Publisher, SlackNotifier,
+    SnsNotifier,
 };
 use smartlead::metrics::Metrics;
 use smartlead::plan::ScoreWeights;
@@ -206,7 +207,7 @@ struct Flaky {
 
 #[async_trait]
 impl Publisher for Flaky {
-    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), String>> {
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), EffectError>> {
         if self
             .fail
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -214,7 +215,7 @@ impl Publisher for Flaky {
         {
             return events
                 .iter()
-                .map(|_| Err("InternalFailure".into()))
+                .map(|_| Err(EffectError::Transient("InternalFailure".into())))
                 .collect();
         }
         self.inner.publish(events).await

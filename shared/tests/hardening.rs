@@ -89,12 +89,21 @@ impl Recorder {
 
 #[async_trait]
 impl Publisher for Recorder {
-    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), String>> {
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), EffectError>> {
         let mut v = self.0.lock().expect("lock");
         for e in events {
             v.push(e.detail.clone());
         }
-        events.iter().map(|_| Ok(())).collect()
+        events
+            .iter()
+            .map(|e| {
+                if e.detail.contains("refuse-me") {
+                    Err(EffectError::Permanent("MalformedDetail: refused".into()))
+                } else {
+                    Ok(())
+                }
+            })
+            .collect()
     }
 }
 
@@ -257,6 +266,35 @@ async fn a_commit_whose_answer_was_lost_still_runs_its_effects_once() {
         .expect("read")
         .expect("marker");
     assert_eq!(marker["fx_fanout"], "done");
+}
+
+#[tokio::test]
+async fn an_effect_refused_for_good_is_recorded_not_retried_and_does_not_hold_the_record() {
+    let bus = Recorder::default();
+    let c = consumer(
+        fresh_store().await,
+        Effects {
+            publisher: Some(Box::new(bus.clone())),
+            ..Effects::default()
+        },
+    );
+    let body = json!({"event_type": "EMAIL_OPEN", "to_email": "refuse-me@x.example",
+                      "campaign_id": 3, "time_opened": "2025-01-15T10:00:00Z"})
+    .to_string();
+    let b = batch(vec![record("r-1", &body, EventTime::now().millis())]);
+    let r = c.handle_batch(b.clone()).await;
+    assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    // A redelivery (SmartLead's retry) does not try it again.
+    assert!(c.handle_batch(b).await.batch_item_failures.is_empty());
+    assert_eq!(bus.taken().len(), 1);
+    let key = SmartleadEvent::from_slice(body.as_bytes())
+        .expect("event")
+        .dedup_key();
+    let marker = smartlead::store::StateStore::item(&c.store, &format!("EVENT#{key}"), "EVENT")
+        .await
+        .expect("read")
+        .expect("marker");
+    assert_eq!(marker["fx_fanout"], "refused");
 }
 
 #[tokio::test]
