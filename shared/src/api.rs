@@ -68,6 +68,8 @@ impl Limiter {
 
 pub struct Api {
     http: reqwest::Client,
+    /// Per request, lowered to what is left before the caller's deadline.
+    timeout: Duration,
     base: String,
     key: String,
     limiter: Mutex<Limiter>,
@@ -136,10 +138,8 @@ fn numeric(id: &str) -> Value {
 impl Api {
     pub fn new(base: &str, key: &str) -> Api {
         Api {
-            http: crate::http::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            http: crate::http::builder().build().unwrap_or_default(),
+            timeout: Duration::from_secs(10),
             base: base.trim_end_matches('/').to_owned(),
             key: key.to_owned(),
             limiter: Mutex::new(Limiter {
@@ -184,15 +184,19 @@ impl Api {
                 l.sent.push_back(Instant::now() + w);
                 w
             };
-            if Instant::now() + wait >= deadline {
+            if !crate::http::fits(wait, Duration::ZERO, deadline) {
                 return Err(unavailable(
                     "client-side rate limit past the deadline".into(),
                 ));
             }
             tokio::time::sleep(wait).await;
+            let Some(timeout) = crate::http::timeout_until(self.timeout, deadline) else {
+                return Err(unavailable("no time left before the deadline".into()));
+            };
             let mut req = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.base))
+                .timeout(timeout)
                 .query(&[("api_key", self.key.as_str())]);
             if let Some(b) = body {
                 req = req.json(b);
@@ -217,19 +221,15 @@ impl Api {
                         });
                     }
                 }
-                // reqwest's error text holds the URL, and so the key: keep only its kind.
+                // reqwest's error text holds the URL, and so the key: error_text drops it.
                 Err(e) => {
                     if attempt >= 4 {
-                        return Err(unavailable(if e.is_timeout() {
-                            "timed out".into()
-                        } else {
-                            "connection failed".into()
-                        }));
+                        return Err(unavailable(crate::http::error_text(e)));
                     }
                     backoff(attempt)
                 }
             };
-            if attempt >= 6 || Instant::now() + retry_in >= deadline {
+            if attempt >= 6 || !crate::http::fits(retry_in, Duration::ZERO, deadline) {
                 return Err(unavailable(format!(
                     "still failing after {attempt} attempts"
                 )));
@@ -368,6 +368,74 @@ mod tests {
         }
         let now = t0 + Duration::from_secs(60) - Duration::from_millis(1);
         assert!(l.wait(now) >= Duration::from_millis(1));
+    }
+
+    #[tokio::test]
+    async fn calls_stay_inside_the_deadline_and_survive_an_absurd_retry_after() {
+        use local_aws::{Scripted, StandIn};
+        let stand_in = StandIn::start().await;
+        let api = Api::new(&format!("{}/api/v1", stand_in.url), "k");
+        stand_in.push(Scripted {
+            status: 200,
+            retry_after: None,
+            delay_ms: 3000,
+        });
+        let started = Instant::now();
+        let r = api
+            .get_webhook("7", started + Duration::from_millis(500))
+            .await;
+        assert!(r.as_ref().is_err_and(ApiError::is_retryable), "{r:?}");
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        stand_in.push(Scripted {
+            status: 429,
+            retry_after: Some(u64::MAX),
+            delay_ms: 0,
+        });
+        let r = api
+            .get_webhook("7", Instant::now() + Duration::from_secs(10))
+            .await;
+        assert!(r.as_ref().is_err_and(ApiError::is_retryable), "{r:?}");
+    }
+
+    #[test]
+    fn retry_after_is_capped_and_deadlines_never_overflow() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "18446744073709551615".parse().unwrap(),
+        );
+        assert_eq!(
+            crate::http::retry_after(&h),
+            Some(crate::http::MAX_RETRY_AFTER)
+        );
+        let soon = Instant::now() + Duration::from_secs(1);
+        assert!(!crate::http::fits(Duration::MAX, Duration::MAX, soon));
+        assert!(crate::http::fits(Duration::ZERO, Duration::ZERO, soon));
+        assert_eq!(
+            crate::http::timeout_until(Duration::from_secs(10), Instant::now()),
+            None
+        );
+        assert!(
+            crate::http::timeout_until(Duration::from_secs(10), soon).unwrap()
+                <= Duration::from_secs(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_api_errors_carry_neither_url_nor_key() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = closed.local_addr().expect("addr").to_string();
+        drop(closed);
+        let api = Api::new(&format!("http://{addr}/api/v1"), "KEY-abc123");
+        let err = api
+            .get_webhook("7", Instant::now() + Duration::from_secs(30))
+            .await
+            .expect_err("nothing listens")
+            .to_string();
+        assert!(err.contains("connection failed"), "{err}");
+        for leak in ["KEY-abc123", "api_key", addr.as_str(), "http://"] {
+            assert!(!err.contains(leak), "{leak} in {err}");
+        }
     }
 
     #[test]
