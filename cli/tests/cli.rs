@@ -334,3 +334,20 @@ async fn replay_starts_an_archive_replay_onto_the_bus() {
     assert!(!o.status.success());
     assert!(text(&o).contains("RFC 3339"));
 }
+
+#[tokio::test]
+async fn ids_that_are_not_numbers_never_reach_a_request() {
+    let api = StandIn::start().await;
+    for args in [
+        &["list", "--id", "../leads/1/unsubscribe"][..],
+        &["list", "--campaign", "1/../../webhook/delete"],
+        &["delete", "--id", "7 OR 1"],
+        &["register", "--campaign", "12?x=1", "--url", "https://x/y"],
+        &["register", "--user", "--url", "https://x/y", "--id", "../9"],
+    ] {
+        let o = smartlead(args, &api.url, Some(KEY)).await;
+        assert!(!o.status.success(), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("must be a number"), "{}", text(&o));
+    }
+    assert!(api.recorded().is_empty(), "{:?}", api.recorded());
+}

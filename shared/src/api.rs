@@ -25,6 +25,48 @@ pub enum ApiError {
     /// Rate limited, 5xx or unreachable, and out of time to retry.
     #[error("SmartLead API unavailable for {what}: {reason}")]
     Unavailable { what: String, reason: String },
+    /// The input cannot go into a request (an id that is not a number, an
+    /// address that is not an address): nothing was sent.
+    #[error("refused to call the SmartLead API: {0}")]
+    Invalid(String),
+}
+
+/// An id as it may appear in a URL path: digits only, so `../` or `?` in an
+/// event or a flag can never reach another API path with the key attached.
+pub fn path_id<'a>(what: &str, id: &'a str) -> Result<&'a str, ApiError> {
+    if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id)
+    } else {
+        Err(ApiError::Invalid(format!("{what} must be a number")))
+    }
+}
+
+/// A single mailbox `local@domain`: one `@`, a non-empty local part, a
+/// domain of dot-separated labels (letters, digits, `-`) with at least one
+/// dot, no white space or control characters. (`@gmail.com` is a domain,
+/// not an address, and must not reach the block list.)
+pub fn is_valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    s.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && !"@<>()[]\\,;:\"".contains(c))
+        && domain.contains('.')
+        && domain.split('.').all(label_ok)
 }
 
 impl ApiError {
@@ -125,6 +167,21 @@ impl WebhookSpec {
             b["category_id_map"] = Value::Object(cats);
         }
         b
+    }
+}
+
+impl WebhookSpec {
+    /// The ids it names must be numbers.
+    fn check(&self) -> Result<(), ApiError> {
+        match &self.association {
+            Association::Campaign(id) => path_id("the campaign id", id).map(|_| ()),
+            Association::Client(id) => path_id("the client id", id).map(|_| ()),
+            Association::User => Ok(()),
+        }?;
+        for c in &self.category_ids {
+            path_id("a category id", c)?;
+        }
+        Ok(())
     }
 }
 
@@ -243,6 +300,7 @@ impl Api {
         spec: &WebhookSpec,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
+        spec.check()?;
         let mut body = spec.body();
         body["force_create"] = json!(true);
         self.call(
@@ -260,6 +318,8 @@ impl Api {
         spec: &WebhookSpec,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
+        let id = path_id("the webhook id", id)?;
+        spec.check()?;
         self.call(
             reqwest::Method::PUT,
             &format!("/webhook/update/{id}"),
@@ -270,6 +330,7 @@ impl Api {
     }
 
     pub async fn get_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
+        let id = path_id("the webhook id", id)?;
         self.call(
             reqwest::Method::GET,
             &format!("/webhook/{id}"),
@@ -285,6 +346,7 @@ impl Api {
         campaign_id: &str,
         deadline: Instant,
     ) -> Result<Vec<Value>, ApiError> {
+        let campaign_id = path_id("the campaign id", campaign_id)?;
         let v = self
             .call(
                 reqwest::Method::GET,
@@ -304,6 +366,7 @@ impl Api {
     }
 
     pub async fn delete_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
+        let id = path_id("the webhook id", id)?;
         self.call(
             reqwest::Method::DELETE,
             "/webhook/delete",
@@ -319,6 +382,7 @@ impl Api {
         lead_id: &str,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
+        let lead_id = path_id("the lead id", lead_id)?;
         self.call(
             reqwest::Method::POST,
             &format!("/leads/{lead_id}/unsubscribe"),
@@ -328,8 +392,15 @@ impl Api {
         .await
     }
 
-    /// Adds addresses (or domains) to the account's block list.
+    /// Adds e-mail addresses to the account's block list (only whole,
+    /// valid addresses: the same list takes domains, which would block
+    /// everyone at them).
     pub async fn block(&self, entries: &[String], deadline: Instant) -> Result<Value, ApiError> {
+        if entries.is_empty() || !entries.iter().all(|e| is_valid_email(e)) {
+            return Err(ApiError::Invalid(
+                "the block list takes only valid e-mail addresses here".into(),
+            ));
+        }
         self.call(
             reqwest::Method::POST,
             "/leads/add-domain-block-list",
@@ -436,6 +507,56 @@ mod tests {
         for leak in ["KEY-abc123", "api_key", addr.as_str(), "http://"] {
             assert!(!err.contains(leak), "{leak} in {err}");
         }
+    }
+
+    #[test]
+    fn ids_and_addresses_are_checked_before_they_reach_a_request() {
+        assert!(path_id("x", "4711").is_ok());
+        for bad in [
+            "",
+            "../webhook/delete",
+            "1/../../x",
+            "12?a=b",
+            "-1",
+            "1 2",
+            "１２",
+        ] {
+            assert!(path_id("x", bad).is_err(), "{bad:?}");
+        }
+        for good in ["jane@acme.example", "a.b+tag@mail.acme-corp.com", "x@b.co"] {
+            assert!(is_valid_email(good), "{good}");
+        }
+        for bad in [
+            "@gmail.com",
+            "gmail.com",
+            "a b@c.com",
+            "a@b",
+            "a@@b.com",
+            "a@b..com",
+            "a@.b.com",
+            "a@b.com ",
+            "a@-b.com",
+            "a\n@b.com",
+            "",
+        ] {
+            assert!(!is_valid_email(bad), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_sent_for_a_path_built_from_bad_input() {
+        use local_aws::StandIn;
+        let stand_in = StandIn::start().await;
+        let api = Api::new(&format!("{}/api/v1", stand_in.url), "k");
+        let d = Instant::now() + Duration::from_secs(5);
+        let r = api.unsubscribe_lead("../webhook/delete", d).await;
+        assert!(matches!(r, Err(ApiError::Invalid(_))), "{r:?}");
+        assert!(api.get_webhook("1/../../leads", d).await.is_err());
+        assert!(api.campaign_webhooks("1?x=", d).await.is_err());
+        assert!(api.delete_webhook("abc", d).await.is_err());
+        assert!(api.block(&["@gmail.com".into()], d).await.is_err());
+        assert!(stand_in.recorded().is_empty());
+        assert!(!ApiError::Invalid("x".into()).is_retryable());
     }
 
     #[test]
