@@ -227,6 +227,18 @@ impl Api {
         body: Option<&Value>,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
+        self.call_with(method, path, &[], body, deadline).await
+    }
+
+    /// `call` with query parameters besides the key (encoded by reqwest).
+    async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        deadline: Instant,
+    ) -> Result<Value, ApiError> {
         let what = format!("{method} {path}");
         let unavailable = |reason: String| ApiError::Unavailable {
             what: what.clone(),
@@ -254,7 +266,8 @@ impl Api {
                 .http
                 .request(method.clone(), format!("{}{path}", self.base))
                 .timeout(timeout)
-                .query(&[("api_key", self.key.as_str())]);
+                .query(&[("api_key", self.key.as_str())])
+                .query(query);
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -390,6 +403,33 @@ impl Api {
             deadline,
         )
         .await
+    }
+
+    /// The SmartLead lead id of an address (`GET /leads/?email=`, which
+    /// answers `{}` when there is none).
+    pub async fn lead_by_email(
+        &self,
+        email: &str,
+        deadline: Instant,
+    ) -> Result<Option<String>, ApiError> {
+        if !is_valid_email(email) {
+            return Err(ApiError::Invalid("not a valid e-mail address".into()));
+        }
+        let v = self
+            .call_with(
+                reqwest::Method::GET,
+                "/leads/",
+                &[("email", email)],
+                None,
+                deadline,
+            )
+            .await?;
+        let id = match v.get("id") {
+            Some(Value::Number(n)) => n.as_u64().map(|n| n.to_string()),
+            Some(Value::String(s)) => path_id("the lead id", s).ok().map(str::to_owned),
+            _ => None,
+        };
+        Ok(id)
     }
 
     /// Adds e-mail addresses to the account's block list (only whole,

@@ -260,7 +260,8 @@ async fn local_or_ssm(
 /// the Slack incoming-webhook URL; `SLACK_WEBHOOK_URL` locally),
 /// `ALERT_TOPIC_ARN` (SNS), `ALERT_EVENTS` and `POSITIVE_CATEGORIES`;
 /// `HYGIENE` (`off`, `unsubscribe`, `block`) with `SMARTLEAD_API_KEY_PARAM`
-/// (SSM SecureString; `SMARTLEAD_API_KEY` locally) and `HYGIENE_PER_MINUTE`.
+/// (SSM SecureString; `SMARTLEAD_API_KEY` locally), `HYGIENE_PER_MINUTE` and
+/// `HYGIENE_SOFT_BOUNCES` (`true` to act on soft bounces too; default `false`).
 pub async fn effects_from_env(cfg: &SdkConfig) -> Result<crate::effects::Effects, ConfigError> {
     use crate::effects::*;
     let mut effects = Effects {
@@ -311,6 +312,7 @@ pub async fn effects_from_env(cfg: &SdkConfig) -> Result<crate::effects::Effects
         effects.notifiers.push(Box::new(Hygiene {
             api: crate::api::Api::new(&base, &key).with_limits(10, per_minute),
             mode,
+            soft_bounces: env_parse("HYGIENE_SOFT_BOUNCES", false)?,
         }));
     }
     Ok(effects)
@@ -343,6 +345,7 @@ pub const CONSUMER_ENV: &[&str] = &[
     "HYGIENE",
     "SMARTLEAD_API_KEY_PARAM",
     "HYGIENE_PER_MINUTE",
+    "HYGIENE_SOFT_BOUNCES",
 ];
 pub const LOCAL_ONLY_ENV: &[&str] = &[
     "WEBHOOK_SECRET",

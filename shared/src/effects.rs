@@ -545,6 +545,80 @@ pub enum HygieneMode {
 pub struct Hygiene {
     pub api: crate::api::Api,
     pub mode: HygieneMode,
+    /// Act on soft (temporary, 4.x.x) bounces too (`HYGIENE_SOFT_BOUNCES`).
+    pub soft_bounces: bool,
+}
+
+/// What a bounce says about the address. SmartLead's payload has no
+/// hard/soft flag, so it is read from the bounce message's SMTP status:
+/// an enhanced code `5.x.x` (or a reply code `5xx`) is hard, `4.x.x` /
+/// `4xx` soft; an explicit `bounce_type` of `hard`/`soft` wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BounceKind {
+    Hard,
+    Soft,
+    /// No status code found: treated as hard (SmartLead counts it as a bounce).
+    Unknown,
+}
+
+pub fn bounce_kind(ev: &SmartleadEvent) -> BounceKind {
+    for field in ["bounce_type", "bounce_category"] {
+        match ev
+            .raw
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some(t) if t.contains("soft") => return BounceKind::Soft,
+            Some(t) if t.contains("hard") => return BounceKind::Hard,
+            _ => {}
+        }
+    }
+    let mut texts = Vec::new();
+    match ev.raw.get("bounce_message") {
+        Some(Value::String(t)) => texts.push(t.clone()),
+        Some(m) => {
+            texts.extend(m.get("text").and_then(Value::as_str).map(str::to_owned));
+            texts.extend(
+                m.get("html")
+                    .and_then(Value::as_str)
+                    .map(crate::plan::strip_html),
+            );
+        }
+        None => {}
+    }
+    texts.extend(
+        ev.raw
+            .get("bounce_reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    );
+    let tokens: Vec<&str> = texts
+        .iter()
+        .flat_map(|t| t.split(|c: char| !(c.is_ascii_digit() || c == '.')))
+        .map(|t| t.trim_end_matches('.'))
+        .collect();
+    let class = |t: &str| match t.as_bytes().first() {
+        Some(b'5') => Some(BounceKind::Hard),
+        Some(b'4') => Some(BounceKind::Soft),
+        _ => None,
+    };
+    let enhanced = |t: &str| {
+        let parts: Vec<&str> = t.split('.').collect();
+        parts.len() == 3
+            && parts[0].len() == 1
+            && parts[1..]
+                .iter()
+                .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let reply = |t: &str| t.len() == 3 && t.bytes().all(|b| b.is_ascii_digit());
+    tokens
+        .iter()
+        .find(|t| enhanced(t))
+        .or_else(|| tokens.iter().find(|t| reply(t)))
+        .and_then(|t| class(t))
+        .unwrap_or(BounceKind::Unknown)
 }
 
 #[async_trait]
@@ -552,11 +626,13 @@ impl Notifier for Hygiene {
     fn effect(&self) -> &'static str {
         HYGIENE
     }
+    /// Bounces and unsubscribes; a soft bounce only with `soft_bounces`.
     fn applies(&self, ev: &SmartleadEvent, _rules: &AlertRules) -> bool {
-        matches!(
-            ev.event_type,
-            EventType::EmailBounce | EventType::LeadUnsubscribed
-        )
+        match ev.event_type {
+            EventType::LeadUnsubscribed => true,
+            EventType::EmailBounce => self.soft_bounces || bounce_kind(ev) != BounceKind::Soft,
+            _ => false,
+        }
     }
     async fn notify(
         &self,
@@ -564,25 +640,48 @@ impl Notifier for Hygiene {
         _key: &str,
         deadline: Instant,
     ) -> Result<(), EffectError> {
-        let n = ev.normalized();
-        let r = match (self.mode, &n.lead_id, &n.lead_email) {
-            (HygieneMode::Unsubscribe, Some(id), _) => {
-                self.api.unsubscribe_lead(id.as_str(), deadline).await
-            }
-            (_, _, Some(email)) => self.api.block(std::slice::from_ref(email), deadline).await,
-            _ => {
-                return Err(EffectError::Permanent(
-                    "no lead id or e-mail to act on".into(),
-                ))
-            }
-        };
-        r.map(|_| ()).map_err(|e| {
+        let api_error = |e: crate::api::ApiError| {
             if e.is_retryable() {
                 EffectError::Transient(e.to_string())
             } else {
                 EffectError::Permanent(e.to_string())
             }
-        })
+        };
+        let n = ev.normalized();
+        let r = match self.mode {
+            HygieneMode::Unsubscribe => {
+                let id = match (&n.lead_id, &n.lead_email) {
+                    (Some(id), _) => id.to_string(),
+                    // Bounces and unsubscribes carry no lead id: ask SmartLead.
+                    (None, Some(email)) => {
+                        match self
+                            .api
+                            .lead_by_email(email, deadline)
+                            .await
+                            .map_err(api_error)?
+                        {
+                            Some(id) => id,
+                            None => {
+                                return Err(EffectError::Permanent(
+                                    "SmartLead has no lead with this address".into(),
+                                ))
+                            }
+                        }
+                    }
+                    (None, None) => {
+                        return Err(EffectError::Permanent(
+                            "no lead id or e-mail to unsubscribe".into(),
+                        ))
+                    }
+                };
+                self.api.unsubscribe_lead(&id, deadline).await
+            }
+            HygieneMode::Block => match &n.lead_email {
+                Some(email) => self.api.block(std::slice::from_ref(email), deadline).await,
+                None => return Err(EffectError::Permanent("no e-mail to block".into())),
+            },
+        };
+        r.map(|_| ()).map_err(api_error)
     }
 }
 
@@ -695,6 +794,35 @@ mod tests {
         let r = notifier.notify(&e, "k", Instant::now()).await;
         assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
         assert_eq!(slack.recorded().len(), before);
+    }
+
+    #[test]
+    fn bounces_are_hard_or_soft_by_their_smtp_status() {
+        let b = |extra: Value| {
+            let mut v = json!({"event_type": "EMAIL_BOUNCE", "to_email": "a@b.c"});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            bounce_kind(&ev(v))
+        };
+        let fixture =
+            SmartleadEvent::from_slice(include_bytes!("../../events/payloads/email_bounce.json"))
+                .unwrap();
+        assert_eq!(bounce_kind(&fixture), BounceKind::Hard);
+        assert_eq!(
+            b(json!({"bounce_message": {"text": "452 4.2.2 Mailbox full, try again later"}})),
+            BounceKind::Soft
+        );
+        assert_eq!(
+            b(json!({"bounce_message": {"html": "<p>421 Service not available</p>"}})),
+            BounceKind::Soft
+        );
+        assert_eq!(
+            b(json!({"bounce_message": "550 User unknown"})),
+            BounceKind::Hard
+        );
+        assert_eq!(b(json!({"bounce_type": "SOFT"})), BounceKind::Soft);
+        assert_eq!(b(json!({})), BounceKind::Unknown);
     }
 
     #[test]
