@@ -318,6 +318,11 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             return self.reject(Rejection::TooLarge, None, req.request_id);
         }
         let pre_authorized = self.authorized_without_body(&req, path_token);
+        // Without body auth nothing in the body can authorize: answer before
+        // reading it (no UTF-8 check, no JSON scan for strangers).
+        if !pre_authorized && !self.config.auth.body {
+            return self.reject(Rejection::Unauthorized, None, req.request_id);
+        }
         // Until the caller is known, a bad body gets the same 401 as a bad secret.
         let text = match std::str::from_utf8(req.body) {
             Ok(t) => t,
@@ -326,6 +331,8 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             }
             Err(_) => return self.reject(Rejection::Unauthorized, None, req.request_id),
         };
+        #[cfg(test)]
+        tests::PROBES.with(|p| p.set(p.get() + 1));
         let probe = match probe(req.body) {
             Ok(p) => p,
             Err(e) if pre_authorized => return self.invalid(&e, req.request_id),
@@ -458,4 +465,95 @@ fn attr_value(s: &str) -> String {
         v = "-".into();
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        /// Bodies scanned by `probe` on this thread.
+        pub(super) static PROBES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    struct NoQueue;
+    #[async_trait]
+    impl Queue for NoQueue {
+        async fn send(&self, _msg: OutgoingMessage) -> Result<String, QueueError> {
+            Ok("m".into())
+        }
+    }
+    #[async_trait]
+    impl BlobStore for NoQueue {
+        fn bucket(&self) -> &str {
+            "none"
+        }
+        async fn put(&self, _key: &str, _body: &[u8]) -> Result<(), QueueError> {
+            Err(QueueError::Upload("no bucket".into()))
+        }
+    }
+
+    fn service(auth: &str) -> Ingest<NoQueue, NoQueue> {
+        Ingest {
+            config: IngestConfig {
+                webhook_path: DEFAULT_WEBHOOK_PATH.into(),
+                secret: Secret::new("s3cret").expect("secret"),
+                auth: AuthMethods::parse(auth).expect("auth"),
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                max_inline_bytes: 1024,
+            },
+            queue: NoQueue,
+            blobs: None,
+            metrics: Metrics::disabled(),
+        }
+    }
+
+    fn request<'a>(path: &'a str, token: Option<&'a str>, body: &'a [u8]) -> IngestRequest<'a> {
+        IngestRequest {
+            method: "POST",
+            path,
+            query_token: token,
+            signature: None,
+            body,
+            request_id: "r",
+            source_ip: "203.0.113.1",
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_body_auth_strangers_get_401_before_the_body_is_read() {
+        let svc = service("path,query,signature");
+        let mut huge = br#"{"event_type":"EMAIL_OPEN","x":""#.to_vec();
+        huge.resize(DEFAULT_MAX_BODY_BYTES - 2, b'a');
+        huge.extend_from_slice(b"\"}");
+        let before = PROBES.with(|p| p.get());
+        for body in [&huge[..], b"\xff\xfe not utf-8", b"{not json"] {
+            let r = svc.handle(request("/webhooks/smartlead", None, body)).await;
+            assert_eq!(r.status, 401);
+            let r = svc
+                .handle(request("/webhooks/smartlead", Some("wrong"), body))
+                .await;
+            assert_eq!(r.status, 401);
+        }
+        assert_eq!(PROBES.with(|p| p.get()), before, "no body was scanned");
+        // Authorized, the body is read: an invalid one is a 400, a good one queued.
+        let r = svc
+            .handle(request("/webhooks/smartlead", Some("s3cret"), b"\xff"))
+            .await;
+        assert_eq!(r.status, 400);
+        let r = svc
+            .handle(request("/webhooks/smartlead", Some("s3cret"), &huge))
+            .await;
+        assert_eq!(r.status, 503, "too large for the queue and no bucket");
+        // With body auth on, the body must be scanned for its secret_key.
+        let svc = service("query,body");
+        let r = svc
+            .handle(request(
+                "/webhooks/smartlead",
+                None,
+                br#"{"event_type":"EMAIL_OPEN","secret_key":"s3cret"}"#,
+            ))
+            .await;
+        assert_eq!(r.status, 200);
+    }
 }
