@@ -203,16 +203,7 @@ async fn stack_url(stack: &str) -> Result<String> {
     let url = output(&o, "WebhookUrl", stack)?;
     let param = output(&o, "WebhookSecretParameterName", stack)?;
     let secret = ssm_value(&param).await?;
-    let encoded: String = secret
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    Ok(url.replace("<secret>", &encoded))
+    Ok(smartlead::ingest::webhook_url(&url, &secret))
 }
 
 fn print(v: &Value) {

@@ -351,3 +351,46 @@ async fn ids_that_are_not_numbers_never_reach_a_request() {
     }
     assert!(api.recorded().is_empty(), "{:?}", api.recorded());
 }
+
+#[tokio::test]
+async fn a_secret_with_a_trailing_newline_and_base64_characters_registers_a_working_url() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let ssm = aws_sdk_ssm::Client::new(&cfg);
+    let param = format!("/cli-b64-{}/secret", std::process::id());
+    ssm.put_parameter()
+        .name(&param)
+        .value("Ab+c/d9z=\n")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let stack = format!("cli-b64-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "WebhookUrl": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/<secret>"},
+            "WebhookSecretParameterName": {"Value": param}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let api = StandIn::start().await;
+    let o = smartlead(
+        &["register", "--campaign", "9", "--stack", &stack],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let body: Value = serde_json::from_str(&api.recorded()[0].body).unwrap();
+    // Trimmed as the ingest trims it, one path segment, decodable once.
+    assert_eq!(
+        body["webhook_url"],
+        "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/Ab%2Bc%2Fd9z%3D"
+    );
+}

@@ -77,6 +77,26 @@ impl Secret {
         })
     }
 
+    /// A token as it arrived in the path: API Gateway's HTTP API hands the
+    /// path over percent-decoded, a Function URL still encoded, so the
+    /// token matches as given or decoded once.
+    /// A trailing `/` may be the secret's own (base64) or a client's habit.
+    pub fn matches_path_token(&self, token: &str) -> bool {
+        let one = |t: &str| {
+            self.matches(t)
+                || (t.contains('%') && percent_decode(t).is_some_and(|d| self.matches(&d)))
+        };
+        let trimmed = token.trim_end_matches('/');
+        one(token) || (trimmed.len() != token.len() && one(trimmed))
+    }
+
+    /// The `token` query value as lambda_http decodes it (`+` read as a
+    /// space, as in a form); a secret with a literal `+` sent unencoded
+    /// matches too.
+    pub fn matches_query_token(&self, token: &str) -> bool {
+        self.matches(token) || (token.contains(' ') && self.matches(&token.replace(' ', "+")))
+    }
+
     pub fn matches(&self, candidate: &str) -> bool {
         let d: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
         bool::from(d.ct_eq(&self.digest))
@@ -102,6 +122,32 @@ impl Secret {
         mac.update(body);
         format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
     }
+}
+
+/// `%XX` sequences decoded once; `None` when the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+/// Every byte but RFC 3986's unreserved characters, so a secret is one
+/// path segment and one query value whatever it holds (`+`, `/`, `=` from
+/// base64 included).
+const SECRET_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The webhook URL to register: `template` (the stack's `WebhookUrl`
+/// output) with its `<secret>` replaced by the secret, trimmed as the
+/// ingest trims it (an SSM value with a trailing newline would otherwise
+/// register a URL that gets 401 forever) and percent-encoded.
+pub fn webhook_url(template: &str, secret: &str) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(secret.trim(), SECRET_ESCAPES).to_string();
+    template.replace("<secret>", &encoded)
 }
 
 /// Which ways of presenting the secret are accepted (any one suffices).
@@ -240,12 +286,17 @@ enum Route<'a> {
 impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
     fn route<'a>(&self, path: &'a str) -> Route<'a> {
         let base = self.config.webhook_path.trim_end_matches('/');
-        let p = path.trim_end_matches('/');
-        if p == base {
+        if path.trim_end_matches('/') == base {
             return Route::Webhook { path_token: None };
         }
-        match p.strip_prefix(base).and_then(|rest| rest.strip_prefix('/')) {
-            Some(token) if !token.is_empty() && !token.contains('/') => Route::Webhook {
+        // The token is everything after the base: API Gateway's HTTP API
+        // decodes the path before the function sees it, so a secret's `/`
+        // (sent as `%2F`) arrives as a `/`.
+        match path
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('/'))
+        {
+            Some(token) if !token.trim_end_matches('/').is_empty() => Route::Webhook {
                 path_token: Some(token),
             },
             _ => Route::Other,
@@ -297,8 +348,8 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
     fn authorized_without_body(&self, req: &IngestRequest<'_>, path_token: Option<&str>) -> bool {
         let a = self.config.auth;
         let s = &self.config.secret;
-        (a.path && path_token.is_some_and(|t| s.matches(t)))
-            || (a.query && req.query_token.is_some_and(|t| s.matches(t)))
+        (a.path && path_token.is_some_and(|t| s.matches_path_token(t)))
+            || (a.query && req.query_token.is_some_and(|t| s.matches_query_token(t)))
             || (a.signature
                 && req
                     .signature
@@ -311,6 +362,14 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             Route::Webhook { path_token } => path_token,
             Route::Other => return self.reject(Rejection::NotFound, None, req.request_id),
         };
+        // A path below the webhook path with several segments is only the
+        // webhook when it is the secret (decoded `%2F`); otherwise not found.
+        if path_token.is_some_and(|t| {
+            t.trim_end_matches('/').contains('/')
+                && !(self.config.auth.path && self.config.secret.matches_path_token(t))
+        }) {
+            return self.reject(Rejection::NotFound, None, req.request_id);
+        }
         if !req.method.eq_ignore_ascii_case("POST") {
             return self.reject(Rejection::MethodNotAllowed, None, req.request_id);
         }

@@ -432,11 +432,21 @@ pub fn api_event(
     peer: &str,
 ) -> Value {
     use base64::Engine;
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // As API Gateway's HTTP API does: `rawPath` and `http.path` arrive
+    // percent-decoded (`%2F` included), `rawQueryString` as sent, and
+    // `queryStringParameters` decoded.
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|_| s.to_owned())
+    };
+    let (raw_path, query) = target.split_once('?').unwrap_or((target, ""));
+    let path = decode(raw_path);
     let mut qs = Map::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        qs.insert(k.to_owned(), Value::String(v.to_owned()));
+        qs.insert(decode(k), Value::String(decode(v)));
     }
     let mut h = Map::new();
     for (k, v) in headers {
@@ -955,6 +965,20 @@ mod tests {
     //! -> consumer bootstrap (RIE) -> DynamoDB Local.
     use super::*;
     use crate::fixtures::payloads;
+
+    #[test]
+    fn the_front_hands_over_the_path_decoded_as_api_gateway_does() {
+        let target = "/webhooks/smartlead/Ab%2Bc%2Fd%3D?token=Ab%2Bc%2Fd%3D&x=1";
+        let v = api_event("POST", target, &[], b"{}", "127.0.0.1");
+        assert_eq!(v["rawPath"], "/webhooks/smartlead/Ab+c/d=");
+        assert_eq!(v["requestContext"]["http"]["path"], v["rawPath"]);
+        assert_eq!(v["rawQueryString"], "token=Ab%2Bc%2Fd%3D&x=1");
+        assert_eq!(v["queryStringParameters"]["token"], "Ab+c/d=");
+        // Still a valid API Gateway 2.0 event.
+        let e: aws_lambda_events::event::apigw::ApiGatewayV2httpRequest =
+            serde_json::from_value(v).expect("2.0 event");
+        assert_eq!(e.raw_path.as_deref(), Some("/webhooks/smartlead/Ab+c/d="));
+    }
 
     /// Polls until the queue is empty and nothing is in flight.
     async fn drain(stack: &Stack, consumer: &Pool) {
