@@ -113,7 +113,7 @@ pub struct Api {
     /// Per request, lowered to what is left before the caller's deadline.
     timeout: Duration,
     base: String,
-    key: String,
+    key: crate::refresh::Refreshing<String>,
     limiter: Mutex<Limiter>,
 }
 
@@ -198,13 +198,18 @@ impl Api {
             http: crate::http::builder().build().unwrap_or_default(),
             timeout: Duration::from_secs(10),
             base: base.trim_end_matches('/').to_owned(),
-            key: key.to_owned(),
+            key: crate::refresh::Refreshing::fixed(key.to_owned()),
             limiter: Mutex::new(Limiter {
                 per_second: 10,
                 per_minute: 60,
                 sent: VecDeque::new(),
             }),
         }
+    }
+
+    /// With a key re-read from SSM now and then.
+    pub fn with_key(self, key: crate::refresh::Refreshing<String>) -> Api {
+        Api { key, ..self }
     }
 
     /// Lowers the client-side limits (e.g. to share the account's budget
@@ -244,6 +249,7 @@ impl Api {
             what: what.clone(),
             reason,
         };
+        let key = self.key.get().await;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -266,7 +272,7 @@ impl Api {
                 .http
                 .request(method.clone(), format!("{}{path}", self.base))
                 .timeout(timeout)
-                .query(&[("api_key", self.key.as_str())])
+                .query(&[("api_key", key.as_str())])
                 .query(query);
             if let Some(b) = body {
                 req = req.json(b);
@@ -530,6 +536,37 @@ mod tests {
             crate::http::timeout_until(Duration::from_secs(10), soon).unwrap()
                 <= Duration::from_secs(1)
         );
+    }
+
+    #[tokio::test]
+    async fn a_rotated_api_key_is_picked_up_without_a_restart() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let stand_in = local_aws::StandIn::start().await;
+        let reads = std::sync::Arc::new(AtomicUsize::new(0));
+        let r = reads.clone();
+        let load: crate::refresh::Loader<String> = std::sync::Arc::new(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok("key-2".to_owned()) })
+        });
+        let key = crate::refresh::Refreshing::new(
+            "SmartLead API key",
+            "key-1".to_owned(),
+            Duration::from_millis(100),
+            load,
+        );
+        let api = Api::new(&format!("{}/api/v1", stand_in.url), "").with_key(key);
+        let d = || Instant::now() + Duration::from_secs(5);
+        api.get_webhook("1", d()).await.expect("ok");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        api.get_webhook("2", d()).await.expect("ok");
+        api.get_webhook("3", d()).await.expect("ok");
+        let keys: Vec<String> = stand_in
+            .recorded()
+            .iter()
+            .map(|r| r.target.rsplit('=').next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(keys, ["key-1", "key-2", "key-2"]);
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

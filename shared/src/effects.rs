@@ -422,13 +422,19 @@ pub trait Notifier: Send + Sync {
 /// has time; otherwise the record is retried by SQS.
 pub struct SlackNotifier {
     pub http: reqwest::Client,
-    pub url: String,
+    /// The incoming-webhook URL (a credential: never logged).
+    pub url: crate::refresh::Refreshing<String>,
     /// Per request, lowered to what is left of the invocation.
     pub timeout: Duration,
 }
 
 impl SlackNotifier {
     pub fn new(url: String) -> SlackNotifier {
+        SlackNotifier::refreshing(crate::refresh::Refreshing::fixed(url))
+    }
+
+    /// With a URL re-read from SSM now and then.
+    pub fn refreshing(url: crate::refresh::Refreshing<String>) -> SlackNotifier {
         let http = crate::http::builder().build().unwrap_or_default();
         SlackNotifier {
             http,
@@ -450,6 +456,7 @@ impl Notifier for SlackNotifier {
         deadline: Instant,
     ) -> Result<(), EffectError> {
         let body = Alert::from_event(ev, key).slack();
+        let url = self.url.get().await;
         loop {
             let Some(timeout) = crate::http::timeout_until(self.timeout, deadline) else {
                 return Err(EffectError::Transient(
@@ -458,7 +465,7 @@ impl Notifier for SlackNotifier {
             };
             let r = self
                 .http
-                .post(&self.url)
+                .post(url.as_str())
                 .timeout(timeout)
                 .json(&body)
                 .send()

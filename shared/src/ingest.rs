@@ -53,12 +53,48 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, body: &[u8]) -> Result<(), QueueError>;
 }
 
-/// The secret a webhook must carry, held as its SHA-256 so comparisons are
-/// constant-time and independent of length.
+/// One secret, held as its SHA-256 so comparisons are constant-time and
+/// independent of length.
 #[derive(Clone)]
-pub struct Secret {
+pub struct Key {
     raw: Vec<u8>,
     digest: [u8; 32],
+}
+
+impl Key {
+    fn new(s: &str) -> Option<Key> {
+        let s = s.trim();
+        (!s.is_empty()).then(|| Key {
+            raw: s.as_bytes().to_vec(),
+            digest: Sha256::digest(s.as_bytes()).into(),
+        })
+    }
+
+    fn matches(&self, digest: &[u8; 32]) -> bool {
+        bool::from(digest.ct_eq(&self.digest))
+    }
+}
+
+/// The live secrets, current first: one, or two while a rotation is under
+/// way (`current,next`).
+pub type Keys = Vec<Key>;
+
+/// Parses `current` or `current,next` (white space around each trimmed).
+pub fn parse_keys(s: &str) -> Result<Keys, String> {
+    let keys: Option<Keys> = s.split(',').map(Key::new).collect();
+    match keys {
+        Some(k) if (1..=2).contains(&k.len()) => Ok(k),
+        Some(_) => Err("holds more than two secrets (current,next)".into()),
+        None => Err("is blank or has a blank entry".into()),
+    }
+}
+
+/// The secret(s) a webhook must carry: any live one is accepted. In AWS the
+/// SSM parameter is re-read at most every `SECRET_REFRESH_SECONDS`, so a
+/// rotation needs no cold start (see [`crate::refresh`]).
+#[derive(Clone)]
+pub struct Secret {
+    keys: std::sync::Arc<crate::refresh::Refreshing<Keys>>,
 }
 
 impl std::fmt::Debug for Secret {
@@ -68,13 +104,47 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
-    /// `None` for an empty or blank secret: the pipeline refuses to run without one.
+    /// One secret; `None` for an empty or blank one: the pipeline refuses
+    /// to run without one.
     pub fn new(s: &str) -> Option<Secret> {
-        let s = s.trim();
-        (!s.is_empty()).then(|| Secret {
-            raw: s.as_bytes().to_vec(),
-            digest: Sha256::digest(s.as_bytes()).into(),
-        })
+        Key::new(s).map(|k| Secret::from_keys(vec![k]))
+    }
+
+    /// `current` or `current,next`.
+    pub fn list(s: &str) -> Result<Secret, String> {
+        parse_keys(s).map(Secret::from_keys)
+    }
+
+    fn from_keys(keys: Keys) -> Secret {
+        Secret {
+            keys: std::sync::Arc::new(crate::refresh::Refreshing::fixed(keys)),
+        }
+    }
+
+    /// Secrets re-read with `load` (e.g. from SSM) at most every `every`.
+    pub fn refreshing(
+        initial: Keys,
+        every: std::time::Duration,
+        load: crate::refresh::Loader<Keys>,
+    ) -> Secret {
+        Secret {
+            keys: std::sync::Arc::new(crate::refresh::Refreshing::new(
+                "webhook secret",
+                initial,
+                every,
+                load,
+            )),
+        }
+    }
+
+    /// Re-reads the secrets when due (once per request at most).
+    pub async fn refresh_if_due(&self) {
+        self.keys.refresh_if_due().await
+    }
+
+    /// How many secrets are live (2 during a rotation).
+    pub fn live(&self) -> usize {
+        self.keys.current().len()
     }
 
     /// A token as it arrived in the path: API Gateway's HTTP API hands the
@@ -97,28 +167,38 @@ impl Secret {
         self.matches(token) || (token.contains(' ') && self.matches(&token.replace(' ', "+")))
     }
 
+    /// Whether `candidate` is one of the live secrets (each compared, in
+    /// constant time).
     pub fn matches(&self, candidate: &str) -> bool {
         let d: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
-        bool::from(d.ct_eq(&self.digest))
+        self.keys
+            .current()
+            .iter()
+            .fold(false, |any, k| any | k.matches(&d))
     }
 
-    /// Checks `sha256=<hex>` against HMAC-SHA256(secret, body).
+    /// Checks `sha256=<hex>` against HMAC-SHA256(secret, body), for each
+    /// live secret.
     pub fn matches_signature(&self, header: &str, body: &[u8]) -> bool {
         let hex_sig = header.trim();
         let hex_sig = hex_sig.strip_prefix("sha256=").unwrap_or(hex_sig);
         let Ok(sig) = hex::decode(hex_sig) else {
             return false;
         };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.raw) else {
-            return false;
-        };
-        mac.update(body);
-        mac.verify_slice(&sig).is_ok()
+        self.keys.current().iter().fold(false, |any, k| {
+            let ok = Hmac::<Sha256>::new_from_slice(&k.raw).is_ok_and(|mut mac| {
+                mac.update(body);
+                mac.verify_slice(&sig).is_ok()
+            });
+            any | ok
+        })
     }
 
-    /// `sha256=<hex>` for `body` (for tests and clients).
+    /// `sha256=<hex>` for `body` with the current secret (for tests and clients).
     pub fn sign(&self, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.raw).expect("HMAC takes any key length");
+        let keys = self.keys.current();
+        let raw = keys.first().map(|k| k.raw.as_slice()).unwrap_or_default();
+        let mut mac = Hmac::<Sha256>::new_from_slice(raw).expect("HMAC takes any key length");
         mac.update(body);
         format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
     }
@@ -358,6 +438,7 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
 
     pub async fn handle(&self, req: IngestRequest<'_>) -> IngestResponse {
         let started = Instant::now();
+        self.config.secret.refresh_if_due().await;
         let path_token = match self.route(req.path) {
             Route::Webhook { path_token } => path_token,
             Route::Other => return self.reject(Rejection::NotFound, None, req.request_id),
@@ -577,6 +658,53 @@ mod tests {
             request_id: "r",
             source_ip: "203.0.113.1",
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn two_live_secrets_during_a_rotation_and_the_parameter_is_re_read() {
+        use std::sync::{Arc, Mutex};
+        let param = Arc::new(Mutex::new("old-secret".to_owned()));
+        let p = param.clone();
+        let load: crate::refresh::Loader<Keys> = Arc::new(move || {
+            let v = p.lock().unwrap().clone();
+            Box::pin(async move { parse_keys(&v) })
+        });
+        let mut svc = service("query");
+        svc.config.secret = Secret::refreshing(
+            parse_keys("old-secret").unwrap(),
+            std::time::Duration::from_millis(100),
+            load,
+        );
+        let body = br#"{"event_type":"EMAIL_OPEN"}"#;
+        let status = |token: &'static str| {
+            let svc = &svc;
+            async move {
+                svc.handle(request("/webhooks/smartlead", Some(token), body))
+                    .await
+                    .status
+            }
+        };
+        let tick = || tokio::time::sleep(std::time::Duration::from_millis(150));
+        assert_eq!(status("old-secret").await, 200);
+        assert_eq!(status("next-secret").await, 401);
+        // Rotation starts: both are live once the parameter is re-read.
+        *param.lock().unwrap() = "old-secret,next-secret".into();
+        tick().await;
+        assert_eq!(status("next-secret").await, 200);
+        assert_eq!(status("old-secret").await, 200);
+        assert_eq!(svc.config.secret.live(), 2);
+        // Finished: the old one is retired.
+        *param.lock().unwrap() = "next-secret".into();
+        tick().await;
+        assert_eq!(status("old-secret").await, 401);
+        assert_eq!(status("next-secret").await, 200);
+        // A bad read (blank parameter) keeps the last good secrets.
+        *param.lock().unwrap() = " ".into();
+        tick().await;
+        assert_eq!(status("next-secret").await, 200);
+        assert!(Secret::list("a,b,c").is_err());
+        assert!(Secret::list("a,").is_err());
+        assert_eq!(Secret::list(" a , b\n").unwrap().live(), 2);
     }
 
     #[tokio::test(flavor = "current_thread")]

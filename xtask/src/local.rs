@@ -70,6 +70,8 @@ pub struct Options {
     pub slack_url: Option<String>,
     /// Publish processed events to the bus (as the template does by default).
     pub fanout: bool,
+    /// The ingest's `WEBHOOK_SECRET`: `current` or `current,next`.
+    pub webhook_secret: String,
 }
 
 impl Options {
@@ -83,6 +85,7 @@ impl Options {
             dynamodb_dir: None,
             slack_url: None,
             fanout: true,
+            webhook_secret: TOKEN.into(),
         }
     }
 }
@@ -316,7 +319,7 @@ pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stac
         ("QUEUE_URL", queue_url.clone()),
         ("CLAIM_CHECK_BUCKET", BUCKET.into()),
         ("S3_FORCE_PATH_STYLE", "true".into()),
-        ("WEBHOOK_SECRET", TOKEN.into()),
+        ("WEBHOOK_SECRET", options.webhook_secret.clone()),
         ("WEBHOOK_PATH", t.default("WebhookPath")?),
         ("AUTH_METHODS", t.default("AuthMethods")?),
     ] {
@@ -1196,7 +1199,12 @@ mod tests {
     #[tokio::test]
     async fn webhooks_over_http_end_as_state_exactly_once() {
         let root = crate::workspace_root();
-        let options = Options::debug();
+        // Mid-rotation: a second, base64 secret (`+`, `/`, `=`) is live too.
+        let next = "q9+Zx/Lm0w==";
+        let options = Options {
+            webhook_secret: format!("{TOKEN},{next}"),
+            ..Options::debug()
+        };
         let ports = Ports::free(options.ingest_instances);
         let stack = start(&root, &ports, &options).await.expect("stack starts");
         stack.serve_front().await.expect("front");
@@ -1232,6 +1240,20 @@ mod tests {
                 200
             );
         }
+        // The URL `smartlead register` builds for the next secret (path,
+        // then the same token as `?token=`), through the front as API Gateway.
+        let url = smartlead::ingest::webhook_url(&format!("{base}/<secret>"), &format!("{next}\n"));
+        assert!(url.ends_with("/q9%2BZx%2FLm0w%3D%3D"), "{url}");
+        assert_eq!(
+            post(url.clone(), all["email_reply"].clone()).await,
+            200,
+            "{url}"
+        );
+        let token = url.rsplit('/').next().unwrap_or_default();
+        assert_eq!(
+            post(format!("{base}?token={token}"), all["email_reply"].clone()).await,
+            200
+        );
         let mut tasks = Vec::new();
         for i in 0..50 {
             let body = serde_json::json!({"event_type": "EMAIL_OPEN", "to_email": format!("burst{}@e2e.example", i % 10), "campaign_id": 9, "time_opened": format!("2025-02-01T10:00:{:02}Z", i % 25)}).to_string();
