@@ -1,6 +1,7 @@
 //! `smartlead`: the operator's command line for a deployed pipeline.
 //!
 //! - `register`, `list`, `delete`: SmartLead webhooks pointing at the stack;
+//! - `rotate-secret`: a new webhook secret without a window of 401s;
 //! - `redrive`: DLQ messages back onto the queue;
 //! - `replay`: events from the bus archive back onto the bus.
 //!
@@ -53,6 +54,20 @@ struct Target {
     user: bool,
 }
 
+#[derive(Args)]
+#[group(required = false, multiple = false)]
+struct RotateTarget {
+    /// The webhooks are attached to this campaign.
+    #[arg(long)]
+    campaign: Option<String>,
+    /// ... to this client.
+    #[arg(long)]
+    client: Option<String>,
+    /// ... to the whole user.
+    #[arg(long)]
+    user: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create (or, with --id, update) a SmartLead webhook for the stack's URL.
@@ -92,6 +107,40 @@ enum Cmd {
     Delete {
         #[arg(long)]
         id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Rotate the webhook secret without a window of 401s: write a new
+    /// secret as the next one (the parameter becomes `current,next`, both
+    /// accepted), wait until every ingest instance has re-read it, then
+    /// re-register the given webhooks (--id, with the same target and
+    /// events flags as `register`) with the new URL. Run again with other
+    /// --id/target flags to re-register more webhooks with the same next
+    /// secret. Once SmartLead's retries to the old URL are over (an hour is
+    /// plenty), `rotate-secret --finish` retires the old secret.
+    RotateSecret {
+        #[arg(long, default_value = "smartlead-webhooks")]
+        stack: String,
+        /// Webhooks to re-register with the new URL (comma-separated ids).
+        #[arg(long, required_unless_present = "finish")]
+        id: Option<String>,
+        #[command(flatten)]
+        target: RotateTarget,
+        /// Event types of those webhooks (comma-separated).
+        #[arg(long, default_value = CAMPAIGN_EVENTS)]
+        events: String,
+        /// Lead category ids for LEAD_CATEGORY_UPDATED (comma-separated).
+        #[arg(long)]
+        categories: Option<String>,
+        #[arg(long, default_value = "AWS webhook pipeline")]
+        name: String,
+        /// Seconds to wait after writing the next secret before SmartLead is
+        /// given the new URL: at least the functions' SECRET_REFRESH_SECONDS.
+        #[arg(long, default_value_t = 330)]
+        wait_secs: u64,
+        /// Second step: retire the old secret (the parameter keeps only the new one).
+        #[arg(long, conflicts_with = "id")]
+        finish: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -242,22 +291,51 @@ fn output(o: &HashMap<String, String>, key: &str, stack: &str) -> Result<String>
         .ok_or_else(|| anyhow!("stack {stack} has no output {key}"))
 }
 
+/// A new secret: 64 hex digits (244 random bits), safe in any URL.
+fn new_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+async fn put_secret(name: &str, value: &str) -> Result<()> {
+    aws_sdk_ssm::Client::new(&aws().await)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "writing SSM parameter {name}: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(())
+}
+
+/// The secrets a parameter holds: `current` or `current,next`.
+fn secrets_of(value: &str) -> Result<Vec<String>> {
+    let v: Vec<String> = value.split(',').map(|s| s.trim().to_owned()).collect();
+    if v.is_empty() || v.len() > 2 || v.iter().any(String::is_empty) {
+        bail!("the secret parameter must hold `current` or `current,next`");
+    }
+    Ok(v)
+}
+
 /// The stack's webhook URL with the secret in place of `<secret>`.
 async fn stack_url(stack: &str) -> Result<String> {
     let o = outputs(stack).await?;
     let url = output(&o, "WebhookUrl", stack)?;
     let param = output(&o, "WebhookSecretParameterName", stack)?;
-    let secret = ssm_value(&param).await?;
-    let encoded: String = secret
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    Ok(url.replace("<secret>", &encoded))
+    // During a rotation (`current,next`) new webhooks get the next secret.
+    let secrets = secrets_of(&ssm_value(&param).await?)?;
+    let secret = secrets.last().map(String::as_str).unwrap_or_default();
+    Ok(smartlead::ingest::webhook_url(&url, secret))
 }
 
 fn print(v: &Value) {
@@ -321,6 +399,79 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Delete { id, api: args } => {
             print(&api(&args).await?.delete_webhook(&id, deadline()).await?);
+        }
+        Cmd::RotateSecret {
+            stack,
+            id,
+            target,
+            events,
+            categories,
+            name,
+            wait_secs,
+            finish,
+            api: args,
+        } => {
+            let o = outputs(&stack).await?;
+            let template = output(&o, "WebhookUrl", &stack)?;
+            let param = output(&o, "WebhookSecretParameterName", &stack)?;
+            let secrets = secrets_of(&ssm_value(&param).await?)?;
+            if finish {
+                let [_, next] = secrets.as_slice() else {
+                    bail!("no rotation under way: the parameter holds one secret");
+                };
+                put_secret(&param, next).await?;
+                println!(
+                    "the old secret is retired; the functions stop accepting it within SECRET_REFRESH_SECONDS"
+                );
+                return Ok(());
+            }
+            // Everything checked before the parameter changes.
+            let ids = id.as_deref().map(list).unwrap_or_default();
+            for i in &ids {
+                smartlead::api::path_id("a webhook id", i)?;
+            }
+            let event_types = list(&events);
+            for e in &event_types {
+                if let smartlead::EventType::Unknown(_) = smartlead::EventType::from_wire(e) {
+                    bail!("unknown event type {e:?}");
+                }
+            }
+            let api = api(&args).await?;
+            let next = match secrets.as_slice() {
+                [current] => {
+                    let next = new_secret();
+                    put_secret(&param, &format!("{current},{next}")).await?;
+                    println!(
+                        "next secret written; waiting {wait_secs}s until every ingest instance accepts it"
+                    );
+                    tokio::time::sleep(Duration::from_secs(wait_secs)).await;
+                    next
+                }
+                [_, next] => {
+                    println!("a rotation is under way: re-registering with its next secret");
+                    next.clone()
+                }
+                _ => unreachable!("secrets_of gives one or two"),
+            };
+            let association = match (target.campaign, target.client, target.user) {
+                (Some(c), _, _) => Association::Campaign(c),
+                (_, Some(c), _) => Association::Client(c),
+                _ => Association::User,
+            };
+            let spec = WebhookSpec {
+                name,
+                url: smartlead::ingest::webhook_url(&template, &next),
+                association,
+                event_types,
+                category_ids: categories.as_deref().map(list).unwrap_or_default(),
+            };
+            for i in &ids {
+                api.update_webhook(i, &spec, deadline()).await?;
+                println!("webhook {i} now uses the new secret");
+            }
+            println!(
+                "when SmartLead's retries to the old URL are over (an hour is plenty), run `smartlead rotate-secret --finish --stack {stack}`"
+            );
         }
         Cmd::Redrive {
             stack,

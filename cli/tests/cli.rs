@@ -514,3 +514,185 @@ async fn redrive_reads_the_dedup_ttl_from_the_stack() {
     assert_eq!(depth(&sqs, &queue).await, "1");
     assert_eq!(depth(&sqs, &dlq).await, "1");
 }
+
+#[tokio::test]
+async fn ids_that_are_not_numbers_never_reach_a_request() {
+    let api = StandIn::start().await;
+    for args in [
+        &["list", "--id", "../leads/1/unsubscribe"][..],
+        &["list", "--campaign", "1/../../webhook/delete"],
+        &["delete", "--id", "7 OR 1"],
+        &["register", "--campaign", "12?x=1", "--url", "https://x/y"],
+        &["register", "--user", "--url", "https://x/y", "--id", "../9"],
+    ] {
+        let o = smartlead(args, &api.url, Some(KEY)).await;
+        assert!(!o.status.success(), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("must be a number"), "{}", text(&o));
+    }
+    assert!(api.recorded().is_empty(), "{:?}", api.recorded());
+}
+
+#[tokio::test]
+async fn a_secret_with_a_trailing_newline_and_base64_characters_registers_a_working_url() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let ssm = aws_sdk_ssm::Client::new(&cfg);
+    let param = format!("/cli-b64-{}/secret", std::process::id());
+    ssm.put_parameter()
+        .name(&param)
+        .value("Ab+c/d9z=\n")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let stack = format!("cli-b64-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "WebhookUrl": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/<secret>"},
+            "WebhookSecretParameterName": {"Value": param}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let api = StandIn::start().await;
+    let o = smartlead(
+        &["register", "--campaign", "9", "--stack", &stack],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let body: Value = serde_json::from_str(&api.recorded()[0].body).unwrap();
+    // Trimmed as the ingest trims it, one path segment, decodable once.
+    assert_eq!(
+        body["webhook_url"],
+        "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/Ab%2Bc%2Fd9z%3D"
+    );
+}
+
+#[tokio::test]
+async fn rotate_secret_writes_the_next_secret_re_registers_and_finishes() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let ssm = aws_sdk_ssm::Client::new(&cfg);
+    let param = format!("/cli-rotate-{}/secret", std::process::id());
+    ssm.put_parameter()
+        .name(&param)
+        .value("old-secret")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let read = || async {
+        ssm.get_parameter()
+            .name(&param)
+            .with_decryption(true)
+            .send()
+            .await
+            .unwrap()
+            .parameter
+            .unwrap()
+            .value
+            .unwrap()
+    };
+    let stack = format!("cli-rotate-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "WebhookUrl": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/<secret>"},
+            "WebhookSecretParameterName": {"Value": param}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let api = StandIn::start().await;
+    let rotate = |extra: &[&str]| {
+        let mut args = vec![
+            "rotate-secret",
+            "--stack",
+            stack.as_str(),
+            "--wait-secs",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        let url = api.url.clone();
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            smartlead(&a, &url, Some(KEY)).await
+        }
+    };
+    // Nothing changes when the API key is missing or an id is bad.
+    let o = smartlead(
+        &[
+            "rotate-secret",
+            "--stack",
+            &stack,
+            "--id",
+            "77",
+            "--wait-secs",
+            "0",
+        ],
+        &api.url,
+        None,
+    )
+    .await;
+    assert!(!o.status.success());
+    let o = rotate(&["--id", "../7"]).await;
+    assert!(!o.status.success());
+    assert_eq!(read().await, "old-secret");
+
+    // Step 1: the next secret joins the current one, webhook 77 gets the new URL.
+    let o = rotate(&["--id", "77", "--campaign", "9", "--events", "EMAIL_REPLY"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let value = read().await;
+    let (current, next) = value.split_once(',').expect("current,next");
+    assert_eq!(current, "old-secret");
+    assert_eq!(next.len(), 64);
+    assert!(!text(&o).contains(next), "the secret is not printed");
+    let new_url =
+        format!("https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/{next}");
+    let calls = api.recorded();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].method, "PUT");
+    assert!(calls[0].target.starts_with("/api/v1/webhook/update/77?"));
+    let body: Value = serde_json::from_str(&calls[0].body).unwrap();
+    assert_eq!(body["webhook_url"], new_url.as_str());
+    assert_eq!(body["email_campaign_id"], 9);
+    assert_eq!(body["event_type_map"], json!({"EMAIL_REPLY": true}));
+
+    // Run again for another webhook: same next secret, parameter unchanged.
+    let o = rotate(&["--id", "78", "--user"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(read().await, value);
+    let body: Value = serde_json::from_str(&api.recorded()[1].body).unwrap();
+    assert_eq!(body["webhook_url"], new_url.as_str());
+
+    // Registering during the rotation uses the next secret.
+    let o = smartlead(
+        &["register", "--campaign", "5", "--stack", &stack],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let body: Value = serde_json::from_str(&api.recorded()[2].body).unwrap();
+    assert_eq!(body["webhook_url"], new_url.as_str());
+
+    // Step 2: the old secret is retired.
+    let o = rotate(&["--finish"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(read().await, next);
+    let o = rotate(&["--finish"]).await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no rotation under way"), "{}", text(&o));
+}

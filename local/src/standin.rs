@@ -8,6 +8,8 @@ pub struct StandIn {
     pub url: String,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
     pub script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Scripted>>>,
+    /// The body of every answer (default `{"ok":true}`).
+    pub body: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,13 +49,14 @@ impl StandIn {
         let script = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<
             Scripted,
         >::new()));
-        let (reqs, scr) = (requests.clone(), script.clone());
+        let body = std::sync::Arc::new(std::sync::Mutex::new(r#"{"ok":true}"#.to_owned()));
+        let (reqs, scr, answer) = (requests.clone(), script.clone(), body.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (reqs, scr) = (reqs.clone(), scr.clone());
+                let (reqs, scr, answer) = (reqs.clone(), scr.clone(), answer.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut tmp = [0u8; 8192];
@@ -102,14 +105,17 @@ impl StandIn {
                         body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
                         status: s.status,
                     });
+                    let answer = answer.lock().unwrap().clone();
                     let mut resp = format!(
-                        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: close\r\n",
-                        s.status
+                        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                        s.status,
+                        answer.len()
                     );
                     if let Some(r) = s.retry_after {
                         resp.push_str(&format!("retry-after: {r}\r\n"));
                     }
-                    resp.push_str("\r\n{\"ok\":true}");
+                    resp.push_str("\r\n");
+                    resp.push_str(&answer);
                     let _ = sock.write_all(resp.as_bytes()).await;
                     let _ = sock.shutdown().await;
                 });
@@ -119,7 +125,13 @@ impl StandIn {
             url,
             requests,
             script,
+            body,
         }
+    }
+
+    /// Answers every later request with `body`.
+    pub fn set_body(&self, body: &str) {
+        *self.body.lock().unwrap() = body.to_owned();
     }
 
     pub fn push(&self, s: Scripted) {

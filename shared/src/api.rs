@@ -25,6 +25,48 @@ pub enum ApiError {
     /// Rate limited, 5xx or unreachable, and out of time to retry.
     #[error("SmartLead API unavailable for {what}: {reason}")]
     Unavailable { what: String, reason: String },
+    /// The input cannot go into a request (an id that is not a number, an
+    /// address that is not an address): nothing was sent.
+    #[error("refused to call the SmartLead API: {0}")]
+    Invalid(String),
+}
+
+/// An id as it may appear in a URL path: digits only, so `../` or `?` in an
+/// event or a flag can never reach another API path with the key attached.
+pub fn path_id<'a>(what: &str, id: &'a str) -> Result<&'a str, ApiError> {
+    if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id)
+    } else {
+        Err(ApiError::Invalid(format!("{what} must be a number")))
+    }
+}
+
+/// A single mailbox `local@domain`: one `@`, a non-empty local part, a
+/// domain of dot-separated labels (letters, digits, `-`) with at least one
+/// dot, no white space or control characters. (`@gmail.com` is a domain,
+/// not an address, and must not reach the block list.)
+pub fn is_valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    s.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && !"@<>()[]\\,;:\"".contains(c))
+        && domain.contains('.')
+        && domain.split('.').all(label_ok)
 }
 
 impl ApiError {
@@ -68,8 +110,10 @@ impl Limiter {
 
 pub struct Api {
     http: reqwest::Client,
+    /// Per request, lowered to what is left before the caller's deadline.
+    timeout: Duration,
     base: String,
-    key: String,
+    key: crate::refresh::Refreshing<String>,
     limiter: Mutex<Limiter>,
 }
 
@@ -126,6 +170,21 @@ impl WebhookSpec {
     }
 }
 
+impl WebhookSpec {
+    /// The ids it names must be numbers.
+    fn check(&self) -> Result<(), ApiError> {
+        match &self.association {
+            Association::Campaign(id) => path_id("the campaign id", id).map(|_| ()),
+            Association::Client(id) => path_id("the client id", id).map(|_| ()),
+            Association::User => Ok(()),
+        }?;
+        for c in &self.category_ids {
+            path_id("a category id", c)?;
+        }
+        Ok(())
+    }
+}
+
 /// Ids go out as numbers when they are numbers, as SmartLead's examples do.
 fn numeric(id: &str) -> Value {
     id.parse::<u64>()
@@ -136,18 +195,21 @@ fn numeric(id: &str) -> Value {
 impl Api {
     pub fn new(base: &str, key: &str) -> Api {
         Api {
-            http: crate::http::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            http: crate::http::builder().build().unwrap_or_default(),
+            timeout: Duration::from_secs(10),
             base: base.trim_end_matches('/').to_owned(),
-            key: key.to_owned(),
+            key: crate::refresh::Refreshing::fixed(key.to_owned()),
             limiter: Mutex::new(Limiter {
                 per_second: 10,
                 per_minute: 60,
                 sent: VecDeque::new(),
             }),
         }
+    }
+
+    /// With a key re-read from SSM now and then.
+    pub fn with_key(self, key: crate::refresh::Refreshing<String>) -> Api {
+        Api { key, ..self }
     }
 
     /// Lowers the client-side limits (e.g. to share the account's budget
@@ -170,11 +232,24 @@ impl Api {
         body: Option<&Value>,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
+        self.call_with(method, path, &[], body, deadline).await
+    }
+
+    /// `call` with query parameters besides the key (encoded by reqwest).
+    async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        deadline: Instant,
+    ) -> Result<Value, ApiError> {
         let what = format!("{method} {path}");
         let unavailable = |reason: String| ApiError::Unavailable {
             what: what.clone(),
             reason,
         };
+        let key = self.key.get().await;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -184,16 +259,21 @@ impl Api {
                 l.sent.push_back(Instant::now() + w);
                 w
             };
-            if Instant::now() + wait >= deadline {
+            if !crate::http::fits(wait, Duration::ZERO, deadline) {
                 return Err(unavailable(
                     "client-side rate limit past the deadline".into(),
                 ));
             }
             tokio::time::sleep(wait).await;
+            let Some(timeout) = crate::http::timeout_until(self.timeout, deadline) else {
+                return Err(unavailable("no time left before the deadline".into()));
+            };
             let mut req = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.base))
-                .query(&[("api_key", self.key.as_str())]);
+                .timeout(timeout)
+                .query(&[("api_key", key.as_str())])
+                .query(query);
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -217,19 +297,15 @@ impl Api {
                         });
                     }
                 }
-                // reqwest's error text holds the URL, and so the key: keep only its kind.
+                // reqwest's error text holds the URL, and so the key: error_text drops it.
                 Err(e) => {
                     if attempt >= 4 {
-                        return Err(unavailable(if e.is_timeout() {
-                            "timed out".into()
-                        } else {
-                            "connection failed".into()
-                        }));
+                        return Err(unavailable(crate::http::error_text(e)));
                     }
                     backoff(attempt)
                 }
             };
-            if attempt >= 6 || Instant::now() + retry_in >= deadline {
+            if attempt >= 6 || !crate::http::fits(retry_in, Duration::ZERO, deadline) {
                 return Err(unavailable(format!(
                     "still failing after {attempt} attempts"
                 )));
@@ -243,6 +319,7 @@ impl Api {
         spec: &WebhookSpec,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
+        spec.check()?;
         let mut body = spec.body();
         body["force_create"] = json!(true);
         self.call(
@@ -260,6 +337,8 @@ impl Api {
         spec: &WebhookSpec,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
+        let id = path_id("the webhook id", id)?;
+        spec.check()?;
         self.call(
             reqwest::Method::PUT,
             &format!("/webhook/update/{id}"),
@@ -270,6 +349,7 @@ impl Api {
     }
 
     pub async fn get_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
+        let id = path_id("the webhook id", id)?;
         self.call(
             reqwest::Method::GET,
             &format!("/webhook/{id}"),
@@ -285,6 +365,7 @@ impl Api {
         campaign_id: &str,
         deadline: Instant,
     ) -> Result<Vec<Value>, ApiError> {
+        let campaign_id = path_id("the campaign id", campaign_id)?;
         let v = self
             .call(
                 reqwest::Method::GET,
@@ -304,6 +385,7 @@ impl Api {
     }
 
     pub async fn delete_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
+        let id = path_id("the webhook id", id)?;
         self.call(
             reqwest::Method::DELETE,
             "/webhook/delete",
@@ -319,6 +401,7 @@ impl Api {
         lead_id: &str,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
+        let lead_id = path_id("the lead id", lead_id)?;
         self.call(
             reqwest::Method::POST,
             &format!("/leads/{lead_id}/unsubscribe"),
@@ -328,8 +411,42 @@ impl Api {
         .await
     }
 
-    /// Adds addresses (or domains) to the account's block list.
+    /// The SmartLead lead id of an address (`GET /leads/?email=`, which
+    /// answers `{}` when there is none).
+    pub async fn lead_by_email(
+        &self,
+        email: &str,
+        deadline: Instant,
+    ) -> Result<Option<String>, ApiError> {
+        if !is_valid_email(email) {
+            return Err(ApiError::Invalid("not a valid e-mail address".into()));
+        }
+        let v = self
+            .call_with(
+                reqwest::Method::GET,
+                "/leads/",
+                &[("email", email)],
+                None,
+                deadline,
+            )
+            .await?;
+        let id = match v.get("id") {
+            Some(Value::Number(n)) => n.as_u64().map(|n| n.to_string()),
+            Some(Value::String(s)) => path_id("the lead id", s).ok().map(str::to_owned),
+            _ => None,
+        };
+        Ok(id)
+    }
+
+    /// Adds e-mail addresses to the account's block list (only whole,
+    /// valid addresses: the same list takes domains, which would block
+    /// everyone at them).
     pub async fn block(&self, entries: &[String], deadline: Instant) -> Result<Value, ApiError> {
+        if entries.is_empty() || !entries.iter().all(|e| is_valid_email(e)) {
+            return Err(ApiError::Invalid(
+                "the block list takes only valid e-mail addresses here".into(),
+            ));
+        }
         self.call(
             reqwest::Method::POST,
             "/leads/add-domain-block-list",
@@ -368,6 +485,155 @@ mod tests {
         }
         let now = t0 + Duration::from_secs(60) - Duration::from_millis(1);
         assert!(l.wait(now) >= Duration::from_millis(1));
+    }
+
+    #[tokio::test]
+    async fn calls_stay_inside_the_deadline_and_survive_an_absurd_retry_after() {
+        use local_aws::{Scripted, StandIn};
+        let stand_in = StandIn::start().await;
+        let api = Api::new(&format!("{}/api/v1", stand_in.url), "k");
+        stand_in.push(Scripted {
+            status: 200,
+            retry_after: None,
+            delay_ms: 3000,
+        });
+        let started = Instant::now();
+        let r = api
+            .get_webhook("7", started + Duration::from_millis(500))
+            .await;
+        assert!(r.as_ref().is_err_and(ApiError::is_retryable), "{r:?}");
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        stand_in.push(Scripted {
+            status: 429,
+            retry_after: Some(u64::MAX),
+            delay_ms: 0,
+        });
+        let r = api
+            .get_webhook("7", Instant::now() + Duration::from_secs(10))
+            .await;
+        assert!(r.as_ref().is_err_and(ApiError::is_retryable), "{r:?}");
+    }
+
+    #[test]
+    fn retry_after_is_capped_and_deadlines_never_overflow() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "18446744073709551615".parse().unwrap(),
+        );
+        assert_eq!(
+            crate::http::retry_after(&h),
+            Some(crate::http::MAX_RETRY_AFTER)
+        );
+        let soon = Instant::now() + Duration::from_secs(1);
+        assert!(!crate::http::fits(Duration::MAX, Duration::MAX, soon));
+        assert!(crate::http::fits(Duration::ZERO, Duration::ZERO, soon));
+        assert_eq!(
+            crate::http::timeout_until(Duration::from_secs(10), Instant::now()),
+            None
+        );
+        assert!(
+            crate::http::timeout_until(Duration::from_secs(10), soon).unwrap()
+                <= Duration::from_secs(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rotated_api_key_is_picked_up_without_a_restart() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let stand_in = local_aws::StandIn::start().await;
+        let reads = std::sync::Arc::new(AtomicUsize::new(0));
+        let r = reads.clone();
+        let load: crate::refresh::Loader<String> = std::sync::Arc::new(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok("key-2".to_owned()) })
+        });
+        let key = crate::refresh::Refreshing::new(
+            "SmartLead API key",
+            "key-1".to_owned(),
+            Duration::from_millis(100),
+            load,
+        );
+        let api = Api::new(&format!("{}/api/v1", stand_in.url), "").with_key(key);
+        let d = || Instant::now() + Duration::from_secs(5);
+        api.get_webhook("1", d()).await.expect("ok");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        api.get_webhook("2", d()).await.expect("ok");
+        api.get_webhook("3", d()).await.expect("ok");
+        let keys: Vec<String> = stand_in
+            .recorded()
+            .iter()
+            .map(|r| r.target.rsplit('=').next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(keys, ["key-1", "key-2", "key-2"]);
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn unreachable_api_errors_carry_neither_url_nor_key() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = closed.local_addr().expect("addr").to_string();
+        drop(closed);
+        let api = Api::new(&format!("http://{addr}/api/v1"), "KEY-abc123");
+        let err = api
+            .get_webhook("7", Instant::now() + Duration::from_secs(30))
+            .await
+            .expect_err("nothing listens")
+            .to_string();
+        assert!(err.contains("connection failed"), "{err}");
+        for leak in ["KEY-abc123", "api_key", addr.as_str(), "http://"] {
+            assert!(!err.contains(leak), "{leak} in {err}");
+        }
+    }
+
+    #[test]
+    fn ids_and_addresses_are_checked_before_they_reach_a_request() {
+        assert!(path_id("x", "4711").is_ok());
+        for bad in [
+            "",
+            "../webhook/delete",
+            "1/../../x",
+            "12?a=b",
+            "-1",
+            "1 2",
+            "１２",
+        ] {
+            assert!(path_id("x", bad).is_err(), "{bad:?}");
+        }
+        for good in ["jane@acme.example", "a.b+tag@mail.acme-corp.com", "x@b.co"] {
+            assert!(is_valid_email(good), "{good}");
+        }
+        for bad in [
+            "@gmail.com",
+            "gmail.com",
+            "a b@c.com",
+            "a@b",
+            "a@@b.com",
+            "a@b..com",
+            "a@.b.com",
+            "a@b.com ",
+            "a@-b.com",
+            "a\n@b.com",
+            "",
+        ] {
+            assert!(!is_valid_email(bad), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_sent_for_a_path_built_from_bad_input() {
+        use local_aws::StandIn;
+        let stand_in = StandIn::start().await;
+        let api = Api::new(&format!("{}/api/v1", stand_in.url), "k");
+        let d = Instant::now() + Duration::from_secs(5);
+        let r = api.unsubscribe_lead("../webhook/delete", d).await;
+        assert!(matches!(r, Err(ApiError::Invalid(_))), "{r:?}");
+        assert!(api.get_webhook("1/../../leads", d).await.is_err());
+        assert!(api.campaign_webhooks("1?x=", d).await.is_err());
+        assert!(api.delete_webhook("abc", d).await.is_err());
+        assert!(api.block(&["@gmail.com".into()], d).await.is_err());
+        assert!(stand_in.recorded().is_empty());
+        assert!(!ApiError::Invalid("x".into()).is_retryable());
     }
 
     #[test]

@@ -77,24 +77,59 @@ pub fn s3_client(cfg: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
-/// The webhook secret: `WEBHOOK_SECRET` (local runs) or the SSM SecureString
-/// named by `WEBHOOK_SECRET_PARAM` (deployed), read once.
+/// How often values read from SSM are re-read (`SECRET_REFRESH_SECONDS`,
+/// default 300).
+pub fn refresh_interval() -> Result<Duration, ConfigError> {
+    env_parse(
+        "SECRET_REFRESH_SECONDS",
+        crate::refresh::DEFAULT_REFRESH.as_secs(),
+    )
+    .map(Duration::from_secs)
+}
+
+/// Re-reads an SSM SecureString (for [`crate::refresh::Refreshing`]).
+fn ssm_loader(cfg: &SdkConfig, name: &str) -> crate::refresh::Loader<String> {
+    let (cfg, name) = (cfg.clone(), name.to_owned());
+    std::sync::Arc::new(move || {
+        let (cfg, name) = (cfg.clone(), name.clone());
+        Box::pin(async move {
+            ssm_secure_string(&cfg, &name)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
+/// The webhook secret(s): `WEBHOOK_SECRET` (local runs) or the SSM
+/// SecureString named by `WEBHOOK_SECRET_PARAM` (deployed), each holding
+/// `current` or, during a rotation, `current,next`. The parameter is re-read
+/// at most every `SECRET_REFRESH_SECONDS`.
 pub async fn load_secret(cfg: &SdkConfig) -> Result<crate::ingest::Secret, ConfigError> {
     if let Ok(s) = std::env::var("WEBHOOK_SECRET") {
-        return crate::ingest::Secret::new(&s).ok_or(ConfigError::Invalid {
+        return crate::ingest::Secret::list(&s).map_err(|reason| ConfigError::Invalid {
             name: "WEBHOOK_SECRET",
-            reason: "must not be blank".into(),
+            reason,
         });
     }
     let name = env_required("WEBHOOK_SECRET_PARAM")?;
     let value = ssm_secure_string(cfg, &name).await?;
-    crate::ingest::Secret::new(&value).ok_or(ConfigError::Secret {
-        name,
-        reason: "the parameter is blank".into(),
-    })
+    let keys = crate::ingest::parse_keys(&value).map_err(|reason| ConfigError::Secret {
+        name: name.clone(),
+        reason: format!("the parameter {reason}"),
+    })?;
+    let read = ssm_loader(cfg, &name);
+    let load: crate::refresh::Loader<crate::ingest::Keys> = std::sync::Arc::new(move || {
+        let read = read.clone();
+        Box::pin(async move { crate::ingest::parse_keys(&read().await?) })
+    });
+    Ok(crate::ingest::Secret::refreshing(
+        keys,
+        refresh_interval()?,
+        load,
+    ))
 }
 
-/// An SSM parameter's decrypted value, read once at cold start.
+/// An SSM parameter's decrypted value.
 pub async fn ssm_secure_string(cfg: &SdkConfig, name: &str) -> Result<String, ConfigError> {
     let out = aws_sdk_ssm::Client::new(cfg)
         .get_parameter()
@@ -255,16 +290,26 @@ fn env_optional(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// A secret given directly in `local` (local runs), else read from the SSM
-/// SecureString named by `param` (deployed); `None` when neither is set.
+/// A secret given directly in `local` (local runs, fixed), else read from
+/// the SSM SecureString named by `param` (deployed) and re-read at most
+/// every `SECRET_REFRESH_SECONDS`; `None` when neither is set.
 async fn local_or_ssm(
     cfg: &SdkConfig,
     local: &str,
     param: &str,
-) -> Result<Option<String>, ConfigError> {
+    what: &'static str,
+) -> Result<Option<crate::refresh::Refreshing<String>>, ConfigError> {
     match (env_optional(local), env_optional(param)) {
-        (Some(value), _) => Ok(Some(value)),
-        (None, Some(name)) => ssm_secure_string(cfg, &name).await.map(Some),
+        (Some(value), _) => Ok(Some(crate::refresh::Refreshing::fixed(value))),
+        (None, Some(name)) => {
+            let value = ssm_secure_string(cfg, &name).await?;
+            Ok(Some(crate::refresh::Refreshing::new(
+                what,
+                value,
+                refresh_interval()?,
+                ssm_loader(cfg, &name),
+            )))
+        }
         (None, None) => Ok(None),
     }
 }
@@ -274,7 +319,8 @@ async fn local_or_ssm(
 /// the Slack incoming-webhook URL; `SLACK_WEBHOOK_URL` locally),
 /// `ALERT_TOPIC_ARN` (SNS), `ALERT_EVENTS` and `POSITIVE_CATEGORIES`;
 /// `HYGIENE` (`off`, `unsubscribe`, `block`) with `SMARTLEAD_API_KEY_PARAM`
-/// (SSM SecureString; `SMARTLEAD_API_KEY` locally) and `HYGIENE_PER_MINUTE`.
+/// (SSM SecureString; `SMARTLEAD_API_KEY` locally), `HYGIENE_PER_MINUTE` and
+/// `HYGIENE_SOFT_BOUNCES` (`true` to act on soft bounces too; default `false`).
 pub async fn effects_from_env(cfg: &SdkConfig) -> Result<crate::effects::Effects, ConfigError> {
     use crate::effects::*;
     let mut effects = Effects {
@@ -295,8 +341,12 @@ pub async fn effects_from_env(cfg: &SdkConfig) -> Result<crate::effects::Effects
             bus,
         }));
     }
-    if let Some(url) = local_or_ssm(cfg, "SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_PARAM").await? {
-        effects.notifiers.push(Box::new(SlackNotifier::new(url)));
+    if let Some(url) =
+        local_or_ssm(cfg, "SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_PARAM", "Slack URL").await?
+    {
+        effects
+            .notifiers
+            .push(Box::new(SlackNotifier::refreshing(url)));
     }
     if let Some(topic_arn) = env_optional("ALERT_TOPIC_ARN") {
         effects.notifiers.push(Box::new(SnsNotifier {
@@ -316,15 +366,23 @@ pub async fn effects_from_env(cfg: &SdkConfig) -> Result<crate::effects::Effects
         }
     };
     if let Some(mode) = mode {
-        let key = local_or_ssm(cfg, "SMARTLEAD_API_KEY", "SMARTLEAD_API_KEY_PARAM")
-            .await?
-            .ok_or(ConfigError::Missing("SMARTLEAD_API_KEY_PARAM"))?;
+        let key = local_or_ssm(
+            cfg,
+            "SMARTLEAD_API_KEY",
+            "SMARTLEAD_API_KEY_PARAM",
+            "SmartLead API key",
+        )
+        .await?
+        .ok_or(ConfigError::Missing("SMARTLEAD_API_KEY_PARAM"))?;
         let base =
             env_optional("SMARTLEAD_API_BASE").unwrap_or_else(|| crate::api::DEFAULT_BASE.into());
         let per_minute: usize = env_parse("HYGIENE_PER_MINUTE", 60)?;
         effects.notifiers.push(Box::new(Hygiene {
-            api: crate::api::Api::new(&base, &key).with_limits(10, per_minute),
+            api: crate::api::Api::new(&base, "")
+                .with_key(key)
+                .with_limits(10, per_minute),
             mode,
+            soft_bounces: env_parse("HYGIENE_SOFT_BOUNCES", false)?,
         }));
     }
     Ok(effects)
@@ -342,6 +400,7 @@ pub const INGEST_ENV: &[&str] = &[
     "MAX_BODY_BYTES",
     "MAX_INLINE_BYTES",
     "METRICS_NAMESPACE",
+    "SECRET_REFRESH_SECONDS",
 ];
 pub const CONSUMER_ENV: &[&str] = &[
     "TABLE_NAME",
@@ -359,6 +418,8 @@ pub const CONSUMER_ENV: &[&str] = &[
     "HYGIENE_PER_MINUTE",
     "EVENT_TIME_MAX_PAST_DAYS",
     "EVENT_TIME_MAX_FUTURE_HOURS",
+    "HYGIENE_SOFT_BOUNCES",
+    "SECRET_REFRESH_SECONDS",
 ];
 pub const LOCAL_ONLY_ENV: &[&str] = &[
     "WEBHOOK_SECRET",

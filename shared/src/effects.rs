@@ -443,16 +443,25 @@ pub trait Notifier: Send + Sync {
 /// has time; otherwise the record is retried by SQS.
 pub struct SlackNotifier {
     pub http: reqwest::Client,
-    pub url: String,
+    /// The incoming-webhook URL (a credential: never logged).
+    pub url: crate::refresh::Refreshing<String>,
+    /// Per request, lowered to what is left of the invocation.
+    pub timeout: Duration,
 }
 
 impl SlackNotifier {
     pub fn new(url: String) -> SlackNotifier {
-        let http = crate::http::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
-        SlackNotifier { http, url }
+        SlackNotifier::refreshing(crate::refresh::Refreshing::fixed(url))
+    }
+
+    /// With a URL re-read from SSM now and then.
+    pub fn refreshing(url: crate::refresh::Refreshing<String>) -> SlackNotifier {
+        let http = crate::http::builder().build().unwrap_or_default();
+        SlackNotifier {
+            http,
+            url,
+            timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -468,21 +477,30 @@ impl Notifier for SlackNotifier {
         deadline: Instant,
     ) -> Result<(), EffectError> {
         let body = Alert::from_event(ev, key).slack();
+        let url = self.url.get().await;
         loop {
+            let Some(timeout) = crate::http::timeout_until(self.timeout, deadline) else {
+                return Err(EffectError::Transient(
+                    "Slack: no time left in this invocation".into(),
+                ));
+            };
             let r = self
                 .http
-                .post(&self.url)
+                .post(url.as_str())
+                .timeout(timeout)
                 .json(&body)
                 .send()
                 .await
-                .map_err(|e| EffectError::Transient(format!("Slack: {e}")))?;
+                .map_err(|e| {
+                    EffectError::Transient(format!("Slack: {}", crate::http::error_text(e)))
+                })?;
             let status = r.status().as_u16();
             if (200..300).contains(&status) {
                 return Ok(());
             }
             if status == 429 {
                 let wait = crate::http::retry_after(r.headers()).unwrap_or(Duration::from_secs(1));
-                if Instant::now() + wait + Duration::from_secs(2) < deadline {
+                if crate::http::fits(wait, Duration::from_secs(2), deadline) {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -566,6 +584,80 @@ pub enum HygieneMode {
 pub struct Hygiene {
     pub api: crate::api::Api,
     pub mode: HygieneMode,
+    /// Act on soft (temporary, 4.x.x) bounces too (`HYGIENE_SOFT_BOUNCES`).
+    pub soft_bounces: bool,
+}
+
+/// What a bounce says about the address. SmartLead's payload has no
+/// hard/soft flag, so it is read from the bounce message's SMTP status:
+/// an enhanced code `5.x.x` (or a reply code `5xx`) is hard, `4.x.x` /
+/// `4xx` soft; an explicit `bounce_type` of `hard`/`soft` wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BounceKind {
+    Hard,
+    Soft,
+    /// No status code found: treated as hard (SmartLead counts it as a bounce).
+    Unknown,
+}
+
+pub fn bounce_kind(ev: &SmartleadEvent) -> BounceKind {
+    for field in ["bounce_type", "bounce_category"] {
+        match ev
+            .raw
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some(t) if t.contains("soft") => return BounceKind::Soft,
+            Some(t) if t.contains("hard") => return BounceKind::Hard,
+            _ => {}
+        }
+    }
+    let mut texts = Vec::new();
+    match ev.raw.get("bounce_message") {
+        Some(Value::String(t)) => texts.push(t.clone()),
+        Some(m) => {
+            texts.extend(m.get("text").and_then(Value::as_str).map(str::to_owned));
+            texts.extend(
+                m.get("html")
+                    .and_then(Value::as_str)
+                    .map(crate::plan::strip_html),
+            );
+        }
+        None => {}
+    }
+    texts.extend(
+        ev.raw
+            .get("bounce_reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    );
+    let tokens: Vec<&str> = texts
+        .iter()
+        .flat_map(|t| t.split(|c: char| !(c.is_ascii_digit() || c == '.')))
+        .map(|t| t.trim_end_matches('.'))
+        .collect();
+    let class = |t: &str| match t.as_bytes().first() {
+        Some(b'5') => Some(BounceKind::Hard),
+        Some(b'4') => Some(BounceKind::Soft),
+        _ => None,
+    };
+    let enhanced = |t: &str| {
+        let parts: Vec<&str> = t.split('.').collect();
+        parts.len() == 3
+            && parts[0].len() == 1
+            && parts[1..]
+                .iter()
+                .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let reply = |t: &str| t.len() == 3 && t.bytes().all(|b| b.is_ascii_digit());
+    tokens
+        .iter()
+        .find(|t| enhanced(t))
+        .or_else(|| tokens.iter().find(|t| reply(t)))
+        .and_then(|t| class(t))
+        .unwrap_or(BounceKind::Unknown)
 }
 
 #[async_trait]
@@ -573,11 +665,13 @@ impl Notifier for Hygiene {
     fn effect(&self) -> &'static str {
         HYGIENE
     }
+    /// Bounces and unsubscribes; a soft bounce only with `soft_bounces`.
     fn applies(&self, ev: &SmartleadEvent, _rules: &AlertRules) -> bool {
-        matches!(
-            ev.event_type,
-            EventType::EmailBounce | EventType::LeadUnsubscribed
-        )
+        match ev.event_type {
+            EventType::LeadUnsubscribed => true,
+            EventType::EmailBounce => self.soft_bounces || bounce_kind(ev) != BounceKind::Soft,
+            _ => false,
+        }
     }
     async fn notify(
         &self,
@@ -585,25 +679,48 @@ impl Notifier for Hygiene {
         _key: &str,
         deadline: Instant,
     ) -> Result<(), EffectError> {
-        let n = ev.normalized();
-        let r = match (self.mode, &n.lead_id, &n.lead_email) {
-            (HygieneMode::Unsubscribe, Some(id), _) => {
-                self.api.unsubscribe_lead(id.as_str(), deadline).await
-            }
-            (_, _, Some(email)) => self.api.block(std::slice::from_ref(email), deadline).await,
-            _ => {
-                return Err(EffectError::Permanent(
-                    "no lead id or e-mail to act on".into(),
-                ))
-            }
-        };
-        r.map(|_| ()).map_err(|e| {
+        let api_error = |e: crate::api::ApiError| {
             if e.is_retryable() {
                 EffectError::Transient(e.to_string())
             } else {
                 EffectError::Permanent(e.to_string())
             }
-        })
+        };
+        let n = ev.normalized();
+        let r = match self.mode {
+            HygieneMode::Unsubscribe => {
+                let id = match (&n.lead_id, &n.lead_email) {
+                    (Some(id), _) => id.to_string(),
+                    // Bounces and unsubscribes carry no lead id: ask SmartLead.
+                    (None, Some(email)) => {
+                        match self
+                            .api
+                            .lead_by_email(email, deadline)
+                            .await
+                            .map_err(api_error)?
+                        {
+                            Some(id) => id,
+                            None => {
+                                return Err(EffectError::Permanent(
+                                    "SmartLead has no lead with this address".into(),
+                                ))
+                            }
+                        }
+                    }
+                    (None, None) => {
+                        return Err(EffectError::Permanent(
+                            "no lead id or e-mail to unsubscribe".into(),
+                        ))
+                    }
+                };
+                self.api.unsubscribe_lead(&id, deadline).await
+            }
+            HygieneMode::Block => match &n.lead_email {
+                Some(email) => self.api.block(std::slice::from_ref(email), deadline).await,
+                None => return Err(EffectError::Permanent("no e-mail to block".into())),
+            },
+        };
+        r.map(|_| ()).map_err(api_error)
     }
 }
 
@@ -645,6 +762,106 @@ mod tests {
 
     fn ev(v: Value) -> SmartleadEvent {
         SmartleadEvent::from_slice(v.to_string().as_bytes()).expect("event")
+    }
+
+    /// A port nobody listens on, and a server that drops every connection.
+    async fn failing_endpoints() -> Vec<String> {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let closed_url = format!("http://{}", closed.local_addr().expect("addr"));
+        drop(closed);
+        let dropping = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let dropping_url = format!("http://{}", dropping.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = dropping.accept().await {
+                drop(sock);
+            }
+        });
+        vec![closed_url, dropping_url]
+    }
+
+    #[tokio::test]
+    async fn slack_errors_never_carry_the_webhook_url() {
+        let secret_path = "/services/T0SECRET/B0SECRET/xoxSECRETtoken";
+        let e = ev(json!({"event_type": "EMAIL_REPLY", "to_email": "a@b.c"}));
+        for base in failing_endpoints().await {
+            let slack = SlackNotifier::new(format!("{base}{secret_path}"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let err = slack
+                .notify(&e, "k", deadline)
+                .await
+                .expect_err("nothing answers")
+                .to_string();
+            assert!(err.starts_with("Slack: "), "{err}");
+            for leak in ["SECRET", "services", base.as_str(), "http://"] {
+                assert!(!err.contains(leak), "{leak} in {err}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn slack_stays_inside_the_invocation_and_survives_an_absurd_retry_after() {
+        use local_aws::{Scripted, StandIn};
+        let e = ev(json!({"event_type": "EMAIL_REPLY", "to_email": "a@b.c"}));
+        let slack = StandIn::start().await;
+        let notifier = SlackNotifier::new(format!("{}/services/x", slack.url));
+        // A slow Slack and 500 ms left: the request gives up with the invocation.
+        slack.push(Scripted {
+            status: 200,
+            retry_after: None,
+            delay_ms: 3000,
+        });
+        let started = Instant::now();
+        let r = notifier
+            .notify(&e, "k", started + Duration::from_millis(500))
+            .await;
+        assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        // Retry-After: u64::MAX seconds must not overflow Instant + Duration.
+        slack.push(Scripted {
+            status: 429,
+            retry_after: Some(u64::MAX),
+            delay_ms: 0,
+        });
+        let r = notifier
+            .notify(&e, "k", Instant::now() + Duration::from_secs(10))
+            .await;
+        assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
+        // No time left at all: no request.
+        let before = slack.recorded().len();
+        let r = notifier.notify(&e, "k", Instant::now()).await;
+        assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
+        assert_eq!(slack.recorded().len(), before);
+    }
+
+    #[test]
+    fn bounces_are_hard_or_soft_by_their_smtp_status() {
+        let b = |extra: Value| {
+            let mut v = json!({"event_type": "EMAIL_BOUNCE", "to_email": "a@b.c"});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            bounce_kind(&ev(v))
+        };
+        let fixture =
+            SmartleadEvent::from_slice(include_bytes!("../../events/payloads/email_bounce.json"))
+                .unwrap();
+        assert_eq!(bounce_kind(&fixture), BounceKind::Hard);
+        assert_eq!(
+            b(json!({"bounce_message": {"text": "452 4.2.2 Mailbox full, try again later"}})),
+            BounceKind::Soft
+        );
+        assert_eq!(
+            b(json!({"bounce_message": {"html": "<p>421 Service not available</p>"}})),
+            BounceKind::Soft
+        );
+        assert_eq!(
+            b(json!({"bounce_message": "550 User unknown"})),
+            BounceKind::Hard
+        );
+        assert_eq!(b(json!({"bounce_type": "SOFT"})), BounceKind::Soft);
+        assert_eq!(b(json!({})), BounceKind::Unknown);
     }
 
     #[test]

@@ -14,11 +14,65 @@ pub fn client() -> reqwest::Client {
     builder().build().unwrap_or_default()
 }
 
-/// A `Retry-After` given in seconds (what Slack and SmartLead send).
+/// The longest `Retry-After` taken at its word; larger values are capped
+/// (they only mean "not in this invocation").
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// A `Retry-After` given in seconds (what Slack and SmartLead send), capped
+/// at [`MAX_RETRY_AFTER`].
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(std::time::Duration::from_secs)
+        .map(|s| std::time::Duration::from_secs(s).min(MAX_RETRY_AFTER))
+}
+
+/// Whether waiting `wait` (plus `margin`) from now still ends before
+/// `deadline`; never overflows.
+pub fn fits(
+    wait: std::time::Duration,
+    margin: std::time::Duration,
+    deadline: std::time::Instant,
+) -> bool {
+    wait.checked_add(margin)
+        .and_then(|w| std::time::Instant::now().checked_add(w))
+        .is_some_and(|end| end < deadline)
+}
+
+/// The timeout for one request: the configured one, or less when the
+/// deadline is nearer; `None` once the deadline has passed.
+pub fn timeout_until(
+    configured: std::time::Duration,
+    deadline: std::time::Instant,
+) -> Option<std::time::Duration> {
+    let left = deadline.checked_duration_since(std::time::Instant::now())?;
+    (!left.is_zero()).then(|| configured.min(left))
+}
+
+/// What went wrong with a request, without the URL it was for: a Slack
+/// incoming-webhook URL is a credential and SmartLead's API key travels in
+/// the query, and reqwest's error text says `for url (...)`. Every reqwest
+/// error goes through here before it is formatted.
+pub fn error_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "reading the answer failed"
+    } else if e.is_request() {
+        "sending the request failed"
+    } else {
+        "request failed"
+    };
+    let mut text = format!("{kind} ({e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text.push(')');
+    text
 }

@@ -53,12 +53,48 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, body: &[u8]) -> Result<(), QueueError>;
 }
 
-/// The secret a webhook must carry, held as its SHA-256 so comparisons are
-/// constant-time and independent of length.
+/// One secret, held as its SHA-256 so comparisons are constant-time and
+/// independent of length.
 #[derive(Clone)]
-pub struct Secret {
+pub struct Key {
     raw: Vec<u8>,
     digest: [u8; 32],
+}
+
+impl Key {
+    fn new(s: &str) -> Option<Key> {
+        let s = s.trim();
+        (!s.is_empty()).then(|| Key {
+            raw: s.as_bytes().to_vec(),
+            digest: Sha256::digest(s.as_bytes()).into(),
+        })
+    }
+
+    fn matches(&self, digest: &[u8; 32]) -> bool {
+        bool::from(digest.ct_eq(&self.digest))
+    }
+}
+
+/// The live secrets, current first: one, or two while a rotation is under
+/// way (`current,next`).
+pub type Keys = Vec<Key>;
+
+/// Parses `current` or `current,next` (white space around each trimmed).
+pub fn parse_keys(s: &str) -> Result<Keys, String> {
+    let keys: Option<Keys> = s.split(',').map(Key::new).collect();
+    match keys {
+        Some(k) if (1..=2).contains(&k.len()) => Ok(k),
+        Some(_) => Err("holds more than two secrets (current,next)".into()),
+        None => Err("is blank or has a blank entry".into()),
+    }
+}
+
+/// The secret(s) a webhook must carry: any live one is accepted. In AWS the
+/// SSM parameter is re-read at most every `SECRET_REFRESH_SECONDS`, so a
+/// rotation needs no cold start (see [`crate::refresh`]).
+#[derive(Clone)]
+pub struct Secret {
+    keys: std::sync::Arc<crate::refresh::Refreshing<Keys>>,
 }
 
 impl std::fmt::Debug for Secret {
@@ -68,40 +104,130 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
-    /// `None` for an empty or blank secret: the pipeline refuses to run without one.
+    /// One secret; `None` for an empty or blank one: the pipeline refuses
+    /// to run without one.
     pub fn new(s: &str) -> Option<Secret> {
-        let s = s.trim();
-        (!s.is_empty()).then(|| Secret {
-            raw: s.as_bytes().to_vec(),
-            digest: Sha256::digest(s.as_bytes()).into(),
-        })
+        Key::new(s).map(|k| Secret::from_keys(vec![k]))
     }
 
+    /// `current` or `current,next`.
+    pub fn list(s: &str) -> Result<Secret, String> {
+        parse_keys(s).map(Secret::from_keys)
+    }
+
+    fn from_keys(keys: Keys) -> Secret {
+        Secret {
+            keys: std::sync::Arc::new(crate::refresh::Refreshing::fixed(keys)),
+        }
+    }
+
+    /// Secrets re-read with `load` (e.g. from SSM) at most every `every`.
+    pub fn refreshing(
+        initial: Keys,
+        every: std::time::Duration,
+        load: crate::refresh::Loader<Keys>,
+    ) -> Secret {
+        Secret {
+            keys: std::sync::Arc::new(crate::refresh::Refreshing::new(
+                "webhook secret",
+                initial,
+                every,
+                load,
+            )),
+        }
+    }
+
+    /// Re-reads the secrets when due (once per request at most).
+    pub async fn refresh_if_due(&self) {
+        self.keys.refresh_if_due().await
+    }
+
+    /// How many secrets are live (2 during a rotation).
+    pub fn live(&self) -> usize {
+        self.keys.current().len()
+    }
+
+    /// A token as it arrived in the path: API Gateway's HTTP API hands the
+    /// path over percent-decoded, a Function URL still encoded, so the
+    /// token matches as given or decoded once.
+    /// A trailing `/` may be the secret's own (base64) or a client's habit.
+    pub fn matches_path_token(&self, token: &str) -> bool {
+        let one = |t: &str| {
+            self.matches(t)
+                || (t.contains('%') && percent_decode(t).is_some_and(|d| self.matches(&d)))
+        };
+        let trimmed = token.trim_end_matches('/');
+        one(token) || (trimmed.len() != token.len() && one(trimmed))
+    }
+
+    /// The `token` query value as lambda_http decodes it (`+` read as a
+    /// space, as in a form); a secret with a literal `+` sent unencoded
+    /// matches too.
+    pub fn matches_query_token(&self, token: &str) -> bool {
+        self.matches(token) || (token.contains(' ') && self.matches(&token.replace(' ', "+")))
+    }
+
+    /// Whether `candidate` is one of the live secrets (each compared, in
+    /// constant time).
     pub fn matches(&self, candidate: &str) -> bool {
         let d: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
-        bool::from(d.ct_eq(&self.digest))
+        self.keys
+            .current()
+            .iter()
+            .fold(false, |any, k| any | k.matches(&d))
     }
 
-    /// Checks `sha256=<hex>` against HMAC-SHA256(secret, body).
+    /// Checks `sha256=<hex>` against HMAC-SHA256(secret, body), for each
+    /// live secret.
     pub fn matches_signature(&self, header: &str, body: &[u8]) -> bool {
         let hex_sig = header.trim();
         let hex_sig = hex_sig.strip_prefix("sha256=").unwrap_or(hex_sig);
         let Ok(sig) = hex::decode(hex_sig) else {
             return false;
         };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.raw) else {
-            return false;
-        };
-        mac.update(body);
-        mac.verify_slice(&sig).is_ok()
+        self.keys.current().iter().fold(false, |any, k| {
+            let ok = Hmac::<Sha256>::new_from_slice(&k.raw).is_ok_and(|mut mac| {
+                mac.update(body);
+                mac.verify_slice(&sig).is_ok()
+            });
+            any | ok
+        })
     }
 
-    /// `sha256=<hex>` for `body` (for tests and clients).
+    /// `sha256=<hex>` for `body` with the current secret (for tests and clients).
     pub fn sign(&self, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.raw).expect("HMAC takes any key length");
+        let keys = self.keys.current();
+        let raw = keys.first().map(|k| k.raw.as_slice()).unwrap_or_default();
+        let mut mac = Hmac::<Sha256>::new_from_slice(raw).expect("HMAC takes any key length");
         mac.update(body);
         format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
     }
+}
+
+/// `%XX` sequences decoded once; `None` when the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+/// Every byte but RFC 3986's unreserved characters, so a secret is one
+/// path segment and one query value whatever it holds (`+`, `/`, `=` from
+/// base64 included).
+const SECRET_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The webhook URL to register: `template` (the stack's `WebhookUrl`
+/// output) with its `<secret>` replaced by the secret, trimmed as the
+/// ingest trims it (an SSM value with a trailing newline would otherwise
+/// register a URL that gets 401 forever) and percent-encoded.
+pub fn webhook_url(template: &str, secret: &str) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(secret.trim(), SECRET_ESCAPES).to_string();
+    template.replace("<secret>", &encoded)
 }
 
 /// Which ways of presenting the secret are accepted (any one suffices).
@@ -240,12 +366,17 @@ enum Route<'a> {
 impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
     fn route<'a>(&self, path: &'a str) -> Route<'a> {
         let base = self.config.webhook_path.trim_end_matches('/');
-        let p = path.trim_end_matches('/');
-        if p == base {
+        if path.trim_end_matches('/') == base {
             return Route::Webhook { path_token: None };
         }
-        match p.strip_prefix(base).and_then(|rest| rest.strip_prefix('/')) {
-            Some(token) if !token.is_empty() && !token.contains('/') => Route::Webhook {
+        // The token is everything after the base: API Gateway's HTTP API
+        // decodes the path before the function sees it, so a secret's `/`
+        // (sent as `%2F`) arrives as a `/`.
+        match path
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('/'))
+        {
+            Some(token) if !token.trim_end_matches('/').is_empty() => Route::Webhook {
                 path_token: Some(token),
             },
             _ => Route::Other,
@@ -297,8 +428,8 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
     fn authorized_without_body(&self, req: &IngestRequest<'_>, path_token: Option<&str>) -> bool {
         let a = self.config.auth;
         let s = &self.config.secret;
-        (a.path && path_token.is_some_and(|t| s.matches(t)))
-            || (a.query && req.query_token.is_some_and(|t| s.matches(t)))
+        (a.path && path_token.is_some_and(|t| s.matches_path_token(t)))
+            || (a.query && req.query_token.is_some_and(|t| s.matches_query_token(t)))
             || (a.signature
                 && req
                     .signature
@@ -307,10 +438,19 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
 
     pub async fn handle(&self, req: IngestRequest<'_>) -> IngestResponse {
         let started = Instant::now();
+        self.config.secret.refresh_if_due().await;
         let path_token = match self.route(req.path) {
             Route::Webhook { path_token } => path_token,
             Route::Other => return self.reject(Rejection::NotFound, None, req.request_id),
         };
+        // A path below the webhook path with several segments is only the
+        // webhook when it is the secret (decoded `%2F`); otherwise not found.
+        if path_token.is_some_and(|t| {
+            t.trim_end_matches('/').contains('/')
+                && !(self.config.auth.path && self.config.secret.matches_path_token(t))
+        }) {
+            return self.reject(Rejection::NotFound, None, req.request_id);
+        }
         if !req.method.eq_ignore_ascii_case("POST") {
             return self.reject(Rejection::MethodNotAllowed, None, req.request_id);
         }
@@ -318,6 +458,11 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             return self.reject(Rejection::TooLarge, None, req.request_id);
         }
         let pre_authorized = self.authorized_without_body(&req, path_token);
+        // Without body auth nothing in the body can authorize: answer before
+        // reading it (no UTF-8 check, no JSON scan for strangers).
+        if !pre_authorized && !self.config.auth.body {
+            return self.reject(Rejection::Unauthorized, None, req.request_id);
+        }
         // Until the caller is known, a bad body gets the same 401 as a bad secret.
         let text = match std::str::from_utf8(req.body) {
             Ok(t) => t,
@@ -326,6 +471,8 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             }
             Err(_) => return self.reject(Rejection::Unauthorized, None, req.request_id),
         };
+        #[cfg(test)]
+        tests::PROBES.with(|p| p.set(p.get() + 1));
         let probe = match probe(req.body) {
             Ok(p) => p,
             Err(e) if pre_authorized => return self.invalid(&e, req.request_id),
@@ -458,4 +605,142 @@ fn attr_value(s: &str) -> String {
         v = "-".into();
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        /// Bodies scanned by `probe` on this thread.
+        pub(super) static PROBES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    struct NoQueue;
+    #[async_trait]
+    impl Queue for NoQueue {
+        async fn send(&self, _msg: OutgoingMessage) -> Result<String, QueueError> {
+            Ok("m".into())
+        }
+    }
+    #[async_trait]
+    impl BlobStore for NoQueue {
+        fn bucket(&self) -> &str {
+            "none"
+        }
+        async fn put(&self, _key: &str, _body: &[u8]) -> Result<(), QueueError> {
+            Err(QueueError::Upload("no bucket".into()))
+        }
+    }
+
+    fn service(auth: &str) -> Ingest<NoQueue, NoQueue> {
+        Ingest {
+            config: IngestConfig {
+                webhook_path: DEFAULT_WEBHOOK_PATH.into(),
+                secret: Secret::new("s3cret").expect("secret"),
+                auth: AuthMethods::parse(auth).expect("auth"),
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                max_inline_bytes: 1024,
+            },
+            queue: NoQueue,
+            blobs: None,
+            metrics: Metrics::disabled(),
+        }
+    }
+
+    fn request<'a>(path: &'a str, token: Option<&'a str>, body: &'a [u8]) -> IngestRequest<'a> {
+        IngestRequest {
+            method: "POST",
+            path,
+            query_token: token,
+            signature: None,
+            body,
+            request_id: "r",
+            source_ip: "203.0.113.1",
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn two_live_secrets_during_a_rotation_and_the_parameter_is_re_read() {
+        use std::sync::{Arc, Mutex};
+        let param = Arc::new(Mutex::new("old-secret".to_owned()));
+        let p = param.clone();
+        let load: crate::refresh::Loader<Keys> = Arc::new(move || {
+            let v = p.lock().unwrap().clone();
+            Box::pin(async move { parse_keys(&v) })
+        });
+        let mut svc = service("query");
+        svc.config.secret = Secret::refreshing(
+            parse_keys("old-secret").unwrap(),
+            std::time::Duration::from_millis(100),
+            load,
+        );
+        let body = br#"{"event_type":"EMAIL_OPEN"}"#;
+        let status = |token: &'static str| {
+            let svc = &svc;
+            async move {
+                svc.handle(request("/webhooks/smartlead", Some(token), body))
+                    .await
+                    .status
+            }
+        };
+        let tick = || tokio::time::sleep(std::time::Duration::from_millis(150));
+        assert_eq!(status("old-secret").await, 200);
+        assert_eq!(status("next-secret").await, 401);
+        // Rotation starts: both are live once the parameter is re-read.
+        *param.lock().unwrap() = "old-secret,next-secret".into();
+        tick().await;
+        assert_eq!(status("next-secret").await, 200);
+        assert_eq!(status("old-secret").await, 200);
+        assert_eq!(svc.config.secret.live(), 2);
+        // Finished: the old one is retired.
+        *param.lock().unwrap() = "next-secret".into();
+        tick().await;
+        assert_eq!(status("old-secret").await, 401);
+        assert_eq!(status("next-secret").await, 200);
+        // A bad read (blank parameter) keeps the last good secrets.
+        *param.lock().unwrap() = " ".into();
+        tick().await;
+        assert_eq!(status("next-secret").await, 200);
+        assert!(Secret::list("a,b,c").is_err());
+        assert!(Secret::list("a,").is_err());
+        assert_eq!(Secret::list(" a , b\n").unwrap().live(), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_body_auth_strangers_get_401_before_the_body_is_read() {
+        let svc = service("path,query,signature");
+        let mut huge = br#"{"event_type":"EMAIL_OPEN","x":""#.to_vec();
+        huge.resize(DEFAULT_MAX_BODY_BYTES - 2, b'a');
+        huge.extend_from_slice(b"\"}");
+        let before = PROBES.with(|p| p.get());
+        for body in [&huge[..], b"\xff\xfe not utf-8", b"{not json"] {
+            let r = svc.handle(request("/webhooks/smartlead", None, body)).await;
+            assert_eq!(r.status, 401);
+            let r = svc
+                .handle(request("/webhooks/smartlead", Some("wrong"), body))
+                .await;
+            assert_eq!(r.status, 401);
+        }
+        assert_eq!(PROBES.with(|p| p.get()), before, "no body was scanned");
+        // Authorized, the body is read: an invalid one is a 400, a good one queued.
+        let r = svc
+            .handle(request("/webhooks/smartlead", Some("s3cret"), b"\xff"))
+            .await;
+        assert_eq!(r.status, 400);
+        let r = svc
+            .handle(request("/webhooks/smartlead", Some("s3cret"), &huge))
+            .await;
+        assert_eq!(r.status, 503, "too large for the queue and no bucket");
+        // With body auth on, the body must be scanned for its secret_key.
+        let svc = service("query,body");
+        let r = svc
+            .handle(request(
+                "/webhooks/smartlead",
+                None,
+                br#"{"event_type":"EMAIL_OPEN","secret_key":"s3cret"}"#,
+            ))
+            .await;
+        assert_eq!(r.status, 200);
+    }
 }

@@ -27,6 +27,7 @@ pub mod logging;
 pub mod metrics;
 pub mod plan;
 pub mod redrive;
+pub mod refresh;
 pub mod store;
 
 // Re-exported so the function crates use the same SDK versions.

@@ -396,6 +396,7 @@ fn hygiene(url: &str, mode: smartlead::effects::HygieneMode) -> Effects {
         notifiers: vec![Box::new(smartlead::effects::Hygiene {
             api: smartlead::api::Api::new(&format!("{url}/api/v1"), "test-key"),
             mode,
+            soft_bounces: false,
         })],
         ..Effects::default()
     }
@@ -468,4 +469,46 @@ async fn list_hygiene_blocks_and_is_not_retried_when_refused() {
     assert!(failures(&c.handle_batch(batch(vec![record("b-3", &third)])).await).is_empty());
     let last: Vec<u16> = api.recorded().iter().skip(2).map(|r| r.status).collect();
     assert_eq!(last, [503, 200]);
+}
+
+#[tokio::test]
+async fn unsubscribe_mode_finds_the_lead_by_address_and_never_blocks() {
+    use smartlead::effects::HygieneMode;
+    let api = StandIn::start().await;
+    let c = consumer(
+        fresh_store().await,
+        hygiene(&api.url, HygieneMode::Unsubscribe),
+    );
+    // Every bounce and unsubscribe fixture comes without a lead id.
+    let unsub = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "sam@fx.example", "campaign_id": 3,
+                       "event_timestamp": "2025-02-04T00:00:00Z"});
+    api.set_body(r#"{"id": 4242, "email": "sam@fx.example"}"#);
+    assert!(failures(&c.handle_batch(batch(vec![record("u-1", &unsub)])).await).is_empty());
+    let calls = api.recorded();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].method, "GET");
+    assert_eq!(
+        calls[0].target,
+        "/api/v1/leads/?api_key=test-key&email=sam%40fx.example"
+    );
+    assert_eq!(
+        (calls[1].method.as_str(), calls[1].target.as_str()),
+        ("POST", "/api/v1/leads/4242/unsubscribe?api_key=test-key")
+    );
+    // Unknown to SmartLead (`{}`): a permanent failure, nothing blocked, not retried.
+    api.set_body("{}");
+    let other = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "ghost@fx.example", "campaign_id": 3,
+                       "event_timestamp": "2025-02-04T00:00:00Z"});
+    for _ in 0..2 {
+        assert!(failures(&c.handle_batch(batch(vec![record("u-2", &other)])).await).is_empty());
+    }
+    assert_eq!(api.recorded().len(), 3);
+    assert!(api.recorded().iter().all(|r| !r.target.contains("block")));
+
+    // A soft bounce (4.x.x) is left alone unless configured.
+    let soft = json!({"event_type": "EMAIL_BOUNCE", "to_email": "full@fx.example", "lead_id": 5,
+                      "campaign_id": 3, "stats_id": "st-soft",
+                      "bounce_message": {"text": "452 4.2.2 Mailbox full"}});
+    assert!(failures(&c.handle_batch(batch(vec![record("s-1", &soft)])).await).is_empty());
+    assert_eq!(api.recorded().len(), 3, "a soft bounce makes no call");
 }

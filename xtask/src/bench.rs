@@ -941,6 +941,7 @@ async fn measure(
         // moto's EventBridge takes ~150 ms a PutEvents here and would hide
         // the pipeline's own figures; the fan-out is measured on its own.
         fanout: false,
+        webhook_secret: local::TOKEN.into(),
     };
     let ports = Ports::free(options.ingest_instances);
     println!("== local stack (release binaries)");

@@ -74,6 +74,8 @@ pub struct Options {
     pub slack_url: Option<String>,
     /// Publish processed events to the bus (as the template does by default).
     pub fanout: bool,
+    /// The ingest's `WEBHOOK_SECRET`: `current` or `current,next`.
+    pub webhook_secret: String,
 }
 
 impl Options {
@@ -87,6 +89,7 @@ impl Options {
             dynamodb_dir: None,
             slack_url: None,
             fanout: true,
+            webhook_secret: TOKEN.into(),
         }
     }
 }
@@ -360,7 +363,7 @@ pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stac
         ("QUEUE_URL", queue_url.clone()),
         ("CLAIM_CHECK_BUCKET", BUCKET.into()),
         ("S3_FORCE_PATH_STYLE", "true".into()),
-        ("WEBHOOK_SECRET", TOKEN.into()),
+        ("WEBHOOK_SECRET", options.webhook_secret.clone()),
         ("WEBHOOK_PATH", t.default("WebhookPath")?),
         ("AUTH_METHODS", t.default("AuthMethods")?),
     ] {
@@ -475,11 +478,21 @@ pub fn api_event(
     peer: &str,
 ) -> Value {
     use base64::Engine;
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // As API Gateway's HTTP API does: `rawPath` and `http.path` arrive
+    // percent-decoded (`%2F` included), `rawQueryString` as sent, and
+    // `queryStringParameters` decoded.
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|_| s.to_owned())
+    };
+    let (raw_path, query) = target.split_once('?').unwrap_or((target, ""));
+    let path = decode(raw_path);
     let mut qs = Map::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        qs.insert(k.to_owned(), Value::String(v.to_owned()));
+        qs.insert(decode(k), Value::String(decode(v)));
     }
     let mut h = Map::new();
     for (k, v) in headers {
@@ -999,6 +1012,20 @@ mod tests {
     use super::*;
     use crate::fixtures::payloads;
 
+    #[test]
+    fn the_front_hands_over_the_path_decoded_as_api_gateway_does() {
+        let target = "/webhooks/smartlead/Ab%2Bc%2Fd%3D?token=Ab%2Bc%2Fd%3D&x=1";
+        let v = api_event("POST", target, &[], b"{}", "127.0.0.1");
+        assert_eq!(v["rawPath"], "/webhooks/smartlead/Ab+c/d=");
+        assert_eq!(v["requestContext"]["http"]["path"], v["rawPath"]);
+        assert_eq!(v["rawQueryString"], "token=Ab%2Bc%2Fd%3D&x=1");
+        assert_eq!(v["queryStringParameters"]["token"], "Ab+c/d=");
+        // Still a valid API Gateway 2.0 event.
+        let e: aws_lambda_events::event::apigw::ApiGatewayV2httpRequest =
+            serde_json::from_value(v).expect("2.0 event");
+        assert_eq!(e.raw_path.as_deref(), Some("/webhooks/smartlead/Ab+c/d="));
+    }
+
     /// Polls until the queue is empty and nothing is in flight.
     async fn drain(stack: &Stack, consumer: &Pool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
@@ -1226,7 +1253,12 @@ mod tests {
     #[tokio::test]
     async fn webhooks_over_http_end_as_state_exactly_once() {
         let root = crate::workspace_root();
-        let options = Options::debug();
+        // Mid-rotation: a second, base64 secret (`+`, `/`, `=`) is live too.
+        let next = "q9+Zx/Lm0w==";
+        let options = Options {
+            webhook_secret: format!("{TOKEN},{next}"),
+            ..Options::debug()
+        };
         let ports = Ports::free(options.ingest_instances);
         let stack = start(&root, &ports, &options).await.expect("stack starts");
         stack.serve_front().await.expect("front");
@@ -1262,6 +1294,20 @@ mod tests {
                 200
             );
         }
+        // The URL `smartlead register` builds for the next secret (path,
+        // then the same token as `?token=`), through the front as API Gateway.
+        let url = smartlead::ingest::webhook_url(&format!("{base}/<secret>"), &format!("{next}\n"));
+        assert!(url.ends_with("/q9%2BZx%2FLm0w%3D%3D"), "{url}");
+        assert_eq!(
+            post(url.clone(), all["email_reply"].clone()).await,
+            200,
+            "{url}"
+        );
+        let token = url.rsplit('/').next().unwrap_or_default();
+        assert_eq!(
+            post(format!("{base}?token={token}"), all["email_reply"].clone()).await,
+            200
+        );
         let mut tasks = Vec::new();
         for i in 0..50 {
             let body = serde_json::json!({"event_type": "EMAIL_OPEN", "to_email": format!("burst{}@e2e.example", i % 10), "campaign_id": 9, "time_opened": format!("2025-02-01T10:00:{:02}Z", i % 25)}).to_string();

@@ -64,10 +64,16 @@ pub async fn respond<Q: Queue, B: BlobStore>(svc: &Ingest<Q, B>, req: Request) -
         Body::Binary(b) => b,
         _ => &[],
     };
+    // The event's rawPath as it came (API Gateway's HTTP API decodes it,
+    // a Function URL does not); the URI is lambda_http's re-encoding of it.
+    let path = match req.raw_http_path() {
+        "" => req.uri().path().to_owned(),
+        raw => raw.to_owned(),
+    };
     let out = svc
         .handle(IngestRequest {
             method: req.method().as_str(),
-            path: req.uri().path(),
+            path: &path,
             query_token: query_token.as_deref(),
             signature: signature.as_deref(),
             body,

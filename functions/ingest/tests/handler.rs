@@ -366,3 +366,52 @@ async fn function_url_requests_work_too() {
     r["requestContext"]["routeKey"] = "$default".into();
     assert_eq!(call(&svc, &r).await.0, 200);
 }
+
+/// A secret from `openssl rand -base64` (with SSM's trailing newline), the
+/// URL exactly as `smartlead register` builds it, and that URL's path as each
+/// front delivers it: API Gateway's HTTP API decodes the path (`%2F` becomes
+/// `/`), a Function URL passes it encoded, the query is decoded once.
+#[tokio::test]
+async fn a_base64_secret_registered_by_the_cli_is_accepted_however_it_arrives() {
+    for secret in ["Ab+c/d9z=", "k3/Jw+PqZ0bXy/"] {
+        let url = smartlead::ingest::webhook_url(
+            "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/<secret>",
+            &format!("{secret}\n"),
+        );
+        assert!(!url.contains("%0A"), "{url}");
+        let encoded_path = url
+            .strip_prefix("https://abc.execute-api.us-east-1.amazonaws.com")
+            .unwrap()
+            .to_owned();
+        assert!(
+            !encoded_path["/webhooks/smartlead/".len()..].contains('/'),
+            "{encoded_path}"
+        );
+        let mut svc = service(MemQueue::default(), None);
+        svc.config.secret = Secret::new(secret).unwrap();
+        let base = api_fixture("email_open");
+        // API Gateway HTTP API: rawPath decoded.
+        let mut r = base.clone();
+        without_token(&mut r);
+        let decoded = smartlead::ingest::percent_decode(&encoded_path).unwrap();
+        set_path(&mut r, &decoded);
+        assert_eq!(call(&svc, &r).await.0, 200, "{decoded}");
+        // Function URL: rawPath as sent.
+        set_path(&mut r, &encoded_path);
+        assert_eq!(call(&svc, &r).await.0, 200, "{encoded_path}");
+        // Query token, as registered by hand: ?token=<encoded>.
+        let mut r = base.clone();
+        let enc = &encoded_path["/webhooks/smartlead/".len()..];
+        r["rawQueryString"] = format!("token={enc}").into();
+        r["queryStringParameters"] = json!({ "token": secret });
+        assert_eq!(call(&svc, &r).await.0, 200, "?token={enc}");
+        // Wrong secrets stay out: one segment 401, several segments 404.
+        let mut r = base.clone();
+        without_token(&mut r);
+        set_path(&mut r, "/webhooks/smartlead/Ab+c");
+        assert_eq!(call(&svc, &r).await.0, 401);
+        set_path(&mut r, "/webhooks/smartlead/Ab+c/d9");
+        assert_eq!(call(&svc, &r).await.0, 404);
+        assert_eq!(sent(&svc).len(), 3);
+    }
+}
