@@ -268,16 +268,18 @@ pub async fn consumer_from_env(
         effects: effects_from_env(cfg).await?,
         time_window: crate::time::TimeWindow {
             max_past: Duration::from_secs(
-                env_parse(
+                env_parse::<u64>(
                     "EVENT_TIME_MAX_PAST_DAYS",
                     crate::time::DEFAULT_MAX_PAST_DAYS,
-                )? * 86_400,
+                )?
+                .saturating_mul(86_400),
             ),
             max_future: Duration::from_secs(
-                env_parse(
+                env_parse::<u64>(
                     "EVENT_TIME_MAX_FUTURE_HOURS",
                     crate::time::DEFAULT_MAX_FUTURE_HOURS,
-                )? * 3600,
+                )?
+                .saturating_mul(3600),
             ),
         },
     })

@@ -139,13 +139,20 @@ fn attribute<'a>(m: &'a SqsMessage, name: &str) -> Option<&'a str> {
         .and_then(|a| a.string_value.as_deref())
 }
 
-/// When SQS first received the message (falls back to now).
+/// When the pipeline first received the event: the older of the ingest's
+/// `received_at` attribute and SQS's `SentTimestamp` (a redriven or replayed
+/// copy has a new `SentTimestamp`, not a new `received_at`); else now.
 fn sent_time(m: &SqsMessage) -> EventTime {
-    m.attributes
+    let sent = m
+        .attributes
         .get("SentTimestamp")
         .and_then(|t| t.parse::<i64>().ok())
-        .and_then(EventTime::from_millis)
-        .unwrap_or_else(EventTime::now)
+        .and_then(EventTime::from_millis);
+    let received = attribute(m, attr::RECEIVED_AT).and_then(EventTime::parse);
+    match (received, sent) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or_else(EventTime::now),
+    }
 }
 
 enum Body {
@@ -280,7 +287,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         let span = tracing::Span::current();
                         span.record("event_type", ev.event_type.as_str());
                         span.record("dedup_key", p.key.as_str());
-                        let (outcome, claimed) = match self.store.apply(&p, &message_id).await {
+                        let (outcome, claimed) = match self.apply_or_trim(&p, &message_id).await {
                             // The transaction claimed every effect.
                             Ok(ApplyOutcome::Applied { write_units, .. }) => (Outcome::Processed { write_units }, Ok(p.effects.clone())),
                             // Stored before: only effects left pending (or abandoned) run.
@@ -323,6 +330,32 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Applies the plan; when DynamoDB refuses what it holds (an item grown
+    /// past 400 KB of distinct clicked links, say), applies it once more
+    /// without what can grow (sets other than the status flags) and with
+    /// short texts, so that counts, flags, suppression and effects still
+    /// land. Only what fails that way too is refused.
+    async fn apply_or_trim(
+        &self,
+        p: &crate::plan::Plan,
+        message_id: &str,
+    ) -> Result<ApplyOutcome, StoreError> {
+        match self.store.apply(p, message_id).await {
+            Err(e) if !e.is_retryable() => {
+                tracing::warn!(error = %e, "DynamoDB refused the event's items; applying it without its growing fields");
+                let out = self.store.apply(&p.trimmed(), message_id).await;
+                if out.is_ok() {
+                    self.metrics.count(
+                        "EventsTrimmed",
+                        &[("EventType", p.event_type.metric_name())],
+                    );
+                }
+                out
+            }
+            other => other,
+        }
     }
 
     /// Claims the effects of a duplicate that are still to do.
@@ -485,10 +518,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         };
         let mut result = self.store.reject(record.clone()).await;
         if matches!(&result, Err(e) if !e.is_retryable()) {
-            // The record itself was refused: keep it without the body (the
-            // SQS message and any claim check still hold it until deleted).
-            record.raw = "-";
-            record.detail = "the raw body could not be stored; see the logs for the message id";
+            // The record itself was refused: keep it with less of the body;
+            // if even that fails, SQS brings the message back (and at last
+            // the DLQ keeps it) rather than lose it.
+            record.raw = crate::plan::cut_bytes(&raw, 64 * 1024);
+            record.detail = "the raw body was refused whole; its first 64 KB are kept";
             result = self.store.reject(record).await;
         }
         match result {

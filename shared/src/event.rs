@@ -760,17 +760,25 @@ pub fn scrub_secrets_in_text(text: &str) -> Cow<'_, str> {
 /// A body kept for people to read (a rejected event) without its secret:
 /// scrubbed as JSON when it is JSON, as text otherwise.
 pub fn scrub_body(text: &str) -> Cow<'_, str> {
-    if !text
+    // A JSON body is read whatever it spells (`"secret\u005fkey"` is the
+    // same field); other text is searched for the name as written.
+    let json_like = matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['));
+    let named = text
         .as_bytes()
         .windows(6)
-        .any(|w| w.eq_ignore_ascii_case(b"secret"))
-    {
+        .any(|w| w.eq_ignore_ascii_case(b"secret"));
+    if !json_like && !named {
         return Cow::Borrowed(text);
     }
     match serde_json::from_slice::<Value>(&crate::tolerant::tolerant(text.as_bytes())) {
         Ok(mut v) => {
+            let before = v.clone();
             scrub_value(&mut v);
-            Cow::Owned(v.to_string())
+            if v == before {
+                Cow::Borrowed(text)
+            } else {
+                Cow::Owned(v.to_string())
+            }
         }
         Err(_) => scrub_secrets_in_text(text),
     }

@@ -142,6 +142,31 @@ pub struct Plan {
     pub time_clamped: bool,
 }
 
+impl Plan {
+    /// The plan without what makes an item grow (every set but the status
+    /// `flags`; JSON values) and with texts cut to 256 bytes: counts, flags,
+    /// registers' times and the marker stay. For an item DynamoDB refuses to
+    /// grow further.
+    pub fn trimmed(&self) -> Plan {
+        let mut p = self.clone();
+        for u in &mut p.items {
+            u.add
+                .retain(|(attr, v)| !matches!(v, Val::Ss(_) | Val::Ns(_)) || *attr == "flags");
+            let registers = u.latest.iter_mut().chain(u.earliest.iter_mut());
+            for fields in std::iter::once(&mut u.set_once).chain(registers.map(|r| &mut r.fields)) {
+                fields.retain(|(_, v)| !matches!(v, Val::Json(_)));
+                for (_, v) in fields.iter_mut() {
+                    if let Val::S(s) = v {
+                        let n = cut_bytes(s, 256).len();
+                        s.truncate(n);
+                    }
+                }
+            }
+        }
+        p
+    }
+}
+
 /// Lead score weights (`SCORE_WEIGHTS`, e.g. `open=1,click=3,reply=10,bounce=-50,unsubscribe=-50`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScoreWeights {
@@ -220,7 +245,12 @@ pub fn cut_bytes(s: &str, n: usize) -> &str {
 /// A key part as stored: itself, or when over [`MAX_KEY_PART_BYTES`] its
 /// first 128 bytes and a hash of the whole (distinct parts stay distinct).
 pub fn key_part(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.len() <= MAX_KEY_PART_BYTES {
+    // A short value that ends like a hashed one is hashed too, so a stored
+    // part ending in `~<32 hex>` always comes from hashing.
+    let looks_hashed = s.len() > 33
+        && s.as_bytes()[s.len() - 33] == b'~'
+        && s[s.len() - 32..].bytes().all(|b| b.is_ascii_hexdigit());
+    if s.len() <= MAX_KEY_PART_BYTES && !looks_hashed {
         return std::borrow::Cow::Borrowed(s);
     }
     use sha2::Digest;

@@ -419,6 +419,35 @@ fn build_update(
 
 const MAX_TRANSIENT_RETRIES: u32 = 4;
 
+/// Whether a `ValidationException` says DynamoDB refused what an item holds
+/// (its size, a number's range, nesting, an empty or duplicated set, a key's
+/// length): the same event fails every time. A malformed expression or a
+/// key that does not match the table's schema is a deploy's fault instead:
+/// transient, so the events wait in the queue and the DLQ for the fix.
+pub fn refused_for_content(message: Option<&str>) -> bool {
+    let m = message.unwrap_or_default().to_ascii_lowercase();
+    let content = [
+        "item size",
+        "exceeded the maximum",
+        "size limit",
+        "number overflow",
+        "magnitude",
+        "nesting",
+        "may not be empty",
+        "contains duplicates",
+        "empty string",
+        "size of hashkey",
+    ];
+    let deploy = [
+        "expression",
+        "schema",
+        "type mismatch",
+        "missing the key",
+        "not found",
+    ];
+    content.iter().any(|c| m.contains(c)) && !deploy.iter().any(|d| m.contains(d))
+}
+
 /// A failed call: permanent when DynamoDB refused the request's content
 /// (`ValidationException`: the same request fails every time), else transient.
 fn store_error<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
@@ -427,7 +456,7 @@ where
     R: std::fmt::Debug,
 {
     use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-    if e.code() == Some("ValidationException") {
+    if e.code() == Some("ValidationException") && refused_for_content(e.message()) {
         StoreError::Permanent(format!(
             "DynamoDB refused the request: {}",
             e.message().unwrap_or("ValidationException")
@@ -650,10 +679,21 @@ impl StateStore for DynamoStore {
                             return Ok(ApplyOutcome::Duplicate);
                         }
                         if codes.contains(&"ValidationError") {
+                            let why: Vec<&str> = tc
+                                .cancellation_reasons()
+                                .iter()
+                                .filter(|r| r.code() == Some("ValidationError"))
+                                .map(|r| r.message().unwrap_or("ValidationError"))
+                                .collect();
+                            let why = why.join("; ");
                             // Refused for what it holds: on every delivery alike.
-                            return Err(StoreError::Permanent(format!(
-                                "DynamoDB refused the event's items: {}",
-                                tc.message().unwrap_or("ValidationError")
+                            if refused_for_content(Some(&why)) {
+                                return Err(StoreError::Permanent(format!(
+                                    "DynamoDB refused the event's items: {why}"
+                                )));
+                            }
+                            return Err(StoreError::Transient(format!(
+                                "DynamoDB refused the request: {why}"
                             )));
                         }
                         let mut advanced = false;
@@ -693,7 +733,7 @@ impl StateStore for DynamoStore {
                     } else {
                         let code = err.code().unwrap_or_default().to_owned();
                         let msg = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
-                        if code == "ValidationException" {
+                        if code == "ValidationException" && refused_for_content(err.message()) {
                             return Err(StoreError::Permanent(format!(
                                 "DynamoDB refused the event's items: {}",
                                 err.message().unwrap_or("ValidationException")

@@ -86,9 +86,18 @@ impl EventTime {
     /// (a far-future time would freeze every "latest" field for good, an
     /// ancient one every "earliest"). The second value says it was clamped.
     pub fn within(self, received: EventTime, window: &TimeWindow) -> (EventTime, bool) {
-        let past = received.0 - chrono::Duration::from_std(window.max_past).unwrap_or_default();
-        let future = received.0 + chrono::Duration::from_std(window.max_future).unwrap_or_default();
-        if self.0 < past || self.0 > future {
+        let span =
+            |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        // Past either end of chrono's range, that end is unbounded.
+        let too_old = received
+            .0
+            .checked_sub_signed(span(window.max_past))
+            .is_some_and(|past| self.0 < past);
+        let too_new = received
+            .0
+            .checked_add_signed(span(window.max_future))
+            .is_some_and(|future| self.0 > future);
+        if too_old || too_new {
             (received, true)
         } else {
             (self, false)

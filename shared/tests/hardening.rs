@@ -446,11 +446,10 @@ fn whatever_the_ingest_accepts_ends_applied_or_recorded_never_retried() {
 }
 
 #[tokio::test]
-async fn an_item_that_outgrows_dynamodb_is_recorded_with_the_reason_not_looped() {
+async fn an_item_that_outgrows_dynamodb_still_takes_counts_flags_and_suppression() {
     let c = consumer(fresh_store().await, Effects::default());
-    // Clicks adding 50 distinct 1 KB links each: the lead's item passes
+    // Clicks adding 50 distinct 1 KB links each: the lead's item would pass
     // DynamoDB's 400 KB after a few hundred links.
-    let mut refused = 0;
     for i in 0..12 {
         let links: Vec<String> = (0..50)
             .map(|j| format!("https://a.example/{i}/{j}/{}", "p".repeat(1000)))
@@ -459,17 +458,98 @@ async fn an_item_that_outgrows_dynamodb_is_recorded_with_the_reason_not_looped()
                           "campaign_id": 1, "link_clicked": links, "stats_id": format!("s{i}")})
         .to_string();
         let m = record(&format!("g-{i}"), &body, EventTime::now().millis());
-        match c.handle_record(&m).await {
-            Outcome::Processed { .. } => {}
-            Outcome::Rejected("store_refused") => refused += 1,
-            other => panic!("click {i}: {other:?}"),
-        }
+        let outcome = c.handle_record(&m).await;
+        assert!(
+            matches!(outcome, Outcome::Processed { .. }),
+            "click {i}: {outcome:?}"
+        );
     }
-    assert!(refused > 0, "the item never outgrew DynamoDB");
-    let items = table_text(&c.store).await;
-    assert!(items
-        .iter()
-        .any(|i| i.contains("\"store_refused\"") && i.contains("REJECTED")));
+    let bounce =
+        json!({"event_type": "EMAIL_BOUNCE", "to_email": "big@x.example", "campaign_id": 1,
+                        "stats_id": "b1", "bounce_message": {"text": "550 5.1.1 no such user"}})
+        .to_string();
+    let outcome = c
+        .handle_record(&record("g-b", &bounce, EventTime::now().millis()))
+        .await;
+    assert!(matches!(outcome, Outcome::Processed { .. }), "{outcome:?}");
+    let item = smartlead::store::StateStore::item(&c.store, "LEAD#big@x.example", "CAMPAIGN#1")
+        .await
+        .expect("read")
+        .expect("item");
+    assert_eq!(item["clicks"], 12);
+    assert_eq!(item["bounces"], 1);
+    let links = item["links_clicked"].as_array().expect("links").len();
+    assert!(links < 600, "the set stopped growing at {links}");
+    let supp = smartlead::store::StateStore::item(&c.store, "LEAD#big@x.example", "SUPPRESSION")
+        .await
+        .expect("read");
+    assert!(supp.is_some(), "the bounce suppressed the lead");
+}
+
+/// DynamoDB refuses the first `n` writes for what they hold (the event and
+/// its trimmed form), then takes the rest (the REJECTED record).
+struct RefuseFirst(AtomicUsize);
+
+impl FaultInjector for RefuseFirst {
+    fn before_call(&self) -> Result<(), StoreError> {
+        if self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Permanent(
+                "injected: Item size has exceeded the maximum allowed size".into(),
+            ));
+        }
+        Ok(())
+    }
+    fn after_call(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_event_dynamodb_refuses_even_trimmed_is_recorded_with_the_reason_not_looped() {
+    let clean = fresh_store().await;
+    let mut store = clean.clone();
+    store.faults = Some(Arc::new(RefuseFirst(AtomicUsize::new(2))));
+    let c = consumer(store, Effects::default());
+    let body = common::payload("email_open");
+    let outcome = c
+        .handle_record(&record("x-1", &body, EventTime::now().millis()))
+        .await;
+    assert_eq!(outcome, Outcome::Rejected("store_refused"));
+    let items = table_text(&clean).await;
+    assert!(
+        items
+            .iter()
+            .any(|i| i.contains("\"store_refused\"") && i.contains("maximum allowed size")),
+        "{items:?}"
+    );
+}
+
+#[test]
+fn only_content_validation_errors_are_permanent() {
+    use smartlead::store::refused_for_content as content;
+    assert!(content(Some(
+        "Item size has exceeded the maximum allowed size"
+    )));
+    assert!(content(Some(
+        "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes"
+    )));
+    assert!(content(Some(
+        "Number overflow. Attempting to store a number with magnitude larger than supported range"
+    )));
+    assert!(!content(Some(
+        "Invalid UpdateExpression: Syntax error; token: \"+\""
+    )));
+    assert!(!content(Some(
+        "The provided key element does not match the schema"
+    )));
+    assert!(!content(Some(
+        "One or more parameter values were invalid: Type mismatch for key pk"
+    )));
+    assert!(!content(None));
 }
 
 /// JSON-like texts built from hostile fragments, valid or not.
