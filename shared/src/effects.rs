@@ -509,6 +509,11 @@ impl Notifier for SlackNotifier {
                     wait.as_secs()
                 )));
             }
+            // A 4xx (a revoked hook, an archived channel, a payload Slack
+            // refuses) fails the same way every time: recorded, not retried.
+            if (400..500).contains(&status) && status != 408 {
+                return Err(EffectError::Permanent(format!("Slack answered {status}")));
+            }
             return Err(EffectError::Transient(format!("Slack answered {status}")));
         }
     }
@@ -529,8 +534,13 @@ impl Notifier for SnsNotifier {
         &self,
         ev: &SmartleadEvent,
         key: &str,
-        _deadline: Instant,
+        deadline: Instant,
     ) -> Result<(), EffectError> {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return Err(EffectError::Transient(
+                "SNS: no time left in this invocation".into(),
+            ));
+        };
         let alert = Alert::from_event(ev, key);
         let subject: String = alert
             .title
@@ -538,7 +548,8 @@ impl Notifier for SnsNotifier {
             .filter(|c| !c.is_control())
             .take(100)
             .collect();
-        self.client
+        let sent = self
+            .client
             .publish()
             .topic_arn(&self.topic_arn)
             .subject(subject)
@@ -551,23 +562,24 @@ impl Notifier for SnsNotifier {
                     .build()
                     .map_err(|e| EffectError::Transient(e.to_string()))?,
             )
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                use aws_sdk_sns::error::ProvideErrorMetadata;
-                // The topic refuses the message itself (a 4xx): for good.
-                let refused = matches!(
-                    e.code(),
-                    Some("InvalidParameter" | "InvalidParameterValue" | "NotFound")
-                );
-                let msg = aws_sdk_sns::error::DisplayErrorContext(e).to_string();
-                if refused {
-                    EffectError::Permanent(msg)
-                } else {
-                    EffectError::Transient(msg)
-                }
-            })
+            .send();
+        let sent = tokio::time::timeout(left, sent).await.map_err(|_| {
+            EffectError::Transient("SNS: timed out at the invocation's deadline".into())
+        })?;
+        sent.map(|_| ()).map_err(|e| {
+            use aws_sdk_sns::error::ProvideErrorMetadata;
+            // The topic refuses the message itself (a 4xx): for good.
+            let refused = matches!(
+                e.code(),
+                Some("InvalidParameter" | "InvalidParameterValue" | "NotFound")
+            );
+            let msg = aws_sdk_sns::error::DisplayErrorContext(e).to_string();
+            if refused {
+                EffectError::Permanent(msg)
+            } else {
+                EffectError::Transient(msg)
+            }
+        })
     }
 }
 

@@ -324,6 +324,31 @@ async fn slack_alerts_once_honouring_429_and_retrying_after_a_500() {
 }
 
 #[tokio::test]
+async fn a_slack_4xx_is_recorded_as_refused_and_never_retried() {
+    let slack = StandIn::start().await;
+    let c = consumer(fresh_store().await, slack_effects(&slack.url));
+    // The hook was revoked: Slack answers 404 (no_service).
+    slack.push(Scripted::status(404));
+    let body = reply("gone@fx.example");
+    let r = c.handle_batch(batch(vec![record("g-1", &body)])).await;
+    assert!(
+        failures(&r).is_empty(),
+        "a 4xx does not hold the record back"
+    );
+    // SmartLead's retry of the same event does not call Slack again.
+    assert!(failures(&c.handle_batch(batch(vec![record("g-2", &body)])).await).is_empty());
+    assert_eq!(slack.recorded().len(), 1);
+    let key = smartlead::SmartleadEvent::from_slice(body.to_string().as_bytes())
+        .unwrap()
+        .dedup_key();
+    let marker = smartlead::store::StateStore::item(&c.store, &format!("EVENT#{key}"), "EVENT")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(marker["fx_slack"], "refused");
+}
+
+#[tokio::test]
 async fn two_consumers_at_once_alert_once() {
     let slack = StandIn::start().await;
     for _ in 0..4 {
