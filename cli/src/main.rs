@@ -226,10 +226,11 @@ async fn api(args: &ApiArgs) -> Result<Api> {
     Ok(Api::new(&args.api_base, &key))
 }
 
-/// The stack's outputs, by name.
-async fn outputs(stack: &str) -> Result<HashMap<String, String>> {
-    let cfn = aws_sdk_cloudformation::Client::new(&aws().await);
-    let out = cfn
+/// `DescribeStacks` of one stack.
+async fn describe_stack(
+    stack: &str,
+) -> Result<aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput> {
+    aws_sdk_cloudformation::Client::new(&aws().await)
         .describe_stacks()
         .stack_name(stack)
         .send()
@@ -239,7 +240,12 @@ async fn outputs(stack: &str) -> Result<HashMap<String, String>> {
                 "reading stack {stack}: {}",
                 aws_sdk_cloudformation::error::DisplayErrorContext(e)
             )
-        })?;
+        })
+}
+
+/// The stack's outputs, by name.
+async fn outputs(stack: &str) -> Result<HashMap<String, String>> {
+    let out = describe_stack(stack).await?;
     Ok(out
         .stacks()
         .first()
@@ -263,18 +269,7 @@ async fn stack_dedup_ttl(stack: &str, o: &HashMap<String, String>) -> Result<Opt
     if let Some(v) = o.get("DedupTtlDays") {
         return parse(v).map(Some);
     }
-    let cfn = aws_sdk_cloudformation::Client::new(&aws().await);
-    let out = cfn
-        .describe_stacks()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "reading stack {stack}: {}",
-                aws_sdk_cloudformation::error::DisplayErrorContext(e)
-            )
-        })?;
+    let out = describe_stack(stack).await?;
     let param = out.stacks().first().and_then(|s| {
         s.parameters()
             .iter()

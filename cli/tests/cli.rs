@@ -140,6 +140,17 @@ async fn sqs() -> smartlead::aws_sdk_sqs::Client {
     smartlead::aws_sdk_sqs::Client::new(&smartlead::aws::local_sdk_config(&moto().endpoint()).await)
 }
 
+/// A new queue in moto, named for this process.
+async fn queue(sqs: &smartlead::aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(format!("{name}-{}", std::process::id()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
 async fn depth(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> String {
     use smartlead::aws_sdk_sqs::types::QueueAttributeName as A;
     sqs.get_queue_attributes()
@@ -156,20 +167,7 @@ async fn depth(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> String {
 #[tokio::test]
 async fn redrive_moves_every_dlq_message_back_with_its_attributes() {
     let sqs = sqs().await;
-    let q = |n: &str| {
-        let sqs = sqs.clone();
-        let n = format!("{n}-{}", std::process::id());
-        async move {
-            sqs.create_queue()
-                .queue_name(n)
-                .send()
-                .await
-                .unwrap()
-                .queue_url
-                .unwrap()
-        }
-    };
-    let (queue, dlq) = (q("cli-queue").await, q("cli-dlq").await);
+    let (queue, dlq) = (queue(&sqs, "cli-queue").await, queue(&sqs, "cli-dlq").await);
     for i in 0..25 {
         sqs.send_message()
             .queue_url(&dlq)
@@ -336,20 +334,7 @@ async fn replay_starts_an_archive_replay_onto_the_bus() {
 #[tokio::test]
 async fn redrive_packs_batches_by_size_and_counts_exactly() {
     let sqs = sqs().await;
-    let q = |n: &str| {
-        let sqs = sqs.clone();
-        let n = format!("{n}-{}", std::process::id());
-        async move {
-            sqs.create_queue()
-                .queue_name(n)
-                .send()
-                .await
-                .unwrap()
-                .queue_url
-                .unwrap()
-        }
-    };
-    let (queue, dlq) = (q("big-queue").await, q("big-dlq").await);
+    let (queue, dlq) = (queue(&sqs, "big-queue").await, queue(&sqs, "big-dlq").await);
     // Ten ~200 KB messages, 2 MB, far over one SendMessageBatch request, and
     // one of 300 KB, over the 256 KiB a batch may carry: it goes alone.
     for i in 0..11 {
@@ -405,20 +390,7 @@ async fn old_messages(sqs: &smartlead::aws_sdk_sqs::Client, dlq: &str, ages: &[i
 #[tokio::test]
 async fn redrive_refuses_messages_older_than_their_dedup_markers_unless_forced() {
     let sqs = sqs().await;
-    let q = |n: &str| {
-        let sqs = sqs.clone();
-        let n = format!("{n}-{}", std::process::id());
-        async move {
-            sqs.create_queue()
-                .queue_name(n)
-                .send()
-                .await
-                .unwrap()
-                .queue_url
-                .unwrap()
-        }
-    };
-    let (queue, dlq) = (q("old-queue").await, q("old-dlq").await);
+    let (queue, dlq) = (queue(&sqs, "old-queue").await, queue(&sqs, "old-dlq").await);
     old_messages(&sqs, &dlq, &[0, 1, 2, 30, 99, 200]).await;
     let run = |extra: &'static [&'static str]| {
         let (dlq, queue) = (dlq.clone(), queue.clone());

@@ -6,26 +6,16 @@ mod common;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{fixtures, fresh_store};
 use serde_json::{json, Value};
-use smartlead::consumer::Consumer;
-use smartlead::metrics::Metrics;
 use smartlead::plan::ScoreWeights;
 use smartlead::store::{item_to_json, DynamoStore, FaultInjector, StoreError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-type TestConsumer = Consumer<DynamoStore, smartlead::aws_sdk_s3::Client>;
+use common::TestConsumer;
 
 fn consumer(store: DynamoStore) -> TestConsumer {
-    Consumer {
-        store,
-        blobs: None,
-        weights: ScoreWeights::default(),
-        concurrency: 10,
-        metrics: Metrics::disabled(),
-        effects: Default::default(),
-        time_window: Default::default(),
-    }
+    common::consumer_with(store, Default::default())
 }
 
 fn sqs_fixture(name: &str) -> SqsEvent {

@@ -11,30 +11,16 @@ use common::{fixtures, fresh_store, moto, unique};
 use local_aws::{Scripted, StandIn};
 use serde_json::{json, Value};
 use smartlead::aws::local_sdk_config;
-use smartlead::consumer::Consumer;
 use smartlead::effects::{
     AlertRules, BusEvent, EffectError, Effects, EventBridgePublisher, Publisher, SlackNotifier,
     SnsNotifier,
 };
-use smartlead::metrics::Metrics;
-use smartlead::plan::ScoreWeights;
 use smartlead::store::{item_to_json, DynamoStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn consumer(
-    store: DynamoStore,
-    effects: Effects,
-) -> Consumer<DynamoStore, smartlead::aws_sdk_s3::Client> {
-    Consumer {
-        store,
-        blobs: None,
-        weights: ScoreWeights::default(),
-        concurrency: 10,
-        metrics: Metrics::disabled(),
-        effects,
-        time_window: Default::default(),
-    }
+fn consumer(store: DynamoStore, effects: Effects) -> common::TestConsumer {
+    common::consumer_with(store, effects)
 }
 
 /// A queue in moto that receives what a bus or topic delivers.
@@ -338,13 +324,7 @@ async fn a_slack_4xx_is_recorded_as_refused_and_never_retried() {
     // SmartLead's retry of the same event does not call Slack again.
     assert!(failures(&c.handle_batch(batch(vec![record("g-2", &body)])).await).is_empty());
     assert_eq!(slack.recorded().len(), 1);
-    let key = smartlead::SmartleadEvent::from_slice(body.to_string().as_bytes())
-        .unwrap()
-        .dedup_key();
-    let marker = smartlead::store::StateStore::item(&c.store, &format!("EVENT#{key}"), "EVENT")
-        .await
-        .unwrap()
-        .unwrap();
+    let marker = common::marker(&c.store, &body.to_string()).await;
     assert_eq!(marker["fx_slack"], "refused");
 }
 

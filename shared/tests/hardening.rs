@@ -11,10 +11,9 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{fixtures, fresh_store};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use smartlead::consumer::{Consumer, Outcome};
+use smartlead::consumer::Outcome;
 use smartlead::effects::{AlertRules, BusEvent, EffectError, Effects, Notifier, Publisher};
 use smartlead::event::SmartleadEvent;
-use smartlead::metrics::Metrics;
 use smartlead::plan::ScoreWeights;
 use smartlead::store::{item_to_json, DynamoStore, FaultInjector, StoreError};
 use smartlead::time::EventTime;
@@ -22,19 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-type TestConsumer = Consumer<DynamoStore, smartlead::aws_sdk_s3::Client>;
-
-fn consumer(store: DynamoStore, effects: Effects) -> TestConsumer {
-    Consumer {
-        store,
-        blobs: None,
-        weights: ScoreWeights::default(),
-        concurrency: 10,
-        metrics: Metrics::disabled(),
-        effects,
-        time_window: Default::default(),
-    }
-}
+use common::{consumer_with as consumer, marker};
 
 fn record(id: &str, body: &str, sent_ms: i64) -> SqsMessage {
     let mut m = SqsMessage::default();
@@ -258,13 +245,7 @@ async fn a_commit_whose_answer_was_lost_still_runs_its_effects_once() {
         }
     }
     assert_eq!(bus.taken().len(), 1, "the fan-out ran exactly once");
-    let key = SmartleadEvent::from_slice(body.as_bytes())
-        .expect("event")
-        .dedup_key();
-    let marker = smartlead::store::StateStore::item(&c.store, &format!("EVENT#{key}"), "EVENT")
-        .await
-        .expect("read")
-        .expect("marker");
+    let marker = marker(&c.store, &body).await;
     assert_eq!(marker["fx_fanout"], "done");
 }
 
@@ -287,13 +268,7 @@ async fn an_effect_refused_for_good_is_recorded_not_retried_and_does_not_hold_th
     // A redelivery (SmartLead's retry) does not try it again.
     assert!(c.handle_batch(b).await.batch_item_failures.is_empty());
     assert_eq!(bus.taken().len(), 1);
-    let key = SmartleadEvent::from_slice(body.as_bytes())
-        .expect("event")
-        .dedup_key();
-    let marker = smartlead::store::StateStore::item(&c.store, &format!("EVENT#{key}"), "EVENT")
-        .await
-        .expect("read")
-        .expect("marker");
+    let marker = marker(&c.store, &body).await;
     assert_eq!(marker["fx_fanout"], "refused");
 }
 

@@ -87,7 +87,11 @@ pub fn sqs_record(id_seed: &str, body: &str, event_type: &str) -> Value {
     attrs.insert(attr::EVENT_TYPE.into(), string_attr(event_type));
     attrs.insert(
         attr::RECEIVED_AT.into(),
-        string_attr("2025-01-15T09:00:00.000Z"),
+        string_attr(
+            &smartlead::time::EventTime::from_millis(FIXED_EPOCH_MS)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        ),
     );
     attrs.insert(
         attr::REQUEST_ID.into(),

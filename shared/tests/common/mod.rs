@@ -66,3 +66,33 @@ pub async fn fresh_store() -> smartlead::store::DynamoStore {
         .expect("create table");
     smartlead::store::DynamoStore::new(client, table)
 }
+
+pub type TestConsumer =
+    smartlead::consumer::Consumer<smartlead::store::DynamoStore, smartlead::aws_sdk_s3::Client>;
+
+/// The consumer as the function builds it, on `store`, with `effects`.
+pub fn consumer_with(
+    store: smartlead::store::DynamoStore,
+    effects: smartlead::effects::Effects,
+) -> TestConsumer {
+    smartlead::consumer::Consumer {
+        store,
+        blobs: None,
+        weights: smartlead::plan::ScoreWeights::default(),
+        concurrency: 10,
+        metrics: smartlead::metrics::Metrics::disabled(),
+        effects,
+        time_window: Default::default(),
+    }
+}
+
+/// The dedup marker of the event in `body`.
+pub async fn marker(store: &smartlead::store::DynamoStore, body: &str) -> serde_json::Value {
+    let key = smartlead::SmartleadEvent::from_slice(body.as_bytes())
+        .expect("event")
+        .dedup_key();
+    smartlead::store::StateStore::item(store, &format!("EVENT#{key}"), "EVENT")
+        .await
+        .expect("read")
+        .expect("marker")
+}
