@@ -139,18 +139,19 @@ mod tests {
                 }
             })
         });
-        let r = Refreshing::new("test", "first".to_owned(), Duration::from_millis(200), load);
+        // An interval far longer than any stall between two statements here.
+        let r = Refreshing::new("test", "first".to_owned(), Duration::from_secs(2), load);
         assert_eq!(*r.get().await, "first", "fresh: not re-read");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(*r.get().await, "second");
         assert_eq!(*r.get().await, "second", "once per interval");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(*r.get().await, "second", "a failed re-read keeps the value");
         assert_eq!(*r.get().await, "second", "and waits an interval to retry");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(*r.get().await, "third");
         let fixed = Refreshing::fixed(1);
         assert_eq!(*fixed.get().await, 1);
