@@ -136,7 +136,12 @@ fn nested(kind: &EventType, mut m: Map<String, Value>) -> Map<String, Value> {
             .collect::<Vec<_>>()
             .join(" ");
         if !name.is_empty() && !present(&m, &["to_name", "lead_name"]) {
-            put(&mut m, &["to_name"], Some(Value::String(name)));
+            // Where each typed view reads the lead's name.
+            let key = match kind {
+                EventType::LeadUnsubscribed | EventType::LeadCategoryUpdated => "lead_name",
+                _ => "to_name",
+            };
+            put(&mut m, &[key], Some(Value::String(name)));
         }
         put(&mut m, &["lead_id"], lead.get("id").cloned());
         // The lead's profile, as LEAD_CATEGORY_UPDATED's `lead_data`.
