@@ -182,7 +182,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_ACCOUNT_DISCONNECTED",
         None,
         None,
-        Some("2025-01-21T08:15:00.000Z"),
+        Some("2025-01-16T08:15:00.000Z"),
         "event",
     ),
     (
@@ -190,7 +190,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_REPLY",
         Some("grace.hopper@cobol.example"),
         Some("456"),
-        Some("2025-01-21T09:30:00.000Z"),
+        Some("2025-01-16T07:30:00.000Z"),
         "event",
     ),
     // An unknown type names no lead; like any unknown type, its `email` is read as one.
@@ -199,7 +199,7 @@ const SHAPES: &[Expectation] = &[
         "email.account.warmup_paused",
         Some("outbound@pilot-sender.example"),
         None,
-        Some("2025-01-21T10:00:00.000Z"),
+        Some("2025-01-16T08:00:00.000Z"),
         "event",
     ),
     (
@@ -207,7 +207,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_BOUNCE",
         Some("charles.babbage@difference.example"),
         Some("456"),
-        Some("2025-01-20T09:01:00.000Z"),
+        Some("2025-01-15T09:01:00.000Z"),
         "msg",
     ),
     (
@@ -215,7 +215,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_LINK_CLICK",
         Some("ada.lovelace@analytical.example"),
         Some("456"),
-        Some("2025-01-20T10:45:30.000Z"),
+        Some("2025-01-15T10:45:30.000Z"),
         "fields",
     ),
     (
@@ -223,7 +223,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_OPEN",
         Some("ada.lovelace@analytical.example"),
         Some("456"),
-        Some("2025-01-20T10:30:00.000Z"),
+        Some("2025-01-15T10:30:00.000Z"),
         "fields",
     ),
     (
@@ -231,7 +231,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_REPLY",
         Some("ada.lovelace@analytical.example"),
         Some("456"),
-        Some("2025-01-20T11:02:00.000Z"),
+        Some("2025-01-15T11:02:00.000Z"),
         "fields",
     ),
     (
@@ -239,7 +239,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_REPLY",
         None,
         Some("456"),
-        Some("2025-01-20T13:00:00.000Z"),
+        Some("2025-01-15T13:00:00.000Z"),
         "body",
     ),
     (
@@ -247,7 +247,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_SENT",
         Some("ada.lovelace@analytical.example"),
         Some("456"),
-        Some("2025-01-20T09:00:00.000Z"),
+        Some("2025-01-15T09:00:00.000Z"),
         "msg",
     ),
     (
@@ -255,7 +255,7 @@ const SHAPES: &[Expectation] = &[
         "LEAD_UNSUBSCRIBED",
         Some("ada.lovelace@analytical.example"),
         Some("456"),
-        Some("2025-01-20T12:00:00.000Z"),
+        Some("2025-01-15T12:00:00.000Z"),
         "fields",
     ),
     (
@@ -263,7 +263,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_BOUNCE",
         Some("dorothy.vaughan@langley.example"),
         Some("456"),
-        Some("2025-01-20T09:02:00.000Z"),
+        Some("2025-01-15T09:02:00.000Z"),
         "msg",
     ),
     (
@@ -271,7 +271,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_LINK_CLICK",
         Some("alan.turing@bletchley.example"),
         Some("456"),
-        Some("2025-01-20T10:15:00.000Z"),
+        Some("2025-01-15T10:15:00.000Z"),
         "fields",
     ),
     (
@@ -279,7 +279,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_OPEN",
         Some("alan.turing@bletchley.example"),
         Some("456"),
-        Some("2025-01-20T10:00:00.000Z"),
+        Some("2025-01-15T10:00:00.000Z"),
         "fields",
     ),
     (
@@ -287,7 +287,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_REPLY",
         Some("alan.turing@bletchley.example"),
         Some("456"),
-        Some("2025-01-20T14:31:00.000Z"),
+        Some("2025-01-15T14:31:00.000Z"),
         "fields",
     ),
     (
@@ -295,7 +295,7 @@ const SHAPES: &[Expectation] = &[
         "EMAIL_SENT",
         Some("alan.turing@bletchley.example"),
         Some("456"),
-        Some("2025-01-20T09:00:00.000Z"),
+        Some("2025-01-15T09:00:00.000Z"),
         "msg",
     ),
     (
@@ -303,7 +303,7 @@ const SHAPES: &[Expectation] = &[
         "LEAD_CATEGORY_UPDATED",
         Some("alan.turing@bletchley.example"),
         Some("456"),
-        Some("2025-01-20T14:40:00.000Z"),
+        Some("2025-01-15T14:40:00.000Z"),
         "fields",
     ),
     (
@@ -311,7 +311,7 @@ const SHAPES: &[Expectation] = &[
         "LEAD_UNSUBSCRIBED",
         Some("dorothy.vaughan@langley.example"),
         Some("456"),
-        Some("2025-01-20T16:00:00.000Z"),
+        Some("2025-01-15T16:00:00.000Z"),
         "fields",
     ),
 ];
