@@ -163,6 +163,25 @@ pub fn delivery_headers(body: &str) -> Vec<(&'static str, &'static str, String)>
     out
 }
 
+/// The flat twin of every nested or envelope payload (`events/twins/`,
+/// same stem): the same event in the flat shape, for state comparisons.
+#[cfg(test)]
+pub fn twins(root: &Path) -> Result<BTreeMap<String, String>> {
+    let dir = events_dir(root).join("twins");
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if let Some(stem) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|_| path.extension().and_then(|e| e.to_str()) == Some("json"))
+        {
+            out.insert(stem.to_owned(), fs::read_to_string(&path)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Every generated file: relative path under events/ -> content.
 pub fn generate(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
     let mut out = BTreeMap::new();
