@@ -211,7 +211,17 @@ fn fill_details(n: &mut Normalized, ev: &SmartleadEvent) {
         }
         _ => {}
     }
+    // A preview, not the message: the view travels in bus events and logs.
+    for f in [&mut n.reply_text, &mut n.link, &mut n.reason] {
+        if let Some(v) = f.as_mut() {
+            let cut = crate::plan::cut_bytes(v, DETAIL_BYTES).len();
+            v.truncate(cut);
+        }
+    }
 }
+
+/// At most this many bytes of reply text, link or reason in the view.
+const DETAIL_BYTES: usize = 2048;
 
 fn fill_envelope(n: &mut Normalized, e: &crate::event::Envelope) {
     n.campaign_id = n

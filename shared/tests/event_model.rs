@@ -926,6 +926,28 @@ proptest! {
         }
     }
 
+    /// Wherever the type sits (`event_type`, `eventType`, `event`, the
+    /// envelope's `type` with or without `data`), the ingest's probe and the
+    /// consumer's parse find the same type or refuse alike.
+    #[test]
+    fn probe_and_parse_agree_on_every_type_key(
+        fields in prop::collection::btree_map(
+            prop::sample::select(vec!["event_type", "eventType", "event", "type", "data", "lead"]),
+            prop_oneof![
+                Just(json!(null)), Just(json!(7)), Just(json!({})), Just(json!({"email": "a@b.c"})),
+                Just(json!("")), Just(json!(" ")), Just(json!("EMAIL_OPEN")), Just(json!("email.replied")),
+                Just(json!("email.account.warmup_paused")), Just(json!("person")), Just(json!("Email.Sent")),
+                Just(json!("a.b c")), Just(json!([1])),
+            ],
+            0..6,
+        )
+    ) {
+        let body = Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).to_string();
+        let parsed = SmartleadEvent::from_slice(body.as_bytes()).map(|e| e.event_type);
+        let probed = probe(body.as_bytes()).map(|p| p.event_type);
+        prop_assert_eq!(parsed, probed, "{}", body);
+    }
+
     #[test]
     fn parsing_never_panics_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = SmartleadEvent::from_slice(&bytes);
