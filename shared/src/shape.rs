@@ -10,7 +10,7 @@
 //! |---|---|---|---|---|---|---|
 //! | flat | anything else | `to_email`, `lead_email`, … | `lead_id` | per type (`time_replied`, …) | `message_id`, … | as today |
 //! | nested lead (`event` or `event_type`) | `lead`, `email`, `reply` or `link` is an object | `lead.email` | `lead_id`, `lead.id` | `reply.received_at`, `link.clicked_at`, `unsubscribed_at`, then `timestamp` (opens: `timestamp`, `last_opened_at`, `first_opened_at`) | `email.message_id` (a reply's is the sent message's) | `reply.body` / `reply.subject`, `link.url`, `bounce_reason`/`reason` |
-//! | envelope | the type is in `type` (see [`crate::event::envelope_type`]) and `data` is an object | `data.lead_email`, `data.to_email`, `data.lead.email` | `data.lead_id`, `data.lead.id` | `data`'s own time fields, then `created_at` | `data.message_id` | `data.reason` (account error or bounce reason), `links.app` as the app URL |
+//! | envelope | the type is in `type` (see [`crate::event::envelope_type`]) and `data` is an object | `data.lead_email`, `data.to_email`, `data.lead.email` | `data.lead_id`, `data.lead.id` | `data`'s own time fields, then `created_at` | `data.message_id` | `data.reason` (account error, bounce reason, or a bounce breach's message), `links.app` as the app URL |
 //!
 //! Values already present are never overwritten, and a field is only added
 //! when none of its spellings is there (the typed view refuses a field given
@@ -110,6 +110,7 @@ pub fn flat_view(
             if let Some(reason) = m.get("reason").cloned() {
                 match kind {
                     EventType::EmailBounce => put(&mut m, &["bounce_message"], Some(reason)),
+                    EventType::CampaignBounceBreach => put(&mut m, &["message"], Some(reason)),
                     _ => put(
                         &mut m,
                         &["error", "errorMessage", "error_message"],

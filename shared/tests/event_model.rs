@@ -178,6 +178,14 @@ const EXPECTED: &[Expectation] = &[
 /// has a flat twin in `events/twins/` with the same stem.
 const SHAPES: &[Expectation] = &[
     (
+        "envelope_campaign_bounce_threshold",
+        "CAMPAIGN_BOUNCE_BREACH",
+        None,
+        Some("456"),
+        Some("2025-01-16T06:00:00.000Z"),
+        "event",
+    ),
+    (
         "envelope_email_account_disconnected",
         "EMAIL_ACCOUNT_DISCONNECTED",
         None,
