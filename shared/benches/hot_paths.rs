@@ -92,6 +92,8 @@ fn ingest(c: &mut Criterion) {
                         path: "/webhooks/smartlead",
                         query_token: Some("local-dev-secret"),
                         signature: None,
+                        smartlead_request_id: None,
+                        webhook_level: None,
                         body: body.as_bytes(),
                         request_id: "r",
                         source_ip: "127.0.0.1",

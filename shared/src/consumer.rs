@@ -277,6 +277,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         (self.reject(&message_id, e.code(), &e.to_string(), &raw, received).await, "NONE".to_owned())
                     }
                     Ok(ev) => {
+                        // SmartLead's event id and webhook level, as the ingest passed them on.
+                        let ev = ev.with_delivery(
+                            attribute(m, attr::SMARTLEAD_REQUEST_ID),
+                            attribute(m, attr::WEBHOOK_LEVEL),
+                        );
                         let mut p = plan_within(&ev, received, &self.weights, &self.time_window);
                         if p.time_clamped {
                             tracing::warn!(event_time = ?ev.normalized().event_time.map(|t| t.to_string()), "event time outside the believed window; using the receive time");
@@ -289,7 +294,14 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         span.record("dedup_key", p.key.as_str());
                         let (outcome, claimed) = match self.apply_or_trim(&p, &message_id).await {
                             // The transaction claimed every effect.
-                            Ok(ApplyOutcome::Applied { write_units, .. }) => (Outcome::Processed { write_units }, Ok(p.effects.clone())),
+                            Ok(ApplyOutcome::Applied { write_units, .. }) => {
+                                if p.unattributed {
+                                    // Kept, never dropped: counted so someone looks (UnattributedEventsAlarm).
+                                    tracing::warn!(shape = ?ev.shape, "lead event without a lead e-mail address; kept unattributed");
+                                    self.metrics.count("Unattributed", &[("EventType", ev.event_type.metric_name())]);
+                                }
+                                (Outcome::Processed { write_units }, Ok(p.effects.clone()))
+                            }
                             // Stored before: only effects left pending (or abandoned) run.
                             Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id).await),
                             // DynamoDB refuses what the event holds: on every

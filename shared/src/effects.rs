@@ -266,7 +266,8 @@ pub struct Alert {
 
 fn raw_text(ev: &SmartleadEvent, paths: &[&[&str]]) -> Option<String> {
     paths.iter().find_map(|path| {
-        let mut v = ev.raw.get(path[0])?;
+        // The flat reading, so nested and envelope bodies read alike.
+        let mut v = ev.view().get(path[0])?;
         for p in &path[1..] {
             v = v.get(p)?;
         }
@@ -615,7 +616,7 @@ pub enum BounceKind {
 pub fn bounce_kind(ev: &SmartleadEvent) -> BounceKind {
     for field in ["bounce_type", "bounce_category"] {
         match ev
-            .raw
+            .view()
             .get(field)
             .and_then(Value::as_str)
             .map(str::to_ascii_lowercase)
@@ -627,7 +628,7 @@ pub fn bounce_kind(ev: &SmartleadEvent) -> BounceKind {
         }
     }
     let mut texts = Vec::new();
-    match ev.raw.get("bounce_message") {
+    match ev.view().get("bounce_message") {
         Some(Value::String(t)) => texts.push(t.clone()),
         Some(m) => {
             texts.extend(m.get("text").and_then(Value::as_str).map(str::to_owned));
@@ -640,7 +641,7 @@ pub fn bounce_kind(ev: &SmartleadEvent) -> BounceKind {
         None => {}
     }
     texts.extend(
-        ev.raw
+        ev.view()
             .get("bounce_reason")
             .and_then(Value::as_str)
             .map(str::to_owned),
@@ -933,6 +934,28 @@ mod tests {
         assert_eq!(s["text"], a.title);
         assert!(s.to_string().contains("Jane Doe &lt;jane@acme.example&gt;"));
         assert!(a.text().contains("Preview: Sounds good"));
+    }
+
+    #[test]
+    fn alerts_and_bounce_kinds_read_nested_and_envelope_bodies_too() {
+        let e = ev(
+            json!({"event": "EMAIL_REPLIED", "campaign_id": 4, "campaign_name": "Pilot",
+            "lead": {"email": "ada@x.example", "first_name": "Ada", "last_name": "L"},
+            "reply": {"body": "<p>Yes, Friday</p>", "received_at": "2025-01-15T10:00:00Z"}}),
+        );
+        let a = Alert::from_event(&e, "k");
+        assert_eq!(a.title, "Reply from Ada L <ada@x.example>");
+        assert_eq!(a.preview.as_deref(), Some("Yes, Friday"));
+        let e = ev(json!({"id": "evt_1", "type": "email.account.disconnected",
+            "data": {"account_id": 5, "email": "box@x.example", "reason": "SMTP Failure"}}));
+        let a = Alert::from_event(&e, "k");
+        assert_eq!(a.title, "E-mail account disconnected: box@x.example");
+        assert_eq!(a.preview.as_deref(), Some("SMTP Failure"));
+        let e = ev(
+            json!({"event": "EMAIL_BOUNCED", "lead": {"email": "a@x.example"},
+            "bounce_reason": "452 4.2.2 Mailbox full"}),
+        );
+        assert_eq!(bounce_kind(&e), BounceKind::Soft);
     }
 
     #[test]

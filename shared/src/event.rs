@@ -17,7 +17,23 @@ use std::fmt;
 /// Keys that carry the event type, in the order they are looked up:
 /// `event_type` (the usual one), `eventType` (per-user camelCase payloads),
 /// `event` (one docs page's variant, with `EMAIL_OPENED` style names).
+/// After them, `type` counts only in SmartLead's envelope (see
+/// [`envelope_type`]): it is too generic a name to trust anywhere else.
 pub const EVENT_TYPE_KEYS: [&str; 3] = ["event_type", "eventType", "event"];
+
+/// Whether a `type` value names the event: in the envelope shape
+/// (`{"id", "type", "created_at", "data": {..}}`) `data` is an object;
+/// otherwise only a dotted lower-case name (`email.account.disconnected`)
+/// is taken for a type. Any other `type` (a number, `"person"`) is ignored.
+pub fn envelope_type(value: &str, data_is_object: bool) -> bool {
+    let t = value.trim();
+    !t.is_empty()
+        && (data_is_object
+            || (t.contains('.')
+                && t.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_')
+                })))
+}
 
 /// Why a body is not a SmartLead event. Every variant is permanent: sending
 /// the same bytes again can never succeed.
@@ -27,7 +43,7 @@ pub enum EventError {
     NotJson(String),
     #[error("body is JSON but not an object (found {0})")]
     NotAnObject(&'static str),
-    #[error("body has no event type (looked for `event_type`, `eventType` and `event`)")]
+    #[error("body has no event type (looked for `event_type`, `eventType`, `event` and the envelope's `type`)")]
     MissingEventType,
     #[error("event type in `{0}` is not a string")]
     EventTypeNotString(&'static str),
@@ -95,16 +111,18 @@ event_types! {
 
 impl EventType {
     /// Reads a type name as SmartLead may spell it: any case, surrounding
-    /// space, and the documented aliases `EMAIL_OPENED`, `EMAIL_REPLIED`,
-    /// `EMAIL_BOUNCED` (plus `EMAIL_CLICKED` and `LEAD_UNSUBSCRIBE` seen in
+    /// space, dots for underscores (`email.account.disconnected`), and the
+    /// documented aliases `EMAIL_OPENED`, `EMAIL_REPLIED`, `EMAIL_BOUNCED`,
+    /// `EMAIL_CLICKED`, `EMAIL_UNSUBSCRIBED` (plus `LEAD_UNSUBSCRIBE` seen in
     /// third-party integrations). Anything else is `Unknown`, kept as sent.
     pub fn from_wire(s: &str) -> EventType {
         let t = s.trim();
         let upper: Cow<str> = if t
             .bytes()
-            .any(|b| b.is_ascii_lowercase() || b == b'-' || b == b' ')
+            .any(|b| b.is_ascii_lowercase() || matches!(b, b'-' | b' ' | b'.'))
         {
-            Cow::Owned(t.to_ascii_uppercase().replace(['-', ' '], "_"))
+            // `email.account.disconnected` (the envelope's dotted names) too.
+            Cow::Owned(t.to_ascii_uppercase().replace(['-', ' ', '.'], "_"))
         } else {
             Cow::Borrowed(t)
         };
@@ -116,7 +134,11 @@ impl EventType {
             "EMAIL_REPLIED" => EventType::EmailReply,
             "EMAIL_BOUNCED" => EventType::EmailBounce,
             "EMAIL_CLICKED" | "EMAIL_LINK_CLICKED" => EventType::EmailLinkClick,
-            "LEAD_UNSUBSCRIBE" => EventType::LeadUnsubscribed,
+            "LEAD_UNSUBSCRIBE" | "EMAIL_UNSUBSCRIBED" => EventType::LeadUnsubscribed,
+            "LINKEDIN_ACCOUNT_DISCONNECTED" => EventType::LinkedinDisconnected,
+            "CAMPAIGN_BOUNCE_THRESHOLD" | "CAMPAIGN_BOUNCE_THRESHOLD_BREACHED" => {
+                EventType::CampaignBounceBreach
+            }
             // Bounded: the name goes into keys, logs and attributes.
             _ => EventType::Unknown(crate::plan::key_part(t).into_owned()),
         }
@@ -158,6 +180,11 @@ pub fn event_type_of(obj: &Map<String, Value>) -> Result<EventType, EventError> 
             Some(_) => return Err(EventError::EventTypeNotString(key)),
         }
     }
+    if let Some(Value::String(s)) = obj.get("type") {
+        if envelope_type(s, matches!(obj.get("data"), Some(Value::Object(_)))) {
+            return Ok(EventType::from_wire(s));
+        }
+    }
     Err(EventError::MissingEventType)
 }
 
@@ -186,6 +213,10 @@ pub fn probe(body: &[u8]) -> Result<Probe, EventError> {
         event: Option<ProbeValue<'a>>,
         #[serde(borrow, default)]
         secret_key: Option<ProbeValue<'a>>,
+        #[serde(borrow, default, rename = "type")]
+        kind: Option<ProbeValue<'a>>,
+        #[serde(borrow, default)]
+        data: Option<ProbeValue<'a>>,
     }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
@@ -216,7 +247,16 @@ pub fn probe(body: &[u8]) -> Result<Probe, EventError> {
                 event_type = Some(EventType::from_wire(&s));
                 break;
             }
-            Some(ProbeValue::Other) => return Err(EventError::EventTypeNotString(key)),
+            Some(ProbeValue::Other | ProbeValue::Object) => {
+                return Err(EventError::EventTypeNotString(key))
+            }
+        }
+    }
+    if event_type.is_none() {
+        if let Some(ProbeValue::Str(s)) = &f.kind {
+            if envelope_type(s, matches!(f.data, Some(ProbeValue::Object))) {
+                event_type = Some(EventType::from_wire(s));
+            }
         }
     }
     let event_type = event_type.ok_or(EventError::MissingEventType)?;
@@ -248,6 +288,7 @@ pub struct Probe {
 enum ProbeValue<'a> {
     Null,
     Str(Cow<'a, str>),
+    Object,
     Other,
 }
 
@@ -301,7 +342,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for ProbeValue<'a> {
                     .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
                     .is_some()
                 {}
-                Ok(ProbeValue::Other)
+                Ok(ProbeValue::Object)
             }
         }
         d.deserialize_any(V)
@@ -619,6 +660,16 @@ pub struct SmartleadEvent {
     /// `campaignId`) kept the typed view from reading; the event still
     /// parses, with an empty typed view and the normalized view read from `raw`.
     pub typed_view_warning: Option<String>,
+    /// Which documented body shape it came in (see [`crate::shape`]).
+    pub shape: crate::shape::Shape,
+    /// A nested or envelope body read as the flat shape (what the typed
+    /// view and the normalized view read); `None` when `raw` is flat.
+    view: Option<Map<String, Value>>,
+    /// SmartLead's id of this event from the request (`X-Request-Id`): the
+    /// idempotency key's basis when set (see [`SmartleadEvent::with_delivery`]).
+    pub delivery_id: Option<String>,
+    /// `X-Webhook-Level` of the request (`user`, `client`, `campaign`).
+    pub webhook_level: Option<String>,
 }
 
 impl Serialize for SmartleadEvent {
@@ -645,13 +696,49 @@ impl SmartleadEvent {
         // (state items, bus events, alerts, logs) may carry it.
         scrub_secrets(&mut raw);
         let event_type = event_type_of(&raw)?;
-        let (data, typed_view_warning) = typed(&event_type, &raw);
+        let shape = crate::shape::detect(&raw);
+        let view = crate::shape::flat_view(&event_type, shape, &raw);
+        let (data, typed_view_warning) = typed(&event_type, view.as_ref().unwrap_or(&raw));
         Ok(SmartleadEvent {
             event_type,
             data,
             raw,
             typed_view_warning,
+            shape,
+            view,
+            delivery_id: None,
+            webhook_level: None,
         })
+    }
+
+    /// The event as the request delivered it: SmartLead's event id
+    /// (`X-Request-Id`) and webhook level (`X-Webhook-Level`), as the ingest
+    /// passed them on. A blank or unusable value is ignored.
+    pub fn with_delivery(
+        mut self,
+        request_id: Option<&str>,
+        level: Option<&str>,
+    ) -> SmartleadEvent {
+        self.delivery_id = request_id.and_then(delivery_id);
+        self.webhook_level = level.and_then(webhook_level);
+        self
+    }
+
+    /// The flat reading of the body: `raw` itself for a flat body, else the
+    /// translation [`crate::shape`] makes of it.
+    pub fn view(&self) -> &Map<String, Value> {
+        self.view.as_ref().unwrap_or(&self.raw)
+    }
+
+    /// SmartLead's own id of the event: the envelope's `id`, else the
+    /// request's `X-Request-Id`. Either is the same on every retry.
+    pub fn event_id(&self) -> Option<&str> {
+        let body_id = (self.shape == crate::shape::Shape::Envelope)
+            .then(|| self.raw.get("id").and_then(Value::as_str))
+            .flatten()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        body_id.or(self.delivery_id.as_deref())
     }
 
     /// The view every processor uses: who, which campaign, when, which message.
@@ -664,6 +751,20 @@ impl SmartleadEvent {
     pub fn dedup_key(&self) -> crate::key::DedupKey {
         crate::key::dedup_key(self, &self.normalized())
     }
+}
+
+/// An `X-Request-Id` as a key basis: trimmed, 1 to 256 visible ASCII
+/// characters; anything else is not taken for SmartLead's event id.
+pub fn delivery_id(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty() && t.len() <= 256 && t.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| t.to_owned())
+}
+
+/// An `X-Webhook-Level`: `user`, `client` or `campaign` (any case).
+pub fn webhook_level(s: &str) -> Option<String> {
+    let t = s.trim().to_ascii_lowercase();
+    matches!(t.as_str(), "user" | "client" | "campaign").then_some(t)
 }
 
 /// Whether a field name is SmartLead's webhook secret, in any spelling
@@ -879,4 +980,21 @@ pub struct Normalized {
     pub account_id: Option<Id>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_url: Option<String>,
+    /// The reply's text (replies), the clicked link (clicks), the bounce
+    /// reason or the account's error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// SmartLead's event id (the envelope's `id` or `X-Request-Id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// `user`, `client` or `campaign`: `X-Webhook-Level` or the envelope's `meta.level`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_level: Option<String>,
+    /// The body's shape, when it is not the flat one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shape: Option<crate::shape::Shape>,
 }

@@ -302,6 +302,10 @@ pub struct IngestRequest<'a> {
     pub path: &'a str,
     pub query_token: Option<&'a str>,
     pub signature: Option<&'a str>,
+    /// SmartLead's `X-Request-Id` (its id of the event) and `X-Webhook-Level`,
+    /// passed on to the consumer as message attributes when usable.
+    pub smartlead_request_id: Option<&'a str>,
+    pub webhook_level: Option<&'a str>,
     /// The body as received, after any base64 transfer encoding was undone.
     pub body: &'a [u8],
     pub request_id: &'a str,
@@ -554,6 +558,12 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             (attr::BODY_SHA256, sha.clone()),
             (attr::SOURCE_IP, attr_value(req.source_ip)),
         ];
+        if let Some(id) = req.smartlead_request_id.and_then(crate::event::delivery_id) {
+            attributes.push((attr::SMARTLEAD_REQUEST_ID, id));
+        }
+        if let Some(level) = req.webhook_level.and_then(crate::event::webhook_level) {
+            attributes.push((attr::WEBHOOK_LEVEL, level));
+        }
         let attr_bytes: usize = attributes.iter().map(|(k, v)| k.len() + v.len() + 16).sum();
         let inline = text.len() + attr_bytes <= self.config.max_inline_bytes
             && crate::message::sqs_accepts(text);
@@ -654,6 +664,8 @@ mod tests {
             path,
             query_token: token,
             signature: None,
+            smartlead_request_id: None,
+            webhook_level: None,
             body,
             request_id: "r",
             source_ip: "203.0.113.1",

@@ -7,6 +7,7 @@
 //!
 //! | event type | basis, first that applies |
 //! |---|---|
+//! | any type | SmartLead's event id: the envelope's `id`, else the request's `X-Request-Id` (basis `event`) |
 //! | EMAIL_BOUNCE | `stats_id` (one bounce per sent e-mail); the bounced `message_id`; fields; body |
 //! | EMAIL_SENT, FIRST_EMAIL_SENT | `message_id` (or `sent_message.message_id`); `stats_id`; fields; body |
 //! | EMAIL_REPLY | the reply's own `reply_message.message_id`; fields; body |
@@ -38,7 +39,7 @@ impl DedupKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    /// Which basis the key was made from: `stats`, `msg`, `fields` or `body`.
+    /// Which basis the key was made from: `event`, `stats`, `msg`, `fields` or `body`.
     pub fn basis(&self) -> &str {
         self.0.rsplit(':').nth(1).unwrap_or("")
     }
@@ -125,6 +126,11 @@ pub(crate) fn dedup_key(ev: &SmartleadEvent, n: &Normalized) -> DedupKey {
     let msg = n.message_id.as_deref();
     let body = || body_key(kind, &ev.raw);
 
+    // SmartLead's own event id (the envelope's `id`, `X-Request-Id`) is the
+    // same on every retry, whatever else the retry changes (`meta.attempt`).
+    if let Some(id) = ev.event_id() {
+        return make(kind, "event", &[id]);
+    }
     match &ev.data {
         EventData::EmailBounce(_) => {
             if let Some(s) = stats {

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod plan;
 pub mod redrive;
 pub mod refresh;
+pub mod shape;
 pub mod store;
 
 // Re-exported so the function crates use the same SDK versions.

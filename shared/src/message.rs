@@ -19,6 +19,11 @@ pub mod attr {
     pub const BODY_SHA256: &str = "body_sha256";
     /// The caller's IP address as API Gateway saw it.
     pub const SOURCE_IP: &str = "source_ip";
+    /// SmartLead's id of the event, from its `X-Request-Id` header (the same
+    /// on every retry of one event): the consumer's idempotency key basis.
+    pub const SMARTLEAD_REQUEST_ID: &str = "smartlead_request_id";
+    /// SmartLead's `X-Webhook-Level` header: `user`, `client` or `campaign`.
+    pub const WEBHOOK_LEVEL: &str = "webhook_level";
     /// `inline` (the message body is the webhook) or `s3` (a claim check).
     pub const BODY_LOCATION: &str = "body_location";
 }

@@ -6,6 +6,11 @@
 //! | campaign id | `campaign_id` / `campaignId` |
 //! | event time | per type: `time_sent`, `time_opened`, `time_clicked`, `time_replied` (then `reply_message.time`), then `event_timestamp`, `timestamp`, `time`, `created_at` |
 //! | message id | `message_id`; `reply_message.message_id` (replies); `sent_message.message_id` |
+//! | reply text, link, reason | `preview_text` / `reply_message.text` / `reply_body`; the last `link_clicked`; `bounce_message`, the account's `error` |
+//! | event id, webhook level | the envelope's `id`, else `X-Request-Id`; `X-Webhook-Level`, else `meta.level` |
+//!
+//! Nested and envelope bodies are read through their flat translation
+//! ([`crate::shape`]), so every field above is found in every shape.
 
 use crate::event::{EventData, MessageRef, Normalized, SmartleadEvent};
 use crate::lenient::{Id, Lenient};
@@ -164,9 +169,59 @@ pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
             | EventData::CampaignBounceBreach(_)
             | EventData::CampaignStatusChanged(_)
     );
-    fill_from_raw(&mut n, &ev.raw, about_a_lead);
+    let view = ev.view();
+    fill_from_raw(&mut n, view, about_a_lead);
+    fill_details(&mut n, ev);
+    if n.account_id.is_none() {
+        n.account_id = view.get("email_account_id").and_then(Id::from_value);
+    }
+    n.event_id = ev.event_id().map(str::to_owned);
+    n.webhook_level = ev.webhook_level.clone().or_else(|| {
+        ev.raw
+            .get("meta")
+            .and_then(|m| m.get("level"))
+            .and_then(Value::as_str)
+            .and_then(crate::event::webhook_level)
+    });
+    n.shape = (ev.shape != crate::shape::Shape::Flat).then_some(ev.shape);
     n
 }
+
+/// Reply text, clicked link, bounce reason or account error.
+fn fill_details(n: &mut Normalized, ev: &SmartleadEvent) {
+    match &ev.data {
+        EventData::EmailReply(r) => {
+            n.reply_text = text(&r.preview_text)
+                .or_else(|| r.reply_message.get().and_then(|m| text(&m.text)))
+                .or_else(|| text(&r.reply_body));
+        }
+        EventData::EmailLinkClick(c) => n.link = c.link_clicked.0.last().cloned(),
+        EventData::EmailBounce(b) => {
+            n.reason = b.bounce_message.get().and_then(|m| {
+                m.as_str()
+                    .or_else(|| m.get("text").and_then(Value::as_str))
+                    .map(str::to_owned)
+            })
+        }
+        EventData::EmailAccountDisconnected(a) | EventData::LinkedinDisconnected(a) => {
+            n.reason = text(&a.error).or_else(|| text(&a.message))
+        }
+        EventData::UntrackedReplies(u) => {
+            n.reply_text = text(&u.preview_text).or_else(|| text(&u.reply_body))
+        }
+        _ => {}
+    }
+    // A preview, not the message: the view travels in bus events and logs.
+    for f in [&mut n.reply_text, &mut n.link, &mut n.reason] {
+        if let Some(v) = f.as_mut() {
+            let cut = crate::plan::cut_bytes(v, DETAIL_BYTES).len();
+            v.truncate(cut);
+        }
+    }
+}
+
+/// At most this many bytes of reply text, link or reason in the view.
+const DETAIL_BYTES: usize = 2048;
 
 fn fill_envelope(n: &mut Normalized, e: &crate::event::Envelope) {
     n.campaign_id = n

@@ -140,6 +140,10 @@ pub struct Plan {
     /// The event named a time outside the believed window (the plan uses
     /// the receive time instead).
     pub time_clamped: bool,
+    /// A lead event whose lead has no e-mail address in any field: filed
+    /// under the lead id (`LEAD#id:<id>`) or kept whole as `UNATTRIBUTED`,
+    /// and counted (`Unattributed`).
+    pub unattributed: bool,
 }
 
 impl Plan {
@@ -757,5 +761,6 @@ pub fn plan_within(
         effects: Vec::new(),
         lease_until_ms: 0,
         time_clamped,
+        unattributed: lead_event && n.lead_email.is_none(),
     }
 }

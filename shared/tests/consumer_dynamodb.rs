@@ -574,3 +574,181 @@ async fn random_streams_with_duplicates_and_any_order_match_the_reference_model(
         check(model, item, supp, lead);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Every documented body shape (events/payloads vs their flat twins)
+// ---------------------------------------------------------------------------
+
+/// The state an event leaves, without what differs between two spellings
+/// of one event: dedup markers (their keys), the `*_order` registers (they
+/// end in the key's hash), and the raw records' sort keys and bodies.
+fn state_only(snap: BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    snap.into_iter()
+        .filter(|(k, _)| !k.starts_with("EVENT#"))
+        .map(|(k, mut v)| {
+            let pk = v["pk"].as_str().unwrap_or_default().to_owned();
+            if pk.starts_with("UNKNOWN#") || pk.starts_with("UNATTRIBUTED#") {
+                return (pk.clone(), json!({ "pk": pk }));
+            }
+            v.as_object_mut()
+                .expect("item")
+                .retain(|a, _| !a.ends_with("_order"));
+            (k, v)
+        })
+        .collect()
+}
+
+/// A queued record with the ingest's optional SmartLead attributes.
+fn record(id: &str, body: &str, request_id: Option<&str>) -> SqsMessage {
+    let mut attrs = serde_json::Map::new();
+    if let Some(r) = request_id {
+        attrs.insert(
+            "smartlead_request_id".into(),
+            json!({"stringValue": r, "dataType": "String"}),
+        );
+    }
+    serde_json::from_value(json!({
+        "messageId": id, "body": body, "messageAttributes": attrs,
+        "attributes": {"SentTimestamp": "1737709200000"}
+    }))
+    .expect("record")
+}
+
+fn batch(records: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = records;
+    e
+}
+
+#[tokio::test]
+async fn every_shape_gives_the_state_of_its_flat_twin() {
+    for (name, twin) in fixtures("twins") {
+        let shaped = consumer(fresh_store().await);
+        assert!(
+            failures(&shaped.handle_batch(sqs_fixture(&name)).await).is_empty(),
+            "{name}"
+        );
+        let flat = consumer(fresh_store().await);
+        let resp = flat
+            .handle_batch(batch(vec![record("twin", &twin, None)]))
+            .await;
+        assert!(failures(&resp).is_empty(), "{name} twin");
+        let (a, b) = (
+            state_only(snapshot(&shaped.store).await),
+            state_only(snapshot(&flat.store).await),
+        );
+        assert!(!a.is_empty(), "{name}: no state");
+        assert_eq!(a, b, "{name}: the shape's state is its flat twin's");
+        assert_eq!(
+            snapshot(&shaped.store)
+                .await
+                .keys()
+                .filter(|k| k.starts_with("EVENT#"))
+                .count(),
+            1,
+            "{name}: one dedup marker"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_retried_envelope_and_a_redelivery_with_the_same_request_id_are_duplicates() {
+    use smartlead::consumer::Outcome;
+    let c = consumer(fresh_store().await);
+    let first = sqs_fixture("envelope_email_account_disconnected").records[0].clone();
+    assert!(matches!(
+        c.handle_record(&first).await,
+        Outcome::Processed { .. }
+    ));
+    // SmartLead's retry: attempt 2, new bytes, new SQS message, no header.
+    let mut body: Value = serde_json::from_str(first.body.as_deref().unwrap()).unwrap();
+    body["meta"]["attempt"] = json!(2);
+    let retry = record("retry-1", &body.to_string(), None);
+    assert_eq!(c.handle_record(&retry).await, Outcome::Duplicate);
+    let snap = snapshot(&c.store).await;
+    assert_eq!(
+        get(&snap, "ACCOUNT#31338", "HEALTH#EMAIL")["disconnects"],
+        1
+    );
+
+    // A flat body redelivered with the same X-Request-Id and other bytes.
+    let open: Value = serde_json::from_str(&fixtures("payloads")["email_open"]).unwrap();
+    let mut changed = open.clone();
+    changed["time_opened"] = json!("2025-01-15T10:31:00Z");
+    let a = record("req-a", &open.to_string(), Some("req-7f3a"));
+    let b = record("req-b", &changed.to_string(), Some("req-7f3a"));
+    assert!(matches!(
+        c.handle_record(&a).await,
+        Outcome::Processed { .. }
+    ));
+    assert_eq!(c.handle_record(&b).await, Outcome::Duplicate);
+    assert_eq!(
+        get(&snapshot(&c.store).await, JANE, "CAMPAIGN#123")["opens"],
+        1
+    );
+    // Without the id, the changed body is another open (today's rules).
+    let other = record("req-c", &changed.to_string(), None);
+    assert!(matches!(
+        c.handle_record(&other).await,
+        Outcome::Processed { .. }
+    ));
+    assert_eq!(
+        get(&snapshot(&c.store).await, JANE, "CAMPAIGN#123")["opens"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_dotted_type_is_kept_and_acknowledged() {
+    let c = consumer(fresh_store().await);
+    let resp = c.handle_batch(sqs_fixture("envelope_unknown_type")).await;
+    assert!(failures(&resp).is_empty(), "acknowledged");
+    let snap = snapshot(&c.store).await;
+    let kept = snap
+        .iter()
+        .find(|(k, _)| k.starts_with("UNKNOWN#email.account.warmup_paused|"))
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("kept: {:#?}", snap.keys().collect::<Vec<_>>()));
+    let raw: Value = serde_json::from_str(kept["raw"].as_str().unwrap()).unwrap();
+    assert_eq!(raw["id"], "evt_pilot_0003", "kept whole");
+    assert_eq!(raw["meta"]["level"], "client");
+}
+
+#[tokio::test]
+async fn a_lead_without_an_e_mail_is_kept_unattributed_and_flagged_for_the_count() {
+    let body = fixtures("payloads")["nested_event_email_replied_no_lead_email"].clone();
+    let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).unwrap();
+    let p = smartlead::plan::plan(
+        &ev,
+        smartlead::time::EventTime::now(),
+        &ScoreWeights::default(),
+    );
+    assert!(p.unattributed, "counted in Unattributed");
+    let flat =
+        smartlead::SmartleadEvent::from_slice(fixtures("payloads")["email_reply"].as_bytes())
+            .unwrap();
+    assert!(
+        !smartlead::plan::plan(
+            &flat,
+            smartlead::time::EventTime::now(),
+            &ScoreWeights::default()
+        )
+        .unattributed
+    );
+    let c = consumer(fresh_store().await);
+    assert!(failures(
+        &c.handle_batch(sqs_fixture("nested_event_email_replied_no_lead_email"))
+            .await
+    )
+    .is_empty());
+    let snap = snapshot(&c.store).await;
+    let kept = snap
+        .iter()
+        .find(|(k, _)| k.starts_with("UNATTRIBUTED#EMAIL_REPLY|"))
+        .map(|(_, v)| v)
+        .expect("kept, never dropped");
+    assert!(kept["raw"]
+        .as_str()
+        .unwrap()
+        .contains("Who gave you this address?"));
+}

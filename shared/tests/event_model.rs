@@ -174,17 +174,175 @@ const EXPECTED: &[Expectation] = &[
     ),
 ];
 
+/// The nested-lead and envelope shapes (see `shared/src/shape.rs`): each
+/// has a flat twin in `events/twins/` with the same stem.
+const SHAPES: &[Expectation] = &[
+    (
+        "envelope_campaign_bounce_threshold",
+        "CAMPAIGN_BOUNCE_BREACH",
+        None,
+        Some("456"),
+        Some("2025-01-16T06:00:00.000Z"),
+        "event",
+    ),
+    (
+        "envelope_email_account_disconnected",
+        "EMAIL_ACCOUNT_DISCONNECTED",
+        None,
+        None,
+        Some("2025-01-16T08:15:00.000Z"),
+        "event",
+    ),
+    (
+        "envelope_email_replied",
+        "EMAIL_REPLY",
+        Some("grace.hopper@cobol.example"),
+        Some("456"),
+        Some("2025-01-16T07:30:00.000Z"),
+        "event",
+    ),
+    // An unknown type names no lead; like any unknown type, its `email` is read as one.
+    (
+        "envelope_unknown_type",
+        "email.account.warmup_paused",
+        Some("outbound@pilot-sender.example"),
+        None,
+        Some("2025-01-16T08:00:00.000Z"),
+        "event",
+    ),
+    (
+        "nested_event_email_bounced",
+        "EMAIL_BOUNCE",
+        Some("charles.babbage@difference.example"),
+        Some("456"),
+        Some("2025-01-15T09:01:00.000Z"),
+        "msg",
+    ),
+    (
+        "nested_event_email_clicked",
+        "EMAIL_LINK_CLICK",
+        Some("ada.lovelace@analytical.example"),
+        Some("456"),
+        Some("2025-01-15T10:45:30.000Z"),
+        "fields",
+    ),
+    (
+        "nested_event_email_opened",
+        "EMAIL_OPEN",
+        Some("ada.lovelace@analytical.example"),
+        Some("456"),
+        Some("2025-01-15T10:30:00.000Z"),
+        "fields",
+    ),
+    (
+        "nested_event_email_replied",
+        "EMAIL_REPLY",
+        Some("ada.lovelace@analytical.example"),
+        Some("456"),
+        Some("2025-01-15T11:02:00.000Z"),
+        "fields",
+    ),
+    (
+        "nested_event_email_replied_no_lead_email",
+        "EMAIL_REPLY",
+        None,
+        Some("456"),
+        Some("2025-01-15T13:00:00.000Z"),
+        "body",
+    ),
+    (
+        "nested_event_email_sent",
+        "EMAIL_SENT",
+        Some("ada.lovelace@analytical.example"),
+        Some("456"),
+        Some("2025-01-15T09:00:00.000Z"),
+        "msg",
+    ),
+    (
+        "nested_event_email_unsubscribed",
+        "LEAD_UNSUBSCRIBED",
+        Some("ada.lovelace@analytical.example"),
+        Some("456"),
+        Some("2025-01-15T12:00:00.000Z"),
+        "fields",
+    ),
+    (
+        "nested_event_type_email_bounced",
+        "EMAIL_BOUNCE",
+        Some("dorothy.vaughan@langley.example"),
+        Some("456"),
+        Some("2025-01-15T09:02:00.000Z"),
+        "msg",
+    ),
+    (
+        "nested_event_type_email_clicked",
+        "EMAIL_LINK_CLICK",
+        Some("alan.turing@bletchley.example"),
+        Some("456"),
+        Some("2025-01-15T10:15:00.000Z"),
+        "fields",
+    ),
+    (
+        "nested_event_type_email_opened",
+        "EMAIL_OPEN",
+        Some("alan.turing@bletchley.example"),
+        Some("456"),
+        Some("2025-01-15T10:00:00.000Z"),
+        "fields",
+    ),
+    (
+        "nested_event_type_email_replied",
+        "EMAIL_REPLY",
+        Some("alan.turing@bletchley.example"),
+        Some("456"),
+        Some("2025-01-15T14:31:00.000Z"),
+        "fields",
+    ),
+    (
+        "nested_event_type_email_sent",
+        "EMAIL_SENT",
+        Some("alan.turing@bletchley.example"),
+        Some("456"),
+        Some("2025-01-15T09:00:00.000Z"),
+        "msg",
+    ),
+    (
+        "nested_event_type_lead_category_updated",
+        "LEAD_CATEGORY_UPDATED",
+        Some("alan.turing@bletchley.example"),
+        Some("456"),
+        Some("2025-01-15T14:40:00.000Z"),
+        "fields",
+    ),
+    (
+        "nested_event_type_lead_unsubscribed",
+        "LEAD_UNSUBSCRIBED",
+        Some("dorothy.vaughan@langley.example"),
+        Some("456"),
+        Some("2025-01-15T16:00:00.000Z"),
+        "fields",
+    ),
+];
+
 #[test]
 fn every_payload_is_covered_by_the_expectations() {
     let names: Vec<String> = fixtures("payloads").into_keys().collect();
-    let expected: Vec<String> = EXPECTED.iter().map(|e| e.0.to_owned()).collect();
-    assert_eq!(names, expected, "add the new sample to EXPECTED");
+    let mut expected: Vec<String> = EXPECTED
+        .iter()
+        .chain(SHAPES)
+        .map(|e| e.0.to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected, "add the new sample to EXPECTED or SHAPES");
+    let twins: Vec<String> = fixtures("twins").into_keys().collect();
+    let shapes: Vec<String> = SHAPES.iter().map(|e| e.0.to_owned()).collect();
+    assert_eq!(twins, shapes, "every shape sample has its flat twin");
 }
 
 #[test]
 fn every_payload_parses_normalizes_and_keys_as_documented() {
     let mut keys = BTreeMap::new();
-    for (name, ty, lead, campaign, time, basis) in EXPECTED {
+    for (name, ty, lead, campaign, time, basis) in EXPECTED.iter().chain(SHAPES) {
         let text = payload(name);
         let ev =
             SmartleadEvent::from_slice(text.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -196,6 +354,12 @@ fn every_payload_parses_normalizes_and_keys_as_documented() {
         );
         let n = ev.normalized();
         assert_eq!(n.event_type, *ty, "{name}");
+        assert_eq!(
+            ev.shape == smartlead::shape::Shape::Flat,
+            EXPECTED.iter().any(|e| e.0 == *name),
+            "{name}: shape {:?}",
+            ev.shape
+        );
         assert_eq!(n.lead_email.as_deref(), *lead, "{name} lead");
         assert_eq!(
             n.campaign_id.as_ref().map(|c| c.as_str()),
@@ -429,6 +593,229 @@ fn two_deliveries_agree_and_two_events_differ() {
     assert_ne!(key(&click), base, "type is part of the key");
 }
 
+/// The normalized view without what only a shape carries (SmartLead's event
+/// id, the webhook level, the shape itself, the sending account of a lead event).
+fn comparable(mut n: smartlead::Normalized, twin: &smartlead::Normalized) -> smartlead::Normalized {
+    n.event_id = None;
+    n.webhook_level = None;
+    n.shape = None;
+    if twin.account_id.is_none() {
+        n.account_id = None;
+    }
+    n
+}
+
+#[test]
+fn every_shape_normalizes_as_its_flat_twin() {
+    let twins = fixtures("twins");
+    for (name, ..) in SHAPES {
+        let ev = SmartleadEvent::from_slice(payload(name).as_bytes()).unwrap();
+        let twin = SmartleadEvent::from_slice(twins[*name].as_bytes()).unwrap();
+        assert_eq!(
+            twin.shape,
+            smartlead::shape::Shape::Flat,
+            "{name}: the twin is flat"
+        );
+        assert!(twin.typed_view_warning.is_none(), "{name} twin");
+        let t = twin.normalized();
+        assert_eq!(comparable(ev.normalized(), &t), t, "{name}");
+    }
+    // What the issue names, read from the nested fields.
+    let n = SmartleadEvent::from_slice(payload("nested_event_email_replied").as_bytes())
+        .unwrap()
+        .normalized();
+    assert_eq!(n.lead_id.map(|i| i.to_string()).as_deref(), Some("9001"));
+    assert_eq!(n.account_id.map(|i| i.to_string()).as_deref(), Some("77"));
+    assert_eq!(
+        n.reply_text.as_deref(),
+        Some("Interesting. Send me the numbers and we can talk Friday.")
+    );
+    assert_eq!(n.shape, Some(smartlead::shape::Shape::Nested));
+    let n = SmartleadEvent::from_slice(payload("nested_event_type_email_clicked").as_bytes())
+        .unwrap()
+        .normalized();
+    assert_eq!(
+        n.link.as_deref(),
+        Some("https://pilot-sender.example/case-study")
+    );
+    assert_eq!(n.lead_id.map(|i| i.to_string()).as_deref(), Some("9101"));
+    let n = SmartleadEvent::from_slice(payload("envelope_email_account_disconnected").as_bytes())
+        .unwrap()
+        .normalized();
+    assert_eq!(n.reason.as_deref(), Some("SMTP Failure - Host unavailable"));
+    assert_eq!(
+        n.account_id.map(|i| i.to_string()).as_deref(),
+        Some("31338")
+    );
+    assert_eq!(n.event_id.as_deref(), Some("evt_pilot_0001"));
+    assert_eq!(n.webhook_level.as_deref(), Some("user"));
+    assert_eq!(n.app_url.as_deref(), Some("https://app.smartlead.ai"));
+}
+
+#[test]
+fn the_envelope_type_counts_only_in_the_envelope_and_probe_and_parse_agree() {
+    let cases: &[(Value, Result<EventType, EventError>)] = &[
+        (
+            json!({"type": "email.account.disconnected", "data": {}}),
+            Ok(EventType::EmailAccountDisconnected),
+        ),
+        (json!({"type": "email.replied"}), Ok(EventType::EmailReply)),
+        (
+            json!({"type": "campaign.bounce.breach", "data": {"campaign_id": 1}}),
+            Ok(EventType::CampaignBounceBreach),
+        ),
+        (
+            json!({"type": "email.account.warmup_paused", "data": {}}),
+            Ok(EventType::Unknown("email.account.warmup_paused".into())),
+        ),
+        (
+            json!({"type": "EMAIL_OPEN", "data": {"x": 1}}),
+            Ok(EventType::EmailOpen),
+        ),
+        // A generic `type` is not an event type.
+        (
+            json!({"type": "person", "to_email": "a@b.c"}),
+            Err(EventError::MissingEventType),
+        ),
+        (
+            json!({"type": "EMAIL_OPEN", "data": "text"}),
+            Err(EventError::MissingEventType),
+        ),
+        (
+            json!({"type": 5, "data": {}}),
+            Err(EventError::MissingEventType),
+        ),
+        (
+            json!({"type": "  ", "data": {}}),
+            Err(EventError::MissingEventType),
+        ),
+        (
+            json!({"type": "Email.Replied"}),
+            Err(EventError::MissingEventType),
+        ),
+        // A real type key wins over `type`.
+        (
+            json!({"event_type": "EMAIL_OPEN", "type": "email.replied", "data": {}}),
+            Ok(EventType::EmailOpen),
+        ),
+    ];
+    for (body, want) in cases {
+        let text = body.to_string();
+        let parsed = SmartleadEvent::from_slice(text.as_bytes()).map(|e| e.event_type);
+        let probed = probe(text.as_bytes()).map(|p| p.event_type);
+        assert_eq!(&parsed, want, "{text}");
+        assert_eq!(&probed, want, "probe {text}");
+    }
+}
+
+#[test]
+fn smartleads_event_id_is_the_key_whatever_else_a_retry_changes() {
+    let envelope: Value =
+        serde_json::from_str(&payload("envelope_email_account_disconnected")).unwrap();
+    let key = |v: &Value| SmartleadEvent::from_value(v.clone()).unwrap().dedup_key();
+    let first = key(&envelope);
+    assert_eq!(first.basis(), "event");
+    let mut retry = envelope.clone();
+    retry["meta"]["attempt"] = json!(2);
+    assert_eq!(
+        key(&retry),
+        first,
+        "a retry with a higher attempt is the same event"
+    );
+    let mut other = envelope.clone();
+    other["id"] = json!("evt_pilot_9999");
+    assert_ne!(key(&other), first, "another id, another event");
+
+    // X-Request-Id, as the consumer gets it from the message attribute.
+    let open = payload("email_open");
+    let plain = SmartleadEvent::from_slice(open.as_bytes()).unwrap();
+    let with_id = |body: &str, id: Option<&str>| {
+        SmartleadEvent::from_slice(body.as_bytes())
+            .unwrap()
+            .with_delivery(id, Some("Campaign"))
+            .dedup_key()
+    };
+    assert_eq!(
+        with_id(&open, None),
+        plain.dedup_key(),
+        "no request id: today's key"
+    );
+    assert_eq!(
+        with_id(&open, Some("   ")),
+        plain.dedup_key(),
+        "a blank id is no id"
+    );
+    assert_eq!(with_id(&open, Some("bad id\u{7}")), plain.dedup_key());
+    let a = with_id(&open, Some("req-0001"));
+    assert_eq!(a.basis(), "event");
+    let mut changed: Value = serde_json::from_str(&open).unwrap();
+    changed["time_opened"] = json!("2025-01-15T10:31:00Z");
+    changed["extra"] = json!("differs");
+    assert_eq!(
+        with_id(&changed.to_string(), Some("req-0001")),
+        a,
+        "same X-Request-Id, other bytes: a duplicate"
+    );
+    assert_ne!(with_id(&open, Some("req-0002")), a);
+    assert_eq!(
+        SmartleadEvent::from_slice(open.as_bytes())
+            .unwrap()
+            .with_delivery(None, Some(" Campaign "))
+            .normalized()
+            .webhook_level
+            .as_deref(),
+        Some("campaign")
+    );
+    assert!(
+        !a.as_str().contains("req-0001"),
+        "the id is hashed into the key"
+    );
+}
+
+#[test]
+fn dotted_names_map_to_the_catalogue() {
+    for (wire, want) in [
+        (
+            "email.account.disconnected",
+            EventType::EmailAccountDisconnected,
+        ),
+        ("linkedin.disconnected", EventType::LinkedinDisconnected),
+        ("email.sent", EventType::EmailSent),
+        ("email.opened", EventType::EmailOpen),
+        ("email.clicked", EventType::EmailLinkClick),
+        ("email.replied", EventType::EmailReply),
+        ("email.bounced", EventType::EmailBounce),
+        ("lead.unsubscribed", EventType::LeadUnsubscribed),
+        ("lead.category.updated", EventType::LeadCategoryUpdated),
+        ("campaign.status.changed", EventType::CampaignStatusChanged),
+        ("EMAIL_UNSUBSCRIBED", EventType::LeadUnsubscribed),
+        ("EMAIL_CLICKED", EventType::EmailLinkClick),
+    ] {
+        assert_eq!(EventType::from_wire(wire), want, "{wire}");
+    }
+    assert_eq!(
+        EventType::from_wire("email.account.warmup_paused"),
+        EventType::Unknown("email.account.warmup_paused".into()),
+        "unknown dotted names are kept as sent"
+    );
+}
+
+#[test]
+fn the_secret_is_scrubbed_in_every_shape() {
+    for body in [
+        json!({"type": "email.replied", "id": "evt_1", "data": {"lead_email": "a@b.c", "secret_key": "s3cr3t"}}),
+        json!({"event": "EMAIL_REPLIED", "secretKey": "s3cr3t", "lead": {"email": "a@b.c", "SECRET_KEY": "s3cr3t"}}),
+    ] {
+        let ev = SmartleadEvent::from_value(body).unwrap();
+        let text = serde_json::to_string(&ev).unwrap();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(!serde_json::to_string(&ev.normalized())
+            .unwrap()
+            .contains("s3cr3t"));
+        assert!(!format!("{:?}", ev.view()).contains("s3cr3t"));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------------
@@ -545,6 +932,28 @@ proptest! {
             let ev = SmartleadEvent::from_value(Value::Object(m)).expect("object with a type parses");
             let _ = (ev.normalized(), ev.dedup_key());
         }
+    }
+
+    /// Wherever the type sits (`event_type`, `eventType`, `event`, the
+    /// envelope's `type` with or without `data`), the ingest's probe and the
+    /// consumer's parse find the same type or refuse alike.
+    #[test]
+    fn probe_and_parse_agree_on_every_type_key(
+        fields in prop::collection::btree_map(
+            prop::sample::select(vec!["event_type", "eventType", "event", "type", "data", "lead"]),
+            prop_oneof![
+                Just(json!(null)), Just(json!(7)), Just(json!({})), Just(json!({"email": "a@b.c"})),
+                Just(json!("")), Just(json!(" ")), Just(json!("EMAIL_OPEN")), Just(json!("email.replied")),
+                Just(json!("email.account.warmup_paused")), Just(json!("person")), Just(json!("Email.Sent")),
+                Just(json!("a.b c")), Just(json!([1])),
+            ],
+            0..6,
+        )
+    ) {
+        let body = Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).to_string();
+        let parsed = SmartleadEvent::from_slice(body.as_bytes()).map(|e| e.event_type);
+        let probed = probe(body.as_bytes()).map(|p| p.event_type);
+        prop_assert_eq!(parsed, probed, "{}", body);
     }
 
     #[test]

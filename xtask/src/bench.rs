@@ -222,6 +222,8 @@ fn handler_tails(requests: usize) -> Result<Vec<HandlerTail>> {
                 path: "/webhooks/smartlead",
                 query_token: Some(local::TOKEN),
                 signature: None,
+                smartlead_request_id: None,
+                webhook_level: None,
                 body: body.as_bytes(),
                 request_id: "r",
                 source_ip: "127.0.0.1",

@@ -143,6 +143,49 @@ pub fn payloads(root: &Path) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// `X-Request-Id` and `X-Webhook-Level` as SmartLead sends them with an
+/// envelope-shaped body (its `id` and `meta.level`): (header, attribute, value).
+pub fn delivery_headers(body: &str) -> Vec<(&'static str, &'static str, String)> {
+    let Ok(ev) = smartlead::event::SmartleadEvent::from_slice(body.as_bytes()) else {
+        return Vec::new();
+    };
+    if ev.shape != smartlead::shape::Shape::Envelope {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if let Some(id) = ev.raw.get("id").and_then(Value::as_str) {
+        out.push(("x-request-id", attr::SMARTLEAD_REQUEST_ID, id.to_owned()));
+    }
+    if let Some(level) = ev
+        .raw
+        .get("meta")
+        .and_then(|m| m.get("level"))
+        .and_then(Value::as_str)
+    {
+        out.push(("x-webhook-level", attr::WEBHOOK_LEVEL, level.to_owned()));
+    }
+    out
+}
+
+/// The flat twin of every nested or envelope payload (`events/twins/`,
+/// same stem): the same event in the flat shape, for state comparisons.
+#[cfg(test)]
+pub fn twins(root: &Path) -> Result<BTreeMap<String, String>> {
+    let dir = events_dir(root).join("twins");
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if let Some(stem) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|_| path.extension().and_then(|e| e.to_str()) == Some("json"))
+        {
+            out.insert(stem.to_owned(), fs::read_to_string(&path)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Every generated file: relative path under events/ -> content.
 pub fn generate(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
     let mut out = BTreeMap::new();
@@ -152,11 +195,15 @@ pub fn generate(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
         let probe = smartlead::event::probe(body.as_bytes())
             .map_err(|e| anyhow::anyhow!("events/payloads/{name}.json: {e}"))?;
         let kind = probe.event_type.as_str().to_owned();
-        out.insert(
-            PathBuf::from(format!("api/{name}.json")),
-            pretty(&api_request(name, body, &kind)),
-        );
-        let rec = sqs_record(name, body, &kind);
+        let mut api = api_request(name, body, &kind);
+        let mut rec = sqs_record(name, body, &kind);
+        // The envelope shape comes with SmartLead's event id and webhook
+        // level as headers; the ingest passes them on as attributes.
+        for (header, attribute, value) in delivery_headers(body) {
+            api["headers"][header] = json!(value);
+            rec["messageAttributes"][attribute] = string_attr(&value);
+        }
+        out.insert(PathBuf::from(format!("api/{name}.json")), pretty(&api));
         out.insert(
             PathBuf::from(format!("sqs/{name}.json")),
             pretty(&json!({ "Records": [rec.clone()] })),

@@ -1408,6 +1408,137 @@ mod tests {
         assert_eq!(jane_reply, 1, "{alerts:?}");
     }
 
+    /// Every item of the table, keyed `pk|sk`, with what differs between two
+    /// spellings of one event left out: dedup markers, `*_order` registers
+    /// (they end in the key's hash), bookkeeping, and the sort keys and
+    /// bodies of raw records. With `clear`, the items are deleted too.
+    async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<String, Value> {
+        let store = stack.store();
+        let mut out = std::collections::BTreeMap::new();
+        let mut start = None;
+        loop {
+            let r = store
+                .client
+                .scan()
+                .table_name(&store.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            for item in r.items.unwrap_or_default() {
+                if clear {
+                    let key: HashMap<_, _> = item
+                        .iter()
+                        .filter(|(k, _)| *k == "pk" || *k == "sk")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    store
+                        .client
+                        .delete_item()
+                        .table_name(&store.table)
+                        .set_key(Some(key))
+                        .send()
+                        .await
+                        .expect("delete");
+                }
+                let mut v = smartlead::store::item_to_json(&item);
+                let pk = v["pk"].as_str().unwrap_or_default().to_owned();
+                let sk = v["sk"].as_str().unwrap_or_default().to_owned();
+                if pk.starts_with("EVENT#") {
+                    continue;
+                }
+                if pk.starts_with("UNKNOWN#") || pk.starts_with("UNATTRIBUTED#") {
+                    out.insert(pk.clone(), json!({ "pk": pk }));
+                    continue;
+                }
+                let o = v.as_object_mut().expect("item");
+                o.retain(|a, _| {
+                    !a.ends_with("_order")
+                        && !matches!(a.as_str(), "processed_at" | "message_id" | "expires_at")
+                });
+                out.insert(format!("{pk}|{sk}"), v);
+            }
+            start = r.last_evaluated_key;
+            if start.is_none() {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_shape_over_http_ends_as_the_state_of_its_flat_twin() {
+        let root = crate::workspace_root();
+        let options = Options::debug();
+        let ports = Ports::free(options.ingest_instances);
+        let stack = start(&root, &ports, &options).await.expect("stack starts");
+        stack.serve_front().await.expect("front");
+        let consumer = Pool::new(vec![stack.consumer_url()]);
+        let url = format!(
+            "http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",
+            stack.ports.http
+        );
+        let http = smartlead::http::client();
+        // As SmartLead posts: the envelope with its X-Request-Id and X-Webhook-Level.
+        let send = |body: String, headers: Vec<(&'static str, String)>| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let mut r = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body);
+                for (k, v) in headers {
+                    r = r.header(k, v);
+                }
+                r.send().await.expect("post").status().as_u16()
+            }
+        };
+        let headers = |body: &str| {
+            crate::fixtures::delivery_headers(body)
+                .into_iter()
+                .map(|(h, _, v)| (h, v))
+                .collect::<Vec<_>>()
+        };
+        let all = payloads(&root).unwrap();
+        let twins = crate::fixtures::twins(&root).unwrap();
+        assert!(twins.len() >= 15, "{} twins", twins.len());
+        for (name, twin) in &twins {
+            let body = &all[name];
+            assert_eq!(send(body.clone(), headers(body)).await, 200, "{name}");
+            drain(&stack, &consumer).await;
+            let shaped = table_state(&stack, true).await;
+            assert_eq!(send(twin.clone(), Vec::new()).await, 200, "{name} twin");
+            drain(&stack, &consumer).await;
+            let flat = table_state(&stack, true).await;
+            assert!(!shaped.is_empty(), "{name}: no state");
+            assert_eq!(shaped, flat, "{name}: the shape ends as its flat twin");
+        }
+
+        // SmartLead's retry of an envelope (attempt 2, same X-Request-Id) and a
+        // redelivery with the same X-Request-Id but other bytes are duplicates.
+        let envelope = &all["envelope_email_account_disconnected"];
+        assert_eq!(send(envelope.clone(), headers(envelope)).await, 200);
+        let mut retry: Value = serde_json::from_str(envelope).unwrap();
+        retry["meta"]["attempt"] = json!(2);
+        assert_eq!(send(retry.to_string(), headers(envelope)).await, 200);
+        let open = json!({"event_type": "EMAIL_OPEN", "to_email": "rid@e2e.example", "campaign_id": 78, "time_opened": "2025-03-01T10:00:00Z"});
+        let mut other = open.clone();
+        other["time_opened"] = json!("2025-03-01T10:05:00Z");
+        let id = vec![("x-request-id", "req-e2e-0001".to_owned())];
+        assert_eq!(send(open.to_string(), id.clone()).await, 200);
+        assert_eq!(send(other.to_string(), id).await, 200);
+        // An unknown dotted type is accepted and kept.
+        let unknown = &all["envelope_unknown_type"];
+        assert_eq!(send(unknown.clone(), headers(unknown)).await, 200);
+        drain(&stack, &consumer).await;
+        let state = table_state(&stack, false).await;
+        assert_eq!(
+            state["ACCOUNT#31338|HEALTH#EMAIL"]["disconnects"], 1,
+            "{state:#?}"
+        );
+        assert_eq!(state["LEAD#rid@e2e.example|CAMPAIGN#78"]["opens"], 1);
+        assert!(state.contains_key("UNKNOWN#email.account.warmup_paused"));
+    }
+
     async fn drain_tap(stack: &Stack, queue: &str) -> Vec<Value> {
         let url = stack
             .sqs

@@ -529,6 +529,11 @@ mod hardening {
             !alarms_on(&t, ns, "RejectedEvents", &[("Function", "consumer")]).is_empty(),
             "no alarm on the consumer's rejected events"
         );
+        assert!(
+            alarms_on(&t, ns, "Unattributed", &[("Function", "consumer")])
+                .contains(&"UnattributedEventsAlarm".to_owned()),
+            "no alarm on lead events kept without a lead e-mail"
+        );
         // Alarms only read metrics that exist: custom ones carry the function's name.
         for (name, r) in of_type(&t, "AWS::CloudWatch::Alarm") {
             for (n, m, d) in alarm_metrics(r) {

@@ -57,6 +57,15 @@ pub async fn respond<Q: Queue, B: BlobStore>(svc: &Ingest<Q, B>, req: Request) -
         .get("x-smartlead-signature")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    // SmartLead's id of the event and its webhook level, for the consumer.
+    let smartlead_request_id = header("x-request-id");
+    let webhook_level = header("x-webhook-level");
     // lambda_http has already undone API Gateway's base64 encoding (isBase64Encoded).
     let body: &[u8] = match req.body() {
         Body::Empty => &[],
@@ -76,6 +85,8 @@ pub async fn respond<Q: Queue, B: BlobStore>(svc: &Ingest<Q, B>, req: Request) -
             path: &path,
             query_token: query_token.as_deref(),
             signature: signature.as_deref(),
+            smartlead_request_id: smartlead_request_id.as_deref(),
+            webhook_level: webhook_level.as_deref(),
             body,
             request_id: &request_id,
             source_ip: &source_ip,

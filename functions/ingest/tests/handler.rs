@@ -111,6 +111,51 @@ async fn every_fixture_is_queued_byte_for_byte_with_attributes() {
         assert_eq!(attrs[attr::BODY_SHA256], sha256_hex(raw.as_bytes()));
         assert_eq!(attrs[attr::BODY_LOCATION], "inline");
         assert!(attrs[attr::RECEIVED_AT].ends_with('Z'));
+        // SmartLead's event id and webhook level pass through when sent.
+        for (header, attribute) in [
+            ("x-request-id", attr::SMARTLEAD_REQUEST_ID),
+            ("x-webhook-level", attr::WEBHOOK_LEVEL),
+        ] {
+            assert_eq!(
+                attrs.get(attribute).map(String::as_str),
+                req["headers"][header].as_str(),
+                "{name}: {header}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn smartlead_request_id_and_webhook_level_become_attributes_when_usable() {
+    let body = r#"{"id":"evt_1","type":"email.account.warmup_paused","data":{}}"#;
+    for (id, level, want_id, want_level) in [
+        (" evt_1 ", "User", Some("evt_1"), Some("user")),
+        ("", "campaign", None, Some("campaign")),
+        ("has space", "nobody", None, None),
+    ] {
+        let svc = service(MemQueue::default(), None);
+        let mut r = api_fixture("email_open");
+        set_body(&mut r, body);
+        r["headers"]["x-request-id"] = json!(id);
+        r["headers"]["x-webhook-level"] = json!(level);
+        assert_eq!(
+            call(&svc, &r).await.0,
+            200,
+            "an unknown dotted type is accepted"
+        );
+        let msg = &sent(&svc)[0];
+        let attrs: std::collections::HashMap<_, _> = msg.attributes.iter().cloned().collect();
+        assert_eq!(attrs[attr::EVENT_TYPE], "email.account.warmup_paused");
+        assert_eq!(
+            attrs.get(attr::SMARTLEAD_REQUEST_ID).map(String::as_str),
+            want_id,
+            "{id:?}"
+        );
+        assert_eq!(
+            attrs.get(attr::WEBHOOK_LEVEL).map(String::as_str),
+            want_level,
+            "{level:?}"
+        );
     }
 }
 
@@ -209,7 +254,7 @@ async fn bad_bodies_get_400_with_a_reason_and_are_not_queued() {
         ("[1,2,3]", "body is JSON but not an object (found an array)"),
         (
             "{\"to_email\": \"a@b.c\"}",
-            "body has no event type (looked for `event_type`, `eventType` and `event`)",
+            "body has no event type (looked for `event_type`, `eventType`, `event` and the envelope's `type`)",
         ),
         (
             "{\"event_type\": 12}",

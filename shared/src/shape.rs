@@ -1,0 +1,267 @@
+//! The body shapes SmartLead documents, read as one flat view.
+//!
+//! SmartLead's pages describe four shapes of the same events. The flat one
+//! (`event_type` + `to_email`, the per-user camelCase account events) is
+//! what the typed view reads; the others are translated into it, field by
+//! field, before the typed view is read. The original object stays
+//! untouched in [`crate::event::SmartleadEvent::raw`].
+//!
+//! | shape | recognised by | lead e-mail | lead id | event time | message id | reply / link / reason |
+//! |---|---|---|---|---|---|---|
+//! | flat | anything else | `to_email`, `lead_email`, … | `lead_id` | per type (`time_replied`, …) | `message_id`, … | as today |
+//! | nested lead (`event` or `event_type`) | `lead`, `email`, `reply` or `link` is an object | `lead.email` | `lead_id`, `lead.id` | `reply.received_at`, `link.clicked_at`, `unsubscribed_at`, then `timestamp` (opens: `timestamp`, `last_opened_at`, `first_opened_at`) | `email.message_id` (a reply's is the sent message's) | `reply.body` / `reply.subject`, `link.url`, `bounce_reason`/`reason` |
+//! | envelope | the type is in `type` (see [`crate::event::envelope_type`]) and `data` is an object | `data.lead_email`, `data.to_email`, `data.lead.email` | `data.lead_id`, `data.lead.id` | `data`'s own time fields, then `created_at` | `data.message_id` | `data.reason` (account error, bounce reason, or a bounce breach's message), `links.app` as the app URL |
+//!
+//! Values already present are never overwritten, and a field is only added
+//! when none of its spellings is there (the typed view refuses a field given
+//! twice under two aliases).
+
+use crate::event::EventType;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Which documented shape a body has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// `event_type` (or `event`, `eventType`) with flat fields.
+    Flat,
+    /// The lead nested under `lead` (api.smartlead.ai `core/webhooks`,
+    /// `api-reference/webhooks/events`, `guides/webhook-integration`).
+    Nested,
+    /// `{"id", "type", "created_at", "data", "links", "meta"}` (help center,
+    /// "Quick tips for testing with sample webhook payloads").
+    Envelope,
+}
+
+fn is_object(m: &Map<String, Value>, k: &str) -> bool {
+    matches!(m.get(k), Some(Value::Object(_)))
+}
+
+fn present(m: &Map<String, Value>, keys: &[&str]) -> bool {
+    keys.iter()
+        .any(|k| !matches!(m.get(*k), None | Some(Value::Null)))
+}
+
+fn put(m: &mut Map<String, Value>, aliases: &[&str], v: Option<Value>) {
+    if let Some(v) = v.filter(|v| !v.is_null()) {
+        if !present(m, aliases) {
+            m.insert(aliases[0].to_owned(), v);
+        }
+    }
+}
+
+fn field<'a>(m: &'a Map<String, Value>, obj: &str, key: &str) -> Option<&'a Value> {
+    m.get(obj)
+        .and_then(Value::as_object)
+        .and_then(|o| o.get(key))
+        .filter(|v| !v.is_null())
+}
+
+/// The shape of a body whose type was found.
+pub fn detect(raw: &Map<String, Value>) -> Shape {
+    let typed_key = present(raw, &crate::event::EVENT_TYPE_KEYS);
+    if !typed_key && is_object(raw, "data") {
+        return Shape::Envelope;
+    }
+    if ["lead", "email", "reply", "link"]
+        .iter()
+        .any(|k| is_object(raw, k))
+    {
+        return Shape::Nested;
+    }
+    Shape::Flat
+}
+
+/// The flat view of a nested or envelope body (`None` for a flat one).
+pub fn flat_view(
+    kind: &EventType,
+    shape: Shape,
+    raw: &Map<String, Value>,
+) -> Option<Map<String, Value>> {
+    match shape {
+        Shape::Flat => None,
+        Shape::Nested => Some(nested(kind, raw.clone())),
+        Shape::Envelope => {
+            let mut m = raw
+                .get("data")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            // The envelope's own time is the event's unless `data` has one.
+            if !present(
+                &m,
+                &[
+                    "event_timestamp",
+                    "eventTimestamp",
+                    "timestamp",
+                    "time",
+                    "created_at",
+                    "createdAt",
+                ],
+            ) {
+                put(&mut m, &["event_timestamp"], raw.get("created_at").cloned());
+            }
+            put(
+                &mut m,
+                &["app_url", "appUrl"],
+                field(raw, "links", "app").cloned(),
+            );
+            if let Some(reason) = m.get("reason").cloned() {
+                match kind {
+                    EventType::EmailBounce => put(&mut m, &["bounce_message"], Some(reason)),
+                    EventType::CampaignBounceBreach => put(&mut m, &["message"], Some(reason)),
+                    _ => put(
+                        &mut m,
+                        &["error", "errorMessage", "error_message"],
+                        Some(reason),
+                    ),
+                }
+            }
+            Some(nested(kind, m))
+        }
+    }
+}
+
+/// The nested-lead translation (also applied to an envelope's `data`).
+fn nested(kind: &EventType, mut m: Map<String, Value>) -> Map<String, Value> {
+    if let Some(Value::Object(lead)) = m.get("lead").cloned() {
+        if !present(&m, &["to_email", "lead_email"]) {
+            put(&mut m, &["to_email"], lead.get("email").cloned());
+        }
+        let name = ["first_name", "last_name"]
+            .iter()
+            .filter_map(|k| lead.get(*k).and_then(Value::as_str))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !name.is_empty() && !present(&m, &["to_name", "lead_name"]) {
+            // Where each typed view reads the lead's name.
+            let key = match kind {
+                EventType::LeadUnsubscribed | EventType::LeadCategoryUpdated => "lead_name",
+                _ => "to_name",
+            };
+            put(&mut m, &[key], Some(Value::String(name)));
+        }
+        put(&mut m, &["lead_id"], lead.get("id").cloned());
+        // The lead's profile, as LEAD_CATEGORY_UPDATED's `lead_data`.
+        put(&mut m, &["lead_data"], Some(Value::Object(lead)));
+    }
+    let is_reply = *kind == EventType::EmailReply;
+    if let Some(id) = field(&m, "email", "message_id").cloned() {
+        if is_reply {
+            // The e-mail replied to, not the reply.
+            if !present(&m, &["sent_message"]) {
+                let mut sent = Map::new();
+                sent.insert("message_id".into(), id);
+                m.insert("sent_message".into(), Value::Object(sent));
+            }
+        } else {
+            put(&mut m, &["message_id"], Some(id));
+        }
+    }
+    if let Some(Value::Object(reply)) = m.get("reply").cloned() {
+        put(&mut m, &["time_replied"], reply.get("received_at").cloned());
+        put(&mut m, &["reply_body"], reply.get("body").cloned());
+        put(&mut m, &["subject"], reply.get("subject").cloned());
+    }
+    let subject = field(&m, "email", "subject").cloned();
+    put(&mut m, &["subject"], subject);
+    match m.get("link").cloned() {
+        Some(Value::Object(link)) => {
+            put(&mut m, &["time_clicked"], link.get("clicked_at").cloned());
+            put(
+                &mut m,
+                &["link_clicked"],
+                link.get("url").cloned().map(|u| Value::Array(vec![u])),
+            );
+        }
+        Some(Value::String(url)) => {
+            put(
+                &mut m,
+                &["link_clicked"],
+                Some(Value::Array(vec![Value::String(url)])),
+            );
+        }
+        _ => {}
+    }
+    let timestamp = m.get("timestamp").cloned();
+    match kind {
+        EventType::EmailOpen => {
+            let t = timestamp
+                .or_else(|| m.get("last_opened_at").cloned())
+                .or_else(|| m.get("first_opened_at").cloned());
+            put(&mut m, &["time_opened"], t);
+        }
+        EventType::EmailLinkClick => put(&mut m, &["time_clicked"], timestamp),
+        EventType::EmailReply => put(&mut m, &["time_replied"], timestamp),
+        EventType::EmailSent | EventType::FirstEmailSent => put(&mut m, &["time_sent"], timestamp),
+        EventType::LeadUnsubscribed => {
+            let t = m.get("unsubscribed_at").cloned();
+            put(&mut m, &["event_timestamp", "eventTimestamp"], t);
+        }
+        EventType::EmailBounce => {
+            let reason = m
+                .get("bounce_reason")
+                .cloned()
+                .or_else(|| field(&m, "bounce", "reason").cloned())
+                .or_else(|| m.get("reason").cloned());
+            put(&mut m, &["bounce_message"], reason);
+            let t = m.get("bounced_at").cloned();
+            put(&mut m, &["event_timestamp", "eventTimestamp"], t);
+        }
+        _ => {}
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn shapes_are_told_apart() {
+        assert_eq!(
+            detect(&obj(
+                json!({"event_type": "EMAIL_OPEN", "to_email": "a@b.c"})
+            )),
+            Shape::Flat
+        );
+        assert_eq!(
+            detect(&obj(
+                json!({"event": "EMAIL_OPENED", "lead": {"email": "a@b.c"}})
+            )),
+            Shape::Nested
+        );
+        assert_eq!(
+            detect(&obj(
+                json!({"type": "email.account.disconnected", "data": {}})
+            )),
+            Shape::Envelope
+        );
+        // `data` beside a real type key is just a field.
+        assert_eq!(
+            detect(&obj(json!({"event_type": "X", "data": {}}))),
+            Shape::Flat
+        );
+    }
+
+    #[test]
+    fn existing_fields_win_and_aliases_are_not_doubled() {
+        let m = nested(
+            &EventType::ManualStepReached,
+            obj(json!({"lead_email": "x@y.z", "lead": {"email": "a@b.c"}})),
+        );
+        assert_eq!(m["lead_email"], "x@y.z");
+        assert!(
+            m.get("to_email").is_none(),
+            "`to_email` is an alias of `lead_email` here"
+        );
+    }
+}
