@@ -203,21 +203,6 @@ fn json_kind(v: &Value) -> &'static str {
 /// object with an event type. It skips over the rest of the document without
 /// building it, so it costs little more than validating the JSON.
 pub fn probe(body: &[u8]) -> Result<Probe, EventError> {
-    #[derive(Deserialize)]
-    struct Fields<'a> {
-        #[serde(borrow, default)]
-        event_type: Option<ProbeValue<'a>>,
-        #[serde(borrow, default, rename = "eventType")]
-        event_type_camel: Option<ProbeValue<'a>>,
-        #[serde(borrow, default)]
-        event: Option<ProbeValue<'a>>,
-        #[serde(borrow, default)]
-        secret_key: Option<ProbeValue<'a>>,
-        #[serde(borrow, default, rename = "type")]
-        kind: Option<ProbeValue<'a>>,
-        #[serde(borrow, default)]
-        data: Option<ProbeValue<'a>>,
-    }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
         Some(b'{') => {}
@@ -247,23 +232,27 @@ pub fn probe(body: &[u8]) -> Result<Probe, EventError> {
                 event_type = Some(EventType::from_wire(&s));
                 break;
             }
-            Some(ProbeValue::Other | ProbeValue::Object) => {
+            Some(ProbeValue::Other | ProbeValue::Object(_)) => {
                 return Err(EventError::EventTypeNotString(key))
             }
         }
     }
     if event_type.is_none() {
         if let Some(ProbeValue::Str(s)) = &f.kind {
-            if envelope_type(s, matches!(f.data, Some(ProbeValue::Object))) {
+            if envelope_type(s, matches!(f.data, Some(ProbeValue::Object(_)))) {
                 event_type = Some(EventType::from_wire(s));
             }
         }
     }
     let event_type = event_type.ok_or(EventError::MissingEventType)?;
-    let secret_key = match f.secret_key {
-        Some(ProbeValue::Str(s)) => Some(s.into_owned()),
-        _ => None,
-    };
+    // SmartLead's `secret_key`: at the top, or in an envelope's `data` or a
+    // nested body's `lead` (the consumer scrubs it at any depth).
+    let secret_key = [f.secret_key, f.data, f.lead]
+        .into_iter()
+        .find_map(|v| match v {
+            Some(ProbeValue::Str(s)) | Some(ProbeValue::Object(Some(s))) => Some(s.into_owned()),
+            _ => None,
+        });
     Ok(Probe {
         event_type,
         secret_key,
@@ -288,8 +277,95 @@ pub struct Probe {
 enum ProbeValue<'a> {
     Null,
     Str(Cow<'a, str>),
-    Object,
+    /// An object, with its own `secret_key` when it has a string one.
+    Object(Option<Cow<'a, str>>),
     Other,
+}
+
+/// The top-level fields the probe reads. A field given twice keeps its last
+/// value, as the consumer's full parse does (no "duplicate field" error).
+#[derive(Default)]
+struct Fields<'a> {
+    event_type: Option<ProbeValue<'a>>,
+    event_type_camel: Option<ProbeValue<'a>>,
+    event: Option<ProbeValue<'a>>,
+    secret_key: Option<ProbeValue<'a>>,
+    kind: Option<ProbeValue<'a>>,
+    data: Option<ProbeValue<'a>>,
+    lead: Option<ProbeValue<'a>>,
+}
+
+/// An object key, as far as the probe cares.
+enum Key {
+    EventType,
+    EventTypeCamel,
+    Event,
+    Secret,
+    Type,
+    Data,
+    Lead,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "event_type" => Key::EventType,
+                    "eventType" => Key::EventTypeCamel,
+                    "event" => Key::Event,
+                    "secret_key" => Key::Secret,
+                    "type" => Key::Type,
+                    "data" => Key::Data,
+                    "lead" => Key::Lead,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut f = Fields::default();
+                while let Some(k) = a.next_key::<Key>()? {
+                    let slot = match k {
+                        Key::EventType => &mut f.event_type,
+                        Key::EventTypeCamel => &mut f.event_type_camel,
+                        Key::Event => &mut f.event,
+                        Key::Secret => &mut f.secret_key,
+                        Key::Type => &mut f.kind,
+                        Key::Data => &mut f.data,
+                        Key::Lead => &mut f.lead,
+                        Key::Other => {
+                            a.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(a.next_value()?);
+                }
+                Ok(f)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for ProbeValue<'a> {
@@ -338,11 +414,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for ProbeValue<'a> {
                 self,
                 mut a: A,
             ) -> Result<Self::Value, A::Error> {
-                while a
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(ProbeValue::Object)
+                let mut secret = None;
+                while let Some(k) = a.next_key::<Key>()? {
+                    if matches!(k, Key::Secret) {
+                        if let ProbeValue::Str(s) = a.next_value::<ProbeValue<'de>>()? {
+                            secret = Some(s);
+                        }
+                    } else {
+                        a.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(ProbeValue::Object(secret))
             }
         }
         d.deserialize_any(V)
@@ -732,13 +814,27 @@ impl SmartleadEvent {
 
     /// SmartLead's own id of the event: the envelope's `id`, else the
     /// request's `X-Request-Id`. Either is the same on every retry.
-    pub fn event_id(&self) -> Option<&str> {
+    pub fn event_id(&self) -> Option<String> {
         let body_id = (self.shape == crate::shape::Shape::Envelope)
-            .then(|| self.raw.get("id").and_then(Value::as_str))
-            .flatten()
-            .map(str::trim)
-            .filter(|s| !s.is_empty());
-        body_id.or(self.delivery_id.as_deref())
+            .then(|| match self.raw.get("id") {
+                Some(Value::String(s)) => delivery_id(s),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            })
+            .flatten();
+        body_id.or_else(|| self.delivery_id.clone())
+    }
+
+    /// The body without what a retry of the same event changes: an
+    /// envelope's `meta` (`attempt`) and `links`.
+    pub fn stable_body(&self) -> std::borrow::Cow<'_, Map<String, Value>> {
+        if self.shape != crate::shape::Shape::Envelope {
+            return std::borrow::Cow::Borrowed(&self.raw);
+        }
+        let mut m = self.raw.clone();
+        m.remove("meta");
+        m.remove("links");
+        std::borrow::Cow::Owned(m)
     }
 
     /// The view every processor uses: who, which campaign, when, which message.

@@ -124,13 +124,18 @@ pub(crate) fn dedup_key(ev: &SmartleadEvent, n: &Normalized) -> DedupKey {
     let seq = n.sequence_number.map(|s| s.to_string()).unwrap_or_default();
     let stats = n.stats_id.as_ref().map(|s| s.as_str());
     let msg = n.message_id.as_deref();
-    let body = || body_key(kind, &ev.raw);
-
-    // SmartLead's own event id (the envelope's `id`, `X-Request-Id`) is the
-    // same on every retry, whatever else the retry changes (`meta.attempt`).
-    if let Some(id) = ev.event_id() {
-        return make(kind, "event", &[id]);
-    }
+    // Where the event names itself (stats id, message id, lead + time), that
+    // is the key, with or without SmartLead's event id: a manual re-send, a
+    // proxy that drops `X-Request-Id` or a retry across a deploy stays a
+    // duplicate. Only where the body hash would be the basis does SmartLead's
+    // own event id (the envelope's `id`, else `X-Request-Id`) take its place:
+    // the same on every retry, whatever else the retry changes
+    // (`meta.attempt`). Without either, the body hash leaves out what a
+    // retry changes (an envelope's `meta` and `links`).
+    let body = || match ev.event_id() {
+        Some(id) => make(kind, "event", &[&id]),
+        None => body_key(kind, &ev.stable_body()),
+    };
     match &ev.data {
         EventData::EmailBounce(_) => {
             if let Some(s) = stats {

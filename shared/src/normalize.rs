@@ -175,7 +175,7 @@ pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
     if n.account_id.is_none() {
         n.account_id = view.get("email_account_id").and_then(Id::from_value);
     }
-    n.event_id = ev.event_id().map(str::to_owned);
+    n.event_id = ev.event_id();
     n.webhook_level = ev.webhook_level.clone().or_else(|| {
         ev.raw
             .get("meta")

@@ -60,13 +60,22 @@ fn field<'a>(m: &'a Map<String, Value>, obj: &str, key: &str) -> Option<&'a Valu
 
 /// The shape of a body whose type was found.
 pub fn detect(raw: &Map<String, Value>) -> Shape {
-    let typed_key = present(raw, &crate::event::EVENT_TYPE_KEYS);
+    // As `event_type_of` reads them: null and blank type keys are absent.
+    let typed_key = crate::event::EVENT_TYPE_KEYS
+        .iter()
+        .any(|k| match raw.get(*k) {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(_) => true,
+        });
     if !typed_key && is_object(raw, "data") {
         return Shape::Envelope;
     }
-    if ["lead", "email", "reply", "link"]
-        .iter()
-        .any(|k| is_object(raw, k))
+    // A flat body that names its lead stays flat, whatever objects it has.
+    if !present(raw, &["to_email", "lead_email", "toEmail", "leadEmail"])
+        && ["lead", "email", "reply", "link"]
+            .iter()
+            .any(|k| is_object(raw, k))
     {
         return Shape::Nested;
     }
@@ -88,17 +97,11 @@ pub fn flat_view(
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
-            // The envelope's own time is the event's unless `data` has one.
+            // The envelope's own time is the event's unless `data` has an
+            // event time (its `created_at` may be the lead's or account's).
             if !present(
                 &m,
-                &[
-                    "event_timestamp",
-                    "eventTimestamp",
-                    "timestamp",
-                    "time",
-                    "created_at",
-                    "createdAt",
-                ],
+                &["event_timestamp", "eventTimestamp", "timestamp", "time"],
             ) {
                 put(&mut m, &["event_timestamp"], raw.get("created_at").cloned());
             }

@@ -674,7 +674,8 @@ async fn a_retried_envelope_and_a_redelivery_with_the_same_request_id_are_duplic
     // A flat body redelivered with the same X-Request-Id and other bytes.
     let open: Value = serde_json::from_str(&fixtures("payloads")["email_open"]).unwrap();
     let mut changed = open.clone();
-    changed["time_opened"] = json!("2025-01-15T10:31:00Z");
+    changed["campaign_name"] = json!("Q1 Outreach (renamed)");
+    changed["delivery_note"] = json!("resent");
     let a = record("req-a", &open.to_string(), Some("req-7f3a"));
     let b = record("req-b", &changed.to_string(), Some("req-7f3a"));
     assert!(matches!(
@@ -682,14 +683,22 @@ async fn a_retried_envelope_and_a_redelivery_with_the_same_request_id_are_duplic
         Outcome::Processed { .. }
     ));
     assert_eq!(c.handle_record(&b).await, Outcome::Duplicate);
+    // The same open re-sent by hand, without the header (or with another
+    // one): still a duplicate, since the event names itself.
+    let resent = record("req-c", &open.to_string(), None);
+    assert_eq!(c.handle_record(&resent).await, Outcome::Duplicate);
+    let other_id = record("req-d", &open.to_string(), Some("req-9999"));
+    assert_eq!(c.handle_record(&other_id).await, Outcome::Duplicate);
     assert_eq!(
         get(&snapshot(&c.store).await, JANE, "CAMPAIGN#123")["opens"],
         1
     );
-    // Without the id, the changed body is another open (today's rules).
-    let other = record("req-c", &changed.to_string(), None);
+    // An open at another time is another open, whatever the header says.
+    let mut later = open.clone();
+    later["time_opened"] = json!("2025-01-15T10:31:00Z");
+    let d = record("req-e", &later.to_string(), Some("req-7f3a"));
     assert!(matches!(
-        c.handle_record(&other).await,
+        c.handle_record(&d).await,
         Outcome::Processed { .. }
     ));
     assert_eq!(

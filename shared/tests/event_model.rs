@@ -183,7 +183,7 @@ const SHAPES: &[Expectation] = &[
         None,
         Some("456"),
         Some("2025-01-16T06:00:00.000Z"),
-        "event",
+        "fields",
     ),
     (
         "envelope_email_account_disconnected",
@@ -191,7 +191,7 @@ const SHAPES: &[Expectation] = &[
         None,
         None,
         Some("2025-01-16T08:15:00.000Z"),
-        "event",
+        "fields",
     ),
     (
         "envelope_email_replied",
@@ -199,7 +199,7 @@ const SHAPES: &[Expectation] = &[
         Some("grace.hopper@cobol.example"),
         Some("456"),
         Some("2025-01-16T07:30:00.000Z"),
-        "event",
+        "fields",
     ),
     // An unknown type names no lead; like any unknown type, its `email` is read as one.
     (
@@ -709,54 +709,84 @@ fn the_envelope_type_counts_only_in_the_envelope_and_probe_and_parse_agree() {
 }
 
 #[test]
-fn smartleads_event_id_is_the_key_whatever_else_a_retry_changes() {
+fn an_event_that_names_itself_keeps_its_key_and_smartleads_id_stands_in_for_the_body_hash() {
+    let key = |v: &Value| SmartleadEvent::from_value(v.clone()).unwrap().dedup_key();
+    // An envelope whose event names itself (account + time): its natural key,
+    // the same on a retry with a higher attempt and whatever the `id`.
     let envelope: Value =
         serde_json::from_str(&payload("envelope_email_account_disconnected")).unwrap();
-    let key = |v: &Value| SmartleadEvent::from_value(v.clone()).unwrap().dedup_key();
     let first = key(&envelope);
-    assert_eq!(first.basis(), "event");
+    assert_eq!(first.basis(), "fields");
     let mut retry = envelope.clone();
     retry["meta"]["attempt"] = json!(2);
+    assert_eq!(key(&retry), first, "a retry is the same event");
+    // An envelope with nothing but its id to go by (an unknown type): the id.
+    let unknown: Value = serde_json::from_str(&payload("envelope_unknown_type")).unwrap();
+    let first = key(&unknown);
+    assert_eq!(first.basis(), "event");
+    let mut retry = unknown.clone();
+    retry["meta"]["attempt"] = json!(2);
+    retry["links"] = json!({"app": "https://app.smartlead.ai/elsewhere"});
     assert_eq!(
         key(&retry),
         first,
         "a retry with a higher attempt is the same event"
     );
-    let mut other = envelope.clone();
+    let mut numeric = unknown.clone();
+    numeric["id"] = json!(90210);
+    assert_eq!(key(&numeric).basis(), "event", "a numeric id is an id");
+    let mut other = unknown.clone();
     other["id"] = json!("evt_pilot_9999");
     assert_ne!(key(&other), first, "another id, another event");
+    // Without an id, the body hash leaves out what a retry changes.
+    let mut no_id = unknown.clone();
+    no_id.as_object_mut().unwrap().remove("id");
+    let mut no_id_retry = no_id.clone();
+    no_id_retry["meta"]["attempt"] = json!(3);
+    assert_eq!(key(&no_id).basis(), "body");
+    assert_eq!(key(&no_id), key(&no_id_retry));
 
     // X-Request-Id, as the consumer gets it from the message attribute.
-    let open = payload("email_open");
-    let plain = SmartleadEvent::from_slice(open.as_bytes()).unwrap();
     let with_id = |body: &str, id: Option<&str>| {
         SmartleadEvent::from_slice(body.as_bytes())
             .unwrap()
             .with_delivery(id, Some("Campaign"))
             .dedup_key()
     };
+    // An open names itself: the header changes nothing (a manual re-send
+    // without it, or with another one, stays a duplicate).
+    let open = payload("email_open");
+    let plain = SmartleadEvent::from_slice(open.as_bytes())
+        .unwrap()
+        .dedup_key();
+    assert_eq!(with_id(&open, Some("req-0001")), plain);
+    assert_eq!(with_id(&open, Some("req-0002")), plain);
+    // A body with nothing to name it: the header is the key basis.
+    let bare = json!({"event_type": "SOMETHING_NEW", "note": "x"}).to_string();
+    let bare_plain = SmartleadEvent::from_slice(bare.as_bytes())
+        .unwrap()
+        .dedup_key();
     assert_eq!(
-        with_id(&open, None),
-        plain.dedup_key(),
+        with_id(&bare, None),
+        bare_plain,
         "no request id: today's key"
     );
     assert_eq!(
-        with_id(&open, Some("   ")),
-        plain.dedup_key(),
+        with_id(&bare, Some("   ")),
+        bare_plain,
         "a blank id is no id"
     );
-    assert_eq!(with_id(&open, Some("bad id\u{7}")), plain.dedup_key());
-    let a = with_id(&open, Some("req-0001"));
+    assert_eq!(with_id(&bare, Some("bad id\u{7}")), bare_plain);
+    let a = with_id(&bare, Some("req-0001"));
     assert_eq!(a.basis(), "event");
-    let mut changed: Value = serde_json::from_str(&open).unwrap();
-    changed["time_opened"] = json!("2025-01-15T10:31:00Z");
-    changed["extra"] = json!("differs");
+    let changed =
+        json!({"event_type": "SOMETHING_NEW", "note": "x", "extra": "differs"}).to_string();
     assert_eq!(
-        with_id(&changed.to_string(), Some("req-0001")),
+        with_id(&changed, Some("req-0001")),
         a,
         "same X-Request-Id, other bytes: a duplicate"
     );
-    assert_ne!(with_id(&open, Some("req-0002")), a);
+    assert_ne!(with_id(&bare, Some("req-0002")), a);
     assert_eq!(
         SmartleadEvent::from_slice(open.as_bytes())
             .unwrap()
@@ -990,4 +1020,54 @@ proptest! {
             prop_assert_eq!(a, b);
         }
     }
+}
+
+#[test]
+fn edge_shapes_read_as_a_careful_reader_would() {
+    use smartlead::event::probe;
+    // The secret inside an envelope's `data` or a nested `lead` is found for
+    // body auth (and scrubbed from the parsed event).
+    let env = json!({"id": "evt_1", "type": "email.replied", "data": {"lead_email": "a@b.example", "secret_key": "s1"}});
+    assert_eq!(
+        probe(env.to_string().as_bytes())
+            .unwrap()
+            .secret_key
+            .as_deref(),
+        Some("s1")
+    );
+    let nested =
+        json!({"event": "EMAIL_REPLIED", "lead": {"email": "a@b.example", "secret_key": "s2"}});
+    assert_eq!(
+        probe(nested.to_string().as_bytes())
+            .unwrap()
+            .secret_key
+            .as_deref(),
+        Some("s2")
+    );
+    // A field given twice: the probe, like the full parse, keeps the last.
+    let twice = r#"{"event_type":"EMAIL_OPEN","type":"a","type":"b","data":1,"data":{},"to_email":"a@b.example"}"#;
+    assert_eq!(
+        probe(twice.as_bytes()).unwrap().event_type,
+        EventType::EmailOpen
+    );
+    assert!(SmartleadEvent::from_slice(twice.as_bytes()).is_ok());
+    // A flat body that names its lead stays flat, even with an `email` object.
+    let flat = json!({"event_type": "EMAIL_SENT", "to_email": "a@b.example", "stats_id": "s-9",
+                      "email": {"message_id": "<m@x>"}});
+    let ev = SmartleadEvent::from_value(flat).unwrap();
+    assert_eq!(ev.shape, smartlead::shape::Shape::Flat);
+    assert_eq!(ev.dedup_key().basis(), "stats");
+    // A blank `event_type` is no type: the envelope is read as one.
+    let blank = json!({"event_type": "", "id": "evt_2", "type": "email.replied",
+                       "created_at": "2025-01-16T07:30:00Z",
+                       "data": {"lead_email": "b@c.example", "created_at": "2020-01-01T00:00:00Z"}});
+    let ev = SmartleadEvent::from_value(blank).unwrap();
+    assert_eq!(ev.shape, smartlead::shape::Shape::Envelope);
+    let n = ev.normalized();
+    assert_eq!(n.lead_email.as_deref(), Some("b@c.example"));
+    // The envelope's own time, not `data.created_at` (the lead's).
+    assert_eq!(
+        n.event_time.map(|t| t.to_string()).as_deref(),
+        Some("2025-01-16T07:30:00.000Z")
+    );
 }
