@@ -36,3 +36,5 @@ done
 sam build --beta-features --cached -b .aws-sam/build-x86_64 -t template.yaml --parameter-overrides Architecture=x86_64
 echo "== the sam-built bootstraps under the Lambda RIE"
 SAM_BUILD_DIR="$PWD/.aws-sam/build-x86_64" cargo test -p smartlead-ingest -p smartlead-consumer --test emulator
+echo "== sam local invoke / start-api in Docker (SAM_LOCAL=skip skips it)"
+SAM_BUILD_DIR="$PWD/.aws-sam/build-x86_64" bash scripts/sam-local-test.sh

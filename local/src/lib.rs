@@ -390,9 +390,15 @@ pub fn start_dynamodb_in(port: u16, dir: Option<&Path>) -> Result<Service, Start
 
 /// moto's server (SQS, S3, SSM, EventBridge, SNS) on 127.0.0.1:`port`.
 pub fn start_moto(port: u16) -> Result<Service, StartError> {
+    start_moto_on("127.0.0.1", port)
+}
+
+/// moto's server on `host`:`port` (`0.0.0.0` lets `sam local`'s containers
+/// reach it through the Docker host, as they reach DynamoDB Local).
+pub fn start_moto_on(host: &str, port: u16) -> Result<Service, StartError> {
     let bin = installed("moto_server", tools_dir().join("venv/bin/moto_server"))?;
     let mut cmd = Command::new(bin);
-    cmd.args(["-H", "127.0.0.1", "-p"]).arg(port.to_string());
+    cmd.args(["-H", host, "-p"]).arg(port.to_string());
     start("moto server", cmd, port, Duration::from_secs(60))
 }
 

@@ -103,9 +103,10 @@ fn ssm_loader(cfg: &SdkConfig, name: &str) -> crate::refresh::Loader<String> {
 /// The webhook secret(s): `WEBHOOK_SECRET` (local runs) or the SSM
 /// SecureString named by `WEBHOOK_SECRET_PARAM` (deployed), each holding
 /// `current` or, during a rotation, `current,next`. The parameter is re-read
-/// at most every `SECRET_REFRESH_SECONDS`.
+/// at most every `SECRET_REFRESH_SECONDS`. An empty `WEBHOOK_SECRET` (as
+/// `sam local` declares it until `--env-vars` fills it) counts as unset.
 pub async fn load_secret(cfg: &SdkConfig) -> Result<crate::ingest::Secret, ConfigError> {
-    if let Ok(s) = std::env::var("WEBHOOK_SECRET") {
+    if let Some(s) = env_optional("WEBHOOK_SECRET") {
         return crate::ingest::Secret::list(&s).map_err(|reason| ConfigError::Invalid {
             name: "WEBHOOK_SECRET",
             reason,
@@ -444,3 +445,24 @@ pub const CONSUMER_IAM_ACTIONS: &[&str] = &[
     "sns:Publish",
     "ssm:GetParameter",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sam local` declares `WEBHOOK_SECRET` empty unless `--env-vars` sets
+    /// it: an empty one is no secret at all (the parameter is then needed),
+    /// never an invalid or accept-anything secret.
+    #[tokio::test]
+    async fn an_empty_local_secret_counts_as_unset() {
+        std::env::set_var("WEBHOOK_SECRET", "");
+        std::env::remove_var("WEBHOOK_SECRET_PARAM");
+        let cfg = SdkConfig::builder().build();
+        let got = load_secret(&cfg).await.err().map(|e| e.to_string());
+        std::env::remove_var("WEBHOOK_SECRET");
+        assert_eq!(
+            got.as_deref(),
+            Some("environment variable WEBHOOK_SECRET_PARAM is required")
+        );
+    }
+}

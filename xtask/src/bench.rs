@@ -944,6 +944,7 @@ async fn measure(
         // the pipeline's own figures; the fan-out is measured on its own.
         fanout: false,
         webhook_secret: local::TOKEN.into(),
+        moto_all_interfaces: false,
     };
     let ports = Ports::free(options.ingest_instances);
     println!("== local stack (release binaries)");

@@ -76,6 +76,9 @@ pub struct Options {
     pub fanout: bool,
     /// The ingest's `WEBHOOK_SECRET`: `current` or `current,next`.
     pub webhook_secret: String,
+    /// moto listens on every interface, not only 127.0.0.1, so that
+    /// `sam local`'s containers reach it (DynamoDB Local always does).
+    pub moto_all_interfaces: bool,
 }
 
 impl Options {
@@ -90,6 +93,7 @@ impl Options {
             slack_url: None,
             fanout: true,
             webhook_secret: TOKEN.into(),
+            moto_all_interfaces: false,
         }
     }
 }
@@ -305,8 +309,15 @@ pub async fn start(root: &Path, ports: &Ports, options: &Options) -> Result<Stac
         local_aws::start_dynamodb_in(p, options.dynamodb_dir.as_deref())
     })
     .context("starting DynamoDB Local")?;
-    let moto = start_service(&mut ports.moto, ports.movable, local_aws::start_moto)
-        .context("starting moto")?;
+    let moto_host = if options.moto_all_interfaces {
+        "0.0.0.0"
+    } else {
+        "127.0.0.1"
+    };
+    let moto = start_service(&mut ports.moto, ports.movable, |p| {
+        local_aws::start_moto_on(moto_host, p)
+    })
+    .context("starting moto")?;
     let ddb_cfg = smartlead::aws::local_sdk_config(&ddb_svc.endpoint()).await;
     let moto_cfg = smartlead::aws::local_sdk_config(&moto.endpoint()).await;
     let ddb = smartlead::aws_sdk_dynamodb::Client::new(&ddb_cfg);
@@ -890,13 +901,122 @@ pub async fn follow_logs(sources: Vec<(String, std::path::PathBuf)>) {
     }
 }
 
-pub async fn run(root: &Path, ports: Ports, options: Options) -> Result<()> {
+/// What `xtask local` runs besides the stand-ins and the functions.
+#[derive(Debug, Clone, Default)]
+pub struct RunFlags {
+    /// No HTTP front (`sam local start-api` serves the port instead).
+    pub no_front: bool,
+    /// No SQS poller: messages stay on the queue (the `sam local` test reads them).
+    pub no_poller: bool,
+    /// Write a `sam local --env-vars` file for this stack here.
+    pub sam_env_vars: Option<std::path::PathBuf>,
+}
+
+/// How `sam local`'s containers name this machine (Docker Desktop defines
+/// it; on Linux `sam local --add-host host.docker.internal:host-gateway`).
+pub const DOCKER_HOST: &str = "host.docker.internal";
+
+/// The `sam local --env-vars` file pointing the functions at the local
+/// stand-ins (events/env/local.json is this for the default ports). Every
+/// key is one template.yaml declares once `LocalEndpoint` is set.
+pub fn sam_env_vars(moto: &str, dynamodb: &str, queue_url: &str, alert_topic: &str) -> Value {
+    json!({
+        "IngestFunction": {
+            "AWS_ENDPOINT_URL": moto,
+            "QUEUE_URL": queue_url,
+            "CLAIM_CHECK_BUCKET": BUCKET,
+            "WEBHOOK_SECRET": TOKEN,
+        },
+        "ConsumerFunction": {
+            "AWS_ENDPOINT_URL": moto,
+            "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
+            "TABLE_NAME": TABLE,
+            "EVENT_BUS_NAME": BUS,
+            "ALERT_TOPIC_ARN": alert_topic,
+        }
+    })
+}
+
+fn env_value(env: &[(String, String)], key: &str) -> String {
+    env.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod sam_env {
+    use super::*;
+
+    /// events/env/local.json is what `xtask local` writes for its default
+    /// ports (those of `scripts/local.sh`), and `sam local` can set each of
+    /// its variables: template.yaml declares them all for that function.
+    #[test]
+    fn the_documented_env_vars_file_matches_the_default_stack_and_the_template() {
+        let root = crate::workspace_root();
+        let file = std::fs::read_to_string(root.join("events/env/local.json")).unwrap();
+        let documented: Value = serde_json::from_str(&file).unwrap();
+        let want = sam_env_vars(
+            "http://host.docker.internal:5000",
+            "http://host.docker.internal:8000",
+            "http://host.docker.internal:5000/123456789012/smartlead-webhooks",
+            &format!("arn:aws:sns:us-east-1:123456789012:{ALERT_TOPIC}"),
+        );
+        assert_eq!(documented, want);
+        let t = Template::load(&root).unwrap();
+        for (f, vars) in want.as_object().unwrap() {
+            let declared = &t.props(f).unwrap()["Environment"]["Variables"];
+            for k in vars.as_object().unwrap().keys() {
+                assert!(
+                    declared.get(k.as_str()).is_some(),
+                    "{f} does not declare {k}: sam local would ignore it"
+                );
+            }
+        }
+    }
+}
+
+/// Ctrl-C, or SIGTERM (a script stopping the stack it started in the background).
+async fn wait_for_stop() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+pub async fn run(root: &Path, ports: Ports, options: Options, flags: RunFlags) -> Result<()> {
     let stack = Arc::new(start(root, &ports, &options).await?);
-    let front = stack.serve_front().await?;
+    if let Some(path) = &flags.sam_env_vars {
+        // The containers reach the stand-ins through the Docker host.
+        let moto = format!("http://{DOCKER_HOST}:{}", stack.ports.moto);
+        let env = sam_env_vars(
+            &moto,
+            &format!("http://{DOCKER_HOST}:{}", stack.ports.dynamodb),
+            &stack.queue_url.replacen(&stack.moto.endpoint(), &moto, 1),
+            &env_value(&stack.consumer_env, "ALERT_TOPIC_ARN"),
+        );
+        // Written whole, then renamed: a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{env:#}\n"))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let front = if flags.no_front {
+        None
+    } else {
+        Some(stack.serve_front().await?)
+    };
     println!("SmartLead pipeline running locally (Ctrl-C stops everything):");
     println!(
-        "  webhook    POST http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",
-        stack.ports.http
+        "  webhook    POST http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}{}",
+        stack.ports.http,
+        if flags.no_front {
+            " (not served here: the front is off)"
+        } else {
+            ""
+        }
     );
     println!(
         "  DynamoDB   {} (table {})",
@@ -936,9 +1056,13 @@ pub async fn run(root: &Path, ports: Ports, options: Options) -> Result<()> {
     sources.push(("consumer".into(), stack.consumer.log.clone()));
     let logs = tokio::spawn(follow_logs(sources));
     let poller_stack = stack.clone();
+    let no_poller = flags.no_poller;
     let poller = tokio::spawn(async move {
         let consumer = Pool::new(vec![poller_stack.consumer_url()]);
         loop {
+            if no_poller {
+                std::future::pending::<()>().await;
+            }
             match poll_once(&poller_stack, &consumer, 10, 1).await {
                 Ok(p) if p.invoke_failed => {
                     println!("poller    {} received; the consumer invoke failed, all will be redelivered", p.received)
@@ -957,8 +1081,10 @@ pub async fn run(root: &Path, ports: Ports, options: Options) -> Result<()> {
             }
         }
     });
-    tokio::signal::ctrl_c().await?;
-    front.abort();
+    wait_for_stop().await?;
+    if let Some(front) = front {
+        front.abort();
+    }
     poller.abort();
     logs.abort();
     let rejected = stack

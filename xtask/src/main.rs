@@ -47,6 +47,20 @@ enum Cmd {
         slack_url: Option<String>,
         #[arg(long, default_value_t = 9100)]
         consumer_port: u16,
+        /// Serve no HTTP front (`scripts/local.sh --sam` runs `sam local start-api` there).
+        #[arg(long)]
+        no_front: bool,
+        /// Run no SQS poller: webhooks stay on the queue.
+        #[arg(long)]
+        no_poller: bool,
+        /// For `sam local`: moto listens on every interface, not only
+        /// 127.0.0.1, for Docker containers to reach it (as DynamoDB Local always does).
+        #[arg(long)]
+        docker: bool,
+        /// Write a `sam local --env-vars` file for this stack (ports included)
+        /// to this path (implies --docker).
+        #[arg(long)]
+        sam_env_vars: Option<PathBuf>,
     },
     /// Measure speed, memory and cost; writes BENCHMARKS.md, bench/results.json
     /// and bench/latency.svg (run it with --release: `scripts/bench.sh`).
@@ -102,6 +116,10 @@ fn main() -> Result<()> {
             ingest_instances,
             slack_url,
             consumer_port,
+            no_front,
+            no_poller,
+            docker,
+            sam_env_vars,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
             let ports = local::Ports {
@@ -115,9 +133,15 @@ fn main() -> Result<()> {
             let options = local::Options {
                 ingest_instances,
                 slack_url,
+                moto_all_interfaces: docker || sam_env_vars.is_some(),
                 ..local::Options::debug()
             };
-            rt.block_on(local::run(&workspace_root(), ports, options))
+            let flags = local::RunFlags {
+                no_front,
+                no_poller,
+                sam_env_vars,
+            };
+            rt.block_on(local::run(&workspace_root(), ports, options, flags))
         }
         Cmd::Bench {
             quick,

@@ -674,4 +674,44 @@ mod hardening {
         let out = &t.0["Outputs"]["DedupTtlDays"]["Value"];
         assert_eq!(target(out).as_deref(), Some("DedupTtlDays"));
     }
+
+    /// `sam local` points the functions at the stand-ins through variables
+    /// that exist only when `LocalEndpoint` is set (issue 15): deployed with
+    /// the defaults, no function has a local secret, endpoint or switch,
+    /// while everything the code reads in AWS is there either way.
+    #[test]
+    fn local_only_variables_exist_only_under_sam_local() {
+        use smartlead::aws::{CONSUMER_ENV, INGEST_ENV, LOCAL_ONLY_ENV};
+        let t = t();
+        assert_eq!(t.default("LocalEndpoint").unwrap(), "");
+        let local = [("LocalEndpoint", "http://127.0.0.1:5000")];
+        for (f, aws_env) in [
+            ("IngestFunction", INGEST_ENV),
+            ("ConsumerFunction", CONSUMER_ENV),
+        ] {
+            let vars = t.props(f).unwrap()["Environment"]["Variables"]
+                .as_mapping()
+                .unwrap();
+            let mut local_only = 0;
+            for (k, v) in vars {
+                let k = k.as_str().unwrap();
+                let deployed = eval(&t, &[], v);
+                let under_sam_local = eval(&t, &local, v);
+                if LOCAL_ONLY_ENV.contains(&k) || k.starts_with("AWS_") {
+                    local_only += 1;
+                    assert_eq!(deployed, None, "{f}: {k} is set in AWS");
+                    assert!(under_sam_local.is_some(), "{f}: {k} missing locally");
+                } else {
+                    assert!(aws_env.contains(&k), "{f}: {k} is in no list");
+                    assert_eq!(deployed, under_sam_local, "{f}: LocalEndpoint changes {k}");
+                }
+            }
+            assert!(local_only >= 3, "{f}: the local-only variables are gone");
+        }
+        let endpoint = |p: &[(&str, &str)]| {
+            let v = &t.props("ConsumerFunction").unwrap()["Environment"]["Variables"];
+            eval(&t, p, &v["AWS_ENDPOINT_URL_DYNAMODB"]).and_then(|v| scalar(&v))
+        };
+        assert_eq!(endpoint(&local).as_deref(), Some("http://127.0.0.1:5000"));
+    }
 }
