@@ -3,7 +3,8 @@
 //! - `register`, `list`, `delete`: SmartLead webhooks pointing at the stack;
 //! - `rotate-secret`: a new webhook secret without a window of 401s;
 //! - `redrive`: DLQ messages back onto the queue;
-//! - `replay`: events from the bus archive back onto the bus.
+//! - `replay`: events from the bus archive back onto the bus;
+//! - `lead`, `status`: what the table holds for a lead, the pipeline's health.
 //!
 //! The SmartLead API key comes from `SMARTLEAD_API_KEY` or an SSM parameter
 //! (`--api-key-param`), never from a flag that would land in shell history.
@@ -15,6 +16,8 @@ use serde_json::Value;
 use smartlead::api::{Api, Association, WebhookSpec};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+mod ops;
 
 /// Event types SmartLead sends to a campaign webhook, all on by default.
 const CAMPAIGN_EVENTS: &str = "EMAIL_SENT,FIRST_EMAIL_SENT,EMAIL_OPEN,EMAIL_LINK_CLICK,EMAIL_REPLY,EMAIL_BOUNCE,LEAD_UNSUBSCRIBED,LEAD_CATEGORY_UPDATED,CAMPAIGN_STATUS_CHANGED,UNTRACKED_REPLIES,MANUAL_STEP_REACHED";
@@ -70,6 +73,20 @@ struct RotateTarget {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Show every item the table holds for a lead: per-campaign state,
+    /// profile, suppression, open tasks.
+    ///
+    /// Example: `smartlead lead jane.doe@acme-corp.com` (deployed stack
+    /// `smartlead-webhooks`), `smartlead lead jane.doe@acme-corp.com --local --json`.
+    Lead {
+        /// The lead's e-mail address (any case).
+        email: String,
+        /// The items as JSON, by sort key, for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        stack: ops::StackArgs,
+    },
     /// Create (or, with --id, update) a SmartLead webhook for the stack's URL.
     Register {
         #[command(flatten)]
@@ -339,6 +356,7 @@ fn print(v: &Value) {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Lead { email, json, stack } => ops::lead(&stack, &email, json).await?,
         Cmd::Register {
             target,
             url,

@@ -668,3 +668,155 @@ async fn rotate_secret_writes_the_next_secret_re_registers_and_finishes() {
     assert!(!o.status.success());
     assert!(text(&o).contains("no rotation under way"), "{}", text(&o));
 }
+
+fn dynamodb() -> &'static local_aws::Service {
+    static S: OnceLock<local_aws::Service> = OnceLock::new();
+    S.get_or_init(|| local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The local stack's table in this test's DynamoDB Local, made once.
+async fn local_table() -> smartlead::aws_sdk_dynamodb::Client {
+    static MADE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(
+        &smartlead::aws::local_sdk_config(&dynamodb().endpoint()).await,
+    );
+    MADE.get_or_init(|| async {
+        smartlead::store::create_table(&ddb, smartlead::local_stack::TABLE)
+            .await
+            .unwrap()
+    })
+    .await;
+    ddb
+}
+
+/// Applies fixture events (events/payloads) to a table as the consumer does.
+async fn apply_fixtures(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str, names: &[&str]) {
+    use smartlead::store::StateStore;
+    let store = smartlead::store::DynamoStore::new(ddb.clone(), table);
+    for n in names {
+        let path = local_aws::workspace_root().join("events/payloads").join(n);
+        let ev = smartlead::SmartleadEvent::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let plan = smartlead::plan::plan(
+            &ev,
+            smartlead::time::EventTime::now(),
+            &smartlead::plan::ScoreWeights::default(),
+        );
+        store.apply(&plan, &format!("m-{n}")).await.unwrap();
+    }
+}
+
+fn port_of(endpoint: &str) -> String {
+    endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+#[tokio::test]
+async fn lead_shows_every_item_of_a_local_lead_readably_and_as_json() {
+    let ddb = local_table().await;
+    apply_fixtures(
+        &ddb,
+        smartlead::local_stack::TABLE,
+        &[
+            "email_reply.json",
+            "lead_category_updated.json",
+            "manual_step_reached.json",
+            "email_bounce.json",
+        ],
+    )
+    .await;
+    let port = port_of(&dynamodb().endpoint());
+    let local = ["--local", "--dynamodb-port", &port];
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["lead", "Jane.Doe@Acme-Corp.com"];
+        a.extend_from_slice(&local);
+        a.extend_from_slice(extra);
+        a
+    };
+    let o = smartlead(&args(&[]), "http://unused", None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    for want in ["campaign ", "profile", "open task: campaign ", "replies"] {
+        assert!(out.contains(want), "{want} missing in\n{out}");
+    }
+    assert!(!out.contains("SUPPRESSED"), "{out}");
+    let o = smartlead(&args(&["--json"]), "http://unused", None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["pk"], "LEAD#jane.doe@acme-corp.com");
+    let items = v["items"].as_object().unwrap();
+    assert!(items.contains_key("PROFILE"), "{v}");
+    assert!(items.keys().any(|k| k.starts_with("TASK#")), "{v}");
+    assert!(items.keys().any(|k| k.starts_with("CAMPAIGN#")), "{v}");
+
+    // The bounced lead is suppressed; an unknown one has nothing.
+    let o = smartlead(
+        &[
+            "lead",
+            "gone@defunct-startup.example",
+            "--local",
+            "--dynamodb-port",
+            &port,
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("SUPPRESSED"), "{}", text(&o));
+    let o = smartlead(
+        &[
+            "lead",
+            "nobody@nowhere.example",
+            "--local",
+            "--dynamodb-port",
+            &port,
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no items"), "{}", text(&o));
+}
+
+#[tokio::test]
+async fn lead_reads_the_table_named_by_the_deployed_stack() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    let table = format!("cli-state-{}", std::process::id());
+    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    apply_fixtures(&ddb, &table, &["email_reply.json"]).await;
+    let stack = format!("cli-lead-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"StateTableName": {"Value": table}}
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let o = smartlead(
+        &["lead", "jane.doe@acme-corp.com", "--stack", &stack],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("replies"), "{}", text(&o));
+    // A stack without the output: said so, not a panic.
+    let o = smartlead(
+        &["lead", "jane.doe@acme-corp.com", "--stack", "no-such-stack"],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no-such-stack"), "{}", text(&o));
+}

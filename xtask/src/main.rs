@@ -29,11 +29,11 @@ enum Cmd {
     /// Run the whole pipeline locally: DynamoDB Local, moto, both functions
     /// under the Lambda RIE, an HTTP front and an SQS poller.
     Local {
-        #[arg(long, default_value_t = 3000)]
+        #[arg(long, default_value_t = smartlead::local_stack::HTTP_PORT)]
         http_port: u16,
-        #[arg(long, default_value_t = 8000)]
+        #[arg(long, default_value_t = smartlead::local_stack::DYNAMODB_PORT)]
         dynamodb_port: u16,
-        #[arg(long, default_value_t = 5000)]
+        #[arg(long, default_value_t = smartlead::local_stack::MOTO_PORT)]
         moto_port: u16,
         /// The first ingest instance's port; further instances take the next ones.
         #[arg(long, default_value_t = 9000)]
@@ -63,9 +63,9 @@ enum Cmd {
     Show {
         /// The lead's e-mail address.
         email: Option<String>,
-        #[arg(long, default_value_t = 8000)]
+        #[arg(long, default_value_t = smartlead::local_stack::DYNAMODB_PORT)]
         dynamodb_port: u16,
-        #[arg(long, default_value_t = 5000)]
+        #[arg(long, default_value_t = smartlead::local_stack::MOTO_PORT)]
         moto_port: u16,
     },
 }
