@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 mod ops;
+mod status;
 
 /// Event types SmartLead sends to a campaign webhook, all on by default.
 const CAMPAIGN_EVENTS: &str = "EMAIL_SENT,FIRST_EMAIL_SENT,EMAIL_OPEN,EMAIL_LINK_CLICK,EMAIL_REPLY,EMAIL_BOUNCE,LEAD_UNSUBSCRIBED,LEAD_CATEGORY_UPDATED,CAMPAIGN_STATUS_CHANGED,UNTRACKED_REPLIES,MANUAL_STEP_REACHED";
@@ -82,6 +83,23 @@ enum Cmd {
         /// The lead's e-mail address (any case).
         email: String,
         /// The items as JSON, by sort key, for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        stack: ops::StackArgs,
+    },
+    /// The pipeline's health: queue and DLQ depths, the oldest message's
+    /// age, alarms in ALARM, processed / duplicate / rejected / unknown
+    /// counts and failures over the last hour and day (the functions'
+    /// metrics), unattributed events, the last REJECTED and UNATTRIBUTED
+    /// records. Exits 2 when something needs attention (DLQ not empty, an
+    /// alarm, rejected events, failures or effect failures in the last
+    /// hour), 1 when it could not tell, 0 otherwise: fit for cron or CI.
+    ///
+    /// Example: `smartlead status --stack smartlead-webhooks || page-me`,
+    /// `smartlead status --local`.
+    Status {
+        /// The status as JSON (with an `attention` list), for scripts.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -357,6 +375,11 @@ fn print(v: &Value) {
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Lead { email, json, stack } => ops::lead(&stack, &email, json).await?,
+        Cmd::Status { json, stack } => {
+            if status::status(&stack, json).await? {
+                std::process::exit(2);
+            }
+        }
         Cmd::Register {
             target,
             url,

@@ -820,3 +820,197 @@ async fn lead_reads_the_table_named_by_the_deployed_stack() {
     assert!(!o.status.success());
     assert!(text(&o).contains("no-such-stack"), "{}", text(&o));
 }
+
+/// A REJECTED record and an event that names no lead (UNATTRIBUTED), now.
+async fn rejected_and_unattributed(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str) {
+    use smartlead::store::StateStore;
+    let store = smartlead::store::DynamoStore::new(ddb.clone(), table);
+    let now = smartlead::time::EventTime::now().to_string();
+    store
+        .reject(smartlead::store::Rejected {
+            message_id: "m-rejected-1",
+            reason: "not_json",
+            detail: "expected value at line 1",
+            raw: "<html>",
+            received_at: &now,
+        })
+        .await
+        .unwrap();
+    let ev = smartlead::SmartleadEvent::from_value(json!({
+        "event_type": "EMAIL_OPEN", "campaign_id": 7, "stats_id": "no-lead-1"
+    }))
+    .unwrap();
+    let plan = smartlead::plan::plan(
+        &ev,
+        smartlead::time::EventTime::now(),
+        &smartlead::plan::ScoreWeights::default(),
+    );
+    store.apply(&plan, "m-unattributed-1").await.unwrap();
+}
+
+#[tokio::test]
+async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let sqs = sqs().await;
+    let (queue, dlq) = (queue(&sqs, "st-queue").await, queue(&sqs, "st-dlq").await);
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    let table = format!("cli-status-{}", std::process::id());
+    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    rejected_and_unattributed(&ddb, &table).await;
+    let stack = format!("cli-status-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "StateTableName": {"Value": table},
+            "QueueUrl": {"Value": queue},
+            "DeadLetterQueueUrl": {"Value": dlq}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    // What the functions publish, as EMF would.
+    let cw = aws_sdk_cloudwatch::Client::new(&cfg);
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    for (name, value) in [("Processed", 5.0), ("EffectsFailed", 2.0)] {
+        cw.put_metric_data()
+            .namespace("SmartleadWebhooks")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name(name)
+                    .dimensions(
+                        Dimension::builder()
+                            .name("Function")
+                            .value("consumer")
+                            .build(),
+                    )
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let alarm = format!("{stack}-DeadLetterQueueAlarm-ABC");
+    cw.put_metric_alarm()
+        .alarm_name(&alarm)
+        .namespace("AWS/SQS")
+        .metric_name("ApproximateNumberOfMessagesVisible")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Maximum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(0.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    cw.set_alarm_state()
+        .alarm_name(&alarm)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("Threshold Crossed: 1 datapoint")
+        .send()
+        .await
+        .unwrap();
+
+    let o = smartlead(&["status", "--stack", &stack], "http://unused", None).await;
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    for want in [
+        "DLQ          1",
+        &format!("alarm        {alarm} in ALARM"),
+        "processed 5",
+        "effect failures 2",
+        "unattributed 1 in the last hour",
+        "message m-rejected-1: not_json (expected value at line 1)",
+        "EMAIL_OPEN: the event names neither",
+        "1 message(s) in the DLQ",
+        "2 effect failures in the last hour",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in\n{out}");
+    }
+    let o = smartlead(
+        &["status", "--stack", &stack, "--json"],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dlq"], 1);
+    assert_eq!(v["last_hour"]["processed"], 5.0);
+    assert_eq!(v["attention"].as_array().unwrap().len(), 3, "{v}");
+}
+
+#[tokio::test]
+async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() {
+    let ddb = local_table().await;
+    let sqs = sqs().await;
+    let dlq = sqs
+        .create_queue()
+        .queue_name(smartlead::local_stack::DLQ)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.create_queue()
+        .queue_name(smartlead::local_stack::QUEUE)
+        .send()
+        .await
+        .unwrap();
+    let (d, m) = (port_of(&dynamodb().endpoint()), port_of(&moto().endpoint()));
+    let args = [
+        "status",
+        "--local",
+        "--dynamodb-port",
+        &d,
+        "--moto-port",
+        &m,
+    ];
+    let o = smartlead(&args, "http://unused", None).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("OK: nothing needs attention"),
+        "{}",
+        text(&o)
+    );
+    // Rejected and unattributed events are shown, not alarming by themselves.
+    rejected_and_unattributed(&ddb, smartlead::local_stack::TABLE).await;
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    let o = smartlead(&args, "http://unused", None).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("last REJECTED"), "{}", text(&o));
+    assert!(text(&o).contains("1 message(s) in the DLQ"), "{}", text(&o));
+    // Nothing listening: exit 1, and says what.
+    let free = local_aws::free_port().to_string();
+    let o = smartlead(
+        &[
+            "status",
+            "--local",
+            "--dynamodb-port",
+            &d,
+            "--moto-port",
+            &free,
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("local stack running"), "{}", text(&o));
+}
