@@ -17,6 +17,7 @@ use smartlead::api::{Api, Association, WebhookSpec};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+mod doctor;
 mod ops;
 mod status;
 
@@ -104,6 +105,34 @@ enum Cmd {
         json: bool,
         #[command(flatten)]
         stack: ops::StackArgs,
+    },
+    /// Check SmartLead's webhooks against the stack: reads every campaign's
+    /// webhooks (and the user- or client-level ones given with --webhook)
+    /// and reports, each with its fix: a user-level webhook elsewhere
+    /// shadowing this stack's for the same event types; webhooks of this
+    /// pipeline pointing at another URL or carrying a secret the stack no
+    /// longer accepts; event types the stack processes that no webhook
+    /// subscribes to; inactive webhooks; campaigns with no webhook at all.
+    /// `--fix` applies the safe fixes (re-point the URL, add missing event
+    /// types) after showing them. Exits 2 while something is left to fix.
+    ///
+    /// Example: `smartlead doctor --stack smartlead-webhooks --webhook 4711`,
+    /// then `smartlead doctor --fix`.
+    Doctor {
+        #[arg(long, default_value = "smartlead-webhooks")]
+        stack: String,
+        /// User- or client-level webhooks to check too (comma-separated ids,
+        /// e.g. from `smartlead register --user`).
+        #[arg(long)]
+        webhook: Option<String>,
+        /// The name this pipeline's webhooks are registered with.
+        #[arg(long, default_value = "AWS webhook pipeline")]
+        name: String,
+        /// Apply the safe fixes (re-point URLs, add missing event types).
+        #[arg(long)]
+        fix: bool,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Create (or, with --id, update) a SmartLead webhook for the stack's URL.
     Register {
@@ -377,6 +406,73 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Lead { email, json, stack } => ops::lead(&stack, &email, json).await?,
         Cmd::Status { json, stack } => {
             if status::status(&stack, json).await? {
+                std::process::exit(2);
+            }
+        }
+        Cmd::Doctor {
+            stack,
+            webhook,
+            name,
+            fix,
+            api: args,
+        } => {
+            let extra = webhook.as_deref().map(list).unwrap_or_default();
+            for i in &extra {
+                smartlead::api::path_id("a webhook id", i)?;
+            }
+            let o = outputs(&stack).await?;
+            let template = output(&o, "WebhookUrl", &stack)?;
+            let param = output(&o, "WebhookSecretParameterName", &stack)?;
+            let url = doctor::StackUrl {
+                template: template.clone(),
+                secrets: secrets_of(&ssm_value(&param).await?)?,
+            };
+            let api = api(&args).await?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message("reading campaigns and webhooks");
+            bar.enable_steady_tick(Duration::from_millis(120));
+            // SmartLead allows 60 calls a minute: an account with many
+            // campaigns takes minutes.
+            let read = doctor::read(
+                &api,
+                &extra,
+                Instant::now() + Duration::from_secs(3600),
+                &bar,
+            )
+            .await;
+            bar.finish_and_clear();
+            let (campaigns, hooks) = read?;
+            let wanted = list(CAMPAIGN_EVENTS).into_iter().collect();
+            let findings = doctor::diagnose(&campaigns, &hooks, &url, &name, &wanted);
+            println!(
+                "read {} campaign(s) and {} webhook(s) against stack {stack} ({template})",
+                campaigns.len(),
+                hooks.len()
+            );
+            if findings.is_empty() {
+                println!("OK: every campaign's webhooks reach the stack with every event type it processes");
+                return Ok(());
+            }
+            for f in &findings {
+                println!("- {}", f.explain(&stack));
+            }
+            let mut left = findings.iter().filter(|f| !fix || !f.fixable()).count();
+            if fix {
+                for (id, spec) in doctor::fixes(&findings, &hooks, &url) {
+                    println!(
+                        "fixing webhook {id}: URL {template}, events {}",
+                        spec.event_types.join(",")
+                    );
+                    if let Err(e) = api.update_webhook(&id, &spec, deadline()).await {
+                        eprintln!("webhook {id} not fixed: {e}");
+                        left += 1;
+                    }
+                }
+            } else if findings.iter().any(doctor::Finding::fixable) {
+                println!("run again with --fix to apply the fixes marked (--fix)");
+            }
+            if left > 0 {
+                println!("{left} finding(s) left to fix by hand");
                 std::process::exit(2);
             }
         }

@@ -1014,3 +1014,137 @@ async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() 
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("local stack running"), "{}", text(&o));
 }
+
+#[tokio::test]
+async fn doctor_reports_every_finding_with_its_fix_and_fixes_the_safe_ones() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let param = format!("/cli-doctor-{}/secret", std::process::id());
+    aws_sdk_ssm::Client::new(&cfg)
+        .put_parameter()
+        .name(&param)
+        .value("cur")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let base = "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead";
+    let stack = format!("cli-doctor-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "WebhookUrl": {"Value": format!("{base}/<secret>")},
+            "WebhookSecretParameterName": {"Value": param}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let all: Value = "EMAIL_SENT,FIRST_EMAIL_SENT,EMAIL_OPEN,EMAIL_LINK_CLICK,EMAIL_REPLY,EMAIL_BOUNCE,LEAD_UNSUBSCRIBED,LEAD_CATEGORY_UPDATED,CAMPAIGN_STATUS_CHANGED,UNTRACKED_REPLIES,MANUAL_STEP_REACHED"
+        .split(',')
+        .map(|e| (e.to_owned(), json!(true)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let api = StandIn::start().await;
+    api.route(
+        "GET /api/v1/campaigns",
+        &json!([{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4, "client_id": 9}]).to_string(),
+    );
+    // 1: the stack's URL with an old secret, one event type only.
+    api.route(
+        "GET /api/v1/campaigns/1/webhooks",
+        &json!([{"id": 11, "name": "AWS webhook pipeline", "webhook_url": format!("{base}/old-secret"),
+                 "association_type": "campaign", "email_campaign_id": 1,
+                 "event_type_map": {"EMAIL_REPLY": true}, "category_id_map": {"5": true}}])
+        .to_string(),
+    );
+    // 2: the pipeline's webhook on another host; an inactive one.
+    api.route(
+        "GET /api/v1/campaigns/2/webhooks",
+        &json!([{"id": 21, "name": "AWS webhook pipeline", "webhook_url": "https://old-stack.example.com/webhooks/smartlead/cur", "event_type_map": all},
+                {"id": 22, "name": "spare", "webhook_url": format!("{base}/cur"), "is_active": false, "event_type_map": all}])
+        .to_string(),
+    );
+    // 3: nothing at all.
+    api.route("GET /api/v1/campaigns/3/webhooks", "[]");
+    // 4: healthy.
+    api.route(
+        "GET /api/v1/campaigns/4/webhooks",
+        &json!([{"id": 41, "name": "AWS webhook pipeline", "webhook_url": format!("{base}/cur"), "event_type_map": all}]).to_string(),
+    );
+    // A user-level webhook elsewhere, for EMAIL_REPLY.
+    api.route(
+        "GET /api/v1/webhook/99",
+        &json!({"id": 99, "name": "zap", "association_type": "user", "webhook_url": "https://hooks.zapier.com/hooks/catch/1/zap-secret",
+                "event_type_map": {"EMAIL_REPLY": true}})
+        .to_string(),
+    );
+
+    let o = smartlead(&["doctor", "--stack", &stack], &api.url, Some(KEY)).await;
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    for want in [
+        "read 4 campaign(s) and 4 webhook(s)",
+        "webhook 11 carries a secret the stack no longer accepts",
+        "campaign 1: no webhook of this stack subscribes to CAMPAIGN_STATUS_CHANGED,EMAIL_BOUNCE",
+        "add them to webhook 11",
+        "webhook 21 is this pipeline's but points at old-stack.example.com",
+        "webhook 22 is inactive",
+        "campaign 3 has no webhook at all",
+        &format!("smartlead register --campaign 3 --stack {stack}"),
+        "run again with --fix",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in\n{out}");
+    }
+    assert!(!out.contains("campaign 4"), "{out}");
+    assert!(api.recorded().iter().all(|r| r.method == "GET"));
+
+    // The user-level webhook shadows this stack's for EMAIL_REPLY.
+    let o = smartlead(
+        &["doctor", "--stack", &stack, "--webhook", "99"],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("user-level webhook 99 (hooks.zapier.com) receives EMAIL_REPLY for every campaign, so SmartLead does not send them to this stack's webhook 41"),
+        "{out}"
+    );
+    assert!(out.contains("smartlead delete --id 99"), "{out}");
+
+    // --fix: webhook 11 gets the current secret and every event type (its
+    // categories kept), 21 the stack's URL; nothing else is touched.
+    let before = api.recorded().len();
+    let o = smartlead(&["doctor", "--stack", &stack, "--fix"], &api.url, Some(KEY)).await;
+    let out = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "inactive and no-webhook remain\n{out}"
+    );
+    assert!(out.contains("2 finding(s) left to fix by hand"), "{out}");
+    let puts: Vec<_> = api.recorded()[before..]
+        .iter()
+        .filter(|r| r.method != "GET")
+        .cloned()
+        .collect();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    let body = |r: &local_aws::Recorded| -> Value { serde_json::from_str(&r.body).unwrap() };
+    assert!(puts[0].target.starts_with("/api/v1/webhook/update/11?"));
+    assert_eq!(body(&puts[0])["webhook_url"], format!("{base}/cur"));
+    assert_eq!(body(&puts[0])["event_type_map"], all);
+    assert_eq!(body(&puts[0])["category_id_map"], json!({"5": true}));
+    assert_eq!(body(&puts[0])["email_campaign_id"], 1);
+    assert!(puts[1].target.starts_with("/api/v1/webhook/update/21?"));
+    assert_eq!(body(&puts[1])["webhook_url"], format!("{base}/cur"));
+    assert_eq!(body(&puts[1])["email_campaign_id"], 2);
+    // No secret, old or new, and no key in what it printed.
+    for leak in ["old-secret", "zap-secret", "/cur", KEY] {
+        assert!(!out.contains(leak), "{leak} in\n{out}");
+    }
+}
