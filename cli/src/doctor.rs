@@ -177,7 +177,7 @@ pub enum Finding {
     Shadowed {
         user_hook: String,
         host: String,
-        hook: String,
+        hooks: Vec<String>,
         events: Vec<String>,
     },
     /// A webhook meant for this stack (its name, or the pipeline's path)
@@ -220,9 +220,15 @@ impl Finding {
     /// The problem and its fix, in words.
     pub fn explain(&self, stack: &str) -> String {
         match self {
-            Finding::Shadowed { user_hook, host, hook, events } => format!(
-                "user-level webhook {user_hook} ({host}) receives {} for every campaign, so SmartLead does not send them to this stack's webhook {hook}. Fix: point it at the stack (`smartlead register --user --id {user_hook} --stack {stack}`) or delete it (`smartlead delete --id {user_hook}`)",
-                events.join(",")
+            Finding::Shadowed {
+                user_hook,
+                host,
+                hooks,
+                events,
+            } => format!(
+                "user-level webhook {user_hook} ({host}) receives {} for every campaign, so SmartLead does not send them to this stack's webhook(s) {}. Fix: point it at the stack (`smartlead register --user --id {user_hook} --stack {stack}`) or delete it (`smartlead delete --id {user_hook}`)",
+                events.join(","),
+                hooks.join(", ")
             ),
             Finding::WrongUrl { hook, host } => format!(
                 "webhook {hook} is this pipeline's but points at {host}, not stack {stack}. Fix (--fix): re-point it at the stack's URL"
@@ -288,16 +294,22 @@ pub fn diagnose(
         .filter(|h| h.level == Level::User && h.active && !ours(h))
         .collect();
     for u in &user_elsewhere {
+        let mut shadowed = Vec::new();
+        let mut events = BTreeSet::new();
         for h in hooks.iter().filter(|h| h.level != Level::User && ours(h)) {
-            let both: Vec<String> = u.events.intersection(&h.events).cloned().collect();
+            let both: Vec<&String> = u.events.intersection(&h.events).collect();
             if !both.is_empty() {
-                out.push(Finding::Shadowed {
-                    user_hook: u.id.clone(),
-                    host: host(&u.url),
-                    hook: h.id.clone(),
-                    events: both,
-                });
+                shadowed.push(h.id.clone());
+                events.extend(both.into_iter().cloned());
             }
+        }
+        if !shadowed.is_empty() {
+            out.push(Finding::Shadowed {
+                user_hook: u.id.clone(),
+                host: host(&u.url),
+                hooks: shadowed,
+                events: events.into_iter().collect(),
+            });
         }
     }
     for c in campaigns {

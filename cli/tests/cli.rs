@@ -1112,7 +1112,7 @@ async fn doctor_reports_every_finding_with_its_fix_and_fixes_the_safe_ones() {
     let out = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(
-        out.contains("user-level webhook 99 (hooks.zapier.com) receives EMAIL_REPLY for every campaign, so SmartLead does not send them to this stack's webhook 41"),
+        out.contains("user-level webhook 99 (hooks.zapier.com) receives EMAIL_REPLY for every campaign, so SmartLead does not send them to this stack's webhook(s) 11, 21, 41"),
         "{out}"
     );
     assert!(out.contains("smartlead delete --id 99"), "{out}");
