@@ -4,7 +4,8 @@
 //! - `rotate-secret`: a new webhook secret without a window of 401s;
 //! - `redrive`: DLQ messages back onto the queue;
 //! - `replay`: events from the bus archive back onto the bus;
-//! - `lead`, `status`: what the table holds for a lead, the pipeline's health.
+//! - `lead`, `status`, `doctor`, `tail`: a lead's items, the pipeline's health,
+//!   SmartLead's webhooks against the stack, the functions' logs.
 //!
 //! The SmartLead API key comes from `SMARTLEAD_API_KEY` or an SSM parameter
 //! (`--api-key-param`), never from a flag that would land in shell history.
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 mod doctor;
 mod ops;
 mod status;
+mod tail;
 
 /// Event types SmartLead sends to a campaign webhook, all on by default.
 const CAMPAIGN_EVENTS: &str = "EMAIL_SENT,FIRST_EMAIL_SENT,EMAIL_OPEN,EMAIL_LINK_CLICK,EMAIL_REPLY,EMAIL_BOUNCE,LEAD_UNSUBSCRIBED,LEAD_CATEGORY_UPDATED,CAMPAIGN_STATUS_CHANGED,UNTRACKED_REPLIES,MANUAL_STEP_REACHED";
@@ -133,6 +135,35 @@ enum Cmd {
         fix: bool,
         #[command(flatten)]
         api: ApiArgs,
+    },
+    /// Follow both functions' logs: one line per record (event type,
+    /// outcome, dedup key) and per effect. A deployed stack's log groups
+    /// are polled every 2 s (FilterLogEvents; CloudWatch Logs live tail is
+    /// not used); `--local` follows the local stack's log files.
+    ///
+    /// Example: `smartlead tail --type EMAIL_REPLY --outcome applied`,
+    /// `smartlead tail --local --key EMAIL_BOUNCE:`.
+    Tail {
+        #[arg(long, default_value = "smartlead-webhooks")]
+        stack: String,
+        /// Follow the local stack's log files instead.
+        #[arg(long)]
+        local: bool,
+        /// Start this many seconds back (deployed stack).
+        #[arg(long, default_value_t = 300)]
+        since: i64,
+        /// Stop after this many seconds (default: follow until Ctrl-C).
+        #[arg(long = "for")]
+        for_secs: Option<u64>,
+        /// The local stack's first ingest port, ingest instances and consumer port.
+        #[arg(long, default_value_t = smartlead::local_stack::INGEST_PORT)]
+        ingest_port: u16,
+        #[arg(long, default_value_t = smartlead::local_stack::INGEST_INSTANCES)]
+        ingest_instances: usize,
+        #[arg(long, default_value_t = smartlead::local_stack::CONSUMER_PORT)]
+        consumer_port: u16,
+        #[command(flatten)]
+        filters: tail::Filters,
     },
     /// Create (or, with --id, update) a SmartLead webhook for the stack's URL.
     Register {
@@ -407,6 +438,26 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Status { json, stack } => {
             if status::status(&stack, json).await? {
                 std::process::exit(2);
+            }
+        }
+        Cmd::Tail {
+            stack,
+            local,
+            since,
+            for_secs,
+            ingest_port,
+            ingest_instances,
+            consumer_port,
+            filters,
+        } => {
+            let until = for_secs.map(|s| Instant::now() + Duration::from_secs(s));
+            if local {
+                let ports: Vec<u16> = (0..ingest_instances.max(1))
+                    .map(|i| ingest_port.saturating_add(i as u16))
+                    .collect();
+                tail::local(tail::local_files(&ports, consumer_port), &filters, until).await;
+            } else {
+                tail::deployed(&aws().await, &stack, since, &filters, until).await?;
             }
         }
         Cmd::Doctor {

@@ -1148,3 +1148,136 @@ async fn doctor_reports_every_finding_with_its_fix_and_fixes_the_safe_ones() {
         assert!(!out.contains(leak), "{leak} in\n{out}");
     }
 }
+
+const DONE_REPLY: &str = r#"{"level":"INFO","message":"record done","outcome":"applied","ms":3,"span":{"message_id":"m-1","event_type":"EMAIL_REPLY","dedup_key":"EMAIL_REPLY:msg:abc","name":"record"}}"#;
+const DUP_OPEN: &str = r#"{"level":"INFO","message":"record done","outcome":"duplicate","ms":1,"span":{"message_id":"m-2","event_type":"EMAIL_OPEN","dedup_key":"EMAIL_OPEN:stats:xyz","name":"record"}}"#;
+const FX_REPLY: &str = r#"{"level":"INFO","message":"effect done","message_id":"m-1","dedup_key":"EMAIL_REPLY:msg:abc","effect":"slack"}"#;
+const EMF: &str = r#"{"_aws":{"Timestamp":1},"Processed":1}"#;
+
+#[tokio::test]
+async fn tail_follows_the_deployed_log_groups_with_filters() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&cfg);
+    let stack = format!("cli-tail-{}", std::process::id());
+    let now = chrono::Utc::now().timestamp_millis();
+    for (f, lines) in [
+        ("ingest", vec![]),
+        ("consumer", vec![DONE_REPLY, DUP_OPEN, FX_REPLY, EMF]),
+    ] {
+        let group = format!("/aws/lambda/{stack}-{f}");
+        logs.create_log_group()
+            .log_group_name(&group)
+            .send()
+            .await
+            .unwrap();
+        logs.create_log_stream()
+            .log_group_name(&group)
+            .log_stream_name("s")
+            .send()
+            .await
+            .unwrap();
+        if lines.is_empty() {
+            continue;
+        }
+        let mut put = logs
+            .put_log_events()
+            .log_group_name(&group)
+            .log_stream_name("s");
+        for (i, l) in lines.iter().enumerate() {
+            put = put.log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now + i as i64)
+                    .message(*l)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        put.send().await.unwrap();
+    }
+    let o = smartlead(
+        &["tail", "--stack", &stack, "--for", "1"],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("consumer")
+            && lines[0].contains("EMAIL_REPLY")
+            && lines[0].contains("applied")
+            && lines[0].contains("key=EMAIL_REPLY:msg:abc"),
+        "{out}"
+    );
+    assert!(lines[2].contains("effect slack"), "{out}");
+    let o = smartlead(
+        &[
+            "tail",
+            "--stack",
+            &stack,
+            "--for",
+            "1",
+            "--type",
+            "EMAIL_OPEN",
+            "--outcome",
+            "duplicate",
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("key=EMAIL_OPEN:stats:xyz"), "{out}");
+    let o = smartlead(
+        &["tail", "--stack", "no-such-tail", "--for", "1"],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("/aws/lambda/no-such-tail-ingest"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test]
+async fn tail_follows_the_local_stacks_log_files_as_they_grow() {
+    let dir = std::env::temp_dir().join(format!("cli-tail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let consumer = dir.join("lambda-rie-9100.log");
+    std::fs::write(
+        &consumer,
+        format!("START RequestId: 1\n{DONE_REPLY}\n{EMF}\n"),
+    )
+    .unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlead"))
+        .args(["tail", "--local", "--for", "3", "--key", "msg:abc"])
+        .env("SMARTLEAD_LOG_DIR", &dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    // A line written while it follows, split across two writes.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&consumer)
+        .unwrap();
+    let (a, b) = FX_REPLY.split_at(20);
+    f.write_all(a.as_bytes()).unwrap();
+    f.flush().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    writeln!(f, "{b}\n{DUP_OPEN}").unwrap();
+    let o = child.wait_with_output().await.unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains("applied"), "{out}");
+    assert!(lines[1].contains("effect slack"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,3 +11,8 @@ pub const DLQ: &str = "smartlead-webhooks-dlq";
 pub const DYNAMODB_PORT: u16 = 8000;
 pub const MOTO_PORT: u16 = 5000;
 pub const HTTP_PORT: u16 = 3000;
+/// The first ingest emulator's port (further instances take the next
+/// ones), how many there are, and the consumer emulator's port.
+pub const INGEST_PORT: u16 = 9000;
+pub const INGEST_INSTANCES: usize = 2;
+pub const CONSUMER_PORT: u16 = 9100;

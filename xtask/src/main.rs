@@ -36,16 +36,16 @@ enum Cmd {
         #[arg(long, default_value_t = smartlead::local_stack::MOTO_PORT)]
         moto_port: u16,
         /// The first ingest instance's port; further instances take the next ones.
-        #[arg(long, default_value_t = 9000)]
+        #[arg(long, default_value_t = smartlead::local_stack::INGEST_PORT)]
         ingest_port: u16,
         /// Ingest function instances behind the HTTP front (each emulator
         /// answers one invoke at a time, as one Lambda instance does).
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = smartlead::local_stack::INGEST_INSTANCES)]
         ingest_instances: usize,
         /// A Slack incoming-webhook URL: alerts go there too.
         #[arg(long)]
         slack_url: Option<String>,
-        #[arg(long, default_value_t = 9100)]
+        #[arg(long, default_value_t = smartlead::local_stack::CONSUMER_PORT)]
         consumer_port: u16,
     },
     /// Measure speed, memory and cost; writes BENCHMARKS.md, bench/results.json
