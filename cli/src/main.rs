@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 mod doctor;
 mod ops;
+mod scope;
 mod status;
 mod tail;
 
@@ -278,6 +279,19 @@ enum Cmd {
         /// matching one lead's `detail.normalized.lead_email`.
         #[arg(long)]
         rules: Option<String>,
+        /// Only the events of this lead (e-mail address): the replay goes to
+        /// temporary copies of the rules (all enabled ones, or --rules)
+        /// narrowed to the lead, with the same targets, deleted when it ends.
+        /// A target whose policy names the original rule's ARN (an SQS queue
+        /// policy's aws:SourceArn, a Lambda permission) must also allow
+        /// `rule/<bus>/smartlead-replay-*`.
+        ///
+        /// Example: `smartlead replay --from 2026-11-01T00:00:00Z --lead jane@acme.example`.
+        #[arg(long)]
+        lead: Option<String>,
+        /// Only the events of this campaign (id), the same way.
+        #[arg(long)]
+        campaign: Option<String>,
         /// The archive and bus ARNs, instead of the stack's outputs.
         #[arg(long, requires = "bus_arn")]
         archive_arn: Option<String>,
@@ -735,9 +749,19 @@ async fn run(cli: Cli) -> Result<()> {
             from,
             to,
             rules,
+            lead,
+            campaign,
             archive_arn,
             bus_arn,
         } => {
+            if let Some(l) = &lead {
+                if !smartlead::api::is_valid_email(l.trim()) {
+                    bail!("--lead {l:?} is not an e-mail address");
+                }
+            }
+            if let Some(c) = &campaign {
+                smartlead::api::path_id("--campaign", c.trim())?;
+            }
             let (archive, bus) = match (archive_arn, bus_arn) {
                 (Some(a), Some(b)) => (a, b),
                 _ => {
@@ -763,29 +787,100 @@ async fn run(cli: Cli) -> Result<()> {
                 ),
             };
             let mut dest = aws_sdk_eventbridge::types::ReplayDestination::builder().arn(&bus);
-            for r in rules.as_deref().map(list).unwrap_or_default() {
-                dest = dest.filter_arns(r);
-            }
+            // Unique even for two replays started in the same second.
             let name = format!(
-                "smartlead-replay-{}",
-                chrono::Utc::now().format("%Y%m%d%H%M%S")
+                "smartlead-replay-{}-{}",
+                chrono::Utc::now().format("%Y%m%d%H%M%S"),
+                &uuid::Uuid::new_v4().simple().to_string()[..6]
             );
             let eb = aws_sdk_eventbridge::Client::new(&aws().await);
-            let out = eb
-                .start_replay()
-                .replay_name(&name)
-                .event_source_arn(&archive)
-                .event_start_time(start)
-                .event_end_time(end)
-                .destination(dest.build().map_err(|e| anyhow!("{e}"))?)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow!(
-                        "starting the replay: {}",
-                        aws_sdk_eventbridge::error::DisplayErrorContext(e)
-                    )
-                })?;
+            let rules = rules.as_deref().map(list).unwrap_or_default();
+            let scoped = lead.is_some() || campaign.is_some();
+            let bus_name = bus.rsplit('/').next().unwrap_or(&bus).to_owned();
+            let temps = if scoped {
+                // Rule ARNs end in `rule/<bus>/<name>`.
+                let names: Vec<String> = rules
+                    .iter()
+                    .map(|r| r.rsplit('/').next().unwrap_or(r).to_owned())
+                    .collect();
+                let t = scope::create(
+                    &eb,
+                    &bus_name,
+                    &names,
+                    lead.as_deref(),
+                    campaign.as_deref().map(str::trim),
+                    &name,
+                )
+                .await?;
+                for x in &t {
+                    dest = dest.filter_arns(&x.arn);
+                }
+                t
+            } else {
+                for r in &rules {
+                    dest = dest.filter_arns(r);
+                }
+                Vec::new()
+            };
+            let out = match dest.build() {
+                Ok(d) => {
+                    eb.start_replay()
+                        .replay_name(&name)
+                        .event_source_arn(&archive)
+                        .event_start_time(start)
+                        .event_end_time(end)
+                        .destination(d)
+                        .send()
+                        .await
+                }
+                Err(e) => {
+                    scope::remove(&eb, &bus_name, &temps).await;
+                    bail!("{e}");
+                }
+            };
+            if scoped {
+                let out = match out {
+                    Ok(o) => o,
+                    Err(e) => {
+                        scope::remove(&eb, &bus_name, &temps).await;
+                        bail!(
+                            "starting the replay: {}",
+                            aws_sdk_eventbridge::error::DisplayErrorContext(e)
+                        );
+                    }
+                };
+                drop(out);
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.enable_steady_tick(Duration::from_millis(120));
+                let state = scope::wait(&eb, &name, &bar).await;
+                bar.finish_and_clear();
+                scope::remove(&eb, &bus_name, &temps).await;
+                let state = state?;
+                let of: Vec<String> = [
+                    lead.as_deref().map(|l| format!("lead {}", l.trim())),
+                    campaign
+                        .as_deref()
+                        .map(|c| format!("campaign {}", c.trim())),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                println!(
+                    "replay {name} {state}: the events of {} went to the targets of {} rule(s); the temporary rules are deleted",
+                    of.join(" in "),
+                    temps.len()
+                );
+                if !state.starts_with("COMPLETED") {
+                    bail!("replay {name} ended {state}");
+                }
+                return Ok(());
+            }
+            let out = out.map_err(|e| {
+                anyhow!(
+                    "starting the replay: {}",
+                    aws_sdk_eventbridge::error::DisplayErrorContext(e)
+                )
+            })?;
             println!(
                 "replay {name} started ({}): follow it with `aws events describe-replay --replay-name {name}`",
                 out.state().map(|s| s.as_str()).unwrap_or("unknown state")

@@ -1281,3 +1281,180 @@ async fn tail_follows_the_local_stacks_log_files_as_they_grow() {
     assert!(lines[1].contains("effect slack"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let eb = aws_sdk_eventbridge::Client::new(&cfg);
+    let sqs = sqs().await;
+    let q = queue(&sqs, "replay-sub").await;
+    let q_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&q)
+        .attribute_names(smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let bus_name = format!("cli-replay-bus-{}", std::process::id());
+    let bus = eb
+        .create_event_bus()
+        .name(&bus_name)
+        .send()
+        .await
+        .unwrap()
+        .event_bus_arn
+        .unwrap();
+    let archive = eb
+        .create_archive()
+        .archive_name(format!("cli-replay-archive-{}", std::process::id()))
+        .event_source_arn(&bus)
+        .send()
+        .await
+        .unwrap()
+        .archive_arn
+        .unwrap();
+    // A subscriber: every pipeline event to a queue.
+    eb.put_rule()
+        .name("crm")
+        .event_bus_name(&bus_name)
+        .event_pattern(r#"{"source":["smartlead.webhooks"]}"#)
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule("crm")
+        .event_bus_name(&bus_name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(&q_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for (key, lead) in [("K-A", "jane@acme.example"), ("K-B", "bob@other.example")] {
+        eb.put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(&bus_name)
+                    .source("smartlead.webhooks")
+                    .detail_type("EMAIL_REPLY")
+                    .detail(
+                        json!({"id": key, "normalized": {"lead_email": lead, "campaign_id": "7"}})
+                            .to_string(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let ids = |sqs: smartlead::aws_sdk_sqs::Client, q: String| async move {
+        let mut got = Vec::new();
+        loop {
+            let m = sqs
+                .receive_message()
+                .queue_url(&q)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default();
+            if m.is_empty() {
+                return got;
+            }
+            for x in m {
+                let v: Value = serde_json::from_str(x.body().unwrap()).unwrap();
+                got.push(v["detail"]["id"].as_str().unwrap().to_owned());
+                sqs.delete_message()
+                    .queue_url(&q)
+                    .receipt_handle(x.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let mut first = ids(sqs.clone(), q.clone()).await;
+    first.sort();
+    assert_eq!(first, ["K-A", "K-B"]);
+
+    let o = smartlead(
+        &[
+            "replay",
+            "--archive-arn",
+            &archive,
+            "--bus-arn",
+            &bus,
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--lead",
+            "Jane@Acme.example",
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains(
+            "COMPLETED: the events of lead Jane@Acme.example went to the targets of 1 rule(s)"
+        ),
+        "{out}"
+    );
+    let name = out.split_whitespace().nth(1).unwrap().to_owned();
+    // The replay went only to the temporary rule ...
+    let r = eb
+        .describe_replay()
+        .replay_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let filters = r.destination().unwrap().filter_arns().to_vec();
+    assert_eq!(filters.len(), 1, "{filters:?}");
+    assert!(filters[0].ends_with(&format!("{name}-0")), "{filters:?}");
+    // ... which matched only Jane's event (moto replays to every rule, the
+    // original too, so Jane's arrives twice and Bob's once) ...
+    let mut again = ids(sqs.clone(), q.clone()).await;
+    again.sort();
+    assert_eq!(again, ["K-A", "K-A", "K-B"]);
+    // ... and is gone.
+    let left = eb
+        .list_rules()
+        .event_bus_name(&bus_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        left.rules().iter().all(|r| !r
+            .name()
+            .unwrap_or_default()
+            .starts_with("smartlead-replay-")),
+        "{left:?}"
+    );
+    // Bad input is refused before any call.
+    let o = smartlead(
+        &[
+            "replay",
+            "--archive-arn",
+            &archive,
+            "--bus-arn",
+            &bus,
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--campaign",
+            "7?x",
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(!o.status.success());
+}
