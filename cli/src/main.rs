@@ -92,8 +92,9 @@ enum Cmd {
         #[command(flatten)]
         stack: ops::StackArgs,
     },
-    /// The pipeline's health: queue and DLQ depths, the oldest message's
-    /// age, alarms in ALARM, processed / duplicate / rejected / unknown
+    /// The pipeline's health; exit code 2 when something needs attention.
+    ///
+    /// Queue and DLQ depths, the oldest message's age, alarms in ALARM, processed / duplicate / rejected / unknown
     /// counts and failures over the last hour and day (the functions'
     /// metrics), unattributed events, the last REJECTED and UNATTRIBUTED
     /// records. Exits 2 when something needs attention (DLQ not empty, an
@@ -109,7 +110,9 @@ enum Cmd {
         #[command(flatten)]
         stack: ops::StackArgs,
     },
-    /// Check SmartLead's webhooks against the stack: reads every campaign's
+    /// Check SmartLead's webhooks against the stack, with a fix for each finding.
+    ///
+    /// Reads every campaign's
     /// webhooks (and the user- or client-level ones given with --webhook)
     /// and reports, each with its fix: a user-level webhook elsewhere
     /// shadowing this stack's for the same event types; webhooks of this
@@ -137,8 +140,9 @@ enum Cmd {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Follow both functions' logs: one line per record (event type,
-    /// outcome, dedup key) and per effect. A deployed stack's log groups
+    /// Follow both functions' logs, one line per record and per effect.
+    ///
+    /// A line shows the event type, outcome and dedup key. A deployed stack's log groups
     /// are polled every 2 s (FilterLogEvents; CloudWatch Logs live tail is
     /// not used); `--local` follows the local stack's log files.
     ///
@@ -265,7 +269,8 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Re-publish archived events of a time range onto the bus.
+    /// Re-publish archived events of a time range onto the bus (all, or one
+    /// lead's or campaign's).
     Replay {
         #[arg(long, default_value = "smartlead-webhooks")]
         stack: String,

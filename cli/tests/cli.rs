@@ -1458,3 +1458,13 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
     .await;
     assert!(!o.status.success());
 }
+
+#[tokio::test]
+async fn the_day_two_verbs_help_carries_an_example() {
+    for verb in ["lead", "status", "doctor", "tail", "replay"] {
+        let o = smartlead(&[verb, "--help"], "http://unused", None).await;
+        assert!(o.status.success(), "{verb}: {}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(out.contains("Example: `smartlead"), "{verb}:\n{out}");
+    }
+}
