@@ -142,9 +142,11 @@ enum Cmd {
     },
     /// Follow both functions' logs, one line per record and per effect.
     ///
-    /// A line shows the event type, outcome and dedup key. A deployed stack's log groups
-    /// are polled every 2 s (FilterLogEvents; CloudWatch Logs live tail is
-    /// not used); `--local` follows the local stack's log files.
+    /// A line shows the event type, outcome and dedup key. A deployed
+    /// stack's log groups: the last --since seconds, then CloudWatch Logs
+    /// live tail (logs:StartLiveTail), or FilterLogEvents every 2 s where
+    /// live tail is unavailable or with --poll; `--local` follows the local
+    /// stack's log files.
     ///
     /// Example: `smartlead tail --type EMAIL_REPLY --outcome applied`,
     /// `smartlead tail --local --key EMAIL_BOUNCE:`.
@@ -160,6 +162,9 @@ enum Cmd {
         /// Stop after this many seconds (default: follow until Ctrl-C).
         #[arg(long = "for")]
         for_secs: Option<u64>,
+        /// Poll (FilterLogEvents) instead of using live tail.
+        #[arg(long)]
+        poll: bool,
         /// The local stack's first ingest port, ingest instances and consumer port.
         #[arg(long, default_value_t = smartlead::local_stack::INGEST_PORT)]
         ingest_port: u16,
@@ -464,6 +469,7 @@ async fn run(cli: Cli) -> Result<()> {
             local,
             since,
             for_secs,
+            poll,
             ingest_port,
             ingest_instances,
             consumer_port,
@@ -476,7 +482,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .collect();
                 tail::local(tail::local_files(&ports, consumer_port), &filters, until).await;
             } else {
-                tail::deployed(&aws().await, &stack, since, &filters, until).await?;
+                tail::deployed(&aws().await, &stack, since, &filters, until, poll).await?;
             }
         }
         Cmd::Doctor {

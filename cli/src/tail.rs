@@ -1,6 +1,7 @@
 //! `smartlead tail`: both functions' logs, one readable line per record and
 //! per effect, filtered by event type, outcome and dedup key. A deployed
-//! stack's log groups are polled (`FilterLogEvents` every 2 s); the local
+//! stack's log groups are followed with CloudWatch Logs live tail, or
+//! polled (`FilterLogEvents` every 2 s) where it is unavailable; the local
 //! stack's log files are followed.
 
 use anyhow::{anyhow, Result};
@@ -117,33 +118,147 @@ fn emit(source: &str, line: &str, f: &Filters) {
     }
 }
 
-/// Follows the deployed stack's two log groups until `until` (or forever).
+/// Follows the deployed stack's two log groups until `until` (or forever):
+/// the last `since_secs` first, then CloudWatch Logs live tail, or (where
+/// it is unavailable, or with `poll`) `FilterLogEvents` every 2 s.
 pub async fn deployed(
     cfg: &aws_config::SdkConfig,
     stack: &str,
     since_secs: i64,
     f: &Filters,
     until: Option<Instant>,
+    poll: bool,
 ) -> Result<()> {
     let logs = aws_sdk_cloudwatchlogs::Client::new(cfg);
     let groups = [
         ("ingest", format!("/aws/lambda/{stack}-ingest")),
         ("consumer", format!("/aws/lambda/{stack}-consumer")),
     ];
-    let mut from = [chrono::Utc::now().timestamp_millis() - since_secs * 1000; 2];
-    let mut seen: [HashSet<String>; 2] = Default::default();
+    let mut poller = Poller {
+        from: [chrono::Utc::now().timestamp_millis() - since_secs * 1000; 2],
+        seen: Default::default(),
+    };
+    poller.once(&logs, &groups, f).await?;
+    if !poll {
+        match live(&logs, &groups, f, until).await {
+            Ok(()) => return Ok(()),
+            Err(e) => eprintln!("live tail unavailable ({e:#}); polling every 2 s instead"),
+        }
+    } else {
+        eprintln!(
+            "following {} and {} (polling every 2 s; Ctrl-C stops)",
+            groups[0].1, groups[1].1
+        );
+    }
+    loop {
+        if until.is_some_and(|u| Instant::now() >= u) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        poller.once(&logs, &groups, f).await?;
+    }
+}
+
+/// Live tail sessions (each at most 3 hours, then a new one).
+async fn live(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    groups: &[(&str, String); 2],
+    f: &Filters,
+    until: Option<Instant>,
+) -> Result<()> {
+    let mut arns = Vec::new();
+    for (_, name) in groups {
+        let out = logs
+            .describe_log_groups()
+            .log_group_name_prefix(name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "reading log group {name}: {}",
+                    aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
+                )
+            })?;
+        let arn = out
+            .log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(name.as_str()))
+            .and_then(|g| g.log_group_arn().or(g.arn()))
+            .ok_or_else(|| anyhow!("no log group {name}"))?;
+        arns.push(arn.trim_end_matches(":*").to_owned());
+    }
     eprintln!(
-        "following {} and {} (polling every 2 s; Ctrl-C stops)",
+        "following {} and {} live (Ctrl-C stops)",
         groups[0].1, groups[1].1
     );
     loop {
+        let mut out = logs
+            .start_live_tail()
+            .set_log_group_identifiers(Some(arns.clone()))
+            .send()
+            .await
+            .map_err(|e| anyhow!("{}", aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)))?;
+        loop {
+            let next = match until {
+                Some(u) => match tokio::time::timeout(
+                    u.saturating_duration_since(Instant::now()),
+                    out.response_stream.recv(),
+                )
+                .await
+                {
+                    Ok(n) => n,
+                    Err(_) => return Ok(()),
+                },
+                None => out.response_stream.recv().await,
+            };
+            match next {
+                Ok(Some(
+                    aws_sdk_cloudwatchlogs::types::StartLiveTailResponseStream::SessionUpdate(u),
+                )) => {
+                    for e in u.session_results() {
+                        let group = e.log_group_identifier().unwrap_or_default();
+                        let source = if group.ends_with("-ingest") {
+                            "ingest"
+                        } else {
+                            "consumer"
+                        };
+                        emit(source, e.message().unwrap_or_default(), f);
+                    }
+                }
+                Ok(Some(_)) => {}
+                // The session ended (after 3 hours): a new one.
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(anyhow!(
+                        "{}",
+                        aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
+                    ))
+                }
+            }
+        }
+    }
+}
+
+struct Poller {
+    from: [i64; 2],
+    seen: [HashSet<String>; 2],
+}
+
+impl Poller {
+    /// Prints what the log groups got since the last call.
+    async fn once(
+        &mut self,
+        logs: &aws_sdk_cloudwatchlogs::Client,
+        groups: &[(&str, String); 2],
+        f: &Filters,
+    ) -> Result<()> {
         for (i, (source, group)) in groups.iter().enumerate() {
             let mut next = None;
             loop {
                 let out = logs
                     .filter_log_events()
                     .log_group_name(group)
-                    .start_time(from[i])
+                    .start_time(self.from[i])
                     .set_next_token(next)
                     .send()
                     .await
@@ -155,26 +270,23 @@ pub async fn deployed(
                     })?;
                 for e in out.events() {
                     let id = e.event_id().unwrap_or_default().to_owned();
-                    if !seen[i].insert(id) {
+                    if !self.seen[i].insert(id) {
                         continue;
                     }
                     emit(source, e.message().unwrap_or_default(), f);
                     // Events of the same millisecond may come in the next poll.
-                    from[i] = from[i].max(e.timestamp().unwrap_or(0));
+                    self.from[i] = self.from[i].max(e.timestamp().unwrap_or(0));
                 }
                 next = out.next_token;
                 if next.is_none() {
                     break;
                 }
             }
-            if seen[i].len() > 100_000 {
-                seen[i].clear();
+            if self.seen[i].len() > 100_000 {
+                self.seen[i].clear();
             }
         }
-        if until.is_some_and(|u| Instant::now() >= u) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
     }
 }
 

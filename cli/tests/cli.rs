@@ -1201,6 +1201,12 @@ async fn tail_follows_the_deployed_log_groups_with_filters() {
     )
     .await;
     assert!(o.status.success(), "{}", text(&o));
+    // moto has no live tail: it says so and polls.
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("polling every 2 s instead"),
+        "{}",
+        text(&o)
+    );
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
