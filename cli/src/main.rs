@@ -89,6 +89,13 @@ enum Cmd {
         /// The items as JSON, by sort key, for scripts.
         #[arg(long)]
         json: bool,
+        /// Also the lead's events of the last --days, from the stack's
+        /// archive: replayed to a temporary queue through a temporary rule
+        /// narrowed to the lead (nothing else receives them); takes minutes.
+        #[arg(long)]
+        events: bool,
+        #[arg(long, default_value_t = 7, requires = "events")]
+        days: i64,
         #[command(flatten)]
         stack: ops::StackArgs,
     },
@@ -458,7 +465,13 @@ fn print(v: &Value) {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Lead { email, json, stack } => ops::lead(&stack, &email, json).await?,
+        Cmd::Lead {
+            email,
+            json,
+            events,
+            days,
+            stack,
+        } => ops::lead(&stack, &email, json, events.then_some(days.max(1))).await?,
         Cmd::Status { json, stack } => {
             if status::status(&stack, json).await? {
                 std::process::exit(2);

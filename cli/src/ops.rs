@@ -195,10 +195,18 @@ pub fn render_lead(email: &str, items: &[Value]) -> String {
     out
 }
 
-/// `smartlead lead`.
-pub async fn lead(args: &StackArgs, email: &str, json: bool) -> Result<()> {
+/// `smartlead lead`; `events_days`: also the archived events of that many days.
+pub async fn lead(
+    args: &StackArgs,
+    email: &str,
+    json: bool,
+    events_days: Option<i64>,
+) -> Result<()> {
     if !email.contains('@') {
         anyhow::bail!("{email:?} is not an e-mail address");
+    }
+    if events_days.is_some() && args.local {
+        anyhow::bail!("--events replays the deployed stack's archive; the local stack has none");
     }
     let stack = Stack::resolve(args).await?;
     let pk = lead_pk(email);
@@ -206,6 +214,19 @@ pub async fn lead(args: &StackArgs, email: &str, json: bool) -> Result<()> {
         .partition(&pk)
         .await
         .with_context(|| format!("looking up lead {}", email.trim()))?;
+    let events = match (events_days, &stack.deployed) {
+        (Some(days), Some((name, o))) => {
+            let archive = crate::output(o, "EventArchiveArn", name)?;
+            let bus = crate::output(o, "EventBusArn", name)?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message("replaying the lead's archived events");
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            let ev = crate::scope::lead_events(&stack.cfg, &archive, &bus, email, days, &bar).await;
+            bar.finish_and_clear();
+            Some(ev?)
+        }
+        _ => None,
+    };
     if json {
         let by_sk: serde_json::Map<String, Value> = items
             .iter()
@@ -224,10 +245,17 @@ pub async fn lead(args: &StackArgs, email: &str, json: bool) -> Result<()> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "pk": pk,
                 "items": by_sk,
+                "events": events,
             }))?
         );
     } else {
         print!("{}", render_lead(email.trim(), &items));
+        if let Some(ev) = &events {
+            println!("\narchived events ({}):", ev.len());
+            for e in ev {
+                println!("  {e}");
+            }
+        }
     }
     Ok(())
 }

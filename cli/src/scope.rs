@@ -220,6 +220,202 @@ pub async fn wait(
     }
 }
 
+/// One archived event of a lead, as `lead --events` shows it.
+pub fn event_line(body: &str) -> Option<(String, String)> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let d = v.get("detail")?;
+    let n = d.get("normalized");
+    let field = |x: Option<&Value>| match x {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(o) => o.to_string(),
+    };
+    let time = field(n.and_then(|n| n.get("event_time")).or(v.get("time")));
+    Some((
+        time.clone(),
+        format!(
+            "{time}  {:<22} campaign {:<8} key={}",
+            field(d.get("event_type")),
+            field(n.and_then(|n| n.get("campaign_id"))),
+            field(d.get("dedup_key").or(d.get("id")))
+        ),
+    ))
+}
+
+/// A lead's archived events of the last `days`: replays them (from the
+/// stack's archive) to a temporary queue through a temporary rule narrowed
+/// to the lead, reads the queue, deletes both. Nothing else receives them.
+pub async fn lead_events(
+    cfg: &aws_config::SdkConfig,
+    archive: &str,
+    bus: &str,
+    email: &str,
+    days: i64,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<String>> {
+    use smartlead::aws_sdk_sqs::types::QueueAttributeName as Q;
+    let eb = aws_sdk_eventbridge::Client::new(cfg);
+    let sqs = smartlead::aws_sdk_sqs::Client::new(cfg);
+    let bus_name = bus.rsplit('/').next().unwrap_or(bus).to_owned();
+    let name = format!(
+        "smartlead-replay-{}-{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let sqs_err = |what: &str, e: String| anyhow!("{what}: {e}");
+    let queue = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .map_err(|e| {
+            sqs_err(
+                "creating a temporary queue",
+                smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            )
+        })?
+        .queue_url
+        .unwrap_or_default();
+    let result = async {
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(Q::QueueArn)
+            .send()
+            .await
+            .map_err(|e| {
+                sqs_err(
+                    "reading the temporary queue",
+                    smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                )
+            })?
+            .attributes
+            .and_then(|a| a.get(&Q::QueueArn).cloned())
+            .unwrap_or_default();
+        let pattern = scoped_pattern(r#"{"source":["smartlead.webhooks"]}"#, Some(email), None)?;
+        let rule_arn = eb
+            .put_rule()
+            .name(&name)
+            .event_bus_name(&bus_name)
+            .event_pattern(pattern)
+            .state(RuleState::Enabled)
+            .description("smartlead lead --events (deleted when it ends)")
+            .send()
+            .await
+            .map_err(|e| eb_err("creating a temporary rule", e))?
+            .rule_arn
+            .unwrap_or_default();
+        let temp = Temp {
+            name: name.clone(),
+            arn: rule_arn.clone(),
+            targets: vec!["q".into()],
+        };
+        let inner = async {
+            let policy = json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}
+                }]
+            });
+            sqs.set_queue_attributes()
+                .queue_url(&queue)
+                .attributes(Q::Policy, policy.to_string())
+                .send()
+                .await
+                .map_err(|e| {
+                    sqs_err(
+                        "allowing the rule to the queue",
+                        smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                    )
+                })?;
+            eb.put_targets()
+                .rule(&name)
+                .event_bus_name(&bus_name)
+                .targets(
+                    aws_sdk_eventbridge::types::Target::builder()
+                        .id("q")
+                        .arn(&queue_arn)
+                        .build()
+                        .map_err(|e| anyhow!("{e}"))?,
+                )
+                .send()
+                .await
+                .map_err(|e| eb_err("pointing the rule at the queue", e))?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let t = aws_sdk_eventbridge::primitives::DateTime::from_millis;
+            eb.start_replay()
+                .replay_name(&name)
+                .event_source_arn(archive)
+                .event_start_time(t(now - days * 86_400_000))
+                .event_end_time(t(now))
+                .destination(
+                    aws_sdk_eventbridge::types::ReplayDestination::builder()
+                        .arn(bus)
+                        .filter_arns(&rule_arn)
+                        .build()
+                        .map_err(|e| anyhow!("{e}"))?,
+                )
+                .send()
+                .await
+                .map_err(|e| eb_err("starting the replay", e))?;
+            let state = wait(&eb, &name, bar).await?;
+            if !state.starts_with("COMPLETED") {
+                bail!("replay {name} ended {state}");
+            }
+            // Deliveries trail the replay's end by a moment.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let mut lines = Vec::new();
+            loop {
+                let got = sqs
+                    .receive_message()
+                    .queue_url(&queue)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        sqs_err(
+                            "reading the temporary queue",
+                            smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                        )
+                    })?
+                    .messages
+                    .unwrap_or_default();
+                if got.is_empty() {
+                    break;
+                }
+                for m in got {
+                    lines.extend(event_line(m.body().unwrap_or_default()));
+                    let _ = sqs
+                        .delete_message()
+                        .queue_url(&queue)
+                        .set_receipt_handle(m.receipt_handle)
+                        .send()
+                        .await;
+                }
+            }
+            lines.sort();
+            lines.dedup();
+            Ok::<Vec<String>, anyhow::Error>(lines.into_iter().map(|(_, l)| l).collect())
+        }
+        .await;
+        remove(&eb, &bus_name, &[temp]).await;
+        inner
+    }
+    .await;
+    if let Err(e) = sqs.delete_queue().queue_url(&queue).send().await {
+        eprintln!(
+            "could not delete the temporary queue {queue}: {}",
+            smartlead::aws_sdk_sqs::error::DisplayErrorContext(e)
+        );
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +438,21 @@ mod tests {
         assert_eq!(v["detail"]["normalized"]["campaign_id"], json!(["123"]));
         assert!(scoped_pattern(r#"{"detail":["x"]}"#, Some("a@b.co"), None).is_err());
         assert!(scoped_pattern("[]", Some("a@b.co"), None).is_err());
+    }
+
+    #[test]
+    fn an_archived_event_reads_as_time_type_campaign_key() {
+        let (t, line) = event_line(
+            r#"{"time":"2026-11-21T10:00:05Z","detail":{"id":"K","dedup_key":"EMAIL_REPLY:msg:2","event_type":"EMAIL_REPLY","normalized":{"campaign_id":"7","event_time":"2026-11-21T10:00:00.000Z"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(t, "2026-11-21T10:00:00.000Z");
+        assert!(
+            line.contains("EMAIL_REPLY")
+                && line.contains("campaign 7")
+                && line.ends_with("key=EMAIL_REPLY:msg:2"),
+            "{line}"
+        );
+        assert!(event_line("not json").is_none());
     }
 }

@@ -1474,3 +1474,120 @@ async fn the_day_two_verbs_help_carries_an_example() {
         assert!(out.contains("Example: `smartlead"), "{verb}:\n{out}");
     }
 }
+
+#[tokio::test]
+async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let eb = aws_sdk_eventbridge::Client::new(&cfg);
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    let table = format!("cli-events-{}", std::process::id());
+    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    let bus_name = format!("cli-events-bus-{}", std::process::id());
+    let bus = eb
+        .create_event_bus()
+        .name(&bus_name)
+        .send()
+        .await
+        .unwrap()
+        .event_bus_arn
+        .unwrap();
+    let archive = eb
+        .create_archive()
+        .archive_name(format!("cli-events-archive-{}", std::process::id()))
+        .event_source_arn(&bus)
+        .send()
+        .await
+        .unwrap()
+        .archive_arn
+        .unwrap();
+    for (key, lead, t) in [
+        (
+            "EMAIL_OPEN:stats:1",
+            "jane@acme.example",
+            "2026-11-20T10:00:00.000Z",
+        ),
+        (
+            "EMAIL_REPLY:msg:2",
+            "jane@acme.example",
+            "2026-11-21T10:00:00.000Z",
+        ),
+        (
+            "EMAIL_OPEN:stats:3",
+            "bob@other.example",
+            "2026-11-22T10:00:00.000Z",
+        ),
+    ] {
+        let ty = key.split(':').next().unwrap();
+        eb.put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(&bus_name)
+                    .source("smartlead.webhooks")
+                    .detail_type(ty)
+                    .detail(json!({"id": key, "dedup_key": key, "event_type": ty,
+                                   "normalized": {"lead_email": lead, "campaign_id": "7", "event_time": t}}).to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let stack = format!("cli-events-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "StateTableName": {"Value": table},
+            "EventArchiveArn": {"Value": archive},
+            "EventBusArn": {"Value": bus}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let o = smartlead(
+        &["lead", "Jane@Acme.example", "--events", "--stack", &stack],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("archived events (2):"), "{out}");
+    let open = out
+        .find("2026-11-20T10:00:00.000Z  EMAIL_OPEN")
+        .expect(&out);
+    let reply = out.find("key=EMAIL_REPLY:msg:2").expect(&out);
+    assert!(open < reply, "{out}");
+    assert!(!out.contains("stats:3"), "{out}");
+    // Nothing temporary is left behind.
+    let rules = eb
+        .list_rules()
+        .event_bus_name(&bus_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(rules.rules().iter().all(|r| !r
+        .name()
+        .unwrap_or_default()
+        .starts_with("smartlead-replay-")));
+    let queues = sqs()
+        .await
+        .list_queues()
+        .queue_name_prefix("smartlead-replay-")
+        .send()
+        .await
+        .unwrap();
+    assert!(queues.queue_urls().is_empty(), "{queues:?}");
+    let o = smartlead(
+        &["lead", "a@b.co", "--events", "--local"],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("local stack has none"), "{}", text(&o));
+}
