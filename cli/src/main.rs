@@ -3,7 +3,9 @@
 //! - `register`, `list`, `delete`: SmartLead webhooks pointing at the stack;
 //! - `rotate-secret`: a new webhook secret without a window of 401s;
 //! - `redrive`: DLQ messages back onto the queue;
-//! - `replay`: events from the bus archive back onto the bus.
+//! - `replay`: events from the bus archive back onto the bus;
+//! - `lead`, `status`, `doctor`, `tail`: a lead's items, the pipeline's health,
+//!   SmartLead's webhooks against the stack, the functions' logs.
 //!
 //! The SmartLead API key comes from `SMARTLEAD_API_KEY` or an SSM parameter
 //! (`--api-key-param`), never from a flag that would land in shell history.
@@ -15,6 +17,12 @@ use serde_json::Value;
 use smartlead::api::{Api, Association, WebhookSpec};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+mod doctor;
+mod ops;
+mod scope;
+mod status;
+mod tail;
 
 /// Event types SmartLead sends to a campaign webhook, all on by default.
 const CAMPAIGN_EVENTS: &str = "EMAIL_SENT,FIRST_EMAIL_SENT,EMAIL_OPEN,EMAIL_LINK_CLICK,EMAIL_REPLY,EMAIL_BOUNCE,LEAD_UNSUBSCRIBED,LEAD_CATEGORY_UPDATED,CAMPAIGN_STATUS_CHANGED,UNTRACKED_REPLIES,MANUAL_STEP_REACHED";
@@ -70,6 +78,110 @@ struct RotateTarget {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Show every item the table holds for a lead: per-campaign state,
+    /// profile, suppression, open tasks.
+    ///
+    /// Example: `smartlead lead jane.doe@acme-corp.com` (deployed stack
+    /// `smartlead-webhooks`), `smartlead lead jane.doe@acme-corp.com --local --json`.
+    Lead {
+        /// The lead's e-mail address (any case).
+        email: String,
+        /// The items as JSON, by sort key, for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Also the lead's events of the last --days, from the stack's
+        /// archive: replayed to a temporary queue through a temporary rule
+        /// narrowed to the lead (nothing else receives them); takes minutes.
+        #[arg(long)]
+        events: bool,
+        #[arg(long, default_value_t = 7, requires = "events")]
+        days: i64,
+        #[command(flatten)]
+        stack: ops::StackArgs,
+    },
+    /// The pipeline's health; exit code 2 when something needs attention.
+    ///
+    /// Queue and DLQ depths, the oldest message's age, alarms in ALARM, processed / duplicate / rejected / unknown
+    /// counts and failures over the last hour and day (the functions'
+    /// metrics), unattributed events, the last REJECTED and UNATTRIBUTED
+    /// records. Exits 2 when something needs attention (DLQ not empty, an
+    /// alarm, rejected events, failures or effect failures in the last
+    /// hour), 1 when it could not tell, 0 otherwise: fit for cron or CI.
+    ///
+    /// Example: `smartlead status --stack smartlead-webhooks || page-me`,
+    /// `smartlead status --local`.
+    Status {
+        /// The status as JSON (with an `attention` list), for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        stack: ops::StackArgs,
+    },
+    /// Check SmartLead's webhooks against the stack, with a fix for each finding.
+    ///
+    /// Reads every campaign's
+    /// webhooks (and the user- or client-level ones given with --webhook)
+    /// and reports, each with its fix: a user-level webhook elsewhere
+    /// shadowing this stack's for the same event types; webhooks of this
+    /// pipeline pointing at another URL or carrying a secret the stack no
+    /// longer accepts; event types the stack processes that no webhook
+    /// subscribes to; inactive webhooks; campaigns with no webhook at all.
+    /// `--fix` applies the safe fixes (re-point the URL, add missing event
+    /// types) after showing them. Exits 2 while something is left to fix.
+    ///
+    /// Example: `smartlead doctor --stack smartlead-webhooks --webhook 4711`,
+    /// then `smartlead doctor --fix`.
+    Doctor {
+        #[arg(long, default_value = "smartlead-webhooks")]
+        stack: String,
+        /// User- or client-level webhooks to check too (comma-separated ids,
+        /// e.g. from `smartlead register --user`).
+        #[arg(long)]
+        webhook: Option<String>,
+        /// The name this pipeline's webhooks are registered with.
+        #[arg(long, default_value = "AWS webhook pipeline")]
+        name: String,
+        /// Apply the safe fixes (re-point URLs, add missing event types).
+        #[arg(long)]
+        fix: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Follow both functions' logs, one line per record and per effect.
+    ///
+    /// A line shows the event type, outcome and dedup key. A deployed
+    /// stack's log groups: the last --since seconds, then CloudWatch Logs
+    /// live tail (logs:StartLiveTail), or FilterLogEvents every 2 s where
+    /// live tail is unavailable or with --poll; `--local` follows the local
+    /// stack's log files.
+    ///
+    /// Example: `smartlead tail --type EMAIL_REPLY --outcome applied`,
+    /// `smartlead tail --local --key EMAIL_BOUNCE:`.
+    Tail {
+        #[arg(long, default_value = "smartlead-webhooks")]
+        stack: String,
+        /// Follow the local stack's log files instead.
+        #[arg(long)]
+        local: bool,
+        /// Start this many seconds back (deployed stack).
+        #[arg(long, default_value_t = 300)]
+        since: i64,
+        /// Stop after this many seconds (default: follow until Ctrl-C).
+        #[arg(long = "for")]
+        for_secs: Option<u64>,
+        /// Poll (FilterLogEvents) instead of using live tail.
+        #[arg(long)]
+        poll: bool,
+        /// The local stack's first ingest port, ingest instances and consumer port.
+        #[arg(long, default_value_t = smartlead::local_stack::INGEST_PORT)]
+        ingest_port: u16,
+        #[arg(long, default_value_t = smartlead::local_stack::INGEST_INSTANCES)]
+        ingest_instances: usize,
+        #[arg(long, default_value_t = smartlead::local_stack::CONSUMER_PORT)]
+        consumer_port: u16,
+        #[command(flatten)]
+        filters: tail::Filters,
+    },
     /// Create (or, with --id, update) a SmartLead webhook for the stack's URL.
     Register {
         #[command(flatten)]
@@ -169,7 +281,8 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Re-publish archived events of a time range onto the bus.
+    /// Re-publish archived events of a time range onto the bus (all, or one
+    /// lead's or campaign's).
     Replay {
         #[arg(long, default_value = "smartlead-webhooks")]
         stack: String,
@@ -183,6 +296,19 @@ enum Cmd {
         /// matching one lead's `detail.normalized.lead_email`.
         #[arg(long)]
         rules: Option<String>,
+        /// Only the events of this lead (e-mail address): the replay goes to
+        /// temporary copies of the rules (all enabled ones, or --rules)
+        /// narrowed to the lead, with the same targets, deleted when it ends.
+        /// A target whose policy names the original rule's ARN (an SQS queue
+        /// policy's aws:SourceArn, a Lambda permission) must also allow
+        /// `rule/<bus>/smartlead-replay-*`.
+        ///
+        /// Example: `smartlead replay --from 2026-11-01T00:00:00Z --lead jane@acme.example`.
+        #[arg(long)]
+        lead: Option<String>,
+        /// Only the events of this campaign (id), the same way.
+        #[arg(long)]
+        campaign: Option<String>,
         /// The archive and bus ARNs, instead of the stack's outputs.
         #[arg(long, requires = "bus_arn")]
         archive_arn: Option<String>,
@@ -339,6 +465,106 @@ fn print(v: &Value) {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Lead {
+            email,
+            json,
+            events,
+            days,
+            stack,
+        } => ops::lead(&stack, &email, json, events.then_some(days.max(1))).await?,
+        Cmd::Status { json, stack } => {
+            if status::status(&stack, json).await? {
+                std::process::exit(2);
+            }
+        }
+        Cmd::Tail {
+            stack,
+            local,
+            since,
+            for_secs,
+            poll,
+            ingest_port,
+            ingest_instances,
+            consumer_port,
+            filters,
+        } => {
+            let until = for_secs.map(|s| Instant::now() + Duration::from_secs(s));
+            if local {
+                let ports: Vec<u16> = (0..ingest_instances.max(1))
+                    .map(|i| ingest_port.saturating_add(i as u16))
+                    .collect();
+                tail::local(tail::local_files(&ports, consumer_port), &filters, until).await;
+            } else {
+                tail::deployed(&aws().await, &stack, since, &filters, until, poll).await?;
+            }
+        }
+        Cmd::Doctor {
+            stack,
+            webhook,
+            name,
+            fix,
+            api: args,
+        } => {
+            let extra = webhook.as_deref().map(list).unwrap_or_default();
+            for i in &extra {
+                smartlead::api::path_id("a webhook id", i)?;
+            }
+            let o = outputs(&stack).await?;
+            let template = output(&o, "WebhookUrl", &stack)?;
+            let param = output(&o, "WebhookSecretParameterName", &stack)?;
+            let url = doctor::StackUrl {
+                template: template.clone(),
+                secrets: secrets_of(&ssm_value(&param).await?)?,
+            };
+            let api = api(&args).await?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message("reading campaigns and webhooks");
+            bar.enable_steady_tick(Duration::from_millis(120));
+            // SmartLead allows 60 calls a minute: an account with many
+            // campaigns takes minutes.
+            let read = doctor::read(
+                &api,
+                &extra,
+                Instant::now() + Duration::from_secs(3600),
+                &bar,
+            )
+            .await;
+            bar.finish_and_clear();
+            let (campaigns, hooks) = read?;
+            let wanted = list(CAMPAIGN_EVENTS).into_iter().collect();
+            let findings = doctor::diagnose(&campaigns, &hooks, &url, &name, &wanted);
+            println!(
+                "read {} campaign(s) and {} webhook(s) against stack {stack} ({template})",
+                campaigns.len(),
+                hooks.len()
+            );
+            if findings.is_empty() {
+                println!("OK: every campaign's webhooks reach the stack with every event type it processes");
+                return Ok(());
+            }
+            for f in &findings {
+                println!("- {}", f.explain(&stack));
+            }
+            let mut left = findings.iter().filter(|f| !fix || !f.fixable()).count();
+            if fix {
+                for (id, spec) in doctor::fixes(&findings, &hooks, &url) {
+                    println!(
+                        "fixing webhook {id}: URL {template}, events {}",
+                        spec.event_types.join(",")
+                    );
+                    if let Err(e) = api.update_webhook(&id, &spec, deadline()).await {
+                        eprintln!("webhook {id} not fixed: {e}");
+                        left += 1;
+                    }
+                }
+            } else if findings.iter().any(doctor::Finding::fixable) {
+                println!("run again with --fix to apply the fixes marked (--fix)");
+            }
+            if left > 0 {
+                println!("{left} finding(s) left to fix by hand");
+                std::process::exit(2);
+            }
+        }
         Cmd::Register {
             target,
             url,
@@ -547,9 +773,19 @@ async fn run(cli: Cli) -> Result<()> {
             from,
             to,
             rules,
+            lead,
+            campaign,
             archive_arn,
             bus_arn,
         } => {
+            if let Some(l) = &lead {
+                if !smartlead::api::is_valid_email(l.trim()) {
+                    bail!("--lead {l:?} is not an e-mail address");
+                }
+            }
+            if let Some(c) = &campaign {
+                smartlead::api::path_id("--campaign", c.trim())?;
+            }
             let (archive, bus) = match (archive_arn, bus_arn) {
                 (Some(a), Some(b)) => (a, b),
                 _ => {
@@ -575,29 +811,100 @@ async fn run(cli: Cli) -> Result<()> {
                 ),
             };
             let mut dest = aws_sdk_eventbridge::types::ReplayDestination::builder().arn(&bus);
-            for r in rules.as_deref().map(list).unwrap_or_default() {
-                dest = dest.filter_arns(r);
-            }
+            // Unique even for two replays started in the same second.
             let name = format!(
-                "smartlead-replay-{}",
-                chrono::Utc::now().format("%Y%m%d%H%M%S")
+                "smartlead-replay-{}-{}",
+                chrono::Utc::now().format("%Y%m%d%H%M%S"),
+                &uuid::Uuid::new_v4().simple().to_string()[..6]
             );
             let eb = aws_sdk_eventbridge::Client::new(&aws().await);
-            let out = eb
-                .start_replay()
-                .replay_name(&name)
-                .event_source_arn(&archive)
-                .event_start_time(start)
-                .event_end_time(end)
-                .destination(dest.build().map_err(|e| anyhow!("{e}"))?)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow!(
-                        "starting the replay: {}",
-                        aws_sdk_eventbridge::error::DisplayErrorContext(e)
-                    )
-                })?;
+            let rules = rules.as_deref().map(list).unwrap_or_default();
+            let scoped = lead.is_some() || campaign.is_some();
+            let bus_name = bus.rsplit('/').next().unwrap_or(&bus).to_owned();
+            let temps = if scoped {
+                // Rule ARNs end in `rule/<bus>/<name>`.
+                let names: Vec<String> = rules
+                    .iter()
+                    .map(|r| r.rsplit('/').next().unwrap_or(r).to_owned())
+                    .collect();
+                let t = scope::create(
+                    &eb,
+                    &bus_name,
+                    &names,
+                    lead.as_deref(),
+                    campaign.as_deref().map(str::trim),
+                    &name,
+                )
+                .await?;
+                for x in &t {
+                    dest = dest.filter_arns(&x.arn);
+                }
+                t
+            } else {
+                for r in &rules {
+                    dest = dest.filter_arns(r);
+                }
+                Vec::new()
+            };
+            let out = match dest.build() {
+                Ok(d) => {
+                    eb.start_replay()
+                        .replay_name(&name)
+                        .event_source_arn(&archive)
+                        .event_start_time(start)
+                        .event_end_time(end)
+                        .destination(d)
+                        .send()
+                        .await
+                }
+                Err(e) => {
+                    scope::remove(&eb, &bus_name, &temps).await;
+                    bail!("{e}");
+                }
+            };
+            if scoped {
+                let out = match out {
+                    Ok(o) => o,
+                    Err(e) => {
+                        scope::remove(&eb, &bus_name, &temps).await;
+                        bail!(
+                            "starting the replay: {}",
+                            aws_sdk_eventbridge::error::DisplayErrorContext(e)
+                        );
+                    }
+                };
+                drop(out);
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.enable_steady_tick(Duration::from_millis(120));
+                let state = scope::wait(&eb, &name, &bar).await;
+                bar.finish_and_clear();
+                scope::remove(&eb, &bus_name, &temps).await;
+                let state = state?;
+                let of: Vec<String> = [
+                    lead.as_deref().map(|l| format!("lead {}", l.trim())),
+                    campaign
+                        .as_deref()
+                        .map(|c| format!("campaign {}", c.trim())),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                println!(
+                    "replay {name} {state}: the events of {} went to the targets of {} rule(s); the temporary rules are deleted",
+                    of.join(" in "),
+                    temps.len()
+                );
+                if !state.starts_with("COMPLETED") {
+                    bail!("replay {name} ended {state}");
+                }
+                return Ok(());
+            }
+            let out = out.map_err(|e| {
+                anyhow!(
+                    "starting the replay: {}",
+                    aws_sdk_eventbridge::error::DisplayErrorContext(e)
+                )
+            })?;
             println!(
                 "replay {name} started ({}): follow it with `aws events describe-replay --replay-name {name}`",
                 out.state().map(|s| s.as_str()).unwrap_or("unknown state")

@@ -668,3 +668,926 @@ async fn rotate_secret_writes_the_next_secret_re_registers_and_finishes() {
     assert!(!o.status.success());
     assert!(text(&o).contains("no rotation under way"), "{}", text(&o));
 }
+
+fn dynamodb() -> &'static local_aws::Service {
+    static S: OnceLock<local_aws::Service> = OnceLock::new();
+    S.get_or_init(|| local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The local stack's table in this test's DynamoDB Local, made once.
+async fn local_table() -> smartlead::aws_sdk_dynamodb::Client {
+    static MADE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(
+        &smartlead::aws::local_sdk_config(&dynamodb().endpoint()).await,
+    );
+    MADE.get_or_init(|| async {
+        smartlead::store::create_table(&ddb, smartlead::local_stack::TABLE)
+            .await
+            .unwrap()
+    })
+    .await;
+    ddb
+}
+
+/// Applies fixture events (events/payloads) to a table as the consumer does.
+async fn apply_fixtures(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str, names: &[&str]) {
+    use smartlead::store::StateStore;
+    let store = smartlead::store::DynamoStore::new(ddb.clone(), table);
+    for n in names {
+        let path = local_aws::workspace_root().join("events/payloads").join(n);
+        let ev = smartlead::SmartleadEvent::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let plan = smartlead::plan::plan(
+            &ev,
+            smartlead::time::EventTime::now(),
+            &smartlead::plan::ScoreWeights::default(),
+        );
+        store.apply(&plan, &format!("m-{n}")).await.unwrap();
+    }
+}
+
+fn port_of(endpoint: &str) -> String {
+    endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+#[tokio::test]
+async fn lead_shows_every_item_of_a_local_lead_readably_and_as_json() {
+    let ddb = local_table().await;
+    apply_fixtures(
+        &ddb,
+        smartlead::local_stack::TABLE,
+        &[
+            "email_reply.json",
+            "lead_category_updated.json",
+            "manual_step_reached.json",
+            "email_bounce.json",
+        ],
+    )
+    .await;
+    let port = port_of(&dynamodb().endpoint());
+    let local = ["--local", "--dynamodb-port", &port];
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["lead", "Jane.Doe@Acme-Corp.com"];
+        a.extend_from_slice(&local);
+        a.extend_from_slice(extra);
+        a
+    };
+    let o = smartlead(&args(&[]), "http://unused", None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    for want in ["campaign ", "profile", "open task: campaign ", "replies"] {
+        assert!(out.contains(want), "{want} missing in\n{out}");
+    }
+    assert!(!out.contains("SUPPRESSED"), "{out}");
+    let o = smartlead(&args(&["--json"]), "http://unused", None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["pk"], "LEAD#jane.doe@acme-corp.com");
+    let items = v["items"].as_object().unwrap();
+    assert!(items.contains_key("PROFILE"), "{v}");
+    assert!(items.keys().any(|k| k.starts_with("TASK#")), "{v}");
+    assert!(items.keys().any(|k| k.starts_with("CAMPAIGN#")), "{v}");
+
+    // The bounced lead is suppressed; an unknown one has nothing.
+    let o = smartlead(
+        &[
+            "lead",
+            "gone@defunct-startup.example",
+            "--local",
+            "--dynamodb-port",
+            &port,
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("SUPPRESSED"), "{}", text(&o));
+    let o = smartlead(
+        &[
+            "lead",
+            "nobody@nowhere.example",
+            "--local",
+            "--dynamodb-port",
+            &port,
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no items"), "{}", text(&o));
+}
+
+#[tokio::test]
+async fn lead_reads_the_table_named_by_the_deployed_stack() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    let table = format!("cli-state-{}", std::process::id());
+    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    apply_fixtures(&ddb, &table, &["email_reply.json"]).await;
+    let stack = format!("cli-lead-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"StateTableName": {"Value": table}}
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let o = smartlead(
+        &["lead", "jane.doe@acme-corp.com", "--stack", &stack],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("replies"), "{}", text(&o));
+    // A stack without the output: said so, not a panic.
+    let o = smartlead(
+        &["lead", "jane.doe@acme-corp.com", "--stack", "no-such-stack"],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no-such-stack"), "{}", text(&o));
+}
+
+/// A REJECTED record and an event that names no lead (UNATTRIBUTED), now.
+async fn rejected_and_unattributed(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str) {
+    use smartlead::store::StateStore;
+    let store = smartlead::store::DynamoStore::new(ddb.clone(), table);
+    let now = smartlead::time::EventTime::now().to_string();
+    store
+        .reject(smartlead::store::Rejected {
+            message_id: "m-rejected-1",
+            reason: "not_json",
+            detail: "expected value at line 1",
+            raw: "<html>",
+            received_at: &now,
+        })
+        .await
+        .unwrap();
+    let ev = smartlead::SmartleadEvent::from_value(json!({
+        "event_type": "EMAIL_OPEN", "campaign_id": 7, "stats_id": "no-lead-1"
+    }))
+    .unwrap();
+    let plan = smartlead::plan::plan(
+        &ev,
+        smartlead::time::EventTime::now(),
+        &smartlead::plan::ScoreWeights::default(),
+    );
+    store.apply(&plan, "m-unattributed-1").await.unwrap();
+}
+
+#[tokio::test]
+async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let sqs = sqs().await;
+    let (queue, dlq) = (queue(&sqs, "st-queue").await, queue(&sqs, "st-dlq").await);
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    let table = format!("cli-status-{}", std::process::id());
+    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    rejected_and_unattributed(&ddb, &table).await;
+    let stack = format!("cli-status-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "StateTableName": {"Value": table},
+            "QueueUrl": {"Value": queue},
+            "DeadLetterQueueUrl": {"Value": dlq}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    // What the functions publish, as EMF would.
+    let cw = aws_sdk_cloudwatch::Client::new(&cfg);
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    for (name, value) in [("Processed", 5.0), ("EffectsFailed", 2.0)] {
+        cw.put_metric_data()
+            .namespace("SmartleadWebhooks")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name(name)
+                    .dimensions(
+                        Dimension::builder()
+                            .name("Function")
+                            .value("consumer")
+                            .build(),
+                    )
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let alarm = format!("{stack}-DeadLetterQueueAlarm-ABC");
+    cw.put_metric_alarm()
+        .alarm_name(&alarm)
+        .namespace("AWS/SQS")
+        .metric_name("ApproximateNumberOfMessagesVisible")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Maximum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(0.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    cw.set_alarm_state()
+        .alarm_name(&alarm)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("Threshold Crossed: 1 datapoint")
+        .send()
+        .await
+        .unwrap();
+
+    let o = smartlead(&["status", "--stack", &stack], "http://unused", None).await;
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    for want in [
+        "DLQ          1",
+        &format!("alarm        {alarm} in ALARM"),
+        "processed 5",
+        "effect failures 2",
+        "unattributed 1 in the last hour",
+        "message m-rejected-1: not_json (expected value at line 1)",
+        "EMAIL_OPEN: the event names neither",
+        "1 message(s) in the DLQ",
+        "2 effect failures in the last hour",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in\n{out}");
+    }
+    let o = smartlead(
+        &["status", "--stack", &stack, "--json"],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dlq"], 1);
+    assert_eq!(v["last_hour"]["processed"], 5.0);
+    assert_eq!(v["attention"].as_array().unwrap().len(), 3, "{v}");
+}
+
+#[tokio::test]
+async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() {
+    let ddb = local_table().await;
+    let sqs = sqs().await;
+    let dlq = sqs
+        .create_queue()
+        .queue_name(smartlead::local_stack::DLQ)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.create_queue()
+        .queue_name(smartlead::local_stack::QUEUE)
+        .send()
+        .await
+        .unwrap();
+    let (d, m) = (port_of(&dynamodb().endpoint()), port_of(&moto().endpoint()));
+    let args = [
+        "status",
+        "--local",
+        "--dynamodb-port",
+        &d,
+        "--moto-port",
+        &m,
+    ];
+    let o = smartlead(&args, "http://unused", None).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("OK: nothing needs attention"),
+        "{}",
+        text(&o)
+    );
+    // Rejected and unattributed events are shown, not alarming by themselves.
+    rejected_and_unattributed(&ddb, smartlead::local_stack::TABLE).await;
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    let o = smartlead(&args, "http://unused", None).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("last REJECTED"), "{}", text(&o));
+    assert!(text(&o).contains("1 message(s) in the DLQ"), "{}", text(&o));
+    // Nothing listening: exit 1, and says what.
+    let free = local_aws::free_port().to_string();
+    let o = smartlead(
+        &[
+            "status",
+            "--local",
+            "--dynamodb-port",
+            &d,
+            "--moto-port",
+            &free,
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("local stack running"), "{}", text(&o));
+}
+
+#[tokio::test]
+async fn doctor_reports_every_finding_with_its_fix_and_fixes_the_safe_ones() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let param = format!("/cli-doctor-{}/secret", std::process::id());
+    aws_sdk_ssm::Client::new(&cfg)
+        .put_parameter()
+        .name(&param)
+        .value("cur")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let base = "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead";
+    let stack = format!("cli-doctor-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "WebhookUrl": {"Value": format!("{base}/<secret>")},
+            "WebhookSecretParameterName": {"Value": param}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let all: Value = "EMAIL_SENT,FIRST_EMAIL_SENT,EMAIL_OPEN,EMAIL_LINK_CLICK,EMAIL_REPLY,EMAIL_BOUNCE,LEAD_UNSUBSCRIBED,LEAD_CATEGORY_UPDATED,CAMPAIGN_STATUS_CHANGED,UNTRACKED_REPLIES,MANUAL_STEP_REACHED"
+        .split(',')
+        .map(|e| (e.to_owned(), json!(true)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let api = StandIn::start().await;
+    api.route(
+        "GET /api/v1/campaigns",
+        &json!([{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4, "client_id": 9}]).to_string(),
+    );
+    // 1: the stack's URL with an old secret, one event type only.
+    api.route(
+        "GET /api/v1/campaigns/1/webhooks",
+        &json!([{"id": 11, "name": "AWS webhook pipeline", "webhook_url": format!("{base}/old-secret"),
+                 "association_type": "campaign", "email_campaign_id": 1,
+                 "event_type_map": {"EMAIL_REPLY": true}, "category_id_map": {"5": true}}])
+        .to_string(),
+    );
+    // 2: the pipeline's webhook on another host; an inactive one.
+    api.route(
+        "GET /api/v1/campaigns/2/webhooks",
+        &json!([{"id": 21, "name": "AWS webhook pipeline", "webhook_url": "https://old-stack.example.com/webhooks/smartlead/cur", "event_type_map": all},
+                {"id": 22, "name": "spare", "webhook_url": format!("{base}/cur"), "is_active": false, "event_type_map": all}])
+        .to_string(),
+    );
+    // 3: nothing at all.
+    api.route("GET /api/v1/campaigns/3/webhooks", "[]");
+    // 4: healthy.
+    api.route(
+        "GET /api/v1/campaigns/4/webhooks",
+        &json!([{"id": 41, "name": "AWS webhook pipeline", "webhook_url": format!("{base}/cur"), "event_type_map": all}]).to_string(),
+    );
+    // A user-level webhook elsewhere, for EMAIL_REPLY.
+    api.route(
+        "GET /api/v1/webhook/99",
+        &json!({"id": 99, "name": "zap", "association_type": "user", "webhook_url": "https://hooks.zapier.com/hooks/catch/1/zap-secret",
+                "event_type_map": {"EMAIL_REPLY": true}})
+        .to_string(),
+    );
+
+    let o = smartlead(&["doctor", "--stack", &stack], &api.url, Some(KEY)).await;
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    for want in [
+        "read 4 campaign(s) and 4 webhook(s)",
+        "webhook 11 carries a secret the stack no longer accepts",
+        "campaign 1: no webhook of this stack subscribes to CAMPAIGN_STATUS_CHANGED,EMAIL_BOUNCE",
+        "add them to webhook 11",
+        "webhook 21 is this pipeline's but points at old-stack.example.com",
+        "webhook 22 is inactive",
+        "campaign 3 has no webhook at all",
+        &format!("smartlead register --campaign 3 --stack {stack}"),
+        "run again with --fix",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in\n{out}");
+    }
+    assert!(!out.contains("campaign 4"), "{out}");
+    assert!(api.recorded().iter().all(|r| r.method == "GET"));
+
+    // The user-level webhook shadows this stack's for EMAIL_REPLY.
+    let o = smartlead(
+        &["doctor", "--stack", &stack, "--webhook", "99"],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("user-level webhook 99 (hooks.zapier.com) receives EMAIL_REPLY for every campaign, so SmartLead does not send them to this stack's webhook(s) 11, 21, 41"),
+        "{out}"
+    );
+    assert!(out.contains("smartlead delete --id 99"), "{out}");
+
+    // --fix: webhook 11 gets the current secret and every event type (its
+    // categories kept), 21 the stack's URL; nothing else is touched.
+    let before = api.recorded().len();
+    let o = smartlead(&["doctor", "--stack", &stack, "--fix"], &api.url, Some(KEY)).await;
+    let out = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "inactive and no-webhook remain\n{out}"
+    );
+    assert!(out.contains("2 finding(s) left to fix by hand"), "{out}");
+    let puts: Vec<_> = api.recorded()[before..]
+        .iter()
+        .filter(|r| r.method != "GET")
+        .cloned()
+        .collect();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    let body = |r: &local_aws::Recorded| -> Value { serde_json::from_str(&r.body).unwrap() };
+    assert!(puts[0].target.starts_with("/api/v1/webhook/update/11?"));
+    assert_eq!(body(&puts[0])["webhook_url"], format!("{base}/cur"));
+    assert_eq!(body(&puts[0])["event_type_map"], all);
+    assert_eq!(body(&puts[0])["category_id_map"], json!({"5": true}));
+    assert_eq!(body(&puts[0])["email_campaign_id"], 1);
+    assert!(puts[1].target.starts_with("/api/v1/webhook/update/21?"));
+    assert_eq!(body(&puts[1])["webhook_url"], format!("{base}/cur"));
+    assert_eq!(body(&puts[1])["email_campaign_id"], 2);
+    // No secret, old or new, and no key in what it printed.
+    for leak in ["old-secret", "zap-secret", "/cur", KEY] {
+        assert!(!out.contains(leak), "{leak} in\n{out}");
+    }
+}
+
+const DONE_REPLY: &str = r#"{"level":"INFO","message":"record done","outcome":"applied","ms":3,"span":{"message_id":"m-1","event_type":"EMAIL_REPLY","dedup_key":"EMAIL_REPLY:msg:abc","name":"record"}}"#;
+const DUP_OPEN: &str = r#"{"level":"INFO","message":"record done","outcome":"duplicate","ms":1,"span":{"message_id":"m-2","event_type":"EMAIL_OPEN","dedup_key":"EMAIL_OPEN:stats:xyz","name":"record"}}"#;
+const FX_REPLY: &str = r#"{"level":"INFO","message":"effect done","message_id":"m-1","dedup_key":"EMAIL_REPLY:msg:abc","effect":"slack"}"#;
+const EMF: &str = r#"{"_aws":{"Timestamp":1},"Processed":1}"#;
+
+#[tokio::test]
+async fn tail_follows_the_deployed_log_groups_with_filters() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&cfg);
+    let stack = format!("cli-tail-{}", std::process::id());
+    let now = chrono::Utc::now().timestamp_millis();
+    for (f, lines) in [
+        ("ingest", vec![]),
+        ("consumer", vec![DONE_REPLY, DUP_OPEN, FX_REPLY, EMF]),
+    ] {
+        let group = format!("/aws/lambda/{stack}-{f}");
+        logs.create_log_group()
+            .log_group_name(&group)
+            .send()
+            .await
+            .unwrap();
+        logs.create_log_stream()
+            .log_group_name(&group)
+            .log_stream_name("s")
+            .send()
+            .await
+            .unwrap();
+        if lines.is_empty() {
+            continue;
+        }
+        let mut put = logs
+            .put_log_events()
+            .log_group_name(&group)
+            .log_stream_name("s");
+        for (i, l) in lines.iter().enumerate() {
+            put = put.log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now + i as i64)
+                    .message(*l)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        put.send().await.unwrap();
+    }
+    let o = smartlead(
+        &["tail", "--stack", &stack, "--for", "1"],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    // moto has no live tail: it says so and polls.
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("polling every 2 s instead"),
+        "{}",
+        text(&o)
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("consumer")
+            && lines[0].contains("EMAIL_REPLY")
+            && lines[0].contains("applied")
+            && lines[0].contains("key=EMAIL_REPLY:msg:abc"),
+        "{out}"
+    );
+    assert!(lines[2].contains("effect slack"), "{out}");
+    let o = smartlead(
+        &[
+            "tail",
+            "--stack",
+            &stack,
+            "--for",
+            "1",
+            "--type",
+            "EMAIL_OPEN",
+            "--outcome",
+            "duplicate",
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("key=EMAIL_OPEN:stats:xyz"), "{out}");
+    let o = smartlead(
+        &["tail", "--stack", "no-such-tail", "--for", "1"],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("/aws/lambda/no-such-tail-ingest"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test]
+async fn tail_follows_the_local_stacks_log_files_as_they_grow() {
+    let dir = std::env::temp_dir().join(format!("cli-tail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let consumer = dir.join("lambda-rie-9100.log");
+    std::fs::write(
+        &consumer,
+        format!("START RequestId: 1\n{DONE_REPLY}\n{EMF}\n"),
+    )
+    .unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlead"))
+        .args(["tail", "--local", "--for", "3", "--key", "msg:abc"])
+        .env("SMARTLEAD_LOG_DIR", &dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    // A line written while it follows, split across two writes.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&consumer)
+        .unwrap();
+    let (a, b) = FX_REPLY.split_at(20);
+    f.write_all(a.as_bytes()).unwrap();
+    f.flush().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    writeln!(f, "{b}\n{DUP_OPEN}").unwrap();
+    let o = child.wait_with_output().await.unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains("applied"), "{out}");
+    assert!(lines[1].contains("effect slack"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let eb = aws_sdk_eventbridge::Client::new(&cfg);
+    let sqs = sqs().await;
+    let q = queue(&sqs, "replay-sub").await;
+    let q_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&q)
+        .attribute_names(smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let bus_name = format!("cli-replay-bus-{}", std::process::id());
+    let bus = eb
+        .create_event_bus()
+        .name(&bus_name)
+        .send()
+        .await
+        .unwrap()
+        .event_bus_arn
+        .unwrap();
+    let archive = eb
+        .create_archive()
+        .archive_name(format!("cli-replay-archive-{}", std::process::id()))
+        .event_source_arn(&bus)
+        .send()
+        .await
+        .unwrap()
+        .archive_arn
+        .unwrap();
+    // A subscriber: every pipeline event to a queue.
+    eb.put_rule()
+        .name("crm")
+        .event_bus_name(&bus_name)
+        .event_pattern(r#"{"source":["smartlead.webhooks"]}"#)
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule("crm")
+        .event_bus_name(&bus_name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(&q_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for (key, lead) in [("K-A", "jane@acme.example"), ("K-B", "bob@other.example")] {
+        eb.put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(&bus_name)
+                    .source("smartlead.webhooks")
+                    .detail_type("EMAIL_REPLY")
+                    .detail(
+                        json!({"id": key, "normalized": {"lead_email": lead, "campaign_id": "7"}})
+                            .to_string(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let ids = |sqs: smartlead::aws_sdk_sqs::Client, q: String| async move {
+        let mut got = Vec::new();
+        loop {
+            let m = sqs
+                .receive_message()
+                .queue_url(&q)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default();
+            if m.is_empty() {
+                return got;
+            }
+            for x in m {
+                let v: Value = serde_json::from_str(x.body().unwrap()).unwrap();
+                got.push(v["detail"]["id"].as_str().unwrap().to_owned());
+                sqs.delete_message()
+                    .queue_url(&q)
+                    .receipt_handle(x.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let mut first = ids(sqs.clone(), q.clone()).await;
+    first.sort();
+    assert_eq!(first, ["K-A", "K-B"]);
+
+    let o = smartlead(
+        &[
+            "replay",
+            "--archive-arn",
+            &archive,
+            "--bus-arn",
+            &bus,
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--lead",
+            "Jane@Acme.example",
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains(
+            "COMPLETED: the events of lead Jane@Acme.example went to the targets of 1 rule(s)"
+        ),
+        "{out}"
+    );
+    let name = out.split_whitespace().nth(1).unwrap().to_owned();
+    // The replay went only to the temporary rule ...
+    let r = eb
+        .describe_replay()
+        .replay_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let filters = r.destination().unwrap().filter_arns().to_vec();
+    assert_eq!(filters.len(), 1, "{filters:?}");
+    assert!(filters[0].ends_with(&format!("{name}-0")), "{filters:?}");
+    // ... which matched only Jane's event (moto replays to every rule, the
+    // original too, so Jane's arrives twice and Bob's once) ...
+    let mut again = ids(sqs.clone(), q.clone()).await;
+    again.sort();
+    assert_eq!(again, ["K-A", "K-A", "K-B"]);
+    // ... and is gone.
+    let left = eb
+        .list_rules()
+        .event_bus_name(&bus_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        left.rules().iter().all(|r| !r
+            .name()
+            .unwrap_or_default()
+            .starts_with("smartlead-replay-")),
+        "{left:?}"
+    );
+    // Bad input is refused before any call.
+    let o = smartlead(
+        &[
+            "replay",
+            "--archive-arn",
+            &archive,
+            "--bus-arn",
+            &bus,
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--campaign",
+            "7?x",
+        ],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(!o.status.success());
+}
+
+#[tokio::test]
+async fn the_day_two_verbs_help_carries_an_example() {
+    for verb in ["lead", "status", "doctor", "tail", "replay"] {
+        let o = smartlead(&[verb, "--help"], "http://unused", None).await;
+        assert!(o.status.success(), "{verb}: {}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(out.contains("Example: `smartlead"), "{verb}:\n{out}");
+    }
+}
+
+#[tokio::test]
+async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() {
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let eb = aws_sdk_eventbridge::Client::new(&cfg);
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    let table = format!("cli-events-{}", std::process::id());
+    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    let bus_name = format!("cli-events-bus-{}", std::process::id());
+    let bus = eb
+        .create_event_bus()
+        .name(&bus_name)
+        .send()
+        .await
+        .unwrap()
+        .event_bus_arn
+        .unwrap();
+    let archive = eb
+        .create_archive()
+        .archive_name(format!("cli-events-archive-{}", std::process::id()))
+        .event_source_arn(&bus)
+        .send()
+        .await
+        .unwrap()
+        .archive_arn
+        .unwrap();
+    for (key, lead, t) in [
+        (
+            "EMAIL_OPEN:stats:1",
+            "jane@acme.example",
+            "2026-11-20T10:00:00.000Z",
+        ),
+        (
+            "EMAIL_REPLY:msg:2",
+            "jane@acme.example",
+            "2026-11-21T10:00:00.000Z",
+        ),
+        (
+            "EMAIL_OPEN:stats:3",
+            "bob@other.example",
+            "2026-11-22T10:00:00.000Z",
+        ),
+    ] {
+        let ty = key.split(':').next().unwrap();
+        eb.put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(&bus_name)
+                    .source("smartlead.webhooks")
+                    .detail_type(ty)
+                    .detail(json!({"id": key, "dedup_key": key, "event_type": ty,
+                                   "normalized": {"lead_email": lead, "campaign_id": "7", "event_time": t}}).to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let stack = format!("cli-events-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "StateTableName": {"Value": table},
+            "EventArchiveArn": {"Value": archive},
+            "EventBusArn": {"Value": bus}
+        }
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let o = smartlead(
+        &["lead", "Jane@Acme.example", "--events", "--stack", &stack],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("archived events (2):"), "{out}");
+    let open = out
+        .find("2026-11-20T10:00:00.000Z  EMAIL_OPEN")
+        .expect(&out);
+    let reply = out.find("key=EMAIL_REPLY:msg:2").expect(&out);
+    assert!(open < reply, "{out}");
+    assert!(!out.contains("stats:3"), "{out}");
+    // Nothing temporary is left behind.
+    let rules = eb
+        .list_rules()
+        .event_bus_name(&bus_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(rules.rules().iter().all(|r| !r
+        .name()
+        .unwrap_or_default()
+        .starts_with("smartlead-replay-")));
+    let queues = sqs()
+        .await
+        .list_queues()
+        .queue_name_prefix("smartlead-replay-")
+        .send()
+        .await
+        .unwrap();
+    assert!(queues.queue_urls().is_empty(), "{queues:?}");
+    let o = smartlead(
+        &["lead", "a@b.co", "--events", "--local"],
+        "http://unused",
+        None,
+    )
+    .await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("local stack has none"), "{}", text(&o));
+}

@@ -10,6 +10,8 @@ pub struct StandIn {
     pub script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Scripted>>>,
     /// The body of every answer (default `{"ok":true}`).
     pub body: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Bodies by `METHOD /path` (no query): answers these instead of `body`.
+    pub routes: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,13 +52,23 @@ impl StandIn {
             Scripted,
         >::new()));
         let body = std::sync::Arc::new(std::sync::Mutex::new(r#"{"ok":true}"#.to_owned()));
-        let (reqs, scr, answer) = (requests.clone(), script.clone(), body.clone());
+        let routes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+            String,
+            String,
+        >::new()));
+        let (reqs, scr, answer, by_route) = (
+            requests.clone(),
+            script.clone(),
+            body.clone(),
+            routes.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (reqs, scr, answer) = (reqs.clone(), scr.clone(), answer.clone());
+                let (reqs, scr, answer, by_route) =
+                    (reqs.clone(), scr.clone(), answer.clone(), by_route.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut tmp = [0u8; 8192];
@@ -99,13 +111,22 @@ impl StandIn {
                     if s.delay_ms > 0 {
                         tokio::time::sleep(std::time::Duration::from_millis(s.delay_ms)).await;
                     }
+                    let method = first.next().unwrap_or_default().to_owned();
+                    let target = first.next().unwrap_or_default().to_owned();
+                    let route =
+                        format!("{method} {}", target.split('?').next().unwrap_or_default());
                     reqs.lock().unwrap().push(Recorded {
-                        method: first.next().unwrap_or_default().to_owned(),
-                        target: first.next().unwrap_or_default().to_owned(),
+                        method,
+                        target,
                         body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
                         status: s.status,
                     });
-                    let answer = answer.lock().unwrap().clone();
+                    let answer = by_route
+                        .lock()
+                        .unwrap()
+                        .get(&route)
+                        .cloned()
+                        .unwrap_or_else(|| answer.lock().unwrap().clone());
                     let mut resp = format!(
                         "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
                         s.status,
@@ -126,7 +147,17 @@ impl StandIn {
             requests,
             script,
             body,
+            routes,
         }
+    }
+
+    /// Answers `method path` (e.g. `GET /api/v1/campaigns`, no query) with
+    /// `body` from now on.
+    pub fn route(&self, method_and_path: &str, body: &str) {
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(method_and_path.to_owned(), body.to_owned());
     }
 
     /// Answers every later request with `body`.

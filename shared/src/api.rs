@@ -384,6 +384,22 @@ impl Api {
         })
     }
 
+    /// The account's campaigns (`GET /campaigns`): `id`, `name`, `status`,
+    /// `client_id`, ...
+    pub async fn campaigns(&self, deadline: Instant) -> Result<Vec<Value>, ApiError> {
+        let v = self
+            .call(reqwest::Method::GET, "/campaigns", None, deadline)
+            .await?;
+        Ok(match v {
+            Value::Array(a) => a,
+            Value::Object(mut o) => match o.remove("data").or_else(|| o.remove("campaigns")) {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        })
+    }
+
     pub async fn delete_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
         let id = path_id("the webhook id", id)?;
         self.call(

@@ -23,6 +23,7 @@ pub mod consumer;
 pub mod effects;
 pub mod http;
 pub mod ingest;
+pub mod local_stack;
 pub mod logging;
 pub mod metrics;
 pub mod plan;

@@ -44,9 +44,9 @@ impl Ports {
 }
 
 pub const TOKEN: &str = crate::fixtures::LOCAL_TOKEN;
-pub const TABLE: &str = "smartlead-state";
-pub const QUEUE: &str = "smartlead-webhooks";
-pub const DLQ: &str = "smartlead-webhooks-dlq";
+pub const TABLE: &str = smartlead::local_stack::TABLE;
+pub const QUEUE: &str = smartlead::local_stack::QUEUE;
+pub const DLQ: &str = smartlead::local_stack::DLQ;
 pub const BUCKET: &str = "smartlead-claims";
 pub const BUS: &str = "smartlead-events";
 /// A queue subscribed to everything on the bus, so the local stack shows

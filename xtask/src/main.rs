@@ -29,23 +29,23 @@ enum Cmd {
     /// Run the whole pipeline locally: DynamoDB Local, moto, both functions
     /// under the Lambda RIE, an HTTP front and an SQS poller.
     Local {
-        #[arg(long, default_value_t = 3000)]
+        #[arg(long, default_value_t = smartlead::local_stack::HTTP_PORT)]
         http_port: u16,
-        #[arg(long, default_value_t = 8000)]
+        #[arg(long, default_value_t = smartlead::local_stack::DYNAMODB_PORT)]
         dynamodb_port: u16,
-        #[arg(long, default_value_t = 5000)]
+        #[arg(long, default_value_t = smartlead::local_stack::MOTO_PORT)]
         moto_port: u16,
         /// The first ingest instance's port; further instances take the next ones.
-        #[arg(long, default_value_t = 9000)]
+        #[arg(long, default_value_t = smartlead::local_stack::INGEST_PORT)]
         ingest_port: u16,
         /// Ingest function instances behind the HTTP front (each emulator
         /// answers one invoke at a time, as one Lambda instance does).
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = smartlead::local_stack::INGEST_INSTANCES)]
         ingest_instances: usize,
         /// A Slack incoming-webhook URL: alerts go there too.
         #[arg(long)]
         slack_url: Option<String>,
-        #[arg(long, default_value_t = 9100)]
+        #[arg(long, default_value_t = smartlead::local_stack::CONSUMER_PORT)]
         consumer_port: u16,
         /// Serve no HTTP front (`scripts/local.sh --sam` runs `sam local start-api` there).
         #[arg(long)]
@@ -77,9 +77,9 @@ enum Cmd {
     Show {
         /// The lead's e-mail address.
         email: Option<String>,
-        #[arg(long, default_value_t = 8000)]
+        #[arg(long, default_value_t = smartlead::local_stack::DYNAMODB_PORT)]
         dynamodb_port: u16,
-        #[arg(long, default_value_t = 5000)]
+        #[arg(long, default_value_t = smartlead::local_stack::MOTO_PORT)]
         moto_port: u16,
     },
 }

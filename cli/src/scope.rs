@@ -1,0 +1,458 @@
+//! `smartlead replay --lead/--campaign`: EventBridge replays only filter by
+//! rule, so for the replay the CLI adds, next to each rule it replays to, a
+//! temporary copy (`smartlead-replay-...`) whose pattern also requires the
+//! lead or campaign, with the same targets; the replay goes to the copies
+//! only, and they are deleted when it ends. Replayed events keep their `id`
+//! (the dedup key), so subscribers that dedupe on it see duplicates.
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_eventbridge::types::{ReplayState, RuleState};
+use serde_json::{json, Value};
+
+/// `pattern` narrowed to one lead (its address, lower case as the consumer
+/// publishes it) and/or one campaign.
+pub fn scoped_pattern(pattern: &str, lead: Option<&str>, campaign: Option<&str>) -> Result<String> {
+    let mut p: Value = serde_json::from_str(pattern).context("a rule's event pattern")?;
+    let Some(o) = p.as_object_mut() else {
+        bail!("a rule's event pattern is not an object");
+    };
+    let detail = o.entry("detail").or_insert_with(|| json!({}));
+    let Some(d) = detail.as_object_mut() else {
+        bail!("a rule's pattern matches `detail` as a whole: scope it by hand");
+    };
+    let normalized = d.entry("normalized").or_insert_with(|| json!({}));
+    let Some(n) = normalized.as_object_mut() else {
+        bail!("a rule's pattern matches `detail.normalized` as a whole: scope it by hand");
+    };
+    if let Some(l) = lead {
+        n.insert("lead_email".into(), json!([l.trim().to_ascii_lowercase()]));
+    }
+    if let Some(c) = campaign {
+        n.insert("campaign_id".into(), json!([c.trim()]));
+    }
+    Ok(p.to_string())
+}
+
+/// A temporary rule: its name, ARN and target ids.
+pub struct Temp {
+    pub name: String,
+    pub arn: String,
+    pub targets: Vec<String>,
+}
+
+fn eb_err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
+    anyhow!(
+        "{what}: {}",
+        aws_sdk_eventbridge::error::DisplayErrorContext(e)
+    )
+}
+
+/// Copies of `rules` (names; all enabled rules of the bus with a pattern
+/// when empty) narrowed by [`scoped_pattern`], with the same targets.
+pub async fn create(
+    eb: &aws_sdk_eventbridge::Client,
+    bus: &str,
+    rules: &[String],
+    lead: Option<&str>,
+    campaign: Option<&str>,
+    prefix: &str,
+) -> Result<Vec<Temp>> {
+    let mut names = rules.to_vec();
+    if names.is_empty() {
+        let mut next = None;
+        loop {
+            let out = eb
+                .list_rules()
+                .event_bus_name(bus)
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(|e| eb_err("listing the bus's rules", e))?;
+            for r in out.rules() {
+                let name = r.name().unwrap_or_default();
+                let managed = r.managed_by().is_some() || name.starts_with("smartlead-replay-");
+                if !managed && r.state() == Some(&RuleState::Enabled) && r.event_pattern().is_some()
+                {
+                    names.push(name.to_owned());
+                }
+            }
+            next = out.next_token;
+            if next.is_none() {
+                break;
+            }
+        }
+    }
+    if names.is_empty() {
+        bail!(
+            "bus {bus} has no enabled rule with an event pattern: nothing would receive the replay"
+        );
+    }
+    let mut made = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let made_one = async {
+            let r = eb
+                .describe_rule()
+                .name(name)
+                .event_bus_name(bus)
+                .send()
+                .await
+                .map_err(|e| eb_err(&format!("reading rule {name}"), e))?;
+            let pattern = r
+                .event_pattern()
+                .ok_or_else(|| anyhow!("rule {name} has no event pattern"))?;
+            let scoped =
+                scoped_pattern(pattern, lead, campaign).with_context(|| format!("rule {name}"))?;
+            let targets = eb
+                .list_targets_by_rule()
+                .rule(name)
+                .event_bus_name(bus)
+                .send()
+                .await
+                .map_err(|e| eb_err(&format!("reading rule {name}'s targets"), e))?
+                .targets
+                .unwrap_or_default();
+            let temp = format!("{prefix}-{i}");
+            let arn = eb
+                .put_rule()
+                .name(&temp)
+                .event_bus_name(bus)
+                .event_pattern(scoped)
+                .state(RuleState::Enabled)
+                .description(format!(
+                    "smartlead replay: {name} for one lead or campaign (deleted after the replay)"
+                ))
+                .send()
+                .await
+                .map_err(|e| eb_err(&format!("creating rule {temp}"), e))?
+                .rule_arn
+                .unwrap_or_default();
+            let ids = targets.iter().map(|t| t.id().to_owned()).collect();
+            let t = Temp {
+                name: temp.clone(),
+                arn,
+                targets: ids,
+            };
+            if !targets.is_empty() {
+                eb.put_targets()
+                    .rule(&temp)
+                    .event_bus_name(bus)
+                    .set_targets(Some(targets))
+                    .send()
+                    .await
+                    .map_err(|e| eb_err(&format!("copying rule {name}'s targets"), e))?;
+            }
+            Ok::<Temp, anyhow::Error>(t)
+        }
+        .await;
+        match made_one {
+            Ok(t) => made.push(t),
+            Err(e) => {
+                remove(eb, bus, &made).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Deletes the temporary rules (best effort: says what it could not).
+pub async fn remove(eb: &aws_sdk_eventbridge::Client, bus: &str, temps: &[Temp]) {
+    for t in temps {
+        if !t.targets.is_empty() {
+            if let Err(e) = eb
+                .remove_targets()
+                .rule(&t.name)
+                .event_bus_name(bus)
+                .set_ids(Some(t.targets.clone()))
+                .send()
+                .await
+            {
+                eprintln!(
+                    "{:#}",
+                    eb_err(&format!("removing rule {}'s targets", t.name), e)
+                );
+            }
+        }
+        if let Err(e) = eb
+            .delete_rule()
+            .name(&t.name)
+            .event_bus_name(bus)
+            .send()
+            .await
+        {
+            eprintln!(
+                "{:#} (delete it by hand: aws events delete-rule --event-bus-name {bus} --name {})",
+                eb_err(&format!("deleting rule {}", t.name), e),
+                t.name
+            );
+        }
+    }
+}
+
+/// Waits until the replay ends; its final state.
+pub async fn wait(
+    eb: &aws_sdk_eventbridge::Client,
+    replay: &str,
+    bar: &indicatif::ProgressBar,
+) -> Result<String> {
+    loop {
+        let r = eb
+            .describe_replay()
+            .replay_name(replay)
+            .send()
+            .await
+            .map_err(|e| eb_err(&format!("reading replay {replay}"), e))?;
+        let state = r.state().cloned();
+        bar.set_message(format!(
+            "replay {replay}: {}",
+            state.as_ref().map(|s| s.as_str()).unwrap_or("?")
+        ));
+        match state {
+            Some(ReplayState::Completed | ReplayState::Failed | ReplayState::Cancelled) | None => {
+                let mut s = state.map(|s| s.as_str().to_owned()).unwrap_or_default();
+                if let Some(reason) = r.state_reason() {
+                    s.push_str(&format!(" ({reason})"));
+                }
+                return Ok(s);
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_secs(5)).await,
+        }
+    }
+}
+
+/// One archived event of a lead, as `lead --events` shows it.
+pub fn event_line(body: &str) -> Option<(String, String)> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let d = v.get("detail")?;
+    let n = d.get("normalized");
+    let field = |x: Option<&Value>| match x {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(o) => o.to_string(),
+    };
+    let time = field(n.and_then(|n| n.get("event_time")).or(v.get("time")));
+    Some((
+        time.clone(),
+        format!(
+            "{time}  {:<22} campaign {:<8} key={}",
+            field(d.get("event_type")),
+            field(n.and_then(|n| n.get("campaign_id"))),
+            field(d.get("dedup_key").or(d.get("id")))
+        ),
+    ))
+}
+
+/// A lead's archived events of the last `days`: replays them (from the
+/// stack's archive) to a temporary queue through a temporary rule narrowed
+/// to the lead, reads the queue, deletes both. Nothing else receives them.
+pub async fn lead_events(
+    cfg: &aws_config::SdkConfig,
+    archive: &str,
+    bus: &str,
+    email: &str,
+    days: i64,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<String>> {
+    use smartlead::aws_sdk_sqs::types::QueueAttributeName as Q;
+    let eb = aws_sdk_eventbridge::Client::new(cfg);
+    let sqs = smartlead::aws_sdk_sqs::Client::new(cfg);
+    let bus_name = bus.rsplit('/').next().unwrap_or(bus).to_owned();
+    let name = format!(
+        "smartlead-replay-{}-{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let sqs_err = |what: &str, e: String| anyhow!("{what}: {e}");
+    let queue = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .map_err(|e| {
+            sqs_err(
+                "creating a temporary queue",
+                smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            )
+        })?
+        .queue_url
+        .unwrap_or_default();
+    let result = async {
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(Q::QueueArn)
+            .send()
+            .await
+            .map_err(|e| {
+                sqs_err(
+                    "reading the temporary queue",
+                    smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                )
+            })?
+            .attributes
+            .and_then(|a| a.get(&Q::QueueArn).cloned())
+            .unwrap_or_default();
+        let pattern = scoped_pattern(r#"{"source":["smartlead.webhooks"]}"#, Some(email), None)?;
+        let rule_arn = eb
+            .put_rule()
+            .name(&name)
+            .event_bus_name(&bus_name)
+            .event_pattern(pattern)
+            .state(RuleState::Enabled)
+            .description("smartlead lead --events (deleted when it ends)")
+            .send()
+            .await
+            .map_err(|e| eb_err("creating a temporary rule", e))?
+            .rule_arn
+            .unwrap_or_default();
+        let temp = Temp {
+            name: name.clone(),
+            arn: rule_arn.clone(),
+            targets: vec!["q".into()],
+        };
+        let inner = async {
+            let policy = json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}
+                }]
+            });
+            sqs.set_queue_attributes()
+                .queue_url(&queue)
+                .attributes(Q::Policy, policy.to_string())
+                .send()
+                .await
+                .map_err(|e| {
+                    sqs_err(
+                        "allowing the rule to the queue",
+                        smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                    )
+                })?;
+            eb.put_targets()
+                .rule(&name)
+                .event_bus_name(&bus_name)
+                .targets(
+                    aws_sdk_eventbridge::types::Target::builder()
+                        .id("q")
+                        .arn(&queue_arn)
+                        .build()
+                        .map_err(|e| anyhow!("{e}"))?,
+                )
+                .send()
+                .await
+                .map_err(|e| eb_err("pointing the rule at the queue", e))?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let t = aws_sdk_eventbridge::primitives::DateTime::from_millis;
+            eb.start_replay()
+                .replay_name(&name)
+                .event_source_arn(archive)
+                .event_start_time(t(now - days * 86_400_000))
+                .event_end_time(t(now))
+                .destination(
+                    aws_sdk_eventbridge::types::ReplayDestination::builder()
+                        .arn(bus)
+                        .filter_arns(&rule_arn)
+                        .build()
+                        .map_err(|e| anyhow!("{e}"))?,
+                )
+                .send()
+                .await
+                .map_err(|e| eb_err("starting the replay", e))?;
+            let state = wait(&eb, &name, bar).await?;
+            if !state.starts_with("COMPLETED") {
+                bail!("replay {name} ended {state}");
+            }
+            // Deliveries trail the replay's end by a moment.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let mut lines = Vec::new();
+            loop {
+                let got = sqs
+                    .receive_message()
+                    .queue_url(&queue)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        sqs_err(
+                            "reading the temporary queue",
+                            smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                        )
+                    })?
+                    .messages
+                    .unwrap_or_default();
+                if got.is_empty() {
+                    break;
+                }
+                for m in got {
+                    lines.extend(event_line(m.body().unwrap_or_default()));
+                    let _ = sqs
+                        .delete_message()
+                        .queue_url(&queue)
+                        .set_receipt_handle(m.receipt_handle)
+                        .send()
+                        .await;
+                }
+            }
+            lines.sort();
+            lines.dedup();
+            Ok::<Vec<String>, anyhow::Error>(lines.into_iter().map(|(_, l)| l).collect())
+        }
+        .await;
+        remove(&eb, &bus_name, &[temp]).await;
+        inner
+    }
+    .await;
+    if let Err(e) = sqs.delete_queue().queue_url(&queue).send().await {
+        eprintln!(
+            "could not delete the temporary queue {queue}: {}",
+            smartlead::aws_sdk_sqs::error::DisplayErrorContext(e)
+        );
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rules_pattern_is_narrowed_to_the_lead_and_campaign() {
+        let p = scoped_pattern(
+            r#"{"source":["smartlead.webhooks"],"detail-type":["EMAIL_REPLY"],"detail":{"normalized":{"category":["Interested"]}}}"#,
+            Some(" Jane@Acme.COM "),
+            Some("123"),
+        )
+        .unwrap();
+        let v: Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(v["source"], json!(["smartlead.webhooks"]));
+        assert_eq!(v["detail"]["normalized"]["category"], json!(["Interested"]));
+        assert_eq!(
+            v["detail"]["normalized"]["lead_email"],
+            json!(["jane@acme.com"])
+        );
+        assert_eq!(v["detail"]["normalized"]["campaign_id"], json!(["123"]));
+        assert!(scoped_pattern(r#"{"detail":["x"]}"#, Some("a@b.co"), None).is_err());
+        assert!(scoped_pattern("[]", Some("a@b.co"), None).is_err());
+    }
+
+    #[test]
+    fn an_archived_event_reads_as_time_type_campaign_key() {
+        let (t, line) = event_line(
+            r#"{"time":"2026-11-21T10:00:05Z","detail":{"id":"K","dedup_key":"EMAIL_REPLY:msg:2","event_type":"EMAIL_REPLY","normalized":{"campaign_id":"7","event_time":"2026-11-21T10:00:00.000Z"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(t, "2026-11-21T10:00:00.000Z");
+        assert!(
+            line.contains("EMAIL_REPLY")
+                && line.contains("campaign 7")
+                && line.ends_with("key=EMAIL_REPLY:msg:2"),
+            "{line}"
+        );
+        assert!(event_line("not json").is_none());
+    }
+}

@@ -1,0 +1,18 @@
+//! The local stack's fixed names and default ports (`scripts/local.sh`,
+//! `xtask local`), shared by xtask, which starts it, and the operator CLI
+//! (`smartlead ... --local`), which reads it.
+
+/// The state table in DynamoDB Local.
+pub const TABLE: &str = "smartlead-state";
+/// The queue and its DLQ in moto.
+pub const QUEUE: &str = "smartlead-webhooks";
+pub const DLQ: &str = "smartlead-webhooks-dlq";
+/// Default ports on 127.0.0.1.
+pub const DYNAMODB_PORT: u16 = 8000;
+pub const MOTO_PORT: u16 = 5000;
+pub const HTTP_PORT: u16 = 3000;
+/// The first ingest emulator's port (further instances take the next
+/// ones), how many there are, and the consumer emulator's port.
+pub const INGEST_PORT: u16 = 9000;
+pub const INGEST_INSTANCES: usize = 2;
+pub const CONSUMER_PORT: u16 = 9100;
