@@ -1639,8 +1639,9 @@ mod tests {
             assert_eq!(shaped, flat, "{name}: the shape ends as its flat twin");
         }
 
-        // SmartLead's retry of an envelope (attempt 2, same X-Request-Id) and a
-        // redelivery with the same X-Request-Id but other bytes are duplicates.
+        // SmartLead's retry of an envelope (attempt 2, same X-Request-Id), a
+        // redelivery with the same X-Request-Id but other bytes, and a re-send
+        // of the same open without the header are duplicates.
         let envelope = &all["envelope_email_account_disconnected"];
         assert_eq!(send(envelope.clone(), headers(envelope)).await, 200);
         let mut retry: Value = serde_json::from_str(envelope).unwrap();
@@ -1648,10 +1649,11 @@ mod tests {
         assert_eq!(send(retry.to_string(), headers(envelope)).await, 200);
         let open = json!({"event_type": "EMAIL_OPEN", "to_email": "rid@e2e.example", "campaign_id": 78, "time_opened": "2025-03-01T10:00:00Z"});
         let mut other = open.clone();
-        other["time_opened"] = json!("2025-03-01T10:05:00Z");
+        other["campaign_name"] = json!("renamed");
         let id = vec![("x-request-id", "req-e2e-0001".to_owned())];
         assert_eq!(send(open.to_string(), id.clone()).await, 200);
         assert_eq!(send(other.to_string(), id).await, 200);
+        assert_eq!(send(open.to_string(), Vec::new()).await, 200);
         // An unknown dotted type is accepted and kept.
         let unknown = &all["envelope_unknown_type"];
         assert_eq!(send(unknown.clone(), headers(unknown)).await, 200);
