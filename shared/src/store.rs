@@ -586,6 +586,27 @@ impl DynamoStore {
         }
     }
 
+    /// Every item of the table (tools and tests; a full `Scan`).
+    pub async fn scan_all(&self) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let r = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(store_error)?;
+            out.extend(r.items.unwrap_or_default());
+            start = r.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     pub async fn partition(
         &self,
         pk: &str,

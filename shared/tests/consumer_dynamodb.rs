@@ -26,34 +26,20 @@ fn sqs_fixture(name: &str) -> SqsEvent {
 /// differs between runs (processing time, message ids, TTL).
 async fn snapshot(store: &DynamoStore) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let r = store
-            .client
-            .scan()
-            .table_name(&store.table)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan");
-        for item in r.items.unwrap_or_default() {
-            let mut v = item_to_json(&item);
-            let o = v.as_object_mut().expect("object");
-            for k in ["processed_at", "message_id", "expires_at"] {
-                o.remove(k);
-            }
-            let key = format!(
-                "{}|{}",
-                o["pk"].as_str().unwrap(),
-                o["sk"].as_str().unwrap()
-            );
-            out.insert(key, v);
+    for item in store.scan_all().await.expect("scan") {
+        let mut v = item_to_json(&item);
+        let o = v.as_object_mut().expect("object");
+        for k in ["processed_at", "message_id", "expires_at"] {
+            o.remove(k);
         }
-        start = r.last_evaluated_key;
-        if start.is_none() {
-            return out;
-        }
+        let key = format!(
+            "{}|{}",
+            o["pk"].as_str().unwrap(),
+            o["sk"].as_str().unwrap()
+        );
+        out.insert(key, v);
     }
+    out
 }
 
 fn get<'a>(snap: &'a BTreeMap<String, Value>, pk: &str, sk: &str) -> &'a Value {

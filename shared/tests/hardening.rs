@@ -40,28 +40,8 @@ fn batch(records: Vec<SqsMessage>) -> SqsEvent {
 
 /// Every item of the table, as JSON text.
 async fn table_text(store: &DynamoStore) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let r = store
-            .client
-            .scan()
-            .table_name(&store.table)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan");
-        out.extend(
-            r.items
-                .unwrap_or_default()
-                .iter()
-                .map(|i| item_to_json(i).to_string()),
-        );
-        start = r.last_evaluated_key;
-        if start.is_none() {
-            return out;
-        }
-    }
+    let items = store.scan_all().await.expect("scan");
+    items.iter().map(|i| item_to_json(i).to_string()).collect()
 }
 
 /// Keeps what it is asked to publish.

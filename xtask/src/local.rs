@@ -1541,54 +1541,40 @@ mod tests {
     async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<String, Value> {
         let store = stack.store();
         let mut out = std::collections::BTreeMap::new();
-        let mut start = None;
-        loop {
-            let r = store
-                .client
-                .scan()
-                .table_name(&store.table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("scan");
-            for item in r.items.unwrap_or_default() {
-                if clear {
-                    let key: HashMap<_, _> = item
-                        .iter()
-                        .filter(|(k, _)| *k == "pk" || *k == "sk")
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    store
-                        .client
-                        .delete_item()
-                        .table_name(&store.table)
-                        .set_key(Some(key))
-                        .send()
-                        .await
-                        .expect("delete");
-                }
-                let mut v = smartlead::store::item_to_json(&item);
-                let pk = v["pk"].as_str().unwrap_or_default().to_owned();
-                let sk = v["sk"].as_str().unwrap_or_default().to_owned();
-                if pk.starts_with("EVENT#") {
-                    continue;
-                }
-                if pk.starts_with("UNKNOWN#") || pk.starts_with("UNATTRIBUTED#") {
-                    out.insert(pk.clone(), json!({ "pk": pk }));
-                    continue;
-                }
-                let o = v.as_object_mut().expect("item");
-                o.retain(|a, _| {
-                    !a.ends_with("_order")
-                        && !matches!(a.as_str(), "processed_at" | "message_id" | "expires_at")
-                });
-                out.insert(format!("{pk}|{sk}"), v);
+        for item in store.scan_all().await.expect("scan") {
+            if clear {
+                let key: HashMap<_, _> = item
+                    .iter()
+                    .filter(|(k, _)| *k == "pk" || *k == "sk")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                store
+                    .client
+                    .delete_item()
+                    .table_name(&store.table)
+                    .set_key(Some(key))
+                    .send()
+                    .await
+                    .expect("delete");
             }
-            start = r.last_evaluated_key;
-            if start.is_none() {
-                return out;
+            let mut v = smartlead::store::item_to_json(&item);
+            let pk = v["pk"].as_str().unwrap_or_default().to_owned();
+            let sk = v["sk"].as_str().unwrap_or_default().to_owned();
+            if pk.starts_with("EVENT#") {
+                continue;
             }
+            if pk.starts_with("UNKNOWN#") || pk.starts_with("UNATTRIBUTED#") {
+                out.insert(pk.clone(), json!({ "pk": pk }));
+                continue;
+            }
+            let o = v.as_object_mut().expect("item");
+            o.retain(|a, _| {
+                !a.ends_with("_order")
+                    && !matches!(a.as_str(), "processed_at" | "message_id" | "expires_at")
+            });
+            out.insert(format!("{pk}|{sk}"), v);
         }
+        out
     }
 
     #[tokio::test]
