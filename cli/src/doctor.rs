@@ -211,9 +211,10 @@ impl Finding {
     pub fn fixable(&self) -> bool {
         matches!(
             self,
-            Finding::WrongUrl { .. }
-                | Finding::StaleSecret { .. }
-                | Finding::MissingEvents { hook: Some(_), .. }
+            // Not `WrongUrl`: a webhook at another URL may be another stack's
+            // (staging and prod in one SmartLead account); it is re-pointed
+            // only by hand.
+            Finding::StaleSecret { .. } | Finding::MissingEvents { hook: Some(_), .. }
         )
     }
 
@@ -231,7 +232,7 @@ impl Finding {
                 hooks.join(", ")
             ),
             Finding::WrongUrl { hook, host } => format!(
-                "webhook {hook} is this pipeline's but points at {host}, not stack {stack}. Fix (--fix): re-point it at the stack's URL"
+                "webhook {hook} is this pipeline's but points at {host}, not stack {stack}. If it should be this stack's (not another stack's in the same SmartLead account), re-point it: `smartlead register --id {hook} --stack {stack}` with its campaign, client or --user"
             ),
             Finding::StaleSecret { hook } => format!(
                 "webhook {hook} carries a secret the stack no longer accepts: every delivery gets 401 and is lost. Fix (--fix): re-point it with the current secret"
@@ -335,7 +336,8 @@ pub fn diagnose(
             // The campaign's own webhook of this stack takes them, else its client's.
             let taker = all
                 .iter()
-                .filter(|h| ours(h) && h.level != Level::User)
+                // Only a webhook at this stack's URL takes events by --fix.
+                .filter(|h| ours(h) && h.level != Level::User && is(h) != UrlIs::Other)
                 .min_by_key(|h| match h.level {
                     Level::Campaign(_) => 0,
                     _ => 1,
@@ -374,7 +376,7 @@ pub fn fixes(
     };
     for f in findings {
         let (id, url, add): (&String, bool, &[String]) = match f {
-            Finding::WrongUrl { hook, .. } | Finding::StaleSecret { hook } => (hook, true, &[]),
+            Finding::StaleSecret { hook } => (hook, true, &[]),
             Finding::MissingEvents {
                 hook: Some(hook),
                 events,

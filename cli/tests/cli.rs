@@ -1118,7 +1118,8 @@ async fn doctor_reports_every_finding_with_its_fix_and_fixes_the_safe_ones() {
     assert!(out.contains("smartlead delete --id 99"), "{out}");
 
     // --fix: webhook 11 gets the current secret and every event type (its
-    // categories kept), 21 the stack's URL; nothing else is touched.
+    // categories kept); 21, at another URL, may be another stack's and is
+    // left for the operator; nothing else is touched.
     let before = api.recorded().len();
     let o = smartlead(&["doctor", "--stack", &stack, "--fix"], &api.url, Some(KEY)).await;
     let out = text(&o);
@@ -1127,22 +1128,19 @@ async fn doctor_reports_every_finding_with_its_fix_and_fixes_the_safe_ones() {
         Some(2),
         "inactive and no-webhook remain\n{out}"
     );
-    assert!(out.contains("2 finding(s) left to fix by hand"), "{out}");
+    assert!(out.contains("3 finding(s) left to fix by hand"), "{out}");
     let puts: Vec<_> = api.recorded()[before..]
         .iter()
         .filter(|r| r.method != "GET")
         .cloned()
         .collect();
-    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert_eq!(puts.len(), 1, "{puts:?}");
     let body = |r: &local_aws::Recorded| -> Value { serde_json::from_str(&r.body).unwrap() };
     assert!(puts[0].target.starts_with("/api/v1/webhook/update/11?"));
     assert_eq!(body(&puts[0])["webhook_url"], format!("{base}/cur"));
     assert_eq!(body(&puts[0])["event_type_map"], all);
     assert_eq!(body(&puts[0])["category_id_map"], json!({"5": true}));
     assert_eq!(body(&puts[0])["email_campaign_id"], 1);
-    assert!(puts[1].target.starts_with("/api/v1/webhook/update/21?"));
-    assert_eq!(body(&puts[1])["webhook_url"], format!("{base}/cur"));
-    assert_eq!(body(&puts[1])["email_campaign_id"], 2);
     // No secret, old or new, and no key in what it printed.
     for leak in ["old-secret", "zap-secret", "/cur", KEY] {
         assert!(!out.contains(leak), "{leak} in\n{out}");
