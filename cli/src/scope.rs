@@ -33,6 +33,19 @@ pub fn scoped_pattern(pattern: &str, lead: Option<&str>, campaign: Option<&str>)
     Ok(p.to_string())
 }
 
+/// `pattern` matched only by the events of the replay `replay`
+/// (EventBridge marks replayed events with `replay-name`): a temporary rule
+/// never doubles live events, and one left behind (an interrupted run)
+/// matches nothing again.
+pub fn only_replay(pattern: &str, replay: &str) -> Result<String> {
+    let mut p: Value = serde_json::from_str(pattern).context("an event pattern")?;
+    let Some(o) = p.as_object_mut() else {
+        bail!("an event pattern is not an object");
+    };
+    o.insert("replay-name".into(), json!([replay]));
+    Ok(p.to_string())
+}
+
 /// A temporary rule: its name, ARN and target ids.
 pub struct Temp {
     pub name: String,
@@ -100,8 +113,9 @@ pub async fn create(
             let pattern = r
                 .event_pattern()
                 .ok_or_else(|| anyhow!("rule {name} has no event pattern"))?;
-            let scoped =
-                scoped_pattern(pattern, lead, campaign).with_context(|| format!("rule {name}"))?;
+            let scoped = scoped_pattern(pattern, lead, campaign)
+                .and_then(|p| only_replay(&p, prefix))
+                .with_context(|| format!("rule {name}"))?;
             let targets = eb
                 .list_targets_by_rule()
                 .rule(name)
@@ -292,7 +306,8 @@ pub async fn lead_events(
             .attributes
             .and_then(|a| a.get(&Q::QueueArn).cloned())
             .unwrap_or_default();
-        let pattern = scoped_pattern(r#"{"source":["smartlead.webhooks"]}"#, Some(email), None)?;
+        let pattern = scoped_pattern(r#"{"source":["smartlead.webhooks"]}"#, Some(email), None)
+            .and_then(|p| only_replay(&p, &name))?;
         let rule_arn = eb
             .put_rule()
             .name(&name)
@@ -438,6 +453,15 @@ mod tests {
         assert_eq!(v["detail"]["normalized"]["campaign_id"], json!(["123"]));
         assert!(scoped_pattern(r#"{"detail":["x"]}"#, Some("a@b.co"), None).is_err());
         assert!(scoped_pattern("[]", Some("a@b.co"), None).is_err());
+    }
+
+    #[test]
+    fn a_temporary_rule_matches_only_its_own_replay() {
+        let p = only_replay(r#"{"source":["smartlead.webhooks"]}"#, "smartlead-replay-1").unwrap();
+        let v: Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(v["replay-name"], json!(["smartlead-replay-1"]));
+        assert_eq!(v["source"], json!(["smartlead.webhooks"]));
+        assert!(only_replay("[]", "x").is_err());
     }
 
     #[test]
