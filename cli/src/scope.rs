@@ -53,6 +53,7 @@ pub struct Temp {
     pub targets: Vec<String>,
 }
 
+/// An AWS SDK error (EventBridge, SQS, ...) with what was being done.
 fn eb_err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
     anyhow!(
         "{what}: {}",
@@ -276,18 +277,12 @@ pub async fn lead_events(
         chrono::Utc::now().format("%Y%m%d%H%M%S"),
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
-    let sqs_err = |what: &str, e: String| anyhow!("{what}: {e}");
     let queue = sqs
         .create_queue()
         .queue_name(&name)
         .send()
         .await
-        .map_err(|e| {
-            sqs_err(
-                "creating a temporary queue",
-                smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-            )
-        })?
+        .map_err(|e| eb_err("creating a temporary queue", e))?
         .queue_url
         .unwrap_or_default();
     let result = async {
@@ -297,12 +292,7 @@ pub async fn lead_events(
             .attribute_names(Q::QueueArn)
             .send()
             .await
-            .map_err(|e| {
-                sqs_err(
-                    "reading the temporary queue",
-                    smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-                )
-            })?
+            .map_err(|e| eb_err("reading the temporary queue", e))?
             .attributes
             .and_then(|a| a.get(&Q::QueueArn).cloned())
             .unwrap_or_default();
@@ -341,12 +331,7 @@ pub async fn lead_events(
                 .attributes(Q::Policy, policy.to_string())
                 .send()
                 .await
-                .map_err(|e| {
-                    sqs_err(
-                        "allowing the rule to the queue",
-                        smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-                    )
-                })?;
+                .map_err(|e| eb_err("allowing the rule to the queue", e))?;
             eb.put_targets()
                 .rule(&name)
                 .event_bus_name(&bus_name)
@@ -392,12 +377,7 @@ pub async fn lead_events(
                     .wait_time_seconds(1)
                     .send()
                     .await
-                    .map_err(|e| {
-                        sqs_err(
-                            "reading the temporary queue",
-                            smartlead::aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-                        )
-                    })?
+                    .map_err(|e| eb_err("reading the temporary queue", e))?
                     .messages
                     .unwrap_or_default();
                 if got.is_empty() {
