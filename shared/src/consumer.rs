@@ -129,6 +129,8 @@ struct Job {
     /// The lead (or campaign, account) item the event changed: its state goes
     /// into the fan-out.
     state_item: Option<(String, String)>,
+    /// That item as the write returned it (`ALL_NEW`): no read for the fan-out.
+    state: Option<serde_json::Value>,
     effects: Vec<&'static str>,
     lease_until_ms: i64,
 }
@@ -292,15 +294,17 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         let span = tracing::Span::current();
                         span.record("event_type", ev.event_type.as_str());
                         span.record("dedup_key", p.key.as_str());
+                        let mut state = None;
                         let (outcome, claimed) = match self.apply_or_trim(&p, &message_id).await {
-                            // The transaction claimed every effect.
-                            Ok(ApplyOutcome::Applied { write_units, .. }) => {
+                            // Then its effects are claimed (the first claim creates their marker).
+                            Ok(ApplyOutcome::Applied { write_units, state: after, .. }) => {
+                                state = after;
                                 if p.unattributed {
                                     // Kept, never dropped: counted so someone looks (UnattributedEventsAlarm).
                                     tracing::warn!(shape = ?ev.shape, "lead event without a lead e-mail address; kept unattributed");
                                     self.metrics.count("Unattributed", &[("EventType", ev.event_type.metric_name())]);
                                 }
-                                (Outcome::Processed { write_units }, Ok(p.effects.clone()))
+                                (Outcome::Processed { write_units }, self.claim_left(&p, &message_id).await)
                             }
                             // Stored before: only effects left pending (or abandoned) run.
                             Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id).await),
@@ -320,6 +324,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                                     job = Some(Job {
                                         message_id: message_id.clone(),
                                         state_item: p.items.first().map(|u| (u.pk.clone(), u.sk.clone())),
+                                        state,
                                         key: p.key.clone(),
                                         effects,
                                         lease_until_ms,
@@ -370,7 +375,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
     }
 
-    /// Claims the effects of a duplicate that are still to do.
+    /// Claims the effects that are still to do (all of them for an event
+    /// just applied, unless a concurrent delivery claimed one first).
     async fn claim_left(
         &self,
         p: &crate::plan::Plan,
@@ -406,12 +412,14 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             // The states, read concurrently (order kept).
             let events: Vec<_> = futures::stream::iter(fanout.iter())
                 .map(|j| async move {
-                    let state = match &j.state_item {
-                        Some((pk, sk)) => self.store.item(pk, sk).await.unwrap_or_else(|e| {
+                    let state = match (&j.state, &j.state_item) {
+                        (Some(s), _) => Some(s.clone()),
+                        // A duplicate whose effect was left to do: read it.
+                        (None, Some((pk, sk))) => self.store.item(pk, sk).await.map(|s| s.map(crate::store::without_bookkeeping)).unwrap_or_else(|e| {
                             tracing::warn!(error = %e, "could not read the state for the fan-out");
                             None
                         }),
-                        None => None,
+                        (None, None) => None,
                     };
                     bus_event(&j.ev, j.key.as_str(), state)
                 })

@@ -1,24 +1,32 @@
-//! The DynamoDB state store: applies a [`Plan`] exactly once.
+//! The DynamoDB state store: applies a [`Plan`] exactly once, without a
+//! transaction.
 //!
-//! One `TransactWriteItems` holds the event's dedup marker (a `Put` with
-//! `attribute_not_exists(pk)`, expiring by TTL) and every state update of the
-//! plan. Either all of it commits or none does, so a crash between any two
-//! writes cannot double-apply or lose an event, and a redelivered event
-//! finds its marker and stops there ("already done" is an outcome, not an
-//! error).
+//! Every item a plan touches is changed by one conditional `UpdateItem`
+//! that also records the event's compact key (8 bytes of a hash of its
+//! dedup key) in the item's binary set `ek`, on the condition that the key
+//! is not there yet (nor in `ek_old`, the previous generation). Each item is
+//! so idempotent on its own: a redelivered event, or the retry of a write
+//! whose answer was lost, finds its key and changes nothing ("already
+//! absorbed"), and the store moves on to the plan's next item. An event
+//! touching two items (a bounce: the lead's campaign item and its
+//! suppression) needs no transaction: a crash between the two writes is
+//! healed by the redelivery, which the first item refuses and the second
+//! applies. No plan makes a decision in one item from what another holds.
+//! There is no separate dedup marker: typical events write one item.
 //!
-//! Registers (see [`crate::plan`]) add a condition to their item: "this
-//! event is the newest". When DynamoDB cancels the transaction, its
-//! cancellation reasons say which item's condition failed; that item moves
-//! to its next stage (newest → oldest → neither) and the transaction is
-//! sent again. Transaction conflicts and throttling are retried with
-//! backoff; what still fails is a retryable error for SQS to redeliver.
+//! Registers (see [`crate::plan`]) add a condition: "this event is the
+//! newest". When an update is refused, the item as it was (returned with
+//! the refusal) says why: the key is there (done), the key set is full
+//! (rotate it, see [`SEEN_MAX`]) or a register's condition failed (that
+//! item moves to its next stage, newest → oldest → neither, and is sent
+//! again). Throttling and lost answers are retried with backoff; what still
+//! fails is a retryable error for SQS to redeliver.
 
 use crate::key::DedupKey;
 use crate::plan::{ItemUpdate, Plan, Val};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem, Update,
+    AttributeValue, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -27,7 +35,35 @@ use std::time::Duration;
 
 /// Attribute DynamoDB's TTL deletes items by (epoch seconds).
 pub const TTL_ATTR: &str = "expires_at";
-/// Days a dedup marker lives by default: the template's `DedupTtlDays` (a test checks).
+/// The binary set of the compact keys of the events an item has absorbed.
+pub const SEEN_ATTR: &str = "ek";
+/// The previous generation of [`SEEN_ATTR`].
+pub const SEEN_OLD_ATTR: &str = "ek_old";
+/// Keys in one generation. When `ek` holds this many, it becomes `ek_old`
+/// (the generation before is dropped) and a new `ek` starts: an item always
+/// knows at least the last `SEEN_MAX` events it absorbed, at most twice as
+/// many. A delivery of an event after `SEEN_MAX` or more later events on the
+/// same item may find its key gone and apply again (see the README).
+pub const SEEN_MAX: usize = 48;
+/// Bytes of the key hash kept per event.
+pub const SEEN_KEY_BYTES: usize = 8;
+
+/// The compact key an item records for `key`.
+pub fn seen_key(key: &DedupKey) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_str().as_bytes())[..SEEN_KEY_BYTES].to_vec()
+}
+
+/// The item without the store's bookkeeping (the absorbed keys).
+pub fn without_bookkeeping(mut item: Value) -> Value {
+    if let Some(o) = item.as_object_mut() {
+        o.remove(SEEN_ATTR);
+        o.remove(SEEN_OLD_ATTR);
+    }
+    item
+}
+
+/// Days an effect's marker lives by default: the template's `DedupTtlDays` (a test checks).
 pub const DEFAULT_DEDUP_TTL_DAYS: u64 = 100;
 pub const REJECTED_TTL_DAYS: u64 = 30;
 
@@ -49,9 +85,15 @@ impl StoreError {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApplyOutcome {
-    /// State changed; `write_units` as DynamoDB reported (when it did).
-    Applied { transactions: u32, write_units: f64 },
-    /// The dedup marker was already there: nothing changed.
+    /// State changed (in at least one item); `transactions` counts the
+    /// requests sent, `write_units` as DynamoDB reported (when it did);
+    /// `state` is the plan's first item after the write (`ALL_NEW`).
+    Applied {
+        transactions: u32,
+        write_units: f64,
+        state: Option<Value>,
+    },
+    /// Every item had absorbed the event already: nothing changed.
     Duplicate,
 }
 
@@ -244,6 +286,11 @@ pub fn attr_to_json(a: &AttributeValue) -> Value {
                     .collect(),
             )
         }
+        AttributeValue::Bs(b) => {
+            let mut v: Vec<String> = b.iter().map(|b| hex::encode(b.as_ref())).collect();
+            v.sort();
+            Value::from(v)
+        }
         _ => Value::Null,
     }
 }
@@ -360,12 +407,22 @@ fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
+/// One item's conditional update: its expression, condition, names and
+/// values. Besides the plan's changes it adds `key` to the absorbed keys,
+/// on the condition that neither generation holds it and `ek` is not full.
+struct ItemRequest {
+    update: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
 fn build_update(
-    table: &str,
     u: &ItemUpdate,
     stage: Stage,
     order: &str,
-) -> Result<Update, StoreError> {
+    seen: &[u8],
+) -> Result<ItemRequest, StoreError> {
     let mut e = Expr::default();
     let order_val = AttributeValue::S(order.to_owned());
     e.set_fields(&u.set_once, true);
@@ -374,7 +431,20 @@ fn build_update(
         let val = e.value(to_attr(v));
         e.add.push(format!("{n} {val}"));
     }
-    let mut condition = None;
+    let ek = e.name(SEEN_ATTR);
+    let ek_old = e.name(SEEN_OLD_ATTR);
+    let kset = e.value(AttributeValue::Bs(vec![
+        aws_sdk_dynamodb::primitives::Blob::new(seen.to_vec()),
+    ]));
+    let kval = e.value(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+        seen.to_vec(),
+    )));
+    let max = e.value(AttributeValue::N(SEEN_MAX.to_string()));
+    e.add.push(format!("{ek} {kset}"));
+    let mut condition = format!(
+        "NOT contains({ek}, {kval}) AND NOT contains({ek_old}, {kval}) \
+         AND (attribute_not_exists({ek}) OR size({ek}) < {max})"
+    );
     match stage {
         Stage::Latest => {
             let reg = u
@@ -385,7 +455,9 @@ fn build_update(
             let ov = e.value(order_val.clone());
             e.set.push(format!("{lo} = {ov}"));
             e.set_fields(&reg.fields, false);
-            condition = Some(format!("attribute_not_exists({lo}) OR {lo} <= {ov}"));
+            condition.push_str(&format!(
+                " AND (attribute_not_exists({lo}) OR {lo} <= {ov})"
+            ));
             if let Some(early) = &u.earliest {
                 // Newest and no earliest yet means this is also the earliest.
                 let eo = e.name(early.order_attr);
@@ -402,19 +474,41 @@ fn build_update(
             let ov = e.value(order_val);
             e.set.push(format!("{eo} = {ov}"));
             e.set_fields(&reg.fields, false);
-            condition = Some(format!("attribute_not_exists({eo}) OR {eo} > {ov}"));
+            condition.push_str(&format!(" AND (attribute_not_exists({eo}) OR {eo} > {ov})"));
         }
         Stage::Plain => {}
     }
-    Update::builder()
-        .table_name(table)
-        .set_key(Some(key(&u.pk, &u.sk)))
-        .update_expression(e.update_expression())
-        .set_condition_expression(condition)
-        .set_expression_attribute_names(Some(e.names))
-        .set_expression_attribute_values(Some(e.values))
-        .build()
-        .map_err(|err| StoreError::Permanent(err.to_string()))
+    Ok(ItemRequest {
+        update: e.update_expression(),
+        condition,
+        names: e.names,
+        values: e.values,
+    })
+}
+
+/// Why an item refused an update, from the item as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The event's key is there: applied before.
+    Absorbed,
+    /// `ek` is full: rotate the generations, then send the update again.
+    Full,
+    /// A register's condition: move to the next stage.
+    Register,
+}
+
+fn refusal(old: Option<&HashMap<String, AttributeValue>>, seen: &[u8]) -> Refusal {
+    let set = |attr: &str| -> Option<&Vec<aws_sdk_dynamodb::primitives::Blob>> {
+        old.and_then(|o| o.get(attr)).and_then(|v| v.as_bs().ok())
+    };
+    let holds = |attr: &str| set(attr).is_some_and(|s| s.iter().any(|b| b.as_ref() == seen));
+    if holds(SEEN_ATTR) || holds(SEEN_OLD_ATTR) {
+        Refusal::Absorbed
+    } else if set(SEEN_ATTR).is_some_and(|s| s.len() >= SEEN_MAX) {
+        Refusal::Full
+    } else {
+        Refusal::Register
+    }
 }
 
 const MAX_TRANSIENT_RETRIES: u32 = 4;
@@ -466,24 +560,6 @@ where
     }
 }
 
-/// A `ClientRequestToken` (at most 36 characters) unique to this attempt
-/// to apply this message's event with one set of items.
-fn request_token(message_id: &str, key: &str, generation: u32) -> String {
-    use sha2::Digest;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let mut h = sha2::Sha256::new();
-    h.update(message_id.as_bytes());
-    h.update([0]);
-    h.update(key.as_bytes());
-    h.update(generation.to_le_bytes());
-    h.update(nanos.to_le_bytes());
-    h.update(std::process::id().to_le_bytes());
-    hex::encode(&h.finalize()[..16])
-}
-
 fn backoff(attempt: u32) -> Duration {
     // 25, 50, 100, 200 ms with up to 50% jitter.
     let base = 25u64 << attempt.min(6);
@@ -510,42 +586,6 @@ impl DynamoStore {
     }
     fn after(&self) -> Result<(), StoreError> {
         self.faults.as_ref().map_or(Ok(()), |f| f.after_call())
-    }
-
-    fn marker(&self, plan: &Plan, message_id: &str) -> Result<Put, StoreError> {
-        let now = chrono::Utc::now();
-        let expires = now.timestamp() + self.dedup_ttl.as_secs() as i64;
-        let mut item = key(&format!("EVENT#{}", plan.key), "EVENT");
-        item.insert(
-            "event_type".into(),
-            AttributeValue::S(plan.event_type.as_str().to_owned()),
-        );
-        item.insert(
-            "event_time".into(),
-            AttributeValue::S(plan.event_time.to_string()),
-        );
-        item.insert(
-            "processed_at".into(),
-            AttributeValue::S(crate::time::EventTime::now().to_string()),
-        );
-        item.insert(
-            "message_id".into(),
-            AttributeValue::S(message_id.to_owned()),
-        );
-        item.insert(TTL_ATTR.into(), AttributeValue::N(expires.to_string()));
-        for effect in &plan.effects {
-            item.insert(fx_attr(effect), AttributeValue::S(FX_RUNNING.into()));
-            item.insert(
-                fx_until_attr(effect),
-                AttributeValue::N(plan.lease_until_ms.to_string()),
-            );
-        }
-        Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Permanent(e.to_string()))
     }
 
     /// Every item of a partition (a lead's full state is one `Query`).
@@ -584,6 +624,177 @@ impl DynamoStore {
                 aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
             )),
         }
+    }
+
+    /// Applies one item's update: `(true, item after)` when it changed,
+    /// `(false, item as it is)` when the item had absorbed the event before.
+    async fn apply_item(
+        &self,
+        u: &ItemUpdate,
+        order: &str,
+        seen: &[u8],
+        requests: &mut u32,
+        write_units: &mut f64,
+    ) -> Result<(bool, Option<HashMap<String, AttributeValue>>), StoreError> {
+        use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        let mut stage = first_stage(u);
+        let mut transient_attempts = 0;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            if rounds > 16 {
+                return Err(StoreError::Transient(
+                    "item kept refusing the update".into(),
+                ));
+            }
+            let r = build_update(u, stage, order, seen)?;
+            self.before()?;
+            *requests += 1;
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(&u.pk, &u.sk)))
+                .update_expression(r.update)
+                .condition_expression(r.condition)
+                .set_expression_attribute_names(Some(r.names))
+                .set_expression_attribute_values(Some(r.values))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            let retry = match result {
+                Ok(out) => match self.after() {
+                    Ok(()) => {
+                        *write_units += out
+                            .consumed_capacity()
+                            .and_then(|c| c.capacity_units())
+                            .unwrap_or(0.0);
+                        return Ok((true, out.attributes));
+                    }
+                    // Applied, but the answer was lost: like a timeout. The
+                    // retry finds the key and calls the item done.
+                    Err(e) if e.is_retryable() => e.to_string(),
+                    Err(e) => return Err(e),
+                },
+                Err(err) => {
+                    if let Some(UpdateItemError::ConditionalCheckFailedException(c)) =
+                        err.as_service_error()
+                    {
+                        let old = match c.item() {
+                            Some(old) => Some(old.clone()),
+                            // Without the item in the refusal, read it.
+                            None => self.read(&u.pk, &u.sk).await?,
+                        };
+                        match refusal(old.as_ref(), seen) {
+                            Refusal::Absorbed => return Ok((false, old)),
+                            Refusal::Full => {
+                                self.rotate(&u.pk, &u.sk, requests).await?;
+                                continue;
+                            }
+                            Refusal::Register => {
+                                let next = next_stage(u, stage);
+                                if next != stage {
+                                    stage = next;
+                                    continue;
+                                }
+                                // Nothing left to relax: changed under us; again.
+                                "condition failed on a plain update".to_owned()
+                            }
+                        }
+                    } else {
+                        let code = err.code().unwrap_or_default().to_owned();
+                        if code == "ValidationException" && refused_for_content(err.message()) {
+                            return Err(StoreError::Permanent(format!(
+                                "DynamoDB refused the event's items: {}",
+                                err.message().unwrap_or("ValidationException")
+                            )));
+                        }
+                        let msg = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
+                        let lost_answer = matches!(
+                            err,
+                            SdkError::TimeoutError(_)
+                                | SdkError::DispatchFailure(_)
+                                | SdkError::ResponseError(_)
+                        );
+                        let busy = matches!(
+                            err.as_service_error(),
+                            Some(
+                                UpdateItemError::ProvisionedThroughputExceededException(_)
+                                    | UpdateItemError::ThrottlingException(_)
+                                    | UpdateItemError::RequestLimitExceeded(_)
+                                    | UpdateItemError::InternalServerError(_)
+                                    | UpdateItemError::TransactionConflictException(_)
+                            )
+                        );
+                        if !(lost_answer || busy) {
+                            // Back to SQS and, if it keeps failing, the DLQ.
+                            return Err(StoreError::Transient(msg));
+                        }
+                        msg
+                    }
+                }
+            };
+            if transient_attempts >= MAX_TRANSIENT_RETRIES {
+                return Err(StoreError::Transient(retry));
+            }
+            transient_attempts += 1;
+            tokio::time::sleep(backoff(transient_attempts)).await;
+        }
+    }
+
+    /// Starts a new generation of absorbed keys: `ek` becomes `ek_old`
+    /// (the one before is dropped), if `ek` is still full.
+    async fn rotate(&self, pk: &str, sk: &str, requests: &mut u32) -> Result<(), StoreError> {
+        self.before()?;
+        *requests += 1;
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .update_expression("SET #old = #ek REMOVE #ek")
+            .condition_expression("size(#ek) >= :max")
+            .expression_attribute_names("#ek", SEEN_ATTR)
+            .expression_attribute_names("#old", SEEN_OLD_ATTR)
+            .expression_attribute_values(":max", AttributeValue::N(SEEN_MAX.to_string()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => self.after(),
+            // Someone else rotated it first.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// One item, strongly consistent.
+    async fn read(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        self.before()?;
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        self.after()?;
+        Ok(r.item)
     }
 
     /// Every item of the table (tools and tests; a full `Scan`).
@@ -639,159 +850,31 @@ impl DynamoStore {
 
 #[async_trait]
 impl StateStore for DynamoStore {
-    async fn apply(&self, plan: &Plan, message_id: &str) -> Result<ApplyOutcome, StoreError> {
-        use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-        let marker = self.marker(plan, message_id)?;
-        let mut stages: Vec<Stage> = plan.items.iter().map(first_stage).collect();
-        let mut transient_attempts = 0;
-        let mut transactions = 0;
-        // One token for every retry of the same items: a retry after an
-        // attempt that committed but whose answer was lost (a timeout, a
-        // TransactionInProgress) then succeeds as a no-op instead of finding
-        // its own marker and calling itself a duplicate.
-        let mut token = request_token(message_id, plan.key.as_str(), 0);
-        loop {
-            let mut items = vec![TransactWriteItem::builder().put(marker.clone()).build()];
-            for (u, stage) in plan.items.iter().zip(&stages) {
-                items.push(
-                    TransactWriteItem::builder()
-                        .update(build_update(&self.table, u, *stage, &plan.order)?)
-                        .build(),
-                );
+    async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
+        let seen = seen_key(&plan.key);
+        let mut requests = 0;
+        let mut write_units = 0.0;
+        let mut applied = false;
+        let mut state = None;
+        // Each item on its own: one that absorbed the event before (a
+        // redelivery after a crash between two items) is passed over.
+        for (i, u) in plan.items.iter().enumerate() {
+            let (done, item) = self
+                .apply_item(u, &plan.order, &seen, &mut requests, &mut write_units)
+                .await?;
+            applied |= done;
+            if i == 0 {
+                state = item.as_ref().map(|i| without_bookkeeping(item_to_json(i)));
             }
-            self.before()?;
-            transactions += 1;
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .client_request_token(&token)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await;
-            let retry = match result {
-                Ok(out) => match self.after() {
-                    Ok(()) => {
-                        let write_units = out
-                            .consumed_capacity()
-                            .iter()
-                            .filter_map(|c| c.capacity_units())
-                            .sum();
-                        return Ok(ApplyOutcome::Applied {
-                            transactions,
-                            write_units,
-                        });
-                    }
-                    // Committed, but the answer was lost: like a timeout.
-                    Err(e) if e.is_retryable() => e.to_string(),
-                    Err(e) => return Err(e),
-                },
-                Err(err) => {
-                    let service = err.as_service_error();
-                    if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = service
-                    {
-                        let codes: Vec<&str> = tc
-                            .cancellation_reasons()
-                            .iter()
-                            .map(|r| r.code().unwrap_or("None"))
-                            .collect();
-                        if codes.first() == Some(&"ConditionalCheckFailed") {
-                            return Ok(ApplyOutcome::Duplicate);
-                        }
-                        if codes.contains(&"ValidationError") {
-                            let why: Vec<&str> = tc
-                                .cancellation_reasons()
-                                .iter()
-                                .filter(|r| r.code() == Some("ValidationError"))
-                                .map(|r| r.message().unwrap_or("ValidationError"))
-                                .collect();
-                            let why = why.join("; ");
-                            // Refused for what it holds: on every delivery alike.
-                            if refused_for_content(Some(&why)) {
-                                return Err(StoreError::Permanent(format!(
-                                    "DynamoDB refused the event's items: {why}"
-                                )));
-                            }
-                            return Err(StoreError::Transient(format!(
-                                "DynamoDB refused the request: {why}"
-                            )));
-                        }
-                        let mut advanced = false;
-                        for (i, code) in codes.iter().enumerate().skip(1) {
-                            if *code == "ConditionalCheckFailed" {
-                                if let (Some(u), Some(s)) =
-                                    (plan.items.get(i - 1), stages.get_mut(i - 1))
-                                {
-                                    let next = next_stage(u, *s);
-                                    advanced |= next != *s;
-                                    *s = next;
-                                }
-                            }
-                        }
-                        if advanced {
-                            // Other items, so another request: a new token.
-                            token = request_token(message_id, plan.key.as_str(), transactions);
-                            continue;
-                        }
-                        let retryable = codes.iter().all(|c| {
-                            matches!(
-                                *c,
-                                "None"
-                                    | "TransactionConflict"
-                                    | "ThrottlingError"
-                                    | "ProvisionedThroughputExceeded"
-                                    | "ConditionalCheckFailed"
-                            )
-                        });
-                        if !retryable {
-                            return Err(StoreError::Transient(format!(
-                                "transaction cancelled: {}",
-                                codes.join(",")
-                            )));
-                        }
-                        format!("transaction cancelled: {}", codes.join(","))
-                    } else {
-                        let code = err.code().unwrap_or_default().to_owned();
-                        let msg = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
-                        if code == "ValidationException" && refused_for_content(err.message()) {
-                            return Err(StoreError::Permanent(format!(
-                                "DynamoDB refused the event's items: {}",
-                                err.message().unwrap_or("ValidationException")
-                            )));
-                        }
-                        let lost_answer = matches!(
-                            err,
-                            SdkError::TimeoutError(_)
-                                | SdkError::DispatchFailure(_)
-                                | SdkError::ResponseError(_)
-                        );
-                        let conflict = matches!(
-                            service,
-                            Some(
-                                TransactWriteItemsError::TransactionInProgressException(_)
-                                    | TransactWriteItemsError::ProvisionedThroughputExceededException(
-                                        _
-                                    )
-                                    | TransactWriteItemsError::ThrottlingException(_)
-                                    | TransactWriteItemsError::RequestLimitExceeded(_)
-                                    | TransactWriteItemsError::InternalServerError(_)
-                            )
-                        );
-                        if !(lost_answer || conflict) {
-                            // Anything else goes back to SQS and, if it keeps
-                            // failing, on to the DLQ: redelivered or parked.
-                            return Err(StoreError::Transient(msg));
-                        }
-                        msg
-                    }
-                }
-            };
-            if transient_attempts >= MAX_TRANSIENT_RETRIES {
-                return Err(StoreError::Transient(retry));
-            }
-            transient_attempts += 1;
-            tokio::time::sleep(backoff(transient_attempts)).await;
+        }
+        if applied || plan.items.is_empty() {
+            Ok(ApplyOutcome::Applied {
+                transactions: requests,
+                write_units,
+                state,
+            })
+        } else {
+            Ok(ApplyOutcome::Duplicate)
         }
     }
 
@@ -803,18 +886,23 @@ impl StateStore for DynamoStore {
         lease_until_ms: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        // The first claim creates the effect's marker (one write, only for
+        // events that have an effect); it expires by TTL.
+        let expires = chrono::Utc::now().timestamp() + self.dedup_ttl.as_secs() as i64;
         self.effect_update(
             key,
             effect,
-            "SET #fx = :running, #until = :lease",
-            "attribute_exists(pk) AND (#fx = :pending OR (#fx = :running AND #until < :now) \
-             OR (#fx = :running AND #until = :lease AND message_id = :mid))",
+            "SET #fx = :running, #until = :lease, message_id = :mid, \
+             expires_at = if_not_exists(expires_at, :exp)",
+            "attribute_not_exists(#fx) OR #fx = :pending OR (#fx = :running AND #until < :now) \
+             OR (#fx = :running AND #until = :lease AND message_id = :mid)",
             &[
                 (":running", AttributeValue::S(FX_RUNNING.into())),
                 (":pending", AttributeValue::S(FX_PENDING.into())),
                 (":lease", AttributeValue::N(lease_until_ms.to_string())),
                 (":now", AttributeValue::N(now_ms.to_string())),
                 (":mid", AttributeValue::S(message_id.to_owned())),
+                (":exp", AttributeValue::N(expires.to_string())),
             ],
         )
         .await

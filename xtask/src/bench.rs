@@ -723,6 +723,7 @@ async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>> {
             smartlead::store::ApplyOutcome::Applied {
                 transactions,
                 write_units,
+                ..
             } => {
                 let mut keys = vec![(format!("EVENT#{}", plan.key), "EVENT".to_owned())];
                 keys.extend(plan.items.iter().map(|u| (u.pk.clone(), u.sk.clone())));
