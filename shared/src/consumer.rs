@@ -341,7 +341,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             match &outcome {
                 Outcome::Failed(e) => tracing::error!(outcome = "failed", error = %e, "record failed; SQS will redeliver it"),
                 Outcome::Rejected(reason) => tracing::warn!(outcome = "rejected", reason, "record rejected and kept"),
-                o => tracing::info!(outcome = o.label(), ms, "record done"),
+                // ProcessingLatency has the time; this line is the outcome.
+                o => tracing::info!(outcome = o.label(), "record done"),
             }
             Done { outcome, event_type, ms, job }
         }
