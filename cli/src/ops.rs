@@ -129,7 +129,10 @@ pub fn lead_pk(email: &str) -> String {
 
 /// Attributes that only order writes or key the item: not shown.
 fn hidden(name: &str) -> bool {
-    matches!(name, "pk" | "sk" | "lead_email" | "expires_at") || name.ends_with("_order")
+    matches!(
+        name,
+        "pk" | "sk" | "lead_email" | "expires_at" | "ek" | "ek_old"
+    ) || name.ends_with("_order")
 }
 
 fn show_value(v: &Value) -> String {
@@ -270,7 +273,7 @@ mod tests {
         let items = vec![
             json!({"pk": "LEAD#a@b.co", "sk": "TASK#9#3", "step_type": "call", "reached_order": "x"}),
             json!({"pk": "LEAD#a@b.co", "sk": "SUPPRESSION", "reason": "bounce", "flags": ["bounce"]}),
-            json!({"pk": "LEAD#a@b.co", "sk": "CAMPAIGN#9", "campaign_name": "Q1", "opens": 3, "flags": ["contacted", "engaged"], "last_open_order": "1#2"}),
+            json!({"pk": "LEAD#a@b.co", "sk": "CAMPAIGN#9", "campaign_name": "Q1", "opens": 3, "flags": ["contacted", "engaged"], "last_open_order": "1#2", "ek": ["0a1b2c3d4e5f"]}),
             json!({"pk": "LEAD#a@b.co", "sk": "PROFILE", "category": "Interested"}),
         ];
         let out = render_lead("a@b.co", &items);
@@ -281,6 +284,10 @@ mod tests {
         assert!(out.contains("flags  contacted, engaged"), "{out}");
         assert!(out.contains("opens  3"), "{out}");
         assert!(!out.contains("_order"), "{out}");
+        assert!(
+            !out.contains("0a1b2c3d4e5f"),
+            "the absorbed keys are bookkeeping: {out}"
+        );
         assert!(!out.contains("LEAD#"), "{out}");
         assert!(render_lead("x@y.co", &[]).contains("no items"));
     }

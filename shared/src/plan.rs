@@ -53,6 +53,11 @@ pub struct Register {
     /// Attribute holding the ordering value ([`compact_order`]).
     pub order_attr: &'static str,
     pub fields: Vec<(&'static str, Val)>,
+    /// A register of the event's time alone: `order_attr` is that time's
+    /// attribute (`last_open_at`...), compared as text (fixed-width ISO
+    /// 8601 sorts as time), no separate order attribute. Two events at the
+    /// same instant write the same value, so no tie-break is needed.
+    pub by_time: bool,
 }
 
 impl Register {
@@ -64,6 +69,16 @@ impl Register {
                 .into_iter()
                 .filter_map(|(k, v)| v.map(|v| (k, v)))
                 .collect(),
+            by_time: false,
+        }
+    }
+
+    /// The register of an event time alone, in `attr` (see [`Register::by_time`]).
+    fn time(attr: &'static str) -> Register {
+        Register {
+            order_attr: attr,
+            fields: Vec::new(),
+            by_time: true,
         }
     }
 }
@@ -119,6 +134,16 @@ impl ItemUpdate {
         fields: Vec<(&'static str, Option<Val>)>,
     ) -> Self {
         self.earliest = Some(Register::new(order_attr, fields));
+        self
+    }
+    /// The newest event time in `attr`.
+    fn latest_time(mut self, attr: &'static str) -> Self {
+        self.latest = Some(Register::time(attr));
+        self
+    }
+    /// The oldest event time in `attr`.
+    fn earliest_time(mut self, attr: &'static str) -> Self {
+        self.earliest = Some(Register::time(attr));
         self
     }
 }
@@ -495,7 +520,7 @@ pub fn plan_within(
                         ("last_sender", owned(n.sender_email.clone())),
                     ],
                 )
-                .earliest("first_sent_order", vec![("first_sent_at", t())]);
+                .earliest_time("first_sent_at");
             if let Some(seq) = n.sequence_number {
                 u.add.push(("steps_sent", Val::Ns(vec![f64::from(seq)])));
             }
@@ -505,15 +530,15 @@ pub fn plan_within(
             items.push(
                 lead_campaign(pk)
                     .flag("contacted")
-                    .earliest("first_email_order", vec![("first_email_sent_at", t())]),
+                    .earliest_time("first_email_sent_at"),
             );
         }
         (EventData::EmailOpen(_), Some(pk)) => {
             let u = lead_campaign(pk)
                 .count("opens")
                 .flag("engaged")
-                .latest("last_open_order", vec![("last_open_at", t())])
-                .earliest("first_open_order", vec![("first_open_at", t())]);
+                .latest_time("last_open_at")
+                .earliest_time("first_open_at");
             items.push(score(u, weights.open));
         }
         (EventData::EmailLinkClick(c), Some(pk)) => {
@@ -527,7 +552,7 @@ pub fn plan_within(
                         ("last_link", s(c.link_clicked.0.last().map(String::as_str))),
                     ],
                 )
-                .earliest("first_click_order", vec![("first_click_at", t())]);
+                .earliest_time("first_click_at");
             let links: Vec<String> = c.link_clicked.0.iter().map(|l| cut(l, 1000)).collect();
             if !links.is_empty() {
                 u.add.push(("links_clicked", Val::Ss(links)));
@@ -558,7 +583,7 @@ pub fn plan_within(
                         ("last_reply_message_id", owned(n.message_id.clone())),
                     ],
                 )
-                .earliest("first_reply_order", vec![("first_reply_at", t())]);
+                .earliest_time("first_reply_at");
             items.push(score(u, weights.reply));
         }
         (EventData::EmailBounce(b), Some(pk)) => {
@@ -586,7 +611,7 @@ pub fn plan_within(
             let u = lead_campaign(pk)
                 .count("unsubscribes")
                 .flag("unsubscribed")
-                .latest("last_unsubscribe_order", vec![("unsubscribed_at", t())]);
+                .latest_time("unsubscribed_at");
             items.push(score(u, weights.unsubscribe));
             items.push(suppression(pk, "unsubscribe"));
         }
@@ -661,7 +686,7 @@ pub fn plan_within(
                         m.step_description.text().map(str::to_owned),
                     )
                     .count("times_reached")
-                    .earliest("reached_order", vec![("reached_at", t())]),
+                    .earliest_time("reached_at"),
             );
         }
         (EventData::CampaignStatusChanged(c), _) => {
@@ -721,7 +746,7 @@ pub fn plan_within(
                             ("app_url", owned(n.app_url.clone())),
                         ],
                     )
-                    .earliest("first_disconnect_order", vec![("disconnected_since", t())]),
+                    .earliest_time("disconnected_since"),
             );
         }
         (EventData::CampaignBounceBreach(b), _) => {

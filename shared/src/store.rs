@@ -2,7 +2,7 @@
 //! transaction.
 //!
 //! Every item a plan touches is changed by one conditional `UpdateItem`
-//! that also records the event's compact key (8 bytes of a hash of its
+//! that also records the event's compact key (6 bytes of a hash of its
 //! dedup key) in the item's binary set `ek`, on the condition that the key
 //! is not there yet (nor in `ek_old`, the previous generation). Each item is
 //! so idempotent on its own: a redelivered event, or the retry of a write
@@ -45,8 +45,10 @@ pub const SEEN_OLD_ATTR: &str = "ek_old";
 /// many. A delivery of an event after `SEEN_MAX` or more later events on the
 /// same item may find its key gone and apply again (see the README).
 pub const SEEN_MAX: usize = 48;
-/// Bytes of the key hash kept per event.
-pub const SEEN_KEY_BYTES: usize = 8;
+/// Bytes of the key hash kept per event: two distinct events an item
+/// confuses (the second then taken for a duplicate) have odds of about
+/// 2 x SEEN_MAX / 2^48, some 3e-13 an event.
+pub const SEEN_KEY_BYTES: usize = 6;
 
 /// The compact key an item records for `key`.
 pub fn seen_key(key: &DedupKey) -> Vec<u8> {
@@ -421,10 +423,14 @@ fn build_update(
     u: &ItemUpdate,
     stage: Stage,
     order: &str,
+    time: &str,
     seen: &[u8],
 ) -> Result<ItemRequest, StoreError> {
     let mut e = Expr::default();
-    let order_val = AttributeValue::S(order.to_owned());
+    // A register compares the event's order, or its time alone (`by_time`).
+    let order_of = |r: &crate::plan::Register| {
+        AttributeValue::S(if r.by_time { time } else { order }.to_owned())
+    };
     e.set_fields(&u.set_once, true);
     for (attr, v) in &u.add {
         let n = e.name(attr);
@@ -452,7 +458,7 @@ fn build_update(
                 .as_ref()
                 .ok_or_else(|| StoreError::Permanent("latest stage without register".into()))?;
             let lo = e.name(reg.order_attr);
-            let ov = e.value(order_val.clone());
+            let ov = e.value(order_of(reg));
             e.set.push(format!("{lo} = {ov}"));
             e.set_fields(&reg.fields, false);
             condition.push_str(&format!(
@@ -461,7 +467,8 @@ fn build_update(
             if let Some(early) = &u.earliest {
                 // Newest and no earliest yet means this is also the earliest.
                 let eo = e.name(early.order_attr);
-                e.set.push(format!("{eo} = if_not_exists({eo}, {ov})"));
+                let ev = e.value(order_of(early));
+                e.set.push(format!("{eo} = if_not_exists({eo}, {ev})"));
                 e.set_fields(&early.fields, true);
             }
         }
@@ -471,7 +478,7 @@ fn build_update(
                 .as_ref()
                 .ok_or_else(|| StoreError::Permanent("earliest stage without register".into()))?;
             let eo = e.name(reg.order_attr);
-            let ov = e.value(order_val);
+            let ov = e.value(order_of(reg));
             e.set.push(format!("{eo} = {ov}"));
             e.set_fields(&reg.fields, false);
             condition.push_str(&format!(" AND (attribute_not_exists({eo}) OR {eo} > {ov})"));
@@ -632,6 +639,7 @@ impl DynamoStore {
         &self,
         u: &ItemUpdate,
         order: &str,
+        time: &str,
         seen: &[u8],
         requests: &mut u32,
         write_units: &mut f64,
@@ -648,7 +656,7 @@ impl DynamoStore {
                     "item kept refusing the update".into(),
                 ));
             }
-            let r = build_update(u, stage, order, seen)?;
+            let r = build_update(u, stage, order, time, seen)?;
             self.before()?;
             *requests += 1;
             let result = self
@@ -852,6 +860,7 @@ impl DynamoStore {
 impl StateStore for DynamoStore {
     async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
         let seen = seen_key(&plan.key);
+        let time = plan.event_time.to_string();
         let mut requests = 0;
         let mut write_units = 0.0;
         let mut applied = false;
@@ -860,7 +869,14 @@ impl StateStore for DynamoStore {
         // redelivery after a crash between two items) is passed over.
         for (i, u) in plan.items.iter().enumerate() {
             let (done, item) = self
-                .apply_item(u, &plan.order, &seen, &mut requests, &mut write_units)
+                .apply_item(
+                    u,
+                    &plan.order,
+                    &time,
+                    &seen,
+                    &mut requests,
+                    &mut write_units,
+                )
                 .await?;
             applied |= done;
             if i == 0 {
