@@ -1,5 +1,6 @@
 //! What each event does to the state table, as data: a [`Plan`] of item
-//! updates that the store applies atomically with the event's dedup marker.
+//! updates, each of which the store applies on its own, exactly once (see
+//! [`crate::store`]): no update decides anything from another item.
 //!
 //! Every update is order-independent. Counters and sets are DynamoDB `ADD`s
 //! (they commute). "Latest" and "earliest" fields live in [`Register`]s: a
@@ -13,7 +14,7 @@
 //! | FIRST_EMAIL_SENT | same | `first_email_sent_at` (earliest), flag `contacted` (no count: EMAIL_SENT counts the send) |
 //! | EMAIL_OPEN | same | `opens` +1, flag `engaged`, first/last open time, score + open weight |
 //! | EMAIL_LINK_CLICK | same | `clicks` +1, links into `links_clicked`, flag `engaged`, first/last click time and last link, score + click weight |
-//! | EMAIL_REPLY | same | `replies` +1, flag `replied`, first/last reply time, last reply preview and subject, score + reply weight |
+//! | EMAIL_REPLY | same, and `LEAD#<email>` / `REPLY#<campaign>` | `replies` +1, flag `replied`, first/last reply time, score + reply weight; the last reply's preview, subject and message id in the `REPLY#` item |
 //! | EMAIL_BOUNCE | same, and `LEAD#<email>` / `SUPPRESSION` | `bounces` +1, flag `bounced`, last bounce time and reason; suppression (reason `bounce`, campaign, earliest time); score + bounce weight |
 //! | LEAD_UNSUBSCRIBED | same, and `SUPPRESSION` | flag `unsubscribed`, unsubscribe time; suppression (reason `unsubscribe`) |
 //! | LEAD_CATEGORY_UPDATED | same, and `LEAD#<email>` / `PROFILE` | latest category (name, sentiment, id, time); profile fields from `lead_data` (latest wins) |
@@ -148,7 +149,7 @@ impl ItemUpdate {
     }
 }
 
-/// Everything one event does, applied atomically with its dedup marker.
+/// Everything one event does: each item exactly once (see [`crate::store`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub key: DedupKey,
@@ -157,9 +158,8 @@ pub struct Plan {
     pub order: String,
     pub event_time: EventTime,
     pub items: Vec<ItemUpdate>,
-    /// Side effects to run after the state commits (see [`crate::effects`]):
-    /// the dedup marker is written with each of them claimed until
-    /// `lease_until_ms`, in the same transaction.
+    /// Side effects to run after the state is written (see
+    /// [`crate::effects`]), claimed on the event's marker until `lease_until_ms`.
     pub effects: Vec<&'static str>,
     pub lease_until_ms: i64,
     /// The event named a time outside the believed window (the plan uses
@@ -574,7 +574,13 @@ pub fn plan_within(
             let u = lead_campaign(pk)
                 .count("replies")
                 .flag("replied")
-                .latest(
+                .latest_time("last_reply_at")
+                .earliest_time("first_reply_at");
+            items.push(score(u, weights.reply));
+            // The reply's text in an item of its own, written by replies
+            // only: every later write of the lead's campaign item stays small.
+            items.push(
+                ItemUpdate::new(pk.clone(), format!("REPLY#{campaign}")).latest(
                     "last_reply_order",
                     vec![
                         ("last_reply_at", t()),
@@ -582,9 +588,8 @@ pub fn plan_within(
                         ("last_reply_subject", s(r.email.subject.text())),
                         ("last_reply_message_id", owned(n.message_id.clone())),
                     ],
-                )
-                .earliest_time("first_reply_at");
-            items.push(score(u, weights.reply));
+                ),
+            );
         }
         (EventData::EmailBounce(b), Some(pk)) => {
             let reason = b.bounce_message.get().and_then(|m| {
@@ -604,6 +609,10 @@ pub fn plan_within(
                     ),
                 ],
             );
+            // The bounce's text stays here: a third item would make a
+            // bounce 3 writes, and the suppression's register (bounces and
+            // unsubscribes) cannot share an item with one of bounces alone.
+            // A bounced lead is suppressed: few writes follow.
             items.push(score(u, weights.bounce));
             items.push(suppression(pk, "bounce"));
         }

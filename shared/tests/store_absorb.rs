@@ -158,7 +158,7 @@ async fn the_absorbed_keys_stay_bounded_and_remember_at_least_the_last_generatio
 }
 
 #[tokio::test]
-async fn a_lead_s_campaign_item_stays_under_one_kb_for_its_whole_life() {
+async fn a_lead_s_campaign_item_costs_one_unit_for_30_of_its_32_lifetime_writes() {
     let store = fresh_store().await;
     let lead = "jane.doe@acme-corp.com";
     let at = |s: u64| {
@@ -200,6 +200,7 @@ async fn a_lead_s_campaign_item_stays_under_one_kb_for_its_whole_life() {
     }
     let (pk, sk) = (format!("LEAD#{lead}"), "CAMPAIGN#123".to_owned());
     let mut largest = 0;
+    let mut one_unit = 0;
     for (i, e) in events.into_iter().enumerate() {
         store
             .apply(&plan_of(e), &format!("m-{i}"))
@@ -223,6 +224,7 @@ async fn a_lead_s_campaign_item_stays_under_one_kb_for_its_whole_life() {
             .item
             .expect("item");
         largest = largest.max(item_size(&raw));
+        one_unit += usize::from(item_size(&raw) <= 1024);
         if std::env::var_os("SHOW_ITEM").is_some() && i == 31 {
             let mut v: Vec<(usize, &String)> = raw
                 .iter()
@@ -232,11 +234,15 @@ async fn a_lead_s_campaign_item_stays_under_one_kb_for_its_whole_life() {
             println!("{v:?}");
         }
     }
-    println!("largest size of the lead's campaign item: {largest} bytes");
-    // Measured 1738 bytes (of which 258 the absorbed keys, 279 the last
-    // reply's preview, subject and id, 370 the registers' orders): every
-    // write of this item costs 2 units late in the lead's life. The 1 KB
-    // target of issue #14 is not met yet (see BENCHMARKS.md); this holds
-    // the line at 2 units.
+    println!(
+        "largest size of the lead's campaign item: {largest} bytes; {one_unit} of 32 writes at one unit"
+    );
+    // Measured 1118 bytes at the end (1738 with the transaction's design:
+    // the reply's text then lived here and every register had an order
+    // beside its time), past 1 KB for the last two writes: the absorbed keys
+    // (~200 bytes) are what the dedup marker cost before. The 1 KB target
+    // of issue #14 is missed by ~100 bytes at this lifetime; see
+    // BENCHMARKS.md. This holds the line.
+    assert!(one_unit >= 30, "{one_unit} of 32 writes at one unit");
     assert!(largest < 2048, "{largest} bytes: more than two write units");
 }
