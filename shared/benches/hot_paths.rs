@@ -114,6 +114,7 @@ impl StateStore for MemStore {
             transactions: 1,
             write_units: plan.items.len() as f64,
             state: None,
+            first: true,
         })
     }
     async fn reject(&self, _r: Rejected<'_>) -> Result<(), StoreError> {
@@ -126,6 +127,7 @@ impl StateStore for MemStore {
         _: &str,
         _: i64,
         _: i64,
+        _: bool,
     ) -> Result<bool, StoreError> {
         Ok(true)
     }

@@ -135,6 +135,14 @@ struct Job {
     lease_until_ms: i64,
 }
 
+/// A numeric SQS system attribute (`ApproximateReceiveCount`); 1 when absent.
+fn attribute_count(m: &SqsMessage, name: &str) -> u64 {
+    m.attributes
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 fn attribute<'a>(m: &'a SqsMessage, name: &str) -> Option<&'a str> {
     m.message_attributes
         .get(name)
@@ -295,19 +303,20 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         span.record("event_type", ev.event_type.as_str());
                         span.record("dedup_key", p.key.as_str());
                         let mut state = None;
+                        let redelivered = attribute_count(m, "ApproximateReceiveCount") > 1;
                         let (outcome, claimed) = match self.apply_or_trim(&p, &message_id).await {
-                            // Then its effects are claimed (the first claim creates their marker).
-                            Ok(ApplyOutcome::Applied { write_units, state: after, .. }) => {
+                            // Then its effects are claimed (see `claim_left`).
+                            Ok(ApplyOutcome::Applied { write_units, state: after, first, .. }) => {
                                 state = after;
                                 if p.unattributed {
                                     // Kept, never dropped: counted so someone looks (UnattributedEventsAlarm).
                                     tracing::warn!(shape = ?ev.shape, "lead event without a lead e-mail address; kept unattributed");
                                     self.metrics.count("Unattributed", &[("EventType", ev.event_type.metric_name())]);
                                 }
-                                (Outcome::Processed { write_units }, self.claim_left(&p, &message_id).await)
+                                (Outcome::Processed { write_units }, self.claim_left(&p, &message_id, first, redelivered).await)
                             }
                             // Stored before: only effects left pending (or abandoned) run.
-                            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id).await),
+                            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id, false, redelivered).await),
                             // DynamoDB refuses what the event holds: on every
                             // delivery alike, so it is kept, not looped to the DLQ.
                             Err(e) if !e.is_retryable() => {
@@ -376,21 +385,43 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
     }
 
-    /// Claims the effects that are still to do (all of them for an event
-    /// just applied, unless a concurrent delivery claimed one first).
+    /// The effects this delivery runs.
+    ///
+    /// The fan-out costs one write, its outcome: the delivery that absorbed
+    /// the event into its first item (`first`; one delivery ever does) runs
+    /// it unclaimed. Another delivery runs it only when it is recorded
+    /// pending or its claim ran out, or, if it is not recorded at all, when
+    /// this message is a redelivery (`redelivered`: its earlier receive may
+    /// have been that first delivery, dead before it published; a first
+    /// receive of a duplicate leaves it to the delivery that applied it).
+    /// The bus event carries the dedup key as `id` for the rare double.
+    ///
+    /// Alerts and list hygiene are claimed before they run (a claim creates
+    /// their record): exactly one delivery holds a claim at a time.
     async fn claim_left(
         &self,
         p: &crate::plan::Plan,
         message_id: &str,
+        first: bool,
+        redelivered: bool,
     ) -> Result<Vec<&'static str>, StoreError> {
         let now = EventTime::now().millis();
         let mut out = Vec::new();
         for effect in &p.effects {
-            if self
-                .store
-                .claim(&p.key, effect, message_id, p.lease_until_ms, now)
-                .await?
-            {
+            let fanout = *effect == FANOUT;
+            let run = (fanout && first)
+                || self
+                    .store
+                    .claim(
+                        &p.key,
+                        effect,
+                        message_id,
+                        p.lease_until_ms,
+                        now,
+                        !fanout || redelivered,
+                    )
+                    .await?;
+            if run {
                 out.push(*effect);
             }
         }

@@ -89,11 +89,15 @@ impl StoreError {
 pub enum ApplyOutcome {
     /// State changed (in at least one item); `transactions` counts the
     /// requests sent, `write_units` as DynamoDB reported (when it did);
-    /// `state` is the plan's first item after the write (`ALL_NEW`).
+    /// `state` is the plan's first item after the write (`ALL_NEW`);
+    /// `first` says this call absorbed the event into the plan's first
+    /// item (or found it there right after its own write's answer was
+    /// lost): at most one delivery of an event ever does.
     Applied {
         transactions: u32,
         write_units: f64,
         state: Option<Value>,
+        first: bool,
     },
     /// Every item had absorbed the event already: nothing changed.
     Duplicate,
@@ -116,8 +120,10 @@ pub trait StateStore: Send + Sync {
     /// Claims a side effect of an already applied event until
     /// `lease_until_ms`: true if it was pending, claimed by someone whose
     /// lease has run out, or already held by this very delivery
-    /// (`message_id` with this lease: its own transaction committed although
-    /// the answer said otherwise); false if it is done or held by another.
+    /// (`message_id` with this lease: its claim was written although the
+    /// answer said otherwise), or (`create`) not recorded at all yet; false
+    /// if it is done, refused, held by another, or (without `create`) not
+    /// recorded.
     async fn claim(
         &self,
         key: &DedupKey,
@@ -125,8 +131,11 @@ pub trait StateStore: Send + Sync {
         message_id: &str,
         lease_until_ms: i64,
         now_ms: i64,
+        create: bool,
     ) -> Result<bool, StoreError>;
-    /// Ends a claim: done, refused for good, or back to pending (to be retried).
+    /// Ends a claim: done, refused for good, or back to pending (to be
+    /// retried). Also ends an effect run unclaimed by the delivery that
+    /// applied the event (the fan-out: see the consumer), creating its record.
     async fn settle(
         &self,
         key: &DedupKey,
@@ -649,6 +658,8 @@ impl DynamoStore {
         let mut stage = first_stage(u);
         let mut transient_attempts = 0;
         let mut rounds = 0;
+        // An attempt was sent and its answer lost: it may have applied.
+        let mut maybe_applied = false;
         loop {
             rounds += 1;
             if rounds > 16 {
@@ -686,7 +697,10 @@ impl DynamoStore {
                     }
                     // Applied, but the answer was lost: like a timeout. The
                     // retry finds the key and calls the item done.
-                    Err(e) if e.is_retryable() => e.to_string(),
+                    Err(e) if e.is_retryable() => {
+                        maybe_applied = true;
+                        e.to_string()
+                    }
                     Err(e) => return Err(e),
                 },
                 Err(err) => {
@@ -699,7 +713,10 @@ impl DynamoStore {
                             None => self.read(&u.pk, &u.sk).await?,
                         };
                         match refusal(old.as_ref(), seen) {
-                            Refusal::Absorbed => return Ok((false, old)),
+                            // Ours, if our last attempt's answer was lost (a
+                            // concurrent duplicate would have to land in
+                            // that same instant instead).
+                            Refusal::Absorbed => return Ok((maybe_applied, old)),
                             Refusal::Full => {
                                 self.rotate(&u.pk, &u.sk, requests).await?;
                                 continue;
@@ -739,6 +756,7 @@ impl DynamoStore {
                                     | UpdateItemError::TransactionConflictException(_)
                             )
                         );
+                        maybe_applied |= lost_answer;
                         if !(lost_answer || busy) {
                             // Back to SQS and, if it keeps failing, the DLQ.
                             return Err(StoreError::Transient(msg));
@@ -864,6 +882,7 @@ impl StateStore for DynamoStore {
         let mut requests = 0;
         let mut write_units = 0.0;
         let mut applied = false;
+        let mut first = false;
         let mut state = None;
         // Each item on its own: one that absorbed the event before (a
         // redelivery after a crash between two items) is passed over.
@@ -880,6 +899,7 @@ impl StateStore for DynamoStore {
                 .await?;
             applied |= done;
             if i == 0 {
+                first = done;
                 state = item.as_ref().map(|i| without_bookkeeping(item_to_json(i)));
             }
         }
@@ -888,6 +908,7 @@ impl StateStore for DynamoStore {
                 transactions: requests,
                 write_units,
                 state,
+                first,
             })
         } else {
             Ok(ApplyOutcome::Duplicate)
@@ -901,17 +922,23 @@ impl StateStore for DynamoStore {
         message_id: &str,
         lease_until_ms: i64,
         now_ms: i64,
+        create: bool,
     ) -> Result<bool, StoreError> {
-        // The first claim creates the effect's marker (one write, only for
-        // events that have an effect); it expires by TTL.
+        // A claim may create the effect's marker (it expires by TTL).
         let expires = chrono::Utc::now().timestamp() + self.dedup_ttl.as_secs() as i64;
+        let taken = "#fx = :pending OR (#fx = :running AND #until < :now) \
+             OR (#fx = :running AND #until = :lease AND message_id = :mid)";
+        let condition = if create {
+            format!("attribute_not_exists(#fx) OR {taken}")
+        } else {
+            taken.to_owned()
+        };
         self.effect_update(
             key,
             effect,
             "SET #fx = :running, #until = :lease, message_id = :mid, \
              expires_at = if_not_exists(expires_at, :exp)",
-            "attribute_not_exists(#fx) OR #fx = :pending OR (#fx = :running AND #until < :now) \
-             OR (#fx = :running AND #until = :lease AND message_id = :mid)",
+            &condition,
             &[
                 (":running", AttributeValue::S(FX_RUNNING.into())),
                 (":pending", AttributeValue::S(FX_PENDING.into())),
@@ -934,15 +961,19 @@ impl StateStore for DynamoStore {
         let state = end.state();
         // Only the holder of this lease settles it; if the lease ran out and
         // someone else took over, it is theirs to settle.
+        // Unclaimed (the fan-out of the delivery that applied the event):
+        // this write creates the record.
+        let expires = chrono::Utc::now().timestamp() + self.dedup_ttl.as_secs() as i64;
         self.effect_update(
             key,
             effect,
-            "SET #fx = :state",
-            "#fx = :running AND #until = :lease",
+            "SET #fx = :state, expires_at = if_not_exists(expires_at, :exp)",
+            "attribute_not_exists(#fx) OR (#fx = :running AND #until = :lease)",
             &[
                 (":state", AttributeValue::S(state.into())),
                 (":running", AttributeValue::S(FX_RUNNING.into())),
                 (":lease", AttributeValue::N(lease_until_ms.to_string())),
+                (":exp", AttributeValue::N(expires.to_string())),
             ],
         )
         .await
