@@ -77,7 +77,6 @@ impl Prices {
     pub const DDB_WRU_PER_M: f64 = 0.625;
     pub const LOGS_PER_GB: f64 = 0.50;
     pub const EVENTBRIDGE_PER_M: f64 = 1.00;
-    pub const DDB_RRU_PER_M: f64 = 0.125;
 }
 
 fn ms(d: Duration) -> f64 {
