@@ -135,6 +135,13 @@ struct Job {
     lease_until_ms: i64,
 }
 
+/// When this process handled its first record (epoch ms): after the
+/// deploy that runs it.
+fn process_start_ms() -> i64 {
+    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| EventTime::now().millis())
+}
+
 /// A numeric SQS system attribute (`ApproximateReceiveCount`); 1 when absent.
 fn attribute_count(m: &SqsMessage, name: &str) -> u64 {
     m.attributes
@@ -304,7 +311,18 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         span.record("dedup_key", p.key.as_str());
                         let mut state = None;
                         let redelivered = attribute_count(m, "ApproximateReceiveCount") > 1;
-                        let (outcome, claimed) = match self.apply_or_trim(&p, &message_id).await {
+                        let applied = if received.millis() < process_start_ms() {
+                            // Received before this process: maybe applied by the
+                            // transactional design (a redrive after an upgrade).
+                            match self.store.applied_before_upgrade(&p.key).await {
+                                Ok(true) => Ok(ApplyOutcome::Duplicate),
+                                Ok(false) => self.apply_or_trim(&p, &message_id).await,
+                                Err(e) => Err(e),
+                            }
+                        } else {
+                            self.apply_or_trim(&p, &message_id).await
+                        };
+                        let (outcome, claimed) = match applied {
                             // Then its effects are claimed (see `claim_left`).
                             Ok(ApplyOutcome::Applied { write_units, state: after, first, .. }) => {
                                 state = after;

@@ -145,6 +145,13 @@ pub trait StateStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// One item as JSON (`None` if absent).
     async fn item(&self, pk: &str, sk: &str) -> Result<Option<Value>, StoreError>;
+    /// Whether the transactional design (before issue 14) applied this
+    /// event: its dedup marker (`EVENT#<key>` with `event_type`) is there.
+    /// Its items hold no absorbed key for it, so only the marker can say.
+    /// Asked only for messages received before this process started.
+    async fn applied_before_upgrade(&self, _key: &DedupKey) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// Side-effect states on the dedup marker: `fx_<effect>` is `running`
@@ -193,6 +200,10 @@ pub struct DynamoStore {
     pub table: String,
     pub dedup_ttl: Duration,
     pub faults: Option<Arc<dyn FaultInjector>>,
+    /// Look for the dedup markers the transactional design wrote (see
+    /// [`StateStore::applied_before_upgrade`]); the consumer function turns
+    /// it on, a fresh table has none.
+    pub legacy_markers: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -594,6 +605,7 @@ impl DynamoStore {
             table: table.into(),
             dedup_ttl: Duration::from_secs(DEFAULT_DEDUP_TTL_DAYS * 86_400),
             faults: None,
+            legacy_markers: false,
         }
     }
 
@@ -994,6 +1006,16 @@ impl StateStore for DynamoStore {
             })?;
         self.after()?;
         Ok(r.item.as_ref().map(item_to_json))
+    }
+
+    async fn applied_before_upgrade(&self, key: &DedupKey) -> Result<bool, StoreError> {
+        if !self.legacy_markers {
+            return Ok(false);
+        }
+        Ok(self
+            .read(&format!("EVENT#{key}"), "EVENT")
+            .await?
+            .is_some_and(|m| m.contains_key("event_type")))
     }
 
     async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError> {

@@ -246,3 +246,54 @@ async fn a_lead_s_campaign_item_costs_one_unit_for_30_of_its_32_lifetime_writes(
     assert!(one_unit >= 30, "{one_unit} of 32 writes at one unit");
     assert!(largest < 2048, "{largest} bytes: more than two write units");
 }
+
+#[tokio::test]
+async fn an_event_the_transactional_design_applied_is_not_applied_again_after_the_upgrade() {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let mut store = fresh_store().await;
+    store.legacy_markers = true;
+    let body = |lead: &str| {
+        json!({"event_type": "EMAIL_OPEN", "to_email": lead, "campaign_id": 7,
+               "sequence_number": 1, "time_opened": "2025-01-15T10:30:00Z"})
+        .to_string()
+    };
+    // What the old consumer left for an open it applied: a marker, and the
+    // state (here only the marker matters).
+    let old = body("before@x.example");
+    let key = smartlead::SmartleadEvent::from_slice(old.as_bytes())
+        .expect("event")
+        .dedup_key();
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .item("pk", AttributeValue::S(format!("EVENT#{key}")))
+        .item("sk", AttributeValue::S("EVENT".into()))
+        .item("event_type", AttributeValue::S("EMAIL_OPEN".into()))
+        .send()
+        .await
+        .expect("marker");
+    let c = common::consumer_with(store, Default::default());
+    // Redriven after the upgrade: received long before this process.
+    let record = |id: &str, body: &str| -> SqsMessage {
+        serde_json::from_value(json!({"messageId": id, "body": body,
+            "attributes": {"SentTimestamp": "1737709200000"}}))
+        .expect("record")
+    };
+    let mut batch = SqsEvent::default();
+    batch.records = vec![record("r-1", &old), record("r-2", &body("after@x.example"))];
+    assert!(c.handle_batch(batch).await.batch_item_failures.is_empty());
+    assert!(
+        c.store
+            .item("LEAD#before@x.example", "CAMPAIGN#7")
+            .await
+            .unwrap()
+            .is_none(),
+        "the old marker says it was applied: not again"
+    );
+    assert_eq!(
+        item(&c.store, "LEAD#after@x.example", "CAMPAIGN#7").await["opens"],
+        1
+    );
+}
