@@ -5,8 +5,8 @@
 //!
 //! | outcome | when | SQS |
 //! |---|---|---|
-//! | processed | the plan committed with a fresh dedup marker | deleted |
-//! | duplicate | the dedup marker was already there | deleted |
+//! | processed | at least one of the plan's items absorbed the event | deleted |
+//! | duplicate | every item had absorbed it already | deleted |
 //! | rejected | permanent: not a SmartLead event, or its claim-check object is gone or corrupt; kept in a `REJECTED` record with the raw body | deleted |
 //! | failed | transient: throttling, timeouts, conflicts after retries, S3 errors | reported in `batchItemFailures`, redelivered, then DLQ |
 //!

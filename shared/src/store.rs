@@ -154,7 +154,7 @@ pub trait StateStore: Send + Sync {
     }
 }
 
-/// Side-effect states on the dedup marker: `fx_<effect>` is `running`
+/// Side-effect states on the effect record: `fx_<effect>` is `running`
 /// (with `fx_<effect>_until`, the lease's end in epoch ms), `pending` or `done`.
 pub const FX_RUNNING: &str = "running";
 pub const FX_PENDING: &str = "pending";
@@ -617,7 +617,7 @@ impl DynamoStore {
     }
 
     /// Every item of a partition (a lead's full state is one `Query`).
-    /// A conditional update of an effect's state on the dedup marker:
+    /// A conditional update of an effect's state on the effect record:
     /// `Ok(false)` when the condition did not hold.
     async fn effect_update(
         &self,
@@ -1108,6 +1108,29 @@ pub async fn create_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_update_is_read_from_the_item_as_it_was() {
+        use aws_sdk_dynamodb::primitives::Blob;
+        let key = vec![1u8, 2, 3, 4, 5, 6];
+        let set =
+            |keys: Vec<Vec<u8>>| AttributeValue::Bs(keys.into_iter().map(Blob::new).collect());
+        let item = |attrs: Vec<(&str, AttributeValue)>| -> HashMap<String, AttributeValue> {
+            attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        };
+        let old = item(vec![(SEEN_OLD_ATTR, set(vec![key.clone()]))]);
+        assert_eq!(
+            refusal(Some(&old), &key),
+            Refusal::Absorbed,
+            "in the old generation"
+        );
+        let full: Vec<Vec<u8>> = (0..SEEN_MAX as u8).map(|i| vec![i; 6]).collect();
+        let f = item(vec![(SEEN_ATTR, set(full))]);
+        assert_eq!(refusal(Some(&f), &key), Refusal::Full);
+        let other = item(vec![(SEEN_ATTR, set(vec![vec![9; 6]]))]);
+        assert_eq!(refusal(Some(&other), &key), Refusal::Register);
+        assert_eq!(refusal(None, &key), Refusal::Register);
+    }
 
     #[test]
     fn item_size_follows_dynamodb_rules() {
