@@ -153,6 +153,8 @@ fn heading(sk: &str, item: &Value) -> (u8, String) {
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
         (0, format!("campaign {c}{name}"))
+    } else if let Some(c) = sk.strip_prefix("REPLY#") {
+        (0, format!("last reply, campaign {c}"))
     } else if sk == "PROFILE" {
         (1, "profile".into())
     } else if sk == "SUPPRESSION" {
@@ -275,10 +277,13 @@ mod tests {
             json!({"pk": "LEAD#a@b.co", "sk": "SUPPRESSION", "reason": "bounce", "flags": ["bounce"]}),
             json!({"pk": "LEAD#a@b.co", "sk": "CAMPAIGN#9", "campaign_name": "Q1", "opens": 3, "flags": ["contacted", "engaged"], "last_open_order": "1#2", "ek": ["0a1b2c3d4e5f"]}),
             json!({"pk": "LEAD#a@b.co", "sk": "PROFILE", "category": "Interested"}),
+            json!({"pk": "LEAD#a@b.co", "sk": "REPLY#9", "last_reply_preview": "Tuesday?", "last_reply_order": "1#2"}),
         ];
         let out = render_lead("a@b.co", &items);
         let pos = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s} in {out}"));
-        assert!(pos("campaign 9 (Q1)") < pos("profile"));
+        assert!(pos("campaign 9 (Q1)") < pos("last reply, campaign 9"));
+        assert!(pos("last reply, campaign 9") < pos("profile"));
+        assert!(out.contains("last_reply_preview  Tuesday?"), "{out}");
         assert!(pos("profile") < pos("SUPPRESSED"));
         assert!(pos("SUPPRESSED") < pos("open task: campaign 9, step 3"));
         assert!(out.contains("flags  contacted, engaged"), "{out}");
