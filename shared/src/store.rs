@@ -513,6 +513,13 @@ fn build_update(
     })
 }
 
+/// Requests sent and write units DynamoDB reported, for one plan.
+#[derive(Debug, Default)]
+struct Tally {
+    requests: u32,
+    write_units: f64,
+}
+
 /// Why an item refused an update, from the item as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
@@ -662,8 +669,8 @@ impl DynamoStore {
         order: &str,
         time: &str,
         seen: &[u8],
-        requests: &mut u32,
-        write_units: &mut f64,
+        want_state: bool,
+        tally: &mut Tally,
     ) -> Result<(bool, Option<HashMap<String, AttributeValue>>), StoreError> {
         use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -681,7 +688,7 @@ impl DynamoStore {
             }
             let r = build_update(u, stage, order, time, seen)?;
             self.before()?;
-            *requests += 1;
+            tally.requests += 1;
             let result = self
                 .client
                 .update_item()
@@ -691,7 +698,12 @@ impl DynamoStore {
                 .condition_expression(r.condition)
                 .set_expression_attribute_names(Some(r.names))
                 .set_expression_attribute_values(Some(r.values))
-                .return_values(ReturnValue::AllNew)
+                // The first item's state goes to the fan-out: no read.
+                .return_values(if want_state {
+                    ReturnValue::AllNew
+                } else {
+                    ReturnValue::None
+                })
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
@@ -701,7 +713,7 @@ impl DynamoStore {
             let retry = match result {
                 Ok(out) => match self.after() {
                     Ok(()) => {
-                        *write_units += out
+                        tally.write_units += out
                             .consumed_capacity()
                             .and_then(|c| c.capacity_units())
                             .unwrap_or(0.0);
@@ -730,7 +742,7 @@ impl DynamoStore {
                             // that same instant instead).
                             Refusal::Absorbed => return Ok((maybe_applied, old)),
                             Refusal::Full => {
-                                self.rotate(&u.pk, &u.sk, requests).await?;
+                                self.rotate(&u.pk, &u.sk, &mut tally.requests).await?;
                                 continue;
                             }
                             Refusal::Register => {
@@ -891,8 +903,7 @@ impl StateStore for DynamoStore {
     async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
         let seen = seen_key(&plan.key);
         let time = plan.event_time.to_string();
-        let mut requests = 0;
-        let mut write_units = 0.0;
+        let mut tally = Tally::default();
         let mut applied = false;
         let mut first = false;
         let mut state = None;
@@ -900,14 +911,7 @@ impl StateStore for DynamoStore {
         // redelivery after a crash between two items) is passed over.
         for (i, u) in plan.items.iter().enumerate() {
             let (done, item) = self
-                .apply_item(
-                    u,
-                    &plan.order,
-                    &time,
-                    &seen,
-                    &mut requests,
-                    &mut write_units,
-                )
+                .apply_item(u, &plan.order, &time, &seen, i == 0, &mut tally)
                 .await?;
             applied |= done;
             if i == 0 {
@@ -917,8 +921,8 @@ impl StateStore for DynamoStore {
         }
         if applied || plan.items.is_empty() {
             Ok(ApplyOutcome::Applied {
-                transactions: requests,
-                write_units,
+                transactions: tally.requests,
+                write_units: tally.write_units,
                 state,
                 first,
             })
