@@ -714,4 +714,26 @@ mod hardening {
         };
         assert_eq!(endpoint(&local).as_deref(), Some("http://127.0.0.1:5000"));
     }
+
+    /// CloudFormation refuses a deploy with `LocalEndpoint` set (a rule that
+    /// `sam local` does not evaluate), so a stack can never point its
+    /// functions at a loopback stand-in.
+    #[test]
+    fn a_deploy_with_a_local_endpoint_is_refused() {
+        let t = t();
+        let rules = t.0["Rules"].as_mapping().expect("a Rules section");
+        let holds = |p: &[(&str, &str)]| {
+            rules.values().all(|r| {
+                r["Assertions"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .all(|a| cond(&t, p, &a["Assert"]))
+            })
+        };
+        assert!(holds(&[]), "the defaults must deploy");
+        for endpoint in ["http://127.0.0.1:5000", "http://host.docker.internal:5000"] {
+            assert!(!holds(&[("LocalEndpoint", endpoint)]), "{endpoint} deploys");
+        }
+    }
 }
