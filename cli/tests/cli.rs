@@ -996,6 +996,18 @@ async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() 
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("last REJECTED"), "{}", text(&o));
     assert!(text(&o).contains("1 message(s) in the DLQ"), "{}", text(&o));
+    // Someone reading it (tail, a redrive under way) does not hide it.
+    let got = sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .visibility_timeout(120)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.messages().len(), 1);
+    let o = smartlead(&args, "http://unused", None).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("1 message(s) in the DLQ"), "{}", text(&o));
     // Nothing listening: exit 1, and says what.
     let free = local_aws::free_port().to_string();
     let o = smartlead(
