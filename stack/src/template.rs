@@ -2,7 +2,7 @@
 //! tests check what the linters miss.
 
 use anyhow::{anyhow, Context, Result};
-pub use serde_yaml::Value;
+pub use serde_norway::Value;
 use std::path::Path;
 
 pub struct Template(pub Value);
@@ -12,7 +12,7 @@ impl Template {
         let text =
             std::fs::read_to_string(root.join("template.yaml")).context("reading template.yaml")?;
         Ok(Template(
-            serde_yaml::from_str(&text).context("parsing template.yaml")?,
+            serde_norway::from_str(&text).context("parsing template.yaml")?,
         ))
     }
 
@@ -58,5 +58,55 @@ pub fn scalar(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CloudFormation's short tags read as tagged values (as serde_yaml
+    /// read them), in every form template.yaml uses them.
+    #[test]
+    fn short_tags_parse_as_tagged_values() {
+        let text = "A: !Ref Param\nB: !Sub '${AWS::StackName}-x'\nC: !GetAtt Queue.Arn\n\
+                    D: !If [Cond, 1, !Ref AWS::NoValue]\nE: !Equals [!Ref P, '']\n";
+        let v: Value = serde_norway::from_str(text).unwrap();
+        let tag = |k: &str| match &v[k] {
+            Value::Tagged(t) => (t.tag.to_string(), t.value.clone()),
+            other => panic!("{k}: {other:?}"),
+        };
+        assert_eq!(tag("A"), ("!Ref".into(), Value::from("Param")));
+        assert_eq!(tag("B").0, "!Sub");
+        assert_eq!(tag("C"), ("!GetAtt".into(), Value::from("Queue.Arn")));
+        let (t, d) = tag("D");
+        assert_eq!(t, "!If");
+        assert!(matches!(&d[2], Value::Tagged(r) if r.tag == "!Ref"));
+        assert_eq!(tag("E").0, "!Equals");
+    }
+
+    /// The real template: every `!Tag` in the text is a tagged value.
+    #[test]
+    fn every_short_tag_of_the_template_is_read() {
+        fn count(v: &Value) -> usize {
+            match v {
+                Value::Tagged(t) => 1 + count(&t.value),
+                Value::Sequence(s) => s.iter().map(count).sum(),
+                Value::Mapping(m) => m.values().map(count).sum(),
+                _ => 0,
+            }
+        }
+        let root = crate::workspace_root();
+        let text = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+        let in_text = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| l.matches(" !").count() + l.matches("[!").count())
+            .sum::<usize>();
+        let t = Template::load(&root).unwrap();
+        assert!(in_text > 20, "{in_text}");
+        assert_eq!(count(&t.0), in_text);
+        let max = &t.props("WebhookQueue").unwrap()["RedrivePolicy"]["maxReceiveCount"];
+        assert!(t.resolve(max).is_some());
     }
 }
