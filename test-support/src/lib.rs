@@ -183,3 +183,49 @@ pub fn sqs_record(id_seed: &str, body: &str, event_type: &str) -> Value {
         "awsRegion": "us-east-1"
     })
 }
+
+/// A built function binary under the Lambda Runtime Interface Emulator
+/// (`sam build`'s bootstrap when `SAM_BUILD_DIR` names one, else cargo's).
+pub struct Function {
+    pub rie: local_aws::Service,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Function {
+    /// Starts `cargo_bin` (`env!("CARGO_BIN_EXE_...")`) as the template's
+    /// `logical_id`, with test credentials and region and then `env`.
+    pub fn start(logical_id: &str, cargo_bin: &str, env: &[(&str, &str)]) -> Function {
+        let base = [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ];
+        let env: Vec<(String, String)> = base
+            .iter()
+            .chain(env)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let binary = local_aws::function_binary(logical_id, Path::new(cargo_bin));
+        let rie = local_aws::start_rie_any(&binary, &env).unwrap_or_else(|e| panic!("{e}"));
+        Function {
+            url: local_aws::rie_invoke_url(&rie),
+            rie,
+            http: smartlead::http::client(),
+        }
+    }
+
+    /// One invoke: the function's answer (the emulator's error object when
+    /// the function failed).
+    pub async fn invoke(&self, event: &Value) -> Value {
+        self.http
+            .post(&self.url)
+            .json(event)
+            .send()
+            .await
+            .expect("invoke")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+}
