@@ -18,7 +18,8 @@ const MAX_BODY: usize = 10 * 1024 * 1024;
 /// How long requests in flight may take once the front is asked to stop.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Turns one HTTP request into an API Gateway HTTP API (2.0) event.
+/// Turns one HTTP request into an API Gateway HTTP API (2.0) event, as
+/// [`test_support::api_gateway_request`] reads it, with a fresh request id.
 pub fn api_event(
     method: &str,
     target: &str,
@@ -26,52 +27,11 @@ pub fn api_event(
     body: &[u8],
     peer: &str,
 ) -> Value {
-    use base64::Engine;
-    // As API Gateway's HTTP API does: `rawPath` and `http.path` arrive
-    // percent-decoded (`%2F` included), `rawQueryString` as sent, and
-    // `queryStringParameters` decoded.
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .unwrap_or_else(|_| s.to_owned())
-    };
-    let (raw_path, query) = target.split_once('?').unwrap_or((target, ""));
-    let path = decode(raw_path);
-    let mut qs = Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        qs.insert(decode(k), Value::String(decode(v)));
-    }
-    let mut h = Map::new();
-    // A header sent more than once arrives as one, its values joined by commas.
-    for (k, v) in headers {
-        match h.get_mut(&k.to_ascii_lowercase()) {
-            Some(Value::String(joined)) => {
-                joined.push(',');
-                joined.push_str(v);
-            }
-            _ => {
-                h.insert(k.to_ascii_lowercase(), Value::String(v.clone()));
-            }
-        }
-    }
-    let (body, b64) = match std::str::from_utf8(body) {
-        Ok(s) => (s.to_owned(), false),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
-    };
+    let mut req = test_support::api_gateway_request(method, target, headers, body, peer);
     let now = chrono_now_ms();
-    json!({
-        "version": "2.0", "routeKey": "ANY /{proxy+}", "rawPath": path, "rawQueryString": query,
-        "queryStringParameters": if qs.is_empty() { Value::Null } else { Value::Object(qs) },
-        "headers": h,
-        "requestContext": {
-            "accountId": "000000000000", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": peer, "userAgent": headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("user-agent")).map(|(_, v)| v.clone()).unwrap_or_default()},
-            "requestId": format!("local-{now}-{}", rand_suffix()), "routeKey": "ANY /{proxy+}", "stage": "$default", "time": "", "timeEpoch": now
-        },
-        "body": body, "isBase64Encoded": b64
-    })
+    req.request_context.request_id = Some(format!("local-{now}-{}", rand_suffix()));
+    req.request_context.time_epoch = now;
+    test_support::event_json(&req)
 }
 
 fn chrono_now_ms() -> i64 {

@@ -2,7 +2,7 @@
 
 use crate::{Pool, Stack, QUEUE};
 use anyhow::Result;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use smartlead::aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
@@ -22,30 +22,32 @@ pub struct Poll {
 
 /// An SQS event record as the Lambda event source mapping builds it.
 fn sqs_event_record(m: &smartlead::aws_sdk_sqs::types::Message) -> Value {
-    let attrs: Map<String, Value> = m
+    let arn = format!("arn:aws:sqs:us-east-1:000000000000:{QUEUE}");
+    let mut r = test_support::sqs_message(
+        &arn,
+        m.message_id().unwrap_or_default(),
+        m.body().unwrap_or_default(),
+    );
+    r.receipt_handle = m.receipt_handle().map(str::to_owned);
+    r.md5_of_body = m.md5_of_body().map(str::to_owned);
+    r.attributes = m
         .attributes()
-        .map(|a| {
-            a.iter()
-                .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mattrs: Map<String, Value> = m
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+        .collect();
+    r.message_attributes = m
         .message_attributes()
-        .map(|a| {
-            a.iter()
-                .map(|(k, v)| {
-                    let v = json!({"stringValue": v.string_value(), "dataType": v.data_type(),
-                                   "stringListValues": [], "binaryListValues": []});
-                    (k.clone(), v)
-                })
-                .collect()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let mut a = test_support::string_attribute(v.string_value().unwrap_or_default());
+            a.string_value = v.string_value().map(str::to_owned);
+            a.data_type = Some(v.data_type().to_owned());
+            (k.clone(), a)
         })
-        .unwrap_or_default();
-    json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
-           "attributes": attrs, "messageAttributes": mattrs, "md5OfBody": m.md5_of_body(),
-           "eventSource": "aws:sqs", "awsRegion": "us-east-1",
-           "eventSourceARN": format!("arn:aws:sqs:us-east-1:000000000000:{QUEUE}")})
+        .collect();
+    test_support::event_json(&r)
 }
 
 /// One poll, as the SQS event source mapping does it: receive up to `batch`
