@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 mod bench;
 mod fixtures;
-mod template;
 
 use stack as local;
+use stack::template;
 
 #[derive(Parser)]
 #[command(

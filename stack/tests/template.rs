@@ -1,7 +1,8 @@
-//! The template checks: what the linters miss in template.yaml (the
-//! loader is `stack::template`, which the local stack reads it with).
+//! The template checks: what the linters miss in template.yaml (read with
+//! `stack::template`, as the local stack reads it), and that it grants and
+//! sets what the code of every crate calls and reads.
 
-pub use stack::template::Template;
+use stack::template::Template;
 
 #[cfg(test)]
 mod tests {
@@ -13,7 +14,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     fn t() -> Template {
-        Template::load(&crate::workspace_root()).expect("template")
+        Template::load(&stack::workspace_root()).expect("template")
     }
 
     fn num(t: &Template, v: &Value) -> f64 {
@@ -131,7 +132,7 @@ mod tests {
         }
         // And the lists are complete: every variable any crate's code reads
         // is in one of them (or, for the tools, in TOOL_ENV below).
-        let root = crate::workspace_root();
+        let root = stack::workspace_root();
         for (krate, names) in env_read_by_crate(&root) {
             let lambda = krate == "shared" || krate.starts_with("functions/");
             for v in names {
@@ -305,7 +306,7 @@ mod tests {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = std::process::Command::new(cargo)
             .args(["metadata", "--format-version", "1", "--offline"])
-            .current_dir(crate::workspace_root())
+            .current_dir(stack::workspace_root())
             .output()
             .expect("cargo metadata");
         let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata");
@@ -385,7 +386,7 @@ mod tests {
         assert_eq!(actions(&t, "IngestFunction"), want(INGEST_IAM_ACTIONS));
         assert_eq!(actions(&t, "ConsumerFunction"), want(CONSUMER_IAM_ACTIONS));
         // Every SDK call in the code is listed, and every listed call is there.
-        let root = crate::workspace_root();
+        let root = stack::workspace_root();
         let ops = sdk_operations();
         let mut found = BTreeSet::new();
         let mut dirs = vec!["shared/src".to_owned()];
@@ -438,7 +439,7 @@ mod hardening {
     use stack::template::{scalar, Value};
 
     fn t() -> Template {
-        Template::load(&crate::workspace_root()).expect("template")
+        Template::load(&stack::workspace_root()).expect("template")
     }
 
     /// `(logical id, resource)` of every resource of a type.
@@ -646,7 +647,7 @@ mod hardening {
         let t = t();
         // The metric names and dimensions the code emits (EMF: the full set and
         // a per-function roll-up).
-        let root = crate::workspace_root();
+        let root = stack::workspace_root();
         let ingest = std::fs::read_to_string(root.join("shared/src/ingest.rs")).unwrap();
         let consumer = std::fs::read_to_string(root.join("shared/src/consumer.rs")).unwrap();
         assert!(ingest.contains(r#"count("Rejected", &[("Reason", r.code())])"#));
