@@ -101,7 +101,14 @@ mod tests {
         let in_text = text
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
-            .map(|l| l.matches(" !").count() + l.matches("[!").count())
+            .map(|l| {
+                // ` !Tag` or `[!Tag`: a short tag starts with a capital.
+                let b = l.as_bytes();
+                (1..b.len().saturating_sub(1))
+                    .filter(|&i| b[i] == b'!' && matches!(b[i - 1], b' ' | b'['))
+                    .filter(|&i| b[i + 1].is_ascii_uppercase())
+                    .count()
+            })
             .sum::<usize>();
         let t = Template::load(&root).unwrap();
         assert!(in_text > 20, "{in_text}");
