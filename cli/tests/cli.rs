@@ -694,8 +694,8 @@ async fn apply_fixtures(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str, 
     use smartlead::store::StateStore;
     let store = smartlead::store::DynamoStore::new(ddb.clone(), table);
     for n in names {
-        let path = local_aws::workspace_root().join("events/payloads").join(n);
-        let ev = smartlead::SmartleadEvent::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let body = test_support::fixture("payloads", n.trim_end_matches(".json"));
+        let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).unwrap();
         let plan = smartlead::plan::plan(
             &ev,
             smartlead::time::EventTime::now(),
