@@ -14,10 +14,23 @@
 //! applies. No plan makes a decision in one item from what another holds.
 //! There is no separate dedup marker: typical events write one item.
 //!
+//! The key sets stay small without forgetting: when `ek` is full it becomes
+//! `ek_old`, and the `ek_old` it replaces is first added to an archive item
+//! ([`archive_key`]); the rotation then counts it in `ek_gen`, on the
+//! condition that `ek_gen` is still what it read. An update assumes no
+//! archived generation (`ek_gen` absent): refused by an item that has some,
+//! it reads the archive (consistently) and, if the key is not there, is sent
+//! again on the condition `ek_gen = <what it read>`. A key archived before
+//! that read is found; one archived after it changed `ek_gen` and the
+//! update is refused and checked again. A crash between the archive write
+//! and the rotation leaves the keys in both (the next rotation adds them
+//! again, idempotently). Typical items (up to 96 events) never read.
+//!
 //! Registers (see [`crate::plan`]) add a condition: "this event is the
 //! newest". When an update is refused, the item as it was (returned with
 //! the refusal) says why: the key is there (done), the key set is full
-//! (rotate it, see [`SEEN_MAX`]) or a register's condition failed (that
+//! (rotate it, see [`SEEN_MAX`]), the item archived generations the update
+//! did not check (check them) or a register's condition failed (that
 //! item moves to its next stage, newest → oldest → neither, and is sent
 //! again). Throttling and lost answers are retried with backoff; what still
 //! fails is a retryable error for SQS to redeliver.

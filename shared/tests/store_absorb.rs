@@ -180,7 +180,11 @@ async fn an_event_absorbed_200_events_earlier_is_a_duplicate_and_what_it_costs()
     opens(&store, lead, 0..2 * SEEN_MAX as u64).await;
     let it = item(&store, &pk, sk).await;
     assert!(it.get("ek_gen").is_none(), "{it}");
-    assert!(store.partition(&format!("SEEN#{pk}")).await.unwrap().is_empty());
+    assert!(store
+        .partition(&format!("SEEN#{pk}"))
+        .await
+        .unwrap()
+        .is_empty());
     opens(&store, lead, 2 * SEEN_MAX as u64..250).await;
     // Every one of the 250, delivered again (the oldest 200+ events ago).
     for s in 0..250 {
@@ -236,7 +240,10 @@ async fn a_crash_between_the_archive_write_and_the_rotation_loses_and_doubles_no
     let it = item(&store, &pk, sk).await;
     assert!(it.get("ek_gen").is_none(), "not rotated: {it}");
     assert_eq!(it["opens"], full);
-    assert_eq!(store.partition(&format!("SEEN#{pk}")).await.unwrap().len(), 1);
+    assert_eq!(
+        store.partition(&format!("SEEN#{pk}")).await.unwrap().len(),
+        1
+    );
     // The archived keys are still in `ek_old` too: their events stay
     // duplicates, and the redelivery applies once.
     assert_eq!(
@@ -279,7 +286,10 @@ async fn concurrent_deliveries_around_rotations_apply_each_event_once() {
     }
     let mut applied = 0;
     for t in tasks {
-        applied += usize::from(matches!(t.await.expect("task"), ApplyOutcome::Applied { .. }));
+        applied += usize::from(matches!(
+            t.await.expect("task"),
+            ApplyOutcome::Applied { .. }
+        ));
     }
     assert_eq!(applied, 110, "one delivery of each new event");
     let it = item(&store, &pk, sk).await;
