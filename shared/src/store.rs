@@ -65,7 +65,8 @@ pub const SEEN_MAX: usize = 48;
 pub const SEEN_ARCHIVE_GENS: u64 = 128;
 /// Bytes of the key hash kept per event: two distinct events an item
 /// confuses (the second then taken for a duplicate) have odds of about
-/// (keys it holds) / 2^48, some 3e-13 an event for an item of 96 events.
+/// (keys it and its archive hold) / 2^48, some 3e-13 an event for an item
+/// of 96 events.
 pub const SEEN_KEY_BYTES: usize = 6;
 
 /// Where the keys of `pk`/`sk`'s archived generation `gen` (0-based) are
