@@ -131,7 +131,7 @@ pub fn lead_pk(email: &str) -> String {
 fn hidden(name: &str) -> bool {
     matches!(
         name,
-        "pk" | "sk" | "lead_email" | "expires_at" | "ek" | "ek_old"
+        "pk" | "sk" | "lead_email" | "expires_at" | "ek" | "ek_old" | "ek_gen"
     ) || name.ends_with("_order")
 }
 

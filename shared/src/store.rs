@@ -14,10 +14,23 @@
 //! applies. No plan makes a decision in one item from what another holds.
 //! There is no separate dedup marker: typical events write one item.
 //!
+//! The key sets stay small without forgetting: when `ek` is full it becomes
+//! `ek_old`, and the `ek_old` it replaces is first added to an archive item
+//! ([`archive_key`]); the rotation then counts it in `ek_gen`, on the
+//! condition that `ek_gen` is still what it read. An update assumes no
+//! archived generation (`ek_gen` absent): refused by an item that has some,
+//! it reads the archive (consistently) and, if the key is not there, is sent
+//! again on the condition `ek_gen = <what it read>`. A key archived before
+//! that read is found; one archived after it changed `ek_gen` and the
+//! update is refused and checked again. A crash between the archive write
+//! and the rotation leaves the keys in both (the next rotation adds them
+//! again, idempotently). Typical items (up to 96 events) never read.
+//!
 //! Registers (see [`crate::plan`]) add a condition: "this event is the
 //! newest". When an update is refused, the item as it was (returned with
 //! the refusal) says why: the key is there (done), the key set is full
-//! (rotate it, see [`SEEN_MAX`]) or a register's condition failed (that
+//! (rotate it, see [`SEEN_MAX`]), the item archived generations the update
+//! did not check (check them) or a register's condition failed (that
 //! item moves to its next stage, newest → oldest → neither, and is sent
 //! again). Throttling and lost answers are retried with backoff; what still
 //! fails is a retryable error for SQS to redeliver.
@@ -39,16 +52,32 @@ pub const TTL_ATTR: &str = "expires_at";
 pub const SEEN_ATTR: &str = "ek";
 /// The previous generation of [`SEEN_ATTR`].
 pub const SEEN_OLD_ATTR: &str = "ek_old";
+/// How many generations of keys the item has archived (absent: none).
+pub const SEEN_GEN_ATTR: &str = "ek_gen";
 /// Keys in one generation. When `ek` holds this many, it becomes `ek_old`
-/// (the generation before is dropped) and a new `ek` starts: an item always
-/// knows at least the last `SEEN_MAX` events it absorbed, at most twice as
-/// many. A delivery of an event after `SEEN_MAX` or more later events on the
-/// same item may find its key gone and apply again (see the README).
+/// and a new `ek` starts; the generation before (the old `ek_old`) is first
+/// archived (see [`archive_key`]) and `ek_gen` counts it. An item so
+/// holds its last 48 to 96 keys, and every older one is in its archive:
+/// an event is absorbed once however late it comes back.
 pub const SEEN_MAX: usize = 48;
+/// Archived generations per archive item: 128 x 48 keys, ~37 KB (far from
+/// DynamoDB's 400 KB), one item for an item's first ~6,000 events.
+pub const SEEN_ARCHIVE_GENS: u64 = 128;
 /// Bytes of the key hash kept per event: two distinct events an item
 /// confuses (the second then taken for a duplicate) have odds of about
-/// 2 x SEEN_MAX / 2^48, some 3e-13 an event.
+/// (keys it and its archive hold) / 2^48, some 3e-13 an event for an item
+/// of 96 events.
 pub const SEEN_KEY_BYTES: usize = 6;
+
+/// Where the keys of `pk`/`sk`'s archived generation `gen` (0-based) are
+/// kept: a partition of its own (`SEEN#<pk>`), so a lead's `Query` shows
+/// only its state.
+pub fn archive_key(pk: &str, sk: &str, gen: u64) -> (String, String) {
+    (
+        format!("SEEN#{pk}"),
+        format!("{sk}#{}", gen / SEEN_ARCHIVE_GENS),
+    )
+}
 
 /// The compact key an item records for `key`.
 pub fn seen_key(key: &DedupKey) -> Vec<u8> {
@@ -61,6 +90,7 @@ pub fn without_bookkeeping(mut item: Value) -> Value {
     if let Some(o) = item.as_object_mut() {
         o.remove(SEEN_ATTR);
         o.remove(SEEN_OLD_ATTR);
+        o.remove(SEEN_GEN_ATTR);
     }
     item
 }
@@ -431,7 +461,9 @@ fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
 
 /// One item's conditional update: its expression, condition, names and
 /// values. Besides the plan's changes it adds `key` to the absorbed keys,
-/// on the condition that neither generation holds it and `ek` is not full.
+/// on the condition that neither generation holds it, `ek` is not full and
+/// the item has archived `gen` generations (the archive was checked for
+/// the key up to that one; see [`DynamoStore::archived`]).
 struct ItemRequest {
     update: String,
     condition: String,
@@ -445,6 +477,7 @@ fn build_update(
     order: &str,
     time: &str,
     seen: &[u8],
+    gen: u64,
 ) -> Result<ItemRequest, StoreError> {
     let mut e = Expr::default();
     // A register compares the event's order, or its time alone (`by_time`).
@@ -471,6 +504,13 @@ fn build_update(
         "NOT contains({ek}, {kval}) AND NOT contains({ek_old}, {kval}) \
          AND (attribute_not_exists({ek}) OR size({ek}) < {max})"
     );
+    let g = e.name(SEEN_GEN_ATTR);
+    if gen == 0 {
+        condition.push_str(&format!(" AND attribute_not_exists({g})"));
+    } else {
+        let gv = e.value(AttributeValue::N(gen.to_string()));
+        condition.push_str(&format!(" AND {g} = {gv}"));
+    }
     match stage {
         Stage::Latest => {
             let reg = u
@@ -527,11 +567,22 @@ enum Refusal {
     Absorbed,
     /// `ek` is full: rotate the generations, then send the update again.
     Full,
+    /// The item has archived this many generations, not the number the
+    /// update assumed: check the archive, then send it again with this one.
+    Generation(u64),
     /// A register's condition: move to the next stage.
     Register,
 }
 
-fn refusal(old: Option<&HashMap<String, AttributeValue>>, seen: &[u8]) -> Refusal {
+/// The generations an item has archived (`ek_gen`; absent: 0).
+fn generation(item: Option<&HashMap<String, AttributeValue>>) -> u64 {
+    item.and_then(|o| o.get(SEEN_GEN_ATTR))
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn refusal(old: Option<&HashMap<String, AttributeValue>>, seen: &[u8], gen: u64) -> Refusal {
     let set = |attr: &str| -> Option<&Vec<aws_sdk_dynamodb::primitives::Blob>> {
         old.and_then(|o| o.get(attr)).and_then(|v| v.as_bs().ok())
     };
@@ -540,6 +591,8 @@ fn refusal(old: Option<&HashMap<String, AttributeValue>>, seen: &[u8]) -> Refusa
         Refusal::Absorbed
     } else if set(SEEN_ATTR).is_some_and(|s| s.len() >= SEEN_MAX) {
         Refusal::Full
+    } else if generation(old) != gen {
+        Refusal::Generation(generation(old))
     } else {
         Refusal::Register
     }
@@ -675,6 +728,9 @@ impl DynamoStore {
         use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         let mut stage = first_stage(u);
+        // Generations the item has archived, as far as this call knows: none
+        // until a refusal says otherwise (typical items never archive one).
+        let mut gen = 0;
         let mut transient_attempts = 0;
         let mut rounds = 0;
         // An attempt was sent and its answer lost: it may have applied.
@@ -686,7 +742,7 @@ impl DynamoStore {
                     "item kept refusing the update".into(),
                 ));
             }
-            let r = build_update(u, stage, order, time, seen)?;
+            let r = build_update(u, stage, order, time, seen, gen)?;
             self.before()?;
             tally.requests += 1;
             let result = self
@@ -736,13 +792,35 @@ impl DynamoStore {
                             // Without the item in the refusal, read it.
                             None => self.read(&u.pk, &u.sk).await?,
                         };
-                        match refusal(old.as_ref(), seen) {
+                        match refusal(old.as_ref(), seen, gen) {
                             // Ours, if our last attempt's answer was lost (a
                             // concurrent duplicate would have to land in
                             // that same instant instead).
                             Refusal::Absorbed => return Ok((maybe_applied, old)),
                             Refusal::Full => {
-                                self.rotate(&u.pk, &u.sk, &mut tally.requests).await?;
+                                let rotated = self
+                                    .rotate(&u.pk, &u.sk, old.as_ref(), &mut tally.requests)
+                                    .await?;
+                                // The generation this rotation archived is the
+                                // `ek_old` the refusal showed without our key;
+                                // the ones before were checked if `gen` is the
+                                // item's: no read needed for the new one.
+                                if let Some(next) = rotated {
+                                    if gen == generation(old.as_ref()) {
+                                        gen = next;
+                                    }
+                                }
+                                continue;
+                            }
+                            Refusal::Generation(g) => {
+                                // Archived before the item was read (the
+                                // read of the archive is consistent); a
+                                // rotation after it changes `ek_gen`, and
+                                // the update conditioned on `g` is refused.
+                                if self.archived(&u.pk, &u.sk, seen, g, tally).await? {
+                                    return Ok((maybe_applied, old));
+                                }
+                                gen = g;
                                 continue;
                             }
                             Refusal::Register => {
@@ -797,34 +875,112 @@ impl DynamoStore {
         }
     }
 
-    /// Starts a new generation of absorbed keys: `ek` becomes `ek_old`
-    /// (the one before is dropped), if `ek` is still full.
-    async fn rotate(&self, pk: &str, sk: &str, requests: &mut u32) -> Result<(), StoreError> {
-        self.before()?;
-        *requests += 1;
-        let r = self
+    /// Starts a new generation of absorbed keys, if `ek` is still full:
+    /// `ek` becomes `ek_old`. The `ek_old` it replaces (read in `item`, the
+    /// item as the refusal returned it) is first added to the archive, and
+    /// the rotation counts it in `ek_gen` on the condition that `ek_gen` is
+    /// still what was read: no other rotation came between, so `ek_old` is
+    /// still the generation archived. A crash between the two writes leaves
+    /// keys in both places (harmless; the next rotation adds them again).
+    /// `Some(ek_gen after)` when this call rotated.
+    async fn rotate(
+        &self,
+        pk: &str,
+        sk: &str,
+        item: Option<&HashMap<String, AttributeValue>>,
+        requests: &mut u32,
+    ) -> Result<Option<u64>, StoreError> {
+        let gen = generation(item);
+        let old = item
+            .and_then(|o| o.get(SEEN_OLD_ATTR))
+            .and_then(|v| v.as_bs().ok())
+            .filter(|s| !s.is_empty());
+        let next = if old.is_some() { gen + 1 } else { gen };
+        let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)))
-            .update_expression("SET #old = #ek REMOVE #ek")
-            .condition_expression("size(#ek) >= :max")
             .expression_attribute_names("#ek", SEEN_ATTR)
             .expression_attribute_names("#old", SEEN_OLD_ATTR)
-            .expression_attribute_values(":max", AttributeValue::N(SEEN_MAX.to_string()))
-            .send()
-            .await;
-        match r {
-            Ok(_) => self.after(),
+            .expression_attribute_names("#gen", SEEN_GEN_ATTR)
+            .expression_attribute_values(":max", AttributeValue::N(SEEN_MAX.to_string()));
+        if let Some(old) = old {
+            let (apk, ask) = archive_key(pk, sk, gen);
+            self.before()?;
+            *requests += 1;
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(&apk, &ask)))
+                .update_expression("ADD #k :k")
+                .expression_attribute_names("#k", SEEN_ATTR)
+                .expression_attribute_values(":k", AttributeValue::Bs(old.clone()))
+                .send()
+                .await
+                .map_err(store_error)?;
+            self.after()?;
+            let same_gen = if gen == 0 {
+                "attribute_not_exists(#gen)"
+            } else {
+                req = req.expression_attribute_values(":gen", AttributeValue::N(gen.to_string()));
+                "#gen = :gen"
+            };
+            req = req
+                .update_expression("SET #old = #ek, #gen = :next REMOVE #ek")
+                .condition_expression(format!("size(#ek) >= :max AND {same_gen}"))
+                .expression_attribute_values(":next", AttributeValue::N(next.to_string()));
+        } else {
+            // The first rotation: nothing to archive, `ek_gen` not written.
+            req = req
+                .update_expression("SET #old = #ek REMOVE #ek")
+                .condition_expression(
+                    "size(#ek) >= :max AND attribute_not_exists(#old) \
+                     AND attribute_not_exists(#gen)",
+                );
+        }
+        self.before()?;
+        *requests += 1;
+        match req.send().await {
+            Ok(_) => self.after().map(|_| Some(next)),
             // Someone else rotated it first.
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Ok(())
+                Ok(None)
             }
             Err(e) => Err(store_error(e)),
         }
+    }
+
+    /// Whether the archive of `pk`/`sk` holds `seen`, looking at the `gen`
+    /// generations archived (newest archive item first; consistent reads).
+    async fn archived(
+        &self,
+        pk: &str,
+        sk: &str,
+        seen: &[u8],
+        gen: u64,
+        tally: &mut Tally,
+    ) -> Result<bool, StoreError> {
+        if gen == 0 {
+            return Ok(false);
+        }
+        let last = (gen - 1) / SEEN_ARCHIVE_GENS;
+        for chain in (0..=last).rev() {
+            let (apk, ask) = archive_key(pk, sk, chain * SEEN_ARCHIVE_GENS);
+            tally.requests += 1;
+            let hit = self.read(&apk, &ask).await?.is_some_and(|a| {
+                a.get(SEEN_ATTR)
+                    .and_then(|v| v.as_bs().ok())
+                    .is_some_and(|s| s.iter().any(|b| b.as_ref() == seen))
+            });
+            if hit {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// One item, strongly consistent.
@@ -1124,16 +1280,25 @@ mod tests {
         };
         let old = item(vec![(SEEN_OLD_ATTR, set(vec![key.clone()]))]);
         assert_eq!(
-            refusal(Some(&old), &key),
+            refusal(Some(&old), &key, 0),
             Refusal::Absorbed,
             "in the old generation"
         );
         let full: Vec<Vec<u8>> = (0..SEEN_MAX as u8).map(|i| vec![i; 6]).collect();
         let f = item(vec![(SEEN_ATTR, set(full))]);
-        assert_eq!(refusal(Some(&f), &key), Refusal::Full);
+        assert_eq!(refusal(Some(&f), &key, 0), Refusal::Full);
         let other = item(vec![(SEEN_ATTR, set(vec![vec![9; 6]]))]);
-        assert_eq!(refusal(Some(&other), &key), Refusal::Register);
-        assert_eq!(refusal(None, &key), Refusal::Register);
+        assert_eq!(refusal(Some(&other), &key, 0), Refusal::Register);
+        assert_eq!(refusal(None, &key, 0), Refusal::Register);
+        // An item that archived generations the update did not assume.
+        let mut g = other.clone();
+        g.insert(SEEN_GEN_ATTR.to_owned(), AttributeValue::N("3".into()));
+        assert_eq!(refusal(Some(&g), &key, 0), Refusal::Generation(3));
+        assert_eq!(refusal(Some(&g), &key, 3), Refusal::Register);
+        // The key in `ek` wins over a generation mismatch.
+        let mut a = old.clone();
+        a.insert(SEEN_GEN_ATTR.to_owned(), AttributeValue::N("3".into()));
+        assert_eq!(refusal(Some(&a), &key, 0), Refusal::Absorbed);
     }
 
     #[test]

@@ -384,6 +384,54 @@ async fn a_fault_at_any_call_leaves_the_same_final_state() {
     }
 }
 
+/// 100 opens of one lead, one record a batch, then the first five again
+/// (a late redrive): the 97th open archives the oldest generation of keys.
+fn many_opens() -> Vec<SqsEvent> {
+    let body = |s: u64| {
+        json!({"event_type": "EMAIL_OPEN", "to_email": "bot@rot.example", "campaign_id": 7,
+               "sequence_number": 1, "time_opened": iso(s)})
+        .to_string()
+    };
+    (0..100u64)
+        .chain(0..5)
+        .enumerate()
+        .map(|(i, s)| batch(vec![record(&format!("m-{i}"), &body(s), None)]))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fault_at_any_call_around_an_archiving_rotation_leaves_the_same_final_state() {
+    let clean = consumer(fresh_store().await);
+    for b in &many_opens() {
+        deliver_until_done(&clean, b).await;
+    }
+    let want = snapshot(&clean.store).await;
+    let lead = get(&want, "LEAD#bot@rot.example", "CAMPAIGN#7");
+    assert_eq!(lead["opens"], 100, "the late redeliveries are duplicates");
+    assert_eq!(lead["ek_gen"], 1);
+    // Calls 99..=102 are the 97th open's refused write, archive write,
+    // rotation and write; the later ones read the archive.
+    for after in [false, true] {
+        for n in 95..=116 {
+            let mut store = fresh_store().await;
+            store.faults = Some(Arc::new(FailNth {
+                n,
+                after,
+                calls: AtomicUsize::new(0),
+            }));
+            let c = consumer(store);
+            for b in &many_opens() {
+                deliver_until_done(&c, b).await;
+            }
+            assert_eq!(
+                snapshot(&c.store).await,
+                want,
+                "fault at call {n} (after commit: {after})"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Model-based: random streams with duplicates, shuffled, against a reference.
 // ---------------------------------------------------------------------------

@@ -122,7 +122,7 @@ async fn a_crash_between_the_two_items_of_a_bounce_is_healed_by_the_redelivery()
 }
 
 #[tokio::test]
-async fn the_absorbed_keys_stay_bounded_and_remember_at_least_the_last_generation() {
+async fn the_absorbed_keys_stay_bounded_and_an_event_dropped_from_them_is_still_absorbed_once() {
     let store = fresh_store().await;
     let lead = "busy@x.example";
     let n = 2 * SEEN_MAX as u64 + 5;
@@ -147,14 +147,160 @@ async fn the_absorbed_keys_stay_bounded_and_remember_at_least_the_last_generatio
             "event {s}"
         );
     }
-    // The bound: the first event's key was dropped two generations ago; a
-    // delivery of it now counts again (what the README says).
-    assert!(matches!(
+    // The first event's key left the item two generations ago, into the
+    // archive: a delivery of it now is still a duplicate.
+    assert_eq!(
         store.apply(&open(lead, 0), "m").await.expect("apply"),
-        ApplyOutcome::Applied { .. }
-    ));
+        ApplyOutcome::Duplicate
+    );
     let it = item(&store, &format!("LEAD#{lead}"), "CAMPAIGN#7").await;
-    assert_eq!(it["opens"], n + 1);
+    assert_eq!(it["opens"], n);
+    assert_eq!(it["ek_gen"], 1, "one generation archived");
+}
+
+/// Applies opens `range` to `lead`, each expected to be new.
+async fn opens(store: &DynamoStore, lead: &str, range: std::ops::Range<u64>) {
+    for s in range {
+        assert!(
+            matches!(
+                store.apply(&open(lead, s), "m").await.expect("apply"),
+                ApplyOutcome::Applied { .. }
+            ),
+            "event {s}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_event_absorbed_200_events_earlier_is_a_duplicate_and_what_it_costs() {
+    let (store, calls) = counted().await;
+    let lead = "bot@x.example";
+    let (pk, sk) = (format!("LEAD#{lead}"), "CAMPAIGN#7");
+    // A typical lead's item never gets an archive nor `ek_gen`.
+    opens(&store, lead, 0..2 * SEEN_MAX as u64).await;
+    let it = item(&store, &pk, sk).await;
+    assert!(it.get("ek_gen").is_none(), "{it}");
+    assert!(store
+        .partition(&format!("SEEN#{pk}"))
+        .await
+        .unwrap()
+        .is_empty());
+    opens(&store, lead, 2 * SEEN_MAX as u64..250).await;
+    // Every one of the 250, delivered again (the oldest 200+ events ago).
+    for s in 0..250 {
+        assert_eq!(
+            store.apply(&open(lead, s), "m").await.expect("apply"),
+            ApplyOutcome::Duplicate,
+            "event {s}"
+        );
+    }
+    let it = item(&store, &pk, sk).await;
+    assert_eq!(it["opens"], 250);
+    let gen = it["ek_gen"].as_u64().expect("ek_gen");
+    assert_eq!(gen, 250 / SEEN_MAX as u64 - 1, "{it}");
+    let archived: usize = store
+        .partition(&format!("SEEN#{pk}"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a["ek"].as_bs().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(archived, gen as usize * SEEN_MAX, "whole generations");
+    // The lead's own Query shows no archive.
+    assert_eq!(store.partition(&pk).await.unwrap().len(), 1);
+    // What it costs on an item past 96 events: a recent duplicate is one
+    // refused write; an old one adds a read; a new event is a refused
+    // write, a read of the archive and the write.
+    let costs = |p: Plan| {
+        let (store, calls) = (&store, &calls);
+        async move {
+            let before = calls.n.load(Ordering::SeqCst);
+            store.apply(&p, "m").await.expect("apply");
+            calls.n.load(Ordering::SeqCst) - before
+        }
+    };
+    assert_eq!(costs(open(lead, 249)).await, 1, "recent duplicate");
+    assert_eq!(costs(open(lead, 3)).await, 2, "archived duplicate");
+    assert_eq!(costs(open(lead, 250)).await, 3, "new event");
+    assert_eq!(item(&store, &pk, sk).await["opens"], 251);
+}
+
+#[tokio::test]
+async fn a_crash_between_the_archive_write_and_the_rotation_loses_and_doubles_nothing() {
+    let (store, calls) = counted().await;
+    let lead = "crash@x.example";
+    let (pk, sk) = (format!("LEAD#{lead}"), "CAMPAIGN#7");
+    let full = 2 * SEEN_MAX as u64;
+    opens(&store, lead, 0..full).await;
+    // The next event: refused (ek full), archive write, rotation, write.
+    // The process dies before the rotation is sent.
+    let before = calls.n.load(Ordering::SeqCst);
+    calls.fail.store(before + 3, Ordering::SeqCst);
+    assert!(store.apply(&open(lead, full), "m").await.is_err());
+    let it = item(&store, &pk, sk).await;
+    assert!(it.get("ek_gen").is_none(), "not rotated: {it}");
+    assert_eq!(it["opens"], full);
+    assert_eq!(
+        store.partition(&format!("SEEN#{pk}")).await.unwrap().len(),
+        1
+    );
+    // The archived keys are still in `ek_old` too: their events stay
+    // duplicates, and the redelivery applies once.
+    assert_eq!(
+        store.apply(&open(lead, 0), "m").await.expect("apply"),
+        ApplyOutcome::Duplicate
+    );
+    opens(&store, lead, full..full + 1).await;
+    // The process dies after the rotation, before the event's own write.
+    opens(&store, lead, full + 1..3 * SEEN_MAX as u64).await;
+    let before = calls.n.load(Ordering::SeqCst);
+    calls.fail.store(before + 4, Ordering::SeqCst);
+    let next = 3 * SEEN_MAX as u64;
+    assert!(store.apply(&open(lead, next), "m").await.is_err());
+    assert_eq!(item(&store, &pk, sk).await["ek_gen"], 2);
+    opens(&store, lead, next..next + 1).await;
+    for s in 0..=next {
+        assert_eq!(
+            store.apply(&open(lead, s), "m").await.expect("apply"),
+            ApplyOutcome::Duplicate,
+            "event {s}"
+        );
+    }
+    assert_eq!(item(&store, &pk, sk).await["opens"], next + 1);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_around_rotations_apply_each_event_once() {
+    let store = Arc::new(fresh_store().await);
+    let lead = "race@x.example";
+    let (pk, sk) = (format!("LEAD#{lead}"), "CAMPAIGN#7");
+    opens(&store, lead, 0..90).await;
+    // Events 90..200 each delivered three times, and 0..90 again, all at
+    // once: the item rotates twice meanwhile.
+    let mut tasks = Vec::new();
+    for s in (0..200u64).chain(90..200).chain(90..200) {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.apply(&open(lead, s), "m").await.expect("apply")
+        }));
+    }
+    let mut applied = 0;
+    for t in tasks {
+        applied += usize::from(matches!(
+            t.await.expect("task"),
+            ApplyOutcome::Applied { .. }
+        ));
+    }
+    assert_eq!(applied, 110, "one delivery of each new event");
+    let it = item(&store, &pk, sk).await;
+    assert_eq!(it["opens"], 200);
+    for s in 0..200 {
+        assert_eq!(
+            store.apply(&open(lead, s), "m").await.expect("apply"),
+            ApplyOutcome::Duplicate,
+            "event {s}"
+        );
+    }
 }
 
 #[tokio::test]
