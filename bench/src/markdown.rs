@@ -15,6 +15,24 @@ pub(crate) fn markdown(r: &Results) -> String {
             ""
         }
     );
+    for section in [
+        targets,
+        in_process,
+        handler_tail,
+        consumer_direct,
+        under_the_emulator,
+        end_to_end,
+        by_batch_size,
+        write_units,
+        cost,
+    ] {
+        section(&mut m, r);
+    }
+    m
+}
+
+/// The targets table.
+fn targets(m: &mut String, r: &Results) {
     let get = |id: &str| r.criterion.iter().find(|c| c.id == id);
     m.push_str("### Targets\n\n| target | figure | met |\n|---|---|---|\n");
     let mut target = |name: &str, figure: String, ok: bool| {
@@ -100,6 +118,11 @@ pub(crate) fn markdown(r: &Results) -> String {
             share <= 1.10,
         );
     }
+}
+
+/// Criterion's figures.
+fn in_process(m: &mut String, r: &Results) {
+    let get = |id: &str| r.criterion.iter().find(|c| c.id == id);
     m.push_str("\n### In process (criterion; median, 95% interval of the median, MAD)\n\n| benchmark | median | interval | MAD |\n|---|---|---|---|\n");
     for c in &r.criterion {
         let _ = writeln!(
@@ -119,6 +142,10 @@ pub(crate) fn markdown(r: &Results) -> String {
             f(b.median_ns / a.median_ns, 1)
         );
     }
+}
+
+/// The ingest handler's tail.
+fn handler_tail(m: &mut String, r: &Results) {
     m.push_str("\n### Ingest handler, one request at a time (in process, no-op queue; the first tenth discarded as warm-up)\n\n| body | requests | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n");
     for t in &r.handler_tails {
         let _ = writeln!(
@@ -132,6 +159,10 @@ pub(crate) fn markdown(r: &Results) -> String {
             f(t.micros.max, 1)
         );
     }
+}
+
+/// The consumer against DynamoDB Local, in process.
+fn consumer_direct(m: &mut String, r: &Results) {
     let c = &r.consumer_direct;
     let _ = writeln!(
         m,
@@ -153,6 +184,10 @@ pub(crate) fn markdown(r: &Results) -> String {
         f(c.batch_ms.p99, 1),
         f(c.dynamodb_requests_per_event, 2)
     );
+}
+
+/// The release binaries under the Lambda RIE.
+fn under_the_emulator(m: &mut String, r: &Results) {
     m.push_str("\n### Under the Lambda RIE (release build, local stack)\n\n| function | binary (stripped, host / arm64) | peak RSS | process start → first answer p50 (p90) | bootstrap init p50 | warm invoke p50 / p99 | billed duration p50 |\n|---|---|---|---|---|---|---|\n");
     for fig in &r.functions {
         let _ = writeln!(
@@ -172,6 +207,10 @@ pub(crate) fn markdown(r: &Results) -> String {
             f(fig.warm_billed_ms.p50, 2)
         );
     }
+}
+
+/// End to end over HTTP, and the chart.
+fn end_to_end(m: &mut String, r: &Results) {
     m.push_str("\n### End to end over HTTP (front → ingest ×4 → SQS → poller ×2 → consumer → DynamoDB Local; fan-out off)\n\n| concurrency | events | stored/s | accepted/s | POST p50 / p99 | POST-to-stored p50 | p90 | p99 |\n|---|---|---|---|---|---|---|---|\n");
     for e in &r.e2e {
         let _ = writeln!(
@@ -198,6 +237,10 @@ pub(crate) fn markdown(r: &Results) -> String {
         );
     }
     m.push_str("\n![POST-to-stored latency](bench/latency.svg)\n");
+}
+
+/// The consumer by batch size.
+fn by_batch_size(m: &mut String, r: &Results) {
     m.push_str("\n### Consumer by batch size (queue pre-filled, one poller, one instance)\n\n");
     m.push_str("| batch size | events | events/s | billed duration per invoke p50 (p90) |\n|---|---|---|---|\n");
     for c in &r.consumer {
@@ -218,6 +261,10 @@ pub(crate) fn markdown(r: &Results) -> String {
             f(b.events_per_s / a.events_per_s, 1)
         );
     }
+}
+
+/// Write units per payload.
+fn write_units(m: &mut String, r: &Results) {
     m.push_str("\n### DynamoDB write units per processed event (each payload applied once, in order, to one table)\n\n| payload | event type | items | item bytes after | requests | write units by DynamoDB's rule | DynamoDB Local reported |\n|---|---|---|---|---|---|---|\n");
     for u in &r.units {
         let bytes: Vec<String> = u.item_bytes.iter().map(usize::to_string).collect();
@@ -233,6 +280,11 @@ pub(crate) fn markdown(r: &Results) -> String {
             f(u.reported_units, 1)
         );
     }
+}
+
+/// The bill per million webhooks.
+fn cost(m: &mut String, r: &Results) {
+    let ci = &r.cost_inputs;
     let _ = writeln!(m, "\n### Cost per million webhooks\n\n{}. Inputs: typical event {} WRU; ingest billed {} ms at {} MB; consumer billed {} ms per batch of {} at {} MB; {} bytes of JSON logs per webhook (both functions, EMF included, platform lines off).\n",
         Prices::AS_OF, f(ci.typical_wru, 1), f(ci.ingest_billed_ms, 2), ci.ingest_memory_mb, f(ci.consumer_batch10_billed_ms, 2), ci.batch, ci.consumer_memory_mb, f(ci.log_bytes_per_event, 0));
     m.push_str("| item | HTTP API front | Function URL front |\n|---|---|---|\n");
@@ -262,5 +314,4 @@ pub(crate) fn markdown(r: &Results) -> String {
             f(url.total_with_fanout, 2)
         );
     }
-    m
 }
