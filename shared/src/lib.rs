@@ -27,6 +27,7 @@ pub mod local_stack;
 pub mod logging;
 pub mod metrics;
 pub mod plan;
+pub mod reconcile;
 pub mod redrive;
 pub mod refresh;
 pub mod shape;
