@@ -882,6 +882,107 @@ pub fn backfill_message(body: &Value) -> OutgoingMessage {
     }
 }
 
+/// What the scheduled function reads: `TABLE_NAME`, `QUEUE_URL`,
+/// `SMARTLEAD_API_KEY_PARAM` (SSM SecureString; `SMARTLEAD_API_KEY`
+/// locally), `LOOKBACK_HOURS`, `DEDUP_TTL_DAYS`, `METRICS_NAMESPACE`
+/// (`SMARTLEAD_API_BASE` locally).
+pub const RECONCILE_ENV: &[&str] = &[
+    "TABLE_NAME",
+    "QUEUE_URL",
+    "SMARTLEAD_API_KEY_PARAM",
+    "LOOKBACK_HOURS",
+    "DEDUP_TTL_DAYS",
+    "METRICS_NAMESPACE",
+];
+/// The IAM actions behind its calls: marker and state reads, the queue,
+/// the API key.
+pub const RECONCILE_IAM_ACTIONS: &[&str] =
+    &["dynamodb:GetItem", "sqs:SendMessage", "ssm:GetParameter"];
+
+/// The scheduled reconcile (the `ReconcileFunction`), built once at cold start.
+pub struct Scheduled {
+    pub api: Api,
+    pub store: crate::store::DynamoStore,
+    pub queue: crate::aws::SqsQueue,
+    pub lookback_hours: u64,
+    pub dedup_ttl_days: u64,
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl Scheduled {
+    pub async fn from_env(
+        cfg: &crate::aws::SdkConfig,
+    ) -> Result<Scheduled, crate::aws::ConfigError> {
+        use crate::aws::{env_parse, env_required};
+        let key = match std::env::var("SMARTLEAD_API_KEY") {
+            Ok(k) if !k.trim().is_empty() => k.trim().to_owned(),
+            _ => {
+                crate::aws::ssm_secure_string(cfg, &env_required("SMARTLEAD_API_KEY_PARAM")?)
+                    .await?
+            }
+        };
+        let base = std::env::var("SMARTLEAD_API_BASE")
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| crate::api::DEFAULT_BASE.to_owned());
+        Ok(Scheduled {
+            api: Api::new(&base, &key),
+            store: crate::store::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(cfg),
+                env_required("TABLE_NAME")?,
+            ),
+            queue: crate::aws::SqsQueue {
+                client: aws_sdk_sqs::Client::new(cfg),
+                queue_url: env_required("QUEUE_URL")?,
+            },
+            lookback_hours: env_parse("LOOKBACK_HOURS", 48u64)?,
+            dedup_ttl_days: env_parse("DEDUP_TTL_DAYS", crate::store::DEFAULT_DEDUP_TTL_DAYS)?,
+            metrics: crate::metrics::Metrics::from_env("reconcile"),
+        })
+    }
+
+    /// One run over the active campaigns and the last `lookback_hours`;
+    /// publishes `GapsFound`, `EventsBackfilled` and `GapsReportedOnly`.
+    pub async fn run(&self, deadline: Instant) -> Result<Report, ReconcileError> {
+        let now = EventTime::now();
+        let since = EventTime::from_millis(
+            now.millis() - (self.lookback_hours.min(24 * 3650) as i64) * 3_600_000,
+        );
+        let campaigns = campaigns(&self.api, true, deadline).await?;
+        let opts = Options {
+            since,
+            dry_run: false,
+            dedup_ttl_days: self.dedup_ttl_days,
+            now,
+            deadline,
+        };
+        let report = reconcile(
+            &self.api,
+            &self.store,
+            &self.queue,
+            &campaigns,
+            &opts,
+            &|_, _| {},
+        )
+        .await?;
+        emit(&self.metrics, &report);
+        Ok(report)
+    }
+}
+
+/// The run's metrics (EMF): `GapsFound`, `EventsBackfilled`, `GapsReportedOnly`.
+pub fn emit(metrics: &crate::metrics::Metrics, r: &Report) {
+    use crate::metrics::Unit;
+    metrics.emit(
+        &[],
+        &[
+            ("GapsFound", r.gaps.len() as f64, Unit::Count),
+            ("EventsBackfilled", r.backfilled as f64, Unit::Count),
+            ("GapsReportedOnly", r.reported_only() as f64, Unit::Count),
+        ],
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,6 +87,7 @@ mod tests {
         for (f, bin) in [
             ("IngestFunction", "smartlead-ingest"),
             ("ConsumerFunction", "smartlead-consumer"),
+            ("ReconcileFunction", "smartlead-reconcile"),
         ] {
             let r = t.resource(f).unwrap();
             assert_eq!(r["Metadata"]["BuildMethod"], "rust-cargolambda", "{f}");
@@ -186,6 +187,10 @@ mod tests {
         for v in CONSUMER_ENV {
             assert!(consumer.contains(*v), "ConsumerFunction does not set {v}");
         }
+        let reconcile = env_of(&t, "ReconcileFunction");
+        for v in smartlead::reconcile::RECONCILE_ENV {
+            assert!(reconcile.contains(*v), "ReconcileFunction does not set {v}");
+        }
         // And the lists are complete: every variable named in the code is in one of them.
         let root = crate::workspace_root();
         let mut named = BTreeSet::new();
@@ -194,6 +199,8 @@ mod tests {
             "shared/src/metrics.rs",
             "functions/ingest/src/lib.rs",
             "functions/consumer/src/main.rs",
+            "shared/src/reconcile.rs",
+            "functions/reconcile/src/main.rs",
         ] {
             let src = std::fs::read_to_string(root.join(file)).unwrap();
             for pat in [
@@ -216,6 +223,7 @@ mod tests {
         for v in named {
             let known = INGEST_ENV.contains(&v.as_str())
                 || CONSUMER_ENV.contains(&v.as_str())
+                || smartlead::reconcile::RECONCILE_ENV.contains(&v.as_str())
                 || LOCAL_ONLY_ENV.contains(&v.as_str());
             assert!(
                 known,
@@ -256,6 +264,10 @@ mod tests {
         let want = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
         assert_eq!(actions(&t, "IngestFunction"), want(INGEST_IAM_ACTIONS));
         assert_eq!(actions(&t, "ConsumerFunction"), want(CONSUMER_IAM_ACTIONS));
+        assert_eq!(
+            actions(&t, "ReconcileFunction"),
+            want(smartlead::reconcile::RECONCILE_IAM_ACTIONS)
+        );
         // The SDK calls in the library match those lists.
         let root = crate::workspace_root();
         let src = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
@@ -543,7 +555,9 @@ mod hardening {
                         .find(|(k, _)| k == "Function")
                         .map(|(_, v)| v.clone());
                     assert!(
-                        f == Some("ingest".into()) || f == Some("consumer".into()),
+                        f == Some("ingest".into())
+                            || f == Some("consumer".into())
+                            || f == Some("reconcile".into()),
                         "{name}: {m} without a Function dimension"
                     );
                 }
@@ -592,6 +606,76 @@ mod hardening {
                 other => panic!("condition function {other}"),
             },
             other => panic!("condition {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_scheduled_reconcile_is_off_by_default_and_alarms_on_gaps() {
+        let t = t();
+        let parts = [
+            "ReconcileFunction",
+            "ReconcileLogGroup",
+            "ReconcileScheduleRole",
+            "ReconcileScheduleRule",
+            "ReconcileGapsAlarm",
+            "ReconcileErrorsAlarm",
+        ];
+        for p in parts {
+            assert_eq!(t.resource(p).unwrap()["Condition"], "HasReconcile", "{p}");
+        }
+        let on = Value::String("HasReconcile".into());
+        assert!(!cond(&t, &[], &on), "off by default");
+        assert!(cond(&t, &[("ReconcileSchedule", "rate(6 hours)")], &on));
+        let rule = t.props("ReconcileScheduleRule").unwrap();
+        assert_eq!(
+            target(&rule["ScheduleExpression"]).as_deref(),
+            Some("ReconcileSchedule")
+        );
+        assert_eq!(
+            target(&rule["Target"]["Arn"]).as_deref(),
+            Some("ReconcileFunction")
+        );
+        // The schedule's role may invoke that one function and nothing else.
+        let role = t.props("ReconcileScheduleRole").unwrap();
+        let st = &role["Policies"][0]["PolicyDocument"]["Statement"];
+        assert_eq!(seq(st).len(), 1);
+        assert_eq!(st[0]["Action"], "lambda:InvokeFunction");
+        assert_eq!(
+            target(&st[0]["Resource"]).as_deref(),
+            Some("ReconcileFunction")
+        );
+        let trust = &role["AssumeRolePolicyDocument"]["Statement"][0];
+        assert_eq!(trust["Principal"]["Service"], "scheduler.amazonaws.com");
+        let env = &t.props("ReconcileFunction").unwrap()["Environment"]["Variables"];
+        assert_eq!(
+            target(&env["LOOKBACK_HOURS"]).as_deref(),
+            Some("ReconcileLookbackHours")
+        );
+        assert_eq!(
+            target(&env["DEDUP_TTL_DAYS"]).as_deref(),
+            Some("DedupTtlDays")
+        );
+        // GapsFound > 0 notifies the alarm topic; the code emits it.
+        let ns = smartlead::metrics::DEFAULT_NAMESPACE;
+        assert_eq!(
+            alarms_on(&t, ns, "GapsFound", &[("Function", "reconcile")]),
+            ["ReconcileGapsAlarm"]
+        );
+        let alarm = t.props("ReconcileGapsAlarm").unwrap();
+        assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+        assert_eq!(num(&t, &alarm["Threshold"]), 0.0);
+        assert_eq!(
+            target(&seq(&alarm["AlarmActions"])[0]).as_deref(),
+            Some("AlarmTopic")
+        );
+        let src = std::fs::read_to_string(crate::workspace_root().join("shared/src/reconcile.rs"))
+            .unwrap();
+        for m in [
+            "\"GapsFound\"",
+            "\"EventsBackfilled\"",
+            "Metrics::from_env(\"reconcile\")",
+        ] {
+            assert!(src.contains(m), "{m}");
         }
     }
 

@@ -1,0 +1,47 @@
+//! ReconcileFunction: on the `ReconcileSchedule`, SmartLead's statistics of
+//! the active campaigns over the last `LOOKBACK_HOURS` against the stored
+//! state; exact gaps are backfilled through the queue, every gap is counted
+//! (`GapsFound`, `EventsBackfilled`). All logic lives in the `smartlead`
+//! library ([`smartlead::reconcile`]).
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    smartlead::logging::init();
+    let sdk = smartlead::aws::sdk_config().await;
+    let job = Box::leak(Box::new(
+        smartlead::reconcile::Scheduled::from_env(&sdk).await?,
+    ));
+    let job = &*job;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        // Stop calling SmartLead 20 s before the invocation's own deadline.
+        let left_ms = u64::try_from(event.context.deadline)
+            .ok()
+            .and_then(|d| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()?
+                    .as_millis() as u64;
+                d.checked_sub(now)
+            })
+            .unwrap_or(60_000);
+        let deadline = Instant::now() + Duration::from_millis(left_ms.saturating_sub(20_000));
+        let report = job.run(deadline).await?;
+        tracing::info!(
+            gaps = report.gaps.len(),
+            backfilled = report.backfilled,
+            reported_only = report.reported_only(),
+            leads = report.leads,
+            "reconcile done"
+        );
+        Ok::<Value, Error>(json!({
+            "gaps": report.gaps.len(),
+            "backfilled": report.backfilled,
+            "reported_only": report.reported_only(),
+        }))
+    }))
+    .await
+}
