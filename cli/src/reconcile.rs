@@ -40,6 +40,7 @@ pub fn table(r: &Report, dry_run: bool) -> String {
             Action::Backfill { .. } if dry_run => "would backfill".to_owned(),
             Action::Backfill { .. } => "backfilled".to_owned(),
             Action::Report { reason } => format!("reported only: {reason}"),
+            Action::Unverified { reason } => format!("not checked: {reason}"),
         };
         rows.push([
             g.lead.clone(),
@@ -71,13 +72,13 @@ pub fn table(r: &Report, dry_run: bool) -> String {
 
 /// The summary line, and whether something is left for a person (exit 2).
 pub fn summary(r: &Report, dry_run: bool) -> (String, bool) {
-    let backfillable = r.gaps.len() - r.reported_only();
+    let backfillable = r.gaps_found() - r.reported_only();
     let mut s = format!(
         "{} campaign(s), {} lead(s), {} event(s) checked: {} gap(s), {} {}, {} reported only",
         r.campaigns,
         r.leads,
         r.facts_checked,
-        r.gaps.len(),
+        r.gaps_found(),
         if dry_run { backfillable } else { r.backfilled },
         if dry_run {
             "could be backfilled (run without --dry-run)"
@@ -92,6 +93,12 @@ pub fn summary(r: &Report, dry_run: bool) -> (String, bool) {
             r.unreadable_rows
         ));
     }
+    if r.unverified() > 0 {
+        s.push_str(&format!(
+            "; {} event(s) could not be checked (SmartLead gave no message id for them)",
+            r.unverified()
+        ));
+    }
     if r.too_old > 0 {
         s.push_str(&format!(
             "; {} event(s) older than the dedup markers' TTL were not checked",
@@ -99,7 +106,7 @@ pub fn summary(r: &Report, dry_run: bool) -> (String, bool) {
         ));
     }
     let left = if dry_run {
-        !r.gaps.is_empty()
+        r.gaps_found() > 0
     } else {
         r.reported_only() > 0
     };

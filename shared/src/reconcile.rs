@@ -498,6 +498,11 @@ pub enum Action {
     Backfill { key: String, body: Value },
     /// Only reported: nothing exact to send.
     Report { reason: String },
+    /// Not checked: webhooks of its type are keyed by something SmartLead
+    /// gave for other events but not for this one (a message id its history
+    /// lacks), so whether it arrived cannot be told. Listed, not counted as
+    /// a gap.
+    Unverified { reason: String },
 }
 
 /// One gap between SmartLead's statistics and the stored state.
@@ -571,9 +576,9 @@ pub fn gaps(facts: &[Fact], seen: &HashSet<String>, evidence: &Evidence) -> Vec<
                     key: c.key.clone(),
                     body: c.body.clone(),
                 },
-                None => Action::Report {
+                None => Action::Unverified {
                     reason: format!(
-                        "{} webhooks are keyed by {:?}, which the statistics lack here",
+                        "{} webhooks are keyed by {:?}, which SmartLead did not give for this one",
                         f.kind.event_type(),
                         forms.first().copied().unwrap_or(Form::Fields)
                     ),
@@ -682,11 +687,23 @@ pub struct Report {
 }
 
 impl Report {
+    /// Gaps that could not be backfilled.
     pub fn reported_only(&self) -> usize {
         self.gaps
             .iter()
             .filter(|g| matches!(g.action, Action::Report { .. }))
             .count()
+    }
+    /// Events that could not be checked (not gaps).
+    pub fn unverified(&self) -> usize {
+        self.gaps
+            .iter()
+            .filter(|g| matches!(g.action, Action::Unverified { .. }))
+            .count()
+    }
+    /// Gaps found: backfilled or reported, not the unverified.
+    pub fn gaps_found(&self) -> usize {
+        self.gaps.len() - self.unverified()
     }
 }
 
@@ -792,7 +809,12 @@ pub async fn reconcile<S: StateStore + ?Sized, Q: Queue + ?Sized>(
         if wants_history {
             let id = match rows.iter().find_map(|r| r.lead_id.clone()) {
                 Some(id) => Some(id),
-                None => api.lead_by_email(&lead, opts.deadline).await.ok().flatten(),
+                None => match api.lead_by_email(&lead, opts.deadline).await {
+                    Ok(id) => id,
+                    Err(e) if e.is_retryable() => return Err(e.into()),
+                    // An address SmartLead will not look up: no history.
+                    Err(_) => None,
+                },
             };
             if let Some(id) = id {
                 // A history SmartLead cannot give (partial data) only
@@ -942,7 +964,7 @@ impl Scheduled {
     }
 
     /// One run over the active campaigns and the last `lookback_hours`;
-    /// publishes `GapsFound`, `EventsBackfilled` and `GapsReportedOnly`.
+    /// publishes its [`metric_values`].
     pub async fn run(&self, deadline: Instant) -> Result<Report, ReconcileError> {
         let now = EventTime::now();
         let since = EventTime::from_millis(
@@ -970,17 +992,24 @@ impl Scheduled {
     }
 }
 
-/// The run's metrics (EMF): `GapsFound`, `EventsBackfilled`, `GapsReportedOnly`.
+/// The run's metrics: `GapsFound` (backfilled or reported; the alarm's),
+/// `EventsBackfilled`, `GapsReportedOnly`, `EventsUnverified`.
+pub fn metric_values(r: &Report) -> [(&'static str, f64); 4] {
+    [
+        ("GapsFound", r.gaps_found() as f64),
+        ("EventsBackfilled", r.backfilled as f64),
+        ("GapsReportedOnly", r.reported_only() as f64),
+        ("EventsUnverified", r.unverified() as f64),
+    ]
+}
+
+/// Writes [`metric_values`] as one EMF document.
 pub fn emit(metrics: &crate::metrics::Metrics, r: &Report) {
-    use crate::metrics::Unit;
-    metrics.emit(
-        &[],
-        &[
-            ("GapsFound", r.gaps.len() as f64, Unit::Count),
-            ("EventsBackfilled", r.backfilled as f64, Unit::Count),
-            ("GapsReportedOnly", r.reported_only() as f64, Unit::Count),
-        ],
-    );
+    let values: Vec<(&str, f64, crate::metrics::Unit)> = metric_values(r)
+        .into_iter()
+        .map(|(n, v)| (n, v, crate::metrics::Unit::Count))
+        .collect();
+    metrics.emit(&[], &values);
 }
 
 #[cfg(test)]
@@ -1070,12 +1099,12 @@ mod tests {
         let g = gaps(&fs, &seen, &ev);
         let o = g.iter().find(|g| g.event_type == "EMAIL_OPEN").unwrap();
         assert!(matches!(o.action, Action::Report { .. }));
-        // Sends keyed by message id, with no history: report only.
+        // Sends keyed by message id, with no history: not checkable.
         let mut ev = Evidence::new();
         ev.entry(Kind::Sent).or_default().insert(Form::Msg);
         let g = gaps(&fs, &seen, &ev);
         let s = g.iter().find(|g| g.event_type == "EMAIL_SENT").unwrap();
-        assert!(matches!(&s.action, Action::Report { reason } if reason.contains("Msg")));
+        assert!(matches!(&s.action, Action::Unverified { reason } if reason.contains("Msg")));
     }
 
     #[test]

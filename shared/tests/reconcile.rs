@@ -488,7 +488,7 @@ async fn a_backfill_after_the_webhook_is_a_duplicate() {
         .iter()
         .filter_map(|g| match &g.action {
             Action::Backfill { body, .. } => Some(body.clone()),
-            Action::Report { .. } => None,
+            Action::Report { .. } | Action::Unverified { .. } => None,
         })
         .collect();
     assert_eq!(bodies.len(), held.len(), "{:#?}", dry.gaps);
@@ -524,6 +524,7 @@ async fn what_statistics_cannot_key_is_reported_never_backfilled() {
     let q = queue().await;
     let mut removed_clicks = 0;
     let mut removed_sends_of_broken = 0;
+    let mut kept_sends_of_broken = 0;
     let mut kept_type = BTreeSet::new();
     for (name, e) in &all {
         let t = e["event_type"].as_str().unwrap_or_default().to_owned();
@@ -531,9 +532,12 @@ async fn what_statistics_cannot_key_is_reported_never_backfilled() {
         let of_broken = name.starts_with(&format!("{} ", broken.email));
         if !first && t == "EMAIL_LINK_CLICK" {
             removed_clicks += 1;
-        } else if !first && of_broken && t == "EMAIL_SENT" {
+        } else if !first && of_broken && t == "EMAIL_SENT" && removed_sends_of_broken == 0 {
             removed_sends_of_broken += 1;
         } else {
+            if of_broken && t == "EMAIL_SENT" {
+                kept_sends_of_broken += 1;
+            }
             q.deliver(&e.to_string()).await;
         }
     }
@@ -548,7 +552,110 @@ async fn what_statistics_cannot_key_is_reported_never_backfilled() {
             .filter(|g| g.event_type == t && matches!(g.action, Action::Report { .. }))
             .count()
     };
-    assert_eq!(reported("EMAIL_SENT"), removed_sends_of_broken);
+    let unverified = report
+        .gaps
+        .iter()
+        .filter(|g| g.event_type == "EMAIL_SENT" && matches!(g.action, Action::Unverified { .. }))
+        .count();
+    // Only the lead without a history has events that cannot be checked.
+    assert!(report
+        .gaps
+        .iter()
+        .filter(|g| matches!(g.action, Action::Unverified { .. }))
+        .all(|g| g.lead == broken.email));
+    assert_eq!(unverified, removed_sends_of_broken + kept_sends_of_broken);
+    assert_eq!(reported("EMAIL_SENT"), 0);
     assert!(reported("EMAIL_LINK_CLICK") > 0);
     assert_eq!(state(&q.consumer.store).await, before);
+}
+
+#[tokio::test]
+async fn the_scheduled_run_covers_active_campaigns_over_the_lookback_and_queues_backfills() {
+    let mut rng = Rng(0x5c4e_d01e_0000_0001);
+    let leads = stream(&mut rng, 4);
+    let s = smartlead_with(&leads, None).await;
+    s.route(
+        "GET /api/v1/campaigns",
+        &json!([{"id": 77, "status": "ACTIVE"}, {"id": 78, "status": "PAUSED"},
+                {"id": 79, "status": "DRAFTED"}])
+        .to_string(),
+    );
+    // Every webhook arrived but one send (lead 1's first, two days ago;
+    // the lookback is four days).
+    let q = queue().await;
+    let all: Vec<&(String, Value)> = leads.iter().flat_map(|l| &l.events).collect();
+    let missing = "lead1@recon.example sent 1";
+    for (name, e) in &all {
+        if name != missing {
+            q.deliver(&e.to_string()).await;
+        }
+    }
+    let sqs_cfg = smartlead::aws::local_sdk_config(&common::moto().endpoint()).await;
+    let sqs = smartlead::aws_sdk_sqs::Client::new(&sqs_cfg);
+    let url = sqs
+        .create_queue()
+        .queue_name(common::unique("recon-sched"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let job = reconcile::Scheduled {
+        api: api(&s),
+        store: smartlead::store::DynamoStore::new(
+            q.consumer.store.client.clone(),
+            q.consumer.store.table.clone(),
+        ),
+        queue: smartlead::aws::SqsQueue {
+            client: sqs.clone(),
+            queue_url: url.clone(),
+        },
+        lookback_hours: 4 * 24,
+        dedup_ttl_days: smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+        metrics: smartlead::metrics::Metrics::disabled(),
+    };
+    let report = job
+        .run(Instant::now() + Duration::from_secs(60))
+        .await
+        .expect("run");
+    assert_eq!(report.campaigns, 1, "only the active campaign");
+    assert!(s
+        .recorded()
+        .iter()
+        .all(|r| !r.target.contains("/campaigns/78")));
+    assert_eq!(report.backfilled, 1, "{:#?}", report.gaps);
+    let values = reconcile::metric_values(&report);
+    assert_eq!(values[0], ("GapsFound", 1.0));
+    assert_eq!(values[1], ("EventsBackfilled", 1.0));
+    let got = sqs
+        .receive_message()
+        .queue_url(&url)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
+    let (_, want) = all.iter().find(|(n, _)| n == missing).unwrap();
+    assert_eq!(
+        smartlead::SmartleadEvent::from_value(body)
+            .unwrap()
+            .dedup_key(),
+        smartlead::SmartleadEvent::from_value(want.clone())
+            .unwrap()
+            .dedup_key()
+    );
+    // A lookback of an hour does not reach back to it (still unapplied:
+    // the message waits in the queue).
+    let narrow = reconcile::Scheduled {
+        lookback_hours: 1,
+        ..job
+    };
+    let report = narrow
+        .run(Instant::now() + Duration::from_secs(60))
+        .await
+        .expect("run");
+    assert_eq!(report.backfilled, 0, "{:#?}", report.gaps);
 }

@@ -31,14 +31,16 @@ async fn main() -> Result<(), Error> {
         let deadline = Instant::now() + Duration::from_millis(left_ms.saturating_sub(20_000));
         let report = job.run(deadline).await?;
         tracing::info!(
-            gaps = report.gaps.len(),
+            gaps = report.gaps_found(),
+            unverified = report.unverified(),
             backfilled = report.backfilled,
             reported_only = report.reported_only(),
             leads = report.leads,
             "reconcile done"
         );
         Ok::<Value, Error>(json!({
-            "gaps": report.gaps.len(),
+            "gaps": report.gaps_found(),
+            "unverified": report.unverified(),
             "backfilled": report.backfilled,
             "reported_only": report.reported_only(),
         }))
