@@ -665,7 +665,7 @@ mod hardening {
         assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
         assert_eq!(num(&t, &alarm["Threshold"]), 0.0);
         assert_eq!(
-            target(&seq(&alarm["AlarmActions"])[0]).as_deref(),
+            target(seq(&alarm["AlarmActions"])[0]).as_deref(),
             Some("AlarmTopic")
         );
         let src = std::fs::read_to_string(crate::workspace_root().join("shared/src/reconcile.rs"))

@@ -18,16 +18,11 @@ async fn main() -> Result<(), Error> {
     let job = &*job;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         // Stop calling SmartLead 20 s before the invocation's own deadline.
-        let left_ms = u64::try_from(event.context.deadline)
-            .ok()
-            .and_then(|d| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .ok()?
-                    .as_millis() as u64;
-                d.checked_sub(now)
-            })
-            .unwrap_or(60_000);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let left_ms = event.context.deadline.saturating_sub(now_ms);
         let deadline = Instant::now() + Duration::from_millis(left_ms.saturating_sub(20_000));
         let report = job.run(deadline).await?;
         tracing::info!(
