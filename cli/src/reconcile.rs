@@ -99,17 +99,24 @@ pub fn summary(r: &Report, dry_run: bool) -> (String, bool) {
             r.unverified()
         ));
     }
+    if r.leads_left > 0 {
+        s.push_str(&format!(
+            "; out of time: {} lead(s) not checked (run again)",
+            r.leads_left
+        ));
+    }
     if r.too_old > 0 {
         s.push_str(&format!(
             "; {} event(s) older than the dedup markers' TTL were not checked",
             r.too_old
         ));
     }
-    let left = if dry_run {
-        r.gaps_found() > 0
-    } else {
-        r.reported_only() > 0
-    };
+    let left = r.leads_left > 0
+        || if dry_run {
+            r.gaps_found() > 0
+        } else {
+            r.reported_only() > 0
+        };
     (s, left)
 }
 

@@ -41,6 +41,8 @@ pub const SOURCE: &str = "source";
 pub const SOURCE_RECONCILE: &str = "reconcile";
 /// Statistics rows asked for per page (SmartLead's maximum).
 pub const PAGE_SIZE: usize = 100;
+/// Checking stops this long before the deadline.
+pub const STOP_BEFORE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Facts younger than the dedup TTL less these days are checked.
 pub const MARGIN_DAYS: u64 = crate::redrive::MARGIN_DAYS;
 
@@ -684,6 +686,9 @@ pub struct Report {
     pub too_old: usize,
     pub gaps: Vec<Gap>,
     pub backfilled: usize,
+    /// Leads not checked because the deadline came first (the next run
+    /// checks them; what was checked is decided and backfilled).
+    pub leads_left: usize,
 }
 
 impl Report {
@@ -797,6 +802,11 @@ pub async fn reconcile<S: StateStore + ?Sized, Q: Queue + ?Sized>(
     let mut evidence = Evidence::new();
     let mut checked = Vec::new();
     for (i, (campaign, lead, rows)) in leads.into_iter().enumerate() {
+        // Keep time to decide and queue what was checked.
+        if Instant::now() + STOP_BEFORE_DEADLINE > opts.deadline {
+            report.leads_left = total - i;
+            break;
+        }
         let in_window = |t: Option<EventTime>, timeless: bool| match t {
             Some(t) if timeless => t >= horizon,
             Some(t) => t >= since,

@@ -659,3 +659,26 @@ async fn the_scheduled_run_covers_active_campaigns_over_the_lookback_and_queues_
         .expect("run");
     assert_eq!(report.backfilled, 0, "{:#?}", report.gaps);
 }
+
+#[tokio::test]
+async fn out_of_time_it_stops_checking_and_says_how_many_leads_are_left() {
+    let mut rng = Rng(0x7ec0_4c11_e5ee_d001);
+    let leads = stream(&mut rng, 3);
+    let s = smartlead_with(&leads, None).await;
+    let q = queue().await;
+    let mut opts = options(true);
+    // Too close to the deadline to check any lead.
+    opts.deadline = Instant::now() + reconcile::STOP_BEFORE_DEADLINE / 2;
+    let report = reconcile::reconcile(
+        &api(&s),
+        &q.consumer.store,
+        &q,
+        &[CAMPAIGN.to_owned()],
+        &opts,
+        &|_, _| {},
+    )
+    .await
+    .expect("reconcile");
+    assert_eq!(report.leads_left, 3);
+    assert_eq!(report.facts_checked, 0);
+}

@@ -31,6 +31,7 @@ async fn main() -> Result<(), Error> {
             backfilled = report.backfilled,
             reported_only = report.reported_only(),
             leads = report.leads,
+            leads_left = report.leads_left,
             "reconcile done"
         );
         Ok::<Value, Error>(json!({
