@@ -32,8 +32,8 @@ sam_apt_install() {
     return 1
   fi
   sam_note "installing ${missing[*]} from Debian (about a minute, once)"
-  apt-get update -q >"$SAM_WORK/apt.log" 2>&1 &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >>"$SAM_WORK/apt.log" 2>&1 ||
+  timeout 600 apt-get update -q >"$SAM_WORK/apt.log" 2>&1 &&
+    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q "${missing[@]}" >>"$SAM_WORK/apt.log" 2>&1 ||
     { sam_note "apt-get failed, see $SAM_WORK/apt.log"; return 1; }
 }
 
@@ -77,12 +77,19 @@ sam_debian_mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
-# `sam local` builds its image FROM the Lambda base image, which cannot be
-# pulled here; any glibc root filesystem serves a Rust bootstrap, so one is
-# made from Debian's packages, once (kept by the engine under the base
-# image's name; `docker rmi` it to rebuild).
+# `sam local` builds its image FROM the Lambda base image. Where the
+# registry answers, the real image is pulled. Where it does not (machines
+# like this one), any glibc root filesystem serves a Rust bootstrap, so one
+# is made from Debian's packages, once, and kept by the engine under the base
+# image's name (`docker history` shows its origin; `docker rmi` it to rebuild
+# or to pull the real one).
 sam_base_image() {
   docker image inspect "$SAM_BASE_IMAGE" >/dev/null 2>&1 && return 0
+  if timeout 60 docker pull -q "$SAM_BASE_IMAGE" >"$SAM_WORK/pull.log" 2>&1; then
+    sam_note "pulled $SAM_BASE_IMAGE"
+    return 0
+  fi
+  sam_note "cannot pull $SAM_BASE_IMAGE (see $SAM_WORK/pull.log): making a stand-in"
   command -v debootstrap >/dev/null 2>&1 || sam_apt_install debootstrap || return 1
   local suite mirror rootfs t0
   suite="$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")"
@@ -90,14 +97,14 @@ sam_base_image() {
   rootfs="$(mktemp -d)"
   t0=$(date +%s)
   sam_note "building $SAM_BASE_IMAGE from Debian $suite ($mirror), once (about a minute)"
-  if ! debootstrap --variant=minbase --include=ca-certificates "$suite" "$rootfs" "$mirror" \
+  if ! timeout 1200 debootstrap --variant=minbase --include=ca-certificates "$suite" "$rootfs" "$mirror" \
     >"$SAM_WORK/debootstrap.log" 2>&1; then
     sam_note "debootstrap failed, see $SAM_WORK/debootstrap.log"
     rm -rf "$rootfs"
     return 1
   fi
   mkdir -p "$rootfs/var/task" "$rootfs/var/runtime" "$rootfs/opt"
-  tar -C "$rootfs" -c . | docker import --platform linux/amd64 \
+  tar -C "$rootfs" -c . | timeout 600 docker import --platform linux/amd64 \
     -m "Debian $suite minbase for sam local (scripts/sam-docker.sh)" - "$SAM_BASE_IMAGE" >/dev/null
   local rc=$?
   rm -rf "$rootfs"

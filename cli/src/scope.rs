@@ -148,13 +148,15 @@ pub async fn create(
                 targets: ids,
             };
             if !targets.is_empty() {
-                eb.put_targets()
+                let out = eb
+                    .put_targets()
                     .rule(&temp)
                     .event_bus_name(bus)
                     .set_targets(Some(targets))
                     .send()
                     .await
                     .map_err(|e| eb_err(&format!("copying rule {name}'s targets"), e))?;
+                targets_all_taken(&out, &format!("copying rule {name}'s targets"))?;
             }
             Ok::<Temp, anyhow::Error>(t)
         }
@@ -204,19 +206,53 @@ pub async fn remove(eb: &aws_sdk_eventbridge::Client, bus: &str, temps: &[Temp])
     }
 }
 
+/// Reads of a running replay that may fail in a row before the wait gives up.
+const WAIT_READ_ATTEMPTS: u32 = 5;
+
+/// `PutTargets` answers 200 even when it refused some targets: an error
+/// names the first refusal.
+fn targets_all_taken(
+    out: &aws_sdk_eventbridge::operation::put_targets::PutTargetsOutput,
+    what: &str,
+) -> Result<()> {
+    match out.failed_entries().first() {
+        None if out.failed_entry_count() == 0 => Ok(()),
+        first => Err(anyhow!(
+            "{what}: {} target(s) refused ({})",
+            out.failed_entry_count().max(1),
+            first
+                .and_then(|f| f.error_message().or(f.error_code()))
+                .unwrap_or("no reason given")
+        )),
+    }
+}
+
 /// Waits until the replay ends; its final state.
 pub async fn wait(
     eb: &aws_sdk_eventbridge::Client,
     replay: &str,
     bar: &indicatif::ProgressBar,
 ) -> Result<String> {
+    let mut failures = 0;
     loop {
-        let r = eb
-            .describe_replay()
-            .replay_name(replay)
-            .send()
-            .await
-            .map_err(|e| eb_err(&format!("reading replay {replay}"), e))?;
+        let r = match eb.describe_replay().replay_name(replay).send().await {
+            Ok(r) => {
+                failures = 0;
+                r
+            }
+            // A passing error (throttling, a dropped connection) must not end
+            // the wait while the replay still runs: try again, a few times.
+            Err(e) if failures < WAIT_READ_ATTEMPTS => {
+                failures += 1;
+                eprintln!(
+                    "{:#} (trying again)",
+                    eb_err(&format!("reading replay {replay}"), e)
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                continue;
+            }
+            Err(e) => return Err(eb_err(&format!("reading replay {replay}"), e)),
+        };
         let state = r.state().cloned();
         bar.set_message(format!(
             "replay {replay}: {}",
@@ -332,7 +368,8 @@ pub async fn lead_events(
                 .send()
                 .await
                 .map_err(|e| eb_err("allowing the rule to the queue", e))?;
-            eb.put_targets()
+            let out = eb
+                .put_targets()
                 .rule(&name)
                 .event_bus_name(&bus_name)
                 .targets(
@@ -345,6 +382,7 @@ pub async fn lead_events(
                 .send()
                 .await
                 .map_err(|e| eb_err("pointing the rule at the queue", e))?;
+            targets_all_taken(&out, "pointing the rule at the queue")?;
             let now = chrono::Utc::now().timestamp_millis();
             let t = aws_sdk_eventbridge::primitives::DateTime::from_millis;
             eb.start_replay()
@@ -414,6 +452,29 @@ pub async fn lead_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_put_targets_answer_with_refused_entries_is_an_error() {
+        use aws_sdk_eventbridge::operation::put_targets::PutTargetsOutput;
+        use aws_sdk_eventbridge::types::PutTargetsResultEntry;
+        let ok = PutTargetsOutput::builder().failed_entry_count(0).build();
+        assert!(targets_all_taken(&ok, "x").is_ok());
+        let refused = PutTargetsOutput::builder()
+            .failed_entry_count(1)
+            .failed_entries(
+                PutTargetsResultEntry::builder()
+                    .target_id("q")
+                    .error_code("AccessDenied")
+                    .error_message("no permission to the queue")
+                    .build(),
+            )
+            .build();
+        let e = targets_all_taken(&refused, "pointing the rule at the queue").unwrap_err();
+        assert!(e.to_string().contains("no permission to the queue"), "{e}");
+        // A count without entries still fails.
+        let counted = PutTargetsOutput::builder().failed_entry_count(2).build();
+        assert!(targets_all_taken(&counted, "x").is_err());
+    }
 
     #[test]
     fn a_rules_pattern_is_narrowed_to_the_lead_and_campaign() {

@@ -380,7 +380,10 @@ pub async fn gather(args: &StackArgs) -> Result<Status> {
     let stack = Stack::resolve(args).await?;
     let (queue, dlq) = stack.queues().await?;
     let (waiting, in_flight) = depth(&stack, &queue).await?;
-    let (dlq_depth, _) = depth(&stack, &dlq).await?;
+    // A DLQ message someone is reading (`tail`, a redrive under way) is
+    // still undelivered: count it.
+    let (dlq_visible, dlq_in_flight) = depth(&stack, &dlq).await?;
+    let dlq_depth = dlq_visible + dlq_in_flight;
     let mut s = Status {
         stack: match &stack.deployed {
             Some((name, _)) => name.clone(),

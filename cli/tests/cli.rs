@@ -694,8 +694,8 @@ async fn apply_fixtures(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str, 
     use smartlead::store::StateStore;
     let store = smartlead::store::DynamoStore::new(ddb.clone(), table);
     for n in names {
-        let path = local_aws::workspace_root().join("events/payloads").join(n);
-        let ev = smartlead::SmartleadEvent::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let body = test_support::fixture("payloads", n.trim_end_matches(".json"));
+        let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).unwrap();
         let plan = smartlead::plan::plan(
             &ev,
             smartlead::time::EventTime::now(),
@@ -995,6 +995,18 @@ async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() 
     let o = smartlead(&args, "http://unused", None).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("last REJECTED"), "{}", text(&o));
+    assert!(text(&o).contains("1 message(s) in the DLQ"), "{}", text(&o));
+    // Someone reading it (tail, a redrive under way) does not hide it.
+    let got = sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .visibility_timeout(120)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.messages().len(), 1);
+    let o = smartlead(&args, "http://unused", None).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("1 message(s) in the DLQ"), "{}", text(&o));
     // Nothing listening: exit 1, and says what.
     let free = local_aws::free_port().to_string();

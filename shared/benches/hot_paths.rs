@@ -66,7 +66,7 @@ fn ingest(c: &mut Criterion) {
     let svc = Ingest {
         config: IngestConfig {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
-            secret: Secret::new("local-dev-secret").unwrap(),
+            secret: Secret::new(test_support::TOKEN).unwrap(),
             auth: AuthMethods::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_inline_bytes: 1024 * 1024,
@@ -90,7 +90,7 @@ fn ingest(c: &mut Criterion) {
                     rt.block_on(svc.handle(IngestRequest {
                         method: "POST",
                         path: "/webhooks/smartlead",
-                        query_token: Some("local-dev-secret"),
+                        query_token: Some(test_support::TOKEN),
                         signature: None,
                         smartlead_request_id: None,
                         webhook_level: None,

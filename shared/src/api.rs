@@ -25,6 +25,10 @@ pub enum ApiError {
     /// Rate limited, 5xx or unreachable, and out of time to retry.
     #[error("SmartLead API unavailable for {what}: {reason}")]
     Unavailable { what: String, reason: String },
+    /// SmartLead answered 2xx in a shape this code does not know: reading
+    /// it as "nothing" would hide campaigns, so it is an error (permanent).
+    #[error("SmartLead API answered {what} in an unknown shape ({shape})")]
+    Unexpected { what: String, shape: String },
     /// The input cannot go into a request (an id that is not a number, an
     /// address that is not an address): nothing was sent.
     #[error("refused to call the SmartLead API: {0}")]
@@ -39,6 +43,32 @@ pub fn path_id<'a>(what: &str, id: &'a str) -> Result<&'a str, ApiError> {
     } else {
         Err(ApiError::Invalid(format!("{what} must be a number")))
     }
+}
+
+/// The campaigns of a `/campaigns` answer: a list, or a list under `data`
+/// or `campaigns`; anything else is [`ApiError::Unexpected`].
+fn campaign_list(v: Value) -> Result<Vec<Value>, ApiError> {
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    };
+    let shape = match v {
+        Value::Array(a) => return Ok(a),
+        Value::Object(mut o) => match o.remove("data").or_else(|| o.remove("campaigns")) {
+            Some(Value::Array(a)) => return Ok(a),
+            Some(other) => format!("`data` is {}", kind(&other)),
+            None => "an object without `data` or `campaigns`".to_owned(),
+        },
+        other => kind(&other).to_owned(),
+    };
+    Err(ApiError::Unexpected {
+        what: "the campaign list".to_owned(),
+        shape,
+    })
 }
 
 /// A single mailbox `local@domain`: one `@`, a non-empty local part, a
@@ -390,14 +420,7 @@ impl Api {
         let v = self
             .call(reqwest::Method::GET, "/campaigns", None, deadline)
             .await?;
-        Ok(match v {
-            Value::Array(a) => a,
-            Value::Object(mut o) => match o.remove("data").or_else(|| o.remove("campaigns")) {
-                Some(Value::Array(a)) => a,
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        })
+        campaign_list(v)
     }
 
     pub async fn delete_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
@@ -521,6 +544,28 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_campaign_list_in_an_unknown_shape_is_an_error_not_nothing() {
+        for ok in [
+            json!([{"id": 1}]),
+            json!({"data": [{"id": 1}]}),
+            json!({"campaigns": [{"id": 1}]}),
+        ] {
+            assert_eq!(campaign_list(ok).unwrap().len(), 1);
+        }
+        assert!(campaign_list(json!([])).unwrap().is_empty());
+        for bad in [
+            json!({"items": []}),
+            json!({"data": {"id": 1}}),
+            json!("ok"),
+            json!(null),
+        ] {
+            let e = campaign_list(bad.clone()).unwrap_err();
+            assert!(matches!(e, ApiError::Unexpected { .. }), "{bad}: {e}");
+            assert!(!e.is_retryable());
+        }
+    }
 
     #[test]
     fn the_limiter_keeps_ten_a_second_and_sixty_a_minute() {

@@ -15,15 +15,15 @@
 //! Results go to `bench/results.json`, `bench/latency.svg` and the part of
 //! BENCHMARKS.md between its `results` markers.
 
-use crate::fixtures::{api_request, payloads, sqs_record};
-use crate::local::{self, Options, Pool, Ports, Stack};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use stack::{self as local, Options, Pool, Ports, Stack};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use test_support::{api_request, payloads, sqs_record};
 
 pub struct BenchOptions {
     /// Fewer repetitions: a quick look, not figures to publish.

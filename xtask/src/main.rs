@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 mod bench;
 mod fixtures;
-mod local;
-mod template;
+
+use stack as local;
+use stack::template;
 
 #[derive(Parser)]
 #[command(
@@ -84,24 +85,9 @@ enum Cmd {
     },
 }
 
-/// The checkout being worked in: the first directory up from here with
-/// template.yaml and xtask/ (a target dir shared between checkouts can hold
-/// an xtask built in another one), else where this xtask was built.
+/// The checkout being worked in (see [`stack::workspace_root`]).
 fn workspace_root() -> PathBuf {
-    if let Ok(mut dir) = std::env::current_dir() {
-        loop {
-            if dir.join("template.yaml").is_file() && dir.join("xtask").is_dir() {
-                return dir;
-            }
-            if !dir.pop() {
-                break;
-            }
-        }
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
+    stack::workspace_root()
 }
 
 fn main() -> Result<()> {

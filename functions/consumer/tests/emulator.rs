@@ -1,13 +1,32 @@
 //! The built consumer `bootstrap` under the Lambda Runtime Interface
-//! Emulator, against DynamoDB Local: the right `batchItemFailures`.
+//! Emulator, against DynamoDB Local: the right `batchItemFailures`, and
+//! the state the batches leave in the table.
 
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use test_support::Function;
 
 fn batch(name: &str) -> Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../events/sqs")
-        .join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(p).expect("fixture")).expect("json")
+    serde_json::from_str(&test_support::fixture("sqs", name)).expect("json")
+}
+
+/// Every item of the table, keyed `pk|sk`.
+async fn snapshot(store: &smartlead::store::DynamoStore) -> BTreeMap<String, Value> {
+    let items = store.scan_all().await.expect("scan");
+    items
+        .iter()
+        .map(smartlead::store::item_to_json)
+        .map(|v| {
+            (
+                format!(
+                    "{}|{}",
+                    v["pk"].as_str().unwrap(),
+                    v["sk"].as_str().unwrap()
+                ),
+                v,
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -18,38 +37,47 @@ async fn built_binary_processes_sqs_batches_through_the_emulator() {
     smartlead::store::create_table(&client, "state")
         .await
         .expect("table");
-    let env: Vec<(String, String)> = [
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_ENDPOINT_URL", ddb.endpoint().as_str()),
-        ("TABLE_NAME", "state"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let rie = local_aws::start_rie_any(
-        &local_aws::function_binary(
-            "ConsumerFunction",
-            std::path::Path::new(env!("CARGO_BIN_EXE_smartlead-consumer")),
-        ),
-        &env,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let http = smartlead::http::client();
-    let url = local_aws::rie_invoke_url(&rie);
+    let endpoint = ddb.endpoint();
+    let consumer = Function::start(
+        "ConsumerFunction",
+        env!("CARGO_BIN_EXE_smartlead-consumer"),
+        &[("AWS_ENDPOINT_URL", &endpoint), ("TABLE_NAME", "state")],
+    );
+    let store = smartlead::store::DynamoStore::new(client.clone(), "state");
+    let mut after = Vec::new();
     for name in ["batch_all", "batch_mixed", "batch_all"] {
-        let out: Value = http
-            .post(&url)
-            .json(&batch(name))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let out = consumer.invoke(&batch(name)).await;
         assert_eq!(out, json!({"batchItemFailures": []}), "{name}");
+        after.push(snapshot(&store).await);
     }
+    // The state the batches left: every record of the first applied, the
+    // mixed batch's duplicates changed nothing and its poison record is kept
+    // as REJECTED, the redelivered batch changed nothing.
+    let jane = &after[0]["LEAD#jane.doe@acme-corp.com|CAMPAIGN#123"];
+    assert_eq!(
+        (jane["opens"].clone(), jane["replies"].clone()),
+        (json!(1), json!(1))
+    );
+    assert!(after[0].keys().all(|k| !k.starts_with("REJECTED|")));
+    let records = batch("batch_all")["Records"].as_array().unwrap().len();
+    let events = after[0].keys().filter(|k| k.starts_with("EVENT#")).count();
+    assert_eq!(events, records, "one dedup marker per record");
+    let mut mixed = after[1].clone();
+    let rejected: Vec<Value> = after[1]
+        .iter()
+        .filter(|(k, _)| k.starts_with("REJECTED|"))
+        .map(|(k, v)| {
+            mixed.remove(k);
+            v.clone()
+        })
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0]["raw"], "this is not json");
+    assert_eq!(
+        mixed, after[0],
+        "the mixed batch's duplicates changed nothing"
+    );
+    assert_eq!(after[2], after[1], "a redelivered batch is a no-op");
     // With the table gone every record is a retryable failure, reported by id.
     client
         .delete_table()
@@ -58,15 +86,7 @@ async fn built_binary_processes_sqs_batches_through_the_emulator() {
         .await
         .unwrap();
     let b = batch("batch_all");
-    let out: Value = http
-        .post(&url)
-        .json(&b)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let out = consumer.invoke(&b).await;
     let failed: Vec<&str> = out["batchItemFailures"]
         .as_array()
         .unwrap()

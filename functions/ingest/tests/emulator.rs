@@ -19,40 +19,20 @@ async fn built_binary_answers_every_api_fixture_through_the_emulator() {
         .unwrap()
         .queue_url
         .unwrap();
-    let env: Vec<(String, String)> = [
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_ENDPOINT_URL", moto.endpoint().as_str()),
-        ("QUEUE_URL", url.as_str()),
-        ("WEBHOOK_SECRET", TOKEN),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let rie = local_aws::start_rie_any(
-        &local_aws::function_binary(
-            "IngestFunction",
-            std::path::Path::new(env!("CARGO_BIN_EXE_smartlead-ingest")),
-        ),
-        &env,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let http = smartlead::http::client();
+    let endpoint = moto.endpoint();
+    let ingest = test_support::Function::start(
+        "IngestFunction",
+        env!("CARGO_BIN_EXE_smartlead-ingest"),
+        &[
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("QUEUE_URL", &url),
+            ("WEBHOOK_SECRET", TOKEN),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ],
+    );
     let invoke = |event: Value| {
-        let http = http.clone();
-        let u = local_aws::rie_invoke_url(&rie);
-        async move {
-            http.post(u)
-                .json(&event)
-                .send()
-                .await
-                .expect("invoke")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
+        let ingest = &ingest;
+        async move { ingest.invoke(&event).await }
     };
     for (name, req) in api_fixtures() {
         let out = invoke(req).await;

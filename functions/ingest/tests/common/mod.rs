@@ -2,29 +2,15 @@
 use lambda_http::Request;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-pub const TOKEN: &str = "local-dev-secret";
-
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use test_support::TOKEN;
 
 /// Every events/api fixture: stem -> API Gateway 2.0 request JSON.
 pub fn api_fixtures() -> BTreeMap<String, Value> {
-    let dir = repo_root().join("events/api");
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(&dir).expect("events/api") {
-        let p = e.expect("entry").path();
-        let stem = p
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .expect("name")
-            .to_owned();
-        let v: Value =
-            serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
-        out.insert(stem, v);
-    }
+    let out: BTreeMap<String, Value> = test_support::fixtures("api")
+        .into_iter()
+        .map(|(stem, text)| (stem, serde_json::from_str(&text).expect("json")))
+        .collect();
     assert!(out.len() >= 19);
     out
 }

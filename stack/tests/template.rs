@@ -1,65 +1,8 @@
-//! Reads template.yaml: the local stack creates what it declares, and the
-//! tests check what the linters miss.
+//! The template checks: what the linters miss in template.yaml (read with
+//! `stack::template`, as the local stack reads it), and that it grants and
+//! sets what the code of every crate calls and reads.
 
-use anyhow::{anyhow, Context, Result};
-use serde_yaml::Value;
-use std::path::Path;
-
-pub struct Template(pub Value);
-
-impl Template {
-    pub fn load(root: &Path) -> Result<Template> {
-        let text =
-            std::fs::read_to_string(root.join("template.yaml")).context("reading template.yaml")?;
-        Ok(Template(
-            serde_yaml::from_str(&text).context("parsing template.yaml")?,
-        ))
-    }
-
-    pub fn resource(&self, name: &str) -> Result<&Value> {
-        self.0
-            .get("Resources")
-            .and_then(|r| r.get(name))
-            .ok_or_else(|| anyhow!("template.yaml has no resource {name}"))
-    }
-
-    pub fn props(&self, name: &str) -> Result<&Value> {
-        self.resource(name)?
-            .get("Properties")
-            .ok_or_else(|| anyhow!("{name} has no Properties"))
-    }
-
-    /// A parameter's default, as text.
-    pub fn default(&self, param: &str) -> Result<String> {
-        let v = self
-            .0
-            .get("Parameters")
-            .and_then(|p| p.get(param))
-            .and_then(|p| p.get("Default"))
-            .ok_or_else(|| anyhow!("parameter {param} has no default"))?;
-        scalar(v).ok_or_else(|| anyhow!("{param} default is not a scalar"))
-    }
-
-    /// A property value with `!Ref Param` resolved to the parameter's default.
-    pub fn resolve(&self, v: &Value) -> Option<String> {
-        if let Value::Tagged(t) = v {
-            if t.tag == "!Ref" {
-                return t.value.as_str().and_then(|p| self.default(p).ok());
-            }
-            return None;
-        }
-        scalar(v)
-    }
-}
-
-pub fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
+use stack::template::Template;
 
 #[cfg(test)]
 mod tests {
@@ -67,10 +10,11 @@ mod tests {
     use smartlead::aws::{
         CONSUMER_ENV, CONSUMER_IAM_ACTIONS, INGEST_ENV, INGEST_IAM_ACTIONS, LOCAL_ONLY_ENV,
     };
-    use std::collections::BTreeSet;
+    use stack::template::Value;
+    use std::collections::{BTreeMap, BTreeSet};
 
     fn t() -> Template {
-        Template::load(&crate::workspace_root()).expect("template")
+        Template::load(&stack::workspace_root()).expect("template")
     }
 
     fn num(t: &Template, v: &Value) -> f64 {
@@ -187,49 +131,110 @@ mod tests {
         for v in CONSUMER_ENV {
             assert!(consumer.contains(*v), "ConsumerFunction does not set {v}");
         }
-        let reconcile = env_of(&t, "ReconcileFunction");
-        for v in smartlead::reconcile::RECONCILE_ENV {
-            assert!(reconcile.contains(*v), "ReconcileFunction does not set {v}");
+        // And the lists are complete: every variable any crate's code reads
+        // is in one of them (or, for the tools, in TOOL_ENV below).
+        let root = stack::workspace_root();
+        for (krate, names) in env_read_by_crate(&root) {
+            let lambda = krate == "shared" || krate.starts_with("functions/");
+            for v in names {
+                let known = if lambda {
+                    INGEST_ENV.contains(&v.as_str())
+                        || CONSUMER_ENV.contains(&v.as_str())
+                        || smartlead::reconcile::RECONCILE_ENV.contains(&v.as_str())
+                        || LOCAL_ONLY_ENV.contains(&v.as_str())
+                        || LAMBDA_RUNTIME_ENV.contains(&v.as_str())
+                } else {
+                    TOOL_ENV.contains(&v.as_str())
+                };
+                assert!(
+                    known,
+                    "{krate} reads {v}, which no list (and so no template check or README) covers"
+                );
+            }
         }
-        // And the lists are complete: every variable named in the code is in one of them.
-        let root = crate::workspace_root();
-        let mut named = BTreeSet::new();
-        for file in [
-            "shared/src/aws.rs",
-            "shared/src/metrics.rs",
-            "functions/ingest/src/lib.rs",
-            "functions/consumer/src/main.rs",
-            "shared/src/reconcile.rs",
-            "functions/reconcile/src/main.rs",
-        ] {
-            let src = std::fs::read_to_string(root.join(file)).unwrap();
-            for pat in [
-                "env::var(\"",
-                "env_required(\"",
-                "env_parse(\"",
-                "env_optional(\"",
-            ] {
-                for part in src.split(pat).skip(1) {
-                    named.insert(part.split('"').next().unwrap().to_owned());
+    }
+
+    /// Set by Lambda itself (the template sets the log format through `LoggingConfig`).
+    const LAMBDA_RUNTIME_ENV: &[&str] = &["AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL"];
+    /// What the CLI, the local stack, the stand-ins and xtask read.
+    const TOOL_ENV: &[&str] = &[
+        "SMARTLEAD_API_KEY",
+        "SMARTLEAD_API_BASE",
+        "SMARTLEAD_LOG_DIR",
+        "SMARTLEAD_TOOLS_DIR",
+        "SAM_BUILD_DIR",
+        "CARGO_TARGET_DIR",
+        "CARGO",
+        "JAVA",
+        "PATH",
+    ];
+
+    /// The upper-case string literals of `text` right after `call` up to the
+    /// closing parenthesis: `env_parse(\n "NAME", 3)` names NAME.
+    fn names_after(text: &str, call: &str) -> Vec<String> {
+        text.split(call)
+            .skip(1)
+            .flat_map(|rest| {
+                let args = rest.split(')').next().unwrap_or_default();
+                args.split('"')
+                    .skip(1)
+                    .step_by(2)
+                    .filter(|s| {
+                        s.len() > 1
+                            && s.chars()
+                                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    })
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Every workspace member (from Cargo.toml) -> the environment variables
+    /// its non-test code reads.
+    fn env_read_by_crate(root: &std::path::Path) -> BTreeMap<String, BTreeSet<String>> {
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let members = manifest
+            .lines()
+            .find(|l| l.starts_with("members"))
+            .expect("workspace members");
+        let mut out = BTreeMap::new();
+        for krate in members.split('"').skip(1).step_by(2) {
+            let mut names = BTreeSet::new();
+            let mut todo = vec![root.join(krate).join("src")];
+            while let Some(dir) = todo.pop() {
+                for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                    let path = e.path();
+                    if path.is_dir() {
+                        todo.push(path);
+                        continue;
+                    }
+                    if path.extension().and_then(|x| x.to_str()) != Some("rs") {
+                        continue;
+                    }
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                    for call in [
+                        "env::var(",
+                        "env::var_os(",
+                        "env_required(",
+                        "env_parse(",
+                        "env_optional(",
+                        "local_or_ssm(",
+                        "env = ",
+                    ] {
+                        names.extend(names_after(code, call));
+                    }
                 }
             }
-            // `local_or_ssm(cfg, "LOCAL", "PARAM")` names two.
-            for part in src.split("local_or_ssm(cfg, \"").skip(1) {
-                let quoted: Vec<&str> = part.split('"').collect();
-                named.insert(quoted[0].to_owned());
-                named.insert(quoted[2].to_owned());
-            }
-        }
-        for v in named {
-            let known = INGEST_ENV.contains(&v.as_str())
-                || CONSUMER_ENV.contains(&v.as_str())
-                || smartlead::reconcile::RECONCILE_ENV.contains(&v.as_str())
-                || LOCAL_ONLY_ENV.contains(&v.as_str());
             assert!(
-                known,
-                "the code reads {v}, which no list (and so no template check) covers"
+                !names.is_empty() || krate != "shared",
+                "{krate}: nothing found"
             );
+            out.insert(krate.to_owned(), names);
         }
+        assert!(out.len() >= 8, "{out:?}");
+        out
     }
 
     fn actions(t: &Template, f: &str) -> BTreeSet<String> {
@@ -258,38 +263,180 @@ mod tests {
         out
     }
 
+    /// Which functions make an SDK call; none (`&[]`): only the tools (CLI,
+    /// local stack, tests), which need no grant in the template.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Caller {
+        Ingest,
+        Consumer,
+        Reconcile,
+    }
+    use Caller::*;
+
+    /// Every SDK call in the code the functions link (shared/src,
+    /// functions/*/src): (file, operation, caller). A new call fails the
+    /// test below until it is listed here, and so granted or not.
+    const SDK_CALLS: &[(&str, &str, &[Caller])] = &[
+        ("shared/src/aws.rs", "send_message", &[Ingest, Reconcile]),
+        ("shared/src/aws.rs", "put_object", &[Ingest]),
+        (
+            "shared/src/aws.rs",
+            "get_parameter",
+            &[Ingest, Consumer, Reconcile],
+        ),
+        ("shared/src/consumer.rs", "get_object", &[Consumer]),
+        ("shared/src/effects.rs", "put_events", &[Consumer]),
+        ("shared/src/effects.rs", "publish", &[Consumer]),
+        ("shared/src/store.rs", "transact_write_items", &[Consumer]),
+        ("shared/src/store.rs", "put_item", &[Consumer]),
+        ("shared/src/store.rs", "update_item", &[Consumer]),
+        ("shared/src/store.rs", "get_item", &[Consumer, Reconcile]),
+        ("shared/src/store.rs", "query", &[]),
+        ("shared/src/store.rs", "scan", &[]),
+        ("shared/src/store.rs", "create_table", &[]),
+        ("shared/src/store.rs", "update_time_to_live", &[]),
+        ("shared/src/redrive.rs", "receive_message", &[]),
+        ("shared/src/redrive.rs", "send_message_batch", &[]),
+        ("shared/src/redrive.rs", "delete_message_batch", &[]),
+        (
+            "shared/src/redrive.rs",
+            "change_message_visibility_batch",
+            &[],
+        ),
+    ];
+
+    /// Every operation of the AWS SDK crates in the build: snake_case name
+    /// -> IAM service prefixes (read from each crate's `src/operation/`).
+    fn sdk_operations() -> BTreeMap<String, BTreeSet<String>> {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--offline"])
+            .current_dir(stack::workspace_root())
+            .output()
+            .expect("cargo metadata");
+        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata");
+        let mut ops: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for p in meta["packages"].as_array().expect("packages") {
+            let Some(service) = p["name"].as_str().and_then(|n| n.strip_prefix("aws-sdk-")) else {
+                continue;
+            };
+            let prefix = match service {
+                "eventbridge" => "events",
+                "cloudwatchlogs" => "logs",
+                other => other,
+            };
+            let manifest = std::path::PathBuf::from(p["manifest_path"].as_str().unwrap());
+            let dir = manifest.parent().unwrap().join("src/operation");
+            for e in std::fs::read_dir(&dir).expect("operations").flatten() {
+                if e.path().is_dir() {
+                    let op = e.file_name().to_string_lossy().into_owned();
+                    ops.entry(op).or_default().insert(prefix.to_owned());
+                }
+            }
+        }
+        assert!(ops.len() > 100, "{} SDK operations found", ops.len());
+        ops
+    }
+
+    /// `.operation()` calls of the non-test code of `dir`'s .rs files.
+    fn sdk_calls_in(
+        root: &std::path::Path,
+        dir: &str,
+        ops: &BTreeMap<String, BTreeSet<String>>,
+    ) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            let path = e.path();
+            if path.extension().and_then(|x| x.to_str()) != Some("rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let file = format!("{dir}/{}", e.file_name().to_string_lossy());
+            for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for part in line.split('.').skip(1) {
+                    if let Some(name) = part
+                        .strip_suffix("()")
+                        .or_else(|| part.split_once("()").map(|(n, _)| n))
+                    {
+                        if ops.contains_key(name) {
+                            out.insert((file.clone(), name.to_owned()));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The IAM action of an SDK operation; DynamoDB authorizes the items of
+    /// a `TransactWriteItems` as their own actions (here Put and Update).
+    fn iam_actions(op: &str, ops: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+        if op == "transact_write_items" {
+            return vec!["dynamodb:PutItem".into(), "dynamodb:UpdateItem".into()];
+        }
+        let services = &ops[op];
+        assert_eq!(services.len(), 1, "{op} is in several SDKs: {services:?}");
+        let pascal: String = op
+            .split('_')
+            .map(|w| w[..1].to_ascii_uppercase() + &w[1..])
+            .collect();
+        vec![format!("{}:{pascal}", services.iter().next().unwrap())]
+    }
+
     #[test]
     fn each_function_is_granted_exactly_the_actions_its_code_calls() {
         let t = t();
         let want = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
         assert_eq!(actions(&t, "IngestFunction"), want(INGEST_IAM_ACTIONS));
         assert_eq!(actions(&t, "ConsumerFunction"), want(CONSUMER_IAM_ACTIONS));
-        assert_eq!(
-            actions(&t, "ReconcileFunction"),
-            want(smartlead::reconcile::RECONCILE_IAM_ACTIONS)
-        );
-        // The SDK calls in the library match those lists.
-        let root = crate::workspace_root();
-        let src = |f: &str| std::fs::read_to_string(root.join(f)).unwrap();
-        let aws = src("shared/src/aws.rs");
+        // Every SDK call in the code is listed, and every listed call is there.
+        let root = stack::workspace_root();
+        let ops = sdk_operations();
+        let mut found = BTreeSet::new();
+        let mut dirs = vec!["shared/src".to_owned()];
+        for e in std::fs::read_dir(root.join("functions")).unwrap().flatten() {
+            dirs.push(format!("functions/{}/src", e.file_name().to_string_lossy()));
+        }
+        for dir in &dirs {
+            found.extend(sdk_calls_in(&root, dir, &ops));
+        }
+        let listed: BTreeSet<(String, String)> = SDK_CALLS
+            .iter()
+            .map(|(f, op, _)| (f.to_string(), op.to_string()))
+            .collect();
+        let new: Vec<_> = found.difference(&listed).collect();
         assert!(
-            aws.contains(".send_message()")
-                && aws.contains(".put_object()")
-                && aws.contains(".get_parameter()")
+            new.is_empty(),
+            "SDK calls not in SDK_CALLS (who makes them?): {new:?}"
         );
-        let consumer = src("shared/src/consumer.rs")
-            + &src("shared/src/store.rs")
-            + &src("shared/src/effects.rs");
-        for call in [
-            ".transact_write_items()",
-            ".put_item()",
-            ".update_item()",
-            ".get_item()",
-            ".get_object()",
-            ".put_events()",
-            ".publish()",
+        let gone: Vec<_> = listed.difference(&found).collect();
+        assert!(
+            gone.is_empty(),
+            "SDK_CALLS lists calls the code no longer makes: {gone:?}"
+        );
+        // Each function is granted exactly the actions of its calls.
+        for (function, me) in [
+            ("IngestFunction", Ingest),
+            ("ConsumerFunction", Consumer),
+            ("ReconcileFunction", Reconcile),
         ] {
-            assert!(consumer.contains(call), "{call}");
+            let called: BTreeSet<String> = SDK_CALLS
+                .iter()
+                .filter(|(_, _, c)| c.contains(&me))
+                .flat_map(|(_, op, _)| iam_actions(op, &ops))
+                .collect();
+            let granted = actions(&t, function);
+            let ungranted: Vec<_> = called.difference(&granted).collect();
+            assert!(
+                ungranted.is_empty(),
+                "{function} calls without a grant: {ungranted:?}"
+            );
+            let unused: Vec<_> = granted.difference(&called).collect();
+            assert!(
+                unused.is_empty(),
+                "{function} is granted actions no call needs: {unused:?}"
+            );
         }
     }
 }
@@ -298,9 +445,10 @@ mod tests {
 #[cfg(test)]
 mod hardening {
     use super::*;
+    use stack::template::{scalar, Value};
 
     fn t() -> Template {
-        Template::load(&crate::workspace_root()).expect("template")
+        Template::load(&stack::workspace_root()).expect("template")
     }
 
     /// `(logical id, resource)` of every resource of a type.
@@ -508,7 +656,7 @@ mod hardening {
         let t = t();
         // The metric names and dimensions the code emits (EMF: the full set and
         // a per-function roll-up).
-        let root = crate::workspace_root();
+        let root = stack::workspace_root();
         let ingest = std::fs::read_to_string(root.join("shared/src/ingest.rs")).unwrap();
         let consumer = std::fs::read_to_string(root.join("shared/src/consumer.rs")).unwrap();
         assert!(ingest.contains(r#"count("Rejected", &[("Reason", r.code())])"#));
@@ -668,7 +816,7 @@ mod hardening {
             target(seq(&alarm["AlarmActions"])[0]).as_deref(),
             Some("AlarmTopic")
         );
-        let src = std::fs::read_to_string(crate::workspace_root().join("shared/src/reconcile.rs"))
+        let src = std::fs::read_to_string(stack::workspace_root().join("shared/src/reconcile.rs"))
             .unwrap();
         for m in [
             "\"GapsFound\"",
@@ -797,5 +945,27 @@ mod hardening {
             eval(&t, p, &v["AWS_ENDPOINT_URL_DYNAMODB"]).and_then(|v| scalar(&v))
         };
         assert_eq!(endpoint(&local).as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    /// CloudFormation refuses a deploy with `LocalEndpoint` set (a rule that
+    /// `sam local` does not evaluate), so a stack can never point its
+    /// functions at a loopback stand-in.
+    #[test]
+    fn a_deploy_with_a_local_endpoint_is_refused() {
+        let t = t();
+        let rules = t.0["Rules"].as_mapping().expect("a Rules section");
+        let holds = |p: &[(&str, &str)]| {
+            rules.values().all(|r| {
+                r["Assertions"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .all(|a| cond(&t, p, &a["Assert"]))
+            })
+        };
+        assert!(holds(&[]), "the defaults must deploy");
+        for endpoint in ["http://127.0.0.1:5000", "http://host.docker.internal:5000"] {
+            assert!(!holds(&[("LocalEndpoint", endpoint)]), "{endpoint} deploys");
+        }
     }
 }

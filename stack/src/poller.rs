@@ -1,0 +1,140 @@
+//! The poller: what the SQS event source mapping does for the consumer.
+
+use crate::{Pool, Stack, QUEUE};
+use anyhow::Result;
+use serde_json::{json, Value};
+use smartlead::aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
+
+/// What one poll did.
+#[derive(Debug, Default)]
+pub struct Poll {
+    pub received: usize,
+    /// Message ids the consumer finished (processed, duplicate or rejected):
+    /// deleted from the queue.
+    pub done: Vec<String>,
+    /// When the consumer's answer came back (the records' state is stored).
+    pub answered_at: Option<std::time::Instant>,
+    /// The invoke failed as a whole: nothing deleted, all come back.
+    pub invoke_failed: bool,
+}
+
+/// An SQS event record as the Lambda event source mapping builds it.
+fn sqs_event_record(m: &smartlead::aws_sdk_sqs::types::Message) -> Value {
+    let arn = format!("arn:aws:sqs:us-east-1:000000000000:{QUEUE}");
+    let mut r = test_support::sqs_message(
+        &arn,
+        m.message_id().unwrap_or_default(),
+        m.body().unwrap_or_default(),
+    );
+    r.receipt_handle = m.receipt_handle().map(str::to_owned);
+    r.md5_of_body = m.md5_of_body().map(str::to_owned);
+    r.attributes = m
+        .attributes()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+        .collect();
+    r.message_attributes = m
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let mut a = test_support::string_attribute(v.string_value().unwrap_or_default());
+            a.string_value = v.string_value().map(str::to_owned);
+            a.data_type = Some(v.data_type().to_owned());
+            (k.clone(), a)
+        })
+        .collect();
+    test_support::event_json(&r)
+}
+
+/// One poll, as the SQS event source mapping does it: receive up to `batch`
+/// messages, invoke the consumer, delete the successes (all but
+/// `batchItemFailures`; none if the invoke failed as a whole).
+pub async fn poll_once(stack: &Stack, consumer: &Pool, batch: i32, wait_secs: i32) -> Result<Poll> {
+    let r = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.queue_url)
+        .max_number_of_messages(batch)
+        .wait_time_seconds(wait_secs)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await?;
+    let msgs = r.messages.unwrap_or_default();
+    if msgs.is_empty() {
+        return Ok(Poll::default());
+    }
+    let records: Vec<Value> = msgs.iter().map(sqs_event_record).collect();
+    let out = consumer.invoke(&json!({"Records": records})).await;
+    let answered_at = Some(std::time::Instant::now());
+    let Some(failures) = out
+        .as_ref()
+        .and_then(|o| o.get("batchItemFailures"))
+        .and_then(Value::as_array)
+    else {
+        return Ok(Poll {
+            received: msgs.len(),
+            done: Vec::new(),
+            answered_at,
+            invoke_failed: true,
+        });
+    };
+    let failed: Vec<&str> = failures
+        .iter()
+        .filter_map(|f| f["itemIdentifier"].as_str())
+        .collect();
+    let done: Vec<&smartlead::aws_sdk_sqs::types::Message> = msgs
+        .iter()
+        .filter(|m| !failed.contains(&m.message_id().unwrap_or_default()))
+        .collect();
+    let entries: Vec<DeleteMessageBatchRequestEntry> = done
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .build()
+                .ok()
+        })
+        .collect();
+    if !entries.is_empty() {
+        stack
+            .sqs
+            .delete_message_batch()
+            .queue_url(&stack.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+    }
+    Ok(Poll {
+        received: msgs.len(),
+        done: done
+            .iter()
+            .map(|m| m.message_id().unwrap_or_default().to_owned())
+            .collect(),
+        answered_at,
+        invoke_failed: false,
+    })
+}
+
+pub async fn depth(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Result<(String, String)> {
+    let a = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    let g = |k: QueueAttributeName| a.get(&k).cloned().unwrap_or_else(|| "?".into());
+    Ok((
+        g(QueueAttributeName::ApproximateNumberOfMessages),
+        g(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    ))
+}

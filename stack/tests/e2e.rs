@@ -1,0 +1,557 @@
+//! End to end: HTTP front -> ingest bootstrap (RIE) -> moto SQS -> poller
+//! -> consumer bootstrap (RIE) -> DynamoDB Local. Each test starts its own
+//! stack on free ports ([`spawn_stack`]).
+
+use serde_json::{json, Value};
+use stack::{depth, poll_once, Options, Pool, Ports, Stack, ALERT_TAP, BUS_TAP, TOKEN};
+use std::collections::HashMap;
+use test_support::payloads;
+
+/// A stack on free ports with its HTTP front served, and a consumer pool
+/// for [`poll_once`].
+async fn spawn_stack(options: Options) -> (Stack, Pool) {
+    let ports = Ports::free(options.ingest_instances);
+    let stack = Stack::start(&stack::workspace_root(), &ports, &options)
+        .await
+        .expect("stack starts");
+    stack.serve_front().await.expect("front");
+    let consumer = Pool::new(vec![stack.consumer_url()]);
+    (stack, consumer)
+}
+
+/// A name no other test of this run uses.
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls until the queue is empty and nothing is in flight.
+async fn drain(stack: &Stack, consumer: &Pool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while std::time::Instant::now() < deadline {
+        let p = poll_once(stack, consumer, 10, 0).await.expect("poll");
+        let (waiting, inflight) = depth(&stack.sqs, &stack.queue_url).await.expect("depth");
+        if p.received == 0 && waiting == "0" && inflight == "0" {
+            return;
+        }
+        if p.received == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    panic!("queue never drained");
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: &str) -> u16 {
+    http.post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("post")
+        .status()
+        .as_u16()
+}
+
+fn open(email: &str, second: u32) -> String {
+    json!({"event_type": "EMAIL_OPEN", "to_email": email, "campaign_id": 77,
+           "time_opened": format!("2025-03-01T10:00:{second:02}Z")})
+    .to_string()
+}
+
+async fn opens(stack: &Stack, email: &str) -> Value {
+    let items = stack
+        .store()
+        .partition(&format!("LEAD#{email}"))
+        .await
+        .expect("read state");
+    items
+        .iter()
+        .map(smartlead::store::item_to_json)
+        .find(|v| v["sk"] == "CAMPAIGN#77")
+        .map(|v| v["opens"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// A stack for fault tests: failed records come back after 1 s.
+async fn fault_stack(persist: bool) -> (Stack, String, Pool) {
+    let dir = std::env::temp_dir().join(format!("smartlead-ddb-{}", unique()));
+    let options = Options {
+        visibility_secs: 1,
+        ingest_instances: 1,
+        dynamodb_dir: persist.then_some(dir),
+        ..Options::debug()
+    };
+    let (stack, consumer) = spawn_stack(options).await;
+    let url = format!(
+        "http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",
+        stack.ports.http
+    );
+    (stack, url, consumer)
+}
+
+#[tokio::test]
+async fn sqs_outage_answers_503_and_the_retry_is_processed_once() {
+    let (mut stack, url, consumer) = fault_stack(false).await;
+    let http = smartlead::http::client();
+    assert_eq!(
+        post(&http, &url, &open("before@fault.example", 1)).await,
+        200
+    );
+    drain(&stack, &consumer).await;
+
+    stack.stop_moto();
+    let during = open("during@fault.example", 2);
+    assert_eq!(
+        post(&http, &url, &during).await,
+        503,
+        "no queue, no 200: SmartLead must retry"
+    );
+    stack.restart_moto().await.expect("moto back");
+    // SmartLead retries the refused webhook, and once more for luck.
+    assert_eq!(post(&http, &url, &during).await, 200);
+    assert_eq!(post(&http, &url, &during).await, 200);
+    drain(&stack, &consumer).await;
+    assert_eq!(opens(&stack, "during@fault.example").await, 1);
+    assert_eq!(opens(&stack, "before@fault.example").await, 1);
+}
+
+#[tokio::test]
+async fn dynamodb_outage_mid_run_is_retried_and_applied_once() {
+    let (mut stack, url, consumer) = fault_stack(true).await;
+    let http = smartlead::http::client();
+    for i in 0..20 {
+        let email = format!("lead{}@ddb-fault.example", i % 10);
+        assert_eq!(post(&http, &url, &open(&email, i)).await, 200);
+    }
+    // One batch goes through, then DynamoDB goes away mid-run.
+    let first = poll_once(&stack, &consumer, 10, 0).await.unwrap();
+    assert!(!first.done.is_empty());
+    stack.stop_dynamodb();
+    let failed = poll_once(&stack, &consumer, 10, 1).await.unwrap();
+    assert!(failed.received > 0, "records were waiting");
+    assert!(
+        failed.done.is_empty(),
+        "nothing may be acknowledged while DynamoDB is down"
+    );
+    stack.restart_dynamodb().expect("DynamoDB back");
+    // Redeliveries and duplicates of already stored events, after the outage.
+    for i in 0..5 {
+        let email = format!("lead{i}@ddb-fault.example");
+        assert_eq!(post(&http, &url, &open(&email, i)).await, 200);
+    }
+    drain(&stack, &consumer).await;
+    for i in 0..10 {
+        let email = format!("lead{i}@ddb-fault.example");
+        assert_eq!(
+            opens(&stack, &email).await,
+            2,
+            "{email}: two distinct opens"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_record_that_keeps_failing_reaches_the_dlq_and_can_be_redriven() {
+    use smartlead::aws_sdk_sqs::types::MessageAttributeValue;
+    let (stack, _url, consumer) = fault_stack(false).await;
+    // A claim-checked webhook whose bucket is not there yet: S3 fails on
+    // every delivery (transient: the object may come back).
+    let body = open("dlq@fault.example", 5);
+    let cc = smartlead::message::ClaimCheckMessage {
+        claim_check: smartlead::message::ClaimCheck {
+            bucket: "smartlead-claims-restored".into(),
+            key: "claims/dlq-test".into(),
+            size: body.len() as u64,
+            sha256: smartlead::message::sha256_hex(body.as_bytes()),
+        },
+    };
+    let attr = |v: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .unwrap()
+    };
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&stack.queue_url)
+        .message_body(serde_json::to_string(&cc).unwrap())
+        .message_attributes(smartlead::message::attr::BODY_LOCATION, attr("s3"))
+        .message_attributes(smartlead::message::attr::EVENT_TYPE, attr("EMAIL_OPEN"))
+        .send()
+        .await
+        .unwrap();
+    let max: usize = stack.max_receive.parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut receives = 0;
+    while depth(&stack.sqs, &stack.dlq_url).await.unwrap().0 != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the DLQ"
+        );
+        let p = poll_once(&stack, &consumer, 10, 1).await.unwrap();
+        assert!(p.done.is_empty(), "a failing record is never acknowledged");
+        receives += p.received;
+        if p.received == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(
+        receives, max,
+        "delivered maxReceiveCount times, then the DLQ"
+    );
+    assert_eq!(opens(&stack, "dlq@fault.example").await, Value::Null);
+
+    // The operator restores the object and redrives the DLQ.
+    stack
+        .s3
+        .create_bucket()
+        .bucket("smartlead-claims-restored")
+        .send()
+        .await
+        .unwrap();
+    stack
+        .s3
+        .put_object()
+        .bucket("smartlead-claims-restored")
+        .key("claims/dlq-test")
+        .body(body.into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let redrive = smartlead::redrive::Options {
+        limit: None,
+        max_age: Some(smartlead::redrive::max_age(
+            smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+        )),
+    };
+    let moved = smartlead::redrive::redrive(
+        &stack.sqs,
+        &stack.dlq_url,
+        &stack.queue_url,
+        &redrive,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(moved.moved, 1);
+    assert_eq!(depth(&stack.sqs, &stack.dlq_url).await.unwrap().0, "0");
+    drain(&stack, &consumer).await;
+    assert_eq!(opens(&stack, "dlq@fault.example").await, 1);
+}
+
+#[tokio::test]
+async fn webhooks_over_http_end_as_state_exactly_once() {
+    let root = stack::workspace_root();
+    // Mid-rotation: a second, base64 secret (`+`, `/`, `=`) is live too.
+    let next = "q9+Zx/Lm0w==";
+    let options = Options {
+        webhook_secret: format!("{TOKEN},{next}"),
+        ..Options::debug()
+    };
+    let (stack, consumer) = spawn_stack(options).await;
+    let base = format!("http://127.0.0.1:{}/webhooks/smartlead", stack.ports.http);
+    let http = smartlead::http::client();
+    let post = |url: String, body: String| {
+        let http = http.clone();
+        async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16()
+        }
+    };
+
+    // Every payload, the reply five times over, and 50 concurrent posts with duplicates.
+    let all = payloads(&root).unwrap();
+    for (name, body) in &all {
+        assert_eq!(
+            post(format!("{base}?token={TOKEN}"), body.clone()).await,
+            200,
+            "{name}"
+        );
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            post(format!("{base}/{TOKEN}"), all["email_reply"].clone()).await,
+            200
+        );
+    }
+    // The URL `smartlead register` builds for the next secret (path,
+    // then the same token as `?token=`), through the front as API Gateway.
+    let url = smartlead::ingest::webhook_url(&format!("{base}/<secret>"), &format!("{next}\n"));
+    assert!(url.ends_with("/q9%2BZx%2FLm0w%3D%3D"), "{url}");
+    assert_eq!(
+        post(url.clone(), all["email_reply"].clone()).await,
+        200,
+        "{url}"
+    );
+    let token = url.rsplit('/').next().unwrap_or_default();
+    assert_eq!(
+        post(format!("{base}?token={token}"), all["email_reply"].clone()).await,
+        200
+    );
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let body = serde_json::json!({"event_type": "EMAIL_OPEN", "to_email": format!("burst{}@e2e.example", i % 10), "campaign_id": 9, "time_opened": format!("2025-02-01T10:00:{:02}Z", i % 25)}).to_string();
+        tasks.push(tokio::spawn(post(format!("{base}?token={TOKEN}"), body)));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    // Bad requests: documented statuses, nothing queued.
+    let (before, _) = depth(&stack.sqs, &stack.queue_url).await.unwrap();
+    assert_eq!(
+        post(format!("{base}?token=wrong"), all["email_open"].clone()).await,
+        401
+    );
+    assert_eq!(
+        post(format!("{base}?token={TOKEN}"), "not json".into()).await,
+        400
+    );
+    assert_eq!(
+        post(format!("{base}?token={TOKEN}"), "{}".into()).await,
+        400
+    );
+    assert_eq!(
+        post(
+            format!("http://127.0.0.1:{}/elsewhere", stack.ports.http),
+            "{}".into()
+        )
+        .await,
+        404
+    );
+    let get = http
+        .get(format!("{base}?token={TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(get, 405);
+    assert_eq!(
+        depth(&stack.sqs, &stack.queue_url).await.unwrap().0,
+        before,
+        "rejected requests left no trace"
+    );
+
+    drain(&stack, &consumer).await;
+    let store = stack.store();
+    let jane = store
+        .partition("LEAD#jane.doe@acme-corp.com")
+        .await
+        .unwrap();
+    let campaign = jane
+        .iter()
+        .map(smartlead::store::item_to_json)
+        .find(|v| v["sk"] == "CAMPAIGN#123")
+        .expect("campaign item");
+    assert_eq!(
+        campaign["replies"], 1,
+        "six deliveries of one reply, one effect"
+    );
+    assert_eq!(campaign["opens"], 1);
+    for i in 0..10 {
+        let items = store
+            .partition(&format!("LEAD#burst{i}@e2e.example"))
+            .await
+            .unwrap();
+        let v = smartlead::store::item_to_json(&items[0]);
+        // Lead i got posts i, i+10, ..., i+40: times i%25 differ except where they collide.
+        let distinct: std::collections::BTreeSet<usize> =
+            (0..5).map(|k| (i + 10 * k) % 25).collect();
+        assert_eq!(v["opens"], distinct.len(), "burst{i}");
+    }
+
+    // The fan-out published each event once; the reply alerted once.
+    let published = drain_tap(&stack, BUS_TAP).await;
+    let keys: std::collections::BTreeSet<&str> = published
+        .iter()
+        .filter_map(|e| e["detail"]["dedup_key"].as_str())
+        .collect();
+    assert_eq!(keys.len(), published.len(), "nothing published twice");
+    let replies = published
+        .iter()
+        .filter(|e| {
+            e["detail-type"] == "EMAIL_REPLY"
+                && e["detail"]["normalized"]["lead_email"] == "jane.doe@acme-corp.com"
+        })
+        .count();
+    assert_eq!(replies, 1);
+    assert!(published.len() >= 30, "{} published", published.len());
+    let alerts = drain_tap(&stack, ALERT_TAP).await;
+    let jane_reply = alerts
+        .iter()
+        .filter(|a| {
+            a["Message"].as_str().is_some_and(|m| {
+                m.starts_with("Reply from") && m.contains("jane.doe@acme-corp.com")
+            })
+        })
+        .count();
+    assert_eq!(jane_reply, 1, "{alerts:?}");
+}
+
+/// Every item of the table, keyed `pk|sk`, with what differs between two
+/// spellings of one event left out: dedup markers, `*_order` registers
+/// (they end in the key's hash), bookkeeping, and the sort keys and
+/// bodies of raw records. With `clear`, the items are deleted too.
+async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<String, Value> {
+    let store = stack.store();
+    let mut out = std::collections::BTreeMap::new();
+    for item in store.scan_all().await.expect("scan") {
+        if clear {
+            let key: HashMap<_, _> = item
+                .iter()
+                .filter(|(k, _)| *k == "pk" || *k == "sk")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            store
+                .client
+                .delete_item()
+                .table_name(&store.table)
+                .set_key(Some(key))
+                .send()
+                .await
+                .expect("delete");
+        }
+        let mut v = smartlead::store::item_to_json(&item);
+        let pk = v["pk"].as_str().unwrap_or_default().to_owned();
+        let sk = v["sk"].as_str().unwrap_or_default().to_owned();
+        if pk.starts_with("EVENT#") {
+            continue;
+        }
+        if pk.starts_with("UNKNOWN#") || pk.starts_with("UNATTRIBUTED#") {
+            out.insert(pk.clone(), json!({ "pk": pk }));
+            continue;
+        }
+        let o = v.as_object_mut().expect("item");
+        o.retain(|a, _| {
+            !a.ends_with("_order")
+                && !matches!(a.as_str(), "processed_at" | "message_id" | "expires_at")
+        });
+        out.insert(format!("{pk}|{sk}"), v);
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_shape_over_http_ends_as_the_state_of_its_flat_twin() {
+    let root = stack::workspace_root();
+    let options = Options::debug();
+    let (stack, consumer) = spawn_stack(options).await;
+    let url = format!(
+        "http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",
+        stack.ports.http
+    );
+    let http = smartlead::http::client();
+    // As SmartLead posts: the envelope with its X-Request-Id and X-Webhook-Level.
+    let send = |body: String, headers: Vec<(&'static str, String)>| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let mut r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body);
+            for (k, v) in headers {
+                r = r.header(k, v);
+            }
+            r.send().await.expect("post").status().as_u16()
+        }
+    };
+    let headers = |body: &str| {
+        test_support::delivery_headers(body)
+            .into_iter()
+            .map(|(h, _, v)| (h, v))
+            .collect::<Vec<_>>()
+    };
+    let all = payloads(&root).unwrap();
+    let twins = test_support::twins(&root).unwrap();
+    assert!(twins.len() >= 15, "{} twins", twins.len());
+    for (name, twin) in &twins {
+        let body = &all[name];
+        assert_eq!(send(body.clone(), headers(body)).await, 200, "{name}");
+        drain(&stack, &consumer).await;
+        let shaped = table_state(&stack, true).await;
+        assert_eq!(send(twin.clone(), Vec::new()).await, 200, "{name} twin");
+        drain(&stack, &consumer).await;
+        let flat = table_state(&stack, true).await;
+        assert!(!shaped.is_empty(), "{name}: no state");
+        assert_eq!(shaped, flat, "{name}: the shape ends as its flat twin");
+    }
+
+    // SmartLead's retry of an envelope (attempt 2, same X-Request-Id), a
+    // redelivery with the same X-Request-Id but other bytes, and a re-send
+    // of the same open without the header are duplicates.
+    let envelope = &all["envelope_email_account_disconnected"];
+    assert_eq!(send(envelope.clone(), headers(envelope)).await, 200);
+    let mut retry: Value = serde_json::from_str(envelope).unwrap();
+    retry["meta"]["attempt"] = json!(2);
+    assert_eq!(send(retry.to_string(), headers(envelope)).await, 200);
+    let open = json!({"event_type": "EMAIL_OPEN", "to_email": "rid@e2e.example", "campaign_id": 78, "time_opened": "2025-03-01T10:00:00Z"});
+    let mut other = open.clone();
+    other["campaign_name"] = json!("renamed");
+    let id = vec![("x-request-id", "req-e2e-0001".to_owned())];
+    assert_eq!(send(open.to_string(), id.clone()).await, 200);
+    assert_eq!(send(other.to_string(), id).await, 200);
+    assert_eq!(send(open.to_string(), Vec::new()).await, 200);
+    // An unknown dotted type is accepted and kept.
+    let unknown = &all["envelope_unknown_type"];
+    assert_eq!(send(unknown.clone(), headers(unknown)).await, 200);
+    drain(&stack, &consumer).await;
+    let state = table_state(&stack, false).await;
+    assert_eq!(
+        state["ACCOUNT#31338|HEALTH#EMAIL"]["disconnects"], 1,
+        "{state:#?}"
+    );
+    assert_eq!(state["LEAD#rid@e2e.example|CAMPAIGN#78"]["opens"], 1);
+    assert!(state.contains_key("UNKNOWN#email.account.warmup_paused"));
+}
+
+async fn drain_tap(stack: &Stack, queue: &str) -> Vec<Value> {
+    let url = stack
+        .sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let mut out = Vec::new();
+    loop {
+        let msgs = stack
+            .sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        for m in msgs {
+            out.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap());
+            stack
+                .sqs
+                .delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
