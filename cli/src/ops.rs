@@ -129,7 +129,10 @@ pub fn lead_pk(email: &str) -> String {
 
 /// Attributes that only order writes or key the item: not shown.
 fn hidden(name: &str) -> bool {
-    matches!(name, "pk" | "sk" | "lead_email" | "expires_at") || name.ends_with("_order")
+    matches!(
+        name,
+        "pk" | "sk" | "lead_email" | "expires_at" | "ek" | "ek_old"
+    ) || name.ends_with("_order")
 }
 
 fn show_value(v: &Value) -> String {
@@ -150,6 +153,8 @@ fn heading(sk: &str, item: &Value) -> (u8, String) {
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
         (0, format!("campaign {c}{name}"))
+    } else if let Some(c) = sk.strip_prefix("REPLY#") {
+        (0, format!("last reply, campaign {c}"))
     } else if sk == "PROFILE" {
         (1, "profile".into())
     } else if sk == "SUPPRESSION" {
@@ -270,17 +275,24 @@ mod tests {
         let items = vec![
             json!({"pk": "LEAD#a@b.co", "sk": "TASK#9#3", "step_type": "call", "reached_order": "x"}),
             json!({"pk": "LEAD#a@b.co", "sk": "SUPPRESSION", "reason": "bounce", "flags": ["bounce"]}),
-            json!({"pk": "LEAD#a@b.co", "sk": "CAMPAIGN#9", "campaign_name": "Q1", "opens": 3, "flags": ["contacted", "engaged"], "last_open_order": "1#2"}),
+            json!({"pk": "LEAD#a@b.co", "sk": "CAMPAIGN#9", "campaign_name": "Q1", "opens": 3, "flags": ["contacted", "engaged"], "last_open_order": "1#2", "ek": ["0a1b2c3d4e5f"]}),
             json!({"pk": "LEAD#a@b.co", "sk": "PROFILE", "category": "Interested"}),
+            json!({"pk": "LEAD#a@b.co", "sk": "REPLY#9", "last_reply_preview": "Tuesday?", "last_reply_order": "1#2"}),
         ];
         let out = render_lead("a@b.co", &items);
         let pos = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s} in {out}"));
-        assert!(pos("campaign 9 (Q1)") < pos("profile"));
+        assert!(pos("campaign 9 (Q1)") < pos("last reply, campaign 9"));
+        assert!(pos("last reply, campaign 9") < pos("profile"));
+        assert!(out.contains("last_reply_preview  Tuesday?"), "{out}");
         assert!(pos("profile") < pos("SUPPRESSED"));
         assert!(pos("SUPPRESSED") < pos("open task: campaign 9, step 3"));
         assert!(out.contains("flags  contacted, engaged"), "{out}");
         assert!(out.contains("opens  3"), "{out}");
         assert!(!out.contains("_order"), "{out}");
+        assert!(
+            !out.contains("0a1b2c3d4e5f"),
+            "the absorbed keys are bookkeeping: {out}"
+        );
         assert!(!out.contains("LEAD#"), "{out}");
         assert!(render_lead("x@y.co", &[]).contains("no items"));
     }

@@ -50,7 +50,9 @@ fn s(v: Option<&Value>) -> Option<String> {
 pub fn view(line: &str) -> Option<View> {
     let v: Value = serde_json::from_str(line.trim()).ok()?;
     let o = v.as_object()?;
-    if o.contains_key("_aws") {
+    // A metric document is a log record too when it has a message (the
+    // ingest's one line a webhook).
+    if o.contains_key("_aws") && !o.contains_key("message") {
         return None;
     }
     let fields = o.get("fields").and_then(Value::as_object).unwrap_or(o);
@@ -59,7 +61,7 @@ pub fn view(line: &str) -> Option<View> {
     let message = get("message")?;
     Some(View {
         level: s(o.get("level")).unwrap_or_else(|| "INFO".into()),
-        event_type: get("event_type"),
+        event_type: get("event_type").or_else(|| s(o.get("EventType"))),
         outcome: get("outcome"),
         key: get("dedup_key"),
         effect: get("effect"),
@@ -374,6 +376,11 @@ mod tests {
             "{line}"
         );
         assert!(view(r#"{"_aws":{},"Processed":1}"#).is_none());
+        let queued = view(r#"{"_aws":{},"EventType":"EMAIL_OPEN","Queued":1.0,"message":"webhook queued","outcome":"queued","message_id":"m-9"}"#)
+            .expect("the ingest's line");
+        assert_eq!(queued.event_type.as_deref(), Some("EMAIL_OPEN"));
+        assert_eq!(queued.message_id.as_deref(), Some("m-9"));
+        assert_eq!(queued.outcome.as_deref(), Some("queued"));
         assert!(view("START RequestId: 1").is_none());
     }
 

@@ -112,7 +112,9 @@ impl StateStore for MemStore {
     async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
         Ok(ApplyOutcome::Applied {
             transactions: 1,
-            write_units: 2.0 * (plan.items.len() + 1) as f64,
+            write_units: plan.items.len() as f64,
+            state: None,
+            first: true,
         })
     }
     async fn reject(&self, _r: Rejected<'_>) -> Result<(), StoreError> {
@@ -125,6 +127,7 @@ impl StateStore for MemStore {
         _: &str,
         _: i64,
         _: i64,
+        _: bool,
     ) -> Result<bool, StoreError> {
         Ok(true)
     }

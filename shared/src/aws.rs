@@ -251,6 +251,9 @@ pub async fn consumer_from_env(
     );
     let days: u64 = env_parse("DEDUP_TTL_DAYS", crate::store::DEFAULT_DEDUP_TTL_DAYS)?;
     store.dedup_ttl = Duration::from_secs(days * 86_400);
+    // Messages from before an upgrade may have been applied by the
+    // transactional design: its markers say so.
+    store.legacy_markers = true;
     let weights = match std::env::var("SCORE_WEIGHTS") {
         Ok(v) if !v.trim().is_empty() => {
             crate::plan::ScoreWeights::parse(&v).map_err(|reason| ConfigError::Invalid {

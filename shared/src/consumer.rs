@@ -5,8 +5,8 @@
 //!
 //! | outcome | when | SQS |
 //! |---|---|---|
-//! | processed | the plan committed with a fresh dedup marker | deleted |
-//! | duplicate | the dedup marker was already there | deleted |
+//! | processed | at least one of the plan's items absorbed the event | deleted |
+//! | duplicate | every item had absorbed it already | deleted |
 //! | rejected | permanent: not a SmartLead event, or its claim-check object is gone or corrupt; kept in a `REJECTED` record with the raw body | deleted |
 //! | failed | transient: throttling, timeouts, conflicts after retries, S3 errors | reported in `batchItemFailures`, redelivered, then DLQ |
 //!
@@ -129,8 +129,25 @@ struct Job {
     /// The lead (or campaign, account) item the event changed: its state goes
     /// into the fan-out.
     state_item: Option<(String, String)>,
+    /// That item as the write returned it (`ALL_NEW`): no read for the fan-out.
+    state: Option<serde_json::Value>,
     effects: Vec<&'static str>,
     lease_until_ms: i64,
+}
+
+/// When this process handled its first record (epoch ms): after the
+/// deploy that runs it.
+fn process_start_ms() -> i64 {
+    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| EventTime::now().millis())
+}
+
+/// A numeric SQS system attribute (`ApproximateReceiveCount`); 1 when absent.
+fn attribute_count(m: &SqsMessage, name: &str) -> u64 {
+    m.attributes
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 fn attribute<'a>(m: &'a SqsMessage, name: &str) -> Option<&'a str> {
@@ -292,18 +309,32 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         let span = tracing::Span::current();
                         span.record("event_type", ev.event_type.as_str());
                         span.record("dedup_key", p.key.as_str());
-                        let (outcome, claimed) = match self.apply_or_trim(&p, &message_id).await {
-                            // The transaction claimed every effect.
-                            Ok(ApplyOutcome::Applied { write_units, .. }) => {
+                        let mut state = None;
+                        let redelivered = attribute_count(m, "ApproximateReceiveCount") > 1;
+                        let applied = if received.millis() < process_start_ms() {
+                            // Received before this process: maybe applied by the
+                            // transactional design (a redrive after an upgrade).
+                            match self.store.applied_before_upgrade(&p.key).await {
+                                Ok(true) => Ok(ApplyOutcome::Duplicate),
+                                Ok(false) => self.apply_or_trim(&p, &message_id).await,
+                                Err(e) => Err(e),
+                            }
+                        } else {
+                            self.apply_or_trim(&p, &message_id).await
+                        };
+                        let (outcome, claimed) = match applied {
+                            // Then its effects are claimed (see `claim_left`).
+                            Ok(ApplyOutcome::Applied { write_units, state: after, first, .. }) => {
+                                state = after;
                                 if p.unattributed {
                                     // Kept, never dropped: counted so someone looks (UnattributedEventsAlarm).
                                     tracing::warn!(shape = ?ev.shape, "lead event without a lead e-mail address; kept unattributed");
                                     self.metrics.count("Unattributed", &[("EventType", ev.event_type.metric_name())]);
                                 }
-                                (Outcome::Processed { write_units }, Ok(p.effects.clone()))
+                                (Outcome::Processed { write_units }, self.claim_left(&p, &message_id, first, redelivered).await)
                             }
                             // Stored before: only effects left pending (or abandoned) run.
-                            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id).await),
+                            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id, false, redelivered).await),
                             // DynamoDB refuses what the event holds: on every
                             // delivery alike, so it is kept, not looped to the DLQ.
                             Err(e) if !e.is_retryable() => {
@@ -320,6 +351,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                                     job = Some(Job {
                                         message_id: message_id.clone(),
                                         state_item: p.items.first().map(|u| (u.pk.clone(), u.sk.clone())),
+                                        state,
                                         key: p.key.clone(),
                                         effects,
                                         lease_until_ms,
@@ -336,7 +368,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             match &outcome {
                 Outcome::Failed(e) => tracing::error!(outcome = "failed", error = %e, "record failed; SQS will redeliver it"),
                 Outcome::Rejected(reason) => tracing::warn!(outcome = "rejected", reason, "record rejected and kept"),
-                o => tracing::info!(outcome = o.label(), ms, "record done"),
+                // ProcessingLatency has the time; this line is the outcome.
+                o => tracing::info!(outcome = o.label(), "record done"),
             }
             Done { outcome, event_type, ms, job }
         }
@@ -370,20 +403,43 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
     }
 
-    /// Claims the effects of a duplicate that are still to do.
+    /// The effects this delivery runs.
+    ///
+    /// The fan-out costs one write, its outcome: the delivery that absorbed
+    /// the event into its first item (`first`; one delivery ever does) runs
+    /// it unclaimed. Another delivery runs it only when it is recorded
+    /// pending or its claim ran out, or, if it is not recorded at all, when
+    /// this message is a redelivery (`redelivered`: its earlier receive may
+    /// have been that first delivery, dead before it published; a first
+    /// receive of a duplicate leaves it to the delivery that applied it).
+    /// The bus event carries the dedup key as `id` for the rare double.
+    ///
+    /// Alerts and list hygiene are claimed before they run (a claim creates
+    /// their record): exactly one delivery holds a claim at a time.
     async fn claim_left(
         &self,
         p: &crate::plan::Plan,
         message_id: &str,
+        first: bool,
+        redelivered: bool,
     ) -> Result<Vec<&'static str>, StoreError> {
         let now = EventTime::now().millis();
         let mut out = Vec::new();
         for effect in &p.effects {
-            if self
-                .store
-                .claim(&p.key, effect, message_id, p.lease_until_ms, now)
-                .await?
-            {
+            let fanout = *effect == FANOUT;
+            let run = (fanout && first)
+                || self
+                    .store
+                    .claim(
+                        &p.key,
+                        effect,
+                        message_id,
+                        p.lease_until_ms,
+                        now,
+                        !fanout || redelivered,
+                    )
+                    .await?;
+            if run {
                 out.push(*effect);
             }
         }
@@ -406,12 +462,14 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             // The states, read concurrently (order kept).
             let events: Vec<_> = futures::stream::iter(fanout.iter())
                 .map(|j| async move {
-                    let state = match &j.state_item {
-                        Some((pk, sk)) => self.store.item(pk, sk).await.unwrap_or_else(|e| {
+                    let state = match (&j.state, &j.state_item) {
+                        (Some(s), _) => Some(s.clone()),
+                        // A duplicate whose effect was left to do: read it.
+                        (None, Some((pk, sk))) => self.store.item(pk, sk).await.map(|s| s.map(crate::store::without_bookkeeping)).unwrap_or_else(|e| {
                             tracing::warn!(error = %e, "could not read the state for the fan-out");
                             None
                         }),
-                        None => None,
+                        (None, None) => None,
                     };
                     bus_event(&j.ev, j.key.as_str(), state)
                 })

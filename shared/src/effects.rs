@@ -1,20 +1,24 @@
 //! What happens after an event's state is stored: fan-out to EventBridge and
-//! alerts (Slack, SNS). These calls leave AWS's transactional world, so each
-//! one is a claimed *effect* on the event's dedup marker:
+//! alerts (Slack, SNS). These calls leave DynamoDB, so each one is an
+//! *effect* with a state on the event's effect record (`EVENT#<key>`):
 //!
-//! 1. the state transaction writes the marker with every effect `running`
-//!    and a lease that ends before the invocation does;
+//! 1. the fan-out is run, unclaimed, by the delivery that absorbed the
+//!    event into its first item (one delivery ever does); alerts are first
+//!    claimed `running` with a lease that ends before the invocation does
+//!    (the claim creates the record);
 //! 2. the consumer runs the effect; on success it marks it `done`, on
 //!    failure it puts it back to `pending` and reports the record failed;
 //! 3. the redelivered record is a duplicate (state is not applied again),
-//!    finds the effect `pending` (or `running` with a lease that ran out,
-//!    after a crash) and claims it again with a conditional write.
+//!    finds the effect `pending` (or `running` with a lease that ran out, or
+//!    for the fan-out, nothing recorded on a redelivery: the first delivery
+//!    died before its mark) and claims it with a conditional write.
 //!
 //! So an effect is retried until it succeeds, never blocks or rolls back the
-//! state, and is not repeated once it succeeded and was marked. The one gap
-//! no external API closes: a crash after the call succeeded but before the
-//! `done` write repeats it once; every published event carries the dedup key
-//! as a stable id so subscribers can drop that repeat.
+//! state, and is not repeated once it succeeded and was marked. The gaps no
+//! external API closes: a crash after the call succeeded but before the
+//! `done` write repeats it once, and a redelivered duplicate can publish
+//! while the first delivery still does; every published event carries the
+//! dedup key as a stable id so subscribers can drop that repeat.
 
 use crate::event::{EventData, EventType, SmartleadEvent};
 use crate::time::EventTime;

@@ -497,27 +497,37 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             }
         }
         let et = probe.event_type;
-        self.metrics
-            .count("Received", &[("EventType", et.metric_name())]);
         match self.enqueue(&req, text, &et).await {
             Ok((id, location)) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
-                tracing::info!(
-                    request_id = req.request_id,
-                    event_type = et.as_str(),
-                    message_id = %id,
-                    body_location = location,
-                    bytes = req.body.len(),
-                    outcome = "queued",
-                    "webhook queued"
-                );
-                self.metrics.emit(
+                // One line a webhook: the metrics document is the log record
+                // too (CloudWatch bills every byte of both).
+                let logged = self.metrics.emit_logged(
                     &[("EventType", et.metric_name())],
                     &[
+                        ("Received", 1.0, Unit::Count),
                         ("Queued", 1.0, Unit::Count),
                         ("IngestLatency", ms, Unit::Milliseconds),
                     ],
+                    &[
+                        ("message", "webhook queued".into()),
+                        ("outcome", "queued".into()),
+                        ("message_id", id.to_string().into()),
+                    ],
+                    // Inline is the rule: only the exception is written.
+                    (location != "inline").then_some(("body_location", location)),
                 );
+                if !logged {
+                    tracing::info!(
+                        request_id = req.request_id,
+                        event_type = et.as_str(),
+                        message_id = %id,
+                        body_location = location,
+                        bytes = req.body.len(),
+                        outcome = "queued",
+                        "webhook queued"
+                    );
+                }
                 IngestResponse {
                     status: 200,
                     body: serde_json::json!({ "status": "received", "id": id }).to_string(),
@@ -526,8 +536,13 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             }
             Err(e) => {
                 tracing::error!(request_id = req.request_id, event_type = et.as_str(), error = %e, outcome = "unavailable", "webhook not queued; answering 503 so SmartLead retries");
-                self.metrics
-                    .count("QueueFailures", &[("EventType", et.metric_name())]);
+                self.metrics.emit(
+                    &[("EventType", et.metric_name())],
+                    &[
+                        ("Received", 1.0, Unit::Count),
+                        ("QueueFailures", 1.0, Unit::Count),
+                    ],
+                );
                 let mut resp = IngestResponse::error(503, "temporarily unavailable, please retry");
                 resp.headers.push(("retry-after", "5"));
                 resp

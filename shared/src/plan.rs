@@ -1,5 +1,6 @@
 //! What each event does to the state table, as data: a [`Plan`] of item
-//! updates that the store applies atomically with the event's dedup marker.
+//! updates, each of which the store applies on its own, exactly once (see
+//! [`crate::store`]): no update decides anything from another item.
 //!
 //! Every update is order-independent. Counters and sets are DynamoDB `ADD`s
 //! (they commute). "Latest" and "earliest" fields live in [`Register`]s: a
@@ -13,7 +14,7 @@
 //! | FIRST_EMAIL_SENT | same | `first_email_sent_at` (earliest), flag `contacted` (no count: EMAIL_SENT counts the send) |
 //! | EMAIL_OPEN | same | `opens` +1, flag `engaged`, first/last open time, score + open weight |
 //! | EMAIL_LINK_CLICK | same | `clicks` +1, links into `links_clicked`, flag `engaged`, first/last click time and last link, score + click weight |
-//! | EMAIL_REPLY | same | `replies` +1, flag `replied`, first/last reply time, last reply preview and subject, score + reply weight |
+//! | EMAIL_REPLY | same, and `LEAD#<email>` / `REPLY#<campaign>` | `replies` +1, flag `replied`, first/last reply time, score + reply weight; the last reply's preview, subject and message id in the `REPLY#` item |
 //! | EMAIL_BOUNCE | same, and `LEAD#<email>` / `SUPPRESSION` | `bounces` +1, flag `bounced`, last bounce time and reason; suppression (reason `bounce`, campaign, earliest time); score + bounce weight |
 //! | LEAD_UNSUBSCRIBED | same, and `SUPPRESSION` | flag `unsubscribed`, unsubscribe time; suppression (reason `unsubscribe`) |
 //! | LEAD_CATEGORY_UPDATED | same, and `LEAD#<email>` / `PROFILE` | latest category (name, sentiment, id, time); profile fields from `lead_data` (latest wins) |
@@ -26,7 +27,8 @@
 //!
 //! Suppression is sticky: nothing ever removes it, and later opens or clicks
 //! only add counts. Descriptive fields (lead and campaign names) are written
-//! once, by the first event that carries them.
+//! once, by the first event that carries them; the lead's campaign item
+//! holds `lead_email` and `campaign_id` only when its keys had to be hashed.
 
 use crate::event::{EventData, EventType, SmartleadEvent};
 use crate::key::DedupKey;
@@ -53,6 +55,11 @@ pub struct Register {
     /// Attribute holding the ordering value ([`compact_order`]).
     pub order_attr: &'static str,
     pub fields: Vec<(&'static str, Val)>,
+    /// A register of the event's time alone: `order_attr` is that time's
+    /// attribute (`last_open_at`...), compared as text (fixed-width ISO
+    /// 8601 sorts as time), no separate order attribute. Two events at the
+    /// same instant write the same value, so no tie-break is needed.
+    pub by_time: bool,
 }
 
 impl Register {
@@ -64,6 +71,16 @@ impl Register {
                 .into_iter()
                 .filter_map(|(k, v)| v.map(|v| (k, v)))
                 .collect(),
+            by_time: false,
+        }
+    }
+
+    /// The register of an event time alone, in `attr` (see [`Register::by_time`]).
+    fn time(attr: &'static str) -> Register {
+        Register {
+            order_attr: attr,
+            fields: Vec::new(),
+            by_time: true,
         }
     }
 }
@@ -121,9 +138,19 @@ impl ItemUpdate {
         self.earliest = Some(Register::new(order_attr, fields));
         self
     }
+    /// The newest event time in `attr`.
+    fn latest_time(mut self, attr: &'static str) -> Self {
+        self.latest = Some(Register::time(attr));
+        self
+    }
+    /// The oldest event time in `attr`.
+    fn earliest_time(mut self, attr: &'static str) -> Self {
+        self.earliest = Some(Register::time(attr));
+        self
+    }
 }
 
-/// Everything one event does, applied atomically with its dedup marker.
+/// Everything one event does: each item exactly once (see [`crate::store`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub key: DedupKey,
@@ -132,9 +159,8 @@ pub struct Plan {
     pub order: String,
     pub event_time: EventTime,
     pub items: Vec<ItemUpdate>,
-    /// Side effects to run after the state commits (see [`crate::effects`]):
-    /// the dedup marker is written with each of them claimed until
-    /// `lease_until_ms`, in the same transaction.
+    /// Side effects to run after the state is written (see
+    /// [`crate::effects`]), claimed on the event's marker until `lease_until_ms`.
     pub effects: Vec<&'static str>,
     pub lease_until_ms: i64,
     /// The event named a time outside the believed window (the plan uses
@@ -380,11 +406,17 @@ fn raw_record(pk: String, ev: &SmartleadEvent, order: &str) -> ItemUpdate {
     u
 }
 
-/// `"<epoch ms, 13 digits>#<the key's last 16 hex digits>"`: sorts by time,
-/// then by key, in 30 bytes.
+/// `"<epoch ms, 13 digits>#<8 hex digits of the key>"`: sorts by time, then
+/// by key, in 22 bytes (every byte of an item is billed on every write).
+/// The 8 digits are the first half of the last 16 that orders written
+/// before kept, so old and new orders still sort alike.
 pub fn compact_order(t: EventTime, key: &DedupKey) -> String {
     let k = key.as_str();
-    let tail = &k[k.len().saturating_sub(16)..];
+    let start = k.len().saturating_sub(16);
+    let tail = k
+        .get(start..start + 8)
+        .or_else(|| k.get(start..))
+        .unwrap_or(k);
     format!("{:013}#{tail}", t.millis().max(0))
 }
 
@@ -430,11 +462,18 @@ pub fn plan_within(
                 .as_ref()
                 .map(|i| format!("LEAD#id:{}", key_part(i.as_str())))
         });
+    // The lead's campaign item is written by most events: the address and
+    // the campaign id are kept in it only when its key cannot say them
+    // (cut and hashed for length).
+    let hashed = |v: &Option<String>| v.clone().filter(|v| key_part(v) != v.as_str());
     let lead_campaign = |pk: &String| {
         ItemUpdate::new(pk.clone(), format!("CAMPAIGN#{campaign}"))
-            .once("campaign_id", n.campaign_id.as_ref().map(|c| c.to_string()))
+            .once(
+                "campaign_id",
+                hashed(&n.campaign_id.as_ref().map(|c| c.to_string())),
+            )
             .once("campaign_name", n.campaign_name.clone())
-            .once("lead_email", n.lead_email.clone())
+            .once("lead_email", hashed(&n.lead_email))
         // No lead name here: events spell it differently ("Jane" vs "Jane Doe"),
         // and a first-writer-wins field would depend on arrival order.
     };
@@ -495,7 +534,7 @@ pub fn plan_within(
                         ("last_sender", owned(n.sender_email.clone())),
                     ],
                 )
-                .earliest("first_sent_order", vec![("first_sent_at", t())]);
+                .earliest_time("first_sent_at");
             if let Some(seq) = n.sequence_number {
                 u.add.push(("steps_sent", Val::Ns(vec![f64::from(seq)])));
             }
@@ -505,15 +544,15 @@ pub fn plan_within(
             items.push(
                 lead_campaign(pk)
                     .flag("contacted")
-                    .earliest("first_email_order", vec![("first_email_sent_at", t())]),
+                    .earliest_time("first_email_sent_at"),
             );
         }
         (EventData::EmailOpen(_), Some(pk)) => {
             let u = lead_campaign(pk)
                 .count("opens")
                 .flag("engaged")
-                .latest("last_open_order", vec![("last_open_at", t())])
-                .earliest("first_open_order", vec![("first_open_at", t())]);
+                .latest_time("last_open_at")
+                .earliest_time("first_open_at");
             items.push(score(u, weights.open));
         }
         (EventData::EmailLinkClick(c), Some(pk)) => {
@@ -527,7 +566,7 @@ pub fn plan_within(
                         ("last_link", s(c.link_clicked.0.last().map(String::as_str))),
                     ],
                 )
-                .earliest("first_click_order", vec![("first_click_at", t())]);
+                .earliest_time("first_click_at");
             let links: Vec<String> = c.link_clicked.0.iter().map(|l| cut(l, 1000)).collect();
             if !links.is_empty() {
                 u.add.push(("links_clicked", Val::Ss(links)));
@@ -549,7 +588,13 @@ pub fn plan_within(
             let u = lead_campaign(pk)
                 .count("replies")
                 .flag("replied")
-                .latest(
+                .latest_time("last_reply_at")
+                .earliest_time("first_reply_at");
+            items.push(score(u, weights.reply));
+            // The reply's text in an item of its own, written by replies
+            // only: every later write of the lead's campaign item stays small.
+            items.push(
+                ItemUpdate::new(pk.clone(), format!("REPLY#{campaign}")).latest(
                     "last_reply_order",
                     vec![
                         ("last_reply_at", t()),
@@ -557,9 +602,8 @@ pub fn plan_within(
                         ("last_reply_subject", s(r.email.subject.text())),
                         ("last_reply_message_id", owned(n.message_id.clone())),
                     ],
-                )
-                .earliest("first_reply_order", vec![("first_reply_at", t())]);
-            items.push(score(u, weights.reply));
+                ),
+            );
         }
         (EventData::EmailBounce(b), Some(pk)) => {
             let reason = b.bounce_message.get().and_then(|m| {
@@ -579,6 +623,10 @@ pub fn plan_within(
                     ),
                 ],
             );
+            // The bounce's text stays here: a third item would make a
+            // bounce 3 writes, and the suppression's register (bounces and
+            // unsubscribes) cannot share an item with one of bounces alone.
+            // A bounced lead is suppressed: few writes follow.
             items.push(score(u, weights.bounce));
             items.push(suppression(pk, "bounce"));
         }
@@ -586,7 +634,7 @@ pub fn plan_within(
             let u = lead_campaign(pk)
                 .count("unsubscribes")
                 .flag("unsubscribed")
-                .latest("last_unsubscribe_order", vec![("unsubscribed_at", t())]);
+                .latest_time("unsubscribed_at");
             items.push(score(u, weights.unsubscribe));
             items.push(suppression(pk, "unsubscribe"));
         }
@@ -661,7 +709,7 @@ pub fn plan_within(
                         m.step_description.text().map(str::to_owned),
                     )
                     .count("times_reached")
-                    .earliest("reached_order", vec![("reached_at", t())]),
+                    .earliest_time("reached_at"),
             );
         }
         (EventData::CampaignStatusChanged(c), _) => {
@@ -721,7 +769,7 @@ pub fn plan_within(
                             ("app_url", owned(n.app_url.clone())),
                         ],
                     )
-                    .earliest("first_disconnect_order", vec![("disconnected_since", t())]),
+                    .earliest_time("disconnected_since"),
             );
         }
         (EventData::CampaignBounceBreach(b), _) => {

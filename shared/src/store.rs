@@ -1,24 +1,32 @@
-//! The DynamoDB state store: applies a [`Plan`] exactly once.
+//! The DynamoDB state store: applies a [`Plan`] exactly once, without a
+//! transaction.
 //!
-//! One `TransactWriteItems` holds the event's dedup marker (a `Put` with
-//! `attribute_not_exists(pk)`, expiring by TTL) and every state update of the
-//! plan. Either all of it commits or none does, so a crash between any two
-//! writes cannot double-apply or lose an event, and a redelivered event
-//! finds its marker and stops there ("already done" is an outcome, not an
-//! error).
+//! Every item a plan touches is changed by one conditional `UpdateItem`
+//! that also records the event's compact key (6 bytes of a hash of its
+//! dedup key) in the item's binary set `ek`, on the condition that the key
+//! is not there yet (nor in `ek_old`, the previous generation). Each item is
+//! so idempotent on its own: a redelivered event, or the retry of a write
+//! whose answer was lost, finds its key and changes nothing ("already
+//! absorbed"), and the store moves on to the plan's next item. An event
+//! touching two items (a bounce: the lead's campaign item and its
+//! suppression) needs no transaction: a crash between the two writes is
+//! healed by the redelivery, which the first item refuses and the second
+//! applies. No plan makes a decision in one item from what another holds.
+//! There is no separate dedup marker: typical events write one item.
 //!
-//! Registers (see [`crate::plan`]) add a condition to their item: "this
-//! event is the newest". When DynamoDB cancels the transaction, its
-//! cancellation reasons say which item's condition failed; that item moves
-//! to its next stage (newest → oldest → neither) and the transaction is
-//! sent again. Transaction conflicts and throttling are retried with
-//! backoff; what still fails is a retryable error for SQS to redeliver.
+//! Registers (see [`crate::plan`]) add a condition: "this event is the
+//! newest". When an update is refused, the item as it was (returned with
+//! the refusal) says why: the key is there (done), the key set is full
+//! (rotate it, see [`SEEN_MAX`]) or a register's condition failed (that
+//! item moves to its next stage, newest → oldest → neither, and is sent
+//! again). Throttling and lost answers are retried with backoff; what still
+//! fails is a retryable error for SQS to redeliver.
 
 use crate::key::DedupKey;
 use crate::plan::{ItemUpdate, Plan, Val};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem, Update,
+    AttributeValue, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -27,7 +35,37 @@ use std::time::Duration;
 
 /// Attribute DynamoDB's TTL deletes items by (epoch seconds).
 pub const TTL_ATTR: &str = "expires_at";
-/// Days a dedup marker lives by default: the template's `DedupTtlDays` (a test checks).
+/// The binary set of the compact keys of the events an item has absorbed.
+pub const SEEN_ATTR: &str = "ek";
+/// The previous generation of [`SEEN_ATTR`].
+pub const SEEN_OLD_ATTR: &str = "ek_old";
+/// Keys in one generation. When `ek` holds this many, it becomes `ek_old`
+/// (the generation before is dropped) and a new `ek` starts: an item always
+/// knows at least the last `SEEN_MAX` events it absorbed, at most twice as
+/// many. A delivery of an event after `SEEN_MAX` or more later events on the
+/// same item may find its key gone and apply again (see the README).
+pub const SEEN_MAX: usize = 48;
+/// Bytes of the key hash kept per event: two distinct events an item
+/// confuses (the second then taken for a duplicate) have odds of about
+/// 2 x SEEN_MAX / 2^48, some 3e-13 an event.
+pub const SEEN_KEY_BYTES: usize = 6;
+
+/// The compact key an item records for `key`.
+pub fn seen_key(key: &DedupKey) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_str().as_bytes())[..SEEN_KEY_BYTES].to_vec()
+}
+
+/// The item without the store's bookkeeping (the absorbed keys).
+pub fn without_bookkeeping(mut item: Value) -> Value {
+    if let Some(o) = item.as_object_mut() {
+        o.remove(SEEN_ATTR);
+        o.remove(SEEN_OLD_ATTR);
+    }
+    item
+}
+
+/// Days an effect's marker lives by default: the template's `DedupTtlDays` (a test checks).
 pub const DEFAULT_DEDUP_TTL_DAYS: u64 = 100;
 pub const REJECTED_TTL_DAYS: u64 = 30;
 
@@ -49,9 +87,19 @@ impl StoreError {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApplyOutcome {
-    /// State changed; `write_units` as DynamoDB reported (when it did).
-    Applied { transactions: u32, write_units: f64 },
-    /// The dedup marker was already there: nothing changed.
+    /// State changed (in at least one item); `transactions` counts the
+    /// requests sent, `write_units` as DynamoDB reported (when it did);
+    /// `state` is the plan's first item after the write (`ALL_NEW`);
+    /// `first` says this call absorbed the event into the plan's first
+    /// item (or found it there right after its own write's answer was
+    /// lost): at most one delivery of an event ever does.
+    Applied {
+        transactions: u32,
+        write_units: f64,
+        state: Option<Value>,
+        first: bool,
+    },
+    /// Every item had absorbed the event already: nothing changed.
     Duplicate,
 }
 
@@ -72,8 +120,10 @@ pub trait StateStore: Send + Sync {
     /// Claims a side effect of an already applied event until
     /// `lease_until_ms`: true if it was pending, claimed by someone whose
     /// lease has run out, or already held by this very delivery
-    /// (`message_id` with this lease: its own transaction committed although
-    /// the answer said otherwise); false if it is done or held by another.
+    /// (`message_id` with this lease: its claim was written although the
+    /// answer said otherwise), or (`create`) not recorded at all yet; false
+    /// if it is done, refused, held by another, or (without `create`) not
+    /// recorded.
     async fn claim(
         &self,
         key: &DedupKey,
@@ -81,8 +131,11 @@ pub trait StateStore: Send + Sync {
         message_id: &str,
         lease_until_ms: i64,
         now_ms: i64,
+        create: bool,
     ) -> Result<bool, StoreError>;
-    /// Ends a claim: done, refused for good, or back to pending (to be retried).
+    /// Ends a claim: done, refused for good, or back to pending (to be
+    /// retried). Also ends an effect run unclaimed by the delivery that
+    /// applied the event (the fan-out: see the consumer), creating its record.
     async fn settle(
         &self,
         key: &DedupKey,
@@ -92,9 +145,16 @@ pub trait StateStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// One item as JSON (`None` if absent).
     async fn item(&self, pk: &str, sk: &str) -> Result<Option<Value>, StoreError>;
+    /// Whether the transactional design (before issue 14) applied this
+    /// event: its dedup marker (`EVENT#<key>` with `event_type`) is there.
+    /// Its items hold no absorbed key for it, so only the marker can say.
+    /// Asked only for messages received before this process started.
+    async fn applied_before_upgrade(&self, _key: &DedupKey) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
-/// Side-effect states on the dedup marker: `fx_<effect>` is `running`
+/// Side-effect states on the effect record: `fx_<effect>` is `running`
 /// (with `fx_<effect>_until`, the lease's end in epoch ms), `pending` or `done`.
 pub const FX_RUNNING: &str = "running";
 pub const FX_PENDING: &str = "pending";
@@ -140,6 +200,10 @@ pub struct DynamoStore {
     pub table: String,
     pub dedup_ttl: Duration,
     pub faults: Option<Arc<dyn FaultInjector>>,
+    /// Look for the dedup markers the transactional design wrote (see
+    /// [`StateStore::applied_before_upgrade`]); the consumer function turns
+    /// it on, a fresh table has none.
+    pub legacy_markers: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +307,11 @@ pub fn attr_to_json(a: &AttributeValue) -> Value {
                     })
                     .collect(),
             )
+        }
+        AttributeValue::Bs(b) => {
+            let mut v: Vec<String> = b.iter().map(|b| hex::encode(b.as_ref())).collect();
+            v.sort();
+            Value::from(v)
         }
         _ => Value::Null,
     }
@@ -360,21 +429,48 @@ fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
+/// One item's conditional update: its expression, condition, names and
+/// values. Besides the plan's changes it adds `key` to the absorbed keys,
+/// on the condition that neither generation holds it and `ek` is not full.
+struct ItemRequest {
+    update: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
 fn build_update(
-    table: &str,
     u: &ItemUpdate,
     stage: Stage,
     order: &str,
-) -> Result<Update, StoreError> {
+    time: &str,
+    seen: &[u8],
+) -> Result<ItemRequest, StoreError> {
     let mut e = Expr::default();
-    let order_val = AttributeValue::S(order.to_owned());
+    // A register compares the event's order, or its time alone (`by_time`).
+    let order_of = |r: &crate::plan::Register| {
+        AttributeValue::S(if r.by_time { time } else { order }.to_owned())
+    };
     e.set_fields(&u.set_once, true);
     for (attr, v) in &u.add {
         let n = e.name(attr);
         let val = e.value(to_attr(v));
         e.add.push(format!("{n} {val}"));
     }
-    let mut condition = None;
+    let ek = e.name(SEEN_ATTR);
+    let ek_old = e.name(SEEN_OLD_ATTR);
+    let kset = e.value(AttributeValue::Bs(vec![
+        aws_sdk_dynamodb::primitives::Blob::new(seen.to_vec()),
+    ]));
+    let kval = e.value(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+        seen.to_vec(),
+    )));
+    let max = e.value(AttributeValue::N(SEEN_MAX.to_string()));
+    e.add.push(format!("{ek} {kset}"));
+    let mut condition = format!(
+        "NOT contains({ek}, {kval}) AND NOT contains({ek_old}, {kval}) \
+         AND (attribute_not_exists({ek}) OR size({ek}) < {max})"
+    );
     match stage {
         Stage::Latest => {
             let reg = u
@@ -382,14 +478,17 @@ fn build_update(
                 .as_ref()
                 .ok_or_else(|| StoreError::Permanent("latest stage without register".into()))?;
             let lo = e.name(reg.order_attr);
-            let ov = e.value(order_val.clone());
+            let ov = e.value(order_of(reg));
             e.set.push(format!("{lo} = {ov}"));
             e.set_fields(&reg.fields, false);
-            condition = Some(format!("attribute_not_exists({lo}) OR {lo} <= {ov}"));
+            condition.push_str(&format!(
+                " AND (attribute_not_exists({lo}) OR {lo} <= {ov})"
+            ));
             if let Some(early) = &u.earliest {
                 // Newest and no earliest yet means this is also the earliest.
                 let eo = e.name(early.order_attr);
-                e.set.push(format!("{eo} = if_not_exists({eo}, {ov})"));
+                let ev = e.value(order_of(early));
+                e.set.push(format!("{eo} = if_not_exists({eo}, {ev})"));
                 e.set_fields(&early.fields, true);
             }
         }
@@ -399,22 +498,51 @@ fn build_update(
                 .as_ref()
                 .ok_or_else(|| StoreError::Permanent("earliest stage without register".into()))?;
             let eo = e.name(reg.order_attr);
-            let ov = e.value(order_val);
+            let ov = e.value(order_of(reg));
             e.set.push(format!("{eo} = {ov}"));
             e.set_fields(&reg.fields, false);
-            condition = Some(format!("attribute_not_exists({eo}) OR {eo} > {ov}"));
+            condition.push_str(&format!(" AND (attribute_not_exists({eo}) OR {eo} > {ov})"));
         }
         Stage::Plain => {}
     }
-    Update::builder()
-        .table_name(table)
-        .set_key(Some(key(&u.pk, &u.sk)))
-        .update_expression(e.update_expression())
-        .set_condition_expression(condition)
-        .set_expression_attribute_names(Some(e.names))
-        .set_expression_attribute_values(Some(e.values))
-        .build()
-        .map_err(|err| StoreError::Permanent(err.to_string()))
+    Ok(ItemRequest {
+        update: e.update_expression(),
+        condition,
+        names: e.names,
+        values: e.values,
+    })
+}
+
+/// Requests sent and write units DynamoDB reported, for one plan.
+#[derive(Debug, Default)]
+struct Tally {
+    requests: u32,
+    write_units: f64,
+}
+
+/// Why an item refused an update, from the item as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The event's key is there: applied before.
+    Absorbed,
+    /// `ek` is full: rotate the generations, then send the update again.
+    Full,
+    /// A register's condition: move to the next stage.
+    Register,
+}
+
+fn refusal(old: Option<&HashMap<String, AttributeValue>>, seen: &[u8]) -> Refusal {
+    let set = |attr: &str| -> Option<&Vec<aws_sdk_dynamodb::primitives::Blob>> {
+        old.and_then(|o| o.get(attr)).and_then(|v| v.as_bs().ok())
+    };
+    let holds = |attr: &str| set(attr).is_some_and(|s| s.iter().any(|b| b.as_ref() == seen));
+    if holds(SEEN_ATTR) || holds(SEEN_OLD_ATTR) {
+        Refusal::Absorbed
+    } else if set(SEEN_ATTR).is_some_and(|s| s.len() >= SEEN_MAX) {
+        Refusal::Full
+    } else {
+        Refusal::Register
+    }
 }
 
 const MAX_TRANSIENT_RETRIES: u32 = 4;
@@ -466,24 +594,6 @@ where
     }
 }
 
-/// A `ClientRequestToken` (at most 36 characters) unique to this attempt
-/// to apply this message's event with one set of items.
-fn request_token(message_id: &str, key: &str, generation: u32) -> String {
-    use sha2::Digest;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let mut h = sha2::Sha256::new();
-    h.update(message_id.as_bytes());
-    h.update([0]);
-    h.update(key.as_bytes());
-    h.update(generation.to_le_bytes());
-    h.update(nanos.to_le_bytes());
-    h.update(std::process::id().to_le_bytes());
-    hex::encode(&h.finalize()[..16])
-}
-
 fn backoff(attempt: u32) -> Duration {
     // 25, 50, 100, 200 ms with up to 50% jitter.
     let base = 25u64 << attempt.min(6);
@@ -502,6 +612,7 @@ impl DynamoStore {
             table: table.into(),
             dedup_ttl: Duration::from_secs(DEFAULT_DEDUP_TTL_DAYS * 86_400),
             faults: None,
+            legacy_markers: false,
         }
     }
 
@@ -512,44 +623,8 @@ impl DynamoStore {
         self.faults.as_ref().map_or(Ok(()), |f| f.after_call())
     }
 
-    fn marker(&self, plan: &Plan, message_id: &str) -> Result<Put, StoreError> {
-        let now = chrono::Utc::now();
-        let expires = now.timestamp() + self.dedup_ttl.as_secs() as i64;
-        let mut item = key(&format!("EVENT#{}", plan.key), "EVENT");
-        item.insert(
-            "event_type".into(),
-            AttributeValue::S(plan.event_type.as_str().to_owned()),
-        );
-        item.insert(
-            "event_time".into(),
-            AttributeValue::S(plan.event_time.to_string()),
-        );
-        item.insert(
-            "processed_at".into(),
-            AttributeValue::S(crate::time::EventTime::now().to_string()),
-        );
-        item.insert(
-            "message_id".into(),
-            AttributeValue::S(message_id.to_owned()),
-        );
-        item.insert(TTL_ATTR.into(), AttributeValue::N(expires.to_string()));
-        for effect in &plan.effects {
-            item.insert(fx_attr(effect), AttributeValue::S(FX_RUNNING.into()));
-            item.insert(
-                fx_until_attr(effect),
-                AttributeValue::N(plan.lease_until_ms.to_string()),
-            );
-        }
-        Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Permanent(e.to_string()))
-    }
-
     /// Every item of a partition (a lead's full state is one `Query`).
-    /// A conditional update of an effect's state on the dedup marker:
+    /// A conditional update of an effect's state on the effect record:
     /// `Ok(false)` when the condition did not hold.
     async fn effect_update(
         &self,
@@ -584,6 +659,192 @@ impl DynamoStore {
                 aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
             )),
         }
+    }
+
+    /// Applies one item's update: `(true, item after)` when it changed,
+    /// `(false, item as it is)` when the item had absorbed the event before.
+    async fn apply_item(
+        &self,
+        u: &ItemUpdate,
+        order: &str,
+        time: &str,
+        seen: &[u8],
+        want_state: bool,
+        tally: &mut Tally,
+    ) -> Result<(bool, Option<HashMap<String, AttributeValue>>), StoreError> {
+        use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        let mut stage = first_stage(u);
+        let mut transient_attempts = 0;
+        let mut rounds = 0;
+        // An attempt was sent and its answer lost: it may have applied.
+        let mut maybe_applied = false;
+        loop {
+            rounds += 1;
+            if rounds > 16 {
+                return Err(StoreError::Transient(
+                    "item kept refusing the update".into(),
+                ));
+            }
+            let r = build_update(u, stage, order, time, seen)?;
+            self.before()?;
+            tally.requests += 1;
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(&u.pk, &u.sk)))
+                .update_expression(r.update)
+                .condition_expression(r.condition)
+                .set_expression_attribute_names(Some(r.names))
+                .set_expression_attribute_values(Some(r.values))
+                // The first item's state goes to the fan-out: no read.
+                .return_values(if want_state {
+                    ReturnValue::AllNew
+                } else {
+                    ReturnValue::None
+                })
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            let retry = match result {
+                Ok(out) => match self.after() {
+                    Ok(()) => {
+                        tally.write_units += out
+                            .consumed_capacity()
+                            .and_then(|c| c.capacity_units())
+                            .unwrap_or(0.0);
+                        return Ok((true, out.attributes));
+                    }
+                    // Applied, but the answer was lost: like a timeout. The
+                    // retry finds the key and calls the item done.
+                    Err(e) if e.is_retryable() => {
+                        maybe_applied = true;
+                        e.to_string()
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(err) => {
+                    if let Some(UpdateItemError::ConditionalCheckFailedException(c)) =
+                        err.as_service_error()
+                    {
+                        let old = match c.item() {
+                            Some(old) => Some(old.clone()),
+                            // Without the item in the refusal, read it.
+                            None => self.read(&u.pk, &u.sk).await?,
+                        };
+                        match refusal(old.as_ref(), seen) {
+                            // Ours, if our last attempt's answer was lost (a
+                            // concurrent duplicate would have to land in
+                            // that same instant instead).
+                            Refusal::Absorbed => return Ok((maybe_applied, old)),
+                            Refusal::Full => {
+                                self.rotate(&u.pk, &u.sk, &mut tally.requests).await?;
+                                continue;
+                            }
+                            Refusal::Register => {
+                                let next = next_stage(u, stage);
+                                if next != stage {
+                                    stage = next;
+                                    continue;
+                                }
+                                // Nothing left to relax: changed under us; again.
+                                "condition failed on a plain update".to_owned()
+                            }
+                        }
+                    } else {
+                        let code = err.code().unwrap_or_default().to_owned();
+                        if code == "ValidationException" && refused_for_content(err.message()) {
+                            return Err(StoreError::Permanent(format!(
+                                "DynamoDB refused the event's items: {}",
+                                err.message().unwrap_or("ValidationException")
+                            )));
+                        }
+                        let msg = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
+                        let lost_answer = matches!(
+                            err,
+                            SdkError::TimeoutError(_)
+                                | SdkError::DispatchFailure(_)
+                                | SdkError::ResponseError(_)
+                        );
+                        let busy = matches!(
+                            err.as_service_error(),
+                            Some(
+                                UpdateItemError::ProvisionedThroughputExceededException(_)
+                                    | UpdateItemError::ThrottlingException(_)
+                                    | UpdateItemError::RequestLimitExceeded(_)
+                                    | UpdateItemError::InternalServerError(_)
+                                    | UpdateItemError::TransactionConflictException(_)
+                            )
+                        );
+                        maybe_applied |= lost_answer;
+                        if !(lost_answer || busy) {
+                            // Back to SQS and, if it keeps failing, the DLQ.
+                            return Err(StoreError::Transient(msg));
+                        }
+                        msg
+                    }
+                }
+            };
+            if transient_attempts >= MAX_TRANSIENT_RETRIES {
+                return Err(StoreError::Transient(retry));
+            }
+            transient_attempts += 1;
+            tokio::time::sleep(backoff(transient_attempts)).await;
+        }
+    }
+
+    /// Starts a new generation of absorbed keys: `ek` becomes `ek_old`
+    /// (the one before is dropped), if `ek` is still full.
+    async fn rotate(&self, pk: &str, sk: &str, requests: &mut u32) -> Result<(), StoreError> {
+        self.before()?;
+        *requests += 1;
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .update_expression("SET #old = #ek REMOVE #ek")
+            .condition_expression("size(#ek) >= :max")
+            .expression_attribute_names("#ek", SEEN_ATTR)
+            .expression_attribute_names("#old", SEEN_OLD_ATTR)
+            .expression_attribute_values(":max", AttributeValue::N(SEEN_MAX.to_string()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => self.after(),
+            // Someone else rotated it first.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// One item, strongly consistent.
+    async fn read(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        self.before()?;
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        self.after()?;
+        Ok(r.item)
     }
 
     /// Every item of the table (tools and tests; a full `Scan`).
@@ -639,159 +900,34 @@ impl DynamoStore {
 
 #[async_trait]
 impl StateStore for DynamoStore {
-    async fn apply(&self, plan: &Plan, message_id: &str) -> Result<ApplyOutcome, StoreError> {
-        use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-        let marker = self.marker(plan, message_id)?;
-        let mut stages: Vec<Stage> = plan.items.iter().map(first_stage).collect();
-        let mut transient_attempts = 0;
-        let mut transactions = 0;
-        // One token for every retry of the same items: a retry after an
-        // attempt that committed but whose answer was lost (a timeout, a
-        // TransactionInProgress) then succeeds as a no-op instead of finding
-        // its own marker and calling itself a duplicate.
-        let mut token = request_token(message_id, plan.key.as_str(), 0);
-        loop {
-            let mut items = vec![TransactWriteItem::builder().put(marker.clone()).build()];
-            for (u, stage) in plan.items.iter().zip(&stages) {
-                items.push(
-                    TransactWriteItem::builder()
-                        .update(build_update(&self.table, u, *stage, &plan.order)?)
-                        .build(),
-                );
+    async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
+        let seen = seen_key(&plan.key);
+        let time = plan.event_time.to_string();
+        let mut tally = Tally::default();
+        let mut applied = false;
+        let mut first = false;
+        let mut state = None;
+        // Each item on its own: one that absorbed the event before (a
+        // redelivery after a crash between two items) is passed over.
+        for (i, u) in plan.items.iter().enumerate() {
+            let (done, item) = self
+                .apply_item(u, &plan.order, &time, &seen, i == 0, &mut tally)
+                .await?;
+            applied |= done;
+            if i == 0 {
+                first = done;
+                state = item.as_ref().map(|i| without_bookkeeping(item_to_json(i)));
             }
-            self.before()?;
-            transactions += 1;
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .client_request_token(&token)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await;
-            let retry = match result {
-                Ok(out) => match self.after() {
-                    Ok(()) => {
-                        let write_units = out
-                            .consumed_capacity()
-                            .iter()
-                            .filter_map(|c| c.capacity_units())
-                            .sum();
-                        return Ok(ApplyOutcome::Applied {
-                            transactions,
-                            write_units,
-                        });
-                    }
-                    // Committed, but the answer was lost: like a timeout.
-                    Err(e) if e.is_retryable() => e.to_string(),
-                    Err(e) => return Err(e),
-                },
-                Err(err) => {
-                    let service = err.as_service_error();
-                    if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) = service
-                    {
-                        let codes: Vec<&str> = tc
-                            .cancellation_reasons()
-                            .iter()
-                            .map(|r| r.code().unwrap_or("None"))
-                            .collect();
-                        if codes.first() == Some(&"ConditionalCheckFailed") {
-                            return Ok(ApplyOutcome::Duplicate);
-                        }
-                        if codes.contains(&"ValidationError") {
-                            let why: Vec<&str> = tc
-                                .cancellation_reasons()
-                                .iter()
-                                .filter(|r| r.code() == Some("ValidationError"))
-                                .map(|r| r.message().unwrap_or("ValidationError"))
-                                .collect();
-                            let why = why.join("; ");
-                            // Refused for what it holds: on every delivery alike.
-                            if refused_for_content(Some(&why)) {
-                                return Err(StoreError::Permanent(format!(
-                                    "DynamoDB refused the event's items: {why}"
-                                )));
-                            }
-                            return Err(StoreError::Transient(format!(
-                                "DynamoDB refused the request: {why}"
-                            )));
-                        }
-                        let mut advanced = false;
-                        for (i, code) in codes.iter().enumerate().skip(1) {
-                            if *code == "ConditionalCheckFailed" {
-                                if let (Some(u), Some(s)) =
-                                    (plan.items.get(i - 1), stages.get_mut(i - 1))
-                                {
-                                    let next = next_stage(u, *s);
-                                    advanced |= next != *s;
-                                    *s = next;
-                                }
-                            }
-                        }
-                        if advanced {
-                            // Other items, so another request: a new token.
-                            token = request_token(message_id, plan.key.as_str(), transactions);
-                            continue;
-                        }
-                        let retryable = codes.iter().all(|c| {
-                            matches!(
-                                *c,
-                                "None"
-                                    | "TransactionConflict"
-                                    | "ThrottlingError"
-                                    | "ProvisionedThroughputExceeded"
-                                    | "ConditionalCheckFailed"
-                            )
-                        });
-                        if !retryable {
-                            return Err(StoreError::Transient(format!(
-                                "transaction cancelled: {}",
-                                codes.join(",")
-                            )));
-                        }
-                        format!("transaction cancelled: {}", codes.join(","))
-                    } else {
-                        let code = err.code().unwrap_or_default().to_owned();
-                        let msg = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
-                        if code == "ValidationException" && refused_for_content(err.message()) {
-                            return Err(StoreError::Permanent(format!(
-                                "DynamoDB refused the event's items: {}",
-                                err.message().unwrap_or("ValidationException")
-                            )));
-                        }
-                        let lost_answer = matches!(
-                            err,
-                            SdkError::TimeoutError(_)
-                                | SdkError::DispatchFailure(_)
-                                | SdkError::ResponseError(_)
-                        );
-                        let conflict = matches!(
-                            service,
-                            Some(
-                                TransactWriteItemsError::TransactionInProgressException(_)
-                                    | TransactWriteItemsError::ProvisionedThroughputExceededException(
-                                        _
-                                    )
-                                    | TransactWriteItemsError::ThrottlingException(_)
-                                    | TransactWriteItemsError::RequestLimitExceeded(_)
-                                    | TransactWriteItemsError::InternalServerError(_)
-                            )
-                        );
-                        if !(lost_answer || conflict) {
-                            // Anything else goes back to SQS and, if it keeps
-                            // failing, on to the DLQ: redelivered or parked.
-                            return Err(StoreError::Transient(msg));
-                        }
-                        msg
-                    }
-                }
-            };
-            if transient_attempts >= MAX_TRANSIENT_RETRIES {
-                return Err(StoreError::Transient(retry));
-            }
-            transient_attempts += 1;
-            tokio::time::sleep(backoff(transient_attempts)).await;
+        }
+        if applied || plan.items.is_empty() {
+            Ok(ApplyOutcome::Applied {
+                transactions: tally.requests,
+                write_units: tally.write_units,
+                state,
+                first,
+            })
+        } else {
+            Ok(ApplyOutcome::Duplicate)
         }
     }
 
@@ -802,19 +938,30 @@ impl StateStore for DynamoStore {
         message_id: &str,
         lease_until_ms: i64,
         now_ms: i64,
+        create: bool,
     ) -> Result<bool, StoreError> {
+        // A claim may create the effect's marker (it expires by TTL).
+        let expires = chrono::Utc::now().timestamp() + self.dedup_ttl.as_secs() as i64;
+        let taken = "#fx = :pending OR (#fx = :running AND #until < :now) \
+             OR (#fx = :running AND #until = :lease AND message_id = :mid)";
+        let condition = if create {
+            format!("attribute_not_exists(#fx) OR {taken}")
+        } else {
+            taken.to_owned()
+        };
         self.effect_update(
             key,
             effect,
-            "SET #fx = :running, #until = :lease",
-            "attribute_exists(pk) AND (#fx = :pending OR (#fx = :running AND #until < :now) \
-             OR (#fx = :running AND #until = :lease AND message_id = :mid))",
+            "SET #fx = :running, #until = :lease, message_id = :mid, \
+             expires_at = if_not_exists(expires_at, :exp)",
+            &condition,
             &[
                 (":running", AttributeValue::S(FX_RUNNING.into())),
                 (":pending", AttributeValue::S(FX_PENDING.into())),
                 (":lease", AttributeValue::N(lease_until_ms.to_string())),
                 (":now", AttributeValue::N(now_ms.to_string())),
                 (":mid", AttributeValue::S(message_id.to_owned())),
+                (":exp", AttributeValue::N(expires.to_string())),
             ],
         )
         .await
@@ -830,15 +977,19 @@ impl StateStore for DynamoStore {
         let state = end.state();
         // Only the holder of this lease settles it; if the lease ran out and
         // someone else took over, it is theirs to settle.
+        // Unclaimed (the fan-out of the delivery that applied the event):
+        // this write creates the record.
+        let expires = chrono::Utc::now().timestamp() + self.dedup_ttl.as_secs() as i64;
         self.effect_update(
             key,
             effect,
-            "SET #fx = :state",
-            "#fx = :running AND #until = :lease",
+            "SET #fx = :state, expires_at = if_not_exists(expires_at, :exp)",
+            "attribute_not_exists(#fx) OR (#fx = :running AND #until = :lease)",
             &[
                 (":state", AttributeValue::S(state.into())),
                 (":running", AttributeValue::S(FX_RUNNING.into())),
                 (":lease", AttributeValue::N(lease_until_ms.to_string())),
+                (":exp", AttributeValue::N(expires.to_string())),
             ],
         )
         .await
@@ -859,6 +1010,16 @@ impl StateStore for DynamoStore {
             })?;
         self.after()?;
         Ok(r.item.as_ref().map(item_to_json))
+    }
+
+    async fn applied_before_upgrade(&self, key: &DedupKey) -> Result<bool, StoreError> {
+        if !self.legacy_markers {
+            return Ok(false);
+        }
+        Ok(self
+            .read(&format!("EVENT#{key}"), "EVENT")
+            .await?
+            .is_some_and(|m| m.contains_key("event_type")))
     }
 
     async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError> {
@@ -951,6 +1112,29 @@ pub async fn create_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_update_is_read_from_the_item_as_it_was() {
+        use aws_sdk_dynamodb::primitives::Blob;
+        let key = vec![1u8, 2, 3, 4, 5, 6];
+        let set =
+            |keys: Vec<Vec<u8>>| AttributeValue::Bs(keys.into_iter().map(Blob::new).collect());
+        let item = |attrs: Vec<(&str, AttributeValue)>| -> HashMap<String, AttributeValue> {
+            attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        };
+        let old = item(vec![(SEEN_OLD_ATTR, set(vec![key.clone()]))]);
+        assert_eq!(
+            refusal(Some(&old), &key),
+            Refusal::Absorbed,
+            "in the old generation"
+        );
+        let full: Vec<Vec<u8>> = (0..SEEN_MAX as u8).map(|i| vec![i; 6]).collect();
+        let f = item(vec![(SEEN_ATTR, set(full))]);
+        assert_eq!(refusal(Some(&f), &key), Refusal::Full);
+        let other = item(vec![(SEEN_ATTR, set(vec![vec![9; 6]]))]);
+        assert_eq!(refusal(Some(&other), &key), Refusal::Register);
+        assert_eq!(refusal(None, &key), Refusal::Register);
+    }
 
     #[test]
     fn item_size_follows_dynamodb_rules() {

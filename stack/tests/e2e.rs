@@ -437,7 +437,10 @@ async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<S
         let o = v.as_object_mut().expect("item");
         o.retain(|a, _| {
             !a.ends_with("_order")
-                && !matches!(a.as_str(), "processed_at" | "message_id" | "expires_at")
+                && !matches!(
+                    a.as_str(),
+                    "processed_at" | "message_id" | "expires_at" | "ek" | "ek_old"
+                )
         });
         out.insert(format!("{pk}|{sk}"), v);
     }

@@ -90,7 +90,10 @@ mod tests {
     fn the_table_is_on_demand_with_ttl_pitr_and_encryption() {
         let t = t();
         let p = t.props("StateTable").unwrap();
-        assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+        assert_eq!(
+            t.resolve(&p["BillingMode"]).as_deref(),
+            Some("PAY_PER_REQUEST")
+        );
         assert_eq!(
             p["TimeToLiveSpecification"]["AttributeName"],
             smartlead::store::TTL_ATTR
@@ -108,6 +111,67 @@ mod tests {
             "RestrictPublicBuckets",
         ] {
             assert_eq!(b["PublicAccessBlockConfiguration"][k], true, "{k}");
+        }
+    }
+
+    #[test]
+    fn provisioned_billing_is_an_option_with_auto_scaling_on_both_dimensions() {
+        let t = t();
+        let allowed = &t.0["Parameters"]["BillingMode"]["AllowedValues"];
+        assert_eq!(
+            *allowed,
+            serde_norway::from_str::<Value>("[PAY_PER_REQUEST, PROVISIONED]").unwrap()
+        );
+        assert_eq!(t.default("BillingMode").unwrap(), "PAY_PER_REQUEST");
+        let cond = &t.0["Conditions"]["IsProvisioned"];
+        assert!(format!("{cond:?}").contains("PROVISIONED"), "{cond:?}");
+        // Capacity is declared only when provisioned (on-demand refuses it).
+        let tp = format!(
+            "{:?}",
+            t.props("StateTable").unwrap()["ProvisionedThroughput"]
+        );
+        assert!(
+            tp.contains("IsProvisioned") && tp.contains("AWS::NoValue"),
+            "{tp}"
+        );
+        for (target, policy, dim, metric, min, max) in [
+            (
+                "StateTableWriteScaling",
+                "StateTableWritePolicy",
+                "WriteCapacityUnits",
+                "DynamoDBWriteCapacityUtilization",
+                "MinWriteCapacity",
+                "MaxWriteCapacity",
+            ),
+            (
+                "StateTableReadScaling",
+                "StateTableReadPolicy",
+                "ReadCapacityUnits",
+                "DynamoDBReadCapacityUtilization",
+                "MinReadCapacity",
+                "MaxReadCapacity",
+            ),
+        ] {
+            for r in [target, policy] {
+                assert_eq!(t.resource(r).unwrap()["Condition"], "IsProvisioned", "{r}");
+            }
+            let st = t.props(target).unwrap();
+            assert_eq!(
+                st["ScalableDimension"],
+                format!("dynamodb:table:{dim}").as_str()
+            );
+            let lo: f64 = t.resolve(&st["MinCapacity"]).unwrap().parse().unwrap();
+            let hi: f64 = t.resolve(&st["MaxCapacity"]).unwrap().parse().unwrap();
+            assert!(lo >= 1.0 && lo <= hi, "{target}: {lo}..{hi}");
+            assert_eq!(t.resolve(&st["MinCapacity"]), t.default(min).ok());
+            assert_eq!(t.resolve(&st["MaxCapacity"]), t.default(max).ok());
+            let pc = &t.props(policy).unwrap()["TargetTrackingScalingPolicyConfiguration"];
+            assert_eq!(
+                pc["PredefinedMetricSpecification"]["PredefinedMetricType"],
+                metric
+            );
+            let target_pct: f64 = t.resolve(&pc["TargetValue"]).unwrap().parse().unwrap();
+            assert!((20.0..=90.0).contains(&target_pct), "{target_pct}");
         }
     }
 
@@ -287,7 +351,6 @@ mod tests {
         ("shared/src/consumer.rs", "get_object", &[Consumer]),
         ("shared/src/effects.rs", "put_events", &[Consumer]),
         ("shared/src/effects.rs", "publish", &[Consumer]),
-        ("shared/src/store.rs", "transact_write_items", &[Consumer]),
         ("shared/src/store.rs", "put_item", &[Consumer]),
         ("shared/src/store.rs", "update_item", &[Consumer]),
         ("shared/src/store.rs", "get_item", &[Consumer, Reconcile]),

@@ -77,7 +77,6 @@ impl Prices {
     pub const DDB_WRU_PER_M: f64 = 0.625;
     pub const LOGS_PER_GB: f64 = 0.50;
     pub const EVENTBRIDGE_PER_M: f64 = 1.00;
-    pub const DDB_RRU_PER_M: f64 = 0.125;
 }
 
 fn ms(d: Duration) -> f64 {
@@ -699,11 +698,14 @@ pub struct Units {
     pub payload: String,
     pub event_type: String,
     pub items: usize,
+    /// Requests sent (one conditional UpdateItem per item, plus a retry
+    /// per register stage that did not hold).
     pub transactions: u32,
     /// What DynamoDB Local reported (ReturnConsumedCapacity).
     pub reported_units: f64,
-    /// By DynamoDB's rule: 2 units per started KB of each item in a
-    /// transaction, item size after the write.
+    /// By DynamoDB's rule: 1 unit per started KB of each item written
+    /// (an UpdateItem bills the larger of the item before and after; items
+    /// only grow here, so the size after the write).
     pub write_units: f64,
     pub item_bytes: Vec<usize>,
 }
@@ -723,9 +725,14 @@ async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>> {
             smartlead::store::ApplyOutcome::Applied {
                 transactions,
                 write_units,
+                ..
             } => {
-                let mut keys = vec![(format!("EVENT#{}", plan.key), "EVENT".to_owned())];
-                keys.extend(plan.items.iter().map(|u| (u.pk.clone(), u.sk.clone())));
+                // No dedup marker: each item records the event's key itself.
+                let keys: Vec<(String, String)> = plan
+                    .items
+                    .iter()
+                    .map(|u| (u.pk.clone(), u.sk.clone()))
+                    .collect();
                 let mut item_bytes = Vec::new();
                 for (pk, sk) in keys {
                     use smartlead::aws_sdk_dynamodb::types::AttributeValue;
@@ -744,12 +751,13 @@ async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>> {
                 out.push(Units {
                     payload: name,
                     event_type: ev.event_type.as_str().to_owned(),
-                    items: plan.items.len() + 1,
+                    items: plan.items.len(),
                     transactions,
                     reported_units: write_units,
+                    // One conditional UpdateItem per item: 1 unit per started KB.
                     write_units: item_bytes
                         .iter()
-                        .map(|b| 2.0 * b.div_ceil(1024).max(1) as f64)
+                        .map(|b| b.div_ceil(1024).max(1) as f64)
                         .sum(),
                     item_bytes,
                 })
@@ -822,8 +830,9 @@ fn cost(inputs: &CostInputs, http_api: bool) -> Cost {
             Prices::EVENTBRIDGE_PER_M,
         ),
         (
-            "fan-out bookkeeping (1 WRU done mark, 0.5 RRU state read)".to_owned(),
-            Prices::DDB_WRU_PER_M + 0.5 * Prices::DDB_RRU_PER_M,
+            // The state comes from the write's own answer: no read.
+            "fan-out bookkeeping (1 WRU outcome mark)".to_owned(),
+            Prices::DDB_WRU_PER_M,
         ),
     ];
     let total_with_fanout = total + fanout.iter().map(|(_, v)| v).sum::<f64>();
@@ -1239,19 +1248,40 @@ fn markdown(r: &Results) -> String {
     );
     let ci = &r.cost_inputs;
     target(
-        "≤ 4 DynamoDB write units per typical event",
-        format!("{} WRU (mean of sent/open/click)", f(ci.typical_wru, 1)),
-        ci.typical_wru <= 4.0,
+        "1 DynamoDB write unit per typical event (issue 14)",
+        format!("{} WRU (mean of sent/open/click)", f(ci.typical_wru, 2)),
+        ci.typical_wru <= 1.0,
     );
-    if let Some(c) = r.costs.iter().find(|c| c.front == "HTTP API") {
+    let most = r.units.iter().map(|u| u.write_units).fold(0.0, f64::max);
+    target(
+        "no event type above 2 write units",
+        format!("{} WRU at most", f(most, 0)),
+        most <= 2.0,
+    );
+    target(
+        "≤ 400 bytes of logs per webhook",
+        format!("{} bytes", f(ci.log_bytes_per_event, 0)),
+        ci.log_bytes_per_event <= 400.0,
+    );
+    for (front, max) in [("HTTP API", 2.75), ("Function URL", 1.75)] {
+        if let Some(c) = r.costs.iter().find(|c| c.front == front) {
+            target(
+                &format!("≤ USD {max} per million webhooks ({front}, without the fan-out)"),
+                format!(
+                    "USD {} (USD {} with the default fan-out)",
+                    f(c.total, 2),
+                    f(c.total_with_fanout, 2)
+                ),
+                c.total <= max,
+            );
+        }
+    }
+    if let Some(c) = r.costs.first() {
+        let share = c.total_with_fanout - c.total;
         target(
-            "< USD 4 per million webhooks (HTTP API)",
-            format!(
-                "USD {} (USD {} with the default fan-out)",
-                f(c.total, 2),
-                f(c.total_with_fanout, 2)
-            ),
-            c.total < 4.0,
+            "the fan-out's share ≤ USD 1.10 per million",
+            format!("USD {} (PutEvents alone is 1.00)", f(share, 2)),
+            share <= 1.10,
         );
     }
     m.push_str("\n### In process (criterion; median, 95% interval of the median, MAD)\n\n| benchmark | median | interval | MAD |\n|---|---|---|---|\n");
@@ -1372,7 +1402,7 @@ fn markdown(r: &Results) -> String {
             f(b.events_per_s / a.events_per_s, 1)
         );
     }
-    m.push_str("\n### DynamoDB write units per processed event (each payload applied once, in order, to one table)\n\n| payload | event type | items (incl. dedup marker) | item bytes after | transactions | write units by DynamoDB's rule | DynamoDB Local reported |\n|---|---|---|---|---|---|---|\n");
+    m.push_str("\n### DynamoDB write units per processed event (each payload applied once, in order, to one table)\n\n| payload | event type | items | item bytes after | requests | write units by DynamoDB's rule | DynamoDB Local reported |\n|---|---|---|---|---|---|---|\n");
     for u in &r.units {
         let bytes: Vec<String> = u.item_bytes.iter().map(usize::to_string).collect();
         let _ = writeln!(
@@ -1472,7 +1502,7 @@ mod tests {
     #[test]
     fn cost_adds_up_and_the_function_url_saves_the_api() {
         let inputs = CostInputs {
-            typical_wru: 4.0,
+            typical_wru: 1.0,
             ingest_billed_ms: 9.2,
             consumer_batch10_billed_ms: 40.0,
             ingest_memory_mb: 128.0,
@@ -1483,9 +1513,10 @@ mod tests {
         let api = cost(&inputs, true);
         let url = cost(&inputs, false);
         assert!((api.total - url.total - Prices::HTTP_API_PER_M).abs() < 1e-9);
-        assert!((api.total_with_fanout - api.total - 1.0 - 0.625 - 0.0625).abs() < 1e-9);
-        // 4 WRU at 0.625, 1.2 SQS requests at 0.40, 1.1 Lambda requests at 0.20.
-        let fixed = 2.5 + 0.48 + 0.22 + 0.5;
+        // PutEvents and one outcome mark; no state read.
+        assert!((api.total_with_fanout - api.total - 1.0 - 0.625).abs() < 1e-9);
+        // 1 WRU at 0.625, 1.2 SQS requests at 0.40, 1.1 Lambda requests at 0.20, 1000 log bytes.
+        let fixed = 0.625 + 0.48 + 0.22 + 0.5;
         assert!(
             url.total > fixed && url.total < fixed + 0.1,
             "{}",

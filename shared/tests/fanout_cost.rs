@@ -1,0 +1,129 @@
+//! The fan-out's bookkeeping against DynamoDB Local: one write (its
+//! outcome) and no read for the delivery that applied the event; a
+//! redelivery after that delivery died publishes; a first receive of a
+//! duplicate leaves it to the delivery that applied it.
+
+mod common;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use serde_json::{json, Value};
+use smartlead::effects::{BusEvent, EffectError, Effects, Publisher};
+use smartlead::store::{FaultInjector, StateStore, StoreError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Bus(Arc<Mutex<Vec<Value>>>);
+
+#[async_trait]
+impl Publisher for Bus {
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), EffectError>> {
+        let mut v = self.0.lock().expect("lock");
+        for e in events {
+            v.push(serde_json::from_str(&e.detail).expect("detail"));
+        }
+        events.iter().map(|_| Ok(())).collect()
+    }
+}
+
+#[derive(Default)]
+struct Calls(AtomicUsize);
+impl FaultInjector for Calls {
+    fn before_call(&self) -> Result<(), StoreError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn after_call(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn open(lead: &str) -> String {
+    json!({"event_type": "EMAIL_OPEN", "to_email": lead, "campaign_id": 4,
+           "sequence_number": 1, "time_opened": "2025-01-15T10:30:00Z"})
+    .to_string()
+}
+
+fn delivery(id: &str, body: &str, receive_count: u32) -> SqsEvent {
+    let m: SqsMessage = serde_json::from_value(json!({
+        "messageId": id, "body": body,
+        "attributes": {"ApproximateReceiveCount": receive_count.to_string(),
+                       "SentTimestamp": "1737709200000"}
+    }))
+    .expect("record");
+    let mut e = SqsEvent::default();
+    e.records = vec![m];
+    e
+}
+
+#[tokio::test]
+async fn the_fan_out_of_a_processed_event_costs_one_write_and_no_read() {
+    let mut store = common::fresh_store().await;
+    let calls = Arc::new(Calls::default());
+    store.faults = Some(calls.clone());
+    let bus = Bus::default();
+    let c = common::consumer_with(
+        store,
+        Effects {
+            publisher: Some(Box::new(bus.clone())),
+            ..Effects::default()
+        },
+    );
+    let body = open("one-write@x.example");
+    let r = c.handle_batch(delivery("m-1", &body, 1)).await;
+    assert!(r.batch_item_failures.is_empty());
+    let published = bus.0.lock().expect("lock").clone();
+    assert_eq!(published.len(), 1);
+    // The state on the bus is the write's own answer (ALL_NEW), bookkeeping left out.
+    assert_eq!(published[0]["state"]["opens"], 1);
+    assert!(published[0]["state"].get("ek").is_none());
+    assert_eq!(
+        calls.0.load(Ordering::SeqCst),
+        2,
+        "one UpdateItem for the state, one for the fan-out's outcome; no claim, no read"
+    );
+    assert_eq!(common::marker(&c.store, &body).await["fx_fanout"], "done");
+}
+
+#[tokio::test]
+async fn a_redelivery_publishes_what_a_dead_delivery_applied_and_a_first_duplicate_does_not() {
+    let bus = Bus::default();
+    let c = common::consumer_with(
+        common::fresh_store().await,
+        Effects {
+            publisher: Some(Box::new(bus.clone())),
+            ..Effects::default()
+        },
+    );
+    let body = open("died@x.example");
+    // A delivery applied the state and died before it published.
+    let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).expect("event");
+    let plan = smartlead::plan::plan(
+        &ev,
+        smartlead::time::EventTime::now(),
+        &smartlead::plan::ScoreWeights::default(),
+    );
+    c.store.apply(&plan, "m-1").await.expect("apply");
+    // SmartLead's duplicate, first received: the delivery that applied the
+    // event may still be at it; it is left to that one.
+    let r = c.handle_batch(delivery("dup-1", &body, 1)).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert!(bus.0.lock().expect("lock").is_empty());
+    // The dead delivery's message comes back: it publishes, once.
+    let r = c.handle_batch(delivery("m-1", &body, 2)).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(bus.0.lock().expect("lock").len(), 1);
+    assert_eq!(common::marker(&c.store, &body).await["fx_fanout"], "done");
+    // Later redeliveries find it done.
+    let r = c.handle_batch(delivery("m-1", &body, 3)).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(bus.0.lock().expect("lock").len(), 1);
+    let lead = c
+        .store
+        .item("LEAD#died@x.example", "CAMPAIGN#4")
+        .await
+        .expect("read")
+        .expect("item");
+    assert_eq!(lead["opens"], 1);
+}
