@@ -17,6 +17,7 @@ pub mod tolerant;
 pub use event::{EventData, EventError, EventType, Normalized, SmartleadEvent};
 pub use key::DedupKey;
 
+pub mod absorbed;
 pub mod api;
 pub mod aws;
 pub mod consumer;

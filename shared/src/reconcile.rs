@@ -10,9 +10,15 @@
 //! form SmartLead documents, and computes each form's idempotency key with
 //! [`crate::key`] exactly as for a real webhook.
 //!
-//! - A fact whose key (in any form) has a dedup marker was processed: it is
-//!   also evidence of which form this account's webhooks come in.
-//! - A fact with no marker in any form is a gap. It is backfilled (the
+//! - A fact whose key (in any form) the store absorbed was processed: the
+//!   item its plan writes first (the lead's campaign item, read once per
+//!   lead and campaign) holds the key's compact form in `ek` or `ek_old`,
+//!   or, for an event applied before the upgrade, the old design's dedup
+//!   marker is there (see [`crate::absorbed`]). It is also evidence of which
+//!   form this account's webhooks come in.
+//! - A fact absorbed in no form is a gap. If its item has rotated its keys
+//!   (it may have dropped the fact's), it is only reported. Otherwise it is
+//!   backfilled (the
 //!   synthesized webhook goes onto the queue, `source: reconcile`, and the
 //!   consumer applies it like any webhook) only when the run saw its event
 //!   type arrive in exactly one form and the statistics carry everything that
@@ -22,14 +28,16 @@
 //! - Counts SmartLead gives without times (opens past the one timed open of
 //!   a step, every click: the statistics carry no clicked links) are compared
 //!   with the stored counts and only reported.
-//! - Facts older than the dedup markers' TTL (less a margin) are not
-//!   checked: their markers may be gone, and a backfill could count twice.
+//! - Facts older than the old design's dedup markers' TTL (less a margin)
+//!   are not checked: an event applied before the upgrade is known only by
+//!   its marker, which may be gone, and a backfill could count twice.
 
+use crate::absorbed::Absorbed;
 use crate::api::{Api, ApiError};
 use crate::event::SmartleadEvent;
 use crate::ingest::{Queue, QueueError};
 use crate::message::{attr, OutgoingMessage, LOCATION_INLINE};
-use crate::store::{StateStore, StoreError};
+use crate::store::{DynamoStore, StoreError};
 use crate::time::EventTime;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -312,6 +320,8 @@ pub struct Candidate {
     pub form: Form,
     pub body: Value,
     pub key: String,
+    /// The same key as the store's plan computes it.
+    pub dedup: crate::key::DedupKey,
 }
 
 /// One event the statistics say happened.
@@ -327,6 +337,9 @@ pub struct Fact {
     /// latest known time): the TTL guard's input.
     pub not_before: Option<EventTime>,
     pub candidates: Vec<Candidate>,
+    /// None of its keys is in the item it lands in, which has rotated its
+    /// absorbed keys: it may have arrived and its key been dropped since.
+    pub rotated: bool,
 }
 
 fn campaign_value(c: &str) -> Value {
@@ -351,6 +364,7 @@ fn candidate(form: Form, mut body: Map<String, Value>) -> Option<Candidate> {
         form,
         body,
         key: key.as_str().to_owned(),
+        dedup: key,
     })
 }
 
@@ -383,6 +397,7 @@ pub fn facts(campaign: &str, rows: &[StepStat], history: &[HistoryMessage]) -> V
             time,
             not_before: time.or(latest),
             candidates: candidates.into_iter().flatten().collect(),
+            rotated: false,
         };
         let sent_msg = history
             .iter()
@@ -487,6 +502,7 @@ pub fn facts(campaign: &str, rows: &[StepStat], history: &[HistoryMessage]) -> V
             time: None,
             not_before: latest,
             candidates: candidate(Form::Fields, b).into_iter().collect(),
+            rotated: false,
         });
     }
     out
@@ -521,11 +537,11 @@ pub struct Gap {
     pub action: Action,
 }
 
-/// Which forms each event type was seen in (from facts with a marker).
+/// Which forms each event type was seen in (from facts the store absorbed).
 pub type Evidence = HashMap<Kind, BTreeSet<Form>>;
 
 /// Marks the forms of facts that were processed (`seen` holds the keys that
-/// have a dedup marker).
+/// the store absorbed).
 pub fn learn(facts: &[Fact], seen: &HashSet<String>, evidence: &mut Evidence) {
     for f in facts {
         for c in &f.candidates {
@@ -551,7 +567,7 @@ fn describe(f: &Fact) -> String {
     }
 }
 
-/// The gaps among `facts`: facts with no marker in any form, each to
+/// The gaps among `facts`: facts absorbed in no form, each to
 /// backfill in the one form the run saw its type arrive in, or to report.
 pub fn gaps(facts: &[Fact], seen: &HashSet<String>, evidence: &Evidence) -> Vec<Gap> {
     let mut out = Vec::new();
@@ -561,6 +577,9 @@ pub fn gaps(facts: &[Fact], seen: &HashSet<String>, evidence: &Evidence) -> Vec<
         }
         let forms = evidence.get(&f.kind);
         let action = match forms.map(|s| s.iter().copied().collect::<Vec<_>>()) {
+            _ if f.rotated => Action::Report {
+                reason: "the lead's campaign item has rotated its absorbed keys: whether it arrived cannot be told".into(),
+            },
             None => Action::Report {
                 reason: format!(
                     "no {} webhook was seen in this run to learn which form SmartLead sends it in",
@@ -766,12 +785,12 @@ pub async fn campaigns(
 }
 
 /// Reconciles campaigns: reads their statistics, checks every fact in the
-/// window against the dedup markers, learns the forms, and (unless a dry
+/// window against the keys the store absorbed, learns the forms, and (unless a dry
 /// run) queues the exact backfills. Facts of every campaign are checked
 /// before any gap is decided, so evidence from one campaign serves all.
-pub async fn reconcile<S: StateStore + ?Sized, Q: Queue + ?Sized>(
+pub async fn reconcile<Q: Queue + ?Sized>(
     api: &Api,
-    store: &S,
+    store: &DynamoStore,
     queue: &Q,
     campaigns: &[String],
     opts: &Options,
@@ -845,26 +864,9 @@ pub async fn reconcile<S: StateStore + ?Sized, Q: Queue + ?Sized>(
                 report.too_old += 1;
             }
         }
-        for f in &lead_facts {
-            for c in &f.candidates {
-                if store
-                    .item(&format!("EVENT#{}", c.key), "EVENT")
-                    .await?
-                    .is_some()
-                {
-                    seen.insert(c.key.clone());
-                }
-            }
-        }
+        let stored = check(store, &campaign, &lead, &mut lead_facts, &mut seen).await?;
         learn(&lead_facts, &seen, &mut evidence);
         report.facts_checked += lead_facts.len();
-        let stored = store
-            .item(
-                &format!("LEAD#{}", crate::plan::key_part(&lead)),
-                &format!("CAMPAIGN#{}", crate::plan::key_part(&campaign)),
-            )
-            .await?
-            .unwrap_or(Value::Null);
         checked.push((campaign, rows, lead_facts, stored));
         progress(i + 1, total);
     }
@@ -888,6 +890,79 @@ pub async fn reconcile<S: StateStore + ?Sized, Q: Queue + ?Sized>(
         }
     }
     Ok(report)
+}
+
+/// The item a lead's events land in first, in `campaign` (the plan's own
+/// keys: the lead's campaign item).
+fn lead_item(campaign: &str, lead: &str) -> Option<(String, String)> {
+    let probe = json!({
+        "event_type": Kind::Open.event_type(),
+        "campaign_id": campaign_value(campaign),
+        "to_email": lead,
+    });
+    first_item(&probe)
+}
+
+/// The key of the item `body`'s plan writes first, and the event's key.
+fn first_item(body: &Value) -> Option<(String, String)> {
+    let ev = SmartleadEvent::from_value(body.clone()).ok()?;
+    let p = crate::plan::plan(&ev, EventTime::now(), &crate::plan::ScoreWeights::default());
+    p.items.first().map(|u| (u.pk.clone(), u.sk.clone()))
+}
+
+/// Checks a lead's facts in one campaign against the store: the item they
+/// land in first is read once (and the old design's markers of the facts
+/// not in it). Puts the absorbed keys in `seen`, marks the facts whose item
+/// has rotated its keys without holding theirs, and returns the item (the
+/// stored counts).
+async fn check(
+    store: &DynamoStore,
+    campaign: &str,
+    lead: &str,
+    facts: &mut [Fact],
+    seen: &mut HashSet<String>,
+) -> Result<Value, ReconcileError> {
+    // Facts by the item they land in (all in the lead's campaign item, by
+    // the plan; grouped anyway so none is read against the wrong item).
+    let home = lead_item(campaign, lead);
+    let mut by_item: BTreeMap<Option<(String, String)>, Vec<usize>> = BTreeMap::new();
+    by_item.entry(home.clone()).or_default();
+    for (i, f) in facts.iter().enumerate() {
+        let at = f
+            .candidates
+            .first()
+            .and_then(|c| first_item(&c.body))
+            .or_else(|| home.clone());
+        by_item.entry(at).or_default().push(i);
+    }
+    let mut stored = Value::Null;
+    for (at, idx) in by_item {
+        let Some((pk, sk)) = at else { continue };
+        let groups: Vec<Vec<crate::key::DedupKey>> = idx
+            .iter()
+            .map(|&i| {
+                facts[i]
+                    .candidates
+                    .iter()
+                    .map(|c| c.dedup.clone())
+                    .collect()
+            })
+            .collect();
+        let read = store.absorbed(&pk, &sk, &groups).await?;
+        for (&i, answers) in idx.iter().zip(&read.answers) {
+            let f = &mut facts[i];
+            for (c, a) in f.candidates.iter().zip(answers) {
+                if *a == Absorbed::Yes {
+                    seen.insert(c.key.clone());
+                }
+            }
+            f.rotated = !answers.contains(&Absorbed::Yes) && answers.contains(&Absorbed::Unknown);
+        }
+        if Some((&pk, &sk)) == home.as_ref().map(|(p, s)| (p, s)) {
+            stored = read.item;
+        }
+    }
+    Ok(stored)
 }
 
 /// The queue message of a backfill: the synthesized webhook, with the
@@ -926,7 +1001,7 @@ pub const RECONCILE_ENV: &[&str] = &[
     "DEDUP_TTL_DAYS",
     "METRICS_NAMESPACE",
 ];
-/// The IAM actions behind its calls: marker and state reads, the queue,
+/// The IAM actions behind its calls: item (and old marker) reads, the queue,
 /// the API key.
 pub const RECONCILE_IAM_ACTIONS: &[&str] =
     &["dynamodb:GetItem", "sqs:SendMessage", "ssm:GetParameter"];

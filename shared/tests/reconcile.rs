@@ -10,10 +10,12 @@ mod common;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
 use serde_json::{json, Value};
+use smartlead::aws_sdk_dynamodb::types::AttributeValue;
 use smartlead::consumer::Outcome;
 use smartlead::ingest::{Queue, QueueError};
 use smartlead::message::OutgoingMessage;
 use smartlead::reconcile::{self, Action, Options};
+use smartlead::store::{SEEN_ATTR, SEEN_OLD_ATTR};
 use smartlead::time::EventTime;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -324,6 +326,8 @@ const NOT_IN_STATISTICS: &[&str] = &[
     "reason",
 ];
 
+/// `(absorbed keys, state)`: the compact keys each item absorbed (`pk|sk|key`,
+/// and any `EVENT#` record), and every other item without them.
 async fn state(
     store: &smartlead::store::DynamoStore,
 ) -> (BTreeSet<String>, BTreeMap<String, Value>) {
@@ -338,9 +342,20 @@ async fn state(
             markers.insert(pk);
             continue;
         }
-        v.as_object_mut()
-            .expect("item")
-            .retain(|a, _| !NOT_IN_STATISTICS.contains(&a.as_str()));
+        // The keys each item absorbed (whichever generation holds them).
+        let o = v.as_object_mut().expect("item");
+        for attr in [SEEN_ATTR, SEEN_OLD_ATTR] {
+            for k in o
+                .remove(attr)
+                .as_ref()
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                markers.insert(format!("{pk}|{sk}|{}", k.as_str().unwrap_or_default()));
+            }
+        }
+        o.retain(|a, _| !NOT_IN_STATISTICS.contains(&a.as_str()));
         rest.insert(format!("{pk}|{sk}"), v);
     }
     (markers, rest)
@@ -445,7 +460,11 @@ async fn reconcile_restores_the_full_streams_state_exactly_once() {
         .all(|o| matches!(o, Outcome::Processed { .. })));
     let (full_markers, full_state) = state(&full.consumer.store).await;
     let (markers, after) = state(&gappy.consumer.store).await;
-    assert_eq!(markers, full_markers, "the same keys: each fact once");
+    assert!(!markers.is_empty());
+    assert_eq!(
+        markers, full_markers,
+        "the same keys in the same items: each fact once"
+    );
     same(&after, &full_state, "after the backfill");
 
     // Two runs in a row: the second finds nothing and changes nothing.
@@ -681,4 +700,92 @@ async fn out_of_time_it_stops_checking_and_says_how_many_leads_are_left() {
     .expect("reconcile");
     assert_eq!(report.leads_left, 3);
     assert_eq!(report.facts_checked, 0);
+}
+
+/// Every event of a 4-lead stream delivered but lead 1's first send; then
+/// the tests change the table before reconciling.
+async fn one_missing_send() -> (local_aws::StandIn, ConsumerQueue, Value) {
+    let mut rng = Rng(0x5c4e_d01e_0000_0001);
+    let leads = stream(&mut rng, 4);
+    let s = smartlead_with(&leads, None).await;
+    let q = queue().await;
+    let missing = "lead1@recon.example sent 1";
+    let mut gone = Value::Null;
+    for (name, e) in leads.iter().flat_map(|l| &l.events) {
+        if name == missing {
+            gone = e.clone();
+        } else {
+            q.deliver(&e.to_string()).await;
+        }
+    }
+    (s, q, gone)
+}
+
+#[tokio::test]
+async fn a_gap_in_an_item_that_rotated_its_keys_is_reported_never_backfilled() {
+    let (s, q, _) = one_missing_send().await;
+    // The lead's campaign item rotates as the store does (`ek` becomes
+    // `ek_old`): its events are still known, the missing one may have been
+    // absorbed and dropped in an earlier generation.
+    let store = &q.consumer.store;
+    store
+        .client
+        .update_item()
+        .table_name(&store.table)
+        .key("pk", AttributeValue::S("LEAD#lead1@recon.example".into()))
+        .key("sk", AttributeValue::S(format!("CAMPAIGN#{CAMPAIGN}")))
+        .update_expression("SET #old = #ek REMOVE #ek")
+        .expression_attribute_names("#ek", SEEN_ATTR)
+        .expression_attribute_names("#old", SEEN_OLD_ATTR)
+        .send()
+        .await
+        .expect("rotate");
+    let before = state(store).await;
+    let report = run(&s, &q, false).await;
+    assert_eq!(report.backfilled, 0, "{:#?}", report.gaps);
+    assert_eq!(report.gaps.len(), 1, "{:#?}", report.gaps);
+    let g = &report.gaps[0];
+    assert_eq!(
+        (g.lead.as_str(), g.event_type),
+        ("lead1@recon.example", "EMAIL_SENT")
+    );
+    assert!(
+        matches!(&g.action, Action::Report { reason } if reason.contains("rotated")),
+        "{g:?}"
+    );
+    assert_eq!(state(store).await, before);
+}
+
+#[tokio::test]
+async fn an_event_the_transactional_design_applied_is_stored_by_its_marker() {
+    let (s, q, gone) = one_missing_send().await;
+    let store = &q.consumer.store;
+    let key = smartlead::SmartleadEvent::from_value(gone)
+        .expect("event")
+        .dedup_key();
+    let put = |attrs: Vec<(&str, AttributeValue)>| {
+        let mut req = store
+            .client
+            .put_item()
+            .table_name(&store.table)
+            .item("pk", AttributeValue::S(format!("EVENT#{key}")))
+            .item("sk", AttributeValue::S("EVENT".into()));
+        for (a, v) in attrs {
+            req = req.item(a, v);
+        }
+        req.send()
+    };
+    // An effect's record under the same key is no marker: still a gap.
+    put(vec![("fx_webhook", AttributeValue::S("done".into()))])
+        .await
+        .expect("put");
+    let dry = run(&s, &q, true).await;
+    assert_eq!(dry.gaps.len(), 1, "{:#?}", dry.gaps);
+    // The old design's dedup marker (with `event_type`): applied.
+    put(vec![("event_type", AttributeValue::S("EMAIL_SENT".into()))])
+        .await
+        .expect("put");
+    let report = run(&s, &q, false).await;
+    assert!(report.gaps.is_empty(), "{:#?}", report.gaps);
+    assert_eq!(report.backfilled, 0);
 }

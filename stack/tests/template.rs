@@ -354,6 +354,7 @@ mod tests {
         ("shared/src/store.rs", "put_item", &[Consumer]),
         ("shared/src/store.rs", "update_item", &[Consumer]),
         ("shared/src/store.rs", "get_item", &[Consumer, Reconcile]),
+        ("shared/src/absorbed.rs", "get_item", &[Reconcile]),
         ("shared/src/store.rs", "query", &[]),
         ("shared/src/store.rs", "scan", &[]),
         ("shared/src/store.rs", "create_table", &[]),
