@@ -4,11 +4,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-mod bench;
 mod fixtures;
 
 use stack as local;
-use stack::template;
 
 #[derive(Parser)]
 #[command(

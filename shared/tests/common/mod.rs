@@ -1,6 +1,8 @@
 //! Test helpers shared by the integration tests of the `smartlead` crate.
 #![allow(dead_code)]
 
+// Not every test binary that includes this module uses it.
+#[allow(unused_imports)]
 pub use test_support::fixtures;
 
 pub fn payload(name: &str) -> String {

@@ -1,0 +1,166 @@
+//! In-process figures: the ingest handler's tail, the consumer against DynamoDB Local.
+#[allow(unused_imports)]
+use super::*;
+
+// ------------------------------------------------ in-process percentiles
+
+pub(crate) struct NoopQueue;
+#[async_trait::async_trait]
+impl smartlead::ingest::Queue for NoopQueue {
+    async fn send(
+        &self,
+        _msg: smartlead::message::OutgoingMessage,
+    ) -> Result<String, smartlead::ingest::QueueError> {
+        Ok("id".into())
+    }
+}
+pub(crate) struct NoBlobs;
+#[async_trait::async_trait]
+impl smartlead::ingest::BlobStore for NoBlobs {
+    fn bucket(&self) -> &str {
+        "b"
+    }
+    async fn put(&self, _k: &str, _b: &[u8]) -> Result<(), smartlead::ingest::QueueError> {
+        Ok(())
+    }
+}
+
+/// The ingest handler timed one request at a time (criterion gives medians;
+/// this gives the tail): p50/p99 in µs for each body size.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HandlerTail {
+    pub body_bytes: usize,
+    pub micros: Stats,
+}
+
+pub(crate) fn handler_tails(requests: usize) -> Result<Vec<HandlerTail>> {
+    use smartlead::ingest::*;
+    let svc = Ingest {
+        config: IngestConfig {
+            webhook_path: DEFAULT_WEBHOOK_PATH.into(),
+            secret: Secret::new(local::TOKEN).context("secret")?,
+            auth: AuthMethods::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_inline_bytes: 1024 * 1024,
+        },
+        queue: NoopQueue,
+        blobs: Some(NoBlobs),
+        metrics: smartlead::metrics::Metrics::disabled(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut out = Vec::new();
+    for size in [1024usize, 100 * 1024] {
+        let pad = "x".repeat(size.saturating_sub(200));
+        let body = format!("{{\"event_type\":\"EMAIL_REPLY\",\"to_email\":\"a@b.example\",\"campaign_id\":1,\"reply_body\":\"{pad}\"}}");
+        let mut micros = Vec::with_capacity(requests);
+        for i in 0..requests + requests / 10 {
+            let t = Instant::now();
+            let r = rt.block_on(svc.handle(IngestRequest {
+                method: "POST",
+                path: "/webhooks/smartlead",
+                query_token: Some(local::TOKEN),
+                signature: None,
+                smartlead_request_id: None,
+                webhook_level: None,
+                body: body.as_bytes(),
+                request_id: "r",
+                source_ip: "127.0.0.1",
+            }));
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            if r.status != 200 {
+                bail!("the handler answered {}", r.status);
+            }
+            // The first tenth warms caches and the allocator.
+            if i >= requests / 10 {
+                micros.push(us);
+            }
+        }
+        out.push(HandlerTail {
+            body_bytes: body.len(),
+            micros: Stats::of(&micros),
+        });
+    }
+    Ok(out)
+}
+
+/// Counts DynamoDB calls (the store asks before each one).
+#[derive(Default)]
+pub(crate) struct CallCounter(std::sync::atomic::AtomicUsize);
+impl smartlead::store::FaultInjector for CallCounter {
+    fn before_call(&self) -> Result<(), smartlead::store::StoreError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+    fn after_call(&self) -> Result<(), smartlead::store::StoreError> {
+        Ok(())
+    }
+}
+
+/// The consumer's handler in process against DynamoDB Local: batches of 10
+/// distinct events, one after another.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConsumerDirect {
+    pub events: usize,
+    pub batch: usize,
+    pub events_per_s: f64,
+    pub batch_ms: Stats,
+    pub dynamodb_requests_per_event: f64,
+}
+
+pub(crate) async fn run_consumer_direct(
+    stack: &Stack,
+    events: usize,
+    fanout: bool,
+) -> Result<ConsumerDirect> {
+    let counter = Arc::new(CallCounter::default());
+    let mut store = stack.store();
+    store.faults = Some(counter.clone());
+    let mut effects = smartlead::effects::Effects::default();
+    if fanout {
+        let cfg = smartlead::aws::local_sdk_config(&stack.moto.endpoint()).await;
+        effects.publisher = Some(Box::new(smartlead::effects::EventBridgePublisher {
+            client: aws_sdk_eventbridge::Client::new(&cfg),
+            bus: local::BUS.into(),
+        }));
+    }
+    let consumer = smartlead::consumer::Consumer {
+        store,
+        blobs: None::<smartlead::aws_sdk_s3::Client>,
+        weights: smartlead::plan::ScoreWeights::default(),
+        concurrency: smartlead::consumer::DEFAULT_CONCURRENCY,
+        metrics: smartlead::metrics::Metrics::disabled(),
+        effects,
+        time_window: Default::default(),
+    };
+    let run = format!("direct-{}-{fanout}", std::process::id());
+    let mut batch_ms = Vec::new();
+    let started = Instant::now();
+    for start in (0..events).step_by(10) {
+        let records: Vec<Value> = (start..(start + 10).min(events))
+            .map(|i| {
+                sqs_record(
+                    &format!("{run}-{i}"),
+                    &open_body(&format!("{run}-{i}@bench.example"), i as u32),
+                    "EMAIL_OPEN",
+                )
+            })
+            .collect();
+        let batch: aws_lambda_events::event::sqs::SqsEvent =
+            serde_json::from_value(json!({"Records": records}))?;
+        let t = Instant::now();
+        let r = consumer.handle_batch(batch).await;
+        batch_ms.push(ms(t.elapsed()));
+        if !r.batch_item_failures.is_empty() {
+            bail!("{} records failed", r.batch_item_failures.len());
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(ConsumerDirect {
+        events,
+        batch: 10,
+        events_per_s: events as f64 / elapsed,
+        batch_ms: Stats::of(&batch_ms),
+        dynamodb_requests_per_event: counter.0.load(std::sync::atomic::Ordering::Relaxed) as f64
+            / events as f64,
+    })
+}
