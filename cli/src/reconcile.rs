@@ -107,7 +107,7 @@ pub fn summary(r: &Report, dry_run: bool) -> (String, bool) {
     }
     if r.too_old > 0 {
         s.push_str(&format!(
-            "; {} event(s) older than the dedup markers' TTL were not checked",
+            "; {} event(s) older than DedupTtlDays less 5 days were not checked",
             r.too_old
         ));
     }

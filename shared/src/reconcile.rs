@@ -679,7 +679,8 @@ pub struct Options {
     /// carry no time, are always checked inside the TTL window).
     pub since: Option<EventTime>,
     pub dry_run: bool,
-    /// The consumer's dedup marker TTL: older facts are not checked.
+    /// `DedupTtlDays` (how long the old design's markers live): older facts
+    /// are not checked.
     pub dedup_ttl_days: u64,
     pub now: EventTime,
     pub deadline: Instant,
@@ -1153,6 +1154,25 @@ mod tests {
             {"id": "msg_1", "direction": "outbound", "sent_at": "2025-01-15T10:00:00Z"},
             {"id": "msg_2", "direction": "inbound", "received_at": "2025-01-20T14:00:00Z"}]}));
         assert_eq!(h[1].message_id.as_deref(), Some("msg_2"));
+    }
+
+    #[test]
+    fn every_fact_of_a_lead_is_read_in_the_item_its_plan_writes_first() {
+        // A long address: the plan cuts and hashes it in the key.
+        let long = format!("{}@x.example", "a".repeat(300));
+        for lead in ["a@x.example".to_owned(), long] {
+            let mut r = row(&lead, 1);
+            r.is_bounced = true;
+            r.is_unsubscribed = true;
+            let home = lead_item("5", &lead).expect("item");
+            assert_eq!(home.1, "CAMPAIGN#5");
+            assert_eq!(home.0 == format!("LEAD#{lead}"), lead.len() < 200);
+            for f in facts("5", &[r], &[]) {
+                for c in &f.candidates {
+                    assert_eq!(first_item(&c.body).as_ref(), Some(&home), "{f:?}");
+                }
+            }
+        }
     }
 
     #[test]
