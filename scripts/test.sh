@@ -29,12 +29,12 @@ cargo test --workspace --bench '*'
 
 echo "== sam build: arm64 (the deploy default) and x86_64 (so the emulator can run it here)"
 sam build --beta-features --cached -b .aws-sam/build-arm64 -t template.yaml
-for f in IngestFunction ConsumerFunction; do
+for f in IngestFunction ConsumerFunction ReconcileFunction; do
   head -c 20 ".aws-sam/build-arm64/$f/bootstrap" | od -An -tx1 | tr -d ' \n' | grep -q '^7f454c46020101.*b700$' \
     || { echo "sam build made no aarch64 ELF for $f" >&2; exit 1; }
 done
 sam build --beta-features --cached -b .aws-sam/build-x86_64 -t template.yaml --parameter-overrides Architecture=x86_64
 echo "== the sam-built bootstraps under the Lambda RIE"
-SAM_BUILD_DIR="$PWD/.aws-sam/build-x86_64" cargo test -p smartlead-ingest -p smartlead-consumer --test emulator
+SAM_BUILD_DIR="$PWD/.aws-sam/build-x86_64" cargo test -p smartlead-ingest -p smartlead-consumer -p smartlead-reconcile --test emulator
 echo "== sam local invoke / start-api in Docker (SAM_LOCAL=skip skips it)"
 SAM_BUILD_DIR="$PWD/.aws-sam/build-x86_64" bash scripts/sam-local-test.sh

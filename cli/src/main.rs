@@ -4,6 +4,7 @@
 //! - `rotate-secret`: a new webhook secret without a window of 401s;
 //! - `redrive`: DLQ messages back onto the queue;
 //! - `replay`: events from the bus archive back onto the bus;
+//! - `reconcile`: SmartLead's statistics against the state, gaps backfilled;
 //! - `lead`, `status`, `doctor`, `tail`: a lead's items, the pipeline's health,
 //!   SmartLead's webhooks against the stack, the functions' logs.
 //!
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 mod doctor;
 mod ops;
+mod reconcile;
 mod scope;
 mod status;
 mod tail;
@@ -280,6 +282,52 @@ enum Cmd {
         /// (they may be applied twice).
         #[arg(long)]
         force: bool,
+    },
+    /// Find events SmartLead never delivered, from its own statistics, and
+    /// backfill them exactly once.
+    ///
+    /// Pages through each campaign's statistics (and its leads' message
+    /// history) within SmartLead's rate limits, checks every send, open,
+    /// reply, bounce and unsubscribe against the stored dedup markers, and
+    /// prints the gaps (lead, campaign, what is missing, since when). Without
+    /// --dry-run each gap that can be keyed exactly like its real webhook is
+    /// queued as a synthesized webhook (`source: reconcile`) for the
+    /// consumer; a late webhook, a second run or the backfill of a fact
+    /// already stored is a duplicate. What the statistics cannot key (clicks,
+    /// opens past a step's first) is reported only. Exits 2 when gaps are
+    /// left (any, with --dry-run; reported-only ones otherwise).
+    ///
+    /// Example: `smartlead reconcile --campaign 4711 --since 7d --dry-run`,
+    /// `smartlead reconcile --all-campaigns --since 48h`.
+    Reconcile {
+        /// The campaigns (comma-separated ids).
+        #[arg(
+            long,
+            required_unless_present = "all_campaigns",
+            conflicts_with = "all_campaigns"
+        )]
+        campaign: Option<String>,
+        /// Every campaign of the account but drafts.
+        #[arg(long)]
+        all_campaigns: bool,
+        /// Only events at or after this time: RFC 3339, or a span back from
+        /// now (`48h`, `7d`). Default: as far back as the dedup markers live.
+        #[arg(long)]
+        since: Option<String>,
+        /// Report the gaps; queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The report as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+        /// The consumer's dedup marker TTL in days; by default the stack's
+        /// DedupTtlDays, else the template's default.
+        #[arg(long)]
+        dedup_ttl_days: Option<u64>,
+        #[command(flatten)]
+        stack: ops::StackArgs,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Re-publish archived events of a time range onto the bus (all, or one
     /// lead's or campaign's).
@@ -766,6 +814,76 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if !problems.is_empty() {
                 bail!("{}", problems.join("; "));
+            }
+        }
+        Cmd::Reconcile {
+            campaign,
+            all_campaigns: _,
+            since,
+            dry_run,
+            json,
+            dedup_ttl_days,
+            stack,
+            api: args,
+        } => {
+            let now = smartlead::time::EventTime::now();
+            let since = since
+                .as_deref()
+                .map(|s| reconcile::since(s, now))
+                .transpose()?;
+            let api = api(&args).await?;
+            let hour = Instant::now() + Duration::from_secs(3600);
+            let campaigns = match campaign {
+                Some(c) => reconcile::campaign_ids(&list(&c))?,
+                None => smartlead::reconcile::campaigns(&api, false, hour).await?,
+            };
+            let st = ops::Stack::resolve(&stack).await?;
+            let ttl = match (dedup_ttl_days, &st.deployed) {
+                (Some(d), _) => d,
+                (None, Some((name, o))) => stack_dedup_ttl(name, o)
+                    .await?
+                    .unwrap_or(smartlead::store::DEFAULT_DEDUP_TTL_DAYS),
+                (None, None) => smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+            };
+            let queue = smartlead::aws::SqsQueue {
+                client: st.sqs.clone(),
+                queue_url: st.queues().await?.0,
+            };
+            let store = smartlead::store::DynamoStore::new(st.ddb.clone(), st.table.clone());
+            let opts = smartlead::reconcile::Options {
+                since,
+                dry_run,
+                dedup_ttl_days: ttl,
+                now,
+                deadline: hour,
+            };
+            // Drawn on stderr, and only on a terminal.
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} leads {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message("reading SmartLead's statistics");
+            let progress = |done: usize, total: usize| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            };
+            let report =
+                smartlead::reconcile::reconcile(&api, &store, &queue, &campaigns, &opts, &progress)
+                    .await;
+            bar.finish_and_clear();
+            let report = report?;
+            let (line, left) = reconcile::summary(&report, dry_run);
+            if json {
+                print(&serde_json::to_value(&report)?);
+            } else {
+                if !report.gaps.is_empty() {
+                    print!("{}", reconcile::table(&report, dry_run));
+                }
+                println!("{line}");
+            }
+            if left {
+                std::process::exit(2);
             }
         }
         Cmd::Replay {

@@ -1601,3 +1601,120 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
     assert!(!o.status.success());
     assert!(text(&o).contains("local stack has none"), "{}", text(&o));
 }
+
+#[tokio::test]
+async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
+    use smartlead::store::StateStore;
+    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    let table = format!("cli-recon-{}", std::process::id());
+    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    let sqs = sqs().await;
+    let (q, dlq) = (queue(&sqs, "recon-q").await, queue(&sqs, "recon-dlq").await);
+    let stack = format!("cli-recon-stack-{}", std::process::id());
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"StateTableName": {"Value": table}, "QueueUrl": {"Value": q},
+                    "DeadLetterQueueUrl": {"Value": dlq}, "DedupTtlDays": {"Value": "100"}}
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    // Two leads sent step 1 an hour ago; only the first one's webhook arrived.
+    let t = smartlead::time::EventTime::from_millis(
+        smartlead::time::EventTime::now().millis() - 3_600_000,
+    )
+    .unwrap()
+    .to_string();
+    let sent = |lead: &str, n: u32| {
+        json!({"event_type": "EMAIL_SENT", "to_email": lead, "campaign_id": 77, "sequence_number": 1,
+               "time_sent": t, "stats_id": format!("st-{n}"), "message_id": format!("<m{n}@x.example>")})
+    };
+    let store = smartlead::store::DynamoStore::new(ddb.clone(), &table);
+    let ev = smartlead::SmartleadEvent::from_value(sent("a@recon.example", 1)).unwrap();
+    let plan = smartlead::plan::plan(&ev, smartlead::time::EventTime::now(), &Default::default());
+    store.apply(&plan, "m-1").await.unwrap();
+    let api = StandIn::start().await;
+    let rows: Vec<Value> = [("a@recon.example", 1), ("b@recon.example", 2)]
+        .iter()
+        .map(|(l, n)| {
+            json!({"lead_email": l, "lead_id": 900 + n, "sequence_number": 1,
+                             "stats_id": format!("st-{n}"), "sent_time": t, "open_count": 0})
+        })
+        .collect();
+    api.route(
+        "GET /api/v1/campaigns/77/statistics",
+        &json!({"total_stats": 2, "data": rows}).to_string(),
+    );
+    for n in [1, 2] {
+        api.route(
+            &format!("GET /api/v1/campaigns/77/leads/{}/message-history", 900 + n),
+            &json!({"history": [{"type": "SENT", "message_id": format!("<m{n}@x.example>"),
+                                 "time": t, "email_seq_number": 1}]})
+            .to_string(),
+        );
+    }
+    let args = [
+        "reconcile",
+        "--campaign",
+        "77",
+        "--since",
+        "1d",
+        "--stack",
+        &stack,
+    ];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let o = smartlead(&dry, &api.url, Some(KEY)).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.starts_with("LEAD"), "{out}");
+    assert!(out.contains("b@recon.example"), "{out}");
+    assert!(out.contains("send of step 1 (EMAIL_SENT)"), "{out}");
+    assert!(out.contains("would backfill"), "{out}");
+    assert!(!out.contains("a@recon.example"), "{out}");
+    assert_eq!(depth(&sqs, &q).await, "0");
+    assert!(!text(&o).contains(KEY));
+
+    let o = smartlead(&args, &api.url, Some(KEY)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("1 backfilled through the queue"),
+        "{}",
+        text(&o)
+    );
+    let m = sqs
+        .receive_message()
+        .queue_url(&q)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    let m = &m.messages.unwrap()[0];
+    let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+    assert_eq!(body["source"], "reconcile");
+    assert_eq!(body["message_id"], "<m2@x.example>");
+    let attrs = m.message_attributes().unwrap();
+    assert_eq!(attrs["source"].string_value(), Some("reconcile"));
+    assert_eq!(attrs["event_type"].string_value(), Some("EMAIL_SENT"));
+    // The synthesized event has the key the real webhook for it has.
+    assert_eq!(
+        smartlead::SmartleadEvent::from_value(body)
+            .unwrap()
+            .dedup_key(),
+        smartlead::SmartleadEvent::from_value(sent("b@recon.example", 2))
+            .unwrap()
+            .dedup_key()
+    );
+    // JSON for scripts.
+    let mut j = dry.clone();
+    j.push("--json");
+    let o = smartlead(&j, &api.url, Some(KEY)).await;
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["gaps"][0]["action"], "backfill", "{v}");
+    assert_eq!(v["gaps"][0]["event_type"], "EMAIL_SENT");
+}

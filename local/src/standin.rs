@@ -12,7 +12,13 @@ pub struct StandIn {
     pub body: std::sync::Arc<std::sync::Mutex<String>>,
     /// Bodies by `METHOD /path` (no query): answers these instead of `body`.
     pub routes: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// Answers computed from the request target (path and query) by
+    /// `METHOD /path`, before `routes`: paged listings.
+    pub handlers: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Handler>>>,
 }
+
+/// Computes an answer body from a request target (`/path?query`).
+pub type Handler = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -56,19 +62,29 @@ impl StandIn {
             String,
             String,
         >::new()));
-        let (reqs, scr, answer, by_route) = (
+        let handlers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+            String,
+            Handler,
+        >::new()));
+        let (reqs, scr, answer, by_route, by_handler) = (
             requests.clone(),
             script.clone(),
             body.clone(),
             routes.clone(),
+            handlers.clone(),
         );
         tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (reqs, scr, answer, by_route) =
-                    (reqs.clone(), scr.clone(), answer.clone(), by_route.clone());
+                let (reqs, scr, answer, by_route, by_handler) = (
+                    reqs.clone(),
+                    scr.clone(),
+                    answer.clone(),
+                    by_route.clone(),
+                    by_handler.clone(),
+                );
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut tmp = [0u8; 8192];
@@ -115,18 +131,22 @@ impl StandIn {
                     let target = first.next().unwrap_or_default().to_owned();
                     let route =
                         format!("{method} {}", target.split('?').next().unwrap_or_default());
+                    let handler = by_handler.lock().unwrap().get(&route).cloned();
+                    let computed = handler.map(|h| h(&target));
                     reqs.lock().unwrap().push(Recorded {
                         method,
                         target,
                         body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
                         status: s.status,
                     });
-                    let answer = by_route
-                        .lock()
-                        .unwrap()
-                        .get(&route)
-                        .cloned()
-                        .unwrap_or_else(|| answer.lock().unwrap().clone());
+                    let answer = computed.unwrap_or_else(|| {
+                        by_route
+                            .lock()
+                            .unwrap()
+                            .get(&route)
+                            .cloned()
+                            .unwrap_or_else(|| answer.lock().unwrap().clone())
+                    });
                     let mut resp = format!(
                         "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
                         s.status,
@@ -148,7 +168,31 @@ impl StandIn {
             script,
             body,
             routes,
+            handlers,
         }
+    }
+
+    /// Answers `method path` (no query) with what `f` computes from the
+    /// request's target (`/path?query`), e.g. one page of a listing by its
+    /// `offset`. Scripted statuses (429s) still apply first.
+    pub fn route_fn(
+        &self,
+        method_and_path: &str,
+        f: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) {
+        self.handlers
+            .lock()
+            .unwrap()
+            .insert(method_and_path.to_owned(), std::sync::Arc::new(f));
+    }
+
+    /// A query parameter of a request target (`/p?offset=100&limit=50`).
+    pub fn query_param(target: &str, name: &str) -> Option<String> {
+        let q = target.split_once('?')?.1;
+        q.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
     }
 
     /// Answers `method path` (e.g. `GET /api/v1/campaigns`, no query) with

@@ -434,6 +434,47 @@ impl Api {
         .await
     }
 
+    /// One page of a campaign's statistics (`GET /campaigns/{id}/statistics`
+    /// with `offset` and `limit`; SmartLead allows at most 100 a page). The
+    /// answer as SmartLead gives it: [`crate::reconcile`] reads its shapes.
+    pub async fn campaign_statistics(
+        &self,
+        campaign_id: &str,
+        offset: usize,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<Value, ApiError> {
+        let campaign_id = path_id("the campaign id", campaign_id)?;
+        let (offset, limit) = (offset.to_string(), limit.clamp(1, 100).to_string());
+        self.call_with(
+            reqwest::Method::GET,
+            &format!("/campaigns/{campaign_id}/statistics"),
+            &[("offset", &offset), ("limit", &limit)],
+            None,
+            deadline,
+        )
+        .await
+    }
+
+    /// A lead's message history in a campaign
+    /// (`GET /campaigns/{cid}/leads/{lid}/message-history`).
+    pub async fn message_history(
+        &self,
+        campaign_id: &str,
+        lead_id: &str,
+        deadline: Instant,
+    ) -> Result<Value, ApiError> {
+        let campaign_id = path_id("the campaign id", campaign_id)?;
+        let lead_id = path_id("the lead id", lead_id)?;
+        self.call(
+            reqwest::Method::GET,
+            &format!("/campaigns/{campaign_id}/leads/{lead_id}/message-history"),
+            None,
+            deadline,
+        )
+        .await
+    }
+
     /// Unsubscribes a lead from every campaign (SmartLead's global unsubscribe).
     pub async fn unsubscribe_lead(
         &self,

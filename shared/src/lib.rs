@@ -17,6 +17,7 @@ pub mod tolerant;
 pub use event::{EventData, EventError, EventType, Normalized, SmartleadEvent};
 pub use key::DedupKey;
 
+pub mod absorbed;
 pub mod api;
 pub mod aws;
 pub mod consumer;
@@ -27,6 +28,7 @@ pub mod local_stack;
 pub mod logging;
 pub mod metrics;
 pub mod plan;
+pub mod reconcile;
 pub mod redrive;
 pub mod refresh;
 pub mod shape;

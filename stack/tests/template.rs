@@ -31,6 +31,7 @@ mod tests {
         for (f, bin) in [
             ("IngestFunction", "smartlead-ingest"),
             ("ConsumerFunction", "smartlead-consumer"),
+            ("ReconcileFunction", "smartlead-reconcile"),
         ] {
             let r = t.resource(f).unwrap();
             assert_eq!(r["Metadata"]["BuildMethod"], "rust-cargolambda", "{f}");
@@ -203,6 +204,7 @@ mod tests {
                 let known = if lambda {
                     INGEST_ENV.contains(&v.as_str())
                         || CONSUMER_ENV.contains(&v.as_str())
+                        || smartlead::reconcile::RECONCILE_ENV.contains(&v.as_str())
                         || LOCAL_ONLY_ENV.contains(&v.as_str())
                         || LAMBDA_RUNTIME_ENV.contains(&v.as_str())
                 } else {
@@ -325,41 +327,45 @@ mod tests {
         out
     }
 
-    /// Who makes an SDK call: one function, both, or only the tools (CLI,
+    /// Which functions make an SDK call; none (`&[]`): only the tools (CLI,
     /// local stack, tests), which need no grant in the template.
     #[derive(Clone, Copy, PartialEq)]
     enum Caller {
         Ingest,
         Consumer,
-        Both,
-        Tools,
+        Reconcile,
     }
     use Caller::*;
 
     /// Every SDK call in the code the functions link (shared/src,
     /// functions/*/src): (file, operation, caller). A new call fails the
     /// test below until it is listed here, and so granted or not.
-    const SDK_CALLS: &[(&str, &str, Caller)] = &[
-        ("shared/src/aws.rs", "send_message", Ingest),
-        ("shared/src/aws.rs", "put_object", Ingest),
-        ("shared/src/aws.rs", "get_parameter", Both),
-        ("shared/src/consumer.rs", "get_object", Consumer),
-        ("shared/src/effects.rs", "put_events", Consumer),
-        ("shared/src/effects.rs", "publish", Consumer),
-        ("shared/src/store.rs", "put_item", Consumer),
-        ("shared/src/store.rs", "update_item", Consumer),
-        ("shared/src/store.rs", "get_item", Consumer),
-        ("shared/src/store.rs", "query", Tools),
-        ("shared/src/store.rs", "scan", Tools),
-        ("shared/src/store.rs", "create_table", Tools),
-        ("shared/src/store.rs", "update_time_to_live", Tools),
-        ("shared/src/redrive.rs", "receive_message", Tools),
-        ("shared/src/redrive.rs", "send_message_batch", Tools),
-        ("shared/src/redrive.rs", "delete_message_batch", Tools),
+    const SDK_CALLS: &[(&str, &str, &[Caller])] = &[
+        ("shared/src/aws.rs", "send_message", &[Ingest, Reconcile]),
+        ("shared/src/aws.rs", "put_object", &[Ingest]),
+        (
+            "shared/src/aws.rs",
+            "get_parameter",
+            &[Ingest, Consumer, Reconcile],
+        ),
+        ("shared/src/consumer.rs", "get_object", &[Consumer]),
+        ("shared/src/effects.rs", "put_events", &[Consumer]),
+        ("shared/src/effects.rs", "publish", &[Consumer]),
+        ("shared/src/store.rs", "put_item", &[Consumer]),
+        ("shared/src/store.rs", "update_item", &[Consumer]),
+        ("shared/src/store.rs", "get_item", &[Consumer, Reconcile]),
+        ("shared/src/absorbed.rs", "get_item", &[Reconcile]),
+        ("shared/src/store.rs", "query", &[]),
+        ("shared/src/store.rs", "scan", &[]),
+        ("shared/src/store.rs", "create_table", &[]),
+        ("shared/src/store.rs", "update_time_to_live", &[]),
+        ("shared/src/redrive.rs", "receive_message", &[]),
+        ("shared/src/redrive.rs", "send_message_batch", &[]),
+        ("shared/src/redrive.rs", "delete_message_batch", &[]),
         (
             "shared/src/redrive.rs",
             "change_message_visibility_batch",
-            Tools,
+            &[],
         ),
     ];
 
@@ -474,10 +480,14 @@ mod tests {
             "SDK_CALLS lists calls the code no longer makes: {gone:?}"
         );
         // Each function is granted exactly the actions of its calls.
-        for (function, me) in [("IngestFunction", Ingest), ("ConsumerFunction", Consumer)] {
+        for (function, me) in [
+            ("IngestFunction", Ingest),
+            ("ConsumerFunction", Consumer),
+            ("ReconcileFunction", Reconcile),
+        ] {
             let called: BTreeSet<String> = SDK_CALLS
                 .iter()
-                .filter(|(_, _, c)| *c == me || *c == Both)
+                .filter(|(_, _, c)| c.contains(&me))
                 .flat_map(|(_, op, _)| iam_actions(op, &ops))
                 .collect();
             let granted = actions(&t, function);
@@ -757,7 +767,9 @@ mod hardening {
                         .find(|(k, _)| k == "Function")
                         .map(|(_, v)| v.clone());
                     assert!(
-                        f == Some("ingest".into()) || f == Some("consumer".into()),
+                        f == Some("ingest".into())
+                            || f == Some("consumer".into())
+                            || f == Some("reconcile".into()),
                         "{name}: {m} without a Function dimension"
                     );
                 }
@@ -806,6 +818,76 @@ mod hardening {
                 other => panic!("condition function {other}"),
             },
             other => panic!("condition {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_scheduled_reconcile_is_off_by_default_and_alarms_on_gaps() {
+        let t = t();
+        let parts = [
+            "ReconcileFunction",
+            "ReconcileLogGroup",
+            "ReconcileScheduleRole",
+            "ReconcileScheduleRule",
+            "ReconcileGapsAlarm",
+            "ReconcileErrorsAlarm",
+        ];
+        for p in parts {
+            assert_eq!(t.resource(p).unwrap()["Condition"], "HasReconcile", "{p}");
+        }
+        let on = Value::String("HasReconcile".into());
+        assert!(!cond(&t, &[], &on), "off by default");
+        assert!(cond(&t, &[("ReconcileSchedule", "rate(6 hours)")], &on));
+        let rule = t.props("ReconcileScheduleRule").unwrap();
+        assert_eq!(
+            target(&rule["ScheduleExpression"]).as_deref(),
+            Some("ReconcileSchedule")
+        );
+        assert_eq!(
+            target(&rule["Target"]["Arn"]).as_deref(),
+            Some("ReconcileFunction")
+        );
+        // The schedule's role may invoke that one function and nothing else.
+        let role = t.props("ReconcileScheduleRole").unwrap();
+        let st = &role["Policies"][0]["PolicyDocument"]["Statement"];
+        assert_eq!(seq(st).len(), 1);
+        assert_eq!(st[0]["Action"], "lambda:InvokeFunction");
+        assert_eq!(
+            target(&st[0]["Resource"]).as_deref(),
+            Some("ReconcileFunction")
+        );
+        let trust = &role["AssumeRolePolicyDocument"]["Statement"][0];
+        assert_eq!(trust["Principal"]["Service"], "scheduler.amazonaws.com");
+        let env = &t.props("ReconcileFunction").unwrap()["Environment"]["Variables"];
+        assert_eq!(
+            target(&env["LOOKBACK_HOURS"]).as_deref(),
+            Some("ReconcileLookbackHours")
+        );
+        assert_eq!(
+            target(&env["DEDUP_TTL_DAYS"]).as_deref(),
+            Some("DedupTtlDays")
+        );
+        // GapsFound > 0 notifies the alarm topic; the code emits it.
+        let ns = smartlead::metrics::DEFAULT_NAMESPACE;
+        assert_eq!(
+            alarms_on(&t, ns, "GapsFound", &[("Function", "reconcile")]),
+            ["ReconcileGapsAlarm"]
+        );
+        let alarm = t.props("ReconcileGapsAlarm").unwrap();
+        assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+        assert_eq!(num(&t, &alarm["Threshold"]), 0.0);
+        assert_eq!(
+            target(seq(&alarm["AlarmActions"])[0]).as_deref(),
+            Some("AlarmTopic")
+        );
+        let src = std::fs::read_to_string(stack::workspace_root().join("shared/src/reconcile.rs"))
+            .unwrap();
+        for m in [
+            "\"GapsFound\"",
+            "\"EventsBackfilled\"",
+            "Metrics::from_env(\"reconcile\")",
+        ] {
+            assert!(src.contains(m), "{m}");
         }
     }
 

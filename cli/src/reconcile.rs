@@ -1,0 +1,156 @@
+//! `smartlead reconcile`: SmartLead's statistics against the stored state,
+//! gaps reported and (without `--dry-run`) backfilled through the queue.
+//! The logic is the library's ([`smartlead::reconcile`]); this is the table
+//! and the progress bar.
+
+use anyhow::{anyhow, bail, Result};
+use smartlead::reconcile::{Action, Report};
+use smartlead::time::EventTime;
+
+/// `--since`: an RFC 3339 time, or a span back from now (`36h`, `7d`, `90m`).
+pub fn since(s: &str, now: EventTime) -> Result<EventTime> {
+    let t = s.trim();
+    let span = |n: &str, unit_ms: i64| -> Option<EventTime> {
+        let n: i64 = n.parse().ok()?;
+        EventTime::from_millis(now.millis() - n.checked_mul(unit_ms)?)
+    };
+    let relative = match t.char_indices().last() {
+        Some((i, 'm')) => span(&t[..i], 60_000),
+        Some((i, 'h')) => span(&t[..i], 3_600_000),
+        Some((i, 'd')) => span(&t[..i], 86_400_000),
+        _ => None,
+    };
+    relative
+        .or_else(|| EventTime::parse(t))
+        .ok_or_else(|| anyhow!("--since {s:?}: not a time (RFC 3339) nor a span like 36h or 7d"))
+}
+
+/// The gaps as a table: lead, campaign, what is missing, since when, and
+/// what was done.
+pub fn table(r: &Report, dry_run: bool) -> String {
+    let mut rows = vec![[
+        "LEAD".to_owned(),
+        "CAMPAIGN".to_owned(),
+        "MISSING".to_owned(),
+        "SINCE".to_owned(),
+        "ACTION".to_owned(),
+    ]];
+    for g in &r.gaps {
+        let action = match &g.action {
+            Action::Backfill { .. } if dry_run => "would backfill".to_owned(),
+            Action::Backfill { .. } => "backfilled".to_owned(),
+            Action::Report { reason } => format!("reported only: {reason}"),
+            Action::Unverified { reason } => format!("not checked: {reason}"),
+        };
+        rows.push([
+            g.lead.clone(),
+            g.campaign.clone(),
+            format!("{} ({})", g.missing, g.event_type),
+            g.since.clone().unwrap_or_else(|| "-".into()),
+            action,
+        ]);
+    }
+    let mut widths = [0usize; 4];
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        for (i, c) in row.iter().enumerate() {
+            if i < 4 {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            } else {
+                out.push_str(c);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The summary line, and whether something is left for a person (exit 2).
+pub fn summary(r: &Report, dry_run: bool) -> (String, bool) {
+    let backfillable = r.gaps_found() - r.reported_only();
+    let mut s = format!(
+        "{} campaign(s), {} lead(s), {} event(s) checked: {} gap(s), {} {}, {} reported only",
+        r.campaigns,
+        r.leads,
+        r.facts_checked,
+        r.gaps_found(),
+        if dry_run { backfillable } else { r.backfilled },
+        if dry_run {
+            "could be backfilled (run without --dry-run)"
+        } else {
+            "backfilled through the queue"
+        },
+        r.reported_only()
+    );
+    if r.unreadable_rows > 0 {
+        s.push_str(&format!(
+            "; {} statistics row(s) named no lead and were skipped",
+            r.unreadable_rows
+        ));
+    }
+    if r.unverified() > 0 {
+        s.push_str(&format!(
+            "; {} event(s) could not be checked (SmartLead gave no message id for them)",
+            r.unverified()
+        ));
+    }
+    if r.leads_left > 0 {
+        s.push_str(&format!(
+            "; out of time: {} lead(s) not checked (run again)",
+            r.leads_left
+        ));
+    }
+    if r.too_old > 0 {
+        s.push_str(&format!(
+            "; {} event(s) older than DedupTtlDays less 5 days were not checked",
+            r.too_old
+        ));
+    }
+    let left = r.leads_left > 0
+        || if dry_run {
+            r.gaps_found() > 0
+        } else {
+            r.reported_only() > 0
+        };
+    (s, left)
+}
+
+/// Checks the campaign ids given with `--campaign`.
+pub fn campaign_ids(list: &[String]) -> Result<Vec<String>> {
+    if list.is_empty() {
+        bail!("--campaign <id> or --all-campaigns");
+    }
+    for c in list {
+        smartlead::api::path_id("--campaign", c)?;
+    }
+    Ok(list.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_times_and_spans() {
+        let now = EventTime::parse("2026-11-27T12:00:00Z").unwrap();
+        assert_eq!(
+            since("36h", now).unwrap().to_string(),
+            "2026-11-26T00:00:00.000Z"
+        );
+        assert_eq!(
+            since("7d", now).unwrap().to_string(),
+            "2026-11-20T12:00:00.000Z"
+        );
+        assert_eq!(
+            since("2026-11-01T00:00:00Z", now).unwrap().to_string(),
+            "2026-11-01T00:00:00.000Z"
+        );
+        assert!(since("yesterday", now).is_err());
+        assert!(since("99999999999999999d", now).is_err());
+    }
+}

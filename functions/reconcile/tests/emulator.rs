@@ -1,0 +1,134 @@
+//! The built reconcile `bootstrap` under the Lambda Runtime Interface
+//! Emulator, against DynamoDB Local, moto's SQS and the SmartLead stand-in
+//! serving one active campaign whose statistics hold one event the table
+//! lacks: the invoke answers one gap backfilled, and the queue holds that
+//! event's webhook, with the real webhook's key.
+
+use serde_json::{json, Value};
+use smartlead::time::EventTime;
+use test_support::Function;
+
+const CAMPAIGN: u64 = 77;
+const LEAD: &str = "lead@recon.example";
+
+/// The send of step `seq` as SmartLead's webhook carries it.
+fn sent(seq: u32, at: EventTime) -> Value {
+    json!({"event_type": "EMAIL_SENT", "to_email": LEAD, "to_name": "Lead",
+           "from_email": "alex@outreach.example", "campaign_id": CAMPAIGN,
+           "campaign_name": "Recon", "sequence_number": seq,
+           "time_sent": at.to_string(), "stats_id": format!("st-{seq}"),
+           "message_id": format!("<sent-{seq}@mail.outreach.example>"),
+           "custom_subject": format!("Step {seq}")})
+}
+
+fn key(webhook: &Value) -> String {
+    smartlead::SmartleadEvent::from_value(webhook.clone())
+        .expect("event")
+        .dedup_key()
+        .to_string()
+}
+
+#[tokio::test]
+async fn built_binary_backfills_the_one_gap_through_the_emulator() {
+    let ddb = local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"));
+    let moto = local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
+    let ddb_cfg = smartlead::aws::local_sdk_config(&ddb.endpoint()).await;
+    let client = smartlead::aws_sdk_dynamodb::Client::new(&ddb_cfg);
+    smartlead::store::create_table(&client, "state")
+        .await
+        .expect("table");
+    let sqs_cfg = smartlead::aws::local_sdk_config(&moto.endpoint()).await;
+    let sqs = smartlead::aws_sdk_sqs::Client::new(&sqs_cfg);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("webhooks")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+
+    // Two steps sent an hour apart; only the first one's webhook arrived.
+    let now = EventTime::now().millis() / 1000 * 1000;
+    let at = |h: i64| EventTime::from_millis(now - h * 3_600_000 + 123).expect("time");
+    let (first, second) = (sent(1, at(3)), sent(2, at(2)));
+    let store = smartlead::store::DynamoStore::new(client.clone(), "state");
+    let ev = smartlead::SmartleadEvent::from_value(first.clone()).expect("event");
+    let plan = smartlead::plan::plan(&ev, at(3), &Default::default());
+    smartlead::store::StateStore::apply(&store, &plan, "m-1")
+        .await
+        .expect("apply");
+
+    let s = local_aws::StandIn::start().await;
+    s.route(
+        "GET /api/v1/campaigns",
+        &json!([{"id": CAMPAIGN, "status": "ACTIVE"}]).to_string(),
+    );
+    let row = |seq: u32, t: EventTime| {
+        json!({"lead_name": "Lead", "lead_email": LEAD, "lead_id": 5000,
+               "sequence_number": seq, "stats_id": format!("st-{seq}"),
+               "email_subject": format!("Step {seq}"), "sent_time": t.to_string(),
+               "open_time": null, "click_time": null, "reply_time": null,
+               "open_count": 0, "click_count": 0,
+               "is_unsubscribed": false, "is_bounced": false})
+    };
+    s.route(
+        &format!("GET /api/v1/campaigns/{CAMPAIGN}/statistics"),
+        &json!({"total_stats": "2", "data": [row(1, at(3)), row(2, at(2))],
+                "offset": 0, "limit": 100})
+        .to_string(),
+    );
+    let history: Vec<Value> = [(1, at(3)), (2, at(2))]
+        .iter()
+        .map(|(seq, t)| {
+            json!({"type": "SENT", "message_id": format!("<sent-{seq}@mail.outreach.example>"),
+                   "time": t.to_string(), "email_seq_number": seq.to_string()})
+        })
+        .collect();
+    s.route(
+        &format!("GET /api/v1/campaigns/{CAMPAIGN}/leads/5000/message-history"),
+        &json!({ "history": history }).to_string(),
+    );
+
+    let (ddb_url, sqs_url, api) = (ddb.endpoint(), moto.endpoint(), format!("{}/api/v1", s.url));
+    let f = Function::start(
+        "ReconcileFunction",
+        env!("CARGO_BIN_EXE_smartlead-reconcile"),
+        &[
+            ("AWS_ENDPOINT_URL_DYNAMODB", &ddb_url),
+            ("AWS_ENDPOINT_URL_SQS", &sqs_url),
+            ("TABLE_NAME", "state"),
+            ("QUEUE_URL", &queue_url),
+            ("SMARTLEAD_API_KEY", "k"),
+            ("SMARTLEAD_API_BASE", &api),
+            ("LOOKBACK_HOURS", "48"),
+            // Room for its 30 s stop before the deadline (and 20 s more).
+            ("AWS_LAMBDA_FUNCTION_TIMEOUT", "120"),
+        ],
+    );
+    let out = f
+        .invoke(&json!({"source": "aws.scheduler", "detail": {}}))
+        .await;
+    assert_eq!(
+        out,
+        json!({"gaps": 1, "unverified": 0, "backfilled": 1, "reported_only": 0})
+    );
+    let got = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body: Value = serde_json::from_str(got[0].body().unwrap_or_default()).expect("body");
+    assert_eq!(key(&body), key(&second), "the missing send, as its webhook");
+    let source = got[0]
+        .message_attributes()
+        .and_then(|a| a.get("source"))
+        .and_then(|v| v.string_value());
+    assert_eq!(source, Some("reconcile"));
+}

@@ -1,0 +1,184 @@
+//! Whether the state store absorbed an event, asked after the fact (by
+//! reconcile): one read of the item the event's plan writes first.
+//!
+//! The store keeps no dedup marker: each item records the compact keys of
+//! the events it absorbed ([`SEEN_ATTR`], the previous generation in
+//! [`SEEN_OLD_ATTR`]; see [`crate::store`]). An event is absorbed when its
+//! plan's first item (the one the store writes first, for the lead events
+//! reconcile checks the lead's campaign item) holds its compact key. An
+//! item that has rotated its keys (it holds `ek_old`, or counts rotations in
+//! [`SEEN_GEN_ATTR`]) may have dropped a generation: a key in neither set
+//! may have been absorbed, so the answer is [`Absorbed::Unknown`]. An event
+//! the transactional design applied (before the upgrade) left a dedup marker
+//! instead and no key: [`StateStore::applied_before_upgrade`] recognizes it.
+
+use crate::key::DedupKey;
+use crate::store::{
+    item_to_json, seen_key, without_bookkeeping, DynamoStore, StateStore, StoreError, SEEN_ATTR,
+    SEEN_OLD_ATTR,
+};
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+
+/// The count of generations an item rotated out of `ek`, when the store
+/// keeps one: present and above 0 means the item has rotated.
+pub const SEEN_GEN_ATTR: &str = "ek_gen";
+
+/// Whether an item absorbed one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absorbed {
+    /// Its key is in the item (or the old design's marker is there).
+    Yes,
+    /// Its key is not there, and the item never dropped a generation of keys.
+    No,
+    /// Its key is not there, but the item has rotated: it may have been
+    /// absorbed and its key dropped since.
+    Unknown,
+}
+
+/// One item read for [`DynamoStore::absorbed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbsorbedItem {
+    /// The item without its bookkeeping (`Null` when absent).
+    pub item: Value,
+    /// Per group of keys asked (one event in its possible forms), per key.
+    pub answers: Vec<Vec<Absorbed>>,
+}
+
+/// The compact keys an item holds and whether it has rotated.
+fn keys_of(item: &HashMap<String, AttributeValue>) -> (HashSet<Vec<u8>>, bool) {
+    let mut keys = HashSet::new();
+    for attr in [SEEN_ATTR, SEEN_OLD_ATTR] {
+        if let Some(AttributeValue::Bs(set)) = item.get(attr) {
+            keys.extend(set.iter().map(|b| b.as_ref().to_vec()));
+        }
+    }
+    let generations = match item.get(SEEN_GEN_ATTR) {
+        Some(AttributeValue::N(n)) => n.parse::<f64>().unwrap_or(1.0),
+        // Written, but not as a count: take it as rotated.
+        Some(_) => 1.0,
+        None => 0.0,
+    };
+    let rotated = item.contains_key(SEEN_OLD_ATTR) || generations > 0.0;
+    (keys, rotated)
+}
+
+/// The answer for one key from an item's keys.
+pub fn absorbed_in(item: Option<&HashMap<String, AttributeValue>>, key: &DedupKey) -> Absorbed {
+    let Some(item) = item else {
+        return Absorbed::No;
+    };
+    let (keys, rotated) = keys_of(item);
+    if keys.contains(&seen_key(key)) {
+        Absorbed::Yes
+    } else if rotated {
+        Absorbed::Unknown
+    } else {
+        Absorbed::No
+    }
+}
+
+impl DynamoStore {
+    /// Reads the item `pk`/`sk` once (strongly consistent) and answers, for
+    /// each group of keys (the forms one event may have come in), whether
+    /// the item absorbed each key. A group none of whose keys is in the
+    /// item is also checked against the old design's dedup markers (one
+    /// read per key): an event applied before the upgrade is absorbed.
+    pub async fn absorbed(
+        &self,
+        pk: &str,
+        sk: &str,
+        groups: &[Vec<DedupKey>],
+    ) -> Result<AbsorbedItem, StoreError> {
+        if let Some(f) = &self.faults {
+            f.before_call()?;
+        }
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError::Transient(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?;
+        if let Some(f) = &self.faults {
+            f.after_call()?;
+        }
+        let item = r.item;
+        let legacy = DynamoStore {
+            legacy_markers: true,
+            ..self.clone()
+        };
+        let mut answers = Vec::with_capacity(groups.len());
+        for group in groups {
+            let mut a: Vec<Absorbed> = group
+                .iter()
+                .map(|k| absorbed_in(item.as_ref(), k))
+                .collect();
+            if !a.contains(&Absorbed::Yes) {
+                for (k, answer) in group.iter().zip(a.iter_mut()) {
+                    if legacy.applied_before_upgrade(k).await? {
+                        *answer = Absorbed::Yes;
+                    }
+                }
+            }
+            answers.push(a);
+        }
+        Ok(AbsorbedItem {
+            item: item
+                .as_ref()
+                .map_or(Value::Null, |i| without_bookkeeping(item_to_json(i))),
+            answers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::primitives::Blob;
+
+    fn key(s: &str) -> DedupKey {
+        let ev = crate::SmartleadEvent::from_value(serde_json::json!({
+            "event_type": "EMAIL_SENT", "campaign_id": 1, "to_email": "a@x.example",
+            "stats_id": s, "time_sent": "2026-01-01T00:00:00Z"
+        }))
+        .expect("event");
+        ev.dedup_key()
+    }
+
+    fn set(keys: &[&DedupKey]) -> AttributeValue {
+        AttributeValue::Bs(keys.iter().map(|k| Blob::new(seen_key(k))).collect())
+    }
+
+    #[test]
+    fn a_key_is_absorbed_in_either_generation_and_unknown_once_rotated() {
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        assert_eq!(absorbed_in(None, &a), Absorbed::No);
+        let mut item = HashMap::from([(SEEN_ATTR.to_owned(), set(&[&a]))]);
+        assert_eq!(absorbed_in(Some(&item), &a), Absorbed::Yes);
+        assert_eq!(absorbed_in(Some(&item), &b), Absorbed::No);
+        // Rotated once: the old generation still answers, a key in neither
+        // may have been dropped.
+        item.insert(SEEN_OLD_ATTR.to_owned(), set(&[&b]));
+        assert_eq!(absorbed_in(Some(&item), &a), Absorbed::Yes);
+        assert_eq!(absorbed_in(Some(&item), &b), Absorbed::Yes);
+        assert_eq!(absorbed_in(Some(&item), &c), Absorbed::Unknown);
+        // A rotation counter alone also says the item dropped keys.
+        let item = HashMap::from([
+            (SEEN_ATTR.to_owned(), set(&[&a])),
+            (SEEN_GEN_ATTR.to_owned(), AttributeValue::N("2".into())),
+        ]);
+        assert_eq!(absorbed_in(Some(&item), &c), Absorbed::Unknown);
+        let item = HashMap::from([
+            (SEEN_ATTR.to_owned(), set(&[&a])),
+            (SEEN_GEN_ATTR.to_owned(), AttributeValue::N("0".into())),
+        ]);
+        assert_eq!(absorbed_in(Some(&item), &c), Absorbed::No);
+    }
+}

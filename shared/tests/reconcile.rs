@@ -1,0 +1,791 @@
+//! Reconcile end to end: a random stream delivered as webhooks through the
+//! consumer, random events removed, reconcile run against the SmartLead
+//! stand-in serving the statistics and message history of the full stream
+//! (paged, with a 429 and partial data): the final state equals the full
+//! stream's, with no double count; late webhooks after a backfill, backfills
+//! after webhooks and a second run change nothing.
+
+mod common;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::SqsMessage;
+use serde_json::{json, Value};
+use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+use smartlead::consumer::Outcome;
+use smartlead::ingest::{Queue, QueueError};
+use smartlead::message::OutgoingMessage;
+use smartlead::reconcile::{self, Action, Options};
+use smartlead::store::{SEEN_ATTR, SEEN_OLD_ATTR};
+use smartlead::time::EventTime;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CAMPAIGN: &str = "77";
+/// Every delivery's SQS receive time (events without a time of their own
+/// use it): this test's start, so that the backfills' `received_at` (the
+/// real clock) believes the same event times.
+fn received_ms() -> i64 {
+    static T: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *T.get_or_init(|| EventTime::now().millis() / 1000 * 1000)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn record(id: String, body: &str, attrs: &[(&str, String)]) -> SqsMessage {
+    let attrs: serde_json::Map<String, Value> = attrs
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_owned(),
+                json!({"stringValue": v, "dataType": "String"}),
+            )
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "messageId": id, "body": body, "messageAttributes": attrs,
+        "attributes": {"SentTimestamp": received_ms().to_string()}
+    }))
+    .expect("record")
+}
+
+/// The queue as the consumer sees it: each message is processed at once.
+struct ConsumerQueue {
+    consumer: common::TestConsumer,
+    outcomes: Mutex<Vec<Outcome>>,
+    sent: Mutex<Vec<String>>,
+}
+
+impl ConsumerQueue {
+    async fn deliver(&self, body: &str) -> Outcome {
+        let n = self.sent.lock().unwrap().len();
+        self.sent.lock().unwrap().push(body.to_owned());
+        let o = self
+            .consumer
+            .handle_record(&record(format!("m-{n}"), body, &[]))
+            .await;
+        assert!(
+            matches!(o, Outcome::Processed { .. } | Outcome::Duplicate),
+            "{o:?}"
+        );
+        o
+    }
+    fn take_outcomes(&self) -> Vec<Outcome> {
+        std::mem::take(&mut self.outcomes.lock().unwrap())
+    }
+}
+
+#[async_trait]
+impl Queue for ConsumerQueue {
+    async fn send(&self, msg: OutgoingMessage) -> Result<String, QueueError> {
+        let n = self.sent.lock().unwrap().len();
+        self.sent.lock().unwrap().push(msg.body.clone());
+        let o = self
+            .consumer
+            .handle_record(&record(format!("b-{n}"), &msg.body, &msg.attributes))
+            .await;
+        assert!(
+            matches!(o, Outcome::Processed { .. } | Outcome::Duplicate),
+            "{o:?}"
+        );
+        self.outcomes.lock().unwrap().push(o);
+        Ok(format!("b-{n}"))
+    }
+}
+
+async fn queue() -> ConsumerQueue {
+    ConsumerQueue {
+        consumer: common::consumer_with(
+            common::fresh_store().await,
+            smartlead::effects::Effects::default(),
+        ),
+        outcomes: Mutex::new(Vec::new()),
+        sent: Mutex::new(Vec::new()),
+    }
+}
+
+fn ms(t: i64) -> String {
+    EventTime::from_millis(t).expect("time").to_string()
+}
+
+/// One lead's events (webhooks as SmartLead documents them) and the
+/// statistics rows and message history SmartLead keeps of them.
+struct Lead {
+    email: String,
+    id: u64,
+    events: Vec<(String, Value)>,
+    rows: Vec<Value>,
+    history: Vec<Value>,
+}
+
+fn stream(rng: &mut Rng, leads: usize) -> Vec<Lead> {
+    let base = received_ms() - 3 * 86_400_000;
+    let mut out = Vec::new();
+    for l in 0..leads {
+        let email = format!("lead{l}@recon.example");
+        let id = 5000 + l as u64;
+        let (mut events, mut rows, mut history) = (Vec::new(), Vec::new(), Vec::new());
+        let unsubscribed = rng.below(4) == 0;
+        let steps = 1 + rng.below(3);
+        for seq in 1..=steps {
+            // Times with milliseconds, as SmartLead's statistics give them.
+            let sent = base + (l as i64) * 3_600_000 + (seq as i64) * 86_400_000 + 123;
+            let stats_id = format!("st-{l}-{seq}");
+            let msg = format!("<sent-{l}-{seq}@mail.outreach.example>");
+            let subject = format!("Step {seq} for lead {l}");
+            let common = |t: &str| {
+                json!({"event_type": t, "to_email": email, "to_name": "Lead", "from_email": "alex@outreach.example",
+                       "campaign_id": 77, "campaign_name": "Recon", "sequence_number": seq})
+            };
+            let mut e = common("EMAIL_SENT");
+            e["time_sent"] = json!(ms(sent));
+            e["stats_id"] = json!(stats_id);
+            e["message_id"] = json!(msg);
+            e["custom_subject"] = json!(subject);
+            events.push((format!("{email} sent {seq}"), e));
+            history.push(json!({"type": "SENT", "message_id": msg, "time": ms(sent),
+                                "email_seq_number": seq.to_string(), "subject": subject}));
+            let mut row = json!({"lead_name": "Lead", "lead_email": email, "lead_category": null,
+                "sequence_number": seq, "stats_id": stats_id, "email_campaign_seq_id": seq,
+                "email_subject": subject, "sent_time": ms(sent), "open_time": null,
+                "click_time": null, "reply_time": null, "open_count": 0, "click_count": 0,
+                "is_unsubscribed": unsubscribed, "is_bounced": false});
+            if l % 2 == 0 {
+                row["lead_id"] = json!(id);
+            }
+            if rng.below(3) == 0 && seq == steps {
+                let mut e = common("EMAIL_BOUNCE");
+                e["stats_id"] = json!(stats_id);
+                e["event_timestamp"] = json!(ms(sent + 7_000));
+                e["sent_message"] = json!({"message_id": msg, "time": ms(sent)});
+                e["bounce_message"] = json!({"text": "550 5.1.1 user unknown"});
+                events.push((format!("{email} bounce {seq}"), e));
+                row["is_bounced"] = json!(true);
+            } else {
+                if rng.below(3) > 0 {
+                    let t = sent + 1_800_000 + 457;
+                    let mut e = common("EMAIL_OPEN");
+                    e["time_opened"] = json!(ms(t));
+                    events.push((format!("{email} open {seq}"), e));
+                    row["open_time"] = json!(ms(t));
+                    row["open_count"] = json!(1);
+                    if rng.below(3) == 0 {
+                        let t = t + 60_000;
+                        let mut e = common("EMAIL_LINK_CLICK");
+                        e["time_clicked"] = json!(ms(t));
+                        e["link_clicked"] = json!(["https://recon.example/demo"]);
+                        events.push((format!("{email} click {seq}"), e));
+                        row["click_time"] = json!(ms(t));
+                        row["click_count"] = json!(1);
+                    }
+                }
+                if rng.below(3) == 0 {
+                    let t = sent + 7_200_000 + 789;
+                    let reply = format!("<reply-{l}-{seq}@lead.example>");
+                    let mut e = common("EMAIL_REPLY");
+                    e["time_replied"] = json!(ms(t));
+                    e["preview_text"] = json!("Interested");
+                    e["reply_message"] =
+                        json!({"message_id": reply, "text": "Interested", "time": ms(t)});
+                    events.push((format!("{email} reply {seq}"), e));
+                    row["reply_time"] = json!(ms(t));
+                    history.push(json!({"type": "REPLY", "message_id": reply, "time": ms(t)}));
+                }
+            }
+            rows.push(row);
+        }
+        if unsubscribed {
+            events.push((
+                format!("{email} unsubscribe"),
+                json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": email, "lead_name": "Lead",
+                       "campaign_name": "Recon", "campaign_id": 77, "unsubscribed_client_id_map": {}}),
+            ));
+        }
+        out.push(Lead {
+            email,
+            id,
+            events,
+            rows,
+            history,
+        });
+    }
+    out
+}
+
+/// The stand-in serving the stream's statistics in pages of 7 (whatever
+/// the limit asked), an unreadable entry (partial data), each lead's id and
+/// message history; `broken_history` answers 404.
+async fn smartlead_with(leads: &[Lead], broken_history: Option<u64>) -> local_aws::StandIn {
+    let s = local_aws::StandIn::start().await;
+    let mut rows: Vec<Value> = leads.iter().flat_map(|l| l.rows.clone()).collect();
+    rows.insert(
+        3,
+        json!({"lead_name": "row without an e-mail", "sequence_number": 1}),
+    );
+    let total = rows.len();
+    s.route_fn(
+        &format!("GET /api/v1/campaigns/{CAMPAIGN}/statistics"),
+        move |target| {
+            let offset: usize = local_aws::StandIn::query_param(target, "offset")
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(0);
+            let page: Vec<Value> = rows.iter().skip(offset).take(7).cloned().collect();
+            json!({"total_stats": total.to_string(), "data": page, "offset": offset, "limit": 7})
+                .to_string()
+        },
+    );
+    let by_email: BTreeMap<String, u64> = leads.iter().map(|l| (l.email.clone(), l.id)).collect();
+    s.route_fn("GET /api/v1/leads/", move |target| {
+        let email = local_aws::StandIn::query_param(target, "email")
+            .map(|e| e.replace("%40", "@"))
+            .unwrap_or_default();
+        match by_email.get(&email) {
+            Some(id) => json!({"id": id, "email": email}).to_string(),
+            None => "{}".into(),
+        }
+    });
+    for l in leads {
+        let body = if broken_history == Some(l.id) {
+            // Not a history: read as none (its message ids are unknown).
+            json!({"error": "not found"})
+        } else {
+            json!({"history": l.history})
+        };
+        s.route(
+            &format!(
+                "GET /api/v1/campaigns/{CAMPAIGN}/leads/{}/message-history",
+                l.id
+            ),
+            &body.to_string(),
+        );
+    }
+    s
+}
+
+fn api(s: &local_aws::StandIn) -> smartlead::api::Api {
+    smartlead::api::Api::new(&format!("{}/api/v1", s.url), "k").with_limits(1000, 100_000)
+}
+
+fn options(dry_run: bool) -> Options {
+    Options {
+        since: None,
+        dry_run,
+        dedup_ttl_days: smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+        now: EventTime::from_millis(received_ms()).expect("now"),
+        deadline: Instant::now() + Duration::from_secs(120),
+    }
+}
+
+async fn run(
+    s: &local_aws::StandIn,
+    q: &ConsumerQueue,
+    dry_run: bool,
+) -> smartlead::reconcile::Report {
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let d = done.clone();
+    let progress = move |i: usize, n: usize| d.lock().unwrap().push((i, n));
+    let report = reconcile::reconcile(
+        &api(s),
+        &q.consumer.store,
+        q,
+        &[CAMPAIGN.to_owned()],
+        &options(dry_run),
+        &progress,
+    )
+    .await
+    .expect("reconcile");
+    let p = done.lock().unwrap().clone();
+    assert_eq!(
+        p.last().map(|(i, n)| (*i, *n)),
+        Some((report.leads, report.leads))
+    );
+    report
+}
+
+/// Attributes that come from what SmartLead's statistics do not hold: the
+/// sender, reply texts, the campaign's name, and the bounce's own time
+/// (a backfilled bounce carries none, so its receive time stands in).
+const NOT_IN_STATISTICS: &[&str] = &[
+    "last_sender",
+    "last_reply_preview",
+    "last_reply_subject",
+    "campaign_name",
+    "last_bounce_at",
+    "last_bounce_order",
+    "bounce_reason",
+    "suppressed_at",
+    "suppressed_order",
+    "reason",
+];
+
+/// `(absorbed keys, state)`: the compact keys each item absorbed (`pk|sk|key`,
+/// and any `EVENT#` record), and every other item without them.
+async fn state(
+    store: &smartlead::store::DynamoStore,
+) -> (BTreeSet<String>, BTreeMap<String, Value>) {
+    let items = store.scan_all().await.expect("scan");
+    let mut markers = BTreeSet::new();
+    let mut rest = BTreeMap::new();
+    for i in &items {
+        let mut v = smartlead::store::item_to_json(i);
+        let pk = v["pk"].as_str().unwrap_or_default().to_owned();
+        let sk = v["sk"].as_str().unwrap_or_default().to_owned();
+        if pk.starts_with("EVENT#") {
+            markers.insert(pk);
+            continue;
+        }
+        // The keys each item absorbed (whichever generation holds them).
+        let o = v.as_object_mut().expect("item");
+        for attr in [SEEN_ATTR, SEEN_OLD_ATTR] {
+            for k in o
+                .remove(attr)
+                .as_ref()
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                markers.insert(format!("{pk}|{sk}|{}", k.as_str().unwrap_or_default()));
+            }
+        }
+        o.retain(|a, _| !NOT_IN_STATISTICS.contains(&a.as_str()));
+        rest.insert(format!("{pk}|{sk}"), v);
+    }
+    (markers, rest)
+}
+
+/// Equal states, or a panic naming the first differing attributes.
+fn same(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>, ctx: &str) {
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let (x, y) = (a.get(k), b.get(k));
+        if x == y {
+            continue;
+        }
+        let (Some(Value::Object(x)), Some(Value::Object(y))) = (x, y) else {
+            panic!("{ctx}: item {k} only on one side: {x:?} vs {y:?}");
+        };
+        let diff: Vec<String> = x
+            .keys()
+            .chain(y.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|a| x.get(*a) != y.get(*a))
+            .map(|a| format!("{a}: {:?} vs {:?}", x.get(a), y.get(a)))
+            .collect();
+        panic!("{ctx}: item {k} differs: {diff:#?}");
+    }
+}
+
+#[tokio::test]
+async fn reconcile_restores_the_full_streams_state_exactly_once() {
+    let mut rng = Rng(0x7ec0_4c11_e5ee_d001);
+    let leads = stream(&mut rng, 14);
+    let all: Vec<&(String, Value)> = leads.iter().flat_map(|l| &l.events).collect();
+    // The reference: every webhook delivered.
+    let full = queue().await;
+    for (_, e) in &all {
+        full.deliver(&e.to_string()).await;
+    }
+    // The gappy pipeline: a third of the events never arrive (clicks always
+    // do: their keys need the clicked links, which statistics lack; see the
+    // test below). One of each type is kept so its form can be learned.
+    let mut kept_type = BTreeSet::new();
+    let mut removed = Vec::new();
+    let gappy = queue().await;
+    for (name, e) in &all {
+        let t = e["event_type"].as_str().unwrap_or_default().to_owned();
+        let first_of_type = kept_type.insert(t.clone());
+        if !first_of_type && t != "EMAIL_LINK_CLICK" && rng.below(3) == 0 {
+            removed.push((name.clone(), e.clone()));
+        } else {
+            gappy.deliver(&e.to_string()).await;
+        }
+    }
+    let types: BTreeSet<&str> = removed
+        .iter()
+        .map(|(_, e)| e["event_type"].as_str().unwrap_or_default())
+        .collect();
+    assert!(removed.len() >= 8, "{removed:?}");
+    for t in [
+        "EMAIL_SENT",
+        "EMAIL_OPEN",
+        "EMAIL_REPLY",
+        "EMAIL_BOUNCE",
+        "LEAD_UNSUBSCRIBED",
+    ] {
+        assert!(types.contains(t), "no {t} removed: pick another seed");
+    }
+    assert_ne!(
+        state(&full.consumer.store).await,
+        state(&gappy.consumer.store).await
+    );
+
+    // One 429 on the way: the client waits and goes on.
+    let s = smartlead_with(&leads, None).await;
+    s.push(local_aws::Scripted {
+        status: 429,
+        retry_after: Some(1),
+        delay_ms: 0,
+    });
+    // A dry run reports every gap and changes nothing.
+    let before = state(&gappy.consumer.store).await;
+    let dry = run(&s, &gappy, true).await;
+    assert_eq!(dry.backfilled, 0);
+    assert_eq!(dry.gaps.len(), removed.len(), "{:#?}", dry.gaps);
+    assert_eq!(dry.unreadable_rows, 1);
+    assert_eq!(state(&gappy.consumer.store).await, before);
+    assert!(s.recorded().iter().any(|r| r.status == 429));
+    let pages = s
+        .recorded()
+        .iter()
+        .filter(|r| r.target.contains("/statistics?") && r.status == 200)
+        .count();
+    assert!(pages >= 4, "paged by 7: {pages}");
+
+    // The real run: every gap backfilled, each applied once.
+    let report = run(&s, &gappy, false).await;
+    assert_eq!(report.backfilled, removed.len(), "{:#?}", report.gaps);
+    assert_eq!(report.reported_only(), 0, "{:#?}", report.gaps);
+    let outcomes = gappy.take_outcomes();
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Outcome::Processed { .. })));
+    let (full_markers, full_state) = state(&full.consumer.store).await;
+    let (markers, after) = state(&gappy.consumer.store).await;
+    assert!(!markers.is_empty());
+    assert_eq!(
+        markers, full_markers,
+        "the same keys in the same items: each fact once"
+    );
+    same(&after, &full_state, "after the backfill");
+
+    // Two runs in a row: the second finds nothing and changes nothing.
+    let again = run(&s, &gappy, false).await;
+    assert!(again.gaps.is_empty(), "{:#?}", again.gaps);
+    assert_eq!(again.backfilled, 0);
+    assert_eq!(
+        state(&gappy.consumer.store).await,
+        (markers.clone(), after.clone())
+    );
+
+    // SmartLead's late webhooks after the backfill: every one a duplicate.
+    for (_, e) in &removed {
+        let o = gappy.deliver(&e.to_string()).await;
+        assert!(matches!(o, Outcome::Duplicate), "{e}: {o:?}");
+    }
+    assert_eq!(state(&gappy.consumer.store).await, (markers, after));
+}
+
+#[tokio::test]
+async fn a_backfill_after_the_webhook_is_a_duplicate() {
+    let mut rng = Rng(0x0bad_cafe_1234_5678);
+    let leads = stream(&mut rng, 6);
+    let all: Vec<&(String, Value)> = leads.iter().flat_map(|l| &l.events).collect();
+    let s = smartlead_with(&leads, None).await;
+    // Reconcile computes its backfills while the webhooks are still on their way...
+    let late = queue().await;
+    let mut held = Vec::new();
+    for (i, (_, e)) in all.iter().enumerate() {
+        let t = e["event_type"].as_str().unwrap_or_default();
+        if i > 6 && i % 2 == 0 && t != "EMAIL_LINK_CLICK" {
+            held.push(e.clone());
+        } else {
+            late.deliver(&e.to_string()).await;
+        }
+    }
+    let dry = run(&s, &late, true).await;
+    let bodies: Vec<Value> = dry
+        .gaps
+        .iter()
+        .filter_map(|g| match &g.action {
+            Action::Backfill { body, .. } => Some(body.clone()),
+            Action::Report { .. } | Action::Unverified { .. } => None,
+        })
+        .collect();
+    assert_eq!(bodies.len(), held.len(), "{:#?}", dry.gaps);
+    // ... then the webhooks arrive, then the backfills: all duplicates.
+    for e in &held {
+        assert!(matches!(
+            late.deliver(&e.to_string()).await,
+            Outcome::Processed { .. }
+        ));
+    }
+    let before = state(&late.consumer.store).await;
+    for b in &bodies {
+        late.send(reconcile::backfill_message(b))
+            .await
+            .expect("send");
+    }
+    assert!(late
+        .take_outcomes()
+        .iter()
+        .all(|o| matches!(o, Outcome::Duplicate)));
+    assert_eq!(state(&late.consumer.store).await, before);
+}
+
+#[tokio::test]
+async fn what_statistics_cannot_key_is_reported_never_backfilled() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let leads = stream(&mut rng, 8);
+    let all: Vec<&(String, Value)> = leads.iter().flat_map(|l| &l.events).collect();
+    // Lead 3's message history is missing (partial data): its sends cannot be
+    // keyed by their message ids. Every click is missing: no links.
+    let broken = &leads[3];
+    let s = smartlead_with(&leads, Some(broken.id)).await;
+    let q = queue().await;
+    let mut removed_clicks = 0;
+    let mut removed_sends_of_broken = 0;
+    let mut kept_sends_of_broken = 0;
+    let mut kept_type = BTreeSet::new();
+    for (name, e) in &all {
+        let t = e["event_type"].as_str().unwrap_or_default().to_owned();
+        let first = kept_type.insert(t.clone());
+        let of_broken = name.starts_with(&format!("{} ", broken.email));
+        if !first && t == "EMAIL_LINK_CLICK" {
+            removed_clicks += 1;
+        } else if !first && of_broken && t == "EMAIL_SENT" && removed_sends_of_broken == 0 {
+            removed_sends_of_broken += 1;
+        } else {
+            if of_broken && t == "EMAIL_SENT" {
+                kept_sends_of_broken += 1;
+            }
+            q.deliver(&e.to_string()).await;
+        }
+    }
+    assert!(removed_clicks > 0 && removed_sends_of_broken > 0);
+    let before = state(&q.consumer.store).await;
+    let report = run(&s, &q, false).await;
+    assert_eq!(report.backfilled, 0, "{:#?}", report.gaps);
+    let reported = |t: &str| {
+        report
+            .gaps
+            .iter()
+            .filter(|g| g.event_type == t && matches!(g.action, Action::Report { .. }))
+            .count()
+    };
+    let unverified = report
+        .gaps
+        .iter()
+        .filter(|g| g.event_type == "EMAIL_SENT" && matches!(g.action, Action::Unverified { .. }))
+        .count();
+    // Only the lead without a history has events that cannot be checked.
+    assert!(report
+        .gaps
+        .iter()
+        .filter(|g| matches!(g.action, Action::Unverified { .. }))
+        .all(|g| g.lead == broken.email));
+    assert_eq!(unverified, removed_sends_of_broken + kept_sends_of_broken);
+    assert_eq!(reported("EMAIL_SENT"), 0);
+    assert!(reported("EMAIL_LINK_CLICK") > 0);
+    assert_eq!(state(&q.consumer.store).await, before);
+}
+
+#[tokio::test]
+async fn the_scheduled_run_covers_active_campaigns_over_the_lookback_and_queues_backfills() {
+    let mut rng = Rng(0x5c4e_d01e_0000_0001);
+    let leads = stream(&mut rng, 4);
+    let s = smartlead_with(&leads, None).await;
+    s.route(
+        "GET /api/v1/campaigns",
+        &json!([{"id": 77, "status": "ACTIVE"}, {"id": 78, "status": "PAUSED"},
+                {"id": 79, "status": "DRAFTED"}])
+        .to_string(),
+    );
+    // Every webhook arrived but one send (lead 1's first, two days ago;
+    // the lookback is four days).
+    let q = queue().await;
+    let all: Vec<&(String, Value)> = leads.iter().flat_map(|l| &l.events).collect();
+    let missing = "lead1@recon.example sent 1";
+    for (name, e) in &all {
+        if name != missing {
+            q.deliver(&e.to_string()).await;
+        }
+    }
+    let sqs_cfg = smartlead::aws::local_sdk_config(&common::moto().endpoint()).await;
+    let sqs = smartlead::aws_sdk_sqs::Client::new(&sqs_cfg);
+    let url = sqs
+        .create_queue()
+        .queue_name(common::unique("recon-sched"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let job = reconcile::Scheduled {
+        api: api(&s),
+        store: smartlead::store::DynamoStore::new(
+            q.consumer.store.client.clone(),
+            q.consumer.store.table.clone(),
+        ),
+        queue: smartlead::aws::SqsQueue {
+            client: sqs.clone(),
+            queue_url: url.clone(),
+        },
+        lookback_hours: 4 * 24,
+        dedup_ttl_days: smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+        metrics: smartlead::metrics::Metrics::disabled(),
+    };
+    let report = job
+        .run(Instant::now() + Duration::from_secs(60))
+        .await
+        .expect("run");
+    assert_eq!(report.campaigns, 1, "only the active campaign");
+    assert!(s
+        .recorded()
+        .iter()
+        .all(|r| !r.target.contains("/campaigns/78")));
+    assert_eq!(report.backfilled, 1, "{:#?}", report.gaps);
+    let values = reconcile::metric_values(&report);
+    assert_eq!(values[0], ("GapsFound", 1.0));
+    assert_eq!(values[1], ("EventsBackfilled", 1.0));
+    let got = sqs
+        .receive_message()
+        .queue_url(&url)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
+    let (_, want) = all.iter().find(|(n, _)| n == missing).unwrap();
+    assert_eq!(
+        smartlead::SmartleadEvent::from_value(body)
+            .unwrap()
+            .dedup_key(),
+        smartlead::SmartleadEvent::from_value(want.clone())
+            .unwrap()
+            .dedup_key()
+    );
+    // A lookback of an hour does not reach back to it (still unapplied:
+    // the message waits in the queue).
+    let narrow = reconcile::Scheduled {
+        lookback_hours: 1,
+        ..job
+    };
+    let report = narrow
+        .run(Instant::now() + Duration::from_secs(60))
+        .await
+        .expect("run");
+    assert_eq!(report.backfilled, 0, "{:#?}", report.gaps);
+}
+
+#[tokio::test]
+async fn out_of_time_it_stops_checking_and_says_how_many_leads_are_left() {
+    let mut rng = Rng(0x7ec0_4c11_e5ee_d001);
+    let leads = stream(&mut rng, 3);
+    let s = smartlead_with(&leads, None).await;
+    let q = queue().await;
+    let mut opts = options(true);
+    // Too close to the deadline to check any lead.
+    opts.deadline = Instant::now() + reconcile::STOP_BEFORE_DEADLINE / 2;
+    let report = reconcile::reconcile(
+        &api(&s),
+        &q.consumer.store,
+        &q,
+        &[CAMPAIGN.to_owned()],
+        &opts,
+        &|_, _| {},
+    )
+    .await
+    .expect("reconcile");
+    assert_eq!(report.leads_left, 3);
+    assert_eq!(report.facts_checked, 0);
+}
+
+/// Every event of a 4-lead stream delivered but lead 1's first send; then
+/// the tests change the table before reconciling.
+async fn one_missing_send() -> (local_aws::StandIn, ConsumerQueue, Value) {
+    let mut rng = Rng(0x5c4e_d01e_0000_0001);
+    let leads = stream(&mut rng, 4);
+    let s = smartlead_with(&leads, None).await;
+    let q = queue().await;
+    let missing = "lead1@recon.example sent 1";
+    let mut gone = Value::Null;
+    for (name, e) in leads.iter().flat_map(|l| &l.events) {
+        if name == missing {
+            gone = e.clone();
+        } else {
+            q.deliver(&e.to_string()).await;
+        }
+    }
+    (s, q, gone)
+}
+
+#[tokio::test]
+async fn a_gap_in_an_item_that_rotated_its_keys_is_reported_never_backfilled() {
+    let (s, q, _) = one_missing_send().await;
+    // The lead's campaign item rotates as the store does (`ek` becomes
+    // `ek_old`): its events are still known, the missing one may have been
+    // absorbed and dropped in an earlier generation.
+    let store = &q.consumer.store;
+    store
+        .client
+        .update_item()
+        .table_name(&store.table)
+        .key("pk", AttributeValue::S("LEAD#lead1@recon.example".into()))
+        .key("sk", AttributeValue::S(format!("CAMPAIGN#{CAMPAIGN}")))
+        .update_expression("SET #old = #ek REMOVE #ek")
+        .expression_attribute_names("#ek", SEEN_ATTR)
+        .expression_attribute_names("#old", SEEN_OLD_ATTR)
+        .send()
+        .await
+        .expect("rotate");
+    let before = state(store).await;
+    let report = run(&s, &q, false).await;
+    assert_eq!(report.backfilled, 0, "{:#?}", report.gaps);
+    assert_eq!(report.gaps.len(), 1, "{:#?}", report.gaps);
+    let g = &report.gaps[0];
+    assert_eq!(
+        (g.lead.as_str(), g.event_type),
+        ("lead1@recon.example", "EMAIL_SENT")
+    );
+    assert!(
+        matches!(&g.action, Action::Report { reason } if reason.contains("rotated")),
+        "{g:?}"
+    );
+    assert_eq!(state(store).await, before);
+}
+
+#[tokio::test]
+async fn an_event_the_transactional_design_applied_is_stored_by_its_marker() {
+    let (s, q, gone) = one_missing_send().await;
+    let store = &q.consumer.store;
+    let key = smartlead::SmartleadEvent::from_value(gone)
+        .expect("event")
+        .dedup_key();
+    let put = |attrs: Vec<(&str, AttributeValue)>| {
+        let mut req = store
+            .client
+            .put_item()
+            .table_name(&store.table)
+            .item("pk", AttributeValue::S(format!("EVENT#{key}")))
+            .item("sk", AttributeValue::S("EVENT".into()));
+        for (a, v) in attrs {
+            req = req.item(a, v);
+        }
+        req.send()
+    };
+    // An effect's record under the same key is no marker: still a gap.
+    put(vec![("fx_webhook", AttributeValue::S("done".into()))])
+        .await
+        .expect("put");
+    let dry = run(&s, &q, true).await;
+    assert_eq!(dry.gaps.len(), 1, "{:#?}", dry.gaps);
+    // The old design's dedup marker (with `event_type`): applied.
+    put(vec![("event_type", AttributeValue::S("EMAIL_SENT".into()))])
+        .await
+        .expect("put");
+    let report = run(&s, &q, false).await;
+    assert!(report.gaps.is_empty(), "{:#?}", report.gaps);
+    assert_eq!(report.backfilled, 0);
+}
