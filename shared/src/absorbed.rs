@@ -5,35 +5,31 @@
 //! the events it absorbed ([`SEEN_ATTR`], the previous generation in
 //! [`SEEN_OLD_ATTR`]; see [`crate::store`]). An event is absorbed when its
 //! plan's first item (the one the store writes first, for the lead events
-//! reconcile checks the lead's campaign item) holds its compact key. An
-//! item that has rotated its keys (it holds `ek_old`, or counts rotations in
-//! [`SEEN_GEN_ATTR`]) may have dropped a generation: a key in neither set
-//! may have been absorbed, so the answer is [`Absorbed::Unknown`]. An event
+//! reconcile checks the lead's campaign item) holds its compact key, or
+//! when the item has archived older generations ([`SEEN_GEN_ATTR`] counts
+//! them) and the archive holds it (one more read, only then). An event
 //! the transactional design applied (before the upgrade) left a dedup marker
 //! instead and no key: [`StateStore::applied_before_upgrade`] recognizes it.
 
 use crate::key::DedupKey;
 use crate::store::{
     item_to_json, seen_key, without_bookkeeping, DynamoStore, StateStore, StoreError, SEEN_ATTR,
-    SEEN_OLD_ATTR,
+    SEEN_GEN_ATTR, SEEN_OLD_ATTR,
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-
-/// The count of generations an item rotated out of `ek`, when the store
-/// keeps one: present and above 0 means the item has rotated.
-pub const SEEN_GEN_ATTR: &str = "ek_gen";
 
 /// Whether an item absorbed one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Absorbed {
     /// Its key is in the item (or the old design's marker is there).
     Yes,
-    /// Its key is not there, and the item never dropped a generation of keys.
+    /// Its key is neither in the item nor in its archive.
     No,
-    /// Its key is not there, but the item has rotated: it may have been
-    /// absorbed and its key dropped since.
+    /// Its key is not in the item, which has archived generations of keys:
+    /// the archive answers (see [`DynamoStore::absorbed`]); also the answer
+    /// for an item whose generation count cannot be read.
     Unknown,
 }
 
@@ -46,22 +42,23 @@ pub struct AbsorbedItem {
     pub answers: Vec<Vec<Absorbed>>,
 }
 
-/// The compact keys an item holds and whether it has rotated.
-fn keys_of(item: &HashMap<String, AttributeValue>) -> (HashSet<Vec<u8>>, bool) {
+/// The compact keys an item holds and how many generations it archived
+/// (`None`: a count that cannot be read).
+fn keys_of(item: &HashMap<String, AttributeValue>) -> (HashSet<Vec<u8>>, Option<u64>) {
     let mut keys = HashSet::new();
     for attr in [SEEN_ATTR, SEEN_OLD_ATTR] {
         if let Some(AttributeValue::Bs(set)) = item.get(attr) {
             keys.extend(set.iter().map(|b| b.as_ref().to_vec()));
         }
     }
+    // The first rotation moves `ek` to `ek_old` and drops nothing; each later
+    // one archives the generation it drops and counts it.
     let generations = match item.get(SEEN_GEN_ATTR) {
-        Some(AttributeValue::N(n)) => n.parse::<f64>().unwrap_or(1.0),
-        // Written, but not as a count: take it as rotated.
-        Some(_) => 1.0,
-        None => 0.0,
+        Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+        Some(_) => None,
+        None => Some(0),
     };
-    let rotated = item.contains_key(SEEN_OLD_ATTR) || generations > 0.0;
-    (keys, rotated)
+    (keys, generations)
 }
 
 /// The answer for one key from an item's keys.
@@ -69,13 +66,13 @@ pub fn absorbed_in(item: Option<&HashMap<String, AttributeValue>>, key: &DedupKe
     let Some(item) = item else {
         return Absorbed::No;
     };
-    let (keys, rotated) = keys_of(item);
+    let (keys, generations) = keys_of(item);
     if keys.contains(&seen_key(key)) {
         Absorbed::Yes
-    } else if rotated {
-        Absorbed::Unknown
-    } else {
+    } else if generations == Some(0) {
         Absorbed::No
+    } else {
+        Absorbed::Unknown
     }
 }
 
@@ -120,6 +117,15 @@ impl DynamoStore {
                 .iter()
                 .map(|k| absorbed_in(item.as_ref(), k))
                 .collect();
+            // Keys the item no longer holds: its archive answers.
+            if let Some((_, Some(gen))) = item.as_ref().map(keys_of) {
+                for (k, answer) in group.iter().zip(a.iter_mut()) {
+                    if *answer == Absorbed::Unknown {
+                        let found = self.in_archive(pk, sk, &seen_key(k), gen).await?;
+                        *answer = if found { Absorbed::Yes } else { Absorbed::No };
+                    }
+                }
+            }
             if !a.contains(&Absorbed::Yes) {
                 for (k, answer) in group.iter().zip(a.iter_mut()) {
                     if legacy.applied_before_upgrade(k).await? {
@@ -163,13 +169,13 @@ mod tests {
         let mut item = HashMap::from([(SEEN_ATTR.to_owned(), set(&[&a]))]);
         assert_eq!(absorbed_in(Some(&item), &a), Absorbed::Yes);
         assert_eq!(absorbed_in(Some(&item), &b), Absorbed::No);
-        // Rotated once: the old generation still answers, a key in neither
-        // may have been dropped.
+        // Rotated once: the old generation still answers, and nothing was
+        // dropped yet, so a key in neither set is not there.
         item.insert(SEEN_OLD_ATTR.to_owned(), set(&[&b]));
         assert_eq!(absorbed_in(Some(&item), &a), Absorbed::Yes);
         assert_eq!(absorbed_in(Some(&item), &b), Absorbed::Yes);
-        assert_eq!(absorbed_in(Some(&item), &c), Absorbed::Unknown);
-        // A rotation counter alone also says the item dropped keys.
+        assert_eq!(absorbed_in(Some(&item), &c), Absorbed::No);
+        // Archived generations: the archive must answer.
         let item = HashMap::from([
             (SEEN_ATTR.to_owned(), set(&[&a])),
             (SEEN_GEN_ATTR.to_owned(), AttributeValue::N("2".into())),

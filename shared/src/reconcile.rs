@@ -12,12 +12,14 @@
 //!
 //! - A fact whose key (in any form) the store absorbed was processed: the
 //!   item its plan writes first (the lead's campaign item, read once per
-//!   lead and campaign) holds the key's compact form in `ek` or `ek_old`,
+//!   lead and campaign) holds the key's compact form in `ek` or `ek_old` (or
+//!   its archive),
 //!   or, for an event applied before the upgrade, the old design's dedup
 //!   marker is there (see [`crate::absorbed`]). It is also evidence of which
 //!   form this account's webhooks come in.
-//! - A fact absorbed in no form is a gap. If its item has rotated its keys
-//!   (it may have dropped the fact's), it is only reported. Otherwise it is
+//! - A fact absorbed in no form is a gap (keys an item rotated out are
+//!   looked up in its archive). An item whose rotation count cannot be read
+//!   gives an unknown answer: only reported. Otherwise a gap is
 //!   backfilled (the
 //!   synthesized webhook goes onto the queue, `source: reconcile`, and the
 //!   consumer applies it like any webhook) only when the run saw its event

@@ -954,6 +954,19 @@ impl DynamoStore {
         }
     }
 
+    /// Whether the archive of `pk`/`sk` holds `seen` among its first `gen`
+    /// archived generations (for reconcile, after the fact).
+    pub(crate) async fn in_archive(
+        &self,
+        pk: &str,
+        sk: &str,
+        seen: &[u8],
+        gen: u64,
+    ) -> Result<bool, StoreError> {
+        self.archived(pk, sk, seen, gen, &mut Tally::default())
+            .await
+    }
+
     /// Whether the archive of `pk`/`sk` holds `seen`, looking at the `gen`
     /// generations archived (newest archive item first; consistent reads).
     async fn archived(

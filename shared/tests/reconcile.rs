@@ -722,38 +722,68 @@ async fn one_missing_send() -> (local_aws::StandIn, ConsumerQueue, Value) {
 }
 
 #[tokio::test]
-async fn a_gap_in_an_item_that_rotated_its_keys_is_reported_never_backfilled() {
+async fn keys_in_the_archive_count_as_stored_and_a_gap_beside_them_is_backfilled_once() {
     let (s, q, _) = one_missing_send().await;
-    // The lead's campaign item rotates as the store does (`ek` becomes
-    // `ek_old`): its events are still known, the missing one may have been
-    // absorbed and dropped in an earlier generation.
+    // The lead's campaign item has archived every key it absorbed, as the
+    // store does after rotations (`SEEN#<pk>` item, `ek_gen` counting the
+    // generations): the delivered events are known only to the archive.
     let store = &q.consumer.store;
+    let (pk, sk) = (
+        "LEAD#lead1@recon.example".to_owned(),
+        format!("CAMPAIGN#{CAMPAIGN}"),
+    );
+    let item = store
+        .client
+        .get_item()
+        .table_name(&store.table)
+        .key("pk", AttributeValue::S(pk.clone()))
+        .key("sk", AttributeValue::S(sk.clone()))
+        .send()
+        .await
+        .expect("read")
+        .item
+        .expect("the lead's campaign item");
+    let keys = item[SEEN_ATTR].clone();
+    let (apk, ask) = smartlead::store::archive_key(&pk, &sk, 0);
     store
         .client
         .update_item()
         .table_name(&store.table)
-        .key("pk", AttributeValue::S("LEAD#lead1@recon.example".into()))
-        .key("sk", AttributeValue::S(format!("CAMPAIGN#{CAMPAIGN}")))
-        .update_expression("SET #old = #ek REMOVE #ek")
+        .key("pk", AttributeValue::S(apk))
+        .key("sk", AttributeValue::S(ask))
+        .update_expression("ADD #ek :keys")
+        .expression_attribute_names("#ek", SEEN_ATTR)
+        .expression_attribute_values(":keys", keys)
+        .send()
+        .await
+        .expect("archive");
+    store
+        .client
+        .update_item()
+        .table_name(&store.table)
+        .key("pk", AttributeValue::S(pk.clone()))
+        .key("sk", AttributeValue::S(sk.clone()))
+        .update_expression("SET #gen = :one REMOVE #ek, #old")
         .expression_attribute_names("#ek", SEEN_ATTR)
         .expression_attribute_names("#old", SEEN_OLD_ATTR)
+        .expression_attribute_names("#gen", smartlead::store::SEEN_GEN_ATTR)
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
         .send()
         .await
         .expect("rotate");
-    let before = state(store).await;
     let report = run(&s, &q, false).await;
-    assert_eq!(report.backfilled, 0, "{:#?}", report.gaps);
     assert_eq!(report.gaps.len(), 1, "{:#?}", report.gaps);
     let g = &report.gaps[0];
     assert_eq!(
         (g.lead.as_str(), g.event_type),
         ("lead1@recon.example", "EMAIL_SENT")
     );
-    assert!(
-        matches!(&g.action, Action::Report { reason } if reason.contains("rotated")),
-        "{g:?}"
-    );
-    assert_eq!(state(store).await, before);
+    assert_eq!(report.backfilled, 1, "{:#?}", report.gaps);
+    let after = state(store).await;
+    let again = run(&s, &q, false).await;
+    assert!(again.gaps.is_empty(), "{:#?}", again.gaps);
+    assert_eq!(again.backfilled, 0);
+    assert_eq!(state(store).await, after, "a second run changes nothing");
 }
 
 #[tokio::test]
