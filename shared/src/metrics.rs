@@ -213,7 +213,8 @@ mod tests {
         assert_eq!(d["Function"], "ingest");
         assert_eq!(d["EventType"], "EMAIL_OPEN");
         assert_eq!(d["Queued"], 1.0);
-        assert_eq!(d["Latency"], json!([2.0, 3.0]));
+        // Whole values are written as integers (`2`, not `2.0`: fewer bytes).
+        assert_eq!(d["Latency"], json!([2, 3]));
         let cw = &d["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "Ns");
         assert_eq!(
@@ -222,5 +223,43 @@ mod tests {
         );
         assert_eq!(cw["Metrics"][0], json!({"Name": "Queued", "Unit": "Count"}));
         assert_eq!(d["_aws"]["Timestamp"], 42);
+    }
+
+    #[test]
+    fn a_document_without_dimensions_has_one_dimension_set_and_short_numbers() {
+        let m = Metrics::new("Ns", "consumer");
+        let d = m.document(
+            &[],
+            &[
+                ("Processed", &[10.0], Unit::Count),
+                ("ProcessingLatency", &[12.0, 2.5, 0.123], Unit::Milliseconds),
+            ],
+            42,
+        );
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function"]])
+        );
+        let line = d.to_string();
+        assert!(line.contains(r#""Processed":10,"#), "{line}");
+        assert!(
+            line.contains(r#""ProcessingLatency":[12,2.5,0.12]"#),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_record_is_a_plain_line_with_the_function() {
+        let (m, buf) = Metrics::capturing("ingest");
+        assert!(m.record(&[
+            ("outcome", json!("queued")),
+            ("EventType", json!("EMAIL_OPEN"))
+        ]));
+        let text = String::from_utf8(buf.lock().expect("lock").clone()).expect("utf8");
+        assert_eq!(
+            text,
+            "{\"EventType\":\"EMAIL_OPEN\",\"Function\":\"ingest\",\"outcome\":\"queued\"}\n"
+        );
+        assert!(!Metrics::disabled().record(&[]));
     }
 }
