@@ -223,3 +223,74 @@ async fn a_webhook_logs_at_most_400_bytes_at_the_default_level() {
     }
     assert!(per_webhook <= BUDGET, "{per_webhook} bytes per webhook");
 }
+
+/// Refuses the first event of each publish and fails the second.
+struct Picky;
+#[async_trait]
+impl Publisher for Picky {
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), EffectError>> {
+        (0..events.len())
+            .map(|i| match i {
+                0 => Err(EffectError::Permanent("ValidationException".into())),
+                1 => Err(EffectError::Transient("InternalFailure".into())),
+                _ => Ok(()),
+            })
+            .collect()
+    }
+}
+
+/// The batch document takes the done effects; an effect refused or failed
+/// keeps its own document by `Effect` with all three counts, so the
+/// `EffectsRefused` alarm and `smartlead status`'s "effect failures"
+/// (by `Function`) still read them.
+#[tokio::test]
+async fn a_refused_or_failed_effect_keeps_its_document_by_effect() {
+    // A subscriber here too: a thread with none would make tracing's shared
+    // callsite cache drop the other test's lines.
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let effects = Effects {
+        publisher: Some(Box::new(Picky)),
+        ..Default::default()
+    };
+    let mut c = common::consumer_with(common::fresh_store().await, effects);
+    let (metrics, lines) = Metrics::capturing("consumer");
+    c.metrics = metrics;
+    let mut batch = SqsEvent::default();
+    batch.records = (100..110)
+        .map(|i| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m-{i}"));
+            m.body = Some(webhook(i));
+            m
+        })
+        .collect();
+    assert_eq!(c.handle_batch(batch).await.batch_item_failures.len(), 1);
+    let text = String::from_utf8_lossy(&lines.lock().expect("lock")).to_string();
+    let docs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let by_effect: Vec<_> = docs.iter().filter(|d| d["Effect"] == "fanout").collect();
+    assert_eq!(by_effect.len(), 1, "{text}");
+    let d = by_effect[0];
+    assert_eq!(d["EffectsDone"], 8, "{text}");
+    assert_eq!(d["EffectsRefused"], 1, "{text}");
+    assert_eq!(d["EffectsFailed"], 1, "{text}");
+    assert_eq!(
+        d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Function", "Effect"], ["Function"]])
+    );
+    let batch_doc = docs
+        .iter()
+        .find(|d| d.get("Processed").is_some())
+        .expect("the batch's document");
+    assert!(batch_doc.get("EffectsDone").is_none(), "{text}");
+    assert_eq!(
+        batch_doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Function"]])
+    );
+}
