@@ -1,7 +1,6 @@
 //! Test helpers shared by the integration tests of the `smartlead` crate.
 #![allow(dead_code)]
 
-#[allow(unused_imports)] // not every test binary reads fixtures
 pub use test_support::fixtures;
 
 pub fn payload(name: &str) -> String {
