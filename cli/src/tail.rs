@@ -58,7 +58,12 @@ pub fn view(line: &str) -> Option<View> {
     let fields = o.get("fields").and_then(Value::as_object).unwrap_or(o);
     let span = o.get("span").and_then(Value::as_object);
     let get = |k: &str| s(fields.get(k)).or_else(|| span.and_then(|sp| s(sp.get(k))));
-    let message = get("message")?;
+    // The ingest's queued line is a record with no message (log bytes).
+    let message = get("message").or_else(|| {
+        get("outcome")
+            .filter(|_| o.contains_key("Function"))
+            .map(|o| format!("webhook {o}"))
+    })?;
     Some(View {
         level: s(o.get("level")).unwrap_or_else(|| "INFO".into()),
         event_type: get("event_type").or_else(|| s(o.get("EventType"))),
@@ -381,6 +386,21 @@ mod tests {
         assert_eq!(queued.event_type.as_deref(), Some("EMAIL_OPEN"));
         assert_eq!(queued.message_id.as_deref(), Some("m-9"));
         assert_eq!(queued.outcome.as_deref(), Some("queued"));
+        // Today's: a record line without EMF or a message.
+        let queued = view(
+            r#"{"EventType":"EMAIL_OPEN","Function":"ingest","message_id":"m-9","outcome":"queued"}"#,
+        )
+        .expect("the ingest's queued line");
+        assert_eq!(queued.event_type.as_deref(), Some("EMAIL_OPEN"));
+        let line = render("ingest", &queued);
+        assert!(
+            line.contains("EMAIL_OPEN")
+                && line.contains("queued")
+                && line.contains("message_id=m-9")
+                && line.contains("(webhook queued)"),
+            "{line}"
+        );
+        assert!(view(r#"{"Function":"ingest"}"#).is_none());
         assert!(view("START RequestId: 1").is_none());
     }
 

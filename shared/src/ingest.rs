@@ -23,7 +23,6 @@ use crate::metrics::{Metrics, Unit};
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use std::time::Instant;
 use subtle::ConstantTimeEq;
 
 /// Default hard cap on a webhook body: Lambda's synchronous request limit.
@@ -441,7 +440,6 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
     }
 
     pub async fn handle(&self, req: IngestRequest<'_>) -> IngestResponse {
-        let started = Instant::now();
         self.config.secret.refresh_if_due().await;
         let path_token = match self.route(req.path) {
             Route::Webhook { path_token } => path_token,
@@ -499,24 +497,19 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
         let et = probe.event_type;
         match self.enqueue(&req, text, &et).await {
             Ok((id, location)) => {
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                // One line a webhook: the metrics document is the log record
-                // too (CloudWatch bills every byte of both).
-                let logged = self.metrics.emit_logged(
-                    &[("EventType", et.metric_name())],
-                    &[
-                        ("Received", 1.0, Unit::Count),
-                        ("Queued", 1.0, Unit::Count),
-                        ("IngestLatency", ms, Unit::Milliseconds),
-                    ],
-                    &[
-                        ("message", "webhook queued".into()),
-                        ("outcome", "queued".into()),
-                        ("message_id", id.to_string().into()),
-                    ],
-                    // Inline is the rule: only the exception is written.
-                    (location != "inline").then_some(("body_location", location)),
-                );
+                // One short line a webhook, no EMF: the template's metric
+                // filters count it (`Received`, `Queued` by `EventType`);
+                // the latency is the function's `Duration`.
+                let mut props = vec![
+                    ("outcome", "queued".into()),
+                    ("message_id", id.to_string().into()),
+                    ("EventType", et.metric_name().into()),
+                ];
+                // Inline is the rule: only the exception is written.
+                if location != "inline" {
+                    props.push(("body_location", location.into()));
+                }
+                let logged = self.metrics.record(&props);
                 if !logged {
                     tracing::info!(
                         request_id = req.request_id,

@@ -1,7 +1,9 @@
 //! CloudWatch metrics in Embedded Metric Format: JSON lines on stdout, which
-//! CloudWatch Logs turns into metrics with no API call. The ingest writes one
-//! per request; the consumer one per event type and batch (values as arrays),
-//! because log bytes are a large part of the bill per webhook.
+//! CloudWatch Logs turns into metrics with no API call. The consumer writes
+//! one per batch (values summed, latencies as an array); the ingest's queued
+//! webhooks write no EMF at all but one short record line ([`Metrics::record`])
+//! that the template's metric filters count: an EMF envelope (~250 bytes) per
+//! request was most of a webhook's log bytes, which are most of its bill.
 //!
 //! A few lines of our own rather than a crate: the format is a fixed,
 //! documented envelope, and the hot path wants one `write` with no
@@ -34,7 +36,10 @@ impl Unit {
 /// (latencies in ms: 10 µs is below what they measure).
 fn compact(v: f64) -> Value {
     let r = (v * 100.0).round() / 100.0;
-    if r.is_finite() {
+    if r.is_finite() && r.fract() == 0.0 && r.abs() < 1e15 {
+        // `1`, not `1.0`: counts are whole.
+        json!(r as i64)
+    } else if r.is_finite() {
         json!(r)
     } else {
         json!(v)
@@ -100,8 +105,9 @@ impl Metrics {
         Metrics::new(ns, function)
     }
 
-    /// The EMF document: `Function` plus `dims` as dimensions; a metric with
-    /// several values is written as an array (EMF allows up to 100).
+    /// The EMF document: `Function` plus `dims` as dimensions (and a
+    /// per-function roll-up when `dims` is not empty); a metric with several
+    /// values is written as an array (EMF allows up to 100).
     pub fn document(
         &self,
         dims: &[(&str, &str)],
@@ -110,6 +116,7 @@ impl Metrics {
     ) -> Value {
         let mut doc = Map::new();
         let mut dim_names = vec![Value::String("Function".into())];
+        let roll_up = !dims.is_empty();
         doc.insert("Function".into(), Value::String(self.function.clone()));
         for (k, v) in dims {
             dim_names.push(Value::String((*k).into()));
@@ -133,7 +140,7 @@ impl Metrics {
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
                     // The full set, and a per-function roll-up that alarms can use.
-                    "Dimensions": [dim_names, ["Function"]],
+                    "Dimensions": if roll_up { json!([dim_names, ["Function"]]) } else { json!([dim_names]) },
                     "Metrics": defs,
                 }]
             }),
@@ -163,40 +170,26 @@ impl Metrics {
         self.write_line(&line);
     }
 
-    /// Shorthand for one counter.
-    /// [`Metrics::emit`], with `props` as the document's other fields, so
-    /// that one line is both the metrics and the log record (Logs Insights
-    /// reads its fields like any JSON line's). False when metrics are off:
-    /// then the caller logs the record itself.
-    pub fn emit_logged(
-        &self,
-        dims: &[(&str, &str)],
-        values: &[(&str, f64, Unit)],
-        props: &[(&str, Value)],
-        extra: Option<(&str, &str)>,
-    ) -> bool {
+    /// A record line that is no EMF document: `Function` and `props`, for
+    /// the template's metric filters to count (the ingest's queued webhooks:
+    /// `Received`, `Queued` by `EventType`) and Logs Insights to read. False
+    /// when metrics are off: then the caller logs the record itself.
+    pub fn record(&self, props: &[(&str, Value)]) -> bool {
         if !self.enabled {
             return false;
         }
-        let values: Vec<(&str, &[f64], Unit)> = values
-            .iter()
-            .map(|(n, v, u)| (*n, std::slice::from_ref(v), *u))
-            .collect();
-        let mut doc = self.document(dims, &values, chrono::Utc::now().timestamp_millis());
-        if let Some(o) = doc.as_object_mut() {
-            for (k, v) in props {
-                o.entry(*k).or_insert_with(|| v.clone());
-            }
-            if let Some((k, v)) = extra {
-                o.entry(k).or_insert_with(|| v.into());
-            }
+        let mut doc = Map::new();
+        doc.insert("Function".into(), Value::String(self.function.clone()));
+        for (k, v) in props {
+            doc.insert((*k).into(), v.clone());
         }
-        let mut line = doc.to_string();
+        let mut line = Value::Object(doc).to_string();
         line.push('\n');
         self.write_line(&line);
         true
     }
 
+    /// Shorthand for one counter.
     pub fn count(&self, name: &str, dims: &[(&str, &str)]) {
         self.emit(dims, &[(name, 1.0, Unit::Count)]);
     }
@@ -220,7 +213,8 @@ mod tests {
         assert_eq!(d["Function"], "ingest");
         assert_eq!(d["EventType"], "EMAIL_OPEN");
         assert_eq!(d["Queued"], 1.0);
-        assert_eq!(d["Latency"], json!([2.0, 3.0]));
+        // Whole values are written as integers (`2`, not `2.0`: fewer bytes).
+        assert_eq!(d["Latency"], json!([2, 3]));
         let cw = &d["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "Ns");
         assert_eq!(
@@ -229,5 +223,43 @@ mod tests {
         );
         assert_eq!(cw["Metrics"][0], json!({"Name": "Queued", "Unit": "Count"}));
         assert_eq!(d["_aws"]["Timestamp"], 42);
+    }
+
+    #[test]
+    fn a_document_without_dimensions_has_one_dimension_set_and_short_numbers() {
+        let m = Metrics::new("Ns", "consumer");
+        let d = m.document(
+            &[],
+            &[
+                ("Processed", &[10.0], Unit::Count),
+                ("ProcessingLatency", &[12.0, 2.5, 0.123], Unit::Milliseconds),
+            ],
+            42,
+        );
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function"]])
+        );
+        let line = d.to_string();
+        assert!(line.contains(r#""Processed":10,"#), "{line}");
+        assert!(
+            line.contains(r#""ProcessingLatency":[12,2.5,0.12]"#),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_record_is_a_plain_line_with_the_function() {
+        let (m, buf) = Metrics::capturing("ingest");
+        assert!(m.record(&[
+            ("outcome", json!("queued")),
+            ("EventType", json!("EMAIL_OPEN"))
+        ]));
+        let text = String::from_utf8(buf.lock().expect("lock").clone()).expect("utf8");
+        assert_eq!(
+            text,
+            "{\"EventType\":\"EMAIL_OPEN\",\"Function\":\"ingest\",\"outcome\":\"queued\"}\n"
+        );
+        assert!(!Metrics::disabled().record(&[]));
     }
 }

@@ -777,6 +777,81 @@ mod hardening {
         }
     }
 
+    /// Issue 14: the ingest's queued webhooks print a short record line and
+    /// no EMF document; metric filters on its log group publish `Received`
+    /// and `Queued` (by `Function`, and by `Function` and `EventType` for the
+    /// dashboard) from it, and the dashboard's ingest latency is the
+    /// function's `Duration`.
+    #[test]
+    fn the_ingests_queued_lines_are_counted_by_metric_filters() {
+        let t = t();
+        let root = stack::workspace_root();
+        let ingest = std::fs::read_to_string(root.join("shared/src/ingest.rs")).unwrap();
+        // The fields the filters match and read (`Function` is the record's own).
+        for f in [
+            r#"("outcome", "queued".into())"#,
+            r#"("EventType", et.metric_name().into())"#,
+            "self.metrics.record(&props)",
+        ] {
+            assert!(ingest.contains(f), "the ingest's queued line lost {f}");
+        }
+        let mut published = vec![];
+        for (name, r) in of_type(&t, "AWS::Logs::MetricFilter") {
+            let p = &r["Properties"];
+            if target(&p["LogGroupName"]).as_deref() != Some("IngestLogGroup") {
+                continue;
+            }
+            assert_eq!(
+                p["FilterPattern"].as_str(),
+                Some(r#"{ $.outcome = "queued" && $.Function = "ingest" }"#),
+                "{name}"
+            );
+            for m in seq(&p["MetricTransformations"]) {
+                assert_eq!(
+                    m["MetricNamespace"].as_str(),
+                    Some(smartlead::metrics::DEFAULT_NAMESPACE)
+                );
+                assert_eq!(m["MetricValue"].as_str(), Some("1"), "{name}");
+                assert_eq!(m["Unit"].as_str(), Some("Count"), "{name}");
+                let dims: Vec<(String, String)> = seq(&m["Dimensions"])
+                    .iter()
+                    .map(|d| {
+                        (
+                            d["Key"].as_str().unwrap_or("").to_owned(),
+                            d["Value"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect();
+                published.push((m["MetricName"].as_str().unwrap_or("").to_owned(), dims));
+            }
+        }
+        let f = ("Function".to_owned(), "$.Function".to_owned());
+        let e = ("EventType".to_owned(), "$.EventType".to_owned());
+        for want in [
+            // `smartlead status`'s "received"
+            ("Received".to_owned(), vec![f.clone()]),
+            ("Queued".to_owned(), vec![f.clone()]),
+            // the dashboard's "Webhooks queued by event type"
+            ("Queued".to_owned(), vec![f.clone(), e.clone()]),
+        ] {
+            assert!(
+                published.contains(&want),
+                "no metric filter for {want:?}: {published:?}"
+            );
+        }
+        let text = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+        assert!(
+            !text.contains("IngestLatency"),
+            "IngestLatency is no longer published"
+        );
+        assert!(
+            text.contains(
+                r#"["AWS/Lambda", "Duration", "FunctionName", "${IngestFunction}", {"stat": "p50""#
+            ),
+            "the dashboard shows the ingest's latency"
+        );
+    }
+
     /// Resolves `!If`, `!Ref` (parameters, with `params` overriding defaults)
     /// and conditions; `None` for `AWS::NoValue`.
     fn eval(t: &Template, params: &[(&str, &str)], v: &Value) -> Option<Value> {
