@@ -753,6 +753,13 @@ mod hardening {
             !alarms_on(&t, ns, "RejectedEvents", &[("Function", "consumer")]).is_empty(),
             "no alarm on the consumer's rejected events"
         );
+        // A webhook the queue refused (503) is alarmed whatever the front:
+        // the Function URL has no API Gateway metric.
+        assert!(ingest.contains(r#"("QueueFailures", 1.0, Unit::Count)"#));
+        assert!(
+            !alarms_on(&t, ns, "QueueFailures", &[("Function", "ingest")]).is_empty(),
+            "no alarm on webhooks the queue did not take"
+        );
         assert!(
             alarms_on(&t, ns, "Unattributed", &[("Function", "consumer")])
                 .contains(&"UnattributedEventsAlarm".to_owned()),
@@ -1084,6 +1091,27 @@ mod hardening {
             eval(&t, p, &v["AWS_ENDPOINT_URL_DYNAMODB"]).and_then(|v| scalar(&v))
         };
         assert_eq!(endpoint(&local).as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    /// The metrics (EMF documents, the ingest's queued lines the metric
+    /// filters count) have no level of their own: Lambda drops them above
+    /// INFO, and every alarm would go quiet.
+    #[test]
+    fn the_log_level_lets_every_metric_through() {
+        let t = t();
+        let level = t.0["Globals"]["Function"]["LoggingConfig"]["ApplicationLogLevel"]
+            .as_str()
+            .expect("a global application log level");
+        assert!(
+            ["TRACE", "DEBUG", "INFO"].contains(&level),
+            "ApplicationLogLevel {level} drops the metric lines"
+        );
+        for (name, r) in t.0["Resources"].as_mapping().unwrap() {
+            let own = &r["Properties"]["LoggingConfig"]["ApplicationLogLevel"];
+            if let Some(l) = own.as_str() {
+                assert!(["TRACE", "DEBUG", "INFO"].contains(&l), "{name:?}: {l}");
+            }
+        }
     }
 
     /// CloudFormation refuses a deploy with `LocalEndpoint` set (a rule that
