@@ -35,10 +35,16 @@ pub fn table(r: &Report, dry_run: bool) -> String {
         "SINCE".to_owned(),
         "ACTION".to_owned(),
     ]];
-    for g in &r.gaps {
+    for (g, count) in r
+        .gaps
+        .iter()
+        .map(|g| (g, false))
+        .chain(r.count_mismatches.iter().map(|g| (g, true)))
+    {
         let action = match &g.action {
             Action::Backfill { .. } if dry_run => "would backfill".to_owned(),
             Action::Backfill { .. } => "backfilled".to_owned(),
+            Action::Report { reason } if count => format!("count mismatch (not a gap): {reason}"),
             Action::Report { reason } => format!("reported only: {reason}"),
             Action::Unverified { reason } => format!("not checked: {reason}"),
         };
@@ -97,6 +103,12 @@ pub fn summary(r: &Report, dry_run: bool) -> (String, bool) {
         s.push_str(&format!(
             "; {} event(s) could not be checked (SmartLead gave no message id for them)",
             r.unverified()
+        ));
+    }
+    if !r.count_mismatches.is_empty() {
+        s.push_str(&format!(
+            "; {} count mismatch(es): lifetime opens or clicks above the stored (reported, not gaps)",
+            r.count_mismatches.len()
         ));
     }
     if r.leads_left > 0 {

@@ -107,6 +107,9 @@ pub struct Page {
     pub unreadable: usize,
     /// The total SmartLead announced, when it did.
     pub total: Option<usize>,
+    /// The first entry's id (its `stats_id` or `id`, else the entry): a
+    /// page starting like the previous one repeats it.
+    pub first_id: Option<String>,
 }
 
 fn text(v: Option<&Value>) -> Option<String> {
@@ -154,8 +157,15 @@ fn email(v: Option<&Value>) -> Option<String> {
 /// sequence_number, stats_id, sent_time, open_time, ...}]`), or rows per lead
 /// (`leads: [{email, ..., sequences: [per step]}]`); both are read, and a
 /// per-lead row without steps gives its counts only (as one row without a
-/// step or times: reported, never backfilled).
-pub fn parse_page(v: &Value) -> Page {
+/// step or times: reported, never backfilled). Any other answer (an object
+/// without the list, `{"error": ..}`, text) is [`ApiError::Unexpected`]:
+/// read as "no rows" it would report "no gaps". `count` is not taken for
+/// the total (it may be the page's size).
+pub fn parse_page(v: &Value) -> Result<Page, ApiError> {
+    let unexpected = |shape: &str| ApiError::Unexpected {
+        what: "the campaign statistics".into(),
+        shape: shape.into(),
+    };
     let (list, total) = match v {
         Value::Array(a) => (a.as_slice(), None),
         Value::Object(o) => {
@@ -163,17 +173,22 @@ pub fn parse_page(v: &Value) -> Page {
                 .iter()
                 .find_map(|k| o.get(*k).and_then(Value::as_array))
                 .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let total = first(o, &["total_stats", "total", "total_count", "count"])
+                .ok_or_else(|| unexpected("an object without a list of rows"))?;
+            let total = first(o, &["total_stats", "total", "total_count"])
                 .and_then(|t| text(Some(t)))
                 .and_then(|t| t.parse().ok());
             (list, total)
         }
-        _ => (&[][..], None),
+        _ => return Err(unexpected("not a JSON list or object")),
     };
     let mut page = Page {
         entries: list.len(),
         total,
+        first_id: list.first().map(|e| {
+            e.as_object()
+                .and_then(|o| text(first(o, &["stats_id", "id"])))
+                .unwrap_or_else(|| e.to_string())
+        }),
         ..Page::default()
     };
     for entry in list {
@@ -205,7 +220,7 @@ pub fn parse_page(v: &Value) -> Page {
             }
         }
     }
-    page
+    Ok(page)
 }
 
 fn step(o: &Map<String, Value>, lead_email: String) -> StepStat {
@@ -245,18 +260,24 @@ pub struct HistoryMessage {
 
 /// Reads `GET /campaigns/{cid}/leads/{lid}/message-history`: `{history:
 /// [{type: SENT|REPLY, message_id, time, email_seq_number}]}` or `{messages:
-/// [{id, direction: outbound|inbound, sent_at | received_at}]}`.
-pub fn parse_history(v: &Value) -> Vec<HistoryMessage> {
+/// [{id, direction: outbound|inbound, sent_at | received_at}]}`. Any other
+/// answer is [`ApiError::Unexpected`], not "no history".
+pub fn parse_history(v: &Value) -> Result<Vec<HistoryMessage>, ApiError> {
+    let unexpected = |shape: &str| ApiError::Unexpected {
+        what: "a lead's message history".into(),
+        shape: shape.into(),
+    };
     let list = match v {
         Value::Array(a) => a.as_slice(),
         Value::Object(o) => ["history", "messages", "data"]
             .iter()
             .find_map(|k| o.get(*k).and_then(Value::as_array))
             .map(Vec::as_slice)
-            .unwrap_or(&[]),
-        _ => &[],
+            .ok_or_else(|| unexpected("an object without a list of messages"))?,
+        _ => return Err(unexpected("not a JSON list or object")),
     };
-    list.iter()
+    Ok(list
+        .iter()
         .filter_map(Value::as_object)
         .filter_map(|m| {
             let kind = text(first(m, &["type", "direction"]))?.to_ascii_uppercase();
@@ -273,7 +294,7 @@ pub fn parse_history(v: &Value) -> Vec<HistoryMessage> {
                     .and_then(|s| s.parse().ok()),
             })
         })
-        .collect()
+        .collect())
 }
 
 /// The kinds of facts the statistics tell.
@@ -342,6 +363,14 @@ pub struct Fact {
     /// None of its keys is in the item it lands in, which has rotated its
     /// absorbed keys: it may have arrived and its key been dropped since.
     pub rotated: bool,
+    /// The same webhooks without the e-mail, by the lead id the statistics
+    /// give: such webhooks land in the `LEAD#id:<id>` item, and a fact found
+    /// there is stored. Looked up only, never backfilled.
+    pub by_id: Vec<Candidate>,
+    /// The lead's message history was wanted and could not be read (no
+    /// lead id, a refused lookup, an unknown shape): the message-id form is
+    /// missing for a reason other than SmartLead not having the message.
+    pub history_unavailable: bool,
 }
 
 fn campaign_value(c: &str) -> Value {
@@ -400,6 +429,8 @@ pub fn facts(campaign: &str, rows: &[StepStat], history: &[HistoryMessage]) -> V
             not_before: time.or(latest),
             candidates: candidates.into_iter().flatten().collect(),
             rotated: false,
+            by_id: Vec::new(),
+            history_unavailable: false,
         };
         let sent_msg = history
             .iter()
@@ -505,9 +536,31 @@ pub fn facts(campaign: &str, rows: &[StepStat], history: &[HistoryMessage]) -> V
             not_before: latest,
             candidates: candidate(Form::Fields, b).into_iter().collect(),
             rotated: false,
+            by_id: Vec::new(),
+            history_unavailable: false,
         });
     }
+    if let Some(id) = rows.iter().find_map(|r| r.lead_id.clone()) {
+        for f in &mut out {
+            f.by_id = f
+                .candidates
+                .iter()
+                .filter_map(|c| id_twin(c, &id))
+                .collect();
+        }
+    }
     out
+}
+
+/// The webhook `c` stands for as SmartLead sends it without the e-mail,
+/// naming the lead by its id (its plan files it under `LEAD#id:<id>`).
+fn id_twin(c: &Candidate, id: &str) -> Option<Candidate> {
+    let mut b = c.body.as_object()?.clone();
+    b.remove("to_email");
+    b.remove("lead_email");
+    b.remove(SOURCE);
+    b.insert("lead_id".into(), campaign_value(id));
+    candidate(c.form, b)
 }
 
 /// What to do about a gap.
@@ -539,18 +592,104 @@ pub struct Gap {
     pub action: Action,
 }
 
-/// Which forms each event type was seen in (from facts the store absorbed).
-pub type Evidence = HashMap<Kind, BTreeSet<Form>>;
+/// A form is trusted for backfills of an event type in a campaign only
+/// when it matched at least this many stored facts ...
+pub const MIN_MATCHES: usize = 3;
+/// ... and at least this share (in percent) of the facts of that type the
+/// campaign is known to have stored (in any form, or in none of ours).
+pub const MIN_SHARE_PERCENT: usize = 90;
 
-/// Marks the forms of facts that were processed (`seen` holds the keys that
-/// the store absorbed).
-pub fn learn(facts: &[Fact], seen: &HashSet<String>, evidence: &mut Evidence) {
-    for f in facts {
-        for c in &f.candidates {
-            if seen.contains(&c.key) {
-                evidence.entry(f.kind).or_default().insert(c.form);
+/// What the stored facts of one event type in one campaign say about the
+/// form its webhooks come in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// Stored facts matched, per form.
+    pub matched: BTreeMap<Form, usize>,
+    /// Facts known to be stored: found in some form, or counted by the
+    /// lead's item while matching none of the forms built (stored under a
+    /// key the statistics cannot rebuild, e.g. times with milliseconds).
+    pub stored: usize,
+}
+
+impl Tally {
+    /// The one form well established: most matches, at least
+    /// [`MIN_MATCHES`], and at least [`MIN_SHARE_PERCENT`] of the stored facts.
+    pub fn established(&self) -> Option<Form> {
+        let (form, n) = self.matched.iter().max_by_key(|(_, n)| **n)?;
+        (*n >= MIN_MATCHES && n * 100 >= self.stored * MIN_SHARE_PERCENT).then_some(*form)
+    }
+}
+
+/// What the stored facts taught, per campaign and event type.
+pub type Evidence = HashMap<(String, Kind), Tally>;
+
+fn found(f: &Fact, seen: &HashSet<String>) -> bool {
+    f.candidates
+        .iter()
+        .chain(&f.by_id)
+        .any(|c| seen.contains(&c.key))
+}
+
+/// The lead item's counter of an event type.
+fn counter(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::Sent => Some("sent"),
+        Kind::Open => Some("opens"),
+        Kind::Reply => Some("replies"),
+        Kind::Bounce => Some("bounces"),
+        Kind::Click | Kind::Unsubscribe => None,
+    }
+}
+
+/// Tallies the forms of one lead's checked facts (`seen` holds the keys the
+/// store absorbed; `rows` are all of the lead's statistics in the campaign,
+/// `stored` its item). A fact not found counts as stored in no known form
+/// when the item's counter exceeds what the matched facts and every event
+/// of that type outside the checked ones could explain.
+pub fn learn(
+    rows: &[StepStat],
+    facts: &[Fact],
+    seen: &HashSet<String>,
+    stored: &Value,
+    evidence: &mut Evidence,
+) {
+    for kind in [Kind::Sent, Kind::Open, Kind::Reply, Kind::Bounce] {
+        let of: Vec<&Fact> = facts.iter().filter(|f| f.kind == kind).collect();
+        let Some(first) = of.first() else { continue };
+        let tally = evidence.entry((first.campaign.clone(), kind)).or_default();
+        let mut matched = 0;
+        for f in of.iter().filter(|f| found(f, seen)) {
+            matched += 1;
+            tally.stored += 1;
+            let forms: BTreeSet<Form> = f
+                .candidates
+                .iter()
+                .chain(&f.by_id)
+                .filter(|c| seen.contains(&c.key))
+                .map(|c| c.form)
+                .collect();
+            for form in forms {
+                *tally.matched.entry(form).or_default() += 1;
             }
         }
+        let Some(attr) = counter(kind) else { continue };
+        let count = stored.get(attr).and_then(Value::as_f64).unwrap_or(0.0) as usize;
+        let lifetime: u64 = rows
+            .iter()
+            .map(|r| match kind {
+                Kind::Sent => r.sent_time.is_some() as u64,
+                Kind::Open => r.open_count,
+                Kind::Reply => r.reply_count,
+                _ => r.is_bounced as u64,
+            })
+            .sum();
+        let outside = (lifetime as usize).saturating_sub(of.len());
+        // Facts whose message-id form could not be built say nothing.
+        let unmatched = of
+            .iter()
+            .filter(|f| !found(f, seen) && !f.history_unavailable)
+            .count();
+        tally.stored += unmatched.min(count.saturating_sub(matched + outside));
     }
 }
 
@@ -569,41 +708,45 @@ fn describe(f: &Fact) -> String {
     }
 }
 
-/// The gaps among `facts`: facts absorbed in no form, each to
-/// backfill in the one form the run saw its type arrive in, or to report.
+/// The gaps among `facts`: facts absorbed in no form, each to backfill in
+/// the one form well established for its type in its campaign (see
+/// [`Tally::established`]), or to report. Unsubscribes are only reported.
 pub fn gaps(facts: &[Fact], seen: &HashSet<String>, evidence: &Evidence) -> Vec<Gap> {
     let mut out = Vec::new();
     for f in facts {
-        if f.candidates.iter().any(|c| seen.contains(&c.key)) {
+        if found(f, seen) {
             continue;
         }
-        let forms = evidence.get(&f.kind);
-        let action = match forms.map(|s| s.iter().copied().collect::<Vec<_>>()) {
+        let t = f.kind.event_type();
+        let tally = evidence.get(&(f.campaign.clone(), f.kind));
+        let action = match tally.and_then(Tally::established) {
+            _ if f.kind == Kind::Unsubscribe => Action::Report {
+                reason: "unsubscribes are reported only: webhooks that carry a time are keyed by it, which the statistics lack".into(),
+            },
             _ if f.rotated => Action::Report {
                 reason: "the lead's campaign item has rotated its absorbed keys: whether it arrived cannot be told".into(),
             },
             None => Action::Report {
-                reason: format!(
-                    "no {} webhook was seen in this run to learn which form SmartLead sends it in",
-                    f.kind.event_type()
-                ),
+                reason: match tally.and_then(|t| t.matched.iter().max_by_key(|(_, n)| **n).map(|(f, n)| (f, n, t.stored))) {
+                    Some((form, n, stored)) => format!(
+                        "no form of {t} webhooks is well established in this campaign: {form:?} matched {n} of {stored} stored (needs {MIN_MATCHES} and {MIN_SHARE_PERCENT}%)"
+                    ),
+                    None => format!(
+                        "no stored {t} webhook of this campaign matched a form: which form SmartLead sends it in is unknown"
+                    ),
+                },
             },
-            Some(forms) if forms.len() > 1 => Action::Report {
-                reason: format!(
-                    "{} webhooks arrived in several forms ({forms:?}): no single key to match",
-                    f.kind.event_type()
-                ),
-            },
-            Some(forms) => match f.candidates.iter().find(|c| Some(&c.form) == forms.first()) {
+            Some(form) => match f.candidates.iter().find(|c| c.form == form) {
+                Some(_) if f.history_unavailable && form != Form::Msg && matches!(f.kind, Kind::Sent | Kind::Reply) => Action::Report {
+                    reason: "history unavailable: the message-id form, which the key rules rank first, could not be built".into(),
+                },
                 Some(c) => Action::Backfill {
                     key: c.key.clone(),
                     body: c.body.clone(),
                 },
                 None => Action::Unverified {
                     reason: format!(
-                        "{} webhooks are keyed by {:?}, which SmartLead did not give for this one",
-                        f.kind.event_type(),
-                        forms.first().copied().unwrap_or(Form::Fields)
+                        "{t} webhooks are keyed by {form:?}, which SmartLead did not give for this one"
                     ),
                 },
             },
@@ -611,7 +754,7 @@ pub fn gaps(facts: &[Fact], seen: &HashSet<String>, evidence: &Evidence) -> Vec<
         out.push(Gap {
             lead: f.lead.clone(),
             campaign: f.campaign.clone(),
-            event_type: f.kind.event_type(),
+            event_type: t,
             missing: describe(f),
             since: f.not_before.map(|t| t.to_string()),
             action,
@@ -707,6 +850,9 @@ pub struct Report {
     /// Facts older than the dedup TTL window, not checked.
     pub too_old: usize,
     pub gaps: Vec<Gap>,
+    /// Lifetime counts (opens past the timed one, clicks) above the stored
+    /// ones: reported only, and not gaps (old campaigns keep them).
+    pub count_mismatches: Vec<Gap>,
     pub backfilled: usize,
     /// Leads not checked because the deadline came first (the next run
     /// checks them; what was checked is decided and backfilled).
@@ -744,11 +890,20 @@ pub async fn statistics(
     deadline: Instant,
 ) -> Result<(Vec<StepStat>, usize), ReconcileError> {
     let (mut rows, mut unreadable, mut offset) = (Vec::new(), 0, 0);
+    let mut previous_first: Option<String> = None;
     loop {
         let v = api
             .campaign_statistics(campaign, offset, PAGE_SIZE, deadline)
             .await?;
-        let page = parse_page(&v);
+        let page = parse_page(&v)?;
+        if page.entries > 0 && page.first_id.is_some() && page.first_id == previous_first {
+            return Err(ApiError::Unexpected {
+                what: format!("the statistics of campaign {campaign}"),
+                shape: format!("a page at offset {offset} repeating the previous one"),
+            }
+            .into());
+        }
+        previous_first = page.first_id.clone();
         rows.extend(page.rows);
         unreadable += page.unreadable;
         offset += page.entries;
@@ -838,6 +993,7 @@ pub async fn reconcile<Q: Queue + ?Sized>(
             in_window(r.sent_time, false) || in_window(r.reply_time, false) || r.is_bounced
         });
         let mut history = Vec::new();
+        let mut history_unavailable = false;
         if wants_history {
             let id = match rows.iter().find_map(|r| r.lead_id.clone()) {
                 Some(id) => Some(id),
@@ -848,18 +1004,26 @@ pub async fn reconcile<Q: Queue + ?Sized>(
                     Err(_) => None,
                 },
             };
-            if let Some(id) = id {
-                // A history SmartLead cannot give (partial data) only
-                // leaves the message-id forms out.
-                match api.message_history(&campaign, &id, opts.deadline).await {
-                    Ok(v) => history = parse_history(&v),
+            // A history SmartLead cannot give (no id, refused, an unknown
+            // shape) leaves the message-id forms out: gaps the key rules
+            // would key by a message id are then reported, not backfilled.
+            match id {
+                Some(id) => match api
+                    .message_history(&campaign, &id, opts.deadline)
+                    .await
+                    .and_then(|v| parse_history(&v))
+                {
+                    Ok(h) => history = h,
                     Err(e) if e.is_retryable() => return Err(e.into()),
-                    Err(_) => {}
-                }
+                    Err(_) => history_unavailable = true,
+                },
+                None => history_unavailable = true,
             }
         }
         let mut lead_facts = Vec::new();
-        for f in facts(&campaign, &rows, &history) {
+        for mut f in facts(&campaign, &rows, &history) {
+            f.history_unavailable =
+                history_unavailable && matches!(f.kind, Kind::Sent | Kind::Reply | Kind::Bounce);
             let timeless = f.time.is_none();
             if in_window(f.not_before, timeless) {
                 lead_facts.push(f);
@@ -868,7 +1032,7 @@ pub async fn reconcile<Q: Queue + ?Sized>(
             }
         }
         let stored = check(store, &campaign, &lead, &mut lead_facts, &mut seen).await?;
-        learn(&lead_facts, &seen, &mut evidence);
+        learn(&rows, &lead_facts, &seen, &stored, &mut evidence);
         report.facts_checked += lead_facts.len();
         checked.push((campaign, rows, lead_facts, stored));
         progress(i + 1, total);
@@ -881,7 +1045,7 @@ pub async fn reconcile<Q: Queue + ?Sized>(
             .count() as u64;
         report.gaps.extend(lead_gaps);
         report
-            .gaps
+            .count_mismatches
             .extend(count_gaps(&campaign, &rows, &stored, opens));
     }
     if !opts.dry_run {
@@ -926,9 +1090,10 @@ async fn check(
     seen: &mut HashSet<String>,
 ) -> Result<Value, ReconcileError> {
     // Facts by the item they land in (all in the lead's campaign item, by
-    // the plan; grouped anyway so none is read against the wrong item).
+    // the plan; grouped anyway so none is read against the wrong item); the
+    // forms without the e-mail by theirs (`LEAD#id:<id>`).
     let home = lead_item(campaign, lead);
-    let mut by_item: BTreeMap<Option<(String, String)>, Vec<usize>> = BTreeMap::new();
+    let mut by_item: BTreeMap<Option<(String, String)>, Vec<(usize, bool)>> = BTreeMap::new();
     by_item.entry(home.clone()).or_default();
     for (i, f) in facts.iter().enumerate() {
         let at = f
@@ -936,34 +1101,46 @@ async fn check(
             .first()
             .and_then(|c| first_item(&c.body))
             .or_else(|| home.clone());
-        by_item.entry(at).or_default().push(i);
+        by_item.entry(at).or_default().push((i, false));
+        if let Some(c) = f.by_id.first() {
+            by_item
+                .entry(first_item(&c.body))
+                .or_default()
+                .push((i, true));
+        }
     }
     let mut stored = Value::Null;
+    // Per fact: any key absorbed, any answer unknown.
+    let mut state = vec![(false, false); facts.len()];
     for (at, idx) in by_item {
         let Some((pk, sk)) = at else { continue };
+        let list = |i: usize, id: bool| {
+            if id {
+                &facts[i].by_id
+            } else {
+                &facts[i].candidates
+            }
+        };
         let groups: Vec<Vec<crate::key::DedupKey>> = idx
             .iter()
-            .map(|&i| {
-                facts[i]
-                    .candidates
-                    .iter()
-                    .map(|c| c.dedup.clone())
-                    .collect()
-            })
+            .map(|&(i, id)| list(i, id).iter().map(|c| c.dedup.clone()).collect())
             .collect();
         let read = store.absorbed(&pk, &sk, &groups).await?;
-        for (&i, answers) in idx.iter().zip(&read.answers) {
-            let f = &mut facts[i];
-            for (c, a) in f.candidates.iter().zip(answers) {
+        for (&(i, id), answers) in idx.iter().zip(&read.answers) {
+            for (c, a) in list(i, id).iter().zip(answers) {
                 if *a == Absorbed::Yes {
                     seen.insert(c.key.clone());
                 }
             }
-            f.rotated = !answers.contains(&Absorbed::Yes) && answers.contains(&Absorbed::Unknown);
+            state[i].0 |= answers.contains(&Absorbed::Yes);
+            state[i].1 |= answers.contains(&Absorbed::Unknown);
         }
         if Some((&pk, &sk)) == home.as_ref().map(|(p, s)| (p, s)) {
             stored = read.item;
         }
+    }
+    for (f, (yes, unknown)) in facts.iter_mut().zip(state) {
+        f.rotated = !yes && unknown;
     }
     Ok(stored)
 }
@@ -1080,14 +1257,18 @@ impl Scheduled {
     }
 }
 
-/// The run's metrics: `GapsFound` (backfilled or reported; the alarm's),
-/// `EventsBackfilled`, `GapsReportedOnly`, `EventsUnverified`.
-pub fn metric_values(r: &Report) -> [(&'static str, f64); 4] {
+/// The run's metrics: `GapsFound` (backfilled or reported) and `LeadsLeft`
+/// (leads the run had no time for; the alarm watches both),
+/// `EventsBackfilled`, `GapsReportedOnly`, `EventsUnverified`, and
+/// `CountMismatches` (lifetime counts above the stored ones: not gaps).
+pub fn metric_values(r: &Report) -> [(&'static str, f64); 6] {
     [
         ("GapsFound", r.gaps_found() as f64),
         ("EventsBackfilled", r.backfilled as f64),
         ("GapsReportedOnly", r.reported_only() as f64),
         ("EventsUnverified", r.unverified() as f64),
+        ("CountMismatches", r.count_mismatches.len() as f64),
+        ("LeadsLeft", r.leads_left as f64),
     ]
 }
 
@@ -1127,7 +1308,7 @@ mod tests {
             {"lead_name": "no e-mail"},
             "not an object"
         ]});
-        let p = parse_page(&per_step);
+        let p = parse_page(&per_step).unwrap();
         assert_eq!((p.entries, p.unreadable, p.total), (3, 2, Some(3)));
         assert_eq!(p.rows[0].lead_email, "a@x.example");
         assert!(p.rows[0].is_unsubscribed && p.rows[0].open_time.is_none());
@@ -1135,7 +1316,7 @@ mod tests {
             {"sequence_number": 1, "sent_time": "2026-11-01T09:00:00Z", "open_count": 2},
             {"sequence_number": 2, "sent_time": "2026-11-02T09:00:00Z"}
         ]}, {"email": "c@x.example", "open_count": 4, "click_count": 1}]});
-        let p = parse_page(&per_lead);
+        let p = parse_page(&per_lead).unwrap();
         assert_eq!(p.rows.len(), 3);
         assert_eq!(p.rows[0].lead_id.as_deref(), Some("7"));
         assert_eq!(p.rows[0].open_count, 2);
@@ -1148,13 +1329,15 @@ mod tests {
     fn both_history_shapes_are_read() {
         let h = parse_history(&json!({"history": [
             {"type": "SENT", "message_id": "<m1@x>", "time": "2026-11-01T09:00:00Z", "email_seq_number": "1"},
-            {"type": "REPLY", "message_id": "<r1@x>", "time": "2026-11-01T11:00:00Z"}]}));
+            {"type": "REPLY", "message_id": "<r1@x>", "time": "2026-11-01T11:00:00Z"}]}))
+        .unwrap();
         assert_eq!(h.len(), 2);
         assert!(h[0].sent && !h[1].sent);
         assert_eq!(h[0].sequence_number, Some(1));
         let h = parse_history(&json!({"messages": [
             {"id": "msg_1", "direction": "outbound", "sent_at": "2025-01-15T10:00:00Z"},
-            {"id": "msg_2", "direction": "inbound", "received_at": "2025-01-20T14:00:00Z"}]}));
+            {"id": "msg_2", "direction": "inbound", "received_at": "2025-01-20T14:00:00Z"}]}))
+        .unwrap();
         assert_eq!(h[1].message_id.as_deref(), Some("msg_2"));
     }
 
@@ -1192,8 +1375,12 @@ mod tests {
         let g = gaps(&fs, &seen, &Evidence::new());
         assert!(g.iter().all(|g| matches!(g.action, Action::Report { .. })));
         // Opens seen without stats_id elsewhere: that form is backfilled.
+        let tally = |forms: &[(Form, usize)], stored| Tally {
+            matched: forms.iter().copied().collect(),
+            stored,
+        };
         let mut ev = Evidence::new();
-        ev.entry(Kind::Open).or_default().insert(Form::Fields);
+        ev.insert(("5".into(), Kind::Open), tally(&[(Form::Fields, 3)], 3));
         let g = gaps(&fs, &seen, &ev);
         let o = g.iter().find(|g| g.event_type == "EMAIL_OPEN").unwrap();
         let Action::Backfill { key, body } = &o.action else {
@@ -1202,13 +1389,16 @@ mod tests {
         assert!(body.get("stats_id").is_none() && key.contains(":fields:"));
         assert_eq!(body["source"], "reconcile");
         // Seen in two forms: report only.
-        ev.entry(Kind::Open).or_default().insert(Form::FieldsStats);
+        ev.insert(
+            ("5".into(), Kind::Open),
+            tally(&[(Form::Fields, 3), (Form::FieldsStats, 3)], 6),
+        );
         let g = gaps(&fs, &seen, &ev);
         let o = g.iter().find(|g| g.event_type == "EMAIL_OPEN").unwrap();
         assert!(matches!(o.action, Action::Report { .. }));
         // Sends keyed by message id, with no history: not checkable.
         let mut ev = Evidence::new();
-        ev.entry(Kind::Sent).or_default().insert(Form::Msg);
+        ev.insert(("5".into(), Kind::Sent), tally(&[(Form::Msg, 3)], 3));
         let g = gaps(&fs, &seen, &ev);
         let s = g.iter().find(|g| g.event_type == "EMAIL_SENT").unwrap();
         assert!(matches!(&s.action, Action::Unverified { reason } if reason.contains("Msg")));
@@ -1223,9 +1413,182 @@ mod tests {
             .filter_map(|f| f.candidates.last().map(|c| c.key.clone()))
             .collect();
         let mut ev = Evidence::new();
-        learn(&fs, &seen, &mut ev);
+        learn(&rows, &fs, &seen, &Value::Null, &mut ev);
         assert!(gaps(&fs, &seen, &ev).is_empty());
-        assert_eq!(ev[&Kind::Open], BTreeSet::from([Form::Fields]));
+        assert_eq!(
+            ev[&("5".to_owned(), Kind::Open)].matched,
+            BTreeMap::from([(Form::Fields, 1)])
+        );
+    }
+
+    /// Ten leads, each with one open of step 1 at a whole second (as the
+    /// statistics give it). `matched` leads' opens are stored under the key
+    /// the statistics rebuild; the others' item counts an open stored under
+    /// a key none of the candidates is (its time had milliseconds), except
+    /// lead 9's, which is missing.
+    fn opens_of_ten(matched: usize) -> (Vec<Fact>, HashSet<String>, Evidence) {
+        let (mut all, mut seen, mut ev) = (Vec::new(), HashSet::new(), Evidence::new());
+        for l in 0..10 {
+            let mut r = row(&format!("l{l}@x.example"), 1);
+            r.open_time = EventTime::parse(&format!("2026-11-01T10:00:0{l}Z"));
+            (r.reply_time, r.reply_count) = (None, 0);
+            let fs = facts("5", std::slice::from_ref(&r), &[]);
+            if l < matched {
+                let open = fs.iter().find(|f| f.kind == Kind::Open).unwrap();
+                let c = open.candidates.iter().find(|c| c.form == Form::Fields);
+                seen.insert(c.unwrap().key.clone());
+            }
+            let item = if l == 9 {
+                json!({"sent": 1})
+            } else {
+                json!({"sent": 1, "opens": 1})
+            };
+            learn(&[r], &fs, &seen, &item, &mut ev);
+            all.extend(fs);
+        }
+        (all, seen, ev)
+    }
+
+    fn open_actions(matched: usize) -> Vec<Action> {
+        let (all, seen, ev) = opens_of_ten(matched);
+        gaps(&all, &seen, &ev)
+            .into_iter()
+            .filter(|g| g.event_type == "EMAIL_OPEN")
+            .map(|g| g.action)
+            .collect()
+    }
+
+    #[test]
+    fn one_coincidental_match_teaches_no_form_and_the_gaps_are_reported() {
+        // Webhooks with milliseconds, statistics in whole seconds: the one
+        // open at `.000` matches; the eight stored under their real keys
+        // must not be backfilled (they would count twice).
+        let a = open_actions(1);
+        assert_eq!(a.len(), 9);
+        assert!(
+            a.iter()
+                .all(|a| matches!(a, Action::Report { reason } if reason.contains("1 of 9"))),
+            "{a:#?}"
+        );
+        // Three matches of nine stored: still not 90%.
+        let a = open_actions(3);
+        assert!(
+            a.iter().all(|a| matches!(a, Action::Report { .. })),
+            "{a:#?}"
+        );
+    }
+
+    #[test]
+    fn a_well_established_form_backfills_the_one_missing() {
+        // Nine of nine stored opens matched Fields; lead 9's is missing.
+        let a = open_actions(9);
+        assert_eq!(a.len(), 1);
+        assert!(matches!(&a[0], Action::Backfill { key, .. } if key.contains(":fields:")));
+    }
+
+    #[test]
+    fn unsubscribes_are_reported_never_backfilled() {
+        let mut r = row("a@x.example", 1);
+        r.is_unsubscribed = true;
+        let fs = facts("5", &[r], &[]);
+        let mut ev = Evidence::new();
+        ev.insert(
+            ("5".into(), Kind::Unsubscribe),
+            Tally {
+                matched: BTreeMap::from([(Form::Fields, 50)]),
+                stored: 50,
+            },
+        );
+        let g = gaps(&fs, &HashSet::new(), &ev);
+        let u = g
+            .iter()
+            .find(|g| g.event_type == "LEAD_UNSUBSCRIBED")
+            .unwrap();
+        assert!(
+            matches!(&u.action, Action::Report { reason } if reason.contains("reported only")),
+            "{u:?}"
+        );
+    }
+
+    #[test]
+    fn without_the_history_a_send_is_reported_not_backfilled_by_stats_id() {
+        let rows = [row("a@x.example", 1)];
+        let mut fs = facts("5", &rows, &[]);
+        let mut ev = Evidence::new();
+        for k in [Kind::Sent, Kind::Reply] {
+            let form = if k == Kind::Sent {
+                Form::Stats
+            } else {
+                Form::Fields
+            };
+            ev.insert(
+                ("5".into(), k),
+                Tally {
+                    matched: BTreeMap::from([(form, 5)]),
+                    stored: 5,
+                },
+            );
+        }
+        let backfills = |fs: &[Fact]| {
+            gaps(fs, &HashSet::new(), &ev)
+                .into_iter()
+                .filter(|g| matches!(g.action, Action::Backfill { .. }))
+                .count()
+        };
+        assert_eq!(
+            backfills(&fs),
+            2,
+            "history read, no message id: keyed as learned"
+        );
+        for f in &mut fs {
+            f.history_unavailable = true;
+        }
+        assert_eq!(backfills(&fs), 0);
+        let g = gaps(&fs, &HashSet::new(), &ev);
+        assert!(g.iter().filter(|g| g.event_type != "EMAIL_OPEN").all(
+            |g| matches!(&g.action, Action::Report { reason } if reason.contains("history unavailable"))
+        ));
+        // An unknown history shape is an error, not "no history".
+        for bad in [json!({"error": "not found"}), json!("text"), json!(null)] {
+            assert!(matches!(
+                parse_history(&bad),
+                Err(ApiError::Unexpected { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn an_unknown_statistics_shape_is_an_error_not_no_rows() {
+        for bad in [
+            json!({"error": "invalid campaign"}),
+            json!({"count": 3}),
+            json!("<html>"),
+            json!(null),
+        ] {
+            assert!(
+                matches!(parse_page(&bad), Err(ApiError::Unexpected { .. })),
+                "{bad}"
+            );
+        }
+        // `count` is not the total.
+        let p = parse_page(&json!({"count": 1, "data": [{"lead_email": "a@x.example"}]})).unwrap();
+        assert_eq!(p.total, None);
+    }
+
+    #[test]
+    fn a_lead_id_gives_the_same_facts_without_the_email_filed_by_id() {
+        let mut r = row("a@x.example", 1);
+        r.lead_id = Some("9001".into());
+        for f in facts("5", &[r], &[]) {
+            assert_eq!(f.by_id.len(), f.candidates.len(), "{f:?}");
+            for c in &f.by_id {
+                assert!(c.body.get("to_email").is_none());
+                assert_eq!(
+                    first_item(&c.body),
+                    Some(("LEAD#id:9001".to_owned(), "CAMPAIGN#5".to_owned()))
+                );
+            }
+        }
     }
 
     #[test]

@@ -387,7 +387,9 @@ fn same(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>, ctx: &str) {
 #[tokio::test]
 async fn reconcile_restores_the_full_streams_state_exactly_once() {
     let mut rng = Rng(0x7ec0_4c11_e5ee_d001);
-    let leads = stream(&mut rng, 14);
+    // Enough leads that every type's form is well established (three
+    // matches at least, see reconcile::MIN_MATCHES).
+    let leads = stream(&mut rng, 24);
     let all: Vec<&(String, Value)> = leads.iter().flat_map(|l| &l.events).collect();
     // The reference: every webhook delivered.
     let full = queue().await;
@@ -450,10 +452,37 @@ async fn reconcile_restores_the_full_streams_state_exactly_once() {
         .count();
     assert!(pages >= 4, "paged by 7: {pages}");
 
-    // The real run: every gap backfilled, each applied once.
+    // The real run: every gap backfilled, each applied once, but the
+    // unsubscribes: only reported (their webhooks may carry a time the
+    // statistics lack, and so a key no backfill can share).
     let report = run(&s, &gappy, false).await;
-    assert_eq!(report.backfilled, removed.len(), "{:#?}", report.gaps);
-    assert_eq!(report.reported_only(), 0, "{:#?}", report.gaps);
+    let unsubscribes: Vec<&Value> = removed
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| e["event_type"] == "LEAD_UNSUBSCRIBED")
+        .collect();
+    assert_eq!(
+        report.backfilled,
+        removed.len() - unsubscribes.len(),
+        "{:#?}",
+        report.gaps
+    );
+    assert_eq!(
+        report.reported_only(),
+        unsubscribes.len(),
+        "{:#?}",
+        report.gaps
+    );
+    assert!(report
+        .gaps
+        .iter()
+        .filter(|g| matches!(g.action, Action::Report { .. }))
+        .all(|g| g.event_type == "LEAD_UNSUBSCRIBED"));
+    // SmartLead's late unsubscribe webhooks (or the operator acting on the
+    // report) complete the state.
+    for e in &unsubscribes {
+        gappy.deliver(&e.to_string()).await;
+    }
     let outcomes = gappy.take_outcomes();
     assert!(outcomes
         .iter()
@@ -469,6 +498,7 @@ async fn reconcile_restores_the_full_streams_state_exactly_once() {
 
     // Two runs in a row: the second finds nothing and changes nothing.
     let again = run(&s, &gappy, false).await;
+    let late_unsubscribes = unsubscribes.len();
     assert!(again.gaps.is_empty(), "{:#?}", again.gaps);
     assert_eq!(again.backfilled, 0);
     assert_eq!(
@@ -477,6 +507,7 @@ async fn reconcile_restores_the_full_streams_state_exactly_once() {
     );
 
     // SmartLead's late webhooks after the backfill: every one a duplicate.
+    assert!(late_unsubscribes > 0);
     for (_, e) in &removed {
         let o = gappy.deliver(&e.to_string()).await;
         assert!(matches!(o, Outcome::Duplicate), "{e}: {o:?}");
@@ -495,7 +526,8 @@ async fn a_backfill_after_the_webhook_is_a_duplicate() {
     let mut held = Vec::new();
     for (i, (_, e)) in all.iter().enumerate() {
         let t = e["event_type"].as_str().unwrap_or_default();
-        if i > 6 && i % 2 == 0 && t != "EMAIL_LINK_CLICK" {
+        // Unsubscribes are only reported (see above): none held.
+        if i > 6 && i % 2 == 0 && t != "EMAIL_LINK_CLICK" && t != "LEAD_UNSUBSCRIBED" {
             held.push(e.clone());
         } else {
             late.deliver(&e.to_string()).await;
@@ -584,7 +616,12 @@ async fn what_statistics_cannot_key_is_reported_never_backfilled() {
         .all(|g| g.lead == broken.email));
     assert_eq!(unverified, removed_sends_of_broken + kept_sends_of_broken);
     assert_eq!(reported("EMAIL_SENT"), 0);
-    assert!(reported("EMAIL_LINK_CLICK") > 0);
+    // Click counts are count mismatches, not gaps.
+    assert_eq!(reported("EMAIL_LINK_CLICK"), 0);
+    assert!(report
+        .count_mismatches
+        .iter()
+        .any(|g| g.event_type == "EMAIL_LINK_CLICK"));
     assert_eq!(state(&q.consumer.store).await, before);
 }
 
@@ -700,6 +737,120 @@ async fn out_of_time_it_stops_checking_and_says_how_many_leads_are_left() {
     .expect("reconcile");
     assert_eq!(report.leads_left, 3);
     assert_eq!(report.facts_checked, 0);
+    // Published, for the alarm: leads left unchecked are not "no gaps".
+    assert!(reconcile::metric_values(&report).contains(&("LeadsLeft", 3.0)));
+}
+
+/// A reply SmartLead delivered naming the lead by id only (filed under
+/// `LEAD#id:<id>`) is stored: no gap, nothing backfilled.
+#[tokio::test]
+async fn a_fact_filed_under_the_lead_id_is_stored() {
+    let t = ms(received_ms() - 86_400_000 + 789);
+    let sent = ms(received_ms() - 2 * 86_400_000);
+    let q = queue().await;
+    for i in 0..4 {
+        // Replies of other leads, by e-mail: the form is well established.
+        let body = json!({"event_type": "EMAIL_REPLY", "campaign_id": 77, "sequence_number": 1,
+            "to_email": format!("other{i}@recon.example"), "time_replied": t,
+            "reply_message": {"message_id": format!("<r{i}@lead.example>"), "time": t}});
+        q.deliver(&body.to_string()).await;
+    }
+    let by_id = json!({"event_type": "EMAIL_REPLY", "campaign_id": 77, "sequence_number": 1,
+        "lead_id": 9001, "time_replied": t,
+        "reply_message": {"message_id": "<r-9001@lead.example>", "time": t}});
+    q.deliver(&by_id.to_string()).await;
+    let s = local_aws::StandIn::start().await;
+    let mut rows = vec![
+        json!({"lead_email": "idonly@recon.example", "lead_id": 9001,
+        "sequence_number": 1, "sent_time": sent, "reply_time": t, "reply_count": 1}),
+    ];
+    for i in 0..4 {
+        rows.push(
+            json!({"lead_email": format!("other{i}@recon.example"), "lead_id": 9100 + i,
+            "sequence_number": 1, "sent_time": sent, "reply_time": t, "reply_count": 1}),
+        );
+    }
+    s.route(
+        &format!("GET /api/v1/campaigns/{CAMPAIGN}/statistics"),
+        &json!({"data": rows}).to_string(),
+    );
+    s.route(
+        &format!("GET /api/v1/campaigns/{CAMPAIGN}/leads/9001/message-history"),
+        &json!({"history": [{"type": "REPLY", "message_id": "<r-9001@lead.example>", "time": t}]})
+            .to_string(),
+    );
+    for i in 0..4 {
+        s.route(
+            &format!("GET /api/v1/campaigns/{CAMPAIGN}/leads/{}/message-history", 9100 + i),
+            &json!({"history": [{"type": "REPLY", "message_id": format!("<r{i}@lead.example>"), "time": t}]})
+                .to_string(),
+        );
+    }
+    let report = run(&s, &q, false).await;
+    let replies: Vec<_> = report
+        .gaps
+        .iter()
+        .filter(|g| g.event_type == "EMAIL_REPLY")
+        .collect();
+    assert!(replies.is_empty(), "{replies:#?}");
+    assert!(q.take_outcomes().is_empty(), "nothing backfilled");
+}
+
+async fn statistics_answer(
+    body: &'static str,
+) -> Result<reconcile::Report, reconcile::ReconcileError> {
+    let s = local_aws::StandIn::start().await;
+    s.route(
+        &format!("GET /api/v1/campaigns/{CAMPAIGN}/statistics"),
+        body,
+    );
+    let q = queue().await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        reconcile::reconcile(
+            &api(&s),
+            &q.consumer.store,
+            &q,
+            &[CAMPAIGN.to_owned()],
+            &options(true),
+            &|_, _| {},
+        ),
+    )
+    .await
+    .expect("ends")
+}
+
+#[tokio::test]
+async fn unknown_statistics_and_repeating_pages_are_errors_not_no_gaps() {
+    for bad in [
+        r#"{"error": "campaign not found"}"#,
+        r#"{"ok": true}"#,
+        "not json",
+    ] {
+        let e = statistics_answer(bad).await.expect_err(bad);
+        assert!(
+            matches!(
+                e,
+                reconcile::ReconcileError::Api(smartlead::api::ApiError::Unexpected { .. })
+            ),
+            "{bad}: {e}"
+        );
+    }
+    // A full page served whatever the offset, with a `count` of its own size
+    // (not a total): the second page repeats the first.
+    let page: Vec<Value> = (0..reconcile::PAGE_SIZE)
+        .map(|i| json!({"lead_email": format!("l{i}@x.example"), "stats_id": format!("s{i}"), "sequence_number": 1}))
+        .collect();
+    let body: &'static str = Box::leak(
+        json!({"count": reconcile::PAGE_SIZE, "data": page})
+            .to_string()
+            .into_boxed_str(),
+    );
+    let e = statistics_answer(body).await.expect_err("repeats");
+    assert!(e.to_string().contains("repeating"), "{e}");
+    // An empty page ends.
+    let r = statistics_answer(r#"{"data": []}"#).await.expect("empty");
+    assert_eq!(r.leads, 0);
 }
 
 /// Every event of a 4-lead stream delivered but lead 1's first send; then
