@@ -3,7 +3,8 @@
 
 /// A stand-in HTTP server (for Slack and SmartLead): answers each request
 /// with the next scripted `(status, retry_after, delay)` (200 when the
-/// script is empty) and records every request.
+/// script is empty; a 3xx carries its body as `location`) and records
+/// every request.
 pub struct StandIn {
     pub url: String,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
@@ -154,6 +155,10 @@ impl StandIn {
                     );
                     if let Some(r) = s.retry_after {
                         resp.push_str(&format!("retry-after: {r}\r\n"));
+                    }
+                    // A redirect goes where its body says.
+                    if (300..400).contains(&s.status) {
+                        resp.push_str(&format!("location: {}\r\n", answer.trim()));
                     }
                     resp.push_str("\r\n");
                     resp.push_str(&answer);

@@ -225,7 +225,12 @@ fn numeric(id: &str) -> Value {
 impl Api {
     pub fn new(base: &str, key: &str) -> Api {
         Api {
-            http: crate::http::builder().build().unwrap_or_default(),
+            // The key is in the query string: a redirect (to another host)
+            // would carry it along, so none is followed (a 3xx is refused).
+            http: crate::http::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
             timeout: Duration::from_secs(10),
             base: base.trim_end_matches('/').to_owned(),
             key: crate::refresh::Refreshing::fixed(key.to_owned()),
@@ -687,6 +692,28 @@ mod tests {
         for leak in ["KEY-abc123", "api_key", addr.as_str(), "http://"] {
             assert!(!err.contains(leak), "{leak} in {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_so_the_key_stays_home() {
+        let elsewhere = local_aws::StandIn::start().await;
+        let api_host = local_aws::StandIn::start().await;
+        // A 3xx from the stand-in sends its body as the `location`.
+        api_host.set_body(&format!("{}/steal", elsewhere.url));
+        api_host.push(local_aws::Scripted::status(302));
+        let api = Api::new(&format!("{}/api/v1", api_host.url), "KEY-abc123");
+        let err = api
+            .get_webhook("7", Instant::now() + Duration::from_secs(10))
+            .await
+            .expect_err("a redirect is refused");
+        assert!(
+            matches!(err, ApiError::Refused { status: 302, .. }),
+            "{err}"
+        );
+        assert!(
+            elsewhere.recorded().is_empty(),
+            "the key went to another host"
+        );
     }
 
     #[test]
