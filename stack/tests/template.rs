@@ -912,7 +912,9 @@ mod hardening {
             "ReconcileScheduleRole",
             "ReconcileScheduleRule",
             "ReconcileGapsAlarm",
+            "ReconcileLeadsLeftAlarm",
             "ReconcileErrorsAlarm",
+            "ReconcileInvokeConfig",
         ];
         for p in parts {
             assert_eq!(t.resource(p).unwrap()["Condition"], "HasReconcile", "{p}");
@@ -955,6 +957,26 @@ mod hardening {
             alarms_on(&t, ns, "GapsFound", &[("Function", "reconcile")]),
             ["ReconcileGapsAlarm"]
         );
+        // Leads a run had no time for alarm too: unchecked is not "no gaps".
+        assert_eq!(
+            alarms_on(&t, ns, "LeadsLeft", &[("Function", "reconcile")]),
+            ["ReconcileLeadsLeftAlarm"]
+        );
+        let left = t.props("ReconcileLeadsLeftAlarm").unwrap();
+        assert_eq!(left["ComparisonOperator"], "GreaterThanThreshold");
+        assert_eq!(num(&t, &left["Threshold"]), 0.0);
+        // Count mismatches are published but alarm nothing.
+        assert!(alarms_on(&t, ns, "CountMismatches", &[("Function", "reconcile")]).is_empty());
+        // One run at a time, and no Lambda retries of a failed run.
+        let f = t.props("ReconcileFunction").unwrap();
+        assert_eq!(num(&t, &f["ReservedConcurrentExecutions"]), 1.0);
+        let inv = t.resource("ReconcileInvokeConfig").unwrap();
+        assert_eq!(inv["Type"], "AWS::Lambda::EventInvokeConfig");
+        assert_eq!(
+            target(&inv["Properties"]["FunctionName"]).as_deref(),
+            Some("ReconcileFunction")
+        );
+        assert_eq!(num(&t, &inv["Properties"]["MaximumRetryAttempts"]), 0.0);
         let alarm = t.props("ReconcileGapsAlarm").unwrap();
         assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
         assert_eq!(num(&t, &alarm["Threshold"]), 0.0);
@@ -966,6 +988,8 @@ mod hardening {
             .unwrap();
         for m in [
             "\"GapsFound\"",
+            "\"LeadsLeft\"",
+            "\"CountMismatches\"",
             "\"EventsBackfilled\"",
             "Metrics::from_env(\"reconcile\")",
         ] {
