@@ -288,13 +288,18 @@ enum Cmd {
     ///
     /// Pages through each campaign's statistics (and its leads' message
     /// history) within SmartLead's rate limits, checks every send, open,
-    /// reply, bounce and unsubscribe against the stored dedup markers, and
+    /// reply, bounce and unsubscribe against the keys the store absorbed
+    /// (the old design's dedup markers for events applied before it), and
     /// prints the gaps (lead, campaign, what is missing, since when). Without
     /// --dry-run each gap that can be keyed exactly like its real webhook is
     /// queued as a synthesized webhook (`source: reconcile`) for the
     /// consumer; a late webhook, a second run or the backfill of a fact
-    /// already stored is a duplicate. What the statistics cannot key (clicks,
-    /// opens past a step's first) is reported only. Exits 2 when gaps are
+    /// already stored is a duplicate. A gap is backfilled only in a form
+    /// well established for its type in its campaign (matched by at least 3
+    /// stored facts and 90% of them); unsubscribes, facts whose message
+    /// history was unavailable, and what the statistics cannot key (clicks,
+    /// opens past a step's first: count mismatches, not gaps) are reported
+    /// only. Exits 2 when gaps are
     /// left (any, with --dry-run; reported-only ones otherwise).
     ///
     /// Example: `smartlead reconcile --campaign 4711 --since 7d --dry-run`,
@@ -320,8 +325,9 @@ enum Cmd {
         /// The report as JSON, for scripts.
         #[arg(long)]
         json: bool,
-        /// The consumer's dedup marker TTL in days; by default the stack's
-        /// DedupTtlDays, else the template's default.
+        /// The consumer's dedup marker TTL in days (facts older than it less
+        /// 5 days are not checked); by default, and at most, the deployed
+        /// stack's DedupTtlDays, else the template's default.
         #[arg(long)]
         dedup_ttl_days: Option<u64>,
         #[command(flatten)]
@@ -838,13 +844,14 @@ async fn run(cli: Cli) -> Result<()> {
                 None => smartlead::reconcile::campaigns(&api, false, hour).await?,
             };
             let st = ops::Stack::resolve(&stack).await?;
-            let ttl = match (dedup_ttl_days, &st.deployed) {
-                (Some(d), _) => d,
-                (None, Some((name, o))) => stack_dedup_ttl(name, o)
-                    .await?
-                    .unwrap_or(smartlead::store::DEFAULT_DEDUP_TTL_DAYS),
-                (None, None) => smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+            let deployed = match &st.deployed {
+                Some((name, o)) => stack_dedup_ttl(name, o).await?,
+                None => None,
             };
+            let (ttl, capped) = reconcile::dedup_ttl(dedup_ttl_days, deployed);
+            if let Some(note) = capped {
+                eprintln!("{note}");
+            }
             let queue = smartlead::aws::SqsQueue {
                 client: st.sqs.clone(),
                 queue_url: st.queues().await?.0,

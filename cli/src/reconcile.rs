@@ -10,6 +10,9 @@ use smartlead::time::EventTime;
 /// `--since`: an RFC 3339 time, or a span back from now (`36h`, `7d`, `90m`).
 pub fn since(s: &str, now: EventTime) -> Result<EventTime> {
     let t = s.trim();
+    if t.starts_with('-') {
+        bail!("--since {s:?}: a span back from now cannot be negative");
+    }
     let span = |n: &str, unit_ms: i64| -> Option<EventTime> {
         let n: i64 = n.parse().ok()?;
         EventTime::from_millis(now.millis() - n.checked_mul(unit_ms)?)
@@ -23,6 +26,24 @@ pub fn since(s: &str, now: EventTime) -> Result<EventTime> {
     relative
         .or_else(|| EventTime::parse(t))
         .ok_or_else(|| anyhow!("--since {s:?}: not a time (RFC 3339) nor a span like 36h or 7d"))
+}
+
+/// The absorbed-key TTL to check within: `--dedup-ttl-days`, capped at the
+/// deployed stack's `DedupTtlDays` (a longer window would check facts whose
+/// old-design markers are gone, and a backfill could count them twice);
+/// else the stack's; else the template's default. With a note when capped.
+pub fn dedup_ttl(flag: Option<u64>, stack: Option<u64>) -> (u64, Option<String>) {
+    match (flag, stack) {
+        (Some(f), Some(s)) if f > s => (
+            s,
+            Some(format!(
+                "--dedup-ttl-days {f} is longer than the stack's DedupTtlDays {s}: using {s}"
+            )),
+        ),
+        (Some(f), _) => (f, None),
+        (None, Some(s)) => (s, None),
+        (None, None) => (smartlead::store::DEFAULT_DEDUP_TTL_DAYS, None),
+    }
 }
 
 /// The gaps as a table: lead, campaign, what is missing, since when, and
@@ -145,6 +166,15 @@ pub fn campaign_ids(list: &[String]) -> Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_ttl_flag_is_capped_at_the_stacks() {
+        assert_eq!(super::dedup_ttl(Some(7), Some(3)).0, 3);
+        assert!(super::dedup_ttl(Some(7), Some(3)).1.is_some());
+        assert_eq!(super::dedup_ttl(Some(2), Some(3)), (2, None));
+        assert_eq!(super::dedup_ttl(None, Some(3)), (3, None));
+        assert_eq!(super::dedup_ttl(Some(9), None), (9, None));
+    }
+
     use super::*;
 
     #[test]
@@ -163,6 +193,10 @@ mod tests {
             "2026-11-01T00:00:00.000Z"
         );
         assert!(since("yesterday", now).is_err());
+        for negative in ["-3d", " -36h", "-90m"] {
+            let e = since(negative, now).expect_err(negative).to_string();
+            assert!(e.contains("negative"), "{e}");
+        }
         assert!(since("99999999999999999d", now).is_err());
     }
 }

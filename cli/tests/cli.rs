@@ -1624,7 +1624,8 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
         .send()
         .await
         .unwrap();
-    // Two leads sent step 1 an hour ago; only the first one's webhook arrived.
+    // Four leads sent step 1 an hour ago; b's webhook never arrived (the
+    // three that did establish the form: reconcile::MIN_MATCHES).
     let t = smartlead::time::EventTime::from_millis(
         smartlead::time::EventTime::now().millis() - 3_600_000,
     )
@@ -1635,11 +1636,20 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
                "time_sent": t, "stats_id": format!("st-{n}"), "message_id": format!("<m{n}@x.example>")})
     };
     let store = smartlead::store::DynamoStore::new(ddb.clone(), &table);
-    let ev = smartlead::SmartleadEvent::from_value(sent("a@recon.example", 1)).unwrap();
-    let plan = smartlead::plan::plan(&ev, smartlead::time::EventTime::now(), &Default::default());
-    store.apply(&plan, "m-1").await.unwrap();
+    let leads = [
+        ("a@recon.example", 1),
+        ("b@recon.example", 2),
+        ("c@recon.example", 3),
+        ("e@recon.example", 5),
+    ];
+    for (lead, n) in leads.iter().filter(|(_, n)| *n != 2) {
+        let ev = smartlead::SmartleadEvent::from_value(sent(lead, *n)).unwrap();
+        let plan =
+            smartlead::plan::plan(&ev, smartlead::time::EventTime::now(), &Default::default());
+        store.apply(&plan, &format!("m-{n}")).await.unwrap();
+    }
     let api = StandIn::start().await;
-    let rows: Vec<Value> = [("a@recon.example", 1), ("b@recon.example", 2)]
+    let rows: Vec<Value> = leads
         .iter()
         .map(|(l, n)| {
             json!({"lead_email": l, "lead_id": 900 + n, "sequence_number": 1,
@@ -1648,9 +1658,9 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
         .collect();
     api.route(
         "GET /api/v1/campaigns/77/statistics",
-        &json!({"total_stats": 2, "data": rows}).to_string(),
+        &json!({"total_stats": 4, "data": rows}).to_string(),
     );
-    for n in [1, 2] {
+    for (_, n) in leads {
         api.route(
             &format!("GET /api/v1/campaigns/77/leads/{}/message-history", 900 + n),
             &json!({"history": [{"type": "SENT", "message_id": format!("<m{n}@x.example>"),
@@ -1679,6 +1689,28 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
     assert!(!out.contains("a@recon.example"), "{out}");
     assert_eq!(depth(&sqs, &q).await, "0");
     assert!(!text(&o).contains(KEY));
+    // --dedup-ttl-days past the stack's DedupTtlDays (100) is capped; a
+    // negative span is refused.
+    let mut long = dry.clone();
+    long.extend(["--dedup-ttl-days", "400"]);
+    let o = smartlead(&long, &api.url, Some(KEY)).await;
+    assert!(
+        text(&o).contains("longer than the stack's DedupTtlDays 100: using 100"),
+        "{}",
+        text(&o)
+    );
+    let negative = [
+        "reconcile",
+        "--campaign",
+        "77",
+        "--since=-3d",
+        "--dry-run",
+        "--stack",
+        &stack,
+    ];
+    let o = smartlead(&negative, &api.url, Some(KEY)).await;
+    assert!(!o.status.success());
+    assert!(text(&o).contains("cannot be negative"), "{}", text(&o));
 
     let o = smartlead(&args, &api.url, Some(KEY)).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
