@@ -1,7 +1,8 @@
 //! ReconcileFunction: on the `ReconcileSchedule`, SmartLead's statistics of
 //! the active campaigns over the last `LOOKBACK_HOURS` against the stored
 //! state; exact gaps are backfilled through the queue, every gap is counted
-//! (`GapsFound`, `EventsBackfilled`). All logic lives in the `smartlead`
+//! (`GapsFound`, `EventsBackfilled`), leads left unchecked (`LeadsLeft`)
+//! and count mismatches (`CountMismatches`) apart. All logic lives in the `smartlead`
 //! library ([`smartlead::reconcile`]).
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -32,6 +33,7 @@ async fn main() -> Result<(), Error> {
             reported_only = report.reported_only(),
             leads = report.leads,
             leads_left = report.leads_left,
+            count_mismatches = report.count_mismatches.len(),
             "reconcile done"
         );
         Ok::<Value, Error>(json!({
@@ -39,6 +41,8 @@ async fn main() -> Result<(), Error> {
             "unverified": report.unverified(),
             "backfilled": report.backfilled,
             "reported_only": report.reported_only(),
+            "count_mismatches": report.count_mismatches.len(),
+            "leads_left": report.leads_left,
         }))
     }))
     .await

@@ -48,16 +48,20 @@ async fn built_binary_backfills_the_one_gap_through_the_emulator() {
         .queue_url
         .expect("url");
 
-    // Two steps sent an hour apart; only the first one's webhook arrived.
+    // Four steps sent an hour apart; the last one's webhook never arrived
+    // (the three that did establish the form: reconcile::MIN_MATCHES).
     let now = EventTime::now().millis() / 1000 * 1000;
     let at = |h: i64| EventTime::from_millis(now - h * 3_600_000 + 123).expect("time");
-    let (first, second) = (sent(1, at(3)), sent(2, at(2)));
+    let steps: Vec<(u32, EventTime)> = (1..=4).map(|seq| (seq, at(6 - seq as i64))).collect();
+    let second = sent(4, at(2));
     let store = smartlead::store::DynamoStore::new(client.clone(), "state");
-    let ev = smartlead::SmartleadEvent::from_value(first.clone()).expect("event");
-    let plan = smartlead::plan::plan(&ev, at(3), &Default::default());
-    smartlead::store::StateStore::apply(&store, &plan, "m-1")
-        .await
-        .expect("apply");
+    for &(seq, t) in &steps[..3] {
+        let ev = smartlead::SmartleadEvent::from_value(sent(seq, t)).expect("event");
+        let plan = smartlead::plan::plan(&ev, t, &Default::default());
+        smartlead::store::StateStore::apply(&store, &plan, &format!("m-{seq}"))
+            .await
+            .expect("apply");
+    }
 
     let s = local_aws::StandIn::start().await;
     s.route(
@@ -74,11 +78,11 @@ async fn built_binary_backfills_the_one_gap_through_the_emulator() {
     };
     s.route(
         &format!("GET /api/v1/campaigns/{CAMPAIGN}/statistics"),
-        &json!({"total_stats": "2", "data": [row(1, at(3)), row(2, at(2))],
+        &json!({"total_stats": "4", "data": steps.iter().map(|&(seq, t)| row(seq, t)).collect::<Vec<_>>(),
                 "offset": 0, "limit": 100})
         .to_string(),
     );
-    let history: Vec<Value> = [(1, at(3)), (2, at(2))]
+    let history: Vec<Value> = steps
         .iter()
         .map(|(seq, t)| {
             json!({"type": "SENT", "message_id": format!("<sent-{seq}@mail.outreach.example>"),
@@ -111,7 +115,8 @@ async fn built_binary_backfills_the_one_gap_through_the_emulator() {
         .await;
     assert_eq!(
         out,
-        json!({"gaps": 1, "unverified": 0, "backfilled": 1, "reported_only": 0})
+        json!({"gaps": 1, "unverified": 0, "backfilled": 1, "reported_only": 0,
+               "count_mismatches": 0, "leads_left": 0})
     );
     let got = sqs
         .receive_message()
