@@ -22,14 +22,19 @@
 //!   gives an unknown answer: only reported. Otherwise a gap is
 //!   backfilled (the
 //!   synthesized webhook goes onto the queue, `source: reconcile`, and the
-//!   consumer applies it like any webhook) only when the run saw its event
-//!   type arrive in exactly one form and the statistics carry everything that
-//!   form's key needs: the backfill then has the same key as the real
-//!   webhook, so a late webhook, a second backfill or a second run is a
-//!   duplicate. Otherwise it is only reported, with the reason.
+//!   consumer applies it like any webhook) only in a form well established
+//!   for its event type in its campaign (see [`Tally::established`]) and
+//!   when the statistics carry everything that form's key needs: the
+//!   backfill then has the same key as the real webhook, so a late webhook,
+//!   a second backfill or a second run is a duplicate. Otherwise (and for
+//!   every unsubscribe, and for sends and replies whose message history
+//!   could not be read) it is only reported, with the reason.
+//! - A lead the statistics give an id for is also looked up in its
+//!   `LEAD#id:<id>` item, with the keys of the same webhooks naming it by id.
 //! - Counts SmartLead gives without times (opens past the one timed open of
 //!   a step, every click: the statistics carry no clicked links) are compared
-//!   with the stored counts and only reported.
+//!   with the stored counts and only reported, apart from the gaps
+//!   ([`Report::count_mismatches`]).
 //! - Facts older than the old design's dedup markers' TTL (less a margin)
 //!   are not checked: an event applied before the upgrade is known only by
 //!   its marker, which may be gone, and a backfill could count twice.
@@ -944,8 +949,8 @@ pub async fn campaigns(
 
 /// Reconciles campaigns: reads their statistics, checks every fact in the
 /// window against the keys the store absorbed, learns the forms, and (unless a dry
-/// run) queues the exact backfills. Facts of every campaign are checked
-/// before any gap is decided, so evidence from one campaign serves all.
+/// run) queues the exact backfills. Every fact is checked before any gap is
+/// decided; forms are learned per campaign and event type.
 pub async fn reconcile<Q: Queue + ?Sized>(
     api: &Api,
     store: &DynamoStore,
@@ -1093,7 +1098,9 @@ async fn check(
     // the plan; grouped anyway so none is read against the wrong item); the
     // forms without the e-mail by theirs (`LEAD#id:<id>`).
     let home = lead_item(campaign, lead);
-    let mut by_item: BTreeMap<Option<(String, String)>, Vec<(usize, bool)>> = BTreeMap::new();
+    // (fact, whether its id-keyed forms) by item.
+    type Reads = BTreeMap<Option<(String, String)>, Vec<(usize, bool)>>;
+    let mut by_item = Reads::new();
     by_item.entry(home.clone()).or_default();
     for (i, f) in facts.iter().enumerate() {
         let at = f
