@@ -796,6 +796,48 @@ async fn a_fact_filed_under_the_lead_id_is_stored() {
     assert!(q.take_outcomes().is_empty(), "nothing backfilled");
 }
 
+/// Webhooks carry milliseconds, the statistics whole seconds: only the
+/// opens that came at `.000` match (three: enough matches, but not 90% of
+/// the stored). The others, stored under their real keys (the items count
+/// them), must not be backfilled: reported only.
+#[tokio::test]
+async fn one_coincidental_match_backfills_nothing_when_times_are_coarser() {
+    let q = queue().await;
+    let base = received_ms() / 1000 * 1000 - 86_400_000;
+    let mut rows = Vec::new();
+    for l in 0..8i64 {
+        let email = format!("ms{l}@recon.example");
+        let second = base + l * 60_000;
+        let webhook_ms = if l < 3 { second } else { second + 457 };
+        // Lead 7's open never arrived.
+        if l != 7 {
+            let e = json!({"event_type": "EMAIL_OPEN", "campaign_id": 77, "sequence_number": 1,
+                "to_email": email, "time_opened": ms(webhook_ms)});
+            q.deliver(&e.to_string()).await;
+        }
+        rows.push(json!({"lead_email": email, "sequence_number": 1,
+            "open_time": ms(second), "open_count": 1}));
+    }
+    let s = local_aws::StandIn::start().await;
+    s.route(
+        &format!("GET /api/v1/campaigns/{CAMPAIGN}/statistics"),
+        &json!({"data": rows}).to_string(),
+    );
+    let before = state(&q.consumer.store).await;
+    let report = run(&s, &q, false).await;
+    assert_eq!(report.backfilled, 0, "{:#?}", report.gaps);
+    let opens: Vec<_> = report
+        .gaps
+        .iter()
+        .filter(|g| g.event_type == "EMAIL_OPEN")
+        .collect();
+    assert_eq!(opens.len(), 5, "{opens:#?}");
+    assert!(opens
+        .iter()
+        .all(|g| matches!(g.action, Action::Report { .. })));
+    assert_eq!(state(&q.consumer.store).await, before);
+}
+
 async fn statistics_answer(
     body: &'static str,
 ) -> Result<reconcile::Report, reconcile::ReconcileError> {
