@@ -1116,7 +1116,7 @@ async fn check(
                 .push((i, true));
         }
     }
-    let mut stored = Value::Null;
+    let (mut stored, mut by_id_items) = (Value::Null, Vec::new());
     // Per fact: any key absorbed, any answer unknown.
     let mut state = vec![(false, false); facts.len()];
     for (at, idx) in by_item {
@@ -1144,12 +1144,33 @@ async fn check(
         }
         if Some((&pk, &sk)) == home.as_ref().map(|(p, s)| (p, s)) {
             stored = read.item;
+        } else if pk.starts_with("LEAD#id:") {
+            by_id_items.push(read.item);
         }
     }
     for (f, (yes, unknown)) in facts.iter_mut().zip(state) {
         f.rotated = !yes && unknown;
     }
-    Ok(stored)
+    Ok(with_counts_of(stored, &by_id_items))
+}
+
+/// The lead's item with the counters of its items filed by id added: the
+/// stored counts of the lead's events, however SmartLead named it.
+fn with_counts_of(mut stored: Value, by_id: &[Value]) -> Value {
+    for attr in ["sent", "opens", "clicks", "replies", "bounces"] {
+        let n = |v: &Value| v.get(attr).and_then(Value::as_f64).unwrap_or(0.0);
+        let more: f64 = by_id.iter().map(n).sum();
+        if more > 0.0 {
+            let total = n(&stored) + more;
+            if !stored.is_object() {
+                stored = json!({});
+            }
+            if let Some(o) = stored.as_object_mut() {
+                o.insert(attr.into(), json!(total));
+            }
+        }
+    }
+    stored
 }
 
 /// The queue message of a backfill: the synthesized webhook, with the
@@ -1596,6 +1617,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_counts_of_items_filed_by_id_are_added() {
+        let v = with_counts_of(
+            json!({"opens": 1, "x": "y"}),
+            &[json!({"opens": 2, "clicks": 1})],
+        );
+        assert_eq!(v, json!({"opens": 3.0, "clicks": 1.0, "x": "y"}));
+        assert_eq!(
+            with_counts_of(Value::Null, &[json!({"sent": 1})]),
+            json!({"sent": 1.0})
+        );
+        assert_eq!(with_counts_of(Value::Null, &[Value::Null]), Value::Null);
     }
 
     #[test]
