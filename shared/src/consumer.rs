@@ -243,10 +243,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             values.clear();
         }
         if unknown > 0.0 {
-            self.metrics.emit(
-                &[("EventType", "UNKNOWN")],
-                &[("Processed", unknown, Unit::Count)],
-            );
+            // Already in the batch document's per-function `Processed`.
+            self.metrics
+                .count_without_roll_up("Processed", unknown, &[("EventType", "UNKNOWN")]);
         }
         for (id, done) in results {
             let effect_failed = id.as_ref().is_some_and(|i| effect_failures.contains(i));

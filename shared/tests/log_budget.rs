@@ -294,3 +294,50 @@ async fn a_refused_or_failed_effect_keeps_its_document_by_effect() {
         json!([["Function"]])
     );
 }
+
+/// `Processed` by `Function` (what alarms, the dashboard and `smartlead
+/// status` read) counts an event of an unknown type once: its breakdown by
+/// `EventType=UNKNOWN` has no per-function roll-up of its own.
+#[tokio::test]
+async fn an_unknown_type_is_processed_once_in_the_per_function_total() {
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut c = common::consumer_with(common::fresh_store().await, Effects::default());
+    let (metrics, lines) = Metrics::capturing("consumer");
+    c.metrics = metrics;
+    let mut batch = SqsEvent::default();
+    let unknown =
+        json!({"event_type": "LEAD_MEETING_BOOKED", "campaign_id": 1, "lead_email": "u@x.example"});
+    batch.records = [webhook(200), unknown.to_string()]
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m-unknown-{i}"));
+            m.body = Some(body);
+            m
+        })
+        .collect();
+    assert!(c.handle_batch(batch).await.batch_item_failures.is_empty());
+    let text = String::from_utf8_lossy(&lines.lock().expect("lock")).to_string();
+    // What CloudWatch adds up for Processed{Function=consumer}: every
+    // document that has the dimension set ["Function"].
+    let per_function: f64 = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|d| {
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+                .as_array()
+                .is_some_and(|sets| sets.contains(&json!(["Function"])))
+        })
+        .filter_map(|d| d["Processed"].as_f64())
+        .sum();
+    assert_eq!(per_function, 2.0, "{text}");
+    assert!(
+        text.contains(r#""EventType":"UNKNOWN""#),
+        "the UNKNOWN breakdown is still there: {text}"
+    );
+}
