@@ -74,7 +74,8 @@ pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>
                 })
             }
             // An alias of an event already applied (same key): not a new cost.
-            smartlead::store::ApplyOutcome::Duplicate => {}
+            smartlead::store::ApplyOutcome::Duplicate
+            | smartlead::store::ApplyOutcome::Unchanged { .. } => {}
         }
     }
     Ok(out)
