@@ -142,8 +142,9 @@ pub(crate) fn cost(inputs: &CostInputs, http_api: bool) -> Cost {
             Prices::EVENTBRIDGE_PER_M,
         ),
         (
-            // The state comes from the write's own answer: no read.
-            "fan-out bookkeeping (1 WRU outcome mark)".to_owned(),
+            // The state comes from the write's own answer: no read; the
+            // pending mark rides on the state write, its removal is the WRU.
+            "fan-out bookkeeping (1 WRU: DELETE of the fo mark)".to_owned(),
             Prices::DDB_WRU_PER_M,
         ),
     ];
