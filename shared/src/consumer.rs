@@ -600,6 +600,17 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
         for attempt in 0..3u32 {
             let r = match mark {
+                // Refused for good (rare): also kept on the effect record.
+                Some((pk, sk)) if end == Settle::Refused => {
+                    match self
+                        .store
+                        .settle(&j.key, effect, j.lease_until_ms, end)
+                        .await
+                    {
+                        Ok(()) => self.store.fanout_done(pk, sk, &j.key).await,
+                        Err(e) => Err(e),
+                    }
+                }
                 Some((pk, sk)) => self.store.fanout_done(pk, sk, &j.key).await,
                 None => {
                     self.store
