@@ -34,6 +34,30 @@
 //! item moves to its next stage, newest → oldest → neither, and is sent
 //! again). Throttling and lost answers are retried with backoff; what still
 //! fails is a retryable error for SQS to redeliver.
+//!
+//! The fan-out needs no record of its own: when the plan has it, the first
+//! item's update also adds the compact key to its set `fo` (pending); the
+//! consumer publishes with the state the write returned and then removes
+//! the key ([`StateStore::fanout_done`]). A later update refused as
+//! already absorbed sees the item as it is: a key still in `fo` means the
+//! fan-out is still to publish (whoever wrote it: a delivery that died, a
+//! write whose answer the SDK's own retries hid), so it is reported again
+//! ([`ApplyOutcome::Unchanged`]). Two deliveries at the same moment may
+//! both see it: the bus event carries the dedup key as its id.
+//!
+//! Items are independent, so each is applied whatever the others do: one
+//! DynamoDB refuses for its content (past 400 KB, say) is sent again
+//! trimmed ([`ItemUpdate::trimmed`]), and if refused even so, reported in
+//! the outcome while the others are written.
+//!
+//! Upgrading from the transactional design: its items hold no keys, its
+//! events left a marker (`EVENT#<key>` with `event_type`). With
+//! `legacy_markers`, an update is conditioned on the item being new, made
+//! by this design, or stamped legacy (`ek_legacy`) longer ago than markers
+//! live (plus a day); an item that refuses on that ground makes the store
+//! read the event's marker (once per plan): there, the event is a
+//! duplicate; absent, the update is sent again and stamps the item
+//! (`if_not_exists`).
 
 use crate::key::DedupKey;
 use crate::plan::{ItemUpdate, Plan, Val};
@@ -202,7 +226,8 @@ pub trait StateStore: Send + Sync {
     /// Whether the transactional design (before issue 14) applied this
     /// event: its dedup marker (`EVENT#<key>` with `event_type`) is there.
     /// Its items hold no absorbed key for it, so only the marker can say.
-    /// Asked only for messages received before this process started.
+    /// Asked for messages received before this process started (the store
+    /// also checks it for items the old design wrote: see the module doc).
     async fn applied_before_upgrade(&self, _key: &DedupKey) -> Result<bool, StoreError> {
         Ok(false)
     }
