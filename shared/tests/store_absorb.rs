@@ -620,3 +620,58 @@ impl smartlead::effects::Publisher for Bus {
         events.iter().map(|_| Ok(())).collect()
     }
 }
+
+#[tokio::test]
+async fn a_second_item_refused_after_the_first_was_written_still_publishes_the_fan_out_once() {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let store = fresh_store().await;
+    let lead = "full-supp@x.example";
+    // The lead's suppression item, a few bytes under 400 KB (hand-made).
+    let mut big: std::collections::HashMap<String, AttributeValue> = [
+        ("pk".to_owned(), AttributeValue::S(format!("LEAD#{lead}"))),
+        ("sk".to_owned(), AttributeValue::S("SUPPRESSION".into())),
+    ]
+    .into();
+    big.insert("junk".into(), AttributeValue::S(String::new()));
+    let room = 409_600 - item_size(&big);
+    big.insert("junk".into(), AttributeValue::S("z".repeat(room - 2)));
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .set_item(Some(big))
+        .send()
+        .await
+        .expect("a 400 KB item");
+    let bus = Bus::default();
+    let c = common::consumer_with(
+        store,
+        smartlead::effects::Effects {
+            publisher: Some(Box::new(bus.clone())),
+            ..Default::default()
+        },
+    );
+    let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": lead, "campaign_id": 7,
+                        "event_timestamp": "2025-01-15T09:00:00Z"})
+    .to_string();
+    let delivery = fresh_record("b-1", &bounce);
+    for _ in 0..2 {
+        assert!(c
+            .handle_batch(one(delivery.clone()))
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    let campaign = item(&c.store, &format!("LEAD#{lead}"), "CAMPAIGN#7").await;
+    assert_eq!(campaign["bounces"], 1);
+    assert!(campaign.get("fo").is_none(), "published: mark removed");
+    assert_eq!(bus.0.lock().expect("lock").len(), 1, "the fan-out, once");
+    let rejected = c.store.partition("REJECTED").await.expect("query");
+    assert_eq!(rejected.len(), 1);
+    let r = smartlead::store::item_to_json(&rejected[0]);
+    assert_eq!(r["reason"], "store_refused");
+    assert!(r["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("SUPPRESSION"));
+}
