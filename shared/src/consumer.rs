@@ -5,9 +5,9 @@
 //!
 //! | outcome | when | SQS |
 //! |---|---|---|
-//! | processed | at least one of the plan's items absorbed the event | deleted |
+//! | processed | at least one of the plan's items absorbed the event (an item DynamoDB refuses even trimmed is recorded as `store_refused`, the others written) | deleted |
 //! | duplicate | every item had absorbed it already | deleted |
-//! | rejected | permanent: not a SmartLead event, or its claim-check object is gone or corrupt; kept in a `REJECTED` record with the raw body | deleted |
+//! | rejected | permanent: not a SmartLead event, its claim-check object is gone or corrupt, or DynamoDB refuses every item even trimmed; kept in a `REJECTED` record with the raw body | deleted |
 //! | failed | transient: throttling, timeouts, conflicts after retries, S3 errors | reported in `batchItemFailures`, redelivered, then DLQ |
 //!
 //! After the state, the batch runs the claimed side effects ([`crate::effects`]):
