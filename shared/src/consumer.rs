@@ -593,14 +593,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     ) -> Settle {
         let end = match &result {
             Ok(()) => {
-                // The fan-out runs for every event: its success is on the
-                // marker and in `EffectsDone`, and at DEBUG here (~170 log
-                // bytes a webhook at INFO). Alerts and hygiene are rare.
-                if effect == crate::effects::FANOUT {
-                    tracing::debug!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done");
-                } else {
-                    tracing::info!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done");
-                }
+                // A success is on the effect's record and in `EffectsDone`,
+                // and at DEBUG here (~170 log bytes at INFO: with the default
+                // alerts on replies, the 400-byte budget would not hold).
+                // Refusals and failures stay at ERROR and WARN below.
+                tracing::debug!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done");
                 Settle::Done
             }
             // Refused for good (a 4xx): recorded and counted, not retried,
