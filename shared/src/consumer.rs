@@ -327,7 +327,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                             // Received before this process: maybe applied by the
                             // transactional design (a redrive after an upgrade).
                             match self.store.applied_before_upgrade(&p.key).await {
-                                Ok(true) => Ok(ApplyOutcome::Duplicate),
+                                Ok(true) => Ok(ApplyOutcome::AppliedBeforeUpgrade),
                                 Ok(false) => self.apply_or_trim(&p, &message_id).await,
                                 Err(e) => Err(e),
                             }
@@ -367,6 +367,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                             }
                             // Stored before: only effects left pending (or abandoned) run.
                             Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id, false, true).await),
+                            // Applied by the transactional design: its effects,
+                            // the fan-out included, were tracked on its marker;
+                            // what it left pending (a failed publish, a crash)
+                            // is claimed and run there.
+                            Ok(ApplyOutcome::AppliedBeforeUpgrade) => (Outcome::Duplicate, self.claim_left(&p, &message_id, false, false).await),
                             // DynamoDB refuses what the event holds: on every
                             // delivery alike, so it is kept, not looped to the DLQ.
                             Err(e) if !e.is_retryable() => {

@@ -179,6 +179,10 @@ pub enum ApplyOutcome {
     },
     /// Every item had absorbed the event already: nothing changed.
     Duplicate,
+    /// The transactional design (before issue 14) applied the event: its
+    /// dedup marker is there. Its effects were tracked on that marker, the
+    /// fan-out too, so what it left pending is claimed there.
+    AppliedBeforeUpgrade,
 }
 
 /// A rejected event: kept with its raw body, acknowledged, counted.
@@ -1270,7 +1274,7 @@ impl StateStore for DynamoStore {
                 other => other?,
             };
             let item = match done {
-                ItemDone::OldDesign => return Ok(ApplyOutcome::Duplicate),
+                ItemDone::OldDesign => return Ok(ApplyOutcome::AppliedBeforeUpgrade),
                 ItemDone::Applied(item) => {
                     applied = true;
                     fanout |= mark;

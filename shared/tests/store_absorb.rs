@@ -675,3 +675,58 @@ async fn a_second_item_refused_after_the_first_was_written_still_publishes_the_f
         .unwrap_or_default()
         .contains("SUPPRESSION"));
 }
+
+/// The transactional design tracked the fan-out on its marker: one it left
+/// pending (its publish failed, the message waited in the DLQ) is published
+/// once when the message comes back after the upgrade, then never again.
+#[tokio::test]
+async fn a_fan_out_the_old_design_left_pending_is_published_once_after_the_upgrade() {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let mut store = fresh_store().await;
+    store.legacy_markers = true;
+    let old = json!({"event_type": "EMAIL_OPEN", "to_email": "pending@x.example", "campaign_id": 7,
+                     "sequence_number": 1, "time_opened": "2025-01-15T10:30:00Z"})
+    .to_string();
+    let key = smartlead::SmartleadEvent::from_slice(old.as_bytes())
+        .expect("event")
+        .dedup_key();
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .item("pk", AttributeValue::S(format!("EVENT#{key}")))
+        .item("sk", AttributeValue::S("EVENT".into()))
+        .item("event_type", AttributeValue::S("EMAIL_OPEN".into()))
+        .item("fx_fanout", AttributeValue::S("pending".into()))
+        .send()
+        .await
+        .expect("old marker");
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .item("pk", AttributeValue::S("LEAD#pending@x.example".into()))
+        .item("sk", AttributeValue::S("CAMPAIGN#7".into()))
+        .item("opens", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .expect("old state");
+    let bus = Bus::default();
+    let effects = smartlead::effects::Effects {
+        publisher: Some(Box::new(bus.clone())),
+        ..Default::default()
+    };
+    let c = common::consumer_with(store, effects);
+    for id in ["redriven-1", "redriven-2"] {
+        assert!(c
+            .handle_batch(one(fresh_record(id, &old)))
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    let published = bus.0.lock().expect("lock").clone();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert!(published[0].contains(key.as_str()));
+    let lead = item(&c.store, "LEAD#pending@x.example", "CAMPAIGN#7").await;
+    assert_eq!(lead["opens"], 1, "not applied again: {lead}");
+}
