@@ -74,7 +74,8 @@ pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>
                 })
             }
             // An alias of an event already applied (same key): not a new cost.
-            smartlead::store::ApplyOutcome::Duplicate => {}
+            smartlead::store::ApplyOutcome::Duplicate
+            | smartlead::store::ApplyOutcome::Unchanged { .. } => {}
         }
     }
     Ok(out)
@@ -141,8 +142,9 @@ pub(crate) fn cost(inputs: &CostInputs, http_api: bool) -> Cost {
             Prices::EVENTBRIDGE_PER_M,
         ),
         (
-            // The state comes from the write's own answer: no read.
-            "fan-out bookkeeping (1 WRU outcome mark)".to_owned(),
+            // The state comes from the write's own answer: no read; the
+            // pending mark rides on the state write, its removal is the WRU.
+            "fan-out bookkeeping (1 WRU: DELETE of the fo mark)".to_owned(),
             Prices::DDB_WRU_PER_M,
         ),
     ];

@@ -131,7 +131,7 @@ pub fn lead_pk(email: &str) -> String {
 fn hidden(name: &str) -> bool {
     matches!(
         name,
-        "pk" | "sk" | "lead_email" | "expires_at" | "ek" | "ek_old" | "ek_gen"
+        "pk" | "sk" | "lead_email" | "expires_at" | "ek" | "ek_old" | "ek_gen" | "fo" | "ek_legacy"
     ) || name.ends_with("_order")
 }
 
@@ -269,6 +269,22 @@ pub async fn lead(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_stores_bookkeeping_is_never_shown() {
+        for name in [
+            "ek",
+            "ek_old",
+            "ek_gen",
+            "fo",
+            "ek_legacy",
+            "expires_at",
+            "x_order",
+        ] {
+            assert!(hidden(name), "{name}");
+        }
+        assert!(!hidden("opens"));
+    }
 
     #[test]
     fn a_lead_reads_campaigns_first_then_profile_suppression_and_tasks() {

@@ -114,7 +114,9 @@ impl StateStore for MemStore {
             transactions: 1,
             write_units: plan.items.len() as f64,
             state: None,
-            first: true,
+            fanout: true,
+            trimmed: false,
+            refused: Vec::new(),
         })
     }
     async fn reject(&self, _r: Rejected<'_>) -> Result<(), StoreError> {

@@ -5,9 +5,9 @@
 //!
 //! | outcome | when | SQS |
 //! |---|---|---|
-//! | processed | at least one of the plan's items absorbed the event | deleted |
+//! | processed | at least one of the plan's items absorbed the event (an item DynamoDB refuses even trimmed is recorded as `store_refused`, the others written) | deleted |
 //! | duplicate | every item had absorbed it already | deleted |
-//! | rejected | permanent: not a SmartLead event, or its claim-check object is gone or corrupt; kept in a `REJECTED` record with the raw body | deleted |
+//! | rejected | permanent: not a SmartLead event, its claim-check object is gone or corrupt, or DynamoDB refuses every item even trimmed; kept in a `REJECTED` record with the raw body | deleted |
 //! | failed | transient: throttling, timeouts, conflicts after retries, S3 errors | reported in `batchItemFailures`, redelivered, then DLQ |
 //!
 //! After the state, the batch runs the claimed side effects ([`crate::effects`]):
@@ -131,6 +131,8 @@ struct Job {
     state_item: Option<(String, String)>,
     /// That item as the write returned it (`ALL_NEW`): no read for the fan-out.
     state: Option<serde_json::Value>,
+    /// The fan-out is pending on that item's mark (`fo`), not on a claim.
+    marked: bool,
     effects: Vec<&'static str>,
     lease_until_ms: i64,
 }
@@ -140,14 +142,6 @@ struct Job {
 fn process_start_ms() -> i64 {
     static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     *START.get_or_init(|| EventTime::now().millis())
-}
-
-/// A numeric SQS system attribute (`ApproximateReceiveCount`); 1 when absent.
-fn attribute_count(m: &SqsMessage, name: &str) -> u64 {
-    m.attributes
-        .get(name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
 }
 
 fn attribute<'a>(m: &'a SqsMessage, name: &str) -> Option<&'a str> {
@@ -243,10 +237,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             values.clear();
         }
         if unknown > 0.0 {
-            self.metrics.emit(
-                &[("EventType", "UNKNOWN")],
-                &[("Processed", unknown, Unit::Count)],
-            );
+            // Already in the batch document's per-function `Processed`.
+            self.metrics
+                .count_without_roll_up("Processed", unknown, &[("EventType", "UNKNOWN")]);
         }
         for (id, done) in results {
             let effect_failed = id.as_ref().is_some_and(|i| effect_failures.contains(i));
@@ -327,12 +320,14 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         span.record("event_type", ev.event_type.as_str());
                         span.record("dedup_key", p.key.as_str());
                         let mut state = None;
-                        let redelivered = attribute_count(m, "ApproximateReceiveCount") > 1;
+                        // The fan-out's mark rides on the first item, unless
+                        // DynamoDB refused that item (then it is claimed).
+                        let mut marked = !p.items.is_empty();
                         let applied = if received.millis() < process_start_ms() {
                             // Received before this process: maybe applied by the
                             // transactional design (a redrive after an upgrade).
                             match self.store.applied_before_upgrade(&p.key).await {
-                                Ok(true) => Ok(ApplyOutcome::Duplicate),
+                                Ok(true) => Ok(ApplyOutcome::AppliedBeforeUpgrade),
                                 Ok(false) => self.apply_or_trim(&p, &message_id).await,
                                 Err(e) => Err(e),
                             }
@@ -341,17 +336,42 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         };
                         let (outcome, claimed) = match applied {
                             // Then its effects are claimed (see `claim_left`).
-                            Ok(ApplyOutcome::Applied { write_units, state: after, first, .. }) => {
+                            Ok(ApplyOutcome::Applied { write_units, state: after, fanout, trimmed, refused, .. }) => {
                                 state = after;
+                                marked &= !refused.iter().any(|(i, _)| *i == 0);
+                                if trimmed {
+                                    self.metrics.count("EventsTrimmed", &[("EventType", p.event_type.metric_name())]);
+                                }
                                 if p.unattributed {
                                     // Kept, never dropped: counted so someone looks (UnattributedEventsAlarm).
                                     tracing::warn!(shape = ?ev.shape, "lead event without a lead e-mail address; kept unattributed");
                                     self.metrics.count("Unattributed", &[("EventType", ev.event_type.metric_name())]);
                                 }
-                                (Outcome::Processed { write_units }, self.claim_left(&p, &message_id, first, redelivered).await)
+                                let outcome = match self.keep_refused(&message_id, &p, &refused, &bytes, received).await {
+                                    Some(failed) => failed,
+                                    None => Outcome::Processed { write_units },
+                                };
+                                (outcome, self.claim_left(&p, &message_id, fanout, marked).await)
+                            }
+                            // Nothing changed, but its fan-out is still to
+                            // publish, or an item refuses it (again).
+                            Ok(ApplyOutcome::Unchanged { state: after, fanout, refused }) => {
+                                state = after;
+                                marked &= !refused.iter().any(|(i, _)| *i == 0);
+                                let outcome = match self.keep_refused(&message_id, &p, &refused, &bytes, received).await {
+                                    Some(failed) => failed,
+                                    None if refused.len() == p.items.len() => Outcome::Rejected("store_refused"),
+                                    None => Outcome::Duplicate,
+                                };
+                                (outcome, self.claim_left(&p, &message_id, fanout, marked).await)
                             }
                             // Stored before: only effects left pending (or abandoned) run.
-                            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id, false, redelivered).await),
+                            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id, false, true).await),
+                            // Applied by the transactional design: its effects,
+                            // the fan-out included, were tracked on its marker;
+                            // what it left pending (a failed publish, a crash)
+                            // is claimed and run there.
+                            Ok(ApplyOutcome::AppliedBeforeUpgrade) => (Outcome::Duplicate, self.claim_left(&p, &message_id, false, false).await),
                             // DynamoDB refuses what the event holds: on every
                             // delivery alike, so it is kept, not looped to the DLQ.
                             Err(e) if !e.is_retryable() => {
@@ -369,6 +389,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                                         message_id: message_id.clone(),
                                         state_item: p.items.first().map(|u| (u.pk.clone(), u.sk.clone())),
                                         state,
+                                        marked,
                                         key: p.key.clone(),
                                         effects,
                                         lease_until_ms,
@@ -394,42 +415,70 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         .await
     }
 
-    /// Applies the plan; when DynamoDB refuses what it holds (an item grown
-    /// past 400 KB of distinct clicked links, say), applies it once more
-    /// without what can grow (sets other than the status flags) and with
-    /// short texts, so that counts, flags, suppression and effects still
-    /// land. Only what fails that way too is refused.
+    /// Applies the plan. The store applies every item on its own: one
+    /// DynamoDB refuses (an item grown past 400 KB of distinct clicked
+    /// links, say) is sent again without what can grow (sets other than the
+    /// status flags) and with short texts, so that counts, flags,
+    /// suppression and effects still land; an item refused even so is
+    /// reported (see [`Self::keep_refused`]) and the others are written.
     async fn apply_or_trim(
         &self,
         p: &crate::plan::Plan,
         message_id: &str,
     ) -> Result<ApplyOutcome, StoreError> {
-        match self.store.apply(p, message_id).await {
-            Err(e) if !e.is_retryable() => {
-                tracing::warn!(error = %e, "DynamoDB refused the event's items; applying it without its growing fields");
-                let out = self.store.apply(&p.trimmed(), message_id).await;
-                if out.is_ok() {
-                    self.metrics.count(
-                        "EventsTrimmed",
-                        &[("EventType", p.event_type.metric_name())],
-                    );
-                }
-                out
-            }
-            other => other,
+        self.store.apply(p, message_id).await
+    }
+
+    /// Keeps a record of the items DynamoDB refused even trimmed (reason
+    /// `store_refused`, naming them) and counts them (`StoreRefusedItems`);
+    /// `Some(failed)` if the record could not be written (SQS brings the
+    /// message back).
+    async fn keep_refused(
+        &self,
+        message_id: &str,
+        p: &crate::plan::Plan,
+        refused: &[(usize, String)],
+        bytes: &[u8],
+        received: EventTime,
+    ) -> Option<Outcome> {
+        if refused.is_empty() {
+            return None;
+        }
+        let detail: Vec<&str> = refused.iter().map(|(_, e)| e.as_str()).collect();
+        tracing::warn!(
+            items = refused.len(),
+            "DynamoDB refused items even trimmed; the others were written"
+        );
+        self.metrics.emit(
+            &[("EventType", p.event_type.metric_name())],
+            &[("StoreRefusedItems", refused.len() as f64, Unit::Count)],
+        );
+        let raw = String::from_utf8_lossy(bytes);
+        match self
+            .reject(
+                message_id,
+                "store_refused",
+                &detail.join("; "),
+                &raw,
+                received,
+            )
+            .await
+        {
+            Outcome::Failed(e) => Some(Outcome::Failed(e)),
+            _ => None,
         }
     }
 
     /// The effects this delivery runs.
     ///
-    /// The fan-out costs one write, its outcome: the delivery that absorbed
-    /// the event into its first item (`first`; one delivery ever does) runs
-    /// it unclaimed. Another delivery runs it only when it is recorded
-    /// pending or its claim ran out, or, if it is not recorded at all, when
-    /// this message is a redelivery (`redelivered`: its earlier receive may
-    /// have been that first delivery, dead before it published; a first
-    /// receive of a duplicate leaves it to the delivery that applied it).
-    /// The bus event carries the dedup key as `id` for the rare double.
+    /// The fan-out needs no claim: the write that absorbs the event into
+    /// the plan's first item also marks it pending there (`fo`), and its
+    /// publish removes the mark (one write). Any delivery that finds the
+    /// mark (`fanout`: its own write, or a refusal showing the item as it
+    /// is) publishes it: after a crash, a lost answer, a failed publish, a
+    /// redrive. Two deliveries at once may both see it and publish twice,
+    /// with the same id (the dedup key). Only when DynamoDB refused the
+    /// first item (`marked` false) is it claimed like the alerts.
     ///
     /// Alerts and list hygiene are claimed before they run (a claim creates
     /// their record): exactly one delivery holds a claim at a time.
@@ -437,25 +486,19 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         &self,
         p: &crate::plan::Plan,
         message_id: &str,
-        first: bool,
-        redelivered: bool,
+        fanout: bool,
+        marked: bool,
     ) -> Result<Vec<&'static str>, StoreError> {
         let now = EventTime::now().millis();
         let mut out = Vec::new();
         for effect in &p.effects {
-            let fanout = *effect == FANOUT;
-            let run = (fanout && first)
-                || self
-                    .store
-                    .claim(
-                        &p.key,
-                        effect,
-                        message_id,
-                        p.lease_until_ms,
-                        now,
-                        !fanout || redelivered,
-                    )
-                    .await?;
+            let run = if *effect == FANOUT && marked {
+                fanout
+            } else {
+                self.store
+                    .claim(&p.key, effect, message_id, p.lease_until_ms, now, true)
+                    .await?
+            };
             if run {
                 out.push(*effect);
             }
@@ -555,14 +598,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     ) -> Settle {
         let end = match &result {
             Ok(()) => {
-                // The fan-out runs for every event: its success is on the
-                // marker and in `EffectsDone`, and at DEBUG here (~170 log
-                // bytes a webhook at INFO). Alerts and hygiene are rare.
-                if effect == crate::effects::FANOUT {
-                    tracing::debug!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done");
-                } else {
-                    tracing::info!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done");
-                }
+                // A success is on the effect's record and in `EffectsDone`,
+                // and at DEBUG here (~170 log bytes at INFO: with the default
+                // alerts on replies, the 400-byte budget would not hold).
+                // Refusals and failures stay at ERROR and WARN below.
+                tracing::debug!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done");
                 Settle::Done
             }
             // Refused for good (a 4xx): recorded and counted, not retried,
@@ -584,12 +624,35 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// not be lost: a few tries. A release that fails leaves a lease that
     /// runs out, and the redelivery takes it over.
     async fn settle(&self, j: &Job, effect: &'static str, end: Settle) {
+        let mark = match &j.state_item {
+            Some((pk, sk)) if effect == FANOUT && j.marked => Some((pk, sk)),
+            _ => None,
+        };
+        if mark.is_some() && end == Settle::Retry {
+            // The mark stays: the redelivery publishes.
+            return;
+        }
         for attempt in 0..3u32 {
-            match self
-                .store
-                .settle(&j.key, effect, j.lease_until_ms, end)
-                .await
-            {
+            let r = match mark {
+                // Refused for good (rare): also kept on the effect record.
+                Some((pk, sk)) if end == Settle::Refused => {
+                    match self
+                        .store
+                        .settle(&j.key, effect, j.lease_until_ms, end)
+                        .await
+                    {
+                        Ok(()) => self.store.fanout_done(pk, sk, &j.key).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Some((pk, sk)) => self.store.fanout_done(pk, sk, &j.key).await,
+                None => {
+                    self.store
+                        .settle(&j.key, effect, j.lease_until_ms, end)
+                        .await
+                }
+            };
+            match r {
                 Ok(()) => return,
                 // Done but not marked: the record is still acknowledged, so
                 // only a later duplicate from SmartLead could repeat it.

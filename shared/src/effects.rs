@@ -68,10 +68,18 @@ pub fn bus_event(ev: &SmartleadEvent, key: &str, state: Option<Value>) -> BusEve
         "state": state.unwrap_or(Value::Null),
         "payload": Value::Object(ev.raw.clone()),
     });
+    // Over EventBridge's entry limit, the bulkiest parts give way, in this
+    // order, to a note of their size: the payload, then the state (a lead
+    // item grown near DynamoDB's 400 KB), then the normalized view. An
+    // entry EventBridge refuses for its size would be retried forever.
     let mut text = detail.to_string();
-    if text.len() > MAX_DETAIL_BYTES {
-        detail["payload"] = json!({"omitted": "larger than the EventBridge entry limit",
-                                   "bytes": serde_json::to_string(&ev.raw).map(|s| s.len()).unwrap_or(0)});
+    for part in ["payload", "state", "normalized"] {
+        if text.len() <= MAX_DETAIL_BYTES {
+            break;
+        }
+        let bytes = detail[part].to_string().len();
+        detail[part] =
+            json!({"omitted": "larger than the EventBridge entry limit", "bytes": bytes});
         text = detail.to_string();
     }
     BusEvent {
@@ -175,12 +183,22 @@ impl Publisher for EventBridgePublisher {
                     }
                 }
                 Err(e) => {
+                    // A request refused as invalid (its size, an entry) is
+                    // refused for good when it held one entry: retrying the
+                    // same entry cannot help. With several, each is sent
+                    // again and judged on its own.
+                    let invalid = e
+                        .as_service_error()
+                        .and_then(|s| aws_sdk_eventbridge::error::ProvideErrorMetadata::code(s))
+                        .is_some_and(|c| c == "ValidationException");
                     let msg = aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string();
-                    results.extend(
-                        chunk
-                            .iter()
-                            .map(|_| Err(EffectError::Transient(msg.clone()))),
-                    );
+                    results.extend(chunk.iter().map(|_| {
+                        if invalid && chunk.len() == 1 {
+                            Err(EffectError::Permanent(msg.clone()))
+                        } else {
+                            Err(EffectError::Transient(msg.clone()))
+                        }
+                    }));
                 }
             }
         }
@@ -980,5 +998,19 @@ mod tests {
         let b = bus_event(&huge, "k", None);
         assert!(b.detail.len() < MAX_DETAIL_BYTES);
         assert!(b.detail.contains("omitted"));
+        // A state grown near DynamoDB's 400 KB (distinct clicked links) gives
+        // way too: the entry stays under EventBridge's limit, key and view kept.
+        let links: Vec<String> = (0..4000)
+            .map(|i| format!("https://x.example/{i:080}"))
+            .collect();
+        let b = bus_event(&e, "k2", Some(json!({"links_clicked": links})));
+        let d: Value = serde_json::from_str(&b.detail).unwrap();
+        assert!(b.detail.len() < MAX_DETAIL_BYTES, "{}", b.detail.len());
+        assert_eq!(
+            d["state"]["omitted"],
+            "larger than the EventBridge entry limit"
+        );
+        assert_eq!(d["dedup_key"], "k2");
+        assert_eq!(d["normalized"]["lead_email"], "a@b.c");
     }
 }

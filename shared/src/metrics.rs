@@ -114,9 +114,21 @@ impl Metrics {
         values: &[(&str, &[f64], Unit)],
         now_ms: i64,
     ) -> Value {
+        self.document_sets(dims, values, now_ms, !dims.is_empty())
+    }
+
+    /// [`Metrics::document`], with the per-function roll-up only when
+    /// `roll_up`: a count already in another document's per-function total
+    /// must not be added to it twice.
+    fn document_sets(
+        &self,
+        dims: &[(&str, &str)],
+        values: &[(&str, &[f64], Unit)],
+        now_ms: i64,
+        roll_up: bool,
+    ) -> Value {
         let mut doc = Map::new();
         let mut dim_names = vec![Value::String("Function".into())];
-        let roll_up = !dims.is_empty();
         doc.insert("Function".into(), Value::String(self.function.clone()));
         for (k, v) in dims {
             dim_names.push(Value::String((*k).into()));
@@ -165,6 +177,24 @@ impl Metrics {
             return;
         }
         let doc = self.document(dims, values, chrono::Utc::now().timestamp_millis());
+        let mut line = doc.to_string();
+        line.push('\n');
+        self.write_line(&line);
+    }
+
+    /// One counter by `dims` only, without the per-function roll-up (for a
+    /// breakdown of a count another document already totals).
+    pub fn count_without_roll_up(&self, name: &str, value: f64, dims: &[(&str, &str)]) {
+        if !self.enabled {
+            return;
+        }
+        let v = [value];
+        let doc = self.document_sets(
+            dims,
+            &[(name, &v, Unit::Count)],
+            chrono::Utc::now().timestamp_millis(),
+            false,
+        );
         let mut line = doc.to_string();
         line.push('\n');
         self.write_line(&line);
@@ -246,6 +276,19 @@ mod tests {
             line.contains(r#""ProcessingLatency":[12,2.5,0.12]"#),
             "{line}"
         );
+    }
+
+    #[test]
+    fn a_breakdown_without_roll_up_is_not_added_to_the_total_again() {
+        let (m, buf) = Metrics::capturing("consumer");
+        m.count_without_roll_up("Processed", 2.0, &[("EventType", "UNKNOWN")]);
+        let text = String::from_utf8(buf.lock().expect("lock").clone()).expect("utf8");
+        let d: Value = serde_json::from_str(text.trim()).expect("one JSON line");
+        assert_eq!(
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function", "EventType"]])
+        );
+        assert_eq!(d["Processed"], 2);
     }
 
     #[test]

@@ -34,6 +34,30 @@
 //! item moves to its next stage, newest → oldest → neither, and is sent
 //! again). Throttling and lost answers are retried with backoff; what still
 //! fails is a retryable error for SQS to redeliver.
+//!
+//! The fan-out needs no record of its own: when the plan has it, the first
+//! item's update also adds the compact key to its set `fo` (pending); the
+//! consumer publishes with the state the write returned and then removes
+//! the key ([`StateStore::fanout_done`]). A later update refused as
+//! already absorbed sees the item as it is: a key still in `fo` means the
+//! fan-out is still to publish (whoever wrote it: a delivery that died, a
+//! write whose answer the SDK's own retries hid), so it is reported again
+//! ([`ApplyOutcome::Unchanged`]). Two deliveries at the same moment may
+//! both see it: the bus event carries the dedup key as its id.
+//!
+//! Items are independent, so each is applied whatever the others do: one
+//! DynamoDB refuses for its content (past 400 KB, say) is sent again
+//! trimmed ([`ItemUpdate::trimmed`]), and if refused even so, reported in
+//! the outcome while the others are written.
+//!
+//! Upgrading from the transactional design: its items hold no keys, its
+//! events left a marker (`EVENT#<key>` with `event_type`). With
+//! `legacy_markers`, an update is conditioned on the item being new, made
+//! by this design, or stamped legacy (`ek_legacy`) longer ago than markers
+//! live (plus a day); an item that refuses on that ground makes the store
+//! read the event's marker (once per plan): there, the event is a
+//! duplicate; absent, the update is sent again and stamps the item
+//! (`if_not_exists`).
 
 use crate::key::DedupKey;
 use crate::plan::{ItemUpdate, Plan, Val};
@@ -54,6 +78,15 @@ pub const SEEN_ATTR: &str = "ek";
 pub const SEEN_OLD_ATTR: &str = "ek_old";
 /// How many generations of keys the item has archived (absent: none).
 pub const SEEN_GEN_ATTR: &str = "ek_gen";
+/// The compact keys of events whose fan-out is still to publish, on the
+/// plan's first item: added by the write that absorbs the event, removed
+/// once the fan-out is published (see [`StateStore::fanout_done`]).
+pub const FANOUT_PENDING_ATTR: &str = "fo";
+/// On an item the transactional design wrote before this one took over:
+/// when (epoch ms) this design first wrote to it. Until its old dedup
+/// markers have expired (`DedupTtlDays` after that), an event the item
+/// has not absorbed is checked against its old marker first.
+pub const LEGACY_ATTR: &str = "ek_legacy";
 /// Keys in one generation. When `ek` holds this many, it becomes `ek_old`
 /// and a new `ek` starts; the generation before (the old `ek_old`) is first
 /// archived (see [`archive_key`]) and `ek_gen` counts it. An item so
@@ -91,6 +124,8 @@ pub fn without_bookkeeping(mut item: Value) -> Value {
         o.remove(SEEN_ATTR);
         o.remove(SEEN_OLD_ATTR);
         o.remove(SEEN_GEN_ATTR);
+        o.remove(FANOUT_PENDING_ATTR);
+        o.remove(LEGACY_ATTR);
     }
     item
 }
@@ -118,19 +153,36 @@ impl StoreError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApplyOutcome {
     /// State changed (in at least one item); `transactions` counts the
-    /// requests sent, `write_units` as DynamoDB reported (when it did);
-    /// `state` is the plan's first item after the write (`ALL_NEW`);
-    /// `first` says this call absorbed the event into the plan's first
-    /// item (or found it there right after its own write's answer was
-    /// lost): at most one delivery of an event ever does.
+    /// requests sent, `write_units` as DynamoDB reported (refused
+    /// conditional writes counted by the size of the item they showed:
+    /// DynamoDB bills them too); `state` is the plan's first item after the
+    /// write (`ALL_NEW`); `fanout`: the plan's fan-out is pending on its
+    /// first item (this call marked it, or found its mark): publish it with
+    /// `state`, then [`StateStore::fanout_done`]. `trimmed`: an item was
+    /// written without its growing fields; `refused`: the items (index and
+    /// DynamoDB's reason) refused even trimmed; the others were written.
     Applied {
         transactions: u32,
         write_units: f64,
         state: Option<Value>,
-        first: bool,
+        fanout: bool,
+        trimmed: bool,
+        refused: Vec<(usize, String)>,
+    },
+    /// Nothing changed, but the event is not quite done: its fan-out is
+    /// still pending (marked, not yet published: a crash, a lost answer, a
+    /// failed publish), or an item refuses it (again).
+    Unchanged {
+        state: Option<Value>,
+        fanout: bool,
+        refused: Vec<(usize, String)>,
     },
     /// Every item had absorbed the event already: nothing changed.
     Duplicate,
+    /// The transactional design (before issue 14) applied the event: its
+    /// dedup marker is there. Its effects were tracked on that marker, the
+    /// fan-out too, so what it left pending is claimed there.
+    AppliedBeforeUpgrade,
 }
 
 /// A rejected event: kept with its raw body, acknowledged, counted.
@@ -178,9 +230,15 @@ pub trait StateStore: Send + Sync {
     /// Whether the transactional design (before issue 14) applied this
     /// event: its dedup marker (`EVENT#<key>` with `event_type`) is there.
     /// Its items hold no absorbed key for it, so only the marker can say.
-    /// Asked only for messages received before this process started.
+    /// Asked for messages received before this process started (the store
+    /// also checks it for items the old design wrote: see the module doc).
     async fn applied_before_upgrade(&self, _key: &DedupKey) -> Result<bool, StoreError> {
         Ok(false)
+    }
+    /// The fan-out of `key` is published (or refused for good): its mark
+    /// leaves `pk`/`sk` (see [`FANOUT_PENDING_ATTR`]).
+    async fn fanout_done(&self, _pk: &str, _sk: &str, _key: &DedupKey) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -471,6 +529,20 @@ struct ItemRequest {
     values: HashMap<String, AttributeValue>,
 }
 
+/// What an item's update carries besides the plan's changes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extra {
+    /// Mark the fan-out pending (`ADD fo :k`): the plan's first item.
+    fanout: bool,
+    /// Refuse the update on an item the transactional design wrote whose
+    /// old markers may still exist (`ek_legacy` absent, or later than this,
+    /// epoch ms): the event's old marker is checked first.
+    legacy_since: Option<i64>,
+    /// That marker was checked: record on the item when this design first
+    /// wrote to it (`ek_legacy`, if absent), epoch ms.
+    mark_legacy: Option<i64>,
+}
+
 fn build_update(
     u: &ItemUpdate,
     stage: Stage,
@@ -478,6 +550,7 @@ fn build_update(
     time: &str,
     seen: &[u8],
     gen: u64,
+    extra: Extra,
 ) -> Result<ItemRequest, StoreError> {
     let mut e = Expr::default();
     // A register compares the event's order, or its time alone (`by_time`).
@@ -500,6 +573,10 @@ fn build_update(
     )));
     let max = e.value(AttributeValue::N(SEEN_MAX.to_string()));
     e.add.push(format!("{ek} {kset}"));
+    if extra.fanout {
+        let fo = e.name(FANOUT_PENDING_ATTR);
+        e.add.push(format!("{fo} {kset}"));
+    }
     let mut condition = format!(
         "NOT contains({ek}, {kval}) AND NOT contains({ek_old}, {kval}) \
          AND (attribute_not_exists({ek}) OR size({ek}) < {max})"
@@ -510,6 +587,22 @@ fn build_update(
     } else {
         let gv = e.value(AttributeValue::N(gen.to_string()));
         condition.push_str(&format!(" AND {g} = {gv}"));
+    }
+    if let Some(since) = extra.legacy_since {
+        let legacy = e.name(LEGACY_ATTR);
+        // New items, items this design made, or marked long enough ago.
+        let pk = e.name("pk");
+        let sv = e.value(AttributeValue::N(since.to_string()));
+        condition.push_str(&format!(
+            " AND (attribute_not_exists({pk}) OR {legacy} < {sv} OR (attribute_not_exists({legacy}) \
+             AND (attribute_exists({ek}) OR attribute_exists({ek_old}) OR attribute_exists({g}))))"
+        ));
+    }
+    if let Some(at) = extra.mark_legacy {
+        let legacy = e.name(LEGACY_ATTR);
+        let av = e.value(AttributeValue::N(at.to_string()));
+        e.set
+            .push(format!("{legacy} = if_not_exists({legacy}, {av})"));
     }
     match stage {
         Stage::Latest => {
@@ -596,6 +689,53 @@ fn refusal(old: Option<&HashMap<String, AttributeValue>>, seen: &[u8], gen: u64)
     } else {
         Refusal::Register
     }
+}
+
+/// Whether an item refused an update for its legacy condition (see
+/// [`Extra::legacy_since`]): it exists, and either this design never wrote
+/// to it or it marked it at or after `since`.
+fn legacy(old: Option<&HashMap<String, AttributeValue>>, since: i64) -> bool {
+    let Some(o) = old else { return false };
+    match o.get(LEGACY_ATTR).and_then(|v| v.as_n().ok()) {
+        Some(at) => at.parse::<i64>().map_or(true, |at| at >= since),
+        None => ![SEEN_ATTR, SEEN_OLD_ATTR, SEEN_GEN_ATTR]
+            .iter()
+            .any(|a| o.contains_key(*a)),
+    }
+}
+
+/// Whether the item's fan-out mark holds `seen`.
+fn fanout_pending(item: Option<&HashMap<String, AttributeValue>>, seen: &[u8]) -> bool {
+    item.and_then(|o| o.get(FANOUT_PENDING_ATTR))
+        .and_then(|v| v.as_bs().ok())
+        .is_some_and(|s| s.iter().any(|b| b.as_ref() == seen))
+}
+
+/// Write units a refused conditional write is billed: the item's size, by
+/// started KB (at least one).
+fn refused_units(old: Option<&HashMap<String, AttributeValue>>) -> f64 {
+    old.map_or(1, |o| item_size(o).div_ceil(1024).max(1)) as f64
+}
+
+/// How one item's update ended.
+enum ItemDone {
+    /// Changed: the item after (`ALL_NEW`, when asked).
+    Applied(Option<HashMap<String, AttributeValue>>),
+    /// It had absorbed the event before: the item as it is.
+    Absorbed(Option<HashMap<String, AttributeValue>>),
+    /// The transactional design applied the event (its old marker says so).
+    OldDesign,
+}
+
+/// What one plan's items share while they are applied.
+struct PlanRun<'a> {
+    key: &'a DedupKey,
+    order: &'a str,
+    time: &'a str,
+    seen: &'a [u8],
+    /// Whether the event's old marker exists, once read.
+    old_marker: Option<bool>,
+    tally: Tally,
 }
 
 const MAX_TRANSIENT_RETRIES: u32 = 4;
@@ -714,17 +854,16 @@ impl DynamoStore {
         }
     }
 
-    /// Applies one item's update: `(true, item after)` when it changed,
-    /// `(false, item as it is)` when the item had absorbed the event before.
+    /// Applies one item's update (see [`ItemDone`]); `fanout` marks the
+    /// event's fan-out pending on it; `want_state` asks for the item after
+    /// the write (the plan's first item: its state goes to the fan-out).
     async fn apply_item(
         &self,
         u: &ItemUpdate,
-        order: &str,
-        time: &str,
-        seen: &[u8],
         want_state: bool,
-        tally: &mut Tally,
-    ) -> Result<(bool, Option<HashMap<String, AttributeValue>>), StoreError> {
+        fanout: bool,
+        run: &mut PlanRun<'_>,
+    ) -> Result<ItemDone, StoreError> {
         use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         let mut stage = first_stage(u);
@@ -733,8 +872,16 @@ impl DynamoStore {
         let mut gen = 0;
         let mut transient_attempts = 0;
         let mut rounds = 0;
-        // An attempt was sent and its answer lost: it may have applied.
-        let mut maybe_applied = false;
+        let (order, time, seen) = (run.order, run.time, run.seen);
+        let now_ms = crate::time::EventTime::now().millis();
+        // Old markers live `dedup_ttl` (a day's margin for a deploy overlap).
+        let mut extra = Extra {
+            fanout,
+            legacy_since: self
+                .legacy_markers
+                .then(|| now_ms - self.dedup_ttl.as_millis() as i64 - 86_400_000),
+            mark_legacy: None,
+        };
         loop {
             rounds += 1;
             if rounds > 16 {
@@ -742,9 +889,9 @@ impl DynamoStore {
                     "item kept refusing the update".into(),
                 ));
             }
-            let r = build_update(u, stage, order, time, seen, gen)?;
+            let r = build_update(u, stage, order, time, seen, gen, extra)?;
             self.before()?;
-            tally.requests += 1;
+            run.tally.requests += 1;
             let result = self
                 .client
                 .update_item()
@@ -769,18 +916,15 @@ impl DynamoStore {
             let retry = match result {
                 Ok(out) => match self.after() {
                     Ok(()) => {
-                        tally.write_units += out
+                        run.tally.write_units += out
                             .consumed_capacity()
                             .and_then(|c| c.capacity_units())
                             .unwrap_or(0.0);
-                        return Ok((true, out.attributes));
+                        return Ok(ItemDone::Applied(out.attributes));
                     }
                     // Applied, but the answer was lost: like a timeout. The
-                    // retry finds the key and calls the item done.
-                    Err(e) if e.is_retryable() => {
-                        maybe_applied = true;
-                        e.to_string()
-                    }
+                    // retry finds the key (and the fan-out's mark).
+                    Err(e) if e.is_retryable() => e.to_string(),
                     Err(e) => return Err(e),
                 },
                 Err(err) => {
@@ -792,14 +936,15 @@ impl DynamoStore {
                             // Without the item in the refusal, read it.
                             None => self.read(&u.pk, &u.sk).await?,
                         };
+                        run.tally.write_units += refused_units(old.as_ref());
                         match refusal(old.as_ref(), seen, gen) {
-                            // Ours, if our last attempt's answer was lost (a
-                            // concurrent duplicate would have to land in
-                            // that same instant instead).
-                            Refusal::Absorbed => return Ok((maybe_applied, old)),
+                            // Whoever absorbed it (a lost answer of ours,
+                            // an earlier delivery), its fan-out mark says
+                            // what is left to do.
+                            Refusal::Absorbed => return Ok(ItemDone::Absorbed(old)),
                             Refusal::Full => {
                                 let rotated = self
-                                    .rotate(&u.pk, &u.sk, old.as_ref(), &mut tally.requests)
+                                    .rotate(&u.pk, &u.sk, old.as_ref(), &mut run.tally.requests)
                                     .await?;
                                 // The generation this rotation archived is the
                                 // `ek_old` the refusal showed without our key;
@@ -817,10 +962,37 @@ impl DynamoStore {
                                 // read of the archive is consistent); a
                                 // rotation after it changes `ek_gen`, and
                                 // the update conditioned on `g` is refused.
-                                if self.archived(&u.pk, &u.sk, seen, g, tally).await? {
-                                    return Ok((maybe_applied, old));
+                                if self.archived(&u.pk, &u.sk, seen, g, &mut run.tally).await? {
+                                    return Ok(ItemDone::Absorbed(old));
                                 }
                                 gen = g;
+                                continue;
+                            }
+                            Refusal::Register
+                                if extra
+                                    .legacy_since
+                                    .is_some_and(|since| legacy(old.as_ref(), since)) =>
+                            {
+                                // Written by the transactional design: its
+                                // marker says whether it applied this event
+                                // (to all of its items at once).
+                                let marker = match run.old_marker {
+                                    Some(m) => m,
+                                    None => {
+                                        run.tally.requests += 1;
+                                        let m = self
+                                            .read(&format!("EVENT#{}", run.key), "EVENT")
+                                            .await?
+                                            .is_some_and(|m| m.contains_key("event_type"));
+                                        run.old_marker = Some(m);
+                                        m
+                                    }
+                                };
+                                if marker {
+                                    return Ok(ItemDone::OldDesign);
+                                }
+                                extra.legacy_since = None;
+                                extra.mark_legacy = Some(now_ms);
                                 continue;
                             }
                             Refusal::Register => {
@@ -858,7 +1030,6 @@ impl DynamoStore {
                                     | UpdateItemError::TransactionConflictException(_)
                             )
                         );
-                        maybe_applied |= lost_answer;
                         if !(lost_answer || busy) {
                             // Back to SQS and, if it keeps failing, the DLQ.
                             return Err(StoreError::Transient(msg));
@@ -1072,31 +1243,98 @@ impl StateStore for DynamoStore {
     async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
         let seen = seen_key(&plan.key);
         let time = plan.event_time.to_string();
-        let mut tally = Tally::default();
-        let mut applied = false;
-        let mut first = false;
+        let mut run = PlanRun {
+            key: &plan.key,
+            order: &plan.order,
+            time: &time,
+            seen: &seen,
+            old_marker: None,
+            tally: Tally::default(),
+        };
+        let marks_fanout = plan.effects.contains(&crate::effects::FANOUT);
+        let (mut applied, mut trimmed, mut fanout) = (false, false, false);
+        let mut refused = Vec::new();
         let mut state = None;
         // Each item on its own: one that absorbed the event before (a
-        // redelivery after a crash between two items) is passed over.
+        // redelivery after a crash between two items) is passed over; one
+        // DynamoDB refuses (even trimmed) is reported, the others written.
         for (i, u) in plan.items.iter().enumerate() {
-            let (done, item) = self
-                .apply_item(u, &plan.order, &time, &seen, i == 0, &mut tally)
-                .await?;
-            applied |= done;
+            let mark = i == 0 && marks_fanout;
+            let done = match self.apply_item(u, i == 0, mark, &mut run).await {
+                Err(e) if !e.is_retryable() => {
+                    trimmed = true;
+                    match self.apply_item(&u.trimmed(), i == 0, mark, &mut run).await {
+                        Err(e) if !e.is_retryable() => {
+                            refused.push((i, format!("{}/{}: {e}", u.pk, u.sk)));
+                            continue;
+                        }
+                        other => other?,
+                    }
+                }
+                other => other?,
+            };
+            let item = match done {
+                ItemDone::OldDesign => return Ok(ApplyOutcome::AppliedBeforeUpgrade),
+                ItemDone::Applied(item) => {
+                    applied = true;
+                    fanout |= mark;
+                    item
+                }
+                ItemDone::Absorbed(item) => {
+                    fanout |= mark && fanout_pending(item.as_ref(), &seen);
+                    item
+                }
+            };
             if i == 0 {
-                first = done;
                 state = item.as_ref().map(|i| without_bookkeeping(item_to_json(i)));
             }
         }
         if applied || plan.items.is_empty() {
             Ok(ApplyOutcome::Applied {
-                transactions: tally.requests,
-                write_units: tally.write_units,
+                transactions: run.tally.requests,
+                write_units: run.tally.write_units,
                 state,
-                first,
+                fanout,
+                trimmed,
+                refused,
+            })
+        } else if fanout || !refused.is_empty() {
+            Ok(ApplyOutcome::Unchanged {
+                state,
+                fanout,
+                refused,
             })
         } else {
             Ok(ApplyOutcome::Duplicate)
+        }
+    }
+
+    async fn fanout_done(&self, pk: &str, sk: &str, key: &DedupKey) -> Result<(), StoreError> {
+        self.before()?;
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self::key(pk, sk)))
+            .update_expression("DELETE #fo :k")
+            // Never creates an item.
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#fo", FANOUT_PENDING_ATTR)
+            .expression_attribute_values(
+                ":k",
+                AttributeValue::Bs(vec![aws_sdk_dynamodb::primitives::Blob::new(seen_key(key))]),
+            )
+            .send()
+            .await;
+        match r {
+            Ok(_) => self.after(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error(e)),
         }
     }
 

@@ -1,7 +1,7 @@
-//! The fan-out's bookkeeping against DynamoDB Local: one write (its
-//! outcome) and no read for the delivery that applied the event; a
-//! redelivery after that delivery died publishes; a first receive of a
-//! duplicate leaves it to the delivery that applied it.
+//! The fan-out's bookkeeping against DynamoDB Local: one write (removing
+//! its pending mark) and no read for the delivery that applied the event;
+//! any later delivery that finds the mark (after a crash, a lost answer
+//! hidden by the SDK's retries, a redrive) publishes it, once.
 
 mod common;
 
@@ -83,11 +83,67 @@ async fn the_fan_out_of_a_processed_event_costs_one_write_and_no_read() {
         2,
         "one UpdateItem for the state, one for the fan-out's outcome; no claim, no read"
     );
-    assert_eq!(common::marker(&c.store, &body).await["fx_fanout"], "done");
+    let lead = c
+        .store
+        .item("LEAD#one-write@x.example", "CAMPAIGN#4")
+        .await
+        .expect("read")
+        .expect("item");
+    assert!(lead.get("fo").is_none(), "published: the mark is gone");
+    // A duplicate: one refused write, nothing published, no claim.
+    let before = calls.0.load(Ordering::SeqCst);
+    let r = c.handle_batch(delivery("dup-1", &body, 1)).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(calls.0.load(Ordering::SeqCst) - before, 1);
+    assert_eq!(bus.0.lock().expect("lock").len(), 1);
+}
+
+/// The plan the consumer applies for `body` (with its fan-out).
+fn plan_with_fanout(body: &str) -> smartlead::plan::Plan {
+    let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).expect("event");
+    let mut plan = smartlead::plan::plan(
+        &ev,
+        smartlead::time::EventTime::now(),
+        &smartlead::plan::ScoreWeights::default(),
+    );
+    plan.effects = vec![smartlead::effects::FANOUT];
+    plan
 }
 
 #[tokio::test]
-async fn a_redelivery_publishes_what_a_dead_delivery_applied_and_a_first_duplicate_does_not() {
+async fn a_write_applied_out_of_sight_by_the_sdk_retry_still_publishes_once() {
+    let bus = Bus::default();
+    let c = common::consumer_with(
+        common::fresh_store().await,
+        Effects {
+            publisher: Some(Box::new(bus.clone())),
+            ..Effects::default()
+        },
+    );
+    let body = open("sdk-retry@x.example");
+    // The SDK's first attempt applied the write and its answer was lost; its
+    // own retry is refused showing our key. The store never saw the first
+    // attempt: to it, the refusal is all there is (a first receive).
+    c.store
+        .apply(&plan_with_fanout(&body), "m-1")
+        .await
+        .expect("attempt 1");
+    let r = c.handle_batch(delivery("m-1", &body, 1)).await;
+    assert!(r.batch_item_failures.is_empty());
+    let published = bus.0.lock().expect("lock").clone();
+    assert_eq!(published.len(), 1, "the fan-out is not lost");
+    assert_eq!(published[0]["state"]["opens"], 1);
+    assert!(published[0]["state"].get("fo").is_none());
+    // SQS redelivers, SmartLead retries: nothing more.
+    for (id, n) in [("m-1", 2), ("m-2", 1)] {
+        let r = c.handle_batch(delivery(id, &body, n)).await;
+        assert!(r.batch_item_failures.is_empty());
+    }
+    assert_eq!(bus.0.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test]
+async fn a_first_receive_that_finds_the_pending_mark_publishes_once() {
     let bus = Bus::default();
     let c = common::consumer_with(
         common::fresh_store().await,
@@ -97,25 +153,17 @@ async fn a_redelivery_publishes_what_a_dead_delivery_applied_and_a_first_duplica
         },
     );
     let body = open("died@x.example");
-    // A delivery applied the state and died before it published.
-    let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).expect("event");
-    let plan = smartlead::plan::plan(
-        &ev,
-        smartlead::time::EventTime::now(),
-        &smartlead::plan::ScoreWeights::default(),
-    );
-    c.store.apply(&plan, "m-1").await.expect("apply");
-    // SmartLead's duplicate, first received: the delivery that applied the
-    // event may still be at it; it is left to that one.
-    let r = c.handle_batch(delivery("dup-1", &body, 1)).await;
-    assert!(r.batch_item_failures.is_empty());
-    assert!(bus.0.lock().expect("lock").is_empty());
-    // The dead delivery's message comes back: it publishes, once.
-    let r = c.handle_batch(delivery("m-1", &body, 2)).await;
+    // A delivery applied the state (marking its fan-out pending) and died
+    // before it published; or its message went to the DLQ and a redrive
+    // sends it again, received for the first time.
+    c.store
+        .apply(&plan_with_fanout(&body), "m-1")
+        .await
+        .expect("apply");
+    let r = c.handle_batch(delivery("redriven", &body, 1)).await;
     assert!(r.batch_item_failures.is_empty());
     assert_eq!(bus.0.lock().expect("lock").len(), 1);
-    assert_eq!(common::marker(&c.store, &body).await["fx_fanout"], "done");
-    // Later redeliveries find it done.
+    // Later deliveries find the mark gone.
     let r = c.handle_batch(delivery("m-1", &body, 3)).await;
     assert!(r.batch_item_failures.is_empty());
     assert_eq!(bus.0.lock().expect("lock").len(), 1);

@@ -8,7 +8,7 @@ mod common;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::json;
-use smartlead::effects::{BusEvent, EffectError, Effects, Publisher};
+use smartlead::effects::{BusEvent, EffectError, Effects, Notifier, Publisher};
 use smartlead::ingest::*;
 use smartlead::message::OutgoingMessage;
 use smartlead::metrics::Metrics;
@@ -82,6 +82,24 @@ impl Publisher for Bus {
     }
 }
 
+/// The alert topic (the template always has one, and EMAIL_REPLY is among
+/// the default `AlertEvents`), accepting every alert.
+struct AlertTopic;
+#[async_trait]
+impl Notifier for AlertTopic {
+    fn effect(&self) -> &'static str {
+        smartlead::effects::SNS
+    }
+    async fn notify(
+        &self,
+        _ev: &smartlead::SmartleadEvent,
+        _key: &str,
+        _deadline: std::time::Instant,
+    ) -> Result<(), EffectError> {
+        Ok(())
+    }
+}
+
 fn json_bytes(buf: &Arc<Mutex<Vec<u8>>>) -> (usize, usize) {
     let text = String::from_utf8_lossy(&buf.lock().expect("lock")).to_string();
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
@@ -137,8 +155,11 @@ async fn a_webhook_logs_at_most_400_bytes_at_the_default_level() {
         assert_eq!(r.status, 200, "{}", r.body);
     }
 
+    // As deployed by default: the fan-out on, and the alert topic for the
+    // default alert events (the mix's replies).
     let effects = Effects {
         publisher: Some(Box::new(Bus)),
+        notifiers: vec![Box::new(AlertTopic)],
         ..Default::default()
     };
     let mut c = common::consumer_with(common::fresh_store().await, effects);
@@ -208,7 +229,8 @@ async fn a_webhook_logs_at_most_400_bytes_at_the_default_level() {
         .collect();
     let sum = |m: &str| docs.iter().filter_map(|d| d[m].as_f64()).sum::<f64>();
     assert_eq!(sum("Processed"), n as f64, "{consumer_text}");
-    assert_eq!(sum("EffectsDone"), n as f64, "{consumer_text}");
+    // Every event's fan-out, and each reply's alert (one in ten).
+    assert_eq!(sum("EffectsDone"), (n + n / 10) as f64, "{consumer_text}");
     assert!(
         consumer_text.contains("\"ProcessingLatency\":["),
         "{consumer_text}"
@@ -292,5 +314,52 @@ async fn a_refused_or_failed_effect_keeps_its_document_by_effect() {
     assert_eq!(
         batch_doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
         json!([["Function"]])
+    );
+}
+
+/// `Processed` by `Function` (what alarms, the dashboard and `smartlead
+/// status` read) counts an event of an unknown type once: its breakdown by
+/// `EventType=UNKNOWN` has no per-function roll-up of its own.
+#[tokio::test]
+async fn an_unknown_type_is_processed_once_in_the_per_function_total() {
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut c = common::consumer_with(common::fresh_store().await, Effects::default());
+    let (metrics, lines) = Metrics::capturing("consumer");
+    c.metrics = metrics;
+    let mut batch = SqsEvent::default();
+    let unknown =
+        json!({"event_type": "LEAD_MEETING_BOOKED", "campaign_id": 1, "lead_email": "u@x.example"});
+    batch.records = [webhook(200), unknown.to_string()]
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m-unknown-{i}"));
+            m.body = Some(body);
+            m
+        })
+        .collect();
+    assert!(c.handle_batch(batch).await.batch_item_failures.is_empty());
+    let text = String::from_utf8_lossy(&lines.lock().expect("lock")).to_string();
+    // What CloudWatch adds up for Processed{Function=consumer}: every
+    // document that has the dimension set ["Function"].
+    let per_function: f64 = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|d| {
+            d["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+                .as_array()
+                .is_some_and(|sets| sets.contains(&json!(["Function"])))
+        })
+        .filter_map(|d| d["Processed"].as_f64())
+        .sum();
+    assert_eq!(per_function, 2.0, "{text}");
+    assert!(
+        text.contains(r#""EventType":"UNKNOWN""#),
+        "the UNKNOWN breakdown is still there: {text}"
     );
 }

@@ -443,3 +443,290 @@ async fn an_event_the_transactional_design_applied_is_not_applied_again_after_th
         1
     );
 }
+
+/// An SQS record received now (after this process started).
+fn fresh_record(id: &str, body: &str) -> aws_lambda_events::event::sqs::SqsMessage {
+    serde_json::from_value(json!({"messageId": id, "body": body,
+        "attributes": {"SentTimestamp": EventTime::now().millis().to_string()}}))
+    .expect("record")
+}
+
+fn one(m: aws_lambda_events::event::sqs::SqsMessage) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
+    batch.records = vec![m];
+    batch
+}
+
+#[tokio::test]
+async fn an_event_the_transactional_design_applied_stays_applied_when_it_comes_back_later() {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let mut store = fresh_store().await;
+    store.legacy_markers = true;
+    let open_at = |t: &str| {
+        json!({"event_type": "EMAIL_OPEN", "to_email": "legacy@x.example", "campaign_id": 7,
+               "sequence_number": 1, "time_opened": t})
+        .to_string()
+    };
+    // What the old consumer left for an open it applied: its marker and the
+    // lead's state, with no absorbed keys.
+    let old = open_at("2025-01-15T10:30:00Z");
+    let key = smartlead::SmartleadEvent::from_slice(old.as_bytes())
+        .expect("event")
+        .dedup_key();
+    for (pk, sk, attrs) in [
+        (
+            format!("EVENT#{key}"),
+            "EVENT",
+            vec![("event_type", "EMAIL_OPEN")],
+        ),
+        ("LEAD#legacy@x.example".to_owned(), "CAMPAIGN#7", vec![]),
+    ] {
+        let mut req = store
+            .client
+            .put_item()
+            .table_name(&store.table)
+            .item("pk", AttributeValue::S(pk))
+            .item("sk", AttributeValue::S(sk.into()));
+        for (k, v) in attrs {
+            req = req.item(k, AttributeValue::S(v.into()));
+        }
+        if sk != "EVENT" {
+            req = req.item("opens", AttributeValue::N("1".into()));
+        }
+        req.send().await.expect("old item");
+    }
+    let c = common::consumer_with(store, Default::default());
+    let opens =
+        || async { item(&c.store, "LEAD#legacy@x.example", "CAMPAIGN#7").await["opens"].clone() };
+    // SmartLead retries it after the deploy: received after this process
+    // started, still the old design's event.
+    assert!(c
+        .handle_batch(one(fresh_record("retry-1", &old)))
+        .await
+        .batch_item_failures
+        .is_empty());
+    assert_eq!(
+        opens().await,
+        1,
+        "the old marker says it was applied: not again"
+    );
+    // A new event on that item applies once and marks the item legacy.
+    let new = open_at("2025-01-16T10:30:00Z");
+    for id in ["new-1", "new-2"] {
+        assert!(c
+            .handle_batch(one(fresh_record(id, &new)))
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    assert_eq!(opens().await, 2, "a new event applies, once");
+    let lead = item(&c.store, "LEAD#legacy@x.example", "CAMPAIGN#7").await;
+    assert!(lead.get("ek_legacy").is_some(), "{lead}");
+    // The old event once more, now that the item holds absorbed keys.
+    assert!(c
+        .handle_batch(one(fresh_record("retry-2", &old)))
+        .await
+        .batch_item_failures
+        .is_empty());
+    assert_eq!(opens().await, 2);
+}
+
+#[tokio::test]
+async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effects_land() {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let store = fresh_store().await;
+    let lead = "huge@x.example";
+    // The lead's campaign item, grown by distinct clicked links to a few
+    // bytes under DynamoDB's 400 KB.
+    let mut big: std::collections::HashMap<String, AttributeValue> = [
+        ("pk".to_owned(), AttributeValue::S(format!("LEAD#{lead}"))),
+        ("sk".to_owned(), AttributeValue::S("CAMPAIGN#7".into())),
+    ]
+    .into();
+    let mut links: Vec<String> = (0..399)
+        .map(|i| format!("{i:04}{}", "x".repeat(1020)))
+        .collect();
+    big.insert("links_clicked".into(), AttributeValue::Ss(links.clone()));
+    let room = 409_600 - item_size(&big);
+    links.push("y".repeat(room - 2));
+    big.insert("links_clicked".into(), AttributeValue::Ss(links));
+    assert!(item_size(&big) <= 409_600);
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .set_item(Some(big))
+        .send()
+        .await
+        .expect("a 400 KB item");
+    let bus = Bus::default();
+    let c = common::consumer_with(
+        store,
+        smartlead::effects::Effects {
+            publisher: Some(Box::new(bus.clone())),
+            ..Default::default()
+        },
+    );
+    let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": lead, "campaign_id": 7,
+                        "event_timestamp": "2025-01-15T09:00:00Z"})
+    .to_string();
+    let delivery = fresh_record("b-1", &bounce);
+    for _ in 0..2 {
+        // The first delivery, then SQS's redelivery: the same.
+        assert!(c
+            .handle_batch(one(delivery.clone()))
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    let supp = item(&c.store, &format!("LEAD#{lead}"), "SUPPRESSION").await;
+    assert_eq!(supp["reason"], "bounce", "{supp}");
+    let rejected = c.store.partition("REJECTED").await.expect("query");
+    assert_eq!(rejected.len(), 1, "recorded once");
+    let r = smartlead::store::item_to_json(&rejected[0]);
+    assert_eq!(r["reason"], "store_refused");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("CAMPAIGN#7"),
+        "names the item: {r}"
+    );
+    let campaign = item(&c.store, &format!("LEAD#{lead}"), "CAMPAIGN#7").await;
+    assert!(campaign.get("bounces").is_none(), "left as it was");
+    assert_eq!(bus.0.lock().expect("lock").len(), 1, "the fan-out, once");
+    // SmartLead's retry (a new message): nothing more is applied.
+    assert!(c
+        .handle_batch(one(fresh_record("b-2", &bounce)))
+        .await
+        .batch_item_failures
+        .is_empty());
+    assert_eq!(bus.0.lock().expect("lock").len(), 1);
+    let supp2 = item(&c.store, &format!("LEAD#{lead}"), "SUPPRESSION").await;
+    assert_eq!(supp, supp2);
+}
+
+#[derive(Clone, Default)]
+struct Bus(Arc<std::sync::Mutex<Vec<String>>>);
+
+#[async_trait::async_trait]
+impl smartlead::effects::Publisher for Bus {
+    async fn publish(
+        &self,
+        events: &[smartlead::effects::BusEvent],
+    ) -> Vec<Result<(), smartlead::effects::EffectError>> {
+        let mut v = self.0.lock().expect("lock");
+        v.extend(events.iter().map(|e| e.detail.clone()));
+        events.iter().map(|_| Ok(())).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_second_item_refused_after_the_first_was_written_still_publishes_the_fan_out_once() {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let store = fresh_store().await;
+    let lead = "full-supp@x.example";
+    // The lead's suppression item, a few bytes under 400 KB (hand-made).
+    let mut big: std::collections::HashMap<String, AttributeValue> = [
+        ("pk".to_owned(), AttributeValue::S(format!("LEAD#{lead}"))),
+        ("sk".to_owned(), AttributeValue::S("SUPPRESSION".into())),
+    ]
+    .into();
+    big.insert("junk".into(), AttributeValue::S(String::new()));
+    let room = 409_600 - item_size(&big);
+    big.insert("junk".into(), AttributeValue::S("z".repeat(room - 2)));
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .set_item(Some(big))
+        .send()
+        .await
+        .expect("a 400 KB item");
+    let bus = Bus::default();
+    let c = common::consumer_with(
+        store,
+        smartlead::effects::Effects {
+            publisher: Some(Box::new(bus.clone())),
+            ..Default::default()
+        },
+    );
+    let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": lead, "campaign_id": 7,
+                        "event_timestamp": "2025-01-15T09:00:00Z"})
+    .to_string();
+    let delivery = fresh_record("b-1", &bounce);
+    for _ in 0..2 {
+        assert!(c
+            .handle_batch(one(delivery.clone()))
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    let campaign = item(&c.store, &format!("LEAD#{lead}"), "CAMPAIGN#7").await;
+    assert_eq!(campaign["bounces"], 1);
+    assert!(campaign.get("fo").is_none(), "published: mark removed");
+    assert_eq!(bus.0.lock().expect("lock").len(), 1, "the fan-out, once");
+    let rejected = c.store.partition("REJECTED").await.expect("query");
+    assert_eq!(rejected.len(), 1);
+    let r = smartlead::store::item_to_json(&rejected[0]);
+    assert_eq!(r["reason"], "store_refused");
+    assert!(r["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("SUPPRESSION"));
+}
+
+/// The transactional design tracked the fan-out on its marker: one it left
+/// pending (its publish failed, the message waited in the DLQ) is published
+/// once when the message comes back after the upgrade, then never again.
+#[tokio::test]
+async fn a_fan_out_the_old_design_left_pending_is_published_once_after_the_upgrade() {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let mut store = fresh_store().await;
+    store.legacy_markers = true;
+    let old = json!({"event_type": "EMAIL_OPEN", "to_email": "pending@x.example", "campaign_id": 7,
+                     "sequence_number": 1, "time_opened": "2025-01-15T10:30:00Z"})
+    .to_string();
+    let key = smartlead::SmartleadEvent::from_slice(old.as_bytes())
+        .expect("event")
+        .dedup_key();
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .item("pk", AttributeValue::S(format!("EVENT#{key}")))
+        .item("sk", AttributeValue::S("EVENT".into()))
+        .item("event_type", AttributeValue::S("EMAIL_OPEN".into()))
+        .item("fx_fanout", AttributeValue::S("pending".into()))
+        .send()
+        .await
+        .expect("old marker");
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .item("pk", AttributeValue::S("LEAD#pending@x.example".into()))
+        .item("sk", AttributeValue::S("CAMPAIGN#7".into()))
+        .item("opens", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .expect("old state");
+    let bus = Bus::default();
+    let effects = smartlead::effects::Effects {
+        publisher: Some(Box::new(bus.clone())),
+        ..Default::default()
+    };
+    let c = common::consumer_with(store, effects);
+    for id in ["redriven-1", "redriven-2"] {
+        assert!(c
+            .handle_batch(one(fresh_record(id, &old)))
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    let published = bus.0.lock().expect("lock").clone();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert!(published[0].contains(key.as_str()));
+    let lead = item(&c.store, "LEAD#pending@x.example", "CAMPAIGN#7").await;
+    assert_eq!(lead["opens"], 1, "not applied again: {lead}");
+}

@@ -427,7 +427,8 @@ async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<S
         let mut v = smartlead::store::item_to_json(&item);
         let pk = v["pk"].as_str().unwrap_or_default().to_owned();
         let sk = v["sk"].as_str().unwrap_or_default().to_owned();
-        if pk.starts_with("EVENT#") {
+        // Effect records and archived key generations: bookkeeping.
+        if pk.starts_with("EVENT#") || pk.starts_with("SEEN#") {
             continue;
         }
         if pk.starts_with("UNKNOWN#") || pk.starts_with("UNATTRIBUTED#") {
@@ -439,7 +440,14 @@ async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<S
             !a.ends_with("_order")
                 && !matches!(
                     a.as_str(),
-                    "processed_at" | "message_id" | "expires_at" | "ek" | "ek_old"
+                    "processed_at"
+                        | "message_id"
+                        | "expires_at"
+                        | "ek"
+                        | "ek_old"
+                        | "ek_gen"
+                        | "fo"
+                        | "ek_legacy"
                 )
         });
         out.insert(format!("{pk}|{sk}"), v);

@@ -753,6 +753,12 @@ mod hardening {
             !alarms_on(&t, ns, "RejectedEvents", &[("Function", "consumer")]).is_empty(),
             "no alarm on the consumer's rejected events"
         );
+        // Part of an event DynamoDB refused even trimmed.
+        assert!(consumer.contains(r#""StoreRefusedItems""#));
+        assert!(
+            !alarms_on(&t, ns, "StoreRefusedItems", &[("Function", "consumer")]).is_empty(),
+            "no alarm on items DynamoDB refused"
+        );
         // A webhook the queue refused (503) is alarmed whatever the front:
         // the Function URL has no API Gateway metric.
         assert!(ingest.contains(r#"("QueueFailures", 1.0, Unit::Count)"#));

@@ -194,21 +194,29 @@ impl Plan {
     /// grow further.
     pub fn trimmed(&self) -> Plan {
         let mut p = self.clone();
-        for u in &mut p.items {
-            u.add
-                .retain(|(attr, v)| !matches!(v, Val::Ss(_) | Val::Ns(_)) || *attr == "flags");
-            let registers = u.latest.iter_mut().chain(u.earliest.iter_mut());
-            for fields in std::iter::once(&mut u.set_once).chain(registers.map(|r| &mut r.fields)) {
-                fields.retain(|(_, v)| !matches!(v, Val::Json(_)));
-                for (_, v) in fields.iter_mut() {
-                    if let Val::S(s) = v {
-                        let n = cut_bytes(s, 256).len();
-                        s.truncate(n);
-                    }
+        p.items = p.items.iter().map(ItemUpdate::trimmed).collect();
+        p
+    }
+}
+
+impl ItemUpdate {
+    /// The update without what makes an item grow (see [`Plan::trimmed`]):
+    /// the store sends it when DynamoDB refuses the whole one for this item.
+    pub fn trimmed(&self) -> ItemUpdate {
+        let mut u = self.clone();
+        u.add
+            .retain(|(attr, v)| !matches!(v, Val::Ss(_) | Val::Ns(_)) || *attr == "flags");
+        let registers = u.latest.iter_mut().chain(u.earliest.iter_mut());
+        for fields in std::iter::once(&mut u.set_once).chain(registers.map(|r| &mut r.fields)) {
+            fields.retain(|(_, v)| !matches!(v, Val::Json(_)));
+            for (_, v) in fields.iter_mut() {
+                if let Val::S(s) = v {
+                    let n = cut_bytes(s, 256).len();
+                    s.truncate(n);
                 }
             }
         }
-        p
+        u
     }
 }
 
