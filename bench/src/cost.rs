@@ -75,6 +75,7 @@ pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>
             }
             // An alias of an event already applied (same key): not a new cost.
             smartlead::store::ApplyOutcome::Duplicate
+            | smartlead::store::ApplyOutcome::AppliedBeforeUpgrade
             | smartlead::store::ApplyOutcome::Unchanged { .. } => {}
         }
     }
