@@ -110,8 +110,9 @@ fn plan_with_fanout(body: &str) -> smartlead::plan::Plan {
     plan
 }
 
-#[tokio::test]
-async fn a_write_applied_out_of_sight_by_the_sdk_retry_still_publishes_once() {
+/// A consumer with a recording bus, and an open of `lead` applied by the
+/// store as message `m-1` (its fan-out marked pending, not published).
+async fn applied_unpublished(lead: &str) -> (common::TestConsumer, Bus, String) {
     let bus = Bus::default();
     let c = common::consumer_with(
         common::fresh_store().await,
@@ -120,14 +121,20 @@ async fn a_write_applied_out_of_sight_by_the_sdk_retry_still_publishes_once() {
             ..Effects::default()
         },
     );
-    let body = open("sdk-retry@x.example");
-    // The SDK's first attempt applied the write and its answer was lost; its
-    // own retry is refused showing our key. The store never saw the first
-    // attempt: to it, the refusal is all there is (a first receive).
+    let body = open(lead);
     c.store
         .apply(&plan_with_fanout(&body), "m-1")
         .await
-        .expect("attempt 1");
+        .expect("applied");
+    (c, bus, body)
+}
+
+#[tokio::test]
+async fn a_write_applied_out_of_sight_by_the_sdk_retry_still_publishes_once() {
+    let (c, bus, body) = applied_unpublished("sdk-retry@x.example").await;
+    // The SDK's first attempt applied the write and its answer was lost; its
+    // own retry is refused showing our key. The store never saw the first
+    // attempt: to it, the refusal is all there is (a first receive).
     let r = c.handle_batch(delivery("m-1", &body, 1)).await;
     assert!(r.batch_item_failures.is_empty());
     let published = bus.0.lock().expect("lock").clone();
@@ -144,22 +151,10 @@ async fn a_write_applied_out_of_sight_by_the_sdk_retry_still_publishes_once() {
 
 #[tokio::test]
 async fn a_first_receive_that_finds_the_pending_mark_publishes_once() {
-    let bus = Bus::default();
-    let c = common::consumer_with(
-        common::fresh_store().await,
-        Effects {
-            publisher: Some(Box::new(bus.clone())),
-            ..Effects::default()
-        },
-    );
-    let body = open("died@x.example");
+    let (c, bus, body) = applied_unpublished("died@x.example").await;
     // A delivery applied the state (marking its fan-out pending) and died
     // before it published; or its message went to the DLQ and a redrive
     // sends it again, received for the first time.
-    c.store
-        .apply(&plan_with_fanout(&body), "m-1")
-        .await
-        .expect("apply");
     let r = c.handle_batch(delivery("redriven", &body, 1)).await;
     assert!(r.batch_item_failures.is_empty());
     assert_eq!(bus.0.lock().expect("lock").len(), 1);

@@ -551,34 +551,7 @@ async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effect
     links.push("y".repeat(room - 2));
     big.insert("links_clicked".into(), AttributeValue::Ss(links));
     assert!(item_size(&big) <= 409_600);
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .set_item(Some(big))
-        .send()
-        .await
-        .expect("a 400 KB item");
-    let bus = Bus::default();
-    let c = common::consumer_with(
-        store,
-        smartlead::effects::Effects {
-            publisher: Some(Box::new(bus.clone())),
-            ..Default::default()
-        },
-    );
-    let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": lead, "campaign_id": 7,
-                        "event_timestamp": "2025-01-15T09:00:00Z"})
-    .to_string();
-    let delivery = fresh_record("b-1", &bounce);
-    for _ in 0..2 {
-        // The first delivery, then SQS's redelivery: the same.
-        assert!(c
-            .handle_batch(one(delivery.clone()))
-            .await
-            .batch_item_failures
-            .is_empty());
-    }
+    let (c, bus, bounce) = bounce_twice_beside(store, big, lead).await;
     let supp = item(&c.store, &format!("LEAD#{lead}"), "SUPPRESSION").await;
     assert_eq!(supp["reason"], "bounce", "{supp}");
     let rejected = c.store.partition("REJECTED").await.expect("query");
@@ -604,6 +577,44 @@ async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effect
     assert_eq!(bus.0.lock().expect("lock").len(), 1);
     let supp2 = item(&c.store, &format!("LEAD#{lead}"), "SUPPRESSION").await;
     assert_eq!(supp, supp2);
+}
+
+/// Stores `big` (one of `lead`'s items, near DynamoDB's 400 KB), then
+/// delivers a bounce of `lead` twice (the first delivery, then SQS's
+/// redelivery of the same message), with a bus that records what it gets.
+async fn bounce_twice_beside(
+    store: smartlead::store::DynamoStore,
+    big: std::collections::HashMap<String, smartlead::aws_sdk_dynamodb::types::AttributeValue>,
+    lead: &str,
+) -> (common::TestConsumer, Bus, String) {
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .set_item(Some(big))
+        .send()
+        .await
+        .expect("a 400 KB item");
+    let bus = Bus::default();
+    let c = common::consumer_with(
+        store,
+        smartlead::effects::Effects {
+            publisher: Some(Box::new(bus.clone())),
+            ..Default::default()
+        },
+    );
+    let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": lead, "campaign_id": 7,
+                        "event_timestamp": "2025-01-15T09:00:00Z"})
+    .to_string();
+    let delivery = fresh_record("b-1", &bounce);
+    for _ in 0..2 {
+        assert!(c
+            .handle_batch(one(delivery.clone()))
+            .await
+            .batch_item_failures
+            .is_empty());
+    }
+    (c, bus, bounce)
 }
 
 #[derive(Clone, Default)]
@@ -635,33 +646,7 @@ async fn a_second_item_refused_after_the_first_was_written_still_publishes_the_f
     big.insert("junk".into(), AttributeValue::S(String::new()));
     let room = 409_600 - item_size(&big);
     big.insert("junk".into(), AttributeValue::S("z".repeat(room - 2)));
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .set_item(Some(big))
-        .send()
-        .await
-        .expect("a 400 KB item");
-    let bus = Bus::default();
-    let c = common::consumer_with(
-        store,
-        smartlead::effects::Effects {
-            publisher: Some(Box::new(bus.clone())),
-            ..Default::default()
-        },
-    );
-    let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": lead, "campaign_id": 7,
-                        "event_timestamp": "2025-01-15T09:00:00Z"})
-    .to_string();
-    let delivery = fresh_record("b-1", &bounce);
-    for _ in 0..2 {
-        assert!(c
-            .handle_batch(one(delivery.clone()))
-            .await
-            .batch_item_failures
-            .is_empty());
-    }
+    let (c, bus, _) = bounce_twice_beside(store, big, lead).await;
     let campaign = item(&c.store, &format!("LEAD#{lead}"), "CAMPAIGN#7").await;
     assert_eq!(campaign["bounces"], 1);
     assert!(campaign.get("fo").is_none(), "published: mark removed");
