@@ -138,15 +138,19 @@ def main():
             kw = {"ExclusiveStartKey": r["LastEvaluatedKey"]}
         items.sort(key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
         batch = json.loads(pathlib.Path(args[0]).read_text())["Records"]
-        markers = [i for i in items if i["pk"]["S"].startswith("EVENT#")]
-        if len(markers) != len(batch):
-            fail(f"{len(markers)} dedup markers (EVENT#...) for the batch's {len(batch)} events")
+        # Each event absorbed once: its compact key in the `ek` (or `ek_old`)
+        # set of the items it changed, as many distinct keys as records.
+        absorbed = {bytes(k) for i in items for a in ("ek", "ek_old") for k in i.get(a, {}).get("BS", [])}
+        if len(absorbed) != len(batch):
+            fail(f"{len(absorbed)} absorbed event keys (ek sets) for the batch's {len(batch)} events")
         lead = next((i for i in items if i["pk"]["S"] == "LEAD#jane.doe@acme-corp.com"
                      and i["sk"]["S"] == "CAMPAIGN#123"), None)
         if lead is None or int(lead.get("replies", {}).get("N", "0")) < 1:
             fail(f"no reply counted on LEAD#jane.doe@acme-corp.com / CAMPAIGN#123: {lead}")
-        print(f"   table: {len(items)} items, {len(markers)} dedup markers for {len(batch)} records")
-        pathlib.Path(args[1]).write_text(json.dumps(items, indent=1, sort_keys=True))
+        print(f"   table: {len(items)} items, {len(absorbed)} absorbed event keys for {len(batch)} records")
+        # Binary sets (the absorbed keys) as hex.
+        hexed = lambda o: o.hex() if isinstance(o, (bytes, bytearray)) else str(o)
+        pathlib.Path(args[1]).write_text(json.dumps(items, indent=1, sort_keys=True, default=hexed))
         return
     fail(f"unknown verb {v}")
 
