@@ -111,7 +111,9 @@ async fn built_binary_backfills_the_one_gap_through_the_emulator() {
         ],
     );
     let out = f
-        .invoke(&json!({"source": "aws.scheduler", "detail": {}}))
+        .invoke(
+            &serde_json::from_str(&test_support::fixture("schedule", "reconcile")).expect("json"),
+        )
         .await;
     assert_eq!(
         out,
