@@ -4,27 +4,6 @@ use super::*;
 
 // ------------------------------------------------ in-process percentiles
 
-pub(crate) struct NoopQueue;
-#[async_trait::async_trait]
-impl smartlead::ingest::Queue for NoopQueue {
-    async fn send(
-        &self,
-        _msg: smartlead::message::OutgoingMessage,
-    ) -> Result<String, smartlead::ingest::QueueError> {
-        Ok("id".into())
-    }
-}
-pub(crate) struct NoBlobs;
-#[async_trait::async_trait]
-impl smartlead::ingest::BlobStore for NoBlobs {
-    fn bucket(&self) -> &str {
-        "b"
-    }
-    async fn put(&self, _k: &str, _b: &[u8]) -> Result<(), smartlead::ingest::QueueError> {
-        Ok(())
-    }
-}
-
 /// The ingest handler timed one request at a time (criterion gives medians;
 /// this gives the tail): p50/p99 in µs for each body size.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -43,8 +22,8 @@ pub(crate) fn handler_tails(requests: usize) -> Result<Vec<HandlerTail>> {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_inline_bytes: 1024 * 1024,
         },
-        queue: NoopQueue,
-        blobs: Some(NoBlobs),
+        queue: test_support::NoopQueue,
+        blobs: Some(test_support::NoBlobs),
         metrics: smartlead::metrics::Metrics::disabled(),
     };
     let rt = tokio::runtime::Builder::new_current_thread().build()?;

@@ -8,29 +8,10 @@ use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use smartlead::consumer::{BlobError, BlobReader, Consumer};
 use smartlead::ingest::*;
-use smartlead::message::OutgoingMessage;
 use smartlead::metrics::Metrics;
 use smartlead::plan::{Plan, ScoreWeights};
 use smartlead::store::{ApplyOutcome, Rejected, StateStore, StoreError};
 use smartlead::{DedupKey, SmartleadEvent};
-
-struct NoopQueue;
-#[async_trait]
-impl Queue for NoopQueue {
-    async fn send(&self, _msg: OutgoingMessage) -> Result<String, QueueError> {
-        Ok("id".into())
-    }
-}
-struct NoBlobs;
-#[async_trait]
-impl BlobStore for NoBlobs {
-    fn bucket(&self) -> &str {
-        "b"
-    }
-    async fn put(&self, _k: &str, _b: &[u8]) -> Result<(), QueueError> {
-        Ok(())
-    }
-}
 
 fn payloads() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/payloads");
@@ -71,8 +52,8 @@ fn ingest(c: &mut Criterion) {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_inline_bytes: 1024 * 1024,
         },
-        queue: NoopQueue,
-        blobs: Some(NoBlobs),
+        queue: test_support::NoopQueue,
+        blobs: Some(test_support::NoBlobs),
         metrics: Metrics::disabled(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -10,7 +10,6 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::json;
 use smartlead::effects::{BusEvent, EffectError, Effects, Notifier, Publisher};
 use smartlead::ingest::*;
-use smartlead::message::OutgoingMessage;
 use smartlead::metrics::Metrics;
 use std::sync::{Arc, Mutex};
 
@@ -29,24 +28,6 @@ impl std::io::Write for Lines {
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-struct UuidQueue;
-#[async_trait]
-impl Queue for UuidQueue {
-    async fn send(&self, _msg: OutgoingMessage) -> Result<String, QueueError> {
-        Ok("0b9f36b4-87a3-44ab-83d2-661975830a7d".into())
-    }
-}
-struct NoBlobs;
-#[async_trait]
-impl BlobStore for NoBlobs {
-    fn bucket(&self) -> &str {
-        "b"
-    }
-    async fn put(&self, _k: &str, _b: &[u8]) -> Result<(), QueueError> {
         Ok(())
     }
 }
@@ -132,8 +113,8 @@ async fn a_webhook_logs_at_most_400_bytes_at_the_default_level() {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_inline_bytes: 256 * 1024,
         },
-        queue: UuidQueue,
-        blobs: Some(NoBlobs),
+        queue: test_support::NoopQueue,
+        blobs: Some(test_support::NoBlobs),
         metrics: ingest_metrics,
     };
     let n = 20;
