@@ -23,17 +23,18 @@ pub struct Units {
 
 pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>> {
     let store = stack.store();
-    let weights = smartlead::plan::ScoreWeights::default();
+    let weights = smartlead::domain::plan::ScoreWeights::default();
     let mut out = Vec::new();
     for (name, body) in payloads(root)? {
         let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes())
             .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        let plan = smartlead::plan::plan(&ev, smartlead::time::EventTime::now(), &weights);
-        match smartlead::store::StateStore::apply(&store, &plan, &format!("bench-{name}"))
+        let plan =
+            smartlead::domain::plan::plan(&ev, smartlead::domain::time::EventTime::now(), &weights);
+        match smartlead::app::store::Dedup::apply(&store, &plan, &format!("bench-{name}"))
             .await
             .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
         {
-            smartlead::store::ApplyOutcome::Applied {
+            smartlead::app::store::ApplyOutcome::Applied {
                 transactions,
                 write_units,
                 ..
@@ -57,7 +58,7 @@ pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>
                         .await?
                         .item
                         .unwrap_or_default();
-                    item_bytes.push(smartlead::store::item_size(&item));
+                    item_bytes.push(smartlead::adapters::aws::dynamodb::item_size(&item));
                 }
                 out.push(Units {
                     payload: name,
@@ -74,9 +75,9 @@ pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>
                 })
             }
             // An alias of an event already applied (same key): not a new cost.
-            smartlead::store::ApplyOutcome::Duplicate
-            | smartlead::store::ApplyOutcome::AppliedBeforeUpgrade
-            | smartlead::store::ApplyOutcome::Unchanged { .. } => {}
+            smartlead::app::store::ApplyOutcome::Duplicate
+            | smartlead::app::store::ApplyOutcome::AppliedBeforeUpgrade
+            | smartlead::app::store::ApplyOutcome::Unchanged { .. } => {}
         }
     }
     Ok(out)

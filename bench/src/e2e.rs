@@ -58,7 +58,7 @@ pub(crate) async fn e2e(
         "http://127.0.0.1:{http_port}/webhooks/smartlead?token={}",
         local::TOKEN
     );
-    let http = smartlead::http::client();
+    let http = smartlead::adapters::http::client();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let run = format!("e2e-c{concurrency}-{}", std::process::id());
     let started = Instant::now();

@@ -13,9 +13,9 @@ pub struct HandlerTail {
 }
 
 pub(crate) fn handler_tails(requests: usize) -> Result<Vec<HandlerTail>> {
-    use smartlead::ingest::*;
+    use smartlead::app::ingest::*;
     let svc = Ingest {
-        config: IngestConfig {
+        config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
             secret: Secret::new(local::TOKEN).context("secret")?,
             auth: AuthMethods::default(),
@@ -65,12 +65,12 @@ pub(crate) fn handler_tails(requests: usize) -> Result<Vec<HandlerTail>> {
 /// Counts DynamoDB calls (the store asks before each one).
 #[derive(Default)]
 pub(crate) struct CallCounter(std::sync::atomic::AtomicUsize);
-impl smartlead::store::FaultInjector for CallCounter {
-    fn before_call(&self) -> Result<(), smartlead::store::StoreError> {
+impl smartlead::adapters::aws::dynamodb::FaultInjector for CallCounter {
+    fn before_call(&self) -> Result<(), smartlead::app::store::StoreError> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
-    fn after_call(&self) -> Result<(), smartlead::store::StoreError> {
+    fn after_call(&self) -> Result<(), smartlead::app::store::StoreError> {
         Ok(())
     }
 }
@@ -94,19 +94,21 @@ pub(crate) async fn run_consumer_direct(
     let counter = Arc::new(CallCounter::default());
     let mut store = stack.store();
     store.faults = Some(counter.clone());
-    let mut effects = smartlead::effects::Effects::default();
+    let mut effects = smartlead::app::effects::Effects::default();
     if fanout {
-        let cfg = smartlead::aws::local_sdk_config(&stack.moto.endpoint()).await;
-        effects.publisher = Some(Box::new(smartlead::effects::EventBridgePublisher {
-            client: aws_sdk_eventbridge::Client::new(&cfg),
-            bus: local::BUS.into(),
-        }));
+        let cfg = smartlead::adapters::aws::local_sdk_config(&stack.moto.endpoint()).await;
+        effects.publisher = Some(Box::new(
+            smartlead::adapters::aws::eventbridge::EventBridgePublisher {
+                client: aws_sdk_eventbridge::Client::new(&cfg),
+                bus: local::BUS.into(),
+            },
+        ));
     }
-    let consumer = smartlead::consumer::Consumer {
+    let consumer = smartlead::app::consumer::Consumer {
         store,
         blobs: None::<smartlead::aws_sdk_s3::Client>,
-        weights: smartlead::plan::ScoreWeights::default(),
-        concurrency: smartlead::consumer::DEFAULT_CONCURRENCY,
+        weights: smartlead::domain::plan::ScoreWeights::default(),
+        concurrency: smartlead::app::consumer::DEFAULT_CONCURRENCY,
         metrics: smartlead::metrics::Metrics::disabled(),
         effects,
         time_window: Default::default(),

@@ -328,7 +328,7 @@ pub(crate) async fn measure(
     };
     let costs = vec![cost(&cost_inputs, true), cost(&cost_inputs, false)];
     Ok(Results {
-        date: smartlead::time::EventTime::now().to_string(),
+        date: smartlead::domain::time::EventTime::now().to_string(),
         machine: machine(),
         quick: opts.quick,
         criterion,

@@ -118,7 +118,7 @@ pub(crate) async fn function_figures(
         _ => ("smartlead-consumer", &stack.consumer_env),
     };
     let bin = stack.options.bin_dir.join(binary);
-    let http = smartlead::http::client();
+    let http = smartlead::adapters::http::client();
     let (mut cold, mut init, mut warm_ms, mut billed) = (vec![], vec![], vec![], vec![]);
     let mut peak = 0;
     for round in 0..rounds {

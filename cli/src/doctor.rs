@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 use serde_json::Value;
-use smartlead::api::{Api, Association, WebhookSpec};
+use smartlead::adapters::http::smartlead::{Api, Association, WebhookSpec};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a webhook is attached to.
@@ -131,7 +131,7 @@ impl StackUrl {
         if self
             .secrets
             .iter()
-            .any(|s| smartlead::ingest::webhook_url(&self.template, s) == url)
+            .any(|s| smartlead::app::ingest::webhook_url(&self.template, s) == url)
         {
             return UrlIs::Current;
         }
@@ -151,7 +151,7 @@ impl StackUrl {
 
     /// The URL to register: with the newest secret (the next one during a rotation).
     pub fn url(&self) -> String {
-        smartlead::ingest::webhook_url(
+        smartlead::app::ingest::webhook_url(
             &self.template,
             self.secrets.last().map(String::as_str).unwrap_or_default(),
         )

@@ -15,7 +15,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
-use smartlead::api::{Api, Association, WebhookSpec};
+use smartlead::adapters::http::smartlead::{Api, Association, WebhookSpec};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ struct ApiArgs {
     /// the key is read from SMARTLEAD_API_KEY.
     #[arg(long)]
     api_key_param: Option<String>,
-    #[arg(long, env = "SMARTLEAD_API_BASE", default_value = smartlead::api::DEFAULT_BASE)]
+    #[arg(long, env = "SMARTLEAD_API_BASE", default_value = smartlead::adapters::http::smartlead::DEFAULT_BASE)]
     api_base: String,
 }
 
@@ -390,7 +390,7 @@ async fn aws() -> aws_config::SdkConfig {
 
 async fn ssm_value(name: &str) -> Result<String> {
     let cfg = aws().await;
-    smartlead::aws::ssm_secure_string(&cfg, name)
+    smartlead::adapters::aws::ssm::secure_string(&cfg, name)
         .await
         .map_err(|e| anyhow!("{e}"))
 }
@@ -510,7 +510,7 @@ async fn stack_url(stack: &str) -> Result<String> {
     // During a rotation (`current,next`) new webhooks get the next secret.
     let secrets = secrets_of(&ssm_value(&param).await?)?;
     let secret = secrets.last().map(String::as_str).unwrap_or_default();
-    Ok(smartlead::ingest::webhook_url(&url, secret))
+    Ok(smartlead::app::ingest::webhook_url(&url, secret))
 }
 
 fn print(v: &Value) {
@@ -561,7 +561,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let extra = webhook.as_deref().map(list).unwrap_or_default();
             for i in &extra {
-                smartlead::api::path_id("a webhook id", i)?;
+                smartlead::adapters::http::smartlead::path_id("a webhook id", i)?;
             }
             let o = outputs(&stack).await?;
             let template = output(&o, "WebhookUrl", &stack)?;
@@ -703,7 +703,7 @@ async fn run(cli: Cli) -> Result<()> {
             // Everything checked before the parameter changes.
             let ids = id.as_deref().map(list).unwrap_or_default();
             for i in &ids {
-                smartlead::api::path_id("a webhook id", i)?;
+                smartlead::adapters::http::smartlead::path_id("a webhook id", i)?;
             }
             let event_types = list(&events);
             for e in &event_types {
@@ -735,7 +735,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let spec = WebhookSpec {
                 name,
-                url: smartlead::ingest::webhook_url(&template, &next),
+                url: smartlead::app::ingest::webhook_url(&template, &next),
                 association,
                 event_types,
                 category_ids: categories.as_deref().map(list).unwrap_or_default(),
@@ -770,23 +770,24 @@ async fn run(cli: Cli) -> Result<()> {
             let ttl = match (dedup_ttl_days, stack_ttl) {
                 (Some(d), _) | (None, Some(d)) => d,
                 (None, None) => {
-                    let d = smartlead::store::DEFAULT_DEDUP_TTL_DAYS;
+                    let d = smartlead::adapters::aws::dynamodb::DEFAULT_DEDUP_TTL_DAYS;
                     eprintln!("dedup marker TTL: {d} days (the default; --dedup-ttl-days if the stack's DedupTtlDays differs)");
                     d
                 }
             };
-            let options = smartlead::redrive::Options {
+            let options = smartlead::adapters::aws::redrive::Options {
                 limit,
-                max_age: (!force).then(|| smartlead::redrive::max_age(ttl)),
+                max_age: (!force).then(|| smartlead::adapters::aws::redrive::max_age(ttl)),
             };
             let sqs = smartlead::aws_sdk_sqs::Client::new(&aws().await);
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message("moving DLQ messages back to the queue");
-            let done = smartlead::redrive::redrive(&sqs, &dlq, &queue, &options, |d| {
-                bar.set_message(d.to_string());
-                bar.tick();
-            })
-            .await;
+            let done =
+                smartlead::adapters::aws::redrive::redrive(&sqs, &dlq, &queue, &options, |d| {
+                    bar.set_message(d.to_string());
+                    bar.tick();
+                })
+                .await;
             bar.finish_and_clear();
             let done = done?;
             println!("moved {} message(s) from the DLQ to the queue", done.moved);
@@ -808,8 +809,8 @@ async fn run(cli: Cli) -> Result<()> {
                 problems.push(format!(
                     "{} message(s) refused and left in the DLQ: received more than {} days ago (the dedup marker TTL, {ttl} days, less {} days), so their markers may be gone and the consumer could apply them twice; check them and pass --force to move them anyway",
                     done.refused,
-                    ttl.saturating_sub(smartlead::redrive::MARGIN_DAYS),
-                    smartlead::redrive::MARGIN_DAYS
+                    ttl.saturating_sub(smartlead::adapters::aws::redrive::MARGIN_DAYS),
+                    smartlead::adapters::aws::redrive::MARGIN_DAYS
                 ));
             }
             if done.not_deleted > 0 {
@@ -832,7 +833,7 @@ async fn run(cli: Cli) -> Result<()> {
             stack,
             api: args,
         } => {
-            let now = smartlead::time::EventTime::now();
+            let now = smartlead::domain::time::EventTime::now();
             let since = since
                 .as_deref()
                 .map(|s| reconcile::since(s, now))
@@ -841,7 +842,7 @@ async fn run(cli: Cli) -> Result<()> {
             let hour = Instant::now() + Duration::from_secs(3600);
             let campaigns = match campaign {
                 Some(c) => reconcile::campaign_ids(&list(&c))?,
-                None => smartlead::reconcile::campaigns(&api, false, hour).await?,
+                None => smartlead::app::reconcile::campaigns(&api, false, hour).await?,
             };
             let st = ops::Stack::resolve(&stack).await?;
             let deployed = match &st.deployed {
@@ -852,12 +853,15 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(note) = capped {
                 eprintln!("{note}");
             }
-            let queue = smartlead::aws::SqsQueue {
+            let queue = smartlead::adapters::aws::SqsQueue {
                 client: st.sqs.clone(),
                 queue_url: st.queues().await?.0,
             };
-            let store = smartlead::store::DynamoStore::new(st.ddb.clone(), st.table.clone());
-            let opts = smartlead::reconcile::Options {
+            let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(
+                st.ddb.clone(),
+                st.table.clone(),
+            );
+            let opts = smartlead::app::reconcile::Options {
                 since,
                 dry_run,
                 dedup_ttl_days: ttl,
@@ -875,9 +879,10 @@ async fn run(cli: Cli) -> Result<()> {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             };
-            let report =
-                smartlead::reconcile::reconcile(&api, &store, &queue, &campaigns, &opts, &progress)
-                    .await;
+            let report = smartlead::app::reconcile::reconcile(
+                &api, &store, &queue, &campaigns, &opts, &progress,
+            )
+            .await;
             bar.finish_and_clear();
             let report = report?;
             let (line, left) = reconcile::summary(&report, dry_run);
@@ -904,12 +909,12 @@ async fn run(cli: Cli) -> Result<()> {
             bus_arn,
         } => {
             if let Some(l) = &lead {
-                if !smartlead::api::is_valid_email(l.trim()) {
+                if !smartlead::adapters::http::smartlead::is_valid_email(l.trim()) {
                     bail!("--lead {l:?} is not an e-mail address");
                 }
             }
             if let Some(c) = &campaign {
-                smartlead::api::path_id("--campaign", c.trim())?;
+                smartlead::adapters::http::smartlead::path_id("--campaign", c.trim())?;
             }
             let (archive, bus) = match (archive_arn, bus_arn) {
                 (Some(a), Some(b)) => (a, b),

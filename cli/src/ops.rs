@@ -38,14 +38,16 @@ pub struct Stack {
 impl Stack {
     pub async fn resolve(args: &StackArgs) -> Result<Stack> {
         if args.local {
-            let ddb_cfg = smartlead::aws::local_sdk_config(&format!(
+            let ddb_cfg = smartlead::adapters::aws::local_sdk_config(&format!(
                 "http://127.0.0.1:{}",
                 args.dynamodb_port
             ))
             .await;
-            let moto_cfg =
-                smartlead::aws::local_sdk_config(&format!("http://127.0.0.1:{}", args.moto_port))
-                    .await;
+            let moto_cfg = smartlead::adapters::aws::local_sdk_config(&format!(
+                "http://127.0.0.1:{}",
+                args.moto_port
+            ))
+            .await;
             return Ok(Stack {
                 ddb: aws_dynamodb(&ddb_cfg),
                 sqs: aws_sdk_sqs::Client::new(&moto_cfg),
@@ -100,7 +102,10 @@ impl Stack {
 
     /// Every item of one partition, as JSON.
     pub async fn partition(&self, pk: &str) -> Result<Vec<Value>> {
-        let store = smartlead::store::DynamoStore::new(self.ddb.clone(), self.table.clone());
+        let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(
+            self.ddb.clone(),
+            self.table.clone(),
+        );
         let items = store.partition(pk).await.map_err(|e| {
             anyhow!(
                 "reading {pk} from table {} (is the {} running?): {e}",
@@ -112,7 +117,10 @@ impl Stack {
                 }
             )
         })?;
-        Ok(items.iter().map(smartlead::store::item_to_json).collect())
+        Ok(items
+            .iter()
+            .map(smartlead::adapters::aws::dynamodb::item_to_json)
+            .collect())
     }
 }
 
@@ -124,7 +132,7 @@ fn aws_dynamodb(cfg: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
 /// case, a long address cut and hashed.
 pub fn lead_pk(email: &str) -> String {
     let e = email.trim().to_ascii_lowercase();
-    format!("LEAD#{}", smartlead::plan::key_part(&e))
+    format!("LEAD#{}", smartlead::domain::plan::key_part(&e))
 }
 
 /// Attributes that only order writes or key the item: not shown.
@@ -319,7 +327,7 @@ mod tests {
         let long = format!("{}@x.co", "a".repeat(300));
         assert_eq!(
             lead_pk(&long),
-            format!("LEAD#{}", smartlead::plan::key_part(&long))
+            format!("LEAD#{}", smartlead::domain::plan::key_part(&long))
         );
     }
 }

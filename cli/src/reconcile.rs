@@ -1,11 +1,11 @@
 //! `smartlead reconcile`: SmartLead's statistics against the stored state,
 //! gaps reported and (without `--dry-run`) backfilled through the queue.
-//! The logic is the library's ([`smartlead::reconcile`]); this is the table
+//! The logic is the library's ([`smartlead::app::reconcile`]); this is the table
 //! and the progress bar.
 
 use anyhow::{anyhow, bail, Result};
-use smartlead::reconcile::{Action, Report};
-use smartlead::time::EventTime;
+use smartlead::app::reconcile::{Action, Report};
+use smartlead::domain::time::EventTime;
 
 /// `--since`: an RFC 3339 time, or a span back from now (`36h`, `7d`, `90m`).
 pub fn since(s: &str, now: EventTime) -> Result<EventTime> {
@@ -42,7 +42,10 @@ pub fn dedup_ttl(flag: Option<u64>, stack: Option<u64>) -> (u64, Option<String>)
         ),
         (Some(f), _) => (f, None),
         (None, Some(s)) => (s, None),
-        (None, None) => (smartlead::store::DEFAULT_DEDUP_TTL_DAYS, None),
+        (None, None) => (
+            smartlead::adapters::aws::dynamodb::DEFAULT_DEDUP_TTL_DAYS,
+            None,
+        ),
     }
 }
 
@@ -159,7 +162,7 @@ pub fn campaign_ids(list: &[String]) -> Result<Vec<String>> {
         bail!("--campaign <id> or --all-campaigns");
     }
     for c in list {
-        smartlead::api::path_id("--campaign", c)?;
+        smartlead::adapters::http::smartlead::path_id("--campaign", c)?;
     }
     Ok(list.to_vec())
 }

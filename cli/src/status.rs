@@ -207,7 +207,9 @@ async fn newest(stack: &Stack, pk: &str) -> Result<Option<Value>> {
                 smartlead::aws_sdk_dynamodb::error::DisplayErrorContext(e)
             )
         })?;
-    Ok(r.items().first().map(smartlead::store::item_to_json))
+    Ok(r.items()
+        .first()
+        .map(smartlead::adapters::aws::dynamodb::item_to_json))
 }
 
 /// How many items of a partition sort at or after `since` (keys start with a time).

@@ -137,7 +137,9 @@ async fn the_api_key_is_required_and_never_printed() {
 }
 
 async fn sqs() -> smartlead::aws_sdk_sqs::Client {
-    smartlead::aws_sdk_sqs::Client::new(&smartlead::aws::local_sdk_config(&moto().endpoint()).await)
+    smartlead::aws_sdk_sqs::Client::new(
+        &smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await,
+    )
 }
 
 /// A new queue in moto, named for this process.
@@ -216,7 +218,7 @@ async fn redrive_moves_every_dlq_message_back_with_its_attributes() {
 
 #[tokio::test]
 async fn the_stack_outputs_give_the_url_with_its_secret_and_the_queues() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let ssm = aws_sdk_ssm::Client::new(&cfg);
     let param = format!("/cli-test-{}/secret", std::process::id());
     ssm.put_parameter()
@@ -263,7 +265,7 @@ async fn the_stack_outputs_give_the_url_with_its_secret_and_the_queues() {
 
 #[tokio::test]
 async fn replay_starts_an_archive_replay_onto_the_bus() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let eb = aws_sdk_eventbridge::Client::new(&cfg);
     let bus = eb
         .create_event_bus()
@@ -438,7 +440,7 @@ async fn redrive_refuses_messages_older_than_their_dedup_markers_unless_forced()
 
 #[tokio::test]
 async fn redrive_reads_the_dedup_ttl_from_the_stack() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let sqs = sqs().await;
     let stack = format!("cli-ttl-stack-{}", std::process::id());
     let template = json!({
@@ -506,7 +508,7 @@ async fn ids_that_are_not_numbers_never_reach_a_request() {
 
 #[tokio::test]
 async fn a_secret_with_a_trailing_newline_and_base64_characters_registers_a_working_url() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let ssm = aws_sdk_ssm::Client::new(&cfg);
     let param = format!("/cli-b64-{}/secret", std::process::id());
     ssm.put_parameter()
@@ -549,7 +551,7 @@ async fn a_secret_with_a_trailing_newline_and_base64_characters_registers_a_work
 
 #[tokio::test]
 async fn rotate_secret_writes_the_next_secret_re_registers_and_finishes() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let ssm = aws_sdk_ssm::Client::new(&cfg);
     let param = format!("/cli-rotate-{}/secret", std::process::id());
     ssm.put_parameter()
@@ -678,10 +680,10 @@ fn dynamodb() -> &'static local_aws::Service {
 async fn local_table() -> smartlead::aws_sdk_dynamodb::Client {
     static MADE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     let ddb = smartlead::aws_sdk_dynamodb::Client::new(
-        &smartlead::aws::local_sdk_config(&dynamodb().endpoint()).await,
+        &smartlead::adapters::aws::local_sdk_config(&dynamodb().endpoint()).await,
     );
     MADE.get_or_init(|| async {
-        smartlead::store::create_table(&ddb, smartlead::local_stack::TABLE)
+        smartlead::adapters::aws::dynamodb::create_table(&ddb, smartlead::local_stack::TABLE)
             .await
             .unwrap()
     })
@@ -691,15 +693,15 @@ async fn local_table() -> smartlead::aws_sdk_dynamodb::Client {
 
 /// Applies fixture events (events/payloads) to a table as the consumer does.
 async fn apply_fixtures(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str, names: &[&str]) {
-    use smartlead::store::StateStore;
-    let store = smartlead::store::DynamoStore::new(ddb.clone(), table);
+    use smartlead::app::store::Dedup;
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), table);
     for n in names {
         let body = test_support::fixture("payloads", n.trim_end_matches(".json"));
         let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).unwrap();
-        let plan = smartlead::plan::plan(
+        let plan = smartlead::domain::plan::plan(
             &ev,
-            smartlead::time::EventTime::now(),
-            &smartlead::plan::ScoreWeights::default(),
+            smartlead::domain::time::EventTime::now(),
+            &smartlead::domain::plan::ScoreWeights::default(),
         );
         store.apply(&plan, &format!("m-{n}")).await.unwrap();
     }
@@ -785,10 +787,12 @@ async fn lead_shows_every_item_of_a_local_lead_readably_and_as_json() {
 
 #[tokio::test]
 async fn lead_reads_the_table_named_by_the_deployed_stack() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
     let table = format!("cli-state-{}", std::process::id());
-    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    smartlead::adapters::aws::dynamodb::create_table(&ddb, &table)
+        .await
+        .unwrap();
     apply_fixtures(&ddb, &table, &["email_reply.json"]).await;
     let stack = format!("cli-lead-stack-{}", std::process::id());
     let template = json!({
@@ -823,11 +827,11 @@ async fn lead_reads_the_table_named_by_the_deployed_stack() {
 
 /// A REJECTED record and an event that names no lead (UNATTRIBUTED), now.
 async fn rejected_and_unattributed(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str) {
-    use smartlead::store::StateStore;
-    let store = smartlead::store::DynamoStore::new(ddb.clone(), table);
-    let now = smartlead::time::EventTime::now().to_string();
+    use smartlead::app::store::{Dedup, RejectSink};
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), table);
+    let now = smartlead::domain::time::EventTime::now().to_string();
     store
-        .reject(smartlead::store::Rejected {
+        .reject(smartlead::app::store::Rejected {
             message_id: "m-rejected-1",
             reason: "not_json",
             detail: "expected value at line 1",
@@ -840,17 +844,17 @@ async fn rejected_and_unattributed(ddb: &smartlead::aws_sdk_dynamodb::Client, ta
         "event_type": "EMAIL_OPEN", "campaign_id": 7, "stats_id": "no-lead-1"
     }))
     .unwrap();
-    let plan = smartlead::plan::plan(
+    let plan = smartlead::domain::plan::plan(
         &ev,
-        smartlead::time::EventTime::now(),
-        &smartlead::plan::ScoreWeights::default(),
+        smartlead::domain::time::EventTime::now(),
+        &smartlead::domain::plan::ScoreWeights::default(),
     );
     store.apply(&plan, "m-unattributed-1").await.unwrap();
 }
 
 #[tokio::test]
 async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let sqs = sqs().await;
     let (queue, dlq) = (queue(&sqs, "st-queue").await, queue(&sqs, "st-dlq").await);
     sqs.send_message()
@@ -861,7 +865,9 @@ async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() 
         .unwrap();
     let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
     let table = format!("cli-status-{}", std::process::id());
-    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    smartlead::adapters::aws::dynamodb::create_table(&ddb, &table)
+        .await
+        .unwrap();
     rejected_and_unattributed(&ddb, &table).await;
     let stack = format!("cli-status-stack-{}", std::process::id());
     let template = json!({
@@ -1029,7 +1035,7 @@ async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() 
 
 #[tokio::test]
 async fn doctor_reports_every_finding_with_its_fix_and_fixes_the_safe_ones() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let param = format!("/cli-doctor-{}/secret", std::process::id());
     aws_sdk_ssm::Client::new(&cfg)
         .put_parameter()
@@ -1166,7 +1172,7 @@ const EMF: &str = r#"{"_aws":{"Timestamp":1},"Processed":1}"#;
 
 #[tokio::test]
 async fn tail_follows_the_deployed_log_groups_with_filters() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let logs = aws_sdk_cloudwatchlogs::Client::new(&cfg);
     let stack = format!("cli-tail-{}", std::process::id());
     let now = chrono::Utc::now().timestamp_millis();
@@ -1300,7 +1306,7 @@ async fn tail_follows_the_local_stacks_log_files_as_they_grow() {
 
 #[tokio::test]
 async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let eb = aws_sdk_eventbridge::Client::new(&cfg);
     let sqs = sqs().await;
     let q = queue(&sqs, "replay-sub").await;
@@ -1487,11 +1493,13 @@ async fn the_day_two_verbs_help_carries_an_example() {
 
 #[tokio::test]
 async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let eb = aws_sdk_eventbridge::Client::new(&cfg);
     let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
     let table = format!("cli-events-{}", std::process::id());
-    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    smartlead::adapters::aws::dynamodb::create_table(&ddb, &table)
+        .await
+        .unwrap();
     let bus_name = format!("cli-events-bus-{}", std::process::id());
     let bus = eb
         .create_event_bus()
@@ -1604,11 +1612,13 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
 
 #[tokio::test]
 async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
-    use smartlead::store::StateStore;
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    use smartlead::app::store::Dedup;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
     let table = format!("cli-recon-{}", std::process::id());
-    smartlead::store::create_table(&ddb, &table).await.unwrap();
+    smartlead::adapters::aws::dynamodb::create_table(&ddb, &table)
+        .await
+        .unwrap();
     let sqs = sqs().await;
     let (q, dlq) = (queue(&sqs, "recon-q").await, queue(&sqs, "recon-dlq").await);
     let stack = format!("cli-recon-stack-{}", std::process::id());
@@ -1626,8 +1636,8 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
         .unwrap();
     // Four leads sent step 1 an hour ago; b's webhook never arrived (the
     // three that did establish the form: reconcile::MIN_MATCHES).
-    let t = smartlead::time::EventTime::from_millis(
-        smartlead::time::EventTime::now().millis() - 3_600_000,
+    let t = smartlead::domain::time::EventTime::from_millis(
+        smartlead::domain::time::EventTime::now().millis() - 3_600_000,
     )
     .unwrap()
     .to_string();
@@ -1635,7 +1645,7 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
         json!({"event_type": "EMAIL_SENT", "to_email": lead, "campaign_id": 77, "sequence_number": 1,
                "time_sent": t, "stats_id": format!("st-{n}"), "message_id": format!("<m{n}@x.example>")})
     };
-    let store = smartlead::store::DynamoStore::new(ddb.clone(), &table);
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), &table);
     let leads = [
         ("a@recon.example", 1),
         ("b@recon.example", 2),
@@ -1644,8 +1654,11 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
     ];
     for (lead, n) in leads.iter().filter(|(_, n)| *n != 2) {
         let ev = smartlead::SmartleadEvent::from_value(sent(lead, *n)).unwrap();
-        let plan =
-            smartlead::plan::plan(&ev, smartlead::time::EventTime::now(), &Default::default());
+        let plan = smartlead::domain::plan::plan(
+            &ev,
+            smartlead::domain::time::EventTime::now(),
+            &Default::default(),
+        );
         store.apply(&plan, &format!("m-{n}")).await.unwrap();
     }
     let api = StandIn::start().await;

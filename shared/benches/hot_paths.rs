@@ -6,11 +6,13 @@
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use smartlead::consumer::{BlobError, BlobReader, Consumer};
-use smartlead::ingest::*;
+use smartlead::app::consumer::{BlobError, BlobReader, Consumer};
+use smartlead::app::ingest::*;
+use smartlead::app::store::{
+    ApplyOutcome, Dedup, EffectLedger, RejectSink, Rejected, StateReader, StoreError,
+};
+use smartlead::domain::plan::{Plan, ScoreWeights};
 use smartlead::metrics::Metrics;
-use smartlead::plan::{Plan, ScoreWeights};
-use smartlead::store::{ApplyOutcome, Rejected, StateStore, StoreError};
 use smartlead::{DedupKey, SmartleadEvent};
 
 fn payloads() -> Vec<(String, String)> {
@@ -45,7 +47,7 @@ fn model(c: &mut Criterion) {
 
 fn ingest(c: &mut Criterion) {
     let svc = Ingest {
-        config: IngestConfig {
+        config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
             secret: Secret::new(test_support::TOKEN).unwrap(),
             auth: AuthMethods::default(),
@@ -89,7 +91,7 @@ fn ingest(c: &mut Criterion) {
 /// Applies every plan (the processed path, the common one) and keeps nothing.
 struct MemStore;
 #[async_trait]
-impl StateStore for MemStore {
+impl Dedup for MemStore {
     async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
         Ok(ApplyOutcome::Applied {
             transactions: 1,
@@ -100,9 +102,15 @@ impl StateStore for MemStore {
             refused: Vec::new(),
         })
     }
+}
+#[async_trait]
+impl RejectSink for MemStore {
     async fn reject(&self, _r: Rejected<'_>) -> Result<(), StoreError> {
         Ok(())
     }
+}
+#[async_trait]
+impl EffectLedger for MemStore {
     async fn claim(
         &self,
         _: &DedupKey,
@@ -119,10 +127,13 @@ impl StateStore for MemStore {
         _: &DedupKey,
         _: &str,
         _: i64,
-        _: smartlead::store::Settle,
+        _: smartlead::app::store::Settle,
     ) -> Result<(), StoreError> {
         Ok(())
     }
+}
+#[async_trait]
+impl StateReader for MemStore {
     async fn item(&self, _: &str, _: &str) -> Result<Option<serde_json::Value>, StoreError> {
         Ok(None)
     }

@@ -1,38 +1,29 @@
-//! The SmartLead webhook pipeline's library: every piece of logic the two
-//! Lambda functions and the developer tools share.
+//! The SmartLead webhook pipeline's library: every piece of logic the
+//! Lambda functions and the developer tools share, in three layers (see
+//! ARCHITECTURE.md):
 //!
-//! - [`event`]: the forgiving, lossless event model, the normalized view
-//!   ([`normalize`]) and idempotency keys ([`key`]).
-//! - [`ingest`]: the webhook front door (auth, minimal checks, queueing).
-//! - [`consumer`]: exactly-once processing of queued events into DynamoDB.
+//! - [`domain`]: the event model, normalized view, idempotency keys, event
+//!   times and the plan of what an event does. Pure: no SDK types, no I/O.
+//! - [`app`]: the use cases: the webhook front door ([`app::ingest`]),
+//!   exactly-once processing of a batch ([`app::consumer`]), the effect
+//!   rules ([`app::effects`]) and the reconciliation ([`app::reconcile`]).
+//!   They talk to the outside through the traits they define (ports).
+//! - [`adapters`]: those traits on AWS (`aws/{sqs,s3,dynamodb,eventbridge,sns,ssm}`)
+//!   and over HTTPS (`http/{slack,smartlead}`).
+//!
+//! [`config`] reads each function's settings from its environment;
+//! [`metrics`] and [`logging`] are the functions' telemetry.
 
-pub mod event;
-pub mod key;
-pub mod lenient;
-pub mod message;
-pub mod normalize;
-pub mod time;
-pub mod tolerant;
-
-pub use event::{EventData, EventError, EventType, Normalized, SmartleadEvent};
-pub use key::DedupKey;
-
-pub mod absorbed;
-pub mod api;
-pub mod aws;
-pub mod consumer;
-pub mod effects;
-pub mod http;
-pub mod ingest;
+pub mod adapters;
+pub mod app;
+pub mod config;
+pub mod domain;
 pub mod local_stack;
 pub mod logging;
 pub mod metrics;
-pub mod plan;
-pub mod reconcile;
-pub mod redrive;
-pub mod refresh;
-pub mod shape;
-pub mod store;
+
+pub use domain::event::{EventData, EventError, EventType, Normalized, SmartleadEvent};
+pub use domain::key::DedupKey;
 
 // Re-exported so the function crates use the same SDK versions.
 pub use aws_sdk_dynamodb;

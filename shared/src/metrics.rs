@@ -96,13 +96,18 @@ impl Metrics {
         }
     }
 
-    pub fn from_env(function: &str) -> Metrics {
-        if std::env::var("METRICS_DISABLED").is_ok_and(|v| v == "1" || v == "true") {
+    /// As `config` says: its namespace, or no metric lines at all.
+    pub fn from_config(config: &crate::config::MetricsConfig, function: &str) -> Metrics {
+        if config.disabled {
             return Metrics::disabled();
         }
-        let ns =
-            std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.to_owned());
-        Metrics::new(ns, function)
+        Metrics::new(config.namespace.clone(), function)
+    }
+
+    /// As the process environment says (see [`crate::config::MetricsConfig`]).
+    pub fn from_env(function: &str) -> Metrics {
+        let env = crate::config::Env::process();
+        Metrics::from_config(&crate::config::MetricsConfig::from_env(&env), function)
     }
 
     /// The EMF document: `Function` plus `dims` as dimensions (and a

@@ -6,8 +6,9 @@ mod common;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{fixtures, fresh_store};
 use serde_json::{json, Value};
-use smartlead::plan::ScoreWeights;
-use smartlead::store::{item_to_json, DynamoStore, FaultInjector, StoreError};
+use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore, FaultInjector};
+use smartlead::app::store::StoreError;
+use smartlead::domain::plan::ScoreWeights;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -450,7 +451,7 @@ impl Rng {
 }
 
 fn iso(sec: u64) -> String {
-    smartlead::time::EventTime::from_millis(1_736_900_000_000 + sec as i64 * 1000)
+    smartlead::domain::time::EventTime::from_millis(1_736_900_000_000 + sec as i64 * 1000)
         .unwrap()
         .to_string()
 }
@@ -710,7 +711,7 @@ async fn every_shape_gives_the_state_of_its_flat_twin() {
 
 #[tokio::test]
 async fn a_retried_envelope_and_a_redelivery_with_the_same_request_id_are_duplicates() {
-    use smartlead::consumer::Outcome;
+    use smartlead::app::consumer::Outcome;
     let c = consumer(fresh_store().await);
     let first = sqs_fixture("envelope_email_account_disconnected").records[0].clone();
     assert!(matches!(
@@ -784,9 +785,9 @@ async fn an_unknown_dotted_type_is_kept_and_acknowledged() {
 async fn a_lead_without_an_e_mail_is_kept_unattributed_and_flagged_for_the_count() {
     let body = fixtures("payloads")["nested_event_email_replied_no_lead_email"].clone();
     let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).unwrap();
-    let p = smartlead::plan::plan(
+    let p = smartlead::domain::plan::plan(
         &ev,
-        smartlead::time::EventTime::now(),
+        smartlead::domain::time::EventTime::now(),
         &ScoreWeights::default(),
     );
     assert!(p.unattributed, "counted in Unattributed");
@@ -794,9 +795,9 @@ async fn a_lead_without_an_e_mail_is_kept_unattributed_and_flagged_for_the_count
         smartlead::SmartleadEvent::from_slice(fixtures("payloads")["email_reply"].as_bytes())
             .unwrap();
     assert!(
-        !smartlead::plan::plan(
+        !smartlead::domain::plan::plan(
             &flat,
-            smartlead::time::EventTime::now(),
+            smartlead::domain::time::EventTime::now(),
             &ScoreWeights::default()
         )
         .unattributed

@@ -10,12 +10,12 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{fixtures, fresh_store, moto, unique};
 use local_aws::{Scripted, StandIn};
 use serde_json::{json, Value};
-use smartlead::aws::local_sdk_config;
-use smartlead::effects::{
-    AlertRules, BusEvent, EffectError, Effects, EventBridgePublisher, Publisher, SlackNotifier,
-    SnsNotifier,
-};
-use smartlead::store::{item_to_json, DynamoStore};
+use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore};
+use smartlead::adapters::aws::eventbridge::EventBridgePublisher;
+use smartlead::adapters::aws::local_sdk_config;
+use smartlead::adapters::aws::sns::SnsNotifier;
+use smartlead::adapters::http::slack::SlackNotifier;
+use smartlead::app::effects::{AlertRules, BusEvent, EffectError, Effects, Publisher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -396,10 +396,13 @@ async fn sns_alerts_carry_a_readable_message() {
     assert_eq!(got[0]["Subject"], "Reply from Pat Lee <sns@fx.example>");
 }
 
-fn hygiene(url: &str, mode: smartlead::effects::HygieneMode) -> Effects {
+fn hygiene(url: &str, mode: smartlead::app::effects::HygieneMode) -> Effects {
     Effects {
-        notifiers: vec![Box::new(smartlead::effects::Hygiene {
-            api: smartlead::api::Api::new(&format!("{url}/api/v1"), "test-key"),
+        notifiers: vec![Box::new(smartlead::adapters::http::hygiene::Hygiene {
+            api: smartlead::adapters::http::smartlead::Api::new(
+                &format!("{url}/api/v1"),
+                "test-key",
+            ),
             mode,
             soft_bounces: false,
         })],
@@ -409,7 +412,7 @@ fn hygiene(url: &str, mode: smartlead::effects::HygieneMode) -> Effects {
 
 #[tokio::test]
 async fn list_hygiene_unsubscribes_a_bounced_lead_once_within_the_rate_limit() {
-    use smartlead::effects::HygieneMode;
+    use smartlead::app::effects::HygieneMode;
     let api = StandIn::start().await;
     let c = consumer(
         fresh_store().await,
@@ -444,7 +447,7 @@ async fn list_hygiene_unsubscribes_a_bounced_lead_once_within_the_rate_limit() {
 
 #[tokio::test]
 async fn list_hygiene_blocks_and_is_not_retried_when_refused() {
-    use smartlead::effects::HygieneMode;
+    use smartlead::app::effects::HygieneMode;
     let api = StandIn::start().await;
     let c = consumer(fresh_store().await, hygiene(&api.url, HygieneMode::Block));
     let unsub = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "Stop@FX.example", "campaign_id": 3,
@@ -478,7 +481,7 @@ async fn list_hygiene_blocks_and_is_not_retried_when_refused() {
 
 #[tokio::test]
 async fn unsubscribe_mode_finds_the_lead_by_address_and_never_blocks() {
-    use smartlead::effects::HygieneMode;
+    use smartlead::app::effects::HygieneMode;
     let api = StandIn::start().await;
     let c = consumer(
         fresh_store().await,

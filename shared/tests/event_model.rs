@@ -5,7 +5,7 @@ mod common;
 use common::{fixtures, payload};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use smartlead::event::{probe, EventData, EventError, EventType, SmartleadEvent};
+use smartlead::domain::event::{probe, EventData, EventError, EventType, SmartleadEvent};
 use std::collections::BTreeMap;
 
 /// What each sample must normalize to: type, lead e-mail, campaign, event time, key basis.
@@ -174,7 +174,7 @@ const EXPECTED: &[Expectation] = &[
     ),
 ];
 
-/// The nested-lead and envelope shapes (see `shared/src/shape.rs`): each
+/// The nested-lead and envelope shapes (see `shared/src/domain/shape.rs`): each
 /// has a flat twin in `events/twins/` with the same stem.
 const SHAPES: &[Expectation] = &[
     (
@@ -355,7 +355,7 @@ fn every_payload_parses_normalizes_and_keys_as_documented() {
         let n = ev.normalized();
         assert_eq!(n.event_type, *ty, "{name}");
         assert_eq!(
-            ev.shape == smartlead::shape::Shape::Flat,
+            ev.shape == smartlead::domain::shape::Shape::Flat,
             EXPECTED.iter().any(|e| e.0 == *name),
             "{name}: shape {:?}",
             ev.shape
@@ -613,7 +613,7 @@ fn every_shape_normalizes_as_its_flat_twin() {
         let twin = SmartleadEvent::from_slice(twins[*name].as_bytes()).unwrap();
         assert_eq!(
             twin.shape,
-            smartlead::shape::Shape::Flat,
+            smartlead::domain::shape::Shape::Flat,
             "{name}: the twin is flat"
         );
         assert!(twin.typed_view_warning.is_none(), "{name} twin");
@@ -630,7 +630,7 @@ fn every_shape_normalizes_as_its_flat_twin() {
         n.reply_text.as_deref(),
         Some("Interesting. Send me the numbers and we can talk Friday.")
     );
-    assert_eq!(n.shape, Some(smartlead::shape::Shape::Nested));
+    assert_eq!(n.shape, Some(smartlead::domain::shape::Shape::Nested));
     let n = SmartleadEvent::from_slice(payload("nested_event_type_email_clicked").as_bytes())
         .unwrap()
         .normalized();
@@ -1024,7 +1024,7 @@ proptest! {
 
 #[test]
 fn edge_shapes_read_as_a_careful_reader_would() {
-    use smartlead::event::probe;
+    use smartlead::domain::event::probe;
     // The secret inside an envelope's `data` or a nested `lead` is found for
     // body auth (and scrubbed from the parsed event).
     let env = json!({"id": "evt_1", "type": "email.replied", "data": {"lead_email": "a@b.example", "secret_key": "s1"}});
@@ -1055,14 +1055,14 @@ fn edge_shapes_read_as_a_careful_reader_would() {
     let flat = json!({"event_type": "EMAIL_SENT", "to_email": "a@b.example", "stats_id": "s-9",
                       "email": {"message_id": "<m@x>"}});
     let ev = SmartleadEvent::from_value(flat).unwrap();
-    assert_eq!(ev.shape, smartlead::shape::Shape::Flat);
+    assert_eq!(ev.shape, smartlead::domain::shape::Shape::Flat);
     assert_eq!(ev.dedup_key().basis(), "stats");
     // A blank `event_type` is no type: the envelope is read as one.
     let blank = json!({"event_type": "", "id": "evt_2", "type": "email.replied",
                        "created_at": "2025-01-16T07:30:00Z",
                        "data": {"lead_email": "b@c.example", "created_at": "2020-01-01T00:00:00Z"}});
     let ev = SmartleadEvent::from_value(blank).unwrap();
-    assert_eq!(ev.shape, smartlead::shape::Shape::Envelope);
+    assert_eq!(ev.shape, smartlead::domain::shape::Shape::Envelope);
     let n = ev.normalized();
     assert_eq!(n.lead_email.as_deref(), Some("b@c.example"));
     // The envelope's own time, not `data.created_at` (the lead's).

@@ -8,8 +8,9 @@ mod common;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::{json, Value};
-use smartlead::effects::{BusEvent, EffectError, Effects, Publisher};
-use smartlead::store::{FaultInjector, StateStore, StoreError};
+use smartlead::adapters::aws::dynamodb::FaultInjector;
+use smartlead::app::effects::{BusEvent, EffectError, Effects, Publisher};
+use smartlead::app::store::{Dedup, StateReader, StoreError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -99,14 +100,14 @@ async fn the_fan_out_of_a_processed_event_costs_one_write_and_no_read() {
 }
 
 /// The plan the consumer applies for `body` (with its fan-out).
-fn plan_with_fanout(body: &str) -> smartlead::plan::Plan {
+fn plan_with_fanout(body: &str) -> smartlead::domain::plan::Plan {
     let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).expect("event");
-    let mut plan = smartlead::plan::plan(
+    let mut plan = smartlead::domain::plan::plan(
         &ev,
-        smartlead::time::EventTime::now(),
-        &smartlead::plan::ScoreWeights::default(),
+        smartlead::domain::time::EventTime::now(),
+        &smartlead::domain::plan::ScoreWeights::default(),
     );
-    plan.effects = vec![smartlead::effects::FANOUT];
+    plan.effects = vec![smartlead::app::effects::FANOUT];
     plan
 }
 

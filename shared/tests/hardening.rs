@@ -11,12 +11,13 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{fixtures, fresh_store};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use smartlead::consumer::Outcome;
-use smartlead::effects::{AlertRules, BusEvent, EffectError, Effects, Notifier, Publisher};
-use smartlead::event::SmartleadEvent;
-use smartlead::plan::ScoreWeights;
-use smartlead::store::{item_to_json, DynamoStore, FaultInjector, StoreError};
-use smartlead::time::EventTime;
+use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore, FaultInjector};
+use smartlead::app::consumer::Outcome;
+use smartlead::app::effects::{AlertRules, BusEvent, EffectError, Effects, Notifier, Publisher};
+use smartlead::app::store::StoreError;
+use smartlead::domain::event::SmartleadEvent;
+use smartlead::domain::plan::ScoreWeights;
+use smartlead::domain::time::EventTime;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -80,7 +81,7 @@ impl Notifier for Recorder {
         "slack"
     }
     async fn notify(&self, ev: &SmartleadEvent, key: &str, _: Instant) -> Result<(), EffectError> {
-        let a = smartlead::effects::Alert::from_event(ev, key);
+        let a = smartlead::app::effects::Alert::from_event(ev, key);
         let mut v = self.0.lock().expect("lock");
         v.push(a.text());
         v.push(a.slack().to_string());
@@ -277,7 +278,7 @@ async fn far_future_and_epoch_microsecond_times_do_not_freeze_the_state() {
         record("c", &open(json!(two_hours_ago_us), "c"), now.millis()),
     ]);
     assert!(c.handle_batch(b).await.batch_item_failures.is_empty());
-    let item = smartlead::store::StateStore::item(&c.store, "LEAD#t@x.example", "CAMPAIGN#5")
+    let item = smartlead::app::store::StateReader::item(&c.store, "LEAD#t@x.example", "CAMPAIGN#5")
         .await
         .expect("read")
         .expect("item");
@@ -393,7 +394,7 @@ fn whatever_the_ingest_accepts_ends_applied_or_recorded_never_retried() {
     runner
         .run(&hostile(), |body| {
             // What the ingest accepts: a probe that passes.
-            prop_assert!(smartlead::event::probe(body.as_bytes()).is_ok());
+            prop_assert!(smartlead::domain::event::probe(body.as_bytes()).is_ok());
             let id = format!("h-{}", n.fetch_add(1, Ordering::SeqCst));
             let m = record(&id, &body, EventTime::now().millis());
             let outcome = rt.block_on(c.handle_record(&m));
@@ -435,17 +436,19 @@ async fn an_item_that_outgrows_dynamodb_still_takes_counts_flags_and_suppression
         .handle_record(&record("g-b", &bounce, EventTime::now().millis()))
         .await;
     assert!(matches!(outcome, Outcome::Processed { .. }), "{outcome:?}");
-    let item = smartlead::store::StateStore::item(&c.store, "LEAD#big@x.example", "CAMPAIGN#1")
-        .await
-        .expect("read")
-        .expect("item");
+    let item =
+        smartlead::app::store::StateReader::item(&c.store, "LEAD#big@x.example", "CAMPAIGN#1")
+            .await
+            .expect("read")
+            .expect("item");
     assert_eq!(item["clicks"], 12);
     assert_eq!(item["bounces"], 1);
     let links = item["links_clicked"].as_array().expect("links").len();
     assert!(links < 600, "the set stopped growing at {links}");
-    let supp = smartlead::store::StateStore::item(&c.store, "LEAD#big@x.example", "SUPPRESSION")
-        .await
-        .expect("read");
+    let supp =
+        smartlead::app::store::StateReader::item(&c.store, "LEAD#big@x.example", "SUPPRESSION")
+            .await
+            .expect("read");
     assert!(supp.is_some(), "the bounce suppressed the lead");
 }
 
@@ -493,7 +496,7 @@ async fn an_event_dynamodb_refuses_even_trimmed_is_recorded_with_the_reason_not_
 
 #[test]
 fn only_content_validation_errors_are_permanent() {
-    use smartlead::store::refused_for_content as content;
+    use smartlead::adapters::aws::dynamodb::refused_for_content as content;
     assert!(content(Some(
         "Item size has exceeded the maximum allowed size"
     )));
@@ -553,12 +556,12 @@ proptest! {
     /// the consumer, and one it refuses is refused there too.
     #[test]
     fn the_probe_and_the_full_parse_agree(body in json_ish()) {
-        let probed = smartlead::event::probe(body.as_bytes()).is_ok();
+        let probed = smartlead::domain::event::probe(body.as_bytes()).is_ok();
         let parsed = SmartleadEvent::from_slice(body.as_bytes());
         prop_assert_eq!(probed, parsed.is_ok(), "{}", body);
         if let Ok(ev) = parsed {
             // And it plans without trouble.
-            let _ = smartlead::plan::plan(&ev, EventTime::now(), &ScoreWeights::default());
+            let _ = smartlead::domain::plan::plan(&ev, EventTime::now(), &ScoreWeights::default());
         }
     }
 }

@@ -8,8 +8,8 @@ mod common;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::json;
-use smartlead::effects::{BusEvent, EffectError, Effects, Notifier, Publisher};
-use smartlead::ingest::*;
+use smartlead::app::effects::{BusEvent, EffectError, Effects, Notifier, Publisher};
+use smartlead::app::ingest::*;
 use smartlead::metrics::Metrics;
 use std::sync::{Arc, Mutex};
 
@@ -69,7 +69,7 @@ struct AlertTopic;
 #[async_trait]
 impl Notifier for AlertTopic {
     fn effect(&self) -> &'static str {
-        smartlead::effects::SNS
+        smartlead::app::effects::SNS
     }
     async fn notify(
         &self,
@@ -106,7 +106,7 @@ async fn a_webhook_logs_at_most_400_bytes_at_the_default_level() {
 
     let (ingest_metrics, ingest_lines) = Metrics::capturing("ingest");
     let svc = Ingest {
-        config: IngestConfig {
+        config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
             secret: Secret::new("local-dev-secret").expect("secret"),
             auth: AuthMethods::default(),

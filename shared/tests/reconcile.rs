@@ -10,13 +10,13 @@ mod common;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
 use serde_json::{json, Value};
+use smartlead::adapters::aws::dynamodb::{SEEN_ATTR, SEEN_OLD_ATTR};
+use smartlead::app::consumer::Outcome;
+use smartlead::app::ingest::{Queue, QueueError};
+use smartlead::app::reconcile::{self, Action, Options};
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
-use smartlead::consumer::Outcome;
-use smartlead::ingest::{Queue, QueueError};
-use smartlead::message::OutgoingMessage;
-use smartlead::reconcile::{self, Action, Options};
-use smartlead::store::{SEEN_ATTR, SEEN_OLD_ATTR};
-use smartlead::time::EventTime;
+use smartlead::domain::message::OutgoingMessage;
+use smartlead::domain::time::EventTime;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,7 +105,7 @@ async fn queue() -> ConsumerQueue {
     ConsumerQueue {
         consumer: common::consumer_with(
             common::fresh_store().await,
-            smartlead::effects::Effects::default(),
+            smartlead::app::effects::Effects::default(),
         ),
         outcomes: Mutex::new(Vec::new()),
         sent: Mutex::new(Vec::new()),
@@ -270,15 +270,16 @@ async fn smartlead_with(leads: &[Lead], broken_history: Option<u64>) -> local_aw
     s
 }
 
-fn api(s: &local_aws::StandIn) -> smartlead::api::Api {
-    smartlead::api::Api::new(&format!("{}/api/v1", s.url), "k").with_limits(1000, 100_000)
+fn api(s: &local_aws::StandIn) -> smartlead::adapters::http::smartlead::Api {
+    smartlead::adapters::http::smartlead::Api::new(&format!("{}/api/v1", s.url), "k")
+        .with_limits(1000, 100_000)
 }
 
 fn options(dry_run: bool) -> Options {
     Options {
         since: None,
         dry_run,
-        dedup_ttl_days: smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+        dedup_ttl_days: smartlead::adapters::aws::dynamodb::DEFAULT_DEDUP_TTL_DAYS,
         now: EventTime::from_millis(received_ms()).expect("now"),
         deadline: Instant::now() + Duration::from_secs(120),
     }
@@ -288,7 +289,7 @@ async fn run(
     s: &local_aws::StandIn,
     q: &ConsumerQueue,
     dry_run: bool,
-) -> smartlead::reconcile::Report {
+) -> smartlead::app::reconcile::Report {
     let done = Arc::new(Mutex::new(Vec::new()));
     let d = done.clone();
     let progress = move |i: usize, n: usize| d.lock().unwrap().push((i, n));
@@ -329,13 +330,13 @@ const NOT_IN_STATISTICS: &[&str] = &[
 /// `(absorbed keys, state)`: the compact keys each item absorbed (`pk|sk|key`,
 /// and any `EVENT#` record), and every other item without them.
 async fn state(
-    store: &smartlead::store::DynamoStore,
+    store: &smartlead::adapters::aws::dynamodb::DynamoStore,
 ) -> (BTreeSet<String>, BTreeMap<String, Value>) {
     let items = store.scan_all().await.expect("scan");
     let mut markers = BTreeSet::new();
     let mut rest = BTreeMap::new();
     for i in &items {
-        let mut v = smartlead::store::item_to_json(i);
+        let mut v = smartlead::adapters::aws::dynamodb::item_to_json(i);
         let pk = v["pk"].as_str().unwrap_or_default().to_owned();
         let sk = v["sk"].as_str().unwrap_or_default().to_owned();
         if pk.starts_with("EVENT#") {
@@ -646,7 +647,7 @@ async fn the_scheduled_run_covers_active_campaigns_over_the_lookback_and_queues_
             q.deliver(&e.to_string()).await;
         }
     }
-    let sqs_cfg = smartlead::aws::local_sdk_config(&common::moto().endpoint()).await;
+    let sqs_cfg = smartlead::adapters::aws::local_sdk_config(&common::moto().endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&sqs_cfg);
     let url = sqs
         .create_queue()
@@ -658,16 +659,16 @@ async fn the_scheduled_run_covers_active_campaigns_over_the_lookback_and_queues_
         .unwrap();
     let job = reconcile::Scheduled {
         api: api(&s),
-        store: smartlead::store::DynamoStore::new(
+        store: smartlead::adapters::aws::dynamodb::DynamoStore::new(
             q.consumer.store.client.clone(),
             q.consumer.store.table.clone(),
         ),
-        queue: smartlead::aws::SqsQueue {
+        queue: smartlead::adapters::aws::SqsQueue {
             client: sqs.clone(),
             queue_url: url.clone(),
         },
         lookback_hours: 4 * 24,
-        dedup_ttl_days: smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+        dedup_ttl_days: smartlead::adapters::aws::dynamodb::DEFAULT_DEDUP_TTL_DAYS,
         metrics: smartlead::metrics::Metrics::disabled(),
     };
     let report = job
@@ -873,7 +874,9 @@ async fn unknown_statistics_and_repeating_pages_are_errors_not_no_gaps() {
         assert!(
             matches!(
                 e,
-                reconcile::ReconcileError::Api(smartlead::api::ApiError::Unexpected { .. })
+                reconcile::ReconcileError::Api(
+                    smartlead::adapters::http::smartlead::ApiError::Unexpected { .. }
+                )
             ),
             "{bad}: {e}"
         );
@@ -937,7 +940,7 @@ async fn keys_in_the_archive_count_as_stored_and_a_gap_beside_them_is_backfilled
         .item
         .expect("the lead's campaign item");
     let keys = item[SEEN_ATTR].clone();
-    let (apk, ask) = smartlead::store::archive_key(&pk, &sk, 0);
+    let (apk, ask) = smartlead::adapters::aws::dynamodb::archive_key(&pk, &sk, 0);
     store
         .client
         .update_item()
@@ -959,7 +962,7 @@ async fn keys_in_the_archive_count_as_stored_and_a_gap_beside_them_is_backfilled
         .update_expression("SET #gen = :one REMOVE #ek, #old")
         .expression_attribute_names("#ek", SEEN_ATTR)
         .expression_attribute_names("#old", SEEN_OLD_ATTR)
-        .expression_attribute_names("#gen", smartlead::store::SEEN_GEN_ATTR)
+        .expression_attribute_names("#gen", smartlead::adapters::aws::dynamodb::SEEN_GEN_ATTR)
         .expression_attribute_values(":one", AttributeValue::N("1".into()))
         .send()
         .await

@@ -5,7 +5,7 @@
 
 mod common;
 
-use smartlead::reconcile::{facts, Form, HistoryMessage, Kind, StepStat};
+use smartlead::app::reconcile::{facts, Form, HistoryMessage, Kind, StepStat};
 use smartlead::SmartleadEvent;
 
 /// The statistics row and history SmartLead keeps of the fact a webhook tells.
@@ -21,7 +21,7 @@ fn statistics_of(ev: &SmartleadEvent) -> (String, StepStat, Vec<HistoryMessage>)
         // SmartLead's statistics always name the step.
         sequence_number: n.sequence_number.or(Some(1)),
         stats_id: n.stats_id.as_ref().map(|s| s.to_string()),
-        sent_time: smartlead::time::EventTime::parse("2025-01-15T08:00:00Z"),
+        sent_time: smartlead::domain::time::EventTime::parse("2025-01-15T08:00:00Z"),
         ..StepStat::default()
     };
     let mut history = Vec::new();
@@ -156,7 +156,7 @@ fn statistics_with_coarser_times_match_no_form() {
     v["time_opened"] = "2025-01-15T10:30:00.618881+00:00".into();
     let ev = SmartleadEvent::from_value(v).unwrap();
     let (campaign, mut row, history) = statistics_of(&ev);
-    row.open_time = smartlead::time::EventTime::parse("2025-01-15T10:30:00Z");
+    row.open_time = smartlead::domain::time::EventTime::parse("2025-01-15T10:30:00Z");
     let fs = facts(&campaign, &[row], &history);
     let open = fs.iter().find(|f| f.kind == Kind::Open).unwrap();
     assert!(open

@@ -1,8 +1,8 @@
 //! The DLQ redrive against moto: per-entry failures of `DeleteMessageBatch`
 //! are counted, not taken for success.
 
+use smartlead::adapters::aws::redrive::{redrive, Options, Redriven};
 use smartlead::aws_sdk_sqs;
-use smartlead::redrive::{redrive, Options, Redriven};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -73,7 +73,7 @@ async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
 
 #[tokio::test]
 async fn refused_deletes_are_reported_and_the_rest_counted_once() {
-    let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let spoil = Arc::new(AtomicUsize::new(0));
     let sqs = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&cfg)

@@ -6,11 +6,10 @@ mod common;
 
 use common::fresh_store;
 use serde_json::{json, Value};
-use smartlead::plan::{plan, Plan, ScoreWeights};
-use smartlead::store::{
-    item_size, ApplyOutcome, DynamoStore, FaultInjector, StateStore, StoreError, SEEN_MAX,
-};
-use smartlead::time::EventTime;
+use smartlead::adapters::aws::dynamodb::{item_size, DynamoStore, FaultInjector, SEEN_MAX};
+use smartlead::app::store::{ApplyOutcome, Dedup, StateReader, StoreError};
+use smartlead::domain::plan::{plan, Plan, ScoreWeights};
+use smartlead::domain::time::EventTime;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -556,7 +555,7 @@ async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effect
     assert_eq!(supp["reason"], "bounce", "{supp}");
     let rejected = c.store.partition("REJECTED").await.expect("query");
     assert_eq!(rejected.len(), 1, "recorded once");
-    let r = smartlead::store::item_to_json(&rejected[0]);
+    let r = smartlead::adapters::aws::dynamodb::item_to_json(&rejected[0]);
     assert_eq!(r["reason"], "store_refused");
     assert!(
         r["detail"]
@@ -583,7 +582,7 @@ async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effect
 /// delivers a bounce of `lead` twice (the first delivery, then SQS's
 /// redelivery of the same message), with a bus that records what it gets.
 async fn bounce_twice_beside(
-    store: smartlead::store::DynamoStore,
+    store: smartlead::adapters::aws::dynamodb::DynamoStore,
     big: std::collections::HashMap<String, smartlead::aws_sdk_dynamodb::types::AttributeValue>,
     lead: &str,
 ) -> (common::TestConsumer, Bus, String) {
@@ -598,7 +597,7 @@ async fn bounce_twice_beside(
     let bus = Bus::default();
     let c = common::consumer_with(
         store,
-        smartlead::effects::Effects {
+        smartlead::app::effects::Effects {
             publisher: Some(Box::new(bus.clone())),
             ..Default::default()
         },
@@ -621,11 +620,11 @@ async fn bounce_twice_beside(
 struct Bus(Arc<std::sync::Mutex<Vec<String>>>);
 
 #[async_trait::async_trait]
-impl smartlead::effects::Publisher for Bus {
+impl smartlead::app::effects::Publisher for Bus {
     async fn publish(
         &self,
-        events: &[smartlead::effects::BusEvent],
-    ) -> Vec<Result<(), smartlead::effects::EffectError>> {
+        events: &[smartlead::app::effects::BusEvent],
+    ) -> Vec<Result<(), smartlead::app::effects::EffectError>> {
         let mut v = self.0.lock().expect("lock");
         v.extend(events.iter().map(|e| e.detail.clone()));
         events.iter().map(|_| Ok(())).collect()
@@ -653,7 +652,7 @@ async fn a_second_item_refused_after_the_first_was_written_still_publishes_the_f
     assert_eq!(bus.0.lock().expect("lock").len(), 1, "the fan-out, once");
     let rejected = c.store.partition("REJECTED").await.expect("query");
     assert_eq!(rejected.len(), 1);
-    let r = smartlead::store::item_to_json(&rejected[0]);
+    let r = smartlead::adapters::aws::dynamodb::item_to_json(&rejected[0]);
     assert_eq!(r["reason"], "store_refused");
     assert!(r["detail"]
         .as_str()
@@ -697,7 +696,7 @@ async fn a_fan_out_the_old_design_left_pending_is_published_once_after_the_upgra
         .await
         .expect("old state");
     let bus = Bus::default();
-    let effects = smartlead::effects::Effects {
+    let effects = smartlead::app::effects::Effects {
         publisher: Some(Box::new(bus.clone())),
         ..Default::default()
     };

@@ -35,7 +35,7 @@ pub fn api_event(
 }
 
 fn chrono_now_ms() -> i64 {
-    smartlead::time::EventTime::now().millis()
+    smartlead::domain::time::EventTime::now().millis()
 }
 
 pub(crate) fn rand_suffix() -> u32 {

@@ -158,8 +158,8 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn store(&self) -> smartlead::store::DynamoStore {
-        smartlead::store::DynamoStore::new(self.ddb.clone(), self.table.clone())
+    pub fn store(&self) -> smartlead::adapters::aws::dynamodb::DynamoStore {
+        smartlead::adapters::aws::dynamodb::DynamoStore::new(self.ddb.clone(), self.table.clone())
     }
     pub fn ingest_pool(&self) -> Pool {
         Pool::new(self.ingest.iter().map(local_aws::rie_invoke_url).collect())
@@ -248,7 +248,7 @@ async fn queue_arn(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Result<St
 /// The fan-out bus and the alert topic (as the template declares them), each
 /// with a tap queue. Returns the topic's ARN.
 async fn create_integrations(
-    cfg: &smartlead::aws::SdkConfig,
+    cfg: &smartlead::adapters::aws::SdkConfig,
     sqs: &smartlead::aws_sdk_sqs::Client,
 ) -> Result<String> {
     let eb = aws_sdk_eventbridge::Client::new(cfg);
@@ -265,7 +265,9 @@ async fn create_integrations(
     eb.put_rule()
         .name("local-tap")
         .event_bus_name(BUS)
-        .event_pattern(json!({"source": [smartlead::effects::SOURCE]}).to_string())
+        .event_pattern(
+            json!({"source": [smartlead::adapters::aws::eventbridge::SOURCE]}).to_string(),
+        )
         .send()
         .await?;
     eb.put_targets()
@@ -355,7 +357,7 @@ fn claim_ports(ports: &mut Ports, instances: usize) -> Result<Option<std::net::T
 async fn create_resources(
     t: &Template,
     ddb: &smartlead::aws_sdk_dynamodb::Client,
-    moto: &smartlead::aws::SdkConfig,
+    moto: &smartlead::adapters::aws::SdkConfig,
     s3: &smartlead::aws_sdk_s3::Client,
     options: &Options,
 ) -> Result<(String, String, String, String)> {
@@ -370,7 +372,7 @@ async fn create_resources(
             "template.yaml's StateTable key schema {keys:?} is not the one the code uses (pk, sk)"
         );
     }
-    smartlead::store::create_table(ddb, TABLE)
+    smartlead::adapters::aws::dynamodb::create_table(ddb, TABLE)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let q = t.props("WebhookQueue")?;
@@ -469,8 +471,8 @@ impl Stack {
             local_aws::start_moto_on(moto_host, p)
         })
         .context("starting moto")?;
-        let ddb_cfg = smartlead::aws::local_sdk_config(&dynamodb.endpoint()).await;
-        let moto_cfg = smartlead::aws::local_sdk_config(&moto.endpoint()).await;
+        let ddb_cfg = smartlead::adapters::aws::local_sdk_config(&dynamodb.endpoint()).await;
+        let moto_cfg = smartlead::adapters::aws::local_sdk_config(&moto.endpoint()).await;
         let ddb = smartlead::aws_sdk_dynamodb::Client::new(&ddb_cfg);
         let sqs = smartlead::aws_sdk_sqs::Client::new(&moto_cfg);
         let s3 = smartlead::aws_sdk_s3::Client::from_conf(

@@ -17,7 +17,7 @@ impl Pool {
         Pool {
             permits: Arc::new(tokio::sync::Semaphore::new(urls.len())),
             free: Arc::new(std::sync::Mutex::new(urls)),
-            http: smartlead::http::client(),
+            http: smartlead::adapters::http::client(),
         }
     }
 

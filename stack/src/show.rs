@@ -8,10 +8,11 @@ use std::collections::HashMap;
 /// Prints a lead's state, the queue depths and recent rejected events.
 pub async fn show(dynamodb_port: u16, moto_port: u16, email: Option<&str>) -> Result<()> {
     let ddb = smartlead::aws_sdk_dynamodb::Client::new(
-        &smartlead::aws::local_sdk_config(&format!("http://127.0.0.1:{dynamodb_port}")).await,
+        &smartlead::adapters::aws::local_sdk_config(&format!("http://127.0.0.1:{dynamodb_port}"))
+            .await,
     );
     let sqs = smartlead::aws_sdk_sqs::Client::new(
-        &smartlead::aws::local_sdk_config(&format!("http://127.0.0.1:{moto_port}")).await,
+        &smartlead::adapters::aws::local_sdk_config(&format!("http://127.0.0.1:{moto_port}")).await,
     );
     let url = |name: &'static str| {
         let sqs = sqs.clone();
@@ -29,7 +30,7 @@ pub async fn show(dynamodb_port: u16, moto_port: u16, email: Option<&str>) -> Re
             .context("is the local stack running?")?,
         url("smartlead-webhooks-dlq").await?,
     );
-    let store = smartlead::store::DynamoStore::new(ddb, "smartlead-state");
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb, "smartlead-state");
     if let Some(email) = email {
         let items = store
             .partition(&format!("LEAD#{}", email.trim().to_ascii_lowercase()))
@@ -38,7 +39,7 @@ pub async fn show(dynamodb_port: u16, moto_port: u16, email: Option<&str>) -> Re
         let map: HashMap<String, Value> = items
             .iter()
             .map(|i| {
-                let v = smartlead::store::item_to_json(i);
+                let v = smartlead::adapters::aws::dynamodb::item_to_json(i);
                 (v["sk"].as_str().unwrap_or_default().to_owned(), v)
             })
             .collect();
@@ -55,7 +56,7 @@ pub async fn show(dynamodb_port: u16, moto_port: u16, email: Option<&str>) -> Re
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     for r in rejected.iter().rev().take(5) {
-        let v = smartlead::store::item_to_json(r);
+        let v = smartlead::adapters::aws::dynamodb::item_to_json(r);
         println!(
             "rejected {} {}: {}",
             v["received_at"], v["reason"], v["detail"]

@@ -71,7 +71,7 @@ async fn opens(stack: &Stack, email: &str) -> Value {
         .expect("read state");
     items
         .iter()
-        .map(smartlead::store::item_to_json)
+        .map(smartlead::adapters::aws::dynamodb::item_to_json)
         .find(|v| v["sk"] == "CAMPAIGN#77")
         .map(|v| v["opens"].clone())
         .unwrap_or(Value::Null)
@@ -97,7 +97,7 @@ async fn fault_stack(persist: bool) -> (Stack, String, Pool) {
 #[tokio::test]
 async fn sqs_outage_answers_503_and_the_retry_is_processed_once() {
     let (mut stack, url, consumer) = fault_stack(false).await;
-    let http = smartlead::http::client();
+    let http = smartlead::adapters::http::client();
     assert_eq!(
         post(&http, &url, &open("before@fault.example", 1)).await,
         200
@@ -123,7 +123,7 @@ async fn sqs_outage_answers_503_and_the_retry_is_processed_once() {
 #[tokio::test]
 async fn dynamodb_outage_mid_run_is_retried_and_applied_once() {
     let (mut stack, url, consumer) = fault_stack(true).await;
-    let http = smartlead::http::client();
+    let http = smartlead::adapters::http::client();
     for i in 0..20 {
         let email = format!("lead{}@ddb-fault.example", i % 10);
         assert_eq!(post(&http, &url, &open(&email, i)).await, 200);
@@ -162,12 +162,12 @@ async fn a_record_that_keeps_failing_reaches_the_dlq_and_can_be_redriven() {
     // A claim-checked webhook whose bucket is not there yet: S3 fails on
     // every delivery (transient: the object may come back).
     let body = open("dlq@fault.example", 5);
-    let cc = smartlead::message::ClaimCheckMessage {
-        claim_check: smartlead::message::ClaimCheck {
+    let cc = smartlead::domain::message::ClaimCheckMessage {
+        claim_check: smartlead::domain::message::ClaimCheck {
             bucket: "smartlead-claims-restored".into(),
             key: "claims/dlq-test".into(),
             size: body.len() as u64,
-            sha256: smartlead::message::sha256_hex(body.as_bytes()),
+            sha256: smartlead::domain::message::sha256_hex(body.as_bytes()),
         },
     };
     let attr = |v: &str| {
@@ -182,8 +182,11 @@ async fn a_record_that_keeps_failing_reaches_the_dlq_and_can_be_redriven() {
         .send_message()
         .queue_url(&stack.queue_url)
         .message_body(serde_json::to_string(&cc).unwrap())
-        .message_attributes(smartlead::message::attr::BODY_LOCATION, attr("s3"))
-        .message_attributes(smartlead::message::attr::EVENT_TYPE, attr("EMAIL_OPEN"))
+        .message_attributes(smartlead::domain::message::attr::BODY_LOCATION, attr("s3"))
+        .message_attributes(
+            smartlead::domain::message::attr::EVENT_TYPE,
+            attr("EMAIL_OPEN"),
+        )
         .send()
         .await
         .unwrap();
@@ -225,13 +228,13 @@ async fn a_record_that_keeps_failing_reaches_the_dlq_and_can_be_redriven() {
         .send()
         .await
         .unwrap();
-    let redrive = smartlead::redrive::Options {
+    let redrive = smartlead::adapters::aws::redrive::Options {
         limit: None,
-        max_age: Some(smartlead::redrive::max_age(
-            smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+        max_age: Some(smartlead::adapters::aws::redrive::max_age(
+            smartlead::adapters::aws::dynamodb::DEFAULT_DEDUP_TTL_DAYS,
         )),
     };
-    let moved = smartlead::redrive::redrive(
+    let moved = smartlead::adapters::aws::redrive::redrive(
         &stack.sqs,
         &stack.dlq_url,
         &stack.queue_url,
@@ -257,7 +260,7 @@ async fn webhooks_over_http_end_as_state_exactly_once() {
     };
     let (stack, consumer) = spawn_stack(options).await;
     let base = format!("http://127.0.0.1:{}/webhooks/smartlead", stack.ports.http);
-    let http = smartlead::http::client();
+    let http = smartlead::adapters::http::client();
     let post = |url: String, body: String| {
         let http = http.clone();
         async move {
@@ -289,7 +292,8 @@ async fn webhooks_over_http_end_as_state_exactly_once() {
     }
     // The URL `smartlead register` builds for the next secret (path,
     // then the same token as `?token=`), through the front as API Gateway.
-    let url = smartlead::ingest::webhook_url(&format!("{base}/<secret>"), &format!("{next}\n"));
+    let url =
+        smartlead::app::ingest::webhook_url(&format!("{base}/<secret>"), &format!("{next}\n"));
     assert!(url.ends_with("/q9%2BZx%2FLm0w%3D%3D"), "{url}");
     assert_eq!(
         post(url.clone(), all["email_reply"].clone()).await,
@@ -353,7 +357,7 @@ async fn webhooks_over_http_end_as_state_exactly_once() {
         .unwrap();
     let campaign = jane
         .iter()
-        .map(smartlead::store::item_to_json)
+        .map(smartlead::adapters::aws::dynamodb::item_to_json)
         .find(|v| v["sk"] == "CAMPAIGN#123")
         .expect("campaign item");
     assert_eq!(
@@ -366,7 +370,7 @@ async fn webhooks_over_http_end_as_state_exactly_once() {
             .partition(&format!("LEAD#burst{i}@e2e.example"))
             .await
             .unwrap();
-        let v = smartlead::store::item_to_json(&items[0]);
+        let v = smartlead::adapters::aws::dynamodb::item_to_json(&items[0]);
         // Lead i got posts i, i+10, ..., i+40: times i%25 differ except where they collide.
         let distinct: std::collections::BTreeSet<usize> =
             (0..5).map(|k| (i + 10 * k) % 25).collect();
@@ -424,7 +428,7 @@ async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<S
                 .await
                 .expect("delete");
         }
-        let mut v = smartlead::store::item_to_json(&item);
+        let mut v = smartlead::adapters::aws::dynamodb::item_to_json(&item);
         let pk = v["pk"].as_str().unwrap_or_default().to_owned();
         let sk = v["sk"].as_str().unwrap_or_default().to_owned();
         // Effect records and archived key generations: bookkeeping.
@@ -464,7 +468,7 @@ async fn every_shape_over_http_ends_as_the_state_of_its_flat_twin() {
         "http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",
         stack.ports.http
     );
-    let http = smartlead::http::client();
+    let http = smartlead::adapters::http::client();
     // As SmartLead posts: the envelope with its X-Request-Id and X-Webhook-Level.
     let send = |body: String, headers: Vec<(&'static str, String)>| {
         let (http, url) = (http.clone(), url.clone());

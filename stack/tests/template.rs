@@ -7,11 +7,27 @@ use stack::template::Template;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smartlead::aws::{
-        CONSUMER_ENV, CONSUMER_IAM_ACTIONS, INGEST_ENV, INGEST_IAM_ACTIONS, LOCAL_ONLY_ENV,
-    };
+    use smartlead::adapters::aws::{CONSUMER_IAM_ACTIONS, INGEST_IAM_ACTIONS};
+    use smartlead::config::{ConsumerConfig, IngestConfig, ReconcileConfig};
     use stack::template::Value;
     use std::collections::{BTreeMap, BTreeSet};
+
+    /// What each function reads in AWS, derived from its config's reader.
+    pub(super) fn deployed_env() -> [(&'static str, Vec<&'static str>); 3] {
+        [
+            ("IngestFunction", IngestConfig::vars().deployed),
+            ("ConsumerFunction", ConsumerConfig::vars().deployed),
+            ("ReconcileFunction", ReconcileConfig::vars().deployed),
+        ]
+    }
+
+    /// What only local runs set, for any function.
+    pub(super) fn local_only_env() -> Vec<&'static str> {
+        let mut v = IngestConfig::vars().local_only;
+        v.extend(ConsumerConfig::vars().local_only);
+        v.extend(ReconcileConfig::vars().local_only);
+        v
+    }
 
     fn t() -> Template {
         Template::load(&stack::workspace_root()).expect("template")
@@ -96,7 +112,7 @@ mod tests {
         );
         assert_eq!(
             p["TimeToLiveSpecification"]["AttributeName"],
-            smartlead::store::TTL_ATTR
+            smartlead::adapters::aws::dynamodb::TTL_ATTR
         );
         assert_eq!(
             p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
@@ -187,14 +203,15 @@ mod tests {
     #[test]
     fn every_environment_variable_the_code_reads_is_set() {
         let t = t();
-        let ingest = env_of(&t, "IngestFunction");
-        let consumer = env_of(&t, "ConsumerFunction");
-        for v in INGEST_ENV {
-            assert!(ingest.contains(*v), "IngestFunction does not set {v}");
+        for (f, vars) in deployed_env() {
+            let set = env_of(&t, f);
+            assert!(!vars.is_empty(), "{f}: no variable derived");
+            for v in vars {
+                assert!(set.contains(v), "{f} does not set {v}");
+            }
         }
-        for v in CONSUMER_ENV {
-            assert!(consumer.contains(*v), "ConsumerFunction does not set {v}");
-        }
+        let deployed: Vec<&str> = deployed_env().into_iter().flat_map(|(_, v)| v).collect();
+        let local_only = local_only_env();
         // And the lists are complete: every variable any crate's code reads
         // is in one of them (or, for the tools, in TOOL_ENV below).
         let root = stack::workspace_root();
@@ -202,10 +219,8 @@ mod tests {
             let lambda = krate == "shared" || krate.starts_with("functions/");
             for v in names {
                 let known = if lambda {
-                    INGEST_ENV.contains(&v.as_str())
-                        || CONSUMER_ENV.contains(&v.as_str())
-                        || smartlead::reconcile::RECONCILE_ENV.contains(&v.as_str())
-                        || LOCAL_ONLY_ENV.contains(&v.as_str())
+                    deployed.contains(&v.as_str())
+                        || local_only.contains(&v.as_str())
                         || LAMBDA_RUNTIME_ENV.contains(&v.as_str())
                 } else {
                     TOOL_ENV.contains(&v.as_str())
@@ -285,6 +300,12 @@ mod tests {
                         "env_parse(",
                         "env_optional(",
                         "local_or_ssm(",
+                        "optional_var(",
+                        "required_var(",
+                        "parsed_var(",
+                        "number_var(",
+                        "local_var(",
+                        "secret_var(",
                         "env = ",
                     ] {
                         names.extend(names_after(code, call));
@@ -341,29 +362,69 @@ mod tests {
     /// functions/*/src): (file, operation, caller). A new call fails the
     /// test below until it is listed here, and so granted or not.
     const SDK_CALLS: &[(&str, &str, &[Caller])] = &[
-        ("shared/src/aws.rs", "send_message", &[Ingest, Reconcile]),
-        ("shared/src/aws.rs", "put_object", &[Ingest]),
         (
-            "shared/src/aws.rs",
+            "shared/src/adapters/aws/sqs.rs",
+            "send_message",
+            &[Ingest, Reconcile],
+        ),
+        ("shared/src/adapters/aws/s3.rs", "put_object", &[Ingest]),
+        (
+            "shared/src/adapters/aws/ssm.rs",
             "get_parameter",
             &[Ingest, Consumer, Reconcile],
         ),
-        ("shared/src/consumer.rs", "get_object", &[Consumer]),
-        ("shared/src/effects.rs", "put_events", &[Consumer]),
-        ("shared/src/effects.rs", "publish", &[Consumer]),
-        ("shared/src/store.rs", "put_item", &[Consumer]),
-        ("shared/src/store.rs", "update_item", &[Consumer]),
-        ("shared/src/store.rs", "get_item", &[Consumer, Reconcile]),
-        ("shared/src/absorbed.rs", "get_item", &[Reconcile]),
-        ("shared/src/store.rs", "query", &[]),
-        ("shared/src/store.rs", "scan", &[]),
-        ("shared/src/store.rs", "create_table", &[]),
-        ("shared/src/store.rs", "update_time_to_live", &[]),
-        ("shared/src/redrive.rs", "receive_message", &[]),
-        ("shared/src/redrive.rs", "send_message_batch", &[]),
-        ("shared/src/redrive.rs", "delete_message_batch", &[]),
+        ("shared/src/adapters/aws/s3.rs", "get_object", &[Consumer]),
         (
-            "shared/src/redrive.rs",
+            "shared/src/adapters/aws/eventbridge.rs",
+            "put_events",
+            &[Consumer],
+        ),
+        ("shared/src/adapters/aws/sns.rs", "publish", &[Consumer]),
+        (
+            "shared/src/adapters/aws/dynamodb/mod.rs",
+            "put_item",
+            &[Consumer],
+        ),
+        (
+            "shared/src/adapters/aws/dynamodb/mod.rs",
+            "update_item",
+            &[Consumer],
+        ),
+        (
+            "shared/src/adapters/aws/dynamodb/mod.rs",
+            "get_item",
+            &[Consumer, Reconcile],
+        ),
+        (
+            "shared/src/adapters/aws/dynamodb/absorbed.rs",
+            "get_item",
+            &[Reconcile],
+        ),
+        ("shared/src/adapters/aws/dynamodb/mod.rs", "query", &[]),
+        ("shared/src/adapters/aws/dynamodb/mod.rs", "scan", &[]),
+        (
+            "shared/src/adapters/aws/dynamodb/mod.rs",
+            "create_table",
+            &[],
+        ),
+        (
+            "shared/src/adapters/aws/dynamodb/mod.rs",
+            "update_time_to_live",
+            &[],
+        ),
+        ("shared/src/adapters/aws/redrive.rs", "receive_message", &[]),
+        (
+            "shared/src/adapters/aws/redrive.rs",
+            "send_message_batch",
+            &[],
+        ),
+        (
+            "shared/src/adapters/aws/redrive.rs",
+            "delete_message_batch",
+            &[],
+        ),
+        (
+            "shared/src/adapters/aws/redrive.rs",
             "change_message_visibility_batch",
             &[],
         ),
@@ -402,7 +463,8 @@ mod tests {
         ops
     }
 
-    /// `.operation()` calls of the non-test code of `dir`'s .rs files.
+    /// `.operation()` calls of the non-test code of the .rs files in `dir`
+    /// and below.
     fn sdk_calls_in(
         root: &std::path::Path,
         dir: &str,
@@ -411,6 +473,11 @@ mod tests {
         let mut out = BTreeSet::new();
         for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
             let path = e.path();
+            if path.is_dir() {
+                let sub = format!("{dir}/{}", e.file_name().to_string_lossy());
+                out.extend(sdk_calls_in(root, &sub, ops));
+                continue;
+            }
             if path.extension().and_then(|x| x.to_str()) != Some("rs") {
                 continue;
             }
@@ -721,11 +788,11 @@ mod hardening {
         // The metric names and dimensions the code emits (EMF: the full set and
         // a per-function roll-up).
         let root = stack::workspace_root();
-        let ingest = std::fs::read_to_string(root.join("shared/src/ingest.rs")).unwrap();
-        let consumer = std::fs::read_to_string(root.join("shared/src/consumer.rs")).unwrap();
+        let ingest = std::fs::read_to_string(root.join("shared/src/app/ingest.rs")).unwrap();
+        let consumer = std::fs::read_to_string(root.join("shared/src/app/consumer.rs")).unwrap();
         assert!(ingest.contains(r#"count("Rejected", &[("Reason", r.code())])"#));
         assert!(consumer.contains(r#""RejectedEvents""#));
-        let unauthorized = smartlead::ingest::Rejection::Unauthorized.code();
+        let unauthorized = smartlead::app::ingest::Rejection::Unauthorized.code();
         let ns = smartlead::metrics::DEFAULT_NAMESPACE;
         assert!(
             !alarms_on(
@@ -799,7 +866,7 @@ mod hardening {
     fn the_ingests_queued_lines_are_counted_by_metric_filters() {
         let t = t();
         let root = stack::workspace_root();
-        let ingest = std::fs::read_to_string(root.join("shared/src/ingest.rs")).unwrap();
+        let ingest = std::fs::read_to_string(root.join("shared/src/app/ingest.rs")).unwrap();
         // The fields the filters match and read (`Function` is the record's own).
         for f in [
             r#"("outcome", "queued".into())"#,
@@ -990,14 +1057,14 @@ mod hardening {
             target(seq(&alarm["AlarmActions"])[0]).as_deref(),
             Some("AlarmTopic")
         );
-        let src = std::fs::read_to_string(stack::workspace_root().join("shared/src/reconcile.rs"))
-            .unwrap();
+        let read = |f: &str| std::fs::read_to_string(stack::workspace_root().join(f)).unwrap();
+        let src = read("shared/src/app/reconcile.rs") + &read("shared/src/adapters/aws/wire.rs");
         for m in [
             "\"GapsFound\"",
             "\"LeadsLeft\"",
             "\"CountMismatches\"",
             "\"EventsBackfilled\"",
-            "Metrics::from_env(\"reconcile\")",
+            "Metrics::from_config(&config.metrics, \"reconcile\")",
         ] {
             assert!(src.contains(m), "{m}");
         }
@@ -1045,7 +1112,7 @@ mod hardening {
         let default: u64 = t.default("DedupTtlDays").unwrap().parse().unwrap();
         assert_eq!(
             default,
-            smartlead::store::DEFAULT_DEDUP_TTL_DAYS,
+            smartlead::adapters::aws::dynamodb::DEFAULT_DEDUP_TTL_DAYS,
             "the code's default marker TTL is the template's"
         );
         // The shortest TTL the stack accepts, against the longest paths back.
@@ -1053,7 +1120,7 @@ mod hardening {
         assert!(default as f64 >= ttl);
         let dlq = days(&t, "DeadLetterQueue");
         let queue = days(&t, "WebhookQueue");
-        let margin = smartlead::redrive::MARGIN_DAYS as f64;
+        let margin = smartlead::adapters::aws::redrive::MARGIN_DAYS as f64;
         // A redriven message may wait in the queue before the consumer sees it.
         assert!(
             margin > queue,
@@ -1089,14 +1156,11 @@ mod hardening {
     /// while everything the code reads in AWS is there either way.
     #[test]
     fn local_only_variables_exist_only_under_sam_local() {
-        use smartlead::aws::{CONSUMER_ENV, INGEST_ENV, LOCAL_ONLY_ENV};
+        let local_vars = super::tests::local_only_env();
         let t = t();
         assert_eq!(t.default("LocalEndpoint").unwrap(), "");
         let local = [("LocalEndpoint", "http://127.0.0.1:5000")];
-        for (f, aws_env) in [
-            ("IngestFunction", INGEST_ENV),
-            ("ConsumerFunction", CONSUMER_ENV),
-        ] {
+        for (f, aws_env) in super::tests::deployed_env().into_iter().take(2) {
             let vars = t.props(f).unwrap()["Environment"]["Variables"]
                 .as_mapping()
                 .unwrap();
@@ -1105,7 +1169,7 @@ mod hardening {
                 let k = k.as_str().unwrap();
                 let deployed = eval(&t, &[], v);
                 let under_sam_local = eval(&t, &local, v);
-                if LOCAL_ONLY_ENV.contains(&k) || k.starts_with("AWS_") {
+                if local_vars.contains(&k) || k.starts_with("AWS_") {
                     local_only += 1;
                     assert_eq!(deployed, None, "{f}: {k} is set in AWS");
                     assert!(under_sam_local.is_some(), "{f}: {k} missing locally");

@@ -13,7 +13,7 @@ use aws_lambda_events::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use aws_lambda_events::sqs::{SqsMessage, SqsMessageAttribute};
 use base64::Engine as _;
 use serde_json::{json, Value};
-use smartlead::message::{attr, sha256_hex, LOCATION_INLINE};
+use smartlead::domain::message::{attr, sha256_hex, LOCATION_INLINE};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -77,10 +77,10 @@ pub fn twins(root: &Path) -> std::io::Result<BTreeMap<String, String>> {
 /// `X-Request-Id` and `X-Webhook-Level` as SmartLead sends them with an
 /// envelope-shaped body (its `id` and `meta.level`): (header, attribute, value).
 pub fn delivery_headers(body: &str) -> Vec<(&'static str, &'static str, String)> {
-    let Ok(ev) = smartlead::event::SmartleadEvent::from_slice(body.as_bytes()) else {
+    let Ok(ev) = smartlead::domain::event::SmartleadEvent::from_slice(body.as_bytes()) else {
         return Vec::new();
     };
-    if ev.shape != smartlead::shape::Shape::Envelope {
+    if ev.shape != smartlead::domain::shape::Shape::Envelope {
         return Vec::new();
     }
     let mut out = Vec::new();
@@ -287,7 +287,7 @@ pub fn sqs_message(queue_arn: &str, message_id: &str, body: &str) -> SqsMessage 
 /// source mapping delivers it (fixed ids and times: reproducible).
 pub fn sqs_record(id_seed: &str, body: &str, event_type: &str) -> Value {
     let sha = sha256_hex(body.as_bytes());
-    let received_at = smartlead::time::EventTime::from_millis(FIXED_EPOCH_MS)
+    let received_at = smartlead::domain::time::EventTime::from_millis(FIXED_EPOCH_MS)
         .map(|t| t.to_string())
         .unwrap_or_default();
     let mut m = sqs_message(QUEUE_ARN, &stable_uuid(id_seed), body);
@@ -348,7 +348,7 @@ impl Function {
         Function {
             url: local_aws::rie_invoke_url(&rie),
             rie,
-            http: smartlead::http::client(),
+            http: smartlead::adapters::http::client(),
         }
     }
 
@@ -372,11 +372,11 @@ impl Function {
 pub struct NoopQueue;
 
 #[async_trait::async_trait]
-impl smartlead::ingest::Queue for NoopQueue {
+impl smartlead::app::ingest::Queue for NoopQueue {
     async fn send(
         &self,
-        _msg: smartlead::message::OutgoingMessage,
-    ) -> Result<String, smartlead::ingest::QueueError> {
+        _msg: smartlead::domain::message::OutgoingMessage,
+    ) -> Result<String, smartlead::app::ingest::QueueError> {
         Ok("0b9f36b4-87a3-44ab-83d2-661975830a7d".into())
     }
 }
@@ -385,11 +385,11 @@ impl smartlead::ingest::Queue for NoopQueue {
 pub struct NoBlobs;
 
 #[async_trait::async_trait]
-impl smartlead::ingest::BlobStore for NoBlobs {
+impl smartlead::app::ingest::BlobStore for NoBlobs {
     fn bucket(&self) -> &str {
         "b"
     }
-    async fn put(&self, _k: &str, _b: &[u8]) -> Result<(), smartlead::ingest::QueueError> {
+    async fn put(&self, _k: &str, _b: &[u8]) -> Result<(), smartlead::app::ingest::QueueError> {
         Ok(())
     }
 }

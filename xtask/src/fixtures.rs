@@ -27,7 +27,7 @@ pub fn generate(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
     let payloads = payloads(root)?;
     let mut all = Vec::new();
     for (name, body) in &payloads {
-        let probe = smartlead::event::probe(body.as_bytes())
+        let probe = smartlead::domain::event::probe(body.as_bytes())
             .map_err(|e| anyhow::anyhow!("events/payloads/{name}.json: {e}"))?;
         let kind = probe.event_type.as_str().to_owned();
         let mut api = api_request(name, body, &kind);

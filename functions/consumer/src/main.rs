@@ -8,8 +8,11 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     smartlead::logging::init();
-    let sdk = smartlead::aws::sdk_config().await;
-    let consumer = Box::leak(Box::new(smartlead::aws::consumer_from_env(&sdk).await?));
+    let config = smartlead::config::ConsumerConfig::from_process()?;
+    let sdk = smartlead::adapters::aws::sdk_config().await;
+    let consumer = Box::leak(Box::new(
+        smartlead::adapters::aws::wire::consumer(&sdk, config).await?,
+    ));
     let consumer = &*consumer;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         // Effects are leased no longer than this invocation may run.

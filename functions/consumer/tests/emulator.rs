@@ -11,11 +11,13 @@ fn batch(name: &str) -> Value {
 }
 
 /// Every item of the table, keyed `pk|sk`.
-async fn snapshot(store: &smartlead::store::DynamoStore) -> BTreeMap<String, Value> {
+async fn snapshot(
+    store: &smartlead::adapters::aws::dynamodb::DynamoStore,
+) -> BTreeMap<String, Value> {
     let items = store.scan_all().await.expect("scan");
     items
         .iter()
-        .map(smartlead::store::item_to_json)
+        .map(smartlead::adapters::aws::dynamodb::item_to_json)
         .map(|v| {
             (
                 format!(
@@ -32,9 +34,9 @@ async fn snapshot(store: &smartlead::store::DynamoStore) -> BTreeMap<String, Val
 #[tokio::test]
 async fn built_binary_processes_sqs_batches_through_the_emulator() {
     let ddb = local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"));
-    let cfg = smartlead::aws::local_sdk_config(&ddb.endpoint()).await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&ddb.endpoint()).await;
     let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    smartlead::store::create_table(&client, "state")
+    smartlead::adapters::aws::dynamodb::create_table(&client, "state")
         .await
         .expect("table");
     let endpoint = ddb.endpoint();
@@ -43,7 +45,7 @@ async fn built_binary_processes_sqs_batches_through_the_emulator() {
         env!("CARGO_BIN_EXE_smartlead-consumer"),
         &[("AWS_ENDPOINT_URL", &endpoint), ("TABLE_NAME", "state")],
     );
-    let store = smartlead::store::DynamoStore::new(client.clone(), "state");
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(client.clone(), "state");
     let mut after = Vec::new();
     for name in ["batch_all", "batch_mixed", "batch_all"] {
         let out = consumer.invoke(&batch(name)).await;

@@ -1,35 +1,18 @@
 //! HTTP adapter of the ingest function: API Gateway HTTP API / Function URL
-//! requests (payload format 2.0) in, [`smartlead::ingest`] out.
+//! requests (payload format 2.0) in, [`smartlead::app::ingest`] out.
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use smartlead::aws::{S3Blobs, SqsQueue};
-use smartlead::ingest::{BlobStore, Ingest, IngestRequest, IngestResponse, Queue};
-use smartlead::metrics::Metrics;
+use smartlead::adapters::aws::{S3Blobs, SqsQueue};
+use smartlead::app::ingest::{BlobStore, Ingest, IngestRequest, IngestResponse, Queue};
 
 pub type AwsIngest = Ingest<SqsQueue, S3Blobs>;
 
 /// Builds the service once at cold start: configuration, secret, SDK clients.
-pub async fn from_env() -> Result<AwsIngest, smartlead::aws::ConfigError> {
-    let sdk = smartlead::aws::sdk_config().await;
-    let config = smartlead::aws::ingest_config(&sdk).await?;
-    let queue = SqsQueue {
-        client: smartlead::aws_sdk_sqs::Client::new(&sdk),
-        queue_url: smartlead::aws::env_required("QUEUE_URL")?,
-    };
-    let blobs = std::env::var("CLAIM_CHECK_BUCKET")
-        .ok()
-        .filter(|b| !b.trim().is_empty())
-        .map(|bucket| S3Blobs {
-            client: smartlead::aws::s3_client(&sdk),
-            bucket,
-        });
-    Ok(Ingest {
-        config,
-        queue,
-        blobs,
-        metrics: Metrics::from_env("ingest"),
-    })
+pub async fn from_env() -> Result<AwsIngest, smartlead::config::ConfigError> {
+    let config = smartlead::config::IngestConfig::from_process()?;
+    let sdk = smartlead::adapters::aws::sdk_config().await;
+    smartlead::adapters::aws::wire::ingest(&sdk, config).await
 }
 
 /// Answers one HTTP request.

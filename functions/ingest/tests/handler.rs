@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use common::*;
 use lambda_http::Body;
 use serde_json::{json, Value};
-use smartlead::ingest::*;
-use smartlead::message::{attr, sha256_hex, ClaimCheckMessage, OutgoingMessage};
+use smartlead::app::ingest::*;
+use smartlead::domain::message::{attr, sha256_hex, ClaimCheckMessage, OutgoingMessage};
 use smartlead::metrics::Metrics;
 use std::sync::Mutex;
 
@@ -55,7 +55,7 @@ impl BlobStore for MemBlobs {
 
 fn service(queue: MemQueue, blobs: Option<MemBlobs>) -> Ingest<MemQueue, MemBlobs> {
     Ingest {
-        config: IngestConfig {
+        config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
             secret: Secret::new(TOKEN).unwrap(),
             auth: AuthMethods::default(),
@@ -419,7 +419,7 @@ async fn function_url_requests_work_too() {
 #[tokio::test]
 async fn a_base64_secret_registered_by_the_cli_is_accepted_however_it_arrives() {
     for secret in ["Ab+c/d9z=", "k3/Jw+PqZ0bXy/"] {
-        let url = smartlead::ingest::webhook_url(
+        let url = smartlead::app::ingest::webhook_url(
             "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/<secret>",
             &format!("{secret}\n"),
         );
@@ -438,7 +438,7 @@ async fn a_base64_secret_registered_by_the_cli_is_accepted_however_it_arrives() 
         // API Gateway HTTP API: rawPath decoded.
         let mut r = base.clone();
         without_token(&mut r);
-        let decoded = smartlead::ingest::percent_decode(&encoded_path).unwrap();
+        let decoded = smartlead::app::ingest::percent_decode(&encoded_path).unwrap();
         set_path(&mut r, &decoded);
         assert_eq!(call(&svc, &r).await.0, 200, "{decoded}");
         // Function URL: rawPath as sent.

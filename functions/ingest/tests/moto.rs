@@ -3,10 +3,10 @@
 mod common;
 
 use common::*;
-use smartlead::aws::{local_sdk_config, S3Blobs, SqsQueue};
+use smartlead::adapters::aws::{local_sdk_config, S3Blobs, SqsQueue};
+use smartlead::app::ingest::*;
 use smartlead::aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use smartlead::ingest::*;
-use smartlead::message::{attr, sha256_hex, ClaimCheckMessage, DEFAULT_MAX_INLINE_BYTES};
+use smartlead::domain::message::{attr, sha256_hex, ClaimCheckMessage, DEFAULT_MAX_INLINE_BYTES};
 use smartlead::metrics::Metrics;
 
 struct Env {
@@ -39,7 +39,7 @@ async fn env() -> Env {
         .await
         .expect("create bucket");
     let svc = Ingest {
-        config: IngestConfig {
+        config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
             secret: Secret::new(TOKEN).unwrap(),
             auth: AuthMethods::default(),

@@ -3,7 +3,7 @@
 //! state; exact gaps are backfilled through the queue, every gap is counted
 //! (`GapsFound`, `EventsBackfilled`), leads left unchecked (`LeadsLeft`)
 //! and count mismatches (`CountMismatches`) apart. All logic lives in the `smartlead`
-//! library ([`smartlead::reconcile`]).
+//! library ([`smartlead::app::reconcile`]).
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     smartlead::logging::init();
-    let sdk = smartlead::aws::sdk_config().await;
+    let config = smartlead::config::ReconcileConfig::from_process()?;
+    let sdk = smartlead::adapters::aws::sdk_config().await;
     let job = Box::leak(Box::new(
-        smartlead::reconcile::Scheduled::from_env(&sdk).await?,
+        smartlead::adapters::aws::wire::reconcile(&sdk, config).await?,
     ));
     let job = &*job;
     run(service_fn(move |event: LambdaEvent<Value>| async move {

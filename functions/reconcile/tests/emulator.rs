@@ -5,7 +5,7 @@
 //! event's webhook, with the real webhook's key.
 
 use serde_json::{json, Value};
-use smartlead::time::EventTime;
+use smartlead::domain::time::EventTime;
 use test_support::Function;
 
 const CAMPAIGN: u64 = 77;
@@ -32,12 +32,12 @@ fn key(webhook: &Value) -> String {
 async fn built_binary_backfills_the_one_gap_through_the_emulator() {
     let ddb = local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"));
     let moto = local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
-    let ddb_cfg = smartlead::aws::local_sdk_config(&ddb.endpoint()).await;
+    let ddb_cfg = smartlead::adapters::aws::local_sdk_config(&ddb.endpoint()).await;
     let client = smartlead::aws_sdk_dynamodb::Client::new(&ddb_cfg);
-    smartlead::store::create_table(&client, "state")
+    smartlead::adapters::aws::dynamodb::create_table(&client, "state")
         .await
         .expect("table");
-    let sqs_cfg = smartlead::aws::local_sdk_config(&moto.endpoint()).await;
+    let sqs_cfg = smartlead::adapters::aws::local_sdk_config(&moto.endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&sqs_cfg);
     let queue_url = sqs
         .create_queue()
@@ -54,11 +54,11 @@ async fn built_binary_backfills_the_one_gap_through_the_emulator() {
     let at = |h: i64| EventTime::from_millis(now - h * 3_600_000 + 123).expect("time");
     let steps: Vec<(u32, EventTime)> = (1..=4).map(|seq| (seq, at(6 - seq as i64))).collect();
     let second = sent(4, at(2));
-    let store = smartlead::store::DynamoStore::new(client.clone(), "state");
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(client.clone(), "state");
     for &(seq, t) in &steps[..3] {
         let ev = smartlead::SmartleadEvent::from_value(sent(seq, t)).expect("event");
-        let plan = smartlead::plan::plan(&ev, t, &Default::default());
-        smartlead::store::StateStore::apply(&store, &plan, &format!("m-{seq}"))
+        let plan = smartlead::domain::plan::plan(&ev, t, &Default::default());
+        smartlead::app::store::Dedup::apply(&store, &plan, &format!("m-{seq}"))
             .await
             .expect("apply");
     }

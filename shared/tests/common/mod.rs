@@ -33,28 +33,30 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// A new state table in DynamoDB Local.
-pub async fn fresh_store() -> smartlead::store::DynamoStore {
-    let cfg = smartlead::aws::local_sdk_config(&dynamodb().endpoint()).await;
+pub async fn fresh_store() -> smartlead::adapters::aws::dynamodb::DynamoStore {
+    let cfg = smartlead::adapters::aws::local_sdk_config(&dynamodb().endpoint()).await;
     let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
     let table = unique("state");
-    smartlead::store::create_table(&client, &table)
+    smartlead::adapters::aws::dynamodb::create_table(&client, &table)
         .await
         .expect("create table");
-    smartlead::store::DynamoStore::new(client, table)
+    smartlead::adapters::aws::dynamodb::DynamoStore::new(client, table)
 }
 
-pub type TestConsumer =
-    smartlead::consumer::Consumer<smartlead::store::DynamoStore, smartlead::aws_sdk_s3::Client>;
+pub type TestConsumer = smartlead::app::consumer::Consumer<
+    smartlead::adapters::aws::dynamodb::DynamoStore,
+    smartlead::aws_sdk_s3::Client,
+>;
 
 /// The consumer as the function builds it, on `store`, with `effects`.
 pub fn consumer_with(
-    store: smartlead::store::DynamoStore,
-    effects: smartlead::effects::Effects,
+    store: smartlead::adapters::aws::dynamodb::DynamoStore,
+    effects: smartlead::app::effects::Effects,
 ) -> TestConsumer {
-    smartlead::consumer::Consumer {
+    smartlead::app::consumer::Consumer {
         store,
         blobs: None,
-        weights: smartlead::plan::ScoreWeights::default(),
+        weights: smartlead::domain::plan::ScoreWeights::default(),
         concurrency: 10,
         metrics: smartlead::metrics::Metrics::disabled(),
         effects,
@@ -63,11 +65,14 @@ pub fn consumer_with(
 }
 
 /// The dedup marker of the event in `body`.
-pub async fn marker(store: &smartlead::store::DynamoStore, body: &str) -> serde_json::Value {
+pub async fn marker(
+    store: &smartlead::adapters::aws::dynamodb::DynamoStore,
+    body: &str,
+) -> serde_json::Value {
     let key = smartlead::SmartleadEvent::from_slice(body.as_bytes())
         .expect("event")
         .dedup_key();
-    smartlead::store::StateStore::item(store, &format!("EVENT#{key}"), "EVENT")
+    smartlead::app::store::StateReader::item(store, &format!("EVENT#{key}"), "EVENT")
         .await
         .expect("read")
         .expect("marker")

@@ -3,7 +3,7 @@
 use super::context::Ctx;
 use super::text::s;
 use super::{ItemUpdate, Val};
-use crate::event::{CampaignBounceBreach, CampaignStatusChanged};
+use crate::domain::event::{CampaignBounceBreach, CampaignStatusChanged};
 
 /// CAMPAIGN_STATUS_CHANGED: the latest status (and the previous), a count.
 pub(super) fn status_changed(cx: &Ctx, c: &CampaignStatusChanged) -> Vec<ItemUpdate> {

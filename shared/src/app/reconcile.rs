@@ -8,14 +8,14 @@
 //! with its message id). From these this module builds each *fact* the
 //! webhooks should have delivered, synthesizes the webhook for it in every
 //! form SmartLead documents, and computes each form's idempotency key with
-//! [`crate::key`] exactly as for a real webhook.
+//! [`crate::domain::key`] exactly as for a real webhook.
 //!
 //! - A fact whose key (in any form) the store absorbed was processed: the
 //!   item its plan writes first (the lead's campaign item, read once per
 //!   lead and campaign) holds the key's compact form in `ek` or `ek_old` (or
 //!   its archive),
 //!   or, for an event applied before the upgrade, the old design's dedup
-//!   marker is there (see [`crate::absorbed`]). It is also evidence of which
+//!   marker is there (see [`crate::adapters::aws::dynamodb::absorbed`]). It is also evidence of which
 //!   form this account's webhooks come in.
 //! - A fact absorbed in no form is a gap (keys an item rotated out are
 //!   looked up in its archive). An item whose rotation count cannot be read
@@ -39,13 +39,14 @@
 //!   are not checked: an event applied before the upgrade is known only by
 //!   its marker, which may be gone, and a backfill could count twice.
 
-use crate::absorbed::Absorbed;
-use crate::api::{Api, ApiError};
-use crate::event::SmartleadEvent;
-use crate::ingest::{Queue, QueueError};
-use crate::message::{attr, OutgoingMessage, LOCATION_INLINE};
-use crate::store::{DynamoStore, StoreError};
-use crate::time::EventTime;
+use crate::adapters::aws::dynamodb::absorbed::Absorbed;
+use crate::adapters::aws::dynamodb::DynamoStore;
+use crate::adapters::http::smartlead::{Api, ApiError};
+use crate::app::ingest::{Queue, QueueError};
+use crate::app::store::StoreError;
+use crate::domain::event::SmartleadEvent;
+use crate::domain::message::{attr, OutgoingMessage, LOCATION_INLINE};
+use crate::domain::time::EventTime;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -59,7 +60,7 @@ pub const PAGE_SIZE: usize = 100;
 /// Checking stops this long before the deadline.
 pub const STOP_BEFORE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Facts younger than the dedup TTL less these days are checked.
-pub const MARGIN_DAYS: u64 = crate::redrive::MARGIN_DAYS;
+pub const MARGIN_DAYS: u64 = crate::adapters::aws::redrive::MARGIN_DAYS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -327,7 +328,7 @@ impl Kind {
 }
 
 /// Which documented form of a webhook a synthesized body takes; each has
-/// its own key (see [`crate::key`]).
+/// its own key (see [`crate::domain::key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Form {
     /// Keyed by a message id (sent e-mail, reply, bounced e-mail).
@@ -349,7 +350,7 @@ pub struct Candidate {
     pub body: Value,
     pub key: String,
     /// The same key as the store's plan computes it.
-    pub dedup: crate::key::DedupKey,
+    pub dedup: crate::domain::key::DedupKey,
 }
 
 /// One event the statistics say happened.
@@ -1078,7 +1079,11 @@ fn lead_item(campaign: &str, lead: &str) -> Option<(String, String)> {
 /// The key of the item `body`'s plan writes first, and the event's key.
 fn first_item(body: &Value) -> Option<(String, String)> {
     let ev = SmartleadEvent::from_value(body.clone()).ok()?;
-    let p = crate::plan::plan(&ev, EventTime::now(), &crate::plan::ScoreWeights::default());
+    let p = crate::domain::plan::plan(
+        &ev,
+        EventTime::now(),
+        &crate::domain::plan::ScoreWeights::default(),
+    );
     p.items.first().map(|u| (u.pk.clone(), u.sk.clone()))
 }
 
@@ -1128,7 +1133,7 @@ async fn check(
                 &facts[i].candidates
             }
         };
-        let groups: Vec<Vec<crate::key::DedupKey>> = idx
+        let groups: Vec<Vec<crate::domain::key::DedupKey>> = idx
             .iter()
             .map(|&(i, id)| list(i, id).iter().map(|c| c.dedup.clone()).collect())
             .collect();
@@ -1188,7 +1193,7 @@ pub fn backfill_message(body: &Value) -> OutgoingMessage {
             (attr::RECEIVED_AT, EventTime::now().to_string()),
             (
                 attr::BODY_SHA256,
-                crate::message::sha256_hex(text.as_bytes()),
+                crate::domain::message::sha256_hex(text.as_bytes()),
             ),
             (attr::BODY_LOCATION, LOCATION_INLINE.to_owned()),
             (SOURCE, SOURCE_RECONCILE.to_owned()),
@@ -1197,18 +1202,6 @@ pub fn backfill_message(body: &Value) -> OutgoingMessage {
     }
 }
 
-/// What the scheduled function reads: `TABLE_NAME`, `QUEUE_URL`,
-/// `SMARTLEAD_API_KEY_PARAM` (SSM SecureString; `SMARTLEAD_API_KEY`
-/// locally), `LOOKBACK_HOURS`, `DEDUP_TTL_DAYS`, `METRICS_NAMESPACE`
-/// (`SMARTLEAD_API_BASE` locally).
-pub const RECONCILE_ENV: &[&str] = &[
-    "TABLE_NAME",
-    "QUEUE_URL",
-    "SMARTLEAD_API_KEY_PARAM",
-    "LOOKBACK_HOURS",
-    "DEDUP_TTL_DAYS",
-    "METRICS_NAMESPACE",
-];
 /// The IAM actions behind its calls: item (and old marker) reads, the queue,
 /// the API key.
 pub const RECONCILE_IAM_ACTIONS: &[&str] =
@@ -1217,45 +1210,14 @@ pub const RECONCILE_IAM_ACTIONS: &[&str] =
 /// The scheduled reconcile (the `ReconcileFunction`), built once at cold start.
 pub struct Scheduled {
     pub api: Api,
-    pub store: crate::store::DynamoStore,
-    pub queue: crate::aws::SqsQueue,
+    pub store: crate::adapters::aws::dynamodb::DynamoStore,
+    pub queue: crate::adapters::aws::SqsQueue,
     pub lookback_hours: u64,
     pub dedup_ttl_days: u64,
     pub metrics: crate::metrics::Metrics,
 }
 
 impl Scheduled {
-    pub async fn from_env(
-        cfg: &crate::aws::SdkConfig,
-    ) -> Result<Scheduled, crate::aws::ConfigError> {
-        use crate::aws::{env_parse, env_required};
-        let key = match std::env::var("SMARTLEAD_API_KEY") {
-            Ok(k) if !k.trim().is_empty() => k.trim().to_owned(),
-            _ => {
-                crate::aws::ssm_secure_string(cfg, &env_required("SMARTLEAD_API_KEY_PARAM")?)
-                    .await?
-            }
-        };
-        let base = std::env::var("SMARTLEAD_API_BASE")
-            .ok()
-            .filter(|b| !b.trim().is_empty())
-            .unwrap_or_else(|| crate::api::DEFAULT_BASE.to_owned());
-        Ok(Scheduled {
-            api: Api::new(&base, &key),
-            store: crate::store::DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(cfg),
-                env_required("TABLE_NAME")?,
-            ),
-            queue: crate::aws::SqsQueue {
-                client: aws_sdk_sqs::Client::new(cfg),
-                queue_url: env_required("QUEUE_URL")?,
-            },
-            lookback_hours: env_parse("LOOKBACK_HOURS", 48u64)?,
-            dedup_ttl_days: env_parse("DEDUP_TTL_DAYS", crate::store::DEFAULT_DEDUP_TTL_DAYS)?,
-            metrics: crate::metrics::Metrics::from_env("reconcile"),
-        })
-    }
-
     /// One run over the active campaigns and the last `lookback_hours`;
     /// publishes its [`metric_values`].
     pub async fn run(&self, deadline: Instant) -> Result<Report, ReconcileError> {
@@ -1661,7 +1623,7 @@ mod tests {
         );
         assert_eq!(
             m.attributes[2].1,
-            crate::message::sha256_hex(m.body.as_bytes())
+            crate::domain::message::sha256_hex(m.body.as_bytes())
         );
     }
 }

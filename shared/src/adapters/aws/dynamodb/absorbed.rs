@@ -3,19 +3,20 @@
 //!
 //! The store keeps no dedup marker: each item records the compact keys of
 //! the events it absorbed ([`SEEN_ATTR`], the previous generation in
-//! [`SEEN_OLD_ATTR`]; see [`crate::store`]). An event is absorbed when its
+//! [`SEEN_OLD_ATTR`]; see [`crate::adapters::aws::dynamodb`]). An event is absorbed when its
 //! plan's first item (the one the store writes first, for the lead events
 //! reconcile checks the lead's campaign item) holds its compact key, or
 //! when the item has archived older generations ([`SEEN_GEN_ATTR`] counts
 //! them) and the archive holds it (one more read, only then). An event
 //! the transactional design applied (before the upgrade) left a dedup marker
-//! instead and no key: [`StateStore::applied_before_upgrade`] recognizes it.
+//! instead and no key: [`Dedup::applied_before_upgrade`] recognizes it.
 
-use crate::key::DedupKey;
-use crate::store::{
-    item_to_json, seen_key, without_bookkeeping, DynamoStore, StateStore, StoreError, SEEN_ATTR,
-    SEEN_GEN_ATTR, SEEN_OLD_ATTR,
+use crate::adapters::aws::dynamodb::{
+    item_to_json, seen_key, without_bookkeeping, DynamoStore, SEEN_ATTR, SEEN_GEN_ATTR,
+    SEEN_OLD_ATTR,
 };
+use crate::app::store::{Dedup, StoreError};
+use crate::domain::key::DedupKey;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};

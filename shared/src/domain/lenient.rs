@@ -5,7 +5,7 @@
 //! `null`, and an undocumented variant may put an object where a string was
 //! expected. A field of one of these types never makes a whole event fail to
 //! parse: a value of the wrong shape reads as absent in the typed view, and
-//! the untouched original stays in [`crate::event::SmartleadEvent::raw`].
+//! the untouched original stays in [`crate::domain::event::SmartleadEvent::raw`].
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;

@@ -20,12 +20,12 @@
 //! while the first delivery still does; every published event carries the
 //! dedup key as a stable id so subscribers can drop that repeat.
 
-use crate::event::{EventData, EventType, SmartleadEvent};
-use crate::time::EventTime;
+use crate::domain::event::{EventData, EventType, SmartleadEvent};
+use crate::domain::time::EventTime;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub const FANOUT: &str = "fanout";
 pub const SLACK: &str = "slack";
@@ -33,7 +33,7 @@ pub const SNS: &str = "sns";
 pub const HYGIENE: &str = "hygiene";
 
 /// EventBridge's limit on one `PutEvents` request; entries are packed below it.
-const MAX_PUT_EVENTS_BYTES: usize = 256 * 1024;
+pub const MAX_PUT_EVENTS_BYTES: usize = 256 * 1024;
 /// A detail larger than this drops the original payload (kept in S3/DynamoDB
 /// by the pipeline anyway) and says so.
 const MAX_DETAIL_BYTES: usize = 200 * 1024;
@@ -95,115 +95,6 @@ pub fn bus_event(ev: &SmartleadEvent, key: &str, state: Option<Value>) -> BusEve
 #[async_trait]
 pub trait Publisher: Send + Sync {
     async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), EffectError>>;
-}
-
-/// PutEvents per-entry error codes worth a retry; every other code (a
-/// validation error, a malformed detail) refuses the entry for good.
-fn put_events_code_is_transient(code: &str) -> bool {
-    matches!(
-        code,
-        "InternalFailure" | "InternalException" | "ThrottlingException" | "ServiceUnavailable"
-    ) || code.starts_with("Throttl")
-}
-
-pub struct EventBridgePublisher {
-    pub client: aws_sdk_eventbridge::Client,
-    pub bus: String,
-}
-
-pub const SOURCE: &str = "smartlead.webhooks";
-
-/// Groups of at most 10 entries and 256 KB, as `PutEvents` takes them.
-pub fn put_events_chunks(events: &[BusEvent]) -> Vec<std::ops::Range<usize>> {
-    let size = |e: &BusEvent| e.detail.len() + e.detail_type.len() + SOURCE.len() + 64;
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, e) in events.iter().enumerate() {
-        if i > start && (i - start == 10 || bytes + size(e) > MAX_PUT_EVENTS_BYTES) {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += size(e);
-    }
-    if start < events.len() {
-        out.push(start..events.len());
-    }
-    out
-}
-
-#[async_trait]
-impl Publisher for EventBridgePublisher {
-    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), EffectError>> {
-        use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-        let mut results = Vec::with_capacity(events.len());
-        for range in put_events_chunks(events) {
-            let chunk = &events[range];
-            let entries: Vec<PutEventsRequestEntry> = chunk
-                .iter()
-                .map(|e| {
-                    PutEventsRequestEntry::builder()
-                        .event_bus_name(&self.bus)
-                        .source(SOURCE)
-                        .detail_type(&e.detail_type)
-                        .detail(&e.detail)
-                        .set_time(
-                            e.time
-                                .map(|t| aws_smithy_types::DateTime::from_millis(t.millis())),
-                        )
-                        .build()
-                })
-                .collect();
-            match self
-                .client
-                .put_events()
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    let answers = out.entries();
-                    for i in 0..chunk.len() {
-                        results.push(match answers.get(i) {
-                            Some(a) if a.error_code().is_none() && a.event_id().is_some() => Ok(()),
-                            Some(a) => {
-                                let code = a.error_code().unwrap_or("NoEventId");
-                                let msg =
-                                    format!("{code}: {}", a.error_message().unwrap_or_default());
-                                if a.error_code().is_none() || put_events_code_is_transient(code) {
-                                    Err(EffectError::Transient(msg))
-                                } else {
-                                    Err(EffectError::Permanent(msg))
-                                }
-                            }
-                            None => Err(EffectError::Transient(
-                                "PutEvents answered fewer entries".into(),
-                            )),
-                        });
-                    }
-                }
-                Err(e) => {
-                    // A request refused as invalid (its size, an entry) is
-                    // refused for good when it held one entry: retrying the
-                    // same entry cannot help. With several, each is sent
-                    // again and judged on its own.
-                    let invalid = e
-                        .as_service_error()
-                        .and_then(|s| aws_sdk_eventbridge::error::ProvideErrorMetadata::code(s))
-                        .is_some_and(|c| c == "ValidationException");
-                    let msg = aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string();
-                    results.extend(chunk.iter().map(|_| {
-                        if invalid && chunk.len() == 1 {
-                            Err(EffectError::Permanent(msg.clone()))
-                        } else {
-                            Err(EffectError::Transient(msg.clone()))
-                        }
-                    }));
-                }
-            }
-        }
-        results
-    }
 }
 
 // ------------------------------------------------------------------ alerts
@@ -364,7 +255,7 @@ impl Alert {
         )
         .or_else(|| {
             raw_text(ev, &[&["reply_body"], &["reply_message", "html"]])
-                .map(|h| crate::plan::strip_html(&h))
+                .map(|h| crate::domain::plan::strip_html(&h))
         })
         .map(|p| {
             let p: String = p.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -462,150 +353,6 @@ pub trait Notifier: Send + Sync {
     ) -> Result<(), EffectError>;
 }
 
-/// A Slack incoming webhook. Honours 429 `Retry-After` while the invocation
-/// has time; otherwise the record is retried by SQS.
-pub struct SlackNotifier {
-    pub http: reqwest::Client,
-    /// The incoming-webhook URL (a credential: never logged).
-    pub url: crate::refresh::Refreshing<String>,
-    /// Per request, lowered to what is left of the invocation.
-    pub timeout: Duration,
-}
-
-impl SlackNotifier {
-    pub fn new(url: String) -> SlackNotifier {
-        SlackNotifier::refreshing(crate::refresh::Refreshing::fixed(url))
-    }
-
-    /// With a URL re-read from SSM now and then.
-    pub fn refreshing(url: crate::refresh::Refreshing<String>) -> SlackNotifier {
-        let http = crate::http::builder().build().unwrap_or_default();
-        SlackNotifier {
-            http,
-            url,
-            timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-#[async_trait]
-impl Notifier for SlackNotifier {
-    fn effect(&self) -> &'static str {
-        SLACK
-    }
-    async fn notify(
-        &self,
-        ev: &SmartleadEvent,
-        key: &str,
-        deadline: Instant,
-    ) -> Result<(), EffectError> {
-        let body = Alert::from_event(ev, key).slack();
-        let url = self.url.get().await;
-        loop {
-            let Some(timeout) = crate::http::timeout_until(self.timeout, deadline) else {
-                return Err(EffectError::Transient(
-                    "Slack: no time left in this invocation".into(),
-                ));
-            };
-            let r = self
-                .http
-                .post(url.as_str())
-                .timeout(timeout)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| {
-                    EffectError::Transient(format!("Slack: {}", crate::http::error_text(e)))
-                })?;
-            let status = r.status().as_u16();
-            if (200..300).contains(&status) {
-                return Ok(());
-            }
-            if status == 429 {
-                let wait = crate::http::retry_after(r.headers()).unwrap_or(Duration::from_secs(1));
-                if crate::http::fits(wait, Duration::from_secs(2), deadline) {
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                return Err(EffectError::Transient(format!(
-                    "Slack rate limit: retry after {}s, past this invocation",
-                    wait.as_secs()
-                )));
-            }
-            // A 4xx (a revoked hook, an archived channel, a payload Slack
-            // refuses) fails the same way every time: recorded, not retried.
-            if (400..500).contains(&status) && status != 408 {
-                return Err(EffectError::Permanent(format!("Slack answered {status}")));
-            }
-            return Err(EffectError::Transient(format!("Slack answered {status}")));
-        }
-    }
-}
-
-/// An SNS topic (e-mail, SMS, chat bots, anything subscribed).
-pub struct SnsNotifier {
-    pub client: aws_sdk_sns::Client,
-    pub topic_arn: String,
-}
-
-#[async_trait]
-impl Notifier for SnsNotifier {
-    fn effect(&self) -> &'static str {
-        SNS
-    }
-    async fn notify(
-        &self,
-        ev: &SmartleadEvent,
-        key: &str,
-        deadline: Instant,
-    ) -> Result<(), EffectError> {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            return Err(EffectError::Transient(
-                "SNS: no time left in this invocation".into(),
-            ));
-        };
-        let alert = Alert::from_event(ev, key);
-        let subject: String = alert
-            .title
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(100)
-            .collect();
-        let sent = self
-            .client
-            .publish()
-            .topic_arn(&self.topic_arn)
-            .subject(subject)
-            .message(alert.text())
-            .message_attributes(
-                "event_type",
-                aws_sdk_sns::types::MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(&alert.event_type)
-                    .build()
-                    .map_err(|e| EffectError::Transient(e.to_string()))?,
-            )
-            .send();
-        let sent = tokio::time::timeout(left, sent).await.map_err(|_| {
-            EffectError::Transient("SNS: timed out at the invocation's deadline".into())
-        })?;
-        sent.map(|_| ()).map_err(|e| {
-            use aws_sdk_sns::error::ProvideErrorMetadata;
-            // The topic refuses the message itself (a 4xx): for good.
-            let refused = matches!(
-                e.code(),
-                Some("InvalidParameter" | "InvalidParameterValue" | "NotFound")
-            );
-            let msg = aws_sdk_sns::error::DisplayErrorContext(e).to_string();
-            if refused {
-                EffectError::Permanent(msg)
-            } else {
-                EffectError::Transient(msg)
-            }
-        })
-    }
-}
-
 /// What list hygiene does on a bounce or unsubscribe (`HYGIENE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HygieneMode {
@@ -613,14 +360,6 @@ pub enum HygieneMode {
     Unsubscribe,
     /// The lead's address on the account's block list.
     Block,
-}
-
-/// List hygiene through SmartLead's API, off by default.
-pub struct Hygiene {
-    pub api: crate::api::Api,
-    pub mode: HygieneMode,
-    /// Act on soft (temporary, 4.x.x) bounces too (`HYGIENE_SOFT_BOUNCES`).
-    pub soft_bounces: bool,
 }
 
 /// What a bounce says about the address. SmartLead's payload has no
@@ -657,7 +396,7 @@ pub fn bounce_kind(ev: &SmartleadEvent) -> BounceKind {
             texts.extend(
                 m.get("html")
                     .and_then(Value::as_str)
-                    .map(crate::plan::strip_html),
+                    .map(crate::domain::plan::strip_html),
             );
         }
         None => {}
@@ -693,70 +432,6 @@ pub fn bounce_kind(ev: &SmartleadEvent) -> BounceKind {
         .or_else(|| tokens.iter().find(|t| reply(t)))
         .and_then(|t| class(t))
         .unwrap_or(BounceKind::Unknown)
-}
-
-#[async_trait]
-impl Notifier for Hygiene {
-    fn effect(&self) -> &'static str {
-        HYGIENE
-    }
-    /// Bounces and unsubscribes; a soft bounce only with `soft_bounces`.
-    fn applies(&self, ev: &SmartleadEvent, _rules: &AlertRules) -> bool {
-        match ev.event_type {
-            EventType::LeadUnsubscribed => true,
-            EventType::EmailBounce => self.soft_bounces || bounce_kind(ev) != BounceKind::Soft,
-            _ => false,
-        }
-    }
-    async fn notify(
-        &self,
-        ev: &SmartleadEvent,
-        _key: &str,
-        deadline: Instant,
-    ) -> Result<(), EffectError> {
-        let api_error = |e: crate::api::ApiError| {
-            if e.is_retryable() {
-                EffectError::Transient(e.to_string())
-            } else {
-                EffectError::Permanent(e.to_string())
-            }
-        };
-        let n = ev.normalized();
-        let r = match self.mode {
-            HygieneMode::Unsubscribe => {
-                let id = match (&n.lead_id, &n.lead_email) {
-                    (Some(id), _) => id.to_string(),
-                    // Bounces and unsubscribes carry no lead id: ask SmartLead.
-                    (None, Some(email)) => {
-                        match self
-                            .api
-                            .lead_by_email(email, deadline)
-                            .await
-                            .map_err(api_error)?
-                        {
-                            Some(id) => id,
-                            None => {
-                                return Err(EffectError::Permanent(
-                                    "SmartLead has no lead with this address".into(),
-                                ))
-                            }
-                        }
-                    }
-                    (None, None) => {
-                        return Err(EffectError::Permanent(
-                            "no lead id or e-mail to unsubscribe".into(),
-                        ))
-                    }
-                };
-                self.api.unsubscribe_lead(&id, deadline).await
-            }
-            HygieneMode::Block => match &n.lead_email {
-                Some(email) => self.api.block(std::slice::from_ref(email), deadline).await,
-                None => return Err(EffectError::Permanent("no e-mail to block".into())),
-            },
-        };
-        r.map(|_| ()).map_err(api_error)
-    }
 }
 
 /// The consumer's effects: what runs for which event.
@@ -799,78 +474,6 @@ mod tests {
         SmartleadEvent::from_slice(v.to_string().as_bytes()).expect("event")
     }
 
-    /// A port nobody listens on, and a server that drops every connection.
-    async fn failing_endpoints() -> Vec<String> {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let closed_url = format!("http://{}", closed.local_addr().expect("addr"));
-        drop(closed);
-        let dropping = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let dropping_url = format!("http://{}", dropping.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = dropping.accept().await {
-                drop(sock);
-            }
-        });
-        vec![closed_url, dropping_url]
-    }
-
-    #[tokio::test]
-    async fn slack_errors_never_carry_the_webhook_url() {
-        let secret_path = "/services/T0SECRET/B0SECRET/xoxSECRETtoken";
-        let e = ev(json!({"event_type": "EMAIL_REPLY", "to_email": "a@b.c"}));
-        for base in failing_endpoints().await {
-            let slack = SlackNotifier::new(format!("{base}{secret_path}"));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let err = slack
-                .notify(&e, "k", deadline)
-                .await
-                .expect_err("nothing answers")
-                .to_string();
-            assert!(err.starts_with("Slack: "), "{err}");
-            for leak in ["SECRET", "services", base.as_str(), "http://"] {
-                assert!(!err.contains(leak), "{leak} in {err}");
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn slack_stays_inside_the_invocation_and_survives_an_absurd_retry_after() {
-        use local_aws::{Scripted, StandIn};
-        let e = ev(json!({"event_type": "EMAIL_REPLY", "to_email": "a@b.c"}));
-        let slack = StandIn::start().await;
-        let notifier = SlackNotifier::new(format!("{}/services/x", slack.url));
-        // A slow Slack and 500 ms left: the request gives up with the invocation.
-        slack.push(Scripted {
-            status: 200,
-            retry_after: None,
-            delay_ms: 8000,
-        });
-        let started = Instant::now();
-        let r = notifier
-            .notify(&e, "k", started + Duration::from_millis(500))
-            .await;
-        assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
-        // Far sooner than the stand-in answers (8 s), however busy the machine.
-        assert!(started.elapsed() < Duration::from_secs(5));
-        // Retry-After: u64::MAX seconds must not overflow Instant + Duration.
-        slack.push(Scripted {
-            status: 429,
-            retry_after: Some(u64::MAX),
-            delay_ms: 0,
-        });
-        let r = notifier
-            .notify(&e, "k", Instant::now() + Duration::from_secs(10))
-            .await;
-        assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
-        // No time left at all: no request.
-        let before = slack.recorded().len();
-        let r = notifier.notify(&e, "k", Instant::now()).await;
-        assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
-        assert_eq!(slack.recorded().len(), before);
-    }
-
     #[test]
     fn bounces_are_hard_or_soft_by_their_smtp_status() {
         let b = |extra: Value| {
@@ -880,9 +483,10 @@ mod tests {
             }
             bounce_kind(&ev(v))
         };
-        let fixture =
-            SmartleadEvent::from_slice(include_bytes!("../../events/payloads/email_bounce.json"))
-                .unwrap();
+        let fixture = SmartleadEvent::from_slice(include_bytes!(
+            "../../../events/payloads/email_bounce.json"
+        ))
+        .unwrap();
         assert_eq!(bounce_kind(&fixture), BounceKind::Hard);
         assert_eq!(
             b(json!({"bounce_message": {"text": "452 4.2.2 Mailbox full, try again later"}})),
@@ -898,24 +502,6 @@ mod tests {
         );
         assert_eq!(b(json!({"bounce_type": "SOFT"})), BounceKind::Soft);
         assert_eq!(b(json!({})), BounceKind::Unknown);
-    }
-
-    #[test]
-    fn chunks_hold_at_most_ten_entries_and_256_kb() {
-        let small = BusEvent {
-            detail_type: "EMAIL_OPEN".into(),
-            detail: "{}".into(),
-            time: None,
-        };
-        let big = BusEvent {
-            detail: "x".repeat(100 * 1024),
-            ..small.clone()
-        };
-        let v = vec![small.clone(); 23];
-        assert_eq!(put_events_chunks(&v), vec![0..10, 10..20, 20..23]);
-        let v = vec![big.clone(), big.clone(), big, small];
-        assert_eq!(put_events_chunks(&v), vec![0..2, 2..4]);
-        assert!(put_events_chunks(&[]).is_empty());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What each event does to the state table, as data: a [`Plan`] of item
 //! updates, each of which the store applies on its own, exactly once (see
-//! [`crate::store`]): no update decides anything from another item.
+//! [`crate::adapters::aws::dynamodb`]): no update decides anything from another item.
 //!
 //! Every update is order-independent. Counters and sets are DynamoDB `ADD`s
 //! (they commute). "Latest" and "earliest" fields live in [`Register`]s: a
@@ -44,9 +44,9 @@ pub use bounds::{
 };
 pub use text::strip_html;
 
-use crate::event::{EventData, EventType, SmartleadEvent};
-use crate::key::DedupKey;
-use crate::time::{EventTime, TimeWindow};
+use crate::domain::event::{EventData, EventType, SmartleadEvent};
+use crate::domain::key::DedupKey;
+use crate::domain::time::{EventTime, TimeWindow};
 use context::Ctx;
 use serde_json::Value;
 
@@ -165,7 +165,7 @@ impl ItemUpdate {
     }
 }
 
-/// Everything one event does: each item exactly once (see [`crate::store`]).
+/// Everything one event does: each item exactly once (see [`crate::adapters::aws::dynamodb`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub key: DedupKey,
@@ -175,7 +175,7 @@ pub struct Plan {
     pub event_time: EventTime,
     pub items: Vec<ItemUpdate>,
     /// Side effects to run after the state is written (see
-    /// [`crate::effects`]), claimed on the event's marker until `lease_until_ms`.
+    /// [`crate::app::effects`]), claimed on the event's marker until `lease_until_ms`.
     pub effects: Vec<&'static str>,
     pub lease_until_ms: i64,
     /// The event named a time outside the believed window (the plan uses

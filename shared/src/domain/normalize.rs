@@ -10,11 +10,11 @@
 //! | event id, webhook level | the envelope's `id`, else `X-Request-Id`; `X-Webhook-Level`, else `meta.level` |
 //!
 //! Nested and envelope bodies are read through their flat translation
-//! ([`crate::shape`]), so every field above is found in every shape.
+//! ([`crate::domain::shape`]), so every field above is found in every shape.
 
-use crate::event::{EventData, MessageRef, Normalized, SmartleadEvent};
-use crate::lenient::{Id, Lenient};
-use crate::time::EventTime;
+use crate::domain::event::{EventData, MessageRef, Normalized, SmartleadEvent};
+use crate::domain::lenient::{Id, Lenient};
+use crate::domain::time::EventTime;
 use serde_json::{Map, Value};
 
 fn email(s: Option<&str>) -> Option<String> {
@@ -181,9 +181,9 @@ pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
             .get("meta")
             .and_then(|m| m.get("level"))
             .and_then(Value::as_str)
-            .and_then(crate::event::webhook_level)
+            .and_then(crate::domain::event::webhook_level)
     });
-    n.shape = (ev.shape != crate::shape::Shape::Flat).then_some(ev.shape);
+    n.shape = (ev.shape != crate::domain::shape::Shape::Flat).then_some(ev.shape);
     n
 }
 
@@ -214,7 +214,7 @@ fn fill_details(n: &mut Normalized, ev: &SmartleadEvent) {
     // A preview, not the message: the view travels in bus events and logs.
     for f in [&mut n.reply_text, &mut n.link, &mut n.reason] {
         if let Some(v) = f.as_mut() {
-            let cut = crate::plan::cut_bytes(v, DETAIL_BYTES).len();
+            let cut = crate::domain::plan::cut_bytes(v, DETAIL_BYTES).len();
             v.truncate(cut);
         }
     }
@@ -223,7 +223,7 @@ fn fill_details(n: &mut Normalized, ev: &SmartleadEvent) {
 /// At most this many bytes of reply text, link or reason in the view.
 const DETAIL_BYTES: usize = 2048;
 
-fn fill_envelope(n: &mut Normalized, e: &crate::event::Envelope) {
+fn fill_envelope(n: &mut Normalized, e: &crate::domain::event::Envelope) {
     n.campaign_id = n
         .campaign_id
         .take()

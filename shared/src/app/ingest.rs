@@ -15,8 +15,8 @@
 //! A 4xx tells SmartLead not to retry; a 503 tells it to send again. The
 //! function answers 200 only after SQS has the message.
 
-use crate::event::{probe, EventError, EventType};
-use crate::message::{
+use crate::domain::event::{probe, EventError, EventType};
+use crate::domain::message::{
     attr, sha256_hex, ClaimCheck, ClaimCheckMessage, OutgoingMessage, LOCATION_INLINE, LOCATION_S3,
 };
 use crate::metrics::{Metrics, Unit};
@@ -90,10 +90,10 @@ pub fn parse_keys(s: &str) -> Result<Keys, String> {
 
 /// The secret(s) a webhook must carry: any live one is accepted. In AWS the
 /// SSM parameter is re-read at most every `SECRET_REFRESH_SECONDS`, so a
-/// rotation needs no cold start (see [`crate::refresh`]).
+/// rotation needs no cold start (see [`crate::config::refresh`]).
 #[derive(Clone)]
 pub struct Secret {
-    keys: std::sync::Arc<crate::refresh::Refreshing<Keys>>,
+    keys: std::sync::Arc<crate::config::refresh::Refreshing<Keys>>,
 }
 
 impl std::fmt::Debug for Secret {
@@ -116,7 +116,7 @@ impl Secret {
 
     fn from_keys(keys: Keys) -> Secret {
         Secret {
-            keys: std::sync::Arc::new(crate::refresh::Refreshing::fixed(keys)),
+            keys: std::sync::Arc::new(crate::config::refresh::Refreshing::fixed(keys)),
         }
     }
 
@@ -124,10 +124,10 @@ impl Secret {
     pub fn refreshing(
         initial: Keys,
         every: std::time::Duration,
-        load: crate::refresh::Loader<Keys>,
+        load: crate::config::refresh::Loader<Keys>,
     ) -> Secret {
         Secret {
-            keys: std::sync::Arc::new(crate::refresh::Refreshing::new(
+            keys: std::sync::Arc::new(crate::config::refresh::Refreshing::new(
                 "webhook secret",
                 initial,
                 every,
@@ -283,7 +283,7 @@ impl AuthMethods {
 }
 
 #[derive(Debug, Clone)]
-pub struct IngestConfig {
+pub struct Settings {
     /// The webhook route, e.g. `/webhooks/smartlead`.
     pub webhook_path: String,
     pub secret: Secret,
@@ -355,7 +355,7 @@ impl Rejection {
 /// The ingest service: configuration plus the queue and blob store, built
 /// once at cold start.
 pub struct Ingest<Q, B> {
-    pub config: IngestConfig,
+    pub config: Settings,
     pub queue: Q,
     pub blobs: Option<B>,
     pub metrics: Metrics,
@@ -558,7 +558,7 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
         et: &EventType,
     ) -> Result<(String, &'static str), QueueError> {
         let sha = sha256_hex(req.body);
-        let received_at = crate::time::EventTime::now().to_string();
+        let received_at = crate::domain::time::EventTime::now().to_string();
         let mut attributes = vec![
             (attr::EVENT_TYPE, attr_value(et.as_str())),
             (attr::RECEIVED_AT, received_at),
@@ -566,15 +566,21 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             (attr::BODY_SHA256, sha.clone()),
             (attr::SOURCE_IP, attr_value(req.source_ip)),
         ];
-        if let Some(id) = req.smartlead_request_id.and_then(crate::event::delivery_id) {
+        if let Some(id) = req
+            .smartlead_request_id
+            .and_then(crate::domain::event::delivery_id)
+        {
             attributes.push((attr::SMARTLEAD_REQUEST_ID, id));
         }
-        if let Some(level) = req.webhook_level.and_then(crate::event::webhook_level) {
+        if let Some(level) = req
+            .webhook_level
+            .and_then(crate::domain::event::webhook_level)
+        {
             attributes.push((attr::WEBHOOK_LEVEL, level));
         }
         let attr_bytes: usize = attributes.iter().map(|(k, v)| k.len() + v.len() + 16).sum();
         let inline = text.len() + attr_bytes <= self.config.max_inline_bytes
-            && crate::message::sqs_accepts(text);
+            && crate::domain::message::sqs_accepts(text);
         if inline {
             attributes.push((attr::BODY_LOCATION, LOCATION_INLINE.to_owned()));
             let id = self
@@ -616,7 +622,7 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
 fn attr_value(s: &str) -> String {
     let mut v: String = s
         .chars()
-        .filter(|c| crate::message::sqs_accepts(c.encode_utf8(&mut [0; 4])))
+        .filter(|c| crate::domain::message::sqs_accepts(c.encode_utf8(&mut [0; 4])))
         .take(256)
         .collect();
     if v.trim().is_empty() {
@@ -653,7 +659,7 @@ mod tests {
 
     fn service(auth: &str) -> Ingest<NoQueue, NoQueue> {
         Ingest {
-            config: IngestConfig {
+            config: Settings {
                 webhook_path: DEFAULT_WEBHOOK_PATH.into(),
                 secret: Secret::new("s3cret").expect("secret"),
                 auth: AuthMethods::parse(auth).expect("auth"),
@@ -685,7 +691,7 @@ mod tests {
         use std::sync::{Arc, Mutex};
         let param = Arc::new(Mutex::new("old-secret".to_owned()));
         let p = param.clone();
-        let load: crate::refresh::Loader<Keys> = Arc::new(move || {
+        let load: crate::config::refresh::Loader<Keys> = Arc::new(move || {
             let v = p.lock().unwrap().clone();
             Box::pin(async move { parse_keys(&v) })
         });

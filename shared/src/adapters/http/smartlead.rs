@@ -143,7 +143,7 @@ pub struct Api {
     /// Per request, lowered to what is left before the caller's deadline.
     timeout: Duration,
     base: String,
-    key: crate::refresh::Refreshing<String>,
+    key: crate::config::refresh::Refreshing<String>,
     limiter: Mutex<Limiter>,
 }
 
@@ -227,13 +227,13 @@ impl Api {
         Api {
             // The key is in the query string: a redirect (to another host)
             // would carry it along, so none is followed (a 3xx is refused).
-            http: crate::http::builder()
+            http: crate::adapters::http::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
             timeout: Duration::from_secs(10),
             base: base.trim_end_matches('/').to_owned(),
-            key: crate::refresh::Refreshing::fixed(key.to_owned()),
+            key: crate::config::refresh::Refreshing::fixed(key.to_owned()),
             limiter: Mutex::new(Limiter {
                 per_second: 10,
                 per_minute: 60,
@@ -243,7 +243,7 @@ impl Api {
     }
 
     /// With a key re-read from SSM now and then.
-    pub fn with_key(self, key: crate::refresh::Refreshing<String>) -> Api {
+    pub fn with_key(self, key: crate::config::refresh::Refreshing<String>) -> Api {
         Api { key, ..self }
     }
 
@@ -294,13 +294,13 @@ impl Api {
                 l.sent.push_back(Instant::now() + w);
                 w
             };
-            if !crate::http::fits(wait, Duration::ZERO, deadline) {
+            if !crate::adapters::http::fits(wait, Duration::ZERO, deadline) {
                 return Err(unavailable(
                     "client-side rate limit past the deadline".into(),
                 ));
             }
             tokio::time::sleep(wait).await;
-            let Some(timeout) = crate::http::timeout_until(self.timeout, deadline) else {
+            let Some(timeout) = crate::adapters::http::timeout_until(self.timeout, deadline) else {
                 return Err(unavailable("no time left before the deadline".into()));
             };
             let mut req = self
@@ -315,7 +315,7 @@ impl Api {
             let retry_in = match req.send().await {
                 Ok(r) => {
                     let status = r.status().as_u16();
-                    let retry_after = crate::http::retry_after(r.headers());
+                    let retry_after = crate::adapters::http::retry_after(r.headers());
                     let text = r.text().await.unwrap_or_default();
                     if (200..300).contains(&status) {
                         return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
@@ -335,12 +335,12 @@ impl Api {
                 // reqwest's error text holds the URL, and so the key: error_text drops it.
                 Err(e) => {
                     if attempt >= 4 {
-                        return Err(unavailable(crate::http::error_text(e)));
+                        return Err(unavailable(crate::adapters::http::error_text(e)));
                     }
                     backoff(attempt)
                 }
             };
-            if attempt >= 6 || !crate::http::fits(retry_in, Duration::ZERO, deadline) {
+            if attempt >= 6 || !crate::adapters::http::fits(retry_in, Duration::ZERO, deadline) {
                 return Err(unavailable(format!(
                     "still failing after {attempt} attempts"
                 )));
@@ -441,7 +441,7 @@ impl Api {
 
     /// One page of a campaign's statistics (`GET /campaigns/{id}/statistics`
     /// with `offset` and `limit`; SmartLead allows at most 100 a page). The
-    /// answer as SmartLead gives it: [`crate::reconcile`] reads its shapes.
+    /// answer as SmartLead gives it: [`crate::app::reconcile`] reads its shapes.
     pub async fn campaign_statistics(
         &self,
         campaign_id: &str,
@@ -630,18 +630,26 @@ mod tests {
             "18446744073709551615".parse().unwrap(),
         );
         assert_eq!(
-            crate::http::retry_after(&h),
-            Some(crate::http::MAX_RETRY_AFTER)
+            crate::adapters::http::retry_after(&h),
+            Some(crate::adapters::http::MAX_RETRY_AFTER)
         );
         let soon = Instant::now() + Duration::from_secs(1);
-        assert!(!crate::http::fits(Duration::MAX, Duration::MAX, soon));
-        assert!(crate::http::fits(Duration::ZERO, Duration::ZERO, soon));
+        assert!(!crate::adapters::http::fits(
+            Duration::MAX,
+            Duration::MAX,
+            soon
+        ));
+        assert!(crate::adapters::http::fits(
+            Duration::ZERO,
+            Duration::ZERO,
+            soon
+        ));
         assert_eq!(
-            crate::http::timeout_until(Duration::from_secs(10), Instant::now()),
+            crate::adapters::http::timeout_until(Duration::from_secs(10), Instant::now()),
             None
         );
         assert!(
-            crate::http::timeout_until(Duration::from_secs(10), soon).unwrap()
+            crate::adapters::http::timeout_until(Duration::from_secs(10), soon).unwrap()
                 <= Duration::from_secs(1)
         );
     }
@@ -652,11 +660,11 @@ mod tests {
         let stand_in = local_aws::StandIn::start().await;
         let reads = std::sync::Arc::new(AtomicUsize::new(0));
         let r = reads.clone();
-        let load: crate::refresh::Loader<String> = std::sync::Arc::new(move || {
+        let load: crate::config::refresh::Loader<String> = std::sync::Arc::new(move || {
             r.fetch_add(1, Ordering::SeqCst);
             Box::pin(async { Ok("key-2".to_owned()) })
         });
-        let key = crate::refresh::Refreshing::new(
+        let key = crate::config::refresh::Refreshing::new(
             "SmartLead API key",
             "key-1".to_owned(),
             Duration::from_millis(100),

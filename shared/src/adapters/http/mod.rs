@@ -2,6 +2,10 @@
 //! tools: reqwest on rustls with the aws-lc-rs provider the AWS SDK already
 //! uses, so the binaries carry one TLS stack.
 
+pub mod hygiene;
+pub mod slack;
+pub mod smartlead;
+
 /// A client builder with the process's rustls provider installed.
 pub fn builder() -> reqwest::ClientBuilder {
     // Installing twice is harmless: the second attempt reports the first.

@@ -2,13 +2,13 @@
 //!
 //! Parsing is forgiving and never lossy: the original JSON object is kept
 //! whole in [`SmartleadEvent::raw`] (serializing an event gives it back), the
-//! typed view in [`EventData`] reads fields leniently (see [`crate::lenient`]),
+//! typed view in [`EventData`] reads fields leniently (see [`crate::domain::lenient`]),
 //! and an event type this code does not know parses into
 //! [`EventData::Unknown`]. The only errors are a body that is not a JSON
 //! object and an object without an event type.
 
-use crate::lenient::{Id, Lenient, Links, Num};
-use crate::time::EventTime;
+use crate::domain::lenient::{Id, Lenient, Links, Num};
+use crate::domain::time::EventTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -140,7 +140,7 @@ impl EventType {
                 EventType::CampaignBounceBreach
             }
             // Bounded: the name goes into keys, logs and attributes.
-            _ => EventType::Unknown(crate::plan::key_part(t).into_owned()),
+            _ => EventType::Unknown(crate::domain::plan::key_part(t).into_owned()),
         }
     }
 
@@ -215,8 +215,8 @@ pub fn probe(body: &[u8]) -> Result<Probe, EventError> {
         }
         None => return Err(EventError::NotJson("empty body".into())),
     }
-    // The same reading as the consumer's full parse (see `crate::tolerant`).
-    let body = crate::tolerant::tolerant(body);
+    // The same reading as the consumer's full parse (see `crate::domain::tolerant`).
+    let body = crate::domain::tolerant::tolerant(body);
     let f: Fields<'_> =
         serde_json::from_slice(&body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
     let mut event_type = None;
@@ -742,8 +742,8 @@ pub struct SmartleadEvent {
     /// `campaignId`) kept the typed view from reading; the event still
     /// parses, with an empty typed view and the normalized view read from `raw`.
     pub typed_view_warning: Option<String>,
-    /// Which documented body shape it came in (see [`crate::shape`]).
-    pub shape: crate::shape::Shape,
+    /// Which documented body shape it came in (see [`crate::domain::shape`]).
+    pub shape: crate::domain::shape::Shape,
     /// A nested or envelope body read as the flat shape (what the typed
     /// view and the normalized view read); `None` when `raw` is flat.
     view: Option<Map<String, Value>>,
@@ -761,10 +761,10 @@ impl Serialize for SmartleadEvent {
 }
 
 impl SmartleadEvent {
-    /// Parses a body as both functions read it ([`crate::tolerant`]): lone
+    /// Parses a body as both functions read it ([`crate::domain::tolerant`]): lone
     /// surrogates, numbers past `f64` and over-deep values are tolerated.
     pub fn from_slice(body: &[u8]) -> Result<SmartleadEvent, EventError> {
-        let v: Value = serde_json::from_slice(&crate::tolerant::tolerant(body))
+        let v: Value = serde_json::from_slice(&crate::domain::tolerant::tolerant(body))
             .map_err(|e| EventError::NotJson(short_json_error(&e)))?;
         SmartleadEvent::from_value(v)
     }
@@ -778,8 +778,8 @@ impl SmartleadEvent {
         // (state items, bus events, alerts, logs) may carry it.
         scrub_secrets(&mut raw);
         let event_type = event_type_of(&raw)?;
-        let shape = crate::shape::detect(&raw);
-        let view = crate::shape::flat_view(&event_type, shape, &raw);
+        let shape = crate::domain::shape::detect(&raw);
+        let view = crate::domain::shape::flat_view(&event_type, shape, &raw);
         let (data, typed_view_warning) = typed(&event_type, view.as_ref().unwrap_or(&raw));
         Ok(SmartleadEvent {
             event_type,
@@ -807,7 +807,7 @@ impl SmartleadEvent {
     }
 
     /// The flat reading of the body: `raw` itself for a flat body, else the
-    /// translation [`crate::shape`] makes of it.
+    /// translation [`crate::domain::shape`] makes of it.
     pub fn view(&self) -> &Map<String, Value> {
         self.view.as_ref().unwrap_or(&self.raw)
     }
@@ -815,7 +815,7 @@ impl SmartleadEvent {
     /// SmartLead's own id of the event: the envelope's `id`, else the
     /// request's `X-Request-Id`. Either is the same on every retry.
     pub fn event_id(&self) -> Option<String> {
-        let body_id = (self.shape == crate::shape::Shape::Envelope)
+        let body_id = (self.shape == crate::domain::shape::Shape::Envelope)
             .then(|| match self.raw.get("id") {
                 Some(Value::String(s)) => delivery_id(s),
                 Some(Value::Number(n)) => Some(n.to_string()),
@@ -828,7 +828,7 @@ impl SmartleadEvent {
     /// The body without what a retry of the same event changes: an
     /// envelope's `meta` (`attempt`) and `links`.
     pub fn stable_body(&self) -> std::borrow::Cow<'_, Map<String, Value>> {
-        if self.shape != crate::shape::Shape::Envelope {
+        if self.shape != crate::domain::shape::Shape::Envelope {
             return std::borrow::Cow::Borrowed(&self.raw);
         }
         let mut m = self.raw.clone();
@@ -839,13 +839,13 @@ impl SmartleadEvent {
 
     /// The view every processor uses: who, which campaign, when, which message.
     pub fn normalized(&self) -> Normalized {
-        crate::normalize::normalize(self)
+        crate::domain::normalize::normalize(self)
     }
 
     /// The idempotency key: equal for two deliveries of one event, different
-    /// for two events. See [`crate::key`].
-    pub fn dedup_key(&self) -> crate::key::DedupKey {
-        crate::key::dedup_key(self, &self.normalized())
+    /// for two events. See [`crate::domain::key`].
+    pub fn dedup_key(&self) -> crate::domain::key::DedupKey {
+        crate::domain::key::dedup_key(self, &self.normalized())
     }
 }
 
@@ -967,7 +967,7 @@ pub fn scrub_body(text: &str) -> Cow<'_, str> {
     if !json_like && !named {
         return Cow::Borrowed(text);
     }
-    match serde_json::from_slice::<Value>(&crate::tolerant::tolerant(text.as_bytes())) {
+    match serde_json::from_slice::<Value>(&crate::domain::tolerant::tolerant(text.as_bytes())) {
         Ok(mut v) => {
             let before = v.clone();
             scrub_value(&mut v);
@@ -1092,5 +1092,5 @@ pub struct Normalized {
     pub webhook_level: Option<String>,
     /// The body's shape, when it is not the flat one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shape: Option<crate::shape::Shape>,
+    pub shape: Option<crate::domain::shape::Shape>,
 }

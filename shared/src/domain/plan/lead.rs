@@ -4,7 +4,7 @@
 use super::context::{score, Ctx};
 use super::text::{cut, owned, s, strip_html, PREVIEW_CHARS};
 use super::{ItemUpdate, Val};
-use crate::event::{
+use crate::domain::event::{
     EmailBounce, EmailLinkClick, EmailReply, EmailSent, LeadCategoryUpdated, ManualStepReached,
 };
 use serde_json::Value;

@@ -10,19 +10,19 @@
 //! | rejected | permanent: not a SmartLead event, its claim-check object is gone or corrupt, or DynamoDB refuses every item even trimmed; kept in a `REJECTED` record with the raw body | deleted |
 //! | failed | transient: throttling, timeouts, conflicts after retries, S3 errors | reported in `batchItemFailures`, redelivered, then DLQ |
 //!
-//! After the state, the batch runs the claimed side effects ([`crate::effects`]):
+//! After the state, the batch runs the claimed side effects ([`crate::app::effects`]):
 //! one batched `PutEvents` for the fan-out, then the alerts. A failed effect
 //! puts its record in `batchItemFailures` too; the redelivery is a duplicate
 //! for the state and retries only the effect.
 
-use crate::effects::{bus_event, EffectError, Effects, Notifier, FANOUT};
-use crate::event::SmartleadEvent;
-use crate::key::DedupKey;
-use crate::message::{attr, ClaimCheckMessage, LOCATION_S3};
+use crate::app::effects::{bus_event, EffectError, Effects, Notifier, FANOUT};
+use crate::app::store::{ApplyOutcome, Rejected, Settle, StateStore, StoreError};
+use crate::domain::event::SmartleadEvent;
+use crate::domain::key::DedupKey;
+use crate::domain::message::{attr, ClaimCheckMessage, LOCATION_S3};
+use crate::domain::plan::{plan_within, ScoreWeights};
+use crate::domain::time::EventTime;
 use crate::metrics::{Metrics, Unit};
-use crate::plan::{plan_within, ScoreWeights};
-use crate::store::{ApplyOutcome, Rejected, Settle, StateStore, StoreError};
-use crate::time::EventTime;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
@@ -44,29 +44,6 @@ pub enum BlobError {
 #[async_trait]
 pub trait BlobReader: Send + Sync {
     async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, BlobError>;
-}
-
-#[async_trait]
-impl BlobReader for aws_sdk_s3::Client {
-    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, BlobError> {
-        match self.get_object().bucket(bucket).key(key).send().await {
-            Ok(out) => out
-                .body
-                .collect()
-                .await
-                .map(|b| b.into_bytes().to_vec())
-                .map_err(|e| BlobError::Transient(e.to_string())),
-            Err(e) => {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    Err(BlobError::NotFound)
-                } else {
-                    Err(BlobError::Transient(
-                        aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-                    ))
-                }
-            }
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,7 +92,7 @@ pub struct Consumer<S, B> {
     pub metrics: Metrics,
     pub effects: Effects,
     /// How far from its receive time an event's own time is believed.
-    pub time_window: crate::time::TimeWindow,
+    pub time_window: crate::domain::time::TimeWindow,
 }
 
 /// The longest an effect stays claimed (shorter if the invocation ends sooner).
@@ -266,7 +243,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         };
         let cc = &pointer.claim_check;
         match blobs.get(&cc.bucket, &cc.key).await {
-            Ok(bytes) if crate::message::sha256_hex(&bytes) == cc.sha256 => Body::Ready(bytes),
+            Ok(bytes) if crate::domain::message::sha256_hex(&bytes) == cc.sha256 => {
+                Body::Ready(bytes)
+            }
             Ok(_) => Body::Reject(
                 "claim_check_corrupt",
                 "stored body does not match its SHA-256".into(),
@@ -423,7 +402,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// reported (see [`Self::keep_refused`]) and the others are written.
     async fn apply_or_trim(
         &self,
-        p: &crate::plan::Plan,
+        p: &crate::domain::plan::Plan,
         message_id: &str,
     ) -> Result<ApplyOutcome, StoreError> {
         self.store.apply(p, message_id).await
@@ -436,7 +415,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     async fn keep_refused(
         &self,
         message_id: &str,
-        p: &crate::plan::Plan,
+        p: &crate::domain::plan::Plan,
         refused: &[(usize, String)],
         bytes: &[u8],
         received: EventTime,
@@ -484,7 +463,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// their record): exactly one delivery holds a claim at a time.
     async fn claim_left(
         &self,
-        p: &crate::plan::Plan,
+        p: &crate::domain::plan::Plan,
         message_id: &str,
         fanout: bool,
         marked: bool,
@@ -527,7 +506,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                     let state = match (&j.state, &j.state_item) {
                         (Some(s), _) => Some(s.clone()),
                         // A duplicate whose effect was left to do: read it.
-                        (None, Some((pk, sk))) => self.store.item(pk, sk).await.map(|s| s.map(crate::store::without_bookkeeping)).unwrap_or_else(|e| {
+                        (None, Some((pk, sk))) => self.store.item(pk, sk).await.map(|s| s.map(crate::adapters::aws::dynamodb::without_bookkeeping)).unwrap_or_else(|e| {
                             tracing::warn!(error = %e, "could not read the state for the fan-out");
                             None
                         }),
@@ -674,7 +653,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     ) -> Outcome {
         let received_at = received.to_string();
         // Kept for people to read, so without the webhook secret.
-        let raw = crate::event::scrub_body(raw);
+        let raw = crate::domain::event::scrub_body(raw);
         let mut record = Rejected {
             message_id,
             reason,
@@ -687,7 +666,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             // The record itself was refused: keep it with less of the body;
             // if even that fails, SQS brings the message back (and at last
             // the DLQ keeps it) rather than lose it.
-            record.raw = crate::plan::cut_bytes(&raw, 64 * 1024);
+            record.raw = crate::domain::plan::cut_bytes(&raw, 64 * 1024);
             record.detail = "the raw body was refused whole; its first 64 KB are kept";
             result = self.store.reject(record).await;
         }

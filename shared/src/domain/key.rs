@@ -25,7 +25,7 @@
 //! formatting. The key text is `<EVENT_TYPE>:<basis>:<32 hex digits>`: no
 //! e-mail address appears in it, so it is safe to log.
 
-use crate::event::{EventData, EventType, Normalized, SmartleadEvent};
+use crate::domain::event::{EventData, EventType, Normalized, SmartleadEvent};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};

@@ -5,7 +5,7 @@ use super::bounds::{cut_bytes, key_part, MAX_RAW_BYTES};
 use super::context::Ctx;
 use super::text::{cut, strip_html, PREVIEW_CHARS};
 use super::{ItemUpdate, Val};
-use crate::event::UntrackedReply;
+use crate::domain::event::UntrackedReply;
 
 /// UNTRACKED_REPLIES: the reply kept for catch-all inbox review.
 pub(super) fn untracked_reply(cx: &Ctx, u: &UntrackedReply) -> Vec<ItemUpdate> {
@@ -88,7 +88,7 @@ mod tests {
             serde_json::json!({"event_type": "EMAIL_OPEN", "campaign_id": 7}),
         )
         .unwrap();
-        let t = crate::time::EventTime::parse("2025-06-01T00:00:00Z").unwrap();
+        let t = crate::domain::time::EventTime::parse("2025-06-01T00:00:00Z").unwrap();
         let p = super::super::plan(&ev, t, &Default::default());
         assert!(p.unattributed);
         assert!(keys(&p)[0].starts_with("UNATTRIBUTED#"), "{:?}", keys(&p));

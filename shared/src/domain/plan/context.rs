@@ -3,9 +3,9 @@
 
 use super::bounds::key_part;
 use super::{ItemUpdate, ScoreWeights, Val};
-use crate::event::{Normalized, SmartleadEvent};
-use crate::key::DedupKey;
-use crate::time::EventTime;
+use crate::domain::event::{Normalized, SmartleadEvent};
+use crate::domain::key::DedupKey;
+use crate::domain::time::EventTime;
 
 pub(super) struct Ctx<'a> {
     pub ev: &'a SmartleadEvent,

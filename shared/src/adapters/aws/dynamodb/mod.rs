@@ -26,7 +26,7 @@
 //! and the rotation leaves the keys in both (the next rotation adds them
 //! again, idempotently). Typical items (up to 96 events) never read.
 //!
-//! Registers (see [`crate::plan`]) add a condition: "this event is the
+//! Registers (see [`crate::domain::plan`]) add a condition: "this event is the
 //! newest". When an update is refused, the item as it was (returned with
 //! the refusal) says why: the key is there (done), the key set is full
 //! (rotate it, see [`SEEN_MAX`]), the item archived generations the update
@@ -59,8 +59,14 @@
 //! duplicate; absent, the update is sent again and stamps the item
 //! (`if_not_exists`).
 
-use crate::key::DedupKey;
-use crate::plan::{ItemUpdate, Plan, Val};
+pub mod absorbed;
+
+use crate::app::store::{
+    ApplyOutcome, Dedup, EffectLedger, RejectSink, Rejected, Settle, StateReader, StoreError,
+    FX_PENDING, FX_RUNNING,
+};
+use crate::domain::key::DedupKey;
+use crate::domain::plan::{ItemUpdate, Plan, Val};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
@@ -134,140 +140,6 @@ pub fn without_bookkeeping(mut item: Value) -> Value {
 pub const DEFAULT_DEDUP_TTL_DAYS: u64 = 100;
 pub const REJECTED_TTL_DAYS: u64 = 30;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Worth retrying: throttling, timeouts, conflicts, service errors.
-    #[error("transient store error: {0}")]
-    Transient(String),
-    /// Retrying cannot help (a malformed request).
-    #[error("permanent store error: {0}")]
-    Permanent(String),
-}
-
-impl StoreError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ApplyOutcome {
-    /// State changed (in at least one item); `transactions` counts the
-    /// requests sent, `write_units` as DynamoDB reported (refused
-    /// conditional writes counted by the size of the item they showed:
-    /// DynamoDB bills them too); `state` is the plan's first item after the
-    /// write (`ALL_NEW`); `fanout`: the plan's fan-out is pending on its
-    /// first item (this call marked it, or found its mark): publish it with
-    /// `state`, then [`StateStore::fanout_done`]. `trimmed`: an item was
-    /// written without its growing fields; `refused`: the items (index and
-    /// DynamoDB's reason) refused even trimmed; the others were written.
-    Applied {
-        transactions: u32,
-        write_units: f64,
-        state: Option<Value>,
-        fanout: bool,
-        trimmed: bool,
-        refused: Vec<(usize, String)>,
-    },
-    /// Nothing changed, but the event is not quite done: its fan-out is
-    /// still pending (marked, not yet published: a crash, a lost answer, a
-    /// failed publish), or an item refuses it (again).
-    Unchanged {
-        state: Option<Value>,
-        fanout: bool,
-        refused: Vec<(usize, String)>,
-    },
-    /// Every item had absorbed the event already: nothing changed.
-    Duplicate,
-    /// The transactional design (before issue 14) applied the event: its
-    /// dedup marker is there. Its effects were tracked on that marker, the
-    /// fan-out too, so what it left pending is claimed there.
-    AppliedBeforeUpgrade,
-}
-
-/// A rejected event: kept with its raw body, acknowledged, counted.
-#[derive(Debug, Clone)]
-pub struct Rejected<'a> {
-    pub message_id: &'a str,
-    pub reason: &'a str,
-    pub detail: &'a str,
-    pub raw: &'a str,
-    pub received_at: &'a str,
-}
-
-#[async_trait]
-pub trait StateStore: Send + Sync {
-    async fn apply(&self, plan: &Plan, message_id: &str) -> Result<ApplyOutcome, StoreError>;
-    async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError>;
-    /// Claims a side effect of an already applied event until
-    /// `lease_until_ms`: true if it was pending, claimed by someone whose
-    /// lease has run out, or already held by this very delivery
-    /// (`message_id` with this lease: its claim was written although the
-    /// answer said otherwise), or (`create`) not recorded at all yet; false
-    /// if it is done, refused, held by another, or (without `create`) not
-    /// recorded.
-    async fn claim(
-        &self,
-        key: &DedupKey,
-        effect: &str,
-        message_id: &str,
-        lease_until_ms: i64,
-        now_ms: i64,
-        create: bool,
-    ) -> Result<bool, StoreError>;
-    /// Ends a claim: done, refused for good, or back to pending (to be
-    /// retried). Also ends an effect run unclaimed by the delivery that
-    /// applied the event (the fan-out: see the consumer), creating its record.
-    async fn settle(
-        &self,
-        key: &DedupKey,
-        effect: &str,
-        lease_until_ms: i64,
-        end: Settle,
-    ) -> Result<(), StoreError>;
-    /// One item as JSON (`None` if absent).
-    async fn item(&self, pk: &str, sk: &str) -> Result<Option<Value>, StoreError>;
-    /// Whether the transactional design (before issue 14) applied this
-    /// event: its dedup marker (`EVENT#<key>` with `event_type`) is there.
-    /// Its items hold no absorbed key for it, so only the marker can say.
-    /// Asked for messages received before this process started (the store
-    /// also checks it for items the old design wrote: see the module doc).
-    async fn applied_before_upgrade(&self, _key: &DedupKey) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    /// The fan-out of `key` is published (or refused for good): its mark
-    /// leaves `pk`/`sk` (see [`FANOUT_PENDING_ATTR`]).
-    async fn fanout_done(&self, _pk: &str, _sk: &str, _key: &DedupKey) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-/// Side-effect states on the effect record: `fx_<effect>` is `running`
-/// (with `fx_<effect>_until`, the lease's end in epoch ms), `pending` or `done`.
-pub const FX_RUNNING: &str = "running";
-pub const FX_PENDING: &str = "pending";
-pub const FX_DONE: &str = "done";
-/// Refused for good by the remote side (a 4xx): recorded, not retried.
-pub const FX_REFUSED: &str = "refused";
-
-/// How a claimed effect ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
-    Done,
-    Refused,
-    /// Back to pending: the record is redelivered and the effect retried.
-    Retry,
-}
-
-impl Settle {
-    pub fn state(self) -> &'static str {
-        match self {
-            Settle::Done => FX_DONE,
-            Settle::Refused => FX_REFUSED,
-            Settle::Retry => FX_PENDING,
-        }
-    }
-}
 pub fn fx_attr(effect: &str) -> String {
     format!("fx_{effect}")
 }
@@ -334,7 +206,9 @@ fn json_to_attr_at(v: &Value, depth: usize) -> AttributeValue {
         Value::Null => AttributeValue::Null(true),
         Value::Bool(b) => AttributeValue::Bool(*b),
         Value::Number(n) => match n.as_f64() {
-            Some(f) if !crate::plan::dynamo_number_ok(f) => AttributeValue::S(n.to_string()),
+            Some(f) if !crate::domain::plan::dynamo_number_ok(f) => {
+                AttributeValue::S(n.to_string())
+            }
             _ => AttributeValue::N(n.to_string()),
         },
         Value::String(s) => AttributeValue::S(s.clone()),
@@ -458,7 +332,7 @@ fn num(f: f64) -> String {
 fn to_attr(v: &Val) -> AttributeValue {
     match v {
         Val::S(s) => AttributeValue::S(s.clone()),
-        Val::N(n) if !crate::plan::dynamo_number_ok(*n) => AttributeValue::S(n.to_string()),
+        Val::N(n) if !crate::domain::plan::dynamo_number_ok(*n) => AttributeValue::S(n.to_string()),
         Val::N(n) => AttributeValue::N(num(*n)),
         Val::Ss(s) => AttributeValue::Ss(s.clone()),
         Val::Ns(n) => AttributeValue::Ns(n.iter().map(|f| num(*f)).collect()),
@@ -554,7 +428,7 @@ fn build_update(
 ) -> Result<ItemRequest, StoreError> {
     let mut e = Expr::default();
     // A register compares the event's order, or its time alone (`by_time`).
-    let order_of = |r: &crate::plan::Register| {
+    let order_of = |r: &crate::domain::plan::Register| {
         AttributeValue::S(if r.by_time { time } else { order }.to_owned())
     };
     e.set_fields(&u.set_once, true);
@@ -873,7 +747,7 @@ impl DynamoStore {
         let mut transient_attempts = 0;
         let mut rounds = 0;
         let (order, time, seen) = (run.order, run.time, run.seen);
-        let now_ms = crate::time::EventTime::now().millis();
+        let now_ms = crate::domain::time::EventTime::now().millis();
         // Old markers live `dedup_ttl` (a day's margin for a deploy overlap).
         let mut extra = Extra {
             fanout,
@@ -1239,7 +1113,7 @@ impl DynamoStore {
 }
 
 #[async_trait]
-impl StateStore for DynamoStore {
+impl Dedup for DynamoStore {
     async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
         let seen = seen_key(&plan.key);
         let time = plan.event_time.to_string();
@@ -1251,7 +1125,7 @@ impl StateStore for DynamoStore {
             old_marker: None,
             tally: Tally::default(),
         };
-        let marks_fanout = plan.effects.contains(&crate::effects::FANOUT);
+        let marks_fanout = plan.effects.contains(&crate::app::effects::FANOUT);
         let (mut applied, mut trimmed, mut fanout) = (false, false, false);
         let mut refused = Vec::new();
         let mut state = None;
@@ -1338,6 +1212,19 @@ impl StateStore for DynamoStore {
         }
     }
 
+    async fn applied_before_upgrade(&self, key: &DedupKey) -> Result<bool, StoreError> {
+        if !self.legacy_markers {
+            return Ok(false);
+        }
+        Ok(self
+            .read(&format!("EVENT#{key}"), "EVENT")
+            .await?
+            .is_some_and(|m| m.contains_key("event_type")))
+    }
+}
+
+#[async_trait]
+impl EffectLedger for DynamoStore {
     async fn claim(
         &self,
         key: &DedupKey,
@@ -1402,7 +1289,10 @@ impl StateStore for DynamoStore {
         .await
         .map(|_| ())
     }
+}
 
+#[async_trait]
+impl StateReader for DynamoStore {
     async fn item(&self, pk: &str, sk: &str) -> Result<Option<Value>, StoreError> {
         self.before()?;
         let r = self
@@ -1418,20 +1308,14 @@ impl StateStore for DynamoStore {
         self.after()?;
         Ok(r.item.as_ref().map(item_to_json))
     }
+}
 
-    async fn applied_before_upgrade(&self, key: &DedupKey) -> Result<bool, StoreError> {
-        if !self.legacy_markers {
-            return Ok(false);
-        }
-        Ok(self
-            .read(&format!("EVENT#{key}"), "EVENT")
-            .await?
-            .is_some_and(|m| m.contains_key("event_type")))
-    }
-
+#[async_trait]
+impl RejectSink for DynamoStore {
     async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError> {
         let expires = chrono::Utc::now().timestamp() + (REJECTED_TTL_DAYS * 86_400) as i64;
-        let raw = crate::plan::cut_bytes(r.raw, crate::plan::MAX_RAW_BYTES).to_owned();
+        let raw =
+            crate::domain::plan::cut_bytes(r.raw, crate::domain::plan::MAX_RAW_BYTES).to_owned();
         let mut item = key("REJECTED", &format!("{}#{}", r.received_at, r.message_id));
         item.insert("reason".into(), AttributeValue::S(r.reason.to_owned()));
         item.insert(
@@ -1439,7 +1323,7 @@ impl StateStore for DynamoStore {
             AttributeValue::S(if r.detail.is_empty() {
                 "-".into()
             } else {
-                crate::plan::cut_bytes(r.detail, 1000).to_owned()
+                crate::domain::plan::cut_bytes(r.detail, 1000).to_owned()
             }),
         );
         item.insert(

@@ -4,7 +4,7 @@ use super::bounds::key_part;
 use super::context::Ctx;
 use super::text::{owned, s};
 use super::ItemUpdate;
-use crate::event::AccountDisconnected;
+use crate::domain::event::AccountDisconnected;
 
 /// EMAIL_ACCOUNT_DISCONNECTED (`kind` EMAIL), LINKEDIN_DISCONNECTED
 /// (LINKEDIN): disconnected since (earliest), the last error, a count.

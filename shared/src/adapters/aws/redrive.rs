@@ -63,9 +63,9 @@ pub struct Refused {
 pub fn received_ms(m: &Message) -> Option<i64> {
     let attr = m
         .message_attributes()
-        .and_then(|a| a.get(crate::message::attr::RECEIVED_AT))
+        .and_then(|a| a.get(crate::domain::message::attr::RECEIVED_AT))
         .and_then(MessageAttributeValue::string_value)
-        .and_then(crate::time::EventTime::parse)
+        .and_then(crate::domain::time::EventTime::parse)
         .map(|t| t.millis());
     let sent = m
         .attributes()
@@ -247,7 +247,7 @@ pub async fn redrive(
                     refused.push(Refused {
                         message_id: id(m),
                         received_at: received
-                            .and_then(crate::time::EventTime::from_millis)
+                            .and_then(crate::domain::time::EventTime::from_millis)
                             .map(|t| t.to_string()),
                     });
                     left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());

@@ -1,0 +1,172 @@
+//! Alerts to a Slack incoming webhook.
+
+use crate::app::effects::{Alert, EffectError, Notifier, SLACK};
+use crate::domain::event::SmartleadEvent;
+use async_trait::async_trait;
+use std::time::{Duration, Instant};
+
+/// A Slack incoming webhook. Honours 429 `Retry-After` while the invocation
+/// has time; otherwise the record is retried by SQS.
+pub struct SlackNotifier {
+    pub http: reqwest::Client,
+    /// The incoming-webhook URL (a credential: never logged).
+    pub url: crate::config::refresh::Refreshing<String>,
+    /// Per request, lowered to what is left of the invocation.
+    pub timeout: Duration,
+}
+
+impl SlackNotifier {
+    pub fn new(url: String) -> SlackNotifier {
+        SlackNotifier::refreshing(crate::config::refresh::Refreshing::fixed(url))
+    }
+
+    /// With a URL re-read from SSM now and then.
+    pub fn refreshing(url: crate::config::refresh::Refreshing<String>) -> SlackNotifier {
+        let http = crate::adapters::http::builder().build().unwrap_or_default();
+        SlackNotifier {
+            http,
+            url,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for SlackNotifier {
+    fn effect(&self) -> &'static str {
+        SLACK
+    }
+    async fn notify(
+        &self,
+        ev: &SmartleadEvent,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<(), EffectError> {
+        let body = Alert::from_event(ev, key).slack();
+        let url = self.url.get().await;
+        loop {
+            let Some(timeout) = crate::adapters::http::timeout_until(self.timeout, deadline) else {
+                return Err(EffectError::Transient(
+                    "Slack: no time left in this invocation".into(),
+                ));
+            };
+            let r = self
+                .http
+                .post(url.as_str())
+                .timeout(timeout)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| {
+                    EffectError::Transient(format!(
+                        "Slack: {}",
+                        crate::adapters::http::error_text(e)
+                    ))
+                })?;
+            let status = r.status().as_u16();
+            if (200..300).contains(&status) {
+                return Ok(());
+            }
+            if status == 429 {
+                let wait = crate::adapters::http::retry_after(r.headers())
+                    .unwrap_or(Duration::from_secs(1));
+                if crate::adapters::http::fits(wait, Duration::from_secs(2), deadline) {
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                return Err(EffectError::Transient(format!(
+                    "Slack rate limit: retry after {}s, past this invocation",
+                    wait.as_secs()
+                )));
+            }
+            // A 4xx (a revoked hook, an archived channel, a payload Slack
+            // refuses) fails the same way every time: recorded, not retried.
+            if (400..500).contains(&status) && status != 408 {
+                return Err(EffectError::Permanent(format!("Slack answered {status}")));
+            }
+            return Err(EffectError::Transient(format!("Slack answered {status}")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A port nobody listens on, and a server that drops every connection.
+    async fn failing_endpoints() -> Vec<String> {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let closed_url = format!("http://{}", closed.local_addr().expect("addr"));
+        drop(closed);
+        let dropping = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let dropping_url = format!("http://{}", dropping.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = dropping.accept().await {
+                drop(sock);
+            }
+        });
+        vec![closed_url, dropping_url]
+    }
+
+    fn ev(v: serde_json::Value) -> SmartleadEvent {
+        SmartleadEvent::from_slice(v.to_string().as_bytes()).expect("event")
+    }
+
+    #[tokio::test]
+    async fn slack_errors_never_carry_the_webhook_url() {
+        let secret_path = "/services/T0SECRET/B0SECRET/xoxSECRETtoken";
+        let e = ev(json!({"event_type": "EMAIL_REPLY", "to_email": "a@b.c"}));
+        for base in failing_endpoints().await {
+            let slack = SlackNotifier::new(format!("{base}{secret_path}"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let err = slack
+                .notify(&e, "k", deadline)
+                .await
+                .expect_err("nothing answers")
+                .to_string();
+            assert!(err.starts_with("Slack: "), "{err}");
+            for leak in ["SECRET", "services", base.as_str(), "http://"] {
+                assert!(!err.contains(leak), "{leak} in {err}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn slack_stays_inside_the_invocation_and_survives_an_absurd_retry_after() {
+        use local_aws::{Scripted, StandIn};
+        let e = ev(json!({"event_type": "EMAIL_REPLY", "to_email": "a@b.c"}));
+        let slack = StandIn::start().await;
+        let notifier = SlackNotifier::new(format!("{}/services/x", slack.url));
+        // A slow Slack and 500 ms left: the request gives up with the invocation.
+        slack.push(Scripted {
+            status: 200,
+            retry_after: None,
+            delay_ms: 8000,
+        });
+        let started = Instant::now();
+        let r = notifier
+            .notify(&e, "k", started + Duration::from_millis(500))
+            .await;
+        assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
+        // Far sooner than the stand-in answers (8 s), however busy the machine.
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Retry-After: u64::MAX seconds must not overflow Instant + Duration.
+        slack.push(Scripted {
+            status: 429,
+            retry_after: Some(u64::MAX),
+            delay_ms: 0,
+        });
+        let r = notifier
+            .notify(&e, "k", Instant::now() + Duration::from_secs(10))
+            .await;
+        assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
+        // No time left at all: no request.
+        let before = slack.recorded().len();
+        let r = notifier.notify(&e, "k", Instant::now()).await;
+        assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
+        assert_eq!(slack.recorded().len(), before);
+    }
+}

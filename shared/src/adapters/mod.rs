@@ -1,0 +1,4 @@
+//! The app's ports on real services: AWS ([`aws`]) and HTTPS ([`http`]).
+
+pub mod aws;
+pub mod http;

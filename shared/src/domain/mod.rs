@@ -1,0 +1,13 @@
+//! The event model and what an event does, as data. Nothing here performs
+//! I/O or names an SDK type: a webhook body goes in, a [`plan::Plan`] (item
+//! updates) and an idempotency key come out.
+
+pub mod event;
+pub mod key;
+pub mod lenient;
+pub mod message;
+pub mod normalize;
+pub mod plan;
+pub mod shape;
+pub mod time;
+pub mod tolerant;
