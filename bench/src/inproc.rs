@@ -62,19 +62,6 @@ pub(crate) fn handler_tails(requests: usize) -> Result<Vec<HandlerTail>> {
     Ok(out)
 }
 
-/// Counts DynamoDB calls (the store asks before each one).
-#[derive(Default)]
-pub(crate) struct CallCounter(std::sync::atomic::AtomicUsize);
-impl smartlead::adapters::aws::dynamodb::FaultInjector for CallCounter {
-    fn before_call(&self) -> Result<(), smartlead::app::store::StoreError> {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    }
-    fn after_call(&self) -> Result<(), smartlead::app::store::StoreError> {
-        Ok(())
-    }
-}
-
 /// The consumer's handler in process against DynamoDB Local: batches of 10
 /// distinct events, one after another.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -91,9 +78,9 @@ pub(crate) async fn run_consumer_direct(
     events: usize,
     fanout: bool,
 ) -> Result<ConsumerDirect> {
-    let counter = Arc::new(CallCounter::default());
-    let mut store = stack.store();
-    store.faults = Some(counter.clone());
+    // Counts DynamoDB calls (an interceptor on the store's client).
+    let counter = test_support::faults::Faults::counting();
+    let store = test_support::faults::with_faults(&stack.store(), counter.clone());
     let mut effects = smartlead::app::effects::Effects::default();
     if fanout {
         let cfg = smartlead::adapters::aws::local_sdk_config(&stack.moto.endpoint()).await;
@@ -141,7 +128,6 @@ pub(crate) async fn run_consumer_direct(
         batch: 10,
         events_per_s: events as f64 / elapsed,
         batch_ms: Stats::of(&batch_ms),
-        dynamodb_requests_per_event: counter.0.load(std::sync::atomic::Ordering::Relaxed) as f64
-            / events as f64,
+        dynamodb_requests_per_event: counter.calls() as f64 / events as f64,
     })
 }

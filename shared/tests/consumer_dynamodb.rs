@@ -6,12 +6,10 @@ mod common;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{fixtures, fresh_store};
 use serde_json::{json, Value};
-use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore, FaultInjector};
-use smartlead::app::store::StoreError;
+use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore};
 use smartlead::domain::plan::ScoreWeights;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use test_support::faults::{with_faults, Fault, Faults};
 
 use common::TestConsumer;
 
@@ -318,31 +316,6 @@ async fn two_concurrent_handlers_apply_each_event_once() {
     assert_eq!(snapshot(&store).await, snapshot(&reference.store).await);
 }
 
-/// Fails exactly the Nth DynamoDB call, before sending it or after it succeeded.
-struct FailNth {
-    n: usize,
-    after: bool,
-    calls: AtomicUsize,
-}
-
-impl FaultInjector for FailNth {
-    fn before_call(&self) -> Result<(), StoreError> {
-        let i = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if !self.after && i == self.n {
-            return Err(StoreError::Transient("injected: connection reset".into()));
-        }
-        Ok(())
-    }
-    fn after_call(&self) -> Result<(), StoreError> {
-        if self.after && self.calls.load(Ordering::SeqCst) == self.n {
-            return Err(StoreError::Transient(
-                "injected: response lost after commit".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Delivers `batch` until every record succeeded, as SQS would.
 async fn deliver_until_done(c: &TestConsumer, batch: &SqsEvent) -> usize {
     let mut pending: Vec<SqsMessage> = batch.records.clone();
@@ -368,13 +341,14 @@ async fn a_fault_at_any_call_leaves_the_same_final_state() {
     let calls = batch.records.len() + 4;
     for after in [false, true] {
         for n in 1..=calls {
-            let mut store = fresh_store().await;
-            store.faults = Some(Arc::new(FailNth {
-                n,
-                after,
-                calls: AtomicUsize::new(0),
-            }));
-            let c = consumer(store);
+            // Before: the request never arrives; after: it committed, but
+            // its answer was lost.
+            let fault = if after {
+                Fault::LoseAnswer
+            } else {
+                Fault::Reset
+            };
+            let c = consumer(with_faults(&fresh_store().await, Faults::nth(n, fault)));
             deliver_until_done(&c, &batch).await;
             assert_eq!(
                 snapshot(&c.store).await,
@@ -414,13 +388,14 @@ async fn a_fault_at_any_call_around_an_archiving_rotation_leaves_the_same_final_
     // rotation and write; the later ones read the archive.
     for after in [false, true] {
         for n in 95..=116 {
-            let mut store = fresh_store().await;
-            store.faults = Some(Arc::new(FailNth {
-                n,
-                after,
-                calls: AtomicUsize::new(0),
-            }));
-            let c = consumer(store);
+            // Before: the request never arrives; after: it committed, but
+            // its answer was lost.
+            let fault = if after {
+                Fault::LoseAnswer
+            } else {
+                Fault::Reset
+            };
+            let c = consumer(with_faults(&fresh_store().await, Faults::nth(n, fault)));
             for b in &many_opens() {
                 deliver_until_done(&c, b).await;
             }

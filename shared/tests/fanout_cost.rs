@@ -8,10 +8,10 @@ mod common;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::{json, Value};
-use smartlead::adapters::aws::dynamodb::FaultInjector;
 use smartlead::app::effects::{BusEvent, EffectError, Effects, Publisher};
-use smartlead::app::store::{Dedup, StateReader, StoreError};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use smartlead::app::store::{Dedup, StateReader};
+use test_support::faults::{with_faults, Faults};
+
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Default)]
@@ -25,18 +25,6 @@ impl Publisher for Bus {
             v.push(serde_json::from_str(&e.detail).expect("detail"));
         }
         events.iter().map(|_| Ok(())).collect()
-    }
-}
-
-#[derive(Default)]
-struct Calls(AtomicUsize);
-impl FaultInjector for Calls {
-    fn before_call(&self) -> Result<(), StoreError> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-    fn after_call(&self) -> Result<(), StoreError> {
-        Ok(())
     }
 }
 
@@ -60,9 +48,8 @@ fn delivery(id: &str, body: &str, receive_count: u32) -> SqsEvent {
 
 #[tokio::test]
 async fn the_fan_out_of_a_processed_event_costs_one_write_and_no_read() {
-    let mut store = common::fresh_store().await;
-    let calls = Arc::new(Calls::default());
-    store.faults = Some(calls.clone());
+    let calls = Faults::counting();
+    let store = with_faults(&common::fresh_store().await, calls.clone());
     let bus = Bus::default();
     let c = common::consumer_with(
         store,
@@ -80,7 +67,7 @@ async fn the_fan_out_of_a_processed_event_costs_one_write_and_no_read() {
     assert_eq!(published[0]["state"]["opens"], 1);
     assert!(published[0]["state"].get("ek").is_none());
     assert_eq!(
-        calls.0.load(Ordering::SeqCst),
+        calls.calls(),
         2,
         "one UpdateItem for the state, one for the fan-out's outcome; no claim, no read"
     );
@@ -92,10 +79,10 @@ async fn the_fan_out_of_a_processed_event_costs_one_write_and_no_read() {
         .expect("item");
     assert!(lead.get("fo").is_none(), "published: the mark is gone");
     // A duplicate: one refused write, nothing published, no claim.
-    let before = calls.0.load(Ordering::SeqCst);
+    let before = calls.calls();
     let r = c.handle_batch(delivery("dup-1", &body, 1)).await;
     assert!(r.batch_item_failures.is_empty());
-    assert_eq!(calls.0.load(Ordering::SeqCst) - before, 1);
+    assert_eq!(calls.calls() - before, 1);
     assert_eq!(bus.0.lock().expect("lock").len(), 1);
 }
 

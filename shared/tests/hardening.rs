@@ -11,16 +11,16 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{fixtures, fresh_store};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore, FaultInjector};
+use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore};
 use smartlead::app::consumer::Outcome;
 use smartlead::app::effects::{AlertRules, BusEvent, EffectError, Effects, Notifier, Publisher};
-use smartlead::app::store::StoreError;
 use smartlead::domain::event::SmartleadEvent;
 use smartlead::domain::plan::ScoreWeights;
 use smartlead::domain::time::EventTime;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use test_support::faults::{with_faults, Fault, Faults};
 
 use common::{consumer_with as consumer, marker};
 
@@ -183,28 +183,11 @@ async fn no_stored_item_bus_event_alert_or_log_line_carries_the_webhook_secret()
     assert!(bus.iter().any(|b| b.contains("jane.doe@acme-corp.com")));
 }
 
-/// Loses the answer of the first transaction (it committed), as a timeout would.
-struct LoseFirstAnswer(AtomicUsize);
-
-impl FaultInjector for LoseFirstAnswer {
-    fn before_call(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn after_call(&self) -> Result<(), StoreError> {
-        if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
-            return Err(StoreError::Transient(
-                "injected: response lost after commit".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_commit_whose_answer_was_lost_still_runs_its_effects_once() {
     let bus = Recorder::default();
-    let mut store = fresh_store().await;
-    store.faults = Some(Arc::new(LoseFirstAnswer(AtomicUsize::new(0))));
+    // The first write commits; its answer is lost, as a timeout would.
+    let store = with_faults(&fresh_store().await, Faults::nth(1, Fault::LoseAnswer));
     let c = consumer(
         store,
         Effects {
@@ -452,33 +435,13 @@ async fn an_item_that_outgrows_dynamodb_still_takes_counts_flags_and_suppression
     assert!(supp.is_some(), "the bounce suppressed the lead");
 }
 
-/// DynamoDB refuses the first `n` writes for what they hold (the event and
-/// its trimmed form), then takes the rest (the REJECTED record).
-struct RefuseFirst(AtomicUsize);
-
-impl FaultInjector for RefuseFirst {
-    fn before_call(&self) -> Result<(), StoreError> {
-        if self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(StoreError::Permanent(
-                "injected: Item size has exceeded the maximum allowed size".into(),
-            ));
-        }
-        Ok(())
-    }
-    fn after_call(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn an_event_dynamodb_refuses_even_trimmed_is_recorded_with_the_reason_not_looped() {
     let clean = fresh_store().await;
-    let mut store = clean.clone();
-    store.faults = Some(Arc::new(RefuseFirst(AtomicUsize::new(2))));
+    // DynamoDB refuses the first two writes for what they hold (the event
+    // and its trimmed form), then takes the rest (the REJECTED record).
+    let refused = Fault::Refuse("Item size has exceeded the maximum allowed size");
+    let store = with_faults(&clean, Faults::first(2, refused));
     let c = consumer(store, Effects::default());
     let body = common::payload("email_open");
     let outcome = c

@@ -6,12 +6,12 @@ mod common;
 
 use common::fresh_store;
 use serde_json::{json, Value};
-use smartlead::adapters::aws::dynamodb::{item_size, DynamoStore, FaultInjector, SEEN_MAX};
-use smartlead::app::store::{ApplyOutcome, Dedup, StateReader, StoreError};
+use smartlead::adapters::aws::dynamodb::{item_size, DynamoStore, SEEN_MAX};
+use smartlead::app::store::{ApplyOutcome, Dedup, StateReader};
 use smartlead::domain::plan::{plan, Plan, ScoreWeights};
 use smartlead::domain::time::EventTime;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use test_support::faults::{with_faults, Faults};
 
 fn plan_of(v: Value) -> Plan {
     let ev = smartlead::SmartleadEvent::from_value(v).expect("event");
@@ -26,31 +26,10 @@ fn open(lead: &str, sec: u64) -> Plan {
     )
 }
 
-/// Counts calls; fails the `fail`th one before it is sent (0: none).
-#[derive(Default)]
-struct Calls {
-    n: AtomicUsize,
-    fail: AtomicUsize,
-}
-
-impl FaultInjector for Calls {
-    fn before_call(&self) -> Result<(), StoreError> {
-        let i = self.n.fetch_add(1, Ordering::SeqCst) + 1;
-        if i == self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Transient("injected: crash".into()));
-        }
-        Ok(())
-    }
-    fn after_call(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-async fn counted() -> (DynamoStore, Arc<Calls>) {
-    let mut store = fresh_store().await;
-    let calls = Arc::new(Calls::default());
-    store.faults = Some(calls.clone());
-    (store, calls)
+/// A store whose calls are counted (and one of them reset when a test says).
+async fn counted() -> (DynamoStore, Arc<Faults>) {
+    let calls = Faults::counting();
+    (with_faults(&fresh_store().await, calls.clone()), calls)
 }
 
 async fn item(store: &DynamoStore, pk: &str, sk: &str) -> Value {
@@ -70,14 +49,14 @@ async fn a_typical_event_is_one_request_and_a_duplicate_one_refused_write_withou
             ..
         }
     ));
-    let before = calls.n.load(Ordering::SeqCst);
+    let before = calls.calls();
     assert_eq!(before, 1, "one UpdateItem");
     assert_eq!(
         store.apply(&p, "m-2").await.expect("apply"),
         ApplyOutcome::Duplicate
     );
     assert_eq!(
-        calls.n.load(Ordering::SeqCst) - before,
+        calls.calls() - before,
         1,
         "a duplicate is one refused conditional write and no read"
     );
@@ -94,7 +73,7 @@ async fn a_crash_between_the_two_items_of_a_bounce_is_healed_by_the_redelivery()
     );
     assert_eq!(p.items.len(), 2, "lead item and suppression");
     // The first item is written, the process dies before the second.
-    calls.fail.store(2, Ordering::SeqCst);
+    calls.reset_at(2);
     assert!(store.apply(&p, "m-1").await.is_err());
     assert!(store
         .item("LEAD#b@x.example", "SUPPRESSION")
@@ -213,9 +192,9 @@ async fn an_event_absorbed_200_events_earlier_is_a_duplicate_and_what_it_costs()
     let costs = |p: Plan| {
         let (store, calls) = (&store, &calls);
         async move {
-            let before = calls.n.load(Ordering::SeqCst);
+            let before = calls.calls();
             store.apply(&p, "m").await.expect("apply");
-            calls.n.load(Ordering::SeqCst) - before
+            calls.calls() - before
         }
     };
     assert_eq!(costs(open(lead, 249)).await, 1, "recent duplicate");
@@ -233,8 +212,8 @@ async fn a_crash_between_the_archive_write_and_the_rotation_loses_and_doubles_no
     opens(&store, lead, 0..full).await;
     // The next event: refused (ek full), archive write, rotation, write.
     // The process dies before the rotation is sent.
-    let before = calls.n.load(Ordering::SeqCst);
-    calls.fail.store(before + 3, Ordering::SeqCst);
+    let before = calls.calls();
+    calls.reset_at(before + 3);
     assert!(store.apply(&open(lead, full), "m").await.is_err());
     let it = item(&store, &pk, sk).await;
     assert!(it.get("ek_gen").is_none(), "not rotated: {it}");
@@ -252,8 +231,8 @@ async fn a_crash_between_the_archive_write_and_the_rotation_loses_and_doubles_no
     opens(&store, lead, full..full + 1).await;
     // The process dies after the rotation, before the event's own write.
     opens(&store, lead, full + 1..3 * SEEN_MAX as u64).await;
-    let before = calls.n.load(Ordering::SeqCst);
-    calls.fail.store(before + 4, Ordering::SeqCst);
+    let before = calls.calls();
+    calls.reset_at(before + 4);
     let next = 3 * SEEN_MAX as u64;
     assert!(store.apply(&open(lead, next), "m").await.is_err());
     assert_eq!(item(&store, &pk, sk).await["ek_gen"], 2);

@@ -9,19 +9,53 @@ use crate::domain::plan::Plan;
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A store call that failed, with its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Worth retrying: throttling, timeouts, conflicts, service errors.
-    #[error("transient store error: {0}")]
-    Transient(String),
-    /// Retrying cannot help (a malformed request).
-    #[error("permanent store error: {0}")]
-    Permanent(String),
+    /// Worth retrying: throttling, timeouts, conflicts, service errors, a
+    /// deploy's mistake (the events wait in the queue for the fix).
+    #[error("transient store error: {message}")]
+    Transient {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Retrying cannot help: the store refuses what the event holds.
+    #[error("permanent store error: {message}")]
+    Permanent {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
+        matches!(self, StoreError::Transient { .. })
+    }
+
+    pub fn transient(message: impl Into<String>) -> StoreError {
+        StoreError::Transient {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> StoreError {
+        StoreError::Permanent {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Transient, caused by `source` (its text is the message).
+    pub fn transient_from(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Transient {
+            message: source.to_string(),
+            source: Some(Box::new(source)),
+        }
     }
 }
 
@@ -33,7 +67,7 @@ pub enum ApplyOutcome {
     /// DynamoDB bills them too); `state` is the plan's first item after the
     /// write (`ALL_NEW`); `fanout`: the plan's fan-out is pending on its
     /// first item (this call marked it, or found its mark): publish it with
-    /// `state`, then [`StateStore::fanout_done`]. `trimmed`: an item was
+    /// `state`, then [`Dedup::fanout_done`]. `trimmed`: an item was
     /// written without its growing fields; `refused`: the items (index and
     /// DynamoDB's reason) refused even trimmed; the others were written.
     Applied {

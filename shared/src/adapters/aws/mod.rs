@@ -7,6 +7,7 @@
 //! Local and moto.
 
 pub mod dynamodb;
+pub mod error;
 pub mod eventbridge;
 pub mod redrive;
 pub mod s3;

@@ -89,9 +89,6 @@ impl DynamoStore {
         sk: &str,
         groups: &[Vec<DedupKey>],
     ) -> Result<AbsorbedItem, StoreError> {
-        if let Some(f) = &self.faults {
-            f.before_call()?;
-        }
         let r = self
             .client
             .get_item()
@@ -101,12 +98,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| {
-                StoreError::Transient(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
-            })?;
-        if let Some(f) = &self.faults {
-            f.after_call()?;
-        }
+            .map_err(|e| super::store_error("GetItem", e))?;
         let item = r.item;
         let legacy = DynamoStore {
             legacy_markers: true,

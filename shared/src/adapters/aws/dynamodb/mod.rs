@@ -32,13 +32,14 @@
 //! (rotate it, see [`SEEN_MAX`]), the item archived generations the update
 //! did not check (check them) or a register's condition failed (that
 //! item moves to its next stage, newest → oldest → neither, and is sent
-//! again). Throttling and lost answers are retried with backoff; what still
-//! fails is a retryable error for SQS to redeliver.
+//! again). Throttling, timeouts and lost answers are retried by the SDK
+//! (3 attempts within 8 s: the one retry layer); what still fails is a
+//! retryable error, with its cause, for SQS to redeliver.
 //!
 //! The fan-out needs no record of its own: when the plan has it, the first
 //! item's update also adds the compact key to its set `fo` (pending); the
 //! consumer publishes with the state the write returned and then removes
-//! the key ([`StateStore::fanout_done`]). A later update refused as
+//! the key ([`crate::app::store::Dedup::fanout_done`]). A later update refused as
 //! already absorbed sees the item as it is: a key still in `fo` means the
 //! fan-out is still to publish (whoever wrote it: a delivery that died, a
 //! write whose answer the SDK's own retries hid), so it is reported again
@@ -61,6 +62,7 @@
 
 pub mod absorbed;
 
+use crate::adapters::aws::error::AwsError;
 use crate::app::store::{
     ApplyOutcome, Dedup, EffectLedger, RejectSink, Rejected, Settle, StateReader, StoreError,
     FX_PENDING, FX_RUNNING,
@@ -73,7 +75,6 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Attribute DynamoDB's TTL deletes items by (epoch seconds).
@@ -86,7 +87,7 @@ pub const SEEN_OLD_ATTR: &str = "ek_old";
 pub const SEEN_GEN_ATTR: &str = "ek_gen";
 /// The compact keys of events whose fan-out is still to publish, on the
 /// plan's first item: added by the write that absorbs the event, removed
-/// once the fan-out is published (see [`StateStore::fanout_done`]).
+/// once the fan-out is published (see [`crate::app::store::Dedup::fanout_done`]).
 pub const FANOUT_PENDING_ATTR: &str = "fo";
 /// On an item the transactional design wrote before this one took over:
 /// when (epoch ms) this design first wrote to it. Until its old dedup
@@ -147,21 +148,13 @@ pub fn fx_until_attr(effect: &str) -> String {
     format!("fx_{effect}_until")
 }
 
-/// Lets tests fail chosen DynamoDB calls, before they are sent or after
-/// they succeeded (the "committed, but the answer was lost" case).
-pub trait FaultInjector: Send + Sync {
-    fn before_call(&self) -> Result<(), StoreError>;
-    fn after_call(&self) -> Result<(), StoreError>;
-}
-
 #[derive(Clone)]
 pub struct DynamoStore {
     pub client: aws_sdk_dynamodb::Client,
     pub table: String,
     pub dedup_ttl: Duration,
-    pub faults: Option<Arc<dyn FaultInjector>>,
     /// Look for the dedup markers the transactional design wrote (see
-    /// [`StateStore::applied_before_upgrade`]); the consumer function turns
+    /// [`crate::app::store::Dedup::applied_before_upgrade`]); the consumer function turns
     /// it on, a fresh table has none.
     pub legacy_markers: bool,
 }
@@ -483,7 +476,7 @@ fn build_update(
             let reg = u
                 .latest
                 .as_ref()
-                .ok_or_else(|| StoreError::Permanent("latest stage without register".into()))?;
+                .ok_or_else(|| StoreError::permanent("latest stage without register"))?;
             let lo = e.name(reg.order_attr);
             let ov = e.value(order_of(reg));
             e.set.push(format!("{lo} = {ov}"));
@@ -503,7 +496,7 @@ fn build_update(
             let reg = u
                 .earliest
                 .as_ref()
-                .ok_or_else(|| StoreError::Permanent("earliest stage without register".into()))?;
+                .ok_or_else(|| StoreError::permanent("earliest stage without register"))?;
             let eo = e.name(reg.order_attr);
             let ov = e.value(order_of(reg));
             e.set.push(format!("{eo} = {ov}"));
@@ -612,8 +605,6 @@ struct PlanRun<'a> {
     tally: Tally,
 }
 
-const MAX_TRANSIENT_RETRIES: u32 = 4;
-
 /// Whether a `ValidationException` says DynamoDB refused what an item holds
 /// (its size, a number's range, nesting, an empty or duplicated set, a key's
 /// length): the same event fails every time. A malformed expression or a
@@ -643,33 +634,29 @@ pub fn refused_for_content(message: Option<&str>) -> bool {
     content.iter().any(|c| m.contains(c)) && !deploy.iter().any(|d| m.contains(d))
 }
 
-/// A failed call: permanent when DynamoDB refused the request's content
-/// (`ValidationException`: the same request fails every time), else transient.
-fn store_error<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+/// A failed call, its cause kept: permanent when DynamoDB refused the
+/// request's content (`ValidationException`: the same request fails every
+/// time), else transient.
+pub(crate) fn store_error<E, R>(
+    operation: &'static str,
+    e: aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> StoreError
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-    if e.code() == Some("ValidationException") && refused_for_content(e.message()) {
-        StoreError::Permanent(format!(
-            "DynamoDB refused the request: {}",
-            e.message().unwrap_or("ValidationException")
-        ))
+    let e = AwsError::from_sdk(operation, e);
+    if e.code.as_deref() == Some("ValidationException") && refused_for_content(e.message()) {
+        StoreError::Permanent {
+            message: format!(
+                "DynamoDB refused the event's items: {}",
+                e.message().unwrap_or("ValidationException")
+            ),
+            source: Some(Box::new(e)),
+        }
     } else {
-        StoreError::Transient(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+        StoreError::transient_from(e)
     }
-}
-
-fn backoff(attempt: u32) -> Duration {
-    // 25, 50, 100, 200 ms with up to 50% jitter.
-    let base = 25u64 << attempt.min(6);
-    let jitter = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0) as u64)
-        % (base / 2 + 1);
-    Duration::from_millis(base + jitter)
 }
 
 impl DynamoStore {
@@ -678,16 +665,8 @@ impl DynamoStore {
             client,
             table: table.into(),
             dedup_ttl: Duration::from_secs(DEFAULT_DEDUP_TTL_DAYS * 86_400),
-            faults: None,
             legacy_markers: false,
         }
-    }
-
-    fn before(&self) -> Result<(), StoreError> {
-        self.faults.as_ref().map_or(Ok(()), |f| f.before_call())
-    }
-    fn after(&self) -> Result<(), StoreError> {
-        self.faults.as_ref().map_or(Ok(()), |f| f.after_call())
     }
 
     /// Every item of a partition (a lead's full state is one `Query`).
@@ -701,7 +680,6 @@ impl DynamoStore {
         condition: &str,
         values: &[(&str, AttributeValue)],
     ) -> Result<bool, StoreError> {
-        self.before()?;
         let mut req = self
             .client
             .update_item()
@@ -715,16 +693,14 @@ impl DynamoStore {
             req = req.expression_attribute_values(*name, v.clone());
         }
         match req.send().await {
-            Ok(_) => self.after().map(|_| true),
+            Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
                 Ok(false)
             }
-            Err(e) => Err(StoreError::Transient(
-                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-            )),
+            Err(e) => Err(store_error("UpdateItem", e)),
         }
     }
 
@@ -738,13 +714,11 @@ impl DynamoStore {
         fanout: bool,
         run: &mut PlanRun<'_>,
     ) -> Result<ItemDone, StoreError> {
-        use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         let mut stage = first_stage(u);
         // Generations the item has archived, as far as this call knows: none
         // until a refusal says otherwise (typical items never archive one).
         let mut gen = 0;
-        let mut transient_attempts = 0;
         let mut rounds = 0;
         let (order, time, seen) = (run.order, run.time, run.seen);
         let now_ms = crate::domain::time::EventTime::now().millis();
@@ -759,12 +733,9 @@ impl DynamoStore {
         loop {
             rounds += 1;
             if rounds > 16 {
-                return Err(StoreError::Transient(
-                    "item kept refusing the update".into(),
-                ));
+                return Err(StoreError::transient("item kept refusing the update"));
             }
             let r = build_update(u, stage, order, time, seen, gen, extra)?;
-            self.before()?;
             run.tally.requests += 1;
             let result = self
                 .client
@@ -787,20 +758,14 @@ impl DynamoStore {
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await;
-            let retry = match result {
-                Ok(out) => match self.after() {
-                    Ok(()) => {
-                        run.tally.write_units += out
-                            .consumed_capacity()
-                            .and_then(|c| c.capacity_units())
-                            .unwrap_or(0.0);
-                        return Ok(ItemDone::Applied(out.attributes));
-                    }
-                    // Applied, but the answer was lost: like a timeout. The
-                    // retry finds the key (and the fan-out's mark).
-                    Err(e) if e.is_retryable() => e.to_string(),
-                    Err(e) => return Err(e),
-                },
+            match result {
+                Ok(out) => {
+                    run.tally.write_units += out
+                        .consumed_capacity()
+                        .and_then(|c| c.capacity_units())
+                        .unwrap_or(0.0);
+                    return Ok(ItemDone::Applied(out.attributes));
+                }
                 Err(err) => {
                     if let Some(UpdateItemError::ConditionalCheckFailedException(c)) =
                         err.as_service_error()
@@ -875,48 +840,21 @@ impl DynamoStore {
                                     stage = next;
                                     continue;
                                 }
-                                // Nothing left to relax: changed under us; again.
-                                "condition failed on a plain update".to_owned()
+                                // Nothing left to relax: changed under us; again
+                                // (at most 16 rounds).
+                                continue;
                             }
                         }
                     } else {
-                        let code = err.code().unwrap_or_default().to_owned();
-                        if code == "ValidationException" && refused_for_content(err.message()) {
-                            return Err(StoreError::Permanent(format!(
-                                "DynamoDB refused the event's items: {}",
-                                err.message().unwrap_or("ValidationException")
-                            )));
-                        }
-                        let msg = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
-                        let lost_answer = matches!(
-                            err,
-                            SdkError::TimeoutError(_)
-                                | SdkError::DispatchFailure(_)
-                                | SdkError::ResponseError(_)
-                        );
-                        let busy = matches!(
-                            err.as_service_error(),
-                            Some(
-                                UpdateItemError::ProvisionedThroughputExceededException(_)
-                                    | UpdateItemError::ThrottlingException(_)
-                                    | UpdateItemError::RequestLimitExceeded(_)
-                                    | UpdateItemError::InternalServerError(_)
-                                    | UpdateItemError::TransactionConflictException(_)
-                            )
-                        );
-                        if !(lost_answer || busy) {
-                            // Back to SQS and, if it keeps failing, the DLQ.
-                            return Err(StoreError::Transient(msg));
-                        }
-                        msg
+                        // Timeouts, lost answers and throttling were retried
+                        // by the SDK (the one retry layer); what is left goes
+                        // back to SQS and, if it keeps failing, the DLQ. An
+                        // answer lost after the write committed is found
+                        // absorbed on redelivery.
+                        return Err(store_error("UpdateItem", err));
                     }
                 }
-            };
-            if transient_attempts >= MAX_TRANSIENT_RETRIES {
-                return Err(StoreError::Transient(retry));
             }
-            transient_attempts += 1;
-            tokio::time::sleep(backoff(transient_attempts)).await;
         }
     }
 
@@ -952,7 +890,6 @@ impl DynamoStore {
             .expression_attribute_values(":max", AttributeValue::N(SEEN_MAX.to_string()));
         if let Some(old) = old {
             let (apk, ask) = archive_key(pk, sk, gen);
-            self.before()?;
             *requests += 1;
             self.client
                 .update_item()
@@ -963,8 +900,7 @@ impl DynamoStore {
                 .expression_attribute_values(":k", AttributeValue::Bs(old.clone()))
                 .send()
                 .await
-                .map_err(store_error)?;
-            self.after()?;
+                .map_err(|e| store_error("UpdateItem", e))?;
             let same_gen = if gen == 0 {
                 "attribute_not_exists(#gen)"
             } else {
@@ -984,10 +920,9 @@ impl DynamoStore {
                      AND attribute_not_exists(#gen)",
                 );
         }
-        self.before()?;
         *requests += 1;
         match req.send().await {
-            Ok(_) => self.after().map(|_| Some(next)),
+            Ok(_) => Ok(Some(next)),
             // Someone else rotated it first.
             Err(e)
                 if e.as_service_error()
@@ -995,7 +930,7 @@ impl DynamoStore {
             {
                 Ok(None)
             }
-            Err(e) => Err(store_error(e)),
+            Err(e) => Err(store_error("UpdateItem", e)),
         }
     }
 
@@ -1047,7 +982,6 @@ impl DynamoStore {
         pk: &str,
         sk: &str,
     ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
-        self.before()?;
         let r = self
             .client
             .get_item()
@@ -1056,8 +990,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(store_error)?;
-        self.after()?;
+            .map_err(|e| store_error("GetItem", e))?;
         Ok(r.item)
     }
 
@@ -1073,7 +1006,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(store_error)?;
+                .map_err(|e| store_error("Scan", e))?;
             out.extend(r.items.unwrap_or_default());
             start = r.last_evaluated_key;
             if start.is_none() {
@@ -1098,11 +1031,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| {
-                    StoreError::Transient(
-                        aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-                    )
-                })?;
+                .map_err(|e| store_error("Query", e))?;
             out.extend(r.items.unwrap_or_default());
             start = r.last_evaluated_key;
             if start.is_none() {
@@ -1184,7 +1113,6 @@ impl Dedup for DynamoStore {
     }
 
     async fn fanout_done(&self, pk: &str, sk: &str, key: &DedupKey) -> Result<(), StoreError> {
-        self.before()?;
         let r = self
             .client
             .update_item()
@@ -1201,14 +1129,14 @@ impl Dedup for DynamoStore {
             .send()
             .await;
         match r {
-            Ok(_) => self.after(),
+            Ok(_) => Ok(()),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
                 Ok(())
             }
-            Err(e) => Err(store_error(e)),
+            Err(e) => Err(store_error("UpdateItem", e)),
         }
     }
 
@@ -1294,7 +1222,6 @@ impl EffectLedger for DynamoStore {
 #[async_trait]
 impl StateReader for DynamoStore {
     async fn item(&self, pk: &str, sk: &str) -> Result<Option<Value>, StoreError> {
-        self.before()?;
         let r = self
             .client
             .get_item()
@@ -1302,10 +1229,7 @@ impl StateReader for DynamoStore {
             .set_key(Some(self::key(pk, sk)))
             .send()
             .await
-            .map_err(|e| {
-                StoreError::Transient(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
-            })?;
-        self.after()?;
+            .map_err(|e| store_error("GetItem", e))?;
         Ok(r.item.as_ref().map(item_to_json))
     }
 }
@@ -1339,15 +1263,14 @@ impl RejectSink for DynamoStore {
             AttributeValue::S(if raw.is_empty() { "-".into() } else { raw }),
         );
         item.insert(TTL_ATTR.into(), AttributeValue::N(expires.to_string()));
-        self.before()?;
         self.client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .send()
             .await
-            .map_err(store_error)?;
-        self.after()
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
     }
 }
 
@@ -1358,7 +1281,7 @@ pub async fn create_table(
     table: &str,
 ) -> Result<(), StoreError> {
     use aws_sdk_dynamodb::types::*;
-    let err = |e: String| StoreError::Transient(e);
+    let err = |e: String| StoreError::transient(e);
     let attr = |n: &str| {
         AttributeDefinition::builder()
             .attribute_name(n)
@@ -1383,7 +1306,7 @@ pub async fn create_table(
         .key_schema(ks("sk", KeyType::Range)?)
         .send()
         .await
-        .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| store_error("CreateTable", e))?;
     client
         .update_time_to_live()
         .table_name(table)
@@ -1396,7 +1319,7 @@ pub async fn create_table(
         )
         .send()
         .await
-        .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| store_error("UpdateTimeToLive", e))?;
     Ok(())
 }
 

@@ -1,0 +1,88 @@
+//! An AWS call's failure, whole: which call, what AWS answered, whether a
+//! retry can help, and the SDK's error as its [`std::error::Error::source`]
+//! (so nothing of it is flattened to a string on the way up).
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{operation}: {summary}")]
+pub struct AwsError {
+    /// The API call, e.g. `UpdateItem`.
+    pub operation: &'static str,
+    /// AWS's error code, for a service error.
+    pub code: Option<String>,
+    /// The code and message, or what went wrong on the way (timeout,
+    /// connection).
+    pub summary: String,
+    /// A timeout, a lost connection or answer, throttling or a 5xx: the
+    /// same call may succeed later.
+    pub retryable: bool,
+    #[source]
+    pub source: BoxError,
+}
+
+/// Codes that mean "busy, later": throttling, capacity, conflicts.
+fn busy(code: &str) -> bool {
+    code.contains("Throttl")
+        || matches!(
+            code,
+            "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+                | "InternalServerError"
+                | "InternalFailure"
+                | "InternalException"
+                | "ServiceUnavailable"
+                | "TransactionConflictException"
+                | "RequestTimeout"
+                | "SlowDown"
+        )
+}
+
+impl AwsError {
+    pub fn from_sdk<E, R>(operation: &'static str, e: SdkError<E, R>) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let (code, summary, retryable) = match &e {
+            SdkError::ServiceError(s) => {
+                let err = s.err();
+                let code = err.code().map(str::to_owned);
+                let summary = format!(
+                    "{}: {}",
+                    err.code().unwrap_or("service error"),
+                    err.message().unwrap_or_default()
+                );
+                let retryable = code.as_deref().is_some_and(busy);
+                (code, summary, retryable)
+            }
+            SdkError::TimeoutError(_) => (None, "timed out".to_owned(), true),
+            SdkError::DispatchFailure(d) => {
+                let why = d.as_connector_error().map(|c| c.to_string());
+                let summary = format!("could not send the request: {}", why.unwrap_or_default());
+                (None, summary, true)
+            }
+            SdkError::ResponseError(_) => {
+                (None, "the answer was lost or unreadable".to_owned(), true)
+            }
+            _ => (None, "could not build the request".to_owned(), false),
+        };
+        AwsError {
+            operation,
+            code,
+            summary,
+            retryable,
+            source: Box::new(e),
+        }
+    }
+
+    /// AWS's message for a service error (`None` otherwise).
+    pub fn message(&self) -> Option<&str> {
+        self.code
+            .as_ref()
+            .and_then(|_| self.summary.split_once(": ").map(|(_, m)| m))
+    }
+}
