@@ -37,7 +37,7 @@ pub enum BlobError {
     #[error("claim-check object not found")]
     NotFound,
     #[error("claim-check read failed: {0}")]
-    Transient(String),
+    Transient(#[source] crate::app::store::BoxError),
 }
 
 /// Reads claim-checked bodies back.
@@ -256,7 +256,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 format!("s3://{}/{} is gone", cc.bucket, cc.key),
                 text,
             ),
-            Err(BlobError::Transient(e)) => Body::Retry(e),
+            Err(e @ BlobError::Transient(_)) => Body::Retry(e.to_string()),
         }
     }
 

@@ -42,10 +42,10 @@ const MAX_DETAIL_BYTES: usize = 200 * 1024;
 pub enum EffectError {
     /// Worth retrying (the record goes back to SQS).
     #[error("{0}")]
-    Transient(String),
+    Transient(#[source] crate::app::store::BoxError),
     /// Retrying cannot help (the API refused it): logged, counted, not retried.
     #[error("{0}")]
-    Permanent(String),
+    Permanent(#[source] crate::app::store::BoxError),
 }
 
 /// One event for the bus.

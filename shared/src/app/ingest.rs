@@ -34,9 +34,9 @@ pub const DEFAULT_WEBHOOK_PATH: &str = "/webhooks/smartlead";
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue send failed: {0}")]
-    Send(String),
+    Send(#[source] crate::app::store::BoxError),
     #[error("claim-check upload failed: {0}")]
-    Upload(String),
+    Upload(#[source] crate::app::store::BoxError),
 }
 
 /// Sends a message; returns the queue's message id once it is stored.
@@ -608,7 +608,7 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
                 sha256: sha,
             },
         };
-        let body = serde_json::to_string(&pointer).map_err(|e| QueueError::Send(e.to_string()))?;
+        let body = serde_json::to_string(&pointer).map_err(|e| QueueError::Send(e.into()))?;
         attributes.push((attr::BODY_LOCATION, LOCATION_S3.to_owned()));
         let id = self
             .queue

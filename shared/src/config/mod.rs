@@ -30,8 +30,14 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
-    #[error("could not read the secret from SSM parameter {name}: {reason}")]
+    #[error("the secret in SSM parameter {name} is unusable: {reason}")]
     Secret { name: String, reason: String },
+    #[error("could not read SSM parameter {name}: {source}")]
+    Ssm {
+        name: String,
+        #[source]
+        source: crate::adapters::aws::error::AwsError,
+    },
 }
 
 /// Where a secret comes from: given directly (local runs) or the name of

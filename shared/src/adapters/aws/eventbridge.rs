@@ -2,8 +2,14 @@
 //! and 256 KB, each entry's answer judged on its own (transient codes are
 //! retried, a refused entry is recorded).
 
+use super::error::AwsError;
 use crate::app::effects::{BusEvent, EffectError, Publisher, MAX_PUT_EVENTS_BYTES};
 use async_trait::async_trait;
+
+/// One failed request's error, shared by the entries it carried.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Shared(#[source] std::sync::Arc<AwsError>);
 
 /// PutEvents per-entry error codes worth a retry; every other code (a
 /// validation error, a malformed detail) refuses the entry for good.
@@ -79,9 +85,9 @@ impl Publisher for EventBridgePublisher {
                                 let msg =
                                     format!("{code}: {}", a.error_message().unwrap_or_default());
                                 if a.error_code().is_none() || put_events_code_is_transient(code) {
-                                    Err(EffectError::Transient(msg))
+                                    Err(EffectError::Transient(msg.into()))
                                 } else {
-                                    Err(EffectError::Permanent(msg))
+                                    Err(EffectError::Permanent(msg.into()))
                                 }
                             }
                             None => Err(EffectError::Transient(
@@ -99,12 +105,14 @@ impl Publisher for EventBridgePublisher {
                         .as_service_error()
                         .and_then(|s| aws_sdk_eventbridge::error::ProvideErrorMetadata::code(s))
                         .is_some_and(|c| c == "ValidationException");
-                    let msg = aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string();
+                    // One cause, one entry's error; the others say so.
+                    let e = std::sync::Arc::new(AwsError::from_sdk("PutEvents", e));
                     results.extend(chunk.iter().map(|_| {
+                        let cause = Shared(e.clone()).into();
                         if invalid && chunk.len() == 1 {
-                            Err(EffectError::Permanent(msg.clone()))
+                            Err(EffectError::Permanent(cause))
                         } else {
-                            Err(EffectError::Transient(msg.clone()))
+                            Err(EffectError::Transient(cause))
                         }
                     }));
                 }

@@ -93,13 +93,19 @@ pub enum RedriveError {
     /// A whole request failed (permissions, a wrong URL, the network): the
     /// run stops; `so_far` says what it did until then.
     #[error("SQS request failed: {message} (so far: {so_far})")]
-    Sqs { message: String, so_far: Redriven },
+    Sqs {
+        message: String,
+        so_far: Redriven,
+        #[source]
+        source: crate::app::store::BoxError,
+    },
 }
 
-fn sqs_err<E: std::error::Error + 'static>(e: E, so_far: Redriven) -> RedriveError {
+fn sqs_err<E: std::error::Error + Send + Sync + 'static>(e: E, so_far: Redriven) -> RedriveError {
     RedriveError::Sqs {
-        message: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+        message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
         so_far,
+        source: Box::new(e),
     }
 }
 

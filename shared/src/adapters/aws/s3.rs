@@ -2,6 +2,7 @@
 //! message ([`S3Blobs`]); the consumer reads it back ([`BlobReader`] on the
 //! SDK client).
 
+use super::error::AwsError;
 use crate::app::consumer::{BlobError, BlobReader};
 use crate::app::ingest::{BlobStore, QueueError};
 use async_trait::async_trait;
@@ -35,7 +36,7 @@ impl BlobStore for S3Blobs {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| QueueError::Upload(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))
+            .map_err(|e| QueueError::Upload(AwsError::from_sdk("PutObject", e).into()))
     }
 }
 
@@ -48,13 +49,13 @@ impl BlobReader for aws_sdk_s3::Client {
                 .collect()
                 .await
                 .map(|b| b.into_bytes().to_vec())
-                .map_err(|e| BlobError::Transient(e.to_string())),
+                .map_err(|e| BlobError::Transient(e.into())),
             Err(e) => {
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                     Err(BlobError::NotFound)
                 } else {
                     Err(BlobError::Transient(
-                        aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                        AwsError::from_sdk("GetObject", e).into(),
                     ))
                 }
             }

@@ -1,5 +1,6 @@
 //! Alerts to an SNS topic.
 
+use super::error::AwsError;
 use crate::app::effects::{Alert, EffectError, Notifier, SNS};
 use crate::domain::event::SmartleadEvent;
 use async_trait::async_trait;
@@ -46,7 +47,7 @@ impl Notifier for SnsNotifier {
                     .data_type("String")
                     .string_value(&alert.event_type)
                     .build()
-                    .map_err(|e| EffectError::Transient(e.to_string()))?,
+                    .map_err(|e| EffectError::Transient(e.into()))?,
             )
             .send();
         let sent = tokio::time::timeout(left, sent).await.map_err(|_| {
@@ -59,11 +60,11 @@ impl Notifier for SnsNotifier {
                 e.code(),
                 Some("InvalidParameter" | "InvalidParameterValue" | "NotFound")
             );
-            let msg = aws_sdk_sns::error::DisplayErrorContext(e).to_string();
+            let e = AwsError::from_sdk("Publish", e).into();
             if refused {
-                EffectError::Permanent(msg)
+                EffectError::Permanent(e)
             } else {
-                EffectError::Transient(msg)
+                EffectError::Transient(e)
             }
         })
     }

@@ -1,5 +1,6 @@
 //! SQS: the ingest's [`Queue`].
 
+use super::error::AwsError;
 use crate::app::ingest::{Queue, QueueError};
 use crate::domain::message::OutgoingMessage;
 use async_trait::async_trait;
@@ -24,12 +25,13 @@ impl Queue for SqsQueue {
                 .data_type("String")
                 .string_value(value)
                 .build()
-                .map_err(|e| QueueError::Send(e.to_string()))?;
+                .map_err(|e| QueueError::Send(e.into()))?;
             req = req.message_attributes(name, v);
         }
-        let out = req.send().await.map_err(|e| {
-            QueueError::Send(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-        })?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| QueueError::Send(AwsError::from_sdk("SendMessage", e).into()))?;
         out.message_id()
             .map(str::to_owned)
             .ok_or_else(|| QueueError::Send("SQS answered without a message id".into()))

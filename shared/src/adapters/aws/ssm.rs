@@ -15,9 +15,9 @@ pub async fn secure_string(cfg: &SdkConfig, name: &str) -> Result<String, Config
         .with_decryption(true)
         .send()
         .await
-        .map_err(|e| ConfigError::Secret {
+        .map_err(|e| ConfigError::Ssm {
             name: name.to_owned(),
-            reason: aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
+            source: super::error::AwsError::from_sdk("GetParameter", e),
         })?;
     Ok(out
         .parameter()

@@ -37,9 +37,9 @@ impl Notifier for Hygiene {
     ) -> Result<(), EffectError> {
         let api_error = |e: crate::adapters::http::smartlead::ApiError| {
             if e.is_retryable() {
-                EffectError::Transient(e.to_string())
+                EffectError::Transient(e.into())
             } else {
-                EffectError::Permanent(e.to_string())
+                EffectError::Permanent(e.into())
             }
         };
         let n = ev.normalized();

@@ -58,10 +58,9 @@ impl Notifier for SlackNotifier {
                 .send()
                 .await
                 .map_err(|e| {
-                    EffectError::Transient(format!(
-                        "Slack: {}",
-                        crate::adapters::http::error_text(e)
-                    ))
+                    EffectError::Transient(
+                        format!("Slack: {}", crate::adapters::http::error_text(e)).into(),
+                    )
                 })?;
             let status = r.status().as_u16();
             if (200..300).contains(&status) {
@@ -74,17 +73,24 @@ impl Notifier for SlackNotifier {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                return Err(EffectError::Transient(format!(
-                    "Slack rate limit: retry after {}s, past this invocation",
-                    wait.as_secs()
-                )));
+                return Err(EffectError::Transient(
+                    format!(
+                        "Slack rate limit: retry after {}s, past this invocation",
+                        wait.as_secs()
+                    )
+                    .into(),
+                ));
             }
             // A 4xx (a revoked hook, an archived channel, a payload Slack
             // refuses) fails the same way every time: recorded, not retried.
             if (400..500).contains(&status) && status != 408 {
-                return Err(EffectError::Permanent(format!("Slack answered {status}")));
+                return Err(EffectError::Permanent(
+                    format!("Slack answered {status}").into(),
+                ));
             }
-            return Err(EffectError::Transient(format!("Slack answered {status}")));
+            return Err(EffectError::Transient(
+                format!("Slack answered {status}").into(),
+            ));
         }
     }
 }
