@@ -430,6 +430,44 @@ fn build_update(
         let val = e.value(to_attr(v));
         e.add.push(format!("{n} {val}"));
     }
+    let mut condition = absorb(&mut e, seen, gen, extra);
+    match stage {
+        Stage::Latest => {
+            let reg = u
+                .latest
+                .as_ref()
+                .ok_or_else(|| StoreError::permanent("latest stage without register"))?;
+            condition.push_str(&register(&mut e, reg, order_of(reg), "<="));
+            if let Some(early) = &u.earliest {
+                // Newest and no earliest yet means this is also the earliest.
+                let eo = e.name(early.order_attr);
+                let ev = e.value(order_of(early));
+                e.set.push(format!("{eo} = if_not_exists({eo}, {ev})"));
+                e.set_fields(&early.fields, true);
+            }
+        }
+        Stage::Earliest => {
+            let reg = u
+                .earliest
+                .as_ref()
+                .ok_or_else(|| StoreError::permanent("earliest stage without register"))?;
+            condition.push_str(&register(&mut e, reg, order_of(reg), ">"));
+        }
+        Stage::Plain => {}
+    }
+    Ok(ItemRequest {
+        update: e.update_expression(),
+        condition,
+        names: e.names,
+        values: e.values,
+    })
+}
+
+/// Adds the event's key to the absorbed keys (and the fan-out's mark) and
+/// returns the condition: neither generation holds it, `ek` is not full,
+/// the item has archived `gen` generations, and (`extra.legacy_since`) the
+/// transactional design's markers cannot hold it.
+fn absorb(e: &mut Expr, seen: &[u8], gen: u64, extra: Extra) -> String {
     let ek = e.name(SEEN_ATTR);
     let ek_old = e.name(SEEN_OLD_ATTR);
     let kset = e.value(AttributeValue::Bs(vec![
@@ -471,46 +509,23 @@ fn build_update(
         e.set
             .push(format!("{legacy} = if_not_exists({legacy}, {av})"));
     }
-    match stage {
-        Stage::Latest => {
-            let reg = u
-                .latest
-                .as_ref()
-                .ok_or_else(|| StoreError::permanent("latest stage without register"))?;
-            let lo = e.name(reg.order_attr);
-            let ov = e.value(order_of(reg));
-            e.set.push(format!("{lo} = {ov}"));
-            e.set_fields(&reg.fields, false);
-            condition.push_str(&format!(
-                " AND (attribute_not_exists({lo}) OR {lo} <= {ov})"
-            ));
-            if let Some(early) = &u.earliest {
-                // Newest and no earliest yet means this is also the earliest.
-                let eo = e.name(early.order_attr);
-                let ev = e.value(order_of(early));
-                e.set.push(format!("{eo} = if_not_exists({eo}, {ev})"));
-                e.set_fields(&early.fields, true);
-            }
-        }
-        Stage::Earliest => {
-            let reg = u
-                .earliest
-                .as_ref()
-                .ok_or_else(|| StoreError::permanent("earliest stage without register"))?;
-            let eo = e.name(reg.order_attr);
-            let ov = e.value(order_of(reg));
-            e.set.push(format!("{eo} = {ov}"));
-            e.set_fields(&reg.fields, false);
-            condition.push_str(&format!(" AND (attribute_not_exists({eo}) OR {eo} > {ov})"));
-        }
-        Stage::Plain => {}
-    }
-    Ok(ItemRequest {
-        update: e.update_expression(),
-        condition,
-        names: e.names,
-        values: e.values,
-    })
+    condition
+}
+
+/// Sets a register (its order and fields) and returns its condition: the
+/// recorded order is absent or `cmp` (`<=`: newest wins, `>`: oldest wins)
+/// the event's.
+fn register(
+    e: &mut Expr,
+    reg: &crate::domain::plan::Register,
+    order: AttributeValue,
+    cmp: &str,
+) -> String {
+    let o = e.name(reg.order_attr);
+    let v = e.value(order);
+    e.set.push(format!("{o} = {v}"));
+    e.set_fields(&reg.fields, false);
+    format!(" AND (attribute_not_exists({o}) OR {o} {cmp} {v})")
 }
 
 /// Requests sent and write units DynamoDB reported, for one plan.
@@ -594,6 +609,16 @@ enum ItemDone {
     OldDesign,
 }
 
+/// Where one item's update stands between rounds.
+struct Attempt {
+    stage: Stage,
+    /// Generations the item has archived, as far as this call knows: none
+    /// until a refusal says otherwise (typical items never archive one).
+    gen: u64,
+    extra: Extra,
+    now_ms: i64,
+}
+
 /// What one plan's items share while they are applied.
 struct PlanRun<'a> {
     key: &'a DedupKey,
@@ -669,7 +694,6 @@ impl DynamoStore {
         }
     }
 
-    /// Every item of a partition (a lead's full state is one `Query`).
     /// A conditional update of an effect's state on the effect record:
     /// `Ok(false)` when the condition did not hold.
     async fn effect_update(
@@ -707,6 +731,8 @@ impl DynamoStore {
     /// Applies one item's update (see [`ItemDone`]); `fanout` marks the
     /// event's fan-out pending on it; `want_state` asks for the item after
     /// the write (the plan's first item: its state goes to the fan-out).
+    /// A refused update is looked at ([`DynamoStore::on_refusal`]) and sent
+    /// again as that says, 16 rounds at most.
     async fn apply_item(
         &self,
         u: &ItemUpdate,
@@ -715,50 +741,24 @@ impl DynamoStore {
         run: &mut PlanRun<'_>,
     ) -> Result<ItemDone, StoreError> {
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-        let mut stage = first_stage(u);
-        // Generations the item has archived, as far as this call knows: none
-        // until a refusal says otherwise (typical items never archive one).
-        let mut gen = 0;
-        let mut rounds = 0;
-        let (order, time, seen) = (run.order, run.time, run.seen);
         let now_ms = crate::domain::time::EventTime::now().millis();
-        // Old markers live `dedup_ttl` (a day's margin for a deploy overlap).
-        let mut extra = Extra {
-            fanout,
-            legacy_since: self
-                .legacy_markers
-                .then(|| now_ms - self.dedup_ttl.as_millis() as i64 - 86_400_000),
-            mark_legacy: None,
+        let mut at = Attempt {
+            stage: first_stage(u),
+            gen: 0,
+            // Old markers live `dedup_ttl` (a day's margin for a deploy overlap).
+            extra: Extra {
+                fanout,
+                legacy_since: self
+                    .legacy_markers
+                    .then(|| now_ms - self.dedup_ttl.as_millis() as i64 - 86_400_000),
+                mark_legacy: None,
+            },
+            now_ms,
         };
-        loop {
-            rounds += 1;
-            if rounds > 16 {
-                return Err(StoreError::transient("item kept refusing the update"));
-            }
-            let r = build_update(u, stage, order, time, seen, gen, extra)?;
+        for _ in 0..16 {
+            let r = build_update(u, at.stage, run.order, run.time, run.seen, at.gen, at.extra)?;
             run.tally.requests += 1;
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key(&u.pk, &u.sk)))
-                .update_expression(r.update)
-                .condition_expression(r.condition)
-                .set_expression_attribute_names(Some(r.names))
-                .set_expression_attribute_values(Some(r.values))
-                // The first item's state goes to the fan-out: no read.
-                .return_values(if want_state {
-                    ReturnValue::AllNew
-                } else {
-                    ReturnValue::None
-                })
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await;
-            match result {
+            let err = match self.send_update(u, r, want_state).await {
                 Ok(out) => {
                     run.tally.write_units += out
                         .consumed_capacity()
@@ -766,96 +766,135 @@ impl DynamoStore {
                         .unwrap_or(0.0);
                     return Ok(ItemDone::Applied(out.attributes));
                 }
-                Err(err) => {
-                    if let Some(UpdateItemError::ConditionalCheckFailedException(c)) =
-                        err.as_service_error()
-                    {
-                        let old = match c.item() {
-                            Some(old) => Some(old.clone()),
-                            // Without the item in the refusal, read it.
-                            None => self.read(&u.pk, &u.sk).await?,
-                        };
-                        run.tally.write_units += refused_units(old.as_ref());
-                        match refusal(old.as_ref(), seen, gen) {
-                            // Whoever absorbed it (a lost answer of ours,
-                            // an earlier delivery), its fan-out mark says
-                            // what is left to do.
-                            Refusal::Absorbed => return Ok(ItemDone::Absorbed(old)),
-                            Refusal::Full => {
-                                let rotated = self
-                                    .rotate(&u.pk, &u.sk, old.as_ref(), &mut run.tally.requests)
-                                    .await?;
-                                // The generation this rotation archived is the
-                                // `ek_old` the refusal showed without our key;
-                                // the ones before were checked if `gen` is the
-                                // item's: no read needed for the new one.
-                                if let Some(next) = rotated {
-                                    if gen == generation(old.as_ref()) {
-                                        gen = next;
-                                    }
-                                }
-                                continue;
-                            }
-                            Refusal::Generation(g) => {
-                                // Archived before the item was read (the
-                                // read of the archive is consistent); a
-                                // rotation after it changes `ek_gen`, and
-                                // the update conditioned on `g` is refused.
-                                if self.archived(&u.pk, &u.sk, seen, g, &mut run.tally).await? {
-                                    return Ok(ItemDone::Absorbed(old));
-                                }
-                                gen = g;
-                                continue;
-                            }
-                            Refusal::Register
-                                if extra
-                                    .legacy_since
-                                    .is_some_and(|since| legacy(old.as_ref(), since)) =>
-                            {
-                                // Written by the transactional design: its
-                                // marker says whether it applied this event
-                                // (to all of its items at once).
-                                let marker = match run.old_marker {
-                                    Some(m) => m,
-                                    None => {
-                                        run.tally.requests += 1;
-                                        let m = self
-                                            .read(&format!("EVENT#{}", run.key), "EVENT")
-                                            .await?
-                                            .is_some_and(|m| m.contains_key("event_type"));
-                                        run.old_marker = Some(m);
-                                        m
-                                    }
-                                };
-                                if marker {
-                                    return Ok(ItemDone::OldDesign);
-                                }
-                                extra.legacy_since = None;
-                                extra.mark_legacy = Some(now_ms);
-                                continue;
-                            }
-                            Refusal::Register => {
-                                let next = next_stage(u, stage);
-                                if next != stage {
-                                    stage = next;
-                                    continue;
-                                }
-                                // Nothing left to relax: changed under us; again
-                                // (at most 16 rounds).
-                                continue;
-                            }
-                        }
-                    } else {
-                        // Timeouts, lost answers and throttling were retried
-                        // by the SDK (the one retry layer); what is left goes
-                        // back to SQS and, if it keeps failing, the DLQ. An
-                        // answer lost after the write committed is found
-                        // absorbed on redelivery.
-                        return Err(store_error("UpdateItem", err));
+                Err(err) => err,
+            };
+            let Some(UpdateItemError::ConditionalCheckFailedException(c)) = err.as_service_error()
+            else {
+                // Timeouts, lost answers and throttling were retried by the
+                // SDK (the one retry layer); what is left goes back to SQS
+                // and, if it keeps failing, the DLQ. An answer lost after the
+                // write committed is found absorbed on redelivery.
+                return Err(store_error("UpdateItem", err));
+            };
+            let old = match c.item() {
+                Some(old) => Some(old.clone()),
+                // Without the item in the refusal, read it.
+                None => self.read(&u.pk, &u.sk).await?,
+            };
+            run.tally.write_units += refused_units(old.as_ref());
+            if let Some(done) = self.on_refusal(u, old, &mut at, run).await? {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::transient("item kept refusing the update"))
+    }
+
+    /// One conditional `UpdateItem`, returning the item as it was when refused.
+    async fn send_update(
+        &self,
+        u: &ItemUpdate,
+        r: ItemRequest,
+        want_state: bool,
+    ) -> Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    > {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&u.pk, &u.sk)))
+            .update_expression(r.update)
+            .condition_expression(r.condition)
+            .set_expression_attribute_names(Some(r.names))
+            .set_expression_attribute_values(Some(r.values))
+            // The first item's state goes to the fan-out: no read.
+            .return_values(if want_state {
+                ReturnValue::AllNew
+            } else {
+                ReturnValue::None
+            })
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+    }
+
+    /// What a refused update leaves to do, read from the item as it was
+    /// (`old`): `Some` when the item is done with, `None` to send the update
+    /// again as `at` now says.
+    async fn on_refusal(
+        &self,
+        u: &ItemUpdate,
+        old: Option<HashMap<String, AttributeValue>>,
+        at: &mut Attempt,
+        run: &mut PlanRun<'_>,
+    ) -> Result<Option<ItemDone>, StoreError> {
+        match refusal(old.as_ref(), run.seen, at.gen) {
+            // Whoever absorbed it (a lost answer of ours, an earlier
+            // delivery), its fan-out mark says what is left to do.
+            Refusal::Absorbed => return Ok(Some(ItemDone::Absorbed(old))),
+            Refusal::Full => {
+                let rotated = self
+                    .rotate(&u.pk, &u.sk, old.as_ref(), &mut run.tally.requests)
+                    .await?;
+                // The generation this rotation archived is the `ek_old` the
+                // refusal showed without our key; the ones before were
+                // checked if `gen` is the item's: no read needed for the new one.
+                if let Some(next) = rotated {
+                    if at.gen == generation(old.as_ref()) {
+                        at.gen = next;
                     }
                 }
             }
+            Refusal::Generation(g) => {
+                // Archived before the item was read (the read of the archive
+                // is consistent); a rotation after it changes `ek_gen`, and
+                // the update conditioned on `g` is refused.
+                if self
+                    .archived(&u.pk, &u.sk, run.seen, g, &mut run.tally)
+                    .await?
+                {
+                    return Ok(Some(ItemDone::Absorbed(old)));
+                }
+                at.gen = g;
+            }
+            Refusal::Register
+                if at
+                    .extra
+                    .legacy_since
+                    .is_some_and(|since| legacy(old.as_ref(), since)) =>
+            {
+                // Written by the transactional design: its marker says
+                // whether it applied this event (to all of its items at once).
+                if self.old_marker(run).await? {
+                    return Ok(Some(ItemDone::OldDesign));
+                }
+                at.extra.legacy_since = None;
+                at.extra.mark_legacy = Some(at.now_ms);
+            }
+            // The next stage (or, with nothing left to relax, the same:
+            // changed under us), again.
+            Refusal::Register => at.stage = next_stage(u, at.stage),
         }
+        Ok(None)
+    }
+
+    /// Whether the event's dedup marker of the transactional design is
+    /// there (read once per plan).
+    async fn old_marker(&self, run: &mut PlanRun<'_>) -> Result<bool, StoreError> {
+        if let Some(m) = run.old_marker {
+            return Ok(m);
+        }
+        run.tally.requests += 1;
+        let m = self
+            .read(&format!("EVENT#{}", run.key), "EVENT")
+            .await?
+            .is_some_and(|m| m.contains_key("event_type"));
+        run.old_marker = Some(m);
+        Ok(m)
     }
 
     /// Starts a new generation of absorbed keys, if `ek` is still full:
@@ -1015,6 +1054,7 @@ impl DynamoStore {
         }
     }
 
+    /// Every item of a partition (a lead's full state is one `Query`).
     pub async fn partition(
         &self,
         pk: &str,
