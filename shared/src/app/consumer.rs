@@ -57,6 +57,22 @@ pub enum Outcome {
 /// Metric names, by [`Outcome::metric_index`].
 const METRIC_NAMES: [&str; 4] = ["Processed", "Duplicates", "RejectedEvents", "Failures"];
 
+/// One SQS record being handled.
+struct Delivery<'a> {
+    message_id: &'a str,
+    bytes: &'a [u8],
+    received: EventTime,
+    lease_until_ms: i64,
+}
+
+/// What the store's write left for the effects.
+struct Applied {
+    /// The first item after the write (`ALL_NEW`).
+    state: Option<serde_json::Value>,
+    /// The fan-out's pending mark is on the first item.
+    marked: bool,
+}
+
 struct Done {
     outcome: Outcome,
     event_type: String,
@@ -269,18 +285,28 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
 
     async fn record(&self, m: &SqsMessage, lease_until_ms: i64) -> Done {
         let message_id = m.message_id.clone().unwrap_or_default();
-        let span = tracing::info_span!("record", message_id = %message_id, event_type = tracing::field::Empty, dedup_key = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "record",
+            message_id = %message_id,
+            event_type = tracing::field::Empty,
+            dedup_key = tracing::field::Empty
+        );
         async {
             let started = Instant::now();
             let received = sent_time(m);
-            let mut job = None;
-            let (outcome, event_type) = match self.body(m).await {
-                Body::Retry(e) => (Outcome::Failed(e), "NONE".to_owned()),
-                Body::Reject(reason, detail, raw) => (self.reject(&message_id, reason, &detail, &raw, received).await, "NONE".to_owned()),
+            let none = || "NONE".to_owned();
+            let (outcome, event_type, job) = match self.body(m).await {
+                Body::Retry(e) => (Outcome::Failed(e), none(), None),
+                Body::Reject(reason, detail, raw) => {
+                    let o = self.reject(&message_id, reason, &detail, &raw, received);
+                    (o.await, none(), None)
+                }
                 Body::Ready(bytes) => match SmartleadEvent::from_slice(&bytes) {
                     Err(e) => {
                         let raw = String::from_utf8_lossy(&bytes);
-                        (self.reject(&message_id, e.code(), &e.to_string(), &raw, received).await, "NONE".to_owned())
+                        let detail = e.to_string();
+                        let o = self.reject(&message_id, e.code(), &detail, &raw, received);
+                        (o.await, none(), None)
                     }
                     Ok(ev) => {
                         // SmartLead's event id and webhook level, as the ingest passed them on.
@@ -288,110 +314,187 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                             attribute(m, attr::SMARTLEAD_REQUEST_ID),
                             attribute(m, attr::WEBHOOK_LEVEL),
                         );
-                        let mut p = plan_within(&ev, received, &self.weights, &self.time_window);
-                        if p.time_clamped {
-                            tracing::warn!(event_time = ?ev.normalized().event_time.map(|t| t.to_string()), "event time outside the believed window; using the receive time");
-                            self.metrics.count("EventTimeClamped", &[("EventType", ev.event_type.metric_name())]);
-                        }
-                        p.effects = self.effects.for_event(&ev);
-                        p.lease_until_ms = lease_until_ms;
-                        let span = tracing::Span::current();
-                        span.record("event_type", ev.event_type.as_str());
-                        span.record("dedup_key", p.key.as_str());
-                        let mut state = None;
-                        // The fan-out's mark rides on the first item, unless
-                        // DynamoDB refused that item (then it is claimed).
-                        let mut marked = !p.items.is_empty();
-                        let applied = if received.millis() < process_start_ms() {
-                            // Received before this process: maybe applied by the
-                            // transactional design (a redrive after an upgrade).
-                            match self.store.applied_before_upgrade(&p.key).await {
-                                Ok(true) => Ok(ApplyOutcome::AppliedBeforeUpgrade),
-                                Ok(false) => self.apply_or_trim(&p, &message_id).await,
-                                Err(e) => Err(e),
-                            }
-                        } else {
-                            self.apply_or_trim(&p, &message_id).await
+                        let d = Delivery {
+                            message_id: &message_id,
+                            bytes: &bytes,
+                            received,
+                            lease_until_ms,
                         };
-                        let (outcome, claimed) = match applied {
-                            // Then its effects are claimed (see `claim_left`).
-                            Ok(ApplyOutcome::Applied { write_units, state: after, fanout, trimmed, refused, .. }) => {
-                                state = after;
-                                marked &= !refused.iter().any(|(i, _)| *i == 0);
-                                if trimmed {
-                                    self.metrics.count("EventsTrimmed", &[("EventType", p.event_type.metric_name())]);
-                                }
-                                if p.unattributed {
-                                    // Kept, never dropped: counted so someone looks (UnattributedEventsAlarm).
-                                    tracing::warn!(shape = ?ev.shape, "lead event without a lead e-mail address; kept unattributed");
-                                    self.metrics.count("Unattributed", &[("EventType", ev.event_type.metric_name())]);
-                                }
-                                let outcome = match self.keep_refused(&message_id, &p, &refused, &bytes, received).await {
-                                    Some(failed) => failed,
-                                    None => Outcome::Processed { write_units },
-                                };
-                                (outcome, self.claim_left(&p, &message_id, fanout, marked).await)
-                            }
-                            // Nothing changed, but its fan-out is still to
-                            // publish, or an item refuses it (again).
-                            Ok(ApplyOutcome::Unchanged { state: after, fanout, refused }) => {
-                                state = after;
-                                marked &= !refused.iter().any(|(i, _)| *i == 0);
-                                let outcome = match self.keep_refused(&message_id, &p, &refused, &bytes, received).await {
-                                    Some(failed) => failed,
-                                    None if refused.len() == p.items.len() => Outcome::Rejected("store_refused"),
-                                    None => Outcome::Duplicate,
-                                };
-                                (outcome, self.claim_left(&p, &message_id, fanout, marked).await)
-                            }
-                            // Stored before: only effects left pending (or abandoned) run.
-                            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, self.claim_left(&p, &message_id, false, true).await),
-                            // Applied by the transactional design: its effects,
-                            // the fan-out included, were tracked on its marker;
-                            // what it left pending (a failed publish, a crash)
-                            // is claimed and run there.
-                            Ok(ApplyOutcome::AppliedBeforeUpgrade) => (Outcome::Duplicate, self.claim_left(&p, &message_id, false, false).await),
-                            // DynamoDB refuses what the event holds: on every
-                            // delivery alike, so it is kept, not looped to the DLQ.
-                            Err(e) if !e.is_retryable() => {
-                                let raw = String::from_utf8_lossy(&bytes);
-                                (self.reject(&message_id, "store_refused", &e.to_string(), &raw, received).await, Ok(Vec::new()))
-                            }
-                            Err(e) => (Outcome::Failed(e.to_string()), Ok(Vec::new())),
-                        };
-                        let event_type = ev.event_type.metric_name().to_owned();
-                        match claimed {
-                            Err(e) => (Outcome::Failed(e.to_string()), event_type),
-                            Ok(effects) => {
-                                if !effects.is_empty() {
-                                    job = Some(Job {
-                                        message_id: message_id.clone(),
-                                        state_item: p.items.first().map(|u| (u.pk.clone(), u.sk.clone())),
-                                        state,
-                                        marked,
-                                        key: p.key.clone(),
-                                        effects,
-                                        lease_until_ms,
-                                        ev,
-                                    });
-                                }
-                                (outcome, event_type)
-                            }
-                        }
+                        self.event(ev, &d).await
                     }
                 },
             };
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             match &outcome {
-                Outcome::Failed(e) => tracing::error!(outcome = "failed", error = %e, "record failed; SQS will redeliver it"),
-                Outcome::Rejected(reason) => tracing::warn!(outcome = "rejected", reason, "record rejected and kept"),
+                Outcome::Failed(e) => {
+                    tracing::error!(outcome = "failed", error = %e, "record failed; SQS will redeliver it")
+                }
+                Outcome::Rejected(reason) => {
+                    tracing::warn!(outcome = "rejected", reason, "record rejected and kept")
+                }
                 // ProcessingLatency has the time; this line is the outcome.
                 o => tracing::info!(outcome = o.label(), "record done"),
             }
-            Done { outcome, event_type, ms, job }
+            Done {
+                outcome,
+                event_type,
+                ms,
+                job,
+            }
         }
         .instrument(span)
         .await
+    }
+
+    /// The plan of a parsed event, with the effects it gets.
+    fn plan_for(&self, ev: &SmartleadEvent, d: &Delivery<'_>) -> crate::domain::plan::Plan {
+        let mut p = plan_within(ev, d.received, &self.weights, &self.time_window);
+        if p.time_clamped {
+            tracing::warn!(event_time = ?ev.normalized().event_time.map(|t| t.to_string()), "event time outside the believed window; using the receive time");
+            self.metrics.count(
+                "EventTimeClamped",
+                &[("EventType", ev.event_type.metric_name())],
+            );
+        }
+        p.effects = self.effects.for_event(ev);
+        p.lease_until_ms = d.lease_until_ms;
+        let span = tracing::Span::current();
+        span.record("event_type", ev.event_type.as_str());
+        span.record("dedup_key", p.key.as_str());
+        p
+    }
+
+    /// One parsed event: applied exactly once, its effects claimed (the job
+    /// that runs them, if any).
+    async fn event(&self, ev: SmartleadEvent, d: &Delivery<'_>) -> (Outcome, String, Option<Job>) {
+        let p = self.plan_for(&ev, d);
+        let applied = if d.received.millis() < process_start_ms() {
+            // Received before this process: maybe applied by the
+            // transactional design (a redrive after an upgrade).
+            match self.store.applied_before_upgrade(&p.key).await {
+                Ok(true) => Ok(ApplyOutcome::AppliedBeforeUpgrade),
+                Ok(false) => self.apply_or_trim(&p, d.message_id).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            self.apply_or_trim(&p, d.message_id).await
+        };
+        let (outcome, claimed, applied) = self.after_apply(applied, &ev, &p, d).await;
+        let event_type = ev.event_type.metric_name().to_owned();
+        match claimed {
+            Err(e) => (Outcome::Failed(e.to_string()), event_type, None),
+            Ok(effects) if effects.is_empty() => (outcome, event_type, None),
+            Ok(effects) => {
+                let job = Job {
+                    message_id: d.message_id.to_owned(),
+                    state_item: p.items.first().map(|u| (u.pk.clone(), u.sk.clone())),
+                    state: applied.state,
+                    marked: applied.marked,
+                    key: p.key.clone(),
+                    effects,
+                    lease_until_ms: d.lease_until_ms,
+                    ev,
+                };
+                (outcome, event_type, Some(job))
+            }
+        }
+    }
+
+    /// The record's outcome from the store's answer, and the effects left
+    /// to run (claimed).
+    async fn after_apply(
+        &self,
+        applied: Result<ApplyOutcome, StoreError>,
+        ev: &SmartleadEvent,
+        p: &crate::domain::plan::Plan,
+        d: &Delivery<'_>,
+    ) -> (Outcome, Result<Vec<&'static str>, StoreError>, Applied) {
+        // The fan-out's mark rides on the first item, unless DynamoDB
+        // refused that item (then it is claimed).
+        let mut a = Applied {
+            state: None,
+            marked: !p.items.is_empty(),
+        };
+        let id = d.message_id;
+        let (outcome, claimed) = match applied {
+            // Then its effects are claimed (see `claim_left`).
+            Ok(ApplyOutcome::Applied {
+                write_units,
+                state,
+                fanout,
+                trimmed,
+                refused,
+                ..
+            }) => {
+                a.state = state;
+                a.marked &= !refused.iter().any(|(i, _)| *i == 0);
+                self.count_applied(ev, p, trimmed);
+                let outcome = self
+                    .keep_refused(id, p, &refused, d.bytes, d.received)
+                    .await;
+                let outcome = outcome.unwrap_or(Outcome::Processed { write_units });
+                (outcome, self.claim_left(p, id, fanout, a.marked).await)
+            }
+            // Nothing changed, but its fan-out is still to publish, or an
+            // item refuses it (again).
+            Ok(ApplyOutcome::Unchanged {
+                state,
+                fanout,
+                refused,
+            }) => {
+                a.state = state;
+                a.marked &= !refused.iter().any(|(i, _)| *i == 0);
+                let outcome = match self
+                    .keep_refused(id, p, &refused, d.bytes, d.received)
+                    .await
+                {
+                    Some(failed) => failed,
+                    None if refused.len() == p.items.len() => Outcome::Rejected("store_refused"),
+                    None => Outcome::Duplicate,
+                };
+                (outcome, self.claim_left(p, id, fanout, a.marked).await)
+            }
+            // Stored before: only effects left pending (or abandoned) run.
+            Ok(ApplyOutcome::Duplicate) => (
+                Outcome::Duplicate,
+                self.claim_left(p, id, false, true).await,
+            ),
+            // Applied by the transactional design: its effects, the fan-out
+            // included, were tracked on its marker; what it left pending (a
+            // failed publish, a crash) is claimed and run there.
+            Ok(ApplyOutcome::AppliedBeforeUpgrade) => (
+                Outcome::Duplicate,
+                self.claim_left(p, id, false, false).await,
+            ),
+            // DynamoDB refuses what the event holds: on every delivery
+            // alike, so it is kept, not looped to the DLQ.
+            Err(e) if !e.is_retryable() => {
+                let raw = String::from_utf8_lossy(d.bytes);
+                let detail = e.to_string();
+                let o = self.reject(id, "store_refused", &detail, &raw, d.received);
+                (o.await, Ok(Vec::new()))
+            }
+            Err(e) => (Outcome::Failed(e.to_string()), Ok(Vec::new())),
+        };
+        (outcome, claimed, a)
+    }
+
+    /// Counts what an applied event's plan says someone should know.
+    fn count_applied(&self, ev: &SmartleadEvent, p: &crate::domain::plan::Plan, trimmed: bool) {
+        if trimmed {
+            self.metrics.count(
+                "EventsTrimmed",
+                &[("EventType", p.event_type.metric_name())],
+            );
+        }
+        if p.unattributed {
+            // Kept, never dropped: counted so someone looks (UnattributedEventsAlarm).
+            tracing::warn!(shape = ?ev.shape, "lead event without a lead e-mail address; kept unattributed");
+            self.metrics.count(
+                "Unattributed",
+                &[("EventType", ev.event_type.metric_name())],
+            );
+        }
     }
 
     /// Applies the plan. The store applies every item on its own: one

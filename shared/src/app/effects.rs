@@ -191,6 +191,71 @@ fn raw_text(ev: &SmartleadEvent, paths: &[&[&str]]) -> Option<String> {
     })
 }
 
+/// An alert's headline: who did what (or which account, campaign).
+fn title(ev: &SmartleadEvent, lead: Option<&str>, campaign: Option<&str>) -> String {
+    let n = ev.normalized();
+    let who = lead.unwrap_or("a lead");
+    let account = n
+        .sender_email
+        .clone()
+        .or(n.account_id.as_ref().map(|a| a.to_string()))
+        .unwrap_or_else(|| "an account".into());
+    let category = raw_text(
+        ev,
+        &[
+            &["category", "name"],
+            &["category"],
+            &["lead_data", "category", "name"],
+        ],
+    );
+    match &ev.data {
+        EventData::EmailReply(_) => format!("Reply from {who}"),
+        EventData::LeadCategoryUpdated(_) => format!(
+            "{who} is now {}",
+            category.unwrap_or_else(|| "in a positive category".into())
+        ),
+        EventData::ManualStepReached(_) => format!("Manual step reached for {who}"),
+        EventData::EmailAccountDisconnected(_) => {
+            format!("E-mail account disconnected: {account}")
+        }
+        EventData::LinkedinDisconnected(_) => {
+            format!("LinkedIn account disconnected: {account}")
+        }
+        EventData::CampaignBounceBreach(_) => {
+            format!("Bounce rate breach in {}", campaign.unwrap_or("a campaign"))
+        }
+        _ => format!("{} for {who}", ev.event_type.as_str()),
+    }
+}
+
+/// The reply's (or step's, error's) text, on one line, at most 300 characters.
+fn preview(ev: &SmartleadEvent) -> Option<String> {
+    raw_text(
+        ev,
+        &[
+            &["preview_text"],
+            &["reply_message", "text"],
+            &["lastReply", "email_body"],
+            &["step_description"],
+            &["description"],
+            &["error"],
+            &["message"],
+        ],
+    )
+    .or_else(|| {
+        raw_text(ev, &[&["reply_body"], &["reply_message", "html"]])
+            .map(|h| crate::domain::plan::strip_html(&h))
+    })
+    .map(|p| {
+        let p: String = p.split_whitespace().collect::<Vec<_>>().join(" ");
+        if p.chars().count() > 300 {
+            format!("{}…", p.chars().take(300).collect::<String>())
+        } else {
+            p
+        }
+    })
+}
+
 impl Alert {
     pub fn from_event(ev: &SmartleadEvent, key: &str) -> Alert {
         let n = ev.normalized();
@@ -206,65 +271,6 @@ impl Alert {
             (None, Some(id)) => Some(format!("#{id}")),
             (None, None) => None,
         };
-        let who = lead.clone().unwrap_or_else(|| "a lead".into());
-        let account = n
-            .sender_email
-            .clone()
-            .or(n.account_id.as_ref().map(|a| a.to_string()))
-            .unwrap_or_else(|| "an account".into());
-        let category = raw_text(
-            ev,
-            &[
-                &["category", "name"],
-                &["category"],
-                &["lead_data", "category", "name"],
-            ],
-        );
-        let title = match &ev.data {
-            EventData::EmailReply(_) => format!("Reply from {who}"),
-            EventData::LeadCategoryUpdated(_) => format!(
-                "{who} is now {}",
-                category
-                    .clone()
-                    .unwrap_or_else(|| "in a positive category".into())
-            ),
-            EventData::ManualStepReached(_) => format!("Manual step reached for {who}"),
-            EventData::EmailAccountDisconnected(_) => {
-                format!("E-mail account disconnected: {account}")
-            }
-            EventData::LinkedinDisconnected(_) => {
-                format!("LinkedIn account disconnected: {account}")
-            }
-            EventData::CampaignBounceBreach(_) => format!(
-                "Bounce rate breach in {}",
-                campaign.clone().unwrap_or_else(|| "a campaign".into())
-            ),
-            _ => format!("{} for {who}", ev.event_type.as_str()),
-        };
-        let preview = raw_text(
-            ev,
-            &[
-                &["preview_text"],
-                &["reply_message", "text"],
-                &["lastReply", "email_body"],
-                &["step_description"],
-                &["description"],
-                &["error"],
-                &["message"],
-            ],
-        )
-        .or_else(|| {
-            raw_text(ev, &[&["reply_body"], &["reply_message", "html"]])
-                .map(|h| crate::domain::plan::strip_html(&h))
-        })
-        .map(|p| {
-            let p: String = p.split_whitespace().collect::<Vec<_>>().join(" ");
-            if p.chars().count() > 300 {
-                format!("{}…", p.chars().take(300).collect::<String>())
-            } else {
-                p
-            }
-        });
         let link = n.app_url.clone().or_else(|| {
             raw_text(ev, &[&["ui_master_inbox_link"]]).or_else(|| {
                 n.campaign_id
@@ -274,10 +280,10 @@ impl Alert {
         });
         Alert {
             event_type: ev.event_type.as_str().to_owned(),
-            title,
+            title: title(ev, lead.as_deref(), campaign.as_deref()),
             lead,
             campaign,
-            preview,
+            preview: preview(ev),
             link,
             dedup_key: key.to_owned(),
         }

@@ -441,9 +441,23 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
 
     pub async fn handle(&self, req: IngestRequest<'_>) -> IngestResponse {
         self.config.secret.refresh_if_due().await;
+        let (text, et) = match self.admit(&req) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
+        match self.enqueue(&req, text, &et).await {
+            Ok((id, location)) => self.queued(&req, &id, location, &et),
+            Err(e) => self.unavailable(&req, &et, &e),
+        }
+    }
+
+    /// The checks before a webhook is queued: route, method, size, secret,
+    /// UTF-8, a JSON object with an event type. The body as text and its
+    /// type, or the answer that refuses it.
+    fn admit<'r>(&self, req: &IngestRequest<'r>) -> Result<(&'r str, EventType), IngestResponse> {
         let path_token = match self.route(req.path) {
             Route::Webhook { path_token } => path_token,
-            Route::Other => return self.reject(Rejection::NotFound, None, req.request_id),
+            Route::Other => return Err(self.reject(Rejection::NotFound, None, req.request_id)),
         };
         // A path below the webhook path with several segments is only the
         // webhook when it is the secret (decoded `%2F`); otherwise not found.
@@ -451,34 +465,34 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             t.trim_end_matches('/').contains('/')
                 && !(self.config.auth.path && self.config.secret.matches_path_token(t))
         }) {
-            return self.reject(Rejection::NotFound, None, req.request_id);
+            return Err(self.reject(Rejection::NotFound, None, req.request_id));
         }
         if !req.method.eq_ignore_ascii_case("POST") {
-            return self.reject(Rejection::MethodNotAllowed, None, req.request_id);
+            return Err(self.reject(Rejection::MethodNotAllowed, None, req.request_id));
         }
         if req.body.len() > self.config.max_body_bytes {
-            return self.reject(Rejection::TooLarge, None, req.request_id);
+            return Err(self.reject(Rejection::TooLarge, None, req.request_id));
         }
-        let pre_authorized = self.authorized_without_body(&req, path_token);
+        let pre_authorized = self.authorized_without_body(req, path_token);
         // Without body auth nothing in the body can authorize: answer before
         // reading it (no UTF-8 check, no JSON scan for strangers).
         if !pre_authorized && !self.config.auth.body {
-            return self.reject(Rejection::Unauthorized, None, req.request_id);
+            return Err(self.reject(Rejection::Unauthorized, None, req.request_id));
         }
         // Until the caller is known, a bad body gets the same 401 as a bad secret.
         let text = match std::str::from_utf8(req.body) {
             Ok(t) => t,
             Err(_) if pre_authorized => {
-                return self.reject(Rejection::InvalidUtf8, None, req.request_id)
+                return Err(self.reject(Rejection::InvalidUtf8, None, req.request_id))
             }
-            Err(_) => return self.reject(Rejection::Unauthorized, None, req.request_id),
+            Err(_) => return Err(self.reject(Rejection::Unauthorized, None, req.request_id)),
         };
         #[cfg(test)]
         tests::PROBES.with(|p| p.set(p.get() + 1));
         let probe = match probe(req.body) {
             Ok(p) => p,
-            Err(e) if pre_authorized => return self.invalid(&e, req.request_id),
-            Err(_) => return self.reject(Rejection::Unauthorized, None, req.request_id),
+            Err(e) if pre_authorized => return Err(self.invalid(&e, req.request_id)),
+            Err(_) => return Err(self.reject(Rejection::Unauthorized, None, req.request_id)),
         };
         if !pre_authorized {
             let ok = self.config.auth.body
@@ -487,60 +501,73 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
                     .as_deref()
                     .is_some_and(|k| self.config.secret.matches(k));
             if !ok {
-                return self.reject(
+                return Err(self.reject(
                     Rejection::Unauthorized,
                     Some(&probe.event_type),
                     req.request_id,
-                );
+                ));
             }
         }
-        let et = probe.event_type;
-        match self.enqueue(&req, text, &et).await {
-            Ok((id, location)) => {
-                // One short line a webhook, no EMF: the template's metric
-                // filters count it (`Received`, `Queued` by `EventType`);
-                // the latency is the function's `Duration`.
-                let mut props = vec![
-                    ("outcome", "queued".into()),
-                    ("message_id", id.to_string().into()),
-                    ("EventType", et.metric_name().into()),
-                ];
-                // Inline is the rule: only the exception is written.
-                if location != "inline" {
-                    props.push(("body_location", location.into()));
-                }
-                let logged = self.metrics.record(&props);
-                if !logged {
-                    tracing::info!(
-                        request_id = req.request_id,
-                        event_type = et.as_str(),
-                        message_id = %id,
-                        body_location = location,
-                        bytes = req.body.len(),
-                        outcome = "queued",
-                        "webhook queued"
-                    );
-                }
-                IngestResponse {
-                    status: 200,
-                    body: serde_json::json!({ "status": "received", "id": id }).to_string(),
-                    headers: vec![("content-type", "application/json")],
-                }
-            }
-            Err(e) => {
-                tracing::error!(request_id = req.request_id, event_type = et.as_str(), error = %e, outcome = "unavailable", "webhook not queued; answering 503 so SmartLead retries");
-                self.metrics.emit(
-                    &[("EventType", et.metric_name())],
-                    &[
-                        ("Received", 1.0, Unit::Count),
-                        ("QueueFailures", 1.0, Unit::Count),
-                    ],
-                );
-                let mut resp = IngestResponse::error(503, "temporarily unavailable, please retry");
-                resp.headers.push(("retry-after", "5"));
-                resp
-            }
+        Ok((text, probe.event_type))
+    }
+
+    /// 200 once SQS has it: one short line a webhook, no EMF.
+    fn queued(
+        &self,
+        req: &IngestRequest<'_>,
+        id: &str,
+        location: &'static str,
+        et: &EventType,
+    ) -> IngestResponse {
+        // One short line a webhook, no EMF: the template's metric
+        // filters count it (`Received`, `Queued` by `EventType`);
+        // the latency is the function's `Duration`.
+        let mut props = vec![
+            ("outcome", "queued".into()),
+            ("message_id", id.to_string().into()),
+            ("EventType", et.metric_name().into()),
+        ];
+        // Inline is the rule: only the exception is written.
+        if location != "inline" {
+            props.push(("body_location", location.into()));
         }
+        let logged = self.metrics.record(&props);
+        if !logged {
+            tracing::info!(
+                request_id = req.request_id,
+                event_type = et.as_str(),
+                message_id = %id,
+                body_location = location,
+                bytes = req.body.len(),
+                outcome = "queued",
+                "webhook queued"
+            );
+        }
+        IngestResponse {
+            status: 200,
+            body: serde_json::json!({ "status": "received", "id": id }).to_string(),
+            headers: vec![("content-type", "application/json")],
+        }
+    }
+
+    /// 503, so SmartLead retries: the queue did not take it.
+    fn unavailable(
+        &self,
+        req: &IngestRequest<'_>,
+        et: &EventType,
+        e: &QueueError,
+    ) -> IngestResponse {
+        tracing::error!(request_id = req.request_id, event_type = et.as_str(), error = %e, outcome = "unavailable", "webhook not queued; answering 503 so SmartLead retries");
+        self.metrics.emit(
+            &[("EventType", et.metric_name())],
+            &[
+                ("Received", 1.0, Unit::Count),
+                ("QueueFailures", 1.0, Unit::Count),
+            ],
+        );
+        let mut resp = IngestResponse::error(503, "temporarily unavailable, please retry");
+        resp.headers.push(("retry-after", "5"));
+        resp
     }
 
     fn invalid(&self, e: &EventError, request_id: &str) -> IngestResponse {
