@@ -1277,32 +1277,22 @@ impl StateReader for DynamoStore {
 #[async_trait]
 impl RejectSink for DynamoStore {
     async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError> {
-        let expires = chrono::Utc::now().timestamp() + (REJECTED_TTL_DAYS * 86_400) as i64;
         let raw =
             crate::domain::plan::cut_bytes(r.raw, crate::domain::plan::MAX_RAW_BYTES).to_owned();
-        let mut item = key("REJECTED", &format!("{}#{}", r.received_at, r.message_id));
-        item.insert("reason".into(), AttributeValue::S(r.reason.to_owned()));
-        item.insert(
-            "detail".into(),
-            AttributeValue::S(if r.detail.is_empty() {
-                "-".into()
-            } else {
-                crate::domain::plan::cut_bytes(r.detail, 1000).to_owned()
-            }),
-        );
-        item.insert(
-            "message_id".into(),
-            AttributeValue::S(r.message_id.to_owned()),
-        );
-        item.insert(
-            "received_at".into(),
-            AttributeValue::S(r.received_at.to_owned()),
-        );
-        item.insert(
-            "raw".into(),
-            AttributeValue::S(if raw.is_empty() { "-".into() } else { raw }),
-        );
-        item.insert(TTL_ATTR.into(), AttributeValue::N(expires.to_string()));
+        // DynamoDB refuses empty strings in some places: "-" stands for none.
+        let or_dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+        let item = RejectedItem {
+            pk: "REJECTED",
+            sk: format!("{}#{}", r.received_at, r.message_id),
+            reason: r.reason,
+            detail: or_dash(crate::domain::plan::cut_bytes(r.detail, 1000).to_owned()),
+            message_id: r.message_id,
+            received_at: r.received_at,
+            raw: or_dash(raw),
+            expires_at: chrono::Utc::now().timestamp() + (REJECTED_TTL_DAYS * 86_400) as i64,
+        };
+        let item = serde_dynamo::to_item(item)
+            .map_err(|e| StoreError::permanent(format!("REJECTED item: {e}")))?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -1312,6 +1302,21 @@ impl RejectSink for DynamoStore {
             .map_err(|e| store_error("PutItem", e))?;
         Ok(())
     }
+}
+
+/// A rejected event as stored (`pk` `REJECTED`, `sk` `<received>#<message id>`),
+/// with its reason and raw body; it expires after [`REJECTED_TTL_DAYS`].
+#[derive(serde::Serialize)]
+struct RejectedItem<'a> {
+    pk: &'static str,
+    sk: String,
+    reason: &'a str,
+    detail: String,
+    message_id: &'a str,
+    received_at: &'a str,
+    raw: String,
+    /// [`TTL_ATTR`].
+    expires_at: i64,
 }
 
 /// Creates the state table as template.yaml declares it (pk/sk strings,
@@ -1366,6 +1371,26 @@ pub async fn create_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejected_item_has_the_key_the_ttl_and_every_field_as_strings() {
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(RejectedItem {
+            pk: "REJECTED",
+            sk: "t#m".into(),
+            reason: "not_json",
+            detail: "-".into(),
+            message_id: "m",
+            received_at: "t",
+            raw: "{".into(),
+            expires_at: 42,
+        })
+        .expect("item");
+        assert_eq!(item["pk"], AttributeValue::S("REJECTED".into()));
+        assert_eq!(item[TTL_ATTR], AttributeValue::N("42".into()));
+        for a in ["sk", "reason", "detail", "message_id", "received_at", "raw"] {
+            assert!(matches!(item[a], AttributeValue::S(_)), "{a}");
+        }
+    }
 
     #[test]
     fn a_refused_update_is_read_from_the_item_as_it_was() {
