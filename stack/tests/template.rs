@@ -8,7 +8,7 @@ use stack::template::Template;
 mod tests {
     use super::*;
     use smartlead::adapters::aws::{CONSUMER_IAM_ACTIONS, INGEST_IAM_ACTIONS};
-    use smartlead::config::{ConsumerConfig, IngestConfig, ReconcileConfig};
+    use smartlead::config::{ConsumerConfig, FromEnv, IngestConfig, ReconcileConfig};
     use stack::template::Value;
     use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,6 +4,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use smartlead::config::FromEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -5,6 +5,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use smartlead::adapters::aws::{S3Blobs, SqsQueue};
 use smartlead::app::ingest::{BlobStore, Ingest, IngestRequest, IngestResponse, Queue};
+use smartlead::config::FromEnv;
 
 pub type AwsIngest = Ingest<SqsQueue, S3Blobs>;
 

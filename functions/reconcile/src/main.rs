@@ -7,6 +7,7 @@
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
+use smartlead::config::FromEnv;
 use std::time::{Duration, Instant};
 
 #[tokio::main]

@@ -73,6 +73,15 @@ struct Applied {
     marked: bool,
 }
 
+impl Applied {
+    /// The write's answer: the first item's state; its mark is gone if
+    /// DynamoDB refused that item.
+    fn written(&mut self, state: Option<serde_json::Value>, refused: &[(usize, String)]) {
+        self.state = state;
+        self.marked &= !refused.iter().any(|(i, _)| *i == 0);
+    }
+}
+
 struct Done {
     outcome: Outcome,
     event_type: String,
@@ -426,13 +435,10 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 refused,
                 ..
             }) => {
-                a.state = state;
-                a.marked &= !refused.iter().any(|(i, _)| *i == 0);
                 self.count_applied(ev, p, trimmed);
-                let outcome = self
-                    .keep_refused(id, p, &refused, d.bytes, d.received)
-                    .await;
-                let outcome = outcome.unwrap_or(Outcome::Processed { write_units });
+                a.written(state, &refused);
+                let kept = self.keep_refused(id, p, &refused, d.bytes, d.received);
+                let outcome = kept.await.unwrap_or(Outcome::Processed { write_units });
                 (outcome, self.claim_left(p, id, fanout, a.marked).await)
             }
             // Nothing changed, but its fan-out is still to publish, or an
@@ -442,12 +448,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 fanout,
                 refused,
             }) => {
-                a.state = state;
-                a.marked &= !refused.iter().any(|(i, _)| *i == 0);
-                let outcome = match self
-                    .keep_refused(id, p, &refused, d.bytes, d.received)
-                    .await
-                {
+                a.written(state, &refused);
+                let kept = self.keep_refused(id, p, &refused, d.bytes, d.received);
+                let outcome = match kept.await {
                     Some(failed) => failed,
                     None if refused.len() == p.items.len() => Outcome::Rejected("store_refused"),
                     None => Outcome::Duplicate,

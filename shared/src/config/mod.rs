@@ -189,6 +189,28 @@ impl Env {
     }
 }
 
+/// A config read from the environment through an [`Env`].
+pub trait FromEnv: Sized {
+    /// Reads every field (problems are kept in `env`).
+    fn fields(env: &Env) -> Self;
+
+    /// The settings in `env`, or its first problem.
+    fn from_env(env: Env) -> Result<Self, ConfigError> {
+        let c = Self::fields(&env);
+        env.finish(c)
+    }
+
+    /// The process environment's settings.
+    fn from_process() -> Result<Self, ConfigError> {
+        Self::from_env(Env::process())
+    }
+
+    /// The variables read (derived by reading an empty environment).
+    fn vars() -> Vars {
+        Env::vars_of(Self::fields)
+    }
+}
+
 /// How often values read from SSM are re-read (`SECRET_REFRESH_SECONDS`,
 /// default 300).
 fn refresh_every(env: &Env) -> Duration {
@@ -247,23 +269,7 @@ pub struct IngestConfig {
     pub s3_path_style: bool,
 }
 
-impl IngestConfig {
-    /// The settings in `env`, or its first problem.
-    pub fn from_env(env: Env) -> Result<IngestConfig, ConfigError> {
-        let c = IngestConfig::fields(&env);
-        env.finish(c)
-    }
-
-    /// The process environment's settings.
-    pub fn from_process() -> Result<IngestConfig, ConfigError> {
-        IngestConfig::from_env(Env::process())
-    }
-
-    /// The variables read (derived by reading an empty environment).
-    pub fn vars() -> Vars {
-        Env::vars_of(IngestConfig::fields)
-    }
-
+impl FromEnv for IngestConfig {
     fn fields(env: &Env) -> IngestConfig {
         let secret = env.secret_var("WEBHOOK_SECRET", "WEBHOOK_SECRET_PARAM");
         if let Some(SecretSource::Fixed(s)) = &secret {
@@ -369,23 +375,7 @@ fn hygiene(env: &Env) -> Option<HygieneConfig> {
     })
 }
 
-impl ConsumerConfig {
-    /// The settings in `env`, or its first problem.
-    pub fn from_env(env: Env) -> Result<ConsumerConfig, ConfigError> {
-        let c = ConsumerConfig::fields(&env);
-        env.finish(c)
-    }
-
-    /// The process environment's settings.
-    pub fn from_process() -> Result<ConsumerConfig, ConfigError> {
-        ConsumerConfig::from_env(Env::process())
-    }
-
-    /// The variables read (derived by reading an empty environment).
-    pub fn vars() -> Vars {
-        Env::vars_of(ConsumerConfig::fields)
-    }
-
+impl FromEnv for ConsumerConfig {
     fn fields(env: &Env) -> ConsumerConfig {
         let days = |name, default: u64, unit: u64| {
             Duration::from_secs(env.number_var::<u64>(name, default).saturating_mul(unit))
@@ -456,23 +446,7 @@ pub struct ReconcileConfig {
     pub metrics: MetricsConfig,
 }
 
-impl ReconcileConfig {
-    /// The settings in `env`, or its first problem.
-    pub fn from_env(env: Env) -> Result<ReconcileConfig, ConfigError> {
-        let c = ReconcileConfig::fields(&env);
-        env.finish(c)
-    }
-
-    /// The process environment's settings.
-    pub fn from_process() -> Result<ReconcileConfig, ConfigError> {
-        ReconcileConfig::from_env(Env::process())
-    }
-
-    /// The variables read (derived by reading an empty environment).
-    pub fn vars() -> Vars {
-        Env::vars_of(ReconcileConfig::fields)
-    }
-
+impl FromEnv for ReconcileConfig {
     fn fields(env: &Env) -> ReconcileConfig {
         let api_key = env
             .secret_var("SMARTLEAD_API_KEY", "SMARTLEAD_API_KEY_PARAM")

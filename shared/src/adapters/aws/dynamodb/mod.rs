@@ -1035,9 +1035,7 @@ impl DynamoStore {
 
     /// Every item of the table (tools and tests; a full `Scan`).
     pub async fn scan_all(&self) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
+        all_pages(|start| async move {
             let r = self
                 .client
                 .scan()
@@ -1046,12 +1044,9 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(|e| store_error("Scan", e))?;
-            out.extend(r.items.unwrap_or_default());
-            start = r.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+            Ok((r.items.unwrap_or_default(), r.last_evaluated_key))
+        })
+        .await
     }
 
     /// Every item of a partition (a lead's full state is one `Query`).
@@ -1059,9 +1054,7 @@ impl DynamoStore {
         &self,
         pk: &str,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
+        all_pages(|start| async move {
             let r = self
                 .client
                 .query()
@@ -1072,12 +1065,9 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(|e| store_error("Query", e))?;
-            out.extend(r.items.unwrap_or_default());
-            start = r.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+            Ok((r.items.unwrap_or_default(), r.last_evaluated_key))
+        })
+        .await
     }
 }
 
@@ -1301,6 +1291,27 @@ impl RejectSink for DynamoStore {
             .await
             .map_err(|e| store_error("PutItem", e))?;
         Ok(())
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Every page of a `Scan` or `Query`: `page(start)` reads one from `start`
+/// and returns its items and where the next begins.
+async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, StoreError>
+where
+    F: FnMut(Option<Item>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), StoreError>>,
+{
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let (items, next) = page(start).await?;
+        out.extend(items);
+        match next {
+            Some(n) => start = Some(n),
+            None => return Ok(out),
+        }
     }
 }
 
