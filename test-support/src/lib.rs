@@ -5,6 +5,8 @@
 //! stack's front and poller hand to the functions, and [`Function`], a built
 //! function under the Lambda RIE.
 
+pub mod store;
+
 use aws_lambda_events::apigw::{
     ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
     ApiGatewayV2httpRequestContextHttpDescription,
