@@ -1,6 +1,8 @@
 //! Test helpers shared by the integration tests of the `smartlead` crate.
 #![allow(dead_code)]
 
+pub mod http;
+
 // Not every test binary that includes this module uses them.
 #[allow(unused_imports)]
 pub use test_support::fixtures;
