@@ -27,14 +27,7 @@ fn consumer(store: DynamoStore, effects: Effects) -> common::TestConsumer {
 async fn capture_queue() -> (smartlead::aws_sdk_sqs::Client, String, String) {
     let cfg = local_sdk_config(&moto().endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&cfg);
-    let url = sqs
-        .create_queue()
-        .queue_name(unique("capture"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = common::new_queue(&sqs, "capture").await;
     let arn = sqs
         .get_queue_attributes()
         .queue_url(&url)

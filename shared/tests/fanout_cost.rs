@@ -10,7 +10,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::FaultInjector;
 use smartlead::app::effects::{BusEvent, EffectError, Effects, Publisher};
-use smartlead::app::store::{Dedup, StateReader, StoreError};
+use smartlead::app::store::{Dedup, StoreError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -84,12 +84,7 @@ async fn the_fan_out_of_a_processed_event_costs_one_write_and_no_read() {
         2,
         "one UpdateItem for the state, one for the fan-out's outcome; no claim, no read"
     );
-    let lead = c
-        .store
-        .item("LEAD#one-write@x.example", "CAMPAIGN#4")
-        .await
-        .expect("read")
-        .expect("item");
+    let lead = common::item(&c.store, "LEAD#one-write@x.example", "CAMPAIGN#4").await;
     assert!(lead.get("fo").is_none(), "published: the mark is gone");
     // A duplicate: one refused write, nothing published, no claim.
     let before = calls.0.load(Ordering::SeqCst);
@@ -163,11 +158,6 @@ async fn a_first_receive_that_finds_the_pending_mark_publishes_once() {
     let r = c.handle_batch(delivery("m-1", &body, 3)).await;
     assert!(r.batch_item_failures.is_empty());
     assert_eq!(bus.0.lock().expect("lock").len(), 1);
-    let lead = c
-        .store
-        .item("LEAD#died@x.example", "CAMPAIGN#4")
-        .await
-        .expect("read")
-        .expect("item");
+    let lead = common::item(&c.store, "LEAD#died@x.example", "CAMPAIGN#4").await;
     assert_eq!(lead["opens"], 1);
 }

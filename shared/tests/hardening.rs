@@ -90,18 +90,7 @@ impl Notifier for Recorder {
 }
 
 /// Log lines, as the functions write them (JSON, current span included).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::Captured as Logs;
 
 const SECRET: &str = "Zx81-hook-secret+/=7Qp";
 

@@ -655,14 +655,7 @@ async fn the_scheduled_run_covers_active_campaigns_over_the_lookback_and_queues_
     }
     let sqs_cfg = smartlead::adapters::aws::local_sdk_config(&common::moto().endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&sqs_cfg);
-    let url = sqs
-        .create_queue()
-        .queue_name(common::unique("recon-sched"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = common::new_queue(&sqs, "recon-sched").await;
     let job = reconcile::Scheduled {
         api: api(&s),
         store: smartlead::adapters::aws::dynamodb::DynamoStore::new(

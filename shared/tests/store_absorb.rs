@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fresh_store;
+use common::{fresh_store, item};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::{item_size, DynamoStore, FaultInjector, SEEN_MAX};
 use smartlead::app::store::{ApplyOutcome, Dedup, StateReader, StoreError};
@@ -51,10 +51,6 @@ async fn counted() -> (DynamoStore, Arc<Calls>) {
     let calls = Arc::new(Calls::default());
     store.faults = Some(calls.clone());
     (store, calls)
-}
-
-async fn item(store: &DynamoStore, pk: &str, sk: &str) -> Value {
-    store.item(pk, sk).await.expect("read").expect("item")
 }
 
 #[tokio::test]
@@ -537,19 +533,16 @@ async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effect
     let lead = "huge@x.example";
     // The lead's campaign item, grown by distinct clicked links to a few
     // bytes under DynamoDB's 400 KB.
-    let mut big: std::collections::HashMap<String, AttributeValue> = [
-        ("pk".to_owned(), AttributeValue::S(format!("LEAD#{lead}"))),
-        ("sk".to_owned(), AttributeValue::S("CAMPAIGN#7".into())),
-    ]
-    .into();
-    let mut links: Vec<String> = (0..399)
+    let links: Vec<String> = (0..399)
         .map(|i| format!("{i:04}{}", "x".repeat(1020)))
         .collect();
-    big.insert("links_clicked".into(), AttributeValue::Ss(links.clone()));
-    let room = 409_600 - item_size(&big);
-    links.push("y".repeat(room - 2));
-    big.insert("links_clicked".into(), AttributeValue::Ss(links));
-    assert!(item_size(&big) <= 409_600);
+    let big = near_limit(lead, "CAMPAIGN#7", "links_clicked", |room| {
+        let mut all = links.clone();
+        if room > 0 {
+            all.push("y".repeat(room - 2));
+        }
+        AttributeValue::Ss(all)
+    });
     let (c, bus, bounce) = bounce_twice_beside(store, big, lead).await;
     let supp = item(&c.store, &format!("LEAD#{lead}"), "SUPPRESSION").await;
     assert_eq!(supp["reason"], "bounce", "{supp}");
@@ -576,6 +569,28 @@ async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effect
     assert_eq!(bus.0.lock().expect("lock").len(), 1);
     let supp2 = item(&c.store, &format!("LEAD#{lead}"), "SUPPRESSION").await;
     assert_eq!(supp, supp2);
+}
+
+/// `lead`'s item `sk` holding `attr` = `fill(room)`, where `room` is what
+/// DynamoDB's 400 KB leave beside the item with `attr` = `fill(0)`: a few
+/// bytes under the limit.
+fn near_limit(
+    lead: &str,
+    sk: &str,
+    attr: &str,
+    fill: impl Fn(usize) -> smartlead::aws_sdk_dynamodb::types::AttributeValue,
+) -> std::collections::HashMap<String, smartlead::aws_sdk_dynamodb::types::AttributeValue> {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let mut big: std::collections::HashMap<String, AttributeValue> = [
+        ("pk".to_owned(), AttributeValue::S(format!("LEAD#{lead}"))),
+        ("sk".to_owned(), AttributeValue::S(sk.into())),
+    ]
+    .into();
+    big.insert(attr.into(), fill(0));
+    let room = 409_600 - item_size(&big);
+    big.insert(attr.into(), fill(room));
+    assert!(item_size(&big) <= 409_600);
+    big
 }
 
 /// Stores `big` (one of `lead`'s items, near DynamoDB's 400 KB), then
@@ -637,14 +652,9 @@ async fn a_second_item_refused_after_the_first_was_written_still_publishes_the_f
     let store = fresh_store().await;
     let lead = "full-supp@x.example";
     // The lead's suppression item, a few bytes under 400 KB (hand-made).
-    let mut big: std::collections::HashMap<String, AttributeValue> = [
-        ("pk".to_owned(), AttributeValue::S(format!("LEAD#{lead}"))),
-        ("sk".to_owned(), AttributeValue::S("SUPPRESSION".into())),
-    ]
-    .into();
-    big.insert("junk".into(), AttributeValue::S(String::new()));
-    let room = 409_600 - item_size(&big);
-    big.insert("junk".into(), AttributeValue::S("z".repeat(room - 2)));
+    let big = near_limit(lead, "SUPPRESSION", "junk", |room| {
+        AttributeValue::S("z".repeat(room.saturating_sub(2)))
+    });
     let (c, bus, _) = bounce_twice_beside(store, big, lead).await;
     let campaign = item(&c.store, &format!("LEAD#{lead}"), "CAMPAIGN#7").await;
     assert_eq!(campaign["bounces"], 1);

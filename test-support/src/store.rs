@@ -32,6 +32,17 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A new SQS queue named by [`unique`] from `prefix`: its URL.
+pub async fn new_queue(sqs: &smartlead::aws_sdk_sqs::Client, prefix: &str) -> String {
+    sqs.create_queue()
+        .queue_name(unique(prefix))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
 /// A new state table `table` on the DynamoDB at `endpoint`, as the
 /// template creates it.
 pub async fn store_at(endpoint: &str, table: &str) -> DynamoStore {
@@ -67,15 +78,20 @@ pub fn consumer(store: DynamoStore) -> TestConsumer {
     consumer_with(store, Effects::default())
 }
 
+/// The item `pk`/`sk`, which must be there.
+pub async fn item(store: &DynamoStore, pk: &str, sk: &str) -> Value {
+    smartlead::app::store::StateReader::item(store, pk, sk)
+        .await
+        .expect("read")
+        .expect("item")
+}
+
 /// The dedup marker of the event in `body`.
 pub async fn marker(store: &DynamoStore, body: &str) -> Value {
     let key = smartlead::SmartleadEvent::from_slice(body.as_bytes())
         .expect("event")
         .dedup_key();
-    smartlead::app::store::StateReader::item(store, &format!("EVENT#{key}"), "EVENT")
-        .await
-        .expect("read")
-        .expect("marker")
+    item(store, &format!("EVENT#{key}"), "EVENT").await
 }
 
 /// Every item of the table as JSON, keyed `pk|sk`.
