@@ -15,7 +15,7 @@ use smartlead::adapters::aws::eventbridge::EventBridgePublisher;
 use smartlead::adapters::aws::local_sdk_config;
 use smartlead::adapters::aws::sns::SnsNotifier;
 use smartlead::adapters::http::slack::SlackNotifier;
-use smartlead::app::effects::{AlertRules, BusEvent, EffectError, Effects, Publisher};
+use smartlead::app::effects::{AlertRules, BusEvent, EffectError, Effects, HygieneMode, Publisher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -387,8 +387,12 @@ async fn sns_alerts_carry_a_readable_message() {
     assert_eq!(got[0]["Subject"], "Reply from Pat Lee <sns@fx.example>");
 }
 
-fn hygiene(url: &str, mode: smartlead::app::effects::HygieneMode) -> Effects {
-    Effects {
+/// A SmartLead stand-in, and the consumer on a new table with list
+/// hygiene in `mode` against it.
+async fn hygiene(mode: HygieneMode) -> (wiremock::MockServer, common::TestConsumer) {
+    let api = http::server().await;
+    let url = api.uri();
+    let effects = Effects {
         notifiers: vec![Box::new(smartlead::adapters::http::hygiene::Hygiene {
             api: smartlead::adapters::http::smartlead::Api::new(
                 &format!("{url}/api/v1"),
@@ -398,17 +402,13 @@ fn hygiene(url: &str, mode: smartlead::app::effects::HygieneMode) -> Effects {
             soft_bounces: false,
         })],
         ..Effects::default()
-    }
+    };
+    (api, consumer(fresh_store().await, effects))
 }
 
 #[tokio::test]
 async fn list_hygiene_unsubscribes_a_bounced_lead_once_within_the_rate_limit() {
-    use smartlead::app::effects::HygieneMode;
-    let api = http::server().await;
-    let c = consumer(
-        fresh_store().await,
-        hygiene(&api.uri(), HygieneMode::Unsubscribe),
-    );
+    let (api, c) = hygiene(HygieneMode::Unsubscribe).await;
     http::once(&api, 429, Some(1)).await;
     let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": "gone@fx.example", "lead_id": 4711,
                         "campaign_id": 3, "stats_id": "st-1", "event_timestamp": "2025-02-02T02:02:02Z"});
@@ -435,9 +435,7 @@ async fn list_hygiene_unsubscribes_a_bounced_lead_once_within_the_rate_limit() {
 
 #[tokio::test]
 async fn list_hygiene_blocks_and_is_not_retried_when_refused() {
-    use smartlead::app::effects::HygieneMode;
-    let api = http::server().await;
-    let c = consumer(fresh_store().await, hygiene(&api.uri(), HygieneMode::Block));
+    let (api, c) = hygiene(HygieneMode::Block).await;
     let unsub = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "Stop@FX.example", "campaign_id": 3,
                        "event_timestamp": "2025-02-03T00:00:00Z"});
     assert!(failures(&c.handle_batch(batch(vec![record("b-1", &unsub)])).await).is_empty());
@@ -477,12 +475,7 @@ async fn list_hygiene_blocks_and_is_not_retried_when_refused() {
 
 #[tokio::test]
 async fn unsubscribe_mode_finds_the_lead_by_address_and_never_blocks() {
-    use smartlead::app::effects::HygieneMode;
-    let api = http::server().await;
-    let c = consumer(
-        fresh_store().await,
-        hygiene(&api.uri(), HygieneMode::Unsubscribe),
-    );
+    let (api, c) = hygiene(HygieneMode::Unsubscribe).await;
     // Every bounce and unsubscribe fixture comes without a lead id.
     let unsub = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "sam@fx.example", "campaign_id": 3,
                        "event_timestamp": "2025-02-04T00:00:00Z"});

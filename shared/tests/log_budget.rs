@@ -19,8 +19,6 @@ use std::sync::{Arc, Mutex};
 /// metric filters count, and the consumer writes one document a batch.
 const BUDGET: usize = 400;
 
-use common::Captured as Lines;
-
 /// The `i`th webhook of the mix: of each ten, 4 sent, 4 opens, a click and
 /// a reply, each for its own lead.
 fn webhook(i: usize) -> String {
@@ -78,20 +76,8 @@ fn json_bytes(buf: &Arc<Mutex<Vec<u8>>>) -> (usize, usize) {
 
 #[tokio::test]
 async fn a_webhook_logs_at_most_400_bytes_at_the_default_level() {
-    let logs = Lines::default();
-    let writer = logs.clone();
     // As `smartlead::logging::init` sets it up with AWS_LAMBDA_LOG_FORMAT=JSON.
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(false)
-        .without_time()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = common::json_logs(tracing::Level::INFO, false);
 
     let (ingest_metrics, ingest_lines) = Metrics::capturing("ingest");
     let svc = Ingest {
@@ -157,7 +143,7 @@ async fn a_webhook_logs_at_most_400_bytes_at_the_default_level() {
          ingest metrics {ingest_bytes} B in {ingest_docs}, consumer metrics {consumer_bytes} B in {consumer_docs})"
     );
     // Every event's outcome stays findable: one line per webhook in each function.
-    let text = String::from_utf8_lossy(&logs.0.lock().expect("lock")).to_string();
+    let text = logs.text();
     assert_eq!(
         text.matches("\"outcome\":\"processed\"").count(),
         n,

@@ -937,17 +937,7 @@ async fn keys_in_the_archive_count_as_stored_and_a_gap_beside_them_is_backfilled
         "LEAD#lead1@recon.example".to_owned(),
         format!("CAMPAIGN#{CAMPAIGN}"),
     );
-    let item = store
-        .client
-        .get_item()
-        .table_name(&store.table)
-        .key("pk", AttributeValue::S(pk.clone()))
-        .key("sk", AttributeValue::S(sk.clone()))
-        .send()
-        .await
-        .expect("read")
-        .item
-        .expect("the lead's campaign item");
+    let item = common::raw_item(store, &pk, &sk).await;
     let keys = item[SEEN_ATTR].clone();
     let (apk, ask) = smartlead::adapters::aws::dynamodb::archive_key(&pk, &sk, 0);
     store

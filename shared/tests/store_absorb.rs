@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fresh_store, item};
+use common::{fresh_store, item, put_item};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::{item_size, DynamoStore, FaultInjector, SEEN_MAX};
 use smartlead::app::store::{ApplyOutcome, Dedup, StateReader, StoreError};
@@ -391,7 +391,6 @@ async fn a_lead_s_campaign_item_costs_one_unit_for_30_of_its_32_lifetime_writes(
 #[tokio::test]
 async fn an_event_the_transactional_design_applied_is_not_applied_again_after_the_upgrade() {
     use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
     let mut store = fresh_store().await;
     store.legacy_markers = true;
     let body = |lead: &str| {
@@ -402,19 +401,7 @@ async fn an_event_the_transactional_design_applied_is_not_applied_again_after_th
     // What the old consumer left for an open it applied: a marker, and the
     // state (here only the marker matters).
     let old = body("before@x.example");
-    let key = smartlead::SmartleadEvent::from_slice(old.as_bytes())
-        .expect("event")
-        .dedup_key();
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .item("pk", AttributeValue::S(format!("EVENT#{key}")))
-        .item("sk", AttributeValue::S("EVENT".into()))
-        .item("event_type", AttributeValue::S("EMAIL_OPEN".into()))
-        .send()
-        .await
-        .expect("marker");
+    put_legacy_marker(&store, &old, &[]).await;
     let c = common::consumer_with(store, Default::default());
     // Redriven after the upgrade: received long before this process.
     let record = |id: &str, body: &str| -> SqsMessage {
@@ -571,6 +558,29 @@ async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effect
     assert_eq!(supp, supp2);
 }
 
+/// What the transactional design left for an EMAIL_OPEN (`body`) it
+/// applied: its dedup marker item, with `extra` attributes. Its key.
+async fn put_legacy_marker(
+    store: &DynamoStore,
+    body: &str,
+    extra: &[(&str, smartlead::aws_sdk_dynamodb::types::AttributeValue)],
+) -> smartlead::domain::key::DedupKey {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let key = smartlead::SmartleadEvent::from_slice(body.as_bytes())
+        .expect("event")
+        .dedup_key();
+    let mut marker: std::collections::HashMap<String, AttributeValue> = [
+        ("pk", AttributeValue::S(format!("EVENT#{key}"))),
+        ("sk", AttributeValue::S("EVENT".into())),
+        ("event_type", AttributeValue::S("EMAIL_OPEN".into())),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .into();
+    marker.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    put_item(store, marker).await;
+    key
+}
+
 /// `lead`'s item `sk` holding `attr` = `fill(room)`, where `room` is what
 /// DynamoDB's 400 KB leave beside the item with `attr` = `fill(0)`: a few
 /// bytes under the limit.
@@ -601,14 +611,7 @@ async fn bounce_twice_beside(
     big: std::collections::HashMap<String, smartlead::aws_sdk_dynamodb::types::AttributeValue>,
     lead: &str,
 ) -> (common::TestConsumer, Bus, String) {
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .set_item(Some(big))
-        .send()
-        .await
-        .expect("a 400 KB item");
+    put_item(&store, big).await;
     let bus = Bus::default();
     let c = common::consumer_with(
         store,
@@ -681,30 +684,23 @@ async fn a_fan_out_the_old_design_left_pending_is_published_once_after_the_upgra
     let old = json!({"event_type": "EMAIL_OPEN", "to_email": "pending@x.example", "campaign_id": 7,
                      "sequence_number": 1, "time_opened": "2025-01-15T10:30:00Z"})
     .to_string();
-    let key = smartlead::SmartleadEvent::from_slice(old.as_bytes())
-        .expect("event")
-        .dedup_key();
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .item("pk", AttributeValue::S(format!("EVENT#{key}")))
-        .item("sk", AttributeValue::S("EVENT".into()))
-        .item("event_type", AttributeValue::S("EMAIL_OPEN".into()))
-        .item("fx_fanout", AttributeValue::S("pending".into()))
-        .send()
-        .await
-        .expect("old marker");
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .item("pk", AttributeValue::S("LEAD#pending@x.example".into()))
-        .item("sk", AttributeValue::S("CAMPAIGN#7".into()))
-        .item("opens", AttributeValue::N("1".into()))
-        .send()
-        .await
-        .expect("old state");
+    let key = put_legacy_marker(
+        &store,
+        &old,
+        &[("fx_fanout", AttributeValue::S("pending".into()))],
+    )
+    .await;
+    put_item(
+        &store,
+        [
+            ("pk", AttributeValue::S("LEAD#pending@x.example".into())),
+            ("sk", AttributeValue::S("CAMPAIGN#7".into())),
+            ("opens", AttributeValue::N("1".into())),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into(),
+    )
+    .await;
     let bus = Bus::default();
     let effects = smartlead::app::effects::Effects {
         publisher: Some(Box::new(bus.clone())),

@@ -6,7 +6,8 @@ use serde_json::Value;
 use smartlead::adapters::aws::dynamodb::{create_table, item_to_json, DynamoStore};
 use smartlead::app::consumer::Consumer;
 use smartlead::app::effects::Effects;
-use std::collections::BTreeMap;
+use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 /// DynamoDB Local, started once per test binary (on a port it could bind).
@@ -76,6 +77,34 @@ pub fn consumer_with(store: DynamoStore, effects: Effects) -> TestConsumer {
 /// [`consumer_with`] without effects.
 pub fn consumer(store: DynamoStore) -> TestConsumer {
     consumer_with(store, Effects::default())
+}
+
+/// Writes `item` as it is (what an older version left, an item near a
+/// limit), over any item with its key.
+pub async fn put_item(store: &DynamoStore, item: HashMap<String, AttributeValue>) {
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("put item");
+}
+
+/// The item `pk`/`sk` as DynamoDB holds it, which must be there.
+pub async fn raw_item(store: &DynamoStore, pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+    store
+        .client
+        .get_item()
+        .table_name(&store.table)
+        .key("pk", AttributeValue::S(pk.to_owned()))
+        .key("sk", AttributeValue::S(sk.to_owned()))
+        .send()
+        .await
+        .expect("read")
+        .item
+        .unwrap_or_else(|| panic!("no item {pk}|{sk}"))
 }
 
 /// The item `pk`/`sk`, which must be there.

@@ -7,10 +7,7 @@ pub mod http;
 #[allow(unused_imports)]
 pub use test_support::fixtures;
 #[allow(unused_imports)]
-pub use test_support::store::{
-    consumer, consumer_with, dynamodb, fresh_store, get, item, items, marker, moto, new_queue,
-    unique, TestConsumer,
-};
+pub use test_support::store::*;
 
 /// Log lines as a subscriber writes them (`with_writer(move || w.clone())`).
 #[derive(Clone, Default)]
@@ -24,6 +21,36 @@ impl std::io::Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+impl Captured {
+    /// What was written, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
+/// JSON log lines up to `level` for this thread, as the functions write
+/// them (`smartlead::logging::init` with AWS_LAMBDA_LOG_FORMAT=JSON: event
+/// fields flattened, the current span, no time), captured; `spans` adds
+/// every span and the target.
+pub fn json_logs(
+    level: tracing::Level,
+    spans: bool,
+) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(spans)
+        .with_target(spans)
+        .without_time()
+        .with_max_level(level)
+        .with_writer(move || writer.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
 }
 
 pub fn payload(name: &str) -> String {
