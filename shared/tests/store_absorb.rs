@@ -433,6 +433,15 @@ fn fresh_record(id: &str, body: &str) -> aws_lambda_events::event::sqs::SqsMessa
     .expect("record")
 }
 
+/// Delivers `body` as a new message `id` and sees it acknowledged.
+async fn accepted(c: &common::TestConsumer, id: &str, body: &str) {
+    let failed = c
+        .handle_batch(one(fresh_record(id, body)))
+        .await
+        .batch_item_failures;
+    assert!(failed.is_empty(), "{id}: {failed:?}");
+}
+
 fn one(m: aws_lambda_events::event::sqs::SqsMessage) -> aws_lambda_events::event::sqs::SqsEvent {
     let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
     batch.records = vec![m];
@@ -482,11 +491,7 @@ async fn an_event_the_transactional_design_applied_stays_applied_when_it_comes_b
         || async { item(&c.store, "LEAD#legacy@x.example", "CAMPAIGN#7").await["opens"].clone() };
     // SmartLead retries it after the deploy: received after this process
     // started, still the old design's event.
-    assert!(c
-        .handle_batch(one(fresh_record("retry-1", &old)))
-        .await
-        .batch_item_failures
-        .is_empty());
+    accepted(&c, "retry-1", &old).await;
     assert_eq!(
         opens().await,
         1,
@@ -495,21 +500,13 @@ async fn an_event_the_transactional_design_applied_stays_applied_when_it_comes_b
     // A new event on that item applies once and marks the item legacy.
     let new = open_at("2025-01-16T10:30:00Z");
     for id in ["new-1", "new-2"] {
-        assert!(c
-            .handle_batch(one(fresh_record(id, &new)))
-            .await
-            .batch_item_failures
-            .is_empty());
+        accepted(&c, id, &new).await;
     }
     assert_eq!(opens().await, 2, "a new event applies, once");
     let lead = item(&c.store, "LEAD#legacy@x.example", "CAMPAIGN#7").await;
     assert!(lead.get("ek_legacy").is_some(), "{lead}");
     // The old event once more, now that the item holds absorbed keys.
-    assert!(c
-        .handle_batch(one(fresh_record("retry-2", &old)))
-        .await
-        .batch_item_failures
-        .is_empty());
+    accepted(&c, "retry-2", &old).await;
     assert_eq!(opens().await, 2);
 }
 
@@ -548,11 +545,7 @@ async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effect
     assert!(campaign.get("bounces").is_none(), "left as it was");
     assert_eq!(bus.0.lock().expect("lock").len(), 1, "the fan-out, once");
     // SmartLead's retry (a new message): nothing more is applied.
-    assert!(c
-        .handle_batch(one(fresh_record("b-2", &bounce)))
-        .await
-        .batch_item_failures
-        .is_empty());
+    accepted(&c, "b-2", &bounce).await;
     assert_eq!(bus.0.lock().expect("lock").len(), 1);
     let supp2 = item(&c.store, &format!("LEAD#{lead}"), "SUPPRESSION").await;
     assert_eq!(supp, supp2);
@@ -708,11 +701,7 @@ async fn a_fan_out_the_old_design_left_pending_is_published_once_after_the_upgra
     };
     let c = common::consumer_with(store, effects);
     for id in ["redriven-1", "redriven-2"] {
-        assert!(c
-            .handle_batch(one(fresh_record(id, &old)))
-            .await
-            .batch_item_failures
-            .is_empty());
+        accepted(&c, id, &old).await;
     }
     let published = bus.0.lock().expect("lock").clone();
     assert_eq!(published.len(), 1, "{published:?}");
