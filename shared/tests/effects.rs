@@ -28,17 +28,7 @@ async fn capture_queue() -> (smartlead::aws_sdk_sqs::Client, String, String) {
     let cfg = local_sdk_config(&moto().endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&cfg);
     let url = common::new_queue(&sqs, "capture").await;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()
-        .remove(&smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .unwrap();
+    let arn = common::queue_arn(&sqs, &url).await;
     (sqs, url, arn)
 }
 

@@ -683,15 +683,7 @@ async fn the_scheduled_run_covers_active_campaigns_over_the_lookback_and_queues_
     let values = reconcile::metric_values(&report);
     assert_eq!(values[0], ("GapsFound", 1.0));
     assert_eq!(values[1], ("EventsBackfilled", 1.0));
-    let got = sqs
-        .receive_message()
-        .queue_url(&url)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let got = common::receive(&sqs, &url).await;
     assert_eq!(got.len(), 1);
     let body: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
     let (_, want) = all.iter().find(|(n, _)| n == missing).unwrap();

@@ -44,6 +44,37 @@ pub async fn new_queue(sqs: &smartlead::aws_sdk_sqs::Client, prefix: &str) -> St
         .expect("queue url")
 }
 
+/// The ARN of the queue at `url`.
+pub async fn queue_arn(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> String {
+    use smartlead::aws_sdk_sqs::types::QueueAttributeName;
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .expect("queue ARN")
+}
+
+/// One receive from the queue at `url`: up to 10 messages, with all their
+/// message attributes (left in the queue).
+pub async fn receive(
+    sqs: &smartlead::aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<smartlead::aws_sdk_sqs::types::Message> {
+    sqs.receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default()
+}
+
 /// A new state table `table` on the DynamoDB at `endpoint`, as the
 /// template creates it.
 pub async fn store_at(endpoint: &str, table: &str) -> DynamoStore {
