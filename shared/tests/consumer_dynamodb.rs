@@ -5,17 +5,14 @@ mod common;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{fixtures, fresh_store};
+use proptest::prelude::*;
 use serde_json::{json, Value};
-use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore};
+use smartlead::adapters::aws::dynamodb::DynamoStore;
 use smartlead::domain::plan::ScoreWeights;
 use std::collections::BTreeMap;
 use test_support::faults::{with_faults, Fault, Faults};
 
-use common::TestConsumer;
-
-fn consumer(store: DynamoStore) -> TestConsumer {
-    common::consumer_with(store, Default::default())
-}
+use common::{consumer, get, TestConsumer};
 
 fn sqs_fixture(name: &str) -> SqsEvent {
     serde_json::from_str(&fixtures("sqs")[name]).expect("SQS fixture")
@@ -24,30 +21,14 @@ fn sqs_fixture(name: &str) -> SqsEvent {
 /// The whole table as JSON, keyed by "pk|sk", without bookkeeping that
 /// differs between runs (processing time, message ids, TTL).
 async fn snapshot(store: &DynamoStore) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    for item in store.scan_all().await.expect("scan") {
-        let mut v = item_to_json(&item);
+    let mut out = common::items(store).await;
+    for v in out.values_mut() {
         let o = v.as_object_mut().expect("object");
         for k in ["processed_at", "message_id", "expires_at"] {
             o.remove(k);
         }
-        let key = format!(
-            "{}|{}",
-            o["pk"].as_str().unwrap(),
-            o["sk"].as_str().unwrap()
-        );
-        out.insert(key, v);
     }
     out
-}
-
-fn get<'a>(snap: &'a BTreeMap<String, Value>, pk: &str, sk: &str) -> &'a Value {
-    snap.get(&format!("{pk}|{sk}")).unwrap_or_else(|| {
-        panic!(
-            "no item {pk}|{sk} in {:#?}",
-            snap.keys().collect::<Vec<_>>()
-        )
-    })
 }
 
 fn failures(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
@@ -412,19 +393,6 @@ async fn a_fault_at_any_call_around_an_archiving_rotation_leaves_the_same_final_
 // Model-based: random streams with duplicates, shuffled, against a reference.
 // ---------------------------------------------------------------------------
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn iso(sec: u64) -> String {
     smartlead::domain::time::EventTime::from_millis(1_736_900_000_000 + sec as i64 * 1000)
         .unwrap()
@@ -442,34 +410,86 @@ struct Model {
     suppressed: Option<(String, String)>, // (order, reason)
 }
 
-fn stream(rng: &mut Rng, lead: &str) -> Vec<Value> {
-    let mut events = Vec::new();
-    for i in 0..8 {
-        let t = iso(rng.below(5000));
-        let ev = match rng.below(7) {
-            0 => {
-                json!({"event_type": "EMAIL_SENT", "to_email": lead, "campaign_id": 7, "sequence_number": 1 + rng.below(3), "time_sent": t, "message_id": format!("<m{i}-{}>", rng.next())})
+/// One generated event of a lead's stream: what it is and when (seconds
+/// into a window of 5000).
+#[derive(Debug, Clone)]
+enum Kind {
+    Sent { seq: u64 },
+    Open,
+    Click { link: u64 },
+    Reply,
+    Bounce,
+    Category(usize),
+}
+
+/// One delivery: lead number, the event's number in its lead's stream,
+/// the event and its time.
+type Delivery = (usize, usize, Kind, u64);
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        1 => (1..=3u64).prop_map(|seq| Kind::Sent { seq }),
+        2 => Just(Kind::Open),
+        1 => (0..3u64).prop_map(|link| Kind::Click { link }),
+        1 => Just(Kind::Reply),
+        1 => Just(Kind::Bounce),
+        1 => (0..3usize).prop_map(Kind::Category),
+    ]
+}
+
+/// Streams of 1 to 20 leads, 1 to 12 events each, about one in three
+/// delivered twice, all deliveries shuffled. Shrinking drops leads,
+/// events and duplicates, moves times to 0 and undoes the shuffle.
+fn deliveries() -> impl Strategy<Value = Vec<Delivery>> {
+    let event = (kind(), 0..5000u64, prop::bool::weighted(1.0 / 3.0));
+    prop::collection::vec(prop::collection::vec(event, 1..=12), 1..=20)
+        .prop_map(|leads| {
+            let mut out = Vec::new();
+            for (l, events) in leads.into_iter().enumerate() {
+                for (i, (k, sec, twice)) in events.into_iter().enumerate() {
+                    if twice {
+                        out.push((l, i, k.clone(), sec));
+                    }
+                    out.push((l, i, k, sec));
+                }
             }
-            1 | 2 => {
-                json!({"event_type": "EMAIL_OPEN", "to_email": lead, "campaign_id": 7, "sequence_number": 1, "time_opened": t})
-            }
-            3 => {
-                json!({"event_type": "EMAIL_LINK_CLICK", "to_email": lead, "campaign_id": "7", "sequence_number": 1, "time_clicked": t, "link_clicked": [format!("https://x.example/{}", rng.below(3))]})
-            }
-            4 => {
-                json!({"event_type": "EMAIL_REPLY", "to_email": lead, "campaign_id": 7, "time_replied": t, "preview_text": format!("reply {}", rng.next() % 1000)})
-            }
-            5 => {
-                json!({"event_type": "EMAIL_BOUNCE", "to_email": lead, "campaign_id": 7, "event_timestamp": t, "stats_id": format!("s-{}", rng.next())})
-            }
-            _ => {
-                let cat = ["Interested", "Not Interested", "Meeting Booked"][rng.below(3) as usize];
-                json!({"event_type": "LEAD_CATEGORY_UPDATED", "lead_email": lead, "campaign_id": 7, "event_timestamp": t, "category": cat})
-            }
-        };
-        events.push(ev);
+            out
+        })
+        .prop_shuffle()
+}
+
+fn lead_email(l: usize) -> String {
+    format!("lead{l}@model.example")
+}
+
+/// The webhook body of a delivery. What the dedup key leaves out is a
+/// function of what it takes in (message and stats ids name the event; a
+/// reply's preview follows its time), so two events with one key are one
+/// event and the reference does not depend on the delivery order.
+fn body((l, i, kind, sec): &Delivery) -> Value {
+    let lead = lead_email(*l);
+    let t = iso(*sec);
+    match kind {
+        Kind::Sent { seq } => {
+            json!({"event_type": "EMAIL_SENT", "to_email": lead, "campaign_id": 7, "sequence_number": seq, "time_sent": t, "message_id": format!("<m{i}-{lead}>")})
+        }
+        Kind::Open => {
+            json!({"event_type": "EMAIL_OPEN", "to_email": lead, "campaign_id": 7, "sequence_number": 1, "time_opened": t})
+        }
+        Kind::Click { link } => {
+            json!({"event_type": "EMAIL_LINK_CLICK", "to_email": lead, "campaign_id": "7", "sequence_number": 1, "time_clicked": t, "link_clicked": [format!("https://x.example/{link}")]})
+        }
+        Kind::Reply => {
+            json!({"event_type": "EMAIL_REPLY", "to_email": lead, "campaign_id": 7, "time_replied": t, "preview_text": format!("reply {sec}")})
+        }
+        Kind::Bounce => {
+            json!({"event_type": "EMAIL_BOUNCE", "to_email": lead, "campaign_id": 7, "event_timestamp": t, "stats_id": format!("s-{i}-{lead}")})
+        }
+        Kind::Category(c) => {
+            let cat = ["Interested", "Not Interested", "Meeting Booked"][*c];
+            json!({"event_type": "LEAD_CATEGORY_UPDATED", "lead_email": lead, "campaign_id": 7, "event_timestamp": t, "category": cat})
+        }
     }
-    events
 }
 
 fn reference(events: &[Value]) -> Model {
@@ -574,31 +594,30 @@ fn to_record(i: usize, body: &Value) -> SqsMessage {
     m
 }
 
-#[tokio::test]
-async fn random_streams_with_duplicates_and_any_order_match_the_reference_model() {
+/// The runtime the model test's cases run on (one for all cases: the SDK
+/// clients they make stay usable while shrinking replays them).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+/// One case: every delivery in its shuffled order, in batches of 10, on a
+/// new table; then each lead's state against the reference model of its
+/// distinct events.
+async fn deliver_and_check(deliveries: &[Delivery]) {
     let c = consumer(fresh_store().await);
-    let streams = 240;
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
-    let mut all = Vec::new();
-    let mut models = Vec::new();
-    for s in 0..streams {
-        let lead = format!("lead{s}@model.example");
-        let events = stream(&mut rng, &lead);
-        models.push((lead, reference(&events)));
-        // Duplicate some deliveries, then shuffle everything.
-        let mut delivered = events.clone();
-        for e in &events {
-            if rng.below(3) == 0 {
-                delivered.push(e.clone());
-            }
-        }
-        all.extend(delivered);
+    let bodies: Vec<Value> = deliveries.iter().map(body).collect();
+    let mut leads: BTreeMap<usize, Vec<Value>> = BTreeMap::new();
+    for (d, b) in deliveries.iter().zip(&bodies) {
+        leads.entry(d.0).or_default().push(b.clone());
     }
-    for i in (1..all.len()).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        all.swap(i, j);
-    }
-    for (chunk_no, chunk) in all.chunks(10).enumerate() {
+    for (chunk_no, chunk) in bodies.chunks(10).enumerate() {
         let mut e = SqsEvent::default();
         e.records = chunk
             .iter()
@@ -608,11 +627,29 @@ async fn random_streams_with_duplicates_and_any_order_match_the_reference_model(
         deliver_until_done(&c, &e).await;
     }
     let snap = snapshot(&c.store).await;
-    for (lead, model) in &models {
+    for (l, events) in &leads {
+        let lead = lead_email(*l);
+        let model = reference(events);
         let item = get(&snap, &format!("LEAD#{lead}"), "CAMPAIGN#7");
         let supp = snap.get(&format!("LEAD#{lead}|SUPPRESSION"));
         let reply = snap.get(&format!("LEAD#{lead}|REPLY#7"));
-        check(model, item, supp, reply, lead);
+        check(&model, item, supp, reply, &lead);
+    }
+}
+
+proptest! {
+    // Each case runs against DynamoDB Local: few cases, about 100 events
+    // each (the suite's time stays where the hand-rolled version had it).
+    #![proptest_config(ProptestConfig {
+        cases: 16,
+        max_shrink_iters: 400,
+        ..ProptestConfig::default()
+    })]
+    #[test]
+    fn random_streams_with_duplicates_and_any_order_match_the_reference_model(
+        deliveries in deliveries()
+    ) {
+        runtime().block_on(deliver_and_check(&deliveries));
     }
 }
 

@@ -7,15 +7,15 @@ mod common;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use common::http::{self, body as text, requests, target};
 use common::{fixtures, fresh_store, moto, unique};
-use local_aws::{Scripted, StandIn};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore};
 use smartlead::adapters::aws::eventbridge::EventBridgePublisher;
 use smartlead::adapters::aws::local_sdk_config;
 use smartlead::adapters::aws::sns::SnsNotifier;
 use smartlead::adapters::http::slack::SlackNotifier;
-use smartlead::app::effects::{AlertRules, BusEvent, EffectError, Effects, Publisher};
+use smartlead::app::effects::{AlertRules, BusEvent, EffectError, Effects, HygieneMode, Publisher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -27,25 +27,8 @@ fn consumer(store: DynamoStore, effects: Effects) -> common::TestConsumer {
 async fn capture_queue() -> (smartlead::aws_sdk_sqs::Client, String, String) {
     let cfg = local_sdk_config(&moto().endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&cfg);
-    let url = sqs
-        .create_queue()
-        .queue_name(unique("capture"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()
-        .remove(&smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .unwrap();
+    let url = common::new_queue(&sqs, "capture").await;
+    let arn = common::queue_arn(&sqs, &url).await;
     (sqs, url, arn)
 }
 
@@ -266,55 +249,56 @@ fn reply(email: &str) -> Value {
 
 #[tokio::test]
 async fn slack_alerts_once_honouring_429_and_retrying_after_a_500() {
-    let slack = StandIn::start().await;
-    let c = consumer(fresh_store().await, slack_effects(&slack.url));
+    let slack = http::server().await;
+    let c = consumer(fresh_store().await, slack_effects(&slack.uri()));
 
     // Rate limited first: waits Retry-After, then delivers, within the invocation.
-    slack.push(Scripted {
-        status: 429,
-        retry_after: Some(1),
-        delay_ms: 0,
-    });
+    http::once(&slack, 429, Some(1)).await;
     let r = c
         .handle_batch(batch(vec![record("r-1", &reply("pat@fx.example"))]))
         .await;
     assert!(failures(&r).is_empty());
-    assert_eq!(slack.recorded().len(), 2);
-    let delivered = slack.delivered();
+    let calls = requests(&slack).await;
+    assert_eq!(calls.len(), 2);
+    // The first call got the 429 (checked by `verify`); the other was delivered.
+    let delivered = &calls[1..];
     assert_eq!(delivered.len(), 1);
-    let msg: Value = serde_json::from_str(&delivered[0].body).unwrap();
+    let msg: Value = serde_json::from_slice(&delivered[0].body).unwrap();
     assert_eq!(msg["text"], "Reply from Pat Lee <pat@fx.example>");
-    assert!(delivered[0].body.contains("Yes, let's meet on Tuesday"));
-    assert_eq!(delivered[0].target, "/services/T000/B000/XXX");
+    assert!(text(&delivered[0]).contains("Yes, let's meet on Tuesday"));
+    assert_eq!(target(&delivered[0]), "/services/T000/B000/XXX");
+    http::verify(&slack).await;
 
     // A 500: the record fails (state kept), the redelivery alerts, then never again.
-    slack.push(Scripted::status(500));
+    http::once(&slack, 500, None).await;
     let second = reply("sam@fx.example");
     let r = c.handle_batch(batch(vec![record("r-2", &second)])).await;
     assert_eq!(failures(&r), ["r-2"]);
+    http::verify(&slack).await;
     for _ in 0..2 {
         assert!(failures(&c.handle_batch(batch(vec![record("r-2", &second)])).await).is_empty());
     }
-    let to_sam: Vec<_> = slack
-        .delivered()
+    // Two calls for Sam: the one answered 500, then one delivered.
+    let to_sam: Vec<_> = requests(&slack)
+        .await
         .into_iter()
-        .filter(|r| r.body.contains("sam@fx.example"))
+        .filter(|r| text(r).contains("sam@fx.example"))
         .collect();
-    assert_eq!(to_sam.len(), 1);
+    assert_eq!(to_sam.len(), 2, "one answered 500, one delivered");
 
     // Opens do not alert.
-    let before = slack.recorded().len();
+    let before = requests(&slack).await.len();
     let open = json!({"event_type": "EMAIL_OPEN", "to_email": "pat@fx.example", "campaign_id": 9});
     assert!(failures(&c.handle_batch(batch(vec![record("o-1", &open)])).await).is_empty());
-    assert_eq!(slack.recorded().len(), before);
+    assert_eq!(requests(&slack).await.len(), before);
 }
 
 #[tokio::test]
 async fn a_slack_4xx_is_recorded_as_refused_and_never_retried() {
-    let slack = StandIn::start().await;
-    let c = consumer(fresh_store().await, slack_effects(&slack.url));
+    let slack = http::server().await;
+    let c = consumer(fresh_store().await, slack_effects(&slack.uri()));
     // The hook was revoked: Slack answers 404 (no_service).
-    slack.push(Scripted::status(404));
+    http::once(&slack, 404, None).await;
     let body = reply("gone@fx.example");
     let r = c.handle_batch(batch(vec![record("g-1", &body)])).await;
     assert!(
@@ -323,31 +307,28 @@ async fn a_slack_4xx_is_recorded_as_refused_and_never_retried() {
     );
     // SmartLead's retry of the same event does not call Slack again.
     assert!(failures(&c.handle_batch(batch(vec![record("g-2", &body)])).await).is_empty());
-    assert_eq!(slack.recorded().len(), 1);
+    assert_eq!(requests(&slack).await.len(), 1);
+    http::verify(&slack).await;
     let marker = common::marker(&c.store, &body.to_string()).await;
     assert_eq!(marker["fx_slack"], "refused");
 }
 
 #[tokio::test]
 async fn two_consumers_at_once_alert_once() {
-    let slack = StandIn::start().await;
-    for _ in 0..4 {
-        slack.push(Scripted {
-            status: 200,
-            retry_after: None,
-            delay_ms: 300,
-        });
-    }
+    let slack = http::server().await;
+    // Slow answers: both consumers are in the call at once; one call in all.
+    http::slow(&slack, std::time::Duration::from_millis(300), 1).await;
     let store = fresh_store().await;
-    let a = Arc::new(consumer(store.clone(), slack_effects(&slack.url)));
-    let b = Arc::new(consumer(store, slack_effects(&slack.url)));
+    let a = Arc::new(consumer(store.clone(), slack_effects(&slack.uri())));
+    let b = Arc::new(consumer(store, slack_effects(&slack.uri())));
     let body = reply("both@fx.example");
     let (ra, rb) = tokio::join!(
         a.handle_batch(batch(vec![record("a-1", &body)])),
         b.handle_batch(batch(vec![record("b-1", &body)]))
     );
     assert!(failures(&ra).is_empty() && failures(&rb).is_empty());
-    assert_eq!(slack.recorded().len(), 1, "one alert for one event");
+    assert_eq!(requests(&slack).await.len(), 1, "one alert for one event");
+    http::verify(&slack).await;
 }
 
 #[tokio::test]
@@ -396,8 +377,12 @@ async fn sns_alerts_carry_a_readable_message() {
     assert_eq!(got[0]["Subject"], "Reply from Pat Lee <sns@fx.example>");
 }
 
-fn hygiene(url: &str, mode: smartlead::app::effects::HygieneMode) -> Effects {
-    Effects {
+/// A SmartLead stand-in, and the consumer on a new table with list
+/// hygiene in `mode` against it.
+async fn hygiene(mode: HygieneMode) -> (wiremock::MockServer, common::TestConsumer) {
+    let api = http::server().await;
+    let url = api.uri();
+    let effects = Effects {
         notifiers: vec![Box::new(smartlead::adapters::http::hygiene::Hygiene {
             api: smartlead::adapters::http::smartlead::Api::new(
                 &format!("{url}/api/v1"),
@@ -407,116 +392,114 @@ fn hygiene(url: &str, mode: smartlead::app::effects::HygieneMode) -> Effects {
             soft_bounces: false,
         })],
         ..Effects::default()
-    }
+    };
+    (api, consumer(fresh_store().await, effects))
 }
 
 #[tokio::test]
 async fn list_hygiene_unsubscribes_a_bounced_lead_once_within_the_rate_limit() {
-    use smartlead::app::effects::HygieneMode;
-    let api = StandIn::start().await;
-    let c = consumer(
-        fresh_store().await,
-        hygiene(&api.url, HygieneMode::Unsubscribe),
-    );
-    api.push(Scripted {
-        status: 429,
-        retry_after: Some(1),
-        delay_ms: 0,
-    });
+    let (api, c) = hygiene(HygieneMode::Unsubscribe).await;
+    http::once(&api, 429, Some(1)).await;
     let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": "gone@fx.example", "lead_id": 4711,
                         "campaign_id": 3, "stats_id": "st-1", "event_timestamp": "2025-02-02T02:02:02Z"});
     for id in ["h-1", "h-1", "h-2"] {
         assert!(failures(&c.handle_batch(batch(vec![record(id, &bounce)])).await).is_empty());
     }
-    let calls = api.recorded();
+    let calls = requests(&api).await;
     assert_eq!(calls.len(), 2, "one 429, then one call: {calls:?}");
-    assert_eq!(calls[1].method, "POST");
+    http::verify(&api).await; // the first got the 429
+    assert_eq!(calls[1].method.as_str(), "POST");
     assert_eq!(
-        calls[1].target,
+        target(&calls[1]),
         "/api/v1/leads/4711/unsubscribe?api_key=test-key"
     );
     // Replies and opens are not hygiene's business.
-    let before = api.recorded().len();
+    let before = requests(&api).await.len();
     assert!(failures(
         &c.handle_batch(batch(vec![record("h-3", &reply("x@fx.example"))]))
             .await
     )
     .is_empty());
-    assert_eq!(api.recorded().len(), before);
+    assert_eq!(requests(&api).await.len(), before);
 }
 
 #[tokio::test]
 async fn list_hygiene_blocks_and_is_not_retried_when_refused() {
-    use smartlead::app::effects::HygieneMode;
-    let api = StandIn::start().await;
-    let c = consumer(fresh_store().await, hygiene(&api.url, HygieneMode::Block));
+    let (api, c) = hygiene(HygieneMode::Block).await;
     let unsub = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "Stop@FX.example", "campaign_id": 3,
                        "event_timestamp": "2025-02-03T00:00:00Z"});
     assert!(failures(&c.handle_batch(batch(vec![record("b-1", &unsub)])).await).is_empty());
-    let calls = api.recorded();
+    let calls = requests(&api).await;
     assert_eq!(calls.len(), 1);
     assert_eq!(
-        calls[0].target,
+        target(&calls[0]),
         "/api/v1/leads/add-domain-block-list?api_key=test-key"
     );
-    let body: Value = serde_json::from_str(&calls[0].body).unwrap();
+    let body: Value = serde_json::from_slice(&calls[0].body).unwrap();
     assert_eq!(body, json!({"domain_block_list": ["stop@fx.example"]}));
 
     // A refusal (4xx) is logged and counted, not retried forever.
-    api.push(Scripted::status(400));
+    http::once(&api, 400, None).await;
     let other = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "no@fx.example", "campaign_id": 3,
                        "event_timestamp": "2025-02-03T00:00:00Z"});
     for _ in 0..2 {
         assert!(failures(&c.handle_batch(batch(vec![record("b-2", &other)])).await).is_empty());
     }
-    assert_eq!(api.recorded().len(), 2);
+    assert_eq!(requests(&api).await.len(), 2);
+    http::verify(&api).await;
     // A 5xx is retried with backoff inside the call.
-    api.push(Scripted::status(503));
+    http::once(&api, 503, None).await;
     let third = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "later@fx.example", "campaign_id": 3,
                        "event_timestamp": "2025-02-03T00:00:00Z"});
     assert!(failures(&c.handle_batch(batch(vec![record("b-3", &third)])).await).is_empty());
-    let last: Vec<u16> = api.recorded().iter().skip(2).map(|r| r.status).collect();
-    assert_eq!(last, [503, 200]);
+    // Two calls more: the first answered 503 (one-off answers go first,
+    // `verify` checks it was used once), then the same call answered 200.
+    let calls = requests(&api).await;
+    assert_eq!(calls.len(), 4);
+    http::verify(&api).await;
+    assert_eq!(
+        (text(&calls[2]), target(&calls[2])),
+        (text(&calls[3]), target(&calls[3]))
+    );
 }
 
 #[tokio::test]
 async fn unsubscribe_mode_finds_the_lead_by_address_and_never_blocks() {
-    use smartlead::app::effects::HygieneMode;
-    let api = StandIn::start().await;
-    let c = consumer(
-        fresh_store().await,
-        hygiene(&api.url, HygieneMode::Unsubscribe),
-    );
+    let (api, c) = hygiene(HygieneMode::Unsubscribe).await;
     // Every bounce and unsubscribe fixture comes without a lead id.
     let unsub = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "sam@fx.example", "campaign_id": 3,
                        "event_timestamp": "2025-02-04T00:00:00Z"});
-    api.set_body(r#"{"id": 4242, "email": "sam@fx.example"}"#);
+    http::answer_next(&api, 2, r#"{"id": 4242, "email": "sam@fx.example"}"#).await;
     assert!(failures(&c.handle_batch(batch(vec![record("u-1", &unsub)])).await).is_empty());
-    let calls = api.recorded();
+    let calls = requests(&api).await;
     assert_eq!(calls.len(), 2, "{calls:?}");
-    assert_eq!(calls[0].method, "GET");
+    assert_eq!(calls[0].method.as_str(), "GET");
     assert_eq!(
-        calls[0].target,
+        target(&calls[0]),
         "/api/v1/leads/?api_key=test-key&email=sam%40fx.example"
     );
     assert_eq!(
-        (calls[1].method.as_str(), calls[1].target.as_str()),
+        (calls[1].method.as_str(), target(&calls[1]).as_str()),
         ("POST", "/api/v1/leads/4242/unsubscribe?api_key=test-key")
     );
     // Unknown to SmartLead (`{}`): a permanent failure, nothing blocked, not retried.
-    api.set_body("{}");
+    http::verify(&api).await;
+    http::answer_rest(&api, "{}").await;
     let other = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "ghost@fx.example", "campaign_id": 3,
                        "event_timestamp": "2025-02-04T00:00:00Z"});
     for _ in 0..2 {
         assert!(failures(&c.handle_batch(batch(vec![record("u-2", &other)])).await).is_empty());
     }
-    assert_eq!(api.recorded().len(), 3);
-    assert!(api.recorded().iter().all(|r| !r.target.contains("block")));
+    assert_eq!(requests(&api).await.len(), 3);
+    assert!(requests(&api)
+        .await
+        .iter()
+        .all(|r| !target(r).contains("block")));
 
     // A soft bounce (4.x.x) is left alone unless configured.
     let soft = json!({"event_type": "EMAIL_BOUNCE", "to_email": "full@fx.example", "lead_id": 5,
                       "campaign_id": 3, "stats_id": "st-soft",
                       "bounce_message": {"text": "452 4.2.2 Mailbox full"}});
     assert!(failures(&c.handle_batch(batch(vec![record("s-1", &soft)])).await).is_empty());
-    assert_eq!(api.recorded().len(), 3, "a soft bounce makes no call");
+    assert_eq!(requests(&api).await.len(), 3, "a soft bounce makes no call");
 }

@@ -9,9 +9,8 @@ use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::{json, Value};
 use smartlead::app::effects::{BusEvent, EffectError, Effects, Publisher};
-use smartlead::app::store::{Dedup, StateReader};
+use smartlead::app::store::Dedup;
 use test_support::faults::{with_faults, Faults};
-
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Default)]
@@ -71,12 +70,7 @@ async fn the_fan_out_of_a_processed_event_costs_one_write_and_no_read() {
         2,
         "one UpdateItem for the state, one for the fan-out's outcome; no claim, no read"
     );
-    let lead = c
-        .store
-        .item("LEAD#one-write@x.example", "CAMPAIGN#4")
-        .await
-        .expect("read")
-        .expect("item");
+    let lead = common::item(&c.store, "LEAD#one-write@x.example", "CAMPAIGN#4").await;
     assert!(lead.get("fo").is_none(), "published: the mark is gone");
     // A duplicate: one refused write, nothing published, no claim.
     let before = calls.calls();
@@ -150,11 +144,6 @@ async fn a_first_receive_that_finds_the_pending_mark_publishes_once() {
     let r = c.handle_batch(delivery("m-1", &body, 3)).await;
     assert!(r.batch_item_failures.is_empty());
     assert_eq!(bus.0.lock().expect("lock").len(), 1);
-    let lead = c
-        .store
-        .item("LEAD#died@x.example", "CAMPAIGN#4")
-        .await
-        .expect("read")
-        .expect("item");
+    let lead = common::item(&c.store, "LEAD#died@x.example", "CAMPAIGN#4").await;
     assert_eq!(lead["opens"], 1);
 }

@@ -89,34 +89,12 @@ impl Notifier for Recorder {
     }
 }
 
-/// Log lines, as the functions write them (JSON, current span included).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 const SECRET: &str = "Zx81-hook-secret+/=7Qp";
 
 #[tokio::test]
 async fn no_stored_item_bus_event_alert_or_log_line_carries_the_webhook_secret() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Log lines as the functions write them, every span and level included.
+    let (logs, _guard) = common::json_logs(tracing::Level::TRACE, true);
 
     let bus = Recorder::default();
     let alerts = Recorder::default();
@@ -166,7 +144,7 @@ async fn no_stored_item_bus_event_alert_or_log_line_carries_the_webhook_secret()
     let items = table_text(&c.store).await;
     let bus = bus.taken();
     let alerts = alerts.taken();
-    let logs = String::from_utf8_lossy(&logs.0.lock().expect("lock")).to_string();
+    let logs = logs.text();
     // Not vacuous: every copy exists.
     assert!(items.iter().filter(|i| i.contains("REJECTED")).count() >= 3);
     assert!(items.iter().any(|i| i.contains("UNKNOWN#")));

@@ -19,19 +19,6 @@ use std::sync::{Arc, Mutex};
 /// metric filters count, and the consumer writes one document a batch.
 const BUDGET: usize = 400;
 
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The `i`th webhook of the mix: of each ten, 4 sent, 4 opens, a click and
 /// a reply, each for its own lead.
 fn webhook(i: usize) -> String {
@@ -89,20 +76,8 @@ fn json_bytes(buf: &Arc<Mutex<Vec<u8>>>) -> (usize, usize) {
 
 #[tokio::test]
 async fn a_webhook_logs_at_most_400_bytes_at_the_default_level() {
-    let logs = Lines::default();
-    let writer = logs.clone();
     // As `smartlead::logging::init` sets it up with AWS_LAMBDA_LOG_FORMAT=JSON.
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(false)
-        .without_time()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = common::json_logs(tracing::Level::INFO, false);
 
     let (ingest_metrics, ingest_lines) = Metrics::capturing("ingest");
     let svc = Ingest {
@@ -168,7 +143,7 @@ async fn a_webhook_logs_at_most_400_bytes_at_the_default_level() {
          ingest metrics {ingest_bytes} B in {ingest_docs}, consumer metrics {consumer_bytes} B in {consumer_docs})"
     );
     // Every event's outcome stays findable: one line per webhook in each function.
-    let text = String::from_utf8_lossy(&logs.0.lock().expect("lock")).to_string();
+    let text = logs.text();
     assert_eq!(
         text.matches("\"outcome\":\"processed\"").count(),
         n,
@@ -242,26 +217,39 @@ impl Publisher for Picky {
     }
 }
 
+/// A subscriber for this thread that writes nothing (a thread with none
+/// would make tracing's shared callsite cache drop the other test's
+/// lines), and the consumer on a new table with `effects`, its metric
+/// documents captured.
+async fn metered_consumer(
+    effects: Effects,
+) -> (
+    tracing::subscriber::DefaultGuard,
+    common::TestConsumer,
+    Arc<Mutex<Vec<u8>>>,
+) {
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let mut c = common::consumer_with(common::fresh_store().await, effects);
+    let (metrics, lines) = Metrics::capturing("consumer");
+    c.metrics = metrics;
+    (guard, c, lines)
+}
+
 /// The batch document takes the done effects; an effect refused or failed
 /// keeps its own document by `Effect` with all three counts, so the
 /// `EffectsRefused` alarm and `smartlead status`'s "effect failures"
 /// (by `Function`) still read them.
 #[tokio::test]
 async fn a_refused_or_failed_effect_keeps_its_document_by_effect() {
-    // A subscriber here too: a thread with none would make tracing's shared
-    // callsite cache drop the other test's lines.
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(std::io::sink)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
     let effects = Effects {
         publisher: Some(Box::new(Picky)),
         ..Default::default()
     };
-    let mut c = common::consumer_with(common::fresh_store().await, effects);
-    let (metrics, lines) = Metrics::capturing("consumer");
-    c.metrics = metrics;
+    let (_guard, c, lines) = metered_consumer(effects).await;
     let mut batch = SqsEvent::default();
     batch.records = (100..110)
         .map(|i| {
@@ -303,14 +291,7 @@ async fn a_refused_or_failed_effect_keeps_its_document_by_effect() {
 /// `EventType=UNKNOWN` has no per-function roll-up of its own.
 #[tokio::test]
 async fn an_unknown_type_is_processed_once_in_the_per_function_total() {
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(std::io::sink)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let mut c = common::consumer_with(common::fresh_store().await, Effects::default());
-    let (metrics, lines) = Metrics::capturing("consumer");
-    c.metrics = metrics;
+    let (_guard, c, lines) = metered_consumer(Effects::default()).await;
     let mut batch = SqsEvent::default();
     let unknown =
         json!({"event_type": "LEAD_MEETING_BOOKED", "campaign_id": 1, "lead_email": "u@x.example"});

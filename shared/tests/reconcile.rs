@@ -9,6 +9,7 @@ mod common;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
+use common::http::{self, requests, target};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::{SEEN_ATTR, SEEN_OLD_ATTR};
 use smartlead::app::consumer::Outcome;
@@ -20,6 +21,7 @@ use smartlead::domain::time::EventTime;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wiremock::MockServer;
 
 const CAMPAIGN: &str = "77";
 /// Every delivery's SQS receive time (events without a time of their own
@@ -223,35 +225,36 @@ fn stream(rng: &mut Rng, leads: usize) -> Vec<Lead> {
 /// The stand-in serving the stream's statistics in pages of 7 (whatever
 /// the limit asked), an unreadable entry (partial data), each lead's id and
 /// message history; `broken_history` answers 404.
-async fn smartlead_with(leads: &[Lead], broken_history: Option<u64>) -> local_aws::StandIn {
-    let s = local_aws::StandIn::start().await;
+async fn smartlead_with(leads: &[Lead], broken_history: Option<u64>) -> MockServer {
+    let s = http::server().await;
     let mut rows: Vec<Value> = leads.iter().flat_map(|l| l.rows.clone()).collect();
     rows.insert(
         3,
         json!({"lead_name": "row without an e-mail", "sequence_number": 1}),
     );
     let total = rows.len();
-    s.route_fn(
+    http::route_fn(
+        &s,
         &format!("GET /api/v1/campaigns/{CAMPAIGN}/statistics"),
-        move |target| {
-            let offset: usize = local_aws::StandIn::query_param(target, "offset")
+        move |r| {
+            let offset: usize = http::query_param(r, "offset")
                 .and_then(|o| o.parse().ok())
                 .unwrap_or(0);
             let page: Vec<Value> = rows.iter().skip(offset).take(7).cloned().collect();
             json!({"total_stats": total.to_string(), "data": page, "offset": offset, "limit": 7})
                 .to_string()
         },
-    );
+    )
+    .await;
     let by_email: BTreeMap<String, u64> = leads.iter().map(|l| (l.email.clone(), l.id)).collect();
-    s.route_fn("GET /api/v1/leads/", move |target| {
-        let email = local_aws::StandIn::query_param(target, "email")
-            .map(|e| e.replace("%40", "@"))
-            .unwrap_or_default();
+    http::route_fn(&s, "GET /api/v1/leads/", move |r| {
+        let email = http::query_param(r, "email").unwrap_or_default();
         match by_email.get(&email) {
             Some(id) => json!({"id": id, "email": email}).to_string(),
             None => "{}".into(),
         }
-    });
+    })
+    .await;
     for l in leads {
         let body = if broken_history == Some(l.id) {
             // Not a history: read as none (its message ids are unknown).
@@ -259,19 +262,21 @@ async fn smartlead_with(leads: &[Lead], broken_history: Option<u64>) -> local_aw
         } else {
             json!({"history": l.history})
         };
-        s.route(
+        http::route(
+            &s,
             &format!(
                 "GET /api/v1/campaigns/{CAMPAIGN}/leads/{}/message-history",
                 l.id
             ),
             &body.to_string(),
-        );
+        )
+        .await;
     }
     s
 }
 
-fn api(s: &local_aws::StandIn) -> smartlead::adapters::http::smartlead::Api {
-    smartlead::adapters::http::smartlead::Api::new(&format!("{}/api/v1", s.url), "k")
+fn api(s: &MockServer) -> smartlead::adapters::http::smartlead::Api {
+    smartlead::adapters::http::smartlead::Api::new(&format!("{}/api/v1", s.uri()), "k")
         .with_limits(1000, 100_000)
 }
 
@@ -286,7 +291,7 @@ fn options(dry_run: bool) -> Options {
 }
 
 async fn run(
-    s: &local_aws::StandIn,
+    s: &MockServer,
     q: &ConsumerQueue,
     dry_run: bool,
 ) -> smartlead::app::reconcile::Report {
@@ -433,11 +438,7 @@ async fn reconcile_restores_the_full_streams_state_exactly_once() {
 
     // One 429 on the way: the client waits and goes on.
     let s = smartlead_with(&leads, None).await;
-    s.push(local_aws::Scripted {
-        status: 429,
-        retry_after: Some(1),
-        delay_ms: 0,
-    });
+    http::once(&s, 429, Some(1)).await;
     // A dry run reports every gap and changes nothing.
     let before = state(&gappy.consumer.store).await;
     let dry = run(&s, &gappy, true).await;
@@ -445,11 +446,14 @@ async fn reconcile_restores_the_full_streams_state_exactly_once() {
     assert_eq!(dry.gaps.len(), removed.len(), "{:#?}", dry.gaps);
     assert_eq!(dry.unreadable_rows, 1);
     assert_eq!(state(&gappy.consumer.store).await, before);
-    assert!(s.recorded().iter().any(|r| r.status == 429));
-    let pages = s
-        .recorded()
+    // The 429 was answered, once (to the first call: one-off answers go
+    // first); the statistics pages after it were answered 200.
+    http::verify(&s).await;
+    let pages = requests(&s)
+        .await
         .iter()
-        .filter(|r| r.target.contains("/statistics?") && r.status == 200)
+        .skip(1)
+        .filter(|r| target(r).contains("/statistics?"))
         .count();
     assert!(pages >= 4, "paged by 7: {pages}");
 
@@ -631,12 +635,14 @@ async fn the_scheduled_run_covers_active_campaigns_over_the_lookback_and_queues_
     let mut rng = Rng(0x5c4e_d01e_0000_0001);
     let leads = stream(&mut rng, 4);
     let s = smartlead_with(&leads, None).await;
-    s.route(
+    http::route(
+        &s,
         "GET /api/v1/campaigns",
         &json!([{"id": 77, "status": "ACTIVE"}, {"id": 78, "status": "PAUSED"},
                 {"id": 79, "status": "DRAFTED"}])
         .to_string(),
-    );
+    )
+    .await;
     // Every webhook arrived but one send (lead 1's first, two days ago;
     // the lookback is four days).
     let q = queue().await;
@@ -649,14 +655,7 @@ async fn the_scheduled_run_covers_active_campaigns_over_the_lookback_and_queues_
     }
     let sqs_cfg = smartlead::adapters::aws::local_sdk_config(&common::moto().endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&sqs_cfg);
-    let url = sqs
-        .create_queue()
-        .queue_name(common::unique("recon-sched"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = common::new_queue(&sqs, "recon-sched").await;
     let job = reconcile::Scheduled {
         api: api(&s),
         store: smartlead::adapters::aws::dynamodb::DynamoStore::new(
@@ -676,23 +675,15 @@ async fn the_scheduled_run_covers_active_campaigns_over_the_lookback_and_queues_
         .await
         .expect("run");
     assert_eq!(report.campaigns, 1, "only the active campaign");
-    assert!(s
-        .recorded()
+    assert!(requests(&s)
+        .await
         .iter()
-        .all(|r| !r.target.contains("/campaigns/78")));
+        .all(|r| !target(r).contains("/campaigns/78")));
     assert_eq!(report.backfilled, 1, "{:#?}", report.gaps);
     let values = reconcile::metric_values(&report);
     assert_eq!(values[0], ("GapsFound", 1.0));
     assert_eq!(values[1], ("EventsBackfilled", 1.0));
-    let got = sqs
-        .receive_message()
-        .queue_url(&url)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let got = common::receive(&sqs, &url).await;
     assert_eq!(got.len(), 1);
     let body: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
     let (_, want) = all.iter().find(|(n, _)| n == missing).unwrap();
@@ -760,7 +751,7 @@ async fn a_fact_filed_under_the_lead_id_is_stored() {
         "lead_id": 9001, "time_replied": t,
         "reply_message": {"message_id": "<r-9001@lead.example>", "time": t}});
     q.deliver(&by_id.to_string()).await;
-    let s = local_aws::StandIn::start().await;
+    let s = http::server().await;
     let mut rows = vec![
         json!({"lead_email": "idonly@recon.example", "lead_id": 9001,
         "sequence_number": 1, "sent_time": sent, "reply_time": t, "reply_count": 1}),
@@ -771,21 +762,27 @@ async fn a_fact_filed_under_the_lead_id_is_stored() {
             "sequence_number": 1, "sent_time": sent, "reply_time": t, "reply_count": 1}),
         );
     }
-    s.route(
+    http::route(
+        &s,
         &format!("GET /api/v1/campaigns/{CAMPAIGN}/statistics"),
         &json!({"data": rows}).to_string(),
-    );
-    s.route(
+    )
+    .await;
+    http::route(
+        &s,
         &format!("GET /api/v1/campaigns/{CAMPAIGN}/leads/9001/message-history"),
         &json!({"history": [{"type": "REPLY", "message_id": "<r-9001@lead.example>", "time": t}]})
             .to_string(),
-    );
+    )
+    .await;
     for i in 0..4 {
-        s.route(
+        http::route(
+            &s,
             &format!("GET /api/v1/campaigns/{CAMPAIGN}/leads/{}/message-history", 9100 + i),
             &json!({"history": [{"type": "REPLY", "message_id": format!("<r{i}@lead.example>"), "time": t}]})
                 .to_string(),
-        );
+        )
+        .await;
     }
     let report = run(&s, &q, false).await;
     let replies: Vec<_> = report
@@ -819,11 +816,13 @@ async fn one_coincidental_match_backfills_nothing_when_times_are_coarser() {
         rows.push(json!({"lead_email": email, "sequence_number": 1,
             "open_time": ms(second), "open_count": 1}));
     }
-    let s = local_aws::StandIn::start().await;
-    s.route(
+    let s = http::server().await;
+    http::route(
+        &s,
         &format!("GET /api/v1/campaigns/{CAMPAIGN}/statistics"),
         &json!({"data": rows}).to_string(),
-    );
+    )
+    .await;
     let before = state(&q.consumer.store).await;
     let report = run(&s, &q, false).await;
     assert_eq!(report.backfilled, 0, "{:#?}", report.gaps);
@@ -842,11 +841,13 @@ async fn one_coincidental_match_backfills_nothing_when_times_are_coarser() {
 async fn statistics_answer(
     body: &'static str,
 ) -> Result<reconcile::Report, reconcile::ReconcileError> {
-    let s = local_aws::StandIn::start().await;
-    s.route(
+    let s = http::server().await;
+    http::route(
+        &s,
         &format!("GET /api/v1/campaigns/{CAMPAIGN}/statistics"),
         body,
-    );
+    )
+    .await;
     let q = queue().await;
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -900,7 +901,7 @@ async fn unknown_statistics_and_repeating_pages_are_errors_not_no_gaps() {
 
 /// Every event of a 4-lead stream delivered but lead 1's first send; then
 /// the tests change the table before reconciling.
-async fn one_missing_send() -> (local_aws::StandIn, ConsumerQueue, Value) {
+async fn one_missing_send() -> (MockServer, ConsumerQueue, Value) {
     let mut rng = Rng(0x5c4e_d01e_0000_0001);
     let leads = stream(&mut rng, 4);
     let s = smartlead_with(&leads, None).await;
@@ -928,17 +929,7 @@ async fn keys_in_the_archive_count_as_stored_and_a_gap_beside_them_is_backfilled
         "LEAD#lead1@recon.example".to_owned(),
         format!("CAMPAIGN#{CAMPAIGN}"),
     );
-    let item = store
-        .client
-        .get_item()
-        .table_name(&store.table)
-        .key("pk", AttributeValue::S(pk.clone()))
-        .key("sk", AttributeValue::S(sk.clone()))
-        .send()
-        .await
-        .expect("read")
-        .item
-        .expect("the lead's campaign item");
+    let item = common::raw_item(store, &pk, &sk).await;
     let keys = item[SEEN_ATTR].clone();
     let (apk, ask) = smartlead::adapters::aws::dynamodb::archive_key(&pk, &sk, 0);
     store

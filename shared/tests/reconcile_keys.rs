@@ -129,12 +129,16 @@ fn every_reconciled_webhook_fixture_has_a_synthesized_twin_with_its_key() {
     );
 }
 
+/// The `email_open` payload with `field` set to `value`.
+fn email_open_with(field: &str, value: &str) -> SmartleadEvent {
+    let mut v: serde_json::Value = serde_json::from_str(&common::payload("email_open")).unwrap();
+    v[field] = value.into();
+    SmartleadEvent::from_value(v).unwrap()
+}
+
 #[test]
 fn an_open_webhook_with_stats_id_matches_the_stats_form_only() {
-    let body = common::payload("email_open");
-    let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["stats_id"] = "st-9".into();
-    let ev = SmartleadEvent::from_value(v).unwrap();
+    let ev = email_open_with("stats_id", "st-9");
     let (campaign, row, history) = statistics_of(&ev);
     let fs = facts(&campaign, &[row], &history);
     let open = fs.iter().find(|f| f.kind == Kind::Open).unwrap();
@@ -151,10 +155,7 @@ fn an_open_webhook_with_stats_id_matches_the_stats_form_only() {
 fn statistics_with_coarser_times_match_no_form() {
     // Webhook time with milliseconds, statistics with whole seconds: the
     // keys differ, so no evidence is ever learned and such gaps stay reports.
-    let body = common::payload("email_open");
-    let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["time_opened"] = "2025-01-15T10:30:00.618881+00:00".into();
-    let ev = SmartleadEvent::from_value(v).unwrap();
+    let ev = email_open_with("time_opened", "2025-01-15T10:30:00.618881+00:00");
     let (campaign, mut row, history) = statistics_of(&ev);
     row.open_time = smartlead::domain::time::EventTime::parse("2025-01-15T10:30:00Z");
     let fs = facts(&campaign, &[row], &history);

@@ -4,14 +4,8 @@
 use smartlead::adapters::aws::redrive::{redrive, Options, Redriven};
 use smartlead::aws_sdk_sqs;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-
-fn moto() -> &'static local_aws::Service {
-    static S: OnceLock<local_aws::Service> = OnceLock::new();
-    S.get_or_init(|| {
-        local_aws::start_moto(local_aws::free_port()).unwrap_or_else(|e| panic!("{e}"))
-    })
-}
+use std::sync::Arc;
+use test_support::store::moto;
 
 /// Spoils the receipt handles of the first `n` entries `DeleteMessageBatch`
 /// is asked to delete, so that SQS refuses those entries (and only those).
@@ -44,13 +38,7 @@ impl aws_sdk_sqs::config::Intercept for SpoilDeletes {
 }
 
 async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
-    sqs.create_queue()
-        .queue_name(format!("{name}-{}", std::process::id()))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap()
+    test_support::store::new_queue(sqs, name).await
 }
 
 async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {

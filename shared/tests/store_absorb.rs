@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fresh_store;
+use common::{fresh_store, item, put_item};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::{item_size, DynamoStore, SEEN_MAX};
 use smartlead::app::store::{ApplyOutcome, Dedup, StateReader};
@@ -30,10 +30,6 @@ fn open(lead: &str, sec: u64) -> Plan {
 async fn counted() -> (DynamoStore, Arc<Faults>) {
     let calls = Faults::counting();
     (with_faults(&fresh_store().await, calls.clone()), calls)
-}
-
-async fn item(store: &DynamoStore, pk: &str, sk: &str) -> Value {
-    store.item(pk, sk).await.expect("read").expect("item")
 }
 
 #[tokio::test]
@@ -374,7 +370,6 @@ async fn a_lead_s_campaign_item_costs_one_unit_for_30_of_its_32_lifetime_writes(
 #[tokio::test]
 async fn an_event_the_transactional_design_applied_is_not_applied_again_after_the_upgrade() {
     use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
     let mut store = fresh_store().await;
     store.legacy_markers = true;
     let body = |lead: &str| {
@@ -385,19 +380,7 @@ async fn an_event_the_transactional_design_applied_is_not_applied_again_after_th
     // What the old consumer left for an open it applied: a marker, and the
     // state (here only the marker matters).
     let old = body("before@x.example");
-    let key = smartlead::SmartleadEvent::from_slice(old.as_bytes())
-        .expect("event")
-        .dedup_key();
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .item("pk", AttributeValue::S(format!("EVENT#{key}")))
-        .item("sk", AttributeValue::S("EVENT".into()))
-        .item("event_type", AttributeValue::S("EMAIL_OPEN".into()))
-        .send()
-        .await
-        .expect("marker");
+    put_legacy_marker(&store, &old, &[]).await;
     let c = common::consumer_with(store, Default::default());
     // Redriven after the upgrade: received long before this process.
     let record = |id: &str, body: &str| -> SqsMessage {
@@ -427,6 +410,15 @@ fn fresh_record(id: &str, body: &str) -> aws_lambda_events::event::sqs::SqsMessa
     serde_json::from_value(json!({"messageId": id, "body": body,
         "attributes": {"SentTimestamp": EventTime::now().millis().to_string()}}))
     .expect("record")
+}
+
+/// Delivers `body` as a new message `id` and sees it acknowledged.
+async fn accepted(c: &common::TestConsumer, id: &str, body: &str) {
+    let failed = c
+        .handle_batch(one(fresh_record(id, body)))
+        .await
+        .batch_item_failures;
+    assert!(failed.is_empty(), "{id}: {failed:?}");
 }
 
 fn one(m: aws_lambda_events::event::sqs::SqsMessage) -> aws_lambda_events::event::sqs::SqsEvent {
@@ -478,11 +470,7 @@ async fn an_event_the_transactional_design_applied_stays_applied_when_it_comes_b
         || async { item(&c.store, "LEAD#legacy@x.example", "CAMPAIGN#7").await["opens"].clone() };
     // SmartLead retries it after the deploy: received after this process
     // started, still the old design's event.
-    assert!(c
-        .handle_batch(one(fresh_record("retry-1", &old)))
-        .await
-        .batch_item_failures
-        .is_empty());
+    accepted(&c, "retry-1", &old).await;
     assert_eq!(
         opens().await,
         1,
@@ -491,21 +479,13 @@ async fn an_event_the_transactional_design_applied_stays_applied_when_it_comes_b
     // A new event on that item applies once and marks the item legacy.
     let new = open_at("2025-01-16T10:30:00Z");
     for id in ["new-1", "new-2"] {
-        assert!(c
-            .handle_batch(one(fresh_record(id, &new)))
-            .await
-            .batch_item_failures
-            .is_empty());
+        accepted(&c, id, &new).await;
     }
     assert_eq!(opens().await, 2, "a new event applies, once");
     let lead = item(&c.store, "LEAD#legacy@x.example", "CAMPAIGN#7").await;
     assert!(lead.get("ek_legacy").is_some(), "{lead}");
     // The old event once more, now that the item holds absorbed keys.
-    assert!(c
-        .handle_batch(one(fresh_record("retry-2", &old)))
-        .await
-        .batch_item_failures
-        .is_empty());
+    accepted(&c, "retry-2", &old).await;
     assert_eq!(opens().await, 2);
 }
 
@@ -516,19 +496,16 @@ async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effect
     let lead = "huge@x.example";
     // The lead's campaign item, grown by distinct clicked links to a few
     // bytes under DynamoDB's 400 KB.
-    let mut big: std::collections::HashMap<String, AttributeValue> = [
-        ("pk".to_owned(), AttributeValue::S(format!("LEAD#{lead}"))),
-        ("sk".to_owned(), AttributeValue::S("CAMPAIGN#7".into())),
-    ]
-    .into();
-    let mut links: Vec<String> = (0..399)
+    let links: Vec<String> = (0..399)
         .map(|i| format!("{i:04}{}", "x".repeat(1020)))
         .collect();
-    big.insert("links_clicked".into(), AttributeValue::Ss(links.clone()));
-    let room = 409_600 - item_size(&big);
-    links.push("y".repeat(room - 2));
-    big.insert("links_clicked".into(), AttributeValue::Ss(links));
-    assert!(item_size(&big) <= 409_600);
+    let big = near_limit(lead, "CAMPAIGN#7", "links_clicked", |room| {
+        let mut all = links.clone();
+        if room > 0 {
+            all.push("y".repeat(room - 2));
+        }
+        AttributeValue::Ss(all)
+    });
     let (c, bus, bounce) = bounce_twice_beside(store, big, lead).await;
     let supp = item(&c.store, &format!("LEAD#{lead}"), "SUPPRESSION").await;
     assert_eq!(supp["reason"], "bounce", "{supp}");
@@ -547,14 +524,55 @@ async fn an_item_refused_even_trimmed_is_recorded_and_the_other_items_and_effect
     assert!(campaign.get("bounces").is_none(), "left as it was");
     assert_eq!(bus.0.lock().expect("lock").len(), 1, "the fan-out, once");
     // SmartLead's retry (a new message): nothing more is applied.
-    assert!(c
-        .handle_batch(one(fresh_record("b-2", &bounce)))
-        .await
-        .batch_item_failures
-        .is_empty());
+    accepted(&c, "b-2", &bounce).await;
     assert_eq!(bus.0.lock().expect("lock").len(), 1);
     let supp2 = item(&c.store, &format!("LEAD#{lead}"), "SUPPRESSION").await;
     assert_eq!(supp, supp2);
+}
+
+/// What the transactional design left for an EMAIL_OPEN (`body`) it
+/// applied: its dedup marker item, with `extra` attributes. Its key.
+async fn put_legacy_marker(
+    store: &DynamoStore,
+    body: &str,
+    extra: &[(&str, smartlead::aws_sdk_dynamodb::types::AttributeValue)],
+) -> smartlead::domain::key::DedupKey {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let key = smartlead::SmartleadEvent::from_slice(body.as_bytes())
+        .expect("event")
+        .dedup_key();
+    let mut marker: std::collections::HashMap<String, AttributeValue> = [
+        ("pk", AttributeValue::S(format!("EVENT#{key}"))),
+        ("sk", AttributeValue::S("EVENT".into())),
+        ("event_type", AttributeValue::S("EMAIL_OPEN".into())),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .into();
+    marker.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    put_item(store, marker).await;
+    key
+}
+
+/// `lead`'s item `sk` holding `attr` = `fill(room)`, where `room` is what
+/// DynamoDB's 400 KB leave beside the item with `attr` = `fill(0)`: a few
+/// bytes under the limit.
+fn near_limit(
+    lead: &str,
+    sk: &str,
+    attr: &str,
+    fill: impl Fn(usize) -> smartlead::aws_sdk_dynamodb::types::AttributeValue,
+) -> std::collections::HashMap<String, smartlead::aws_sdk_dynamodb::types::AttributeValue> {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let mut big: std::collections::HashMap<String, AttributeValue> = [
+        ("pk".to_owned(), AttributeValue::S(format!("LEAD#{lead}"))),
+        ("sk".to_owned(), AttributeValue::S(sk.into())),
+    ]
+    .into();
+    big.insert(attr.into(), fill(0));
+    let room = 409_600 - item_size(&big);
+    big.insert(attr.into(), fill(room));
+    assert!(item_size(&big) <= 409_600);
+    big
 }
 
 /// Stores `big` (one of `lead`'s items, near DynamoDB's 400 KB), then
@@ -565,14 +583,7 @@ async fn bounce_twice_beside(
     big: std::collections::HashMap<String, smartlead::aws_sdk_dynamodb::types::AttributeValue>,
     lead: &str,
 ) -> (common::TestConsumer, Bus, String) {
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .set_item(Some(big))
-        .send()
-        .await
-        .expect("a 400 KB item");
+    put_item(&store, big).await;
     let bus = Bus::default();
     let c = common::consumer_with(
         store,
@@ -616,14 +627,9 @@ async fn a_second_item_refused_after_the_first_was_written_still_publishes_the_f
     let store = fresh_store().await;
     let lead = "full-supp@x.example";
     // The lead's suppression item, a few bytes under 400 KB (hand-made).
-    let mut big: std::collections::HashMap<String, AttributeValue> = [
-        ("pk".to_owned(), AttributeValue::S(format!("LEAD#{lead}"))),
-        ("sk".to_owned(), AttributeValue::S("SUPPRESSION".into())),
-    ]
-    .into();
-    big.insert("junk".into(), AttributeValue::S(String::new()));
-    let room = 409_600 - item_size(&big);
-    big.insert("junk".into(), AttributeValue::S("z".repeat(room - 2)));
+    let big = near_limit(lead, "SUPPRESSION", "junk", |room| {
+        AttributeValue::S("z".repeat(room.saturating_sub(2)))
+    });
     let (c, bus, _) = bounce_twice_beside(store, big, lead).await;
     let campaign = item(&c.store, &format!("LEAD#{lead}"), "CAMPAIGN#7").await;
     assert_eq!(campaign["bounces"], 1);
@@ -650,30 +656,23 @@ async fn a_fan_out_the_old_design_left_pending_is_published_once_after_the_upgra
     let old = json!({"event_type": "EMAIL_OPEN", "to_email": "pending@x.example", "campaign_id": 7,
                      "sequence_number": 1, "time_opened": "2025-01-15T10:30:00Z"})
     .to_string();
-    let key = smartlead::SmartleadEvent::from_slice(old.as_bytes())
-        .expect("event")
-        .dedup_key();
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .item("pk", AttributeValue::S(format!("EVENT#{key}")))
-        .item("sk", AttributeValue::S("EVENT".into()))
-        .item("event_type", AttributeValue::S("EMAIL_OPEN".into()))
-        .item("fx_fanout", AttributeValue::S("pending".into()))
-        .send()
-        .await
-        .expect("old marker");
-    store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .item("pk", AttributeValue::S("LEAD#pending@x.example".into()))
-        .item("sk", AttributeValue::S("CAMPAIGN#7".into()))
-        .item("opens", AttributeValue::N("1".into()))
-        .send()
-        .await
-        .expect("old state");
+    let key = put_legacy_marker(
+        &store,
+        &old,
+        &[("fx_fanout", AttributeValue::S("pending".into()))],
+    )
+    .await;
+    put_item(
+        &store,
+        [
+            ("pk", AttributeValue::S("LEAD#pending@x.example".into())),
+            ("sk", AttributeValue::S("CAMPAIGN#7".into())),
+            ("opens", AttributeValue::N("1".into())),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into(),
+    )
+    .await;
     let bus = Bus::default();
     let effects = smartlead::app::effects::Effects {
         publisher: Some(Box::new(bus.clone())),
@@ -681,11 +680,7 @@ async fn a_fan_out_the_old_design_left_pending_is_published_once_after_the_upgra
     };
     let c = common::consumer_with(store, effects);
     for id in ["redriven-1", "redriven-2"] {
-        assert!(c
-            .handle_batch(one(fresh_record(id, &old)))
-            .await
-            .batch_item_failures
-            .is_empty());
+        accepted(&c, id, &old).await;
     }
     let published = bus.0.lock().expect("lock").clone();
     assert_eq!(published.len(), 1, "{published:?}");

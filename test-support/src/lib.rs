@@ -6,6 +6,7 @@
 //! function under the Lambda RIE.
 
 pub mod faults;
+pub mod store;
 
 use aws_lambda_events::apigw::{
     ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,

@@ -1,79 +1,58 @@
 //! Test helpers shared by the integration tests of the `smartlead` crate.
 #![allow(dead_code)]
 
-// Not every test binary that includes this module uses it.
+pub mod http;
+
+// Not every test binary that includes this module uses them.
 #[allow(unused_imports)]
 pub use test_support::fixtures;
+#[allow(unused_imports)]
+pub use test_support::store::*;
 
-pub fn payload(name: &str) -> String {
-    test_support::fixture("payloads", name)
-}
+/// Log lines as a subscriber writes them (`with_writer(move || w.clone())`).
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
-/// DynamoDB Local, started once per test binary (on a port it could bind).
-pub fn dynamodb() -> &'static local_aws::Service {
-    static DDB: std::sync::OnceLock<local_aws::Service> = std::sync::OnceLock::new();
-    DDB.get_or_init(|| local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}")))
-}
-
-/// moto's server, started once per test binary.
-pub fn moto() -> &'static local_aws::Service {
-    static MOTO: std::sync::OnceLock<local_aws::Service> = std::sync::OnceLock::new();
-    MOTO.get_or_init(|| local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}")))
-}
-
-/// A name no other test of this process uses.
-pub fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// A new state table in DynamoDB Local.
-pub async fn fresh_store() -> smartlead::adapters::aws::dynamodb::DynamoStore {
-    let cfg = smartlead::adapters::aws::local_sdk_config(&dynamodb().endpoint()).await;
-    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    let table = unique("state");
-    smartlead::adapters::aws::dynamodb::create_table(&client, &table)
-        .await
-        .expect("create table");
-    smartlead::adapters::aws::dynamodb::DynamoStore::new(client, table)
-}
-
-pub type TestConsumer = smartlead::app::consumer::Consumer<
-    smartlead::adapters::aws::dynamodb::DynamoStore,
-    smartlead::aws_sdk_s3::Client,
->;
-
-/// The consumer as the function builds it, on `store`, with `effects`.
-pub fn consumer_with(
-    store: smartlead::adapters::aws::dynamodb::DynamoStore,
-    effects: smartlead::app::effects::Effects,
-) -> TestConsumer {
-    smartlead::app::consumer::Consumer {
-        store,
-        blobs: None,
-        weights: smartlead::domain::plan::ScoreWeights::default(),
-        concurrency: 10,
-        metrics: smartlead::metrics::Metrics::disabled(),
-        effects,
-        time_window: Default::default(),
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
-/// The dedup marker of the event in `body`.
-pub async fn marker(
-    store: &smartlead::adapters::aws::dynamodb::DynamoStore,
-    body: &str,
-) -> serde_json::Value {
-    let key = smartlead::SmartleadEvent::from_slice(body.as_bytes())
-        .expect("event")
-        .dedup_key();
-    smartlead::app::store::StateReader::item(store, &format!("EVENT#{key}"), "EVENT")
-        .await
-        .expect("read")
-        .expect("marker")
+impl Captured {
+    /// What was written, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
+/// JSON log lines up to `level` for this thread, as the functions write
+/// them (`smartlead::logging::init` with AWS_LAMBDA_LOG_FORMAT=JSON: event
+/// fields flattened, the current span, no time), captured; `spans` adds
+/// every span and the target.
+pub fn json_logs(
+    level: tracing::Level,
+    spans: bool,
+) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(spans)
+        .with_target(spans)
+        .without_time()
+        .with_max_level(level)
+        .with_writer(move || writer.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+pub fn payload(name: &str) -> String {
+    test_support::fixture("payloads", name)
 }

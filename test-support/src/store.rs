@@ -1,0 +1,184 @@
+//! The state store and the consumer as tests set them up: DynamoDB Local
+//! and moto started once per test binary, a new table per test, the
+//! consumer as the function builds it, and the table read back as JSON.
+
+use serde_json::Value;
+use smartlead::adapters::aws::dynamodb::{create_table, item_to_json, DynamoStore};
+use smartlead::app::consumer::Consumer;
+use smartlead::app::effects::Effects;
+use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+
+/// DynamoDB Local, started once per test binary (on a port it could bind).
+pub fn dynamodb() -> &'static local_aws::Service {
+    static DDB: OnceLock<local_aws::Service> = OnceLock::new();
+    DDB.get_or_init(|| local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// moto's server, started once per test binary.
+pub fn moto() -> &'static local_aws::Service {
+    static MOTO: OnceLock<local_aws::Service> = OnceLock::new();
+    MOTO.get_or_init(|| local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A name no other test of this process uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: std::sync::atomic::AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A new SQS queue named by [`unique`] from `prefix`: its URL.
+pub async fn new_queue(sqs: &smartlead::aws_sdk_sqs::Client, prefix: &str) -> String {
+    sqs.create_queue()
+        .queue_name(unique(prefix))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// The ARN of the queue at `url`.
+pub async fn queue_arn(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> String {
+    use smartlead::aws_sdk_sqs::types::QueueAttributeName;
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .expect("queue ARN")
+}
+
+/// One receive from the queue at `url`: up to 10 messages, with all their
+/// message attributes (left in the queue).
+pub async fn receive(
+    sqs: &smartlead::aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<smartlead::aws_sdk_sqs::types::Message> {
+    sqs.receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default()
+}
+
+/// A new state table `table` on the DynamoDB at `endpoint`, as the
+/// template creates it.
+pub async fn store_at(endpoint: &str, table: &str) -> DynamoStore {
+    let cfg = smartlead::adapters::aws::local_sdk_config(endpoint).await;
+    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    create_table(&client, table).await.expect("create table");
+    DynamoStore::new(client, table.to_owned())
+}
+
+/// A new state table in [`dynamodb`], named by [`unique`].
+pub async fn fresh_store() -> DynamoStore {
+    store_at(&dynamodb().endpoint(), &unique("state")).await
+}
+
+/// The consumer the tests run: on DynamoDB, with S3 for claim checks.
+pub type TestConsumer = Consumer<DynamoStore, smartlead::aws_sdk_s3::Client>;
+
+/// The consumer as the function builds it, on `store`, with `effects`.
+pub fn consumer_with(store: DynamoStore, effects: Effects) -> TestConsumer {
+    Consumer {
+        store,
+        blobs: None,
+        weights: smartlead::domain::plan::ScoreWeights::default(),
+        concurrency: 10,
+        metrics: smartlead::metrics::Metrics::disabled(),
+        effects,
+        time_window: Default::default(),
+    }
+}
+
+/// [`consumer_with`] without effects.
+pub fn consumer(store: DynamoStore) -> TestConsumer {
+    consumer_with(store, Effects::default())
+}
+
+/// Writes `item` as it is (what an older version left, an item near a
+/// limit), over any item with its key.
+pub async fn put_item(store: &DynamoStore, item: HashMap<String, AttributeValue>) {
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("put item");
+}
+
+/// The item `pk`/`sk` as DynamoDB holds it, which must be there.
+pub async fn raw_item(store: &DynamoStore, pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+    store
+        .client
+        .get_item()
+        .table_name(&store.table)
+        .key("pk", AttributeValue::S(pk.to_owned()))
+        .key("sk", AttributeValue::S(sk.to_owned()))
+        .send()
+        .await
+        .expect("read")
+        .item
+        .unwrap_or_else(|| panic!("no item {pk}|{sk}"))
+}
+
+/// The item `pk`/`sk`, which must be there.
+pub async fn item(store: &DynamoStore, pk: &str, sk: &str) -> Value {
+    smartlead::app::store::StateReader::item(store, pk, sk)
+        .await
+        .expect("read")
+        .expect("item")
+}
+
+/// The dedup marker of the event in `body`.
+pub async fn marker(store: &DynamoStore, body: &str) -> Value {
+    let key = smartlead::SmartleadEvent::from_slice(body.as_bytes())
+        .expect("event")
+        .dedup_key();
+    item(store, &format!("EVENT#{key}"), "EVENT").await
+}
+
+/// Every item of the table as JSON, keyed `pk|sk`.
+pub async fn items(store: &DynamoStore) -> BTreeMap<String, Value> {
+    store
+        .scan_all()
+        .await
+        .expect("scan")
+        .iter()
+        .map(item_to_json)
+        .map(|v| {
+            let key = format!(
+                "{}|{}",
+                v["pk"].as_str().unwrap_or_default(),
+                v["sk"].as_str().unwrap_or_default()
+            );
+            (key, v)
+        })
+        .collect()
+}
+
+/// The item `pk|sk` of an [`items`] map; panics with the keys there are.
+pub fn get<'a>(items: &'a BTreeMap<String, Value>, pk: &str, sk: &str) -> &'a Value {
+    items.get(&format!("{pk}|{sk}")).unwrap_or_else(|| {
+        panic!(
+            "no item {pk}|{sk} in {:#?}",
+            items.keys().collect::<Vec<_>>()
+        )
+    })
+}
