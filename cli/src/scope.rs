@@ -55,10 +55,7 @@ pub struct Temp {
 
 /// An AWS SDK error (EventBridge, SQS, ...) with what was being done.
 fn eb_err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
-    anyhow!(
-        "{what}: {}",
-        aws_sdk_eventbridge::error::DisplayErrorContext(e)
-    )
+    crate::aws_err(what)(e)
 }
 
 /// Copies of `rules` (names; all enabled rules of the bus with a pattern

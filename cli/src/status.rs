@@ -5,7 +5,7 @@
 //! whose rendering and verdict ([`attention`]) are plain functions.
 
 use crate::ops::{Stack, StackArgs};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StateValue};
 use serde::Serialize;
 use serde_json::Value;
@@ -174,12 +174,7 @@ async fn depth(stack: &Stack, url: &str) -> Result<(u64, u64)> {
         .attribute_names(Q::ApproximateNumberOfMessagesNotVisible)
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "reading queue {url}: {}",
-                smartlead::aws_sdk_sqs::error::DisplayErrorContext(e)
-            )
-        })?
+        .map_err(crate::aws_err(format!("reading queue {url}")))?
         .attributes
         .unwrap_or_default();
     let n = |k: Q| a.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -201,12 +196,7 @@ async fn newest(stack: &Stack, pk: &str) -> Result<Option<Value>> {
         .limit(1)
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "reading {pk}: {}",
-                smartlead::aws_sdk_dynamodb::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(crate::aws_err(format!("reading {pk}")))?;
     Ok(r.items().first().map(smartlead::store::item_to_json))
 }
 
@@ -226,12 +216,7 @@ async fn count_since(stack: &Stack, pk: &str, since: &str) -> Result<u64> {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "counting {pk}: {}",
-                    smartlead::aws_sdk_dynamodb::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(crate::aws_err(format!("counting {pk}")))?;
         n += r.count().max(0) as u64;
         start = r.last_evaluated_key;
         if start.is_none() {
@@ -306,12 +291,12 @@ async fn metric_sums(
     let mut age = None;
     let mut next = None;
     loop {
-        let out = req.clone().set_next_token(next).send().await.map_err(|e| {
-            anyhow!(
-                "reading metrics: {}",
-                aws_sdk_cloudwatch::error::DisplayErrorContext(e)
-            )
-        })?;
+        let out = req
+            .clone()
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(crate::aws_err("reading metrics"))?;
         for r in out.metric_data_results() {
             let id = r.id().unwrap_or_default();
             if id == "age" {
@@ -352,12 +337,7 @@ async fn alarms(
             .set_next_token(next)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "reading alarms: {}",
-                    aws_sdk_cloudwatch::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(crate::aws_err("reading alarms"))?;
         for a in out.metric_alarms() {
             let name = a.alarm_name().unwrap_or_default();
             let ours = name.starts_with(&format!("{stack}-"))

@@ -180,12 +180,7 @@ async fn live(
             .log_group_name_prefix(name)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "reading log group {name}: {}",
-                    aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(crate::aws_err(format!("reading log group {name}")))?;
         let arn = out
             .log_groups()
             .iter()
@@ -269,12 +264,7 @@ impl Poller {
                     .set_next_token(next)
                     .send()
                     .await
-                    .map_err(|e| {
-                        anyhow!(
-                            "reading log group {group}: {}",
-                            aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
-                        )
-                    })?;
+                    .map_err(crate::aws_err(format!("reading log group {group}")))?;
                 for e in out.events() {
                     let id = e.event_id().unwrap_or_default().to_owned();
                     if !self.seen[i].insert(id) {
