@@ -946,16 +946,11 @@ async fn replay(a: ReplayArgs) -> Result<()> {
         ),
     };
     let mut dest = aws_sdk_eventbridge::types::ReplayDestination::builder().arn(&bus);
-    // Unique even for two replays started in the same second.
-    let name = format!(
-        "smartlead-replay-{}-{}",
-        chrono::Utc::now().format("%Y%m%d%H%M%S"),
-        &uuid::Uuid::new_v4().simple().to_string()[..6]
-    );
+    let name = scope::replay_name();
     let eb = aws_sdk_eventbridge::Client::new(&aws().await);
     let rules = a.rules.as_deref().map(list).unwrap_or_default();
     let scoped = a.lead.is_some() || a.campaign.is_some();
-    let bus_name = bus.rsplit('/').next().unwrap_or(&bus).to_owned();
+    let bus_name = scope::bus_name(&bus);
     let temps = if scoped {
         // Rule ARNs end in `rule/<bus>/<name>`.
         let names: Vec<String> = rules
