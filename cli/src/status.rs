@@ -232,6 +232,32 @@ fn ago(secs: i64) -> String {
         .to_string()
 }
 
+/// One metric's statistic over periods of `period` seconds, as query `id`.
+fn metric_query(
+    id: String,
+    ns: &str,
+    name: &str,
+    dims: &[(&str, &str)],
+    period: i32,
+    stat: &str,
+) -> MetricDataQuery {
+    let mut m = Metric::builder().namespace(ns).metric_name(name);
+    for (k, v) in dims {
+        m = m.dimensions(Dimension::builder().name(*k).value(*v).build());
+    }
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(m.build())
+                .period(period)
+                .stat(stat)
+                .build(),
+        )
+        .return_data(true)
+        .build()
+}
+
 /// Sums of the [`COUNTS`] metrics (and the queue's oldest age) over
 /// `secs` up to now.
 async fn metric_sums(
@@ -251,26 +277,8 @@ async fn metric_sums(
         .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
             end * 1000,
         ));
-    let query =
-        |id: String, ns: &str, name: &str, dims: &[(&str, &str)], period: i32, stat: &str| {
-            let mut m = Metric::builder().namespace(ns).metric_name(name);
-            for (k, v) in dims {
-                m = m.dimensions(Dimension::builder().name(*k).value(*v).build());
-            }
-            MetricDataQuery::builder()
-                .id(id)
-                .metric_stat(
-                    MetricStat::builder()
-                        .metric(m.build())
-                        .period(period)
-                        .stat(stat)
-                        .build(),
-                )
-                .return_data(true)
-                .build()
-        };
     for (i, (_, name, dims)) in COUNTS.iter().enumerate() {
-        req = req.metric_data_queries(query(
+        req = req.metric_data_queries(metric_query(
             format!("c{i}"),
             smartlead::metrics::DEFAULT_NAMESPACE,
             name,
@@ -279,7 +287,7 @@ async fn metric_sums(
             "Sum",
         ));
     }
-    req = req.metric_data_queries(query(
+    req = req.metric_data_queries(metric_query(
         "age".into(),
         "AWS/SQS",
         "ApproximateAgeOfOldestMessage",
