@@ -204,19 +204,7 @@ pub(crate) async fn measure(
     } else {
         (15, 300, 400, 300)
     };
-    let options = Options {
-        bin_dir: local::target_dir().join("release"),
-        ingest_instances: 4,
-        visibility_secs: 30,
-        metrics: true,
-        dynamodb_dir: None,
-        slack_url: None,
-        // moto's EventBridge takes ~150 ms a PutEvents here and would hide
-        // the pipeline's own figures; the fan-out is measured on its own.
-        fanout: false,
-        webhook_secret: local::TOKEN.into(),
-        moto_all_interfaces: false,
-    };
+    let options = stack_options();
     let ports = Ports::free(options.ingest_instances);
     println!("== local stack (release binaries)");
     let stack = Arc::new(local::start(root, &ports, &options).await?);
@@ -231,82 +219,19 @@ pub(crate) async fn measure(
         f(consumer_direct.events_per_s, 0),
         f(consumer_direct.dynamodb_requests_per_event, 2)
     );
-    println!("== cold and warm invokes under the RIE");
-    let mut functions = Vec::new();
-    for function in ["ingest", "consumer"] {
-        let fig = function_figures(&stack, function, rounds, warm).await?;
-        println!(
-            "{function}: cold p50 {} ms, warm p50 {} ms, RSS {} KiB, {} bytes",
-            f(fig.cold_start_ms.p50, 1),
-            f(fig.warm_ms.p50, 2),
-            fig.peak_rss_kib,
-            fig.binary_bytes
-        );
-        functions.push(fig);
-    }
-
-    println!("== end to end over HTTP");
-    let front = stack.serve_front().await?;
+    let mut functions = measure_functions(&stack, rounds, warm).await?;
     let consumer = Pool::new(vec![stack.consumer_url()]);
-    let done: DoneMap = Arc::new(Mutex::new(HashMap::new()));
-    let pollers = spawn_pollers(stack.clone(), consumer.clone(), done.clone(), 2);
-    // Warm every instance first: the figures are for a warm pipeline.
-    e2e(stack.ports.http, &done, options.ingest_instances * 4, 40).await?;
-    let mut e2es = Vec::new();
-    let mut log_bytes_per_event = f64::NAN;
-    for c in [1, 8, 32] {
-        let ingest_offsets: Vec<u64> = stack.ingest.iter().map(|s| log_len(&s.log)).collect();
-        let consumer_offset = log_len(&stack.consumer.log);
-        let r = e2e(stack.ports.http, &done, c, events).await?;
-        if c == 8 {
-            // Steady state, batches as full as the pollers make them.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let mut bytes = json_log_bytes(&log_lines(&stack.consumer.log, consumer_offset).0);
-            for (s, off) in stack.ingest.iter().zip(&ingest_offsets) {
-                bytes += json_log_bytes(&log_lines(&s.log, *off).0);
-            }
-            log_bytes_per_event = bytes as f64 / events as f64;
-        }
-        println!(
-            "concurrency {c}: {} stored/s, POST-to-stored p50 {} ms p99 {} ms",
-            f(r.stored_per_s, 0),
-            f(r.post_to_stored_ms.p50, 1),
-            f(r.post_to_stored_ms.p99, 1)
-        );
-        e2es.push(r);
-    }
-    for p in pollers {
-        p.abort();
-    }
-    front.abort();
-    // An aborted long poll still runs in moto for its wait time and would
-    // hide the next messages behind their visibility timeout.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut peak = 0;
-    for s in &stack.ingest {
-        for child in s.pid().map(local_aws::children).unwrap_or_default() {
-            peak = peak.max(local_aws::peak_rss_kib(child).unwrap_or(0));
-        }
-    }
-    functions[0].peak_rss_kib = functions[0].peak_rss_kib.max(peak);
-    let mut peak = 0;
-    for child in stack
-        .consumer
-        .pid()
-        .map(local_aws::children)
-        .unwrap_or_default()
-    {
-        peak = peak.max(local_aws::peak_rss_kib(child).unwrap_or(0));
-    }
+    let (e2es, log_bytes_per_event) = measure_e2e(&stack, &consumer, events).await?;
+    let peak = stack
+        .ingest
+        .iter()
+        .map(|s| children_peak_rss(s.pid()))
+        .max();
+    functions[0].peak_rss_kib = functions[0].peak_rss_kib.max(peak.unwrap_or(0));
+    let peak = children_peak_rss(stack.consumer.pid());
     functions[1].peak_rss_kib = functions[1].peak_rss_kib.max(peak);
 
-    println!("== consumer throughput by batch size");
-    let mut rates = Vec::new();
-    for batch in [1, 10] {
-        let r = consumer_rate(&stack, &consumer, batch, rate_events).await?;
-        println!("batch {batch}: {} events/s", f(r.events_per_s, 0));
-        rates.push(r);
-    }
+    let rates = measure_rates(&stack, &consumer, rate_events).await?;
 
     println!("== DynamoDB write units per event type");
     let units = write_units(root, &stack).await?;
@@ -342,6 +267,114 @@ pub(crate) async fn measure(
         cost_inputs,
         costs,
     })
+}
+
+/// The consumer's rate at batch sizes 1 and 10.
+async fn measure_rates(stack: &Stack, consumer: &Pool, events: usize) -> Result<Vec<ConsumerRate>> {
+    println!("== consumer throughput by batch size");
+    let mut rates = Vec::new();
+    for batch in [1, 10] {
+        let r = consumer_rate(stack, consumer, batch, events).await?;
+        println!("batch {batch}: {} events/s", f(r.events_per_s, 0));
+        rates.push(r);
+    }
+    Ok(rates)
+}
+
+/// The local stack the benchmark runs: release binaries, 4 ingest
+/// instances, metrics on, no fan-out.
+fn stack_options() -> Options {
+    Options {
+        bin_dir: local::target_dir().join("release"),
+        ingest_instances: 4,
+        visibility_secs: 30,
+        metrics: true,
+        dynamodb_dir: None,
+        slack_url: None,
+        // moto's EventBridge takes ~150 ms a PutEvents here and would hide
+        // the pipeline's own figures; the fan-out is measured on its own.
+        fanout: false,
+        webhook_secret: local::TOKEN.into(),
+        moto_all_interfaces: false,
+    }
+}
+
+/// Cold and warm invokes of both functions under the RIE.
+async fn measure_functions(
+    stack: &Stack,
+    rounds: usize,
+    warm: u32,
+) -> Result<Vec<FunctionFigures>> {
+    println!("== cold and warm invokes under the RIE");
+    let mut functions = Vec::new();
+    for function in ["ingest", "consumer"] {
+        let fig = function_figures(stack, function, rounds, warm).await?;
+        println!(
+            "{function}: cold p50 {} ms, warm p50 {} ms, RSS {} KiB, {} bytes",
+            f(fig.cold_start_ms.p50, 1),
+            f(fig.warm_ms.p50, 2),
+            fig.peak_rss_kib,
+            fig.binary_bytes
+        );
+        functions.push(fig);
+    }
+    Ok(functions)
+}
+
+/// POST-to-stored over HTTP at concurrency 1, 8 and 32, and the log bytes
+/// per event at 8.
+async fn measure_e2e(
+    stack: &Arc<Stack>,
+    consumer: &Pool,
+    events: usize,
+) -> Result<(Vec<E2e>, f64)> {
+    println!("== end to end over HTTP");
+    let front = stack.serve_front().await?;
+    let done: DoneMap = Arc::new(Mutex::new(HashMap::new()));
+    let pollers = spawn_pollers(stack.clone(), consumer.clone(), done.clone(), 2);
+    // Warm every instance first: the figures are for a warm pipeline.
+    e2e(stack.ports.http, &done, stack.ingest.len() * 4, 40).await?;
+    let mut e2es = Vec::new();
+    let mut log_bytes_per_event = f64::NAN;
+    for c in [1, 8, 32] {
+        let ingest_offsets: Vec<u64> = stack.ingest.iter().map(|s| log_len(&s.log)).collect();
+        let consumer_offset = log_len(&stack.consumer.log);
+        let r = e2e(stack.ports.http, &done, c, events).await?;
+        if c == 8 {
+            // Steady state, batches as full as the pollers make them.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut bytes = json_log_bytes(&log_lines(&stack.consumer.log, consumer_offset).0);
+            for (s, off) in stack.ingest.iter().zip(&ingest_offsets) {
+                bytes += json_log_bytes(&log_lines(&s.log, *off).0);
+            }
+            log_bytes_per_event = bytes as f64 / events as f64;
+        }
+        println!(
+            "concurrency {c}: {} stored/s, POST-to-stored p50 {} ms p99 {} ms",
+            f(r.stored_per_s, 0),
+            f(r.post_to_stored_ms.p50, 1),
+            f(r.post_to_stored_ms.p99, 1)
+        );
+        e2es.push(r);
+    }
+    for p in pollers {
+        p.abort();
+    }
+    front.abort();
+    // An aborted long poll still runs in moto for its wait time and would
+    // hide the next messages behind their visibility timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Ok((e2es, log_bytes_per_event))
+}
+
+/// The peak RSS (KiB) of a process' children (the function under the RIE).
+fn children_peak_rss(pid: Option<u32>) -> u64 {
+    pid.map(local_aws::children)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|child| local_aws::peak_rss_kib(child).unwrap_or(0))
+        .max()
+        .unwrap_or(0)
 }
 
 pub(crate) fn write(root: &Path, r: &Results) -> Result<()> {
