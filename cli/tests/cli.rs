@@ -347,15 +347,18 @@ async fn registered_url(stack: &str) -> Value {
     body["webhook_url"].clone()
 }
 
-/// A bus and an archive of everything it gets, named for `name` and this
-/// process: the bus' name, its ARN and the archive's.
-async fn bus_with_archive(
-    eb: &aws_sdk_eventbridge::Client,
-    name: &str,
-) -> (String, String, String) {
+/// A test bus and the archive of everything it gets.
+struct TestBus {
+    name: String,
+    arn: String,
+    archive: String,
+}
+
+/// A bus and its archive, named for `name` and this process.
+async fn bus_with_archive(eb: &aws_sdk_eventbridge::Client, name: &str) -> TestBus {
     let bus_name = format!("{name}-bus-{}", std::process::id());
     let archive_name = format!("{name}-archive-{}", std::process::id());
-    let bus = eb
+    let arn = eb
         .create_event_bus()
         .name(&bus_name)
         .send()
@@ -366,20 +369,55 @@ async fn bus_with_archive(
     let archive = eb
         .create_archive()
         .archive_name(archive_name)
-        .event_source_arn(&bus)
+        .event_source_arn(&arn)
         .send()
         .await
         .unwrap()
         .archive_arn
         .unwrap();
-    (bus_name, bus, archive)
+    TestBus {
+        name: bus_name,
+        arn,
+        archive,
+    }
 }
 
-/// `replay` of the archive onto the bus with `flags` (`--from` ...).
-async fn replay_archive(archive: &str, bus: &str, flags: &[&str]) -> Output {
-    let mut args = vec!["replay", "--archive-arn", archive, "--bus-arn", bus];
-    args.extend_from_slice(flags);
+/// `replay` of the bus' archive onto the bus with `flags` (`--from ...`,
+/// separated by spaces).
+async fn replay_archive(bus: &TestBus, flags: &str) -> Output {
+    let mut args = vec![
+        "replay",
+        "--archive-arn",
+        &bus.archive,
+        "--bus-arn",
+        &bus.arn,
+    ];
+    args.extend(flags.split_whitespace());
     aws_only(&args).await
+}
+
+async fn describe_replay(
+    eb: &aws_sdk_eventbridge::Client,
+    name: &str,
+) -> aws_sdk_eventbridge::operation::describe_replay::DescribeReplayOutput {
+    eb.describe_replay().replay_name(name).send().await.unwrap()
+}
+
+/// No temporary replay rule is left on the bus.
+async fn assert_no_replay_rules(eb: &aws_sdk_eventbridge::Client, bus_name: &str) {
+    let left = eb
+        .list_rules()
+        .event_bus_name(bus_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        left.rules().iter().all(|r| !r
+            .name()
+            .unwrap_or_default()
+            .starts_with("smartlead-replay-")),
+        "{left:?}"
+    );
 }
 
 /// A pipeline event put on the bus.
@@ -407,14 +445,12 @@ async fn put_event(
 async fn replay_starts_an_archive_replay_onto_the_bus() {
     let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
     let eb = aws_sdk_eventbridge::Client::new(&cfg);
-    let (_, bus, archive) = bus_with_archive(&eb, "cli").await;
-    let range = [
-        "--from",
-        "2025-01-01T00:00:00Z",
-        "--to",
-        "2025-02-01T00:00:00Z",
-    ];
-    let o = replay_archive(&archive, &bus, &range).await;
+    let bus = bus_with_archive(&eb, "cli").await;
+    let o = replay_archive(
+        &bus,
+        "--from 2025-01-01T00:00:00Z --to 2025-02-01T00:00:00Z",
+    )
+    .await;
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let name = out
@@ -422,15 +458,10 @@ async fn replay_starts_an_archive_replay_onto_the_bus() {
         .nth(1)
         .expect("replay name")
         .to_owned();
-    let r = eb
-        .describe_replay()
-        .replay_name(&name)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.event_source_arn(), Some(archive.as_str()));
-    assert_eq!(r.destination().map(|d| d.arn()), Some(bus.as_str()));
-    let o = replay_archive(&archive, &bus, &["--from", "yesterday"]).await;
+    let r = describe_replay(&eb, &name).await;
+    assert_eq!(r.event_source_arn(), Some(bus.archive.as_str()));
+    assert_eq!(r.destination().map(|d| d.arn()), Some(bus.arn.as_str()));
+    let o = replay_archive(&bus, "--from yesterday").await;
     assert!(!o.status.success());
     assert!(text(&o).contains("RFC 3339"));
 }
@@ -1213,18 +1244,18 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
         .attributes
         .unwrap()[&smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
         .clone();
-    let (bus_name, bus, archive) = bus_with_archive(&eb, "cli-replay").await;
+    let bus = bus_with_archive(&eb, "cli-replay").await;
     // A subscriber: every pipeline event to a queue.
     eb.put_rule()
         .name("crm")
-        .event_bus_name(&bus_name)
+        .event_bus_name(&bus.name)
         .event_pattern(r#"{"source":["smartlead.webhooks"]}"#)
         .send()
         .await
         .unwrap();
     eb.put_targets()
         .rule("crm")
-        .event_bus_name(&bus_name)
+        .event_bus_name(&bus.name)
         .targets(
             aws_sdk_eventbridge::types::Target::builder()
                 .id("q")
@@ -1238,7 +1269,7 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
     for (key, lead) in [("K-A", "jane@acme.example"), ("K-B", "bob@other.example")] {
         put_event(
             &eb,
-            &bus_name,
+            &bus.name,
             "EMAIL_REPLY",
             json!({"id": key, "normalized": {"lead_email": lead, "campaign_id": "7"}}),
         )
@@ -1275,13 +1306,7 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
     first.sort();
     assert_eq!(first, ["K-A", "K-B"]);
 
-    let lead = [
-        "--from",
-        "2020-01-01T00:00:00Z",
-        "--lead",
-        "Jane@Acme.example",
-    ];
-    let o = replay_archive(&archive, &bus, &lead).await;
+    let o = replay_archive(&bus, "--from 2020-01-01T00:00:00Z --lead Jane@Acme.example").await;
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
@@ -1292,12 +1317,7 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
     );
     let name = out.split_whitespace().nth(1).unwrap().to_owned();
     // The replay went only to the temporary rule ...
-    let r = eb
-        .describe_replay()
-        .replay_name(&name)
-        .send()
-        .await
-        .unwrap();
+    let r = describe_replay(&eb, &name).await;
     let filters = r.destination().unwrap().filter_arns().to_vec();
     assert_eq!(filters.len(), 1, "{filters:?}");
     assert!(filters[0].ends_with(&format!("{name}-0")), "{filters:?}");
@@ -1307,22 +1327,9 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
     again.sort();
     assert_eq!(again, ["K-A", "K-A", "K-B"]);
     // ... and is gone.
-    let left = eb
-        .list_rules()
-        .event_bus_name(&bus_name)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        left.rules().iter().all(|r| !r
-            .name()
-            .unwrap_or_default()
-            .starts_with("smartlead-replay-")),
-        "{left:?}"
-    );
+    assert_no_replay_rules(&eb, &bus.name).await;
     // Bad input is refused before any call.
-    let campaign = ["--from", "2020-01-01T00:00:00Z", "--campaign", "7?x"];
-    let o = replay_archive(&archive, &bus, &campaign).await;
+    let o = replay_archive(&bus, "--from 2020-01-01T00:00:00Z --campaign 7?x").await;
     assert!(!o.status.success());
 }
 
@@ -1341,7 +1348,7 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
     let cfg = smartlead::aws::local_sdk_config(&moto().endpoint()).await;
     let eb = aws_sdk_eventbridge::Client::new(&cfg);
     let (_, table) = moto_table("cli-events").await;
-    let (bus_name, bus, archive) = bus_with_archive(&eb, "cli-events").await;
+    let bus = bus_with_archive(&eb, "cli-events").await;
     for (key, lead, t) in [
         (
             "EMAIL_OPEN:stats:1",
@@ -1360,7 +1367,7 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
         ),
     ] {
         let ty = key.split(':').next().unwrap();
-        put_event(&eb, &bus_name, ty, json!({"id": key, "dedup_key": key, "event_type": ty,
+        put_event(&eb, &bus.name, ty, json!({"id": key, "dedup_key": key, "event_type": ty,
                                    "normalized": {"lead_email": lead, "campaign_id": "7", "event_time": t}})).await;
     }
     let stack = format!("cli-events-stack-{}", std::process::id());
@@ -1369,8 +1376,8 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
         &stack,
         &[
             ("StateTableName", json!(table)),
-            ("EventArchiveArn", json!(archive)),
-            ("EventBusArn", json!(bus)),
+            ("EventArchiveArn", json!(bus.archive)),
+            ("EventBusArn", json!(bus.arn)),
         ],
     )
     .await;
@@ -1385,16 +1392,7 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
     assert!(open < reply, "{out}");
     assert!(!out.contains("stats:3"), "{out}");
     // Nothing temporary is left behind.
-    let rules = eb
-        .list_rules()
-        .event_bus_name(&bus_name)
-        .send()
-        .await
-        .unwrap();
-    assert!(rules.rules().iter().all(|r| !r
-        .name()
-        .unwrap_or_default()
-        .starts_with("smartlead-replay-")));
+    assert_no_replay_rules(&eb, &bus.name).await;
     let queues = sqs()
         .await
         .list_queues()
