@@ -36,6 +36,11 @@ fn row(m: &mut String, cells: &[String]) {
     let _ = writeln!(m, "| {} |", cells.join(" | "));
 }
 
+/// A comparison sentence: `what: 2.5x of.`
+fn times(m: &mut String, what: &str, x: f64, of: &str) {
+    let _ = writeln!(m, "\n{what}: {}x {of}.", f(x, 1));
+}
+
 /// A target: what, the figure measured, whether it is met.
 type Target = (String, String, bool);
 
@@ -166,11 +171,8 @@ fn in_process(m: &mut String, r: &Results) {
         );
     }
     if let (Some(a), Some(b)) = (get("ingest_handler/1KB"), get("ingest_handler/100KB")) {
-        let _ = writeln!(
-            m,
-            "\n100 KB vs 1 KB ingest: {}x the time for 100x the bytes.",
-            f(b.median_ns / a.median_ns, 1)
-        );
+        let x = b.median_ns / a.median_ns;
+        times(m, "100 KB vs 1 KB ingest", x, "the time for 100x the bytes");
     }
 }
 
@@ -268,13 +270,8 @@ fn end_to_end(m: &mut String, r: &Results) {
         );
     }
     if let (Some(a), Some(b)) = (r.e2e.first(), r.e2e.last()) {
-        let _ = writeln!(
-            m,
-            "\nConcurrency {} vs {}: {}x the throughput.",
-            b.concurrency,
-            a.concurrency,
-            f(b.stored_per_s / a.stored_per_s, 1)
-        );
+        let what = format!("Concurrency {} vs {}", b.concurrency, a.concurrency);
+        times(m, &what, b.stored_per_s / a.stored_per_s, "the throughput");
     }
     m.push_str("\n![POST-to-stored latency](bench/latency.svg)\n");
 }
@@ -299,11 +296,8 @@ fn by_batch_size(m: &mut String, r: &Results) {
         );
     }
     if let [a, b] = &r.consumer[..] {
-        let _ = writeln!(
-            m,
-            "\nBatch 10 vs batch 1: {}x the events per second.",
-            f(b.events_per_s / a.events_per_s, 1)
-        );
+        let x = b.events_per_s / a.events_per_s;
+        times(m, "Batch 10 vs batch 1", x, "the events per second");
     }
 }
 
