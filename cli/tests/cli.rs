@@ -1276,31 +1276,9 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
         .await;
     }
     let ids = |sqs: smartlead::aws_sdk_sqs::Client, q: String| async move {
-        let mut got = Vec::new();
-        loop {
-            let m = sqs
-                .receive_message()
-                .queue_url(&q)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap()
-                .messages
-                .unwrap_or_default();
-            if m.is_empty() {
-                return got;
-            }
-            for x in m {
-                let v: Value = serde_json::from_str(x.body().unwrap()).unwrap();
-                got.push(v["detail"]["id"].as_str().unwrap().to_owned());
-                sqs.delete_message()
-                    .queue_url(&q)
-                    .receipt_handle(x.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        let got = test_support::take_all(&sqs, &q).await;
+        let id = |v: &Value| v["detail"]["id"].as_str().unwrap().to_owned();
+        got.iter().map(id).collect::<Vec<String>>()
     };
     let mut first = ids(sqs.clone(), q.clone()).await;
     first.sort();

@@ -283,6 +283,35 @@ pub fn sqs_message(queue_arn: &str, message_id: &str, body: &str) -> SqsMessage 
     m
 }
 
+/// Every message a queue holds, each deleted once read: their bodies as
+/// JSON (a test's queue of pipeline events or webhooks).
+pub async fn take_all(sqs: &smartlead::aws_sdk_sqs::Client, queue_url: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let msgs = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        for m in msgs {
+            out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("a JSON body"));
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
 /// One SQS record carrying `body` as the ingest queues it and the event
 /// source mapping delivers it (fixed ids and times: reproducible).
 pub fn sqs_record(id_seed: &str, body: &str, event_type: &str) -> Value {
