@@ -66,6 +66,35 @@ struct Target {
     user: bool,
 }
 
+/// What `register` and `rotate-secret` tell SmartLead about a webhook,
+/// but its URL.
+#[derive(Args)]
+struct WebhookArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Event types the webhook(s) receive (comma-separated).
+    #[arg(long, default_value = CAMPAIGN_EVENTS)]
+    events: String,
+    /// Lead category ids for LEAD_CATEGORY_UPDATED (comma-separated).
+    #[arg(long)]
+    categories: Option<String>,
+    #[arg(long, default_value = "AWS webhook pipeline")]
+    name: String,
+}
+
+impl WebhookArgs {
+    /// The webhook at `url`, its event types checked.
+    fn spec(self, url: String) -> Result<WebhookSpec> {
+        Ok(WebhookSpec {
+            event_types: event_types(&self.events)?,
+            name: self.name,
+            url,
+            association: self.target.association(),
+            category_ids: self.categories.as_deref().map(list).unwrap_or_default(),
+        })
+    }
+}
+
 impl Target {
     fn association(self) -> Association {
         match (self.campaign, self.client, self.user) {
@@ -252,21 +281,13 @@ struct TailArgs {
 #[command(group(clap::ArgGroup::new("register_target").required(true).args(["campaign", "client", "user"])))]
 struct RegisterArgs {
     #[command(flatten)]
-    target: Target,
+    webhook: WebhookArgs,
     /// The webhook URL; by default the stack's WebhookUrl with its secret.
     #[arg(long)]
     url: Option<String>,
     /// The stack whose URL to register.
     #[arg(long, default_value = "smartlead-webhooks")]
     stack: String,
-    /// Event types to receive (comma-separated).
-    #[arg(long, default_value = CAMPAIGN_EVENTS)]
-    events: String,
-    /// Lead category ids for LEAD_CATEGORY_UPDATED (comma-separated).
-    #[arg(long)]
-    categories: Option<String>,
-    #[arg(long, default_value = "AWS webhook pipeline")]
-    name: String,
     /// Update this webhook instead of creating one.
     #[arg(long)]
     id: Option<String>,
@@ -282,15 +303,7 @@ struct RotateArgs {
     #[arg(long, required_unless_present = "finish")]
     id: Option<String>,
     #[command(flatten)]
-    target: Target,
-    /// Event types of those webhooks (comma-separated).
-    #[arg(long, default_value = CAMPAIGN_EVENTS)]
-    events: String,
-    /// Lead category ids for LEAD_CATEGORY_UPDATED (comma-separated).
-    #[arg(long)]
-    categories: Option<String>,
-    #[arg(long, default_value = "AWS webhook pipeline")]
-    name: String,
+    webhook: WebhookArgs,
     /// Seconds to wait after writing the next secret before SmartLead is
     /// given the new URL: at least the functions' SECRET_REFRESH_SECONDS.
     #[arg(long, default_value_t = 330)]
@@ -697,13 +710,7 @@ async fn register(a: RegisterArgs) -> Result<()> {
         Some(u) => u,
         None => stack_url(&a.stack).await?,
     };
-    let spec = WebhookSpec {
-        name: a.name,
-        url,
-        association: a.target.association(),
-        event_types: event_types(&a.events)?,
-        category_ids: a.categories.as_deref().map(list).unwrap_or_default(),
-    };
+    let spec = a.webhook.spec(url)?;
     let api = api(&a.api).await?;
     let answer = match a.id {
         Some(id) => api.update_webhook(&id, &spec, deadline()).await?,
@@ -728,7 +735,7 @@ async fn rotate_secret(a: RotateArgs) -> Result<()> {
     }
     // Everything checked before the parameter changes.
     let ids = webhook_ids(a.id.as_deref())?;
-    let event_types = event_types(&a.events)?;
+    event_types(&a.webhook.events)?;
     let api = api(&a.api).await?;
     let next = match secrets.as_slice() {
         [current] => {
@@ -747,13 +754,9 @@ async fn rotate_secret(a: RotateArgs) -> Result<()> {
         }
         _ => unreachable!("secrets_of gives one or two"),
     };
-    let spec = WebhookSpec {
-        name: a.name,
-        url: smartlead::ingest::webhook_url(&template, &next),
-        association: a.target.association(),
-        event_types,
-        category_ids: a.categories.as_deref().map(list).unwrap_or_default(),
-    };
+    let spec = a
+        .webhook
+        .spec(smartlead::ingest::webhook_url(&template, &next))?;
     for i in &ids {
         api.update_webhook(i, &spec, deadline()).await?;
         println!("webhook {i} now uses the new secret");
