@@ -6,7 +6,9 @@
 //! its [`Service`] is dropped or when the process that started it exits
 //! (`PR_SET_PDEATHSIG`), so a crashed test run leaves nothing behind.
 
+pub mod follow;
 pub mod standin;
+pub use follow::Follow;
 pub use standin::{Recorded, Scripted, StandIn};
 
 use std::io::Read;
