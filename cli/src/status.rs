@@ -184,14 +184,22 @@ async fn depth(stack: &Stack, url: &str) -> Result<(u64, u64)> {
     ))
 }
 
-/// The newest item of a partition.
-async fn newest(stack: &Stack, pk: &str) -> Result<Option<Value>> {
-    let r = stack
+/// A query of the stack's table within partition `pk` (`:pk`).
+fn partition_query(
+    stack: &Stack,
+    pk: &str,
+) -> smartlead::aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    stack
         .ddb
         .query()
         .table_name(&stack.table)
-        .key_condition_expression("pk = :pk")
         .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+}
+
+/// The newest item of a partition.
+async fn newest(stack: &Stack, pk: &str) -> Result<Option<Value>> {
+    let r = partition_query(stack, pk)
+        .key_condition_expression("pk = :pk")
         .scan_index_forward(false)
         .limit(1)
         .send()
@@ -205,12 +213,8 @@ async fn count_since(stack: &Stack, pk: &str, since: &str) -> Result<u64> {
     let mut n = 0u64;
     let mut start = None;
     loop {
-        let r = stack
-            .ddb
-            .query()
-            .table_name(&stack.table)
+        let r = partition_query(stack, pk)
             .key_condition_expression("pk = :pk AND sk >= :t")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
             .expression_attribute_values(":t", AttributeValue::S(since.to_owned()))
             .select(Select::Count)
             .set_exclusive_start_key(start)
