@@ -283,6 +283,28 @@ pub fn sqs_message(queue_arn: &str, message_id: &str, body: &str) -> SqsMessage 
     m
 }
 
+/// A new queue `name` (or the one of that name) at `sqs`: its URL.
+pub async fn create_queue(sqs: &smartlead::aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// A client of the DynamoDB at `endpoint` (DynamoDB Local) with the state
+/// table `table` created.
+pub async fn state_table(endpoint: &str, table: &str) -> smartlead::aws_sdk_dynamodb::Client {
+    let cfg = smartlead::aws::local_sdk_config(endpoint).await;
+    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    smartlead::store::create_table(&client, table)
+        .await
+        .expect("table");
+    client
+}
+
 /// Every message a queue holds, each deleted once read: their bodies as
 /// JSON (a test's queue of pipeline events or webhooks).
 pub async fn take_all(sqs: &smartlead::aws_sdk_sqs::Client, queue_url: &str) -> Vec<Value> {
