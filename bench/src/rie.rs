@@ -124,7 +124,7 @@ pub(crate) async fn function_figures(
     for round in 0..rounds {
         let port = local_aws::free_port();
         let started = Instant::now();
-        let mut svc = local_aws::spawn_rie(&bin, port, env)?;
+        let mut svc = local_aws::start_rie(&bin, port, env, Duration::ZERO)?;
         let url = local_aws::rie_invoke_url(&svc);
         let run = format!("{function}-cold-{}-{round}", std::process::id());
         let first = invoke_until_answered(&http, &url, &invoke_event(function, &run, 0)).await?;

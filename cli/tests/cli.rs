@@ -178,6 +178,22 @@ async fn sqs() -> smartlead::aws_sdk_sqs::Client {
     smartlead::aws_sdk_sqs::Client::new(&smartlead::aws::local_sdk_config(&moto().endpoint()).await)
 }
 
+/// The first message a queue gives, with all its attributes.
+async fn first_message(
+    sqs: &smartlead::aws_sdk_sqs::Client,
+    queue: &str,
+) -> smartlead::aws_sdk_sqs::types::Message {
+    sqs.receive_message()
+        .queue_url(queue)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap()
+        .remove(0)
+}
+
 /// A message onto a queue.
 async fn send(sqs: &smartlead::aws_sdk_sqs::Client, queue: &str, body: &str) {
     sqs.send_message()
@@ -271,16 +287,7 @@ async fn redrive_moves_every_dlq_message_back_with_its_attributes() {
         .await;
     }
     redrive_moves_all(&sqs, &dlq, &queue, 25).await;
-    let m = sqs
-        .receive_message()
-        .queue_url(&queue)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap()
-        .remove(0);
+    let m = first_message(&sqs, &queue).await;
     assert_eq!(
         m.message_attributes().unwrap()["event_type"].string_value(),
         Some("EMAIL_OPEN")
@@ -1490,14 +1497,7 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
         "{}",
         text(&o)
     );
-    let m = sqs
-        .receive_message()
-        .queue_url(&q)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .unwrap();
-    let m = &m.messages.unwrap()[0];
+    let m = first_message(&sqs, &q).await;
     let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
     assert_eq!(body["source"], "reconcile");
     assert_eq!(body["message_id"], "<m2@x.example>");

@@ -432,6 +432,29 @@ impl smartlead::ingest::Queue for NoopQueue {
     }
 }
 
+/// A reply webhook of about `size` bytes (at least 200), for the ingest's
+/// benchmarks.
+pub fn reply_of_size(size: usize) -> String {
+    let pad = "x".repeat(size.saturating_sub(200));
+    format!("{{\"event_type\":\"EMAIL_REPLY\",\"to_email\":\"a@b.example\",\"campaign_id\":1,\"reply_body\":\"{pad}\"}}")
+}
+
+/// A POST of `body` to the webhook path with the local token, as the
+/// ingest's handler takes it in process.
+pub fn token_post(body: &[u8]) -> smartlead::ingest::IngestRequest<'_> {
+    smartlead::ingest::IngestRequest {
+        method: "POST",
+        path: "/webhooks/smartlead",
+        query_token: Some(TOKEN),
+        signature: None,
+        smartlead_request_id: None,
+        webhook_level: None,
+        body,
+        request_id: "r",
+        source_ip: "127.0.0.1",
+    }
+}
+
 /// A claim-check store that keeps nothing (bodies over the inline limit).
 pub struct NoBlobs;
 
