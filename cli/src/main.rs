@@ -951,34 +951,12 @@ async fn replay(a: ReplayArgs) -> Result<()> {
     let mut dest = aws_sdk_eventbridge::types::ReplayDestination::builder().arn(&bus);
     let name = scope::replay_name();
     let eb = aws_sdk_eventbridge::Client::new(&aws().await);
-    let rules = a.rules.as_deref().map(list).unwrap_or_default();
     let scoped = a.lead.is_some() || a.campaign.is_some();
     let bus_name = scope::bus_name(&bus);
-    let temps = if scoped {
-        // Rule ARNs end in `rule/<bus>/<name>`.
-        let names: Vec<String> = rules
-            .iter()
-            .map(|r| r.rsplit('/').next().unwrap_or(r).to_owned())
-            .collect();
-        let t = scope::create(
-            &eb,
-            &bus_name,
-            &names,
-            a.lead.as_deref(),
-            a.campaign.as_deref().map(str::trim),
-            &name,
-        )
-        .await?;
-        for x in &t {
-            dest = dest.filter_arns(&x.arn);
-        }
-        t
-    } else {
-        for r in &rules {
-            dest = dest.filter_arns(r);
-        }
-        Vec::new()
-    };
+    let (filters, temps) = replay_rules(&a, &eb, &bus_name, &name).await?;
+    for f in &filters {
+        dest = dest.filter_arns(f);
+    }
     let out = match dest.build() {
         Ok(d) => {
             eb.start_replay()
@@ -1008,6 +986,36 @@ async fn replay(a: ReplayArgs) -> Result<()> {
         out.state().map(|s| s.as_str()).unwrap_or("unknown state")
     );
     Ok(())
+}
+
+/// The rules a replay goes to (ARNs): with --lead or --campaign,
+/// temporary copies of --rules (or of all enabled rules) narrowed to them,
+/// made here and returned too; else --rules as given.
+async fn replay_rules(
+    a: &ReplayArgs,
+    eb: &aws_sdk_eventbridge::Client,
+    bus_name: &str,
+    name: &str,
+) -> Result<(Vec<String>, Vec<scope::Temp>)> {
+    let rules = a.rules.as_deref().map(list).unwrap_or_default();
+    if a.lead.is_none() && a.campaign.is_none() {
+        return Ok((rules, Vec::new()));
+    }
+    // Rule ARNs end in `rule/<bus>/<name>`.
+    let names: Vec<String> = rules
+        .iter()
+        .map(|r| r.rsplit('/').next().unwrap_or(r).to_owned())
+        .collect();
+    let temps = scope::create(
+        eb,
+        bus_name,
+        &names,
+        a.lead.as_deref(),
+        a.campaign.as_deref().map(str::trim),
+        name,
+    )
+    .await?;
+    Ok((temps.iter().map(|t| t.arn.clone()).collect(), temps))
 }
 
 /// Waits for a lead's or campaign's replay to end, then deletes its

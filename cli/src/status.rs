@@ -299,6 +299,13 @@ async fn metric_sums(
         60,
         "Maximum",
     ));
+    read_metric_sums(req).await
+}
+
+/// The sums (by label) and the age [`metric_sums`] asks for, every page.
+async fn read_metric_sums(
+    req: aws_sdk_cloudwatch::operation::get_metric_data::builders::GetMetricDataFluentBuilder,
+) -> Result<(BTreeMap<String, f64>, Option<f64>)> {
     let mut sums = BTreeMap::new();
     let mut age = None;
     let mut next = None;
