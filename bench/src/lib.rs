@@ -235,22 +235,7 @@ pub(crate) async fn measure(
 
     println!("== DynamoDB write units per event type");
     let units = write_units(root, &stack).await?;
-    let typical: Vec<f64> = units
-        .iter()
-        .filter(|u| {
-            ["EMAIL_SENT", "EMAIL_OPEN", "EMAIL_LINK_CLICK"].contains(&u.event_type.as_str())
-        })
-        .map(|u| u.write_units)
-        .collect();
-    let cost_inputs = CostInputs {
-        typical_wru: typical.iter().sum::<f64>() / typical.len().max(1) as f64,
-        ingest_billed_ms: functions[0].warm_billed_ms.p50,
-        consumer_batch10_billed_ms: rates[1].invoke_billed_ms.p50,
-        ingest_memory_mb: template_memory(root, "IngestFunction")?,
-        consumer_memory_mb: template_memory(root, "ConsumerFunction")?,
-        log_bytes_per_event,
-        batch: 10.0,
-    };
+    let cost_inputs = cost_inputs(root, &units, &functions, &rates, log_bytes_per_event)?;
     let costs = vec![cost(&cost_inputs, true), cost(&cost_inputs, false)];
     Ok(Results {
         date: smartlead::time::EventTime::now().to_string(),
@@ -266,6 +251,33 @@ pub(crate) async fn measure(
         units,
         cost_inputs,
         costs,
+    })
+}
+
+/// What the bill is computed from: the typical event's write units (sent,
+/// open, click), the billed durations and the template's memory sizes.
+fn cost_inputs(
+    root: &Path,
+    units: &[Units],
+    functions: &[FunctionFigures],
+    rates: &[ConsumerRate],
+    log_bytes_per_event: f64,
+) -> Result<CostInputs> {
+    let typical: Vec<f64> = units
+        .iter()
+        .filter(|u| {
+            ["EMAIL_SENT", "EMAIL_OPEN", "EMAIL_LINK_CLICK"].contains(&u.event_type.as_str())
+        })
+        .map(|u| u.write_units)
+        .collect();
+    Ok(CostInputs {
+        typical_wru: typical.iter().sum::<f64>() / typical.len().max(1) as f64,
+        ingest_billed_ms: functions[0].warm_billed_ms.p50,
+        consumer_batch10_billed_ms: rates[1].invoke_billed_ms.p50,
+        ingest_memory_mb: template_memory(root, "IngestFunction")?,
+        consumer_memory_mb: template_memory(root, "ConsumerFunction")?,
+        log_bytes_per_event,
+        batch: 10.0,
     })
 }
 
