@@ -215,13 +215,7 @@ async fn moto_table(name: &str) -> (smartlead::aws_sdk_dynamodb::Client, String)
 
 /// A new queue in moto, named for this process.
 async fn queue(sqs: &smartlead::aws_sdk_sqs::Client, name: &str) -> String {
-    sqs.create_queue()
-        .queue_name(format!("{name}-{}", std::process::id()))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap()
+    test_support::create_queue(sqs, &format!("{name}-{}", std::process::id())).await
 }
 
 async fn depth(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> String {
