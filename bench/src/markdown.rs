@@ -198,26 +198,35 @@ fn handler_tail(m: &mut String, r: &Results) {
 /// The consumer against DynamoDB Local, in process.
 fn consumer_direct(m: &mut String, r: &Results) {
     let c = &r.consumer_direct;
+    let spread = format!(
+        "p90 {} ms, p99 {} ms",
+        f(c.batch_ms.p90, 1),
+        f(c.batch_ms.p99, 1)
+    );
+    let rate = format!("**{} events/s**", f(c.events_per_s, 0));
     let _ = writeln!(
         m,
-        "\n### Consumer handler against DynamoDB Local (in process, batches of 10 distinct events)\n\n{} events: **{} events/s**, a batch p50 {} ms (p90 {} ms, p99 {} ms), {} DynamoDB requests per event.",
-        c.events,
-        f(c.events_per_s, 0),
-        f(c.batch_ms.p50, 1),
-        f(c.batch_ms.p90, 1),
-        f(c.batch_ms.p99, 1),
-        f(c.dynamodb_requests_per_event, 2)
+        "\n### Consumer handler against DynamoDB Local (in process, batches of 10 distinct events)\n\n{}.",
+        direct_figures(c, &rate, &spread)
     );
     let c = &r.consumer_direct_fanout;
+    let spread = format!("p99 {} ms", f(c.batch_ms.p99, 1));
+    let rate = format!("{} events/s", f(c.events_per_s, 0));
     let _ = writeln!(
         m,
-        "\nWith the fan-out on (PutEvents to moto's EventBridge, the done marks, the state reads): {} events: {} events/s, a batch p50 {} ms (p99 {} ms), {} DynamoDB requests per event. moto's PutEvents is the slow part here; the end-to-end runs below are without the fan-out for that reason.",
-        c.events,
-        f(c.events_per_s, 0),
-        f(c.batch_ms.p50, 1),
-        f(c.batch_ms.p99, 1),
-        f(c.dynamodb_requests_per_event, 2)
+        "\nWith the fan-out on (PutEvents to moto's EventBridge, the done marks, the state reads): {}. moto's PutEvents is the slow part here; the end-to-end runs below are without the fan-out for that reason.",
+        direct_figures(c, &rate, &spread)
     );
+}
+
+/// `N events: <rate>, a batch p50 X ms (<spread>), Y DynamoDB requests per event`.
+fn direct_figures(c: &ConsumerDirect, rate: &str, spread: &str) -> String {
+    format!(
+        "{} events: {rate}, a batch p50 {} ms ({spread}), {} DynamoDB requests per event",
+        c.events,
+        f(c.batch_ms.p50, 1),
+        f(c.dynamodb_requests_per_event, 2)
+    )
 }
 
 /// The release binaries under the Lambda RIE.
