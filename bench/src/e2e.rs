@@ -58,13 +58,47 @@ pub(crate) async fn e2e(
         "http://127.0.0.1:{http_port}/webhooks/smartlead?token={}",
         local::TOKEN
     );
+    let started = Instant::now();
+    let posted = post_all(&url, concurrency, events).await?;
+    let accepted_at = Instant::now();
+    wait_stored(done, &posted, events).await?;
+    let d = done.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let stored: Vec<f64> = posted
+        .iter()
+        .map(|(id, t, _)| ms(d[id].saturating_duration_since(*t)))
+        .collect();
+    let last = posted
+        .iter()
+        .map(|(id, _, _)| d[id])
+        .max()
+        .unwrap_or(started);
+    Ok(E2e {
+        concurrency,
+        events,
+        stored_per_s: events as f64 / last.duration_since(started).as_secs_f64(),
+        accepted_per_s: events as f64 / accepted_at.duration_since(started).as_secs_f64(),
+        post_ms: Stats::of(
+            &posted
+                .iter()
+                .map(|(_, t, e)| ms(e.duration_since(*t)))
+                .collect::<Vec<_>>(),
+        ),
+        post_to_stored_ms: Stats::of(&stored),
+        samples: stored,
+    })
+}
+
+/// A webhook POSTed: its message id, when it was sent and when answered.
+type Posted = (String, Instant, Instant);
+
+/// `events` webhooks POSTed to `url` by `concurrency` workers.
+async fn post_all(url: &str, concurrency: usize, events: usize) -> Result<Vec<Posted>> {
     let http = smartlead::adapters::http::client();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let run = format!("e2e-c{concurrency}-{}", std::process::id());
-    let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (http, url, next, run) = (http.clone(), url.clone(), next.clone(), run.clone());
+        let (http, url, next, run) = (http.clone(), url.to_owned(), next.clone(), run.clone());
         workers.push(tokio::spawn(async move {
             let mut out = Vec::new();
             loop {
@@ -95,7 +129,11 @@ pub(crate) async fn e2e(
     for w in workers {
         posted.extend(w.await??);
     }
-    let accepted_at = Instant::now();
+    Ok(posted)
+}
+
+/// Waits (180 s at most) until the pollers stored every webhook posted.
+async fn wait_stored(done: &DoneMap, posted: &[Posted], events: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let missing = {
@@ -106,37 +144,13 @@ pub(crate) async fn e2e(
                 .count()
         };
         if missing == 0 {
-            break;
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("{missing} of {events} events were not stored within 180 s");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let d = done.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let stored: Vec<f64> = posted
-        .iter()
-        .map(|(id, t, _)| ms(d[id].saturating_duration_since(*t)))
-        .collect();
-    let last = posted
-        .iter()
-        .map(|(id, _, _)| d[id])
-        .max()
-        .unwrap_or(started);
-    Ok(E2e {
-        concurrency,
-        events,
-        stored_per_s: events as f64 / last.duration_since(started).as_secs_f64(),
-        accepted_per_s: events as f64 / accepted_at.duration_since(started).as_secs_f64(),
-        post_ms: Stats::of(
-            &posted
-                .iter()
-                .map(|(_, t, e)| ms(e.duration_since(*t)))
-                .collect::<Vec<_>>(),
-        ),
-        post_to_stored_ms: Stats::of(&stored),
-        samples: stored,
-    })
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -29,22 +29,11 @@ pub(crate) fn handler_tails(requests: usize) -> Result<Vec<HandlerTail>> {
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     let mut out = Vec::new();
     for size in [1024usize, 100 * 1024] {
-        let pad = "x".repeat(size.saturating_sub(200));
-        let body = format!("{{\"event_type\":\"EMAIL_REPLY\",\"to_email\":\"a@b.example\",\"campaign_id\":1,\"reply_body\":\"{pad}\"}}");
+        let body = test_support::reply_of_size(size);
         let mut micros = Vec::with_capacity(requests);
         for i in 0..requests + requests / 10 {
             let t = Instant::now();
-            let r = rt.block_on(svc.handle(IngestRequest {
-                method: "POST",
-                path: "/webhooks/smartlead",
-                query_token: Some(local::TOKEN),
-                signature: None,
-                smartlead_request_id: None,
-                webhook_level: None,
-                body: body.as_bytes(),
-                request_id: "r",
-                source_ip: "127.0.0.1",
-            }));
+            let r = rt.block_on(svc.handle(test_support::token_post(body.as_bytes())));
             let us = t.elapsed().as_secs_f64() * 1e6;
             if r.status != 200 {
                 bail!("the handler answered {}", r.status);

@@ -204,19 +204,7 @@ pub(crate) async fn measure(
     } else {
         (15, 300, 400, 300)
     };
-    let options = Options {
-        bin_dir: local::target_dir().join("release"),
-        ingest_instances: 4,
-        visibility_secs: 30,
-        metrics: true,
-        dynamodb_dir: None,
-        slack_url: None,
-        // moto's EventBridge takes ~150 ms a PutEvents here and would hide
-        // the pipeline's own figures; the fan-out is measured on its own.
-        fanout: false,
-        webhook_secret: local::TOKEN.into(),
-        moto_all_interfaces: false,
-    };
+    let options = stack_options();
     let ports = Ports::free(options.ingest_instances);
     println!("== local stack (release binaries)");
     let stack = Arc::new(local::start(root, &ports, &options).await?);
@@ -231,10 +219,108 @@ pub(crate) async fn measure(
         f(consumer_direct.events_per_s, 0),
         f(consumer_direct.dynamodb_requests_per_event, 2)
     );
+    let mut functions = measure_functions(&stack, rounds, warm).await?;
+    let consumer = Pool::new(vec![stack.consumer_url()]);
+    let (e2es, log_bytes_per_event) = measure_e2e(&stack, &consumer, events).await?;
+    let peak = stack
+        .ingest
+        .iter()
+        .map(|s| children_peak_rss(s.pid()))
+        .max();
+    functions[0].peak_rss_kib = functions[0].peak_rss_kib.max(peak.unwrap_or(0));
+    let peak = children_peak_rss(stack.consumer.pid());
+    functions[1].peak_rss_kib = functions[1].peak_rss_kib.max(peak);
+
+    let rates = measure_rates(&stack, &consumer, rate_events).await?;
+
+    println!("== DynamoDB write units per event type");
+    let units = write_units(root, &stack).await?;
+    let cost_inputs = cost_inputs(root, &units, &functions, &rates, log_bytes_per_event)?;
+    let costs = vec![cost(&cost_inputs, true), cost(&cost_inputs, false)];
+    Ok(Results {
+        date: smartlead::domain::time::EventTime::now().to_string(),
+        machine: machine(),
+        quick: opts.quick,
+        criterion,
+        handler_tails,
+        consumer_direct,
+        consumer_direct_fanout,
+        functions,
+        e2e: e2es,
+        consumer: rates,
+        units,
+        cost_inputs,
+        costs,
+    })
+}
+
+/// What the bill is computed from: the typical event's write units (sent,
+/// open, click), the billed durations and the template's memory sizes.
+fn cost_inputs(
+    root: &Path,
+    units: &[Units],
+    functions: &[FunctionFigures],
+    rates: &[ConsumerRate],
+    log_bytes_per_event: f64,
+) -> Result<CostInputs> {
+    let typical: Vec<f64> = units
+        .iter()
+        .filter(|u| {
+            ["EMAIL_SENT", "EMAIL_OPEN", "EMAIL_LINK_CLICK"].contains(&u.event_type.as_str())
+        })
+        .map(|u| u.write_units)
+        .collect();
+    Ok(CostInputs {
+        typical_wru: typical.iter().sum::<f64>() / typical.len().max(1) as f64,
+        ingest_billed_ms: functions[0].warm_billed_ms.p50,
+        consumer_batch10_billed_ms: rates[1].invoke_billed_ms.p50,
+        ingest_memory_mb: template_memory(root, "IngestFunction")?,
+        consumer_memory_mb: template_memory(root, "ConsumerFunction")?,
+        log_bytes_per_event,
+        batch: 10.0,
+    })
+}
+
+/// The consumer's rate at batch sizes 1 and 10.
+async fn measure_rates(stack: &Stack, consumer: &Pool, events: usize) -> Result<Vec<ConsumerRate>> {
+    println!("== consumer throughput by batch size");
+    let mut rates = Vec::new();
+    for batch in [1, 10] {
+        let r = consumer_rate(stack, consumer, batch, events).await?;
+        println!("batch {batch}: {} events/s", f(r.events_per_s, 0));
+        rates.push(r);
+    }
+    Ok(rates)
+}
+
+/// The local stack the benchmark runs: release binaries, 4 ingest
+/// instances, metrics on, no fan-out.
+fn stack_options() -> Options {
+    Options {
+        bin_dir: local::target_dir().join("release"),
+        ingest_instances: 4,
+        visibility_secs: 30,
+        metrics: true,
+        dynamodb_dir: None,
+        slack_url: None,
+        // moto's EventBridge takes ~150 ms a PutEvents here and would hide
+        // the pipeline's own figures; the fan-out is measured on its own.
+        fanout: false,
+        webhook_secret: local::TOKEN.into(),
+        moto_all_interfaces: false,
+    }
+}
+
+/// Cold and warm invokes of both functions under the RIE.
+async fn measure_functions(
+    stack: &Stack,
+    rounds: usize,
+    warm: u32,
+) -> Result<Vec<FunctionFigures>> {
     println!("== cold and warm invokes under the RIE");
     let mut functions = Vec::new();
     for function in ["ingest", "consumer"] {
-        let fig = function_figures(&stack, function, rounds, warm).await?;
+        let fig = function_figures(stack, function, rounds, warm).await?;
         println!(
             "{function}: cold p50 {} ms, warm p50 {} ms, RSS {} KiB, {} bytes",
             f(fig.cold_start_ms.p50, 1),
@@ -244,14 +330,22 @@ pub(crate) async fn measure(
         );
         functions.push(fig);
     }
+    Ok(functions)
+}
 
+/// POST-to-stored over HTTP at concurrency 1, 8 and 32, and the log bytes
+/// per event at 8.
+async fn measure_e2e(
+    stack: &Arc<Stack>,
+    consumer: &Pool,
+    events: usize,
+) -> Result<(Vec<E2e>, f64)> {
     println!("== end to end over HTTP");
     let front = stack.serve_front().await?;
-    let consumer = Pool::new(vec![stack.consumer_url()]);
     let done: DoneMap = Arc::new(Mutex::new(HashMap::new()));
     let pollers = spawn_pollers(stack.clone(), consumer.clone(), done.clone(), 2);
     // Warm every instance first: the figures are for a warm pipeline.
-    e2e(stack.ports.http, &done, options.ingest_instances * 4, 40).await?;
+    e2e(stack.ports.http, &done, stack.ingest.len() * 4, 40).await?;
     let mut e2es = Vec::new();
     let mut log_bytes_per_event = f64::NAN;
     for c in [1, 8, 32] {
@@ -282,66 +376,17 @@ pub(crate) async fn measure(
     // An aborted long poll still runs in moto for its wait time and would
     // hide the next messages behind their visibility timeout.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut peak = 0;
-    for s in &stack.ingest {
-        for child in s.pid().map(local_aws::children).unwrap_or_default() {
-            peak = peak.max(local_aws::peak_rss_kib(child).unwrap_or(0));
-        }
-    }
-    functions[0].peak_rss_kib = functions[0].peak_rss_kib.max(peak);
-    let mut peak = 0;
-    for child in stack
-        .consumer
-        .pid()
-        .map(local_aws::children)
+    Ok((e2es, log_bytes_per_event))
+}
+
+/// The peak RSS (KiB) of a process' children (the function under the RIE).
+fn children_peak_rss(pid: Option<u32>) -> u64 {
+    pid.map(local_aws::children)
         .unwrap_or_default()
-    {
-        peak = peak.max(local_aws::peak_rss_kib(child).unwrap_or(0));
-    }
-    functions[1].peak_rss_kib = functions[1].peak_rss_kib.max(peak);
-
-    println!("== consumer throughput by batch size");
-    let mut rates = Vec::new();
-    for batch in [1, 10] {
-        let r = consumer_rate(&stack, &consumer, batch, rate_events).await?;
-        println!("batch {batch}: {} events/s", f(r.events_per_s, 0));
-        rates.push(r);
-    }
-
-    println!("== DynamoDB write units per event type");
-    let units = write_units(root, &stack).await?;
-    let typical: Vec<f64> = units
-        .iter()
-        .filter(|u| {
-            ["EMAIL_SENT", "EMAIL_OPEN", "EMAIL_LINK_CLICK"].contains(&u.event_type.as_str())
-        })
-        .map(|u| u.write_units)
-        .collect();
-    let cost_inputs = CostInputs {
-        typical_wru: typical.iter().sum::<f64>() / typical.len().max(1) as f64,
-        ingest_billed_ms: functions[0].warm_billed_ms.p50,
-        consumer_batch10_billed_ms: rates[1].invoke_billed_ms.p50,
-        ingest_memory_mb: template_memory(root, "IngestFunction")?,
-        consumer_memory_mb: template_memory(root, "ConsumerFunction")?,
-        log_bytes_per_event,
-        batch: 10.0,
-    };
-    let costs = vec![cost(&cost_inputs, true), cost(&cost_inputs, false)];
-    Ok(Results {
-        date: smartlead::domain::time::EventTime::now().to_string(),
-        machine: machine(),
-        quick: opts.quick,
-        criterion,
-        handler_tails,
-        consumer_direct,
-        consumer_direct_fanout,
-        functions,
-        e2e: e2es,
-        consumer: rates,
-        units,
-        cost_inputs,
-        costs,
-    })
+        .into_iter()
+        .map(|child| local_aws::peak_rss_kib(child).unwrap_or(0))
+        .max()
+        .unwrap_or(0)
 }
 
 pub(crate) fn write(root: &Path, r: &Results) -> Result<()> {

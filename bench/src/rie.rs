@@ -107,6 +107,32 @@ pub(crate) fn invoke_event(function: &str, run: &str, i: u32) -> Value {
     }
 }
 
+/// `warm` invokes one after the other: each one's milliseconds.
+async fn warm_invokes(
+    http: &reqwest::Client,
+    url: &str,
+    function: &str,
+    run: &str,
+    warm: u32,
+) -> Result<Vec<f64>> {
+    let mut warm_ms = Vec::new();
+    for i in 1..=warm {
+        let t = Instant::now();
+        let out = http
+            .post(url)
+            .json(&invoke_event(function, run, i))
+            .send()
+            .await?
+            .json::<Value>()
+            .await?;
+        warm_ms.push(ms(t.elapsed()));
+        if out.get("errorType").is_some() {
+            bail!("{function}: a warm invoke failed: {out}");
+        }
+    }
+    Ok(warm_ms)
+}
+
 pub(crate) async fn function_figures(
     stack: &Stack,
     function: &str,
@@ -124,7 +150,7 @@ pub(crate) async fn function_figures(
     for round in 0..rounds {
         let port = local_aws::free_port();
         let started = Instant::now();
-        let mut svc = local_aws::spawn_rie(&bin, port, env)?;
+        let mut svc = local_aws::start_rie(&bin, port, env, Duration::ZERO)?;
         let url = local_aws::rie_invoke_url(&svc);
         let run = format!("{function}-cold-{}-{round}", std::process::id());
         let first = invoke_until_answered(&http, &url, &invoke_event(function, &run, 0)).await?;
@@ -134,26 +160,10 @@ pub(crate) async fn function_figures(
         }
         if round == 0 {
             let offset = log_len(&svc.log);
-            for i in 1..=warm {
-                let t = Instant::now();
-                let out = http
-                    .post(&url)
-                    .json(&invoke_event(function, &run, i))
-                    .send()
-                    .await?
-                    .json::<Value>()
-                    .await?;
-                warm_ms.push(ms(t.elapsed()));
-                if out.get("errorType").is_some() {
-                    bail!("{function}: a warm invoke failed: {out}");
-                }
-            }
+            warm_ms = warm_invokes(&http, &url, function, &run, warm).await?;
             tokio::time::sleep(Duration::from_millis(300)).await;
             billed = report_durations(&log_lines(&svc.log, offset).0);
-            let pid = svc.pid().context("emulator pid")?;
-            for child in local_aws::children(pid) {
-                peak = peak.max(local_aws::peak_rss_kib(child).unwrap_or(0));
-            }
+            peak = children_peak_rss(Some(svc.pid().context("emulator pid")?));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         if let Some(d) = init_duration(&log_lines(&svc.log, 0).0) {

@@ -270,50 +270,95 @@ pub fn diagnose(
     pipeline_name: &str,
     wanted: &BTreeSet<String>,
 ) -> Vec<Finding> {
-    let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let hooks: Vec<&Hook> = hooks.iter().filter(|h| seen.insert(h.id.clone())).collect();
-    let is = |h: &Hook| stack.classify(&h.url);
-    let meant_for_us = |h: &Hook| h.name == pipeline_name || h.url.contains("/webhooks/smartlead");
+    let judge = Judge {
+        stack,
+        pipeline_name,
+    };
+    let mut out = Vec::new();
     for h in &hooks {
-        match is(h) {
+        judge.hook_findings(h, &mut out);
+    }
+    judge.shadowed(&hooks, &mut out);
+    for c in campaigns {
+        out.extend(judge.campaign_finding(c, &hooks, wanted));
+    }
+    out
+}
+
+/// What [`diagnose`] judges webhooks by: the stack's URL and the name this
+/// pipeline's webhooks are registered with.
+struct Judge<'a> {
+    stack: &'a StackUrl,
+    pipeline_name: &'a str,
+}
+
+impl Judge<'_> {
+    fn is(&self, h: &Hook) -> UrlIs {
+        self.stack.classify(&h.url)
+    }
+
+    fn meant_for_us(&self, h: &Hook) -> bool {
+        h.name == self.pipeline_name || h.url.contains("/webhooks/smartlead")
+    }
+
+    /// Ours: the stack's URL (or meant to be, and fixed by --fix), active.
+    fn ours(&self, h: &Hook) -> bool {
+        h.active && (self.is(h) != UrlIs::Other || self.meant_for_us(h))
+    }
+
+    /// A webhook's own findings: stale secret, wrong URL, inactive.
+    fn hook_findings(&self, h: &Hook, out: &mut Vec<Finding>) {
+        match self.is(h) {
             UrlIs::StaleSecret => out.push(Finding::StaleSecret { hook: h.id.clone() }),
-            UrlIs::Other if meant_for_us(h) => out.push(Finding::WrongUrl {
+            UrlIs::Other if self.meant_for_us(h) => out.push(Finding::WrongUrl {
                 hook: h.id.clone(),
                 host: host(&h.url),
             }),
             _ => {}
         }
-        if !h.active && (is(h) != UrlIs::Other || meant_for_us(h)) {
+        if !h.active && (self.is(h) != UrlIs::Other || self.meant_for_us(h)) {
             out.push(Finding::Inactive { hook: h.id.clone() });
         }
     }
-    // Ours: the stack's URL (or meant to be, and fixed by --fix), active.
-    let ours = |h: &Hook| h.active && (is(h) != UrlIs::Other || meant_for_us(h));
-    let user_elsewhere: Vec<&&Hook> = hooks
-        .iter()
-        .filter(|h| h.level == Level::User && h.active && !ours(h))
-        .collect();
-    for u in &user_elsewhere {
-        let mut shadowed = Vec::new();
-        let mut events = BTreeSet::new();
-        for h in hooks.iter().filter(|h| h.level != Level::User && ours(h)) {
-            let both: Vec<&String> = u.events.intersection(&h.events).collect();
-            if !both.is_empty() {
-                shadowed.push(h.id.clone());
-                events.extend(both.into_iter().cloned());
+
+    /// User-level webhooks elsewhere taking event types from ours.
+    fn shadowed(&self, hooks: &[&Hook], out: &mut Vec<Finding>) {
+        let user_elsewhere = hooks
+            .iter()
+            .filter(|h| h.level == Level::User && h.active && !self.ours(h));
+        for u in user_elsewhere {
+            let mut shadowed = Vec::new();
+            let mut events = BTreeSet::new();
+            for h in hooks
+                .iter()
+                .filter(|h| h.level != Level::User && self.ours(h))
+            {
+                let both: Vec<&String> = u.events.intersection(&h.events).collect();
+                if !both.is_empty() {
+                    shadowed.push(h.id.clone());
+                    events.extend(both.into_iter().cloned());
+                }
+            }
+            if !shadowed.is_empty() {
+                out.push(Finding::Shadowed {
+                    user_hook: u.id.clone(),
+                    host: host(&u.url),
+                    hooks: shadowed,
+                    events: events.into_iter().collect(),
+                });
             }
         }
-        if !shadowed.is_empty() {
-            out.push(Finding::Shadowed {
-                user_hook: u.id.clone(),
-                host: host(&u.url),
-                hooks: shadowed,
-                events: events.into_iter().collect(),
-            });
-        }
     }
-    for c in campaigns {
+
+    /// A campaign with no webhook, or with event types no webhook of ours takes.
+    fn campaign_finding(
+        &self,
+        c: &Campaign,
+        hooks: &[&Hook],
+        wanted: &BTreeSet<String>,
+    ) -> Option<Finding> {
         let applies = |h: &Hook| match &h.level {
             Level::User => true,
             Level::Client(id) => c.client.as_deref() == Some(id.as_str()),
@@ -321,36 +366,35 @@ pub fn diagnose(
         };
         let all: Vec<&&Hook> = hooks.iter().filter(|h| applies(h)).collect();
         if all.is_empty() {
-            out.push(Finding::NoWebhook {
+            return Some(Finding::NoWebhook {
                 campaign: c.id.clone(),
             });
-            continue;
         }
         let covered: BTreeSet<String> = all
             .iter()
-            .filter(|h| ours(h))
+            .filter(|h| self.ours(h))
             .flat_map(|h| h.events.iter().cloned())
             .collect();
         let missing: Vec<String> = wanted.difference(&covered).cloned().collect();
-        if !missing.is_empty() {
-            // The campaign's own webhook of this stack takes them, else its client's.
-            let taker = all
-                .iter()
-                // Only a webhook at this stack's URL takes events by --fix.
-                .filter(|h| ours(h) && h.level != Level::User && is(h) != UrlIs::Other)
-                .min_by_key(|h| match h.level {
-                    Level::Campaign(_) => 0,
-                    _ => 1,
-                })
-                .map(|h| h.id.clone());
-            out.push(Finding::MissingEvents {
-                campaign: c.id.clone(),
-                events: missing,
-                hook: taker,
-            });
+        if missing.is_empty() {
+            return None;
         }
+        // The campaign's own webhook of this stack takes them, else its client's.
+        let taker = all
+            .iter()
+            // Only a webhook at this stack's URL takes events by --fix.
+            .filter(|h| self.ours(h) && h.level != Level::User && self.is(h) != UrlIs::Other)
+            .min_by_key(|h| match h.level {
+                Level::Campaign(_) => 0,
+                _ => 1,
+            })
+            .map(|h| h.id.clone());
+        Some(Finding::MissingEvents {
+            campaign: c.id.clone(),
+            events: missing,
+            hook: taker,
+        })
     }
-    out
 }
 
 /// The updates `--fix` sends: per webhook, its new URL and added events.

@@ -50,32 +50,59 @@ struct ApiArgs {
     api_base: String,
 }
 
+/// Where a webhook is attached: one of a campaign, a client or the whole
+/// user (`register` requires one).
 #[derive(Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 struct Target {
-    /// Attach the webhook to this campaign.
+    /// The campaign the webhook(s) are attached to.
     #[arg(long)]
     campaign: Option<String>,
-    /// Attach it to this client.
+    /// ... or the client.
     #[arg(long)]
     client: Option<String>,
-    /// Attach it to the whole user (overrides client and campaign webhooks).
+    /// ... or the whole user (a user webhook overrides client and campaign webhooks).
     #[arg(long)]
     user: bool,
 }
 
+/// What `register` and `rotate-secret` tell SmartLead about a webhook,
+/// but its URL.
 #[derive(Args)]
-#[group(required = false, multiple = false)]
-struct RotateTarget {
-    /// The webhooks are attached to this campaign.
+struct WebhookArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Event types the webhook(s) receive (comma-separated).
+    #[arg(long, default_value = CAMPAIGN_EVENTS)]
+    events: String,
+    /// Lead category ids for LEAD_CATEGORY_UPDATED (comma-separated).
     #[arg(long)]
-    campaign: Option<String>,
-    /// ... to this client.
-    #[arg(long)]
-    client: Option<String>,
-    /// ... to the whole user.
-    #[arg(long)]
-    user: bool,
+    categories: Option<String>,
+    #[arg(long, default_value = "AWS webhook pipeline")]
+    name: String,
+}
+
+impl WebhookArgs {
+    /// The webhook at `url`, its event types checked.
+    fn spec(self, url: String) -> Result<WebhookSpec> {
+        Ok(WebhookSpec {
+            event_types: event_types(&self.events)?,
+            name: self.name,
+            url,
+            association: self.target.association(),
+            category_ids: self.categories.as_deref().map(list).unwrap_or_default(),
+        })
+    }
+}
+
+impl Target {
+    fn association(self) -> Association {
+        match (self.campaign, self.client, self.user) {
+            (Some(c), _, _) => Association::Campaign(c),
+            (_, Some(c), _) => Association::Client(c),
+            _ => Association::User,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -133,22 +160,7 @@ enum Cmd {
     ///
     /// Example: `smartlead doctor --stack smartlead-webhooks --webhook 4711`,
     /// then `smartlead doctor --fix`.
-    Doctor {
-        #[arg(long, default_value = "smartlead-webhooks")]
-        stack: String,
-        /// User- or client-level webhooks to check too (comma-separated ids,
-        /// e.g. from `smartlead register --user`).
-        #[arg(long)]
-        webhook: Option<String>,
-        /// The name this pipeline's webhooks are registered with.
-        #[arg(long, default_value = "AWS webhook pipeline")]
-        name: String,
-        /// Apply the safe fixes (re-point URLs, add missing event types).
-        #[arg(long)]
-        fix: bool,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Doctor(DoctorArgs),
     /// Follow both functions' logs, one line per record and per effect.
     ///
     /// A line shows the event type, outcome and dedup key. A deployed
@@ -159,55 +171,9 @@ enum Cmd {
     ///
     /// Example: `smartlead tail --type EMAIL_REPLY --outcome applied`,
     /// `smartlead tail --local --key EMAIL_BOUNCE:`.
-    Tail {
-        #[arg(long, default_value = "smartlead-webhooks")]
-        stack: String,
-        /// Follow the local stack's log files instead.
-        #[arg(long)]
-        local: bool,
-        /// Start this many seconds back (deployed stack).
-        #[arg(long, default_value_t = 300)]
-        since: i64,
-        /// Stop after this many seconds (default: follow until Ctrl-C).
-        #[arg(long = "for")]
-        for_secs: Option<u64>,
-        /// Poll (FilterLogEvents) instead of using live tail.
-        #[arg(long)]
-        poll: bool,
-        /// The local stack's first ingest port, ingest instances and consumer port.
-        #[arg(long, default_value_t = smartlead::local_stack::INGEST_PORT)]
-        ingest_port: u16,
-        #[arg(long, default_value_t = smartlead::local_stack::INGEST_INSTANCES)]
-        ingest_instances: usize,
-        #[arg(long, default_value_t = smartlead::local_stack::CONSUMER_PORT)]
-        consumer_port: u16,
-        #[command(flatten)]
-        filters: tail::Filters,
-    },
+    Tail(TailArgs),
     /// Create (or, with --id, update) a SmartLead webhook for the stack's URL.
-    Register {
-        #[command(flatten)]
-        target: Target,
-        /// The webhook URL; by default the stack's WebhookUrl with its secret.
-        #[arg(long)]
-        url: Option<String>,
-        /// The stack whose URL to register.
-        #[arg(long, default_value = "smartlead-webhooks")]
-        stack: String,
-        /// Event types to receive (comma-separated).
-        #[arg(long, default_value = CAMPAIGN_EVENTS)]
-        events: String,
-        /// Lead category ids for LEAD_CATEGORY_UPDATED (comma-separated).
-        #[arg(long)]
-        categories: Option<String>,
-        #[arg(long, default_value = "AWS webhook pipeline")]
-        name: String,
-        /// Update this webhook instead of creating one.
-        #[arg(long)]
-        id: Option<String>,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Register(RegisterArgs),
     /// List a campaign's webhooks, or show one.
     List {
         #[arg(long, required_unless_present = "id")]
@@ -232,57 +198,13 @@ enum Cmd {
     /// --id/target flags to re-register more webhooks with the same next
     /// secret. Once SmartLead's retries to the old URL are over (an hour is
     /// plenty), `rotate-secret --finish` retires the old secret.
-    RotateSecret {
-        #[arg(long, default_value = "smartlead-webhooks")]
-        stack: String,
-        /// Webhooks to re-register with the new URL (comma-separated ids).
-        #[arg(long, required_unless_present = "finish")]
-        id: Option<String>,
-        #[command(flatten)]
-        target: RotateTarget,
-        /// Event types of those webhooks (comma-separated).
-        #[arg(long, default_value = CAMPAIGN_EVENTS)]
-        events: String,
-        /// Lead category ids for LEAD_CATEGORY_UPDATED (comma-separated).
-        #[arg(long)]
-        categories: Option<String>,
-        #[arg(long, default_value = "AWS webhook pipeline")]
-        name: String,
-        /// Seconds to wait after writing the next secret before SmartLead is
-        /// given the new URL: at least the functions' SECRET_REFRESH_SECONDS.
-        #[arg(long, default_value_t = 330)]
-        wait_secs: u64,
-        /// Second step: retire the old secret (the parameter keeps only the new one).
-        #[arg(long, conflicts_with = "id")]
-        finish: bool,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    RotateSecret(RotateArgs),
     /// Move DLQ messages back onto the queue (after fixing what failed them).
     ///
     /// Refuses (leaves in the DLQ) messages received longer ago than the dedup
     /// marker TTL less 5 days: their markers may be gone, and the consumer
     /// would apply them a second time.
-    Redrive {
-        #[arg(long, default_value = "smartlead-webhooks")]
-        stack: String,
-        /// The DLQ and queue URLs, instead of the stack's outputs.
-        #[arg(long, requires = "queue_url")]
-        dlq_url: Option<String>,
-        #[arg(long, requires = "dlq_url")]
-        queue_url: Option<String>,
-        /// Move at most this many.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// The consumer's dedup marker TTL in days; by default the stack's
-        /// DedupTtlDays (output or parameter), else the template's default.
-        #[arg(long)]
-        dedup_ttl_days: Option<u64>,
-        /// Move messages too old to be sure their dedup marker still exists
-        /// (they may be applied twice).
-        #[arg(long)]
-        force: bool,
-    },
+    Redrive(RedriveArgs),
     /// Find events SmartLead never delivered, from its own statistics, and
     /// backfill them exactly once.
     ///
@@ -304,71 +226,182 @@ enum Cmd {
     ///
     /// Example: `smartlead reconcile --campaign 4711 --since 7d --dry-run`,
     /// `smartlead reconcile --all-campaigns --since 48h`.
-    Reconcile {
-        /// The campaigns (comma-separated ids).
-        #[arg(
-            long,
-            required_unless_present = "all_campaigns",
-            conflicts_with = "all_campaigns"
-        )]
-        campaign: Option<String>,
-        /// Every campaign of the account but drafts.
-        #[arg(long)]
-        all_campaigns: bool,
-        /// Only events at or after this time: RFC 3339, or a span back from
-        /// now (`48h`, `7d`). Default: as far back as the dedup markers live.
-        #[arg(long)]
-        since: Option<String>,
-        /// Report the gaps; queue nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// The report as JSON, for scripts.
-        #[arg(long)]
-        json: bool,
-        /// The consumer's dedup marker TTL in days (facts older than it less
-        /// 5 days are not checked); by default, and at most, the deployed
-        /// stack's DedupTtlDays, else the template's default.
-        #[arg(long)]
-        dedup_ttl_days: Option<u64>,
-        #[command(flatten)]
-        stack: ops::StackArgs,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Reconcile(ReconcileArgs),
     /// Re-publish archived events of a time range onto the bus (all, or one
     /// lead's or campaign's).
-    Replay {
-        #[arg(long, default_value = "smartlead-webhooks")]
-        stack: String,
-        /// Start of the range (RFC 3339).
-        #[arg(long)]
-        from: String,
-        /// End of the range (RFC 3339); default now.
-        #[arg(long)]
-        to: Option<String>,
-        /// Only to these rules of the bus (ARNs, comma-separated): e.g. a rule
-        /// matching one lead's `detail.normalized.lead_email`.
-        #[arg(long)]
-        rules: Option<String>,
-        /// Only the events of this lead (e-mail address): the replay goes to
-        /// temporary copies of the rules (all enabled ones, or --rules)
-        /// narrowed to the lead, with the same targets, deleted when it ends.
-        /// A target whose policy names the original rule's ARN (an SQS queue
-        /// policy's aws:SourceArn, a Lambda permission) must also allow
-        /// `rule/<bus>/smartlead-replay-*`.
-        ///
-        /// Example: `smartlead replay --from 2026-11-01T00:00:00Z --lead jane@acme.example`.
-        #[arg(long)]
-        lead: Option<String>,
-        /// Only the events of this campaign (id), the same way.
-        #[arg(long)]
-        campaign: Option<String>,
-        /// The archive and bus ARNs, instead of the stack's outputs.
-        #[arg(long, requires = "bus_arn")]
-        archive_arn: Option<String>,
-        #[arg(long, requires = "archive_arn")]
-        bus_arn: Option<String>,
-    },
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    #[arg(long, default_value = "smartlead-webhooks")]
+    stack: String,
+    /// User- or client-level webhooks to check too (comma-separated ids,
+    /// e.g. from `smartlead register --user`).
+    #[arg(long)]
+    webhook: Option<String>,
+    /// The name this pipeline's webhooks are registered with.
+    #[arg(long, default_value = "AWS webhook pipeline")]
+    name: String,
+    /// Apply the safe fixes (re-point URLs, add missing event types).
+    #[arg(long)]
+    fix: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args)]
+struct TailArgs {
+    #[arg(long, default_value = "smartlead-webhooks")]
+    stack: String,
+    /// Follow the local stack's log files instead.
+    #[arg(long)]
+    local: bool,
+    /// Start this many seconds back (deployed stack).
+    #[arg(long, default_value_t = 300)]
+    since: i64,
+    /// Stop after this many seconds (default: follow until Ctrl-C).
+    #[arg(long = "for")]
+    for_secs: Option<u64>,
+    /// Poll (FilterLogEvents) instead of using live tail.
+    #[arg(long)]
+    poll: bool,
+    /// The local stack's first ingest port, ingest instances and consumer port.
+    #[arg(long, default_value_t = smartlead::local_stack::INGEST_PORT)]
+    ingest_port: u16,
+    #[arg(long, default_value_t = smartlead::local_stack::INGEST_INSTANCES)]
+    ingest_instances: usize,
+    #[arg(long, default_value_t = smartlead::local_stack::CONSUMER_PORT)]
+    consumer_port: u16,
+    #[command(flatten)]
+    filters: tail::Filters,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("register_target").required(true).args(["campaign", "client", "user"])))]
+struct RegisterArgs {
+    #[command(flatten)]
+    webhook: WebhookArgs,
+    /// The webhook URL; by default the stack's WebhookUrl with its secret.
+    #[arg(long)]
+    url: Option<String>,
+    /// The stack whose URL to register.
+    #[arg(long, default_value = "smartlead-webhooks")]
+    stack: String,
+    /// Update this webhook instead of creating one.
+    #[arg(long)]
+    id: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args)]
+struct RotateArgs {
+    #[arg(long, default_value = "smartlead-webhooks")]
+    stack: String,
+    /// Webhooks to re-register with the new URL (comma-separated ids).
+    #[arg(long, required_unless_present = "finish")]
+    id: Option<String>,
+    #[command(flatten)]
+    webhook: WebhookArgs,
+    /// Seconds to wait after writing the next secret before SmartLead is
+    /// given the new URL: at least the functions' SECRET_REFRESH_SECONDS.
+    #[arg(long, default_value_t = 330)]
+    wait_secs: u64,
+    /// Second step: retire the old secret (the parameter keeps only the new one).
+    #[arg(long, conflicts_with = "id")]
+    finish: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args)]
+struct RedriveArgs {
+    #[arg(long, default_value = "smartlead-webhooks")]
+    stack: String,
+    /// The DLQ and queue URLs, instead of the stack's outputs.
+    #[arg(long, requires = "queue_url")]
+    dlq_url: Option<String>,
+    #[arg(long, requires = "dlq_url")]
+    queue_url: Option<String>,
+    /// Move at most this many.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// The consumer's dedup marker TTL in days; by default the stack's
+    /// DedupTtlDays (output or parameter), else the template's default.
+    #[arg(long)]
+    dedup_ttl_days: Option<u64>,
+    /// Move messages too old to be sure their dedup marker still exists
+    /// (they may be applied twice).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct ReconcileArgs {
+    /// The campaigns (comma-separated ids).
+    #[arg(
+        long,
+        required_unless_present = "all_campaigns",
+        conflicts_with = "all_campaigns"
+    )]
+    campaign: Option<String>,
+    /// Every campaign of the account but drafts.
+    #[arg(long)]
+    all_campaigns: bool,
+    /// Only events at or after this time: RFC 3339, or a span back from
+    /// now (`48h`, `7d`). Default: as far back as the dedup markers live.
+    #[arg(long)]
+    since: Option<String>,
+    /// Report the gaps; queue nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The report as JSON, for scripts.
+    #[arg(long)]
+    json: bool,
+    /// The consumer's dedup marker TTL in days (facts older than it less
+    /// 5 days are not checked); by default, and at most, the deployed
+    /// stack's DedupTtlDays, else the template's default.
+    #[arg(long)]
+    dedup_ttl_days: Option<u64>,
+    #[command(flatten)]
+    stack: ops::StackArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[arg(long, default_value = "smartlead-webhooks")]
+    stack: String,
+    /// Start of the range (RFC 3339).
+    #[arg(long)]
+    from: String,
+    /// End of the range (RFC 3339); default now.
+    #[arg(long)]
+    to: Option<String>,
+    /// Only to these rules of the bus (ARNs, comma-separated): e.g. a rule
+    /// matching one lead's `detail.normalized.lead_email`.
+    #[arg(long)]
+    rules: Option<String>,
+    /// Only the events of this lead (e-mail address): the replay goes to
+    /// temporary copies of the rules (all enabled ones, or --rules)
+    /// narrowed to the lead, with the same targets, deleted when it ends.
+    /// A target whose policy names the original rule's ARN (an SQS queue
+    /// policy's aws:SourceArn, a Lambda permission) must also allow
+    /// `rule/<bus>/smartlead-replay-*`.
+    ///
+    /// Example: `smartlead replay --from 2026-11-01T00:00:00Z --lead jane@acme.example`.
+    #[arg(long)]
+    lead: Option<String>,
+    /// Only the events of this campaign (id), the same way.
+    #[arg(long)]
+    campaign: Option<String>,
+    /// The archive and bus ARNs, instead of the stack's outputs.
+    #[arg(long, requires = "bus_arn")]
+    archive_arn: Option<String>,
+    #[arg(long, requires = "archive_arn")]
+    bus_arn: Option<String>,
 }
 
 fn list(s: &str) -> Vec<String> {
@@ -415,12 +448,7 @@ async fn describe_stack(
         .stack_name(stack)
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "reading stack {stack}: {}",
-                aws_sdk_cloudformation::error::DisplayErrorContext(e)
-            )
-        })
+        .map_err(aws_err(format!("reading stack {stack}")))
 }
 
 /// The stack's outputs, by name.
@@ -484,12 +512,7 @@ async fn put_secret(name: &str, value: &str) -> Result<()> {
         .overwrite(true)
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "writing SSM parameter {name}: {}",
-                aws_sdk_ssm::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(aws_err(format!("writing SSM parameter {name}")))?;
     Ok(())
 }
 
@@ -517,6 +540,52 @@ fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// The error of an AWS SDK call, with what was being done and the SDK's
+/// whole error chain.
+pub(crate) fn aws_err<E: std::error::Error>(
+    doing: impl std::fmt::Display,
+) -> impl FnOnce(E) -> anyhow::Error {
+    move |e| anyhow!("{doing}: {}", aws_sdk_ssm::error::DisplayErrorContext(e))
+}
+
+/// A spinner on stderr (drawn only on a terminal), ticking by itself.
+pub(crate) fn spinner(message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Each of a comma-separated list of webhook ids, checked.
+fn webhook_ids(ids: Option<&str>) -> Result<Vec<String>> {
+    let ids = ids.map(list).unwrap_or_default();
+    for i in &ids {
+        smartlead::adapters::http::smartlead::path_id("a webhook id", i)?;
+    }
+    Ok(ids)
+}
+
+/// A comma-separated list of event types, each one SmartLead knows.
+fn event_types(events: &str) -> Result<Vec<String>> {
+    let event_types = list(events);
+    for e in &event_types {
+        if let smartlead::EventType::Unknown(_) = smartlead::EventType::from_wire(e) {
+            bail!("unknown event type {e:?}");
+        }
+    }
+    Ok(event_types)
+}
+
+/// The stack's webhook URL template, its secret parameter's name and the
+/// secrets the parameter holds.
+async fn stack_secrets(stack: &str) -> Result<(String, String, Vec<String>)> {
+    let o = outputs(stack).await?;
+    let template = output(&o, "WebhookUrl", stack)?;
+    let param = output(&o, "WebhookSecretParameterName", stack)?;
+    let secrets = secrets_of(&ssm_value(&param).await?)?;
+    Ok((template, param, secrets))
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Lead {
@@ -531,133 +600,9 @@ async fn run(cli: Cli) -> Result<()> {
                 std::process::exit(2);
             }
         }
-        Cmd::Tail {
-            stack,
-            local,
-            since,
-            for_secs,
-            poll,
-            ingest_port,
-            ingest_instances,
-            consumer_port,
-            filters,
-        } => {
-            let until = for_secs.map(|s| Instant::now() + Duration::from_secs(s));
-            if local {
-                let ports: Vec<u16> = (0..ingest_instances.max(1))
-                    .map(|i| ingest_port.saturating_add(i as u16))
-                    .collect();
-                tail::local(tail::local_files(&ports, consumer_port), &filters, until).await;
-            } else {
-                tail::deployed(&aws().await, &stack, since, &filters, until, poll).await?;
-            }
-        }
-        Cmd::Doctor {
-            stack,
-            webhook,
-            name,
-            fix,
-            api: args,
-        } => {
-            let extra = webhook.as_deref().map(list).unwrap_or_default();
-            for i in &extra {
-                smartlead::adapters::http::smartlead::path_id("a webhook id", i)?;
-            }
-            let o = outputs(&stack).await?;
-            let template = output(&o, "WebhookUrl", &stack)?;
-            let param = output(&o, "WebhookSecretParameterName", &stack)?;
-            let url = doctor::StackUrl {
-                template: template.clone(),
-                secrets: secrets_of(&ssm_value(&param).await?)?,
-            };
-            let api = api(&args).await?;
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message("reading campaigns and webhooks");
-            bar.enable_steady_tick(Duration::from_millis(120));
-            // SmartLead allows 60 calls a minute: an account with many
-            // campaigns takes minutes.
-            let read = doctor::read(
-                &api,
-                &extra,
-                Instant::now() + Duration::from_secs(3600),
-                &bar,
-            )
-            .await;
-            bar.finish_and_clear();
-            let (campaigns, hooks) = read?;
-            let wanted = list(CAMPAIGN_EVENTS).into_iter().collect();
-            let findings = doctor::diagnose(&campaigns, &hooks, &url, &name, &wanted);
-            println!(
-                "read {} campaign(s) and {} webhook(s) against stack {stack} ({template})",
-                campaigns.len(),
-                hooks.len()
-            );
-            if findings.is_empty() {
-                println!("OK: every campaign's webhooks reach the stack with every event type it processes");
-                return Ok(());
-            }
-            for f in &findings {
-                println!("- {}", f.explain(&stack));
-            }
-            let mut left = findings.iter().filter(|f| !fix || !f.fixable()).count();
-            if fix {
-                for (id, spec) in doctor::fixes(&findings, &hooks, &url) {
-                    println!(
-                        "fixing webhook {id}: URL {template}, events {}",
-                        spec.event_types.join(",")
-                    );
-                    if let Err(e) = api.update_webhook(&id, &spec, deadline()).await {
-                        eprintln!("webhook {id} not fixed: {e}");
-                        left += 1;
-                    }
-                }
-            } else if findings.iter().any(doctor::Finding::fixable) {
-                println!("run again with --fix to apply the fixes marked (--fix)");
-            }
-            if left > 0 {
-                println!("{left} finding(s) left to fix by hand");
-                std::process::exit(2);
-            }
-        }
-        Cmd::Register {
-            target,
-            url,
-            stack,
-            events,
-            categories,
-            name,
-            id,
-            api: args,
-        } => {
-            let association = match (target.campaign, target.client, target.user) {
-                (Some(c), _, _) => Association::Campaign(c),
-                (_, Some(c), _) => Association::Client(c),
-                _ => Association::User,
-            };
-            let url = match url {
-                Some(u) => u,
-                None => stack_url(&stack).await?,
-            };
-            let event_types = list(&events);
-            for e in &event_types {
-                if let smartlead::EventType::Unknown(_) = smartlead::EventType::from_wire(e) {
-                    bail!("unknown event type {e:?}");
-                }
-            }
-            let spec = WebhookSpec {
-                name,
-                url,
-                association,
-                event_types,
-                category_ids: categories.as_deref().map(list).unwrap_or_default(),
-            };
-            let api = api(&args).await?;
-            let answer = match id {
-                Some(id) => api.update_webhook(&id, &spec, deadline()).await?,
-                None => api.create_webhook(&spec, deadline()).await?,
-            };
-            print(&answer);
-        }
+        Cmd::Tail(a) => tail_cmd(a).await?,
+        Cmd::Doctor(a) => doctor_cmd(a).await?,
+        Cmd::Register(a) => register(a).await?,
         Cmd::List {
             campaign,
             id,
@@ -675,371 +620,436 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Delete { id, api: args } => {
             print(&api(&args).await?.delete_webhook(&id, deadline()).await?);
         }
-        Cmd::RotateSecret {
-            stack,
-            id,
-            target,
-            events,
-            categories,
-            name,
-            wait_secs,
-            finish,
-            api: args,
-        } => {
-            let o = outputs(&stack).await?;
-            let template = output(&o, "WebhookUrl", &stack)?;
-            let param = output(&o, "WebhookSecretParameterName", &stack)?;
-            let secrets = secrets_of(&ssm_value(&param).await?)?;
-            if finish {
-                let [_, next] = secrets.as_slice() else {
-                    bail!("no rotation under way: the parameter holds one secret");
-                };
-                put_secret(&param, next).await?;
-                println!(
-                    "the old secret is retired; the functions stop accepting it within SECRET_REFRESH_SECONDS"
-                );
-                return Ok(());
-            }
-            // Everything checked before the parameter changes.
-            let ids = id.as_deref().map(list).unwrap_or_default();
-            for i in &ids {
-                smartlead::adapters::http::smartlead::path_id("a webhook id", i)?;
-            }
-            let event_types = list(&events);
-            for e in &event_types {
-                if let smartlead::EventType::Unknown(_) = smartlead::EventType::from_wire(e) {
-                    bail!("unknown event type {e:?}");
-                }
-            }
-            let api = api(&args).await?;
-            let next = match secrets.as_slice() {
-                [current] => {
-                    let next = new_secret();
-                    put_secret(&param, &format!("{current},{next}")).await?;
-                    println!(
-                        "next secret written; waiting {wait_secs}s until every ingest instance accepts it"
-                    );
-                    tokio::time::sleep(Duration::from_secs(wait_secs)).await;
-                    next
-                }
-                [_, next] => {
-                    println!("a rotation is under way: re-registering with its next secret");
-                    next.clone()
-                }
-                _ => unreachable!("secrets_of gives one or two"),
-            };
-            let association = match (target.campaign, target.client, target.user) {
-                (Some(c), _, _) => Association::Campaign(c),
-                (_, Some(c), _) => Association::Client(c),
-                _ => Association::User,
-            };
-            let spec = WebhookSpec {
-                name,
-                url: smartlead::app::ingest::webhook_url(&template, &next),
-                association,
-                event_types,
-                category_ids: categories.as_deref().map(list).unwrap_or_default(),
-            };
-            for i in &ids {
-                api.update_webhook(i, &spec, deadline()).await?;
-                println!("webhook {i} now uses the new secret");
-            }
+        Cmd::RotateSecret(a) => rotate_secret(a).await?,
+        Cmd::Redrive(a) => redrive(a).await?,
+        Cmd::Reconcile(a) => reconcile_cmd(a).await?,
+        Cmd::Replay(a) => replay(a).await?,
+    }
+    Ok(())
+}
+
+async fn tail_cmd(a: TailArgs) -> Result<()> {
+    let until = a.for_secs.map(|s| Instant::now() + Duration::from_secs(s));
+    if a.local {
+        let ports: Vec<u16> = (0..a.ingest_instances.max(1))
+            .map(|i| a.ingest_port.saturating_add(i as u16))
+            .collect();
+        tail::local(
+            tail::local_files(&ports, a.consumer_port),
+            &a.filters,
+            until,
+        )
+        .await;
+    } else {
+        tail::deployed(&aws().await, &a.stack, a.since, &a.filters, until, a.poll).await?;
+    }
+    Ok(())
+}
+
+async fn doctor_cmd(a: DoctorArgs) -> Result<()> {
+    let stack = &a.stack;
+    let extra = webhook_ids(a.webhook.as_deref())?;
+    let (template, _, secrets) = stack_secrets(stack).await?;
+    let url = doctor::StackUrl {
+        template: template.clone(),
+        secrets,
+    };
+    let api = api(&a.api).await?;
+    let bar = spinner("reading campaigns and webhooks");
+    // SmartLead allows 60 calls a minute: an account with many
+    // campaigns takes minutes.
+    let read = doctor::read(
+        &api,
+        &extra,
+        Instant::now() + Duration::from_secs(3600),
+        &bar,
+    )
+    .await;
+    bar.finish_and_clear();
+    let (campaigns, hooks) = read?;
+    let wanted = list(CAMPAIGN_EVENTS).into_iter().collect();
+    let findings = doctor::diagnose(&campaigns, &hooks, &url, &a.name, &wanted);
+    println!(
+        "read {} campaign(s) and {} webhook(s) against stack {stack} ({template})",
+        campaigns.len(),
+        hooks.len()
+    );
+    if findings.is_empty() {
+        println!(
+            "OK: every campaign's webhooks reach the stack with every event type it processes"
+        );
+        return Ok(());
+    }
+    for f in &findings {
+        println!("- {}", f.explain(stack));
+    }
+    let mut left = findings.iter().filter(|f| !a.fix || !f.fixable()).count();
+    if a.fix {
+        for (id, spec) in doctor::fixes(&findings, &hooks, &url) {
             println!(
-                "when SmartLead's retries to the old URL are over (an hour is plenty), run `smartlead rotate-secret --finish --stack {stack}`"
+                "fixing webhook {id}: URL {template}, events {}",
+                spec.event_types.join(",")
             );
-        }
-        Cmd::Redrive {
-            stack,
-            dlq_url,
-            queue_url,
-            limit,
-            dedup_ttl_days,
-            force,
-        } => {
-            let (dlq, queue, stack_ttl) = match (dlq_url, queue_url) {
-                (Some(d), Some(q)) => (d, q, None),
-                _ => {
-                    let o = outputs(&stack).await?;
-                    (
-                        output(&o, "DeadLetterQueueUrl", &stack)?,
-                        output(&o, "QueueUrl", &stack)?,
-                        stack_dedup_ttl(&stack, &o).await?,
-                    )
-                }
-            };
-            let ttl = match (dedup_ttl_days, stack_ttl) {
-                (Some(d), _) | (None, Some(d)) => d,
-                (None, None) => {
-                    let d = smartlead::adapters::aws::dynamodb::DEFAULT_DEDUP_TTL_DAYS;
-                    eprintln!("dedup marker TTL: {d} days (the default; --dedup-ttl-days if the stack's DedupTtlDays differs)");
-                    d
-                }
-            };
-            let options = smartlead::adapters::aws::redrive::Options {
-                limit,
-                max_age: (!force).then(|| smartlead::adapters::aws::redrive::max_age(ttl)),
-            };
-            let sqs = smartlead::aws_sdk_sqs::Client::new(&aws().await);
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message("moving DLQ messages back to the queue");
-            let done =
-                smartlead::adapters::aws::redrive::redrive(&sqs, &dlq, &queue, &options, |d| {
-                    bar.set_message(d.to_string());
-                    bar.tick();
-                })
-                .await;
-            bar.finish_and_clear();
-            let done = done?;
-            println!("moved {} message(s) from the DLQ to the queue", done.moved);
-            let mut problems = Vec::new();
-            if done.failed > 0 {
-                problems.push(format!(
-                    "{} message(s) could not be sent and stay in the DLQ",
-                    done.failed
-                ));
-            }
-            for r in &done.refused_messages {
-                println!(
-                    "refused {} (received {})",
-                    r.message_id,
-                    r.received_at.as_deref().unwrap_or("at an unknown time")
-                );
-            }
-            if done.refused > 0 {
-                problems.push(format!(
-                    "{} message(s) refused and left in the DLQ: received more than {} days ago (the dedup marker TTL, {ttl} days, less {} days), so their markers may be gone and the consumer could apply them twice; check them and pass --force to move them anyway",
-                    done.refused,
-                    ttl.saturating_sub(smartlead::adapters::aws::redrive::MARGIN_DAYS),
-                    smartlead::adapters::aws::redrive::MARGIN_DAYS
-                ));
-            }
-            if done.not_deleted > 0 {
-                problems.push(format!(
-                    "{} message(s) were sent but could not be deleted from the DLQ (run redrive again; the consumer ignores the duplicate)",
-                    done.not_deleted
-                ));
-            }
-            if !problems.is_empty() {
-                bail!("{}", problems.join("; "));
+            if let Err(e) = api.update_webhook(&id, &spec, deadline()).await {
+                eprintln!("webhook {id} not fixed: {e}");
+                left += 1;
             }
         }
-        Cmd::Reconcile {
-            campaign,
-            all_campaigns: _,
-            since,
-            dry_run,
-            json,
-            dedup_ttl_days,
-            stack,
-            api: args,
-        } => {
-            let now = smartlead::domain::time::EventTime::now();
-            let since = since
-                .as_deref()
-                .map(|s| reconcile::since(s, now))
-                .transpose()?;
-            let api = api(&args).await?;
-            let hour = Instant::now() + Duration::from_secs(3600);
-            let campaigns = match campaign {
-                Some(c) => reconcile::campaign_ids(&list(&c))?,
-                None => smartlead::app::reconcile::campaigns(&api, false, hour).await?,
-            };
-            let st = ops::Stack::resolve(&stack).await?;
-            let deployed = match &st.deployed {
-                Some((name, o)) => stack_dedup_ttl(name, o).await?,
-                None => None,
-            };
-            let (ttl, capped) = reconcile::dedup_ttl(dedup_ttl_days, deployed);
-            if let Some(note) = capped {
-                eprintln!("{note}");
-            }
-            let queue = smartlead::adapters::aws::SqsQueue {
-                client: st.sqs.clone(),
-                queue_url: st.queues().await?.0,
-            };
-            let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(
-                st.ddb.clone(),
-                st.table.clone(),
+    } else if findings.iter().any(doctor::Finding::fixable) {
+        println!("run again with --fix to apply the fixes marked (--fix)");
+    }
+    if left > 0 {
+        println!("{left} finding(s) left to fix by hand");
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+async fn register(a: RegisterArgs) -> Result<()> {
+    let url = match a.url {
+        Some(u) => u,
+        None => stack_url(&a.stack).await?,
+    };
+    let spec = a.webhook.spec(url)?;
+    let api = api(&a.api).await?;
+    let answer = match a.id {
+        Some(id) => api.update_webhook(&id, &spec, deadline()).await?,
+        None => api.create_webhook(&spec, deadline()).await?,
+    };
+    print(&answer);
+    Ok(())
+}
+
+async fn rotate_secret(a: RotateArgs) -> Result<()> {
+    let stack = &a.stack;
+    let (template, param, secrets) = stack_secrets(stack).await?;
+    if a.finish {
+        let [_, next] = secrets.as_slice() else {
+            bail!("no rotation under way: the parameter holds one secret");
+        };
+        put_secret(&param, next).await?;
+        println!(
+            "the old secret is retired; the functions stop accepting it within SECRET_REFRESH_SECONDS"
+        );
+        return Ok(());
+    }
+    // Everything checked before the parameter changes.
+    let ids = webhook_ids(a.id.as_deref())?;
+    event_types(&a.webhook.events)?;
+    let api = api(&a.api).await?;
+    let next = match secrets.as_slice() {
+        [current] => {
+            let next = new_secret();
+            put_secret(&param, &format!("{current},{next}")).await?;
+            println!(
+                "next secret written; waiting {}s until every ingest instance accepts it",
+                a.wait_secs
             );
-            let opts = smartlead::app::reconcile::Options {
-                since,
-                dry_run,
-                dedup_ttl_days: ttl,
-                now,
-                deadline: hour,
-            };
-            // Drawn on stderr, and only on a terminal.
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} leads {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.set_message("reading SmartLead's statistics");
-            let progress = |done: usize, total: usize| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            };
-            let report = smartlead::app::reconcile::reconcile(
-                &api, &store, &queue, &campaigns, &opts, &progress,
+            tokio::time::sleep(Duration::from_secs(a.wait_secs)).await;
+            next
+        }
+        [_, next] => {
+            println!("a rotation is under way: re-registering with its next secret");
+            next.clone()
+        }
+        _ => unreachable!("secrets_of gives one or two"),
+    };
+    let spec = a
+        .webhook
+        .spec(smartlead::app::ingest::webhook_url(&template, &next))?;
+    for i in &ids {
+        api.update_webhook(i, &spec, deadline()).await?;
+        println!("webhook {i} now uses the new secret");
+    }
+    println!(
+        "when SmartLead's retries to the old URL are over (an hour is plenty), run `smartlead rotate-secret --finish --stack {stack}`"
+    );
+    Ok(())
+}
+
+async fn redrive(a: RedriveArgs) -> Result<()> {
+    let stack = &a.stack;
+    let (dlq, queue, stack_ttl) = match (a.dlq_url, a.queue_url) {
+        (Some(d), Some(q)) => (d, q, None),
+        _ => {
+            let o = outputs(stack).await?;
+            (
+                output(&o, "DeadLetterQueueUrl", stack)?,
+                output(&o, "QueueUrl", stack)?,
+                stack_dedup_ttl(stack, &o).await?,
             )
+        }
+    };
+    let ttl = match (a.dedup_ttl_days, stack_ttl) {
+        (Some(d), _) | (None, Some(d)) => d,
+        (None, None) => {
+            let d = smartlead::adapters::aws::dynamodb::DEFAULT_DEDUP_TTL_DAYS;
+            eprintln!("dedup marker TTL: {d} days (the default; --dedup-ttl-days if the stack's DedupTtlDays differs)");
+            d
+        }
+    };
+    let options = smartlead::adapters::aws::redrive::Options {
+        limit: a.limit,
+        max_age: (!a.force).then(|| smartlead::adapters::aws::redrive::max_age(ttl)),
+    };
+    let sqs = smartlead::aws_sdk_sqs::Client::new(&aws().await);
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message("moving DLQ messages back to the queue");
+    let done = smartlead::adapters::aws::redrive::redrive(&sqs, &dlq, &queue, &options, |d| {
+        bar.set_message(d.to_string());
+        bar.tick();
+    })
+    .await;
+    bar.finish_and_clear();
+    let done = done?;
+    println!("moved {} message(s) from the DLQ to the queue", done.moved);
+    for r in &done.refused_messages {
+        println!(
+            "refused {} (received {})",
+            r.message_id,
+            r.received_at.as_deref().unwrap_or("at an unknown time")
+        );
+    }
+    let problems = redrive_problems(&done, ttl);
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    Ok(())
+}
+
+/// What a redrive left in (or could not take out of) the DLQ.
+fn redrive_problems(done: &smartlead::adapters::aws::redrive::Redriven, ttl: u64) -> Vec<String> {
+    let mut problems = Vec::new();
+    if done.failed > 0 {
+        problems.push(format!(
+            "{} message(s) could not be sent and stay in the DLQ",
+            done.failed
+        ));
+    }
+    if done.refused > 0 {
+        problems.push(format!(
+            "{} message(s) refused and left in the DLQ: received more than {} days ago (the dedup marker TTL, {ttl} days, less {} days), so their markers may be gone and the consumer could apply them twice; check them and pass --force to move them anyway",
+            done.refused,
+            ttl.saturating_sub(smartlead::adapters::aws::redrive::MARGIN_DAYS),
+            smartlead::adapters::aws::redrive::MARGIN_DAYS
+        ));
+    }
+    if done.not_deleted > 0 {
+        problems.push(format!(
+            "{} message(s) were sent but could not be deleted from the DLQ (run redrive again; the consumer ignores the duplicate)",
+            done.not_deleted
+        ));
+    }
+    problems
+}
+
+async fn reconcile_cmd(a: ReconcileArgs) -> Result<()> {
+    let now = smartlead::domain::time::EventTime::now();
+    let since = a
+        .since
+        .as_deref()
+        .map(|s| reconcile::since(s, now))
+        .transpose()?;
+    let api = api(&a.api).await?;
+    let hour = Instant::now() + Duration::from_secs(3600);
+    let campaigns = match a.campaign {
+        Some(c) => reconcile::campaign_ids(&list(&c))?,
+        None => smartlead::app::reconcile::campaigns(&api, false, hour).await?,
+    };
+    let st = ops::Stack::resolve(&a.stack).await?;
+    let deployed = match &st.deployed {
+        Some((name, o)) => stack_dedup_ttl(name, o).await?,
+        None => None,
+    };
+    let (ttl, capped) = reconcile::dedup_ttl(a.dedup_ttl_days, deployed);
+    if let Some(note) = capped {
+        eprintln!("{note}");
+    }
+    let queue = smartlead::adapters::aws::SqsQueue {
+        client: st.sqs.clone(),
+        queue_url: st.queues().await?.0,
+    };
+    let store =
+        smartlead::adapters::aws::dynamodb::DynamoStore::new(st.ddb.clone(), st.table.clone());
+    let opts = smartlead::app::reconcile::Options {
+        since,
+        dry_run: a.dry_run,
+        dedup_ttl_days: ttl,
+        now,
+        deadline: hour,
+    };
+    // Drawn on stderr, and only on a terminal.
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} leads {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("reading SmartLead's statistics");
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let report =
+        smartlead::app::reconcile::reconcile(&api, &store, &queue, &campaigns, &opts, &progress)
             .await;
-            bar.finish_and_clear();
-            let report = report?;
-            let (line, left) = reconcile::summary(&report, dry_run);
-            if json {
-                print(&serde_json::to_value(&report)?);
-            } else {
-                if !report.gaps.is_empty() {
-                    print!("{}", reconcile::table(&report, dry_run));
-                }
-                println!("{line}");
-            }
-            if left {
-                std::process::exit(2);
-            }
+    bar.finish_and_clear();
+    let report = report?;
+    let (line, left) = reconcile::summary(&report, a.dry_run);
+    if a.json {
+        print(&serde_json::to_value(&report)?);
+    } else {
+        if !report.gaps.is_empty() {
+            print!("{}", reconcile::table(&report, a.dry_run));
         }
-        Cmd::Replay {
-            stack,
-            from,
-            to,
-            rules,
-            lead,
-            campaign,
-            archive_arn,
-            bus_arn,
-        } => {
-            if let Some(l) = &lead {
-                if !smartlead::adapters::http::smartlead::is_valid_email(l.trim()) {
-                    bail!("--lead {l:?} is not an e-mail address");
-                }
-            }
-            if let Some(c) = &campaign {
-                smartlead::adapters::http::smartlead::path_id("--campaign", c.trim())?;
-            }
-            let (archive, bus) = match (archive_arn, bus_arn) {
-                (Some(a), Some(b)) => (a, b),
-                _ => {
-                    let o = outputs(&stack).await?;
-                    (
-                        output(&o, "EventArchiveArn", &stack)?,
-                        output(&o, "EventBusArn", &stack)?,
-                    )
-                }
-            };
-            let time = |s: &str| -> Result<aws_sdk_eventbridge::primitives::DateTime> {
-                let t = chrono::DateTime::parse_from_rfc3339(s)
-                    .with_context(|| format!("{s:?} is not an RFC 3339 time"))?;
-                Ok(aws_sdk_eventbridge::primitives::DateTime::from_millis(
-                    t.timestamp_millis(),
-                ))
-            };
-            let start = time(&from)?;
-            let end = match to {
-                Some(t) => time(&t)?,
-                None => aws_sdk_eventbridge::primitives::DateTime::from_millis(
-                    chrono::Utc::now().timestamp_millis(),
-                ),
-            };
-            let mut dest = aws_sdk_eventbridge::types::ReplayDestination::builder().arn(&bus);
-            // Unique even for two replays started in the same second.
-            let name = format!(
-                "smartlead-replay-{}-{}",
-                chrono::Utc::now().format("%Y%m%d%H%M%S"),
-                &uuid::Uuid::new_v4().simple().to_string()[..6]
-            );
-            let eb = aws_sdk_eventbridge::Client::new(&aws().await);
-            let rules = rules.as_deref().map(list).unwrap_or_default();
-            let scoped = lead.is_some() || campaign.is_some();
-            let bus_name = bus.rsplit('/').next().unwrap_or(&bus).to_owned();
-            let temps = if scoped {
-                // Rule ARNs end in `rule/<bus>/<name>`.
-                let names: Vec<String> = rules
-                    .iter()
-                    .map(|r| r.rsplit('/').next().unwrap_or(r).to_owned())
-                    .collect();
-                let t = scope::create(
-                    &eb,
-                    &bus_name,
-                    &names,
-                    lead.as_deref(),
-                    campaign.as_deref().map(str::trim),
-                    &name,
-                )
-                .await?;
-                for x in &t {
-                    dest = dest.filter_arns(&x.arn);
-                }
-                t
-            } else {
-                for r in &rules {
-                    dest = dest.filter_arns(r);
-                }
-                Vec::new()
-            };
-            let out = match dest.build() {
-                Ok(d) => {
-                    eb.start_replay()
-                        .replay_name(&name)
-                        .event_source_arn(&archive)
-                        .event_start_time(start)
-                        .event_end_time(end)
-                        .destination(d)
-                        .send()
-                        .await
-                }
-                Err(e) => {
-                    scope::remove(&eb, &bus_name, &temps).await;
-                    bail!("{e}");
-                }
-            };
-            if scoped {
-                let out = match out {
-                    Ok(o) => o,
-                    Err(e) => {
-                        scope::remove(&eb, &bus_name, &temps).await;
-                        bail!(
-                            "starting the replay: {}",
-                            aws_sdk_eventbridge::error::DisplayErrorContext(e)
-                        );
-                    }
-                };
-                drop(out);
-                let bar = indicatif::ProgressBar::new_spinner();
-                bar.enable_steady_tick(Duration::from_millis(120));
-                let state = scope::wait(&eb, &name, &bar).await;
-                bar.finish_and_clear();
-                scope::remove(&eb, &bus_name, &temps).await;
-                let state = state?;
-                let of: Vec<String> = [
-                    lead.as_deref().map(|l| format!("lead {}", l.trim())),
-                    campaign
-                        .as_deref()
-                        .map(|c| format!("campaign {}", c.trim())),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                println!(
-                    "replay {name} {state}: the events of {} went to the targets of {} rule(s); the temporary rules are deleted",
-                    of.join(" in "),
-                    temps.len()
-                );
-                if !state.starts_with("COMPLETED") {
-                    bail!("replay {name} ended {state}");
-                }
-                return Ok(());
-            }
-            let out = out.map_err(|e| {
-                anyhow!(
-                    "starting the replay: {}",
-                    aws_sdk_eventbridge::error::DisplayErrorContext(e)
-                )
-            })?;
-            println!(
-                "replay {name} started ({}): follow it with `aws events describe-replay --replay-name {name}`",
-                out.state().map(|s| s.as_str()).unwrap_or("unknown state")
-            );
+        println!("{line}");
+    }
+    if left {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+/// An RFC 3339 time as EventBridge takes it.
+fn replay_time(s: &str) -> Result<aws_sdk_eventbridge::primitives::DateTime> {
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("{s:?} is not an RFC 3339 time"))?;
+    Ok(aws_sdk_eventbridge::primitives::DateTime::from_millis(
+        t.timestamp_millis(),
+    ))
+}
+
+/// The lead and campaign a replay is scoped to, each checked.
+fn check_replay_scope(a: &ReplayArgs) -> Result<()> {
+    if let Some(l) = &a.lead {
+        if !smartlead::adapters::http::smartlead::is_valid_email(l.trim()) {
+            bail!("--lead {l:?} is not an e-mail address");
         }
+    }
+    if let Some(c) = &a.campaign {
+        smartlead::adapters::http::smartlead::path_id("--campaign", c.trim())?;
+    }
+    Ok(())
+}
+
+async fn replay(a: ReplayArgs) -> Result<()> {
+    check_replay_scope(&a)?;
+    let (archive, bus) = match (a.archive_arn.clone(), a.bus_arn.clone()) {
+        (Some(ar), Some(b)) => (ar, b),
+        _ => {
+            let o = outputs(&a.stack).await?;
+            (
+                output(&o, "EventArchiveArn", &a.stack)?,
+                output(&o, "EventBusArn", &a.stack)?,
+            )
+        }
+    };
+    let start = replay_time(&a.from)?;
+    let end = match &a.to {
+        Some(t) => replay_time(t)?,
+        None => aws_sdk_eventbridge::primitives::DateTime::from_millis(
+            chrono::Utc::now().timestamp_millis(),
+        ),
+    };
+    let mut dest = aws_sdk_eventbridge::types::ReplayDestination::builder().arn(&bus);
+    let name = scope::replay_name();
+    let eb = aws_sdk_eventbridge::Client::new(&aws().await);
+    let scoped = a.lead.is_some() || a.campaign.is_some();
+    let bus_name = scope::bus_name(&bus);
+    let (filters, temps) = replay_rules(&a, &eb, &bus_name, &name).await?;
+    for f in &filters {
+        dest = dest.filter_arns(f);
+    }
+    let out = match dest.build() {
+        Ok(d) => {
+            eb.start_replay()
+                .replay_name(&name)
+                .event_source_arn(&archive)
+                .event_start_time(start)
+                .event_end_time(end)
+                .destination(d)
+                .send()
+                .await
+        }
+        Err(e) => {
+            scope::remove(&eb, &bus_name, &temps).await;
+            bail!("{e}");
+        }
+    };
+    if scoped {
+        if let Err(e) = out {
+            scope::remove(&eb, &bus_name, &temps).await;
+            return Err(aws_err("starting the replay")(e));
+        }
+        return scoped_replay_end(&a, &eb, &bus_name, &name, &temps).await;
+    }
+    let out = out.map_err(aws_err("starting the replay"))?;
+    println!(
+        "replay {name} started ({}): follow it with `aws events describe-replay --replay-name {name}`",
+        out.state().map(|s| s.as_str()).unwrap_or("unknown state")
+    );
+    Ok(())
+}
+
+/// The rules a replay goes to (ARNs): with --lead or --campaign,
+/// temporary copies of --rules (or of all enabled rules) narrowed to them,
+/// made here and returned too; else --rules as given.
+async fn replay_rules(
+    a: &ReplayArgs,
+    eb: &aws_sdk_eventbridge::Client,
+    bus_name: &str,
+    name: &str,
+) -> Result<(Vec<String>, Vec<scope::Temp>)> {
+    let rules = a.rules.as_deref().map(list).unwrap_or_default();
+    if a.lead.is_none() && a.campaign.is_none() {
+        return Ok((rules, Vec::new()));
+    }
+    // Rule ARNs end in `rule/<bus>/<name>`.
+    let names: Vec<String> = rules
+        .iter()
+        .map(|r| r.rsplit('/').next().unwrap_or(r).to_owned())
+        .collect();
+    let temps = scope::create(
+        eb,
+        bus_name,
+        &names,
+        a.lead.as_deref(),
+        a.campaign.as_deref().map(str::trim),
+        name,
+    )
+    .await?;
+    Ok((temps.iter().map(|t| t.arn.clone()).collect(), temps))
+}
+
+/// Waits for a lead's or campaign's replay to end, then deletes its
+/// temporary rules.
+async fn scoped_replay_end(
+    a: &ReplayArgs,
+    eb: &aws_sdk_eventbridge::Client,
+    bus_name: &str,
+    name: &str,
+    temps: &[scope::Temp],
+) -> Result<()> {
+    let bar = spinner("");
+    let state = scope::wait(eb, name, &bar).await;
+    bar.finish_and_clear();
+    scope::remove(eb, bus_name, temps).await;
+    let state = state?;
+    let of: Vec<String> = [
+        a.lead.as_deref().map(|l| format!("lead {}", l.trim())),
+        a.campaign
+            .as_deref()
+            .map(|c| format!("campaign {}", c.trim())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    println!(
+        "replay {name} {state}: the events of {} went to the targets of {} rule(s); the temporary rules are deleted",
+        of.join(" in "),
+        temps.len()
+    );
+    if !state.starts_with("COMPLETED") {
+        bail!("replay {name} ended {state}");
     }
     Ok(())
 }

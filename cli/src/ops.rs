@@ -83,12 +83,9 @@ impl Stack {
                             .queue_name(q)
                             .send()
                             .await
-                            .map_err(|e| {
-                                anyhow!(
-                                    "finding the local queue {q} (is the local stack running?): {}",
-                                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                                )
-                            })
+                            .map_err(crate::aws_err(format!(
+                                "finding the local queue {q} (is the local stack running?)"
+                            )))
                             .map(|o| o.queue_url.unwrap_or_default())
                     }
                 };

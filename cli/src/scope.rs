@@ -55,10 +55,21 @@ pub struct Temp {
 
 /// An AWS SDK error (EventBridge, SQS, ...) with what was being done.
 fn eb_err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
-    anyhow!(
-        "{what}: {}",
-        aws_sdk_eventbridge::error::DisplayErrorContext(e)
+    crate::aws_err(what)(e)
+}
+
+/// A replay's name, unique even for two replays started in the same second.
+pub fn replay_name() -> String {
+    format!(
+        "smartlead-replay-{}-{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
     )
+}
+
+/// A bus's name, from its ARN (`.../event-bus/<name>`) or the name itself.
+pub fn bus_name(bus: &str) -> String {
+    bus.rsplit('/').next().unwrap_or(bus).to_owned()
 }
 
 /// Copies of `rules` (names; all enabled rules of the bus with a pattern
@@ -71,31 +82,11 @@ pub async fn create(
     campaign: Option<&str>,
     prefix: &str,
 ) -> Result<Vec<Temp>> {
-    let mut names = rules.to_vec();
-    if names.is_empty() {
-        let mut next = None;
-        loop {
-            let out = eb
-                .list_rules()
-                .event_bus_name(bus)
-                .set_next_token(next)
-                .send()
-                .await
-                .map_err(|e| eb_err("listing the bus's rules", e))?;
-            for r in out.rules() {
-                let name = r.name().unwrap_or_default();
-                let managed = r.managed_by().is_some() || name.starts_with("smartlead-replay-");
-                if !managed && r.state() == Some(&RuleState::Enabled) && r.event_pattern().is_some()
-                {
-                    names.push(name.to_owned());
-                }
-            }
-            next = out.next_token;
-            if next.is_none() {
-                break;
-            }
-        }
-    }
+    let names = if rules.is_empty() {
+        enabled_rules(eb, bus).await?
+    } else {
+        rules.to_vec()
+    };
     if names.is_empty() {
         bail!(
             "bus {bus} has no enabled rule with an event pattern: nothing would receive the replay"
@@ -103,65 +94,8 @@ pub async fn create(
     }
     let mut made = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let made_one = async {
-            let r = eb
-                .describe_rule()
-                .name(name)
-                .event_bus_name(bus)
-                .send()
-                .await
-                .map_err(|e| eb_err(&format!("reading rule {name}"), e))?;
-            let pattern = r
-                .event_pattern()
-                .ok_or_else(|| anyhow!("rule {name} has no event pattern"))?;
-            let scoped = scoped_pattern(pattern, lead, campaign)
-                .and_then(|p| only_replay(&p, prefix))
-                .with_context(|| format!("rule {name}"))?;
-            let targets = eb
-                .list_targets_by_rule()
-                .rule(name)
-                .event_bus_name(bus)
-                .send()
-                .await
-                .map_err(|e| eb_err(&format!("reading rule {name}'s targets"), e))?
-                .targets
-                .unwrap_or_default();
-            let temp = format!("{prefix}-{i}");
-            let arn = eb
-                .put_rule()
-                .name(&temp)
-                .event_bus_name(bus)
-                .event_pattern(scoped)
-                .state(RuleState::Enabled)
-                .description(format!(
-                    "smartlead replay: {name} for one lead or campaign (deleted after the replay)"
-                ))
-                .send()
-                .await
-                .map_err(|e| eb_err(&format!("creating rule {temp}"), e))?
-                .rule_arn
-                .unwrap_or_default();
-            let ids = targets.iter().map(|t| t.id().to_owned()).collect();
-            let t = Temp {
-                name: temp.clone(),
-                arn,
-                targets: ids,
-            };
-            if !targets.is_empty() {
-                let out = eb
-                    .put_targets()
-                    .rule(&temp)
-                    .event_bus_name(bus)
-                    .set_targets(Some(targets))
-                    .send()
-                    .await
-                    .map_err(|e| eb_err(&format!("copying rule {name}'s targets"), e))?;
-                targets_all_taken(&out, &format!("copying rule {name}'s targets"))?;
-            }
-            Ok::<Temp, anyhow::Error>(t)
-        }
-        .await;
-        match made_one {
+        let temp = format!("{prefix}-{i}");
+        match copy_rule(eb, bus, name, &temp, lead, campaign, prefix).await {
             Ok(t) => made.push(t),
             Err(e) => {
                 remove(eb, bus, &made).await;
@@ -170,6 +104,98 @@ pub async fn create(
         }
     }
     Ok(made)
+}
+
+/// The bus's enabled rules with an event pattern, but managed and replay ones.
+async fn enabled_rules(eb: &aws_sdk_eventbridge::Client, bus: &str) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut next = None;
+    loop {
+        let out = eb
+            .list_rules()
+            .event_bus_name(bus)
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| eb_err("listing the bus's rules", e))?;
+        for r in out.rules() {
+            let name = r.name().unwrap_or_default();
+            let managed = r.managed_by().is_some() || name.starts_with("smartlead-replay-");
+            if !managed && r.state() == Some(&RuleState::Enabled) && r.event_pattern().is_some() {
+                names.push(name.to_owned());
+            }
+        }
+        next = out.next_token;
+        if next.is_none() {
+            return Ok(names);
+        }
+    }
+}
+
+/// Rule `name` copied as `temp`, narrowed to the lead or campaign and to
+/// the replay, with the same targets.
+async fn copy_rule(
+    eb: &aws_sdk_eventbridge::Client,
+    bus: &str,
+    name: &str,
+    temp: &str,
+    lead: Option<&str>,
+    campaign: Option<&str>,
+    prefix: &str,
+) -> Result<Temp> {
+    let r = eb
+        .describe_rule()
+        .name(name)
+        .event_bus_name(bus)
+        .send()
+        .await
+        .map_err(|e| eb_err(&format!("reading rule {name}"), e))?;
+    let pattern = r
+        .event_pattern()
+        .ok_or_else(|| anyhow!("rule {name} has no event pattern"))?;
+    let scoped = scoped_pattern(pattern, lead, campaign)
+        .and_then(|p| only_replay(&p, prefix))
+        .with_context(|| format!("rule {name}"))?;
+    let targets = eb
+        .list_targets_by_rule()
+        .rule(name)
+        .event_bus_name(bus)
+        .send()
+        .await
+        .map_err(|e| eb_err(&format!("reading rule {name}'s targets"), e))?
+        .targets
+        .unwrap_or_default();
+    let arn = eb
+        .put_rule()
+        .name(temp)
+        .event_bus_name(bus)
+        .event_pattern(scoped)
+        .state(RuleState::Enabled)
+        .description(format!(
+            "smartlead replay: {name} for one lead or campaign (deleted after the replay)"
+        ))
+        .send()
+        .await
+        .map_err(|e| eb_err(&format!("creating rule {temp}"), e))?
+        .rule_arn
+        .unwrap_or_default();
+    let t = Temp {
+        name: temp.to_owned(),
+        arn,
+        targets: targets.iter().map(|t| t.id().to_owned()).collect(),
+    };
+    if !targets.is_empty() {
+        let out = eb
+            .put_targets()
+            .rule(temp)
+            .event_bus_name(bus)
+            .set_targets(Some(targets))
+            .send()
+            .await
+            .map_err(|e| eb_err(&format!("copying rule {name}'s targets"), e))?;
+        targets_all_taken(&out, &format!("copying rule {name}'s targets"))?;
+    }
+    Ok(t)
 }
 
 /// Deletes the temporary rules (best effort: says what it could not).
@@ -304,15 +330,8 @@ pub async fn lead_events(
     days: i64,
     bar: &indicatif::ProgressBar,
 ) -> Result<Vec<String>> {
-    use smartlead::aws_sdk_sqs::types::QueueAttributeName as Q;
-    let eb = aws_sdk_eventbridge::Client::new(cfg);
     let sqs = smartlead::aws_sdk_sqs::Client::new(cfg);
-    let bus_name = bus.rsplit('/').next().unwrap_or(bus).to_owned();
-    let name = format!(
-        "smartlead-replay-{}-{}",
-        chrono::Utc::now().format("%Y%m%d%H%M%S"),
-        &uuid::Uuid::new_v4().simple().to_string()[..6]
-    );
+    let name = replay_name();
     let queue = sqs
         .create_queue()
         .queue_name(&name)
@@ -321,10 +340,51 @@ pub async fn lead_events(
         .map_err(|e| eb_err("creating a temporary queue", e))?
         .queue_url
         .unwrap_or_default();
-    let result = async {
-        let queue_arn = sqs
+    let replay = LeadReplay {
+        eb: aws_sdk_eventbridge::Client::new(cfg),
+        sqs,
+        archive,
+        bus,
+        bus_name: bus_name(bus),
+        name,
+        queue,
+    };
+    let result = replay.run(email, days, bar).await;
+    let queue = &replay.queue;
+    if let Err(e) = replay.sqs.delete_queue().queue_url(queue).send().await {
+        eprintln!(
+            "could not delete the temporary queue {queue}: {}",
+            smartlead::aws_sdk_sqs::error::DisplayErrorContext(e)
+        );
+    }
+    result
+}
+
+/// One `lead --events` replay: its clients, archive, bus and temporary queue.
+struct LeadReplay<'a> {
+    eb: aws_sdk_eventbridge::Client,
+    sqs: smartlead::aws_sdk_sqs::Client,
+    archive: &'a str,
+    bus: &'a str,
+    bus_name: String,
+    /// The replay's name, also its temporary rule's and queue's.
+    name: String,
+    queue: String,
+}
+
+impl LeadReplay<'_> {
+    /// Creates the rule narrowed to the lead, replays through it, deletes it.
+    async fn run(
+        &self,
+        email: &str,
+        days: i64,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Vec<String>> {
+        use smartlead::aws_sdk_sqs::types::QueueAttributeName as Q;
+        let queue_arn = self
+            .sqs
             .get_queue_attributes()
-            .queue_url(&queue)
+            .queue_url(&self.queue)
             .attribute_names(Q::QueueArn)
             .send()
             .await
@@ -333,11 +393,12 @@ pub async fn lead_events(
             .and_then(|a| a.get(&Q::QueueArn).cloned())
             .unwrap_or_default();
         let pattern = scoped_pattern(r#"{"source":["smartlead.webhooks"]}"#, Some(email), None)
-            .and_then(|p| only_replay(&p, &name))?;
-        let rule_arn = eb
+            .and_then(|p| only_replay(&p, &self.name))?;
+        let rule_arn = self
+            .eb
             .put_rule()
-            .name(&name)
-            .event_bus_name(&bus_name)
+            .name(&self.name)
+            .event_bus_name(&self.bus_name)
             .event_pattern(pattern)
             .state(RuleState::Enabled)
             .description("smartlead lead --events (deleted when it ends)")
@@ -347,106 +408,124 @@ pub async fn lead_events(
             .rule_arn
             .unwrap_or_default();
         let temp = Temp {
-            name: name.clone(),
+            name: self.name.clone(),
             arn: rule_arn.clone(),
             targets: vec!["q".into()],
         };
-        let inner = async {
-            let policy = json!({
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Effect": "Allow",
-                    "Principal": {"Service": "events.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}
-                }]
-            });
-            sqs.set_queue_attributes()
-                .queue_url(&queue)
-                .attributes(Q::Policy, policy.to_string())
-                .send()
-                .await
-                .map_err(|e| eb_err("allowing the rule to the queue", e))?;
-            let out = eb
-                .put_targets()
-                .rule(&name)
-                .event_bus_name(&bus_name)
-                .targets(
-                    aws_sdk_eventbridge::types::Target::builder()
-                        .id("q")
-                        .arn(&queue_arn)
-                        .build()
-                        .map_err(|e| anyhow!("{e}"))?,
-                )
-                .send()
-                .await
-                .map_err(|e| eb_err("pointing the rule at the queue", e))?;
-            targets_all_taken(&out, "pointing the rule at the queue")?;
-            let now = chrono::Utc::now().timestamp_millis();
-            let t = aws_sdk_eventbridge::primitives::DateTime::from_millis;
-            eb.start_replay()
-                .replay_name(&name)
-                .event_source_arn(archive)
-                .event_start_time(t(now - days * 86_400_000))
-                .event_end_time(t(now))
-                .destination(
-                    aws_sdk_eventbridge::types::ReplayDestination::builder()
-                        .arn(bus)
-                        .filter_arns(&rule_arn)
-                        .build()
-                        .map_err(|e| anyhow!("{e}"))?,
-                )
-                .send()
-                .await
-                .map_err(|e| eb_err("starting the replay", e))?;
-            let state = wait(&eb, &name, bar).await?;
-            if !state.starts_with("COMPLETED") {
-                bail!("replay {name} ended {state}");
-            }
-            // Deliveries trail the replay's end by a moment.
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            let mut lines = Vec::new();
-            loop {
-                let got = sqs
-                    .receive_message()
-                    .queue_url(&queue)
-                    .max_number_of_messages(10)
-                    .wait_time_seconds(1)
-                    .send()
-                    .await
-                    .map_err(|e| eb_err("reading the temporary queue", e))?
-                    .messages
-                    .unwrap_or_default();
-                if got.is_empty() {
-                    break;
-                }
-                for m in got {
-                    lines.extend(event_line(m.body().unwrap_or_default()));
-                    let _ = sqs
-                        .delete_message()
-                        .queue_url(&queue)
-                        .set_receipt_handle(m.receipt_handle)
-                        .send()
-                        .await;
-                }
-            }
-            lines.sort();
-            lines.dedup();
-            Ok::<Vec<String>, anyhow::Error>(lines.into_iter().map(|(_, l)| l).collect())
-        }
-        .await;
-        remove(&eb, &bus_name, &[temp]).await;
+        let inner = self.deliver(&queue_arn, &rule_arn, days, bar).await;
+        remove(&self.eb, &self.bus_name, &[temp]).await;
         inner
     }
-    .await;
-    if let Err(e) = sqs.delete_queue().queue_url(&queue).send().await {
-        eprintln!(
-            "could not delete the temporary queue {queue}: {}",
-            smartlead::aws_sdk_sqs::error::DisplayErrorContext(e)
-        );
+
+    /// Points the rule at the queue, replays the last `days` through it and
+    /// reads what arrived.
+    async fn deliver(
+        &self,
+        queue_arn: &str,
+        rule_arn: &str,
+        days: i64,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Vec<String>> {
+        self.point_rule_at_queue(queue_arn, rule_arn).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let t = aws_sdk_eventbridge::primitives::DateTime::from_millis;
+        self.eb
+            .start_replay()
+            .replay_name(&self.name)
+            .event_source_arn(self.archive)
+            .event_start_time(t(now - days * 86_400_000))
+            .event_end_time(t(now))
+            .destination(
+                aws_sdk_eventbridge::types::ReplayDestination::builder()
+                    .arn(self.bus)
+                    .filter_arns(rule_arn)
+                    .build()
+                    .map_err(|e| anyhow!("{e}"))?,
+            )
+            .send()
+            .await
+            .map_err(|e| eb_err("starting the replay", e))?;
+        let state = wait(&self.eb, &self.name, bar).await?;
+        if !state.starts_with("COMPLETED") {
+            bail!("replay {} ended {state}", self.name);
+        }
+        // Deliveries trail the replay's end by a moment.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        self.drain().await
     }
-    result
+
+    /// Lets the rule send to the queue, and makes the queue its target.
+    async fn point_rule_at_queue(&self, queue_arn: &str, rule_arn: &str) -> Result<()> {
+        use smartlead::aws_sdk_sqs::types::QueueAttributeName as Q;
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}
+            }]
+        });
+        self.sqs
+            .set_queue_attributes()
+            .queue_url(&self.queue)
+            .attributes(Q::Policy, policy.to_string())
+            .send()
+            .await
+            .map_err(|e| eb_err("allowing the rule to the queue", e))?;
+        let out = self
+            .eb
+            .put_targets()
+            .rule(&self.name)
+            .event_bus_name(&self.bus_name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("q")
+                    .arn(queue_arn)
+                    .build()
+                    .map_err(|e| anyhow!("{e}"))?,
+            )
+            .send()
+            .await
+            .map_err(|e| eb_err("pointing the rule at the queue", e))?;
+        targets_all_taken(&out, "pointing the rule at the queue")
+    }
+
+    /// The event lines of every message the queue holds (each deleted once
+    /// read), in order, without repeats.
+    async fn drain(&self) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .map_err(|e| eb_err("reading the temporary queue", e))?
+                .messages
+                .unwrap_or_default();
+            if got.is_empty() {
+                break;
+            }
+            for m in got {
+                lines.extend(event_line(m.body().unwrap_or_default()));
+                let _ = self
+                    .sqs
+                    .delete_message()
+                    .queue_url(&self.queue)
+                    .set_receipt_handle(m.receipt_handle)
+                    .send()
+                    .await;
+            }
+        }
+        lines.sort();
+        lines.dedup();
+        Ok(lines.into_iter().map(|(_, l)| l).collect())
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! whose rendering and verdict ([`attention`]) are plain functions.
 
 use crate::ops::{Stack, StackArgs};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StateValue};
 use serde::Serialize;
 use serde_json::Value;
@@ -174,12 +174,7 @@ async fn depth(stack: &Stack, url: &str) -> Result<(u64, u64)> {
         .attribute_names(Q::ApproximateNumberOfMessagesNotVisible)
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "reading queue {url}: {}",
-                smartlead::aws_sdk_sqs::error::DisplayErrorContext(e)
-            )
-        })?
+        .map_err(crate::aws_err(format!("reading queue {url}")))?
         .attributes
         .unwrap_or_default();
     let n = |k: Q| a.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -189,24 +184,27 @@ async fn depth(stack: &Stack, url: &str) -> Result<(u64, u64)> {
     ))
 }
 
-/// The newest item of a partition.
-async fn newest(stack: &Stack, pk: &str) -> Result<Option<Value>> {
-    let r = stack
+/// A query of the stack's table within partition `pk` (`:pk`).
+fn partition_query(
+    stack: &Stack,
+    pk: &str,
+) -> smartlead::aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    stack
         .ddb
         .query()
         .table_name(&stack.table)
-        .key_condition_expression("pk = :pk")
         .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+}
+
+/// The newest item of a partition.
+async fn newest(stack: &Stack, pk: &str) -> Result<Option<Value>> {
+    let r = partition_query(stack, pk)
+        .key_condition_expression("pk = :pk")
         .scan_index_forward(false)
         .limit(1)
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "reading {pk}: {}",
-                smartlead::aws_sdk_dynamodb::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(crate::aws_err(format!("reading {pk}")))?;
     Ok(r.items()
         .first()
         .map(smartlead::adapters::aws::dynamodb::item_to_json))
@@ -217,23 +215,14 @@ async fn count_since(stack: &Stack, pk: &str, since: &str) -> Result<u64> {
     let mut n = 0u64;
     let mut start = None;
     loop {
-        let r = stack
-            .ddb
-            .query()
-            .table_name(&stack.table)
+        let r = partition_query(stack, pk)
             .key_condition_expression("pk = :pk AND sk >= :t")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
             .expression_attribute_values(":t", AttributeValue::S(since.to_owned()))
             .select(Select::Count)
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "counting {pk}: {}",
-                    smartlead::aws_sdk_dynamodb::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(crate::aws_err(format!("counting {pk}")))?;
         n += r.count().max(0) as u64;
         start = r.last_evaluated_key;
         if start.is_none() {
@@ -247,6 +236,32 @@ fn ago(secs: i64) -> String {
     (chrono::Utc::now() - chrono::Duration::seconds(secs))
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
+}
+
+/// One metric's statistic over periods of `period` seconds, as query `id`.
+fn metric_query(
+    id: String,
+    ns: &str,
+    name: &str,
+    dims: &[(&str, &str)],
+    period: i32,
+    stat: &str,
+) -> MetricDataQuery {
+    let mut m = Metric::builder().namespace(ns).metric_name(name);
+    for (k, v) in dims {
+        m = m.dimensions(Dimension::builder().name(*k).value(*v).build());
+    }
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(m.build())
+                .period(period)
+                .stat(stat)
+                .build(),
+        )
+        .return_data(true)
+        .build()
 }
 
 /// Sums of the [`COUNTS`] metrics (and the queue's oldest age) over
@@ -268,26 +283,8 @@ async fn metric_sums(
         .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
             end * 1000,
         ));
-    let query =
-        |id: String, ns: &str, name: &str, dims: &[(&str, &str)], period: i32, stat: &str| {
-            let mut m = Metric::builder().namespace(ns).metric_name(name);
-            for (k, v) in dims {
-                m = m.dimensions(Dimension::builder().name(*k).value(*v).build());
-            }
-            MetricDataQuery::builder()
-                .id(id)
-                .metric_stat(
-                    MetricStat::builder()
-                        .metric(m.build())
-                        .period(period)
-                        .stat(stat)
-                        .build(),
-                )
-                .return_data(true)
-                .build()
-        };
     for (i, (_, name, dims)) in COUNTS.iter().enumerate() {
-        req = req.metric_data_queries(query(
+        req = req.metric_data_queries(metric_query(
             format!("c{i}"),
             smartlead::metrics::DEFAULT_NAMESPACE,
             name,
@@ -296,7 +293,7 @@ async fn metric_sums(
             "Sum",
         ));
     }
-    req = req.metric_data_queries(query(
+    req = req.metric_data_queries(metric_query(
         "age".into(),
         "AWS/SQS",
         "ApproximateAgeOfOldestMessage",
@@ -304,16 +301,23 @@ async fn metric_sums(
         60,
         "Maximum",
     ));
+    read_metric_sums(req).await
+}
+
+/// The sums (by label) and the age [`metric_sums`] asks for, every page.
+async fn read_metric_sums(
+    req: aws_sdk_cloudwatch::operation::get_metric_data::builders::GetMetricDataFluentBuilder,
+) -> Result<(BTreeMap<String, f64>, Option<f64>)> {
     let mut sums = BTreeMap::new();
     let mut age = None;
     let mut next = None;
     loop {
-        let out = req.clone().set_next_token(next).send().await.map_err(|e| {
-            anyhow!(
-                "reading metrics: {}",
-                aws_sdk_cloudwatch::error::DisplayErrorContext(e)
-            )
-        })?;
+        let out = req
+            .clone()
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(crate::aws_err("reading metrics"))?;
         for r in out.metric_data_results() {
             let id = r.id().unwrap_or_default();
             if id == "age" {
@@ -354,12 +358,7 @@ async fn alarms(
             .set_next_token(next)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "reading alarms: {}",
-                    aws_sdk_cloudwatch::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(crate::aws_err("reading alarms"))?;
         for a in out.metric_alarms() {
             let name = a.alarm_name().unwrap_or_default();
             let ours = name.starts_with(&format!("{stack}-"))

@@ -180,12 +180,7 @@ async fn live(
             .log_group_name_prefix(name)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "reading log group {name}: {}",
-                    aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(crate::aws_err(format!("reading log group {name}")))?;
         let arn = out
             .log_groups()
             .iter()
@@ -269,12 +264,7 @@ impl Poller {
                     .set_next_token(next)
                     .send()
                     .await
-                    .map_err(|e| {
-                        anyhow!(
-                            "reading log group {group}: {}",
-                            aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
-                        )
-                    })?;
+                    .map_err(crate::aws_err(format!("reading log group {group}")))?;
                 for e in out.events() {
                     let id = e.event_id().unwrap_or_default().to_owned();
                     if !self.seen[i].insert(id) {
@@ -316,31 +306,10 @@ pub fn local_files(ingest_ports: &[u16], consumer_port: u16) -> Vec<(String, Pat
 
 /// Follows local log files (from their start) until `until` (or forever).
 pub async fn local(files: Vec<(String, PathBuf)>, f: &Filters, until: Option<Instant>) {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut offsets = vec![0u64; files.len()];
-    let mut partial = vec![String::new(); files.len()];
+    let mut follow = local_aws::Follow::new(files.iter().map(|(_, p)| p.clone()).collect());
     loop {
-        for (i, (source, path)) in files.iter().enumerate() {
-            let Ok(mut file) = std::fs::File::open(path) else {
-                continue;
-            };
-            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-            if len < offsets[i] {
-                offsets[i] = 0; // restarted: the file was truncated
-            }
-            if len == offsets[i] || file.seek(SeekFrom::Start(offsets[i])).is_err() {
-                continue;
-            }
-            let mut buf = Vec::new();
-            if file.read_to_end(&mut buf).is_err() {
-                continue;
-            }
-            offsets[i] += buf.len() as u64;
-            partial[i].push_str(&String::from_utf8_lossy(&buf));
-            while let Some(nl) = partial[i].find('\n') {
-                let line: String = partial[i].drain(..=nl).collect();
-                emit(source, &line, f);
-            }
+        for (i, line) in follow.lines() {
+            emit(&files[i].0, &line, f);
         }
         if until.is_some_and(|u| Instant::now() >= u) {
             return;

@@ -7,6 +7,8 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 const KEY: &str = "sl-test-key-0123456789";
+/// The deployed webhook URL the test stacks name, less its secret.
+const WEBHOOK_BASE: &str = "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead";
 
 fn moto() -> &'static local_aws::Service {
     static S: OnceLock<local_aws::Service> = OnceLock::new();
@@ -34,6 +36,42 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// `smartlead` on AWS alone: no SmartLead API, no key.
+async fn aws_only(args: &[&str]) -> Output {
+    smartlead(args, "http://unused", None).await
+}
+
+/// A stack in moto with queues `Q` and `D` and the outputs given.
+async fn create_stack(cfg: &aws_config::SdkConfig, stack: &str, outputs: &[(&str, Value)]) {
+    let outputs: serde_json::Map<String, Value> = outputs
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!({ "Value": v })))
+        .collect();
+    let template = json!({
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}, "D": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": outputs
+    });
+    aws_sdk_cloudformation::Client::new(cfg)
+        .create_stack()
+        .stack_name(stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A SecureString parameter in moto, as the webhook secret is kept.
+async fn put_secret(cfg: &aws_config::SdkConfig, param: &str, value: &str) {
+    aws_sdk_ssm::Client::new(cfg)
+        .put_parameter()
+        .name(param)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -142,15 +180,46 @@ async fn sqs() -> smartlead::aws_sdk_sqs::Client {
     )
 }
 
-/// A new queue in moto, named for this process.
-async fn queue(sqs: &smartlead::aws_sdk_sqs::Client, name: &str) -> String {
-    sqs.create_queue()
-        .queue_name(format!("{name}-{}", std::process::id()))
+/// The first message a queue gives, with all its attributes.
+async fn first_message(
+    sqs: &smartlead::aws_sdk_sqs::Client,
+    queue: &str,
+) -> smartlead::aws_sdk_sqs::types::Message {
+    sqs.receive_message()
+        .queue_url(queue)
+        .message_attribute_names("All")
         .send()
         .await
         .unwrap()
-        .queue_url
+        .messages
         .unwrap()
+        .remove(0)
+}
+
+/// A message onto a queue.
+async fn send(sqs: &smartlead::aws_sdk_sqs::Client, queue: &str, body: &str) {
+    sqs.send_message()
+        .queue_url(queue)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A state table in moto, named for `name` and this process.
+async fn moto_table(name: &str) -> (smartlead::aws_sdk_dynamodb::Client, String) {
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    let table = format!("{name}-{}", std::process::id());
+    smartlead::adapters::aws::dynamodb::create_table(&ddb, &table)
+        .await
+        .unwrap();
+    (ddb, table)
+}
+
+/// A new queue in moto, named for this process.
+async fn queue(sqs: &smartlead::aws_sdk_sqs::Client, name: &str) -> String {
+    test_support::create_queue(sqs, &format!("{name}-{}", std::process::id())).await
 }
 
 async fn depth(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> String {
@@ -166,50 +235,57 @@ async fn depth(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> String {
         .clone()
 }
 
+/// Runs `redrive` from `dlq` to `queue` and checks all `n` messages moved.
+async fn redrive_moves_all(sqs: &smartlead::aws_sdk_sqs::Client, dlq: &str, queue: &str, n: usize) {
+    let o = aws_only(&["redrive", "--dlq-url", dlq, "--queue-url", queue]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("moved {n} message(s)")),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(depth(sqs, queue).await, n.to_string());
+    assert_eq!(depth(sqs, dlq).await, "0");
+}
+
+/// A message with one string attribute.
+async fn send_with_attribute(
+    sqs: &smartlead::aws_sdk_sqs::Client,
+    queue: &str,
+    body: String,
+    (name, value): (&str, &str),
+) {
+    sqs.send_message()
+        .queue_url(queue)
+        .message_body(body)
+        .message_attributes(
+            name,
+            smartlead::aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn redrive_moves_every_dlq_message_back_with_its_attributes() {
     let sqs = sqs().await;
     let (queue, dlq) = (queue(&sqs, "cli-queue").await, queue(&sqs, "cli-dlq").await);
     for i in 0..25 {
-        sqs.send_message()
-            .queue_url(&dlq)
-            .message_body(format!("{{\"event_type\":\"EMAIL_OPEN\",\"n\":{i}}}"))
-            .message_attributes(
-                "event_type",
-                smartlead::aws_sdk_sqs::types::MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value("EMAIL_OPEN")
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        send_with_attribute(
+            &sqs,
+            &dlq,
+            format!("{{\"event_type\":\"EMAIL_OPEN\",\"n\":{i}}}"),
+            ("event_type", "EMAIL_OPEN"),
+        )
+        .await;
     }
-    let o = smartlead(
-        &["redrive", "--dlq-url", &dlq, "--queue-url", &queue],
-        "http://unused",
-        None,
-    )
-    .await;
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("moved 25 message(s)"),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(depth(&sqs, &queue).await, "25");
-    assert_eq!(depth(&sqs, &dlq).await, "0");
-    let m = sqs
-        .receive_message()
-        .queue_url(&queue)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap()
-        .remove(0);
+    redrive_moves_all(&sqs, &dlq, &queue, 25).await;
+    let m = first_message(&sqs, &queue).await;
     assert_eq!(
         m.message_attributes().unwrap()["event_type"].string_value(),
         Some("EMAIL_OPEN")
@@ -218,58 +294,78 @@ async fn redrive_moves_every_dlq_message_back_with_its_attributes() {
 
 #[tokio::test]
 async fn the_stack_outputs_give_the_url_with_its_secret_and_the_queues() {
+    let (_, stack) = webhook_stack("cli-stack", "a b/c", &stack_queues()).await;
+    assert_eq!(
+        registered_url(&stack).await,
+        "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/a%20b%2Fc"
+    );
+    let o = aws_only(&["redrive", "--stack", &stack]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("moved 0 message(s)"));
+}
+
+/// The outputs naming a state table, a queue and a DLQ.
+fn table_and_queues(table: &str, queue: &str, dlq: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("StateTableName", json!(table)),
+        ("QueueUrl", json!(queue)),
+        ("DeadLetterQueueUrl", json!(dlq)),
+    ]
+}
+
+/// The outputs naming a test stack's queues `Q` and `D`.
+fn stack_queues() -> [(&'static str, Value); 2] {
+    [
+        ("QueueUrl", json!({"Ref": "Q"})),
+        ("DeadLetterQueueUrl", json!({"Ref": "D"})),
+    ]
+}
+
+/// A secret parameter holding `secret` and a stack with its webhook URL
+/// and parameter name among its outputs, both named for `name` and this
+/// process: their names.
+async fn webhook_stack(name: &str, secret: &str, outputs: &[(&str, Value)]) -> (String, String) {
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
-    let ssm = aws_sdk_ssm::Client::new(&cfg);
-    let param = format!("/cli-test-{}/secret", std::process::id());
-    ssm.put_parameter()
-        .name(&param)
-        .value("a b/c")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
-    let stack = format!("cli-stack-{}", std::process::id());
-    let template = json!({
-        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}, "D": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {
-            "WebhookUrl": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/<secret>"},
-            "WebhookSecretParameterName": {"Value": param},
-            "QueueUrl": {"Value": {"Ref": "Q"}},
-            "DeadLetterQueueUrl": {"Value": {"Ref": "D"}}
-        }
-    });
-    aws_sdk_cloudformation::Client::new(&cfg)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
+    let param = format!("/{name}-{}/secret", std::process::id());
+    put_secret(&cfg, &param, secret).await;
+    let stack = format!("{name}-{}", std::process::id());
+    let mut all = vec![
+        ("WebhookUrl", json!(format!("{WEBHOOK_BASE}/<secret>"))),
+        ("WebhookSecretParameterName", json!(param)),
+    ];
+    all.extend_from_slice(outputs);
+    create_stack(&cfg, &stack, &all).await;
+    (param, stack)
+}
+
+/// The URL `register --stack` gives SmartLead for a campaign webhook.
+async fn registered_url(stack: &str) -> Value {
     let api = StandIn::start().await;
     let o = smartlead(
-        &["register", "--campaign", "9", "--stack", &stack],
+        &["register", "--campaign", "9", "--stack", stack],
         &api.url,
         Some(KEY),
     )
     .await;
     assert!(o.status.success(), "{}", text(&o));
     let body: Value = serde_json::from_str(&api.recorded()[0].body).unwrap();
-    assert_eq!(
-        body["webhook_url"],
-        "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/a%20b%2Fc"
-    );
-    let o = smartlead(&["redrive", "--stack", &stack], "http://unused", None).await;
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("moved 0 message(s)"));
+    body["webhook_url"].clone()
 }
 
-#[tokio::test]
-async fn replay_starts_an_archive_replay_onto_the_bus() {
-    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
-    let eb = aws_sdk_eventbridge::Client::new(&cfg);
-    let bus = eb
+/// A test bus and the archive of everything it gets.
+struct TestBus {
+    name: String,
+    arn: String,
+    archive: String,
+}
+
+/// A bus and its archive, named for `name` and this process.
+async fn bus_with_archive(eb: &aws_sdk_eventbridge::Client, name: &str) -> TestBus {
+    let bus_name = format!("{name}-bus-{}", std::process::id());
+    let archive_name = format!("{name}-archive-{}", std::process::id());
+    let arn = eb
         .create_event_bus()
-        .name(format!("cli-bus-{}", std::process::id()))
+        .name(&bus_name)
         .send()
         .await
         .unwrap()
@@ -277,27 +373,87 @@ async fn replay_starts_an_archive_replay_onto_the_bus() {
         .unwrap();
     let archive = eb
         .create_archive()
-        .archive_name(format!("cli-archive-{}", std::process::id()))
-        .event_source_arn(&bus)
+        .archive_name(archive_name)
+        .event_source_arn(&arn)
         .send()
         .await
         .unwrap()
         .archive_arn
         .unwrap();
-    let o = smartlead(
-        &[
-            "replay",
-            "--archive-arn",
-            &archive,
-            "--bus-arn",
-            &bus,
-            "--from",
-            "2025-01-01T00:00:00Z",
-            "--to",
-            "2025-02-01T00:00:00Z",
-        ],
-        "http://unused",
-        None,
+    TestBus {
+        name: bus_name,
+        arn,
+        archive,
+    }
+}
+
+/// `replay` of the bus' archive onto the bus with `flags` (`--from ...`,
+/// separated by spaces).
+async fn replay_archive(bus: &TestBus, flags: &str) -> Output {
+    let mut args = vec![
+        "replay",
+        "--archive-arn",
+        &bus.archive,
+        "--bus-arn",
+        &bus.arn,
+    ];
+    args.extend(flags.split_whitespace());
+    aws_only(&args).await
+}
+
+async fn describe_replay(
+    eb: &aws_sdk_eventbridge::Client,
+    name: &str,
+) -> aws_sdk_eventbridge::operation::describe_replay::DescribeReplayOutput {
+    eb.describe_replay().replay_name(name).send().await.unwrap()
+}
+
+/// No temporary replay rule is left on the bus.
+async fn assert_no_replay_rules(eb: &aws_sdk_eventbridge::Client, bus_name: &str) {
+    let left = eb
+        .list_rules()
+        .event_bus_name(bus_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        left.rules().iter().all(|r| !r
+            .name()
+            .unwrap_or_default()
+            .starts_with("smartlead-replay-")),
+        "{left:?}"
+    );
+}
+
+/// A pipeline event put on the bus.
+async fn put_event(
+    eb: &aws_sdk_eventbridge::Client,
+    bus_name: &str,
+    detail_type: &str,
+    detail: Value,
+) {
+    eb.put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .event_bus_name(bus_name)
+                .source("smartlead.webhooks")
+                .detail_type(detail_type)
+                .detail(detail.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn replay_starts_an_archive_replay_onto_the_bus() {
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
+    let eb = aws_sdk_eventbridge::Client::new(&cfg);
+    let bus = bus_with_archive(&eb, "cli").await;
+    let o = replay_archive(
+        &bus,
+        "--from 2025-01-01T00:00:00Z --to 2025-02-01T00:00:00Z",
     )
     .await;
     assert!(o.status.success(), "{}", text(&o));
@@ -307,28 +463,10 @@ async fn replay_starts_an_archive_replay_onto_the_bus() {
         .nth(1)
         .expect("replay name")
         .to_owned();
-    let r = eb
-        .describe_replay()
-        .replay_name(&name)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.event_source_arn(), Some(archive.as_str()));
-    assert_eq!(r.destination().map(|d| d.arn()), Some(bus.as_str()));
-    let o = smartlead(
-        &[
-            "replay",
-            "--archive-arn",
-            &archive,
-            "--bus-arn",
-            &bus,
-            "--from",
-            "yesterday",
-        ],
-        "http://unused",
-        None,
-    )
-    .await;
+    let r = describe_replay(&eb, &name).await;
+    assert_eq!(r.event_source_arn(), Some(bus.archive.as_str()));
+    assert_eq!(r.destination().map(|d| d.arn()), Some(bus.arn.as_str()));
+    let o = replay_archive(&bus, "--from yesterday").await;
     assert!(!o.status.success());
     assert!(text(&o).contains("RFC 3339"));
 }
@@ -345,47 +483,37 @@ async fn redrive_packs_batches_by_size_and_counts_exactly() {
             "{{\"event_type\":\"EMAIL_REPLY\",\"n\":{i},\"pad\":\"{}\"}}",
             "x".repeat(kb * 1024)
         );
-        sqs.send_message()
-            .queue_url(&dlq)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+        send(&sqs, &dlq, &body).await;
     }
-    let o = smartlead(
-        &["redrive", "--dlq-url", &dlq, "--queue-url", &queue],
-        "http://unused",
-        None,
-    )
-    .await;
-    assert!(o.status.success(), "{}", text(&o));
+    redrive_moves_all(&sqs, &dlq, &queue, 11).await;
+}
+
+/// A redrive that moved `moved` messages and refused `refused`: it failed.
+fn assert_moved_and_refused(o: &Output, moved: usize, refused: usize) {
+    assert!(!o.status.success(), "{}", text(o));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("moved 11 message(s)"),
+        String::from_utf8_lossy(&o.stdout).contains(&format!("moved {moved} message(s)")),
         "{}",
-        text(&o)
+        text(o)
     );
-    assert_eq!(depth(&sqs, &queue).await, "11");
-    assert_eq!(depth(&sqs, &dlq).await, "0");
+    assert!(
+        text(o).contains(&format!("{refused} message(s) refused")),
+        "{}",
+        text(o)
+    );
 }
 
 /// Puts messages in `dlq`, one per age in days (by the ingest's `received_at`).
 async fn old_messages(sqs: &smartlead::aws_sdk_sqs::Client, dlq: &str, ages: &[i64]) {
     for (i, age) in ages.iter().enumerate() {
         let at = chrono::Utc::now() - chrono::Duration::days(*age);
-        sqs.send_message()
-            .queue_url(dlq)
-            .message_body(format!("{{\"event_type\":\"EMAIL_OPEN\",\"n\":{i}}}"))
-            .message_attributes(
-                "received_at",
-                smartlead::aws_sdk_sqs::types::MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(at.to_rfc3339())
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        send_with_attribute(
+            sqs,
+            dlq,
+            format!("{{\"event_type\":\"EMAIL_OPEN\",\"n\":{i}}}"),
+            ("received_at", &at.to_rfc3339()),
+        )
+        .await;
     }
 }
 
@@ -399,7 +527,7 @@ async fn redrive_refuses_messages_older_than_their_dedup_markers_unless_forced()
         async move {
             let mut args = vec!["redrive", "--dlq-url", &dlq, "--queue-url", &queue];
             args.extend_from_slice(extra);
-            smartlead(&args, "http://unused", None).await
+            aws_only(&args).await
         }
     };
     // A 20-day TTL: only what is younger than 15 days moves.
@@ -418,13 +546,7 @@ async fn redrive_refuses_messages_older_than_their_dedup_markers_unless_forced()
     );
     // The default TTL (the template's): the 30-day one moves.
     let o = run(&[]).await;
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("moved 1 message(s)"),
-        "{}",
-        text(&o)
-    );
-    assert!(text(&o).contains("2 message(s) refused"), "{}", text(&o));
+    assert_moved_and_refused(&o, 1, 2);
     assert_eq!(depth(&sqs, &dlq).await, "2");
     // Forced: the rest.
     let o = run(&["--force"]).await;
@@ -443,21 +565,8 @@ async fn redrive_reads_the_dedup_ttl_from_the_stack() {
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let sqs = sqs().await;
     let stack = format!("cli-ttl-stack-{}", std::process::id());
-    let template = json!({
-        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}, "D": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {
-            "QueueUrl": {"Value": {"Ref": "Q"}},
-            "DeadLetterQueueUrl": {"Value": {"Ref": "D"}},
-            "DedupTtlDays": {"Value": "10"}
-        }
-    });
-    aws_sdk_cloudformation::Client::new(&cfg)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
+    let [queue, dlq] = stack_queues();
+    create_stack(&cfg, &stack, &[queue, dlq, ("DedupTtlDays", json!("10"))]).await;
     let o = aws_sdk_cloudformation::Client::new(&cfg)
         .describe_stacks()
         .stack_name(&stack)
@@ -476,14 +585,8 @@ async fn redrive_reads_the_dedup_ttl_from_the_stack() {
     let (queue, dlq) = (url("QueueUrl"), url("DeadLetterQueueUrl"));
     // 10 days less the 5-day margin: the 7-day-old message stays.
     old_messages(&sqs, &dlq, &[1, 7]).await;
-    let o = smartlead(&["redrive", "--stack", &stack], "http://unused", None).await;
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("moved 1 message(s)"),
-        "{}",
-        text(&o)
-    );
-    assert!(text(&o).contains("1 message(s) refused"), "{}", text(&o));
+    let o = aws_only(&["redrive", "--stack", &stack]).await;
+    assert_moved_and_refused(&o, 1, 1);
     assert!(text(&o).contains("TTL, 10 days"), "{}", text(&o));
     assert_eq!(depth(&sqs, &queue).await, "1");
     assert_eq!(depth(&sqs, &dlq).await, "1");
@@ -508,43 +611,10 @@ async fn ids_that_are_not_numbers_never_reach_a_request() {
 
 #[tokio::test]
 async fn a_secret_with_a_trailing_newline_and_base64_characters_registers_a_working_url() {
-    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
-    let ssm = aws_sdk_ssm::Client::new(&cfg);
-    let param = format!("/cli-b64-{}/secret", std::process::id());
-    ssm.put_parameter()
-        .name(&param)
-        .value("Ab+c/d9z=\n")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
-    let stack = format!("cli-b64-{}", std::process::id());
-    let template = json!({
-        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {
-            "WebhookUrl": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/<secret>"},
-            "WebhookSecretParameterName": {"Value": param}
-        }
-    });
-    aws_sdk_cloudformation::Client::new(&cfg)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
-    let api = StandIn::start().await;
-    let o = smartlead(
-        &["register", "--campaign", "9", "--stack", &stack],
-        &api.url,
-        Some(KEY),
-    )
-    .await;
-    assert!(o.status.success(), "{}", text(&o));
-    let body: Value = serde_json::from_str(&api.recorded()[0].body).unwrap();
+    let (_, stack) = webhook_stack("cli-b64", "Ab+c/d9z=\n", &[]).await;
     // Trimmed as the ingest trims it, one path segment, decodable once.
     assert_eq!(
-        body["webhook_url"],
+        registered_url(&stack).await,
         "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/Ab%2Bc%2Fd9z%3D"
     );
 }
@@ -553,14 +623,7 @@ async fn a_secret_with_a_trailing_newline_and_base64_characters_registers_a_work
 async fn rotate_secret_writes_the_next_secret_re_registers_and_finishes() {
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let ssm = aws_sdk_ssm::Client::new(&cfg);
-    let param = format!("/cli-rotate-{}/secret", std::process::id());
-    ssm.put_parameter()
-        .name(&param)
-        .value("old-secret")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    let (param, stack) = webhook_stack("cli-rotate", "old-secret", &[]).await;
     let read = || async {
         ssm.get_parameter()
             .name(&param)
@@ -573,21 +636,6 @@ async fn rotate_secret_writes_the_next_secret_re_registers_and_finishes() {
             .value
             .unwrap()
     };
-    let stack = format!("cli-rotate-{}", std::process::id());
-    let template = json!({
-        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {
-            "WebhookUrl": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead/<secret>"},
-            "WebhookSecretParameterName": {"Value": param}
-        }
-    });
-    aws_sdk_cloudformation::Client::new(&cfg)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
     let api = StandIn::start().await;
     let rotate = |extra: &[&str]| {
         let mut args = vec![
@@ -738,14 +786,14 @@ async fn lead_shows_every_item_of_a_local_lead_readably_and_as_json() {
         a.extend_from_slice(extra);
         a
     };
-    let o = smartlead(&args(&[]), "http://unused", None).await;
+    let o = aws_only(&args(&[])).await;
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     for want in ["campaign ", "profile", "open task: campaign ", "replies"] {
         assert!(out.contains(want), "{want} missing in\n{out}");
     }
     assert!(!out.contains("SUPPRESSED"), "{out}");
-    let o = smartlead(&args(&["--json"]), "http://unused", None).await;
+    let o = aws_only(&args(&["--json"])).await;
     assert!(o.status.success(), "{}", text(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["pk"], "LEAD#jane.doe@acme-corp.com");
@@ -755,72 +803,28 @@ async fn lead_shows_every_item_of_a_local_lead_readably_and_as_json() {
     assert!(items.keys().any(|k| k.starts_with("CAMPAIGN#")), "{v}");
 
     // The bounced lead is suppressed; an unknown one has nothing.
-    let o = smartlead(
-        &[
-            "lead",
-            "gone@defunct-startup.example",
-            "--local",
-            "--dynamodb-port",
-            &port,
-        ],
-        "http://unused",
-        None,
-    )
-    .await;
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("SUPPRESSED"), "{}", text(&o));
-    let o = smartlead(
-        &[
-            "lead",
-            "nobody@nowhere.example",
-            "--local",
-            "--dynamodb-port",
-            &port,
-        ],
-        "http://unused",
-        None,
-    )
-    .await;
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("no items"), "{}", text(&o));
+    for (lead, want) in [
+        ("gone@defunct-startup.example", "SUPPRESSED"),
+        ("nobody@nowhere.example", "no items"),
+    ] {
+        let o = aws_only(&["lead", lead, "--local", "--dynamodb-port", &port]).await;
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains(want), "{}", text(&o));
+    }
 }
 
 #[tokio::test]
 async fn lead_reads_the_table_named_by_the_deployed_stack() {
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
-    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    let table = format!("cli-state-{}", std::process::id());
-    smartlead::adapters::aws::dynamodb::create_table(&ddb, &table)
-        .await
-        .unwrap();
+    let (ddb, table) = moto_table("cli-state").await;
     apply_fixtures(&ddb, &table, &["email_reply.json"]).await;
     let stack = format!("cli-lead-stack-{}", std::process::id());
-    let template = json!({
-        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {"StateTableName": {"Value": table}}
-    });
-    aws_sdk_cloudformation::Client::new(&cfg)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
-    let o = smartlead(
-        &["lead", "jane.doe@acme-corp.com", "--stack", &stack],
-        "http://unused",
-        None,
-    )
-    .await;
+    create_stack(&cfg, &stack, &[("StateTableName", json!(table))]).await;
+    let o = aws_only(&["lead", "jane.doe@acme-corp.com", "--stack", &stack]).await;
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("replies"), "{}", text(&o));
     // A stack without the output: said so, not a panic.
-    let o = smartlead(
-        &["lead", "jane.doe@acme-corp.com", "--stack", "no-such-stack"],
-        "http://unused",
-        None,
-    )
-    .await;
+    let o = aws_only(&["lead", "jane.doe@acme-corp.com", "--stack", "no-such-stack"]).await;
     assert!(!o.status.success());
     assert!(text(&o).contains("no-such-stack"), "{}", text(&o));
 }
@@ -857,34 +861,11 @@ async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() 
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let sqs = sqs().await;
     let (queue, dlq) = (queue(&sqs, "st-queue").await, queue(&sqs, "st-dlq").await);
-    sqs.send_message()
-        .queue_url(&dlq)
-        .message_body("{}")
-        .send()
-        .await
-        .unwrap();
-    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    let table = format!("cli-status-{}", std::process::id());
-    smartlead::adapters::aws::dynamodb::create_table(&ddb, &table)
-        .await
-        .unwrap();
+    send(&sqs, &dlq, "{}").await;
+    let (ddb, table) = moto_table("cli-status").await;
     rejected_and_unattributed(&ddb, &table).await;
     let stack = format!("cli-status-stack-{}", std::process::id());
-    let template = json!({
-        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {
-            "StateTableName": {"Value": table},
-            "QueueUrl": {"Value": queue},
-            "DeadLetterQueueUrl": {"Value": dlq}
-        }
-    });
-    aws_sdk_cloudformation::Client::new(&cfg)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
+    create_stack(&cfg, &stack, &table_and_queues(&table, &queue, &dlq)).await;
     // What the functions publish, as EMF would.
     let cw = aws_sdk_cloudwatch::Client::new(&cfg);
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
@@ -928,7 +909,7 @@ async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() 
         .await
         .unwrap();
 
-    let o = smartlead(&["status", "--stack", &stack], "http://unused", None).await;
+    let o = aws_only(&["status", "--stack", &stack]).await;
     let out = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}");
     for want in [
@@ -944,12 +925,7 @@ async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() 
     ] {
         assert!(out.contains(want), "{want:?} missing in\n{out}");
     }
-    let o = smartlead(
-        &["status", "--stack", &stack, "--json"],
-        "http://unused",
-        None,
-    )
-    .await;
+    let o = aws_only(&["status", "--stack", &stack, "--json"]).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["dlq"], 1);
@@ -983,7 +959,7 @@ async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() 
         "--moto-port",
         &m,
     ];
-    let o = smartlead(&args, "http://unused", None).await;
+    let o = aws_only(&args).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains("OK: nothing needs attention"),
@@ -992,13 +968,8 @@ async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() 
     );
     // Rejected and unattributed events are shown, not alarming by themselves.
     rejected_and_unattributed(&ddb, smartlead::local_stack::TABLE).await;
-    sqs.send_message()
-        .queue_url(&dlq)
-        .message_body("{}")
-        .send()
-        .await
-        .unwrap();
-    let o = smartlead(&args, "http://unused", None).await;
+    send(&sqs, &dlq, "{}").await;
+    let o = aws_only(&args).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("last REJECTED"), "{}", text(&o));
     assert!(text(&o).contains("1 message(s) in the DLQ"), "{}", text(&o));
@@ -1011,23 +982,19 @@ async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() 
         .await
         .unwrap();
     assert_eq!(got.messages().len(), 1);
-    let o = smartlead(&args, "http://unused", None).await;
+    let o = aws_only(&args).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("1 message(s) in the DLQ"), "{}", text(&o));
     // Nothing listening: exit 1, and says what.
     let free = local_aws::free_port().to_string();
-    let o = smartlead(
-        &[
-            "status",
-            "--local",
-            "--dynamodb-port",
-            &d,
-            "--moto-port",
-            &free,
-        ],
-        "http://unused",
-        None,
-    )
+    let o = aws_only(&[
+        "status",
+        "--local",
+        "--dynamodb-port",
+        &d,
+        "--moto-port",
+        &free,
+    ])
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("local stack running"), "{}", text(&o));
@@ -1035,32 +1002,8 @@ async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() 
 
 #[tokio::test]
 async fn doctor_reports_every_finding_with_its_fix_and_fixes_the_safe_ones() {
-    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
-    let param = format!("/cli-doctor-{}/secret", std::process::id());
-    aws_sdk_ssm::Client::new(&cfg)
-        .put_parameter()
-        .name(&param)
-        .value("cur")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
-    let base = "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead";
-    let stack = format!("cli-doctor-stack-{}", std::process::id());
-    let template = json!({
-        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {
-            "WebhookUrl": {"Value": format!("{base}/<secret>")},
-            "WebhookSecretParameterName": {"Value": param}
-        }
-    });
-    aws_sdk_cloudformation::Client::new(&cfg)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
+    let (_, stack) = webhook_stack("cli-doctor", "cur", &[]).await;
+    let base = WEBHOOK_BASE;
     let all: Value = "EMAIL_SENT,FIRST_EMAIL_SENT,EMAIL_OPEN,EMAIL_LINK_CLICK,EMAIL_REPLY,EMAIL_BOUNCE,LEAD_UNSUBSCRIBED,LEAD_CATEGORY_UPDATED,CAMPAIGN_STATUS_CHANGED,UNTRACKED_REPLIES,MANUAL_STEP_REACHED"
         .split(',')
         .map(|e| (e.to_owned(), json!(true)))
@@ -1210,12 +1153,7 @@ async fn tail_follows_the_deployed_log_groups_with_filters() {
         }
         put.send().await.unwrap();
     }
-    let o = smartlead(
-        &["tail", "--stack", &stack, "--for", "1"],
-        "http://unused",
-        None,
-    )
-    .await;
+    let o = aws_only(&["tail", "--stack", &stack, "--for", "1"]).await;
     assert!(o.status.success(), "{}", text(&o));
     // moto has no live tail: it says so and polls.
     assert!(
@@ -1234,31 +1172,22 @@ async fn tail_follows_the_deployed_log_groups_with_filters() {
         "{out}"
     );
     assert!(lines[2].contains("effect slack"), "{out}");
-    let o = smartlead(
-        &[
-            "tail",
-            "--stack",
-            &stack,
-            "--for",
-            "1",
-            "--type",
-            "EMAIL_OPEN",
-            "--outcome",
-            "duplicate",
-        ],
-        "http://unused",
-        None,
-    )
+    let o = aws_only(&[
+        "tail",
+        "--stack",
+        &stack,
+        "--for",
+        "1",
+        "--type",
+        "EMAIL_OPEN",
+        "--outcome",
+        "duplicate",
+    ])
     .await;
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("key=EMAIL_OPEN:stats:xyz"), "{out}");
-    let o = smartlead(
-        &["tail", "--stack", "no-such-tail", "--for", "1"],
-        "http://unused",
-        None,
-    )
-    .await;
+    let o = aws_only(&["tail", "--stack", "no-such-tail", "--for", "1"]).await;
     assert!(!o.status.success());
     assert!(
         text(&o).contains("/aws/lambda/no-such-tail-ingest"),
@@ -1320,35 +1249,18 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
         .attributes
         .unwrap()[&smartlead::aws_sdk_sqs::types::QueueAttributeName::QueueArn]
         .clone();
-    let bus_name = format!("cli-replay-bus-{}", std::process::id());
-    let bus = eb
-        .create_event_bus()
-        .name(&bus_name)
-        .send()
-        .await
-        .unwrap()
-        .event_bus_arn
-        .unwrap();
-    let archive = eb
-        .create_archive()
-        .archive_name(format!("cli-replay-archive-{}", std::process::id()))
-        .event_source_arn(&bus)
-        .send()
-        .await
-        .unwrap()
-        .archive_arn
-        .unwrap();
+    let bus = bus_with_archive(&eb, "cli-replay").await;
     // A subscriber: every pipeline event to a queue.
     eb.put_rule()
         .name("crm")
-        .event_bus_name(&bus_name)
+        .event_bus_name(&bus.name)
         .event_pattern(r#"{"source":["smartlead.webhooks"]}"#)
         .send()
         .await
         .unwrap();
     eb.put_targets()
         .rule("crm")
-        .event_bus_name(&bus_name)
+        .event_bus_name(&bus.name)
         .targets(
             aws_sdk_eventbridge::types::Target::builder()
                 .id("q")
@@ -1360,69 +1272,24 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
         .await
         .unwrap();
     for (key, lead) in [("K-A", "jane@acme.example"), ("K-B", "bob@other.example")] {
-        eb.put_events()
-            .entries(
-                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                    .event_bus_name(&bus_name)
-                    .source("smartlead.webhooks")
-                    .detail_type("EMAIL_REPLY")
-                    .detail(
-                        json!({"id": key, "normalized": {"lead_email": lead, "campaign_id": "7"}})
-                            .to_string(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        put_event(
+            &eb,
+            &bus.name,
+            "EMAIL_REPLY",
+            json!({"id": key, "normalized": {"lead_email": lead, "campaign_id": "7"}}),
+        )
+        .await;
     }
     let ids = |sqs: smartlead::aws_sdk_sqs::Client, q: String| async move {
-        let mut got = Vec::new();
-        loop {
-            let m = sqs
-                .receive_message()
-                .queue_url(&q)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap()
-                .messages
-                .unwrap_or_default();
-            if m.is_empty() {
-                return got;
-            }
-            for x in m {
-                let v: Value = serde_json::from_str(x.body().unwrap()).unwrap();
-                got.push(v["detail"]["id"].as_str().unwrap().to_owned());
-                sqs.delete_message()
-                    .queue_url(&q)
-                    .receipt_handle(x.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        let got = test_support::take_all(&sqs, &q).await;
+        let id = |v: &Value| v["detail"]["id"].as_str().unwrap().to_owned();
+        got.iter().map(id).collect::<Vec<String>>()
     };
     let mut first = ids(sqs.clone(), q.clone()).await;
     first.sort();
     assert_eq!(first, ["K-A", "K-B"]);
 
-    let o = smartlead(
-        &[
-            "replay",
-            "--archive-arn",
-            &archive,
-            "--bus-arn",
-            &bus,
-            "--from",
-            "2020-01-01T00:00:00Z",
-            "--lead",
-            "Jane@Acme.example",
-        ],
-        "http://unused",
-        None,
-    )
-    .await;
+    let o = replay_archive(&bus, "--from 2020-01-01T00:00:00Z --lead Jane@Acme.example").await;
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
@@ -1433,12 +1300,7 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
     );
     let name = out.split_whitespace().nth(1).unwrap().to_owned();
     // The replay went only to the temporary rule ...
-    let r = eb
-        .describe_replay()
-        .replay_name(&name)
-        .send()
-        .await
-        .unwrap();
+    let r = describe_replay(&eb, &name).await;
     let filters = r.destination().unwrap().filter_arns().to_vec();
     assert_eq!(filters.len(), 1, "{filters:?}");
     assert!(filters[0].ends_with(&format!("{name}-0")), "{filters:?}");
@@ -1448,43 +1310,16 @@ async fn replay_of_one_lead_goes_through_temporary_rules_narrowed_to_it() {
     again.sort();
     assert_eq!(again, ["K-A", "K-A", "K-B"]);
     // ... and is gone.
-    let left = eb
-        .list_rules()
-        .event_bus_name(&bus_name)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        left.rules().iter().all(|r| !r
-            .name()
-            .unwrap_or_default()
-            .starts_with("smartlead-replay-")),
-        "{left:?}"
-    );
+    assert_no_replay_rules(&eb, &bus.name).await;
     // Bad input is refused before any call.
-    let o = smartlead(
-        &[
-            "replay",
-            "--archive-arn",
-            &archive,
-            "--bus-arn",
-            &bus,
-            "--from",
-            "2020-01-01T00:00:00Z",
-            "--campaign",
-            "7?x",
-        ],
-        "http://unused",
-        None,
-    )
-    .await;
+    let o = replay_archive(&bus, "--from 2020-01-01T00:00:00Z --campaign 7?x").await;
     assert!(!o.status.success());
 }
 
 #[tokio::test]
 async fn the_day_two_verbs_help_carries_an_example() {
     for verb in ["lead", "status", "doctor", "tail", "replay"] {
-        let o = smartlead(&[verb, "--help"], "http://unused", None).await;
+        let o = aws_only(&[verb, "--help"]).await;
         assert!(o.status.success(), "{verb}: {}", text(&o));
         let out = String::from_utf8_lossy(&o.stdout).to_string();
         assert!(out.contains("Example: `smartlead"), "{verb}:\n{out}");
@@ -1495,29 +1330,8 @@ async fn the_day_two_verbs_help_carries_an_example() {
 async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() {
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
     let eb = aws_sdk_eventbridge::Client::new(&cfg);
-    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    let table = format!("cli-events-{}", std::process::id());
-    smartlead::adapters::aws::dynamodb::create_table(&ddb, &table)
-        .await
-        .unwrap();
-    let bus_name = format!("cli-events-bus-{}", std::process::id());
-    let bus = eb
-        .create_event_bus()
-        .name(&bus_name)
-        .send()
-        .await
-        .unwrap()
-        .event_bus_arn
-        .unwrap();
-    let archive = eb
-        .create_archive()
-        .archive_name(format!("cli-events-archive-{}", std::process::id()))
-        .event_source_arn(&bus)
-        .send()
-        .await
-        .unwrap()
-        .archive_arn
-        .unwrap();
+    let (_, table) = moto_table("cli-events").await;
+    let bus = bus_with_archive(&eb, "cli-events").await;
     for (key, lead, t) in [
         (
             "EMAIL_OPEN:stats:1",
@@ -1536,42 +1350,21 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
         ),
     ] {
         let ty = key.split(':').next().unwrap();
-        eb.put_events()
-            .entries(
-                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                    .event_bus_name(&bus_name)
-                    .source("smartlead.webhooks")
-                    .detail_type(ty)
-                    .detail(json!({"id": key, "dedup_key": key, "event_type": ty,
-                                   "normalized": {"lead_email": lead, "campaign_id": "7", "event_time": t}}).to_string())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        put_event(&eb, &bus.name, ty, json!({"id": key, "dedup_key": key, "event_type": ty,
+                                   "normalized": {"lead_email": lead, "campaign_id": "7", "event_time": t}})).await;
     }
     let stack = format!("cli-events-stack-{}", std::process::id());
-    let template = json!({
-        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {
-            "StateTableName": {"Value": table},
-            "EventArchiveArn": {"Value": archive},
-            "EventBusArn": {"Value": bus}
-        }
-    });
-    aws_sdk_cloudformation::Client::new(&cfg)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
-    let o = smartlead(
-        &["lead", "Jane@Acme.example", "--events", "--stack", &stack],
-        "http://unused",
-        None,
+    create_stack(
+        &cfg,
+        &stack,
+        &[
+            ("StateTableName", json!(table)),
+            ("EventArchiveArn", json!(bus.archive)),
+            ("EventBusArn", json!(bus.arn)),
+        ],
     )
     .await;
+    let o = aws_only(&["lead", "Jane@Acme.example", "--events", "--stack", &stack]).await;
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(out.contains("archived events (2):"), "{out}");
@@ -1582,16 +1375,7 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
     assert!(open < reply, "{out}");
     assert!(!out.contains("stats:3"), "{out}");
     // Nothing temporary is left behind.
-    let rules = eb
-        .list_rules()
-        .event_bus_name(&bus_name)
-        .send()
-        .await
-        .unwrap();
-    assert!(rules.rules().iter().all(|r| !r
-        .name()
-        .unwrap_or_default()
-        .starts_with("smartlead-replay-")));
+    assert_no_replay_rules(&eb, &bus.name).await;
     let queues = sqs()
         .await
         .list_queues()
@@ -1600,12 +1384,7 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
         .await
         .unwrap();
     assert!(queues.queue_urls().is_empty(), "{queues:?}");
-    let o = smartlead(
-        &["lead", "a@b.co", "--events", "--local"],
-        "http://unused",
-        None,
-    )
-    .await;
+    let o = aws_only(&["lead", "a@b.co", "--events", "--local"]).await;
     assert!(!o.status.success());
     assert!(text(&o).contains("local stack has none"), "{}", text(&o));
 }
@@ -1614,26 +1393,13 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
 async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
     use smartlead::app::store::Dedup;
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
-    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    let table = format!("cli-recon-{}", std::process::id());
-    smartlead::adapters::aws::dynamodb::create_table(&ddb, &table)
-        .await
-        .unwrap();
+    let (ddb, table) = moto_table("cli-recon").await;
     let sqs = sqs().await;
     let (q, dlq) = (queue(&sqs, "recon-q").await, queue(&sqs, "recon-dlq").await);
     let stack = format!("cli-recon-stack-{}", std::process::id());
-    let template = json!({
-        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {"StateTableName": {"Value": table}, "QueueUrl": {"Value": q},
-                    "DeadLetterQueueUrl": {"Value": dlq}, "DedupTtlDays": {"Value": "100"}}
-    });
-    aws_sdk_cloudformation::Client::new(&cfg)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
+    let mut outputs = table_and_queues(&table, &q, &dlq);
+    outputs.push(("DedupTtlDays", json!("100")));
+    create_stack(&cfg, &stack, &outputs).await;
     // Four leads sent step 1 an hour ago; b's webhook never arrived (the
     // three that did establish the form: reconcile::MIN_MATCHES).
     let t = smartlead::domain::time::EventTime::from_millis(
@@ -1732,14 +1498,7 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
         "{}",
         text(&o)
     );
-    let m = sqs
-        .receive_message()
-        .queue_url(&q)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .unwrap();
-    let m = &m.messages.unwrap()[0];
+    let m = first_message(&sqs, &q).await;
     let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
     assert_eq!(body["source"], "reconcile");
     assert_eq!(body["message_id"], "<m2@x.example>");

@@ -6,7 +6,9 @@
 //! its [`Service`] is dropped or when the process that started it exits
 //! (`PR_SET_PDEATHSIG`), so a crashed test run leaves nothing behind.
 
+pub mod follow;
 pub mod standin;
+pub use follow::Follow;
 pub use standin::{Recorded, Scripted, StandIn};
 
 use std::io::Read;
@@ -89,7 +91,7 @@ pub fn start_moto_any() -> Result<Service, StartError> {
 
 /// The Lambda RIE running `bootstrap` on a port of its own.
 pub fn start_rie_any(bootstrap: &Path, env: &[(String, String)]) -> Result<Service, StartError> {
-    start_on_free_port(|port| start_rie(bootstrap, port, env))
+    start_on_free_port(|port| start_rie(bootstrap, port, env, RIE_READY))
 }
 
 /// Inodes of the sockets listening on TCP `port` (any address, v4 or v6).
@@ -425,28 +427,23 @@ fn rie_command(
     Ok(cmd)
 }
 
+/// How long [`start_rie`] waits at most for the emulator's port.
+pub const RIE_READY: Duration = Duration::from_secs(20);
+
 /// The Lambda Runtime Interface Emulator running `bootstrap`, answering
 /// invokes on `POST http://127.0.0.1:<port>/2015-03-31/functions/function/invocations`.
-/// Returns once the port answers; the emulator starts `bootstrap` at the
-/// first invoke, as Lambda does.
+/// Returns once the port answers (waiting `wait` at most: [`RIE_READY`];
+/// `Duration::ZERO` returns right after the spawn, for timing a cold start
+/// from process start); the emulator starts `bootstrap` at the first
+/// invoke, as Lambda does.
 pub fn start_rie(
     bootstrap: &Path,
     port: u16,
     env: &[(String, String)],
+    wait: Duration,
 ) -> Result<Service, StartError> {
     let cmd = rie_command(bootstrap, port, env)?;
-    start("Lambda RIE", cmd, port, Duration::from_secs(20))
-}
-
-/// Like [`start_rie`] but returns right after the spawn, without waiting
-/// for the port (for timing a cold start from process start).
-pub fn spawn_rie(
-    bootstrap: &Path,
-    port: u16,
-    env: &[(String, String)],
-) -> Result<Service, StartError> {
-    let cmd = rie_command(bootstrap, port, env)?;
-    start("Lambda RIE", cmd, port, Duration::ZERO)
+    start("Lambda RIE", cmd, port, wait)
 }
 
 /// Processes whose parent is `pid` (e.g. the `bootstrap` under the RIE).

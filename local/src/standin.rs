@@ -4,7 +4,8 @@
 /// A stand-in HTTP server (for Slack and SmartLead): answers each request
 /// with the next scripted `(status, retry_after, delay)` (200 when the
 /// script is empty; a 3xx carries its body as `location`) and records
-/// every request.
+/// every request. A clone shares the server's script, answers and record.
+#[derive(Clone)]
 pub struct StandIn {
     pub url: String,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
@@ -49,132 +50,67 @@ impl Scripted {
 
 impl StandIn {
     pub async fn start() -> StandIn {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let script = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<
-            Scripted,
-        >::new()));
-        let body = std::sync::Arc::new(std::sync::Mutex::new(r#"{"ok":true}"#.to_owned()));
-        let routes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
-            String,
-            String,
-        >::new()));
-        let handlers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
-            String,
-            Handler,
-        >::new()));
-        let (reqs, scr, answer, by_route, by_handler) = (
-            requests.clone(),
-            script.clone(),
-            body.clone(),
-            routes.clone(),
-            handlers.clone(),
-        );
+        let stand_in = StandIn {
+            url: format!("http://{}", listener.local_addr().expect("addr")),
+            requests: Default::default(),
+            script: Default::default(),
+            body: std::sync::Arc::new(std::sync::Mutex::new(r#"{"ok":true}"#.to_owned())),
+            routes: Default::default(),
+            handlers: Default::default(),
+        };
+        let server = stand_in.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
+                let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (reqs, scr, answer, by_route, by_handler) = (
-                    reqs.clone(),
-                    scr.clone(),
-                    answer.clone(),
-                    by_route.clone(),
-                    by_handler.clone(),
-                );
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut tmp = [0u8; 8192];
-                    let head_end = loop {
-                        let Ok(n) = sock.read(&mut tmp).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&tmp[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap_or(0);
-                    while buf.len() < head_end + len {
-                        let Ok(n) = sock.read(&mut tmp).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            break;
-                        }
-                        buf.extend_from_slice(&tmp[..n]);
-                    }
-                    let mut first = head.lines().next().unwrap_or_default().split(' ');
-                    let s = scr
-                        .lock()
-                        .unwrap()
-                        .pop_front()
-                        .unwrap_or(Scripted::status(200));
-                    if s.delay_ms > 0 {
-                        tokio::time::sleep(std::time::Duration::from_millis(s.delay_ms)).await;
-                    }
-                    let method = first.next().unwrap_or_default().to_owned();
-                    let target = first.next().unwrap_or_default().to_owned();
-                    let route =
-                        format!("{method} {}", target.split('?').next().unwrap_or_default());
-                    let handler = by_handler.lock().unwrap().get(&route).cloned();
-                    let computed = handler.map(|h| h(&target));
-                    reqs.lock().unwrap().push(Recorded {
-                        method,
-                        target,
-                        body: String::from_utf8_lossy(&buf[head_end..]).to_string(),
-                        status: s.status,
-                    });
-                    let answer = computed.unwrap_or_else(|| {
-                        by_route
-                            .lock()
-                            .unwrap()
-                            .get(&route)
-                            .cloned()
-                            .unwrap_or_else(|| answer.lock().unwrap().clone())
-                    });
-                    let mut resp = format!(
-                        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-                        s.status,
-                        answer.len()
-                    );
-                    if let Some(r) = s.retry_after {
-                        resp.push_str(&format!("retry-after: {r}\r\n"));
-                    }
-                    // A redirect goes where its body says.
-                    if (300..400).contains(&s.status) {
-                        resp.push_str(&format!("location: {}\r\n", answer.trim()));
-                    }
-                    resp.push_str("\r\n");
-                    resp.push_str(&answer);
-                    let _ = sock.write_all(resp.as_bytes()).await;
-                    let _ = sock.shutdown().await;
-                });
+                let server = server.clone();
+                tokio::spawn(async move { server.answer(sock).await });
             }
         });
-        StandIn {
-            url,
-            requests,
-            script,
-            body,
-            routes,
-            handlers,
+        stand_in
+    }
+
+    /// Reads one request, records it and answers it as scripted.
+    async fn answer(&self, mut sock: tokio::net::TcpStream) {
+        use tokio::io::AsyncWriteExt;
+        let Some((head, body)) = read_request(&mut sock).await else {
+            return;
+        };
+        let mut first = head.lines().next().unwrap_or_default().split(' ');
+        let s = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Scripted::status(200));
+        if s.delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(s.delay_ms)).await;
         }
+        let method = first.next().unwrap_or_default().to_owned();
+        let target = first.next().unwrap_or_default().to_owned();
+        let route = format!("{method} {}", target.split('?').next().unwrap_or_default());
+        let handler = self.handlers.lock().unwrap().get(&route).cloned();
+        let computed = handler.map(|h| h(&target));
+        self.requests.lock().unwrap().push(Recorded {
+            method,
+            target,
+            body: String::from_utf8_lossy(&body).to_string(),
+            status: s.status,
+        });
+        let answer = computed.unwrap_or_else(|| {
+            self.routes
+                .lock()
+                .unwrap()
+                .get(&route)
+                .cloned()
+                .unwrap_or_else(|| self.body.lock().unwrap().clone())
+        });
+        let _ = sock.write_all(response(s, &answer).as_bytes()).await;
+        let _ = sock.shutdown().await;
     }
 
     /// Answers `method path` (no query) with what `f` computes from the
@@ -229,4 +165,58 @@ impl StandIn {
             .filter(|r| (200..300).contains(&r.status))
             .collect()
     }
+}
+
+/// One HTTP request's head and body (`content-length` bytes, or up to the
+/// end of the stream); None when the stream ends before the head does.
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    let head_end = loop {
+        let n = sock.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = sock.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+    Some((head, buf.split_off(head_end)))
+}
+
+/// The HTTP answer: the scripted status (and retry-after), `answer` as
+/// the body; a redirect goes where its body says.
+fn response(s: Scripted, answer: &str) -> String {
+    let mut resp = format!(
+        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        s.status,
+        answer.len()
+    );
+    if let Some(r) = s.retry_after {
+        resp.push_str(&format!("retry-after: {r}\r\n"));
+    }
+    if (300..400).contains(&s.status) {
+        resp.push_str(&format!("location: {}\r\n", answer.trim()));
+    }
+    resp.push_str("\r\n");
+    resp.push_str(answer);
+    resp
 }

@@ -10,8 +10,8 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::{json, Value};
 use smartlead::app::effects::{BusEvent, EffectError, Effects, Publisher};
 use smartlead::app::store::Dedup;
-use test_support::faults::{with_faults, Faults};
 use std::sync::{Arc, Mutex};
+use test_support::faults::{with_faults, Faults};
 
 #[derive(Clone, Default)]
 struct Bus(Arc<Mutex<Vec<Value>>>);

@@ -526,13 +526,23 @@ fn start_functions(
         .map(|i| {
             let mut port = ports.ingest + i as u16;
             start_service(&mut port, movable, |p| {
-                local_aws::start_rie(&bin.join("smartlead-ingest"), p, ingest_env)
+                local_aws::start_rie(
+                    &bin.join("smartlead-ingest"),
+                    p,
+                    ingest_env,
+                    local_aws::RIE_READY,
+                )
             })
             .context("starting the ingest function")
         })
         .collect::<Result<Vec<_>>>()?;
     let consumer = start_service(&mut ports.consumer, movable, |p| {
-        local_aws::start_rie(&bin.join("smartlead-consumer"), p, consumer_env)
+        local_aws::start_rie(
+            &bin.join("smartlead-consumer"),
+            p,
+            consumer_env,
+            local_aws::RIE_READY,
+        )
     })
     .context("starting the consumer function")?;
     Ok((ingest, consumer))

@@ -111,32 +111,11 @@ pub fn readable(line: &str) -> Option<String> {
 
 /// Follows the functions' log files and prints their lines readably.
 pub async fn follow_logs(sources: Vec<(String, std::path::PathBuf)>) {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut offsets = vec![0u64; sources.len()];
-    let mut partial = vec![String::new(); sources.len()];
+    let mut follow = local_aws::Follow::new(sources.iter().map(|(_, p)| p.clone()).collect());
     loop {
-        for (i, (label, path)) in sources.iter().enumerate() {
-            let Ok(mut f) = std::fs::File::open(path) else {
-                continue;
-            };
-            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            if len < offsets[i] {
-                offsets[i] = 0; // restarted: the file was truncated
-            }
-            if len == offsets[i] || f.seek(SeekFrom::Start(offsets[i])).is_err() {
-                continue;
-            }
-            let mut buf = Vec::new();
-            if f.read_to_end(&mut buf).is_err() {
-                continue;
-            }
-            offsets[i] += buf.len() as u64;
-            partial[i].push_str(&String::from_utf8_lossy(&buf));
-            while let Some(nl) = partial[i].find('\n') {
-                let line: String = partial[i].drain(..=nl).collect();
-                if let Some(text) = readable(&line) {
-                    println!("{label:<9} {text}");
-                }
+        for (i, line) in follow.lines() {
+            if let Some(text) = readable(&line) {
+                println!("{:<9} {text}", sources[i].0);
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

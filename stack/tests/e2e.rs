@@ -542,31 +542,5 @@ async fn drain_tap(stack: &Stack, queue: &str) -> Vec<Value> {
         .unwrap()
         .queue_url
         .unwrap();
-    let mut out = Vec::new();
-    loop {
-        let msgs = stack
-            .sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
-        if msgs.is_empty() {
-            return out;
-        }
-        for m in msgs {
-            out.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap());
-            stack
-                .sqs
-                .delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    test_support::take_all(&stack.sqs, &url).await
 }

@@ -502,6 +502,20 @@ mod tests {
 
     /// The IAM action of an SDK operation; DynamoDB authorizes the items of
     /// a `TransactWriteItems` as their own actions (here Put and Update).
+    /// `a` and `b` hold the same: what only `a` holds is `only_a`'s finding,
+    /// what only `b` holds `only_b`'s.
+    fn assert_same<T: Ord + std::fmt::Debug>(
+        a: &BTreeSet<T>,
+        b: &BTreeSet<T>,
+        only_a: &str,
+        only_b: &str,
+    ) {
+        let extra: Vec<_> = a.difference(b).collect();
+        assert!(extra.is_empty(), "{only_a}: {extra:?}");
+        let missing: Vec<_> = b.difference(a).collect();
+        assert!(missing.is_empty(), "{only_b}: {missing:?}");
+    }
+
     fn iam_actions(op: &str, ops: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         if op == "transact_write_items" {
             return vec!["dynamodb:PutItem".into(), "dynamodb:UpdateItem".into()];
@@ -536,15 +550,11 @@ mod tests {
             .iter()
             .map(|(f, op, _)| (f.to_string(), op.to_string()))
             .collect();
-        let new: Vec<_> = found.difference(&listed).collect();
-        assert!(
-            new.is_empty(),
-            "SDK calls not in SDK_CALLS (who makes them?): {new:?}"
-        );
-        let gone: Vec<_> = listed.difference(&found).collect();
-        assert!(
-            gone.is_empty(),
-            "SDK_CALLS lists calls the code no longer makes: {gone:?}"
+        assert_same(
+            &found,
+            &listed,
+            "SDK calls not in SDK_CALLS (who makes them?)",
+            "SDK_CALLS lists calls the code no longer makes",
         );
         // Each function is granted exactly the actions of its calls.
         for (function, me) in [
@@ -558,15 +568,11 @@ mod tests {
                 .flat_map(|(_, op, _)| iam_actions(op, &ops))
                 .collect();
             let granted = actions(&t, function);
-            let ungranted: Vec<_> = called.difference(&granted).collect();
-            assert!(
-                ungranted.is_empty(),
-                "{function} calls without a grant: {ungranted:?}"
-            );
-            let unused: Vec<_> = granted.difference(&called).collect();
-            assert!(
-                unused.is_empty(),
-                "{function} is granted actions no call needs: {unused:?}"
+            assert_same(
+                &called,
+                &granted,
+                &format!("{function} calls without a grant"),
+                &format!("{function} is granted actions no call needs"),
             );
         }
     }

@@ -286,6 +286,57 @@ pub fn sqs_message(queue_arn: &str, message_id: &str, body: &str) -> SqsMessage 
     m
 }
 
+/// A new queue `name` (or the one of that name) at `sqs`: its URL.
+pub async fn create_queue(sqs: &smartlead::aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// A client of the DynamoDB at `endpoint` (DynamoDB Local) with the state
+/// table `table` created.
+pub async fn state_table(endpoint: &str, table: &str) -> smartlead::aws_sdk_dynamodb::Client {
+    let cfg = smartlead::adapters::aws::local_sdk_config(endpoint).await;
+    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    smartlead::adapters::aws::dynamodb::create_table(&client, table)
+        .await
+        .expect("table");
+    client
+}
+
+/// Every message a queue holds, each deleted once read: their bodies as
+/// JSON (a test's queue of pipeline events or webhooks).
+pub async fn take_all(sqs: &smartlead::aws_sdk_sqs::Client, queue_url: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let msgs = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        for m in msgs {
+            out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("a JSON body"));
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
 /// One SQS record carrying `body` as the ingest queues it and the event
 /// source mapping delivers it (fixed ids and times: reproducible).
 pub fn sqs_record(id_seed: &str, body: &str, event_type: &str) -> Value {
@@ -381,6 +432,29 @@ impl smartlead::app::ingest::Queue for NoopQueue {
         _msg: smartlead::domain::message::OutgoingMessage,
     ) -> Result<String, smartlead::app::ingest::QueueError> {
         Ok("0b9f36b4-87a3-44ab-83d2-661975830a7d".into())
+    }
+}
+
+/// A reply webhook of about `size` bytes (at least 200), for the ingest's
+/// benchmarks.
+pub fn reply_of_size(size: usize) -> String {
+    let pad = "x".repeat(size.saturating_sub(200));
+    format!("{{\"event_type\":\"EMAIL_REPLY\",\"to_email\":\"a@b.example\",\"campaign_id\":1,\"reply_body\":\"{pad}\"}}")
+}
+
+/// A POST of `body` to the webhook path with the local token, as the
+/// ingest's handler takes it in process.
+pub fn token_post(body: &[u8]) -> smartlead::app::ingest::IngestRequest<'_> {
+    smartlead::app::ingest::IngestRequest {
+        method: "POST",
+        path: "/webhooks/smartlead",
+        query_token: Some(TOKEN),
+        signature: None,
+        smartlead_request_id: None,
+        webhook_level: None,
+        body,
+        request_id: "r",
+        source_ip: "127.0.0.1",
     }
 }
 

@@ -34,11 +34,7 @@ async fn snapshot(
 #[tokio::test]
 async fn built_binary_processes_sqs_batches_through_the_emulator() {
     let ddb = local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"));
-    let cfg = smartlead::adapters::aws::local_sdk_config(&ddb.endpoint()).await;
-    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    smartlead::adapters::aws::dynamodb::create_table(&client, "state")
-        .await
-        .expect("table");
+    let client = test_support::state_table(&ddb.endpoint(), "state").await;
     let endpoint = ddb.endpoint();
     let consumer = Function::start(
         "ConsumerFunction",

@@ -11,14 +11,7 @@ async fn built_binary_answers_every_api_fixture_through_the_emulator() {
     let moto = local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto.endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&cfg);
-    let url = sqs
-        .create_queue()
-        .queue_name("webhooks")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = test_support::create_queue(&sqs, "webhooks").await;
     let endpoint = moto.endpoint();
     let ingest = test_support::Function::start(
         "IngestFunction",

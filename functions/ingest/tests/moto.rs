@@ -25,14 +25,7 @@ async fn env() -> Env {
             .force_path_style(true)
             .build(),
     );
-    let url = sqs
-        .create_queue()
-        .queue_name("webhooks")
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .expect("url");
+    let url = test_support::create_queue(&sqs, "webhooks").await;
     s3.create_bucket()
         .bucket("claims")
         .send()
@@ -159,15 +152,7 @@ async fn deleted_queue_or_stopped_server_answers_503_and_acknowledges_nothing() 
     );
 
     // Recreate the queue, then take the whole server away.
-    let url = e
-        .sqs
-        .create_queue()
-        .queue_name("webhooks")
-        .send()
-        .await
-        .expect("recreate")
-        .queue_url
-        .unwrap();
+    let url = test_support::create_queue(&e.sqs, "webhooks").await;
     let attrs = e
         .sqs
         .get_queue_attributes()

@@ -32,21 +32,10 @@ fn key(webhook: &Value) -> String {
 async fn built_binary_backfills_the_one_gap_through_the_emulator() {
     let ddb = local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"));
     let moto = local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
-    let ddb_cfg = smartlead::adapters::aws::local_sdk_config(&ddb.endpoint()).await;
-    let client = smartlead::aws_sdk_dynamodb::Client::new(&ddb_cfg);
-    smartlead::adapters::aws::dynamodb::create_table(&client, "state")
-        .await
-        .expect("table");
+    let client = test_support::state_table(&ddb.endpoint(), "state").await;
     let sqs_cfg = smartlead::adapters::aws::local_sdk_config(&moto.endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&sqs_cfg);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("webhooks")
-        .send()
-        .await
-        .expect("queue")
-        .queue_url
-        .expect("url");
+    let queue_url = test_support::create_queue(&sqs, "webhooks").await;
 
     // Four steps sent an hour apart; the last one's webhook never arrived
     // (the three that did establish the form: reconcile::MIN_MATCHES).
