@@ -4,16 +4,12 @@
 use local_aws::{Scripted, StandIn};
 use serde_json::{json, Value};
 use std::process::Output;
-use std::sync::OnceLock;
+use test_support::store::{dynamodb, moto};
 
 const KEY: &str = "sl-test-key-0123456789";
 /// The deployed webhook URL the test stacks name, less its secret.
 const WEBHOOK_BASE: &str = "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead";
 
-fn moto() -> &'static local_aws::Service {
-    static S: OnceLock<local_aws::Service> = OnceLock::new();
-    S.get_or_init(|| local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}")))
-}
 
 async fn smartlead(args: &[&str], api: &str, key: Option<&str>) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlead"));
@@ -719,10 +715,6 @@ async fn rotate_secret_writes_the_next_secret_re_registers_and_finishes() {
     assert!(text(&o).contains("no rotation under way"), "{}", text(&o));
 }
 
-fn dynamodb() -> &'static local_aws::Service {
-    static S: OnceLock<local_aws::Service> = OnceLock::new();
-    S.get_or_init(|| local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}")))
-}
 
 /// The local stack's table in this test's DynamoDB Local, made once.
 async fn local_table() -> smartlead::aws_sdk_dynamodb::Client {

@@ -19,16 +19,6 @@ async fn spawn_stack(options: Options) -> (Stack, Pool) {
     (stack, consumer)
 }
 
-/// A name no other test of this run uses.
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// Polls until the queue is empty and nothing is in flight.
 async fn drain(stack: &Stack, consumer: &Pool) {
@@ -79,7 +69,7 @@ async fn opens(stack: &Stack, email: &str) -> Value {
 
 /// A stack for fault tests: failed records come back after 1 s.
 async fn fault_stack(persist: bool) -> (Stack, String, Pool) {
-    let dir = std::env::temp_dir().join(format!("smartlead-ddb-{}", unique()));
+    let dir = std::env::temp_dir().join(format!("smartlead-ddb-{}", test_support::store::unique("e2e")));
     let options = Options {
         visibility_secs: 1,
         ingest_instances: 1,
