@@ -114,142 +114,11 @@ fn candidate(form: Form, mut body: Map<String, Value>) -> Option<Candidate> {
 /// build. Clicks carry no candidates: the statistics hold no clicked links,
 /// which every click key includes.
 pub fn facts(campaign: &str, rows: &[StepStat], history: &[HistoryMessage]) -> Vec<Fact> {
-    let mut out = Vec::new();
-    for r in rows {
-        let base = |kind: Kind| {
-            let mut m = Map::new();
-            m.insert("event_type".into(), json!(kind.event_type()));
-            m.insert("campaign_id".into(), campaign_value(campaign));
-            m.insert("to_email".into(), json!(r.lead_email));
-            if let Some(s) = r.sequence_number {
-                m.insert("sequence_number".into(), json!(s));
-            }
-            m
-        };
-        let latest = [r.sent_time, r.open_time, r.click_time, r.reply_time]
-            .into_iter()
-            .flatten()
-            .max();
-        let fact = |kind, time: Option<EventTime>, candidates: Vec<Option<Candidate>>| Fact {
-            kind,
-            campaign: campaign.to_owned(),
-            lead: r.lead_email.clone(),
-            sequence_number: r.sequence_number,
-            time,
-            not_before: time.or(latest),
-            candidates: candidates.into_iter().flatten().collect(),
-            rotated: false,
-            by_id: Vec::new(),
-            history_unavailable: false,
-        };
-        let sent_msg = history
-            .iter()
-            .filter(|h| h.sent && h.message_id.is_some())
-            .find(|h| {
-                (r.sequence_number.is_some() && h.sequence_number == r.sequence_number)
-                    || (r.sent_time.is_some() && h.time == r.sent_time)
-            })
-            .and_then(|h| h.message_id.clone());
-        if let (Some(t), Some(_)) = (r.sent_time, r.sequence_number) {
-            let mut b = base(Kind::Sent);
-            b.insert("time_sent".into(), json!(t.to_string()));
-            if let Some(s) = &r.subject {
-                b.insert("subject".into(), json!(s));
-            }
-            let mut with_stats = b.clone();
-            if let Some(s) = &r.stats_id {
-                with_stats.insert("stats_id".into(), json!(s));
-            }
-            let msg = sent_msg.as_ref().and_then(|m| {
-                let mut b = with_stats.clone();
-                b.insert("message_id".into(), json!(m));
-                candidate(Form::Msg, b)
-            });
-            let stats = r
-                .stats_id
-                .as_ref()
-                .and_then(|_| candidate(Form::Stats, with_stats.clone()));
-            out.push(fact(
-                Kind::Sent,
-                Some(t),
-                vec![msg, stats, no_step(b.clone()), candidate(Form::Fields, b)],
-            ));
-        }
-        if let (Some(t), Some(_)) = (r.open_time, r.sequence_number) {
-            let mut b = base(Kind::Open);
-            b.insert("time_opened".into(), json!(t.to_string()));
-            let with_stats = r.stats_id.as_ref().and_then(|s| {
-                let mut b = b.clone();
-                b.insert("stats_id".into(), json!(s));
-                candidate(Form::FieldsStats, b)
-            });
-            out.push(fact(
-                Kind::Open,
-                Some(t),
-                vec![with_stats, no_step(b.clone()), candidate(Form::Fields, b)],
-            ));
-        }
-        if let (Some(t), Some(_)) = (r.reply_time, r.sequence_number) {
-            let mut b = base(Kind::Reply);
-            b.insert("time_replied".into(), json!(t.to_string()));
-            let reply_msg = history
-                .iter()
-                .find(|h| !h.sent && h.time == Some(t))
-                .and_then(|h| h.message_id.clone());
-            let msg = reply_msg.and_then(|m| {
-                let mut b = b.clone();
-                b.insert(
-                    "reply_message".into(),
-                    json!({"message_id": m, "time": t.to_string()}),
-                );
-                candidate(Form::Msg, b)
-            });
-            out.push(fact(
-                Kind::Reply,
-                Some(t),
-                vec![msg, no_step(b.clone()), candidate(Form::Fields, b)],
-            ));
-        }
-        if r.is_bounced {
-            let b = base(Kind::Bounce);
-            let stats = r.stats_id.as_ref().and_then(|s| {
-                let mut b = b.clone();
-                b.insert("stats_id".into(), json!(s));
-                candidate(Form::Stats, b)
-            });
-            let msg = sent_msg.as_ref().and_then(|m| {
-                let mut b = b.clone();
-                b.insert("sent_message".into(), json!({"message_id": m}));
-                candidate(Form::Msg, b)
-            });
-            out.push(fact(Kind::Bounce, None, vec![stats, msg]));
-        }
-    }
-    // A lead unsubscribes from a campaign once, whatever its steps say.
-    if rows.iter().any(|r| r.is_unsubscribed) {
-        let lead = rows[0].lead_email.clone();
-        let mut b = Map::new();
-        b.insert("event_type".into(), json!(Kind::Unsubscribe.event_type()));
-        b.insert("campaign_id".into(), campaign_value(campaign));
-        b.insert("lead_email".into(), json!(lead));
-        let latest = rows
-            .iter()
-            .flat_map(|r| [r.sent_time, r.open_time, r.click_time, r.reply_time])
-            .flatten()
-            .max();
-        out.push(Fact {
-            kind: Kind::Unsubscribe,
-            campaign: campaign.to_owned(),
-            lead,
-            sequence_number: None,
-            time: None,
-            not_before: latest,
-            candidates: candidate(Form::Fields, b).into_iter().collect(),
-            rotated: false,
-            by_id: Vec::new(),
-            history_unavailable: false,
-        });
-    }
+    let mut out: Vec<Fact> = rows
+        .iter()
+        .flat_map(|r| RowFacts::new(campaign, r, history).all())
+        .collect();
+    out.extend(unsubscribe(campaign, rows));
     if let Some(id) = rows.iter().find_map(|r| r.lead_id.clone()) {
         for f in &mut out {
             f.by_id = f
@@ -260,6 +129,207 @@ pub fn facts(campaign: &str, rows: &[StepStat], history: &[HistoryMessage]) -> V
         }
     }
     out
+}
+
+impl Fact {
+    /// A fact with no step, time, twin by id or flag yet.
+    fn new(kind: Kind, campaign: &str, lead: &str, candidates: Vec<Candidate>) -> Fact {
+        Fact {
+            kind,
+            campaign: campaign.to_owned(),
+            lead: lead.to_owned(),
+            sequence_number: None,
+            time: None,
+            not_before: None,
+            candidates,
+            rotated: false,
+            by_id: Vec::new(),
+            history_unavailable: false,
+        }
+    }
+}
+
+/// `body` with one more field.
+fn with(body: &Map<String, Value>, key: &str, value: Value) -> Map<String, Value> {
+    let mut b = body.clone();
+    b.insert(key.into(), value);
+    b
+}
+
+/// The facts of one statistics row (one step's e-mail to the lead).
+struct RowFacts<'a> {
+    campaign: &'a str,
+    r: &'a StepStat,
+    history: &'a [HistoryMessage],
+    /// The step's latest known time.
+    latest: Option<EventTime>,
+    /// The sent e-mail's message id, from the history.
+    sent_msg: Option<String>,
+}
+
+impl<'a> RowFacts<'a> {
+    fn new(campaign: &'a str, r: &'a StepStat, history: &'a [HistoryMessage]) -> Self {
+        let latest = [r.sent_time, r.open_time, r.click_time, r.reply_time]
+            .into_iter()
+            .flatten()
+            .max();
+        let sent_msg = history
+            .iter()
+            .filter(|h| h.sent && h.message_id.is_some())
+            .find(|h| {
+                (r.sequence_number.is_some() && h.sequence_number == r.sequence_number)
+                    || (r.sent_time.is_some() && h.time == r.sent_time)
+            })
+            .and_then(|h| h.message_id.clone());
+        RowFacts {
+            campaign,
+            r,
+            history,
+            latest,
+            sent_msg,
+        }
+    }
+
+    fn all(&self) -> Vec<Fact> {
+        [self.sent(), self.open(), self.reply(), self.bounce()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The webhook's fields every form shares.
+    fn base(&self, kind: Kind) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("event_type".into(), json!(kind.event_type()));
+        m.insert("campaign_id".into(), campaign_value(self.campaign));
+        m.insert("to_email".into(), json!(self.r.lead_email));
+        if let Some(s) = self.r.sequence_number {
+            m.insert("sequence_number".into(), json!(s));
+        }
+        m
+    }
+
+    fn fact(
+        &self,
+        kind: Kind,
+        time: Option<EventTime>,
+        candidates: Vec<Option<Candidate>>,
+    ) -> Fact {
+        Fact {
+            sequence_number: self.r.sequence_number,
+            time,
+            not_before: time.or(self.latest),
+            ..Fact::new(
+                kind,
+                self.campaign,
+                &self.r.lead_email,
+                candidates.into_iter().flatten().collect(),
+            )
+        }
+    }
+
+    /// A time the row gives for a step (a step without a number has no
+    /// event of its own).
+    fn step_time(&self, t: Option<EventTime>) -> Option<EventTime> {
+        t.filter(|_| self.r.sequence_number.is_some())
+    }
+
+    fn sent(&self) -> Option<Fact> {
+        let t = self.step_time(self.r.sent_time)?;
+        let mut b = self.base(Kind::Sent);
+        b.insert("time_sent".into(), json!(t.to_string()));
+        if let Some(s) = &self.r.subject {
+            b.insert("subject".into(), json!(s));
+        }
+        let with_stats = match &self.r.stats_id {
+            Some(s) => with(&b, "stats_id", json!(s)),
+            None => b.clone(),
+        };
+        let msg = self
+            .sent_msg
+            .as_ref()
+            .and_then(|m| candidate(Form::Msg, with(&with_stats, "message_id", json!(m))));
+        let stats = self
+            .r
+            .stats_id
+            .as_ref()
+            .and_then(|_| candidate(Form::Stats, with_stats.clone()));
+        let forms = vec![msg, stats, no_step(b.clone()), candidate(Form::Fields, b)];
+        Some(self.fact(Kind::Sent, Some(t), forms))
+    }
+
+    fn open(&self) -> Option<Fact> {
+        let t = self.step_time(self.r.open_time)?;
+        let b = with(&self.base(Kind::Open), "time_opened", json!(t.to_string()));
+        let with_stats = self
+            .r
+            .stats_id
+            .as_ref()
+            .and_then(|s| candidate(Form::FieldsStats, with(&b, "stats_id", json!(s))));
+        let forms = vec![with_stats, no_step(b.clone()), candidate(Form::Fields, b)];
+        Some(self.fact(Kind::Open, Some(t), forms))
+    }
+
+    fn reply(&self) -> Option<Fact> {
+        let t = self.step_time(self.r.reply_time)?;
+        let b = with(
+            &self.base(Kind::Reply),
+            "time_replied",
+            json!(t.to_string()),
+        );
+        let reply_msg = self
+            .history
+            .iter()
+            .find(|h| !h.sent && h.time == Some(t))
+            .and_then(|h| h.message_id.clone());
+        let msg = reply_msg.and_then(|m| {
+            let quoted = json!({"message_id": m, "time": t.to_string()});
+            candidate(Form::Msg, with(&b, "reply_message", quoted))
+        });
+        let forms = vec![msg, no_step(b.clone()), candidate(Form::Fields, b)];
+        Some(self.fact(Kind::Reply, Some(t), forms))
+    }
+
+    fn bounce(&self) -> Option<Fact> {
+        if !self.r.is_bounced {
+            return None;
+        }
+        let b = self.base(Kind::Bounce);
+        let stats = self
+            .r
+            .stats_id
+            .as_ref()
+            .and_then(|s| candidate(Form::Stats, with(&b, "stats_id", json!(s))));
+        let msg = self.sent_msg.as_ref().and_then(|m| {
+            candidate(
+                Form::Msg,
+                with(&b, "sent_message", json!({"message_id": m})),
+            )
+        });
+        Some(self.fact(Kind::Bounce, None, vec![stats, msg]))
+    }
+}
+
+/// A lead unsubscribes from a campaign once, whatever its steps say.
+fn unsubscribe(campaign: &str, rows: &[StepStat]) -> Option<Fact> {
+    if !rows.iter().any(|r| r.is_unsubscribed) {
+        return None;
+    }
+    let lead = &rows[0].lead_email;
+    let mut b = Map::new();
+    b.insert("event_type".into(), json!(Kind::Unsubscribe.event_type()));
+    b.insert("campaign_id".into(), campaign_value(campaign));
+    b.insert("lead_email".into(), json!(lead));
+    let latest = rows
+        .iter()
+        .flat_map(|r| [r.sent_time, r.open_time, r.click_time, r.reply_time])
+        .flatten()
+        .max();
+    let candidates = candidate(Form::Fields, b).into_iter().collect();
+    Some(Fact {
+        not_before: latest,
+        ..Fact::new(Kind::Unsubscribe, campaign, lead, candidates)
+    })
 }
 
 /// The webhook `c` stands for as SmartLead sends it without the e-mail,

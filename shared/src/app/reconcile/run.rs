@@ -2,7 +2,7 @@
 
 use super::facts::{campaign_value, facts, Fact, Kind};
 use super::gaps::{count_gaps, gaps, learn, Action, Evidence, Gap};
-use super::statistics::{parse_history, statistics, StepStat};
+use super::statistics::{parse_history, statistics, HistoryMessage, StepStat};
 use super::{ReconcileError, MARGIN_DAYS, SOURCE, SOURCE_RECONCILE, STOP_BEFORE_DEADLINE};
 use crate::adapters::aws::dynamodb::absorbed::Absorbed;
 use crate::adapters::aws::dynamodb::DynamoStore;
@@ -98,86 +98,35 @@ pub async fn reconcile<Q: Queue + ?Sized>(
         campaigns: campaigns.len(),
         ..Report::default()
     };
-    let horizon = opts.horizon();
-    let since = opts.since.map_or(horizon, |s| s.max(horizon));
-    // Lead by lead: (campaign, rows, facts, stored item).
-    let mut leads = Vec::new();
-    for c in campaigns {
-        let (rows, unreadable) = statistics(api, c, opts.deadline).await?;
-        report.unreadable_rows += unreadable;
-        let mut by_lead: BTreeMap<String, Vec<StepStat>> = BTreeMap::new();
-        for r in rows {
-            by_lead.entry(r.lead_email.clone()).or_default().push(r);
-        }
-        for (lead, rows) in by_lead {
-            leads.push((c.clone(), lead, rows));
-        }
-    }
+    let window = Window::of(opts);
+    let leads = leads(api, campaigns, opts.deadline, &mut report).await?;
     let total = leads.len();
     report.leads = total;
     let mut seen = HashSet::new();
     let mut evidence = Evidence::new();
     let mut checked = Vec::new();
-    for (i, (campaign, lead, rows)) in leads.into_iter().enumerate() {
+    for (i, lead) in leads.into_iter().enumerate() {
         // Keep time to decide and queue what was checked.
         if Instant::now() + STOP_BEFORE_DEADLINE > opts.deadline {
             report.leads_left = total - i;
             break;
         }
-        let in_window = |t: Option<EventTime>, timeless: bool| match t {
-            Some(t) if timeless => t >= horizon,
-            Some(t) => t >= since,
-            None => false,
-        };
-        let wants_history = rows.iter().any(|r| {
-            in_window(r.sent_time, false) || in_window(r.reply_time, false) || r.is_bounced
-        });
-        let mut history = Vec::new();
-        let mut history_unavailable = false;
-        if wants_history {
-            let id = match rows.iter().find_map(|r| r.lead_id.clone()) {
-                Some(id) => Some(id),
-                None => match api.lead_by_email(&lead, opts.deadline).await {
-                    Ok(id) => id,
-                    Err(e) if e.is_retryable() => return Err(e.into()),
-                    // An address SmartLead will not look up: no history.
-                    Err(_) => None,
-                },
-            };
-            // A history SmartLead cannot give (no id, refused, an unknown
-            // shape) leaves the message-id forms out: gaps the key rules
-            // would key by a message id are then reported, not backfilled.
-            match id {
-                Some(id) => match api
-                    .message_history(&campaign, &id, opts.deadline)
-                    .await
-                    .and_then(|v| parse_history(&v))
-                {
-                    Ok(h) => history = h,
-                    Err(e) if e.is_retryable() => return Err(e.into()),
-                    Err(_) => history_unavailable = true,
-                },
-                None => history_unavailable = true,
-            }
-        }
-        let mut lead_facts = Vec::new();
-        for mut f in facts(&campaign, &rows, &history) {
-            f.history_unavailable =
-                history_unavailable && matches!(f.kind, Kind::Sent | Kind::Reply | Kind::Bounce);
-            let timeless = f.time.is_none();
-            if in_window(f.not_before, timeless) {
-                lead_facts.push(f);
-            } else if f.not_before.is_none_or(|t| t < horizon) {
-                report.too_old += 1;
-            }
-        }
-        let stored = check(store, &campaign, &lead, &mut lead_facts, &mut seen).await?;
-        learn(&rows, &lead_facts, &seen, &stored, &mut evidence);
+        let history = lead_history(api, &lead, &window, opts.deadline).await?;
+        let mut lead_facts = window.facts(&lead, &history, &mut report);
+        let stored = check(
+            store,
+            &lead.campaign,
+            &lead.lead,
+            &mut lead_facts,
+            &mut seen,
+        )
+        .await?;
+        learn(&lead.rows, &lead_facts, &seen, &stored, &mut evidence);
         report.facts_checked += lead_facts.len();
-        checked.push((campaign, rows, lead_facts, stored));
+        checked.push((lead, lead_facts, stored));
         progress(i + 1, total);
     }
-    for (campaign, rows, lead_facts, stored) in checked {
+    for (lead, lead_facts, stored) in checked {
         let lead_gaps = gaps(&lead_facts, &seen, &evidence);
         let opens = lead_gaps
             .iter()
@@ -186,17 +135,151 @@ pub async fn reconcile<Q: Queue + ?Sized>(
         report.gaps.extend(lead_gaps);
         report
             .count_mismatches
-            .extend(count_gaps(&campaign, &rows, &stored, opens));
+            .extend(count_gaps(&lead.campaign, &lead.rows, &stored, opens));
     }
     if !opts.dry_run {
-        for g in &report.gaps {
-            if let Action::Backfill { body, .. } = &g.action {
-                queue.send(backfill_message(body)).await?;
-                report.backfilled += 1;
-            }
-        }
+        queue_backfills(queue, &mut report).await?;
     }
     Ok(report)
+}
+
+/// One lead's statistics rows in one campaign.
+struct Lead {
+    campaign: String,
+    lead: String,
+    rows: Vec<StepStat>,
+}
+
+/// Every campaign's statistics, lead by lead (counting the unreadable rows
+/// in `report`).
+async fn leads(
+    api: &Api,
+    campaigns: &[String],
+    deadline: Instant,
+    report: &mut Report,
+) -> Result<Vec<Lead>, ReconcileError> {
+    let mut leads = Vec::new();
+    for c in campaigns {
+        let (rows, unreadable) = statistics(api, c, deadline).await?;
+        report.unreadable_rows += unreadable;
+        let mut by_lead: BTreeMap<String, Vec<StepStat>> = BTreeMap::new();
+        for r in rows {
+            by_lead.entry(r.lead_email.clone()).or_default().push(r);
+        }
+        leads.extend(by_lead.into_iter().map(|(lead, rows)| Lead {
+            campaign: c.clone(),
+            lead,
+            rows,
+        }));
+    }
+    Ok(leads)
+}
+
+/// Which facts a run checks: those inside the TTL window and, where timed,
+/// at or after `since`.
+struct Window {
+    horizon: EventTime,
+    since: EventTime,
+}
+
+impl Window {
+    fn of(opts: &Options) -> Self {
+        let horizon = opts.horizon();
+        let since = opts.since.map_or(horizon, |s| s.max(horizon));
+        Window { horizon, since }
+    }
+
+    fn contains(&self, t: Option<EventTime>, timeless: bool) -> bool {
+        match t {
+            Some(t) if timeless => t >= self.horizon,
+            Some(t) => t >= self.since,
+            None => false,
+        }
+    }
+
+    /// The lead's facts in the window (those too old counted in `report`).
+    fn facts(&self, lead: &Lead, history: &History, report: &mut Report) -> Vec<Fact> {
+        let mut out = Vec::new();
+        for mut f in facts(&lead.campaign, &lead.rows, &history.messages) {
+            f.history_unavailable =
+                history.unavailable && matches!(f.kind, Kind::Sent | Kind::Reply | Kind::Bounce);
+            let timeless = f.time.is_none();
+            if self.contains(f.not_before, timeless) {
+                out.push(f);
+            } else if f.not_before.is_none_or(|t| t < self.horizon) {
+                report.too_old += 1;
+            }
+        }
+        out
+    }
+}
+
+/// A lead's message history, when its facts want it.
+#[derive(Default)]
+struct History {
+    messages: Vec<HistoryMessage>,
+    /// Wanted and not readable.
+    unavailable: bool,
+}
+
+/// Reads the lead's message history if a send, reply or bounce in the
+/// window wants it. A history SmartLead cannot give (no id, refused, an
+/// unknown shape) leaves the message-id forms out: gaps the key rules would
+/// key by a message id are then reported, not backfilled.
+async fn lead_history(
+    api: &Api,
+    lead: &Lead,
+    window: &Window,
+    deadline: Instant,
+) -> Result<History, ReconcileError> {
+    let wants_history = lead.rows.iter().any(|r| {
+        window.contains(r.sent_time, false) || window.contains(r.reply_time, false) || r.is_bounced
+    });
+    if !wants_history {
+        return Ok(History::default());
+    }
+    let id = match lead.rows.iter().find_map(|r| r.lead_id.clone()) {
+        Some(id) => Some(id),
+        None => match api.lead_by_email(&lead.lead, deadline).await {
+            Ok(id) => id,
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            // An address SmartLead will not look up: no history.
+            Err(_) => None,
+        },
+    };
+    let unavailable = History {
+        messages: Vec::new(),
+        unavailable: true,
+    };
+    let Some(id) = id else {
+        return Ok(unavailable);
+    };
+    match api
+        .message_history(&lead.campaign, &id, deadline)
+        .await
+        .and_then(|v| parse_history(&v))
+    {
+        Ok(messages) => Ok(History {
+            messages,
+            unavailable: false,
+        }),
+        Err(e) if e.is_retryable() => Err(e.into()),
+        Err(_) => Ok(unavailable),
+    }
+}
+
+/// Queues the backfills among `report`'s gaps.
+async fn queue_backfills<Q: Queue + ?Sized>(
+    queue: &Q,
+    report: &mut Report,
+) -> Result<(), ReconcileError> {
+    for g in &report.gaps {
+        if let Action::Backfill { body, .. } = &g.action {
+            queue.send(backfill_message(body)).await?;
+            report.backfilled += 1;
+        }
+    }
+    Ok(())
 }
 
 /// The item a lead's events land in first, in `campaign` (the plan's own
