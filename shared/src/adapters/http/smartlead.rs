@@ -6,6 +6,7 @@
 //! minute) per process, honour `429 Retry-After`, and retry 5xx and network
 //! errors with backoff, all within a caller-given deadline.
 
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -262,7 +263,7 @@ impl Api {
 
     async fn call(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<&Value>,
         deadline: Instant,
@@ -270,10 +271,14 @@ impl Api {
         self.call_with(method, path, &[], body, deadline).await
     }
 
+    async fn get(&self, path: &str, deadline: Instant) -> Result<Value, ApiError> {
+        self.call(Method::GET, path, None, deadline).await
+    }
+
     /// `call` with query parameters besides the key (encoded by reqwest).
     async fn call_with(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<&Value>,
@@ -357,13 +362,8 @@ impl Api {
         spec.check()?;
         let mut body = spec.body();
         body["force_create"] = json!(true);
-        self.call(
-            reqwest::Method::POST,
-            "/webhook/create",
-            Some(&body),
-            deadline,
-        )
-        .await
+        self.call(Method::POST, "/webhook/create", Some(&body), deadline)
+            .await
     }
 
     pub async fn update_webhook(
@@ -374,24 +374,14 @@ impl Api {
     ) -> Result<Value, ApiError> {
         let id = path_id("the webhook id", id)?;
         spec.check()?;
-        self.call(
-            reqwest::Method::PUT,
-            &format!("/webhook/update/{id}"),
-            Some(&spec.body()),
-            deadline,
-        )
-        .await
+        let path = format!("/webhook/update/{id}");
+        self.call(Method::PUT, &path, Some(&spec.body()), deadline)
+            .await
     }
 
     pub async fn get_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
         let id = path_id("the webhook id", id)?;
-        self.call(
-            reqwest::Method::GET,
-            &format!("/webhook/{id}"),
-            None,
-            deadline,
-        )
-        .await
+        self.get(&format!("/webhook/{id}"), deadline).await
     }
 
     /// A campaign's webhooks.
@@ -401,14 +391,8 @@ impl Api {
         deadline: Instant,
     ) -> Result<Vec<Value>, ApiError> {
         let campaign_id = path_id("the campaign id", campaign_id)?;
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/campaigns/{campaign_id}/webhooks"),
-                None,
-                deadline,
-            )
-            .await?;
+        let path = format!("/campaigns/{campaign_id}/webhooks");
+        let v = self.get(&path, deadline).await?;
         Ok(match v {
             Value::Array(a) => a,
             Value::Object(mut o) => match o.remove("data").or_else(|| o.remove("webhooks")) {
@@ -422,21 +406,15 @@ impl Api {
     /// The account's campaigns (`GET /campaigns`): `id`, `name`, `status`,
     /// `client_id`, ...
     pub async fn campaigns(&self, deadline: Instant) -> Result<Vec<Value>, ApiError> {
-        let v = self
-            .call(reqwest::Method::GET, "/campaigns", None, deadline)
-            .await?;
+        let v = self.get("/campaigns", deadline).await?;
         campaign_list(v)
     }
 
     pub async fn delete_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
         let id = path_id("the webhook id", id)?;
-        self.call(
-            reqwest::Method::DELETE,
-            "/webhook/delete",
-            Some(&json!({"id": numeric(id)})),
-            deadline,
-        )
-        .await
+        let body = json!({"id": numeric(id)});
+        self.call(Method::DELETE, "/webhook/delete", Some(&body), deadline)
+            .await
     }
 
     /// One page of a campaign's statistics (`GET /campaigns/{id}/statistics`
@@ -452,7 +430,7 @@ impl Api {
         let campaign_id = path_id("the campaign id", campaign_id)?;
         let (offset, limit) = (offset.to_string(), limit.clamp(1, 100).to_string());
         self.call_with(
-            reqwest::Method::GET,
+            Method::GET,
             &format!("/campaigns/{campaign_id}/statistics"),
             &[("offset", &offset), ("limit", &limit)],
             None,
@@ -471,13 +449,8 @@ impl Api {
     ) -> Result<Value, ApiError> {
         let campaign_id = path_id("the campaign id", campaign_id)?;
         let lead_id = path_id("the lead id", lead_id)?;
-        self.call(
-            reqwest::Method::GET,
-            &format!("/campaigns/{campaign_id}/leads/{lead_id}/message-history"),
-            None,
-            deadline,
-        )
-        .await
+        let path = format!("/campaigns/{campaign_id}/leads/{lead_id}/message-history");
+        self.get(&path, deadline).await
     }
 
     /// Unsubscribes a lead from every campaign (SmartLead's global unsubscribe).
@@ -487,13 +460,8 @@ impl Api {
         deadline: Instant,
     ) -> Result<Value, ApiError> {
         let lead_id = path_id("the lead id", lead_id)?;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/leads/{lead_id}/unsubscribe"),
-            None,
-            deadline,
-        )
-        .await
+        let path = format!("/leads/{lead_id}/unsubscribe");
+        self.call(Method::POST, &path, None, deadline).await
     }
 
     /// The SmartLead lead id of an address (`GET /leads/?email=`, which
@@ -507,13 +475,7 @@ impl Api {
             return Err(ApiError::Invalid("not a valid e-mail address".into()));
         }
         let v = self
-            .call_with(
-                reqwest::Method::GET,
-                "/leads/",
-                &[("email", email)],
-                None,
-                deadline,
-            )
+            .call_with(Method::GET, "/leads/", &[("email", email)], None, deadline)
             .await?;
         let id = match v.get("id") {
             Some(Value::Number(n)) => n.as_u64().map(|n| n.to_string()),
@@ -532,13 +494,9 @@ impl Api {
                 "the block list takes only valid e-mail addresses here".into(),
             ));
         }
-        self.call(
-            reqwest::Method::POST,
-            "/leads/add-domain-block-list",
-            Some(&json!({"domain_block_list": entries})),
-            deadline,
-        )
-        .await
+        let body = json!({"domain_block_list": entries});
+        let path = "/leads/add-domain-block-list";
+        self.call(Method::POST, path, Some(&body), deadline).await
     }
 }
 
