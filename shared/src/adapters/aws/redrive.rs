@@ -248,6 +248,20 @@ pub async fn redrive(
     })
 }
 
+/// Calls the batch operation `op` (`send_message_batch`,
+/// `delete_message_batch`) on `queue` with `entries`, as run `run`.
+macro_rules! batch_call {
+    ($run:expr, $op:ident, $queue:expr, $entries:expr) => {
+        $run.sqs
+            .$op()
+            .queue_url($queue)
+            .set_entries(Some($entries))
+            .send()
+            .await
+            .map_err(|e| $run.err(e))
+    };
+}
+
 /// One redrive's state.
 struct Run<'a> {
     sqs: &'a aws_sdk_sqs::Client,
@@ -352,14 +366,7 @@ impl Run<'_> {
                 .iter()
                 .map(|&i| send_entry(i, &msgs[i]).map_err(|e| self.err(e)))
                 .collect::<Result<Vec<_>, _>>()?;
-            let sent = self
-                .sqs
-                .send_message_batch()
-                .queue_url(self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| self.err(e))?;
+            let sent = batch_call!(self, send_message_batch, self.queue_url, entries)?;
             let ok = succeeded(sent.successful.iter().map(|s| s.id.as_str()));
             for i in batch {
                 let m = &msgs[i];
@@ -393,14 +400,7 @@ impl Run<'_> {
                     .ok()
             })
             .collect();
-        let deleted = self
-            .sqs
-            .delete_message_batch()
-            .queue_url(self.dlq_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| self.err(e))?;
+        let deleted = batch_call!(self, delete_message_batch, self.dlq_url, entries)?;
         let ok = succeeded(deleted.successful().iter().map(|s| s.id()));
         for &i in to_delete {
             let m = &msgs[i];
