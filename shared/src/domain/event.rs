@@ -438,102 +438,23 @@ deserialize_via! {
 // Typed payloads
 // ---------------------------------------------------------------------------
 
-/// Declares a typed payload: a struct whose fields are all public and all
+/// Declares typed payloads: structs whose fields are all public and all
 /// optional (`#[serde(default)]`, each [`Lenient`] or a lenient type of its
 /// own), so an odd or missing field never fails the event. Fields are
 /// written as a table, several to a line.
 macro_rules! payload {
-    ($(#[$meta:meta])* $name:ident {
+    ($($(#[$meta:meta])* $name:ident {
         $($(#[$fmeta:meta])* $field:ident: $ty:ty),* $(,)?
-    }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Default, Deserialize)]
-        #[serde(default)]
-        pub struct $name {
-            $($(#[$fmeta])* pub $field: $ty,)*
-        }
+    })*) => {
+        $(
+            $(#[$meta])*
+            #[derive(Debug, Clone, Default, Deserialize)]
+            #[serde(default)]
+            pub struct $name {
+                $($(#[$fmeta])* pub $field: $ty,)*
+            }
+        )*
     };
-}
-
-payload! {
-    /// Fields most SmartLead webhooks share (camelCase spellings accepted).
-    Envelope {
-        webhook_id: Lenient<Id>, webhook_name: Lenient<String>,
-        #[serde(alias = "campaignId")] campaign_id: Lenient<Id>,
-        #[serde(alias = "campaignName")] campaign_name: Lenient<String>,
-        campaign_status: Lenient<String>,
-        #[serde(alias = "clientId")] client_id: Lenient<Id>,
-        #[serde(alias = "appUrl")] app_url: Lenient<String>,
-        description: Lenient<String>,
-        #[serde(alias = "eventTimestamp")] event_timestamp: Lenient<Value>,
-        #[serde(alias = "createdAt")] created_at: Lenient<Value>,
-        metadata: Lenient<Value>,
-    }
-}
-
-payload! {
-    /// A message SmartLead quotes (`sent_message`, `reply_message`).
-    MessageRef {
-        message_id: Lenient<String>, html: Lenient<String>, text: Lenient<String>,
-        time: Lenient<Value>,
-    }
-}
-
-payload! {
-    /// Fields of the per-message events (sent, open, click, reply, bounce).
-    EmailFields {
-        #[serde(flatten)] envelope: Envelope,
-        stats_id: Lenient<Id>, lead_id: Lenient<Id>, from_email: Lenient<String>,
-        to_email: Lenient<String>, to_name: Lenient<String>, sequence_number: Lenient<Num>,
-        subject: Lenient<String>, message_id: Lenient<String>,
-        sent_message: Lenient<MessageRef>,
-    }
-}
-
-payload! {
-    EmailSent {
-        #[serde(flatten)] email: EmailFields,
-        time_sent: Lenient<Value>, custom_subject: Lenient<String>,
-        custom_email_message: Lenient<String>,
-    }
-}
-
-payload! {
-    EmailOpen {
-        #[serde(flatten)] email: EmailFields,
-        time_opened: Lenient<Value>,
-    }
-}
-
-payload! {
-    EmailLinkClick {
-        #[serde(flatten)] email: EmailFields,
-        time_clicked: Lenient<Value>, link_clicked: Links,
-    }
-}
-
-payload! {
-    EmailReply {
-        #[serde(flatten)] email: EmailFields,
-        time_replied: Lenient<Value>, reply_body: Lenient<String>,
-        preview_text: Lenient<String>, reply_message: Lenient<MessageRef>,
-    }
-}
-
-payload! {
-    EmailBounce {
-        #[serde(flatten)] email: EmailFields,
-        bounce_message: Lenient<Value>,
-    }
-}
-
-payload! {
-    LeadUnsubscribed {
-        #[serde(flatten)] envelope: Envelope,
-        lead_id: Lenient<Id>, lead_email: Lenient<String>, lead_name: Lenient<String>,
-        to_email: Lenient<String>, sequence_number: Lenient<Num>,
-        unsubscribed_client_id_map: Lenient<Value>,
-    }
 }
 
 /// A lead category: SmartLead sends the name as a string at the top level
@@ -572,6 +493,69 @@ impl<'de> Deserialize<'de> for Category {
 }
 
 payload! {
+    /// Fields most SmartLead webhooks share (camelCase spellings accepted).
+    Envelope {
+        webhook_id: Lenient<Id>, webhook_name: Lenient<String>,
+        #[serde(alias = "campaignId")] campaign_id: Lenient<Id>,
+        #[serde(alias = "campaignName")] campaign_name: Lenient<String>,
+        campaign_status: Lenient<String>,
+        #[serde(alias = "clientId")] client_id: Lenient<Id>,
+        #[serde(alias = "appUrl")] app_url: Lenient<String>,
+        description: Lenient<String>,
+        #[serde(alias = "eventTimestamp")] event_timestamp: Lenient<Value>,
+        #[serde(alias = "createdAt")] created_at: Lenient<Value>,
+        metadata: Lenient<Value>,
+    }
+
+    /// A message SmartLead quotes (`sent_message`, `reply_message`).
+    MessageRef {
+        message_id: Lenient<String>, html: Lenient<String>, text: Lenient<String>,
+        time: Lenient<Value>,
+    }
+
+    /// Fields of the per-message events (sent, open, click, reply, bounce).
+    EmailFields {
+        #[serde(flatten)] envelope: Envelope,
+        stats_id: Lenient<Id>, lead_id: Lenient<Id>, from_email: Lenient<String>,
+        to_email: Lenient<String>, to_name: Lenient<String>, sequence_number: Lenient<Num>,
+        subject: Lenient<String>, message_id: Lenient<String>,
+        sent_message: Lenient<MessageRef>,
+    }
+
+    EmailSent {
+        #[serde(flatten)] email: EmailFields,
+        time_sent: Lenient<Value>, custom_subject: Lenient<String>,
+        custom_email_message: Lenient<String>,
+    }
+
+    EmailOpen {
+        #[serde(flatten)] email: EmailFields,
+        time_opened: Lenient<Value>,
+    }
+
+    EmailLinkClick {
+        #[serde(flatten)] email: EmailFields,
+        time_clicked: Lenient<Value>, link_clicked: Links,
+    }
+
+    EmailReply {
+        #[serde(flatten)] email: EmailFields,
+        time_replied: Lenient<Value>, reply_body: Lenient<String>,
+        preview_text: Lenient<String>, reply_message: Lenient<MessageRef>,
+    }
+
+    EmailBounce {
+        #[serde(flatten)] email: EmailFields,
+        bounce_message: Lenient<Value>,
+    }
+
+    LeadUnsubscribed {
+        #[serde(flatten)] envelope: Envelope,
+        lead_id: Lenient<Id>, lead_email: Lenient<String>, lead_name: Lenient<String>,
+        to_email: Lenient<String>, sequence_number: Lenient<Num>,
+        unsubscribed_client_id_map: Lenient<Value>,
+    }
+
     LeadData {
         id: Lenient<Id>, email: Lenient<String>, first_name: Lenient<String>,
         last_name: Lenient<String>, phone_number: Lenient<String>,
@@ -579,17 +563,13 @@ payload! {
         linkedin_profile: Lenient<String>, company_url: Lenient<String>,
         custom_fields: Lenient<Value>, category: Lenient<Category>,
     }
-}
 
-payload! {
     HistoryEntry {
         #[serde(rename = "type")] kind: Lenient<String>,
         time: Lenient<Value>, subject: Lenient<String>, email_body: Lenient<String>,
         message_id: Lenient<String>,
     }
-}
 
-payload! {
     LeadCategoryUpdated {
         #[serde(flatten)] envelope: Envelope,
         lead_id: Lenient<Id>, lead_email: Lenient<String>, lead_name: Lenient<String>,
@@ -598,17 +578,13 @@ payload! {
         history: Lenient<Vec<HistoryEntry>>,
         #[serde(rename = "lastReply", alias = "last_reply")] last_reply: Lenient<HistoryEntry>,
     }
-}
 
-payload! {
     CampaignStatusChanged {
         #[serde(flatten)] envelope: Envelope,
         #[serde(alias = "new_status", alias = "newStatus")] status: Lenient<String>,
         #[serde(alias = "oldStatus", alias = "previous_status")] old_status: Lenient<String>,
     }
-}
 
-payload! {
     UntrackedReply {
         #[serde(flatten)] envelope: Envelope,
         from_email: Lenient<String>, to_email: Lenient<String>, subject: Lenient<String>,
@@ -616,9 +592,7 @@ payload! {
         preview_text: Lenient<String>, time_replied: Lenient<Value>,
         message_id: Lenient<String>,
     }
-}
 
-payload! {
     ManualStepReached {
         #[serde(flatten)] envelope: Envelope,
         lead_id: Lenient<Id>,
@@ -628,9 +602,7 @@ payload! {
         #[serde(alias = "manual_step_type", alias = "stepType")] step_type: Lenient<String>,
         #[serde(alias = "task", alias = "instructions")] step_description: Lenient<String>,
     }
-}
 
-payload! {
     /// EMAIL_ACCOUNT_DISCONNECTED and LINKEDIN_DISCONNECTED, sent by the per-user
     /// notification setting in camelCase (`accountId`, `appUrl`); snake_case accepted.
     AccountDisconnected {
@@ -644,9 +616,7 @@ payload! {
         #[serde(alias = "linkedinProfile", alias = "profile_url")]
         linkedin_profile: Lenient<String>,
     }
-}
 
-payload! {
     CampaignBounceBreach {
         #[serde(alias = "campaignId")] campaign_id: Lenient<Id>,
         #[serde(alias = "campaignName")] campaign_name: Lenient<String>,
