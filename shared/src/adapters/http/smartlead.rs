@@ -293,18 +293,11 @@ impl Api {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let wait = {
-                let mut l = self.limiter.lock().await;
-                let w = l.wait(Instant::now());
-                l.sent.push_back(Instant::now() + w);
-                w
-            };
-            if !crate::adapters::http::fits(wait, Duration::ZERO, deadline) {
+            if !self.pace(deadline).await {
                 return Err(unavailable(
                     "client-side rate limit past the deadline".into(),
                 ));
             }
-            tokio::time::sleep(wait).await;
             let Some(timeout) = crate::adapters::http::timeout_until(self.timeout, deadline) else {
                 return Err(unavailable("no time left before the deadline".into()));
             };
@@ -318,32 +311,15 @@ impl Api {
                 req = req.json(b);
             }
             let retry_in = match req.send().await {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    let retry_after = crate::adapters::http::retry_after(r.headers());
-                    let text = r.text().await.unwrap_or_default();
-                    if (200..300).contains(&status) {
-                        return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
-                    }
-                    if status == 429 {
-                        retry_after.unwrap_or(Duration::from_secs(2))
-                    } else if status >= 500 {
-                        backoff(attempt)
-                    } else {
-                        return Err(ApiError::Refused {
-                            what,
-                            status,
-                            body: text.chars().take(300).collect(),
-                        });
-                    }
-                }
+                Ok(r) => match answer(r, &what, attempt).await {
+                    Attempt::Done(result) => return result,
+                    Attempt::Retry(after) => after,
+                },
                 // reqwest's error text holds the URL, and so the key: error_text drops it.
-                Err(e) => {
-                    if attempt >= 4 {
-                        return Err(unavailable(crate::adapters::http::error_text(e)));
-                    }
-                    backoff(attempt)
+                Err(e) if attempt >= 4 => {
+                    return Err(unavailable(crate::adapters::http::error_text(e)))
                 }
+                Err(_) => backoff(attempt),
             };
             if attempt >= 6 || !crate::adapters::http::fits(retry_in, Duration::ZERO, deadline) {
                 return Err(unavailable(format!(
@@ -352,6 +328,22 @@ impl Api {
             }
             tokio::time::sleep(retry_in).await;
         }
+    }
+
+    /// Waits for the client-side rate limit; false (without waiting) if the
+    /// wait would pass the deadline.
+    async fn pace(&self, deadline: Instant) -> bool {
+        let wait = {
+            let mut l = self.limiter.lock().await;
+            let w = l.wait(Instant::now());
+            l.sent.push_back(Instant::now() + w);
+            w
+        };
+        if !crate::adapters::http::fits(wait, Duration::ZERO, deadline) {
+            return false;
+        }
+        tokio::time::sleep(wait).await;
+        true
     }
 
     pub async fn create_webhook(
@@ -497,6 +489,34 @@ impl Api {
         let body = json!({"domain_block_list": entries});
         let path = "/leads/add-domain-block-list";
         self.call(Method::POST, path, Some(&body), deadline).await
+    }
+}
+
+/// What one answer means for the call.
+enum Attempt {
+    /// The call is over: SmartLead's answer, or its refusal.
+    Done(Result<Value, ApiError>),
+    /// Try again after this long (429, 5xx).
+    Retry(Duration),
+}
+
+/// Reads one answer of the call `what`, its `attempt`th.
+async fn answer(r: reqwest::Response, what: &str, attempt: u32) -> Attempt {
+    let status = r.status().as_u16();
+    let retry_after = crate::adapters::http::retry_after(r.headers());
+    let text = r.text().await.unwrap_or_default();
+    if (200..300).contains(&status) {
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        return Attempt::Done(Ok(value));
+    }
+    match status {
+        429 => Attempt::Retry(retry_after.unwrap_or(Duration::from_secs(2))),
+        500.. => Attempt::Retry(backoff(attempt)),
+        _ => Attempt::Done(Err(ApiError::Refused {
+            what: what.to_owned(),
+            status,
+            body: text.chars().take(300).collect(),
+        })),
     }
 }
 

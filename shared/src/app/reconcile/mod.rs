@@ -44,14 +44,16 @@ mod gaps;
 mod run;
 mod scheduled;
 mod statistics;
-#[cfg(test)]
-mod tests;
 
-pub use facts::*;
-pub use gaps::*;
-pub use run::*;
-pub use scheduled::*;
-pub use statistics::*;
+pub use facts::{facts, Candidate, Fact, Form, Kind};
+pub use gaps::{
+    count_gaps, gaps, learn, Action, Evidence, Gap, Tally, MIN_MATCHES, MIN_SHARE_PERCENT,
+};
+pub use run::{backfill_message, reconcile, Options, Progress, Report};
+pub use scheduled::{emit, metric_values, Scheduled, RECONCILE_IAM_ACTIONS};
+pub use statistics::{
+    campaigns, parse_history, parse_page, statistics, HistoryMessage, Page, StepStat,
+};
 
 use crate::adapters::http::smartlead::ApiError;
 use crate::app::ingest::QueueError;
@@ -87,3 +89,6 @@ impl ReconcileError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

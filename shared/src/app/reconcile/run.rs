@@ -304,24 +304,13 @@ pub(super) fn first_item(body: &Value) -> Option<(String, String)> {
     p.items.first().map(|u| (u.pk.clone(), u.sk.clone()))
 }
 
-/// Checks a lead's facts in one campaign against the store: the item they
-/// land in first is read once (and the old design's markers of the facts
-/// not in it). Puts the absorbed keys in `seen`, marks the facts whose item
-/// has rotated its keys without holding theirs, and returns the item (the
-/// stored counts).
-async fn check(
-    store: &DynamoStore,
-    campaign: &str,
-    lead: &str,
-    facts: &mut [Fact],
-    seen: &mut HashSet<String>,
-) -> Result<Value, ReconcileError> {
-    // Facts by the item they land in (all in the lead's campaign item, by
-    // the plan; grouped anyway so none is read against the wrong item); the
-    // forms without the e-mail by theirs (`LEAD#id:<id>`).
-    let home = lead_item(campaign, lead);
-    // (fact, whether its id-keyed forms) by item.
-    type Reads = BTreeMap<Option<(String, String)>, Vec<(usize, bool)>>;
+/// (fact, whether its id-keyed forms) by the item they are read in.
+type Reads = BTreeMap<Option<(String, String)>, Vec<(usize, bool)>>;
+
+/// Facts by the item they land in (all in the lead's campaign item `home`,
+/// by the plan; grouped anyway so none is read against the wrong item); the
+/// forms without the e-mail by theirs (`LEAD#id:<id>`).
+fn reads(home: &Option<(String, String)>, facts: &[Fact]) -> Reads {
     let mut by_item = Reads::new();
     by_item.entry(home.clone()).or_default();
     for (i, f) in facts.iter().enumerate() {
@@ -338,6 +327,23 @@ async fn check(
                 .push((i, true));
         }
     }
+    by_item
+}
+
+/// Checks a lead's facts in one campaign against the store: the item they
+/// land in first is read once (and the old design's markers of the facts
+/// not in it). Puts the absorbed keys in `seen`, marks the facts whose item
+/// has rotated its keys without holding theirs, and returns the item (the
+/// stored counts).
+async fn check(
+    store: &DynamoStore,
+    campaign: &str,
+    lead: &str,
+    facts: &mut [Fact],
+    seen: &mut HashSet<String>,
+) -> Result<Value, ReconcileError> {
+    let home = lead_item(campaign, lead);
+    let by_item = reads(&home, facts);
     let (mut stored, mut by_id_items) = (Value::Null, Vec::new());
     // Per fact: any key absorbed, any answer unknown.
     let mut state = vec![(false, false); facts.len()];

@@ -129,27 +129,33 @@ pub fn parse_page(v: &Value) -> Result<Page, ApiError> {
             page.unreadable += 1;
             continue;
         };
-        let lead_id = text(first(o, &["lead_id", "email_lead_id", "id"]));
-        let steps = ["sequences", "steps", "stats", "sequence_stats"]
-            .iter()
-            .find_map(|k| o.get(*k).and_then(Value::as_array));
-        match steps {
-            Some(steps) => {
-                for s in steps.iter().filter_map(Value::as_object) {
-                    let mut r = step(s, lead.clone());
-                    r.lead_id = r.lead_id.or_else(|| lead_id.clone());
-                    r.is_unsubscribed |= flag(first(o, &["is_unsubscribed", "unsubscribed"]));
-                    page.rows.push(r);
-                }
-            }
-            None => {
-                let mut r = step(o, lead);
-                r.lead_id = lead_id;
-                page.rows.push(r);
-            }
-        }
+        page.rows.extend(entry_rows(o, lead));
     }
     Ok(page)
+}
+
+/// The rows of one entry: one per step of a per-lead entry, else the entry.
+fn entry_rows(o: &Map<String, Value>, lead: String) -> Vec<StepStat> {
+    let lead_id = text(first(o, &["lead_id", "email_lead_id", "id"]));
+    let steps = ["sequences", "steps", "stats", "sequence_stats"]
+        .iter()
+        .find_map(|k| o.get(*k).and_then(Value::as_array));
+    let Some(steps) = steps else {
+        let mut r = step(o, lead);
+        r.lead_id = lead_id;
+        return vec![r];
+    };
+    let unsubscribed = flag(first(o, &["is_unsubscribed", "unsubscribed"]));
+    steps
+        .iter()
+        .filter_map(Value::as_object)
+        .map(|s| {
+            let mut r = step(s, lead.clone());
+            r.lead_id = r.lead_id.or_else(|| lead_id.clone());
+            r.is_unsubscribed |= unsubscribed;
+            r
+        })
+        .collect()
 }
 
 fn step(o: &Map<String, Value>, lead_email: String) -> StepStat {
