@@ -152,28 +152,21 @@ impl<'a> Basis<'a> {
         self.msg.map(|m| self.make("msg", &[m]))
     }
 
-    /// The fields basis from the lead and the time, both required, with
-    /// `parts(lead, time)` as the key's parts.
-    fn lead_at(&self, parts: impl FnOnce(&str, &str) -> Vec<String>) -> Option<DedupKey> {
-        let (l, t) = (self.lead?, self.time.as_deref()?);
-        let parts = parts(l, t);
-        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-        Some(self.make("fields", &parts))
+    /// A key that needs the lead and the time: `key(lead, time)`, if both
+    /// are known.
+    fn lead_at(&self, key: impl FnOnce(&str, &str) -> DedupKey) -> Option<DedupKey> {
+        Some(key(self.lead?, self.time.as_deref()?))
     }
 
     /// Campaign, lead, sequence step and time: a step's e-mail event.
     fn step_fields(&self) -> Option<DedupKey> {
-        self.lead_at(|l, t| own(&[self.campaign, l, &self.seq, t]))
+        self.lead_at(|l, t| self.make("fields", &[self.campaign, l, &self.seq, t]))
     }
 
     /// The fields basis from one named thing (`who`) and the time.
     fn who_at(&self, who: Option<&str>) -> Option<DedupKey> {
         Some(self.make("fields", &[who?, self.time.as_deref()?]))
     }
-}
-
-fn own(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|p| (*p).to_owned()).collect()
 }
 
 pub(crate) fn dedup_key(ev: &SmartleadEvent, n: &Normalized) -> DedupKey {
@@ -210,10 +203,15 @@ fn named_key(b: &Basis, ev: &SmartleadEvent, n: &Normalized) -> Option<DedupKey>
             .and_then(|m| m.message_id.text())
             .map(|m| b.make("msg", &[m]))
             .or_else(|| b.step_fields()),
-        EventData::EmailOpen(_) => b.lead_at(|l, t| own(&[b.campaign, l, &b.seq, t, stats])),
-        EventData::EmailLinkClick(c) => {
-            b.lead_at(|l, t| own(&[b.campaign, l, &b.seq, t, stats, &clicked(&c.link_clicked.0)]))
+        EventData::EmailOpen(_) => {
+            b.lead_at(|l, t| b.make("fields", &[b.campaign, l, &b.seq, t, stats]))
         }
+        EventData::EmailLinkClick(c) => b.lead_at(|l, t| {
+            b.make(
+                "fields",
+                &[b.campaign, l, &b.seq, t, stats, &clicked(&c.link_clicked.0)],
+            )
+        }),
         EventData::LeadUnsubscribed(_) => b
             .lead
             .map(|l| b.make("fields", &[b.campaign, l, b.time.as_deref().unwrap_or("")])),
@@ -224,16 +222,16 @@ fn named_key(b: &Basis, ev: &SmartleadEvent, n: &Normalized) -> Option<DedupKey>
                 .get()
                 .and_then(|c| c.name.as_deref())
                 .unwrap_or("");
-            own(&[b.campaign, l, cat_id, cat_name, t])
+            b.make("fields", &[b.campaign, l, cat_id, cat_name, t])
         }),
         EventData::CampaignStatusChanged(s) => {
             let c = n.campaign_id.as_ref()?;
             let t = b.time.as_deref()?;
             Some(b.make("fields", &[c.as_str(), s.status.text().unwrap_or(""), t]))
         }
-        EventData::UntrackedReplies(_) => b
-            .msg_key()
-            .or_else(|| b.lead_at(|l, t| own(&[l, n.sender_email.as_deref().unwrap_or(""), t]))),
+        EventData::UntrackedReplies(_) => b.msg_key().or_else(|| {
+            b.lead_at(|l, t| b.make("fields", &[l, n.sender_email.as_deref().unwrap_or(""), t]))
+        }),
         EventData::ManualStepReached(_) => b.step_fields(),
         EventData::EmailAccountDisconnected(_) | EventData::LinkedinDisconnected(_) => {
             let account = n.account_id.as_ref().map(|a| a.as_str());
