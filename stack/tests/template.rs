@@ -1064,7 +1064,8 @@ mod hardening {
             Some("AlarmTopic")
         );
         let read = |f: &str| std::fs::read_to_string(stack::workspace_root().join(f)).unwrap();
-        let src = read("shared/src/app/reconcile.rs") + &read("shared/src/adapters/aws/wire.rs");
+        let src = read("shared/src/app/reconcile/scheduled.rs")
+            + &read("shared/src/adapters/aws/wire.rs");
         for m in [
             "\"GapsFound\"",
             "\"LeadsLeft\"",

@@ -307,6 +307,27 @@ enum Key {
     Other,
 }
 
+/// `Deserialize` for a borrowing type `$ty<'a>` through a visitor that
+/// expects `$what`, driven by the deserializer's `$how`; the `visit_*`
+/// methods are given.
+macro_rules! deserialize_via {
+    ($ty:ident, $what:literal, $how:ident, $($visit:item)*) => {
+        impl<'de: 'a, 'a> Deserialize<'de> for $ty<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $ty<'de>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str($what)
+                    }
+                    $($visit)*
+                }
+                d.$how(V)
+            }
+        }
+    };
+}
+
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -332,102 +353,84 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut f = Fields::default();
-                while let Some(k) = a.next_key::<Key>()? {
-                    let slot = match k {
-                        Key::EventType => &mut f.event_type,
-                        Key::EventTypeCamel => &mut f.event_type_camel,
-                        Key::Event => &mut f.event,
-                        Key::Secret => &mut f.secret_key,
-                        Key::Type => &mut f.kind,
-                        Key::Data => &mut f.data,
-                        Key::Lead => &mut f.lead,
-                        Key::Other => {
-                            a.next_value::<serde::de::IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *slot = Some(a.next_value()?);
+deserialize_via! {
+    Fields, "a JSON object", deserialize_map,
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut a: A,
+    ) -> Result<Self::Value, A::Error> {
+        let mut f = Fields::default();
+        while let Some(k) = a.next_key::<Key>()? {
+            let slot = match k {
+                Key::EventType => &mut f.event_type,
+                Key::EventTypeCamel => &mut f.event_type_camel,
+                Key::Event => &mut f.event,
+                Key::Secret => &mut f.secret_key,
+                Key::Type => &mut f.kind,
+                Key::Data => &mut f.data,
+                Key::Lead => &mut f.lead,
+                Key::Other => {
+                    a.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
                 }
-                Ok(f)
-            }
+            };
+            *slot = Some(a.next_value()?);
         }
-        d.deserialize_map(V)
+        Ok(f)
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for ProbeValue<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = ProbeValue<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(ProbeValue::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(ProbeValue::Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(ProbeValue::Str(Cow::Owned(v)))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(ProbeValue::Null)
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(ProbeValue::Null)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(ProbeValue::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(ProbeValue::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(ProbeValue::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(ProbeValue::Other)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Self::Value, A::Error> {
-                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(ProbeValue::Other)
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut secret = None;
-                while let Some(k) = a.next_key::<Key>()? {
-                    if matches!(k, Key::Secret) {
-                        if let ProbeValue::Str(s) = a.next_value::<ProbeValue<'de>>()? {
-                            secret = Some(s);
-                        }
-                    } else {
-                        a.next_value::<serde::de::IgnoredAny>()?;
-                    }
+deserialize_via! {
+    ProbeValue, "any JSON value", deserialize_any,
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(ProbeValue::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(ProbeValue::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(ProbeValue::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(ProbeValue::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(ProbeValue::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(ProbeValue::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(ProbeValue::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(ProbeValue::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(ProbeValue::Other)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut a: A,
+    ) -> Result<Self::Value, A::Error> {
+        while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(ProbeValue::Other)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut a: A,
+    ) -> Result<Self::Value, A::Error> {
+        let mut secret = None;
+        while let Some(k) = a.next_key::<Key>()? {
+            if matches!(k, Key::Secret) {
+                if let ProbeValue::Str(s) = a.next_value::<ProbeValue<'de>>()? {
+                    secret = Some(s);
                 }
-                Ok(ProbeValue::Object(secret))
+            } else {
+                a.next_value::<serde::de::IgnoredAny>()?;
             }
         }
-        d.deserialize_any(V)
+        Ok(ProbeValue::Object(secret))
     }
 }
 
@@ -435,113 +438,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for ProbeValue<'a> {
 // Typed payloads
 // ---------------------------------------------------------------------------
 
-/// Fields most SmartLead webhooks share (camelCase spellings accepted).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Envelope {
-    pub webhook_id: Lenient<Id>,
-    pub webhook_name: Lenient<String>,
-    #[serde(alias = "campaignId")]
-    pub campaign_id: Lenient<Id>,
-    #[serde(alias = "campaignName")]
-    pub campaign_name: Lenient<String>,
-    pub campaign_status: Lenient<String>,
-    #[serde(alias = "clientId")]
-    pub client_id: Lenient<Id>,
-    #[serde(alias = "appUrl")]
-    pub app_url: Lenient<String>,
-    pub description: Lenient<String>,
-    #[serde(alias = "eventTimestamp")]
-    pub event_timestamp: Lenient<Value>,
-    #[serde(alias = "createdAt")]
-    pub created_at: Lenient<Value>,
-    pub metadata: Lenient<Value>,
-}
-
-/// A message SmartLead quotes (`sent_message`, `reply_message`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct MessageRef {
-    pub message_id: Lenient<String>,
-    pub html: Lenient<String>,
-    pub text: Lenient<String>,
-    pub time: Lenient<Value>,
-}
-
-/// Fields of the per-message events (sent, open, click, reply, bounce).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct EmailFields {
-    #[serde(flatten)]
-    pub envelope: Envelope,
-    pub stats_id: Lenient<Id>,
-    pub lead_id: Lenient<Id>,
-    pub from_email: Lenient<String>,
-    pub to_email: Lenient<String>,
-    pub to_name: Lenient<String>,
-    pub sequence_number: Lenient<Num>,
-    pub subject: Lenient<String>,
-    pub message_id: Lenient<String>,
-    pub sent_message: Lenient<MessageRef>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct EmailSent {
-    #[serde(flatten)]
-    pub email: EmailFields,
-    pub time_sent: Lenient<Value>,
-    pub custom_subject: Lenient<String>,
-    pub custom_email_message: Lenient<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct EmailOpen {
-    #[serde(flatten)]
-    pub email: EmailFields,
-    pub time_opened: Lenient<Value>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct EmailLinkClick {
-    #[serde(flatten)]
-    pub email: EmailFields,
-    pub time_clicked: Lenient<Value>,
-    pub link_clicked: Links,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct EmailReply {
-    #[serde(flatten)]
-    pub email: EmailFields,
-    pub time_replied: Lenient<Value>,
-    pub reply_body: Lenient<String>,
-    pub preview_text: Lenient<String>,
-    pub reply_message: Lenient<MessageRef>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct EmailBounce {
-    #[serde(flatten)]
-    pub email: EmailFields,
-    pub bounce_message: Lenient<Value>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct LeadUnsubscribed {
-    #[serde(flatten)]
-    pub envelope: Envelope,
-    pub lead_id: Lenient<Id>,
-    pub lead_email: Lenient<String>,
-    pub lead_name: Lenient<String>,
-    pub to_email: Lenient<String>,
-    pub sequence_number: Lenient<Num>,
-    pub unsubscribed_client_id_map: Lenient<Value>,
+/// Declares typed payloads: structs whose fields are all public and all
+/// optional (`#[serde(default)]`, each [`Lenient`] or a lenient type of its
+/// own), so an odd or missing field never fails the event. Fields are
+/// written as a table, several to a line.
+macro_rules! payload {
+    ($($(#[$meta:meta])* $name:ident {
+        $($(#[$fmeta:meta])* $field:ident: $ty:ty),* $(,)?
+    })*) => {
+        $(
+            $(#[$meta])*
+            #[derive(Debug, Clone, Default, Deserialize)]
+            #[serde(default)]
+            pub struct $name {
+                $($(#[$fmeta])* pub $field: $ty,)*
+            }
+        )*
+    };
 }
 
 /// A lead category: SmartLead sends the name as a string at the top level
@@ -579,135 +492,143 @@ impl<'de> Deserialize<'de> for Category {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct LeadData {
-    pub id: Lenient<Id>,
-    pub email: Lenient<String>,
-    pub first_name: Lenient<String>,
-    pub last_name: Lenient<String>,
-    pub phone_number: Lenient<String>,
-    pub company_name: Lenient<String>,
-    pub website: Lenient<String>,
-    pub location: Lenient<String>,
-    pub linkedin_profile: Lenient<String>,
-    pub company_url: Lenient<String>,
-    pub custom_fields: Lenient<Value>,
-    pub category: Lenient<Category>,
-}
+payload! {
+    /// Fields most SmartLead webhooks share (camelCase spellings accepted).
+    Envelope {
+        webhook_id: Lenient<Id>, webhook_name: Lenient<String>,
+        #[serde(alias = "campaignId")] campaign_id: Lenient<Id>,
+        #[serde(alias = "campaignName")] campaign_name: Lenient<String>,
+        campaign_status: Lenient<String>,
+        #[serde(alias = "clientId")] client_id: Lenient<Id>,
+        #[serde(alias = "appUrl")] app_url: Lenient<String>,
+        description: Lenient<String>,
+        #[serde(alias = "eventTimestamp")] event_timestamp: Lenient<Value>,
+        #[serde(alias = "createdAt")] created_at: Lenient<Value>,
+        metadata: Lenient<Value>,
+    }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct HistoryEntry {
-    #[serde(rename = "type")]
-    pub kind: Lenient<String>,
-    pub time: Lenient<Value>,
-    pub subject: Lenient<String>,
-    pub email_body: Lenient<String>,
-    pub message_id: Lenient<String>,
-}
+    /// A message SmartLead quotes (`sent_message`, `reply_message`).
+    MessageRef {
+        message_id: Lenient<String>, html: Lenient<String>, text: Lenient<String>,
+        time: Lenient<Value>,
+    }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct LeadCategoryUpdated {
-    #[serde(flatten)]
-    pub envelope: Envelope,
-    pub lead_id: Lenient<Id>,
-    pub lead_email: Lenient<String>,
-    pub lead_name: Lenient<String>,
-    pub lead_data: Lenient<LeadData>,
-    pub category: Lenient<Category>,
-    pub lead_category_id: Lenient<Id>,
-    pub from: Lenient<String>,
-    pub to: Lenient<String>,
-    pub history: Lenient<Vec<HistoryEntry>>,
-    #[serde(rename = "lastReply", alias = "last_reply")]
-    pub last_reply: Lenient<HistoryEntry>,
-}
+    /// Fields of the per-message events (sent, open, click, reply, bounce).
+    EmailFields {
+        #[serde(flatten)] envelope: Envelope,
+        stats_id: Lenient<Id>, lead_id: Lenient<Id>, from_email: Lenient<String>,
+        to_email: Lenient<String>, to_name: Lenient<String>, sequence_number: Lenient<Num>,
+        subject: Lenient<String>, message_id: Lenient<String>,
+        sent_message: Lenient<MessageRef>,
+    }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct CampaignStatusChanged {
-    #[serde(flatten)]
-    pub envelope: Envelope,
-    #[serde(alias = "new_status", alias = "newStatus")]
-    pub status: Lenient<String>,
-    #[serde(alias = "oldStatus", alias = "previous_status")]
-    pub old_status: Lenient<String>,
-}
+    EmailSent {
+        #[serde(flatten)] email: EmailFields,
+        time_sent: Lenient<Value>, custom_subject: Lenient<String>,
+        custom_email_message: Lenient<String>,
+    }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct UntrackedReply {
-    #[serde(flatten)]
-    pub envelope: Envelope,
-    pub from_email: Lenient<String>,
-    pub to_email: Lenient<String>,
-    pub subject: Lenient<String>,
-    #[serde(alias = "body", alias = "email_body")]
-    pub reply_body: Lenient<String>,
-    pub preview_text: Lenient<String>,
-    pub time_replied: Lenient<Value>,
-    pub message_id: Lenient<String>,
-}
+    EmailOpen {
+        #[serde(flatten)] email: EmailFields,
+        time_opened: Lenient<Value>,
+    }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ManualStepReached {
-    #[serde(flatten)]
-    pub envelope: Envelope,
-    pub lead_id: Lenient<Id>,
-    #[serde(alias = "to_email")]
-    pub lead_email: Lenient<String>,
-    #[serde(alias = "to_name")]
-    pub lead_name: Lenient<String>,
-    pub sequence_number: Lenient<Num>,
-    #[serde(alias = "manual_step_type", alias = "stepType")]
-    pub step_type: Lenient<String>,
-    #[serde(alias = "task", alias = "instructions")]
-    pub step_description: Lenient<String>,
-}
+    EmailLinkClick {
+        #[serde(flatten)] email: EmailFields,
+        time_clicked: Lenient<Value>, link_clicked: Links,
+    }
 
-/// EMAIL_ACCOUNT_DISCONNECTED and LINKEDIN_DISCONNECTED, sent by the per-user
-/// notification setting in camelCase (`accountId`, `appUrl`); snake_case accepted.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct AccountDisconnected {
-    #[serde(alias = "accountId", alias = "email_account_id")]
-    pub account_id: Lenient<Id>,
-    #[serde(alias = "from_email", alias = "accountEmail")]
-    pub email: Lenient<String>,
-    #[serde(alias = "errorMessage", alias = "error_message")]
-    pub error: Lenient<String>,
-    #[serde(alias = "appUrl")]
-    pub app_url: Lenient<String>,
-    pub title: Lenient<String>,
-    pub message: Lenient<String>,
-    #[serde(alias = "eventTimestamp", alias = "timestamp", alias = "time")]
-    pub event_timestamp: Lenient<Value>,
-    #[serde(alias = "linkedinProfile", alias = "profile_url")]
-    pub linkedin_profile: Lenient<String>,
-}
+    EmailReply {
+        #[serde(flatten)] email: EmailFields,
+        time_replied: Lenient<Value>, reply_body: Lenient<String>,
+        preview_text: Lenient<String>, reply_message: Lenient<MessageRef>,
+    }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct CampaignBounceBreach {
-    #[serde(alias = "campaignId")]
-    pub campaign_id: Lenient<Id>,
-    #[serde(alias = "campaignName")]
-    pub campaign_name: Lenient<String>,
-    #[serde(alias = "bounceRate")]
-    pub bounce_rate: Lenient<f64>,
-    pub threshold: Lenient<f64>,
-    #[serde(alias = "accountId")]
-    pub account_id: Lenient<Id>,
-    pub email: Lenient<String>,
-    #[serde(alias = "appUrl")]
-    pub app_url: Lenient<String>,
-    pub title: Lenient<String>,
-    pub message: Lenient<String>,
-    #[serde(alias = "eventTimestamp", alias = "timestamp", alias = "time")]
-    pub event_timestamp: Lenient<Value>,
+    EmailBounce {
+        #[serde(flatten)] email: EmailFields,
+        bounce_message: Lenient<Value>,
+    }
+
+    LeadUnsubscribed {
+        #[serde(flatten)] envelope: Envelope,
+        lead_id: Lenient<Id>, lead_email: Lenient<String>, lead_name: Lenient<String>,
+        to_email: Lenient<String>, sequence_number: Lenient<Num>,
+        unsubscribed_client_id_map: Lenient<Value>,
+    }
+
+    LeadData {
+        id: Lenient<Id>, email: Lenient<String>, first_name: Lenient<String>,
+        last_name: Lenient<String>, phone_number: Lenient<String>,
+        company_name: Lenient<String>, website: Lenient<String>, location: Lenient<String>,
+        linkedin_profile: Lenient<String>, company_url: Lenient<String>,
+        custom_fields: Lenient<Value>, category: Lenient<Category>,
+    }
+
+    HistoryEntry {
+        #[serde(rename = "type")] kind: Lenient<String>,
+        time: Lenient<Value>, subject: Lenient<String>, email_body: Lenient<String>,
+        message_id: Lenient<String>,
+    }
+
+    LeadCategoryUpdated {
+        #[serde(flatten)] envelope: Envelope,
+        lead_id: Lenient<Id>, lead_email: Lenient<String>, lead_name: Lenient<String>,
+        lead_data: Lenient<LeadData>, category: Lenient<Category>,
+        lead_category_id: Lenient<Id>, from: Lenient<String>, to: Lenient<String>,
+        history: Lenient<Vec<HistoryEntry>>,
+        #[serde(rename = "lastReply", alias = "last_reply")] last_reply: Lenient<HistoryEntry>,
+    }
+
+    CampaignStatusChanged {
+        #[serde(flatten)] envelope: Envelope,
+        #[serde(alias = "new_status", alias = "newStatus")] status: Lenient<String>,
+        #[serde(alias = "oldStatus", alias = "previous_status")] old_status: Lenient<String>,
+    }
+
+    UntrackedReply {
+        #[serde(flatten)] envelope: Envelope,
+        from_email: Lenient<String>, to_email: Lenient<String>, subject: Lenient<String>,
+        #[serde(alias = "body", alias = "email_body")] reply_body: Lenient<String>,
+        preview_text: Lenient<String>, time_replied: Lenient<Value>,
+        message_id: Lenient<String>,
+    }
+
+    ManualStepReached {
+        #[serde(flatten)] envelope: Envelope,
+        lead_id: Lenient<Id>,
+        #[serde(alias = "to_email")] lead_email: Lenient<String>,
+        #[serde(alias = "to_name")] lead_name: Lenient<String>,
+        sequence_number: Lenient<Num>,
+        #[serde(alias = "manual_step_type", alias = "stepType")] step_type: Lenient<String>,
+        #[serde(alias = "task", alias = "instructions")] step_description: Lenient<String>,
+    }
+
+    /// EMAIL_ACCOUNT_DISCONNECTED and LINKEDIN_DISCONNECTED, sent by the per-user
+    /// notification setting in camelCase (`accountId`, `appUrl`); snake_case accepted.
+    AccountDisconnected {
+        #[serde(alias = "accountId", alias = "email_account_id")] account_id: Lenient<Id>,
+        #[serde(alias = "from_email", alias = "accountEmail")] email: Lenient<String>,
+        #[serde(alias = "errorMessage", alias = "error_message")] error: Lenient<String>,
+        #[serde(alias = "appUrl")] app_url: Lenient<String>,
+        title: Lenient<String>, message: Lenient<String>,
+        #[serde(alias = "eventTimestamp", alias = "timestamp", alias = "time")]
+        event_timestamp: Lenient<Value>,
+        #[serde(alias = "linkedinProfile", alias = "profile_url")]
+        linkedin_profile: Lenient<String>,
+    }
+
+    CampaignBounceBreach {
+        #[serde(alias = "campaignId")] campaign_id: Lenient<Id>,
+        #[serde(alias = "campaignName")] campaign_name: Lenient<String>,
+        #[serde(alias = "bounceRate")] bounce_rate: Lenient<f64>,
+        threshold: Lenient<f64>,
+        #[serde(alias = "accountId")] account_id: Lenient<Id>,
+        email: Lenient<String>,
+        #[serde(alias = "appUrl")] app_url: Lenient<String>,
+        title: Lenient<String>, message: Lenient<String>,
+        #[serde(alias = "eventTimestamp", alias = "timestamp", alias = "time")]
+        event_timestamp: Lenient<Value>,
+    }
 }
 
 /// The typed view of one event.

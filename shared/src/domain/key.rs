@@ -113,17 +113,63 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
+/// What the key of an event may be built from: its normalized fields.
+struct Basis<'a> {
+    kind: &'a EventType,
+    campaign: &'a str,
+    lead: Option<&'a str>,
+    time: Option<String>,
+    seq: String,
+    stats: Option<&'a str>,
+    msg: Option<&'a str>,
+}
+
+impl<'a> Basis<'a> {
+    fn new(ev: &'a SmartleadEvent, n: &'a Normalized) -> Self {
+        Basis {
+            kind: &ev.event_type,
+            campaign: n.campaign_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
+            lead: n
+                .lead_email
+                .as_deref()
+                .or(n.lead_id.as_ref().map(|i| i.as_str())),
+            time: n.event_time.map(|t| t.to_string()),
+            seq: n.sequence_number.map(|s| s.to_string()).unwrap_or_default(),
+            stats: n.stats_id.as_ref().map(|s| s.as_str()),
+            msg: n.message_id.as_deref(),
+        }
+    }
+
+    fn make(&self, basis: &str, parts: &[&str]) -> DedupKey {
+        make(self.kind, basis, parts)
+    }
+
+    fn stats_key(&self) -> Option<DedupKey> {
+        self.stats.map(|s| self.make("stats", &[s]))
+    }
+
+    fn msg_key(&self) -> Option<DedupKey> {
+        self.msg.map(|m| self.make("msg", &[m]))
+    }
+
+    /// A key that needs the lead and the time: `key(lead, time)`, if both
+    /// are known.
+    fn lead_at(&self, key: impl FnOnce(&str, &str) -> DedupKey) -> Option<DedupKey> {
+        Some(key(self.lead?, self.time.as_deref()?))
+    }
+
+    /// Campaign, lead, sequence step and time: a step's e-mail event.
+    fn step_fields(&self) -> Option<DedupKey> {
+        self.lead_at(|l, t| self.make("fields", &[self.campaign, l, &self.seq, t]))
+    }
+
+    /// The fields basis from one named thing (`who`) and the time.
+    fn who_at(&self, who: Option<&str>) -> Option<DedupKey> {
+        Some(self.make("fields", &[who?, self.time.as_deref()?]))
+    }
+}
+
 pub(crate) fn dedup_key(ev: &SmartleadEvent, n: &Normalized) -> DedupKey {
-    let kind = &ev.event_type;
-    let campaign = n.campaign_id.as_ref().map(|c| c.as_str()).unwrap_or("");
-    let lead = n
-        .lead_email
-        .as_deref()
-        .or(n.lead_id.as_ref().map(|i| i.as_str()));
-    let time = n.event_time.map(|t| t.to_string());
-    let seq = n.sequence_number.map(|s| s.to_string()).unwrap_or_default();
-    let stats = n.stats_id.as_ref().map(|s| s.as_str());
-    let msg = n.message_id.as_deref();
     // Where the event names itself (stats id, message id, lead + time), that
     // is the key, with or without SmartLead's event id: a manual re-send, a
     // proxy that drops `X-Request-Id` or a retry across a deploy stays a
@@ -132,120 +178,74 @@ pub(crate) fn dedup_key(ev: &SmartleadEvent, n: &Normalized) -> DedupKey {
     // the same on every retry, whatever else the retry changes
     // (`meta.attempt`). Without either, the body hash leaves out what a
     // retry changes (an envelope's `meta` and `links`).
-    let body = || match ev.event_id() {
-        Some(id) => make(kind, "event", &[&id]),
-        None => body_key(kind, &ev.stable_body()),
-    };
+    let b = Basis::new(ev, n);
+    named_key(&b, ev, n).unwrap_or_else(|| match ev.event_id() {
+        Some(id) => b.make("event", &[&id]),
+        None => body_key(b.kind, &ev.stable_body()),
+    })
+}
+
+/// The key from what the event names itself by, if it names itself.
+fn named_key(b: &Basis, ev: &SmartleadEvent, n: &Normalized) -> Option<DedupKey> {
+    let stats = b.stats.unwrap_or("");
     match &ev.data {
-        EventData::EmailBounce(_) => {
-            if let Some(s) = stats {
-                return make(kind, "stats", &[s]);
-            }
-            if let Some(m) = msg {
-                return make(kind, "msg", &[m]);
-            }
-            match (lead, &time) {
-                (Some(l), Some(t)) => make(kind, "fields", &[campaign, l, &seq, t]),
-                _ => body(),
-            }
+        EventData::EmailBounce(_) => b
+            .stats_key()
+            .or_else(|| b.msg_key())
+            .or_else(|| b.step_fields()),
+        EventData::EmailSent(_) | EventData::FirstEmailSent(_) => b
+            .msg_key()
+            .or_else(|| b.stats_key())
+            .or_else(|| b.step_fields()),
+        EventData::EmailReply(r) => r
+            .reply_message
+            .get()
+            .and_then(|m| m.message_id.text())
+            .map(|m| b.make("msg", &[m]))
+            .or_else(|| b.step_fields()),
+        EventData::EmailOpen(_) => {
+            b.lead_at(|l, t| b.make("fields", &[b.campaign, l, &b.seq, t, stats]))
         }
-        EventData::EmailSent(_) | EventData::FirstEmailSent(_) => {
-            if let Some(m) = msg {
-                return make(kind, "msg", &[m]);
-            }
-            if let Some(s) = stats {
-                return make(kind, "stats", &[s]);
-            }
-            match (lead, &time) {
-                (Some(l), Some(t)) => make(kind, "fields", &[campaign, l, &seq, t]),
-                _ => body(),
-            }
+        EventData::EmailLinkClick(c) => b.lead_at(|l, t| {
+            b.make(
+                "fields",
+                &[b.campaign, l, &b.seq, t, stats, &clicked(&c.link_clicked.0)],
+            )
+        }),
+        EventData::LeadUnsubscribed(_) => b
+            .lead
+            .map(|l| b.make("fields", &[b.campaign, l, b.time.as_deref().unwrap_or("")])),
+        EventData::LeadCategoryUpdated(c) => b.lead_at(|l, t| {
+            let cat_id = c.lead_category_id.get().map(|i| i.as_str()).unwrap_or("");
+            let cat_name = c
+                .category
+                .get()
+                .and_then(|c| c.name.as_deref())
+                .unwrap_or("");
+            b.make("fields", &[b.campaign, l, cat_id, cat_name, t])
+        }),
+        EventData::CampaignStatusChanged(s) => {
+            let c = n.campaign_id.as_ref()?;
+            let t = b.time.as_deref()?;
+            Some(b.make("fields", &[c.as_str(), s.status.text().unwrap_or(""), t]))
         }
-        EventData::EmailReply(r) => {
-            if let Some(m) = r.reply_message.get().and_then(|m| m.message_id.text()) {
-                return make(kind, "msg", &[m]);
-            }
-            match (lead, &time) {
-                (Some(l), Some(t)) => make(kind, "fields", &[campaign, l, &seq, t]),
-                _ => body(),
-            }
-        }
-        EventData::EmailOpen(_) => match (lead, &time) {
-            (Some(l), Some(t)) => {
-                make(kind, "fields", &[campaign, l, &seq, t, stats.unwrap_or("")])
-            }
-            _ => body(),
-        },
-        EventData::EmailLinkClick(c) => match (lead, &time) {
-            (Some(l), Some(t)) => {
-                let mut links: Vec<&str> = c.link_clicked.0.iter().map(String::as_str).collect();
-                links.sort_unstable();
-                links.dedup();
-                let links = links.join("\u{1d}");
-                make(
-                    kind,
-                    "fields",
-                    &[campaign, l, &seq, t, stats.unwrap_or(""), &links],
-                )
-            }
-            _ => body(),
-        },
-        EventData::LeadUnsubscribed(_) => match lead {
-            Some(l) => make(
-                kind,
-                "fields",
-                &[campaign, l, time.as_deref().unwrap_or("")],
-            ),
-            None => body(),
-        },
-        EventData::LeadCategoryUpdated(c) => match (lead, &time) {
-            (Some(l), Some(t)) => {
-                let cat_id = c.lead_category_id.get().map(|i| i.as_str()).unwrap_or("");
-                let cat_name = c
-                    .category
-                    .get()
-                    .and_then(|c| c.name.as_deref())
-                    .unwrap_or("");
-                make(kind, "fields", &[campaign, l, cat_id, cat_name, t])
-            }
-            _ => body(),
-        },
-        EventData::CampaignStatusChanged(s) => match (&n.campaign_id, &time) {
-            (Some(c), Some(t)) => make(
-                kind,
-                "fields",
-                &[c.as_str(), s.status.text().unwrap_or(""), t],
-            ),
-            _ => body(),
-        },
-        EventData::UntrackedReplies(_) => match (msg, lead, &time) {
-            (Some(m), _, _) => make(kind, "msg", &[m]),
-            (None, Some(l), Some(t)) => make(
-                kind,
-                "fields",
-                &[l, n.sender_email.as_deref().unwrap_or(""), t],
-            ),
-            _ => body(),
-        },
-        EventData::ManualStepReached(_) => match (lead, &time) {
-            (Some(l), Some(t)) => make(kind, "fields", &[campaign, l, &seq, t]),
-            _ => body(),
-        },
+        EventData::UntrackedReplies(_) => b.msg_key().or_else(|| {
+            b.lead_at(|l, t| b.make("fields", &[l, n.sender_email.as_deref().unwrap_or(""), t]))
+        }),
+        EventData::ManualStepReached(_) => b.step_fields(),
         EventData::EmailAccountDisconnected(_) | EventData::LinkedinDisconnected(_) => {
-            let account = n
-                .account_id
-                .as_ref()
-                .map(|a| a.as_str())
-                .or(n.sender_email.as_deref());
-            match (account, &time) {
-                (Some(a), Some(t)) => make(kind, "fields", &[a, t]),
-                _ => body(),
-            }
+            let account = n.account_id.as_ref().map(|a| a.as_str());
+            b.who_at(account.or(n.sender_email.as_deref()))
         }
-        EventData::CampaignBounceBreach(_) => match (&n.campaign_id, &time) {
-            (Some(c), Some(t)) => make(kind, "fields", &[c.as_str(), t]),
-            _ => body(),
-        },
-        EventData::Unknown => body(),
+        EventData::CampaignBounceBreach(_) => b.who_at(n.campaign_id.as_ref().map(|c| c.as_str())),
+        EventData::Unknown => None,
     }
+}
+
+/// The clicked links, sorted and deduplicated, as one key part.
+fn clicked(links: &[String]) -> String {
+    let mut links: Vec<&str> = links.iter().map(String::as_str).collect();
+    links.sort_unstable();
+    links.dedup();
+    links.join("\u{1d}")
 }

@@ -12,8 +12,10 @@
 //! Nested and envelope bodies are read through their flat translation
 //! ([`crate::domain::shape`]), so every field above is found in every shape.
 
-use crate::domain::event::{EventData, MessageRef, Normalized, SmartleadEvent};
-use crate::domain::lenient::{Id, Lenient};
+use crate::domain::event::{
+    EmailFields, EventData, LeadCategoryUpdated, MessageRef, Normalized, SmartleadEvent,
+};
+use crate::domain::lenient::{Id, Lenient, Num};
 use crate::domain::time::EventTime;
 use serde_json::{Map, Value};
 
@@ -59,108 +61,134 @@ pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
         event_type: ev.event_type.as_str().to_owned(),
         ..Default::default()
     };
-    let envelope = match &ev.data {
-        EventData::EmailSent(e) | EventData::FirstEmailSent(e) => {
-            n.event_time = time(&e.time_sent).or_else(|| msg_time(&e.email.sent_message));
-            Some(&e.email)
-        }
-        EventData::EmailOpen(e) => {
-            n.event_time = time(&e.time_opened);
-            Some(&e.email)
-        }
-        EventData::EmailLinkClick(e) => {
-            n.event_time = time(&e.time_clicked);
-            Some(&e.email)
-        }
+    if let Some(f) = fill_typed(&mut n, &ev.data) {
+        fill_email(&mut n, f);
+    }
+    fill_common(&mut n, ev);
+    n
+}
+
+/// What the typed view gives; returns the shared fields of the per-message
+/// events (sent, open, click, reply, bounce), read after it.
+fn fill_typed<'a>(n: &mut Normalized, data: &'a EventData) -> Option<&'a EmailFields> {
+    let (fields, event_time) = match data {
+        EventData::EmailSent(e) | EventData::FirstEmailSent(e) => (
+            &e.email,
+            time(&e.time_sent).or_else(|| msg_time(&e.email.sent_message)),
+        ),
+        EventData::EmailOpen(e) => (&e.email, time(&e.time_opened)),
+        EventData::EmailLinkClick(e) => (&e.email, time(&e.time_clicked)),
         EventData::EmailReply(e) => {
-            n.event_time = time(&e.time_replied).or_else(|| msg_time(&e.reply_message));
             n.message_id = msg_id(&e.reply_message);
-            Some(&e.email)
+            let t = time(&e.time_replied).or_else(|| msg_time(&e.reply_message));
+            (&e.email, t)
         }
-        EventData::EmailBounce(e) => Some(&e.email),
+        EventData::EmailBounce(e) => (&e.email, None),
+        other => {
+            fill_other(n, other);
+            return None;
+        }
+    };
+    n.event_time = event_time;
+    Some(fields)
+}
+
+/// The lead, campaign and account events.
+fn fill_other(n: &mut Normalized, data: &EventData) {
+    match data {
         EventData::LeadUnsubscribed(e) => {
             n.lead_email = email(e.lead_email.text()).or_else(|| email(e.to_email.text()));
-            n.lead_name = text(&e.lead_name);
-            n.lead_id = e.lead_id.get().cloned();
-            n.sequence_number = e.sequence_number.get().map(|s| s.0);
-            fill_envelope(&mut n, &e.envelope);
-            None
+            fill_lead(n, &e.lead_name, &e.lead_id, &e.sequence_number);
+            fill_envelope(n, &e.envelope);
         }
-        EventData::LeadCategoryUpdated(e) => {
-            let data = e.lead_data.get();
-            n.lead_email = email(e.lead_email.text())
-                .or_else(|| data.and_then(|d| email(d.email.text())))
-                .or_else(|| email(e.to.text()));
-            n.lead_name = text(&e.lead_name).or_else(|| {
-                data.and_then(|d| {
-                    let full = [d.first_name.text(), d.last_name.text()]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    (!full.is_empty()).then_some(full)
-                })
-            });
-            n.lead_id = e
-                .lead_id
-                .get()
-                .or_else(|| data.and_then(|d| d.id.get()))
-                .cloned();
-            n.sender_email = email(e.from.text());
-            fill_envelope(&mut n, &e.envelope);
-            None
-        }
-        EventData::CampaignStatusChanged(e) => {
-            fill_envelope(&mut n, &e.envelope);
-            None
-        }
+        EventData::LeadCategoryUpdated(e) => fill_category(n, e),
+        EventData::CampaignStatusChanged(e) => fill_envelope(n, &e.envelope),
         EventData::UntrackedReplies(e) => {
             // The lead is whoever wrote in: the reply's sender.
             n.lead_email = email(e.from_email.text());
             n.sender_email = email(e.to_email.text());
             n.message_id = text(&e.message_id);
             n.event_time = time(&e.time_replied);
-            fill_envelope(&mut n, &e.envelope);
-            None
+            fill_envelope(n, &e.envelope);
         }
         EventData::ManualStepReached(e) => {
             n.lead_email = email(e.lead_email.text());
-            n.lead_name = text(&e.lead_name);
-            n.lead_id = e.lead_id.get().cloned();
-            n.sequence_number = e.sequence_number.get().map(|s| s.0);
-            fill_envelope(&mut n, &e.envelope);
-            None
+            fill_lead(n, &e.lead_name, &e.lead_id, &e.sequence_number);
+            fill_envelope(n, &e.envelope);
         }
         EventData::EmailAccountDisconnected(e) | EventData::LinkedinDisconnected(e) => {
-            n.account_id = e.account_id.get().cloned();
-            n.sender_email = email(e.email.text());
-            n.app_url = text(&e.app_url);
-            n.event_time = time(&e.event_timestamp);
-            None
+            fill_mailbox(n, &e.account_id, &e.email, &e.app_url, &e.event_timestamp);
         }
         EventData::CampaignBounceBreach(e) => {
             n.campaign_id = e.campaign_id.get().cloned();
             n.campaign_name = text(&e.campaign_name);
-            n.account_id = e.account_id.get().cloned();
-            n.sender_email = email(e.email.text());
-            n.app_url = text(&e.app_url);
-            n.event_time = time(&e.event_timestamp);
-            None
+            fill_mailbox(n, &e.account_id, &e.email, &e.app_url, &e.event_timestamp);
         }
-        EventData::Unknown => None,
-    };
-    if let Some(f) = envelope {
-        n.lead_email = email(f.to_email.text());
-        n.lead_name = text(&f.to_name);
-        n.lead_id = f.lead_id.get().cloned();
-        n.sequence_number = f.sequence_number.get().map(|s| s.0);
-        n.stats_id = f.stats_id.get().cloned();
-        n.sender_email = email(f.from_email.text());
-        if n.message_id.is_none() {
-            n.message_id = text(&f.message_id).or_else(|| msg_id(&f.sent_message));
-        }
-        fill_envelope(&mut n, &f.envelope);
+        _ => {}
     }
+}
+
+fn fill_lead(n: &mut Normalized, name: &Lenient<String>, id: &Lenient<Id>, seq: &Lenient<Num>) {
+    n.lead_name = text(name);
+    n.lead_id = id.get().cloned();
+    n.sequence_number = seq.get().map(|s| s.0);
+}
+
+/// The sending mailbox an account-level event names.
+fn fill_mailbox(
+    n: &mut Normalized,
+    account_id: &Lenient<Id>,
+    mailbox: &Lenient<String>,
+    app_url: &Lenient<String>,
+    at: &Lenient<Value>,
+) {
+    n.account_id = account_id.get().cloned();
+    n.sender_email = email(mailbox.text());
+    n.app_url = text(app_url);
+    n.event_time = time(at);
+}
+
+fn fill_category(n: &mut Normalized, e: &LeadCategoryUpdated) {
+    let data = e.lead_data.get();
+    n.lead_email = email(e.lead_email.text())
+        .or_else(|| data.and_then(|d| email(d.email.text())))
+        .or_else(|| email(e.to.text()));
+    n.lead_name = text(&e.lead_name).or_else(|| {
+        data.and_then(|d| {
+            let full = [d.first_name.text(), d.last_name.text()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            (!full.is_empty()).then_some(full)
+        })
+    });
+    n.lead_id = e
+        .lead_id
+        .get()
+        .or_else(|| data.and_then(|d| d.id.get()))
+        .cloned();
+    n.sender_email = email(e.from.text());
+    fill_envelope(n, &e.envelope);
+}
+
+/// The shared fields of the per-message events.
+fn fill_email(n: &mut Normalized, f: &EmailFields) {
+    n.lead_email = email(f.to_email.text());
+    n.lead_name = text(&f.to_name);
+    n.lead_id = f.lead_id.get().cloned();
+    n.sequence_number = f.sequence_number.get().map(|s| s.0);
+    n.stats_id = f.stats_id.get().cloned();
+    n.sender_email = email(f.from_email.text());
+    if n.message_id.is_none() {
+        n.message_id = text(&f.message_id).or_else(|| msg_id(&f.sent_message));
+    }
+    fill_envelope(n, &f.envelope);
+}
+
+/// What every event type fills alike: the raw fallbacks, the details, the
+/// event id, the webhook level and the shape.
+fn fill_common(n: &mut Normalized, ev: &SmartleadEvent) {
     // Account-level events name the sending mailbox, never a lead.
     let about_a_lead = !matches!(
         ev.data,
@@ -170,8 +198,8 @@ pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
             | EventData::CampaignStatusChanged(_)
     );
     let view = ev.view();
-    fill_from_raw(&mut n, view, about_a_lead);
-    fill_details(&mut n, ev);
+    fill_from_raw(n, view, about_a_lead);
+    fill_details(n, ev);
     if n.account_id.is_none() {
         n.account_id = view.get("email_account_id").and_then(Id::from_value);
     }
@@ -184,7 +212,6 @@ pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
             .and_then(crate::domain::event::webhook_level)
     });
     n.shape = (ev.shape != crate::domain::shape::Shape::Flat).then_some(ev.shape);
-    n
 }
 
 /// Reply text, clicked link, bounce reason or account error.

@@ -129,94 +129,102 @@ pub fn flat_view(
 /// The nested-lead translation (also applied to an envelope's `data`).
 fn nested(kind: &EventType, mut m: Map<String, Value>) -> Map<String, Value> {
     if let Some(Value::Object(lead)) = m.get("lead").cloned() {
-        if !present(&m, &["to_email", "lead_email"]) {
-            put(&mut m, &["to_email"], lead.get("email").cloned());
-        }
-        let name = ["first_name", "last_name"]
-            .iter()
-            .filter_map(|k| lead.get(*k).and_then(Value::as_str))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !name.is_empty() && !present(&m, &["to_name", "lead_name"]) {
-            // Where each typed view reads the lead's name.
-            let key = match kind {
-                EventType::LeadUnsubscribed | EventType::LeadCategoryUpdated => "lead_name",
-                _ => "to_name",
-            };
-            put(&mut m, &[key], Some(Value::String(name)));
-        }
-        put(&mut m, &["lead_id"], lead.get("id").cloned());
-        // The lead's profile, as LEAD_CATEGORY_UPDATED's `lead_data`.
-        put(&mut m, &["lead_data"], Some(Value::Object(lead)));
+        nested_lead(kind, &mut m, lead);
     }
-    let is_reply = *kind == EventType::EmailReply;
-    if let Some(id) = field(&m, "email", "message_id").cloned() {
-        if is_reply {
+    nested_message(kind, &mut m);
+    nested_link(&mut m);
+    nested_times(kind, &mut m);
+    m
+}
+
+/// The nested `lead`: its e-mail, name and id, and its profile.
+fn nested_lead(kind: &EventType, m: &mut Map<String, Value>, lead: Map<String, Value>) {
+    if !present(m, &["to_email", "lead_email"]) {
+        put(m, &["to_email"], lead.get("email").cloned());
+    }
+    let name = ["first_name", "last_name"]
+        .iter()
+        .filter_map(|k| lead.get(*k).and_then(Value::as_str))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !name.is_empty() && !present(m, &["to_name", "lead_name"]) {
+        // Where each typed view reads the lead's name.
+        let key = match kind {
+            EventType::LeadUnsubscribed | EventType::LeadCategoryUpdated => "lead_name",
+            _ => "to_name",
+        };
+        put(m, &[key], Some(Value::String(name)));
+    }
+    put(m, &["lead_id"], lead.get("id").cloned());
+    // The lead's profile, as LEAD_CATEGORY_UPDATED's `lead_data`.
+    put(m, &["lead_data"], Some(Value::Object(lead)));
+}
+
+/// The nested `email` and `reply`: message id, reply and subject.
+fn nested_message(kind: &EventType, m: &mut Map<String, Value>) {
+    if let Some(id) = field(m, "email", "message_id").cloned() {
+        if *kind == EventType::EmailReply {
             // The e-mail replied to, not the reply.
-            if !present(&m, &["sent_message"]) {
+            if !present(m, &["sent_message"]) {
                 let mut sent = Map::new();
                 sent.insert("message_id".into(), id);
                 m.insert("sent_message".into(), Value::Object(sent));
             }
         } else {
-            put(&mut m, &["message_id"], Some(id));
+            put(m, &["message_id"], Some(id));
         }
     }
     if let Some(Value::Object(reply)) = m.get("reply").cloned() {
-        put(&mut m, &["time_replied"], reply.get("received_at").cloned());
-        put(&mut m, &["reply_body"], reply.get("body").cloned());
-        put(&mut m, &["subject"], reply.get("subject").cloned());
+        put(m, &["time_replied"], reply.get("received_at").cloned());
+        put(m, &["reply_body"], reply.get("body").cloned());
+        put(m, &["subject"], reply.get("subject").cloned());
     }
-    let subject = field(&m, "email", "subject").cloned();
-    put(&mut m, &["subject"], subject);
-    match m.get("link").cloned() {
-        Some(Value::Object(link)) => {
-            put(&mut m, &["time_clicked"], link.get("clicked_at").cloned());
-            put(
-                &mut m,
-                &["link_clicked"],
-                link.get("url").cloned().map(|u| Value::Array(vec![u])),
-            );
-        }
-        Some(Value::String(url)) => {
-            put(
-                &mut m,
-                &["link_clicked"],
-                Some(Value::Array(vec![Value::String(url)])),
-            );
-        }
-        _ => {}
-    }
+    let subject = field(m, "email", "subject").cloned();
+    put(m, &["subject"], subject);
+}
+
+/// The nested `link` (an object, or the URL alone).
+fn nested_link(m: &mut Map<String, Value>) {
+    let (url, clicked_at) = match m.get("link").cloned() {
+        Some(Value::Object(link)) => (link.get("url").cloned(), link.get("clicked_at").cloned()),
+        Some(url @ Value::String(_)) => (Some(url), None),
+        _ => return,
+    };
+    put(m, &["time_clicked"], clicked_at);
+    put(m, &["link_clicked"], url.map(|u| Value::Array(vec![u])));
+}
+
+/// Each type's own time (and a bounce's reason) from the nested spelling.
+fn nested_times(kind: &EventType, m: &mut Map<String, Value>) {
     let timestamp = m.get("timestamp").cloned();
     match kind {
         EventType::EmailOpen => {
             let t = timestamp
                 .or_else(|| m.get("last_opened_at").cloned())
                 .or_else(|| m.get("first_opened_at").cloned());
-            put(&mut m, &["time_opened"], t);
+            put(m, &["time_opened"], t);
         }
-        EventType::EmailLinkClick => put(&mut m, &["time_clicked"], timestamp),
-        EventType::EmailReply => put(&mut m, &["time_replied"], timestamp),
-        EventType::EmailSent | EventType::FirstEmailSent => put(&mut m, &["time_sent"], timestamp),
+        EventType::EmailLinkClick => put(m, &["time_clicked"], timestamp),
+        EventType::EmailReply => put(m, &["time_replied"], timestamp),
+        EventType::EmailSent | EventType::FirstEmailSent => put(m, &["time_sent"], timestamp),
         EventType::LeadUnsubscribed => {
             let t = m.get("unsubscribed_at").cloned();
-            put(&mut m, &["event_timestamp", "eventTimestamp"], t);
+            put(m, &["event_timestamp", "eventTimestamp"], t);
         }
         EventType::EmailBounce => {
             let reason = m
                 .get("bounce_reason")
                 .cloned()
-                .or_else(|| field(&m, "bounce", "reason").cloned())
+                .or_else(|| field(m, "bounce", "reason").cloned())
                 .or_else(|| m.get("reason").cloned());
-            put(&mut m, &["bounce_message"], reason);
+            put(m, &["bounce_message"], reason);
             let t = m.get("bounced_at").cloned();
-            put(&mut m, &["event_timestamp", "eventTimestamp"], t);
+            put(m, &["event_timestamp", "eventTimestamp"], t);
         }
         _ => {}
     }
-    m
 }
 
 #[cfg(test)]

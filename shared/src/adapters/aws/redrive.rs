@@ -209,25 +209,103 @@ pub async fn redrive(
     options: &Options,
     mut progress: impl FnMut(&Redriven),
 ) -> Result<Redriven, RedriveError> {
-    let limit = options.limit;
-    let oldest = options
-        .max_age
-        .map(|age| chrono::Utc::now().timestamp_millis() - age.as_millis() as i64);
-    let mut refused = Vec::new();
-    let mut seen: HashMap<String, State> = HashMap::new();
-    // Messages left in the DLQ, with their latest receipt handle: visible
-    // again at the end rather than after the visibility timeout.
-    let mut left: HashMap<String, String> = HashMap::new();
+    let mut run = Run {
+        sqs,
+        dlq_url,
+        queue_url,
+        oldest: options
+            .max_age
+            .map(|age| chrono::Utc::now().timestamp_millis() - age.as_millis() as i64),
+        refused: Vec::new(),
+        seen: HashMap::new(),
+        left: HashMap::new(),
+    };
     loop {
-        let want = limit.map_or(MAX_BATCH_ENTRIES, |l| {
-            l.saturating_sub(seen.len()).min(MAX_BATCH_ENTRIES)
+        let want = options.limit.map_or(MAX_BATCH_ENTRIES, |l| {
+            l.saturating_sub(run.seen.len()).min(MAX_BATCH_ENTRIES)
         });
         if want == 0 {
             break;
         }
-        let received = sqs
+        let msgs = run.receive(want).await?;
+        if msgs.is_empty() {
+            break;
+        }
+        let before = run.seen.len();
+        let (to_send, mut to_delete) = run.triage(&msgs);
+        if to_send.is_empty() && to_delete.is_empty() && run.seen.len() == before {
+            // Only messages this run gave up on, or refused, are left.
+            break;
+        }
+        run.send(&msgs, &to_send, &mut to_delete).await?;
+        run.delete(&msgs, &to_delete).await?;
+        progress(&counts(&run.seen));
+    }
+    release(sqs, dlq_url, &run.left).await;
+    Ok(Redriven {
+        refused_messages: run.refused,
+        ..counts(&run.seen)
+    })
+}
+
+/// Sends the batch `request` (`send_message_batch()`,
+/// `delete_message_batch()`: named at the call, where the IAM audit in
+/// stack/tests/template.rs finds it) to `queue` with `entries`, as run `run`.
+macro_rules! batch_call {
+    ($run:expr, $request:expr, $queue:expr, $entries:expr) => {
+        $request
+            .queue_url($queue)
+            .set_entries(Some($entries))
+            .send()
+            .await
+            .map_err(|e| $run.err(e))
+    };
+}
+
+/// One redrive's state.
+struct Run<'a> {
+    sqs: &'a aws_sdk_sqs::Client,
+    dlq_url: &'a str,
+    queue_url: &'a str,
+    /// Messages received before this (epoch ms) are refused.
+    oldest: Option<i64>,
+    refused: Vec<Refused>,
+    seen: HashMap<String, State>,
+    /// Messages left in the DLQ, with their latest receipt handle: visible
+    /// again at the end rather than after the visibility timeout.
+    left: HashMap<String, String>,
+}
+
+fn id(m: &Message) -> String {
+    m.message_id().unwrap_or_default().to_owned()
+}
+
+fn attrs(m: &Message) -> HashMap<String, MessageAttributeValue> {
+    m.message_attributes.clone().unwrap_or_default()
+}
+
+/// The entry indexes a batch answer lists as successful.
+fn succeeded<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<usize> {
+    ids.filter_map(|id| id.parse().ok()).collect()
+}
+
+impl Run<'_> {
+    fn err<E: std::error::Error + Send + Sync + 'static>(&self, e: E) -> RedriveError {
+        sqs_err(e, counts(&self.seen))
+    }
+
+    /// Leaves `m` in the DLQ as `state`.
+    fn leave(&mut self, m: &Message, state: State) {
+        self.seen.insert(id(m), state);
+        self.left
+            .insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
+    }
+
+    async fn receive(&self, want: usize) -> Result<Vec<Message>, RedriveError> {
+        let received = self
+            .sqs
             .receive_message()
-            .queue_url(dlq_url)
+            .queue_url(self.dlq_url)
             .max_number_of_messages(want as i32)
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
@@ -235,133 +313,120 @@ pub async fn redrive(
             .wait_time_seconds(1)
             .send()
             .await
-            .map_err(|e| sqs_err(e, counts(&seen)))?;
-        let msgs = received.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            break;
-        }
-        let id = |m: &Message| m.message_id().unwrap_or_default().to_owned();
+            .map_err(|e| self.err(e))?;
+        Ok(received.messages.unwrap_or_default())
+    }
+
+    /// Sorts received messages into those to send and those whose copy is
+    /// queued already (only the DLQ copy is left to delete); refuses the
+    /// ones too old and leaves the ones given up on.
+    fn triage(&mut self, msgs: &[Message]) -> (Vec<usize>, Vec<usize>) {
         let mut to_send = Vec::new();
         let mut to_delete = Vec::new();
-        let before = seen.len();
         for (i, m) in msgs.iter().enumerate() {
             let received = received_ms(m);
-            let too_old = oldest.is_some_and(|o| received.is_none_or(|r| r < o));
-            match seen.get(&id(m)) {
+            let too_old = self.oldest.is_some_and(|o| received.is_none_or(|r| r < o));
+            match self.seen.get(&id(m)) {
                 None if too_old => {
-                    seen.insert(id(m), State::Refused);
-                    refused.push(Refused {
+                    self.refused.push(Refused {
                         message_id: id(m),
                         received_at: received
                             .and_then(crate::domain::time::EventTime::from_millis)
                             .map(|t| t.to_string()),
                     });
-                    left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
+                    self.leave(m, State::Refused);
                 }
                 None => to_send.push(i),
                 Some(State::Failed(n)) if *n < SEND_ATTEMPTS => to_send.push(i),
-                // Its copy is queued already: only the DLQ copy is left to delete.
                 Some(State::Moved | State::Sent) => to_delete.push(i),
-                Some(State::Failed(_) | State::Refused) => {
-                    left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
+                Some(s @ (State::Failed(_) | State::Refused)) => {
+                    let s = *s;
+                    self.leave(m, s);
                 }
             }
         }
-        if to_send.is_empty() && to_delete.is_empty() && seen.len() == before {
-            // Only messages this run gave up on, or refused, are left.
-            break;
-        }
+        (to_send, to_delete)
+    }
 
-        let attrs = |m: &Message| m.message_attributes.clone().unwrap_or_default();
+    /// Sends copies of `msgs[to_send]` to the queue, packed by size; the
+    /// accepted ones join `to_delete`.
+    async fn send(
+        &mut self,
+        msgs: &[Message],
+        to_send: &[usize],
+        to_delete: &mut Vec<usize>,
+    ) -> Result<(), RedriveError> {
         let sizes: Vec<usize> = to_send
             .iter()
             .map(|&i| message_bytes(msgs[i].body().unwrap_or_default(), &attrs(&msgs[i])))
             .collect();
         for batch in pack(&sizes) {
-            let mut entries = Vec::with_capacity(batch.len());
-            for &j in &batch {
-                let m = &msgs[to_send[j]];
-                let a = attrs(m);
-                entries.push(
-                    SendMessageBatchRequestEntry::builder()
-                        .id(to_send[j].to_string())
-                        .message_body(m.body().unwrap_or_default())
-                        .set_message_attributes((!a.is_empty()).then_some(a))
-                        .build()
-                        .map_err(|e| sqs_err(e, counts(&seen)))?,
-                );
-            }
-            let sent = sqs
-                .send_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| sqs_err(e, counts(&seen)))?;
-            let ok: Vec<usize> = sent
-                .successful
+            let batch: Vec<usize> = batch.iter().map(|&j| to_send[j]).collect();
+            let entries = batch
                 .iter()
-                .filter_map(|s| s.id.parse().ok())
-                .collect();
-            for &j in &batch {
-                let i = to_send[j];
+                .map(|&i| send_entry(i, &msgs[i]).map_err(|e| self.err(e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let sent = batch_call!(self, self.sqs.send_message_batch(), self.queue_url, entries)?;
+            let ok = succeeded(sent.successful.iter().map(|s| s.id.as_str()));
+            for i in batch {
                 let m = &msgs[i];
                 if ok.contains(&i) {
-                    seen.insert(id(m), State::Sent);
+                    self.seen.insert(id(m), State::Sent);
                     to_delete.push(i);
                 } else {
-                    let tries = match seen.get(&id(m)) {
+                    let tries = match self.seen.get(&id(m)) {
                         Some(State::Failed(n)) => n + 1,
                         _ => 1,
                     };
-                    seen.insert(id(m), State::Failed(tries));
-                    left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
+                    self.leave(m, State::Failed(tries));
                 }
             }
         }
-
-        if !to_delete.is_empty() {
-            let entries: Vec<DeleteMessageBatchRequestEntry> = to_delete
-                .iter()
-                .filter_map(|&i| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(msgs[i].receipt_handle().unwrap_or_default())
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let deleted = sqs
-                .delete_message_batch()
-                .queue_url(dlq_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| sqs_err(e, counts(&seen)))?;
-            let ok: Vec<usize> = deleted
-                .successful()
-                .iter()
-                .filter_map(|s| s.id().parse().ok())
-                .collect();
-            for &i in &to_delete {
-                let m = &msgs[i];
-                if ok.contains(&i) {
-                    seen.insert(id(m), State::Moved);
-                    left.remove(&id(m));
-                } else {
-                    // Still in the DLQ; the copy is queued.
-                    seen.insert(id(m), State::Sent);
-                    left.insert(id(m), m.receipt_handle().unwrap_or_default().to_owned());
-                }
-            }
-        }
-        progress(&counts(&seen));
+        Ok(())
     }
-    release(sqs, dlq_url, &left).await;
-    Ok(Redriven {
-        refused_messages: refused,
-        ..counts(&seen)
-    })
+
+    /// Deletes the DLQ copies of `msgs[to_delete]`, whose copies are queued.
+    async fn delete(&mut self, msgs: &[Message], to_delete: &[usize]) -> Result<(), RedriveError> {
+        if to_delete.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<DeleteMessageBatchRequestEntry> = to_delete
+            .iter()
+            .filter_map(|&i| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(msgs[i].receipt_handle().unwrap_or_default())
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let deleted = batch_call!(self, self.sqs.delete_message_batch(), self.dlq_url, entries)?;
+        let ok = succeeded(deleted.successful().iter().map(|s| s.id()));
+        for &i in to_delete {
+            let m = &msgs[i];
+            if ok.contains(&i) {
+                self.seen.insert(id(m), State::Moved);
+                self.left.remove(&id(m));
+            } else {
+                // Still in the DLQ; the copy is queued.
+                self.leave(m, State::Sent);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `SendMessageBatch` entry copying message `i`.
+fn send_entry(
+    i: usize,
+    m: &Message,
+) -> Result<SendMessageBatchRequestEntry, aws_sdk_sqs::error::BuildError> {
+    let a = attrs(m);
+    SendMessageBatchRequestEntry::builder()
+        .id(i.to_string())
+        .message_body(m.body().unwrap_or_default())
+        .set_message_attributes((!a.is_empty()).then_some(a))
+        .build()
 }
 
 /// Makes the messages left in the DLQ visible again now (best effort: they

@@ -6,6 +6,7 @@
 //! minute) per process, honour `429 Retry-After`, and retry 5xx and network
 //! errors with backoff, all within a caller-given deadline.
 
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -262,7 +263,7 @@ impl Api {
 
     async fn call(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<&Value>,
         deadline: Instant,
@@ -270,10 +271,14 @@ impl Api {
         self.call_with(method, path, &[], body, deadline).await
     }
 
+    async fn get(&self, path: &str, deadline: Instant) -> Result<Value, ApiError> {
+        self.call(Method::GET, path, None, deadline).await
+    }
+
     /// `call` with query parameters besides the key (encoded by reqwest).
     async fn call_with(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<&Value>,
@@ -288,18 +293,11 @@ impl Api {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let wait = {
-                let mut l = self.limiter.lock().await;
-                let w = l.wait(Instant::now());
-                l.sent.push_back(Instant::now() + w);
-                w
-            };
-            if !crate::adapters::http::fits(wait, Duration::ZERO, deadline) {
+            if !self.pace(deadline).await {
                 return Err(unavailable(
                     "client-side rate limit past the deadline".into(),
                 ));
             }
-            tokio::time::sleep(wait).await;
             let Some(timeout) = crate::adapters::http::timeout_until(self.timeout, deadline) else {
                 return Err(unavailable("no time left before the deadline".into()));
             };
@@ -313,32 +311,15 @@ impl Api {
                 req = req.json(b);
             }
             let retry_in = match req.send().await {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    let retry_after = crate::adapters::http::retry_after(r.headers());
-                    let text = r.text().await.unwrap_or_default();
-                    if (200..300).contains(&status) {
-                        return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
-                    }
-                    if status == 429 {
-                        retry_after.unwrap_or(Duration::from_secs(2))
-                    } else if status >= 500 {
-                        backoff(attempt)
-                    } else {
-                        return Err(ApiError::Refused {
-                            what,
-                            status,
-                            body: text.chars().take(300).collect(),
-                        });
-                    }
-                }
+                Ok(r) => match answer(r, &what, attempt).await {
+                    Attempt::Done(result) => return result,
+                    Attempt::Retry(after) => after,
+                },
                 // reqwest's error text holds the URL, and so the key: error_text drops it.
-                Err(e) => {
-                    if attempt >= 4 {
-                        return Err(unavailable(crate::adapters::http::error_text(e)));
-                    }
-                    backoff(attempt)
+                Err(e) if attempt >= 4 => {
+                    return Err(unavailable(crate::adapters::http::error_text(e)))
                 }
+                Err(_) => backoff(attempt),
             };
             if attempt >= 6 || !crate::adapters::http::fits(retry_in, Duration::ZERO, deadline) {
                 return Err(unavailable(format!(
@@ -349,6 +330,22 @@ impl Api {
         }
     }
 
+    /// Waits for the client-side rate limit; false (without waiting) if the
+    /// wait would pass the deadline.
+    async fn pace(&self, deadline: Instant) -> bool {
+        let wait = {
+            let mut l = self.limiter.lock().await;
+            let w = l.wait(Instant::now());
+            l.sent.push_back(Instant::now() + w);
+            w
+        };
+        if !crate::adapters::http::fits(wait, Duration::ZERO, deadline) {
+            return false;
+        }
+        tokio::time::sleep(wait).await;
+        true
+    }
+
     pub async fn create_webhook(
         &self,
         spec: &WebhookSpec,
@@ -357,13 +354,8 @@ impl Api {
         spec.check()?;
         let mut body = spec.body();
         body["force_create"] = json!(true);
-        self.call(
-            reqwest::Method::POST,
-            "/webhook/create",
-            Some(&body),
-            deadline,
-        )
-        .await
+        self.call(Method::POST, "/webhook/create", Some(&body), deadline)
+            .await
     }
 
     pub async fn update_webhook(
@@ -374,24 +366,14 @@ impl Api {
     ) -> Result<Value, ApiError> {
         let id = path_id("the webhook id", id)?;
         spec.check()?;
-        self.call(
-            reqwest::Method::PUT,
-            &format!("/webhook/update/{id}"),
-            Some(&spec.body()),
-            deadline,
-        )
-        .await
+        let path = format!("/webhook/update/{id}");
+        self.call(Method::PUT, &path, Some(&spec.body()), deadline)
+            .await
     }
 
     pub async fn get_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
         let id = path_id("the webhook id", id)?;
-        self.call(
-            reqwest::Method::GET,
-            &format!("/webhook/{id}"),
-            None,
-            deadline,
-        )
-        .await
+        self.get(&format!("/webhook/{id}"), deadline).await
     }
 
     /// A campaign's webhooks.
@@ -401,14 +383,8 @@ impl Api {
         deadline: Instant,
     ) -> Result<Vec<Value>, ApiError> {
         let campaign_id = path_id("the campaign id", campaign_id)?;
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/campaigns/{campaign_id}/webhooks"),
-                None,
-                deadline,
-            )
-            .await?;
+        let path = format!("/campaigns/{campaign_id}/webhooks");
+        let v = self.get(&path, deadline).await?;
         Ok(match v {
             Value::Array(a) => a,
             Value::Object(mut o) => match o.remove("data").or_else(|| o.remove("webhooks")) {
@@ -422,21 +398,15 @@ impl Api {
     /// The account's campaigns (`GET /campaigns`): `id`, `name`, `status`,
     /// `client_id`, ...
     pub async fn campaigns(&self, deadline: Instant) -> Result<Vec<Value>, ApiError> {
-        let v = self
-            .call(reqwest::Method::GET, "/campaigns", None, deadline)
-            .await?;
+        let v = self.get("/campaigns", deadline).await?;
         campaign_list(v)
     }
 
     pub async fn delete_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
         let id = path_id("the webhook id", id)?;
-        self.call(
-            reqwest::Method::DELETE,
-            "/webhook/delete",
-            Some(&json!({"id": numeric(id)})),
-            deadline,
-        )
-        .await
+        let body = json!({"id": numeric(id)});
+        self.call(Method::DELETE, "/webhook/delete", Some(&body), deadline)
+            .await
     }
 
     /// One page of a campaign's statistics (`GET /campaigns/{id}/statistics`
@@ -452,7 +422,7 @@ impl Api {
         let campaign_id = path_id("the campaign id", campaign_id)?;
         let (offset, limit) = (offset.to_string(), limit.clamp(1, 100).to_string());
         self.call_with(
-            reqwest::Method::GET,
+            Method::GET,
             &format!("/campaigns/{campaign_id}/statistics"),
             &[("offset", &offset), ("limit", &limit)],
             None,
@@ -471,13 +441,8 @@ impl Api {
     ) -> Result<Value, ApiError> {
         let campaign_id = path_id("the campaign id", campaign_id)?;
         let lead_id = path_id("the lead id", lead_id)?;
-        self.call(
-            reqwest::Method::GET,
-            &format!("/campaigns/{campaign_id}/leads/{lead_id}/message-history"),
-            None,
-            deadline,
-        )
-        .await
+        let path = format!("/campaigns/{campaign_id}/leads/{lead_id}/message-history");
+        self.get(&path, deadline).await
     }
 
     /// Unsubscribes a lead from every campaign (SmartLead's global unsubscribe).
@@ -487,13 +452,8 @@ impl Api {
         deadline: Instant,
     ) -> Result<Value, ApiError> {
         let lead_id = path_id("the lead id", lead_id)?;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/leads/{lead_id}/unsubscribe"),
-            None,
-            deadline,
-        )
-        .await
+        let path = format!("/leads/{lead_id}/unsubscribe");
+        self.call(Method::POST, &path, None, deadline).await
     }
 
     /// The SmartLead lead id of an address (`GET /leads/?email=`, which
@@ -507,13 +467,7 @@ impl Api {
             return Err(ApiError::Invalid("not a valid e-mail address".into()));
         }
         let v = self
-            .call_with(
-                reqwest::Method::GET,
-                "/leads/",
-                &[("email", email)],
-                None,
-                deadline,
-            )
+            .call_with(Method::GET, "/leads/", &[("email", email)], None, deadline)
             .await?;
         let id = match v.get("id") {
             Some(Value::Number(n)) => n.as_u64().map(|n| n.to_string()),
@@ -532,13 +486,37 @@ impl Api {
                 "the block list takes only valid e-mail addresses here".into(),
             ));
         }
-        self.call(
-            reqwest::Method::POST,
-            "/leads/add-domain-block-list",
-            Some(&json!({"domain_block_list": entries})),
-            deadline,
-        )
-        .await
+        let body = json!({"domain_block_list": entries});
+        let path = "/leads/add-domain-block-list";
+        self.call(Method::POST, path, Some(&body), deadline).await
+    }
+}
+
+/// What one answer means for the call.
+enum Attempt {
+    /// The call is over: SmartLead's answer, or its refusal.
+    Done(Result<Value, ApiError>),
+    /// Try again after this long (429, 5xx).
+    Retry(Duration),
+}
+
+/// Reads one answer of the call `what`, its `attempt`th.
+async fn answer(r: reqwest::Response, what: &str, attempt: u32) -> Attempt {
+    let status = r.status().as_u16();
+    let retry_after = crate::adapters::http::retry_after(r.headers());
+    let text = r.text().await.unwrap_or_default();
+    if (200..300).contains(&status) {
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        return Attempt::Done(Ok(value));
+    }
+    match status {
+        429 => Attempt::Retry(retry_after.unwrap_or(Duration::from_secs(2))),
+        500.. => Attempt::Retry(backoff(attempt)),
+        _ => Attempt::Done(Err(ApiError::Refused {
+            what: what.to_owned(),
+            status,
+            body: text.chars().take(300).collect(),
+        })),
     }
 }
 

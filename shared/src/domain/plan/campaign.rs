@@ -2,41 +2,43 @@
 
 use super::context::Ctx;
 use super::text::s;
-use super::{ItemUpdate, Val};
+use super::{Fields, ItemUpdate, Val};
 use crate::domain::event::{CampaignBounceBreach, CampaignStatusChanged};
 
 /// CAMPAIGN_STATUS_CHANGED: the latest status (and the previous), a count.
 pub(super) fn status_changed(cx: &Ctx, c: &CampaignStatusChanged) -> Vec<ItemUpdate> {
-    vec![
-        ItemUpdate::new(format!("CAMPAIGN#{}", cx.campaign), "STATUS".into())
-            .once("campaign_name", cx.n.campaign_name.clone())
-            .count("status_changes")
-            .latest(
-                "status_order",
-                vec![
-                    ("status_at", cx.t()),
-                    ("status", s(c.status.text())),
-                    ("previous_status", s(c.old_status.text())),
-                ],
-            ),
-    ]
+    let fields = vec![
+        ("status_at", cx.t()),
+        ("status", s(c.status.text())),
+        ("previous_status", s(c.old_status.text())),
+    ];
+    campaign_item(cx, "STATUS", "status_changes", "status_order", fields)
 }
 
 /// CAMPAIGN_BOUNCE_BREACH: the last breach (rate, threshold, message), a count.
 pub(super) fn bounce_breach(cx: &Ctx, b: &CampaignBounceBreach) -> Vec<ItemUpdate> {
+    let fields = vec![
+        ("last_breach_at", cx.t()),
+        ("bounce_rate", b.bounce_rate.get().map(|r| Val::N(*r))),
+        ("threshold", b.threshold.get().map(|r| Val::N(*r))),
+        ("message", s(b.message.text().or(b.title.text()))),
+    ];
+    campaign_item(cx, "HEALTH", "bounce_breaches", "last_breach_order", fields)
+}
+
+/// The campaign's `sk` item: its name, a count, the latest `fields`.
+fn campaign_item(
+    cx: &Ctx,
+    sk: &str,
+    counter: &'static str,
+    order_attr: &'static str,
+    fields: Fields,
+) -> Vec<ItemUpdate> {
     vec![
-        ItemUpdate::new(format!("CAMPAIGN#{}", cx.campaign), "HEALTH".into())
+        ItemUpdate::new(format!("CAMPAIGN#{}", cx.campaign), sk.into())
             .once("campaign_name", cx.n.campaign_name.clone())
-            .count("bounce_breaches")
-            .latest(
-                "last_breach_order",
-                vec![
-                    ("last_breach_at", cx.t()),
-                    ("bounce_rate", b.bounce_rate.get().map(|r| Val::N(*r))),
-                    ("threshold", b.threshold.get().map(|r| Val::N(*r))),
-                    ("message", s(b.message.text().or(b.title.text()))),
-                ],
-            ),
+            .count(counter)
+            .latest(order_attr, fields),
     ]
 }
 

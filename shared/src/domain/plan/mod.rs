@@ -63,6 +63,10 @@ pub enum Val {
     Json(Value),
 }
 
+/// A register's fields as a plan builds them: those without a value are
+/// left out.
+type Fields = Vec<(&'static str, Option<Val>)>;
+
 /// Fields written together, only if this event orders after (latest) or
 /// before (earliest) the event that wrote them last.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +83,7 @@ pub struct Register {
 
 impl Register {
     /// A register of the fields that have a value.
-    fn new(order_attr: &'static str, fields: Vec<(&'static str, Option<Val>)>) -> Register {
+    fn new(order_attr: &'static str, fields: Fields) -> Register {
         Register {
             order_attr,
             fields: fields
@@ -137,19 +141,11 @@ impl ItemUpdate {
         }
         self
     }
-    fn latest(
-        mut self,
-        order_attr: &'static str,
-        fields: Vec<(&'static str, Option<Val>)>,
-    ) -> Self {
+    fn latest(mut self, order_attr: &'static str, fields: Fields) -> Self {
         self.latest = Some(Register::new(order_attr, fields));
         self
     }
-    fn earliest(
-        mut self,
-        order_attr: &'static str,
-        fields: Vec<(&'static str, Option<Val>)>,
-    ) -> Self {
+    fn earliest(mut self, order_attr: &'static str, fields: Fields) -> Self {
         self.earliest = Some(Register::new(order_attr, fields));
         self
     }
