@@ -10,7 +10,6 @@ const KEY: &str = "sl-test-key-0123456789";
 /// The deployed webhook URL the test stacks name, less its secret.
 const WEBHOOK_BASE: &str = "https://abc.execute-api.us-east-1.amazonaws.com/webhooks/smartlead";
 
-
 async fn smartlead(args: &[&str], api: &str, key: Option<&str>) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlead"));
     cmd.args(args)
@@ -714,7 +713,6 @@ async fn rotate_secret_writes_the_next_secret_re_registers_and_finishes() {
     assert!(!o.status.success());
     assert!(text(&o).contains("no rotation under way"), "{}", text(&o));
 }
-
 
 /// The local stack's table in this test's DynamoDB Local, made once.
 async fn local_table() -> smartlead::aws_sdk_dynamodb::Client {

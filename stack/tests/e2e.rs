@@ -19,7 +19,6 @@ async fn spawn_stack(options: Options) -> (Stack, Pool) {
     (stack, consumer)
 }
 
-
 /// Polls until the queue is empty and nothing is in flight.
 async fn drain(stack: &Stack, consumer: &Pool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
@@ -69,7 +68,10 @@ async fn opens(stack: &Stack, email: &str) -> Value {
 
 /// A stack for fault tests: failed records come back after 1 s.
 async fn fault_stack(persist: bool) -> (Stack, String, Pool) {
-    let dir = std::env::temp_dir().join(format!("smartlead-ddb-{}", test_support::store::unique("e2e")));
+    let dir = std::env::temp_dir().join(format!(
+        "smartlead-ddb-{}",
+        test_support::store::unique("e2e")
+    ));
     let options = Options {
         visibility_secs: 1,
         ingest_instances: 1,

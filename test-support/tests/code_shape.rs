@@ -65,7 +65,10 @@ fn functions(text: &str) -> Vec<(String, usize, usize)> {
     let mut i = 0;
     while i < lines.len() {
         let t = lines[i].trim_start();
-        let t = t.strip_prefix("pub(crate) ").or(t.strip_prefix("pub ")).unwrap_or(t);
+        let t = t
+            .strip_prefix("pub(crate) ")
+            .or(t.strip_prefix("pub "))
+            .unwrap_or(t);
         let t = t.strip_prefix("async ").unwrap_or(t);
         let Some(rest) = t.strip_prefix("fn ") else {
             i += 1;
@@ -111,7 +114,8 @@ fn sources() -> Vec<PathBuf> {
     ] {
         rust_files(&root.join(dir), &mut files);
     }
-    files.retain(|f| !f.components().any(|c| c.as_os_str() == "tests"));
+    // Test code: `tests/` folders and `tests.rs` modules (gated by `#[cfg(test)]` where declared).
+    files.retain(|f| !f.components().any(|c| c.as_os_str() == "tests") && !f.ends_with("tests.rs"));
     files
 }
 
@@ -130,7 +134,11 @@ fn no_function_is_longer_than_80_lines() {
             }
         }
     }
-    assert!(long.is_empty(), "functions over {MAX_LINES} lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_LINES} lines:\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]
@@ -153,6 +161,12 @@ fn the_domain_layer_names_no_sdk_type_and_nothing_above_it() {
     assert!(files.len() >= 10, "{} domain files", files.len());
     for f in files {
         let text = std::fs::read_to_string(&f).expect("read");
+        // Code only: a doc comment may point at the layer that uses this one.
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
         for banned in [
             "aws_sdk_",
             "aws_config",
@@ -162,11 +176,7 @@ fn the_domain_layer_names_no_sdk_type_and_nothing_above_it() {
             "crate::adapters",
             "crate::config",
         ] {
-            assert!(
-                !text.contains(banned),
-                "{} uses {banned}",
-                f.display()
-            );
+            assert!(!code.contains(banned), "{} uses {banned}", f.display());
         }
     }
 }
