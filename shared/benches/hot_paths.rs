@@ -111,15 +111,7 @@ impl RejectSink for MemStore {
 }
 #[async_trait]
 impl EffectLedger for MemStore {
-    async fn claim(
-        &self,
-        _: &DedupKey,
-        _: &str,
-        _: &str,
-        _: i64,
-        _: i64,
-        _: bool,
-    ) -> Result<bool, StoreError> {
+    async fn claim(&self, _: smartlead::app::store::Claim<'_>) -> Result<bool, StoreError> {
         Ok(true)
     }
     async fn settle(

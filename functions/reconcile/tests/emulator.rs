@@ -109,16 +109,7 @@ async fn built_binary_backfills_the_one_gap_through_the_emulator() {
         json!({"gaps": 1, "unverified": 0, "backfilled": 1, "reported_only": 0,
                "count_mismatches": 0, "leads_left": 0})
     );
-    let got = sqs
-        .receive_message()
-        .queue_url(&queue_url)
-        .max_number_of_messages(10)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .expect("receive")
-        .messages
-        .unwrap_or_default();
+    let got = test_support::store::receive(&sqs, &queue_url).await;
     assert_eq!(got.len(), 1, "{got:?}");
     let body: Value = serde_json::from_str(got[0].body().unwrap_or_default()).expect("body");
     assert_eq!(key(&body), key(&second), "the missing send, as its webhook");

@@ -16,7 +16,7 @@
 //! for the state and retries only the effect.
 
 use crate::app::effects::{bus_event, EffectError, Effects, Notifier, FANOUT};
-use crate::app::store::{ApplyOutcome, Rejected, Settle, StateStore, StoreError};
+use crate::app::store::{ApplyOutcome, Claim, Rejected, Settle, StateStore, StoreError};
 use crate::domain::event::SmartleadEvent;
 use crate::domain::key::DedupKey;
 use crate::domain::message::{attr, ClaimCheckMessage, LOCATION_S3};
@@ -581,7 +581,14 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 fanout
             } else {
                 self.store
-                    .claim(&p.key, effect, message_id, p.lease_until_ms, now, true)
+                    .claim(Claim {
+                        key: &p.key,
+                        effect,
+                        message_id,
+                        lease_until_ms: p.lease_until_ms,
+                        now_ms: now,
+                        create: true,
+                    })
                     .await?
             };
             if run {

@@ -123,6 +123,19 @@ pub trait Dedup: Send + Sync {
     }
 }
 
+/// A claim on one side effect of an applied event: by the delivery
+/// `message_id`, until `lease_until_ms` (epoch ms), at `now_ms`; `create`
+/// records the effect if it is not recorded yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub key: &'a DedupKey,
+    pub effect: &'a str,
+    pub message_id: &'a str,
+    pub lease_until_ms: i64,
+    pub now_ms: i64,
+    pub create: bool,
+}
+
 /// Who runs a side effect, and how it ended (one record per event and effect).
 #[async_trait]
 pub trait EffectLedger: Send + Sync {
@@ -133,15 +146,7 @@ pub trait EffectLedger: Send + Sync {
     /// answer said otherwise), or (`create`) not recorded at all yet; false
     /// if it is done, refused, held by another, or (without `create`) not
     /// recorded.
-    async fn claim(
-        &self,
-        key: &DedupKey,
-        effect: &str,
-        message_id: &str,
-        lease_until_ms: i64,
-        now_ms: i64,
-        create: bool,
-    ) -> Result<bool, StoreError>;
+    async fn claim(&self, c: Claim<'_>) -> Result<bool, StoreError>;
     /// Ends a claim: done, refused for good, or back to pending (to be
     /// retried). Also ends an effect run unclaimed by the delivery that
     /// applied the event (the fan-out: see the consumer), creating its record.

@@ -64,8 +64,8 @@ pub mod absorbed;
 
 use crate::adapters::aws::error::AwsError;
 use crate::app::store::{
-    ApplyOutcome, Dedup, EffectLedger, RejectSink, Rejected, Settle, StateReader, StoreError,
-    FX_PENDING, FX_RUNNING,
+    ApplyOutcome, Claim, Dedup, EffectLedger, RejectSink, Rejected, Settle, StateReader,
+    StoreError, FX_PENDING, FX_RUNNING,
 };
 use crate::domain::key::DedupKey;
 use crate::domain::plan::{ItemUpdate, Plan, Val};
@@ -1183,15 +1183,15 @@ impl Dedup for DynamoStore {
 
 #[async_trait]
 impl EffectLedger for DynamoStore {
-    async fn claim(
-        &self,
-        key: &DedupKey,
-        effect: &str,
-        message_id: &str,
-        lease_until_ms: i64,
-        now_ms: i64,
-        create: bool,
-    ) -> Result<bool, StoreError> {
+    async fn claim(&self, c: Claim<'_>) -> Result<bool, StoreError> {
+        let Claim {
+            key,
+            effect,
+            message_id,
+            lease_until_ms,
+            now_ms,
+            create,
+        } = c;
         // A claim may create the effect's marker (it expires by TTL).
         let expires = chrono::Utc::now().timestamp() + self.dedup_ttl.as_secs() as i64;
         let taken = "#fx = :pending OR (#fx = :running AND #until < :now) \
