@@ -80,3 +80,47 @@ pub fn error_text(e: reqwest::Error) -> String {
     text.push(')');
     text
 }
+
+/// HTTP stand-ins for the unit tests of the HTTPS adapters, on `wiremock`.
+#[cfg(test)]
+pub(crate) mod stand_in {
+    use std::time::Duration;
+    use wiremock::matchers::any;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    /// A server answering every request 200 `{"ok":true}`.
+    pub async fn ok() -> MockServer {
+        let s = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"ok":true}"#))
+            .mount(&s)
+            .await;
+        s
+    }
+
+    /// A server whose first answer takes 8 s and whose later ones are 429
+    /// with `Retry-After: u64::MAX` (it must neither wait nor overflow).
+    pub async fn slow_then_throttled() -> MockServer {
+        let s = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_string(r#"{"ok":true}"#)
+                    .set_delay(Duration::from_secs(8)),
+            )
+            .up_to_n_times(1)
+            .expect(1)
+            .with_priority(1)
+            .mount(&s)
+            .await;
+        Mock::given(any())
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("retry-after", u64::MAX.to_string().as_str()),
+            )
+            .with_priority(2)
+            .mount(&s)
+            .await;
+        s
+    }
+}

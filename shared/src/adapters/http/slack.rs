@@ -142,16 +142,10 @@ mod tests {
 
     #[tokio::test]
     async fn slack_stays_inside_the_invocation_and_survives_an_absurd_retry_after() {
-        use local_aws::{Scripted, StandIn};
         let e = ev(json!({"event_type": "EMAIL_REPLY", "to_email": "a@b.c"}));
-        let slack = StandIn::start().await;
-        let notifier = SlackNotifier::new(format!("{}/services/x", slack.url));
         // A slow Slack and 500 ms left: the request gives up with the invocation.
-        slack.push(Scripted {
-            status: 200,
-            retry_after: None,
-            delay_ms: 8000,
-        });
+        let slack = crate::adapters::http::stand_in::slow_then_throttled().await;
+        let notifier = SlackNotifier::new(format!("{}/services/x", slack.uri()));
         let started = Instant::now();
         let r = notifier
             .notify(&e, "k", started + Duration::from_millis(500))
@@ -160,19 +154,18 @@ mod tests {
         // Far sooner than the stand-in answers (8 s), however busy the machine.
         assert!(started.elapsed() < Duration::from_secs(5));
         // Retry-After: u64::MAX seconds must not overflow Instant + Duration.
-        slack.push(Scripted {
-            status: 429,
-            retry_after: Some(u64::MAX),
-            delay_ms: 0,
-        });
         let r = notifier
             .notify(&e, "k", Instant::now() + Duration::from_secs(10))
             .await;
         assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
         // No time left at all: no request.
-        let before = slack.recorded().len();
+        let before = slack.received_requests().await.unwrap_or_default().len();
         let r = notifier.notify(&e, "k", Instant::now()).await;
         assert!(matches!(r, Err(EffectError::Transient(_))), "{r:?}");
-        assert_eq!(slack.recorded().len(), before);
+        assert_eq!(
+            slack.received_requests().await.unwrap_or_default().len(),
+            before
+        );
+        slack.verify().await;
     }
 }

@@ -574,14 +574,8 @@ mod tests {
 
     #[tokio::test]
     async fn calls_stay_inside_the_deadline_and_survive_an_absurd_retry_after() {
-        use local_aws::{Scripted, StandIn};
-        let stand_in = StandIn::start().await;
-        let api = Api::new(&format!("{}/api/v1", stand_in.url), "k");
-        stand_in.push(Scripted {
-            status: 200,
-            retry_after: None,
-            delay_ms: 8000,
-        });
+        let stand_in = crate::adapters::http::stand_in::slow_then_throttled().await;
+        let api = Api::new(&format!("{}/api/v1", stand_in.uri()), "k");
         let started = Instant::now();
         let r = api
             .get_webhook("7", started + Duration::from_millis(500))
@@ -589,15 +583,11 @@ mod tests {
         assert!(r.as_ref().is_err_and(ApiError::is_retryable), "{r:?}");
         // Far sooner than the stand-in answers (8 s), however busy the machine.
         assert!(started.elapsed() < Duration::from_secs(5));
-        stand_in.push(Scripted {
-            status: 429,
-            retry_after: Some(u64::MAX),
-            delay_ms: 0,
-        });
         let r = api
             .get_webhook("7", Instant::now() + Duration::from_secs(10))
             .await;
         assert!(r.as_ref().is_err_and(ApiError::is_retryable), "{r:?}");
+        stand_in.verify().await;
     }
 
     #[test]
@@ -635,7 +625,7 @@ mod tests {
     #[tokio::test]
     async fn a_rotated_api_key_is_picked_up_without_a_restart() {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let stand_in = local_aws::StandIn::start().await;
+        let stand_in = crate::adapters::http::stand_in::ok().await;
         let reads = std::sync::Arc::new(AtomicUsize::new(0));
         let r = reads.clone();
         let load: crate::config::refresh::Loader<String> = std::sync::Arc::new(move || {
@@ -648,16 +638,26 @@ mod tests {
             Duration::from_millis(100),
             load,
         );
-        let api = Api::new(&format!("{}/api/v1", stand_in.url), "").with_key(key);
+        let api = Api::new(&format!("{}/api/v1", stand_in.uri()), "").with_key(key);
         let d = || Instant::now() + Duration::from_secs(5);
         api.get_webhook("1", d()).await.expect("ok");
         tokio::time::sleep(Duration::from_millis(150)).await;
         api.get_webhook("2", d()).await.expect("ok");
         api.get_webhook("3", d()).await.expect("ok");
         let keys: Vec<String> = stand_in
-            .recorded()
+            .received_requests()
+            .await
+            .unwrap_or_default()
             .iter()
-            .map(|r| r.target.rsplit('=').next().unwrap_or_default().to_owned())
+            .map(|r| {
+                r.url
+                    .query()
+                    .unwrap_or_default()
+                    .rsplit('=')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(keys, ["key-1", "key-2", "key-2"]);
         assert_eq!(reads.load(Ordering::SeqCst), 1);
@@ -682,12 +682,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_redirect_is_not_followed_so_the_key_stays_home() {
-        let elsewhere = local_aws::StandIn::start().await;
-        let api_host = local_aws::StandIn::start().await;
-        // A 3xx from the stand-in sends its body as the `location`.
-        api_host.set_body(&format!("{}/steal", elsewhere.url));
-        api_host.push(local_aws::Scripted::status(302));
-        let api = Api::new(&format!("{}/api/v1", api_host.url), "KEY-abc123");
+        use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
+        let elsewhere = crate::adapters::http::stand_in::ok().await;
+        let api_host = MockServer::start().await;
+        let steal = format!("{}/steal", elsewhere.uri());
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(302).insert_header("location", steal.as_str()))
+            .mount(&api_host)
+            .await;
+        let api = Api::new(&format!("{}/api/v1", api_host.uri()), "KEY-abc123");
         let err = api
             .get_webhook("7", Instant::now() + Duration::from_secs(10))
             .await
@@ -697,7 +700,11 @@ mod tests {
             "{err}"
         );
         assert!(
-            elsewhere.recorded().is_empty(),
+            elsewhere
+                .received_requests()
+                .await
+                .unwrap_or_default()
+                .is_empty(),
             "the key went to another host"
         );
     }
@@ -738,9 +745,8 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_is_sent_for_a_path_built_from_bad_input() {
-        use local_aws::StandIn;
-        let stand_in = StandIn::start().await;
-        let api = Api::new(&format!("{}/api/v1", stand_in.url), "k");
+        let stand_in = crate::adapters::http::stand_in::ok().await;
+        let api = Api::new(&format!("{}/api/v1", stand_in.uri()), "k");
         let d = Instant::now() + Duration::from_secs(5);
         let r = api.unsubscribe_lead("../webhook/delete", d).await;
         assert!(matches!(r, Err(ApiError::Invalid(_))), "{r:?}");
@@ -748,7 +754,11 @@ mod tests {
         assert!(api.campaign_webhooks("1?x=", d).await.is_err());
         assert!(api.delete_webhook("abc", d).await.is_err());
         assert!(api.block(&["@gmail.com".into()], d).await.is_err());
-        assert!(stand_in.recorded().is_empty());
+        assert!(stand_in
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty());
         assert!(!ApiError::Invalid("x".into()).is_retryable());
     }
 
