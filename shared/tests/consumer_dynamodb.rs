@@ -402,7 +402,7 @@ fn iso(sec: u64) -> String {
 #[derive(Default, Debug, PartialEq)]
 struct Model {
     counts: BTreeMap<&'static str, i64>,
-    first: BTreeMap<&'static str, String>,
+    first: BTreeMap<&'static str, (String, String)>, // (order, time)
     last: BTreeMap<&'static str, (String, String, Value)>, // kind -> (order, time, payload)
     links: std::collections::BTreeSet<String>,
     flags: std::collections::BTreeSet<&'static str>,
@@ -504,7 +504,9 @@ fn reference(events: &[Value]) -> Model {
         }
         let n = ev.normalized();
         let t = n.event_time.unwrap().to_string();
-        let order = format!("{t}#{key}");
+        // Ties in time are broken as the store documents it: by a part of
+        // the key (`compact_order`), not the whole key.
+        let order = smartlead::domain::plan::compact_order(n.event_time.unwrap(), &key);
         let (kind, count, weight, flag): (&str, Option<&'static str>, f64, Option<&str>) =
             match ev.event_type.as_str() {
                 "EMAIL_SENT" => ("sent", Some("sent"), w.sent, Some("contacted")),
@@ -535,8 +537,8 @@ fn reference(events: &[Value]) -> Model {
         if m.last.get(kind).is_none_or(|(o, _, _)| *o <= order) {
             m.last.insert(kind, (order.clone(), t.clone(), payload));
         }
-        if m.first.get(kind).is_none_or(|f| *f > order) {
-            m.first.insert(kind, order.clone());
+        if m.first.get(kind).is_none_or(|(f, _)| *f > order) {
+            m.first.insert(kind, (order.clone(), t.clone()));
         }
         if kind == "bounce" && m.suppressed.as_ref().is_none_or(|(o, _)| *o > order) {
             m.suppressed = Some((order.clone(), t.clone()));
@@ -558,8 +560,7 @@ fn check(model: &Model, item: &Value, supp: Option<&Value>, reply: Option<&Value
     for (kind, last, first) in attrs {
         if let Some((_, t, _)) = model.last.get(kind) {
             assert_eq!(item[last], json!(t), "{ctx}: {last}");
-            let f = model.first[kind].split('#').next().unwrap();
-            assert_eq!(item[first], json!(f), "{ctx}: {first}");
+            assert_eq!(item[first], json!(model.first[kind].1), "{ctx}: {first}");
         }
     }
     if let Some((_, _, p)) = model.last.get("reply") {
@@ -640,9 +641,13 @@ async fn deliver_and_check(deliveries: &[Delivery]) {
 proptest! {
     // Each case runs against DynamoDB Local: few cases, about 100 events
     // each (the suite's time stays where the hand-rolled version had it).
+    // A fixed seed: the same streams on every run, so CI cannot fail by
+    // luck; change it (or `cases`) locally to explore further. Failures
+    // found so far are replayed first (consumer_dynamodb.proptest-regressions).
     #![proptest_config(ProptestConfig {
         cases: 16,
         max_shrink_iters: 400,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_1234_abcd_ef01),
         ..ProptestConfig::default()
     })]
     #[test]

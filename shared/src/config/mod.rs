@@ -72,6 +72,8 @@ pub struct Env {
     pairs: Option<HashMap<String, String>>,
     read: RefCell<Vars>,
     error: RefCell<Option<ConfigError>>,
+    /// Reading values that are not used (see [`Env::checked_if`]).
+    unused: std::cell::Cell<bool>,
 }
 
 impl Env {
@@ -115,7 +117,19 @@ impl Env {
 
     /// Keeps the first problem; reading goes on.
     pub fn fail(&self, e: ConfigError) {
-        self.error.borrow_mut().get_or_insert(e);
+        if !self.unused.get() {
+            self.error.borrow_mut().get_or_insert(e);
+        }
+    }
+
+    /// `read` when its values are used (`on`); otherwise its variables are
+    /// still recorded but a problem in them is no problem: a feature that
+    /// is off must not keep the function from starting.
+    pub fn checked_if<T>(&self, on: bool, read: impl FnOnce(&Env) -> T) -> T {
+        let before = self.unused.replace(self.unused.get() || !on);
+        let v = read(self);
+        self.unused.set(before);
+        v
     }
 
     /// A variable the template sets (or may leave unset).
@@ -280,6 +294,7 @@ impl FromEnv for IngestConfig {
                 });
             }
         }
+        let from_ssm = matches!(secret, Some(SecretSource::Ssm(_)));
         IngestConfig {
             queue_url: env.required_var("QUEUE_URL"),
             claim_check_bucket: env.optional_var("CLAIM_CHECK_BUCKET"),
@@ -296,7 +311,7 @@ impl FromEnv for IngestConfig {
                 env.fail(ConfigError::Missing("WEBHOOK_SECRET_PARAM"));
                 SecretSource::Fixed(String::new())
             }),
-            refresh: refresh_every(env),
+            refresh: env.checked_if(from_ssm, refresh_every),
             metrics: MetricsConfig::from_env(env),
             s3_path_style: s3_path_style(env),
         }
@@ -359,8 +374,12 @@ fn hygiene(env: &Env) -> Option<HygieneConfig> {
     });
     let api_key = env.secret_var("SMARTLEAD_API_KEY", "SMARTLEAD_API_KEY_PARAM");
     let api_base = api_base(env);
-    let per_minute = env.number_var("HYGIENE_PER_MINUTE", 60);
-    let soft_bounces = env.number_var("HYGIENE_SOFT_BOUNCES", false);
+    let (per_minute, soft_bounces) = env.checked_if(mode.is_some(), |env| {
+        (
+            env.number_var("HYGIENE_PER_MINUTE", 60),
+            env.number_var("HYGIENE_SOFT_BOUNCES", false),
+        )
+    });
     let mode = mode?;
     let Some(api_key) = api_key else {
         env.fail(ConfigError::Missing("SMARTLEAD_API_KEY_PARAM"));
@@ -393,6 +412,10 @@ impl FromEnv for ConsumerConfig {
             });
             AlertRules::default()
         });
+        let slack = env.secret_var("SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_PARAM");
+        let hygiene = hygiene(env);
+        let ssm = |s: Option<&SecretSource>| matches!(s, Some(SecretSource::Ssm(_)));
+        let from_ssm = ssm(slack.as_ref()) || ssm(hygiene.as_ref().map(|h| &h.api_key));
         ConsumerConfig {
             table: env.required_var("TABLE_NAME"),
             dedup_ttl: days(
@@ -420,10 +443,10 @@ impl FromEnv for ConsumerConfig {
             },
             alerts,
             bus: env.optional_var("EVENT_BUS_NAME"),
-            slack: env.secret_var("SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_PARAM"),
+            slack,
             topic_arn: env.optional_var("ALERT_TOPIC_ARN"),
-            hygiene: hygiene(env),
-            refresh: refresh_every(env),
+            hygiene,
+            refresh: env.checked_if(from_ssm, refresh_every),
             metrics: MetricsConfig::from_env(env),
             s3_path_style: s3_path_style(env),
         }
@@ -505,6 +528,42 @@ mod tests {
             .deployed
             .contains(&"CLAIM_CHECK_BUCKET"));
         assert!(ReconcileConfig::vars().deployed.contains(&"LOOKBACK_HOURS"));
+    }
+
+    /// A value only a switched-off feature uses (a CloudFormation `Number`
+    /// such as `1.5` for `HygienePerMinute`) keeps no function from starting.
+    #[test]
+    fn a_feature_that_is_off_does_not_check_its_values() {
+        let off = [
+            ("TABLE_NAME", "t"),
+            ("HYGIENE", "off"),
+            ("HYGIENE_PER_MINUTE", "1.5"),
+            ("HYGIENE_SOFT_BOUNCES", "maybe"),
+            ("SECRET_REFRESH_SECONDS", "soon"),
+        ];
+        assert!(ConsumerConfig::from_env(Env::from_pairs(&off)).is_ok());
+        let mut on = off.to_vec();
+        on[1] = ("HYGIENE", "block");
+        on.push(("SMARTLEAD_API_KEY_PARAM", "/p"));
+        let err = ConsumerConfig::from_env(Env::from_pairs(&on)).unwrap_err();
+        assert!(err.to_string().contains("HYGIENE_PER_MINUTE"), "{err}");
+        // A secret given directly is never re-read: its refresh is unused.
+        let local = [
+            ("QUEUE_URL", "q"),
+            ("WEBHOOK_SECRET", "s3cret"),
+            ("SECRET_REFRESH_SECONDS", "soon"),
+        ];
+        assert!(IngestConfig::from_env(Env::from_pairs(&local)).is_ok());
+        let deployed = [
+            ("QUEUE_URL", "q"),
+            ("WEBHOOK_SECRET_PARAM", "/p"),
+            ("SECRET_REFRESH_SECONDS", "soon"),
+        ];
+        assert!(IngestConfig::from_env(Env::from_pairs(&deployed)).is_err());
+        // Whatever is on, every variable is still listed.
+        assert!(ConsumerConfig::vars()
+            .deployed
+            .contains(&"HYGIENE_PER_MINUTE"));
     }
 
     #[test]

@@ -7,6 +7,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// Whether a retry can help is the caller's call (the store, the queue,
+/// the effects each say it in their own error); this says what failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{operation}: {summary}")]
 pub struct AwsError {
@@ -17,28 +19,10 @@ pub struct AwsError {
     /// The code and message, or what went wrong on the way (timeout,
     /// connection).
     pub summary: String,
-    /// A timeout, a lost connection or answer, throttling or a 5xx: the
-    /// same call may succeed later.
-    pub retryable: bool,
+    /// The SDK's error without the raw HTTP response (whose body, printed
+    /// with `{:?}`, could hold a secret an answer carried).
     #[source]
     pub source: BoxError,
-}
-
-/// Codes that mean "busy, later": throttling, capacity, conflicts.
-fn busy(code: &str) -> bool {
-    code.contains("Throttl")
-        || matches!(
-            code,
-            "ProvisionedThroughputExceededException"
-                | "RequestLimitExceeded"
-                | "InternalServerError"
-                | "InternalFailure"
-                | "InternalException"
-                | "ServiceUnavailable"
-                | "TransactionConflictException"
-                | "RequestTimeout"
-                | "SlowDown"
-        )
 }
 
 impl AwsError {
@@ -47,35 +31,34 @@ impl AwsError {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let (code, summary, retryable) = match &e {
+        let (code, summary) = match &e {
             SdkError::ServiceError(s) => {
                 let err = s.err();
-                let code = err.code().map(str::to_owned);
                 let summary = format!(
                     "{}: {}",
                     err.code().unwrap_or("service error"),
                     err.message().unwrap_or_default()
                 );
-                let retryable = code.as_deref().is_some_and(busy);
-                (code, summary, retryable)
+                (err.code().map(str::to_owned), summary)
             }
-            SdkError::TimeoutError(_) => (None, "timed out".to_owned(), true),
+            SdkError::TimeoutError(_) => (None, "timed out".to_owned()),
             SdkError::DispatchFailure(d) => {
                 let why = d.as_connector_error().map(|c| c.to_string());
                 let summary = format!("could not send the request: {}", why.unwrap_or_default());
-                (None, summary, true)
+                (None, summary)
             }
-            SdkError::ResponseError(_) => {
-                (None, "the answer was lost or unreadable".to_owned(), true)
-            }
-            _ => (None, "could not build the request".to_owned(), false),
+            SdkError::ResponseError(_) => (None, "the answer was lost or unreadable".to_owned()),
+            _ => (None, "could not build the request".to_owned()),
+        };
+        let source: BoxError = match e.into_source() {
+            Ok(source) => source,
+            Err(e) => e.to_string().into(),
         };
         AwsError {
             operation,
             code,
             summary,
-            retryable,
-            source: Box::new(e),
+            source,
         }
     }
 

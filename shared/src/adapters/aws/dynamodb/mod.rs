@@ -33,7 +33,9 @@
 //! did not check (check them) or a register's condition failed (that
 //! item moves to its next stage, newest → oldest → neither, and is sent
 //! again). Throttling, timeouts and lost answers are retried by the SDK
-//! (3 attempts within 8 s: the one retry layer); what still fails is a
+//! alone (3 attempts within 8 s); a transaction conflict and an item that
+//! changed under an update with nothing left to relax are sent again here
+//! after a jittered wait (4 times at most). What still fails is a
 //! retryable error, with its cause, for SQS to redeliver.
 //!
 //! The fan-out needs no record of its own: when the plan has it, the first
@@ -612,11 +614,38 @@ enum ItemDone {
 /// Where one item's update stands between rounds.
 struct Attempt {
     stage: Stage,
+    /// Times the item changed under this update (a transaction of the
+    /// design before issue 14 in the way, a register moved while nothing
+    /// is left to relax): each waits a little before it is sent again.
+    conflicts: u32,
     /// Generations the item has archived, as far as this call knows: none
     /// until a refusal says otherwise (typical items never archive one).
     gen: u64,
     extra: Extra,
     now_ms: i64,
+}
+
+/// Re-sends after a conflict, at most (then SQS redelivers the event).
+const MAX_CONFLICTS: u32 = 4;
+
+impl Attempt {
+    /// Waits before the update is sent again (25, 50, 100, 200 ms with up
+    /// to 50% jitter), or gives up as transient after [`MAX_CONFLICTS`].
+    async fn conflict(&mut self) -> Result<(), StoreError> {
+        self.conflicts += 1;
+        if self.conflicts > MAX_CONFLICTS {
+            return Err(StoreError::transient(
+                "the item kept changing under the update",
+            ));
+        }
+        let base = 25u64 << (self.conflicts - 1);
+        let jitter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()))
+            % (base / 2 + 1);
+        tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+        Ok(())
+    }
 }
 
 /// What one plan's items share while they are applied.
@@ -744,6 +773,7 @@ impl DynamoStore {
         let now_ms = crate::domain::time::EventTime::now().millis();
         let mut at = Attempt {
             stage: first_stage(u),
+            conflicts: 0,
             gen: 0,
             // Old markers live `dedup_ttl` (a day's margin for a deploy overlap).
             extra: Extra {
@@ -768,10 +798,15 @@ impl DynamoStore {
                 }
                 Err(err) => err,
             };
+            if let Some(UpdateItemError::TransactionConflictException(_)) = err.as_service_error() {
+                // Not one of the SDK's retryable errors; busy, not wrong.
+                at.conflict().await?;
+                continue;
+            }
             let Some(UpdateItemError::ConditionalCheckFailedException(c)) = err.as_service_error()
             else {
                 // Timeouts, lost answers and throttling were retried by the
-                // SDK (the one retry layer); what is left goes back to SQS
+                // SDK (not again here); what is left goes back to SQS
                 // and, if it keeps failing, the DLQ. An answer lost after the
                 // write committed is found absorbed on redelivery.
                 return Err(store_error("UpdateItem", err));
@@ -875,9 +910,12 @@ impl DynamoStore {
                 at.extra.legacy_since = None;
                 at.extra.mark_legacy = Some(at.now_ms);
             }
-            // The next stage (or, with nothing left to relax, the same:
-            // changed under us), again.
-            Refusal::Register => at.stage = next_stage(u, at.stage),
+            // The next stage, again.
+            Refusal::Register if next_stage(u, at.stage) != at.stage => {
+                at.stage = next_stage(u, at.stage)
+            }
+            // Nothing left to relax: changed under us; again, a little later.
+            Refusal::Register => at.conflict().await?,
         }
         Ok(None)
     }
