@@ -542,10 +542,16 @@ fn print(v: &Value) {
 
 /// The error of an AWS SDK call, with what was being done and the SDK's
 /// whole error chain.
-pub(crate) fn aws_err<E: std::error::Error>(
+pub(crate) fn aws_err<E: std::error::Error + 'static>(
     doing: impl std::fmt::Display,
 ) -> impl FnOnce(E) -> anyhow::Error {
-    move |e| anyhow!("{doing}: {}", aws_sdk_ssm::error::DisplayErrorContext(e))
+    // Causes by their Display only: never a raw response's body.
+    move |e| {
+        anyhow!(
+            "{doing}: {}",
+            smartlead::adapters::aws::error::error_chain(&e)
+        )
+    }
 }
 
 /// A spinner on stderr (drawn only on a terminal), ticking by itself.

@@ -185,15 +185,22 @@ async fn copy_rule(
         targets: targets.iter().map(|t| t.id().to_owned()).collect(),
     };
     if !targets.is_empty() {
-        let out = eb
+        let copied = match eb
             .put_targets()
             .rule(temp)
             .event_bus_name(bus)
             .set_targets(Some(targets))
             .send()
             .await
-            .map_err(|e| eb_err(&format!("copying rule {name}'s targets"), e))?;
-        targets_all_taken(&out, &format!("copying rule {name}'s targets"))?;
+        {
+            Ok(out) => targets_all_taken(&out, &format!("copying rule {name}'s targets")),
+            Err(e) => Err(eb_err(&format!("copying rule {name}'s targets"), e)),
+        };
+        if let Err(e) = copied {
+            // Not handed back to the caller: deleted here, not left behind.
+            remove(eb, bus, std::slice::from_ref(&t)).await;
+            return Err(e);
+        }
     }
     Ok(t)
 }
@@ -354,7 +361,7 @@ pub async fn lead_events(
     if let Err(e) = replay.sqs.delete_queue().queue_url(queue).send().await {
         eprintln!(
             "could not delete the temporary queue {queue}: {}",
-            smartlead::aws_sdk_sqs::error::DisplayErrorContext(e)
+            smartlead::adapters::aws::error::error_chain(&e)
         );
     }
     result

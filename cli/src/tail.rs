@@ -199,7 +199,7 @@ async fn live(
             .set_log_group_identifiers(Some(arns.clone()))
             .send()
             .await
-            .map_err(|e| anyhow!("{}", aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)))?;
+            .map_err(crate::aws_err("starting the live tail"))?;
         loop {
             let next = match until {
                 Some(u) => match tokio::time::timeout(
@@ -230,12 +230,7 @@ async fn live(
                 Ok(Some(_)) => {}
                 // The session ended (after 3 hours): a new one.
                 Ok(None) => break,
-                Err(e) => {
-                    return Err(anyhow!(
-                        "{}",
-                        aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
-                    ))
-                }
+                Err(e) => return Err(crate::aws_err("reading the live tail")(e)),
             }
         }
     }

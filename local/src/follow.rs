@@ -9,14 +9,16 @@ use std::path::PathBuf;
 pub struct Follow {
     files: Vec<PathBuf>,
     offsets: Vec<u64>,
-    partial: Vec<String>,
+    /// Bytes after the last newline, kept until their line is whole (so a
+    /// UTF-8 character split across two reads is decoded whole).
+    partial: Vec<Vec<u8>>,
 }
 
 impl Follow {
     pub fn new(files: Vec<PathBuf>) -> Follow {
         Follow {
             offsets: vec![0; files.len()],
-            partial: vec![String::new(); files.len()],
+            partial: vec![Vec::new(); files.len()],
             files,
         }
     }
@@ -32,7 +34,10 @@ impl Follow {
             };
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
             if len < self.offsets[i] {
+                // Truncated (its process restarted): what was left of the
+                // old last line belongs to no new line.
                 self.offsets[i] = 0;
+                self.partial[i].clear();
             }
             if len == self.offsets[i] || file.seek(SeekFrom::Start(self.offsets[i])).is_err() {
                 continue;
@@ -42,9 +47,10 @@ impl Follow {
                 continue;
             }
             self.offsets[i] += buf.len() as u64;
-            self.partial[i].push_str(&String::from_utf8_lossy(&buf));
-            while let Some(nl) = self.partial[i].find('\n') {
-                out.push((i, self.partial[i].drain(..=nl).collect()));
+            self.partial[i].extend_from_slice(&buf);
+            while let Some(nl) = self.partial[i].iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.partial[i].drain(..=nl).collect();
+                out.push((i, String::from_utf8_lossy(&line).into_owned()));
             }
         }
         out
@@ -72,6 +78,16 @@ mod tests {
         assert!(f.lines().is_empty());
         std::fs::write(&b, "\n").unwrap();
         assert_eq!(f.lines(), vec![(1, "\n".to_owned())]);
+        // A truncation drops the unfinished line it cut off.
+        std::fs::write(&b, "\nhalf").unwrap();
+        assert!(f.lines().is_empty());
+        std::fs::write(&b, "new\n").unwrap();
+        assert_eq!(f.lines(), vec![(1, "new\n".to_owned())]);
+        // A character split across two reads arrives whole.
+        std::fs::write(&a, &"one\ntwo\n\u{e9}".as_bytes()[..9]).unwrap();
+        assert!(f.lines().is_empty());
+        std::fs::write(&a, "one\ntwo\n\u{e9}\n").unwrap();
+        assert_eq!(f.lines(), vec![(0, "\u{e9}\n".to_owned())]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -315,11 +315,13 @@ async fn deliver_until_done(c: &TestConsumer, batch: &SqsEvent) -> usize {
 #[tokio::test]
 async fn a_fault_at_any_call_leaves_the_same_final_state() {
     let batch = sqs_fixture("batch_all");
-    let clean = consumer(fresh_store().await);
+    let counted = Faults::counting();
+    let clean = consumer(with_faults(&fresh_store().await, counted.clone()));
     deliver_until_done(&clean, &batch).await;
     let want = snapshot(&clean.store).await;
-    // Each record costs at least one call; registers may add a few.
-    let calls = batch.records.len() + 4;
+    // Every call a clean delivery makes (the order varies with concurrency).
+    let calls = counted.calls();
+    assert!(calls > batch.records.len(), "{calls} calls");
     for after in [false, true] {
         for n in 1..=calls {
             // Before: the request never arrives; after: it committed, but
@@ -329,8 +331,10 @@ async fn a_fault_at_any_call_leaves_the_same_final_state() {
             } else {
                 Fault::Reset
             };
-            let c = consumer(with_faults(&fresh_store().await, Faults::nth(n, fault)));
+            let faults = Faults::nth(n, fault);
+            let c = consumer(with_faults(&fresh_store().await, faults.clone()));
             deliver_until_done(&c, &batch).await;
+            assert!(faults.calls() >= n, "call {n} was never made");
             assert_eq!(
                 snapshot(&c.store).await,
                 want,
@@ -376,10 +380,12 @@ async fn a_fault_at_any_call_around_an_archiving_rotation_leaves_the_same_final_
             } else {
                 Fault::Reset
             };
-            let c = consumer(with_faults(&fresh_store().await, Faults::nth(n, fault)));
+            let faults = Faults::nth(n, fault);
+            let c = consumer(with_faults(&fresh_store().await, faults.clone()));
             for b in &many_opens() {
                 deliver_until_done(&c, b).await;
             }
+            assert!(faults.calls() >= n, "call {n} was never made");
             assert_eq!(
                 snapshot(&c.store).await,
                 want,

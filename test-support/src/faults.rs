@@ -22,8 +22,15 @@ use std::sync::Arc;
 pub enum Fault {
     /// The request never reaches DynamoDB (a connection reset).
     Reset,
-    /// DynamoDB applies it; its answer is lost (a timeout after the commit).
+    /// DynamoDB applies it; its answer is lost (a timeout after the
+    /// commit) and the call fails: SQS redelivers.
     LoseAnswer,
+    /// DynamoDB applies it; its answer is a 500, which the SDK retries:
+    /// the retry meets the call's own write.
+    LoseAnswerRetried,
+    /// DynamoDB refuses it as a `TransactionConflictException` (a
+    /// transaction on the item in the way); nothing is written.
+    Conflict,
     /// DynamoDB refuses it for what it holds: a `ValidationException` with
     /// this message; nothing is written.
     Refuse(&'static str),
@@ -125,11 +132,11 @@ impl Intercept for Injector {
         match fault {
             None => Ok(()),
             Some(Fault::Reset) => Err("injected: connection reset".into()),
-            Some(fault @ Fault::LoseAnswer) => {
+            Some(fault @ (Fault::LoseAnswer | Fault::LoseAnswerRetried)) => {
                 cfg.interceptor_state().store_put(Planned(fault));
                 Ok(())
             }
-            Some(fault @ Fault::Refuse(_)) => {
+            Some(fault @ (Fault::Refuse(_) | Fault::Conflict)) => {
                 // Sent as a harmless read, so nothing is written; its answer
                 // becomes the refusal below.
                 let req = ctx.request_mut();
@@ -149,19 +156,26 @@ impl Intercept for Injector {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(Planned(Fault::Refuse(message))) = cfg.load::<Planned>().copied() {
-            let body = serde_json::json!({
-                "__type": "com.amazon.coral.validate#ValidationException",
-                "message": message,
-            })
-            .to_string();
-            let mut r = Response::new(StatusCode::try_from(400)?, SdkBody::from(body));
-            r.headers_mut()
-                .insert("content-type", "application/x-amz-json-1.0");
-            r.headers_mut()
-                .insert("x-amzn-errortype", "ValidationException");
-            *ctx.response_mut() = r;
-        }
+        let (status, code, message) = match cfg.load::<Planned>().copied() {
+            Some(Planned(Fault::Refuse(message))) => (400, "ValidationException", message),
+            Some(Planned(Fault::Conflict)) => (
+                400,
+                "TransactionConflictException",
+                "Transaction is ongoing for the item",
+            ),
+            Some(Planned(Fault::LoseAnswerRetried)) => {
+                (500, "InternalServerError", "Internal server error")
+            }
+            _ => return Ok(()),
+        };
+        // Once: the SDK's retry of this call goes through untouched.
+        cfg.interceptor_state().unset::<Planned>();
+        let body = serde_json::json!({ "__type": code, "message": message }).to_string();
+        let mut r = Response::new(StatusCode::try_from(status)?, SdkBody::from(body));
+        r.headers_mut()
+            .insert("content-type", "application/x-amz-json-1.0");
+        r.headers_mut().insert("x-amzn-errortype", code);
+        *ctx.response_mut() = r;
         Ok(())
     }
 

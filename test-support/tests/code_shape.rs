@@ -56,44 +56,90 @@ fn code_of(line: &str) -> String {
     out
 }
 
-/// (name, first line, length) of each function in `text` before its
-/// `#[cfg(test)]` module, nested ones counted inside their outer function.
+/// The function name a line declares (after any `pub(..)`, `const`,
+/// `async`, `unsafe`, `extern "abi"`, `default`), if it declares one.
+fn fn_name(line: &str) -> Option<String> {
+    let mut t = line.trim_start();
+    loop {
+        let before = t;
+        if let Some(r) = t.strip_prefix("pub") {
+            t = match r.strip_prefix('(') {
+                Some(r) => r.split_once(')').map_or(r, |(_, r)| r),
+                None => r,
+            }
+            .trim_start();
+        }
+        for q in ["const ", "async ", "unsafe ", "default "] {
+            if let Some(r) = t.strip_prefix(q) {
+                t = r.trim_start();
+            }
+        }
+        if let Some(r) = t.strip_prefix("extern ") {
+            t = r.trim_start();
+            if t.starts_with('"') {
+                t = t[1..].split_once('"').map_or(t, |(_, r)| r).trim_start();
+            }
+        }
+        if t == before {
+            break;
+        }
+    }
+    let rest = t.strip_prefix("fn ")?;
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// From line `i`, the last line of the item starting there and whether it
+/// has a body: its closing brace, or the `;` that ends a declaration (the
+/// first `{` or `;` outside parentheses and brackets decides which).
+fn item_end(lines: &[&str], i: usize) -> Option<(usize, bool)> {
+    let (mut nest, mut depth, mut opened) = (0i64, 0i64, false);
+    for (j, line) in lines.iter().enumerate().skip(i) {
+        for c in code_of(line).chars() {
+            match c {
+                '(' | '[' => nest += 1,
+                ')' | ']' => nest -= 1,
+                ';' if !opened && nest == 0 => return Some((j, false)),
+                '{' => {
+                    opened = true;
+                    depth += 1;
+                }
+                '}' => {
+                    depth -= 1;
+                    if opened && depth == 0 {
+                        return Some((j, true));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// (name, first line, length) of each function with a body in `text`,
+/// skipping items marked `#[cfg(test)]` (test modules and helpers); a
+/// nested function is counted inside its outer one.
 fn functions(text: &str) -> Vec<(String, usize, usize)> {
-    let code = text.split("\n#[cfg(test)]").next().unwrap_or_default();
-    let lines: Vec<&str> = code.lines().collect();
+    let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        let t = lines[i].trim_start();
-        let t = t
-            .strip_prefix("pub(crate) ")
-            .or(t.strip_prefix("pub "))
-            .unwrap_or(t);
-        let t = t.strip_prefix("async ").unwrap_or(t);
-        let Some(rest) = t.strip_prefix("fn ") else {
-            i += 1;
+        if lines[i].trim() == "#[cfg(test)]" {
+            // The item it marks, whatever it is: skipped whole.
+            i = item_end(&lines, i + 1).map_or(lines.len(), |(e, _)| e + 1);
             continue;
-        };
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
-        let (mut depth, mut opened, mut j) = (0i64, false, i);
-        while j < lines.len() {
-            let c = code_of(lines[j]);
-            if !opened && c.contains(';') && !c.contains('{') {
-                break; // a declaration without a body
-            }
-            depth += c.matches('{').count() as i64 - c.matches('}').count() as i64;
-            opened |= c.contains('{');
-            if opened && depth <= 0 {
-                out.push((name.clone(), i + 1, j - i + 1));
-                break;
-            }
-            j += 1;
         }
-        // Nested functions are part of the outer one.
-        i = if opened { j + 1 } else { i + 1 };
+        match (fn_name(lines[i]), item_end(&lines, i)) {
+            (Some(name), Some((end, true))) => {
+                out.push((name, i + 1, end - i + 1));
+                i = end + 1;
+            }
+            _ => i += 1,
+        }
     }
     out
 }
@@ -125,9 +171,11 @@ fn no_function_is_longer_than_80_lines() {
     let mut long = Vec::new();
     let files = sources();
     assert!(files.len() > 50, "{} files found", files.len());
+    let mut seen = std::collections::BTreeSet::new();
     for f in files {
         let text = std::fs::read_to_string(&f).expect("read");
         for (name, line, len) in functions(&text) {
+            seen.insert(name.clone());
             if len > MAX_LINES {
                 let rel = f.strip_prefix(&root).unwrap_or(&f).display().to_string();
                 long.push(format!("{rel}:{line} {name} ({len} lines)"));
@@ -148,10 +196,16 @@ fn the_counter_sees_a_long_function_and_skips_braces_in_text() {
         text.push_str("    x(); // }\n");
     }
     text.push_str("}\nfn short<'a>(x: &'a str) -> &'a str {\n    x\n}\nfn decl();\n");
+    text.push_str("pub(super) const unsafe fn k(a: &[(u8, u8); 2]) -> u8 {\n    a[0].0\n}\n");
+    text.push_str("#[cfg(test)]\nfn helper() {\n}\n");
+    text.push_str("impl X {\n    pub(in crate::a) async fn m(&self) {\n    }\n}\n");
+    text.push_str("#[cfg(test)]\nmod tests {\n    fn t() {\n    }\n}\nfn after() {}\n");
     let f = functions(&text);
     assert_eq!(f[0], ("long".to_owned(), 1, 84));
     assert_eq!(f[1], ("short".to_owned(), 85, 3));
-    assert_eq!(f.len(), 2);
+    assert_eq!(f[2], ("k".to_owned(), 89, 3));
+    let names: Vec<&str> = f.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["long", "short", "k", "m", "after"]);
 }
 
 #[test]
@@ -167,6 +221,12 @@ fn the_domain_layer_names_no_sdk_type_and_nothing_above_it() {
             .filter(|l| !l.trim_start().starts_with("//"))
             .collect::<Vec<_>>()
             .join("\n");
+        let grouped = code.split("crate::{").skip(1).any(|g| {
+            ["app", "adapters", "config"]
+                .iter()
+                .any(|l| g.split('}').next().unwrap_or_default().contains(l))
+        });
+        assert!(!grouped, "{} imports an upper layer", f.display());
         for banned in [
             "aws_sdk_",
             "aws_config",

@@ -73,3 +73,47 @@ async fn each_fault_does_what_it_says() {
     let _ = s.apply(&open_plan(), "m").await;
     assert!(!written(&clean).await, "a refused call writes nothing");
 }
+
+/// What the SDK does not retry, the store sends again a few times: a
+/// transaction in the way (an upgrade's overlap).
+#[tokio::test]
+async fn a_conflict_is_sent_again_four_times_at_most() {
+    let clean = store().await;
+    let faults = Faults::first(4, Fault::Conflict);
+    let s = with_faults(&clean, faults.clone());
+    assert!(matches!(
+        s.apply(&open_plan(), "m").await,
+        Ok(ApplyOutcome::Applied { .. })
+    ));
+    assert_eq!(faults.calls(), 5, "four conflicts, then the write");
+    let item = s
+        .item("LEAD#f@x.example", "CAMPAIGN#3")
+        .await
+        .expect("read");
+    assert_eq!(item.expect("written")["opens"], 1);
+
+    let clean = store().await;
+    let s = with_faults(&clean, Faults::first(usize::MAX, Fault::Conflict));
+    let e = s
+        .apply(&open_plan(), "m")
+        .await
+        .expect_err("kept conflicting");
+    assert!(e.is_retryable(), "{e}");
+    assert!(!written(&clean).await);
+}
+
+/// A lost answer the SDK retries (a 500 after the commit): the retry meets
+/// the call's own write and the event is applied once.
+#[tokio::test]
+async fn a_lost_answer_the_sdk_retries_is_applied_once() {
+    let clean = store().await;
+    let faults = Faults::nth(1, Fault::LoseAnswerRetried);
+    let s = with_faults(&clean, faults.clone());
+    s.apply(&open_plan(), "m").await.expect("applied");
+    assert_eq!(faults.calls(), 2, "the SDK sent it again");
+    let item = s
+        .item("LEAD#f@x.example", "CAMPAIGN#3")
+        .await
+        .expect("read");
+    assert_eq!(item.expect("written")["opens"], 1, "applied once");
+}

@@ -69,3 +69,38 @@ impl AwsError {
             .and_then(|_| self.summary.split_once(": ").map(|(_, m)| m))
     }
 }
+
+/// An error and its causes, by their `Display` only (`a: b: c`): unlike
+/// the SDK's `DisplayErrorContext`, never the `Debug` of a raw response,
+/// whose body may hold what an answer carried (message bodies, log lines).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        // Wrappers often repeat their source's text: say it once.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Inner);
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner")]
+    struct Inner;
+
+    #[test]
+    fn the_chain_is_every_cause_by_display() {
+        assert_eq!(error_chain(&Outer(Inner)), "outer: inner");
+    }
+}

@@ -103,7 +103,7 @@ pub enum RedriveError {
 
 fn sqs_err<E: std::error::Error + Send + Sync + 'static>(e: E, so_far: Redriven) -> RedriveError {
     RedriveError::Sqs {
-        message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
+        message: super::error::error_chain(&e),
         so_far,
         source: Box::new(e),
     }
