@@ -1068,3 +1068,23 @@ async fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `register` names what the webhook is for (a campaign, a client or
+    /// the user) or is refused before anything is called.
+    #[test]
+    fn register_needs_exactly_one_target() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from([&["smartlead", "register"], args].concat());
+        assert!(parse(&[]).is_err(), "no target");
+        assert!(
+            parse(&["--campaign", "1", "--user"]).is_err(),
+            "two targets"
+        );
+        assert!(parse(&["--campaign", "1"]).is_ok());
+        assert!(parse(&["--user"]).is_ok());
+    }
+}
