@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::DynamoStore;
 use smartlead::domain::plan::ScoreWeights;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use test_support::faults::{with_faults, Fault, Faults};
 
 use common::{consumer, get, TestConsumer};
@@ -297,6 +298,20 @@ async fn two_concurrent_handlers_apply_each_event_once() {
     assert_eq!(snapshot(&store).await, snapshot(&reference.store).await);
 }
 
+/// A consumer on a fresh table whose `n`th DynamoDB call fails: before it
+/// is sent (the request never arrives) or, `after`, once it committed (its
+/// answer lost). The faults, to check the call was made.
+async fn faulted(n: usize, after: bool) -> (Arc<Faults>, TestConsumer) {
+    let fault = if after {
+        Fault::LoseAnswer
+    } else {
+        Fault::Reset
+    };
+    let faults = Faults::nth(n, fault);
+    let c = consumer(with_faults(&fresh_store().await, faults.clone()));
+    (faults, c)
+}
+
 /// Delivers `batch` until every record succeeded, as SQS would.
 async fn deliver_until_done(c: &TestConsumer, batch: &SqsEvent) -> usize {
     let mut pending: Vec<SqsMessage> = batch.records.clone();
@@ -324,15 +339,7 @@ async fn a_fault_at_any_call_leaves_the_same_final_state() {
     assert!(calls > batch.records.len(), "{calls} calls");
     for after in [false, true] {
         for n in 1..=calls {
-            // Before: the request never arrives; after: it committed, but
-            // its answer was lost.
-            let fault = if after {
-                Fault::LoseAnswer
-            } else {
-                Fault::Reset
-            };
-            let faults = Faults::nth(n, fault);
-            let c = consumer(with_faults(&fresh_store().await, faults.clone()));
+            let (faults, c) = faulted(n, after).await;
             deliver_until_done(&c, &batch).await;
             assert!(faults.calls() >= n, "call {n} was never made");
             assert_eq!(
@@ -373,15 +380,7 @@ async fn a_fault_at_any_call_around_an_archiving_rotation_leaves_the_same_final_
     // rotation and write; the later ones read the archive.
     for after in [false, true] {
         for n in 95..=116 {
-            // Before: the request never arrives; after: it committed, but
-            // its answer was lost.
-            let fault = if after {
-                Fault::LoseAnswer
-            } else {
-                Fault::Reset
-            };
-            let faults = Faults::nth(n, fault);
-            let c = consumer(with_faults(&fresh_store().await, faults.clone()));
+            let (faults, c) = faulted(n, after).await;
             for b in &many_opens() {
                 deliver_until_done(&c, b).await;
             }
