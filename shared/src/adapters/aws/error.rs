@@ -5,7 +5,7 @@
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::app::store::BoxError;
 
 /// Whether a retry can help is the caller's call (the store, the queue,
 /// the effects each say it in their own error); this says what failed.
