@@ -434,11 +434,21 @@ mod tests {
     /// -> IAM service prefixes (read from each crate's `src/operation/`).
     fn sdk_operations() -> BTreeMap<String, BTreeSet<String>> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // Offline, and for this host only: a build downloads the packages of
+        // the platform it builds for, not those of every platform in
+        // Cargo.lock (`android_system_properties`, ...), so an unfiltered
+        // `cargo metadata --offline` fails on a fresh CARGO_HOME.
         let out = std::process::Command::new(cargo)
             .args(["metadata", "--format-version", "1", "--offline"])
+            .args(["--filter-platform", &host_triple()])
             .current_dir(stack::workspace_root())
             .output()
             .expect("cargo metadata");
+        assert!(
+            out.status.success(),
+            "cargo metadata: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata");
         let mut ops: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for p in meta["packages"].as_array().expect("packages") {
@@ -461,6 +471,20 @@ mod tests {
         }
         assert!(ops.len() > 100, "{} SDK operations found", ops.len());
         ops
+    }
+
+    /// The triple of the machine the tests run on (`rustc -vV`'s `host:`).
+    fn host_triple() -> String {
+        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        let out = std::process::Command::new(rustc)
+            .arg("-vV")
+            .output()
+            .expect("rustc -vV");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .expect("rustc -vV names the host")
+            .to_owned()
     }
 
     /// `.operation()` calls of the non-test code of the .rs files in `dir`
