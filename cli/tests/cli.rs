@@ -826,6 +826,7 @@ async fn rejected_and_unattributed(ddb: &smartlead::aws_sdk_dynamodb::Client, ta
     let now = smartlead::domain::time::EventTime::now().to_string();
     store
         .reject(smartlead::app::store::Rejected {
+            key: "REJECTED:body:0123",
             message_id: "m-rejected-1",
             reason: "not_json",
             detail: "expected value at line 1",

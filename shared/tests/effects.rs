@@ -503,3 +503,67 @@ async fn unsubscribe_mode_finds_the_lead_by_address_and_never_blocks() {
     assert!(failures(&c.handle_batch(batch(vec![record("s-1", &soft)])).await).is_empty());
     assert_eq!(requests(&api).await.len(), 3, "a soft bounce makes no call");
 }
+
+/// An EventBridge stand-in that refuses a whole PutEvents request as
+/// invalid when any of its entries holds `"bad"` (as AWS refuses a request
+/// for one entry's malformed detail), and publishes the others.
+async fn eventbridge_refusing_bad_entries() -> wiremock::MockServer {
+    use wiremock::{Mock, Request, ResponseTemplate};
+    let s = wiremock::MockServer::start().await;
+    let answer = |r: &Request| {
+        let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let entries = body["Entries"].as_array().cloned().unwrap_or_default();
+        if entries
+            .iter()
+            .any(|e| e["Detail"].as_str().unwrap_or("").contains("bad"))
+        {
+            return ResponseTemplate::new(400).set_body_raw(
+                r#"{"__type":"ValidationException","message":"Detail is malformed."}"#,
+                "application/x-amz-json-1.1",
+            );
+        }
+        let ids: Vec<Value> = (0..entries.len())
+            .map(|i| json!({"EventId": format!("e{i}")}))
+            .collect();
+        ResponseTemplate::new(200).set_body_raw(
+            json!({"FailedEntryCount": 0, "Entries": ids}).to_string(),
+            "application/x-amz-json-1.1",
+        )
+    };
+    Mock::given(wiremock::matchers::any())
+        .respond_with(answer)
+        .mount(&s)
+        .await;
+    s
+}
+
+/// PutEvents refuses a whole request when one entry is invalid
+/// (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html,
+/// "Errors"): the refused entry is recorded for good and its chunk-mates
+/// are published, not sent back to the queue with it.
+#[tokio::test]
+async fn one_refused_bus_entry_does_not_hold_its_chunk_mates() {
+    let s = eventbridge_refusing_bad_entries().await;
+    let cfg = local_sdk_config(&s.uri()).await;
+    let publisher = EventBridgePublisher {
+        client: aws_sdk_eventbridge::Client::new(&cfg),
+        bus: "bus".into(),
+    };
+    let event = |d: &str| BusEvent {
+        detail_type: "EMAIL_OPEN".into(),
+        detail: json!({"d": d}).to_string(),
+        time: None,
+    };
+    let results = publisher
+        .publish(&[event("a"), event("bad"), event("c")])
+        .await;
+    let shape: Vec<&str> = results
+        .iter()
+        .map(|r| match r {
+            Ok(()) => "published",
+            Err(EffectError::Permanent(_)) => "refused",
+            Err(EffectError::Transient(_)) => "retry",
+        })
+        .collect();
+    assert_eq!(shape, ["published", "refused", "published"]);
+}

@@ -459,6 +459,36 @@ fn only_content_validation_errors_are_permanent() {
     assert!(!content(None));
 }
 
+/// UpdateItem's value errors as AWS words them: the message opens with
+/// "ExpressionAttributeValues contains invalid value:", which holds the
+/// word "expression" of a deploy's mistakes, then says what is wrong with
+/// the value. An empty set, a duplicated set member or a number out of
+/// range fails on every delivery alike: permanent. See "Error handling with
+/// DynamoDB" (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html)
+/// and the attribute value limits in "Supported data types and naming rules"
+/// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html).
+#[test]
+fn aws_value_errors_are_permanent_and_expression_errors_are_not() {
+    use smartlead::adapters::aws::dynamodb::refused_for_content as content;
+    for m in [
+        "ExpressionAttributeValues contains invalid value: One or more parameter values were invalid: An string set  may not be empty for key :v3",
+        "ExpressionAttributeValues contains invalid value: One or more parameter values were invalid: Input collection [a, a] contains duplicates. for key :v3",
+        "ExpressionAttributeValues contains invalid value: Number overflow. Attempting to store a number with magnitude larger than supported range for key :v3",
+        "ExpressionAttributeValues contains invalid value: Number underflow. Attempting to store a number with magnitude smaller than supported range for key :v3",
+        "ExpressionAttributeValues contains invalid value: One or more parameter values were invalid: An AttributeValue may not contain an empty string for key :v0",
+    ] {
+        assert!(content(Some(m)), "permanent: {m}");
+    }
+    for m in [
+        "ExpressionAttributeValues contains invalid key: Syntax error; key: \"v 1\"",
+        "Value provided in ExpressionAttributeValues unused in expressions: keys: {:v9}",
+        "Invalid UpdateExpression: Expression size has exceeded the maximum allowed size",
+        "Invalid ConditionExpression: Syntax error; token: \"<\", near: \"a <\"",
+    ] {
+        assert!(!content(Some(m)), "transient (a deploy's mistake): {m}");
+    }
+}
+
 /// JSON-like texts built from hostile fragments, valid or not.
 fn json_ish() -> impl Strategy<Value = String> {
     let fragment = prop_oneof![
@@ -503,6 +533,153 @@ proptest! {
         if let Ok(ev) = parsed {
             // And it plans without trouble.
             let _ = smartlead::domain::plan::plan(&ev, EventTime::now(), &ScoreWeights::default());
+        }
+    }
+}
+
+/// The items of `store` whose `pk|sk` starts with `prefix`.
+async fn items_under(store: &DynamoStore, prefix: &str) -> Vec<String> {
+    let items = common::items(store).await;
+    items
+        .into_keys()
+        .filter(|k| k.starts_with(prefix))
+        .collect()
+}
+
+/// Records keyed `<time>#<key>` of events that name no time of their own:
+/// SmartLead sends an event again when it got no timely 2xx, as a new
+/// request, so a new SQS message with a new receive time. Each event still
+/// leaves one item, counted once.
+#[tokio::test]
+async fn a_time_less_event_delivered_twice_seconds_apart_leaves_one_record() {
+    let c = consumer(fresh_store().await, Effects::default());
+    let unknown = json!({"event_type": "LEAD_MEETING_BOOKED", "campaign_id": 9, "calendar": "x"});
+    // An open that names no lead and no time: kept whole, unattributed.
+    let open = json!({"event_type": "EMAIL_OPEN", "campaign_id": 9, "sequence_number": 2});
+    let now = EventTime::now().millis();
+    for (i, sent) in [now, now + 7_000].into_iter().enumerate() {
+        for (name, body) in [("unknown", &unknown), ("open", &open)] {
+            let m = record(&format!("{name}-{i}"), &body.to_string(), sent);
+            let outcome = c.handle_record(&m).await;
+            let expected = match i {
+                0 => matches!(outcome, Outcome::Processed { .. }),
+                _ => outcome == Outcome::Duplicate,
+            };
+            assert!(expected, "{name}, delivery {i}: {outcome:?}");
+        }
+    }
+    let store = &c.store;
+    assert_eq!(
+        items_under(store, "UNKNOWN#LEAD_MEETING_BOOKED|")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        items_under(store, "UNATTRIBUTED#EMAIL_OPEN|").await.len(),
+        1
+    );
+}
+
+/// A body that is no SmartLead event, and an event DynamoDB refuses even
+/// trimmed, each sent twice by SmartLead (two SQS messages): one REJECTED
+/// record each, whatever the message ids and receive times.
+#[tokio::test]
+async fn an_event_rejected_on_two_deliveries_leaves_one_rejected_record() {
+    let clean = fresh_store().await;
+    // Every delivery of the open: its item and its trimmed form refused
+    // (the first two calls of each four, counted from 1), then the
+    // first-seen write and the record.
+    let refused = Fault::Refuse("Item size has exceeded the maximum allowed size");
+    let pick = move |n: usize| ((n + 3) % 4 < 2).then_some(refused);
+    let store = with_faults(&clean, Faults::new(pick));
+    let c = consumer(store, Effects::default());
+    let now = EventTime::now().millis();
+    let open = common::payload("email_open");
+    for (i, sent) in [now, now + 9_000].into_iter().enumerate() {
+        let m = record(&format!("open-{i}"), &open, sent);
+        assert_eq!(
+            c.handle_record(&m).await,
+            Outcome::Rejected("store_refused")
+        );
+    }
+    let plain = consumer(clean.clone(), Effects::default());
+    for (i, sent) in [now, now + 9_000].into_iter().enumerate() {
+        let m = record(&format!("html-{i}"), "<html>not json</html>", sent);
+        assert!(matches!(
+            plain.handle_record(&m).await,
+            Outcome::Rejected(_)
+        ));
+    }
+    let records = items_under(&clean, "REJECTED|").await;
+    assert_eq!(records.len(), 2, "one record per event: {records:?}");
+}
+
+/// An S3 stand-in whose GetObject answers 403 AccessDenied, as S3 does for
+/// a missing key to a caller without `s3:ListBucket` (GetObject,
+/// "Permissions": https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html),
+/// and whose ListObjectsV2 answers with `listed` (None: 403 too).
+async fn s3_answering_403(listed: Option<&str>) -> (wiremock::MockServer, aws_sdk_s3::Client) {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, ResponseTemplate};
+    let s = wiremock::MockServer::start().await;
+    let denied = ResponseTemplate::new(403).set_body_raw(
+        "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
+        "application/xml",
+    );
+    let listing = match listed {
+        Some(keys) => ResponseTemplate::new(200).set_body_raw(
+            format!(
+                "<ListBucketResult><Name>bodies</Name><Prefix>raw/a.json</Prefix>\
+                 <KeyCount>0</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>false</IsTruncated>{keys}</ListBucketResult>"
+            ),
+            "application/xml",
+        ),
+        None => denied.clone(),
+    };
+    Mock::given(method("GET"))
+        .and(path("/bodies/"))
+        .and(query_param("list-type", "2"))
+        .respond_with(listing)
+        .mount(&s)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/bodies/raw/a.json"))
+        .respond_with(denied)
+        .mount(&s)
+        .await;
+    let cfg = smartlead::adapters::aws::local_sdk_config(&s.uri()).await;
+    (s, smartlead::adapters::aws::s3::client(&cfg, true))
+}
+
+/// A claim check of a body that is gone: in AWS, without `s3:ListBucket`,
+/// S3 says 403 rather than 404. It ends recorded (REJECTED
+/// `claim_check_missing`) and acknowledged, not looped to the DLQ; a 403
+/// for an object that is there (or a listing denied too) is a real denial:
+/// retried, for a permissions fix and a redrive.
+#[tokio::test]
+async fn a_claim_check_gone_reads_as_missing_though_s3_answers_403() {
+    let pointer = json!({"claim_check": {"bucket": "bodies", "key": "raw/a.json",
+                                         "size": 10, "sha256": "00"}})
+    .to_string();
+    let mut m = record("cc-1", &pointer, EventTime::now().millis());
+    m.message_attributes
+        .insert("body_location".into(), test_support::string_attribute("s3"));
+    let there = "<Contents><Key>raw/a.json</Key><Size>10</Size></Contents>";
+    for (listed, want_missing) in [(Some(""), true), (Some(there), false), (None, false)] {
+        let (_s3, client) = s3_answering_403(listed).await;
+        let mut c = consumer(fresh_store().await, Effects::default());
+        c.blobs = Some(client);
+        let outcome = c.handle_record(&m).await;
+        if want_missing {
+            assert_eq!(outcome, Outcome::Rejected("claim_check_missing"));
+            let records = items_under(&c.store, "REJECTED|").await;
+            assert_eq!(records.len(), 1, "{records:?}");
+        } else {
+            assert!(
+                matches!(outcome, Outcome::Failed(_)),
+                "{listed:?}: {outcome:?}"
+            );
         }
     }
 }

@@ -374,6 +374,12 @@ mod tests {
             &[Ingest, Consumer, Reconcile],
         ),
         ("shared/src/adapters/aws/s3.rs", "get_object", &[Consumer]),
+        // A 403 on a claim check is told from a missing object by a listing.
+        (
+            "shared/src/adapters/aws/s3.rs",
+            "list_objects_v2",
+            &[Consumer],
+        ),
         (
             "shared/src/adapters/aws/eventbridge.rs",
             "put_events",
@@ -543,6 +549,11 @@ mod tests {
     fn iam_actions(op: &str, ops: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         if op == "transact_write_items" {
             return vec!["dynamodb:PutItem".into(), "dynamodb:UpdateItem".into()];
+        }
+        // ListObjectsV2 is authorized as s3:ListBucket
+        // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html).
+        if op == "list_objects_v2" {
+            return vec!["s3:ListBucket".into()];
         }
         let services = &ops[op];
         assert_eq!(services.len(), 1, "{op} is in several SDKs: {services:?}");

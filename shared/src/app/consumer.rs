@@ -307,14 +307,14 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             let (outcome, event_type, job) = match self.body(m).await {
                 Body::Retry(e) => (Outcome::Failed(e), none(), None),
                 Body::Reject(reason, detail, raw) => {
-                    let o = self.reject(&message_id, reason, &detail, &raw, received);
+                    let o = self.reject(None, &message_id, reason, &detail, &raw, received);
                     (o.await, none(), None)
                 }
                 Body::Ready(bytes) => match SmartleadEvent::from_slice(&bytes) {
                     Err(e) => {
                         let raw = String::from_utf8_lossy(&bytes);
                         let detail = e.to_string();
-                        let o = self.reject(&message_id, e.code(), &detail, &raw, received);
+                        let o = self.reject(None, &message_id, e.code(), &detail, &raw, received);
                         (o.await, none(), None)
                     }
                     Ok(ev) => {
@@ -355,9 +355,22 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         .await
     }
 
-    /// The plan of a parsed event, with the effects it gets.
-    fn plan_for(&self, ev: &SmartleadEvent, d: &Delivery<'_>) -> crate::domain::plan::Plan {
+    /// The plan of a parsed event, with the effects it gets. An event whose
+    /// records would be keyed by this delivery's receive time is planned
+    /// with the time the store first saw it instead, so that every delivery
+    /// names the same items.
+    async fn plan_for(
+        &self,
+        ev: &SmartleadEvent,
+        d: &Delivery<'_>,
+    ) -> Result<crate::domain::plan::Plan, StoreError> {
         let mut p = plan_within(ev, d.received, &self.weights, &self.time_window);
+        if p.keyed_by_receipt {
+            let first = self.store.first_seen(p.key.as_str(), d.received).await?;
+            if first != d.received {
+                p = plan_within(ev, first, &self.weights, &self.time_window);
+            }
+        }
         if p.time_clamped {
             tracing::warn!(event_time = ?ev.normalized().event_time.map(|t| t.to_string()), "event time outside the believed window; using the receive time");
             self.metrics.count(
@@ -370,13 +383,19 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         let span = tracing::Span::current();
         span.record("event_type", ev.event_type.as_str());
         span.record("dedup_key", p.key.as_str());
-        p
+        Ok(p)
     }
 
     /// One parsed event: applied exactly once, its effects claimed (the job
     /// that runs them, if any).
     async fn event(&self, ev: SmartleadEvent, d: &Delivery<'_>) -> (Outcome, String, Option<Job>) {
-        let p = self.plan_for(&ev, d);
+        let p = match self.plan_for(&ev, d).await {
+            Ok(p) => p,
+            Err(e) => {
+                let event_type = ev.event_type.metric_name().to_owned();
+                return (Outcome::Failed(e.to_string()), event_type, None);
+            }
+        };
         let applied = if d.received.millis() < process_start_ms() {
             // Received before this process: maybe applied by the
             // transactional design (a redrive after an upgrade).
@@ -474,7 +493,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             Err(e) if !e.is_retryable() => {
                 let raw = String::from_utf8_lossy(d.bytes);
                 let detail = e.to_string();
-                let o = self.reject(id, "store_refused", &detail, &raw, d.received);
+                let o = self.reject(Some(&p.key), id, "store_refused", &detail, &raw, d.received);
                 (o.await, Ok(Vec::new()))
             }
             Err(e) => (Outcome::Failed(e.to_string()), Ok(Vec::new())),
@@ -541,6 +560,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         let raw = String::from_utf8_lossy(bytes);
         match self
             .reject(
+                Some(&p.key),
                 message_id,
                 "store_refused",
                 &detail.join("; "),
@@ -758,16 +778,28 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
 
     async fn reject(
         &self,
+        key: Option<&DedupKey>,
         message_id: &str,
         reason: &'static str,
         detail: &str,
         raw: &str,
         received: EventTime,
     ) -> Outcome {
-        let received_at = received.to_string();
+        // One record per event, whichever delivery brings it: keyed by the
+        // event's dedup key (else its body's hash) and the time the store
+        // first saw that key.
+        let key = key.map(DedupKey::to_string).unwrap_or_else(|| {
+            let hash = crate::domain::message::sha256_hex(raw.as_bytes());
+            format!("REJECTED:body:{}", &hash[..32])
+        });
+        let received_at = match self.store.first_seen(&key, received).await {
+            Ok(t) => t.to_string(),
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
         // Kept for people to read, so without the webhook secret.
         let raw = crate::domain::event::scrub_body(raw);
         let mut record = Rejected {
+            key: &key,
             message_id,
             reason,
             detail,

@@ -68,6 +68,9 @@ pub fn bus_event(ev: &SmartleadEvent, key: &str, state: Option<Value>) -> BusEve
         "state": state.unwrap_or(Value::Null),
         "payload": Value::Object(ev.raw.clone()),
     });
+    // PutEvents takes JSON integers within i64 only: a larger one (an id
+    // of 2^63 or more) is kept as its text.
+    fit_integers(&mut detail);
     // Over EventBridge's entry limit, the bulkiest parts give way, in this
     // order, to a note of their size: the payload, then the state (a lead
     // item grown near DynamoDB's 400 KB), then the normalized view. An
@@ -83,9 +86,26 @@ pub fn bus_event(ev: &SmartleadEvent, key: &str, state: Option<Value>) -> BusEve
         text = detail.to_string();
     }
     BusEvent {
-        detail_type: ev.event_type.as_str().to_owned(),
+        // An unknown type's name may be longer than a detail-type can be.
+        detail_type: crate::domain::plan::cut_bytes(ev.event_type.as_str(), MAX_DETAIL_TYPE_BYTES)
+            .to_owned(),
         detail: text,
         time: n.event_time,
+    }
+}
+
+/// EventBridge's limit on an entry's detail-type
+/// (<https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEventsRequestEntry.html>).
+pub const MAX_DETAIL_TYPE_BYTES: usize = 128;
+
+/// Integers past i64's range as text: PutEvents refuses them
+/// (<https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html>).
+fn fit_integers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_u64() && n.as_i64().is_none() => *v = Value::String(n.to_string()),
+        Value::Array(a) => a.iter_mut().for_each(fit_integers),
+        Value::Object(o) => o.values_mut().for_each(fit_integers),
+        _ => {}
     }
 }
 
@@ -604,5 +624,28 @@ mod tests {
         );
         assert_eq!(d["dedup_key"], "k2");
         assert_eq!(d["normalized"]["lead_email"], "a@b.c");
+    }
+
+    /// What PutEvents refuses, bounded in the entry: a detail-type over 128
+    /// characters (PutEventsRequestEntry,
+    /// https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEventsRequestEntry.html)
+    /// and JSON integers outside i64 (PutEvents,
+    /// https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html).
+    #[test]
+    fn the_bus_event_keeps_within_what_put_events_accepts() {
+        let long_type = format!("LEAD_{}", "X".repeat(250));
+        let e = ev(
+            json!({"event_type": long_type, "campaign_id": 18446744073709551615_u64,
+                          "ids": [9223372036854775807_i64, 9223372036854775808_u64, -3]}),
+        );
+        let b = bus_event(&e, "k", None);
+        assert!(b.detail_type.len() <= 128, "{}", b.detail_type.len());
+        assert!(b.detail_type.starts_with("LEAD_XX"));
+        let d: Value = serde_json::from_str(&b.detail).unwrap();
+        assert_eq!(d["payload"]["campaign_id"], "18446744073709551615");
+        assert_eq!(
+            d["payload"]["ids"],
+            json!([9223372036854775807_i64, "9223372036854775808", -3])
+        );
     }
 }

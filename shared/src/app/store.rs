@@ -6,6 +6,7 @@
 
 use crate::domain::key::DedupKey;
 use crate::domain::plan::Plan;
+use crate::domain::time::EventTime;
 use async_trait::async_trait;
 use serde_json::Value;
 
@@ -97,6 +98,9 @@ pub enum ApplyOutcome {
 /// A rejected event: kept with its raw body, acknowledged, counted.
 #[derive(Debug, Clone)]
 pub struct Rejected<'a> {
+    /// The event's dedup key (else its body's hash): one record an event.
+    pub key: &'a str,
+    /// The delivery that recorded it last.
     pub message_id: &'a str,
     pub reason: &'a str,
     pub detail: &'a str,
@@ -115,6 +119,14 @@ pub trait Dedup: Send + Sync {
     /// also checks it for items the old design wrote: see the module doc).
     async fn applied_before_upgrade(&self, _key: &DedupKey) -> Result<bool, StoreError> {
         Ok(false)
+    }
+    /// When the store first saw `key`: `at` the first time it is asked,
+    /// that same time on every later call (until the dedup TTL). Records
+    /// whose sort key holds a time (`<time>#<key>`) take it from here, so
+    /// that every delivery of one event, whatever its receive time, names
+    /// one item.
+    async fn first_seen(&self, _key: &str, at: EventTime) -> Result<EventTime, StoreError> {
+        Ok(at)
     }
     /// The fan-out of `key` is published (or refused for good): its mark
     /// leaves `pk`/`sk` (see [`crate::adapters::aws::dynamodb::FANOUT_PENDING_ATTR`]).

@@ -1,6 +1,7 @@
 //! The fan-out on EventBridge: `PutEvents` in chunks of at most 10 entries
 //! and 256 KB, each entry's answer judged on its own (transient codes are
-//! retried, a refused entry is recorded).
+//! retried, a refused entry is recorded). A chunk refused whole as invalid
+//! is sent again entry by entry, so one bad entry holds back no other.
 
 use super::error::AwsError;
 use crate::app::effects::{BusEvent, EffectError, Publisher, MAX_PUT_EVENTS_BYTES};
@@ -49,76 +50,92 @@ pub fn put_events_chunks(events: &[BusEvent]) -> Vec<std::ops::Range<usize>> {
 #[async_trait]
 impl Publisher for EventBridgePublisher {
     async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), EffectError>> {
-        use aws_sdk_eventbridge::types::PutEventsRequestEntry;
         let mut results = Vec::with_capacity(events.len());
         for range in put_events_chunks(events) {
             let chunk = &events[range];
-            let entries: Vec<PutEventsRequestEntry> = chunk
-                .iter()
-                .map(|e| {
-                    PutEventsRequestEntry::builder()
-                        .event_bus_name(&self.bus)
-                        .source(SOURCE)
-                        .detail_type(&e.detail_type)
-                        .detail(&e.detail)
-                        .set_time(
-                            e.time
-                                .map(|t| aws_smithy_types::DateTime::from_millis(t.millis())),
-                        )
-                        .build()
-                })
-                .collect();
-            match self
-                .client
-                .put_events()
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    let answers = out.entries();
-                    for i in 0..chunk.len() {
-                        results.push(match answers.get(i) {
-                            Some(a) if a.error_code().is_none() && a.event_id().is_some() => Ok(()),
-                            Some(a) => {
-                                let code = a.error_code().unwrap_or("NoEventId");
-                                let msg =
-                                    format!("{code}: {}", a.error_message().unwrap_or_default());
-                                if a.error_code().is_none() || put_events_code_is_transient(code) {
-                                    Err(EffectError::Transient(msg.into()))
-                                } else {
-                                    Err(EffectError::Permanent(msg.into()))
-                                }
-                            }
-                            None => Err(EffectError::Transient(
-                                "PutEvents answered fewer entries".into(),
-                            )),
-                        });
+            match self.put(chunk).await {
+                // The request was refused as invalid: one bad entry must not
+                // hold its chunk-mates, so each is sent again on its own.
+                Err(_) if chunk.len() > 1 => {
+                    for e in chunk {
+                        let one = self.put(std::slice::from_ref(e)).await;
+                        results.extend(one.unwrap_or_else(|refused| vec![Err(refused)]));
                     }
                 }
-                Err(e) => {
-                    // A request refused as invalid (its size, an entry) is
-                    // refused for good when it held one entry: retrying the
-                    // same entry cannot help. With several, each is sent
-                    // again and judged on its own.
-                    let invalid = e
-                        .as_service_error()
-                        .and_then(|s| aws_sdk_eventbridge::error::ProvideErrorMetadata::code(s))
-                        .is_some_and(|c| c == "ValidationException");
-                    // One cause, one entry's error; the others say so.
-                    let e = std::sync::Arc::new(AwsError::from_sdk("PutEvents", e));
-                    results.extend(chunk.iter().map(|_| {
-                        let cause = Shared(e.clone()).into();
-                        if invalid && chunk.len() == 1 {
-                            Err(EffectError::Permanent(cause))
-                        } else {
-                            Err(EffectError::Transient(cause))
-                        }
-                    }));
-                }
+                Ok(answers) => results.extend(answers),
+                Err(refused) => results.push(Err(refused)),
             }
         }
         results
+    }
+}
+
+impl EventBridgePublisher {
+    /// One `PutEvents` of `chunk`: each entry's result, or (`Err`) the
+    /// request refused as invalid, for good.
+    async fn put(&self, chunk: &[BusEvent]) -> Result<Vec<Result<(), EffectError>>, EffectError> {
+        use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+        let entries: Vec<PutEventsRequestEntry> = chunk
+            .iter()
+            .map(|e| {
+                PutEventsRequestEntry::builder()
+                    .event_bus_name(&self.bus)
+                    .source(SOURCE)
+                    .detail_type(&e.detail_type)
+                    .detail(&e.detail)
+                    .set_time(
+                        e.time
+                            .map(|t| aws_smithy_types::DateTime::from_millis(t.millis())),
+                    )
+                    .build()
+            })
+            .collect();
+        let e = match self
+            .client
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                return Ok((0..chunk.len())
+                    .map(|i| judge(out.entries().get(i)))
+                    .collect())
+            }
+            Err(e) => e,
+        };
+        let invalid = e
+            .as_service_error()
+            .and_then(|s| aws_sdk_eventbridge::error::ProvideErrorMetadata::code(s))
+            .is_some_and(|c| c == "ValidationException");
+        // One cause, one entry's error; the others say so.
+        let e = std::sync::Arc::new(AwsError::from_sdk("PutEvents", e));
+        if invalid {
+            return Err(EffectError::Permanent(Shared(e).into()));
+        }
+        Ok(chunk
+            .iter()
+            .map(|_| Err(EffectError::Transient(Shared(e.clone()).into())))
+            .collect())
+    }
+}
+
+/// One entry's answer: published, refused for good, or to retry.
+fn judge(a: Option<&aws_sdk_eventbridge::types::PutEventsResultEntry>) -> Result<(), EffectError> {
+    let Some(a) = a else {
+        return Err(EffectError::Transient(
+            "PutEvents answered fewer entries".into(),
+        ));
+    };
+    if a.error_code().is_none() && a.event_id().is_some() {
+        return Ok(());
+    }
+    let code = a.error_code().unwrap_or("NoEventId");
+    let msg = format!("{code}: {}", a.error_message().unwrap_or_default());
+    if a.error_code().is_none() || put_events_code_is_transient(code) {
+        Err(EffectError::Transient(msg.into()))
+    } else {
+        Err(EffectError::Permanent(msg.into()))
     }
 }
 

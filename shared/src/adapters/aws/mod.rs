@@ -64,6 +64,7 @@ pub const CONSUMER_IAM_ACTIONS: &[&str] = &[
     "dynamodb:UpdateItem",
     "dynamodb:GetItem",
     "s3:GetObject",
+    "s3:ListBucket",
     "events:PutEvents",
     "sns:Publish",
     "ssm:GetParameter",

@@ -40,25 +40,47 @@ impl BlobStore for S3Blobs {
     }
 }
 
+/// Reads a claim-checked body. A missing object is [`BlobError::NotFound`]
+/// (recorded, never retried). S3 answers a missing key with 404 only to a
+/// caller that may list the bucket; to others it answers 403 AccessDenied
+/// (GetObject, "Permissions":
+/// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html>).
+/// So a 403 is checked by listing the key: absent from the listing, it is
+/// missing; present, or the listing denied too, the 403 is a real denial
+/// (transient: a permissions fix and a redrive bring the body back).
 #[async_trait]
 impl BlobReader for aws_sdk_s3::Client {
     async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, BlobError> {
-        match self.get_object().bucket(bucket).key(key).send().await {
-            Ok(out) => out
-                .body
-                .collect()
-                .await
-                .map(|b| b.into_bytes().to_vec())
-                .map_err(|e| BlobError::Transient(e.into())),
-            Err(e) => {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    Err(BlobError::NotFound)
-                } else {
-                    Err(BlobError::Transient(
-                        AwsError::from_sdk("GetObject", e).into(),
-                    ))
-                }
+        let e = match self.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => {
+                let bytes = out.body.collect().await;
+                return bytes
+                    .map(|b| b.into_bytes().to_vec())
+                    .map_err(|e| BlobError::Transient(e.into()));
             }
+            Err(e) => e,
+        };
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+            return Err(BlobError::NotFound);
         }
+        let denied = AwsError::from_sdk("GetObject", e);
+        if status == Some(403) && listed(self, bucket, key).await == Some(false) {
+            return Err(BlobError::NotFound);
+        }
+        Err(BlobError::Transient(denied.into()))
     }
+}
+
+/// Whether `key` is in `bucket`, by a listing; `None` if it failed.
+async fn listed(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<bool> {
+    let out = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(key)
+        .max_keys(1)
+        .send()
+        .await
+        .ok()?;
+    Some(out.contents().iter().any(|o| o.key() == Some(key)))
 }

@@ -181,6 +181,11 @@ pub struct Plan {
     /// under the lead id (`LEAD#id:<id>`) or kept whole as `UNATTRIBUTED`,
     /// and counted (`Unattributed`).
     pub unattributed: bool,
+    /// An item's sort key holds the receive time (`<time>#<key>`: the event
+    /// names no time it is believed for): every delivery would make its
+    /// own item. The consumer plans such an event again with the time the
+    /// store first saw its key ([`crate::app::store::Dedup::first_seen`]).
+    pub keyed_by_receipt: bool,
 }
 
 impl Plan {
@@ -301,6 +306,8 @@ pub fn plan_within(
     };
     let cx = Ctx::new(ev, &n, &key, event_time, weights);
     let mut items = dispatch(&cx);
+    let from_receipt = n.event_time.is_none() || time_clamped;
+    let keyed_by_receipt = from_receipt && items.iter().any(|u| u.sk == cx.sk);
     bounds::bound(&mut items);
     Plan {
         order: compact_order(event_time, &key),
@@ -312,6 +319,7 @@ pub fn plan_within(
         lease_until_ms: 0,
         time_clamped,
         unattributed: is_lead_event(&ev.data) && n.lead_email.is_none(),
+        keyed_by_receipt,
     }
 }
 

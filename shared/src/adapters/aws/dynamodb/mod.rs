@@ -70,7 +70,8 @@ use crate::app::store::{
     StoreError, FX_PENDING, FX_RUNNING,
 };
 use crate::domain::key::DedupKey;
-use crate::domain::plan::{ItemUpdate, Plan, Val};
+use crate::domain::plan::{key_part, ItemUpdate, Plan, Val};
+use crate::domain::time::EventTime;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
@@ -664,8 +665,14 @@ struct PlanRun<'a> {
 /// length): the same event fails every time. A malformed expression or a
 /// key that does not match the table's schema is a deploy's fault instead:
 /// transient, so the events wait in the queue and the DLQ for the fix.
+/// AWS opens a value's refusal with "ExpressionAttributeValues contains
+/// invalid value:": that names the request's values, not a deploy's
+/// expression, so it is judged by what follows.
 pub fn refused_for_content(message: Option<&str>) -> bool {
-    let m = message.unwrap_or_default().to_ascii_lowercase();
+    let lower = message.unwrap_or_default().to_ascii_lowercase();
+    let m = lower
+        .strip_prefix("expressionattributevalues contains invalid value:")
+        .unwrap_or(&lower);
     let content = [
         "item size",
         "exceeded the maximum",
@@ -1208,6 +1215,29 @@ impl Dedup for DynamoStore {
         }
     }
 
+    async fn first_seen(&self, key: &str, at: EventTime) -> Result<EventTime, StoreError> {
+        let expires = chrono::Utc::now().timestamp() + self.dedup_ttl.as_secs() as i64;
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self::key(&format!("FIRST#{}", key_part(key)), "-")))
+            .update_expression("SET #t = if_not_exists(#t, :t), #x = if_not_exists(#x, :x)")
+            .expression_attribute_names("#t", "first_seen")
+            .expression_attribute_names("#x", TTL_ATTR)
+            .expression_attribute_values(":t", AttributeValue::S(at.to_string()))
+            .expression_attribute_values(":x", AttributeValue::N(expires.to_string()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        let first = r.attributes().and_then(|a| a.get("first_seen"));
+        Ok(first
+            .and_then(|v| v.as_s().ok())
+            .and_then(|s| EventTime::parse(s))
+            .unwrap_or(at))
+    }
+
     async fn applied_before_upgrade(&self, key: &DedupKey) -> Result<bool, StoreError> {
         if !self.legacy_markers {
             return Ok(false);
@@ -1311,7 +1341,7 @@ impl RejectSink for DynamoStore {
         let or_dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
         let item = RejectedItem {
             pk: "REJECTED",
-            sk: format!("{}#{}", r.received_at, r.message_id),
+            sk: format!("{}#{}", r.received_at, key_part(r.key)),
             reason: r.reason,
             detail: or_dash(crate::domain::plan::cut_bytes(r.detail, 1000).to_owned()),
             message_id: r.message_id,
@@ -1353,7 +1383,8 @@ where
     }
 }
 
-/// A rejected event as stored (`pk` `REJECTED`, `sk` `<received>#<message id>`),
+/// A rejected event as stored (`pk` `REJECTED`, `sk` `<first received>#<key>`:
+/// one record an event, see [`crate::app::store::Dedup::first_seen`]),
 /// with its reason and raw body; it expires after [`REJECTED_TTL_DAYS`].
 #[derive(serde::Serialize)]
 struct RejectedItem<'a> {
