@@ -683,3 +683,64 @@ async fn a_claim_check_gone_reads_as_missing_though_s3_answers_403() {
         }
     }
 }
+
+/// A bus that is down: every entry is to retry.
+struct BusDown;
+
+#[async_trait]
+impl Publisher for BusDown {
+    async fn publish(&self, events: &[BusEvent]) -> Vec<Result<(), EffectError>> {
+        events
+            .iter()
+            .map(|_| Err(EffectError::Transient("ServiceUnavailable".into())))
+            .collect()
+    }
+}
+
+/// A fan-out mark left pending (the bus down, the message then gone to the
+/// DLQ; or a publish whose `fanout_done` was lost) is not published again by
+/// a later copy of the event (SmartLead's retry, a reconcile backfill, days
+/// later): only by the message that set it, which a redelivery or a redrive
+/// brings back with its `received_at`.
+#[tokio::test]
+async fn a_pending_fan_out_is_published_again_only_by_the_message_that_marked_it() {
+    let store = fresh_store().await;
+    let effects = |p: Box<dyn Publisher>| Effects {
+        publisher: Some(p),
+        ..Effects::default()
+    };
+    let body = common::payload("email_open");
+    let t0 = EventTime::now().millis() - 3 * 86_400_000;
+    let down = consumer(store.clone(), effects(Box::new(BusDown)));
+    let failed = down
+        .handle_batch(batch(vec![record("m-1", &body, t0)]))
+        .await;
+    assert_eq!(
+        failed.batch_item_failures.len(),
+        1,
+        "the publish is to retry"
+    );
+    let bus = Recorder::default();
+    let up = consumer(store, effects(Box::new(bus.clone())));
+    // SmartLead sends the event again, three days on: a duplicate.
+    let later = batch(vec![record("m-2", &body, EventTime::now().millis())]);
+    assert!(up.handle_batch(later).await.batch_item_failures.is_empty());
+    assert!(
+        bus.taken().is_empty(),
+        "a later copy published: {:?}",
+        bus.taken()
+    );
+    // The first message, redriven from the DLQ: it publishes, once.
+    let redriven = batch(vec![record("m-1-redriven", &body, t0)]);
+    assert!(up
+        .handle_batch(redriven.clone())
+        .await
+        .batch_item_failures
+        .is_empty());
+    assert!(up
+        .handle_batch(redriven)
+        .await
+        .batch_item_failures
+        .is_empty());
+    assert_eq!(bus.taken().len(), 1, "{:?}", bus.taken());
+}

@@ -137,6 +137,8 @@ struct Job {
     marked: bool,
     effects: Vec<&'static str>,
     lease_until_ms: i64,
+    /// When the delivery was first received (its fan-out mark names it).
+    received_ms: i64,
 }
 
 /// When this process handled its first record (epoch ms): after the
@@ -380,6 +382,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
         p.effects = self.effects.for_event(ev);
         p.lease_until_ms = d.lease_until_ms;
+        // This delivery's own receipt (the plan's time may be the first
+        // delivery's): the fan-out's mark names it.
+        p.received_ms = d.received.millis();
         let span = tracing::Span::current();
         span.record("event_type", ev.event_type.as_str());
         span.record("dedup_key", p.key.as_str());
@@ -421,6 +426,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                     key: p.key.clone(),
                     effects,
                     lease_until_ms: d.lease_until_ms,
+                    received_ms: d.received.millis(),
                     ev,
                 };
                 (outcome, event_type, Some(job))
@@ -753,11 +759,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                         .settle(&j.key, effect, j.lease_until_ms, end)
                         .await
                     {
-                        Ok(()) => self.store.fanout_done(pk, sk, &j.key).await,
+                        Ok(()) => self.store.fanout_done(pk, sk, &j.key, j.received_ms).await,
                         Err(e) => Err(e),
                     }
                 }
-                Some((pk, sk)) => self.store.fanout_done(pk, sk, &j.key).await,
+                Some((pk, sk)) => self.store.fanout_done(pk, sk, &j.key, j.received_ms).await,
                 None => {
                     self.store
                         .settle(&j.key, effect, j.lease_until_ms, end)

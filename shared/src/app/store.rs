@@ -130,7 +130,15 @@ pub trait Dedup: Send + Sync {
     }
     /// The fan-out of `key` is published (or refused for good): its mark
     /// leaves `pk`/`sk` (see [`crate::adapters::aws::dynamodb::FANOUT_PENDING_ATTR`]).
-    async fn fanout_done(&self, _pk: &str, _sk: &str, _key: &DedupKey) -> Result<(), StoreError> {
+    /// `received_ms`: when the delivery that publishes was first received
+    /// (its mark names it).
+    async fn fanout_done(
+        &self,
+        _pk: &str,
+        _sk: &str,
+        _key: &DedupKey,
+        _received_ms: i64,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 }

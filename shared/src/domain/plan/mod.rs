@@ -174,6 +174,11 @@ pub struct Plan {
     /// [`crate::app::effects`]), claimed on the event's marker until `lease_until_ms`.
     pub effects: Vec<&'static str>,
     pub lease_until_ms: i64,
+    /// When the delivery applying the plan was first received (epoch ms:
+    /// the ingest's `received_at`, which a redelivery and a redrive keep):
+    /// the fan-out's pending mark names it (see
+    /// [`crate::adapters::aws::dynamodb::FANOUT_PENDING_ATTR`]).
+    pub received_ms: i64,
     /// The event named a time outside the believed window (the plan uses
     /// the receive time instead).
     pub time_clamped: bool,
@@ -317,6 +322,7 @@ pub fn plan_within(
         items,
         effects: Vec::new(),
         lease_until_ms: 0,
+        received_ms: received.millis(),
         time_clamped,
         unattributed: is_lead_event(&ev.data) && n.lead_email.is_none(),
         keyed_by_receipt,

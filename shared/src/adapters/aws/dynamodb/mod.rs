@@ -402,8 +402,9 @@ struct ItemRequest {
 /// What an item's update carries besides the plan's changes.
 #[derive(Debug, Clone, Copy, Default)]
 struct Extra {
-    /// Mark the fan-out pending (`ADD fo :k`): the plan's first item.
-    fanout: bool,
+    /// Mark the fan-out pending (`ADD fo :mark`) on the plan's first item,
+    /// naming the delivery received at these epoch seconds ([`fanout_mark`]).
+    fanout: Option<u32>,
     /// Refuse the update on an item the transactional design wrote whose
     /// old markers may still exist (`ek_legacy` absent, or later than this,
     /// epoch ms): the event's old marker is checked first.
@@ -481,9 +482,12 @@ fn absorb(e: &mut Expr, seen: &[u8], gen: u64, extra: Extra) -> String {
     )));
     let max = e.value(AttributeValue::N(SEEN_MAX.to_string()));
     e.add.push(format!("{ek} {kset}"));
-    if extra.fanout {
+    if let Some(secs) = extra.fanout {
         let fo = e.name(FANOUT_PENDING_ATTR);
-        e.add.push(format!("{fo} {kset}"));
+        let mark = e.value(AttributeValue::Bs(vec![
+            aws_sdk_dynamodb::primitives::Blob::new(fanout_mark(seen, secs)),
+        ]));
+        e.add.push(format!("{fo} {mark}"));
     }
     let mut condition = format!(
         "NOT contains({ek}, {kval}) AND NOT contains({ek_old}, {kval}) \
@@ -589,11 +593,39 @@ fn legacy(old: Option<&HashMap<String, AttributeValue>>, since: i64) -> bool {
     }
 }
 
-/// Whether the item's fan-out mark holds `seen`.
-fn fanout_pending(item: Option<&HashMap<String, AttributeValue>>, seen: &[u8]) -> bool {
+/// A fan-out's pending mark: the event's compact key and when the delivery
+/// that marked it was first received (epoch seconds, big-endian).
+pub fn fanout_mark(seen: &[u8], received_secs: u32) -> Vec<u8> {
+    let mut mark = seen.to_vec();
+    mark.extend_from_slice(&received_secs.to_be_bytes());
+    mark
+}
+
+/// The epoch seconds of a delivery received at `ms`, as marks hold them.
+fn secs(ms: i64) -> u32 {
+    u32::try_from(ms.max(0) / 1000).unwrap_or(u32::MAX)
+}
+
+/// Whether the item holds a pending fan-out mark of `seen` that a delivery
+/// received at `received_secs` publishes: one made by that same message (a
+/// redelivery or a redrive keeps its `received_at`) or by a later copy.
+/// A mark of an earlier delivery is left to that message: a later copy of
+/// the event (SmartLead's retry, a reconcile backfill, days later) is a
+/// duplicate, and never publishes again what may have been published.
+/// A key alone (marks made before they held a time) is pending.
+fn fanout_pending(
+    item: Option<&HashMap<String, AttributeValue>>,
+    seen: &[u8],
+    received_secs: u32,
+) -> bool {
+    let pending = |b: &[u8]| match b.strip_prefix(seen) {
+        Some([]) => true,
+        Some(t) => <[u8; 4]>::try_from(t).is_ok_and(|t| u32::from_be_bytes(t) >= received_secs),
+        None => false,
+    };
     item.and_then(|o| o.get(FANOUT_PENDING_ATTR))
         .and_then(|v| v.as_bs().ok())
-        .is_some_and(|s| s.iter().any(|b| b.as_ref() == seen))
+        .is_some_and(|s| s.iter().any(|b| pending(b.as_ref())))
 }
 
 /// Write units a refused conditional write is billed: the item's size, by
@@ -655,6 +687,8 @@ struct PlanRun<'a> {
     order: &'a str,
     time: &'a str,
     seen: &'a [u8],
+    /// When the delivery was first received (epoch s): its fan-out mark.
+    received_secs: u32,
     /// Whether the event's old marker exists, once read.
     old_marker: Option<bool>,
     tally: Tally,
@@ -784,7 +818,7 @@ impl DynamoStore {
             gen: 0,
             // Old markers live `dedup_ttl` (a day's margin for a deploy overlap).
             extra: Extra {
-                fanout,
+                fanout: fanout.then_some(run.received_secs),
                 legacy_since: self
                     .legacy_markers
                     .then(|| now_ms - self.dedup_ttl.as_millis() as i64 - 86_400_000),
@@ -1126,6 +1160,7 @@ impl Dedup for DynamoStore {
             order: &plan.order,
             time: &time,
             seen: &seen,
+            received_secs: secs(plan.received_ms),
             old_marker: None,
             tally: Tally::default(),
         };
@@ -1159,7 +1194,7 @@ impl Dedup for DynamoStore {
                     item
                 }
                 ItemDone::Absorbed(item) => {
-                    fanout |= mark && fanout_pending(item.as_ref(), &seen);
+                    fanout |= mark && fanout_pending(item.as_ref(), &seen, run.received_secs);
                     item
                 }
             };
@@ -1187,7 +1222,17 @@ impl Dedup for DynamoStore {
         }
     }
 
-    async fn fanout_done(&self, pk: &str, sk: &str, key: &DedupKey) -> Result<(), StoreError> {
+    async fn fanout_done(
+        &self,
+        pk: &str,
+        sk: &str,
+        key: &DedupKey,
+        received_ms: i64,
+    ) -> Result<(), StoreError> {
+        let seen = seen_key(key);
+        let marks = [fanout_mark(&seen, secs(received_ms)), seen]
+            .map(aws_sdk_dynamodb::primitives::Blob::new)
+            .to_vec();
         let r = self
             .client
             .update_item()
@@ -1197,10 +1242,7 @@ impl Dedup for DynamoStore {
             // Never creates an item.
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#fo", FANOUT_PENDING_ATTR)
-            .expression_attribute_values(
-                ":k",
-                AttributeValue::Bs(vec![aws_sdk_dynamodb::primitives::Blob::new(seen_key(key))]),
-            )
+            .expression_attribute_values(":k", AttributeValue::Bs(marks))
             .send()
             .await;
         match r {
