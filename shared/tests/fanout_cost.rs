@@ -1,7 +1,8 @@
 //! The fan-out's bookkeeping against DynamoDB Local: one write (removing
 //! its pending mark) and no read for the delivery that applied the event;
-//! any later delivery that finds the mark (after a crash, a lost answer
-//! hidden by the SDK's retries, a redrive) publishes it, once.
+//! any later delivery of the same message that finds the mark (after a
+//! crash, a lost answer hidden by the SDK's retries, a redrive) publishes
+//! it, once.
 
 mod common;
 
@@ -80,7 +81,8 @@ async fn the_fan_out_of_a_processed_event_costs_one_write_and_no_read() {
     assert_eq!(bus.0.lock().expect("lock").len(), 1);
 }
 
-/// The plan the consumer applies for `body` (with its fan-out).
+/// The plan the consumer applies for `body` (with its fan-out), as the
+/// delivery of [`delivery`] (its `SentTimestamp`: the mark names it).
 fn plan_with_fanout(body: &str) -> smartlead::domain::plan::Plan {
     let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).expect("event");
     let mut plan = smartlead::domain::plan::plan(
@@ -89,6 +91,7 @@ fn plan_with_fanout(body: &str) -> smartlead::domain::plan::Plan {
         &smartlead::domain::plan::ScoreWeights::default(),
     );
     plan.effects = vec![smartlead::app::effects::FANOUT];
+    plan.received_ms = 1_737_709_200_000;
     plan
 }
 

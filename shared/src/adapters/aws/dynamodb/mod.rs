@@ -608,11 +608,11 @@ fn secs(ms: i64) -> u32 {
 
 /// Whether the item holds a pending fan-out mark of `seen` that a delivery
 /// received at `received_secs` publishes: one made by that same message (a
-/// redelivery or a redrive keeps its `received_at`) or by a later copy.
-/// A mark of an earlier delivery is left to that message: a later copy of
-/// the event (SmartLead's retry, a reconcile backfill, days later) is a
-/// duplicate, and never publishes again what may have been published.
-/// A key alone (marks made before they held a time) is pending.
+/// redelivery or a redrive keeps its `received_at`). A mark of another
+/// delivery is left to that message: a later copy of the event (SmartLead's
+/// retry, a reconcile backfill, days later) is a duplicate, and never
+/// publishes again what may have been published. A key alone (marks made
+/// before they held a time) is pending for any delivery.
 fn fanout_pending(
     item: Option<&HashMap<String, AttributeValue>>,
     seen: &[u8],
@@ -620,7 +620,7 @@ fn fanout_pending(
 ) -> bool {
     let pending = |b: &[u8]| match b.strip_prefix(seen) {
         Some([]) => true,
-        Some(t) => <[u8; 4]>::try_from(t).is_ok_and(|t| u32::from_be_bytes(t) >= received_secs),
+        Some(t) => t == received_secs.to_be_bytes(),
         None => false,
     };
     item.and_then(|o| o.get(FANOUT_PENDING_ATTR))
