@@ -20,8 +20,8 @@ type Count = (
     &'static [(&'static str, &'static str)],
 );
 
-/// The counts `status` reads: the metrics the functions publish (namespace
-/// `SmartleadWebhooks`).
+/// The counts `status` reads: the metrics the functions publish (in the
+/// stack's namespace, [`smartlead::metrics::stack_namespace`]).
 pub const COUNTS: &[Count] = &[
     ("received", "Received", &[("Function", "ingest")]),
     ("refused by ingest", "Rejected", &[("Function", "ingest")]),
@@ -264,10 +264,11 @@ fn metric_query(
         .build()
 }
 
-/// Sums of the [`COUNTS`] metrics (and the queue's oldest age) over
-/// `secs` up to now.
+/// Sums of the [`COUNTS`] metrics in namespace `ns` (and the queue's
+/// oldest age) over `secs` up to now.
 async fn metric_sums(
     cw: &aws_sdk_cloudwatch::Client,
+    ns: &str,
     secs: i64,
     queue_name: &str,
 ) -> Result<(BTreeMap<String, f64>, Option<f64>)> {
@@ -286,7 +287,7 @@ async fn metric_sums(
     for (i, (_, name, dims)) in COUNTS.iter().enumerate() {
         req = req.metric_data_queries(metric_query(
             format!("c{i}"),
-            smartlead::metrics::DEFAULT_NAMESPACE,
+            ns,
             name,
             dims,
             secs as i32,
@@ -342,39 +343,54 @@ async fn read_metric_sums(
     Ok((sums, age))
 }
 
-/// The stack's alarms in ALARM: those CloudFormation named `<stack>-...`
-/// or that notify the stack's alarm topic.
+/// The names of the stack's alarms: the physical ids of its own
+/// `AWS::CloudWatch::Alarm` resources. Not a name prefix: stack `x-b`'s
+/// alarms are named `x-b-...`, which `x-` matches too.
+async fn stack_alarms(cfg: &aws_config::SdkConfig, stack: &str) -> Result<Vec<String>> {
+    let cfn = aws_sdk_cloudformation::Client::new(cfg);
+    let mut names = Vec::new();
+    let mut pages = cfn
+        .list_stack_resources()
+        .stack_name(stack)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(crate::aws_err(format!("listing stack {stack}'s resources")))?;
+        names.extend(
+            page.stack_resource_summaries()
+                .iter()
+                .filter(|r| r.resource_type() == Some("AWS::CloudWatch::Alarm"))
+                .filter_map(|r| r.physical_resource_id().map(str::to_owned)),
+        );
+    }
+    Ok(names)
+}
+
+/// The alarms of `names` in ALARM: (name, reason).
 async fn alarms(
     cw: &aws_sdk_cloudwatch::Client,
-    stack: &str,
-    topic: Option<&str>,
+    names: &[String],
 ) -> Result<Vec<(String, String)>> {
     let mut found = Vec::new();
-    let mut next = None;
-    loop {
-        let out = cw
+    // DescribeAlarms takes at most 100 names (and none means every alarm).
+    for some in names.chunks(100) {
+        let mut pages = cw
             .describe_alarms()
+            .set_alarm_names(Some(some.to_vec()))
             .state_value(StateValue::Alarm)
-            .set_next_token(next)
-            .send()
-            .await
-            .map_err(crate::aws_err("reading alarms"))?;
-        for a in out.metric_alarms() {
-            let name = a.alarm_name().unwrap_or_default();
-            let ours = name.starts_with(&format!("{stack}-"))
-                || topic.is_some_and(|t| a.alarm_actions().iter().any(|x| x == t));
-            if ours {
-                found.push((
-                    name.to_owned(),
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(crate::aws_err("reading alarms"))?;
+            found.extend(page.metric_alarms().iter().map(|a| {
+                (
+                    a.alarm_name().unwrap_or_default().to_owned(),
                     a.state_reason().unwrap_or_default().to_owned(),
-                ));
-            }
-        }
-        next = out.next_token;
-        if next.is_none() {
-            return Ok(found);
+                )
+            }));
         }
     }
+    Ok(found)
 }
 
 pub async fn gather(args: &StackArgs) -> Result<Status> {
@@ -395,15 +411,16 @@ pub async fn gather(args: &StackArgs) -> Result<Status> {
         dlq: Some(dlq_depth),
         ..Status::default()
     };
-    if let Some((name, o)) = &stack.deployed {
+    if let Some((name, _)) = &stack.deployed {
         let cw = aws_sdk_cloudwatch::Client::new(&stack.cfg);
         let queue_name = queue.rsplit('/').next().unwrap_or_default();
-        let (hour, age) = metric_sums(&cw, 3600, queue_name).await?;
-        let (day, _) = metric_sums(&cw, 86_400, queue_name).await?;
+        let ns = smartlead::metrics::stack_namespace(name);
+        let (hour, age) = metric_sums(&cw, &ns, 3600, queue_name).await?;
+        let (day, _) = metric_sums(&cw, &ns, 86_400, queue_name).await?;
         s.last_hour = Some(hour);
         s.last_day = Some(day);
         s.oldest_age_secs = age;
-        s.alarms = Some(alarms(&cw, name, o.get("AlarmTopicArn").map(String::as_str)).await?);
+        s.alarms = Some(alarms(&cw, &stack_alarms(&stack.cfg, name).await?).await?);
     }
     s.last_rejected = newest(&stack, "REJECTED").await?;
     let (hour, day) = (ago(3600), ago(86_400));

@@ -40,14 +40,25 @@ async fn aws_only(args: &[&str]) -> Output {
 
 /// A stack in moto with queues `Q` and `D` and the outputs given.
 async fn create_stack(cfg: &aws_config::SdkConfig, stack: &str, outputs: &[(&str, Value)]) {
+    create_stack_with(cfg, stack, json!({}), outputs).await
+}
+
+/// [`create_stack`] with more resources (`{"LogicalId": {"Type": ...}}`).
+async fn create_stack_with(
+    cfg: &aws_config::SdkConfig,
+    stack: &str,
+    more: Value,
+    outputs: &[(&str, Value)],
+) {
     let outputs: serde_json::Map<String, Value> = outputs
         .iter()
         .map(|(k, v)| (k.to_string(), json!({ "Value": v })))
         .collect();
-    let template = json!({
-        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}, "D": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": outputs
-    });
+    let mut resources = json!({"Q": {"Type": "AWS::SQS::Queue"}, "D": {"Type": "AWS::SQS::Queue"}});
+    if let (Some(r), Some(m)) = (resources.as_object_mut(), more.as_object()) {
+        r.extend(m.clone());
+    }
+    let template = json!({ "Resources": resources, "Outputs": outputs });
     aws_sdk_cloudformation::Client::new(cfg)
         .create_stack()
         .stack_name(stack)
@@ -847,6 +858,60 @@ async fn rejected_and_unattributed(ddb: &smartlead::aws_sdk_dynamodb::Client, ta
     store.apply(&plan, "m-unattributed-1").await.unwrap();
 }
 
+/// A stack's DLQ alarm, declared as template.yaml declares it (no name:
+/// CloudFormation names it `<stack>-DeadLetterQueueAlarm-<suffix>`).
+fn dlq_alarm() -> Value {
+    json!({"DeadLetterQueueAlarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+        "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["D", "QueueName"]}}],
+        "Statistic": "Maximum", "Period": 60, "EvaluationPeriods": 1, "Threshold": 0,
+        "ComparisonOperator": "GreaterThanThreshold"}}})
+}
+
+/// `stack`'s DLQ alarm ([`dlq_alarm`]), put in ALARM: its name.
+async fn dlq_alarm_fires(cw: &aws_sdk_cloudwatch::Client, stack: &str) -> String {
+    let found = cw
+        .describe_alarms()
+        .alarm_name_prefix(format!("{stack}-DeadLetterQueueAlarm-"))
+        .send()
+        .await
+        .unwrap();
+    let [alarm] = found.metric_alarms() else {
+        panic!("{stack}: {:?}", found.metric_alarms())
+    };
+    let name = alarm.alarm_name().unwrap().to_owned();
+    cw.set_alarm_state()
+        .alarm_name(&name)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("Threshold Crossed: 1 datapoint")
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+/// A count in `ns` with `Function=consumer`, as the consumer's EMF publishes it.
+async fn put_count(cw: &aws_sdk_cloudwatch::Client, ns: &str, name: &str, value: f64) {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    cw.put_metric_data()
+        .namespace(ns)
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name(name)
+                .dimensions(
+                    Dimension::builder()
+                        .name("Function")
+                        .value("consumer")
+                        .build(),
+                )
+                .value(value)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() {
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
@@ -856,49 +921,14 @@ async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() 
     let (ddb, table) = moto_table("cli-status").await;
     rejected_and_unattributed(&ddb, &table).await;
     let stack = format!("cli-status-stack-{}", std::process::id());
-    create_stack(&cfg, &stack, &table_and_queues(&table, &queue, &dlq)).await;
+    let outputs = table_and_queues(&table, &queue, &dlq);
+    create_stack_with(&cfg, &stack, dlq_alarm(), &outputs).await;
     // What the functions publish, as EMF would.
     let cw = aws_sdk_cloudwatch::Client::new(&cfg);
-    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
-    for (name, value) in [("Processed", 5.0), ("EffectsFailed", 2.0)] {
-        cw.put_metric_data()
-            .namespace("SmartleadWebhooks")
-            .metric_data(
-                MetricDatum::builder()
-                    .metric_name(name)
-                    .dimensions(
-                        Dimension::builder()
-                            .name("Function")
-                            .value("consumer")
-                            .build(),
-                    )
-                    .value(value)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-    let alarm = format!("{stack}-DeadLetterQueueAlarm-ABC");
-    cw.put_metric_alarm()
-        .alarm_name(&alarm)
-        .namespace("AWS/SQS")
-        .metric_name("ApproximateNumberOfMessagesVisible")
-        .statistic(aws_sdk_cloudwatch::types::Statistic::Maximum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(0.0)
-        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .unwrap();
-    cw.set_alarm_state()
-        .alarm_name(&alarm)
-        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
-        .state_reason("Threshold Crossed: 1 datapoint")
-        .send()
-        .await
-        .unwrap();
+    let ns = smartlead::metrics::stack_namespace(&stack);
+    put_count(&cw, &ns, "Processed", 5.0).await;
+    put_count(&cw, &ns, "EffectsFailed", 2.0).await;
+    let alarm = dlq_alarm_fires(&cw, &stack).await;
 
     let o = aws_only(&["status", "--stack", &stack]).await;
     let out = text(&o);
@@ -922,6 +952,39 @@ async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() 
     assert_eq!(v["dlq"], 1);
     assert_eq!(v["last_hour"]["processed"], 5.0);
     assert_eq!(v["attention"].as_array().unwrap().len(), 3, "{v}");
+}
+
+/// Issue 22, item 9: two stacks in one account (staging, production)
+/// share no metric and no alarm (each stack's metrics are in a namespace
+/// of its own:
+/// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_concepts.html).
+/// `status` names the alarms among its stack's own resources
+/// (ListStackResources), not those whose name starts with the stack's:
+/// stack `x-b`'s alarms are named `x-b-...`. (The namespace `status` reads
+/// is checked against the template's by the template test: moto 5.2.5
+/// answers a metric query with dimensions from every namespace.)
+#[tokio::test]
+async fn status_names_the_alarms_of_its_own_stack_only() {
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
+    let sqs = sqs().await;
+    let (queue, dlq) = (queue(&sqs, "own-queue").await, queue(&sqs, "own-dlq").await);
+    let (_, table) = moto_table("cli-own").await;
+    let ours = format!("cli-own-{}", std::process::id());
+    let other = format!("{ours}-b");
+    let cw = aws_sdk_cloudwatch::Client::new(&cfg);
+    let outputs = table_and_queues(&table, &queue, &dlq);
+    for s in [&ours, &other] {
+        create_stack_with(&cfg, s, dlq_alarm(), &outputs).await;
+    }
+    let (our_alarm, other_alarm) = (
+        dlq_alarm_fires(&cw, &ours).await,
+        dlq_alarm_fires(&cw, &other).await,
+    );
+    let o = aws_only(&["status", "--stack", &ours, "--json"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["alarms"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["alarms"][0][0], json!(our_alarm), "{other_alarm}: {v}");
 }
 
 #[tokio::test]

@@ -390,17 +390,21 @@ pub fn start_dynamodb_in(port: u16, dir: Option<&Path>) -> Result<Service, Start
     start("DynamoDB Local", cmd, port, Duration::from_secs(60))
 }
 
-/// moto's server (SQS, S3, SSM, EventBridge, SNS) on 127.0.0.1:`port`.
+/// moto's server (SQS, S3, SSM, EventBridge, SNS, CloudFormation,
+/// CloudWatch) on 127.0.0.1:`port`.
 pub fn start_moto(port: u16) -> Result<Service, StartError> {
     start_moto_on("127.0.0.1", port)
 }
 
 /// moto's server on `host`:`port` (`0.0.0.0` lets `sam local`'s containers
-/// reach it through the Docker host, as they reach DynamoDB Local).
+/// reach it through the Docker host, as they reach DynamoDB Local), with
+/// the CloudFormation alarms moto lacks (`moto_server.py`).
 pub fn start_moto_on(host: &str, port: u16) -> Result<Service, StartError> {
-    let bin = installed("moto_server", tools_dir().join("venv/bin/moto_server"))?;
-    let mut cmd = Command::new(bin);
-    cmd.args(["-H", host, "-p"]).arg(port.to_string());
+    installed("moto_server", tools_dir().join("venv/bin/moto_server"))?;
+    let python = installed("moto's python", tools_dir().join("venv/bin/python"))?;
+    let mut cmd = Command::new(python);
+    cmd.args(["-c", include_str!("moto_server.py"), "-H", host, "-p"])
+        .arg(port.to_string());
     start("moto server", cmd, port, Duration::from_secs(60))
 }
 

@@ -12,7 +12,16 @@
 use serde_json::{json, Map, Value};
 use std::io::Write;
 
+/// The namespace without `METRICS_NAMESPACE` (local runs, tests).
 pub const DEFAULT_NAMESPACE: &str = "SmartleadWebhooks";
+
+/// A deployed stack's namespace, one per stack: two stacks in one account
+/// (staging, production) share no metric and no alarm. template.yaml sets
+/// it as each function's `METRICS_NAMESPACE` (`!Sub
+/// SmartleadWebhooks/${AWS::StackName}`); `smartlead status` reads it.
+pub fn stack_namespace(stack: &str) -> String {
+    format!("{DEFAULT_NAMESPACE}/{stack}")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -74,7 +83,6 @@ impl Metrics {
         }
     }
 
-    /// `METRICS_NAMESPACE` (default `SmartleadWebhooks`); `METRICS_DISABLED=1` turns them off.
     /// Metrics whose lines are kept in the returned buffer, not printed.
     pub fn capturing(function: &str) -> (Metrics, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
         let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

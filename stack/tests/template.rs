@@ -775,6 +775,19 @@ mod hardening {
     /// A metric: namespace, name, dimensions.
     type Metric = (String, String, Vec<(String, Value)>);
 
+    /// The namespace of the stack's own metrics, as the template writes it.
+    fn stack_ns() -> String {
+        smartlead::metrics::stack_namespace("${AWS::StackName}")
+    }
+
+    /// A plain string, or the text of a `!Sub` (placeholders unresolved).
+    fn text(v: &Value) -> Option<String> {
+        match v {
+            Value::Tagged(t) if t.tag == "!Sub" => t.value.as_str().map(str::to_owned),
+            other => other.as_str().map(str::to_owned),
+        }
+    }
+
     /// Every metric an alarm reads.
     fn alarm_metrics(r: &Value) -> Vec<Metric> {
         let dims = |d: &Value| {
@@ -791,13 +804,13 @@ mod hardening {
         let p = &r["Properties"];
         let mut out = vec![];
         if let Some(name) = p["MetricName"].as_str() {
-            let ns = p["Namespace"].as_str().unwrap_or("").to_owned();
+            let ns = text(&p["Namespace"]).unwrap_or_default();
             out.push((ns, name.to_owned(), dims(&p["Dimensions"])));
         }
         for m in seq(&p["Metrics"]) {
             let m = &m["MetricStat"]["Metric"];
             if let Some(name) = m["MetricName"].as_str() {
-                let ns = m["Namespace"].as_str().unwrap_or("").to_owned();
+                let ns = text(&m["Namespace"]).unwrap_or_default();
                 out.push((ns, name.to_owned(), dims(&m["Dimensions"])));
             }
         }
@@ -834,7 +847,8 @@ mod hardening {
         assert!(ingest.contains(r#"count("Rejected", &[("Reason", r.code())])"#));
         assert!(consumer.contains(r#""RejectedEvents""#));
         let unauthorized = smartlead::app::ingest::Rejection::Unauthorized.code();
-        let ns = smartlead::metrics::DEFAULT_NAMESPACE;
+        let ns = stack_ns();
+        let ns = ns.as_str();
         assert!(
             !alarms_on(
                 &t,
@@ -928,10 +942,7 @@ mod hardening {
                 "{name}"
             );
             for m in seq(&p["MetricTransformations"]) {
-                assert_eq!(
-                    m["MetricNamespace"].as_str(),
-                    Some(smartlead::metrics::DEFAULT_NAMESPACE)
-                );
+                assert_eq!(text(&m["MetricNamespace"]), Some(stack_ns()), "{name}");
                 assert_eq!(m["MetricValue"].as_str(), Some("1"), "{name}");
                 assert_eq!(m["Unit"].as_str(), Some("Count"), "{name}");
                 let dims: Vec<(String, String)> = seq(&m["Dimensions"])
@@ -970,6 +981,78 @@ mod hardening {
                 r#"["AWS/Lambda", "Duration", "FunctionName", "${IngestFunction}", {"stat": "p50""#
             ),
             "the dashboard shows the ingest's latency"
+        );
+    }
+
+    /// The custom namespaces of the dashboard's graphs: a metric row's
+    /// first field, a SEARCH's schema (`{"Namespace",Dimension,...}`).
+    fn dashboard_namespaces(t: &Template) -> Vec<String> {
+        let body = &t.props("Dashboard").unwrap()["DashboardBody"];
+        let Value::Tagged(sub) = body else {
+            panic!("the dashboard body is a !Sub: {body:?}")
+        };
+        let text = sub.value.as_sequence().map_or(&sub.value, |s| &s[0]);
+        let json: serde_json::Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
+        let mut out = vec![];
+        for w in json["widgets"].as_array().unwrap() {
+            for row in w["properties"]["metrics"].as_array().into_iter().flatten() {
+                let first = &row[0];
+                if let Some(ns) = first.as_str().filter(|s| !s.starts_with('.')) {
+                    out.push(ns.to_owned());
+                }
+                if let Some(e) = first["expression"].as_str() {
+                    let schema = e.split_once('{').and_then(|(_, r)| r.split_once(','));
+                    let ns = schema.map(|(ns, _)| ns.trim_matches('"').to_owned());
+                    out.push(ns.unwrap_or_else(|| panic!("no metric schema in {e}")));
+                }
+            }
+        }
+        out.retain(|ns| !ns.starts_with("AWS/"));
+        out
+    }
+
+    /// Issue 22, item 9: two stacks in one account (staging, production)
+    /// must share no custom metric and no alarm. A metric is its namespace,
+    /// name and dimensions
+    /// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_concepts.html,
+    /// "Namespaces" and "Dimensions"): with one fixed namespace and only
+    /// `Function` dimensions, a staging stack's failures fired production's
+    /// alarms. Every custom namespace the template names (metric filters,
+    /// alarms, the dashboard) is the one the functions publish in (their
+    /// `METRICS_NAMESPACE`, which `smartlead status` reads too), and it
+    /// holds the stack's name.
+    #[test]
+    fn every_custom_metric_is_in_the_stacks_own_namespace() {
+        let t = t();
+        let want = stack_ns();
+        assert!(want.contains("${AWS::StackName}"), "{want}");
+        for (f, _) in super::tests::deployed_env() {
+            let env = &t.props(f).unwrap()["Environment"]["Variables"];
+            assert_eq!(text(&env["METRICS_NAMESPACE"]), Some(want.clone()), "{f}");
+        }
+        let mut filters = 0;
+        for (name, r) in of_type(&t, "AWS::Logs::MetricFilter") {
+            for m in seq(&r["Properties"]["MetricTransformations"]) {
+                assert_eq!(text(&m["MetricNamespace"]), Some(want.clone()), "{name}");
+                filters += 1;
+            }
+        }
+        let mut alarms = 0;
+        for (name, r) in of_type(&t, "AWS::CloudWatch::Alarm") {
+            for (ns, m, _) in alarm_metrics(r) {
+                if !ns.starts_with("AWS/") {
+                    assert_eq!(ns, want, "{name}: {m}");
+                    alarms += 1;
+                }
+            }
+        }
+        let dashboard = dashboard_namespaces(&t);
+        for ns in &dashboard {
+            assert_eq!(*ns, want, "the dashboard");
+        }
+        assert!(
+            filters >= 3 && alarms >= 9 && dashboard.len() >= 3,
+            "{filters} filters, {alarms} alarm metrics, {dashboard:?}"
         );
     }
 
@@ -1066,7 +1149,8 @@ mod hardening {
             Some("DedupTtlDays")
         );
         // GapsFound > 0 notifies the alarm topic; the code emits it.
-        let ns = smartlead::metrics::DEFAULT_NAMESPACE;
+        let ns = stack_ns();
+        let ns = ns.as_str();
         assert_eq!(
             alarms_on(&t, ns, "GapsFound", &[("Function", "reconcile")]),
             ["ReconcileGapsAlarm"]

@@ -233,7 +233,8 @@ fn refresh_every(env: &Env) -> Duration {
     )
 }
 
-/// `METRICS_NAMESPACE` (default `SmartleadWebhooks`); `METRICS_DISABLED`
+/// `METRICS_NAMESPACE` (the template sets the stack's own,
+/// [`crate::metrics::stack_namespace`]; default `SmartleadWebhooks`); `METRICS_DISABLED`
 /// (`1`/`true`, local runs) writes no metric lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
