@@ -55,8 +55,8 @@ fn after(wait: Duration) -> Instant {
 }
 
 /// The wait after the `misses`-th failed read with no value: 1 s doubled
-/// each time, at most `every` (1 s at least), of which the second half is random (so
-/// instances started together do not retry together).
+/// each time, at most `every` (1 s at least), of which the second half is
+/// random (so instances started together do not retry together).
 fn backoff(misses: u32, every: Duration) -> Duration {
     let base = FIRST_RETRY
         .saturating_mul(1 << misses.saturating_sub(1).min(20))
