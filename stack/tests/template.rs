@@ -923,7 +923,12 @@ mod hardening {
         assert!(ssm.contains(r#"&[("Effect", effect)],"#));
         assert!(ssm.contains(r#"&[("SecretReadFailures", 1.0, Unit::Count)],"#));
         assert_eq!(
-            alarms_on(&t, &stack_ns(), "SecretReadFailures", &[("Function", "consumer")]),
+            alarms_on(
+                &t,
+                &stack_ns(),
+                "SecretReadFailures",
+                &[("Function", "consumer")]
+            ),
             ["SecretReadFailuresAlarm"]
         );
     }
