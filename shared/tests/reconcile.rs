@@ -1006,3 +1006,61 @@ async fn an_event_the_transactional_design_applied_is_stored_by_its_marker() {
     assert!(report.gaps.is_empty(), "{:#?}", report.gaps);
     assert_eq!(report.backfilled, 0);
 }
+
+/// Issue 22 (12): the scheduled reconcile read its API key once, at cold
+/// start, so after a rotation a warm instance called SmartLead with the
+/// old key (401) until it was recycled. Wired as the function wires it
+/// (`wire::reconcile` from its environment, SSM and SQS on moto), a run
+/// after the parameter changed and `SECRET_REFRESH_SECONDS` passed sends
+/// the new key.
+#[tokio::test]
+async fn a_warm_scheduled_run_uses_the_rotated_api_key() {
+    use smartlead::config::FromEnv;
+    let s = http::server().await;
+    http::route(&s, "GET /api/v1/campaigns", "[]").await;
+    let moto = common::moto().endpoint();
+    let ssm = aws_sdk_ssm::Client::new(&smartlead::adapters::aws::local_sdk_config(&moto).await);
+    let param = format!("/{}/smartlead-key", common::unique("recon"));
+    let put = |value: &'static str| {
+        ssm.put_parameter()
+            .name(&param)
+            .value(value)
+            .overwrite(true)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+    };
+    put("key-1").await.expect("put");
+    let table = common::unique("state");
+    common::store_at(&common::dynamodb().endpoint(), &table).await;
+    let sdk = common::sdk_with_endpoints(
+        &common::dynamodb().endpoint(),
+        &[("SSM", moto.clone()), ("SQS", moto.clone())],
+    )
+    .await;
+    let queue_url =
+        common::new_queue(&smartlead::aws_sdk_sqs::Client::new(&sdk), "recon-key").await;
+    let base = format!("{}/api/v1", s.uri());
+    let env = smartlead::config::Env::from_pairs(&[
+        ("TABLE_NAME", &table),
+        ("QUEUE_URL", &queue_url),
+        ("SMARTLEAD_API_KEY_PARAM", &param),
+        ("SMARTLEAD_API_BASE", &base),
+        ("SECRET_REFRESH_SECONDS", "1"),
+        ("METRICS_DISABLED", "1"),
+    ]);
+    let config = smartlead::config::ReconcileConfig::from_env(env).expect("config");
+    let job = smartlead::adapters::aws::wire::reconcile(&sdk, config)
+        .await
+        .expect("wired");
+    let deadline = || Instant::now() + Duration::from_secs(30);
+    job.run(deadline()).await.expect("first run");
+    put("key-2").await.expect("rotate");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    job.run(deadline()).await.expect("run after the rotation");
+    let keys: Vec<Option<String>> = requests(&s)
+        .await
+        .iter()
+        .map(|r| http::query_param(r, "api_key"))
+        .collect();
+    assert_eq!(keys, [Some("key-1".into()), Some("key-2".into())]);
+}

@@ -912,6 +912,27 @@ mod hardening {
         }
     }
 
+    /// Issue 22 (8): the consumer starts without a Slack URL or SmartLead
+    /// API key it cannot read from SSM; each failed read is counted (by
+    /// `Effect`, rolled up by `Function`) and alarmed.
+    #[test]
+    fn unreadable_optional_parameters_raise_an_alarm() {
+        let t = t();
+        let root = stack::workspace_root();
+        let ssm = std::fs::read_to_string(root.join("shared/src/adapters/aws/ssm.rs")).unwrap();
+        assert!(ssm.contains(r#"&[("Effect", effect)],"#));
+        assert!(ssm.contains(r#"&[("SecretReadFailures", 1.0, Unit::Count)],"#));
+        assert_eq!(
+            alarms_on(
+                &t,
+                &stack_ns(),
+                "SecretReadFailures",
+                &[("Function", "consumer")]
+            ),
+            ["SecretReadFailuresAlarm"]
+        );
+    }
+
     /// Issue 14: the ingest's queued webhooks print a short record line and
     /// no EMF document; metric filters on its log group publish `Received`
     /// and `Queued` (by `Function`, and by `Function` and `EventType` for the

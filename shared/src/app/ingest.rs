@@ -141,9 +141,14 @@ impl Secret {
         self.keys.refresh_if_due().await
     }
 
+    /// The live secrets (always there: the ingest does not start without).
+    fn keys(&self) -> std::sync::Arc<Keys> {
+        self.keys.current().unwrap_or_default()
+    }
+
     /// How many secrets are live (2 during a rotation).
     pub fn live(&self) -> usize {
-        self.keys.current().len()
+        self.keys().len()
     }
 
     /// A token as it arrived in the path: API Gateway's HTTP API hands the
@@ -170,10 +175,7 @@ impl Secret {
     /// constant time).
     pub fn matches(&self, candidate: &str) -> bool {
         let d: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
-        self.keys
-            .current()
-            .iter()
-            .fold(false, |any, k| any | k.matches(&d))
+        self.keys().iter().fold(false, |any, k| any | k.matches(&d))
     }
 
     /// Checks `sha256=<hex>` against HMAC-SHA256(secret, body), for each
@@ -184,7 +186,7 @@ impl Secret {
         let Ok(sig) = hex::decode(hex_sig) else {
             return false;
         };
-        self.keys.current().iter().fold(false, |any, k| {
+        self.keys().iter().fold(false, |any, k| {
             let ok = Hmac::<Sha256>::new_from_slice(&k.raw).is_ok_and(|mut mac| {
                 mac.update(body);
                 mac.verify_slice(&sig).is_ok()
@@ -195,7 +197,7 @@ impl Secret {
 
     /// `sha256=<hex>` for `body` with the current secret (for tests and clients).
     pub fn sign(&self, body: &[u8]) -> String {
-        let keys = self.keys.current();
+        let keys = self.keys();
         let raw = keys.first().map(|k| k.raw.as_slice()).unwrap_or_default();
         let mut mac = Hmac::<Sha256>::new_from_slice(raw).expect("HMAC takes any key length");
         mac.update(body);

@@ -467,6 +467,8 @@ pub struct ReconcileConfig {
     pub lookback_hours: u64,
     /// `DEDUP_TTL_DAYS` (default 100).
     pub dedup_ttl_days: u64,
+    /// `SECRET_REFRESH_SECONDS`: the API key is re-read as the consumer's.
+    pub refresh: Duration,
     pub metrics: MetricsConfig,
 }
 
@@ -478,6 +480,7 @@ impl FromEnv for ReconcileConfig {
                 env.fail(ConfigError::Missing("SMARTLEAD_API_KEY_PARAM"));
                 SecretSource::Fixed(String::new())
             });
+        let from_ssm = matches!(api_key, SecretSource::Ssm(_));
         ReconcileConfig {
             table: env.required_var("TABLE_NAME"),
             queue_url: env.required_var("QUEUE_URL"),
@@ -488,6 +491,7 @@ impl FromEnv for ReconcileConfig {
                 "DEDUP_TTL_DAYS",
                 crate::adapters::aws::dynamodb::DEFAULT_DEDUP_TTL_DAYS,
             ),
+            refresh: env.checked_if(from_ssm, refresh_every),
             metrics: MetricsConfig::from_env(env),
         }
     }

@@ -5,7 +5,11 @@
 //! A [`Refreshing`] value is re-read at most every `every` (env
 //! `SECRET_REFRESH_SECONDS`, default 300), by one task at a time, while the
 //! others keep using the current value. A failed re-read keeps the last good
-//! value and logs the failure (never the value).
+//! value and logs the failure (never the value); the next try is an interval
+//! later. A value that could not be read at all ([`Refreshing::unread`]: an
+//! optional integration's parameter missing, denied or throttled at cold
+//! start) is tried again with backoff: after 1 s, 2 s, 4 s, ... (with
+//! jitter, at most `every`), until a read succeeds.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,13 +18,24 @@ use std::time::{Duration, Instant};
 
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 
+/// The first wait after a read that left no value; doubled each time.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
 /// Reads the value again.
 pub type Loader<T> =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<T, String>> + Send>> + Send + Sync>;
 
+struct Slot<T> {
+    value: Option<Arc<T>>,
+    /// When the next read is due.
+    due: Instant,
+    /// Reads failed in a row with no value to keep (the backoff's step).
+    misses: u32,
+}
+
 pub struct Refreshing<T> {
     what: &'static str,
-    value: RwLock<(Arc<T>, Instant)>,
+    slot: RwLock<Slot<T>>,
     every: Duration,
     load: Option<Loader<T>>,
     busy: tokio::sync::Mutex<()>,
@@ -32,68 +47,111 @@ impl<T> std::fmt::Debug for Refreshing<T> {
     }
 }
 
+/// `now + wait`, however long the wait (capped at ten years).
+fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait.min(Duration::from_secs(10 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
+/// The wait after the `misses`-th failed read with no value: 1 s doubled
+/// each time, at most `every` (1 s at least), of which the second half is
+/// random (so instances started together do not retry together).
+fn backoff(misses: u32, every: Duration) -> Duration {
+    let base = FIRST_RETRY
+        .saturating_mul(1 << misses.saturating_sub(1).min(20))
+        .min(every.max(FIRST_RETRY));
+    let half = base / 2;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let span = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+    half + Duration::from_nanos(nanos % span.saturating_add(1))
+}
+
 impl<T: Send + Sync + 'static> Refreshing<T> {
-    /// A value that never changes (local runs, tests).
-    pub fn fixed(value: T) -> Refreshing<T> {
+    fn with(
+        what: &'static str,
+        value: Option<T>,
+        every: Duration,
+        load: Option<Loader<T>>,
+    ) -> Self {
+        let misses = u32::from(value.is_none());
+        let due = match value {
+            Some(_) => after(every),
+            None => after(backoff(misses, every)),
+        };
         Refreshing {
-            what: "fixed",
-            value: RwLock::new((Arc::new(value), Instant::now())),
-            every: Duration::MAX,
-            load: None,
+            what,
+            slot: RwLock::new(Slot {
+                value: value.map(Arc::new),
+                due,
+                misses,
+            }),
+            every,
+            load,
             busy: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// A value that never changes (local runs, tests).
+    pub fn fixed(value: T) -> Refreshing<T> {
+        Refreshing::with("fixed", Some(value), Duration::MAX, None)
     }
 
     /// `initial` (just read), re-read with `load` at most every `every`.
     pub fn new(what: &'static str, initial: T, every: Duration, load: Loader<T>) -> Refreshing<T> {
-        Refreshing {
-            what,
-            value: RwLock::new((Arc::new(initial), Instant::now())),
-            every,
-            load: Some(load),
-            busy: tokio::sync::Mutex::new(()),
-        }
+        Refreshing::with(what, Some(initial), every, Some(load))
     }
 
-    /// The value now, without re-reading.
-    pub fn current(&self) -> Arc<T> {
-        match self.value.read() {
-            Ok(v) => v.0.clone(),
-            Err(poisoned) => poisoned.into_inner().0.clone(),
-        }
+    /// No value yet (the first read failed): read with `load` after a
+    /// backoff until a read succeeds, then every `every`.
+    pub fn unread(what: &'static str, every: Duration, load: Loader<T>) -> Refreshing<T> {
+        Refreshing::with(what, None, every, Some(load))
     }
 
-    fn fetched_at(&self) -> Instant {
-        match self.value.read() {
-            Ok(v) => v.1,
-            Err(poisoned) => poisoned.into_inner().1,
-        }
+    fn slot(&self) -> std::sync::RwLockReadGuard<'_, Slot<T>> {
+        self.slot.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn store(&self, value: Option<T>) {
-        let mut v = match self.value.write() {
-            Ok(v) => v,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+    /// The value now, without re-reading; `None` while none could be read.
+    pub fn current(&self) -> Option<Arc<T>> {
+        self.slot().value.clone()
+    }
+
+    fn is_due(&self) -> bool {
+        Instant::now() >= self.slot().due
+    }
+
+    /// Keeps a value just read (`Some`) or counts a failed read.
+    fn store(&self, value: Option<T>) -> Duration {
+        let mut s = self.slot.write().unwrap_or_else(|p| p.into_inner());
         if let Some(value) = value {
-            v.0 = Arc::new(value);
+            s.value = Some(Arc::new(value));
+            s.misses = 0;
+        } else if s.value.is_none() {
+            s.misses = s.misses.saturating_add(1);
         }
-        v.1 = Instant::now();
+        let wait = match s.value {
+            Some(_) => self.every,
+            None => backoff(s.misses, self.every),
+        };
+        s.due = after(wait);
+        wait
     }
 
-    /// Re-reads the value when it is older than `every` and no other task
-    /// is re-reading it.
+    /// Re-reads the value when it is due and no other task is re-reading it.
     pub async fn refresh_if_due(&self) {
         let Some(load) = &self.load else {
             return;
         };
-        if self.fetched_at().elapsed() < self.every {
+        if !self.is_due() {
             return;
         }
         let Ok(_guard) = self.busy.try_lock() else {
             return;
         };
-        if self.fetched_at().elapsed() < self.every {
+        if !self.is_due() {
             return;
         }
         match load().await {
@@ -102,19 +160,22 @@ impl<T: Send + Sync + 'static> Refreshing<T> {
                 tracing::debug!(what = self.what, "re-read");
             }
             Err(error) => {
-                // Try again after another interval, not on every request.
-                self.store(None);
+                // Try again later, not on every request.
+                let had_value = self.current().is_some();
+                let retry_in = self.store(None);
                 tracing::warn!(
                     what = self.what,
                     error = %error,
-                    "re-reading failed; keeping the last good value"
+                    had_value,
+                    retry_in_secs = retry_in.as_secs_f64(),
+                    "re-reading failed; keeping the last good value, if any"
                 );
             }
         }
     }
 
-    /// The value, re-read first when due.
-    pub async fn get(&self) -> Arc<T> {
+    /// The value, re-read first when due; `None` while none could be read.
+    pub async fn get(&self) -> Option<Arc<T>> {
         self.refresh_if_due().await;
         self.current()
     }
@@ -124,6 +185,10 @@ impl<T: Send + Sync + 'static> Refreshing<T> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    async fn got(r: &Refreshing<String>) -> String {
+        r.get().await.map(|v| (*v).clone()).unwrap_or_default()
+    }
 
     #[tokio::test]
     async fn re_reads_at_most_every_interval_and_keeps_the_last_good_value() {
@@ -141,20 +206,58 @@ mod tests {
         });
         // An interval far longer than any stall between two statements here.
         let r = Refreshing::new("test", "first".to_owned(), Duration::from_secs(2), load);
-        assert_eq!(*r.get().await, "first", "fresh: not re-read");
+        assert_eq!(got(&r).await, "first", "fresh: not re-read");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        assert_eq!(*r.get().await, "second");
-        assert_eq!(*r.get().await, "second", "once per interval");
+        assert_eq!(got(&r).await, "second");
+        assert_eq!(got(&r).await, "second", "once per interval");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        assert_eq!(*r.get().await, "second", "a failed re-read keeps the value");
-        assert_eq!(*r.get().await, "second", "and waits an interval to retry");
+        assert_eq!(got(&r).await, "second", "a failed re-read keeps the value");
+        assert_eq!(got(&r).await, "second", "and waits an interval to retry");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        assert_eq!(*r.get().await, "third");
+        assert_eq!(got(&r).await, "third");
         let fixed = Refreshing::fixed(1);
-        assert_eq!(*fixed.get().await, 1);
+        assert_eq!(fixed.get().await.as_deref(), Some(&1));
         assert!(!format!("{r:?}").contains("third"), "never shows the value");
+    }
+
+    /// An optional integration's parameter missing at cold start: no value,
+    /// read again after 0.5-1 s, 1-2 s, 2-4 s (capped at the interval), not
+    /// on every call; once a read succeeds, the value is kept and re-read
+    /// every interval.
+    #[tokio::test]
+    async fn an_unread_value_is_read_again_with_backoff_until_it_is_there() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let load: Loader<String> = Arc::new(move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                match n {
+                    0 => Err("ParameterNotFound".to_owned()),
+                    _ => Ok("there".to_owned()),
+                }
+            })
+        });
+        let r = Refreshing::unread("test", Duration::from_secs(3), load);
+        assert_eq!(r.get().await, None);
+        assert_eq!(r.get().await, None, "not read again at once");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+        assert_eq!(r.get().await, None, "the first retry fails too");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(r.get().await, None, "and backs off");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(2050)).await;
+        assert_eq!(got(&r).await, "there");
+        assert_eq!(got(&r).await, "there");
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "then read every interval");
+        for misses in 1..40 {
+            let b = backoff(misses, Duration::from_secs(300));
+            assert!(b <= Duration::from_secs(300), "{misses}: {b:?}");
+            assert!(b >= Duration::from_millis(500), "{misses}: {b:?}");
+        }
+        assert!(backoff(1, Duration::ZERO) >= Duration::from_millis(500));
     }
 }

@@ -56,3 +56,40 @@ pub fn json_logs(
 pub fn payload(name: &str) -> String {
     test_support::fixture("payloads", name)
 }
+
+/// `AWS_ENDPOINT_URL_<SERVICE>` as the SDK reads it from a function's
+/// environment (in the test process, whose environment is shared).
+#[derive(Debug)]
+struct ServiceEndpoints(Vec<(&'static str, String)>);
+
+impl aws_types::service_config::LoadServiceConfig for ServiceEndpoints {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        if key.env() != "AWS_ENDPOINT_URL" {
+            return None;
+        }
+        self.0
+            .iter()
+            .find(|(service, _)| service.eq_ignore_ascii_case(key.service_id()))
+            .map(|(_, url)| url.clone())
+    }
+}
+
+/// The SDK configuration of a function whose environment sets
+/// `AWS_ENDPOINT_URL=<default>` and `AWS_ENDPOINT_URL_<SERVICE>` for each of
+/// `services` (service ids such as `SSM`, `SQS`), as the local stack points
+/// the functions at DynamoDB Local and moto.
+pub async fn sdk_with_endpoints(
+    default: &str,
+    services: &[(&'static str, String)],
+) -> smartlead::adapters::aws::SdkConfig {
+    let mut b = smartlead::adapters::aws::local_sdk_config(default)
+        .await
+        .into_builder();
+    // Set as from the environment, not in code: a service's own wins.
+    b.insert_origin(
+        "endpoint_url",
+        aws_types::origin::Origin::shared_environment_variable(),
+    );
+    b.set_service_config(Some(ServiceEndpoints(services.to_vec())));
+    b.build()
+}

@@ -1,9 +1,12 @@
 //! SSM Parameter Store: the secrets (webhook secret, Slack URL, SmartLead
 //! API key) as SecureStrings, read at cold start and re-read now and then
-//! ([`crate::config::refresh`]).
+//! ([`crate::config::refresh`]). The ingest's webhook secret and the
+//! reconcile's API key are needed to start; the consumer's optional
+//! integrations' ([`optional`]) are not.
 
 use crate::config::refresh::{Loader, Refreshing};
 use crate::config::{ConfigError, SecretSource};
+use crate::metrics::{Metrics, Unit};
 use aws_config::SdkConfig;
 use std::time::Duration;
 
@@ -48,6 +51,52 @@ pub async fn resolve(
         SecretSource::Ssm(name) => {
             let value = secure_string(cfg, name).await?;
             Ok(Refreshing::new(what, value, every, loader(cfg, name)))
+        }
+    }
+}
+
+/// An optional integration's secret (the consumer's Slack URL, hygiene's
+/// API key): as [`resolve`], but a parameter that cannot be read (missing,
+/// denied, throttled: GetParameter allows 40 requests a second per account
+/// and region by default, and every cold start reads it) does not stop the
+/// cold start, so the state of every event is still applied. The value
+/// stays unread and is read again with backoff ([`Refreshing::unread`]);
+/// meanwhile the integration's effects fail as transient (retried by SQS).
+/// Every failed read counts `SecretReadFailures` by `Effect`.
+pub async fn optional(
+    cfg: &SdkConfig,
+    source: &SecretSource,
+    (what, effect): (&'static str, &'static str),
+    every: Duration,
+    metrics: &Metrics,
+) -> Refreshing<String> {
+    let name = match source {
+        SecretSource::Fixed(value) => return Refreshing::fixed(value.clone()),
+        SecretSource::Ssm(name) => name,
+    };
+    let (read, metrics) = (loader(cfg, name), metrics.clone());
+    let load: Loader<String> = std::sync::Arc::new(move || {
+        let (read, metrics) = (read.clone(), metrics.clone());
+        Box::pin(async move {
+            let r = read().await;
+            if r.is_err() {
+                metrics.emit(
+                    &[("Effect", effect)],
+                    &[("SecretReadFailures", 1.0, Unit::Count)],
+                );
+            }
+            r
+        })
+    });
+    match load().await {
+        Ok(value) => Refreshing::new(what, value, every, load),
+        Err(error) => {
+            tracing::error!(
+                what,
+                error = %error,
+                "could not read the parameter: starting without it, reading it again with backoff"
+            );
+            Refreshing::unread(what, every, load)
         }
     }
 }

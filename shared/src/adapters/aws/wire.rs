@@ -62,8 +62,10 @@ pub async fn ingest(
     })
 }
 
-/// The consumer's side effects, each on only when configured.
-pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig) -> Result<Effects, ConfigError> {
+/// The consumer's side effects, each on only when configured. The Slack
+/// URL and the SmartLead API key are optional: one that cannot be read
+/// leaves its effect waiting, never the consumer ([`ssm::optional`]).
+pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig, metrics: &Metrics) -> Effects {
     let mut effects = Effects {
         alerts: config.alerts.clone(),
         ..Effects::default()
@@ -75,7 +77,8 @@ pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig) -> Result<Effects
         }));
     }
     if let Some(source) = &config.slack {
-        let url = ssm::resolve(sdk, source, "Slack URL", config.refresh).await?;
+        let what = ("Slack URL", crate::app::effects::SLACK);
+        let url = ssm::optional(sdk, source, what, config.refresh, metrics).await;
         effects
             .notifiers
             .push(Box::new(SlackNotifier::refreshing(url)));
@@ -87,7 +90,8 @@ pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig) -> Result<Effects
         }));
     }
     if let Some(h) = &config.hygiene {
-        let key = ssm::resolve(sdk, &h.api_key, "SmartLead API key", config.refresh).await?;
+        let what = ("SmartLead API key", crate::app::effects::HYGIENE);
+        let key = ssm::optional(sdk, &h.api_key, what, config.refresh, metrics).await;
         effects.notifiers.push(Box::new(Hygiene {
             api: Api::new(&h.api_base, "")
                 .with_key(key)
@@ -96,7 +100,7 @@ pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig) -> Result<Effects
             soft_bounces: h.soft_bounces,
         }));
     }
-    Ok(effects)
+    effects
 }
 
 /// The consumer function's service.
@@ -109,13 +113,14 @@ pub async fn consumer(
     // Messages from before an upgrade may have been applied by the
     // transactional design: its markers say so.
     store.legacy_markers = true;
+    let metrics = Metrics::from_config(&config.metrics, "consumer");
     Ok(Consumer {
         store,
         blobs: Some(s3::client(sdk, config.s3_path_style)),
         weights: config.weights,
         concurrency: config.concurrency,
-        metrics: Metrics::from_config(&config.metrics, "consumer"),
-        effects: effects(sdk, &config).await?,
+        effects: effects(sdk, &config, &metrics).await,
+        metrics,
         time_window: config.time_window,
     })
 }
@@ -125,12 +130,11 @@ pub async fn reconcile(
     sdk: &SdkConfig,
     config: ReconcileConfig,
 ) -> Result<crate::app::reconcile::Scheduled, ConfigError> {
-    let key = match &config.api_key {
-        SecretSource::Fixed(k) => k.clone(),
-        SecretSource::Ssm(name) => ssm::secure_string(sdk, name).await?,
-    };
+    // Needed to start (the job is nothing without it); re-read as the
+    // consumer's, so a rotated key reaches a warm instance.
+    let key = ssm::resolve(sdk, &config.api_key, "SmartLead API key", config.refresh).await?;
     Ok(crate::app::reconcile::Scheduled {
-        api: Api::new(&config.api_base, &key),
+        api: Api::new(&config.api_base, "").with_key(key),
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table),
         queue: SqsQueue {
             client: aws_sdk_sqs::Client::new(sdk),

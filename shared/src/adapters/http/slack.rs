@@ -43,7 +43,13 @@ impl Notifier for SlackNotifier {
         deadline: Instant,
     ) -> Result<(), EffectError> {
         let body = Alert::from_event(ev, key).slack();
-        let url = self.url.get().await;
+        let Some(url) = self.url.get().await else {
+            // The parameter could not be read yet (it is read again with
+            // backoff): the alert waits, the event's state does not.
+            return Err(EffectError::Transient(
+                "Slack: the webhook URL parameter could not be read yet".into(),
+            ));
+        };
         loop {
             let Some(timeout) = crate::adapters::http::timeout_until(self.timeout, deadline) else {
                 return Err(EffectError::Transient(

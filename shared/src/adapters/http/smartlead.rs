@@ -289,7 +289,11 @@ impl Api {
             what: what.clone(),
             reason,
         };
-        let key = self.key.get().await;
+        let Some(key) = self.key.get().await else {
+            return Err(unavailable(
+                "the API key parameter could not be read yet".into(),
+            ));
+        };
         let mut attempt = 0u32;
         loop {
             attempt += 1;
