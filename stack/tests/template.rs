@@ -1102,6 +1102,61 @@ mod hardening {
         assert_eq!(reserved(&[("IngestReservedConcurrency", "5")]), Some(5.0));
     }
 
+    /// Since October 2025 a new Function URL needs both
+    /// `lambda:InvokeFunctionUrl` and `lambda:InvokeFunction` in the
+    /// function's resource policy, or every request gets 403
+    /// (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html). The
+    /// second is limited to calls through the URL (`InvokedViaFunctionUrl`):
+    /// nobody may invoke the function directly.
+    #[test]
+    fn a_function_url_is_granted_both_invoke_actions_and_only_through_the_url() {
+        let t = t();
+        let url = t.resource("IngestFunctionUrl").unwrap();
+        assert_eq!(url["Properties"]["AuthType"], "NONE");
+        let url_condition = &url["Condition"];
+        assert_eq!(*url_condition, "HasFunctionUrl");
+        let grants: Vec<(String, &Value)> = of_type(&t, "AWS::Lambda::Permission")
+            .into_iter()
+            .filter(|(_, r)| {
+                target(&r["Properties"]["FunctionName"]).as_deref() == Some("IngestFunction")
+            })
+            .collect();
+        let granting = |action: &str| -> Vec<&Value> {
+            grants
+                .iter()
+                .filter(|(_, r)| r["Properties"]["Action"] == action)
+                .map(|(_, r)| *r)
+                .collect()
+        };
+        let url_grant = granting("lambda:InvokeFunctionUrl");
+        assert_eq!(url_grant.len(), 1, "one lambda:InvokeFunctionUrl grant");
+        assert_eq!(url_grant[0]["Properties"]["FunctionUrlAuthType"], "NONE");
+        let invoke = granting("lambda:InvokeFunction");
+        assert_eq!(
+            invoke.len(),
+            1,
+            "no lambda:InvokeFunction grant for the URL"
+        );
+        for g in [url_grant[0], invoke[0]] {
+            assert_eq!(
+                g["Condition"], *url_condition,
+                "granted whenever the URL exists"
+            );
+            assert_eq!(g["Properties"]["Principal"], "*");
+        }
+        assert_eq!(
+            invoke[0]["Properties"]["InvokedViaFunctionUrl"], true,
+            "lambda:InvokeFunction for anyone, not only through the URL"
+        );
+        for (name, r) in &grants {
+            let a = &r["Properties"]["Action"];
+            assert!(
+                *a == "lambda:InvokeFunctionUrl" || *a == "lambda:InvokeFunction",
+                "{name}: {a:?}"
+            );
+        }
+    }
+
     fn days(t: &Template, resource: &str) -> f64 {
         num(t, &t.props(resource).unwrap()["MessageRetentionPeriod"]) / 86_400.0
     }
