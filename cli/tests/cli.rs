@@ -525,7 +525,7 @@ async fn redrive_refuses_messages_older_than_their_dedup_markers_unless_forced()
             aws_only(&args).await
         }
     };
-    // A 20-day TTL: only what is younger than 15 days moves.
+    // A 20-day TTL: only what is younger than 5 days (20 less the margin, 15) moves.
     let o = run(&["--dedup-ttl-days", "20"]).await;
     assert!(!o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -561,7 +561,7 @@ async fn redrive_reads_the_dedup_ttl_from_the_stack() {
     let sqs = sqs().await;
     let stack = format!("cli-ttl-stack-{}", std::process::id());
     let [queue, dlq] = stack_queues();
-    create_stack(&cfg, &stack, &[queue, dlq, ("DedupTtlDays", json!("10"))]).await;
+    create_stack(&cfg, &stack, &[queue, dlq, ("DedupTtlDays", json!("20"))]).await;
     let o = aws_sdk_cloudformation::Client::new(&cfg)
         .describe_stacks()
         .stack_name(&stack)
@@ -578,11 +578,11 @@ async fn redrive_reads_the_dedup_ttl_from_the_stack() {
             .to_owned()
     };
     let (queue, dlq) = (url("QueueUrl"), url("DeadLetterQueueUrl"));
-    // 10 days less the 5-day margin: the 7-day-old message stays.
+    // 20 days less the 15-day margin: the 7-day-old message stays.
     old_messages(&sqs, &dlq, &[1, 7]).await;
     let o = aws_only(&["redrive", "--stack", &stack]).await;
     assert_moved_and_refused(&o, 1, 1);
-    assert!(text(&o).contains("TTL, 10 days"), "{}", text(&o));
+    assert!(text(&o).contains("TTL, 20 days"), "{}", text(&o));
     assert_eq!(depth(&sqs, &queue).await, "1");
     assert_eq!(depth(&sqs, &dlq).await, "1");
 }

@@ -1212,6 +1212,105 @@ mod hardening {
         assert_eq!(target(out).as_deref(), Some("DedupTtlDays"));
     }
 
+    /// Days a claim-checked body (`raw/`, ingest.rs) is kept with
+    /// `DedupTtlDays` = `ttl`: the shortest expiry of the lifecycle rules
+    /// that reach it. S3 expires an object no earlier than its days after
+    /// creation (rounded up to midnight UTC):
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html
+    fn body_days(t: &Template, ttl: &str) -> f64 {
+        let rules = &t.props("ClaimCheckBucket").unwrap()["LifecycleConfiguration"]["Rules"];
+        seq(rules)
+            .into_iter()
+            .filter(|r| r["Status"] == "Enabled" && !r["ExpirationInDays"].is_null())
+            .filter(|r| {
+                let p = scalar(&r["Prefix"])
+                    .or_else(|| scalar(&r["Filter"]["Prefix"]))
+                    .unwrap_or_default();
+                "raw/x".starts_with(&p) || p.starts_with("raw/")
+            })
+            .map(|r| {
+                let v = eval(t, &[("DedupTtlDays", ttl)], &r["ExpirationInDays"]);
+                num(t, &v.expect("expiration days"))
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// A body over the SQS limit waits in S3 while its message is away:
+    /// every way the message comes back must end before the body expires,
+    /// whatever `DedupTtlDays` the stack is given.
+    #[test]
+    fn claim_checked_bodies_outlive_every_way_a_message_comes_back() {
+        let t = t();
+        let ingest =
+            std::fs::read_to_string(stack::workspace_root().join("shared/src/app/ingest.rs"))
+                .unwrap();
+        assert!(
+            ingest.contains(r#"format!("raw/"#),
+            "bodies moved out of raw/"
+        );
+        let queue = days(&t, "WebhookQueue");
+        let dlq = days(&t, "DeadLetterQueue");
+        let archive = bound(&t, "ArchiveRetentionDays", "MaxValue");
+        let min_ttl = bound(&t, "DedupTtlDays", "MinValue").to_string();
+        let default_ttl = t.default("DedupTtlDays").unwrap();
+        for ttl in [min_ttl.as_str(), default_ttl.as_str(), "400"] {
+            let body = body_days(&t, ttl);
+            assert!(body.is_finite(), "no lifecycle rule expires raw/");
+            // `smartlead redrive`'s window (the code's), then the queue's wait.
+            let days_n: u64 = ttl.parse().unwrap();
+            let window =
+                smartlead::adapters::aws::redrive::max_age(days_n).as_secs() as f64 / 86_400.0;
+            for (way, last) in [
+                ("the queue", queue),
+                ("the DLQ, then a redrive", dlq + queue),
+                ("a redrive", window + queue),
+                ("an archive replay", archive),
+            ] {
+                assert!(
+                    last < body,
+                    "DedupTtlDays {ttl}: {way} brings a message back up to {last} days, its body expires after {body}"
+                );
+            }
+        }
+    }
+
+    /// A message no one receives (the event source mapping disabled or
+    /// broken) never reaches the DLQ: the queue keeps it SQS's most, 14
+    /// days, and the age alarm fires long before. The DLQ keeps a message's
+    /// first enqueue time (standard queues), so it must keep messages at
+    /// least as long as the queue:
+    /// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
+    #[test]
+    fn the_queue_keeps_messages_14_days_and_alarms_on_their_age_long_before() {
+        let t = t();
+        let queue = days(&t, "WebhookQueue");
+        assert_eq!(queue, 14.0, "the queue's retention");
+        assert!(days(&t, "DeadLetterQueue") >= queue);
+        let alarms = alarms_on(
+            &t,
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            &[("QueueName", "WebhookQueue")],
+        );
+        assert_eq!(alarms, ["QueueAgeAlarm"]);
+        let a = t.props("QueueAgeAlarm").unwrap();
+        assert_eq!(a["ComparisonOperator"], "GreaterThanThreshold");
+        assert_eq!(
+            target(&a["Threshold"]).as_deref(),
+            Some("QueueAgeAlarmSeconds")
+        );
+        // The latest it can fire: the highest threshold the stack accepts,
+        // held for the whole evaluation window.
+        let threshold = bound(&t, "QueueAgeAlarmSeconds", "MaxValue");
+        let window = num(&t, &a["Period"]) * num(&t, &a["EvaluationPeriods"]);
+        let fires_after = (threshold + window) / 86_400.0;
+        assert!(
+            fires_after <= queue / 10.0,
+            "QueueAgeAlarm may fire {fires_after} days in, of the queue's {queue}"
+        );
+        assert!(!seq(&a["AlarmActions"]).is_empty());
+    }
+
     /// `sam local` points the functions at the stand-ins through variables
     /// that exist only when `LocalEndpoint` is set (issue 15): deployed with
     /// the defaults, no function has a local secret, endpoint or switch,
