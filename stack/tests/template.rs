@@ -1274,6 +1274,75 @@ mod hardening {
         }
     }
 
+    /// checkov runs in scripts/test.sh; a check that does not fit this
+    /// design is skipped on its resource, never without its reason.
+    #[test]
+    fn every_checkov_skip_says_why() {
+        let t = t();
+        let mut skips = 0;
+        for (name, r) in t.0["Resources"].as_mapping().unwrap() {
+            for s in seq(&r["Metadata"]["checkov"]["skip"]) {
+                skips += 1;
+                let id = s["id"].as_str().unwrap_or_default();
+                assert!(id.starts_with("CKV_"), "{name:?}: skip {s:?}");
+                let why = s["comment"].as_str().unwrap_or_default();
+                assert!(
+                    why.len() >= 30,
+                    "{name:?}: {id} is skipped without a reason"
+                );
+            }
+        }
+        assert!(skips > 0, "no skip found: the metadata moved?");
+    }
+
+    /// The claim-check bucket is versioned (noncurrent versions expire too)
+    /// and logs access to a bucket of the stack's own, which lets S3's log
+    /// delivery write for this bucket and account only:
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html
+    #[test]
+    fn the_claim_check_bucket_is_versioned_and_logs_access_to_its_own_bucket() {
+        let t = t();
+        let b = t.props("ClaimCheckBucket").unwrap();
+        assert_eq!(b["VersioningConfiguration"]["Status"], "Enabled");
+        for (name, r) in of_type(&t, "AWS::S3::Bucket") {
+            let p = &r["Properties"];
+            if p["VersioningConfiguration"]["Status"] != "Enabled" {
+                continue;
+            }
+            for rule in seq(&p["LifecycleConfiguration"]["Rules"]) {
+                if !rule["ExpirationInDays"].is_null() {
+                    let days = &rule["NoncurrentVersionExpiration"]["NoncurrentDays"];
+                    assert!(
+                        !days.is_null(),
+                        "{name}: expired versions are kept for ever"
+                    );
+                }
+            }
+        }
+        let logs = target(&b["LoggingConfiguration"]["DestinationBucketName"])
+            .expect("the claim-check bucket logs access");
+        assert_eq!(t.resource(&logs).unwrap()["Type"], "AWS::S3::Bucket");
+        let prefix = b["LoggingConfiguration"]["LogFilePrefix"].as_str().unwrap();
+        let policy = of_type(&t, "AWS::S3::BucketPolicy")
+            .into_iter()
+            .find(|(_, p)| target(&p["Properties"]["Bucket"]).as_deref() == Some(logs.as_str()))
+            .map(|(_, p)| &p["Properties"]["PolicyDocument"]["Statement"])
+            .expect("a policy on the log bucket");
+        let delivery = seq(policy)
+            .into_iter()
+            .find(|s| s["Principal"]["Service"] == "logging.s3.amazonaws.com")
+            .expect("S3's log delivery may write");
+        assert_eq!(delivery["Effect"], "Allow");
+        assert_eq!(delivery["Action"], "s3:PutObject");
+        assert!(format!("{:?}", delivery["Resource"]).contains(prefix));
+        let c = &delivery["Condition"];
+        assert_eq!(
+            target(&c["ArnLike"]["aws:SourceArn"]).as_deref(),
+            Some("ClaimCheckBucket")
+        );
+        assert!(!c["StringEquals"]["aws:SourceAccount"].is_null());
+    }
+
     /// A message no one receives (the event source mapping disabled or
     /// broken) never reaches the DLQ: the queue keeps it SQS's most, 14
     /// days, and the age alarm fires long before. The DLQ keeps a message's
