@@ -18,6 +18,9 @@ if [ -f template.yaml ]; then
   echo "== sam validate"
   sam validate --lint -t template.yaml
   AWS_DEFAULT_REGION=us-east-1 sam validate -t template.yaml
+  echo "== checkov (a check that does not fit is skipped in the template, with its reason)"
+  "$SMARTLEAD_TOOLS_DIR/checkov/bin/checkov" -f template.yaml --framework cloudformation \
+    --skip-download --compact --quiet
 fi
 echo "== tests"
 # Builds the function binaries first: the emulator tests invoke them.

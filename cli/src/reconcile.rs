@@ -143,8 +143,9 @@ pub fn summary(r: &Report, dry_run: bool) -> (String, bool) {
     }
     if r.too_old > 0 {
         s.push_str(&format!(
-            "; {} event(s) older than DedupTtlDays less 5 days were not checked",
-            r.too_old
+            "; {} event(s) older than DedupTtlDays less {} days were not checked",
+            r.too_old,
+            smartlead::app::reconcile::MARGIN_DAYS
         ));
     }
     let left = r.leads_left > 0

@@ -461,7 +461,8 @@ impl LeadReplay<'_> {
         self.drain().await
     }
 
-    /// Lets the rule send to the queue, and makes the queue its target.
+    /// Lets the rule send to the queue (and no one without TLS, as the
+    /// template's queues), and makes the queue its target.
     async fn point_rule_at_queue(&self, queue_arn: &str, rule_arn: &str) -> Result<()> {
         use smartlead::aws_sdk_sqs::types::QueueAttributeName as Q;
         let policy = json!({
@@ -472,6 +473,13 @@ impl LeadReplay<'_> {
                 "Action": "sqs:SendMessage",
                 "Resource": queue_arn,
                 "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}
+            }, {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:*",
+                "Resource": queue_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}}
             }]
         });
         self.sqs

@@ -536,7 +536,7 @@ async fn redrive_refuses_messages_older_than_their_dedup_markers_unless_forced()
             aws_only(&args).await
         }
     };
-    // A 20-day TTL: only what is younger than 15 days moves.
+    // A 20-day TTL: only what is younger than 5 days (20 less the margin, 15) moves.
     let o = run(&["--dedup-ttl-days", "20"]).await;
     assert!(!o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -572,7 +572,7 @@ async fn redrive_reads_the_dedup_ttl_from_the_stack() {
     let sqs = sqs().await;
     let stack = format!("cli-ttl-stack-{}", std::process::id());
     let [queue, dlq] = stack_queues();
-    create_stack(&cfg, &stack, &[queue, dlq, ("DedupTtlDays", json!("10"))]).await;
+    create_stack(&cfg, &stack, &[queue, dlq, ("DedupTtlDays", json!("20"))]).await;
     let o = aws_sdk_cloudformation::Client::new(&cfg)
         .describe_stacks()
         .stack_name(&stack)
@@ -589,11 +589,11 @@ async fn redrive_reads_the_dedup_ttl_from_the_stack() {
             .to_owned()
     };
     let (queue, dlq) = (url("QueueUrl"), url("DeadLetterQueueUrl"));
-    // 10 days less the 5-day margin: the 7-day-old message stays.
+    // 20 days less the 15-day margin: the 7-day-old message stays.
     old_messages(&sqs, &dlq, &[1, 7]).await;
     let o = aws_only(&["redrive", "--stack", &stack]).await;
     assert_moved_and_refused(&o, 1, 1);
-    assert!(text(&o).contains("TTL, 10 days"), "{}", text(&o));
+    assert!(text(&o).contains("TTL, 20 days"), "{}", text(&o));
     assert_eq!(depth(&sqs, &queue).await, "1");
     assert_eq!(depth(&sqs, &dlq).await, "1");
 }
@@ -1380,6 +1380,55 @@ async fn the_day_two_verbs_help_carries_an_example() {
     }
 }
 
+/// The `Policy` of every temporary replay queue (`smartlead-replay-*`) seen
+/// while `run` runs (the CLI deletes its queue before it ends).
+async fn replay_queue_policies(
+    run: impl std::future::Future<Output = Output>,
+) -> (Output, Vec<String>) {
+    use smartlead::aws_sdk_sqs::types::QueueAttributeName as A;
+    let sqs = sqs().await;
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while stopped.try_recv().is_err() {
+            let listed = sqs
+                .list_queues()
+                .queue_name_prefix("smartlead-replay-")
+                .send()
+                .await;
+            for url in listed.map(|l| l.queue_urls().to_vec()).unwrap_or_default() {
+                let attrs = sqs
+                    .get_queue_attributes()
+                    .queue_url(&url)
+                    .attribute_names(A::Policy)
+                    .send()
+                    .await;
+                if let Some(p) = attrs.ok().and_then(|a| a.attributes?.remove(&A::Policy)) {
+                    seen.push(p);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        seen
+    });
+    let out = run.await;
+    let _ = stop.send(());
+    (out, watcher.await.unwrap())
+}
+
+/// A queue policy with a Deny of every SQS action without TLS
+/// (`aws:SecureTransport` false), as AWS advises:
+/// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-security-best-practices.html
+fn denies_insecure_transport(policy: &str) -> bool {
+    let p: Value = serde_json::from_str(policy).unwrap();
+    p["Statement"].as_array().into_iter().flatten().any(|s| {
+        s["Effect"] == "Deny"
+            && s["Principal"] == "*"
+            && s["Action"] == "sqs:*"
+            && s["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+    })
+}
+
 #[tokio::test]
 async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() {
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
@@ -1418,8 +1467,20 @@ async fn lead_events_come_from_the_archive_through_a_temporary_rule_and_queue() 
         ],
     )
     .await;
-    let o = aws_only(&["lead", "Jane@Acme.example", "--events", "--stack", &stack]).await;
+    let (o, policies) = replay_queue_policies(aws_only(&[
+        "lead",
+        "Jane@Acme.example",
+        "--events",
+        "--stack",
+        &stack,
+    ]))
+    .await;
     assert!(o.status.success(), "{}", text(&o));
+    // The temporary queue refuses requests without TLS, as the template's do.
+    assert!(!policies.is_empty(), "no temporary queue policy seen");
+    for p in &policies {
+        assert!(denies_insecure_transport(p), "{p}");
+    }
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(out.contains("archived events (2):"), "{out}");
     let open = out

@@ -1242,6 +1242,61 @@ mod hardening {
         assert_eq!(reserved(&[("IngestReservedConcurrency", "5")]), Some(5.0));
     }
 
+    /// Since October 2025 a new Function URL needs both
+    /// `lambda:InvokeFunctionUrl` and `lambda:InvokeFunction` in the
+    /// function's resource policy, or every request gets 403
+    /// (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html). The
+    /// second is limited to calls through the URL (`InvokedViaFunctionUrl`):
+    /// nobody may invoke the function directly.
+    #[test]
+    fn a_function_url_is_granted_both_invoke_actions_and_only_through_the_url() {
+        let t = t();
+        let url = t.resource("IngestFunctionUrl").unwrap();
+        assert_eq!(url["Properties"]["AuthType"], "NONE");
+        let url_condition = &url["Condition"];
+        assert_eq!(*url_condition, "HasFunctionUrl");
+        let grants: Vec<(String, &Value)> = of_type(&t, "AWS::Lambda::Permission")
+            .into_iter()
+            .filter(|(_, r)| {
+                target(&r["Properties"]["FunctionName"]).as_deref() == Some("IngestFunction")
+            })
+            .collect();
+        let granting = |action: &str| -> Vec<&Value> {
+            grants
+                .iter()
+                .filter(|(_, r)| r["Properties"]["Action"] == action)
+                .map(|(_, r)| *r)
+                .collect()
+        };
+        let url_grant = granting("lambda:InvokeFunctionUrl");
+        assert_eq!(url_grant.len(), 1, "one lambda:InvokeFunctionUrl grant");
+        assert_eq!(url_grant[0]["Properties"]["FunctionUrlAuthType"], "NONE");
+        let invoke = granting("lambda:InvokeFunction");
+        assert_eq!(
+            invoke.len(),
+            1,
+            "no lambda:InvokeFunction grant for the URL"
+        );
+        for g in [url_grant[0], invoke[0]] {
+            assert_eq!(
+                g["Condition"], *url_condition,
+                "granted whenever the URL exists"
+            );
+            assert_eq!(g["Properties"]["Principal"], "*");
+        }
+        assert_eq!(
+            invoke[0]["Properties"]["InvokedViaFunctionUrl"], true,
+            "lambda:InvokeFunction for anyone, not only through the URL"
+        );
+        for (name, r) in &grants {
+            let a = &r["Properties"]["Action"];
+            assert!(
+                *a == "lambda:InvokeFunctionUrl" || *a == "lambda:InvokeFunction",
+                "{name}: {a:?}"
+            );
+        }
+    }
+
     fn days(t: &Template, resource: &str) -> f64 {
         num(t, &t.props(resource).unwrap()["MessageRetentionPeriod"]) / 86_400.0
     }
@@ -1295,6 +1350,174 @@ mod hardening {
         );
         let out = &t.0["Outputs"]["DedupTtlDays"]["Value"];
         assert_eq!(target(out).as_deref(), Some("DedupTtlDays"));
+    }
+
+    /// Days a claim-checked body (`raw/`, ingest.rs) is kept with
+    /// `DedupTtlDays` = `ttl`: the shortest expiry of the lifecycle rules
+    /// that reach it. S3 expires an object no earlier than its days after
+    /// creation (rounded up to midnight UTC):
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html
+    fn body_days(t: &Template, ttl: &str) -> f64 {
+        let rules = &t.props("ClaimCheckBucket").unwrap()["LifecycleConfiguration"]["Rules"];
+        seq(rules)
+            .into_iter()
+            .filter(|r| r["Status"] == "Enabled" && !r["ExpirationInDays"].is_null())
+            .filter(|r| {
+                let p = scalar(&r["Prefix"])
+                    .or_else(|| scalar(&r["Filter"]["Prefix"]))
+                    .unwrap_or_default();
+                "raw/x".starts_with(&p) || p.starts_with("raw/")
+            })
+            .map(|r| {
+                let v = eval(t, &[("DedupTtlDays", ttl)], &r["ExpirationInDays"]);
+                num(t, &v.expect("expiration days"))
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// A body over the SQS limit waits in S3 while its message is away:
+    /// every way the message comes back must end before the body expires,
+    /// whatever `DedupTtlDays` the stack is given.
+    #[test]
+    fn claim_checked_bodies_outlive_every_way_a_message_comes_back() {
+        let t = t();
+        let ingest =
+            std::fs::read_to_string(stack::workspace_root().join("shared/src/app/ingest.rs"))
+                .unwrap();
+        assert!(
+            ingest.contains(r#"format!("raw/"#),
+            "bodies moved out of raw/"
+        );
+        let queue = days(&t, "WebhookQueue");
+        let dlq = days(&t, "DeadLetterQueue");
+        let archive = bound(&t, "ArchiveRetentionDays", "MaxValue");
+        let min_ttl = bound(&t, "DedupTtlDays", "MinValue").to_string();
+        let default_ttl = t.default("DedupTtlDays").unwrap();
+        for ttl in [min_ttl.as_str(), default_ttl.as_str(), "400"] {
+            let body = body_days(&t, ttl);
+            assert!(body.is_finite(), "no lifecycle rule expires raw/");
+            // `smartlead redrive`'s window (the code's), then the queue's wait.
+            let days_n: u64 = ttl.parse().unwrap();
+            let window =
+                smartlead::adapters::aws::redrive::max_age(days_n).as_secs() as f64 / 86_400.0;
+            for (way, last) in [
+                ("the queue", queue),
+                ("the DLQ, then a redrive", dlq + queue),
+                ("a redrive", window + queue),
+                ("an archive replay", archive),
+            ] {
+                assert!(
+                    last < body,
+                    "DedupTtlDays {ttl}: {way} brings a message back up to {last} days, its body expires after {body}"
+                );
+            }
+        }
+    }
+
+    /// checkov runs in scripts/test.sh; a check that does not fit this
+    /// design is skipped on its resource, never without its reason.
+    #[test]
+    fn every_checkov_skip_says_why() {
+        let t = t();
+        let mut skips = 0;
+        for (name, r) in t.0["Resources"].as_mapping().unwrap() {
+            for s in seq(&r["Metadata"]["checkov"]["skip"]) {
+                skips += 1;
+                let id = s["id"].as_str().unwrap_or_default();
+                assert!(id.starts_with("CKV_"), "{name:?}: skip {s:?}");
+                let why = s["comment"].as_str().unwrap_or_default();
+                assert!(
+                    why.len() >= 30,
+                    "{name:?}: {id} is skipped without a reason"
+                );
+            }
+        }
+        assert!(skips > 0, "no skip found: the metadata moved?");
+    }
+
+    /// The claim-check bucket is versioned (noncurrent versions expire too)
+    /// and logs access to a bucket of the stack's own, which lets S3's log
+    /// delivery write for this bucket and account only:
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html
+    #[test]
+    fn the_claim_check_bucket_is_versioned_and_logs_access_to_its_own_bucket() {
+        let t = t();
+        let b = t.props("ClaimCheckBucket").unwrap();
+        assert_eq!(b["VersioningConfiguration"]["Status"], "Enabled");
+        for (name, r) in of_type(&t, "AWS::S3::Bucket") {
+            let p = &r["Properties"];
+            if p["VersioningConfiguration"]["Status"] != "Enabled" {
+                continue;
+            }
+            for rule in seq(&p["LifecycleConfiguration"]["Rules"]) {
+                if !rule["ExpirationInDays"].is_null() {
+                    let days = &rule["NoncurrentVersionExpiration"]["NoncurrentDays"];
+                    assert!(
+                        !days.is_null(),
+                        "{name}: expired versions are kept for ever"
+                    );
+                }
+            }
+        }
+        let logs = target(&b["LoggingConfiguration"]["DestinationBucketName"])
+            .expect("the claim-check bucket logs access");
+        assert_eq!(t.resource(&logs).unwrap()["Type"], "AWS::S3::Bucket");
+        let prefix = b["LoggingConfiguration"]["LogFilePrefix"].as_str().unwrap();
+        let policy = of_type(&t, "AWS::S3::BucketPolicy")
+            .into_iter()
+            .find(|(_, p)| target(&p["Properties"]["Bucket"]).as_deref() == Some(logs.as_str()))
+            .map(|(_, p)| &p["Properties"]["PolicyDocument"]["Statement"])
+            .expect("a policy on the log bucket");
+        let delivery = seq(policy)
+            .into_iter()
+            .find(|s| s["Principal"]["Service"] == "logging.s3.amazonaws.com")
+            .expect("S3's log delivery may write");
+        assert_eq!(delivery["Effect"], "Allow");
+        assert_eq!(delivery["Action"], "s3:PutObject");
+        assert!(format!("{:?}", delivery["Resource"]).contains(prefix));
+        let c = &delivery["Condition"];
+        assert_eq!(
+            target(&c["ArnLike"]["aws:SourceArn"]).as_deref(),
+            Some("ClaimCheckBucket")
+        );
+        assert!(!c["StringEquals"]["aws:SourceAccount"].is_null());
+    }
+
+    /// A message no one receives (the event source mapping disabled or
+    /// broken) never reaches the DLQ: the queue keeps it SQS's most, 14
+    /// days, and the age alarm fires long before. The DLQ keeps a message's
+    /// first enqueue time (standard queues), so it must keep messages at
+    /// least as long as the queue:
+    /// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
+    #[test]
+    fn the_queue_keeps_messages_14_days_and_alarms_on_their_age_long_before() {
+        let t = t();
+        let queue = days(&t, "WebhookQueue");
+        assert_eq!(queue, 14.0, "the queue's retention");
+        assert!(days(&t, "DeadLetterQueue") >= queue);
+        let alarms = alarms_on(
+            &t,
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            &[("QueueName", "WebhookQueue")],
+        );
+        assert_eq!(alarms, ["QueueAgeAlarm"]);
+        let a = t.props("QueueAgeAlarm").unwrap();
+        assert_eq!(a["ComparisonOperator"], "GreaterThanThreshold");
+        assert_eq!(
+            target(&a["Threshold"]).as_deref(),
+            Some("QueueAgeAlarmSeconds")
+        );
+        // The latest it can fire: the highest threshold the stack accepts,
+        // held for the whole evaluation window.
+        let threshold = bound(&t, "QueueAgeAlarmSeconds", "MaxValue");
+        let window = num(&t, &a["Period"]) * num(&t, &a["EvaluationPeriods"]);
+        let fires_after = (threshold + window) / 86_400.0;
+        assert!(
+            fires_after <= queue / 10.0,
+            "QueueAgeAlarm may fire {fires_after} days in, of the queue's {queue}"
+        );
+        assert!(!seq(&a["AlarmActions"]).is_empty());
     }
 
     /// `sam local` points the functions at the stand-ins through variables

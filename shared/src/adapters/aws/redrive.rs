@@ -29,10 +29,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-/// Days a redrive keeps clear of a marker's expiry: a redriven message may
-/// wait in the queue up to its retention (4 days) before the consumer sees
-/// it, and a day more.
-pub const MARGIN_DAYS: u64 = 5;
+/// Days a redrive keeps clear of a marker's (and a claim-checked body's)
+/// expiry: a redriven message may wait in the queue up to its retention (14
+/// days) before the consumer sees it, and a day more.
+pub const MARGIN_DAYS: u64 = 15;
 
 /// The oldest a message may be (since the ingest received it) for a redrive
 /// to be sure its dedup marker, if it was processed, still exists.

@@ -141,7 +141,7 @@ pub fn without_bookkeeping(mut item: Value) -> Value {
 }
 
 /// Days an effect's marker lives by default: the template's `DedupTtlDays` (a test checks).
-pub const DEFAULT_DEDUP_TTL_DAYS: u64 = 100;
+pub const DEFAULT_DEDUP_TTL_DAYS: u64 = 105;
 pub const REJECTED_TTL_DAYS: u64 = 30;
 
 pub fn fx_attr(effect: &str) -> String {
