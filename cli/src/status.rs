@@ -411,10 +411,15 @@ pub async fn gather(args: &StackArgs) -> Result<Status> {
         dlq: Some(dlq_depth),
         ..Status::default()
     };
-    if let Some((name, _)) = &stack.deployed {
+    if let Some((name, outputs)) = &stack.deployed {
         let cw = aws_sdk_cloudwatch::Client::new(&stack.cfg);
         let queue_name = queue.rsplit('/').next().unwrap_or_default();
-        let ns = smartlead::metrics::stack_namespace(name);
+        // The stack says its namespace (`--stack` may be an ARN); one
+        // deployed before it said so is named after the stack.
+        let ns = outputs
+            .get("MetricsNamespace")
+            .cloned()
+            .unwrap_or_else(|| smartlead::metrics::stack_namespace(name));
         let (hour, age) = metric_sums(&cw, &ns, 3600, queue_name).await?;
         let (day, _) = metric_sums(&cw, &ns, 86_400, queue_name).await?;
         s.last_hour = Some(hour);

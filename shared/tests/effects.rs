@@ -566,4 +566,13 @@ async fn one_refused_bus_entry_does_not_hold_its_chunk_mates() {
         })
         .collect();
     assert_eq!(shape, ["published", "refused", "published"]);
+    // Every entry refused alone too: the request is at fault (a deploy's
+    // bus name, say), not an entry: all wait for the fix.
+    let results = publisher.publish(&[event("bad-1"), event("bad-2")]).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(EffectError::Transient(_)))),
+        "{results:?}"
+    );
 }

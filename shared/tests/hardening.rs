@@ -476,6 +476,8 @@ fn aws_value_errors_are_permanent_and_expression_errors_are_not() {
         "ExpressionAttributeValues contains invalid value: Number overflow. Attempting to store a number with magnitude larger than supported range for key :v3",
         "ExpressionAttributeValues contains invalid value: Number underflow. Attempting to store a number with magnitude smaller than supported range for key :v3",
         "ExpressionAttributeValues contains invalid value: One or more parameter values were invalid: An AttributeValue may not contain an empty string for key :v0",
+        // The duplicated values quoted, whatever they say.
+        "ExpressionAttributeValues contains invalid value: One or more parameter values were invalid: Input collection [Page not found, Page not found] contains duplicates. for key :v3",
     ] {
         assert!(content(Some(m)), "permanent: {m}");
     }
@@ -546,10 +548,11 @@ async fn items_under(store: &DynamoStore, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Records keyed `<time>#<key>` of events that name no time of their own:
-/// SmartLead sends an event again when it got no timely 2xx, as a new
-/// request, so a new SQS message with a new receive time. Each event still
-/// leaves one item, counted once.
+/// Records keyed `<time>#<key>` of events that name no time of their own
+/// (or one believed by one delivery and not by the next): SmartLead sends
+/// an event again when it got no timely 2xx, as a new request, so a new SQS
+/// message with a new receive time. Each event still leaves one item,
+/// counted once.
 #[tokio::test]
 async fn a_time_less_event_delivered_twice_seconds_apart_leaves_one_record() {
     let c = consumer(fresh_store().await, Effects::default());
@@ -557,8 +560,12 @@ async fn a_time_less_event_delivered_twice_seconds_apart_leaves_one_record() {
     // An open that names no lead and no time: kept whole, unattributed.
     let open = json!({"event_type": "EMAIL_OPEN", "campaign_id": 9, "sequence_number": 2});
     let now = EventTime::now().millis();
+    // A time just past the believed window (24 h ahead) of the first
+    // delivery and inside that of the second: one time for both still.
+    let edge = EventTime::from_millis(now + 86_400_000 + 3_500).expect("time");
+    let edge = json!({"event_type": "LEAD_CALL_BOOKED", "event_timestamp": edge.to_string()});
     for (i, sent) in [now, now + 7_000].into_iter().enumerate() {
-        for (name, body) in [("unknown", &unknown), ("open", &open)] {
+        for (name, body) in [("unknown", &unknown), ("open", &open), ("edge", &edge)] {
             let m = record(&format!("{name}-{i}"), &body.to_string(), sent);
             let outcome = c.handle_record(&m).await;
             let expected = match i {
@@ -579,6 +586,8 @@ async fn a_time_less_event_delivered_twice_seconds_apart_leaves_one_record() {
         items_under(store, "UNATTRIBUTED#EMAIL_OPEN|").await.len(),
         1
     );
+    let edge = items_under(store, "UNKNOWN#LEAD_CALL_BOOKED|").await;
+    assert_eq!(edge.len(), 1, "{edge:?}");
 }
 
 /// A body that is no SmartLead event, and an event DynamoDB refuses even
@@ -710,10 +719,22 @@ async fn a_pending_fan_out_is_published_again_only_by_the_message_that_marked_it
         ..Effects::default()
     };
     let body = common::payload("email_open");
-    let t0 = EventTime::now().millis() - 3 * 86_400_000;
+    let now = EventTime::now().millis();
+    let t0 = now - 3 * 86_400_000;
+    // A message as the ingest queues it: `received_at` names it, and a
+    // redrive keeps it while SQS gives the copy a new `SentTimestamp`.
+    let message = |id: &str, received_ms: i64, sent_ms: i64| {
+        let mut m = record(id, &body, sent_ms);
+        let at = EventTime::from_millis(received_ms)
+            .expect("time")
+            .to_string();
+        m.message_attributes
+            .insert("received_at".into(), test_support::string_attribute(&at));
+        m
+    };
     let down = consumer(store.clone(), effects(Box::new(BusDown)));
     let failed = down
-        .handle_batch(batch(vec![record("m-1", &body, t0)]))
+        .handle_batch(batch(vec![message("m-1", t0, t0 + 20)]))
         .await;
     assert_eq!(
         failed.batch_item_failures.len(),
@@ -723,7 +744,7 @@ async fn a_pending_fan_out_is_published_again_only_by_the_message_that_marked_it
     let bus = Recorder::default();
     let up = consumer(store, effects(Box::new(bus.clone())));
     // SmartLead sends the event again, three days on: a duplicate.
-    let later = batch(vec![record("m-2", &body, EventTime::now().millis())]);
+    let later = batch(vec![message("m-2", now, now + 20)]);
     assert!(up.handle_batch(later).await.batch_item_failures.is_empty());
     assert!(
         bus.taken().is_empty(),
@@ -731,7 +752,7 @@ async fn a_pending_fan_out_is_published_again_only_by_the_message_that_marked_it
         bus.taken()
     );
     // The first message, redriven from the DLQ: it publishes, once.
-    let redriven = batch(vec![record("m-1-redriven", &body, t0)]);
+    let redriven = batch(vec![message("m-1-redriven", t0, now)]);
     assert!(up
         .handle_batch(redriven.clone())
         .await

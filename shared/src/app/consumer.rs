@@ -62,6 +62,8 @@ struct Delivery<'a> {
     message_id: &'a str,
     bytes: &'a [u8],
     received: EventTime,
+    /// [`origin_ms`] of the message.
+    origin_ms: i64,
     lease_until_ms: i64,
 }
 
@@ -170,9 +172,27 @@ fn sent_time(m: &SqsMessage) -> EventTime {
     }
 }
 
+/// What names this message through every redelivery and redrive (a
+/// pending fan-out mark names it): the ingest's `received_at` (epoch ms),
+/// which copies keep; else SQS's `SentTimestamp`; else now.
+fn origin_ms(m: &SqsMessage) -> i64 {
+    let sent = || {
+        m.attributes
+            .get("SentTimestamp")
+            .and_then(|t| t.parse::<i64>().ok())
+    };
+    attribute(m, attr::RECEIVED_AT)
+        .and_then(EventTime::parse)
+        .map(|t| t.millis())
+        .or_else(sent)
+        .unwrap_or_else(|| EventTime::now().millis())
+}
+
 enum Body {
     Ready(Vec<u8>),
-    Reject(&'static str, String, String),
+    /// Reason, detail, raw text, and the record's key when the raw text is
+    /// not what names the event (a claim check names its body's hash).
+    Reject(&'static str, String, String, Option<String>),
     Retry(String),
 }
 
@@ -263,12 +283,17 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
         let pointer: ClaimCheckMessage = match serde_json::from_str(&text) {
             Ok(p) => p,
-            Err(e) => return Body::Reject("bad_claim_check", e.to_string(), text),
+            Err(e) => return Body::Reject("bad_claim_check", e.to_string(), text, None),
         };
         let Some(blobs) = &self.blobs else {
             return Body::Retry("claim-checked message but no S3 client configured".into());
         };
         let cc = &pointer.claim_check;
+        // One record per body, whichever request (and S3 key) carried it.
+        let key = Some(format!(
+            "REJECTED:body:{}",
+            cc.sha256.get(..32).unwrap_or(&cc.sha256)
+        ));
         match blobs.get(&cc.bucket, &cc.key).await {
             Ok(bytes) if crate::domain::message::sha256_hex(&bytes) == cc.sha256 => {
                 Body::Ready(bytes)
@@ -277,11 +302,13 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 "claim_check_corrupt",
                 "stored body does not match its SHA-256".into(),
                 text,
+                key,
             ),
             Err(BlobError::NotFound) => Body::Reject(
                 "claim_check_missing",
                 format!("s3://{}/{} is gone", cc.bucket, cc.key),
                 text,
+                key,
             ),
             Err(e @ BlobError::Transient(_)) => Body::Retry(e.to_string()),
         }
@@ -308,8 +335,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             let none = || "NONE".to_owned();
             let (outcome, event_type, job) = match self.body(m).await {
                 Body::Retry(e) => (Outcome::Failed(e), none(), None),
-                Body::Reject(reason, detail, raw) => {
-                    let o = self.reject(None, &message_id, reason, &detail, &raw, received);
+                Body::Reject(reason, detail, raw, key) => {
+                    let key = key.as_deref();
+                    let o = self.reject(key, &message_id, reason, &detail, &raw, received);
                     (o.await, none(), None)
                 }
                 Body::Ready(bytes) => match SmartleadEvent::from_slice(&bytes) {
@@ -329,6 +357,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                             message_id: &message_id,
                             bytes: &bytes,
                             received,
+                            origin_ms: origin_ms(m),
                             lease_until_ms,
                         };
                         self.event(ev, &d).await
@@ -358,16 +387,16 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     }
 
     /// The plan of a parsed event, with the effects it gets. An event whose
-    /// records would be keyed by this delivery's receive time is planned
-    /// with the time the store first saw it instead, so that every delivery
-    /// names the same items.
+    /// records are keyed by its time is planned as received when the store
+    /// first saw it, so that every delivery names the same items (whether
+    /// the event's own time is believed is judged against that time too).
     async fn plan_for(
         &self,
         ev: &SmartleadEvent,
         d: &Delivery<'_>,
     ) -> Result<crate::domain::plan::Plan, StoreError> {
         let mut p = plan_within(ev, d.received, &self.weights, &self.time_window);
-        if p.keyed_by_receipt {
+        if p.keyed_by_time {
             let first = self.store.first_seen(p.key.as_str(), d.received).await?;
             if first != d.received {
                 p = plan_within(ev, first, &self.weights, &self.time_window);
@@ -382,9 +411,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
         p.effects = self.effects.for_event(ev);
         p.lease_until_ms = d.lease_until_ms;
-        // This delivery's own receipt (the plan's time may be the first
-        // delivery's): the fan-out's mark names it.
-        p.received_ms = d.received.millis();
+        // This message (the plan's time may be the first delivery's): the
+        // fan-out's mark names it.
+        p.received_ms = d.origin_ms;
         let span = tracing::Span::current();
         span.record("event_type", ev.event_type.as_str());
         span.record("dedup_key", p.key.as_str());
@@ -426,7 +455,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                     key: p.key.clone(),
                     effects,
                     lease_until_ms: d.lease_until_ms,
-                    received_ms: d.received.millis(),
+                    received_ms: d.origin_ms,
                     ev,
                 };
                 (outcome, event_type, Some(job))
@@ -499,7 +528,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             Err(e) if !e.is_retryable() => {
                 let raw = String::from_utf8_lossy(d.bytes);
                 let detail = e.to_string();
-                let o = self.reject(Some(&p.key), id, "store_refused", &detail, &raw, d.received);
+                let key = Some(p.key.as_str());
+                let o = self.reject(key, id, "store_refused", &detail, &raw, d.received);
                 (o.await, Ok(Vec::new()))
             }
             Err(e) => (Outcome::Failed(e.to_string()), Ok(Vec::new())),
@@ -566,7 +596,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         let raw = String::from_utf8_lossy(bytes);
         match self
             .reject(
-                Some(&p.key),
+                Some(p.key.as_str()),
                 message_id,
                 "store_refused",
                 &detail.join("; "),
@@ -784,7 +814,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
 
     async fn reject(
         &self,
-        key: Option<&DedupKey>,
+        key: Option<&str>,
         message_id: &str,
         reason: &'static str,
         detail: &str,
@@ -794,7 +824,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         // One record per event, whichever delivery brings it: keyed by the
         // event's dedup key (else its body's hash) and the time the store
         // first saw that key.
-        let key = key.map(DedupKey::to_string).unwrap_or_else(|| {
+        let key = key.map(str::to_owned).unwrap_or_else(|| {
             let hash = crate::domain::message::sha256_hex(raw.as_bytes());
             format!("REJECTED:body:{}", &hash[..32])
         });

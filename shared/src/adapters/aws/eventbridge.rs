@@ -56,12 +56,7 @@ impl Publisher for EventBridgePublisher {
             match self.put(chunk).await {
                 // The request was refused as invalid: one bad entry must not
                 // hold its chunk-mates, so each is sent again on its own.
-                Err(_) if chunk.len() > 1 => {
-                    for e in chunk {
-                        let one = self.put(std::slice::from_ref(e)).await;
-                        results.extend(one.unwrap_or_else(|refused| vec![Err(refused)]));
-                    }
-                }
+                Err(_) if chunk.len() > 1 => results.extend(self.one_by_one(chunk).await),
                 Ok(answers) => results.extend(answers),
                 Err(refused) => results.push(Err(refused)),
             }
@@ -71,6 +66,35 @@ impl Publisher for EventBridgePublisher {
 }
 
 impl EventBridgePublisher {
+    /// Each entry of `chunk` in a request of its own. When every one is
+    /// refused as invalid, no entry is to blame but the request (a bus name
+    /// a deploy got wrong): all are to retry, for the fix.
+    async fn one_by_one(&self, chunk: &[BusEvent]) -> Vec<Result<(), EffectError>> {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut refused = 0;
+        for e in chunk {
+            match self.put(std::slice::from_ref(e)).await {
+                Ok(one) => out.extend(one),
+                Err(e) => {
+                    refused += 1;
+                    out.push(Err(e));
+                }
+            }
+        }
+        if refused == chunk.len() {
+            out = out
+                .into_iter()
+                .map(|r| {
+                    r.map_err(|e| match e {
+                        EffectError::Permanent(cause) => EffectError::Transient(cause),
+                        transient => transient,
+                    })
+                })
+                .collect();
+        }
+        out
+    }
+
     /// One `PutEvents` of `chunk`: each entry's result, or (`Err`) the
     /// request refused as invalid, for good.
     async fn put(&self, chunk: &[BusEvent]) -> Result<Vec<Result<(), EffectError>>, EffectError> {

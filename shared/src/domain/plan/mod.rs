@@ -174,9 +174,9 @@ pub struct Plan {
     /// [`crate::app::effects`]), claimed on the event's marker until `lease_until_ms`.
     pub effects: Vec<&'static str>,
     pub lease_until_ms: i64,
-    /// When the delivery applying the plan was first received (epoch ms:
-    /// the ingest's `received_at`, which a redelivery and a redrive keep):
-    /// the fan-out's pending mark names it (see
+    /// The message applying the plan, by when the ingest received it (epoch
+    /// ms: `received_at`, which a redelivery and a redrive keep): the
+    /// fan-out's pending mark names it (see
     /// [`crate::adapters::aws::dynamodb::FANOUT_PENDING_ATTR`]).
     pub received_ms: i64,
     /// The event named a time outside the believed window (the plan uses
@@ -186,11 +186,13 @@ pub struct Plan {
     /// under the lead id (`LEAD#id:<id>`) or kept whole as `UNATTRIBUTED`,
     /// and counted (`Unattributed`).
     pub unattributed: bool,
-    /// An item's sort key holds the receive time (`<time>#<key>`: the event
-    /// names no time it is believed for): every delivery would make its
-    /// own item. The consumer plans such an event again with the time the
-    /// store first saw its key ([`crate::app::store::Dedup::first_seen`]).
-    pub keyed_by_receipt: bool,
+    /// An item's sort key holds the event's time (`<time>#<key>`), which is
+    /// the receive time when the event names none it is believed for (and
+    /// whether it is believed depends on the receive time): every delivery
+    /// could make its own item. The consumer plans such an event with the
+    /// time the store first saw its key as the receive time
+    /// ([`crate::app::store::Dedup::first_seen`]), the same for every delivery.
+    pub keyed_by_time: bool,
 }
 
 impl Plan {
@@ -311,8 +313,7 @@ pub fn plan_within(
     };
     let cx = Ctx::new(ev, &n, &key, event_time, weights);
     let mut items = dispatch(&cx);
-    let from_receipt = n.event_time.is_none() || time_clamped;
-    let keyed_by_receipt = from_receipt && items.iter().any(|u| u.sk == cx.sk);
+    let keyed_by_time = items.iter().any(|u| u.sk == cx.sk);
     bounds::bound(&mut items);
     Plan {
         order: compact_order(event_time, &key),
@@ -325,7 +326,7 @@ pub fn plan_within(
         received_ms: received.millis(),
         time_clamped,
         unattributed: is_lead_event(&ev.data) && n.lead_email.is_none(),
-        keyed_by_receipt,
+        keyed_by_time,
     }
 }
 

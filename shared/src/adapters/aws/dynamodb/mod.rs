@@ -403,8 +403,8 @@ struct ItemRequest {
 #[derive(Debug, Clone, Copy, Default)]
 struct Extra {
     /// Mark the fan-out pending (`ADD fo :mark`) on the plan's first item,
-    /// naming the delivery received at these epoch seconds ([`fanout_mark`]).
-    fanout: Option<u32>,
+    /// naming the message received at this epoch ms ([`fanout_mark`]).
+    fanout: Option<i64>,
     /// Refuse the update on an item the transactional design wrote whose
     /// old markers may still exist (`ek_legacy` absent, or later than this,
     /// epoch ms): the event's old marker is checked first.
@@ -482,10 +482,10 @@ fn absorb(e: &mut Expr, seen: &[u8], gen: u64, extra: Extra) -> String {
     )));
     let max = e.value(AttributeValue::N(SEEN_MAX.to_string()));
     e.add.push(format!("{ek} {kset}"));
-    if let Some(secs) = extra.fanout {
+    if let Some(origin_ms) = extra.fanout {
         let fo = e.name(FANOUT_PENDING_ATTR);
         let mark = e.value(AttributeValue::Bs(vec![
-            aws_sdk_dynamodb::primitives::Blob::new(fanout_mark(seen, secs)),
+            aws_sdk_dynamodb::primitives::Blob::new(fanout_mark(seen, origin_ms)),
         ]));
         e.add.push(format!("{fo} {mark}"));
     }
@@ -593,34 +593,30 @@ fn legacy(old: Option<&HashMap<String, AttributeValue>>, since: i64) -> bool {
     }
 }
 
-/// A fan-out's pending mark: the event's compact key and when the delivery
-/// that marked it was first received (epoch seconds, big-endian).
-pub fn fanout_mark(seen: &[u8], received_secs: u32) -> Vec<u8> {
+/// A fan-out's pending mark: the event's compact key and the message that
+/// marked it, by when the ingest received it (`received_at`, which every
+/// redelivery and redrive of the message keeps; epoch ms, big-endian).
+pub fn fanout_mark(seen: &[u8], origin_ms: i64) -> Vec<u8> {
     let mut mark = seen.to_vec();
-    mark.extend_from_slice(&received_secs.to_be_bytes());
+    mark.extend_from_slice(&origin_ms.to_be_bytes());
     mark
 }
 
-/// The epoch seconds of a delivery received at `ms`, as marks hold them.
-fn secs(ms: i64) -> u32 {
-    u32::try_from(ms.max(0) / 1000).unwrap_or(u32::MAX)
-}
-
-/// Whether the item holds a pending fan-out mark of `seen` that a delivery
-/// received at `received_secs` publishes: one made by that same message (a
-/// redelivery or a redrive keeps its `received_at`). A mark of another
-/// delivery is left to that message: a later copy of the event (SmartLead's
-/// retry, a reconcile backfill, days later) is a duplicate, and never
-/// publishes again what may have been published. A key alone (marks made
-/// before they held a time) is pending for any delivery.
+/// Whether the item holds a pending fan-out mark of `seen` that the
+/// message named `origin_ms` publishes: its own (a redelivery or a redrive
+/// keeps its `received_at`). A mark of another message is left to that
+/// message: a later copy of the event (SmartLead's retry, a reconcile
+/// backfill, days later) is a duplicate, and never publishes again what may
+/// have been published. A key alone (marks made before they named their
+/// message) is pending for any delivery.
 fn fanout_pending(
     item: Option<&HashMap<String, AttributeValue>>,
     seen: &[u8],
-    received_secs: u32,
+    origin_ms: i64,
 ) -> bool {
     let pending = |b: &[u8]| match b.strip_prefix(seen) {
         Some([]) => true,
-        Some(t) => t == received_secs.to_be_bytes(),
+        Some(t) => t == origin_ms.to_be_bytes(),
         None => false,
     };
     item.and_then(|o| o.get(FANOUT_PENDING_ATTR))
@@ -687,8 +683,8 @@ struct PlanRun<'a> {
     order: &'a str,
     time: &'a str,
     seen: &'a [u8],
-    /// When the delivery was first received (epoch s): its fan-out mark.
-    received_secs: u32,
+    /// The message applying the plan ([`Plan::received_ms`]): its fan-out mark.
+    origin_ms: i64,
     /// Whether the event's old marker exists, once read.
     old_marker: Option<bool>,
     tally: Tally,
@@ -701,12 +697,12 @@ struct PlanRun<'a> {
 /// transient, so the events wait in the queue and the DLQ for the fix.
 /// AWS opens a value's refusal with "ExpressionAttributeValues contains
 /// invalid value:": that names the request's values, not a deploy's
-/// expression, so it is judged by what follows.
+/// expression, so it is judged by the content words alone (what follows
+/// may quote the values themselves, "not found" in a link included).
 pub fn refused_for_content(message: Option<&str>) -> bool {
     let lower = message.unwrap_or_default().to_ascii_lowercase();
-    let m = lower
-        .strip_prefix("expressionattributevalues contains invalid value:")
-        .unwrap_or(&lower);
+    let value = lower.strip_prefix("expressionattributevalues contains invalid value:");
+    let m = value.unwrap_or(&lower);
     let content = [
         "item size",
         "exceeded the maximum",
@@ -726,7 +722,8 @@ pub fn refused_for_content(message: Option<&str>) -> bool {
         "missing the key",
         "not found",
     ];
-    content.iter().any(|c| m.contains(c)) && !deploy.iter().any(|d| m.contains(d))
+    content.iter().any(|c| m.contains(c))
+        && (value.is_some() || !deploy.iter().any(|d| m.contains(d)))
 }
 
 /// A failed call, its cause kept: permanent when DynamoDB refused the
@@ -818,7 +815,7 @@ impl DynamoStore {
             gen: 0,
             // Old markers live `dedup_ttl` (a day's margin for a deploy overlap).
             extra: Extra {
-                fanout: fanout.then_some(run.received_secs),
+                fanout: fanout.then_some(run.origin_ms),
                 legacy_since: self
                     .legacy_markers
                     .then(|| now_ms - self.dedup_ttl.as_millis() as i64 - 86_400_000),
@@ -1160,7 +1157,7 @@ impl Dedup for DynamoStore {
             order: &plan.order,
             time: &time,
             seen: &seen,
-            received_secs: secs(plan.received_ms),
+            origin_ms: plan.received_ms,
             old_marker: None,
             tally: Tally::default(),
         };
@@ -1194,7 +1191,7 @@ impl Dedup for DynamoStore {
                     item
                 }
                 ItemDone::Absorbed(item) => {
-                    fanout |= mark && fanout_pending(item.as_ref(), &seen, run.received_secs);
+                    fanout |= mark && fanout_pending(item.as_ref(), &seen, run.origin_ms);
                     item
                 }
             };
@@ -1230,7 +1227,7 @@ impl Dedup for DynamoStore {
         received_ms: i64,
     ) -> Result<(), StoreError> {
         let seen = seen_key(key);
-        let marks = [fanout_mark(&seen, secs(received_ms)), seen]
+        let marks = [fanout_mark(&seen, received_ms), seen]
             .map(aws_sdk_dynamodb::primitives::Blob::new)
             .to_vec();
         let r = self
