@@ -108,6 +108,15 @@ const EXPECTED: &[Expectation] = &[
         Some("2025-01-15T11:00:00.000Z"),
         "msg",
     ),
+    // A colleague's reply: filed under the lead that was e-mailed.
+    (
+        "email_reply_colleague",
+        "EMAIL_REPLY",
+        Some("jane@acme-example.com"),
+        Some("9181"),
+        Some("2025-01-21T09:35:01.000Z"),
+        "msg",
+    ),
     (
         "email_sent",
         "EMAIL_SENT",

@@ -542,6 +542,17 @@ payload! {
         #[serde(flatten)] email: EmailFields,
         time_replied: Lenient<Value>, reply_body: Lenient<String>,
         preview_text: Lenient<String>, reply_message: Lenient<MessageRef>,
+        sl_lead_email: Lenient<String>, cc_emails: Lenient<Value>,
+        #[serde(rename = "leadCorrespondence")] lead_correspondence: Lenient<Correspondence>,
+    }
+
+    /// Who a reply was for and who sent it (api.smartlead.ai
+    /// `reference/email-reply-webhooks`): a colleague, an assistant or a
+    /// forwarded thread answers for the lead that was e-mailed.
+    Correspondence {
+        #[serde(rename = "targetLeadEmail")] target_lead_email: Lenient<String>,
+        #[serde(rename = "replyReceivedFrom")] reply_received_from: Lenient<String>,
+        #[serde(rename = "repliedCompanyDomain")] replied_company_domain: Lenient<String>,
     }
 
     EmailBounce {
@@ -570,11 +581,19 @@ payload! {
         message_id: Lenient<String>,
     }
 
+    /// The current generation's `lead_category` (help center, "Lead
+    /// Category Updated"): the category left and the one entered.
+    CategoryChange {
+        old_id: Lenient<Id>, old_name: Lenient<String>,
+        new_id: Lenient<Id>, new_name: Lenient<String>,
+    }
+
     LeadCategoryUpdated {
         #[serde(flatten)] envelope: Envelope,
         lead_id: Lenient<Id>, lead_email: Lenient<String>, lead_name: Lenient<String>,
         lead_data: Lenient<LeadData>, category: Lenient<Category>,
-        lead_category_id: Lenient<Id>, from: Lenient<String>, to: Lenient<String>,
+        lead_category_id: Lenient<Id>, lead_category: Lenient<CategoryChange>,
+        from: Lenient<String>, to: Lenient<String>,
         history: Lenient<Vec<HistoryEntry>>,
         #[serde(rename = "lastReply", alias = "last_reply")] last_reply: Lenient<HistoryEntry>,
     }
@@ -631,6 +650,70 @@ payload! {
     }
 }
 
+impl LeadCategoryUpdated {
+    /// The category the lead entered: `lead_category.new_name` / `new_id`
+    /// (current generation) over `category` / `lead_category_id`
+    /// (deprecated), then `lead_data.category`. The sentiment is that of the
+    /// `category` object naming the same category (the current generation
+    /// sends none).
+    pub fn new_category(&self) -> Category {
+        let change = self.lead_category.get();
+        let objects = [
+            self.category.get(),
+            self.lead_data.get().and_then(|d| d.category.get()),
+        ];
+        let name = change
+            .and_then(|c| c.new_name.text().map(str::to_owned))
+            .or_else(|| objects.iter().flatten().find_map(|c| c.name.clone()));
+        let id = change
+            .and_then(|c| c.new_id.get())
+            .or(self.lead_category_id.get())
+            .or_else(|| objects.iter().flatten().find_map(|c| c.id.as_ref()))
+            .cloned();
+        let same = |c: &Category| match (&c.name, &name) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => true,
+        };
+        let sentiment = objects
+            .iter()
+            .flatten()
+            .filter(|c| same(c))
+            .find_map(|c| c.sentiment.clone());
+        Category {
+            name,
+            sentiment,
+            id,
+        }
+    }
+
+    /// The category the lead left: `lead_category.old_name` / `old_id`
+    /// (the deprecated generation does not say).
+    pub fn old_category(&self) -> Option<Category> {
+        let c = self.lead_category.get()?;
+        let old = Category {
+            name: c.old_name.text().map(str::to_owned),
+            sentiment: None,
+            id: c.old_id.get().cloned(),
+        };
+        (old.name.is_some() || old.id.is_some()).then_some(old)
+    }
+
+    /// What the idempotency key reads as the category, (id, name): the new
+    /// generation's, else the deprecated top-level fields (never
+    /// `lead_data`, so deprecated bodies keep their keys).
+    pub fn key_category(&self) -> (Option<&str>, Option<&str>) {
+        let change = self.lead_category.get();
+        let id = change
+            .and_then(|c| c.new_id.get())
+            .or(self.lead_category_id.get())
+            .map(Id::as_str);
+        let name = change
+            .and_then(|c| c.new_name.text())
+            .or_else(|| self.category.get().and_then(|c| c.name.as_deref()));
+        (id, name)
+    }
+}
+
 /// The typed view of one event.
 #[derive(Debug, Clone)]
 pub enum EventData {
@@ -638,7 +721,7 @@ pub enum EventData {
     FirstEmailSent(EmailSent),
     EmailOpen(EmailOpen),
     EmailLinkClick(EmailLinkClick),
-    EmailReply(EmailReply),
+    EmailReply(Box<EmailReply>),
     EmailBounce(EmailBounce),
     LeadUnsubscribed(LeadUnsubscribed),
     LeadCategoryUpdated(Box<LeadCategoryUpdated>),
@@ -922,7 +1005,7 @@ fn typed(kind: &EventType, raw: &Map<String, Value>) -> (EventData, Option<Strin
         EventType::FirstEmailSent => EventData::FirstEmailSent(read(raw, &mut w)),
         EventType::EmailOpen => EventData::EmailOpen(read(raw, &mut w)),
         EventType::EmailLinkClick => EventData::EmailLinkClick(read(raw, &mut w)),
-        EventType::EmailReply => EventData::EmailReply(read(raw, &mut w)),
+        EventType::EmailReply => EventData::EmailReply(Box::new(read(raw, &mut w))),
         EventType::EmailBounce => EventData::EmailBounce(read(raw, &mut w)),
         EventType::LeadUnsubscribed => EventData::LeadUnsubscribed(read(raw, &mut w)),
         EventType::LeadCategoryUpdated => {
@@ -1005,6 +1088,21 @@ pub struct Normalized {
     pub link: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who actually replied, when it was not the lead that was e-mailed (a
+    /// colleague, an assistant): `leadCorrespondence.replyReceivedFrom`,
+    /// else `to_email`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replied_by: Option<String>,
+    /// The addresses a reply was copied to (`cc_emails`; empty when the
+    /// list is, absent when the body has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cc_emails: Option<Vec<String>>,
+    /// A category update's category (name) and the one it replaced, in
+    /// either generation: what a bus rule matches on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_category: Option<String>,
     /// SmartLead's event id (the envelope's `id` or `X-Request-Id`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,

@@ -2,18 +2,20 @@
 //!
 //! | field | read from, first found wins |
 //! |---|---|
-//! | lead e-mail | `to_email`; `lead_email`; `lead_data.email`; `to` (category events); `email` (lead events) |
+//! | lead e-mail | `to_email`; `lead_email`; `lead_data.email`; `to` (category events); `email` (lead events); a reply's `leadCorrespondence.targetLeadEmail`, `sl_lead_email` first |
+//! | who replied, copies | a reply's `leadCorrespondence.replyReceivedFrom`, else `to_email` when it is not the lead; `cc_emails` |
 //! | campaign id | `campaign_id` / `campaignId` |
 //! | event time | per type: `time_sent`, `time_opened`, `time_clicked`, `time_replied` (then `reply_message.time`), then `event_timestamp`, `timestamp`, `time`, `created_at` |
 //! | message id | `message_id`; `reply_message.message_id` (replies); `sent_message.message_id` |
 //! | reply text, link, reason | `preview_text` / `reply_message.text` / `reply_body`; the last `link_clicked`; `bounce_message`, the account's `error` |
+//! | category, previous category | `lead_category.new_name` / `old_name`; `category`, `lead_data.category.name` |
 //! | event id, webhook level | the envelope's `id`, else `X-Request-Id`; `X-Webhook-Level`, else `meta.level` |
 //!
 //! Nested and envelope bodies are read through their flat translation
 //! ([`crate::domain::shape`]), so every field above is found in every shape.
 
 use crate::domain::event::{
-    EmailFields, EventData, LeadCategoryUpdated, MessageRef, Normalized, SmartleadEvent,
+    EmailFields, EmailReply, EventData, LeadCategoryUpdated, MessageRef, Normalized, SmartleadEvent,
 };
 use crate::domain::lenient::{Id, Lenient, Num};
 use crate::domain::time::EventTime;
@@ -63,6 +65,9 @@ pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
     };
     if let Some(f) = fill_typed(&mut n, &ev.data) {
         fill_email(&mut n, f);
+    }
+    if let EventData::EmailReply(r) = &ev.data {
+        fill_correspondence(&mut n, r);
     }
     fill_common(&mut n, ev);
     n
@@ -169,6 +174,8 @@ fn fill_category(n: &mut Normalized, e: &LeadCategoryUpdated) {
         .or_else(|| data.and_then(|d| d.id.get()))
         .cloned();
     n.sender_email = email(e.from.text());
+    n.category = e.new_category().name;
+    n.previous_category = e.old_category().and_then(|c| c.name);
     fill_envelope(n, &e.envelope);
 }
 
@@ -185,6 +192,57 @@ fn fill_email(n: &mut Normalized, f: &EmailFields) {
     }
     fill_envelope(n, &f.envelope);
 }
+
+/// A reply files under the lead that was e-mailed
+/// (`leadCorrespondence.targetLeadEmail`, else `sl_lead_email`, else
+/// `to_email`) and names who actually wrote it when that was someone else
+/// (`replyReceivedFrom`, else `to_email`: the page's "lead that replies OR
+/// alias"), whose name `to_name` then is.
+fn fill_correspondence(n: &mut Normalized, r: &EmailReply) {
+    let lc = r.lead_correspondence.get();
+    let to = n.lead_email.take();
+    let target = lc
+        .and_then(|c| email(c.target_lead_email.text()))
+        .or_else(|| email(r.sl_lead_email.text()));
+    n.lead_email = target.or_else(|| to.clone());
+    if to.is_some() && to != n.lead_email {
+        n.lead_name = None;
+    }
+    n.replied_by = lc
+        .and_then(|c| email(c.reply_received_from.text()))
+        .or(to)
+        .filter(|from| Some(from) != n.lead_email.as_ref());
+    n.cc_emails = r.cc_emails.get().map(addresses);
+}
+
+/// The address of `Name <addr>` or of a bare `addr`, lower-cased.
+pub(crate) fn address(s: &str) -> Option<String> {
+    let inner = match (s.rfind('<'), s.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &s[a + 1..b],
+        _ => s,
+    };
+    email(Some(inner))
+}
+
+/// Addresses from a list (strings, or objects with an `email`) or a
+/// comma-separated string; at most [`MAX_ADDRESSES`].
+fn addresses(v: &Value) -> Vec<String> {
+    let one = |v: &Value| match v {
+        Value::String(s) => address(s),
+        Value::Object(o) => o.get("email").and_then(Value::as_str).and_then(address),
+        _ => None,
+    };
+    let mut out: Vec<String> = match v {
+        Value::Array(a) => a.iter().filter_map(one).collect(),
+        Value::String(s) => s.split(',').filter_map(address).collect(),
+        _ => Vec::new(),
+    };
+    out.truncate(MAX_ADDRESSES);
+    out
+}
+
+/// Addresses kept of a copy list.
+const MAX_ADDRESSES: usize = 50;
 
 /// What every event type fills alike: the raw fallbacks, the details, the
 /// event id, the webhook level and the shape.

@@ -76,8 +76,11 @@ pub(super) fn email_link_click(cx: &Ctx, pk: &str, c: &EmailLinkClick) -> Vec<It
 }
 
 /// EMAIL_REPLY: `replies` +1, flag `replied`, first/last reply, score; the
-/// reply's text in an item of its own (`REPLY#<campaign>`), written by
-/// replies only, so every later write of the campaign item stays small.
+/// reply's text, its writer and copies in an item of its own
+/// (`REPLY#<campaign>`), written by replies only, so every later write of
+/// the campaign item stays small. A colleague's reply counts for the lead
+/// that was e-mailed (see [`crate::domain::normalize`]); its writer joins
+/// `repliers`.
 pub(super) fn email_reply(cx: &Ctx, pk: &str, r: &EmailReply) -> Vec<ItemUpdate> {
     let preview = r
         .preview_text
@@ -96,15 +99,31 @@ pub(super) fn email_reply(cx: &Ctx, pk: &str, r: &EmailReply) -> Vec<ItemUpdate>
         .flag("replied")
         .latest_time("last_reply_at")
         .earliest_time("first_reply_at");
-    let text = ItemUpdate::new(pk.to_owned(), format!("REPLY#{}", cx.campaign)).latest(
+    let n = cx.n;
+    let cc = n.cc_emails.clone().map(|cc| Val::Json(cc.into()));
+    let domain = r.lead_correspondence.get();
+    let mut text = ItemUpdate::new(pk.to_owned(), format!("REPLY#{}", cx.campaign)).latest(
         "last_reply_order",
         vec![
             ("last_reply_at", cx.t()),
             ("last_reply_preview", owned(preview)),
             ("last_reply_subject", s(r.email.subject.text())),
-            ("last_reply_message_id", owned(cx.n.message_id.clone())),
+            ("last_reply_message_id", owned(n.message_id.clone())),
+            // Who wrote it: a colleague answering for the lead, or the lead.
+            (
+                "last_reply_from",
+                owned(n.replied_by.clone().or(n.lead_email.clone())),
+            ),
+            ("last_reply_cc", cc),
+            (
+                "last_reply_company_domain",
+                s(domain.and_then(|d| d.replied_company_domain.text())),
+            ),
         ],
     );
+    if let Some(by) = &n.replied_by {
+        text.add.push(("repliers", Val::Ss(vec![by.clone()])));
+    }
     vec![score(u, cx.weights.reply), text]
 }
 
@@ -153,32 +172,22 @@ pub(super) fn lead_unsubscribed(cx: &Ctx, pk: &str) -> Vec<ItemUpdate> {
     ]
 }
 
-/// LEAD_CATEGORY_UPDATED: the latest category on the campaign item; the
-/// profile fields of `lead_data` in `PROFILE` (latest wins).
+/// LEAD_CATEGORY_UPDATED: the latest category (and the one it replaced,
+/// when the current generation's `lead_category` says) on the campaign
+/// item; the profile fields of `lead_data` in `PROFILE` (latest wins).
 pub(super) fn category_updated(cx: &Ctx, pk: &str, c: &LeadCategoryUpdated) -> Vec<ItemUpdate> {
-    let cat = c.category.get().cloned().unwrap_or_default();
-    let inner = c
-        .lead_data
-        .get()
-        .and_then(|d| d.category.get())
-        .cloned()
-        .unwrap_or_default();
-    let cat_id = c
-        .lead_category_id
-        .get()
-        .or(cat.id.as_ref())
-        .or(inner.id.as_ref())
-        .map(|i| i.to_string());
+    let cat = c.new_category();
+    let old = c.old_category().unwrap_or_default();
+    let id = |c: Option<crate::domain::lenient::Id>| c.map(|i| i.to_string());
     let mut items = vec![cx.lead_campaign(pk).count("category_updates").latest(
         "category_order",
         vec![
             ("category_at", cx.t()),
-            ("category", owned(cat.name.clone().or(inner.name.clone()))),
-            (
-                "category_sentiment",
-                owned(cat.sentiment.clone().or(inner.sentiment.clone())),
-            ),
-            ("category_id", owned(cat_id)),
+            ("category", owned(cat.name)),
+            ("category_sentiment", owned(cat.sentiment)),
+            ("category_id", owned(id(cat.id))),
+            ("previous_category", owned(old.name)),
+            ("previous_category_id", owned(id(old.id))),
         ],
     )];
     if let Some(d) = c.lead_data.get() {
