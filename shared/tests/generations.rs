@@ -183,3 +183,48 @@ async fn a_colleagues_reply_counts_for_the_lead_that_was_emailed_and_names_who_w
     assert_eq!(reply["last_reply_cc"], serde_json::json!([]));
     assert_eq!(reply["last_reply_at"], "2025-01-21T09:50:00.000Z");
 }
+
+#[tokio::test]
+async fn smartleads_ids_and_the_conversation_link_are_kept_on_the_leads_campaign_item() {
+    let c = consumer(fresh_store().await);
+    apply(&c, &common::payload("email_reply_colleague")).await;
+    // An open naming its lead by SmartLead's id alone.
+    let open = serde_json::json!({"event_type": "EMAIL_OPEN", "sl_email_lead_id": 1482956,
+        "campaign_id": 9181, "sequence_number": 1, "event_timestamp": "2025-01-21T10:00:00Z"});
+    apply(&c, &open.to_string()).await;
+    let s = items(&c.store).await;
+    let item = get(&s, "LEAD#jane@acme-example.com", "CAMPAIGN#9181");
+    assert_eq!(item["sl_email_lead_id"], "1482956", "{item:#}");
+    assert_eq!(item["sl_email_lead_map_id"], "1438627");
+    assert_eq!(item["stats_thread_id"], "thread_id");
+    assert_eq!(
+        item["app_url"],
+        "https://app.smartlead.ai/app/master-inbox?leadMap=1438627"
+    );
+    assert_eq!(get(&s, "LEAD#id:1482956", "CAMPAIGN#9181")["opens"], 1);
+}
+
+#[test]
+fn smartleads_ids_do_not_split_one_event_into_two() {
+    let key = |v: &Value| {
+        smartlead::SmartleadEvent::from_slice(v.to_string().as_bytes())
+            .expect("event")
+            .dedup_key()
+    };
+    let reply: Value =
+        serde_json::from_str(&common::payload("email_reply_colleague")).expect("json");
+    let mut bare = reply.clone();
+    for k in [
+        "sl_email_lead_id",
+        "sl_email_lead_map_id",
+        "stats_thread_id",
+    ] {
+        bare.as_object_mut().expect("object").remove(k);
+    }
+    assert_eq!(key(&reply), key(&bare));
+    let open = |map: u64| {
+        serde_json::json!({"event_type": "EMAIL_OPEN", "to_email": "a@b.example", "campaign_id": 1,
+            "sequence_number": 1, "time_opened": "2025-01-21T10:00:00Z", "sl_email_lead_map_id": map})
+    };
+    assert_eq!(key(&open(1)), key(&open(2)));
+}

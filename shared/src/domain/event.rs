@@ -501,6 +501,11 @@ payload! {
         campaign_status: Lenient<String>,
         #[serde(alias = "clientId")] client_id: Lenient<Id>,
         #[serde(alias = "appUrl")] app_url: Lenient<String>,
+        ui_master_inbox_link: Lenient<String>,
+        // SmartLead's own ids of the lead, the lead in the campaign (the
+        // master inbox's lead map) and the thread.
+        sl_email_lead_id: Lenient<Id>, sl_email_lead_map_id: Lenient<Id>,
+        stats_thread_id: Lenient<Id>,
         description: Lenient<String>,
         #[serde(alias = "eventTimestamp")] event_timestamp: Lenient<Value>,
         #[serde(alias = "createdAt")] created_at: Lenient<Value>,
@@ -1078,8 +1083,18 @@ pub struct Normalized {
     pub sender_email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<Id>,
+    /// `app_url`, else the deprecated `ui_master_inbox_link`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_url: Option<String>,
+    /// SmartLead's ids: the lead (`sl_email_lead_id`, also the lead id when
+    /// the body has no other), the lead in the campaign
+    /// (`sl_email_lead_map_id`, the master inbox's `leadMap`), the thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sl_email_lead_id: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sl_email_lead_map_id: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats_thread_id: Option<Id>,
     /// The reply's text (replies), the clicked link (clicks), the bounce
     /// reason or the account's error.
     #[serde(skip_serializing_if = "Option::is_none")]

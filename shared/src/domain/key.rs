@@ -18,6 +18,13 @@
 //! | account and campaign events | fields: the account or campaign + event time; body when there is no time |
 //! | unknown types | body |
 //!
+//! SmartLead's own ids (`sl_email_lead_id`, `sl_email_lead_map_id`,
+//! `stats_thread_id`) are no key part: a lead, a lead in a campaign and a
+//! thread each hold many events, which the bases above already tell apart,
+//! so they would split no two events the table joins (and a delivery with
+//! them and one without stay one event). `sl_email_lead_id` stands in for
+//! the lead only where the body names no e-mail address (as `lead_id`).
+//!
 //! "fields" is SmartLead's own advice (`campaign_id + to_email + event_type +
 //! timestamp`), with the time parsed into one canonical form so spellings of
 //! one instant agree. "body" is a SHA-256 of the canonical JSON (keys sorted,

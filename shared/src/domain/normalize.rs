@@ -315,7 +315,17 @@ fn fill_envelope(n: &mut Normalized, e: &crate::domain::event::Envelope) {
         .or_else(|| e.campaign_id.get().cloned());
     n.campaign_name = n.campaign_name.take().or_else(|| text(&e.campaign_name));
     n.client_id = n.client_id.take().or_else(|| e.client_id.get().cloned());
-    n.app_url = n.app_url.take().or_else(|| text(&e.app_url));
+    n.app_url = n
+        .app_url
+        .take()
+        .or_else(|| text(&e.app_url))
+        .or_else(|| text(&e.ui_master_inbox_link));
+    n.sl_email_lead_id = e.sl_email_lead_id.get().cloned();
+    n.sl_email_lead_map_id = e.sl_email_lead_map_id.get().cloned();
+    n.stats_thread_id = e.stats_thread_id.get().cloned();
+    if n.lead_id.is_none() {
+        n.lead_id = n.sl_email_lead_id.clone();
+    }
     if n.event_time.is_none() {
         n.event_time = time(&e.event_timestamp).or_else(|| time(&e.created_at));
     }
