@@ -250,8 +250,10 @@ fn preview(ev: &SmartleadEvent) -> Option<String> {
     raw_text(
         ev,
         &[
-            &["preview_text"],
             &["reply_message", "text"],
+            &["preview_text"],
+            &["visible_text"],
+            &["last_reply", "email_body"],
             &["lastReply", "email_body"],
             &["step_description"],
             &["description"],
@@ -260,7 +262,7 @@ fn preview(ev: &SmartleadEvent) -> Option<String> {
         ],
     )
     .or_else(|| {
-        raw_text(ev, &[&["reply_body"], &["reply_message", "html"]])
+        raw_text(ev, &[&["reply_message", "html"], &["reply_body"]])
             .map(|h| crate::domain::plan::strip_html(&h))
     })
     .map(|p| {
@@ -288,12 +290,11 @@ impl Alert {
             (None, Some(id)) => Some(format!("#{id}")),
             (None, None) => None,
         };
+        // `app_url`, else the deprecated `ui_master_inbox_link` (normalized).
         let link = n.app_url.clone().or_else(|| {
-            raw_text(ev, &[&["ui_master_inbox_link"]]).or_else(|| {
-                n.campaign_id
-                    .as_ref()
-                    .map(|c| format!("https://app.smartlead.ai/app/email-campaign/{c}/analytics"))
-            })
+            n.campaign_id
+                .as_ref()
+                .map(|c| format!("https://app.smartlead.ai/app/email-campaign/{c}/analytics"))
         });
         Alert {
             event_type: ev.event_type.as_str().to_owned(),
@@ -424,12 +425,19 @@ pub fn bounce_kind(ev: &SmartleadEvent) -> BounceKind {
         }
         None => {}
     }
-    texts.extend(
-        ev.view()
-            .get("bounce_reason")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    );
+    // The deprecated generation's spellings, and the nested shapes'.
+    for field in [
+        "bounce_reason",
+        "bounce_reply_email_preview",
+        "bounce_reply_email",
+    ] {
+        texts.extend(
+            ev.view()
+                .get(field)
+                .and_then(Value::as_str)
+                .map(crate::domain::plan::strip_html),
+        );
+    }
     let tokens: Vec<&str> = texts
         .iter()
         .flat_map(|t| t.split(|c: char| !(c.is_ascii_digit() || c == '.')))
@@ -524,6 +532,15 @@ mod tests {
             BounceKind::Hard
         );
         assert_eq!(b(json!({"bounce_type": "SOFT"})), BounceKind::Soft);
+        // The deprecated generation's spellings.
+        assert_eq!(
+            b(json!({"bounce_reply_email_preview": "452 4.2.2 Mailbox full"})),
+            BounceKind::Soft
+        );
+        assert_eq!(
+            b(json!({"bounce_reply_email": "<p>421 Try later</p>"})),
+            BounceKind::Soft
+        );
         assert_eq!(b(json!({})), BounceKind::Unknown);
     }
 

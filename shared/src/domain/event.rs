@@ -512,10 +512,11 @@ payload! {
         metadata: Lenient<Value>,
     }
 
-    /// A message SmartLead quotes (`sent_message`, `reply_message`).
+    /// A message SmartLead quotes (`sent_message`, `reply_message`,
+    /// `bounce_message`); the Link Clicked page writes `id` for `message_id`.
     MessageRef {
-        message_id: Lenient<String>, html: Lenient<String>, text: Lenient<String>,
-        time: Lenient<Value>,
+        message_id: Lenient<String>, id: Lenient<String>, html: Lenient<String>,
+        text: Lenient<String>, time: Lenient<Value>,
     }
 
     /// Fields of the per-message events (sent, open, click, reply, bounce).
@@ -540,7 +541,7 @@ payload! {
 
     EmailLinkClick {
         #[serde(flatten)] email: EmailFields,
-        time_clicked: Lenient<Value>, link_clicked: Links,
+        time_clicked: Lenient<Value>, link_clicked: Links, link_details: Links,
     }
 
     EmailReply {
@@ -562,14 +563,17 @@ payload! {
 
     EmailBounce {
         #[serde(flatten)] email: EmailFields,
-        bounce_message: Lenient<Value>,
+        bounce_message: Lenient<Value>, time_sent: Lenient<Value>,
+        bounce_reply_email_preview: Lenient<String>, bounce_reply_email: Lenient<String>,
+        bounce_reply_message_id: Lenient<String>,
     }
 
     LeadUnsubscribed {
         #[serde(flatten)] envelope: Envelope,
         lead_id: Lenient<Id>, lead_email: Lenient<String>, lead_name: Lenient<String>,
-        to_email: Lenient<String>, sequence_number: Lenient<Num>,
-        unsubscribed_client_id_map: Lenient<Value>,
+        to_email: Lenient<String>, to_name: Lenient<String>, from_email: Lenient<String>,
+        subject: Lenient<String>, sent_message: Lenient<MessageRef>,
+        sequence_number: Lenient<Num>, unsubscribed_client_id_map: Lenient<Value>,
     }
 
     LeadData {
@@ -583,7 +587,7 @@ payload! {
     HistoryEntry {
         #[serde(rename = "type")] kind: Lenient<String>,
         time: Lenient<Value>, subject: Lenient<String>, email_body: Lenient<String>,
-        message_id: Lenient<String>,
+        message_id: Lenient<String>, stats_id: Lenient<Id>,
     }
 
     /// The current generation's `lead_category` (help center, "Lead
@@ -598,19 +602,29 @@ payload! {
         lead_id: Lenient<Id>, lead_email: Lenient<String>, lead_name: Lenient<String>,
         lead_data: Lenient<LeadData>, category: Lenient<Category>,
         lead_category_id: Lenient<Id>, lead_category: Lenient<CategoryChange>,
-        from: Lenient<String>, to: Lenient<String>,
+        from: Lenient<String>, to: Lenient<String>, from_email: Lenient<String>,
+        to_email: Lenient<String>, to_name: Lenient<String>,
         history: Lenient<Vec<HistoryEntry>>,
-        #[serde(rename = "lastReply", alias = "last_reply")] last_reply: Lenient<HistoryEntry>,
+        // Both spellings may come in one body: two fields, not an alias.
+        last_reply: Lenient<HistoryEntry>,
+        #[serde(rename = "lastReply")] last_reply_deprecated: Lenient<HistoryEntry>,
     }
 
     CampaignStatusChanged {
         #[serde(flatten)] envelope: Envelope,
+        current_status: Lenient<String>,
         #[serde(alias = "new_status", alias = "newStatus")] status: Lenient<String>,
-        #[serde(alias = "oldStatus", alias = "previous_status")] old_status: Lenient<String>,
+        previous_status: Lenient<String>,
+        #[serde(alias = "oldStatus")] old_status: Lenient<String>,
     }
 
+    /// UNTRACKED_REPLIES as the help center's page sends it
+    /// (`sender_detail` is `Name <addr>`), and the flat names read before.
     UntrackedReply {
         #[serde(flatten)] envelope: Envelope,
+        reply_message: Lenient<MessageRef>, sender_detail: Lenient<String>,
+        recipient_detail: Lenient<String>, cc: Lenient<String>, bcc: Lenient<String>,
+        visible_text: Lenient<String>,
         from_email: Lenient<String>, to_email: Lenient<String>, subject: Lenient<String>,
         #[serde(alias = "body", alias = "email_body")] reply_body: Lenient<String>,
         preview_text: Lenient<String>, time_replied: Lenient<Value>,
@@ -619,10 +633,10 @@ payload! {
 
     ManualStepReached {
         #[serde(flatten)] envelope: Envelope,
-        lead_id: Lenient<Id>,
-        #[serde(alias = "to_email")] lead_email: Lenient<String>,
-        #[serde(alias = "to_name")] lead_name: Lenient<String>,
-        sequence_number: Lenient<Num>,
+        lead_id: Lenient<Id>, lead_email: Lenient<String>, to_email: Lenient<String>,
+        lead_name: Lenient<String>, to_name: Lenient<String>,
+        current_sequence_number: Lenient<Num>, sequence_number: Lenient<Num>,
+        sent_message_ids: Lenient<Vec<String>>,
         #[serde(alias = "manual_step_type", alias = "stepType")] step_type: Lenient<String>,
         #[serde(alias = "task", alias = "instructions")] step_description: Lenient<String>,
     }
@@ -703,6 +717,12 @@ impl LeadCategoryUpdated {
         (old.name.is_some() || old.id.is_some()).then_some(old)
     }
 
+    /// The conversation's last reply: `last_reply`, else the deprecated
+    /// `lastReply`.
+    pub fn latest_reply(&self) -> Option<&HistoryEntry> {
+        self.last_reply.get().or(self.last_reply_deprecated.get())
+    }
+
     /// What the idempotency key reads as the category, (id, name): the new
     /// generation's, else the deprecated top-level fields (never
     /// `lead_data`, so deprecated bodies keep their keys).
@@ -716,6 +736,89 @@ impl LeadCategoryUpdated {
             .and_then(|c| c.new_name.text())
             .or_else(|| self.category.get().and_then(|c| c.name.as_deref()));
         (id, name)
+    }
+}
+
+// Where SmartLead's two field generations (help center, "Webhook Guide
+// Updated") spell one thing twice, the current spelling wins.
+
+impl MessageRef {
+    /// `message_id`, else `id` (the Link Clicked page's spelling).
+    pub fn msg_id(&self) -> Option<&str> {
+        self.message_id.text().or(self.id.text())
+    }
+}
+
+/// Text, else HTML made text; blank reads as absent.
+fn text_or_html(text: Option<&str>, html: Option<&str>) -> Option<String> {
+    text.map(str::to_owned)
+        .or_else(|| html.map(crate::domain::plan::strip_html))
+        .filter(|t| !t.trim().is_empty())
+}
+
+impl EmailLinkClick {
+    /// The clicked links: `link_details`, else the deprecated `link_clicked`.
+    pub fn links(&self) -> &[String] {
+        match self.link_details.0.is_empty() {
+            true => &self.link_clicked.0,
+            false => &self.link_details.0,
+        }
+    }
+}
+
+impl EmailReply {
+    /// The reply's text: `reply_message.text`, else the deprecated
+    /// `preview_text`, else the text of `reply_message.html` or `reply_body`.
+    pub fn text(&self) -> Option<String> {
+        let m = self.reply_message.get();
+        let text = m.and_then(|m| m.text.text()).or(self.preview_text.text());
+        let html = m.and_then(|m| m.html.text()).or(self.reply_body.text());
+        text_or_html(text, html)
+    }
+}
+
+impl EmailBounce {
+    /// Why it bounced: `bounce_message` (its text, else its HTML's, or a
+    /// plain string), else the deprecated `bounce_reply_email_preview`,
+    /// `bounce_reply_email`.
+    pub fn reason(&self) -> Option<String> {
+        let m = self.bounce_message.get();
+        let field = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_str);
+        let text = field("text")
+            .or_else(|| m.and_then(Value::as_str))
+            .or(self.bounce_reply_email_preview.text());
+        text_or_html(text, field("html").or(self.bounce_reply_email.text()))
+    }
+}
+
+impl CampaignStatusChanged {
+    /// The status entered: `current_status`, else `status` (`new_status`),
+    /// else the event's `campaign_status`.
+    pub fn status(&self) -> Option<&str> {
+        self.current_status
+            .text()
+            .or(self.status.text())
+            .or(self.envelope.campaign_status.text())
+    }
+
+    /// The status left: `previous_status`, else `old_status`.
+    pub fn previous(&self) -> Option<&str> {
+        self.previous_status.text().or(self.old_status.text())
+    }
+}
+
+impl UntrackedReply {
+    /// The reply's text: `visible_text` (without the quoted thread), else
+    /// `reply_message.text`, else `preview_text`, else its HTML made text.
+    pub fn text(&self) -> Option<String> {
+        let m = self.reply_message.get();
+        let text = self
+            .visible_text
+            .text()
+            .or_else(|| m.and_then(|m| m.text.text()))
+            .or(self.preview_text.text());
+        let html = m.and_then(|m| m.html.text()).or(self.reply_body.text());
+        text_or_html(text, html)
     }
 }
 
@@ -1095,6 +1198,10 @@ pub struct Normalized {
     pub sl_email_lead_map_id: Option<Id>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats_thread_id: Option<Id>,
+    /// `ACTIVE`, `PAUSED`, `COMPLETED`: the campaign's status as the event
+    /// names it (`campaign_status`; a status change's new status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign_status: Option<String>,
     /// The reply's text (replies), the clicked link (clicks), the bounce
     /// reason or the account's error.
     #[serde(skip_serializing_if = "Option::is_none")]

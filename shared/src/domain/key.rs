@@ -221,7 +221,7 @@ fn named_key(b: &Basis, ev: &SmartleadEvent, n: &Normalized) -> Option<DedupKey>
         EventData::EmailLinkClick(c) => b.lead_at(|l, t| {
             b.make(
                 "fields",
-                &[b.campaign, l, &b.seq, t, stats, &clicked(&c.link_clicked.0)],
+                &[b.campaign, l, &b.seq, t, stats, &clicked(c.links())],
             )
         }),
         EventData::LeadUnsubscribed(_) => b
@@ -235,7 +235,7 @@ fn named_key(b: &Basis, ev: &SmartleadEvent, n: &Normalized) -> Option<DedupKey>
         EventData::CampaignStatusChanged(s) => {
             let c = n.campaign_id.as_ref()?;
             let t = b.time.as_deref()?;
-            Some(b.make("fields", &[c.as_str(), s.status.text().unwrap_or(""), t]))
+            Some(b.make("fields", &[c.as_str(), s.status().unwrap_or(""), t]))
         }
         EventData::UntrackedReplies(_) => b.msg_key().or_else(|| {
             b.lead_at(|l, t| b.make("fields", &[l, n.sender_email.as_deref().unwrap_or(""), t]))

@@ -2,12 +2,11 @@
 //! item, and beside it the reply, suppression, profile and task items.
 
 use super::context::{score, Ctx};
-use super::text::{cut, owned, s, strip_html, PREVIEW_CHARS};
+use super::text::{cut, owned, s, PREVIEW_CHARS};
 use super::{ItemUpdate, Val};
 use crate::domain::event::{
     EmailBounce, EmailLinkClick, EmailReply, EmailSent, LeadCategoryUpdated, ManualStepReached,
 };
-use serde_json::Value;
 
 /// EMAIL_SENT: `sent` +1, the step, flag `contacted`, first/last send.
 pub(super) fn email_sent(cx: &Ctx, pk: &str, e: &EmailSent) -> Vec<ItemUpdate> {
@@ -22,7 +21,7 @@ pub(super) fn email_sent(cx: &Ctx, pk: &str, e: &EmailSent) -> Vec<ItemUpdate> {
                 ("last_sent_at", cx.t()),
                 (
                     "last_subject",
-                    s(e.custom_subject.text().or(e.email.subject.text())),
+                    s(e.email.subject.text().or(e.custom_subject.text())),
                 ),
                 ("last_message_id", owned(n.message_id.clone())),
                 ("last_sender", owned(n.sender_email.clone())),
@@ -64,11 +63,11 @@ pub(super) fn email_link_click(cx: &Ctx, pk: &str, c: &EmailLinkClick) -> Vec<It
             "last_click_order",
             vec![
                 ("last_click_at", cx.t()),
-                ("last_link", s(c.link_clicked.0.last().map(String::as_str))),
+                ("last_link", s(c.links().last().map(String::as_str))),
             ],
         )
         .earliest_time("first_click_at");
-    let links: Vec<String> = c.link_clicked.0.iter().map(|l| cut(l, 1000)).collect();
+    let links: Vec<String> = c.links().iter().map(|l| cut(l, 1000)).collect();
     if !links.is_empty() {
         u.add.push(("links_clicked", Val::Ss(links)));
     }
@@ -82,17 +81,7 @@ pub(super) fn email_link_click(cx: &Ctx, pk: &str, c: &EmailLinkClick) -> Vec<It
 /// that was e-mailed (see [`crate::domain::normalize`]); its writer joins
 /// `repliers`.
 pub(super) fn email_reply(cx: &Ctx, pk: &str, r: &EmailReply) -> Vec<ItemUpdate> {
-    let preview = r
-        .preview_text
-        .text()
-        .map(str::to_owned)
-        .or_else(|| r.reply_body.text().map(strip_html))
-        .or_else(|| {
-            r.reply_message
-                .get()
-                .and_then(|m| m.text.text().map(str::to_owned))
-        })
-        .map(|p| cut(&p, PREVIEW_CHARS));
+    let preview = r.text().map(|p| cut(&p, PREVIEW_CHARS));
     let u = cx
         .lead_campaign(pk)
         .count("replies")
@@ -130,13 +119,7 @@ pub(super) fn email_reply(cx: &Ctx, pk: &str, r: &EmailReply) -> Vec<ItemUpdate>
 /// EMAIL_BOUNCE: `bounces` +1, flag `bounced`, the last bounce and its
 /// reason, score; the lead suppressed (reason `bounce`).
 pub(super) fn email_bounce(cx: &Ctx, pk: &str, b: &EmailBounce) -> Vec<ItemUpdate> {
-    let reason = b.bounce_message.get().and_then(|m| {
-        m.get("text")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| m.get("html").and_then(Value::as_str).map(strip_html))
-            .or_else(|| m.as_str().map(str::to_owned))
-    });
+    let reason = b.reason();
     let u = cx
         .lead_campaign(pk)
         .count("bounces")
@@ -229,19 +212,22 @@ pub(super) fn manual_step_reached(cx: &Ctx, pk: &str, m: &ManualStepReached) -> 
         .sequence_number
         .map(|s| s.to_string())
         .unwrap_or_else(|| "-".into());
-    vec![
-        ItemUpdate::new(pk.to_owned(), format!("TASK#{}#{step}", cx.campaign))
-            .once("task_status", Some("open".into()))
-            .once("campaign_id", n.campaign_id.as_ref().map(|c| c.to_string()))
-            .once("lead_email", n.lead_email.clone())
-            .once("step_type", m.step_type.text().map(str::to_owned))
-            .once(
-                "step_description",
-                m.step_description.text().map(str::to_owned),
-            )
-            .count("times_reached")
-            .earliest_time("reached_at"),
-    ]
+    let mut task = ItemUpdate::new(pk.to_owned(), format!("TASK#{}#{step}", cx.campaign));
+    if let Some(ids) = m.sent_message_ids.get().filter(|ids| !ids.is_empty()) {
+        task.set_once
+            .push(("sent_message_ids", Val::Json(ids.clone().into())));
+    }
+    vec![task
+        .once("task_status", Some("open".into()))
+        .once("campaign_id", n.campaign_id.as_ref().map(|c| c.to_string()))
+        .once("lead_email", n.lead_email.clone())
+        .once("step_type", m.step_type.text().map(str::to_owned))
+        .once(
+            "step_description",
+            m.step_description.text().map(str::to_owned),
+        )
+        .count("times_reached")
+        .earliest_time("reached_at")]
 }
 
 #[cfg(test)]
