@@ -16,20 +16,8 @@ use smartlead::app::effects::{AlertRules, Effects};
 use smartlead::domain::event::EventType;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Attributes only a current-generation body can fill (the deprecated one
-/// has no field for them): left out when the two states are compared, and
-/// checked on their own.
-const CURRENT_ONLY: &[&str] = &[
-    "previous_category",
-    "previous_category_id",
-    "sl_email_lead_id",
-    "sl_email_lead_map_id",
-    "stats_thread_id",
-    "last_reply_cc",
-    "last_reply_company_domain",
-    "sent_message_ids",
-    "cc",
-];
+/// Attributes only a current-generation body can fill.
+const CURRENT_ONLY: &[&str] = test_support::CURRENT_ONLY_ATTRIBUTES;
 
 /// Top-level fields of the deprecated generation (help center, each
 /// event's "Webhook Guide Updated" page; for the pages that list none,

@@ -99,6 +99,21 @@ pub fn generations(root: &Path) -> std::io::Result<BTreeMap<String, (String, Str
     Ok(out)
 }
 
+/// State attributes only a current-generation body can fill (the
+/// deprecated one has no field for them): left out when the states of the
+/// two [`generations`] are compared, and checked on their own.
+pub const CURRENT_ONLY_ATTRIBUTES: &[&str] = &[
+    "previous_category",
+    "previous_category_id",
+    "sl_email_lead_id",
+    "sl_email_lead_map_id",
+    "stats_thread_id",
+    "last_reply_cc",
+    "last_reply_company_domain",
+    "sent_message_ids",
+    "cc",
+];
+
 /// `X-Request-Id` and `X-Webhook-Level` as SmartLead sends them with an
 /// envelope-shaped body (its `id` and `meta.level`): (header, attribute, value).
 pub fn delivery_headers(body: &str) -> Vec<(&'static str, &'static str, String)> {

@@ -19,8 +19,8 @@
 //! | LEAD_UNSUBSCRIBED | same, and `SUPPRESSION` | flag `unsubscribed`, unsubscribe time; suppression (reason `unsubscribe`) |
 //! | LEAD_CATEGORY_UPDATED | same, and `LEAD#<email>` / `PROFILE` | latest category (name, sentiment, id, time) and the previous one (current generation); profile fields from `lead_data` (latest wins) |
 //! | CAMPAIGN_STATUS_CHANGED | `CAMPAIGN#<id>` / `STATUS` | latest status (and previous), change count |
-//! | UNTRACKED_REPLIES | `UNTRACKED` / `<time>#<key>` | the reply kept for catch-all inbox review |
-//! | MANUAL_STEP_REACHED | `LEAD#<email>` / `TASK#<campaign>#<step>` | an open task for a human: step type, description, reached at |
+//! | UNTRACKED_REPLIES | `UNTRACKED` / `<time>#<key>` | the reply kept for catch-all inbox review (writer, mailbox, subject, preview, cc) |
+//! | MANUAL_STEP_REACHED | `LEAD#<email>` / `TASK#<campaign>#<step>` | an open task for a human: step type, description, the sent messages' ids, reached at |
 //! | EMAIL_ACCOUNT_DISCONNECTED, LINKEDIN_DISCONNECTED | `ACCOUNT#<id>` / `HEALTH#EMAIL` or `HEALTH#LINKEDIN` | disconnected since (earliest), last error (latest), count |
 //! | CAMPAIGN_BOUNCE_BREACH | `CAMPAIGN#<id>` / `HEALTH` | last breach: rate, threshold, message; count |
 //! | unknown type | `UNKNOWN#<type>` / `<time>#<key>` | the raw event, kept and counted |
