@@ -271,6 +271,11 @@ fn where_the_generations_disagree_the_current_field_wins() {
         "status": "PAUSED", "current_status": "ACTIVE"}),
     );
     assert_eq!(status["campaign_status"], "ACTIVE");
+    let untracked = n(serde_json::json!({"event_type": "UNTRACKED_REPLIES",
+        "sender_detail": "Sunita Soy <Sunita@x.example>", "from_email": "old@x.example",
+        "recipient_detail": "a@s.example, b@s.example", "to_email": "old@s.example"}));
+    assert_eq!(untracked["lead_email"], "sunita@x.example");
+    assert_eq!(untracked["sender_email"], "a@s.example");
     let click = n(
         serde_json::json!({"event_type": "EMAIL_LINK_CLICK", "to_email": "a@x.example",
         "link_clicked": ["https://old"], "link_details": "https://new"}),

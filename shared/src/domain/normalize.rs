@@ -154,16 +154,10 @@ fn first<'a>(a: &'a Lenient<String>, b: &'a Lenient<String>) -> &'a Lenient<Stri
 /// `from_email`); its mailbox the one it reached (`recipient_detail`, else
 /// `to_email`).
 fn fill_untracked(n: &mut Normalized, e: &UntrackedReply) {
-    n.lead_email = e
-        .sender_detail
-        .text()
-        .and_then(address)
-        .or_else(|| email(e.from_email.text()));
-    n.sender_email = e
-        .recipient_detail
-        .text()
-        .and_then(address)
-        .or_else(|| email(e.to_email.text()));
+    // The first address of a `Name <addr>, ...` list.
+    let first_address = |l: &Lenient<String>| l.text()?.split(',').find_map(address);
+    n.lead_email = first_address(&e.sender_detail).or_else(|| email(e.from_email.text()));
+    n.sender_email = first_address(&e.recipient_detail).or_else(|| email(e.to_email.text()));
     n.message_id = msg_id(&e.reply_message).or_else(|| text(&e.message_id));
     n.event_time = time(&e.envelope.event_timestamp)
         .or_else(|| time(&e.time_replied))
