@@ -108,13 +108,14 @@ async fn every_sqs_fixture_gives_the_documented_state() {
             "email_reply",
             JANE,
             "CAMPAIGN#123",
-            json!({"replies": 1, "flags": ["replied"], "last_reply_at": "2025-01-15T11:00:00.000Z", "score": 10}),
+            // `event_timestamp` (11:00:02) over the deprecated `time_replied` (11:00:00).
+            json!({"replies": 1, "flags": ["replied"], "last_reply_at": "2025-01-15T11:00:02.000Z", "score": 10}),
         ),
         (
             "email_reply",
             JANE,
             "REPLY#123",
-            json!({"last_reply_at": "2025-01-15T11:00:00.000Z", "last_reply_preview": "Thanks for reaching out. I'm interested - can we talk Thursday?"}),
+            json!({"last_reply_at": "2025-01-15T11:00:02.000Z", "last_reply_preview": "Thanks for reaching out. I'm interested - can we talk Thursday?", "last_reply_from": "jane.doe@acme-corp.com"}),
         ),
         (
             "email_replied_alias",

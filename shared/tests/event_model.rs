@@ -100,12 +100,22 @@ const EXPECTED: &[Expectation] = &[
         Some("2025-01-16T15:20:00.000Z"),
         "fields",
     ),
+    // `event_timestamp` over the deprecated `time_replied`.
     (
         "email_reply",
         "EMAIL_REPLY",
         Some("jane.doe@acme-corp.com"),
         Some("123"),
-        Some("2025-01-15T11:00:00.000Z"),
+        Some("2025-01-15T11:00:02.000Z"),
+        "msg",
+    ),
+    // A colleague's reply: filed under the lead that was e-mailed.
+    (
+        "email_reply_colleague",
+        "EMAIL_REPLY",
+        Some("jane@acme-example.com"),
+        Some("9181"),
+        Some("2025-01-21T09:35:01.000Z"),
         "msg",
     ),
     (
@@ -438,7 +448,7 @@ fn typed_views_read_the_type_specific_fields() {
     assert_eq!(inner.sentiment.as_deref(), Some("positive"));
     assert_eq!(c.lead_category_id.get().map(|i| i.as_str()), Some("5"));
     assert_eq!(c.history.get().map(Vec::len), Some(2));
-    assert!(c.last_reply.get().is_some());
+    assert!(c.latest_reply().is_some(), "`lastReply`");
 
     let ev = SmartleadEvent::from_slice(payload("email_account_disconnected").as_bytes()).unwrap();
     let EventData::EmailAccountDisconnected(a) = &ev.data else {

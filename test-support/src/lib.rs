@@ -77,6 +77,43 @@ pub fn twins(root: &Path) -> std::io::Result<BTreeMap<String, String>> {
     read_fixtures(root, "twins")
 }
 
+/// SmartLead's two field generations of each event (help center, "Webhook
+/// Guide Updated"): `events/deprecated/<stem>.json` uses only the
+/// deprecated spelling of each renamed field, `events/current/<stem>.json`
+/// (same stem) only the current one; fields no page renamed are in both.
+/// Stem -> (deprecated, current); an error names a stem without its partner.
+pub fn generations(root: &Path) -> std::io::Result<BTreeMap<String, (String, String)>> {
+    let mut deprecated = read_fixtures(root, "deprecated")?;
+    let mut out = BTreeMap::new();
+    for (stem, current) in read_fixtures(root, "current")? {
+        let old = deprecated.remove(&stem).ok_or_else(|| {
+            std::io::Error::other(format!("events/current/{stem}.json has no deprecated twin"))
+        })?;
+        out.insert(stem, (old, current));
+    }
+    if let Some(stem) = deprecated.keys().next() {
+        return Err(std::io::Error::other(format!(
+            "events/deprecated/{stem}.json has no current twin"
+        )));
+    }
+    Ok(out)
+}
+
+/// State attributes only a current-generation body can fill (the
+/// deprecated one has no field for them): left out when the states of the
+/// two [`generations`] are compared, and checked on their own.
+pub const CURRENT_ONLY_ATTRIBUTES: &[&str] = &[
+    "previous_category",
+    "previous_category_id",
+    "sl_email_lead_id",
+    "sl_email_lead_map_id",
+    "stats_thread_id",
+    "last_reply_cc",
+    "last_reply_company_domain",
+    "sent_message_ids",
+    "cc",
+];
+
 /// `X-Request-Id` and `X-Webhook-Level` as SmartLead sends them with an
 /// envelope-shaped body (its `id` and `meta.level`): (header, attribute, value).
 pub fn delivery_headers(body: &str) -> Vec<(&'static str, &'static str, String)> {

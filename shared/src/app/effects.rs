@@ -158,18 +158,15 @@ impl AlertRules {
         }
         match &ev.data {
             EventData::LeadCategoryUpdated(c) => {
-                let cats = [
-                    c.category.get().cloned(),
-                    c.lead_data.get().and_then(|d| d.category.get().cloned()),
-                ];
-                cats.iter().flatten().any(|cat| {
-                    cat.sentiment
+                // The category entered, in either generation (see `new_category`).
+                let cat = c.new_category();
+                cat.sentiment
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("positive"))
+                    || cat
+                        .name
                         .as_deref()
-                        .is_some_and(|s| s.eq_ignore_ascii_case("positive"))
-                        || cat.name.as_deref().is_some_and(|n| {
-                            self.positive_categories.contains(&n.to_ascii_lowercase())
-                        })
-                })
+                        .is_some_and(|n| self.positive_categories.contains(&n.to_ascii_lowercase()))
             }
             _ => true,
         }
@@ -220,20 +217,20 @@ fn title(ev: &SmartleadEvent, lead: Option<&str>, campaign: Option<&str>) -> Str
         .clone()
         .or(n.account_id.as_ref().map(|a| a.to_string()))
         .unwrap_or_else(|| "an account".into());
-    let category = raw_text(
-        ev,
-        &[
-            &["category", "name"],
-            &["category"],
-            &["lead_data", "category", "name"],
-        ],
-    );
     match &ev.data {
-        EventData::EmailReply(_) => format!("Reply from {who}"),
-        EventData::LeadCategoryUpdated(_) => format!(
-            "{who} is now {}",
-            category.unwrap_or_else(|| "in a positive category".into())
-        ),
+        EventData::EmailReply(_) => match &n.replied_by {
+            Some(by) => format!("Reply from {by} for {who}"),
+            None => format!("Reply from {who}"),
+        },
+        EventData::LeadCategoryUpdated(c) => {
+            let now = c.new_category().name;
+            let was = c.old_category().and_then(|o| o.name);
+            format!(
+                "{who} is now {}{}",
+                now.unwrap_or_else(|| "in a positive category".into()),
+                was.map(|w| format!(" (was {w})")).unwrap_or_default()
+            )
+        }
         EventData::ManualStepReached(_) => format!("Manual step reached for {who}"),
         EventData::EmailAccountDisconnected(_) => {
             format!("E-mail account disconnected: {account}")
@@ -253,8 +250,10 @@ fn preview(ev: &SmartleadEvent) -> Option<String> {
     raw_text(
         ev,
         &[
-            &["preview_text"],
             &["reply_message", "text"],
+            &["preview_text"],
+            &["visible_text"],
+            &["last_reply", "email_body"],
             &["lastReply", "email_body"],
             &["step_description"],
             &["description"],
@@ -263,7 +262,7 @@ fn preview(ev: &SmartleadEvent) -> Option<String> {
         ],
     )
     .or_else(|| {
-        raw_text(ev, &[&["reply_body"], &["reply_message", "html"]])
+        raw_text(ev, &[&["reply_message", "html"], &["reply_body"]])
             .map(|h| crate::domain::plan::strip_html(&h))
     })
     .map(|p| {
@@ -291,12 +290,11 @@ impl Alert {
             (None, Some(id)) => Some(format!("#{id}")),
             (None, None) => None,
         };
+        // `app_url`, else the deprecated `ui_master_inbox_link` (normalized).
         let link = n.app_url.clone().or_else(|| {
-            raw_text(ev, &[&["ui_master_inbox_link"]]).or_else(|| {
-                n.campaign_id
-                    .as_ref()
-                    .map(|c| format!("https://app.smartlead.ai/app/email-campaign/{c}/analytics"))
-            })
+            n.campaign_id
+                .as_ref()
+                .map(|c| format!("https://app.smartlead.ai/app/email-campaign/{c}/analytics"))
         });
         Alert {
             event_type: ev.event_type.as_str().to_owned(),
@@ -427,12 +425,19 @@ pub fn bounce_kind(ev: &SmartleadEvent) -> BounceKind {
         }
         None => {}
     }
-    texts.extend(
-        ev.view()
-            .get("bounce_reason")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    );
+    // The deprecated generation's spellings, and the nested shapes'.
+    for field in [
+        "bounce_reason",
+        "bounce_reply_email_preview",
+        "bounce_reply_email",
+    ] {
+        texts.extend(
+            ev.view()
+                .get(field)
+                .and_then(Value::as_str)
+                .map(crate::domain::plan::strip_html),
+        );
+    }
     let tokens: Vec<&str> = texts
         .iter()
         .flat_map(|t| t.split(|c: char| !(c.is_ascii_digit() || c == '.')))
@@ -527,6 +532,15 @@ mod tests {
             BounceKind::Hard
         );
         assert_eq!(b(json!({"bounce_type": "SOFT"})), BounceKind::Soft);
+        // The deprecated generation's spellings.
+        assert_eq!(
+            b(json!({"bounce_reply_email_preview": "452 4.2.2 Mailbox full"})),
+            BounceKind::Soft
+        );
+        assert_eq!(
+            b(json!({"bounce_reply_email": "<p>421 Try later</p>"})),
+            BounceKind::Soft
+        );
         assert_eq!(b(json!({})), BounceKind::Unknown);
     }
 
@@ -543,6 +557,15 @@ mod tests {
         assert!(!rules.is_hot(&cat(
             json!({"name": "Not Interested", "sentiment_type": "negative"})
         )));
+        // The current generation's `lead_category`, which wins over `category`.
+        let change = |new: &str, old: Value| {
+            ev(
+                json!({"event_type": "LEAD_CATEGORY_UPDATED", "to_email": "a@b.c", "category": old,
+                      "lead_category": {"old_id": 5, "old_name": "Information Request", "new_id": 1, "new_name": new}}),
+            )
+        };
+        assert!(rules.is_hot(&change("Interested", Value::Null)));
+        assert!(!rules.is_hot(&change("Not Interested", json!("Interested"))));
         assert!(rules.is_hot(&ev(
             json!({"event_type": "EMAIL_REPLY", "to_email": "a@b.c"})
         )));
@@ -568,6 +591,17 @@ mod tests {
         assert_eq!(s["text"], a.title);
         assert!(s.to_string().contains("Jane Doe &lt;jane@acme.example&gt;"));
         assert!(a.text().contains("Preview: Sounds good"));
+    }
+
+    #[test]
+    fn a_colleagues_reply_alerts_for_the_lead_and_names_the_writer() {
+        let e = ev(
+            json!({"event_type": "EMAIL_REPLY", "to_email": "tom@acme.example", "to_name": "Tom Baker",
+                   "sl_lead_email": "jane@acme.example", "campaign_id": 1}),
+        );
+        let a = Alert::from_event(&e, "k");
+        assert_eq!(a.title, "Reply from tom@acme.example for jane@acme.example");
+        assert_eq!(a.lead.as_deref(), Some("jane@acme.example"));
     }
 
     #[test]

@@ -501,16 +501,22 @@ payload! {
         campaign_status: Lenient<String>,
         #[serde(alias = "clientId")] client_id: Lenient<Id>,
         #[serde(alias = "appUrl")] app_url: Lenient<String>,
+        ui_master_inbox_link: Lenient<String>,
+        // SmartLead's own ids of the lead, the lead in the campaign (the
+        // master inbox's lead map) and the thread.
+        sl_email_lead_id: Lenient<Id>, sl_email_lead_map_id: Lenient<Id>,
+        stats_thread_id: Lenient<Id>,
         description: Lenient<String>,
         #[serde(alias = "eventTimestamp")] event_timestamp: Lenient<Value>,
         #[serde(alias = "createdAt")] created_at: Lenient<Value>,
         metadata: Lenient<Value>,
     }
 
-    /// A message SmartLead quotes (`sent_message`, `reply_message`).
+    /// A message SmartLead quotes (`sent_message`, `reply_message`,
+    /// `bounce_message`); the Link Clicked page writes `id` for `message_id`.
     MessageRef {
-        message_id: Lenient<String>, html: Lenient<String>, text: Lenient<String>,
-        time: Lenient<Value>,
+        message_id: Lenient<String>, id: Lenient<String>, html: Lenient<String>,
+        text: Lenient<String>, time: Lenient<Value>,
     }
 
     /// Fields of the per-message events (sent, open, click, reply, bounce).
@@ -535,25 +541,39 @@ payload! {
 
     EmailLinkClick {
         #[serde(flatten)] email: EmailFields,
-        time_clicked: Lenient<Value>, link_clicked: Links,
+        time_clicked: Lenient<Value>, link_clicked: Links, link_details: Links,
     }
 
     EmailReply {
         #[serde(flatten)] email: EmailFields,
         time_replied: Lenient<Value>, reply_body: Lenient<String>,
         preview_text: Lenient<String>, reply_message: Lenient<MessageRef>,
+        sl_lead_email: Lenient<String>, cc_emails: Lenient<Value>,
+        #[serde(rename = "leadCorrespondence")] lead_correspondence: Lenient<Correspondence>,
+    }
+
+    /// Who a reply was for and who sent it (api.smartlead.ai
+    /// `reference/email-reply-webhooks`): a colleague, an assistant or a
+    /// forwarded thread answers for the lead that was e-mailed.
+    Correspondence {
+        #[serde(rename = "targetLeadEmail")] target_lead_email: Lenient<String>,
+        #[serde(rename = "replyReceivedFrom")] reply_received_from: Lenient<String>,
+        #[serde(rename = "repliedCompanyDomain")] replied_company_domain: Lenient<String>,
     }
 
     EmailBounce {
         #[serde(flatten)] email: EmailFields,
-        bounce_message: Lenient<Value>,
+        bounce_message: Lenient<Value>, time_sent: Lenient<Value>,
+        bounce_reply_email_preview: Lenient<String>, bounce_reply_email: Lenient<String>,
+        bounce_reply_message_id: Lenient<String>,
     }
 
     LeadUnsubscribed {
         #[serde(flatten)] envelope: Envelope,
         lead_id: Lenient<Id>, lead_email: Lenient<String>, lead_name: Lenient<String>,
-        to_email: Lenient<String>, sequence_number: Lenient<Num>,
-        unsubscribed_client_id_map: Lenient<Value>,
+        to_email: Lenient<String>, to_name: Lenient<String>, from_email: Lenient<String>,
+        subject: Lenient<String>, sent_message: Lenient<MessageRef>,
+        sequence_number: Lenient<Num>, unsubscribed_client_id_map: Lenient<Value>,
     }
 
     LeadData {
@@ -567,26 +587,44 @@ payload! {
     HistoryEntry {
         #[serde(rename = "type")] kind: Lenient<String>,
         time: Lenient<Value>, subject: Lenient<String>, email_body: Lenient<String>,
-        message_id: Lenient<String>,
+        message_id: Lenient<String>, stats_id: Lenient<Id>,
+    }
+
+    /// The current generation's `lead_category` (help center, "Lead
+    /// Category Updated"): the category left and the one entered.
+    CategoryChange {
+        old_id: Lenient<Id>, old_name: Lenient<String>,
+        new_id: Lenient<Id>, new_name: Lenient<String>,
     }
 
     LeadCategoryUpdated {
         #[serde(flatten)] envelope: Envelope,
         lead_id: Lenient<Id>, lead_email: Lenient<String>, lead_name: Lenient<String>,
         lead_data: Lenient<LeadData>, category: Lenient<Category>,
-        lead_category_id: Lenient<Id>, from: Lenient<String>, to: Lenient<String>,
+        lead_category_id: Lenient<Id>, lead_category: Lenient<CategoryChange>,
+        from: Lenient<String>, to: Lenient<String>, from_email: Lenient<String>,
+        to_email: Lenient<String>, to_name: Lenient<String>,
         history: Lenient<Vec<HistoryEntry>>,
-        #[serde(rename = "lastReply", alias = "last_reply")] last_reply: Lenient<HistoryEntry>,
+        // Both spellings may come in one body: two fields, not an alias.
+        last_reply: Lenient<HistoryEntry>,
+        #[serde(rename = "lastReply")] last_reply_deprecated: Lenient<HistoryEntry>,
     }
 
     CampaignStatusChanged {
         #[serde(flatten)] envelope: Envelope,
+        current_status: Lenient<String>,
         #[serde(alias = "new_status", alias = "newStatus")] status: Lenient<String>,
-        #[serde(alias = "oldStatus", alias = "previous_status")] old_status: Lenient<String>,
+        previous_status: Lenient<String>,
+        #[serde(alias = "oldStatus")] old_status: Lenient<String>,
     }
 
+    /// UNTRACKED_REPLIES as the help center's page sends it
+    /// (`sender_detail` is `Name <addr>`), and the flat names read before.
     UntrackedReply {
         #[serde(flatten)] envelope: Envelope,
+        reply_message: Lenient<MessageRef>, sender_detail: Lenient<String>,
+        recipient_detail: Lenient<String>, cc: Lenient<String>, bcc: Lenient<String>,
+        visible_text: Lenient<String>,
         from_email: Lenient<String>, to_email: Lenient<String>, subject: Lenient<String>,
         #[serde(alias = "body", alias = "email_body")] reply_body: Lenient<String>,
         preview_text: Lenient<String>, time_replied: Lenient<Value>,
@@ -595,10 +633,10 @@ payload! {
 
     ManualStepReached {
         #[serde(flatten)] envelope: Envelope,
-        lead_id: Lenient<Id>,
-        #[serde(alias = "to_email")] lead_email: Lenient<String>,
-        #[serde(alias = "to_name")] lead_name: Lenient<String>,
-        sequence_number: Lenient<Num>,
+        lead_id: Lenient<Id>, lead_email: Lenient<String>, to_email: Lenient<String>,
+        lead_name: Lenient<String>, to_name: Lenient<String>,
+        current_sequence_number: Lenient<Num>, sequence_number: Lenient<Num>,
+        sent_message_ids: Lenient<Vec<String>>,
         #[serde(alias = "manual_step_type", alias = "stepType")] step_type: Lenient<String>,
         #[serde(alias = "task", alias = "instructions")] step_description: Lenient<String>,
     }
@@ -631,6 +669,159 @@ payload! {
     }
 }
 
+impl LeadCategoryUpdated {
+    /// The category the lead entered: `lead_category.new_name` / `new_id`
+    /// (current generation) over `category` / `lead_category_id`
+    /// (deprecated), then `lead_data.category`. The sentiment is that of the
+    /// `category` object naming the same category (the current generation
+    /// sends none).
+    pub fn new_category(&self) -> Category {
+        let change = self.lead_category.get();
+        let objects = [
+            self.category.get(),
+            self.lead_data.get().and_then(|d| d.category.get()),
+        ];
+        let name = change
+            .and_then(|c| c.new_name.text().map(str::to_owned))
+            .or_else(|| objects.iter().flatten().find_map(|c| c.name.clone()));
+        let id = change
+            .and_then(|c| c.new_id.get())
+            .or(self.lead_category_id.get())
+            .or_else(|| objects.iter().flatten().find_map(|c| c.id.as_ref()))
+            .cloned();
+        let same = |c: &Category| match (&c.name, &name) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => true,
+        };
+        let sentiment = objects
+            .iter()
+            .flatten()
+            .filter(|c| same(c))
+            .find_map(|c| c.sentiment.clone());
+        Category {
+            name,
+            sentiment,
+            id,
+        }
+    }
+
+    /// The category the lead left: `lead_category.old_name` / `old_id`
+    /// (the deprecated generation does not say).
+    pub fn old_category(&self) -> Option<Category> {
+        let c = self.lead_category.get()?;
+        let old = Category {
+            name: c.old_name.text().map(str::to_owned),
+            sentiment: None,
+            id: c.old_id.get().cloned(),
+        };
+        (old.name.is_some() || old.id.is_some()).then_some(old)
+    }
+
+    /// The conversation's last reply: `last_reply`, else the deprecated
+    /// `lastReply`.
+    pub fn latest_reply(&self) -> Option<&HistoryEntry> {
+        self.last_reply.get().or(self.last_reply_deprecated.get())
+    }
+
+    /// What the idempotency key reads as the category, (id, name): the new
+    /// generation's, else the deprecated top-level fields (never
+    /// `lead_data`, so deprecated bodies keep their keys).
+    pub fn key_category(&self) -> (Option<&str>, Option<&str>) {
+        let change = self.lead_category.get();
+        let id = change
+            .and_then(|c| c.new_id.get())
+            .or(self.lead_category_id.get())
+            .map(Id::as_str);
+        let name = change
+            .and_then(|c| c.new_name.text())
+            .or_else(|| self.category.get().and_then(|c| c.name.as_deref()));
+        (id, name)
+    }
+}
+
+// Where SmartLead's two field generations (help center, "Webhook Guide
+// Updated") spell one thing twice, the current spelling wins.
+
+impl MessageRef {
+    /// `message_id`, else `id` (the Link Clicked page's spelling).
+    pub fn msg_id(&self) -> Option<&str> {
+        self.message_id.text().or(self.id.text())
+    }
+}
+
+/// Text, else HTML made text; blank reads as absent.
+fn text_or_html(text: Option<&str>, html: Option<&str>) -> Option<String> {
+    text.map(str::to_owned)
+        .or_else(|| html.map(crate::domain::plan::strip_html))
+        .filter(|t| !t.trim().is_empty())
+}
+
+impl EmailLinkClick {
+    /// The clicked links: `link_details`, else the deprecated `link_clicked`.
+    pub fn links(&self) -> &[String] {
+        match self.link_details.0.is_empty() {
+            true => &self.link_clicked.0,
+            false => &self.link_details.0,
+        }
+    }
+}
+
+impl EmailReply {
+    /// The reply's text: `reply_message.text`, else the deprecated
+    /// `preview_text`, else the text of `reply_message.html` or `reply_body`.
+    pub fn text(&self) -> Option<String> {
+        let m = self.reply_message.get();
+        let text = m.and_then(|m| m.text.text()).or(self.preview_text.text());
+        let html = m.and_then(|m| m.html.text()).or(self.reply_body.text());
+        text_or_html(text, html)
+    }
+}
+
+impl EmailBounce {
+    /// Why it bounced: `bounce_message` (its text, else its HTML's, or a
+    /// plain string), else the deprecated `bounce_reply_email_preview`,
+    /// `bounce_reply_email`.
+    pub fn reason(&self) -> Option<String> {
+        let m = self.bounce_message.get();
+        let field = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_str);
+        let text = field("text")
+            .or_else(|| m.and_then(Value::as_str))
+            .or(self.bounce_reply_email_preview.text());
+        text_or_html(text, field("html").or(self.bounce_reply_email.text()))
+    }
+}
+
+impl CampaignStatusChanged {
+    /// The status entered: `current_status`, else `status` (`new_status`),
+    /// else the event's `campaign_status`.
+    pub fn status(&self) -> Option<&str> {
+        self.current_status
+            .text()
+            .or(self.status.text())
+            .or(self.envelope.campaign_status.text())
+    }
+
+    /// The status left: `previous_status`, else `old_status`.
+    pub fn previous(&self) -> Option<&str> {
+        self.previous_status.text().or(self.old_status.text())
+    }
+}
+
+impl UntrackedReply {
+    /// The reply's text: `visible_text` (without the quoted thread), else
+    /// `reply_message.text`, else `preview_text`, else its HTML made text.
+    pub fn text(&self) -> Option<String> {
+        let m = self.reply_message.get();
+        let text = self
+            .visible_text
+            .text()
+            .or_else(|| m.and_then(|m| m.text.text()))
+            .or(self.preview_text.text());
+        let html = m.and_then(|m| m.html.text()).or(self.reply_body.text());
+        text_or_html(text, html)
+    }
+}
+
 /// The typed view of one event.
 #[derive(Debug, Clone)]
 pub enum EventData {
@@ -638,7 +829,7 @@ pub enum EventData {
     FirstEmailSent(EmailSent),
     EmailOpen(EmailOpen),
     EmailLinkClick(EmailLinkClick),
-    EmailReply(EmailReply),
+    EmailReply(Box<EmailReply>),
     EmailBounce(EmailBounce),
     LeadUnsubscribed(LeadUnsubscribed),
     LeadCategoryUpdated(Box<LeadCategoryUpdated>),
@@ -922,7 +1113,7 @@ fn typed(kind: &EventType, raw: &Map<String, Value>) -> (EventData, Option<Strin
         EventType::FirstEmailSent => EventData::FirstEmailSent(read(raw, &mut w)),
         EventType::EmailOpen => EventData::EmailOpen(read(raw, &mut w)),
         EventType::EmailLinkClick => EventData::EmailLinkClick(read(raw, &mut w)),
-        EventType::EmailReply => EventData::EmailReply(read(raw, &mut w)),
+        EventType::EmailReply => EventData::EmailReply(Box::new(read(raw, &mut w))),
         EventType::EmailBounce => EventData::EmailBounce(read(raw, &mut w)),
         EventType::LeadUnsubscribed => EventData::LeadUnsubscribed(read(raw, &mut w)),
         EventType::LeadCategoryUpdated => {
@@ -995,8 +1186,22 @@ pub struct Normalized {
     pub sender_email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_id: Option<Id>,
+    /// `app_url`, else the deprecated `ui_master_inbox_link`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_url: Option<String>,
+    /// SmartLead's ids: the lead (`sl_email_lead_id`, also the lead id when
+    /// the body has no other), the lead in the campaign
+    /// (`sl_email_lead_map_id`, the master inbox's `leadMap`), the thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sl_email_lead_id: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sl_email_lead_map_id: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats_thread_id: Option<Id>,
+    /// `ACTIVE`, `PAUSED`, `COMPLETED`: the campaign's status as the event
+    /// names it (`campaign_status`; a status change's new status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign_status: Option<String>,
     /// The reply's text (replies), the clicked link (clicks), the bounce
     /// reason or the account's error.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1005,6 +1210,21 @@ pub struct Normalized {
     pub link: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who actually replied, when it was not the lead that was e-mailed (a
+    /// colleague, an assistant): `leadCorrespondence.replyReceivedFrom`,
+    /// else `to_email`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replied_by: Option<String>,
+    /// The addresses a reply was copied to (`cc_emails`; empty when the
+    /// list is, absent when the body has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cc_emails: Option<Vec<String>>,
+    /// A category update's category (name) and the one it replaced, in
+    /// either generation: what a bus rule matches on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_category: Option<String>,
     /// SmartLead's event id (the envelope's `id` or `X-Request-Id`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,

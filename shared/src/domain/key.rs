@@ -10,13 +10,20 @@
 //! | any type | SmartLead's event id: the envelope's `id`, else the request's `X-Request-Id` (basis `event`) |
 //! | EMAIL_BOUNCE | `stats_id` (one bounce per sent e-mail); the bounced `message_id`; fields; body |
 //! | EMAIL_SENT, FIRST_EMAIL_SENT | `message_id` (or `sent_message.message_id`); `stats_id`; fields; body |
-//! | EMAIL_REPLY | the reply's own `reply_message.message_id`; fields; body |
+//! | EMAIL_REPLY | the reply's own `reply_message.message_id`; fields (+ who replied, when not the lead); body |
 //! | EMAIL_OPEN | fields: campaign + lead e-mail + sequence number + `time_opened` (+ `stats_id`); body |
 //! | EMAIL_LINK_CLICK | fields: as opens, with `time_clicked` and the clicked links; body |
 //! | LEAD_UNSUBSCRIBED | fields: campaign + lead e-mail (+ time when sent): a lead unsubscribes from a campaign once |
-//! | LEAD_CATEGORY_UPDATED | fields: campaign + lead + category + event time; body when there is no time |
+//! | LEAD_CATEGORY_UPDATED | fields: campaign + lead + category (`lead_category.new_id`/`new_name`, else `lead_category_id`/`category`) + event time; body when there is no time |
 //! | account and campaign events | fields: the account or campaign + event time; body when there is no time |
 //! | unknown types | body |
+//!
+//! SmartLead's own ids (`sl_email_lead_id`, `sl_email_lead_map_id`,
+//! `stats_thread_id`) are no key part: a lead, a lead in a campaign and a
+//! thread each hold many events, which the bases above already tell apart,
+//! so they would split no two events the table joins (and a delivery with
+//! them and one without stay one event). `sl_email_lead_id` stands in for
+//! the lead only where the body names no e-mail address (as `lead_id`).
 //!
 //! "fields" is SmartLead's own advice (`campaign_id + to_email + event_type +
 //! timestamp`), with the time parsed into one canonical form so spellings of
@@ -202,32 +209,33 @@ fn named_key(b: &Basis, ev: &SmartleadEvent, n: &Normalized) -> Option<DedupKey>
             .get()
             .and_then(|m| m.message_id.text())
             .map(|m| b.make("msg", &[m]))
-            .or_else(|| b.step_fields()),
+            .or_else(|| match n.replied_by.as_deref() {
+                // A colleague's reply and the lead's own in the same second
+                // are two replies.
+                Some(by) => b.lead_at(|l, t| b.make("fields", &[b.campaign, l, &b.seq, t, by])),
+                None => b.step_fields(),
+            }),
         EventData::EmailOpen(_) => {
             b.lead_at(|l, t| b.make("fields", &[b.campaign, l, &b.seq, t, stats]))
         }
         EventData::EmailLinkClick(c) => b.lead_at(|l, t| {
             b.make(
                 "fields",
-                &[b.campaign, l, &b.seq, t, stats, &clicked(&c.link_clicked.0)],
+                &[b.campaign, l, &b.seq, t, stats, &clicked(c.links())],
             )
         }),
         EventData::LeadUnsubscribed(_) => b
             .lead
             .map(|l| b.make("fields", &[b.campaign, l, b.time.as_deref().unwrap_or("")])),
         EventData::LeadCategoryUpdated(c) => b.lead_at(|l, t| {
-            let cat_id = c.lead_category_id.get().map(|i| i.as_str()).unwrap_or("");
-            let cat_name = c
-                .category
-                .get()
-                .and_then(|c| c.name.as_deref())
-                .unwrap_or("");
+            let (cat_id, cat_name) = c.key_category();
+            let (cat_id, cat_name) = (cat_id.unwrap_or(""), cat_name.unwrap_or(""));
             b.make("fields", &[b.campaign, l, cat_id, cat_name, t])
         }),
         EventData::CampaignStatusChanged(s) => {
             let c = n.campaign_id.as_ref()?;
             let t = b.time.as_deref()?;
-            Some(b.make("fields", &[c.as_str(), s.status.text().unwrap_or(""), t]))
+            Some(b.make("fields", &[c.as_str(), s.status().unwrap_or(""), t]))
         }
         EventData::UntrackedReplies(_) => b.msg_key().or_else(|| {
             b.lead_at(|l, t| b.make("fields", &[l, n.sender_email.as_deref().unwrap_or(""), t]))

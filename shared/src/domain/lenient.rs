@@ -127,28 +127,30 @@ impl<'de> Deserialize<'de> for Num {
     }
 }
 
-/// `link_clicked` is documented as an array of URLs; a single string is accepted too.
+/// `link_clicked` is documented as an array of URLs; a single string is
+/// accepted too, and (for `link_details`, whose shape SmartLead's page
+/// leaves blank) objects naming a `url`, `link` or `href`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Links(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for Links {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        let mut out = Vec::new();
-        match v {
-            Value::String(s) if !s.trim().is_empty() => out.push(s.trim().to_owned()),
-            Value::Array(items) => {
-                for item in items {
-                    if let Value::String(s) = item {
-                        if !s.trim().is_empty() {
-                            out.push(s.trim().to_owned());
-                        }
-                    }
-                }
-            }
-            _ => {}
+        fn url(v: &Value) -> Option<String> {
+            let s = match v {
+                Value::String(s) => s.as_str(),
+                Value::Object(o) => ["url", "link", "href"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(Value::as_str))?,
+                _ => return None,
+            };
+            Some(s.trim().to_owned()).filter(|s| !s.is_empty())
         }
+        let v = Value::deserialize(d)?;
+        let out = match &v {
+            Value::Array(items) => items.iter().filter_map(url).collect(),
+            other => url(other).into_iter().collect(),
+        };
         Ok(Links(out))
     }
 }
@@ -186,5 +188,9 @@ mod tests {
         assert_eq!(l.0, vec!["https://a"]);
         let l: Links = serde_json::from_value(json!(["https://a", 3, "", "https://b"])).unwrap();
         assert_eq!(l.0, vec!["https://a", "https://b"]);
+        let l: Links = serde_json::from_value(json!({"url": " https://c "})).unwrap();
+        assert_eq!(l.0, vec!["https://c"]);
+        let l: Links = serde_json::from_value(json!([{"href": "https://d"}, {"x": 1}])).unwrap();
+        assert_eq!(l.0, vec!["https://d"]);
     }
 }

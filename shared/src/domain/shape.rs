@@ -98,10 +98,20 @@ pub fn flat_view(
                 .cloned()
                 .unwrap_or_default();
             // The envelope's own time is the event's unless `data` has an
-            // event time (its `created_at` may be the lead's or account's).
+            // event time (its `created_at` may be the lead's or account's),
+            // a type's own one included: `event_timestamp` would outrank it.
             if !present(
                 &m,
-                &["event_timestamp", "eventTimestamp", "timestamp", "time"],
+                &[
+                    "event_timestamp",
+                    "eventTimestamp",
+                    "timestamp",
+                    "time",
+                    "time_sent",
+                    "time_opened",
+                    "time_clicked",
+                    "time_replied",
+                ],
             ) {
                 put(&mut m, &["event_timestamp"], raw.get("created_at").cloned());
             }

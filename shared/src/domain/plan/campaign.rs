@@ -9,8 +9,8 @@ use crate::domain::event::{CampaignBounceBreach, CampaignStatusChanged};
 pub(super) fn status_changed(cx: &Ctx, c: &CampaignStatusChanged) -> Vec<ItemUpdate> {
     let fields = vec![
         ("status_at", cx.t()),
-        ("status", s(c.status.text())),
-        ("previous_status", s(c.old_status.text())),
+        ("status", s(c.status())),
+        ("previous_status", s(c.previous())),
     ];
     campaign_item(cx, "STATUS", "status_changes", "status_order", fields)
 }

@@ -62,7 +62,9 @@ impl<'a> Ctx<'a> {
 
     /// The lead's item for this campaign, written by most events. The
     /// address and the campaign id are kept in it only when its key cannot
-    /// say them (cut and hashed for length).
+    /// say them (cut and hashed for length); SmartLead's ids of the lead,
+    /// the lead in the campaign and the thread, and the conversation's
+    /// `app_url`, by the first event that carries them.
     pub fn lead_campaign(&self, pk: &str) -> ItemUpdate {
         let n = self.n;
         let hashed = |v: Option<String>| v.filter(|v| key_part(v) != v.as_str());
@@ -73,6 +75,11 @@ impl<'a> Ctx<'a> {
             )
             .once("campaign_name", n.campaign_name.clone())
             .once("lead_email", hashed(n.lead_email.clone()))
+            // What acting in SmartLead needs: its ids and the conversation.
+            .once("app_url", n.app_url.clone())
+            .once("sl_email_lead_id", id(&n.sl_email_lead_id))
+            .once("sl_email_lead_map_id", id(&n.sl_email_lead_map_id))
+            .once("stats_thread_id", id(&n.stats_thread_id))
         // No lead name here: events spell it differently ("Jane" vs "Jane Doe"),
         // and a first-writer-wins field would depend on arrival order.
     }
@@ -91,6 +98,10 @@ impl<'a> Ctx<'a> {
                 ],
             )
     }
+}
+
+fn id(i: &Option<crate::domain::lenient::Id>) -> Option<String> {
+    i.as_ref().map(|i| i.to_string())
 }
 
 /// `u` with the lead score moved by `w` (nothing when `w` is 0).

@@ -2,12 +2,11 @@
 //! item, and beside it the reply, suppression, profile and task items.
 
 use super::context::{score, Ctx};
-use super::text::{cut, owned, s, strip_html, PREVIEW_CHARS};
+use super::text::{cut, owned, s, PREVIEW_CHARS};
 use super::{ItemUpdate, Val};
 use crate::domain::event::{
     EmailBounce, EmailLinkClick, EmailReply, EmailSent, LeadCategoryUpdated, ManualStepReached,
 };
-use serde_json::Value;
 
 /// EMAIL_SENT: `sent` +1, the step, flag `contacted`, first/last send.
 pub(super) fn email_sent(cx: &Ctx, pk: &str, e: &EmailSent) -> Vec<ItemUpdate> {
@@ -22,7 +21,7 @@ pub(super) fn email_sent(cx: &Ctx, pk: &str, e: &EmailSent) -> Vec<ItemUpdate> {
                 ("last_sent_at", cx.t()),
                 (
                     "last_subject",
-                    s(e.custom_subject.text().or(e.email.subject.text())),
+                    s(e.email.subject.text().or(e.custom_subject.text())),
                 ),
                 ("last_message_id", owned(n.message_id.clone())),
                 ("last_sender", owned(n.sender_email.clone())),
@@ -64,11 +63,11 @@ pub(super) fn email_link_click(cx: &Ctx, pk: &str, c: &EmailLinkClick) -> Vec<It
             "last_click_order",
             vec![
                 ("last_click_at", cx.t()),
-                ("last_link", s(c.link_clicked.0.last().map(String::as_str))),
+                ("last_link", s(c.links().last().map(String::as_str))),
             ],
         )
         .earliest_time("first_click_at");
-    let links: Vec<String> = c.link_clicked.0.iter().map(|l| cut(l, 1000)).collect();
+    let links: Vec<String> = c.links().iter().map(|l| cut(l, 1000)).collect();
     if !links.is_empty() {
         u.add.push(("links_clicked", Val::Ss(links)));
     }
@@ -76,48 +75,51 @@ pub(super) fn email_link_click(cx: &Ctx, pk: &str, c: &EmailLinkClick) -> Vec<It
 }
 
 /// EMAIL_REPLY: `replies` +1, flag `replied`, first/last reply, score; the
-/// reply's text in an item of its own (`REPLY#<campaign>`), written by
-/// replies only, so every later write of the campaign item stays small.
+/// reply's text, its writer and copies in an item of its own
+/// (`REPLY#<campaign>`), written by replies only, so every later write of
+/// the campaign item stays small. A colleague's reply counts for the lead
+/// that was e-mailed (see [`crate::domain::normalize`]); its writer joins
+/// `repliers`.
 pub(super) fn email_reply(cx: &Ctx, pk: &str, r: &EmailReply) -> Vec<ItemUpdate> {
-    let preview = r
-        .preview_text
-        .text()
-        .map(str::to_owned)
-        .or_else(|| r.reply_body.text().map(strip_html))
-        .or_else(|| {
-            r.reply_message
-                .get()
-                .and_then(|m| m.text.text().map(str::to_owned))
-        })
-        .map(|p| cut(&p, PREVIEW_CHARS));
+    let preview = r.text().map(|p| cut(&p, PREVIEW_CHARS));
     let u = cx
         .lead_campaign(pk)
         .count("replies")
         .flag("replied")
         .latest_time("last_reply_at")
         .earliest_time("first_reply_at");
-    let text = ItemUpdate::new(pk.to_owned(), format!("REPLY#{}", cx.campaign)).latest(
+    let n = cx.n;
+    let cc = n.cc_emails.clone().map(|cc| Val::Json(cc.into()));
+    let domain = r.lead_correspondence.get();
+    let mut text = ItemUpdate::new(pk.to_owned(), format!("REPLY#{}", cx.campaign)).latest(
         "last_reply_order",
         vec![
             ("last_reply_at", cx.t()),
             ("last_reply_preview", owned(preview)),
             ("last_reply_subject", s(r.email.subject.text())),
-            ("last_reply_message_id", owned(cx.n.message_id.clone())),
+            ("last_reply_message_id", owned(n.message_id.clone())),
+            // Who wrote it: a colleague answering for the lead, or the lead.
+            (
+                "last_reply_from",
+                owned(n.replied_by.clone().or(n.lead_email.clone())),
+            ),
+            ("last_reply_cc", cc),
+            (
+                "last_reply_company_domain",
+                s(domain.and_then(|d| d.replied_company_domain.text())),
+            ),
         ],
     );
+    if let Some(by) = &n.replied_by {
+        text.add.push(("repliers", Val::Ss(vec![by.clone()])));
+    }
     vec![score(u, cx.weights.reply), text]
 }
 
 /// EMAIL_BOUNCE: `bounces` +1, flag `bounced`, the last bounce and its
 /// reason, score; the lead suppressed (reason `bounce`).
 pub(super) fn email_bounce(cx: &Ctx, pk: &str, b: &EmailBounce) -> Vec<ItemUpdate> {
-    let reason = b.bounce_message.get().and_then(|m| {
-        m.get("text")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| m.get("html").and_then(Value::as_str).map(strip_html))
-            .or_else(|| m.as_str().map(str::to_owned))
-    });
+    let reason = b.reason();
     let u = cx
         .lead_campaign(pk)
         .count("bounces")
@@ -153,32 +155,22 @@ pub(super) fn lead_unsubscribed(cx: &Ctx, pk: &str) -> Vec<ItemUpdate> {
     ]
 }
 
-/// LEAD_CATEGORY_UPDATED: the latest category on the campaign item; the
-/// profile fields of `lead_data` in `PROFILE` (latest wins).
+/// LEAD_CATEGORY_UPDATED: the latest category (and the one it replaced,
+/// when the current generation's `lead_category` says) on the campaign
+/// item; the profile fields of `lead_data` in `PROFILE` (latest wins).
 pub(super) fn category_updated(cx: &Ctx, pk: &str, c: &LeadCategoryUpdated) -> Vec<ItemUpdate> {
-    let cat = c.category.get().cloned().unwrap_or_default();
-    let inner = c
-        .lead_data
-        .get()
-        .and_then(|d| d.category.get())
-        .cloned()
-        .unwrap_or_default();
-    let cat_id = c
-        .lead_category_id
-        .get()
-        .or(cat.id.as_ref())
-        .or(inner.id.as_ref())
-        .map(|i| i.to_string());
+    let cat = c.new_category();
+    let old = c.old_category().unwrap_or_default();
+    let id = |c: Option<crate::domain::lenient::Id>| c.map(|i| i.to_string());
     let mut items = vec![cx.lead_campaign(pk).count("category_updates").latest(
         "category_order",
         vec![
             ("category_at", cx.t()),
-            ("category", owned(cat.name.clone().or(inner.name.clone()))),
-            (
-                "category_sentiment",
-                owned(cat.sentiment.clone().or(inner.sentiment.clone())),
-            ),
-            ("category_id", owned(cat_id)),
+            ("category", owned(cat.name)),
+            ("category_sentiment", owned(cat.sentiment)),
+            ("category_id", owned(id(cat.id))),
+            ("previous_category", owned(old.name)),
+            ("previous_category_id", owned(id(old.id))),
         ],
     )];
     if let Some(d) = c.lead_data.get() {
@@ -220,19 +212,22 @@ pub(super) fn manual_step_reached(cx: &Ctx, pk: &str, m: &ManualStepReached) -> 
         .sequence_number
         .map(|s| s.to_string())
         .unwrap_or_else(|| "-".into());
-    vec![
-        ItemUpdate::new(pk.to_owned(), format!("TASK#{}#{step}", cx.campaign))
-            .once("task_status", Some("open".into()))
-            .once("campaign_id", n.campaign_id.as_ref().map(|c| c.to_string()))
-            .once("lead_email", n.lead_email.clone())
-            .once("step_type", m.step_type.text().map(str::to_owned))
-            .once(
-                "step_description",
-                m.step_description.text().map(str::to_owned),
-            )
-            .count("times_reached")
-            .earliest_time("reached_at"),
-    ]
+    let mut task = ItemUpdate::new(pk.to_owned(), format!("TASK#{}#{step}", cx.campaign));
+    if let Some(ids) = m.sent_message_ids.get().filter(|ids| !ids.is_empty()) {
+        task.set_once
+            .push(("sent_message_ids", Val::Json(ids.clone().into())));
+    }
+    vec![task
+        .once("task_status", Some("open".into()))
+        .once("campaign_id", n.campaign_id.as_ref().map(|c| c.to_string()))
+        .once("lead_email", n.lead_email.clone())
+        .once("step_type", m.step_type.text().map(str::to_owned))
+        .once(
+            "step_description",
+            m.step_description.text().map(str::to_owned),
+        )
+        .count("times_reached")
+        .earliest_time("reached_at")]
 }
 
 #[cfg(test)]

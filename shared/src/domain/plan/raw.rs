@@ -3,23 +3,19 @@
 
 use super::bounds::{cut_bytes, key_part, MAX_RAW_BYTES};
 use super::context::Ctx;
-use super::text::{cut, strip_html, PREVIEW_CHARS};
+use super::text::{cut, PREVIEW_CHARS};
 use super::{ItemUpdate, Val};
 use crate::domain::event::UntrackedReply;
 
 /// UNTRACKED_REPLIES: the reply kept for catch-all inbox review.
 pub(super) fn untracked_reply(cx: &Ctx, u: &UntrackedReply) -> Vec<ItemUpdate> {
     let n = cx.n;
-    let preview = u
-        .preview_text
-        .text()
-        .map(str::to_owned)
-        .or_else(|| u.reply_body.text().map(strip_html))
-        .map(|p| cut(&p, PREVIEW_CHARS));
+    let preview = u.text().map(|p| cut(&p, PREVIEW_CHARS));
     vec![ItemUpdate::new("UNTRACKED".into(), cx.sk.clone())
         .once("from_email", n.lead_email.clone())
         .once("to_email", n.sender_email.clone())
         .once("subject", u.subject.text().map(str::to_owned))
+        .once("cc", u.cc.text().map(str::to_owned))
         .once("preview", preview)
         .once("received_at", Some(cx.time.clone()))
         .once("review_status", Some("new".into()))]
