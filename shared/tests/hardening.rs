@@ -116,9 +116,14 @@ async fn no_stored_item_bus_event_alert_or_log_line_carries_the_webhook_secret()
             let mut v: Value = serde_json::from_str(text).expect("fixture");
             let o = v.as_object_mut().expect("object");
             o.insert("secret_key".into(), json!(SECRET));
+            // Current bodies name the URL SmartLead posts to, which holds
+            // the secret as its last path segment (or `?token=`).
+            let url = format!("https://x.example/webhooks/smartlead/{SECRET}");
+            o.insert("webhook_url".into(), json!(url));
             o.insert(
                 "extra".into(),
-                json!({"SECRET_KEY": SECRET, "list": [{"secretKey": SECRET}]}),
+                json!({"SECRET_KEY": SECRET, "list": [{"secretKey": SECRET}],
+                       "webhookUrl": format!("https://x.example/w?token={SECRET}")}),
             );
             v.to_string()
         })
@@ -129,6 +134,7 @@ async fn no_stored_item_bus_event_alert_or_log_line_carries_the_webhook_secret()
         json!({"Secret-Key": SECRET, "event_type": 5}).to_string(),
         format!(r#"{{"event_type":"EMAIL_OPEN","secret_key":"{SECRET}","to_email":"#),
         json!({"event_type": "SOMETHING_NEW", "secret_key": SECRET}).to_string(),
+        format!(r#"{{"event_type":"EMAIL_OPEN","webhook_url":"https://x.example/{SECRET}","#),
         json!({"event_type": "EMAIL_OPEN", "secret_key": SECRET, "campaign_id": 1}).to_string(),
     ]);
     let now = EventTime::now().millis();

@@ -423,8 +423,9 @@ async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<S
         let mut v = smartlead::adapters::aws::dynamodb::item_to_json(&item);
         let pk = v["pk"].as_str().unwrap_or_default().to_owned();
         let sk = v["sk"].as_str().unwrap_or_default().to_owned();
-        // Effect records and archived key generations: bookkeeping.
-        if pk.starts_with("EVENT#") || pk.starts_with("SEEN#") {
+        // Effect records, archived key generations, first-seen times:
+        // bookkeeping.
+        if pk.starts_with("EVENT#") || pk.starts_with("SEEN#") || pk.starts_with("FIRST#") {
             continue;
         }
         if pk.starts_with("UNKNOWN#") || pk.starts_with("UNATTRIBUTED#") {

@@ -975,15 +975,25 @@ pub fn webhook_level(s: &str) -> Option<String> {
     matches!(t.as_str(), "user" | "client" | "campaign").then_some(t)
 }
 
-/// Whether a field name is SmartLead's webhook secret, in any spelling
-/// (`secret_key`, `SECRET_KEY`, `secretKey`, `secret-key`).
+/// Whether a field carries SmartLead's webhook secret, in any spelling:
+/// the secret itself (`secret_key`, `SECRET_KEY`, `secretKey`,
+/// `secret-key`) or the URL SmartLead posts to (`webhook_url`,
+/// `webhookUrl`), which holds it as its last path segment or `?token=`.
 pub fn is_secret_field(name: &str) -> bool {
-    name.len() <= 12
-        && name
-            .bytes()
+    let spelled = |target: &[u8]| {
+        name.bytes()
             .filter(|b| !matches!(b, b'_' | b'-'))
             .map(|b| b.to_ascii_lowercase())
-            .eq(b"secretkey".iter().copied())
+            .eq(target.iter().copied())
+    };
+    name.len() <= 12 && (spelled(b"secretkey") || spelled(b"webhookurl"))
+}
+
+/// Whether text may hold a secret field's name (a quick test first).
+fn names_a_secret(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.windows(6).any(|w| w.eq_ignore_ascii_case(b"secret"))
+        || b.windows(7).any(|w| w.eq_ignore_ascii_case(b"webhook"))
 }
 
 /// Removes every secret field, at any depth (objects inside arrays too).
@@ -1007,11 +1017,7 @@ fn scrub_value(v: &mut Value) {
 /// JSON bodies are scrubbed structurally by [`scrub_secrets`]; this is for
 /// the rest.
 pub fn scrub_secrets_in_text(text: &str) -> Cow<'_, str> {
-    if !text
-        .as_bytes()
-        .windows(6)
-        .any(|w| w.eq_ignore_ascii_case(b"secret"))
-    {
+    if !names_a_secret(text) {
         return Cow::Borrowed(text);
     }
     let b = text.as_bytes();
@@ -1072,11 +1078,7 @@ pub fn scrub_body(text: &str) -> Cow<'_, str> {
     // A JSON body is read whatever it spells (`"secret\u005fkey"` is the
     // same field); other text is searched for the name as written.
     let json_like = matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['));
-    let named = text
-        .as_bytes()
-        .windows(6)
-        .any(|w| w.eq_ignore_ascii_case(b"secret"));
-    if !json_like && !named {
+    if !json_like && !names_a_secret(text) {
         return Cow::Borrowed(text);
     }
     match serde_json::from_slice::<Value>(&crate::domain::tolerant::tolerant(text.as_bytes())) {

@@ -46,11 +46,12 @@ fn msg_id(m: &Lenient<MessageRef>) -> Option<String> {
 }
 
 /// Generic fallbacks read straight from the raw object.
-const TIME_KEYS: [&str; 6] = [
+const TIME_KEYS: [&str; 7] = [
     "event_timestamp",
     "eventTimestamp",
     "timestamp",
     "time",
+    crate::domain::shape::ENVELOPE_TIME,
     "created_at",
     "createdAt",
 ];
@@ -351,8 +352,10 @@ fn fill_envelope(n: &mut Normalized, e: &crate::domain::event::Envelope) {
     if n.lead_id.is_none() {
         n.lead_id = n.sl_email_lead_id.clone();
     }
+    // `created_at` (which in an envelope's `data` may be the lead's) is
+    // left to the raw fallbacks, after the envelope's own time.
     if n.event_time.is_none() {
-        n.event_time = time(&e.event_timestamp).or_else(|| time(&e.created_at));
+        n.event_time = time(&e.event_timestamp);
     }
 }
 

@@ -43,6 +43,10 @@ fn present(m: &Map<String, Value>, keys: &[&str]) -> bool {
         .any(|k| !matches!(m.get(*k), None | Some(Value::Null)))
 }
 
+/// Where an envelope's `created_at` goes in its flat view: a name of ours,
+/// read after `data`'s own times.
+pub const ENVELOPE_TIME: &str = "envelope_created_at";
+
 fn put(m: &mut Map<String, Value>, aliases: &[&str], v: Option<Value>) {
     if let Some(v) = v.filter(|v| !v.is_null()) {
         if !present(m, aliases) {
@@ -97,24 +101,11 @@ pub fn flat_view(
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
-            // The envelope's own time is the event's unless `data` has an
-            // event time (its `created_at` may be the lead's or account's),
-            // a type's own one included: `event_timestamp` would outrank it.
-            if !present(
-                &m,
-                &[
-                    "event_timestamp",
-                    "eventTimestamp",
-                    "timestamp",
-                    "time",
-                    "time_sent",
-                    "time_opened",
-                    "time_clicked",
-                    "time_replied",
-                ],
-            ) {
-                put(&mut m, &["event_timestamp"], raw.get("created_at").cloned());
-            }
+            // The envelope's own time is the event's when `data` names none
+            // (its `created_at` may be the lead's or account's): read after
+            // every time of `data`'s own, nested ones included
+            // (`ENVELOPE_TIME` in the normalizer's fallbacks).
+            put(&mut m, &[ENVELOPE_TIME], raw.get("created_at").cloned());
             put(
                 &mut m,
                 &["app_url", "appUrl"],
