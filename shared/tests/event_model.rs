@@ -1096,3 +1096,26 @@ fn edge_shapes_read_as_a_careful_reader_would() {
         Some("2025-01-16T07:30:00.000Z")
     );
 }
+
+/// Current fields in the forms people write them: a correspondence that
+/// names `Name <addr>` (or a list), a `to_name` that is the colleague's, a
+/// blank bounce text beside its HTML.
+#[test]
+fn current_fields_read_as_a_careful_reader_would() {
+    let reply = json!({"event_type": "EMAIL_REPLY", "campaign_id": 7, "to_name": "Tom Baker",
+        "leadCorrespondence": {"targetLeadEmail": "Jane Roe <Jane@X.example>, ops@x.example",
+                               "replyReceivedFrom": "Tom Baker <tom@x.example>"},
+        "event_timestamp": "2025-01-21T09:35:01Z"});
+    let n = SmartleadEvent::from_value(reply).unwrap().normalized();
+    assert_eq!(n.lead_email.as_deref(), Some("jane@x.example"));
+    assert_eq!(n.replied_by.as_deref(), Some("tom@x.example"));
+    assert_eq!(n.lead_name, None, "Tom's name is not the lead's");
+    let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": "a@x.example", "campaign_id": 7,
+        "bounce_message": {"text": "  ", "html": "<p>550 5.1.1 no such user</p>"}});
+    let n = SmartleadEvent::from_value(bounce).unwrap().normalized();
+    assert!(
+        n.reason.as_deref().is_some_and(|r| r.contains("550 5.1.1")),
+        "{:?}",
+        n.reason
+    );
+}

@@ -751,9 +751,11 @@ impl MessageRef {
 
 /// Text, else HTML made text; blank reads as absent.
 fn text_or_html(text: Option<&str>, html: Option<&str>) -> Option<String> {
+    let said = |t: &String| !t.trim().is_empty();
     text.map(str::to_owned)
+        .filter(said)
         .or_else(|| html.map(crate::domain::plan::strip_html))
-        .filter(|t| !t.trim().is_empty())
+        .filter(said)
 }
 
 impl EmailLinkClick {
@@ -784,9 +786,11 @@ impl EmailBounce {
     pub fn reason(&self) -> Option<String> {
         let m = self.bounce_message.get();
         let field = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_str);
+        let said = |t: &&str| !t.trim().is_empty();
         let text = field("text")
-            .or_else(|| m.and_then(Value::as_str))
-            .or(self.bounce_reply_email_preview.text());
+            .filter(said)
+            .or_else(|| m.and_then(Value::as_str).filter(said))
+            .or(self.bounce_reply_email_preview.text().filter(said));
         text_or_html(text, field("html").or(self.bounce_reply_email.text()))
     }
 }

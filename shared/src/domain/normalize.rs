@@ -235,17 +235,20 @@ fn fill_email(n: &mut Normalized, f: &EmailFields) {
 fn fill_correspondence(n: &mut Normalized, r: &EmailReply) {
     let lc = r.lead_correspondence.get();
     let to = n.lead_email.take();
+    // `Name <addr>`, or a list of them: its first address.
+    let first = |l: &Lenient<String>| l.text()?.split(',').find_map(address);
     let target = lc
-        .and_then(|c| email(c.target_lead_email.text()))
-        .or_else(|| email(r.sl_lead_email.text()));
+        .and_then(|c| first(&c.target_lead_email))
+        .or_else(|| first(&r.sl_lead_email));
     n.lead_email = target.or_else(|| to.clone());
-    if to.is_some() && to != n.lead_email {
-        n.lead_name = None;
-    }
     n.replied_by = lc
-        .and_then(|c| email(c.reply_received_from.text()))
+        .and_then(|c| first(&c.reply_received_from))
         .or(to)
         .filter(|from| Some(from) != n.lead_email.as_ref());
+    // `to_name` may name whoever wrote: not the lead's name then.
+    if n.replied_by.is_some() {
+        n.lead_name = None;
+    }
     n.cc_emails = r.cc_emails.get().map(addresses);
 }
 
