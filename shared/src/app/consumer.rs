@@ -156,36 +156,36 @@ fn attribute<'a>(m: &'a SqsMessage, name: &str) -> Option<&'a str> {
         .and_then(|a| a.string_value.as_deref())
 }
 
-/// When the pipeline first received the event: the older of the ingest's
-/// `received_at` attribute and SQS's `SentTimestamp` (a redriven or replayed
-/// copy has a new `SentTimestamp`, not a new `received_at`); else now.
-fn sent_time(m: &SqsMessage) -> EventTime {
-    let sent = m
-        .attributes
+/// The ingest's `received_at` attribute, which every copy keeps.
+fn received_at(m: &SqsMessage) -> Option<EventTime> {
+    attribute(m, attr::RECEIVED_AT).and_then(EventTime::parse)
+}
+
+/// SQS's `SentTimestamp`: new for a redriven or replayed copy.
+fn sent_timestamp(m: &SqsMessage) -> Option<EventTime> {
+    m.attributes
         .get("SentTimestamp")
         .and_then(|t| t.parse::<i64>().ok())
-        .and_then(EventTime::from_millis);
-    let received = attribute(m, attr::RECEIVED_AT).and_then(EventTime::parse);
-    match (received, sent) {
+        .and_then(EventTime::from_millis)
+}
+
+/// When the pipeline first received the event: the older of
+/// [`received_at`] and [`sent_timestamp`]; else now.
+fn sent_time(m: &SqsMessage) -> EventTime {
+    match (received_at(m), sent_timestamp(m)) {
         (Some(a), Some(b)) => a.min(b),
         (a, b) => a.or(b).unwrap_or_else(EventTime::now),
     }
 }
 
 /// What names this message through every redelivery and redrive (a
-/// pending fan-out mark names it): the ingest's `received_at` (epoch ms),
-/// which copies keep; else SQS's `SentTimestamp`; else now.
+/// pending fan-out mark names it): [`received_at`], which copies keep;
+/// else [`sent_timestamp`]; else now (epoch ms).
 fn origin_ms(m: &SqsMessage) -> i64 {
-    let sent = || {
-        m.attributes
-            .get("SentTimestamp")
-            .and_then(|t| t.parse::<i64>().ok())
-    };
-    attribute(m, attr::RECEIVED_AT)
-        .and_then(EventTime::parse)
-        .map(|t| t.millis())
-        .or_else(sent)
-        .unwrap_or_else(|| EventTime::now().millis())
+    received_at(m)
+        .or_else(|| sent_timestamp(m))
+        .unwrap_or_else(EventTime::now)
+        .millis()
 }
 
 enum Body {

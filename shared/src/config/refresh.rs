@@ -186,23 +186,28 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A loader answering its `n`-th call (from 0) with `answer(n)`, and
+    /// the count of its calls.
+    fn counted(answer: fn(usize) -> Result<String, String>) -> (Arc<AtomicUsize>, Loader<String>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let load: Loader<String> = Arc::new(move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { answer(n) })
+        });
+        (calls, load)
+    }
+
     async fn got(r: &Refreshing<String>) -> String {
         r.get().await.map(|v| (*v).clone()).unwrap_or_default()
     }
 
     #[tokio::test]
     async fn re_reads_at_most_every_interval_and_keeps_the_last_good_value() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let c = calls.clone();
-        let load: Loader<String> = Arc::new(move || {
-            let n = c.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async move {
-                match n {
-                    0 => Ok("second".to_owned()),
-                    1 => Err("AccessDenied".to_owned()),
-                    _ => Ok("third".to_owned()),
-                }
-            })
+        let (calls, load) = counted(|n| match n {
+            0 => Ok("second".to_owned()),
+            1 => Err("AccessDenied".to_owned()),
+            _ => Ok("third".to_owned()),
         });
         // An interval far longer than any stall between two statements here.
         let r = Refreshing::new("test", "first".to_owned(), Duration::from_secs(2), load);
@@ -229,16 +234,9 @@ mod tests {
     /// every interval.
     #[tokio::test]
     async fn an_unread_value_is_read_again_with_backoff_until_it_is_there() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let c = calls.clone();
-        let load: Loader<String> = Arc::new(move || {
-            let n = c.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async move {
-                match n {
-                    0 => Err("ParameterNotFound".to_owned()),
-                    _ => Ok("there".to_owned()),
-                }
-            })
+        let (calls, load) = counted(|n| match n {
+            0 => Err("ParameterNotFound".to_owned()),
+            _ => Ok("there".to_owned()),
         });
         let r = Refreshing::unread("test", Duration::from_secs(3), load);
         assert_eq!(r.get().await, None);
