@@ -32,6 +32,9 @@ pub(crate) fn spawn_pollers(
             let (stack, consumer, done) = (stack.clone(), consumer.clone(), done.clone());
             tokio::spawn(async move {
                 loop {
+                    // The effects the webhooks queued, in turn (the emulator
+                    // answers one invoke at a time).
+                    let _ = local::poll_effects(&stack, &consumer, 10, 0).await;
                     match local::poll_once(&stack, &consumer, 10, 1).await {
                         Ok(p) => {
                             if let (Some(at), Ok(mut d)) = (p.answered_at, done.lock()) {

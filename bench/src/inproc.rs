@@ -88,6 +88,14 @@ pub(crate) async fn run_consumer_direct(
         metrics: smartlead::metrics::Metrics::disabled(),
         effects,
         time_window: Default::default(),
+        // The fan-out is queued (the worker's PutEvents is not measured here).
+        effect_path: Some(smartlead::app::worker::EffectPath {
+            queue: Box::new(smartlead::adapters::aws::SqsQueue {
+                client: stack.sqs.clone(),
+                queue_url: stack.effects_queue_url.clone(),
+            }),
+            retry_base: smartlead::app::worker::RETRY_BASE,
+        }),
     };
     let run = format!("direct-{}-{fanout}", std::process::id());
     let mut batch_ms = Vec::new();

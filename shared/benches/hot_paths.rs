@@ -152,6 +152,7 @@ fn consumer(c: &mut Criterion) {
         metrics: Metrics::disabled(),
         effects: Default::default(),
         time_window: Default::default(),
+        effect_path: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

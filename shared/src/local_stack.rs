@@ -7,6 +7,9 @@ pub const TABLE: &str = "smartlead-state";
 /// The queue and its DLQ in moto.
 pub const QUEUE: &str = "smartlead-webhooks";
 pub const DLQ: &str = "smartlead-webhooks-dlq";
+/// The effects queue and its DLQ in moto.
+pub const EFFECTS_QUEUE: &str = "smartlead-effects";
+pub const EFFECTS_DLQ: &str = "smartlead-effects-dlq";
 /// Default ports on 127.0.0.1.
 pub const DYNAMODB_PORT: u16 = 8000;
 pub const MOTO_PORT: u16 = 5000;

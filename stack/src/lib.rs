@@ -19,7 +19,7 @@ pub mod show;
 pub mod template;
 
 pub use front::{api_event, serve_http};
-pub use poller::{depth, poll_once, Poll};
+pub use poller::{depth, poll_effects, poll_once, Poll};
 pub use pool::Pool;
 pub use run::{run, sam_env_vars, RunFlags, DOCKER_HOST};
 pub use show::{follow_logs, readable, show};
@@ -58,6 +58,10 @@ pub const TOKEN: &str = test_support::TOKEN;
 pub const TABLE: &str = smartlead::local_stack::TABLE;
 pub const QUEUE: &str = smartlead::local_stack::QUEUE;
 pub const DLQ: &str = smartlead::local_stack::DLQ;
+pub const EFFECTS_QUEUE: &str = smartlead::local_stack::EFFECTS_QUEUE;
+pub const EFFECTS_DLQ: &str = smartlead::local_stack::EFFECTS_DLQ;
+/// The effects queue's `maxReceiveCount` (template.yaml; checked at start).
+const EFFECTS_MAX_RECEIVE: &str = "40";
 pub const BUCKET: &str = "smartlead-claims";
 pub const BUS: &str = "smartlead-events";
 /// A queue subscribed to everything on the bus, so the local stack shows
@@ -145,6 +149,9 @@ pub struct Stack {
     pub consumer: local_aws::Service,
     pub queue_url: String,
     pub dlq_url: String,
+    /// The effects queue (the consumer's second event source) and its DLQ.
+    pub effects_queue_url: String,
+    pub effects_dlq_url: String,
     pub table: String,
     pub sqs: smartlead::aws_sdk_sqs::Client,
     pub ddb: smartlead::aws_sdk_dynamodb::Client,
@@ -200,17 +207,17 @@ fn check_port(what: &str, port: u16) -> Result<()> {
     Ok(())
 }
 
-/// Creates the DLQ, the queue with its redrive policy, and the claim-check
-/// bucket (idempotent). Returns (queue url, DLQ url).
+/// Creates a DLQ and its queue `(name, dlq)` with its redrive policy
+/// (idempotent). Returns (queue url, DLQ url).
 async fn create_queues(
     sqs: &smartlead::aws_sdk_sqs::Client,
-    s3: &smartlead::aws_sdk_s3::Client,
+    (name, dlq): (&str, &str),
     max_receive: &str,
     visibility_secs: u32,
 ) -> Result<(String, String)> {
     let dlq_url = sqs
         .create_queue()
-        .queue_name(DLQ)
+        .queue_name(dlq)
         .send()
         .await?
         .queue_url
@@ -220,7 +227,7 @@ async fn create_queues(
         json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}).to_string();
     let queue_url = sqs
         .create_queue()
-        .queue_name(QUEUE)
+        .queue_name(name)
         .attributes(
             QueueAttributeName::VisibilityTimeout,
             visibility_secs.to_string(),
@@ -230,7 +237,6 @@ async fn create_queues(
         .await?
         .queue_url
         .context("queue url")?;
-    s3.create_bucket().bucket(BUCKET).send().await?;
     Ok((queue_url, dlq_url))
 }
 
@@ -352,15 +358,25 @@ fn claim_ports(ports: &mut Ports, instances: usize) -> Result<Option<std::net::T
     Ok(None)
 }
 
+/// What [`create_resources`] made.
+struct Created {
+    queue_url: String,
+    dlq_url: String,
+    /// The webhook queue's `maxReceiveCount`.
+    max_receive: String,
+    effects_url: String,
+    effects_dlq_url: String,
+    alert_topic: String,
+}
+
 /// The table, queues, bucket, bus and topic as template.yaml declares them.
-/// Returns (queue url, DLQ url, maxReceiveCount, alert topic ARN).
 async fn create_resources(
     t: &Template,
     ddb: &smartlead::aws_sdk_dynamodb::Client,
     moto: &smartlead::adapters::aws::SdkConfig,
     s3: &smartlead::aws_sdk_s3::Client,
     options: &Options,
-) -> Result<(String, String, String, String)> {
+) -> Result<Created> {
     let keys: Vec<String> = t.props("StateTable")?["KeySchema"]
         .as_sequence()
         .context("KeySchema")?
@@ -383,9 +399,27 @@ async fn create_resources(
         .context("maxReceiveCount")?;
     let sqs = smartlead::aws_sdk_sqs::Client::new(moto);
     let (queue_url, dlq_url) =
-        create_queues(&sqs, s3, &max_receive, options.visibility_secs).await?;
+        create_queues(&sqs, (QUEUE, DLQ), &max_receive, options.visibility_secs).await?;
+    let e = t.props("EffectsQueue")?;
+    let effects_receive = t
+        .resolve(&e["RedrivePolicy"]["maxReceiveCount"])
+        .context("the effects queue's maxReceiveCount")?;
+    if effects_receive != EFFECTS_MAX_RECEIVE {
+        bail!("template.yaml's EffectsQueue maxReceiveCount {effects_receive} is not {EFFECTS_MAX_RECEIVE}");
+    }
+    let effects = (EFFECTS_QUEUE, EFFECTS_DLQ);
+    let (effects_url, effects_dlq_url) =
+        create_queues(&sqs, effects, &effects_receive, options.visibility_secs).await?;
+    s3.create_bucket().bucket(BUCKET).send().await?;
     let alert_topic = create_integrations(moto, &sqs).await?;
-    Ok((queue_url, dlq_url, max_receive, alert_topic))
+    Ok(Created {
+        queue_url,
+        dlq_url,
+        max_receive,
+        effects_url,
+        effects_dlq_url,
+        alert_topic,
+    })
 }
 
 /// A function's environment variables.
@@ -396,6 +430,7 @@ struct Endpoints<'a> {
     moto: String,
     dynamodb: String,
     queue_url: &'a str,
+    effects_url: &'a str,
     alert_topic: String,
 }
 
@@ -426,12 +461,14 @@ fn function_env(t: &Template, options: &Options, at: Endpoints<'_>) -> Result<(E
         ("DEDUP_TTL_DAYS", t.default("DedupTtlDays")?),
         ("SCORE_WEIGHTS", t.default("ScoreWeights")?),
         ("AWS_ENDPOINT_URL_EVENTBRIDGE", at.moto.clone()),
-        ("AWS_ENDPOINT_URL_SNS", at.moto),
+        ("AWS_ENDPOINT_URL_SNS", at.moto.clone()),
         (
             "EVENT_BUS_NAME",
             if options.fanout { BUS } else { "" }.into(),
         ),
         ("ALERT_TOPIC_ARN", at.alert_topic),
+        ("EFFECTS_QUEUE_URL", at.effects_url.to_owned()),
+        ("AWS_ENDPOINT_URL_SQS", at.moto),
         ("ALERT_EVENTS", t.default("AlertEvents")?),
         ("POSITIVE_CATEGORIES", t.default("PositiveCategories")?),
     ];
@@ -480,13 +517,13 @@ impl Stack {
                 .force_path_style(true)
                 .build(),
         );
-        let (queue_url, dlq_url, max_receive, alert_topic) =
-            create_resources(&t, &ddb, &moto_cfg, &s3, options).await?;
+        let c = create_resources(&t, &ddb, &moto_cfg, &s3, options).await?;
         let at = Endpoints {
             moto: moto.endpoint(),
             dynamodb: dynamodb.endpoint(),
-            queue_url: &queue_url,
-            alert_topic,
+            queue_url: &c.queue_url,
+            effects_url: &c.effects_url,
+            alert_topic: c.alert_topic,
         };
         let (ingest_env, consumer_env) = function_env(&t, options, at)?;
         let (ingest, consumer) =
@@ -499,15 +536,17 @@ impl Stack {
             moto,
             ingest,
             consumer,
-            queue_url,
-            dlq_url,
+            queue_url: c.queue_url,
+            dlq_url: c.dlq_url,
+            effects_queue_url: c.effects_url,
+            effects_dlq_url: c.effects_dlq_url,
             table: TABLE.to_owned(),
             sqs,
             ddb,
             s3,
             ingest_env,
             consumer_env,
-            max_receive,
+            max_receive: c.max_receive,
         })
     }
 }
@@ -558,14 +597,13 @@ impl Stack {
     /// (moto keeps its state in memory).
     pub async fn restart_moto(&mut self) -> Result<()> {
         self.moto = local_aws::start_moto(self.ports.moto).context("restarting moto")?;
-        create_queues(
-            &self.sqs,
-            &self.s3,
-            &self.max_receive,
-            self.options.visibility_secs,
-        )
-        .await
-        .map(|_| ())
+        let v = self.options.visibility_secs;
+        create_queues(&self.sqs, (QUEUE, DLQ), &self.max_receive, v).await?;
+        // moto lost them all: the effects queue's receive count as the template's.
+        let effects = (EFFECTS_QUEUE, EFFECTS_DLQ);
+        create_queues(&self.sqs, effects, EFFECTS_MAX_RECEIVE, v).await?;
+        self.s3.create_bucket().bucket(BUCKET).send().await?;
+        Ok(())
     }
     /// Stops DynamoDB Local (a DynamoDB outage). With `dynamodb_dir` set,
     /// its data comes back with [`Stack::restart_dynamodb`].

@@ -1,6 +1,6 @@
 //! The poller: what the SQS event source mapping does for the consumer.
 
-use crate::{Pool, Stack, QUEUE};
+use crate::{Pool, Stack, EFFECTS_QUEUE, QUEUE};
 use anyhow::Result;
 use serde_json::{json, Value};
 use smartlead::aws_sdk_sqs::types::{
@@ -20,44 +20,37 @@ pub struct Poll {
     pub invoke_failed: bool,
 }
 
-/// An SQS event record as the Lambda event source mapping builds it.
-fn sqs_event_record(m: &smartlead::aws_sdk_sqs::types::Message) -> Value {
-    let arn = format!("arn:aws:sqs:us-east-1:000000000000:{QUEUE}");
-    let mut r = test_support::sqs_message(
-        &arn,
-        m.message_id().unwrap_or_default(),
-        m.body().unwrap_or_default(),
-    );
-    r.receipt_handle = m.receipt_handle().map(str::to_owned);
-    r.md5_of_body = m.md5_of_body().map(str::to_owned);
-    r.attributes = m
-        .attributes()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-        .collect();
-    r.message_attributes = m
-        .message_attributes()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| {
-            let mut a = test_support::string_attribute(v.string_value().unwrap_or_default());
-            a.string_value = v.string_value().map(str::to_owned);
-            a.data_type = Some(v.data_type().to_owned());
-            (k.clone(), a)
-        })
-        .collect();
-    test_support::event_json(&r)
+/// An SQS event record of queue `name` as the Lambda event source mapping builds it.
+fn sqs_event_record(name: &str, m: &smartlead::aws_sdk_sqs::types::Message) -> Value {
+    let arn = format!("arn:aws:sqs:us-east-1:000000000000:{name}");
+    test_support::event_json(&test_support::sqs_message_from(&arn, m))
 }
 
 /// One poll, as the SQS event source mapping does it: receive up to `batch`
 /// messages, invoke the consumer, delete the successes (all but
 /// `batchItemFailures`; none if the invoke failed as a whole).
 pub async fn poll_once(stack: &Stack, consumer: &Pool, batch: i32, wait_secs: i32) -> Result<Poll> {
+    poll(stack, consumer, (&stack.queue_url, QUEUE), batch, wait_secs).await
+}
+
+/// [`poll_once`] of the effects queue: the consumer's second event source.
+pub async fn poll_effects(stack: &Stack, consumer: &Pool, batch: i32, wait_secs: i32) -> Result<Poll> {
+    let queue = (stack.effects_queue_url.as_str(), EFFECTS_QUEUE);
+    poll(stack, consumer, queue, batch, wait_secs).await
+}
+
+/// One poll of the queue (URL, name).
+async fn poll(
+    stack: &Stack,
+    consumer: &Pool,
+    (queue_url, name): (&str, &str),
+    batch: i32,
+    wait_secs: i32,
+) -> Result<Poll> {
     let r = stack
         .sqs
         .receive_message()
-        .queue_url(&stack.queue_url)
+        .queue_url(queue_url)
         .max_number_of_messages(batch)
         .wait_time_seconds(wait_secs)
         .message_attribute_names("All")
@@ -68,7 +61,7 @@ pub async fn poll_once(stack: &Stack, consumer: &Pool, batch: i32, wait_secs: i3
     if msgs.is_empty() {
         return Ok(Poll::default());
     }
-    let records: Vec<Value> = msgs.iter().map(sqs_event_record).collect();
+    let records: Vec<Value> = msgs.iter().map(|m| sqs_event_record(name, m)).collect();
     let out = consumer.invoke(&json!({"Records": records})).await;
     let answered_at = Some(std::time::Instant::now());
     let Some(failures) = out
@@ -106,7 +99,7 @@ pub async fn poll_once(stack: &Stack, consumer: &Pool, batch: i32, wait_secs: i3
         stack
             .sqs
             .delete_message_batch()
-            .queue_url(&stack.queue_url)
+            .queue_url(queue_url)
             .set_entries(Some(entries))
             .send()
             .await?;

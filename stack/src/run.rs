@@ -1,6 +1,6 @@
 //! `xtask local`: the stack in the foreground until Ctrl-C or SIGTERM.
 
-use crate::{follow_logs, poll_once, Options, Pool, Ports, Stack, BUCKET, BUS, TABLE, TOKEN};
+use crate::{follow_logs, poll_effects, poll_once, Options, Pool, Ports, Stack, BUCKET, BUS, TABLE, TOKEN};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -108,10 +108,15 @@ fn print_banner(stack: &Stack, no_front: bool) {
     println!("try:  curl -s -XPOST 'http://127.0.0.1:{http}/webhooks/smartlead?token={TOKEN}' -H 'content-type: application/json' -d @events/payloads/email_reply.json");
 }
 
-/// Polls the queue for the consumer for as long as the task runs.
+/// Polls both queues for the consumer for as long as the task runs: the
+/// webhooks, and the effects they queued (in turn: the emulator runs one
+/// invoke at a time, as one instance would).
 async fn poll_forever(stack: Arc<Stack>) {
     let consumer = Pool::new(vec![stack.consumer_url()]);
     loop {
+        if let Err(e) = poll_effects(&stack, &consumer, 10, 0).await {
+            eprintln!("poller    effects: {e:#}");
+        }
         match poll_once(&stack, &consumer, 10, 1).await {
             Ok(p) if p.invoke_failed => println!(
                 "poller    {} received; the consumer invoke failed, all will be redelivered",

@@ -3,7 +3,7 @@
 //! stack on free ports ([`spawn_stack`]).
 
 use serde_json::{json, Value};
-use stack::{depth, poll_once, Options, Pool, Ports, Stack, ALERT_TAP, BUS_TAP, TOKEN};
+use stack::{depth, poll_effects, poll_once, Options, Pool, Ports, Stack, ALERT_TAP, BUS_TAP, TOKEN};
 use std::collections::HashMap;
 use test_support::payloads;
 
@@ -19,16 +19,23 @@ async fn spawn_stack(options: Options) -> (Stack, Pool) {
     (stack, consumer)
 }
 
-/// Polls until the queue is empty and nothing is in flight.
+/// Polls until both queues (webhooks, then the effects they queued) are
+/// empty and nothing is in flight.
 async fn drain(stack: &Stack, consumer: &Pool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     while std::time::Instant::now() < deadline {
         let p = poll_once(stack, consumer, 10, 0).await.expect("poll");
+        let e = poll_effects(stack, consumer, 10, 0).await.expect("poll effects");
         let (waiting, inflight) = depth(&stack.sqs, &stack.queue_url).await.expect("depth");
-        if p.received == 0 && waiting == "0" && inflight == "0" {
+        let effects = depth(&stack.sqs, &stack.effects_queue_url)
+            .await
+            .expect("depth");
+        let empty = |(w, i): &(String, String)| w == "0" && i == "0";
+        let received = p.received + e.received;
+        if received == 0 && empty(&(waiting, inflight)) && empty(&effects) {
             return;
         }
-        if p.received == 0 {
+        if received == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }

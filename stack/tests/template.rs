@@ -418,6 +418,17 @@ mod tests {
             "update_time_to_live",
             &[],
         ),
+        // The consumer queues effects and delays their retries.
+        (
+            "shared/src/adapters/aws/sqs.rs",
+            "send_message_batch",
+            &[Consumer],
+        ),
+        (
+            "shared/src/adapters/aws/sqs.rs",
+            "change_message_visibility_batch",
+            &[Consumer],
+        ),
         ("shared/src/adapters/aws/redrive.rs", "receive_message", &[]),
         (
             "shared/src/adapters/aws/redrive.rs",
@@ -554,6 +565,11 @@ mod tests {
         // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html).
         if op == "list_objects_v2" {
             return vec!["s3:ListBucket".into()];
+        }
+        // SQS's batch calls are authorized as their single-message actions
+        // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html).
+        if let Some(single) = op.strip_suffix("_batch").filter(|_| ops[op].contains("sqs")) {
+            return iam_actions(single, ops);
         }
         let services = &ops[op];
         assert_eq!(services.len(), 1, "{op} is in several SDKs: {services:?}");

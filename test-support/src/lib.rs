@@ -323,6 +323,35 @@ pub fn sqs_message(queue_arn: &str, message_id: &str, body: &str) -> SqsMessage 
     m
 }
 
+/// A message received from `queue_arn`'s queue as the Lambda event
+/// source mapping hands it to the function.
+pub fn sqs_message_from(queue_arn: &str, m: &smartlead::aws_sdk_sqs::types::Message) -> SqsMessage {
+    let mut r = sqs_message(
+        queue_arn,
+        m.message_id().unwrap_or_default(),
+        m.body().unwrap_or_default(),
+    );
+    r.receipt_handle = m.receipt_handle().map(str::to_owned);
+    r.md5_of_body = m.md5_of_body().map(str::to_owned);
+    r.attributes = m
+        .attributes()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+        .collect();
+    r.message_attributes = m
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let mut a = string_attribute(v.string_value().unwrap_or_default());
+            a.data_type = Some(v.data_type().to_owned());
+            (k.clone(), a)
+        })
+        .collect();
+    r
+}
+
 /// A new queue `name` (or the one of that name) at `sqs`: its URL.
 pub async fn create_queue(sqs: &smartlead::aws_sdk_sqs::Client, name: &str) -> String {
     sqs.create_queue()

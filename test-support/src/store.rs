@@ -4,7 +4,10 @@
 
 use serde_json::Value;
 use smartlead::adapters::aws::dynamodb::{create_table, item_to_json, DynamoStore};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use smartlead::adapters::aws::SqsQueue;
 use smartlead::app::consumer::Consumer;
+use smartlead::app::worker::{EffectPath, EffectQueue};
 use smartlead::app::effects::Effects;
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeMap, HashMap};
@@ -89,19 +92,188 @@ pub async fn fresh_store() -> DynamoStore {
     store_at(&dynamodb().endpoint(), &unique("state")).await
 }
 
-/// The consumer the tests run: on DynamoDB, with S3 for claim checks.
-pub type TestConsumer = Consumer<DynamoStore, smartlead::aws_sdk_s3::Client>;
+/// The consumer the tests run: on DynamoDB, with S3 for claim checks, and
+/// an effects queue in moto. Its [`TestConsumer::handle_batch`] also runs
+/// the effects the batch queued, as the function's second event source
+/// would: tests see state and effects as a deployment does once its
+/// effects queue is drained.
+pub struct TestConsumer {
+    pub consumer: Consumer<DynamoStore, smartlead::aws_sdk_s3::Client>,
+    effects: TestEffectsQueue,
+    /// The effect batches' answers, newest last.
+    pub effect_answers: std::sync::Mutex<Vec<SqsBatchResponse>>,
+}
 
-/// The consumer as the function builds it, on `store`, with `effects`.
+impl std::ops::Deref for TestConsumer {
+    type Target = Consumer<DynamoStore, smartlead::aws_sdk_s3::Client>;
+    fn deref(&self) -> &Self::Target {
+        &self.consumer
+    }
+}
+
+impl std::ops::DerefMut for TestConsumer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.consumer
+    }
+}
+
+impl TestConsumer {
+    /// The webhook batch, then every effect it queued (see [`Self::run_effects`]).
+    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        let r = self.consumer.handle_batch(event).await;
+        self.run_effects().await;
+        r
+    }
+
+    /// Runs the effect messages in the effects queue through the consumer,
+    /// batch by batch, until the queue is empty (a failed effect comes back
+    /// after its backoff: zero in tests, or the destination's Retry-After),
+    /// for at most 20 s. Returns how many messages were received.
+    pub async fn run_effects(&self) -> usize {
+        let Some(q) = self.effects.0.get() else {
+            return 0;
+        };
+        let arn = queue_arn(&q.client, &q.queue_url).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut ran = 0;
+        while std::time::Instant::now() < deadline {
+            let msgs = receive_all_attributes(&q.client, &q.queue_url).await;
+            if msgs.is_empty() {
+                if queue_is_empty(&q.client, &q.queue_url).await {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+            ran += msgs.len();
+            let records = msgs.iter().map(|m| crate::sqs_message_from(&arn, m)).collect();
+            let mut event = SqsEvent::default();
+            event.records = records;
+            let answer = self.consumer.handle_batch(event).await;
+            let failed: Vec<String> = answer
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone())
+                .collect();
+            for m in &msgs {
+                if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
+                    q.client
+                        .delete_message()
+                        .queue_url(&q.queue_url)
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await
+                        .expect("delete effect message");
+                }
+            }
+            self.effect_answers.lock().expect("answers").push(answer);
+        }
+        ran
+    }
+
+    /// The ids the effect batches reported failed so far, in order.
+    pub fn failed_effects(&self) -> usize {
+        self.effect_answers
+            .lock()
+            .expect("answers")
+            .iter()
+            .map(|a| a.batch_item_failures.len())
+            .sum()
+    }
+
+    /// The effects queue's URL, once something was queued.
+    pub fn effects_queue(&self) -> Option<(smartlead::aws_sdk_sqs::Client, String)> {
+        self.effects.0.get().map(|q| (q.client.clone(), q.queue_url.clone()))
+    }
+}
+
+/// A test consumer's effects queue: a queue in moto, made on first use.
+#[derive(Clone, Default)]
+pub struct TestEffectsQueue(std::sync::Arc<tokio::sync::OnceCell<SqsQueue>>);
+
+impl TestEffectsQueue {
+    async fn queue(&self) -> &SqsQueue {
+        self.0
+            .get_or_init(|| async {
+                let sdk = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
+                let client = smartlead::aws_sdk_sqs::Client::new(&sdk);
+                let queue_url = new_queue(&client, "effects").await;
+                SqsQueue { client, queue_url }
+            })
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl EffectQueue for TestEffectsQueue {
+    async fn send_all(
+        &self,
+        msgs: &[smartlead::domain::message::OutgoingMessage],
+    ) -> Vec<Result<(), smartlead::app::ingest::QueueError>> {
+        self.queue().await.send_all(msgs).await
+    }
+    async fn delay(&self, receipts: &[(String, std::time::Duration)]) {
+        self.queue().await.delay(receipts).await
+    }
+}
+
+/// No message waiting or in flight.
+async fn queue_is_empty(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> bool {
+    use smartlead::aws_sdk_sqs::types::QueueAttributeName as A;
+    let a = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .unwrap_or_default();
+    [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
+        .iter()
+        .all(|k| a.get(k).map(String::as_str) == Some("0"))
+}
+
+/// Every message attribute and SQS attribute of up to 10 messages.
+async fn receive_all_attributes(
+    sqs: &smartlead::aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<smartlead::aws_sdk_sqs::types::Message> {
+    sqs.receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .message_system_attribute_names(
+            smartlead::aws_sdk_sqs::types::MessageSystemAttributeName::All,
+        )
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default()
+}
+
+/// The consumer as the function builds it, on `store`, with `effects`
+/// (run through an effects queue in moto, retried at once).
 pub fn consumer_with(store: DynamoStore, effects: Effects) -> TestConsumer {
-    Consumer {
-        store,
-        blobs: None,
-        weights: smartlead::domain::plan::ScoreWeights::default(),
-        concurrency: 10,
-        metrics: smartlead::metrics::Metrics::disabled(),
-        effects,
-        time_window: Default::default(),
+    let queue = TestEffectsQueue::default();
+    TestConsumer {
+        consumer: Consumer {
+            store,
+            blobs: None,
+            weights: smartlead::domain::plan::ScoreWeights::default(),
+            concurrency: 10,
+            metrics: smartlead::metrics::Metrics::disabled(),
+            effects,
+            time_window: Default::default(),
+            effect_path: Some(EffectPath {
+                queue: Box::new(queue.clone()),
+                retry_base: std::time::Duration::ZERO,
+            }),
+        },
+        effects: queue,
+        effect_answers: Default::default(),
     }
 }
 

@@ -8,25 +8,30 @@
 //! | processed | at least one of the plan's items absorbed the event (an item DynamoDB refuses even trimmed is recorded as `store_refused`, the others written) | deleted |
 //! | duplicate | every item had absorbed it already | deleted |
 //! | rejected | permanent: not a SmartLead event, its claim-check object is gone or corrupt, or DynamoDB refuses every item even trimmed; kept in a `REJECTED` record with the raw body | deleted |
-//! | failed | transient: throttling, timeouts, conflicts after retries, S3 errors | reported in `batchItemFailures`, redelivered, then DLQ |
+//! | failed | transient: throttling, timeouts, conflicts after retries, S3 errors, no time left before the invocation's deadline | reported in `batchItemFailures`, redelivered, then DLQ |
 //!
-//! After the state, the batch runs the claimed side effects ([`crate::app::effects`]):
-//! one batched `PutEvents` for the fan-out, then the alerts. A failed effect
-//! puts its record in `batchItemFailures` too; the redelivery is a duplicate
-//! for the state and retries only the effect.
+//! After the state, the batch hands the event's side effects to the
+//! effects queue ([`crate::app::worker`]): the record is acknowledged once
+//! its state is applied and its effects are queued, never later. A batch
+//! of effect messages (the same function's second event source) runs them.
+//!
+//! Every batch answers inside its deadline: a record not started
+//! [`STATE_MARGIN`] before the invocation's end is reported failed, and
+//! one still running then is cut off (its writes are conditional: the
+//! redelivery finds what landed).
 
-use crate::app::effects::{bus_event, EffectError, Effects, Notifier, FANOUT};
-use crate::app::store::{ApplyOutcome, Claim, Rejected, Settle, StateStore, StoreError};
+use crate::app::effects::{bus_event, Effects, FANOUT};
+use crate::app::store::{ApplyOutcome, Rejected, StateStore, StoreError};
+use crate::app::worker::EffectPath;
 use crate::domain::event::SmartleadEvent;
 use crate::domain::key::DedupKey;
-use crate::domain::message::{attr, ClaimCheckMessage, LOCATION_S3};
+use crate::domain::message::{attr, ClaimCheckMessage, OutgoingMessage, LOCATION_S3};
 use crate::domain::plan::{plan_within, ScoreWeights};
 use crate::domain::time::EventTime;
 use crate::metrics::{Metrics, Unit};
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -59,6 +64,7 @@ const METRIC_NAMES: [&str; 4] = ["Processed", "Duplicates", "RejectedEvents", "F
 
 /// One SQS record being handled.
 struct Delivery<'a> {
+    message: &'a SqsMessage,
     message_id: &'a str,
     bytes: &'a [u8],
     received: EventTime,
@@ -120,27 +126,38 @@ pub struct Consumer<S, B> {
     pub effects: Effects,
     /// How far from its receive time an event's own time is believed.
     pub time_window: crate::domain::time::TimeWindow,
+    /// The effects queue: without it no effect runs.
+    pub effect_path: Option<EffectPath>,
 }
+
+/// A record's state work ends this long before the invocation's deadline,
+/// leaving time to queue its effects and answer.
+pub const STATE_MARGIN: Duration = Duration::from_secs(4);
+/// The effects are queued by then.
+const QUEUE_MARGIN: Duration = Duration::from_secs(1);
 
 /// The longest an effect stays claimed (shorter if the invocation ends sooner).
 pub const MAX_LEASE: Duration = Duration::from_secs(60);
 
-/// Effects a record claimed, to run after the batch's state is stored.
+/// Effects an applied record hands to the effects queue.
 struct Job {
     message_id: String,
     ev: SmartleadEvent,
     key: DedupKey,
     /// The lead (or campaign, account) item the event changed: its state goes
-    /// into the fan-out.
+    /// into the fan-out, and its fan-out mark (`fo`) is removed once queued.
     state_item: Option<(String, String)>,
     /// That item as the write returned it (`ALL_NEW`): no read for the fan-out.
     state: Option<serde_json::Value>,
-    /// The fan-out is pending on that item's mark (`fo`), not on a claim.
-    marked: bool,
-    effects: Vec<&'static str>,
-    lease_until_ms: i64,
+    /// The effects, each with whether the worker claims it first.
+    effects: Vec<(&'static str, bool)>,
+    /// This delivery removes the fan-out's mark once the fan-out is queued.
+    unmark: bool,
     /// When the delivery was first received (its fan-out mark names it).
     received_ms: i64,
+    /// The webhook message's body and attributes: the alerts' messages carry them.
+    body: String,
+    attributes: Vec<(&'static str, String)>,
 }
 
 /// When this process handled its first record (epoch ms): after the
@@ -150,7 +167,7 @@ fn process_start_ms() -> i64 {
     *START.get_or_init(|| EventTime::now().millis())
 }
 
-fn attribute<'a>(m: &'a SqsMessage, name: &str) -> Option<&'a str> {
+pub(crate) fn attribute<'a>(m: &'a SqsMessage, name: &str) -> Option<&'a str> {
     m.message_attributes
         .get(name)
         .and_then(|a| a.string_value.as_deref())
@@ -188,7 +205,7 @@ fn origin_ms(m: &SqsMessage) -> i64 {
         .millis()
 }
 
-enum Body {
+pub(crate) enum Body {
     Ready(Vec<u8>),
     /// Reason, detail, raw text, and the record's key when the raw text is
     /// not what names the event (a claim check names its body's hash).
@@ -201,8 +218,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         self.handle_batch_until(event, None).await
     }
 
-    /// Handles a batch; `deadline_ms` (epoch ms, the invocation's deadline)
-    /// bounds the effects' leases and waits.
+    /// Handles a batch before `deadline_ms` (epoch ms, the invocation's
+    /// deadline): webhook messages (state, then their effects queued), or
+    /// effect messages ([`crate::app::worker`]).
     pub async fn handle_batch_until(
         &self,
         event: SqsEvent,
@@ -211,13 +229,44 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         let now_ms = EventTime::now().millis();
         let remaining = deadline_ms
             .map(|d| Duration::from_millis(d.saturating_sub(now_ms).max(0) as u64))
-            .unwrap_or(MAX_LEASE)
-            .min(MAX_LEASE);
+            .unwrap_or(MAX_LEASE);
         let deadline = Instant::now() + remaining;
-        let lease_until_ms = now_ms + remaining.as_millis() as i64;
-        let records = event.records;
+        // Effect messages come from the effects queue's own event source:
+        // never in one batch with webhooks, but told apart record by record.
+        let (effects, records): (Vec<SqsMessage>, Vec<SqsMessage>) = event
+            .records
+            .into_iter()
+            .partition(crate::app::worker::is_effect);
+        let mut response = SqsBatchResponse::default();
+        let again = if effects.is_empty() {
+            Vec::new()
+        } else {
+            self.handle_effects(&effects, deadline).await
+        };
+        for id in again {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            response.batch_item_failures.push(f);
+        }
+        if records.is_empty() {
+            return response;
+        }
+        let lease_until_ms = now_ms + remaining.min(MAX_LEASE).as_millis() as i64;
+        let state_end = deadline
+            .checked_sub(STATE_MARGIN)
+            .unwrap_or_else(Instant::now);
         let mut results: Vec<(Option<String>, Done)> = futures::stream::iter(records.iter())
-            .map(|m| async move { (m.message_id.clone(), self.record(m, lease_until_ms).await) })
+            .map(|m| async move {
+                let id = m.message_id.clone();
+                if Instant::now() >= state_end {
+                    return (id, out_of_time("not started"));
+                }
+                let work = self.record(m, lease_until_ms);
+                match tokio::time::timeout_at(state_end.into(), work).await {
+                    Ok(done) => (id, done),
+                    Err(_) => (id, out_of_time("cut off")),
+                }
+            })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
@@ -225,15 +274,123 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             .iter_mut()
             .filter_map(|(_, d)| d.job.take())
             .collect();
-        let (effect_failures, effects_done) = self.run_effects(jobs, deadline).await;
-        let mut response = SqsBatchResponse::default();
-        // One metric document a batch, by `Function` only: a document per
-        // event type cost ~300 log bytes each. The by-type view is the
-        // ingest's `Queued`; `UNKNOWN` types keep their own (rare) count.
+        let queue_end = deadline.checked_sub(QUEUE_MARGIN).unwrap_or(state_end);
+        let not_queued = match tokio::time::timeout_at(queue_end.into(), self.enqueue(&jobs)).await {
+            Ok(failed) => failed,
+            Err(_) => jobs.iter().map(|j| j.message_id.clone()).collect(),
+        };
+        self.batch_metrics(&results);
+        for (id, done) in results {
+            let unqueued = id.as_ref().is_some_and(|i| not_queued.contains(i));
+            if matches!(done.outcome, Outcome::Failed(_)) || unqueued {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id.unwrap_or_default();
+                response.batch_item_failures.push(f);
+            }
+        }
+        response
+    }
+
+    /// Hands the jobs' effects to the effects queue, then removes the
+    /// fan-out marks it queued. Returns the records whose effects were not
+    /// all queued: SQS brings them back (their state is a duplicate then).
+    async fn enqueue(&self, jobs: &[Job]) -> std::collections::HashSet<String> {
+        let mut failed = std::collections::HashSet::new();
+        let Some(path) = &self.effect_path else {
+            return failed;
+        };
+        let mut msgs = Vec::new();
+        let mut owner = Vec::new();
+        for (i, j) in jobs.iter().enumerate() {
+            for &(effect, claim) in &j.effects {
+                msgs.push(self.effect_message(j, effect, claim).await);
+                owner.push(i);
+            }
+        }
+        if msgs.is_empty() {
+            return failed;
+        }
+        for (r, i) in path.queue.send_all(&msgs).await.into_iter().zip(owner) {
+            if let Err(e) = r {
+                tracing::error!(message_id = %jobs[i].message_id, error = %e, "effects not queued; SQS will redeliver the record");
+                failed.insert(jobs[i].message_id.clone());
+            }
+        }
+        let unmark = jobs.iter().filter(|j| j.unmark && !failed.contains(&j.message_id));
+        futures::stream::iter(unmark)
+            .for_each_concurrent(self.concurrency.max(1), |j| self.unmark(j))
+            .await;
+        failed
+    }
+
+    /// One effect of a job as an effect message (see [`crate::app::worker`]).
+    async fn effect_message(&self, j: &Job, effect: &'static str, claim: bool) -> OutgoingMessage {
+        let mut attributes = vec![
+            (attr::EFFECT, effect.to_owned()),
+            (attr::DEDUP_KEY, j.key.as_str().to_owned()),
+        ];
+        if claim {
+            attributes.push((attr::CLAIM, "true".into()));
+        }
+        if effect != FANOUT {
+            attributes.extend(j.attributes.iter().cloned());
+            return OutgoingMessage {
+                body: j.body.clone(),
+                attributes,
+            };
+        }
+        let state = match (&j.state, &j.state_item) {
+            (Some(s), _) => Some(s.clone()),
+            // A duplicate whose unmarked fan-out is left to do: read it.
+            (None, Some((pk, sk))) => self
+                .store
+                .item(pk, sk)
+                .await
+                .map(|s| s.map(crate::adapters::aws::dynamodb::without_bookkeeping))
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not read the state for the fan-out");
+                    None
+                }),
+            (None, None) => None,
+        };
+        let bus = bus_event(&j.ev, j.key.as_str(), state);
+        attributes.push((attr::DETAIL_TYPE, bus.detail_type));
+        if let Some(t) = bus.time {
+            attributes.push((attr::EVENT_TIME, t.to_string()));
+        }
+        OutgoingMessage {
+            body: bus.detail,
+            attributes,
+        }
+    }
+
+    /// Removes the fan-out's mark once it is queued; a few tries. If all
+    /// fail the mark stays on the item although its fan-out is queued: no
+    /// other delivery publishes it (the mark names this one), so it is only
+    /// a stale flag, logged.
+    async fn unmark(&self, j: &Job) {
+        let Some((pk, sk)) = &j.state_item else {
+            return;
+        };
+        for attempt in 0..3u32 {
+            match self.store.fanout_done(pk, sk, &j.key, j.received_ms).await {
+                Ok(()) => return,
+                Err(e) if attempt == 2 => {
+                    tracing::error!(dedup_key = %j.key, error = %e, "fan-out queued but its mark could not be removed")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50 << attempt)).await,
+            }
+        }
+    }
+
+    /// One metric document a batch, by `Function` only: a document per
+    /// event type cost ~300 log bytes each. The by-type view is the
+    /// ingest's `Queued`; `UNKNOWN` types keep their own (rare) count.
+    fn batch_metrics(&self, results: &[(Option<String>, Done)]) {
         let mut counts = [0.0_f64; 4];
         let mut unknown = 0.0;
         let mut latencies = Vec::with_capacity(results.len());
-        for (_, done) in &results {
+        for (_, done) in results {
             counts[done.outcome.metric_index()] += 1.0;
             if done.event_type == "UNKNOWN" && done.outcome.metric_index() == 0 {
                 unknown += 1.0;
@@ -247,13 +404,6 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 values.push((name, std::slice::from_ref(&counts[i]), Unit::Count));
             }
         }
-        if effects_done > 0.0 {
-            values.push((
-                "EffectsDone",
-                std::slice::from_ref(&effects_done),
-                Unit::Count,
-            ));
-        }
         for chunk in latencies.chunks(100) {
             let mut v = values.clone();
             v.push(("ProcessingLatency", chunk, Unit::Milliseconds));
@@ -265,18 +415,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             self.metrics
                 .count_without_roll_up("Processed", unknown, &[("EventType", "UNKNOWN")]);
         }
-        for (id, done) in results {
-            let effect_failed = id.as_ref().is_some_and(|i| effect_failures.contains(i));
-            if matches!(done.outcome, Outcome::Failed(_)) || effect_failed {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id.unwrap_or_default();
-                response.batch_item_failures.push(f);
-            }
-        }
-        response
     }
 
-    async fn body(&self, m: &SqsMessage) -> Body {
+    pub(crate) async fn body(&self, m: &SqsMessage) -> Body {
         let text = m.body.clone().unwrap_or_default();
         if attribute(m, attr::BODY_LOCATION) != Some(LOCATION_S3) {
             return Body::Ready(text.into_bytes());
@@ -354,6 +495,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                             attribute(m, attr::WEBHOOK_LEVEL),
                         );
                         let d = Delivery {
+                            message: m,
                             message_id: &message_id,
                             bytes: &bytes,
                             received,
@@ -409,7 +551,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 &[("EventType", ev.event_type.metric_name())],
             );
         }
-        p.effects = self.effects.for_event(ev);
+        // Effects run only through their queue.
+        p.effects = match &self.effect_path {
+            Some(_) => self.effects.for_event(ev),
+            None => Vec::new(),
+        };
         p.lease_until_ms = d.lease_until_ms;
         // This message (the plan's time may be the first delivery's): the
         // fan-out's mark names it.
@@ -441,26 +587,28 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         } else {
             self.apply_or_trim(&p, d.message_id).await
         };
-        let (outcome, claimed, applied) = self.after_apply(applied, &ev, &p, d).await;
+        let (outcome, effects, applied) = self.after_apply(applied, &ev, &p, d).await;
         let event_type = ev.event_type.metric_name().to_owned();
-        match claimed {
-            Err(e) => (Outcome::Failed(e.to_string()), event_type, None),
-            Ok(effects) if effects.is_empty() => (outcome, event_type, None),
-            Ok(effects) => {
-                let job = Job {
-                    message_id: d.message_id.to_owned(),
-                    state_item: p.items.first().map(|u| (u.pk.clone(), u.sk.clone())),
-                    state: applied.state,
-                    marked: applied.marked,
-                    key: p.key.clone(),
-                    effects,
-                    lease_until_ms: d.lease_until_ms,
-                    received_ms: d.origin_ms,
-                    ev,
-                };
-                (outcome, event_type, Some(job))
-            }
+        if effects.is_empty() || matches!(outcome, Outcome::Failed(_)) {
+            return (outcome, event_type, None);
         }
+        let unmark = effects.contains(&(FANOUT, false));
+        let job = Job {
+            message_id: d.message_id.to_owned(),
+            state_item: p.items.first().map(|u| (u.pk.clone(), u.sk.clone())),
+            state: applied.state,
+            key: p.key.clone(),
+            effects,
+            unmark,
+            received_ms: d.origin_ms,
+            body: d.message.body.clone().unwrap_or_default(),
+            attributes: attr::WEBHOOK
+                .iter()
+                .filter_map(|name| attribute(d.message, name).map(|v| (*name, v.to_owned())))
+                .collect(),
+            ev,
+        };
+        (outcome, event_type, Some(job))
     }
 
     /// The record's outcome from the store's answer, and the effects left
@@ -471,7 +619,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         ev: &SmartleadEvent,
         p: &crate::domain::plan::Plan,
         d: &Delivery<'_>,
-    ) -> (Outcome, Result<Vec<&'static str>, StoreError>, Applied) {
+    ) -> (Outcome, Vec<(&'static str, bool)>, Applied) {
         // The fan-out's mark rides on the first item, unless DynamoDB
         // refused that item (then it is claimed).
         let mut a = Applied {
@@ -493,7 +641,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 a.written(state, &refused);
                 let kept = self.keep_refused(id, p, &refused, d.bytes, d.received);
                 let outcome = kept.await.unwrap_or(Outcome::Processed { write_units });
-                (outcome, self.claim_left(p, id, fanout, a.marked).await)
+                (outcome, effects_left(p, fanout, a.marked))
             }
             // Nothing changed, but its fan-out is still to publish, or an
             // item refuses it (again).
@@ -509,20 +657,16 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                     None if refused.len() == p.items.len() => Outcome::Rejected("store_refused"),
                     None => Outcome::Duplicate,
                 };
-                (outcome, self.claim_left(p, id, fanout, a.marked).await)
+                (outcome, effects_left(p, fanout, a.marked))
             }
             // Stored before: only effects left pending (or abandoned) run.
-            Ok(ApplyOutcome::Duplicate) => (
-                Outcome::Duplicate,
-                self.claim_left(p, id, false, true).await,
-            ),
+            Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, effects_left(p, false, true)),
             // Applied by the transactional design: its effects, the fan-out
             // included, were tracked on its marker; what it left pending (a
             // failed publish, a crash) is claimed and run there.
-            Ok(ApplyOutcome::AppliedBeforeUpgrade) => (
-                Outcome::Duplicate,
-                self.claim_left(p, id, false, false).await,
-            ),
+            Ok(ApplyOutcome::AppliedBeforeUpgrade) => {
+                (Outcome::Duplicate, effects_left(p, false, false))
+            }
             // DynamoDB refuses what the event holds: on every delivery
             // alike, so it is kept, not looped to the DLQ.
             Err(e) if !e.is_retryable() => {
@@ -530,9 +674,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 let detail = e.to_string();
                 let key = Some(p.key.as_str());
                 let o = self.reject(key, id, "store_refused", &detail, &raw, d.received);
-                (o.await, Ok(Vec::new()))
+                (o.await, Vec::new())
             }
-            Err(e) => (Outcome::Failed(e.to_string()), Ok(Vec::new())),
+            Err(e) => (Outcome::Failed(e.to_string()), Vec::new()),
         };
         (outcome, claimed, a)
     }
@@ -610,208 +754,6 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
     }
 
-    /// The effects this delivery runs.
-    ///
-    /// The fan-out needs no claim: the write that absorbs the event into
-    /// the plan's first item also marks it pending there (`fo`), and its
-    /// publish removes the mark (one write). Any delivery that finds the
-    /// mark (`fanout`: its own write, or a refusal showing the item as it
-    /// is) publishes it: after a crash, a lost answer, a failed publish, a
-    /// redrive. Two deliveries at once may both see it and publish twice,
-    /// with the same id (the dedup key). Only when DynamoDB refused the
-    /// first item (`marked` false) is it claimed like the alerts.
-    ///
-    /// Alerts and list hygiene are claimed before they run (a claim creates
-    /// their record): exactly one delivery holds a claim at a time.
-    async fn claim_left(
-        &self,
-        p: &crate::domain::plan::Plan,
-        message_id: &str,
-        fanout: bool,
-        marked: bool,
-    ) -> Result<Vec<&'static str>, StoreError> {
-        let now = EventTime::now().millis();
-        let mut out = Vec::new();
-        for effect in &p.effects {
-            let run = if *effect == FANOUT && marked {
-                fanout
-            } else {
-                self.store
-                    .claim(Claim {
-                        key: &p.key,
-                        effect,
-                        message_id,
-                        lease_until_ms: p.lease_until_ms,
-                        now_ms: now,
-                        create: true,
-                    })
-                    .await?
-            };
-            if run {
-                out.push(*effect);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Runs the claimed effects; returns the message ids whose effects failed.
-    /// The records to retry, and how many effects were done (counted in the
-    /// batch's metric document).
-    async fn run_effects(&self, jobs: Vec<Job>, deadline: Instant) -> (HashSet<String>, f64) {
-        let mut failed = HashSet::new();
-        if jobs.is_empty() {
-            return (failed, 0.0);
-        }
-        let mut counts: Counts = Default::default();
-        // Fan-out: one batched PutEvents for the whole batch.
-        if let Some(publisher) = &self.effects.publisher {
-            let fanout: Vec<&Job> = jobs
-                .iter()
-                .filter(|j| j.effects.contains(&FANOUT))
-                .collect();
-            // The states, read concurrently (order kept).
-            let events: Vec<_> = futures::stream::iter(fanout.iter())
-                .map(|j| async move {
-                    let state = match (&j.state, &j.state_item) {
-                        (Some(s), _) => Some(s.clone()),
-                        // A duplicate whose effect was left to do: read it.
-                        (None, Some((pk, sk))) => self.store.item(pk, sk).await.map(|s| s.map(crate::adapters::aws::dynamodb::without_bookkeeping)).unwrap_or_else(|e| {
-                            tracing::warn!(error = %e, "could not read the state for the fan-out");
-                            None
-                        }),
-                        (None, None) => None,
-                    };
-                    bus_event(&j.ev, j.key.as_str(), state)
-                })
-                .buffered(self.concurrency.max(1))
-                .collect()
-                .await;
-            let results = publisher.publish(&events).await;
-            let done: Vec<(&Job, &'static str, Settle)> =
-                futures::stream::iter(fanout.into_iter().zip(results))
-                    .map(|(j, r)| async move { (j, FANOUT, self.finish(j, FANOUT, r).await) })
-                    .buffer_unordered(self.concurrency.max(1))
-                    .collect()
-                    .await;
-            tally(&done, &mut failed, &mut counts);
-        }
-        // Alerts, a few at a time; each outcome recorded as it comes.
-        let alerts: Vec<(&Job, &dyn Notifier)> = jobs
-            .iter()
-            .flat_map(|j| {
-                j.effects
-                    .iter()
-                    .filter_map(|e| self.effects.notifier(e))
-                    .map(move |n| (j, n))
-            })
-            .collect();
-        let done: Vec<(&Job, &'static str, Settle)> = futures::stream::iter(alerts)
-            .map(|(j, n)| async move {
-                let r = n.notify(&j.ev, j.key.as_str(), deadline).await;
-                (j, n.effect(), self.finish(j, n.effect(), r).await)
-            })
-            .buffer_unordered(4)
-            .collect()
-            .await;
-        tally(&done, &mut failed, &mut counts);
-        // Done effects go into the batch's document (by `Function`); an
-        // effect refused or failed gets its own, by `Effect` (rare).
-        let mut done_total = 0.0;
-        for (effect, [ok, refused, bad]) in counts {
-            let mut values = Vec::new();
-            if refused + bad == 0.0 {
-                done_total += ok;
-                continue;
-            }
-            if ok > 0.0 {
-                values.push(("EffectsDone", ok, Unit::Count));
-            }
-            if refused > 0.0 {
-                values.push(("EffectsRefused", refused, Unit::Count));
-            }
-            if bad > 0.0 {
-                values.push(("EffectsFailed", bad, Unit::Count));
-            }
-            self.metrics.emit(&[("Effect", effect)], &values);
-        }
-        (failed, done_total)
-    }
-
-    /// Logs an effect's outcome and records it on the marker at once.
-    async fn finish(
-        &self,
-        j: &Job,
-        effect: &'static str,
-        result: Result<(), EffectError>,
-    ) -> Settle {
-        let end = match &result {
-            Ok(()) => {
-                // A success is on the effect's record and in `EffectsDone`,
-                // and at DEBUG here (~170 log bytes at INFO: with the default
-                // alerts on replies, the 400-byte budget would not hold).
-                // Refusals and failures stay at ERROR and WARN below.
-                tracing::debug!(message_id = %j.message_id, dedup_key = %j.key, effect, "effect done");
-                Settle::Done
-            }
-            // Refused for good (a 4xx): recorded and counted, not retried,
-            // and it does not hold the record back.
-            Err(EffectError::Permanent(e)) => {
-                tracing::error!(message_id = %j.message_id, dedup_key = %j.key, effect, error = %e, outcome = "refused", "effect refused; not retried");
-                Settle::Refused
-            }
-            Err(EffectError::Transient(e)) => {
-                tracing::error!(message_id = %j.message_id, dedup_key = %j.key, effect, error = %e, "effect failed; SQS will redeliver the record");
-                Settle::Retry
-            }
-        };
-        self.settle(j, effect, end).await;
-        end
-    }
-
-    /// Marks an effect done, or releases it for a retry. Marking it done must
-    /// not be lost: a few tries. A release that fails leaves a lease that
-    /// runs out, and the redelivery takes it over.
-    async fn settle(&self, j: &Job, effect: &'static str, end: Settle) {
-        let mark = match &j.state_item {
-            Some((pk, sk)) if effect == FANOUT && j.marked => Some((pk, sk)),
-            _ => None,
-        };
-        if mark.is_some() && end == Settle::Retry {
-            // The mark stays: the redelivery publishes.
-            return;
-        }
-        for attempt in 0..3u32 {
-            let r = match mark {
-                // Refused for good (rare): also kept on the effect record.
-                Some((pk, sk)) if end == Settle::Refused => {
-                    match self
-                        .store
-                        .settle(&j.key, effect, j.lease_until_ms, end)
-                        .await
-                    {
-                        Ok(()) => self.store.fanout_done(pk, sk, &j.key, j.received_ms).await,
-                        Err(e) => Err(e),
-                    }
-                }
-                Some((pk, sk)) => self.store.fanout_done(pk, sk, &j.key, j.received_ms).await,
-                None => {
-                    self.store
-                        .settle(&j.key, effect, j.lease_until_ms, end)
-                        .await
-                }
-            };
-            match r {
-                Ok(()) => return,
-                // Done but not marked: the record is still acknowledged, so
-                // only a later duplicate from SmartLead could repeat it.
-                Err(e) if attempt == 2 => {
-                    tracing::error!(dedup_key = %j.key, effect, error = %e, "could not record the effect's outcome")
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50 << attempt)).await,
-            }
-        }
-    }
-
     async fn reject(
         &self,
         key: Option<&str>,
@@ -859,19 +801,37 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     }
 }
 
-/// Effect outcomes per effect: done, refused, failed.
-type Counts = std::collections::BTreeMap<&'static str, [f64; 3]>;
+/// The effects a delivery hands to the effects queue, each with whether
+/// the worker claims it first.
+///
+/// The fan-out needs no claim: the write that absorbs the event into the
+/// plan's first item also marks it pending there (`fo`), and the delivery
+/// that marked it (`fanout`: its own write, or a refusal showing the item
+/// as it is) queues it and then removes the mark. After a crash or a lost
+/// answer the mark stays and the redelivery queues it again: published
+/// twice at most, with the same id (the dedup key). Only when DynamoDB
+/// refused the first item (`marked` false) is it claimed like the alerts.
+///
+/// Alerts and list hygiene are queued by every delivery; the worker claims
+/// each in the effect ledger before it runs it, so a second copy finds it
+/// done.
+fn effects_left(p: &crate::domain::plan::Plan, fanout: bool, marked: bool) -> Vec<(&'static str, bool)> {
+    p.effects
+        .iter()
+        .filter_map(|effect| match *effect {
+            FANOUT if marked => fanout.then_some((FANOUT, false)),
+            e => Some((e, true)),
+        })
+        .collect()
+}
 
-fn tally(done: &[(&Job, &'static str, Settle)], failed: &mut HashSet<String>, counts: &mut Counts) {
-    for (j, effect, end) in done {
-        let i = match end {
-            Settle::Done => 0,
-            Settle::Refused => 1,
-            Settle::Retry => 2,
-        };
-        counts.entry(effect).or_default()[i] += 1.0;
-        if *end == Settle::Retry {
-            failed.insert(j.message_id.clone());
-        }
+/// A record given back unfinished: the invocation's deadline is near.
+fn out_of_time(what: &'static str) -> Done {
+    tracing::warn!(outcome = "failed", what, "no time left before the invocation's deadline; SQS will redeliver the record");
+    Done {
+        outcome: Outcome::Failed(format!("{what}: no time left before the invocation's deadline")),
+        event_type: "NONE".into(),
+        ms: 0.0,
+        job: None,
     }
 }

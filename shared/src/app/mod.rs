@@ -3,8 +3,10 @@
 //! store traits ([`store`]) and [`consumer::BlobReader`], the effects'
 //! [`effects::Publisher`] and [`effects::Notifier`].
 
+pub mod budget;
 pub mod consumer;
 pub mod effects;
 pub mod ingest;
 pub mod reconcile;
 pub mod store;
+pub mod worker;

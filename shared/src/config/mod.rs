@@ -327,10 +327,20 @@ pub struct HygieneConfig {
     pub api_key: SecretSource,
     /// `SMARTLEAD_API_BASE` (local stand-ins).
     pub api_base: String,
-    /// `HYGIENE_PER_MINUTE` (default 60).
-    pub per_minute: usize,
+    /// `SMARTLEAD_REQUESTS_PER_MINUTE` (default 60): the account's plan
+    /// limit, shared by every process using the key (not per instance).
+    pub per_minute: u32,
     /// `HYGIENE_SOFT_BOUNCES` (default false).
     pub soft_bounces: bool,
+}
+
+/// `SMARTLEAD_REQUESTS_PER_MINUTE`: the plan's limit (see
+/// [`crate::adapters::http::smartlead::DEFAULT_PER_MINUTE`]).
+fn smartlead_per_minute(env: &Env) -> u32 {
+    env.number_var(
+        "SMARTLEAD_REQUESTS_PER_MINUTE",
+        crate::adapters::http::smartlead::DEFAULT_PER_MINUTE,
+    )
 }
 
 fn api_base(env: &Env) -> String {
@@ -361,6 +371,8 @@ pub struct ConsumerConfig {
     pub topic_arn: Option<String>,
     /// `HYGIENE` (`off`, `unsubscribe`, `block`) and its settings.
     pub hygiene: Option<HygieneConfig>,
+    /// `EFFECTS_QUEUE_URL`: where effects wait to run (needed when any is on).
+    pub effects_queue: Option<String>,
     pub refresh: Duration,
     pub metrics: MetricsConfig,
     pub s3_path_style: bool,
@@ -377,7 +389,7 @@ fn hygiene(env: &Env) -> Option<HygieneConfig> {
     let api_base = api_base(env);
     let (per_minute, soft_bounces) = env.checked_if(mode.is_some(), |env| {
         (
-            env.number_var("HYGIENE_PER_MINUTE", 60),
+            smartlead_per_minute(env),
             env.number_var("HYGIENE_SOFT_BOUNCES", false),
         )
     });
@@ -417,6 +429,13 @@ impl FromEnv for ConsumerConfig {
         let hygiene = hygiene(env);
         let ssm = |s: Option<&SecretSource>| matches!(s, Some(SecretSource::Ssm(_)));
         let from_ssm = ssm(slack.as_ref()) || ssm(hygiene.as_ref().map(|h| &h.api_key));
+        let bus = env.optional_var("EVENT_BUS_NAME");
+        let topic_arn = env.optional_var("ALERT_TOPIC_ARN");
+        let effects_queue = env.optional_var("EFFECTS_QUEUE_URL");
+        let any_effect = bus.is_some() || slack.is_some() || topic_arn.is_some() || hygiene.is_some();
+        if any_effect && effects_queue.is_none() {
+            env.fail(ConfigError::Missing("EFFECTS_QUEUE_URL"));
+        }
         ConsumerConfig {
             table: env.required_var("TABLE_NAME"),
             dedup_ttl: days(
@@ -443,10 +462,11 @@ impl FromEnv for ConsumerConfig {
                 ),
             },
             alerts,
-            bus: env.optional_var("EVENT_BUS_NAME"),
+            bus,
             slack,
-            topic_arn: env.optional_var("ALERT_TOPIC_ARN"),
+            topic_arn,
             hygiene,
+            effects_queue,
             refresh: env.checked_if(from_ssm, refresh_every),
             metrics: MetricsConfig::from_env(env),
             s3_path_style: s3_path_style(env),
@@ -463,6 +483,8 @@ pub struct ReconcileConfig {
     /// `SMARTLEAD_API_KEY` (local) or `SMARTLEAD_API_KEY_PARAM` (SSM).
     pub api_key: SecretSource,
     pub api_base: String,
+    /// `SMARTLEAD_REQUESTS_PER_MINUTE`, as the consumer's.
+    pub per_minute: u32,
     /// `LOOKBACK_HOURS` (default 48).
     pub lookback_hours: u64,
     /// `DEDUP_TTL_DAYS` (default 100).
@@ -486,6 +508,7 @@ impl FromEnv for ReconcileConfig {
             queue_url: env.required_var("QUEUE_URL"),
             api_key,
             api_base: api_base(env),
+            per_minute: smartlead_per_minute(env),
             lookback_hours: env.number_var("LOOKBACK_HOURS", 48),
             dedup_ttl_days: env.number_var(
                 "DEDUP_TTL_DAYS",
@@ -519,7 +542,7 @@ mod tests {
         let v = ConsumerConfig::vars();
         for name in [
             "TABLE_NAME",
-            "HYGIENE_PER_MINUTE",
+            "SMARTLEAD_REQUESTS_PER_MINUTE",
             "SMARTLEAD_API_KEY_PARAM",
             "SLACK_WEBHOOK_PARAM",
             "METRICS_NAMESPACE",
@@ -536,13 +559,13 @@ mod tests {
     }
 
     /// A value only a switched-off feature uses (a CloudFormation `Number`
-    /// such as `1.5` for `HygienePerMinute`) keeps no function from starting.
+    /// such as `1.5` for `SmartleadRequestsPerMinute`) keeps no function from starting.
     #[test]
     fn a_feature_that_is_off_does_not_check_its_values() {
         let off = [
             ("TABLE_NAME", "t"),
             ("HYGIENE", "off"),
-            ("HYGIENE_PER_MINUTE", "1.5"),
+            ("SMARTLEAD_REQUESTS_PER_MINUTE", "1.5"),
             ("HYGIENE_SOFT_BOUNCES", "maybe"),
             ("SECRET_REFRESH_SECONDS", "soon"),
         ];
@@ -551,7 +574,7 @@ mod tests {
         on[1] = ("HYGIENE", "block");
         on.push(("SMARTLEAD_API_KEY_PARAM", "/p"));
         let err = ConsumerConfig::from_env(Env::from_pairs(&on)).unwrap_err();
-        assert!(err.to_string().contains("HYGIENE_PER_MINUTE"), "{err}");
+        assert!(err.to_string().contains("SMARTLEAD_REQUESTS_PER_MINUTE"), "{err}");
         // A secret given directly is never re-read: its refresh is unused.
         let local = [
             ("QUEUE_URL", "q"),
@@ -568,7 +591,7 @@ mod tests {
         // Whatever is on, every variable is still listed.
         assert!(ConsumerConfig::vars()
             .deployed
-            .contains(&"HYGIENE_PER_MINUTE"));
+            .contains(&"SMARTLEAD_REQUESTS_PER_MINUTE"));
     }
 
     #[test]

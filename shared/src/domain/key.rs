@@ -43,6 +43,11 @@ use std::fmt;
 pub struct DedupKey(String);
 
 impl DedupKey {
+    /// A key as it was stored or sent (an effect message's `dedup_key`).
+    pub fn from_stored(key: impl Into<String>) -> DedupKey {
+        DedupKey(key.into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

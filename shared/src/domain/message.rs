@@ -26,6 +26,29 @@ pub mod attr {
     pub const WEBHOOK_LEVEL: &str = "webhook_level";
     /// `inline` (the message body is the webhook) or `s3` (a claim check).
     pub const BODY_LOCATION: &str = "body_location";
+    /// Effect messages only (the effects queue, set by the consumer): the
+    /// effect to run (`fanout`, `slack`, `sns`, `hygiene`).
+    pub const EFFECT: &str = "effect";
+    /// Effect messages: the event's dedup key.
+    pub const DEDUP_KEY: &str = "dedup_key";
+    /// Effect messages: `true` when the worker claims the effect in the
+    /// ledger first (a fan-out whose mark could not ride on its item).
+    pub const CLAIM: &str = "claim";
+    /// Fan-out messages: the bus event's detail-type and time.
+    pub const DETAIL_TYPE: &str = "detail_type";
+    pub const EVENT_TIME: &str = "event_time";
+    /// What a webhook message carries besides its body: an alert's effect
+    /// message keeps them.
+    pub const WEBHOOK: [&str; 8] = [
+        EVENT_TYPE,
+        RECEIVED_AT,
+        REQUEST_ID,
+        BODY_SHA256,
+        SOURCE_IP,
+        SMARTLEAD_REQUEST_ID,
+        WEBHOOK_LEVEL,
+        BODY_LOCATION,
+    ];
 }
 
 pub const LOCATION_INLINE: &str = "inline";

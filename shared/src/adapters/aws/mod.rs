@@ -68,4 +68,6 @@ pub const CONSUMER_IAM_ACTIONS: &[&str] = &[
     "events:PutEvents",
     "sns:Publish",
     "ssm:GetParameter",
+    "sqs:SendMessage",
+    "sqs:ChangeMessageVisibility",
 ];

@@ -1,10 +1,13 @@
-//! SQS: the ingest's [`Queue`].
+//! SQS: the ingest's [`Queue`] and the consumer's [`EffectQueue`].
 
 use super::error::AwsError;
 use crate::app::ingest::{Queue, QueueError};
+use crate::app::worker::EffectQueue;
 use crate::domain::message::OutgoingMessage;
 use async_trait::async_trait;
-use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
+};
 
 /// SQS behind [`Queue`].
 pub struct SqsQueue {
@@ -35,5 +38,136 @@ impl Queue for SqsQueue {
         out.message_id()
             .map(str::to_owned)
             .ok_or_else(|| QueueError::Send("SQS answered without a message id".into()))
+    }
+}
+
+/// SQS's limits on one `SendMessageBatch`: 10 entries, 256 KiB in all
+/// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html>).
+const BATCH_ENTRIES: usize = 10;
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Groups of message indexes that fit one `SendMessageBatch` each.
+fn batches(msgs: &[OutgoingMessage]) -> Vec<Vec<usize>> {
+    let size = |m: &OutgoingMessage| {
+        m.body.len()
+            + m.attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + "String".len())
+                .sum::<usize>()
+    };
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for (i, m) in msgs.iter().enumerate() {
+        let s = size(m);
+        match out.last_mut() {
+            Some(b) if b.len() < BATCH_ENTRIES && bytes + s <= BATCH_BYTES => {
+                b.push(i);
+                bytes += s;
+            }
+            _ => {
+                out.push(vec![i]);
+                bytes = s;
+            }
+        }
+    }
+    out
+}
+
+fn entry(id: usize, m: &OutgoingMessage) -> Result<SendMessageBatchRequestEntry, QueueError> {
+    let mut e = SendMessageBatchRequestEntry::builder()
+        .id(id.to_string())
+        .message_body(&m.body);
+    for (name, value) in &m.attributes {
+        let v = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .map_err(|e| QueueError::Send(e.into()))?;
+        e = e.message_attributes(*name, v);
+    }
+    e.build().map_err(|e| QueueError::Send(e.into()))
+}
+
+impl SqsQueue {
+    /// One `SendMessageBatch`: the result of each of `ids` (indexes into `msgs`).
+    async fn send_batch(&self, msgs: &[OutgoingMessage], ids: &[usize]) -> Vec<Result<(), QueueError>> {
+        let entries: Result<Vec<_>, _> = ids.iter().map(|&i| entry(i, &msgs[i])).collect();
+        let failed = |e: &str| ids.iter().map(|_| Err(QueueError::Send(e.to_owned().into()))).collect();
+        let entries = match entries {
+            Ok(e) => e,
+            Err(e) => return failed(&e.to_string()),
+        };
+        let out = match self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => return failed(&AwsError::from_sdk("SendMessageBatch", e).to_string()),
+        };
+        ids.iter()
+            .map(|i| {
+                let id = i.to_string();
+                match out.failed().iter().find(|f| f.id() == id) {
+                    Some(f) => Err(QueueError::Send(
+                        format!("SendMessageBatch refused an entry: {} {}", f.code(), f.message().unwrap_or("")).into(),
+                    )),
+                    None if out.successful().iter().any(|s| s.id() == id) => Ok(()),
+                    None => Err(QueueError::Send("SendMessageBatch did not answer for an entry".into())),
+                }
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl EffectQueue for SqsQueue {
+    async fn send_all(&self, msgs: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
+        let groups = batches(msgs);
+        let sent: Vec<Vec<Result<(), QueueError>>> = futures::future::join_all(
+            groups.iter().map(|ids| self.send_batch(msgs, ids)),
+        )
+        .await;
+        let mut out: Vec<Option<Result<(), QueueError>>> = msgs.iter().map(|_| None).collect();
+        for (ids, results) in groups.iter().zip(sent) {
+            for (i, r) in ids.iter().zip(results) {
+                out[*i] = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(QueueError::Send("not sent".into()))))
+            .collect()
+    }
+
+    async fn delay(&self, receipts: &[(String, std::time::Duration)]) {
+        for chunk in receipts.chunks(BATCH_ENTRIES) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (handle, d))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let r = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match r {
+                Ok(o) if o.failed().is_empty() => {}
+                Ok(o) => tracing::warn!(failed = o.failed().len(), "some effect retries keep the queue's visibility timeout"),
+                Err(e) => tracing::warn!(error = %AwsError::from_sdk("ChangeMessageVisibilityBatch", e), "effect retries keep the queue's visibility timeout"),
+            }
+        }
     }
 }

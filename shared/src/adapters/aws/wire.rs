@@ -1,11 +1,13 @@
 //! Each function's service from its config, at cold start: SDK clients,
 //! secrets read from SSM, the effects that are switched on.
 
-use super::{dynamodb::DynamoStore, s3, ssm, S3Blobs, SdkConfig, SqsQueue};
+use super::dynamodb::{budget::DynamoBudget, DynamoStore};
+use super::{s3, ssm, S3Blobs, SdkConfig, SqsQueue};
 use crate::adapters::http::hygiene::Hygiene;
 use crate::adapters::http::slack::SlackNotifier;
 use crate::adapters::http::smartlead::Api;
 use crate::app::consumer::Consumer;
+use crate::app::worker::EffectPath;
 use crate::app::effects::Effects;
 use crate::app::ingest::{parse_keys, Ingest, Keys, Secret, Settings};
 use crate::config::refresh::Loader;
@@ -66,6 +68,12 @@ pub async fn ingest(
 /// URL and the SmartLead API key are optional: one that cannot be read
 /// leaves its effect waiting, never the consumer ([`ssm::optional`]).
 pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig, metrics: &Metrics) -> Effects {
+    // Slack's and SmartLead's rate budgets, shared with every other
+    // process calling them, in the state table.
+    let budget = std::sync::Arc::new(DynamoBudget::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        config.table.clone(),
+    ));
     let mut effects = Effects {
         alerts: config.alerts.clone(),
         ..Effects::default()
@@ -81,7 +89,7 @@ pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig, metrics: &Metrics
         let url = ssm::optional(sdk, source, what, config.refresh, metrics).await;
         effects
             .notifiers
-            .push(Box::new(SlackNotifier::refreshing(url)));
+            .push(Box::new(SlackNotifier::refreshing(url).with_budget(budget.clone())));
     }
     if let Some(topic_arn) = &config.topic_arn {
         effects.notifiers.push(Box::new(super::sns::SnsNotifier {
@@ -95,7 +103,7 @@ pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig, metrics: &Metrics
         effects.notifiers.push(Box::new(Hygiene {
             api: Api::new(&h.api_base, "")
                 .with_key(key)
-                .with_limits(10, h.per_minute),
+                .with_budget(budget.clone(), h.per_minute),
             mode: h.mode,
             soft_bounces: h.soft_bounces,
         }));
@@ -114,6 +122,13 @@ pub async fn consumer(
     // transactional design: its markers say so.
     store.legacy_markers = true;
     let metrics = Metrics::from_config(&config.metrics, "consumer");
+    let effect_path = config.effects_queue.clone().map(|queue_url| EffectPath {
+        queue: Box::new(SqsQueue {
+            client: aws_sdk_sqs::Client::new(sdk),
+            queue_url,
+        }),
+        retry_base: crate::app::worker::RETRY_BASE,
+    });
     Ok(Consumer {
         store,
         blobs: Some(s3::client(sdk, config.s3_path_style)),
@@ -122,6 +137,7 @@ pub async fn consumer(
         effects: effects(sdk, &config, &metrics).await,
         metrics,
         time_window: config.time_window,
+        effect_path,
     })
 }
 
@@ -133,9 +149,13 @@ pub async fn reconcile(
     // Needed to start (the job is nothing without it); re-read as the
     // consumer's, so a rotated key reaches a warm instance.
     let key = ssm::resolve(sdk, &config.api_key, "SmartLead API key", config.refresh).await?;
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let budget = std::sync::Arc::new(DynamoBudget::new(ddb.clone(), config.table.clone()));
     Ok(crate::app::reconcile::Scheduled {
-        api: Api::new(&config.api_base, "").with_key(key),
-        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table),
+        api: Api::new(&config.api_base, "")
+            .with_key(key)
+            .with_budget(budget, config.per_minute),
+        store: DynamoStore::new(ddb, config.table),
         queue: SqsQueue {
             client: aws_sdk_sqs::Client::new(sdk),
             queue_url: config.queue_url,
