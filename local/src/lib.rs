@@ -7,6 +7,7 @@
 //! (`PR_SET_PDEATHSIG`), so a crashed test run leaves nothing behind.
 
 pub mod follow;
+pub mod limits;
 pub mod standin;
 pub use follow::Follow;
 pub use standin::{Recorded, Scripted, StandIn};
