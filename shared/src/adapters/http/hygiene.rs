@@ -35,12 +35,11 @@ impl Notifier for Hygiene {
         _key: &str,
         deadline: Instant,
     ) -> Result<(), EffectError> {
-        let api_error = |e: crate::adapters::http::smartlead::ApiError| {
-            if e.is_retryable() {
-                EffectError::Transient(e.into())
-            } else {
-                EffectError::Permanent(e.into())
-            }
+        // Throttled (by SmartLead or the key's budget): retried after the wait.
+        let api_error = |e: crate::adapters::http::smartlead::ApiError| match e.retry_after() {
+            Some(after) => EffectError::later(after, e.to_string()),
+            None if e.is_retryable() => EffectError::Transient(e.into()),
+            None => EffectError::Permanent(e.into()),
         };
         let n = ev.normalized();
         let r = match self.mode {

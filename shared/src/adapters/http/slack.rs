@@ -1,18 +1,26 @@
 //! Alerts to a Slack incoming webhook.
 
+use crate::app::budget::{now_ms, Destination, RateBudget};
 use crate::app::effects::{Alert, EffectError, Notifier, SLACK};
 use crate::domain::event::SmartleadEvent;
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A Slack incoming webhook. Honours 429 `Retry-After` while the invocation
-/// has time; otherwise the record is retried by SQS.
+/// A Slack incoming webhook, one message a second at most
+/// (<https://api.slack.com/docs/rate-limits>): each post takes its slot in
+/// the webhook's rate budget, shared by every process posting to it. A 429
+/// pauses the budget for all of them for its `Retry-After`; a slot past the
+/// deadline is a transient error carrying the wait
+/// ([`EffectError::retry_after`]), and the alert is retried then.
 pub struct SlackNotifier {
     pub http: reqwest::Client,
     /// The incoming-webhook URL (a credential: never logged).
     pub url: crate::config::refresh::Refreshing<String>,
     /// Per request, lowered to what is left of the invocation.
     pub timeout: Duration,
+    /// The webhook's rate budget (by default this process's alone).
+    pub budget: Arc<dyn RateBudget>,
 }
 
 impl SlackNotifier {
@@ -27,7 +35,13 @@ impl SlackNotifier {
             http,
             url,
             timeout: Duration::from_secs(5),
+            budget: Arc::new(crate::app::budget::InProcess::default()),
         }
+    }
+
+    /// Paced by `budget`, shared with the other processes posting alerts.
+    pub fn with_budget(self, budget: Arc<dyn RateBudget>) -> SlackNotifier {
+        SlackNotifier { budget, ..self }
     }
 }
 
@@ -50,7 +64,15 @@ impl Notifier for SlackNotifier {
                 "Slack: the webhook URL parameter could not be read yet".into(),
             ));
         };
+        let dest = Destination::slack(&url);
         loop {
+            self.budget
+                .acquire(&dest, deadline)
+                .await
+                .map_err(|e| match e.retry_after() {
+                    Some(after) => EffectError::later(after, "Slack: no slot in its rate budget"),
+                    None => EffectError::Transient(Box::new(e)),
+                })?;
             let Some(timeout) = crate::adapters::http::timeout_until(self.timeout, deadline) else {
                 return Err(EffectError::Transient(
                     "Slack: no time left in this invocation".into(),
@@ -73,19 +95,16 @@ impl Notifier for SlackNotifier {
                 return Ok(());
             }
             if status == 429 {
+                // Every process waits; the next slot is after the pause, or
+                // past the deadline (then the error carries the wait).
                 let wait = crate::adapters::http::retry_after(r.headers())
                     .unwrap_or(Duration::from_secs(1));
-                if crate::adapters::http::fits(wait, Duration::from_secs(2), deadline) {
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                return Err(EffectError::Transient(
-                    format!(
-                        "Slack rate limit: retry after {}s, past this invocation",
-                        wait.as_secs()
-                    )
-                    .into(),
-                ));
+                let until = now_ms().saturating_add(wait.as_millis() as i64);
+                self.budget
+                    .pause(&dest, until)
+                    .await
+                    .map_err(|e| EffectError::later(wait, format!("Slack rate limit ({e})")))?;
+                continue;
             }
             // A 4xx (a revoked hook, an archived channel, a payload Slack
             // refuses) fails the same way every time: recorded, not retried.

@@ -2,15 +2,19 @@
 //! list hygiene (the consumer). The API key travels as the `api_key` query
 //! parameter, as SmartLead requires; it never appears in an error or a log.
 //!
-//! Calls stay inside SmartLead's standard-tier limits (10 requests/s, 60 a
-//! minute) per process, honour `429 Retry-After`, and retry 5xx and network
-//! errors with backoff, all within a caller-given deadline.
+//! Every call takes its slot in the key's rate budget
+//! ([`crate::app::budget`]), shared by every process using the key (the
+//! plan's limit a minute, lowered by SmartLead's `x-ratelimit-limit`); a
+//! window SmartLead says is used up (`x-ratelimit-remaining: 0`) or a
+//! `429 Retry-After` pauses the budget for every process. 5xx and network
+//! errors are retried with backoff. All within a caller-given deadline:
+//! a slot past it is [`ApiError::Throttled`], with the wait.
 
+use crate::app::budget::{Destination, RateBudget};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 pub const DEFAULT_BASE: &str = "https://server.smartlead.ai/api/v1";
 
@@ -23,9 +27,13 @@ pub enum ApiError {
         status: u16,
         body: String,
     },
-    /// Rate limited, 5xx or unreachable, and out of time to retry.
+    /// 5xx or unreachable, and out of time to retry.
     #[error("SmartLead API unavailable for {what}: {reason}")]
     Unavailable { what: String, reason: String },
+    /// Rate limited (by SmartLead, or the key's budget has no slot before
+    /// the deadline): nothing more was sent; try again after `after`.
+    #[error("SmartLead API rate limit for {what}: retry in {}s", after.as_secs_f64().ceil())]
+    Throttled { what: String, after: Duration },
     /// SmartLead answered 2xx in a shape this code does not know: reading
     /// it as "nothing" would hide campaigns, so it is an error (permanent).
     #[error("SmartLead API answered {what} in an unknown shape ({shape})")]
@@ -102,42 +110,24 @@ pub fn is_valid_email(s: &str) -> bool {
 
 impl ApiError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ApiError::Unavailable { .. })
+        matches!(
+            self,
+            ApiError::Unavailable { .. } | ApiError::Throttled { .. }
+        )
+    }
+
+    /// How long to wait before trying again, when SmartLead or the budget said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Throttled { after, .. } => Some(*after),
+            _ => None,
+        }
     }
 }
 
-/// A client-side limit: at most `per_second` and `per_minute` requests.
-#[derive(Debug)]
-struct Limiter {
-    per_second: usize,
-    per_minute: usize,
-    sent: VecDeque<Instant>,
-}
-
-impl Limiter {
-    /// How long to wait before the next request may go.
-    fn wait(&mut self, now: Instant) -> Duration {
-        while self
-            .sent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-        {
-            self.sent.pop_front();
-        }
-        let mut wait = Duration::ZERO;
-        if self.sent.len() >= self.per_minute {
-            if let Some(t) = self.sent.get(self.sent.len() - self.per_minute) {
-                wait = wait.max(Duration::from_secs(60).saturating_sub(now.duration_since(*t)));
-            }
-        }
-        if self.sent.len() >= self.per_second {
-            if let Some(t) = self.sent.get(self.sent.len() - self.per_second) {
-                wait = wait.max(Duration::from_secs(1).saturating_sub(now.duration_since(*t)));
-            }
-        }
-        wait
-    }
-}
+/// The standard plan's limit: 60 requests a minute per API key, across
+/// every endpoint (<https://api.smartlead.ai/reference/rate-limits>).
+pub const DEFAULT_PER_MINUTE: u32 = 60;
 
 pub struct Api {
     http: reqwest::Client,
@@ -145,7 +135,10 @@ pub struct Api {
     timeout: Duration,
     base: String,
     key: crate::config::refresh::Refreshing<String>,
-    limiter: Mutex<Limiter>,
+    /// The key's rate budget, shared with the other processes using it.
+    budget: Arc<dyn RateBudget>,
+    /// The plan's limit, requests a minute.
+    per_minute: u32,
 }
 
 /// What a webhook is attached to.
@@ -235,11 +228,8 @@ impl Api {
             timeout: Duration::from_secs(10),
             base: base.trim_end_matches('/').to_owned(),
             key: crate::config::refresh::Refreshing::fixed(key.to_owned()),
-            limiter: Mutex::new(Limiter {
-                per_second: 10,
-                per_minute: 60,
-                sent: VecDeque::new(),
-            }),
+            budget: Arc::new(crate::app::budget::InProcess::default()),
+            per_minute: DEFAULT_PER_MINUTE,
         }
     }
 
@@ -248,15 +238,12 @@ impl Api {
         Api { key, ..self }
     }
 
-    /// Lowers the client-side limits (e.g. to share the account's budget
-    /// between several consumer instances).
-    pub fn with_limits(self, per_second: usize, per_minute: usize) -> Api {
+    /// Paced by `budget` (shared with the other processes calling with
+    /// the key) at the plan's `per_minute`, instead of alone at 60.
+    pub fn with_budget(self, budget: Arc<dyn RateBudget>, per_minute: u32) -> Api {
         Api {
-            limiter: Mutex::new(Limiter {
-                per_second: per_second.max(1),
-                per_minute: per_minute.max(1),
-                sent: VecDeque::new(),
-            }),
+            budget,
+            per_minute,
             ..self
         }
     }
@@ -294,14 +281,20 @@ impl Api {
                 "the API key parameter could not be read yet".into(),
             ));
         };
+        let dest = Destination::smartlead(&key, self.per_minute);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            if !self.pace(deadline).await {
-                return Err(unavailable(
-                    "client-side rate limit past the deadline".into(),
-                ));
-            }
+            self.budget
+                .acquire(&dest, deadline)
+                .await
+                .map_err(|e| match e.retry_after() {
+                    Some(after) => ApiError::Throttled {
+                        what: what.clone(),
+                        after,
+                    },
+                    None => unavailable(crate::adapters::aws::error::error_chain(&e)),
+                })?;
             let Some(timeout) = crate::adapters::http::timeout_until(self.timeout, deadline) else {
                 return Err(unavailable("no time left before the deadline".into()));
             };
@@ -314,17 +307,25 @@ impl Api {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let retry_in = match req.send().await {
-                Ok(r) => match answer(r, &what, attempt).await {
-                    Attempt::Done(result) => return result,
-                    Attempt::Retry(after) => after,
-                },
+            // A 429 paused the budget (`heed`): the next slot waits for it.
+            let (retry_in, throttled) = match req.send().await {
+                Ok(r) => {
+                    self.heed(&dest, r.status().as_u16(), r.headers()).await;
+                    match answer(r, &what, attempt).await {
+                        Attempt::Done(result) => return result,
+                        Attempt::Retry(after) => (after, None),
+                        Attempt::Throttled(after) => (Duration::ZERO, Some(after)),
+                    }
+                }
                 // reqwest's error text holds the URL, and so the key: error_text drops it.
                 Err(e) if attempt >= 4 => {
                     return Err(unavailable(crate::adapters::http::error_text(e)))
                 }
-                Err(_) => backoff(attempt),
+                Err(_) => (backoff(attempt), None),
             };
+            if let (true, Some(after)) = (attempt >= 6, throttled) {
+                return Err(ApiError::Throttled { what, after });
+            }
             if attempt >= 6 || !crate::adapters::http::fits(retry_in, Duration::ZERO, deadline) {
                 return Err(unavailable(format!(
                     "still failing after {attempt} attempts"
@@ -334,20 +335,40 @@ impl Api {
         }
     }
 
-    /// Waits for the client-side rate limit; false (without waiting) if the
-    /// wait would pass the deadline.
-    async fn pace(&self, deadline: Instant) -> bool {
-        let wait = {
-            let mut l = self.limiter.lock().await;
-            let w = l.wait(Instant::now());
-            l.sent.push_back(Instant::now() + w);
-            w
+    /// What an answer says about the key's budget, for every process: the
+    /// limit SmartLead states (`x-ratelimit-limit`, a 60-second window), a
+    /// window used up (`x-ratelimit-remaining: 0` until
+    /// `x-ratelimit-reset`), a 429's `Retry-After`. A budget that cannot
+    /// be told is logged: the next slot fails closed if it is down.
+    async fn heed(&self, dest: &Destination, status: u16, headers: &reqwest::header::HeaderMap) {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
         };
-        if !crate::adapters::http::fits(wait, Duration::ZERO, deadline) {
-            return false;
+        let stated = number("x-ratelimit-limit").and_then(|l| u32::try_from(l).ok());
+        if let Some(limit) = stated.filter(|l| *l > 0) {
+            if let Err(e) = self.budget.stated_limit(dest, limit).await {
+                tracing::warn!(error = %e, "SmartLead's stated rate limit not recorded");
+            }
         }
-        tokio::time::sleep(wait).await;
-        true
+        let now = crate::app::budget::now_ms();
+        let reset = number("x-ratelimit-reset").map(|r| reset_ms(r, now));
+        let until = match status {
+            429 => Some(match crate::adapters::http::retry_after(headers) {
+                Some(after) => now.saturating_add(after.as_millis() as i64),
+                None => reset.unwrap_or(now + 2_000),
+            }),
+            _ if number("x-ratelimit-remaining") == Some(0) => reset,
+            _ => None,
+        };
+        let latest = now.saturating_add(crate::adapters::http::MAX_RETRY_AFTER.as_millis() as i64);
+        if let Some(until) = until.map(|u| u.min(latest)) {
+            if let Err(e) = self.budget.pause(dest, until).await {
+                tracing::warn!(error = %e, "SmartLead's pause not recorded in the rate budget");
+            }
+        }
     }
 
     pub async fn create_webhook(
@@ -500,8 +521,21 @@ impl Api {
 enum Attempt {
     /// The call is over: SmartLead's answer, or its refusal.
     Done(Result<Value, ApiError>),
-    /// Try again after this long (429, 5xx).
+    /// Try again after this long (5xx).
     Retry(Duration),
+    /// Rate limited (429): try again after this long (the budget is paused).
+    Throttled(Duration),
+}
+
+/// `x-ratelimit-reset` as epoch ms: SmartLead documents a Unix timestamp
+/// (<https://api.smartlead.ai/guides/rate-limits>); one in milliseconds, or
+/// a small number (seconds from now, as some APIs send), is read as such.
+fn reset_ms(reset: i64, now_ms: i64) -> i64 {
+    match reset {
+        r if r >= 100_000_000_000 => r,
+        r if r >= 1_000_000_000 => r.saturating_mul(1000),
+        r => now_ms.saturating_add(r.max(0).saturating_mul(1000)),
+    }
 }
 
 /// Reads one answer of the call `what`, its `attempt`th.
@@ -514,7 +548,7 @@ async fn answer(r: reqwest::Response, what: &str, attempt: u32) -> Attempt {
         return Attempt::Done(Ok(value));
     }
     match status {
-        429 => Attempt::Retry(retry_after.unwrap_or(Duration::from_secs(2))),
+        429 => Attempt::Throttled(retry_after.unwrap_or(Duration::from_secs(2))),
         500.. => Attempt::Retry(backoff(attempt)),
         _ => Attempt::Done(Err(ApiError::Refused {
             what: what.to_owned(),
@@ -554,26 +588,66 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_limiter_keeps_ten_a_second_and_sixty_a_minute() {
-        let t0 = Instant::now();
-        let mut l = Limiter {
-            per_second: 10,
-            per_minute: 60,
-            sent: VecDeque::new(),
-        };
-        for i in 0..10 {
-            assert_eq!(l.wait(t0), Duration::ZERO, "{i}");
-            l.sent.push_back(t0);
+    /// SmartLead states its limit and what is left of the window on its
+    /// answers (`x-ratelimit-limit`, `-remaining`, `-reset`, a Unix time),
+    /// and sends `Retry-After` with a 429
+    /// (<https://api.smartlead.ai/reference/rate-limits>,
+    /// <https://api.smartlead.ai/guides/rate-limits>).
+    async fn smartlead_answering(status: u16, headers: &[(&str, String)]) -> wiremock::MockServer {
+        use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
+        let s = MockServer::start().await;
+        let mut answer = ResponseTemplate::new(status).set_body_string(r#"{"ok":true}"#);
+        for (name, value) in headers {
+            answer = answer.insert_header(*name, value.as_str());
         }
-        assert_eq!(l.wait(t0), Duration::from_secs(1));
-        // 60 spread over the minute: the 61st waits for the first to age out.
-        l.sent.clear();
-        for i in 0..60 {
-            l.sent.push_back(t0 + Duration::from_secs(i));
-        }
-        let now = t0 + Duration::from_secs(60) - Duration::from_millis(1);
-        assert!(l.wait(now) >= Duration::from_millis(1));
+        Mock::given(any()).respond_with(answer).mount(&s).await;
+        s
+    }
+
+    #[tokio::test]
+    async fn a_used_up_window_pauses_and_a_lower_stated_limit_slows_the_budget() {
+        let reset = (crate::app::budget::now_ms() / 1000 + 3).to_string();
+        let headers = [
+            ("x-ratelimit-limit", "30".to_owned()),
+            ("x-ratelimit-remaining", "0".to_owned()),
+            ("x-ratelimit-reset", reset),
+        ];
+        let stand_in = smartlead_answering(200, &headers).await;
+        let budget = Arc::new(crate::app::budget::InProcess::default());
+        let api =
+            Api::new(&format!("{}/api/v1", stand_in.uri()), "k").with_budget(budget.clone(), 60);
+        let far = Instant::now() + Duration::from_secs(60);
+        api.get_webhook("1", far).await.expect("ok");
+        // Another user of the key: nothing before the window resets (2 to
+        // 3 s from now), then one call every 2004 ms (30 a minute).
+        let dest = Destination::smartlead("k", 60);
+        let first = budget.reserve(&dest, far).await.expect("slot");
+        let second = budget.reserve(&dest, far).await.expect("slot");
+        assert!(first > Duration::from_millis(1_900), "{first:?}");
+        assert!(
+            second >= first + Duration::from_millis(1_990),
+            "{first:?} {second:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_429_past_the_deadline_is_throttled_with_its_wait_and_not_waited_for() {
+        let stand_in = smartlead_answering(429, &[("retry-after", "30".to_owned())]).await;
+        let api = Api::new(&format!("{}/api/v1", stand_in.uri()), "k");
+        let started = Instant::now();
+        let e = api
+            .get_webhook("1", started + Duration::from_secs(5))
+            .await
+            .expect_err("throttled");
+        assert!(e.is_retryable(), "{e}");
+        let after = e.retry_after().expect("a wait");
+        assert!(
+            after > Duration::from_secs(29) && after <= Duration::from_secs(30),
+            "{after:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let sent = stand_in.received_requests().await.unwrap_or_default();
+        assert_eq!(sent.len(), 1, "sent again inside the pause");
     }
 
     #[tokio::test]

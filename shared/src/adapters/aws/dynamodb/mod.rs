@@ -63,6 +63,7 @@
 //! (`if_not_exists`).
 
 pub mod absorbed;
+pub mod budget;
 
 use crate::adapters::aws::error::AwsError;
 use crate::app::store::{
