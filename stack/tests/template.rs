@@ -406,6 +406,12 @@ mod tests {
             "get_item",
             &[Reconcile],
         ),
+        // The rate budgets Slack and SmartLead calls share.
+        (
+            "shared/src/adapters/aws/dynamodb/budget.rs",
+            "update_item",
+            &[Consumer, Reconcile],
+        ),
         ("shared/src/adapters/aws/dynamodb/mod.rs", "query", &[]),
         ("shared/src/adapters/aws/dynamodb/mod.rs", "scan", &[]),
         (
@@ -568,7 +574,10 @@ mod tests {
         }
         // SQS's batch calls are authorized as their single-message actions
         // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html).
-        if let Some(single) = op.strip_suffix("_batch").filter(|_| ops[op].contains("sqs")) {
+        if let Some(single) = op
+            .strip_suffix("_batch")
+            .filter(|_| ops[op].contains("sqs"))
+        {
             return iam_actions(single, ops);
         }
         let services = &ops[op];
