@@ -12,6 +12,7 @@ use smartlead::aws_sdk_sqs::types::QueueAttributeName;
 use std::path::{Path, PathBuf};
 
 pub mod front;
+pub mod load;
 pub mod poller;
 pub mod pool;
 pub mod run;

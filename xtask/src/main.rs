@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod fixtures;
+mod load;
 
 use stack as local;
 
@@ -71,6 +72,11 @@ enum Cmd {
         #[arg(long)]
         skip_criterion: bool,
     },
+    /// A reply wave against the local stack with stand-ins that enforce
+    /// Slack's, SmartLead's and DynamoDB's limits; prints (and with --json
+    /// writes) lost, doubled and delivered against expected, the lags and
+    /// the most calls a second or minute (run it with --release).
+    Load(load::Args),
     /// Show a lead's state, queue and DLQ depths and recent rejected events
     /// of the running local stack.
     Show {
@@ -137,6 +143,7 @@ fn main() -> Result<()> {
                 skip_criterion,
             },
         ),
+        Cmd::Load(args) => load::run(&workspace_root(), args),
         Cmd::Show {
             email,
             dynamodb_port,
