@@ -191,8 +191,10 @@ impl Publisher for Flaky {
     }
 }
 
+/// State never waits for an effect: a failed publish leaves the record
+/// acknowledged (its state stored) and is retried on the effects queue.
 #[tokio::test]
-async fn a_failed_publish_is_retried_without_applying_the_state_again() {
+async fn a_failed_publish_is_retried_on_its_own_path_not_by_the_record() {
     let (publisher, sqs, capture) = bus().await;
     let store = fresh_store().await;
     let c = consumer(
@@ -207,28 +209,27 @@ async fn a_failed_publish_is_retried_without_applying_the_state_again() {
     );
     let open = json!({"event_type": "EMAIL_OPEN", "to_email": "flaky@fx.example", "campaign_id": 5,
                       "time_opened": "2025-05-05T05:05:05Z"});
-    let first = c.handle_batch(batch(vec![record("m-1", &open)])).await;
-    assert_eq!(
-        failures(&first),
-        ["m-1"],
-        "the publish failed: SQS must bring it back"
+    let first = c.consumer.handle_batch(batch(vec![record("m-1", &open)])).await;
+    assert!(
+        failures(&first).is_empty(),
+        "the state is applied: the record is acknowledged although its publish will fail"
     );
     let opens = || async {
         let items = store.partition("LEAD#flaky@fx.example").await.unwrap();
         item_to_json(&items[0])["opens"].clone()
     };
-    assert_eq!(
-        opens().await,
-        1,
-        "the state is stored even though the publish failed"
-    );
+    assert_eq!(opens().await, 1);
     assert!(drain_capture(&sqs, &capture).await.is_empty());
+    // The effects queue runs it: failed once, then published.
+    c.run_effects().await;
+    assert_eq!(c.failed_effects(), 1, "the first publish failed");
+    assert_eq!(drain_capture(&sqs, &capture).await.len(), 1);
 
-    // The redelivery publishes; later duplicates do nothing at all.
+    // Later deliveries (a redelivery, SmartLead's retry) do nothing at all.
     assert!(failures(&c.handle_batch(batch(vec![record("m-1", &open)])).await).is_empty());
     assert!(failures(&c.handle_batch(batch(vec![record("m-2", &open)])).await).is_empty());
     assert_eq!(opens().await, 1);
-    assert_eq!(drain_capture(&sqs, &capture).await.len(), 1);
+    assert!(drain_capture(&sqs, &capture).await.is_empty());
 }
 
 fn slack_effects(url: &str) -> Effects {
@@ -269,11 +270,14 @@ async fn slack_alerts_once_honouring_429_and_retrying_after_a_500() {
     assert_eq!(target(&delivered[0]), "/services/T000/B000/XXX");
     http::verify(&slack).await;
 
-    // A 500: the record fails (state kept), the redelivery alerts, then never again.
+    // A 500: the record is acknowledged (state kept), the effect retried
+    // on its own path and delivered, then never again.
     http::once(&slack, 500, None).await;
     let second = reply("sam@fx.example");
+    let failed_before = c.failed_effects();
     let r = c.handle_batch(batch(vec![record("r-2", &second)])).await;
-    assert_eq!(failures(&r), ["r-2"]);
+    assert!(failures(&r).is_empty());
+    assert_eq!(c.failed_effects(), failed_before + 1, "the 500 was retried");
     http::verify(&slack).await;
     for _ in 0..2 {
         assert!(failures(&c.handle_batch(batch(vec![record("r-2", &second)])).await).is_empty());

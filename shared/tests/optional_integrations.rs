@@ -69,11 +69,38 @@ async fn table() -> String {
     table
 }
 
+/// A new effects queue in moto: its client and URL.
+async fn effects_queue() -> (smartlead::aws_sdk_sqs::Client, String) {
+    let sqs = smartlead::aws_sdk_sqs::Client::new(&local_sdk_config(&moto().endpoint()).await);
+    let url = test_support::store::new_queue(&sqs, "effects").await;
+    (sqs, url)
+}
+
+/// The effects queued in `q`: `batches` batches of them through `c`; the
+/// effect messages reported failed.
+async fn run_effects(
+    c: &smartlead::app::consumer::Consumer<
+        smartlead::adapters::aws::dynamodb::DynamoStore,
+        smartlead::aws_sdk_s3::Client,
+    >,
+    q: &(smartlead::aws_sdk_sqs::Client, String),
+    batches: usize,
+) -> usize {
+    test_support::store::run_effects_of(c, &q.0, &q.1, batches)
+        .await
+        .iter()
+        .map(|a| a.batch_item_failures.len())
+        .sum()
+}
+
 /// The consumer's config as the template sets it (plus the local-only
-/// SmartLead base and no metric lines), with `extra`.
-fn config(table: &str, extra: &[(&str, &str)]) -> ConsumerConfig {
+/// SmartLead base and no metric lines), with `extra`; failed effects are
+/// retried at once (`EFFECT_RETRY_SECONDS` 0).
+fn config(table: &str, queue: &str, extra: &[(&str, &str)]) -> ConsumerConfig {
     let mut pairs = vec![
         ("TABLE_NAME", table),
+        ("EFFECTS_QUEUE_URL", queue),
+        ("EFFECT_RETRY_SECONDS", "0"),
         // Backoff between reads of an unread parameter is at most this.
         ("SECRET_REFRESH_SECONDS", "2"),
         ("METRICS_DISABLED", "1"),
@@ -106,8 +133,10 @@ async fn parameters_missing_at_cold_start_hold_back_their_effects_not_the_state(
     );
     let api_base = format!("{}/api/v1", api.uri());
     let table = table().await;
+    let q = effects_queue().await;
     let config = config(
         &table,
+        &q.1,
         &[
             ("SLACK_WEBHOOK_PARAM", &slack_param),
             ("HYGIENE", "block"),
@@ -115,7 +144,11 @@ async fn parameters_missing_at_cold_start_hold_back_their_effects_not_the_state(
             ("SMARTLEAD_API_BASE", &api_base),
         ],
     );
-    let sdk = sdk_with_endpoints(&dynamodb().endpoint(), &[("SSM", moto().endpoint())]).await;
+    let sdk = sdk_with_endpoints(
+        &dynamodb().endpoint(),
+        &[("SSM", moto().endpoint()), ("SQS", moto().endpoint())],
+    )
+    .await;
     let c = wire::consumer(&sdk, config)
         .await
         .expect("the consumer starts without its optional parameters");
@@ -123,7 +156,8 @@ async fn parameters_missing_at_cold_start_hold_back_their_effects_not_the_state(
     let (hot, gone) = (reply("pat@opt.example"), unsubscribe("gone@opt.example"));
     let both = || batch(vec![record("r-1", &hot), record("u-1", &gone)]);
     let r = c.handle_batch(both()).await;
-    assert_eq!(failures(&r), ["r-1", "u-1"], "their effects are not done");
+    assert!(failures(&r).is_empty(), "state applied, effects queued");
+    assert_eq!(run_effects(&c, &q, 1).await, 2, "their effects are not done");
     // The state of both is applied; the effects wait, untried.
     let items = common::items(&c.store).await;
     for lead in ["LEAD#pat@opt.example", "LEAD#gone@opt.example"] {
@@ -138,8 +172,8 @@ async fn parameters_missing_at_cold_start_hold_back_their_effects_not_the_state(
     assert!(requests(&slack).await.is_empty());
     assert!(requests(&api).await.is_empty());
 
-    // The parameters appear: a later read finds them and SQS's redelivery
-    // runs the effects (the state is not applied again).
+    // The parameters appear: a later read finds them and the effects
+    // queue's redelivery runs the effects (the state is not touched).
     for (name, value) in [
         (&slack_param, format!("{}/services/T0/B0/X", slack.uri())),
         (&key_param, "key-1".to_owned()),
@@ -154,8 +188,7 @@ async fn parameters_missing_at_cold_start_hold_back_their_effects_not_the_state(
             .expect("put parameter");
     }
     past_the_backoff().await;
-    let r = c.handle_batch(both()).await;
-    assert!(failures(&r).is_empty(), "{:?}", failures(&r));
+    assert_eq!(run_effects(&c, &q, 10).await, 0);
     assert_eq!(effect(&c.store, &hot, "slack").await, "done");
     assert_eq!(effect(&c.store, &gone, "hygiene").await, "done");
     assert_eq!(requests(&slack).await.len(), 1);
@@ -205,15 +238,21 @@ async fn a_denied_or_throttled_parameter_holds_back_its_effect_and_counts_a_metr
         let ssm_stand_in = ssm_refusing(code).await;
         let slack = http::server().await;
         let param = format!("/{}/slack", unique("t"));
-        let sdk = sdk_with_endpoints(&dynamodb().endpoint(), &[("SSM", ssm_stand_in.uri())]).await;
+        let sdk = sdk_with_endpoints(
+            &dynamodb().endpoint(),
+            &[("SSM", ssm_stand_in.uri()), ("SQS", moto().endpoint())],
+        )
+        .await;
         let table = table().await;
-        let config = config(&table, &[("SLACK_WEBHOOK_PARAM", &param)]);
+        let q = effects_queue().await;
+        let config = config(&table, &q.1, &[("SLACK_WEBHOOK_PARAM", &param)]);
         let c = wire::consumer(&sdk, config)
             .await
             .unwrap_or_else(|e| panic!("{code}: the consumer starts: {e}"));
         let hot = reply("sam@opt.example");
         let r = c.handle_batch(batch(vec![record("r-1", &hot)])).await;
-        assert_eq!(failures(&r), ["r-1"], "{code}");
+        assert!(failures(&r).is_empty(), "{code}: the state is not held back");
+        assert_eq!(run_effects(&c, &q, 1).await, 1, "{code}");
         assert_eq!(effect(&c.store, &hot, "slack").await, "pending", "{code}");
         assert!(requests(&slack).await.is_empty(), "{code}");
 
@@ -244,8 +283,7 @@ async fn a_denied_or_throttled_parameter_holds_back_its_effect_and_counts_a_metr
         )
         .await;
         past_the_backoff().await;
-        let r = c.handle_batch(batch(vec![record("r-1", &hot)])).await;
-        assert!(failures(&r).is_empty(), "{code}: {:?}", failures(&r));
+        assert_eq!(run_effects(&c, &q, 10).await, 0, "{code}");
         assert_eq!(effect(&c.store, &hot, "slack").await, "done", "{code}");
         assert_eq!(requests(&slack).await.len(), 1, "{code}");
         assert_eq!(

@@ -34,7 +34,12 @@ pub async fn poll_once(stack: &Stack, consumer: &Pool, batch: i32, wait_secs: i3
 }
 
 /// [`poll_once`] of the effects queue: the consumer's second event source.
-pub async fn poll_effects(stack: &Stack, consumer: &Pool, batch: i32, wait_secs: i32) -> Result<Poll> {
+pub async fn poll_effects(
+    stack: &Stack,
+    consumer: &Pool,
+    batch: i32,
+    wait_secs: i32,
+) -> Result<Poll> {
     let queue = (stack.effects_queue_url.as_str(), EFFECTS_QUEUE);
     poll(stack, consumer, queue, batch, wait_secs).await
 }

@@ -1,6 +1,8 @@
 //! `xtask local`: the stack in the foreground until Ctrl-C or SIGTERM.
 
-use crate::{follow_logs, poll_effects, poll_once, Options, Pool, Ports, Stack, BUCKET, BUS, TABLE, TOKEN};
+use crate::{
+    follow_logs, poll_effects, poll_once, Options, Pool, Ports, Stack, BUCKET, BUS, TABLE, TOKEN,
+};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;

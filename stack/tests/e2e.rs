@@ -3,7 +3,9 @@
 //! stack on free ports ([`spawn_stack`]).
 
 use serde_json::{json, Value};
-use stack::{depth, poll_effects, poll_once, Options, Pool, Ports, Stack, ALERT_TAP, BUS_TAP, TOKEN};
+use stack::{
+    depth, poll_effects, poll_once, Options, Pool, Ports, Stack, ALERT_TAP, BUS_TAP, TOKEN,
+};
 use std::collections::HashMap;
 use test_support::payloads;
 
@@ -25,7 +27,9 @@ async fn drain(stack: &Stack, consumer: &Pool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     while std::time::Instant::now() < deadline {
         let p = poll_once(stack, consumer, 10, 0).await.expect("poll");
-        let e = poll_effects(stack, consumer, 10, 0).await.expect("poll effects");
+        let e = poll_effects(stack, consumer, 10, 0)
+            .await
+            .expect("poll effects");
         let (waiting, inflight) = depth(&stack.sqs, &stack.queue_url).await.expect("depth");
         let effects = depth(&stack.sqs, &stack.effects_queue_url)
             .await

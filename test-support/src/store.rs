@@ -12,6 +12,7 @@ use smartlead::app::effects::Effects;
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
+use tracing::instrument::WithSubscriber;
 
 /// DynamoDB Local, started once per test binary (on a port it could bind).
 pub fn dynamodb() -> &'static local_aws::Service {
@@ -133,45 +134,13 @@ impl TestConsumer {
         let Some(q) = self.effects.0.get() else {
             return 0;
         };
-        let arn = queue_arn(&q.client, &q.queue_url).await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let mut ran = 0;
-        while std::time::Instant::now() < deadline {
-            let msgs = receive_all_attributes(&q.client, &q.queue_url).await;
-            if msgs.is_empty() {
-                if queue_is_empty(&q.client, &q.queue_url).await {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-            ran += msgs.len();
-            let records = msgs.iter().map(|m| crate::sqs_message_from(&arn, m)).collect();
-            let mut event = SqsEvent::default();
-            event.records = records;
-            let answer = self.consumer.handle_batch(event).await;
-            let failed: Vec<String> = answer
-                .batch_item_failures
-                .iter()
-                .map(|f| f.item_identifier.clone())
-                .collect();
-            for m in &msgs {
-                if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                    q.client
-                        .delete_message()
-                        .queue_url(&q.queue_url)
-                        .receipt_handle(m.receipt_handle().unwrap_or_default())
-                        .send()
-                        .await
-                        .expect("delete effect message");
-                }
-            }
-            self.effect_answers.lock().expect("answers").push(answer);
-        }
+        let answers = run_effects_of(&self.consumer, &q.client, &q.queue_url, 100).await;
+        let ran = answers.len();
+        self.effect_answers.lock().expect("answers").extend(answers);
         ran
     }
 
-    /// The ids the effect batches reported failed so far, in order.
+    /// How many effect messages the effect batches reported failed so far.
     pub fn failed_effects(&self) -> usize {
         self.effect_answers
             .lock()
@@ -185,6 +154,58 @@ impl TestConsumer {
     pub fn effects_queue(&self) -> Option<(smartlead::aws_sdk_sqs::Client, String)> {
         self.effects.0.get().map(|q| (q.client.clone(), q.queue_url.clone()))
     }
+}
+
+/// Runs the effect messages in the effects queue `url` through `consumer`,
+/// batch by batch, until the queue is empty (a failed effect comes back
+/// after its backoff: zero in tests, or the destination's Retry-After),
+/// for at most 20 s and `max_batches` batches. Returns each batch's answer.
+pub async fn run_effects_of<S, B>(
+    consumer: &Consumer<S, B>,
+    sqs: &smartlead::aws_sdk_sqs::Client,
+    url: &str,
+    max_batches: usize,
+) -> Vec<SqsBatchResponse>
+where
+    S: smartlead::app::store::StateStore,
+    B: smartlead::app::consumer::BlobReader,
+{
+    let arn = queue_arn(sqs, url).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut answers = Vec::new();
+    while std::time::Instant::now() < deadline && answers.len() < max_batches {
+        // The harness's own SQS calls stay out of the logs a test captures
+        // (the SDK's TRACE lines show the bodies it receives).
+        let quiet = tracing::subscriber::NoSubscriber::default;
+        let msgs = receive_all_attributes(sqs, url).with_subscriber(quiet()).await;
+        if msgs.is_empty() {
+            if queue_is_empty(sqs, url).with_subscriber(quiet()).await {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        let mut event = SqsEvent::default();
+        event.records = msgs.iter().map(|m| crate::sqs_message_from(&arn, m)).collect();
+        let answer = consumer.handle_batch(event).await;
+        for m in &msgs {
+            let failed = answer
+                .batch_item_failures
+                .iter()
+                .any(|f| Some(f.item_identifier.as_str()) == m.message_id());
+            if !failed {
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .with_subscriber(quiet())
+                    .await
+                    .expect("delete effect message");
+            }
+        }
+        answers.push(answer);
+    }
+    answers
 }
 
 /// A test consumer's effects queue: a queue in moto, made on first use.

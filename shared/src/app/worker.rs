@@ -379,7 +379,10 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             .collect();
         let results = publisher.publish(&events).await;
         for (w, r) in ready.into_iter().zip(results) {
-            let ran = if w.claim {
+            // A refusal is kept on the ledger even unclaimed (one write,
+            // rare); a publish is not (the mark was its record).
+            let refused = matches!(r, Err(EffectError::Permanent(_)));
+            let ran = if w.claim || refused {
                 self.ended(w, b, r).await
             } else {
                 match r {

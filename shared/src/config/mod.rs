@@ -373,6 +373,9 @@ pub struct ConsumerConfig {
     pub hygiene: Option<HygieneConfig>,
     /// `EFFECTS_QUEUE_URL`: where effects wait to run (needed when any is on).
     pub effects_queue: Option<String>,
+    /// `EFFECT_RETRY_SECONDS` (default 30): a failed effect's first retry
+    /// delay, doubling to an hour.
+    pub effect_retry_base: Duration,
     pub refresh: Duration,
     pub metrics: MetricsConfig,
     pub s3_path_style: bool,
@@ -467,6 +470,7 @@ impl FromEnv for ConsumerConfig {
             topic_arn,
             hygiene,
             effects_queue,
+            effect_retry_base: Duration::from_secs(env.number_var("EFFECT_RETRY_SECONDS", 30)),
             refresh: env.checked_if(from_ssm, refresh_every),
             metrics: MetricsConfig::from_env(env),
             s3_path_style: s3_path_style(env),

@@ -127,7 +127,7 @@ pub async fn consumer(
             client: aws_sdk_sqs::Client::new(sdk),
             queue_url,
         }),
-        retry_base: crate::app::worker::RETRY_BASE,
+        retry_base: config.effect_retry_base,
     });
     Ok(Consumer {
         store,
