@@ -850,3 +850,29 @@ async fn a_lead_without_an_e_mail_is_kept_unattributed_and_flagged_for_the_count
         .unwrap()
         .contains("Who gave you this address?"));
 }
+
+/// Every batch answers inside its deadline: records that cannot start
+/// `STATE_MARGIN` before the invocation's end are reported failed, not
+/// started (a Lambda that times out loses the whole partial-batch answer:
+/// https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html).
+#[tokio::test]
+async fn records_too_close_to_the_deadline_are_returned_unstarted() {
+    let store = fresh_store().await;
+    let c = consumer(store.clone());
+    let batch = sqs_fixture("batch_mixed");
+    let n = batch.records.len();
+    let now = smartlead::domain::time::EventTime::now().millis();
+    let margin = smartlead::app::consumer::STATE_MARGIN.as_millis() as i64;
+    let started = std::time::Instant::now();
+    let r = c
+        .consumer
+        .handle_batch_until(batch.clone(), Some(now + margin - 500))
+        .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(failures(&r).len(), n, "every record is returned");
+    assert!(snapshot(&store).await.is_empty(), "nothing was started");
+    // With time left, the same batch is applied.
+    let r = c.consumer.handle_batch_until(batch, Some(now + 60_000)).await;
+    assert!(failures(&r).is_empty(), "{:?}", failures(&r));
+    assert!(!snapshot(&store).await.is_empty());
+}
