@@ -469,6 +469,8 @@ fn function_env(t: &Template, options: &Options, at: Endpoints<'_>) -> Result<(E
         ),
         ("ALERT_TOPIC_ARN", at.alert_topic),
         ("EFFECTS_QUEUE_URL", at.effects_url.to_owned()),
+        // A failed effect's first retry: as short as the queue's visibility here.
+        ("EFFECT_RETRY_SECONDS", options.visibility_secs.to_string()),
         ("AWS_ENDPOINT_URL_SQS", at.moto),
         ("ALERT_EVENTS", t.default("AlertEvents")?),
         ("POSITIVE_CATEGORIES", t.default("PositiveCategories")?),
@@ -604,6 +606,9 @@ impl Stack {
         let effects = (EFFECTS_QUEUE, EFFECTS_DLQ);
         create_queues(&self.sqs, effects, EFFECTS_MAX_RECEIVE, v).await?;
         self.s3.create_bucket().bucket(BUCKET).send().await?;
+        // The bus and topic too: effects queued before the outage publish.
+        let cfg = smartlead::adapters::aws::local_sdk_config(&self.moto.endpoint()).await;
+        create_integrations(&cfg, &self.sqs).await?;
         Ok(())
     }
     /// Stops DynamoDB Local (a DynamoDB outage). With `dynamodb_dir` set,
