@@ -102,7 +102,7 @@ async fn every_sqs_fixture_gives_the_documented_state() {
             "email_link_click",
             JANE,
             "CAMPAIGN#123",
-            json!({"clicks": 1, "links_clicked": ["https://outreach-co.io/demo", "https://outreach-co.io/pricing"], "last_link": "https://outreach-co.io/pricing", "score": 3}),
+            json!({"clicks": 1, "links_clicked": ["1736937900 https://outreach-co.io/demo", "1736937900 https://outreach-co.io/pricing"], "last_link": "https://outreach-co.io/pricing", "score": 3}),
         ),
         (
             "email_reply",
@@ -544,8 +544,10 @@ fn reference(events: &[Value]) -> Model {
             _ => Value::Null,
         };
         if kind == "click" {
-            m.links
-                .insert(v["link_clicked"][0].as_str().unwrap().to_owned());
+            // As the item keeps a click: stamped with its time.
+            let link = v["link_clicked"][0].as_str().unwrap();
+            let secs = n.event_time.unwrap().seconds();
+            m.links.insert(format!("{secs} {link}"));
         }
         if m.last.get(kind).is_none_or(|(o, _, _)| *o <= order) {
             m.last.insert(kind, (order.clone(), t.clone(), payload));
@@ -582,7 +584,17 @@ fn check(model: &Model, item: &Value, supp: Option<&Value>, reply: Option<&Value
     }
     if let Some((_, _, p)) = model.last.get("click") {
         assert_eq!(&item["last_link"], p, "{ctx}: last link");
-        assert_eq!(item["links_clicked"], json!(model.links), "{ctx}: links");
+        // The newest clicks; the others counted.
+        let keep = smartlead::domain::plan::MAX_KEPT_LINKS;
+        let kept: Vec<&String> = model.links.iter().rev().take(keep).rev().collect();
+        assert_eq!(item["links_clicked"], json!(kept), "{ctx}: links");
+        let dropped = model.links.len().saturating_sub(keep);
+        assert_eq!(
+            item.get("links_dropped")
+                .map_or(0, |d| d.as_u64().unwrap_or(0)),
+            dropped as u64,
+            "{ctx}: links dropped"
+        );
     }
     if let Some((_, _, p)) = model.last.get("category") {
         assert_eq!(&item["category"], p, "{ctx}: category");
@@ -872,7 +884,10 @@ async fn records_too_close_to_the_deadline_are_returned_unstarted() {
     assert_eq!(failures(&r).len(), n, "every record is returned");
     assert!(snapshot(&store).await.is_empty(), "nothing was started");
     // With time left, the same batch is applied.
-    let r = c.consumer.handle_batch_until(batch, Some(now + 60_000)).await;
+    let r = c
+        .consumer
+        .handle_batch_until(batch, Some(now + 60_000))
+        .await;
     assert!(failures(&r).is_empty(), "{:?}", failures(&r));
     assert!(!snapshot(&store).await.is_empty());
 }

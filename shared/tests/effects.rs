@@ -209,7 +209,10 @@ async fn a_failed_publish_is_retried_on_its_own_path_not_by_the_record() {
     );
     let open = json!({"event_type": "EMAIL_OPEN", "to_email": "flaky@fx.example", "campaign_id": 5,
                       "time_opened": "2025-05-05T05:05:05Z"});
-    let first = c.consumer.handle_batch(batch(vec![record("m-1", &open)])).await;
+    let first = c
+        .consumer
+        .handle_batch(batch(vec![record("m-1", &open)]))
+        .await;
     assert!(
         failures(&first).is_empty(),
         "the state is applied: the record is acknowledged although its publish will fail"

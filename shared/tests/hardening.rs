@@ -162,7 +162,14 @@ async fn no_stored_item_bus_event_alert_or_log_line_carries_the_webhook_secret()
             assert!(!t.contains(SECRET), "a {what} carries the secret: {t}");
         }
     }
-    assert!(!logs.contains(SECRET), "a log line carries the secret: {}", logs.lines().filter(|l| l.contains(SECRET)).collect::<Vec<_>>().join("\n"));
+    assert!(
+        !logs.contains(SECRET),
+        "a log line carries the secret: {}",
+        logs.lines()
+            .filter(|l| l.contains(SECRET))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     // The rest of each event is still there.
     assert!(bus.iter().any(|b| b.contains("jane.doe@acme-corp.com")));
 }
@@ -379,8 +386,8 @@ fn whatever_the_ingest_accepts_ends_applied_or_recorded_never_retried() {
 #[tokio::test]
 async fn an_item_that_outgrows_dynamodb_still_takes_counts_flags_and_suppression() {
     let c = consumer(fresh_store().await, Effects::default());
-    // Clicks adding 50 distinct 1 KB links each: the lead's item would pass
-    // DynamoDB's 400 KB after a few hundred links.
+    // Clicks adding 50 distinct 1 KB links each: unbounded, the lead's item
+    // would pass DynamoDB's 400 KB after a few hundred links.
     for i in 0..12 {
         let links: Vec<String> = (0..50)
             .map(|j| format!("https://a.example/{i}/{j}/{}", "p".repeat(1000)))
@@ -411,7 +418,11 @@ async fn an_item_that_outgrows_dynamodb_still_takes_counts_flags_and_suppression
     assert_eq!(item["clicks"], 12);
     assert_eq!(item["bounces"], 1);
     let links = item["links_clicked"].as_array().expect("links").len();
-    assert!(links < 600, "the set stopped growing at {links}");
+    assert_eq!(
+        links,
+        smartlead::domain::plan::MAX_KEPT_LINKS,
+        "the newest clicks kept"
+    );
     let supp =
         smartlead::app::store::StateReader::item(&c.store, "LEAD#big@x.example", "SUPPRESSION")
             .await
@@ -709,7 +720,11 @@ impl smartlead::app::worker::EffectQueue for QueueDown {
         msgs: &[smartlead::domain::message::OutgoingMessage],
     ) -> Vec<Result<(), smartlead::app::ingest::QueueError>> {
         msgs.iter()
-            .map(|_| Err(smartlead::app::ingest::QueueError::Send("ServiceUnavailable".into())))
+            .map(|_| {
+                Err(smartlead::app::ingest::QueueError::Send(
+                    "ServiceUnavailable".into(),
+                ))
+            })
             .collect()
     }
     async fn delay(&self, _receipts: &[(String, std::time::Duration)]) {}

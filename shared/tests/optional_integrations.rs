@@ -157,7 +157,11 @@ async fn parameters_missing_at_cold_start_hold_back_their_effects_not_the_state(
     let both = || batch(vec![record("r-1", &hot), record("u-1", &gone)]);
     let r = c.handle_batch(both()).await;
     assert!(failures(&r).is_empty(), "state applied, effects queued");
-    assert_eq!(run_effects(&c, &q, 1).await, 2, "their effects are not done");
+    assert_eq!(
+        run_effects(&c, &q, 1).await,
+        2,
+        "their effects are not done"
+    );
     // The state of both is applied; the effects wait, untried.
     let items = common::items(&c.store).await;
     for lead in ["LEAD#pat@opt.example", "LEAD#gone@opt.example"] {
@@ -252,7 +256,10 @@ async fn a_denied_or_throttled_parameter_holds_back_its_effect_and_counts_a_metr
             .unwrap_or_else(|e| panic!("{code}: the consumer starts: {e}"));
         let hot = reply("sam@opt.example");
         let r = c.handle_batch(batch(vec![record("r-1", &hot)])).await;
-        assert!(failures(&r).is_empty(), "{code}: the state is not held back");
+        assert!(
+            failures(&r).is_empty(),
+            "{code}: the state is not held back"
+        );
         assert_eq!(run_effects(&c, &q, 1).await, 1, "{code}");
         assert_eq!(effect(&c.store, &hot, "slack").await, "pending", "{code}");
         assert!(requests(&slack).await.is_empty(), "{code}");

@@ -2,13 +2,13 @@
 //! and moto started once per test binary, a new table per test, the
 //! consumer as the function builds it, and the table read back as JSON.
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 use smartlead::adapters::aws::dynamodb::{create_table, item_to_json, DynamoStore};
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use smartlead::adapters::aws::SqsQueue;
 use smartlead::app::consumer::Consumer;
-use smartlead::app::worker::{EffectPath, EffectQueue};
 use smartlead::app::effects::Effects;
+use smartlead::app::worker::{EffectPath, EffectQueue};
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -152,7 +152,10 @@ impl TestConsumer {
 
     /// The effects queue's URL, once something was queued.
     pub fn effects_queue(&self) -> Option<(smartlead::aws_sdk_sqs::Client, String)> {
-        self.effects.0.get().map(|q| (q.client.clone(), q.queue_url.clone()))
+        self.effects
+            .0
+            .get()
+            .map(|q| (q.client.clone(), q.queue_url.clone()))
     }
 }
 
@@ -177,7 +180,9 @@ where
         // The harness's own SQS calls stay out of the logs a test captures
         // (the SDK's TRACE lines show the bodies it receives).
         let quiet = tracing::subscriber::NoSubscriber::default;
-        let msgs = receive_all_attributes(sqs, url).with_subscriber(quiet()).await;
+        let msgs = receive_all_attributes(sqs, url)
+            .with_subscriber(quiet())
+            .await;
         if msgs.is_empty() {
             if queue_is_empty(sqs, url).with_subscriber(quiet()).await {
                 break;
@@ -186,7 +191,10 @@ where
             continue;
         }
         let mut event = SqsEvent::default();
-        event.records = msgs.iter().map(|m| crate::sqs_message_from(&arn, m)).collect();
+        event.records = msgs
+            .iter()
+            .map(|m| crate::sqs_message_from(&arn, m))
+            .collect();
         let answer = consumer.handle_batch(event).await;
         for m in &msgs {
             let failed = answer
@@ -251,9 +259,12 @@ async fn queue_is_empty(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> bool
         .expect("queue attributes")
         .attributes
         .unwrap_or_default();
-    [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
-        .iter()
-        .all(|k| a.get(k).map(String::as_str) == Some("0"))
+    [
+        A::ApproximateNumberOfMessages,
+        A::ApproximateNumberOfMessagesNotVisible,
+    ]
+    .iter()
+    .all(|k| a.get(k).map(String::as_str) == Some("0"))
 }
 
 /// Every message attribute and SQS attribute of up to 10 messages.

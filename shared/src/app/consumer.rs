@@ -275,7 +275,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             .filter_map(|(_, d)| d.job.take())
             .collect();
         let queue_end = deadline.checked_sub(QUEUE_MARGIN).unwrap_or(state_end);
-        let not_queued = match tokio::time::timeout_at(queue_end.into(), self.enqueue(&jobs)).await {
+        let not_queued = match tokio::time::timeout_at(queue_end.into(), self.enqueue(&jobs)).await
+        {
             Ok(failed) => failed,
             Err(_) => jobs.iter().map(|j| j.message_id.clone()).collect(),
         };
@@ -316,7 +317,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 failed.insert(jobs[i].message_id.clone());
             }
         }
-        let unmark = jobs.iter().filter(|j| j.unmark && !failed.contains(&j.message_id));
+        let unmark = jobs
+            .iter()
+            .filter(|j| j.unmark && !failed.contains(&j.message_id));
         futures::stream::iter(unmark)
             .for_each_concurrent(self.concurrency.max(1), |j| self.unmark(j))
             .await;
@@ -815,7 +818,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
 /// Alerts and list hygiene are queued by every delivery; the worker claims
 /// each in the effect ledger before it runs it, so a second copy finds it
 /// done.
-fn effects_left(p: &crate::domain::plan::Plan, fanout: bool, marked: bool) -> Vec<(&'static str, bool)> {
+fn effects_left(
+    p: &crate::domain::plan::Plan,
+    fanout: bool,
+    marked: bool,
+) -> Vec<(&'static str, bool)> {
     p.effects
         .iter()
         .filter_map(|effect| match *effect {
@@ -827,9 +834,15 @@ fn effects_left(p: &crate::domain::plan::Plan, fanout: bool, marked: bool) -> Ve
 
 /// A record given back unfinished: the invocation's deadline is near.
 fn out_of_time(what: &'static str) -> Done {
-    tracing::warn!(outcome = "failed", what, "no time left before the invocation's deadline; SQS will redeliver the record");
+    tracing::warn!(
+        outcome = "failed",
+        what,
+        "no time left before the invocation's deadline; SQS will redeliver the record"
+    );
     Done {
-        outcome: Outcome::Failed(format!("{what}: no time left before the invocation's deadline")),
+        outcome: Outcome::Failed(format!(
+            "{what}: no time left before the invocation's deadline"
+        )),
         event_type: "NONE".into(),
         ms: 0.0,
         job: None,

@@ -124,7 +124,9 @@ mod tests {
         let base = Duration::from_secs(30);
         let total: Duration = (1..40)
             .map(|n| {
-                let d = base.saturating_mul(1u32 << (n - 1).min(16)).min(MAX_BACKOFF);
+                let d = base
+                    .saturating_mul(1u32 << (n - 1).min(16))
+                    .min(MAX_BACKOFF);
                 d.mul_f64(0.8)
             })
             .sum();
@@ -184,15 +186,22 @@ struct Bounds {
 impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// Runs a batch of effect messages before `deadline`; returns the ids
     /// of those to try again (each made visible again after its delay).
-    pub(crate) async fn handle_effects(&self, records: &[SqsMessage], deadline: Instant) -> Vec<String> {
-        let end = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or_else(Instant::now);
+    pub(crate) async fn handle_effects(
+        &self,
+        records: &[SqsMessage],
+        deadline: Instant,
+    ) -> Vec<String> {
+        let end = deadline
+            .checked_sub(DEADLINE_MARGIN)
+            .unwrap_or_else(Instant::now);
         let left = end.saturating_duration_since(Instant::now());
         let b = Bounds {
             end,
             lease_until_ms: EventTime::now().millis() + left.as_millis() as i64,
         };
         let works: Vec<Work> = records.iter().filter_map(|m| self.work(m)).collect();
-        let (fanout, calls): (Vec<&Work>, Vec<&Work>) = works.iter().partition(|w| w.effect == FANOUT);
+        let (fanout, calls): (Vec<&Work>, Vec<&Work>) =
+            works.iter().partition(|w| w.effect == FANOUT);
         let mut ran = self.publish(&fanout, b).await;
         let called: Vec<(&Work, Ran)> = futures::stream::iter(calls)
             .map(|w| async move { (w, self.call(w, b).await) })
@@ -232,7 +241,12 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// none this function knows: retrying cannot help.
     fn work<'a>(&self, m: &'a SqsMessage) -> Option<Work<'a>> {
         let effect = attribute(m, attr::EFFECT)?;
-        let known = [FANOUT, crate::app::effects::SLACK, crate::app::effects::SNS, crate::app::effects::HYGIENE];
+        let known = [
+            FANOUT,
+            crate::app::effects::SLACK,
+            crate::app::effects::SNS,
+            crate::app::effects::HYGIENE,
+        ];
         let Some(effect) = known.into_iter().find(|e| *e == effect) else {
             tracing::error!(effect, "effect message of an unknown effect; dropped");
             return None;
@@ -326,7 +340,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// release leaves a lease that runs out.
     async fn settle_effect(&self, w: &Work<'_>, b: Bounds, end: Settle) {
         for attempt in 0..3u32 {
-            match self.store.settle(&w.key, w.effect, b.lease_until_ms, end).await {
+            match self
+                .store
+                .settle(&w.key, w.effect, b.lease_until_ms, end)
+                .await
+            {
                 Ok(()) => return,
                 Err(e) if attempt == 2 => {
                     tracing::error!(dedup_key = %w.key, effect = w.effect, error = %e, "could not record the effect's outcome")

@@ -435,7 +435,8 @@ impl FromEnv for ConsumerConfig {
         let bus = env.optional_var("EVENT_BUS_NAME");
         let topic_arn = env.optional_var("ALERT_TOPIC_ARN");
         let effects_queue = env.optional_var("EFFECTS_QUEUE_URL");
-        let any_effect = bus.is_some() || slack.is_some() || topic_arn.is_some() || hygiene.is_some();
+        let any_effect =
+            bus.is_some() || slack.is_some() || topic_arn.is_some() || hygiene.is_some();
         if any_effect && effects_queue.is_none() {
             env.fail(ConfigError::Missing("EFFECTS_QUEUE_URL"));
         }
@@ -578,7 +579,10 @@ mod tests {
         on[1] = ("HYGIENE", "block");
         on.push(("SMARTLEAD_API_KEY_PARAM", "/p"));
         let err = ConsumerConfig::from_env(Env::from_pairs(&on)).unwrap_err();
-        assert!(err.to_string().contains("SMARTLEAD_REQUESTS_PER_MINUTE"), "{err}");
+        assert!(
+            err.to_string().contains("SMARTLEAD_REQUESTS_PER_MINUTE"),
+            "{err}"
+        );
         // A secret given directly is never re-read: its refresh is unused.
         let local = [
             ("QUEUE_URL", "q"),

@@ -37,6 +37,20 @@ const POST_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn post_all(url: &str, mix: &Mix, clients: usize, start: Instant) -> Vec<Posted> {
     let http = smartlead::adapters::http::client();
     let next = Arc::new(AtomicUsize::new(0));
+    let total = mix.deliveries.len();
+    let progress = {
+        let next = next.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                let sent = next.load(Ordering::Relaxed).min(total);
+                println!(
+                    "{:>5.0} s  {sent} of {total} webhooks sent",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        })
+    };
     let deliveries = Arc::new(mix.deliveries.clone());
     let workers: Vec<_> = (0..clients.max(1))
         .map(|_| {
@@ -72,6 +86,7 @@ pub async fn post_all(url: &str, mix: &Mix, clients: usize, start: Instant) -> V
     for w in workers {
         posted.extend(w.await.unwrap_or_default());
     }
+    progress.abort();
     posted
 }
 
@@ -109,10 +124,17 @@ pub async fn depth_of(h: &Harness, url: &str) -> Result<usize> {
     Ok(v + i)
 }
 
-/// Messages in a queue, visible and in flight.
+/// Messages in a queue, visible and in flight (moto, busy, may take a few tries).
 async fn in_queue(h: &Harness, url: &str) -> Result<(usize, usize)> {
-    let (visible, inflight) = crate::depth(&h.stack.sqs, url).await?;
-    Ok((visible.parse().unwrap_or(0), inflight.parse().unwrap_or(0)))
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match crate::depth(&h.stack.sqs, url).await {
+            Ok((v, i)) => return Ok((v.parse().unwrap_or(0), i.parse().unwrap_or(0))),
+            Err(e) if tries >= 5 => return Err(e.context("reading a queue's depth")),
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
 }
 
 /// Waits until the webhook and effects queues stay empty for a few

@@ -90,9 +90,17 @@ fn entry(id: usize, m: &OutgoingMessage) -> Result<SendMessageBatchRequestEntry,
 
 impl SqsQueue {
     /// One `SendMessageBatch`: the result of each of `ids` (indexes into `msgs`).
-    async fn send_batch(&self, msgs: &[OutgoingMessage], ids: &[usize]) -> Vec<Result<(), QueueError>> {
+    async fn send_batch(
+        &self,
+        msgs: &[OutgoingMessage],
+        ids: &[usize],
+    ) -> Vec<Result<(), QueueError>> {
         let entries: Result<Vec<_>, _> = ids.iter().map(|&i| entry(i, &msgs[i])).collect();
-        let failed = |e: &str| ids.iter().map(|_| Err(QueueError::Send(e.to_owned().into()))).collect();
+        let failed = |e: &str| {
+            ids.iter()
+                .map(|_| Err(QueueError::Send(e.to_owned().into())))
+                .collect()
+        };
         let entries = match entries {
             Ok(e) => e,
             Err(e) => return failed(&e.to_string()),
@@ -113,10 +121,17 @@ impl SqsQueue {
                 let id = i.to_string();
                 match out.failed().iter().find(|f| f.id() == id) {
                     Some(f) => Err(QueueError::Send(
-                        format!("SendMessageBatch refused an entry: {} {}", f.code(), f.message().unwrap_or("")).into(),
+                        format!(
+                            "SendMessageBatch refused an entry: {} {}",
+                            f.code(),
+                            f.message().unwrap_or("")
+                        )
+                        .into(),
                     )),
                     None if out.successful().iter().any(|s| s.id() == id) => Ok(()),
-                    None => Err(QueueError::Send("SendMessageBatch did not answer for an entry".into())),
+                    None => Err(QueueError::Send(
+                        "SendMessageBatch did not answer for an entry".into(),
+                    )),
                 }
             })
             .collect()
@@ -127,10 +142,8 @@ impl SqsQueue {
 impl EffectQueue for SqsQueue {
     async fn send_all(&self, msgs: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
         let groups = batches(msgs);
-        let sent: Vec<Vec<Result<(), QueueError>>> = futures::future::join_all(
-            groups.iter().map(|ids| self.send_batch(msgs, ids)),
-        )
-        .await;
+        let sent: Vec<Vec<Result<(), QueueError>>> =
+            futures::future::join_all(groups.iter().map(|ids| self.send_batch(msgs, ids))).await;
         let mut out: Vec<Option<Result<(), QueueError>>> = msgs.iter().map(|_| None).collect();
         for (ids, results) in groups.iter().zip(sent) {
             for (i, r) in ids.iter().zip(results) {
@@ -165,8 +178,13 @@ impl EffectQueue for SqsQueue {
                 .await;
             match r {
                 Ok(o) if o.failed().is_empty() => {}
-                Ok(o) => tracing::warn!(failed = o.failed().len(), "some effect retries keep the queue's visibility timeout"),
-                Err(e) => tracing::warn!(error = %AwsError::from_sdk("ChangeMessageVisibilityBatch", e), "effect retries keep the queue's visibility timeout"),
+                Ok(o) => tracing::warn!(
+                    failed = o.failed().len(),
+                    "some effect retries keep the queue's visibility timeout"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %AwsError::from_sdk("ChangeMessageVisibilityBatch", e), "effect retries keep the queue's visibility timeout")
+                }
             }
         }
     }

@@ -7,9 +7,9 @@ use crate::adapters::http::hygiene::Hygiene;
 use crate::adapters::http::slack::SlackNotifier;
 use crate::adapters::http::smartlead::Api;
 use crate::app::consumer::Consumer;
-use crate::app::worker::EffectPath;
 use crate::app::effects::Effects;
 use crate::app::ingest::{parse_keys, Ingest, Keys, Secret, Settings};
+use crate::app::worker::EffectPath;
 use crate::config::refresh::Loader;
 use crate::config::{ConfigError, ConsumerConfig, IngestConfig, ReconcileConfig, SecretSource};
 use crate::metrics::Metrics;
@@ -87,9 +87,9 @@ pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig, metrics: &Metrics
     if let Some(source) = &config.slack {
         let what = ("Slack URL", crate::app::effects::SLACK);
         let url = ssm::optional(sdk, source, what, config.refresh, metrics).await;
-        effects
-            .notifiers
-            .push(Box::new(SlackNotifier::refreshing(url).with_budget(budget.clone())));
+        effects.notifiers.push(Box::new(
+            SlackNotifier::refreshing(url).with_budget(budget.clone()),
+        ));
     }
     if let Some(topic_arn) = &config.topic_arn {
         effects.notifiers.push(Box::new(super::sns::SnsNotifier {
