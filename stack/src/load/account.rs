@@ -154,6 +154,21 @@ fn accepted_at(h: &Harness) -> Vec<Option<Instant>> {
     out
 }
 
+/// The replies' wave as it arrived: (replies accepted, seconds from the
+/// first to the last).
+fn wave(events: &[Event], accepted: &[Option<Instant>]) -> (usize, f64) {
+    let times: Vec<Instant> = events
+        .iter()
+        .zip(accepted)
+        .filter(|(e, _)| matches!(e.event_type.as_str(), "EMAIL_REPLY" | "UNTRACKED_REPLIES"))
+        .filter_map(|(_, a)| *a)
+        .collect();
+    match (times.iter().min(), times.iter().max()) {
+        (Some(a), Some(b)) => (times.len(), b.duration_since(*a).as_secs_f64()),
+        _ => (0, 0.0),
+    }
+}
+
 /// Lags from `from` to `to`, per event that has both.
 fn lags(from: &[Option<Instant>], to: &[Option<Instant>]) -> Lags {
     let ms: Vec<f64> = from
@@ -279,6 +294,7 @@ pub async fn account(h: &Harness) -> Result<Report> {
         accepted_per_s: super::report::rate(&h.posted),
         events: events.len(),
         duplicates_posted: h.posted.iter().filter(|p| p.duplicate).count(),
+        reply_wave: wave(events, &accepted),
         state_lag: lags(&accepted, &stored_at(&h.mix, &writes)),
         lost,
         doubled,

@@ -67,6 +67,8 @@ pub struct Report {
     pub accepted_per_s: f64,
     pub events: usize,
     pub duplicates_posted: usize,
+    /// Replies accepted, and the seconds from the first to the last.
+    pub reply_wave: (usize, f64),
     /// Accepted -> the event's first item stored.
     pub state_lag: Lags,
     /// Events whose key is in no item.
@@ -163,6 +165,8 @@ impl Report {
         let rows = [
             format!("| webhooks accepted | all | {} of {} ({} second deliveries; {:.1}/s) | {} |",
                 self.accepted, self.webhooks, self.duplicates_posted, self.accepted_per_s, yes(self.accepted == self.webhooks)),
+            format!("| reply wave as accepted | in one minute | {} replies in {:.0} s | {} |",
+                self.reply_wave.0, self.reply_wave.1, yes(self.reply_wave.1 <= 60.0)),
             format!("| state lag (accepted → stored) p50 / p99 | p99 < 10 s | {} ({} events) | {} |",
                 s(&self.state_lag), self.state_lag.count, yes(self.state_lag.p99 < 10_000.0)),
             format!("| events lost (key in no item) | 0 | {} of {} | {} |", self.lost, self.events, yes(self.lost == 0)),
