@@ -15,8 +15,11 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
+use smartlead::adapters::aws::dynamodb::budget::DynamoBudget;
 use smartlead::adapters::http::smartlead::{Api, Association, WebhookSpec};
+use smartlead::app::budget::RateBudget;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod doctor;
@@ -48,6 +51,11 @@ struct ApiArgs {
     api_key_param: Option<String>,
     #[arg(long, env = "SMARTLEAD_API_BASE", default_value = smartlead::adapters::http::smartlead::DEFAULT_BASE)]
     api_base: String,
+    /// The account's SmartLead limit, requests a minute (the stack's
+    /// SmartleadRequestsPerMinute). The calls take their slots in the key's
+    /// rate budget in the stack's table, shared with its functions.
+    #[arg(long, env = "SMARTLEAD_REQUESTS_PER_MINUTE", default_value_t = smartlead::adapters::http::smartlead::DEFAULT_PER_MINUTE)]
+    requests_per_minute: u32,
 }
 
 /// Where a webhook is attached: one of a campaign, a client or the whole
@@ -180,6 +188,9 @@ enum Cmd {
         campaign: Option<String>,
         #[arg(long)]
         id: Option<String>,
+        /// The stack whose SmartLead rate budget the call shares.
+        #[arg(long, default_value = "smartlead-webhooks")]
+        stack: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -187,6 +198,9 @@ enum Cmd {
     Delete {
         #[arg(long)]
         id: String,
+        /// The stack whose SmartLead rate budget the call shares.
+        #[arg(long, default_value = "smartlead-webhooks")]
+        stack: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -428,15 +442,38 @@ async fn ssm_value(name: &str) -> Result<String> {
         .map_err(|e| anyhow!("{e}"))
 }
 
-async fn api(args: &ApiArgs) -> Result<Api> {
-    let key = match (&args.api_key_param, std::env::var("SMARTLEAD_API_KEY")) {
-        (Some(p), _) => ssm_value(p).await?,
-        (None, Ok(k)) if !k.trim().is_empty() => k.trim().to_owned(),
-        _ => {
-            bail!("no SmartLead API key: set SMARTLEAD_API_KEY or pass --api-key-param <ssm name>")
+async fn api_key(args: &ApiArgs) -> Result<String> {
+    Ok(
+        match (&args.api_key_param, std::env::var("SMARTLEAD_API_KEY")) {
+            (Some(p), _) => ssm_value(p).await?,
+            (None, Ok(k)) if !k.trim().is_empty() => k.trim().to_owned(),
+            _ => {
+                bail!("no SmartLead API key: set SMARTLEAD_API_KEY or pass --api-key-param <ssm name>")
+            }
+        },
+    )
+}
+
+/// The SmartLead API, its calls paced by the key's rate budget in the
+/// table of `stack` (`StateTableName`), shared with the stack's functions;
+/// by this process alone (said on stderr) when the stack cannot be read.
+async fn api(args: &ApiArgs, stack: &str) -> Result<Api> {
+    let key = api_key(args).await?;
+    let budget: Arc<dyn RateBudget> = match stack_budget(stack).await {
+        Ok(b) => Arc::new(b),
+        Err(e) => {
+            eprintln!("note: SmartLead calls paced by this process alone, not with stack {stack}'s functions ({e:#})");
+            Arc::new(smartlead::app::budget::InProcess::default())
         }
     };
-    Ok(Api::new(&args.api_base, &key))
+    Ok(Api::new(&args.api_base, &key).with_budget(budget, args.requests_per_minute))
+}
+
+/// The rate budgets in a deployed stack's table.
+async fn stack_budget(stack: &str) -> Result<DynamoBudget> {
+    let table = output(&outputs(stack).await?, "StateTableName", stack)?;
+    let ddb = smartlead::aws_sdk_dynamodb::Client::new(&aws().await);
+    Ok(DynamoBudget::new(ddb, table))
 }
 
 /// `DescribeStacks` of one stack.
@@ -612,9 +649,10 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::List {
             campaign,
             id,
+            stack,
             api: args,
         } => {
-            let api = api(&args).await?;
+            let api = api(&args, &stack).await?;
             match (id, campaign) {
                 (Some(id), _) => print(&api.get_webhook(&id, deadline()).await?),
                 (None, Some(c)) => {
@@ -623,8 +661,13 @@ async fn run(cli: Cli) -> Result<()> {
                 (None, None) => bail!("--campaign or --id"),
             }
         }
-        Cmd::Delete { id, api: args } => {
-            print(&api(&args).await?.delete_webhook(&id, deadline()).await?);
+        Cmd::Delete {
+            id,
+            stack,
+            api: args,
+        } => {
+            let api = api(&args, &stack).await?;
+            print(&api.delete_webhook(&id, deadline()).await?);
         }
         Cmd::RotateSecret(a) => rotate_secret(a).await?,
         Cmd::Redrive(a) => redrive(a).await?,
@@ -660,7 +703,7 @@ async fn doctor_cmd(a: DoctorArgs) -> Result<()> {
         template: template.clone(),
         secrets,
     };
-    let api = api(&a.api).await?;
+    let api = api(&a.api, stack).await?;
     let bar = spinner("reading campaigns and webhooks");
     // SmartLead allows 60 calls a minute: an account with many
     // campaigns takes minutes.
@@ -717,7 +760,7 @@ async fn register(a: RegisterArgs) -> Result<()> {
         None => stack_url(&a.stack).await?,
     };
     let spec = a.webhook.spec(url)?;
-    let api = api(&a.api).await?;
+    let api = api(&a.api, &a.stack).await?;
     let answer = match a.id {
         Some(id) => api.update_webhook(&id, &spec, deadline()).await?,
         None => api.create_webhook(&spec, deadline()).await?,
@@ -742,7 +785,7 @@ async fn rotate_secret(a: RotateArgs) -> Result<()> {
     // Everything checked before the parameter changes.
     let ids = webhook_ids(a.id.as_deref())?;
     event_types(&a.webhook.events)?;
-    let api = api(&a.api).await?;
+    let api = api(&a.api, stack).await?;
     let next = match secrets.as_slice() {
         [current] => {
             let next = new_secret();
@@ -856,13 +899,16 @@ async fn reconcile_cmd(a: ReconcileArgs) -> Result<()> {
         .as_deref()
         .map(|s| reconcile::since(s, now))
         .transpose()?;
-    let api = api(&a.api).await?;
+    let st = ops::Stack::resolve(&a.stack).await?;
+    // The key's budget in the stack's table (the local one's with --local).
+    let budget = Arc::new(DynamoBudget::new(st.ddb.clone(), st.table.clone()));
+    let api = Api::new(&a.api.api_base, &api_key(&a.api).await?)
+        .with_budget(budget, a.api.requests_per_minute);
     let hour = Instant::now() + Duration::from_secs(3600);
     let campaigns = match a.campaign {
         Some(c) => reconcile::campaign_ids(&list(&c))?,
         None => smartlead::app::reconcile::campaigns(&api, false, hour).await?,
     };
-    let st = ops::Stack::resolve(&a.stack).await?;
     let deployed = match &st.deployed {
         Some((name, o)) => stack_dedup_ttl(name, o).await?,
         None => None,

@@ -223,6 +223,34 @@ async fn moto_table(name: &str) -> (smartlead::aws_sdk_dynamodb::Client, String)
     (ddb, table)
 }
 
+/// The CLI's SmartLead calls take their slots in the key's rate budget in
+/// the stack's table, shared with its functions: a pause another process
+/// wrote (a 429 to the consumer) holds them too. SmartLead's limit is per
+/// API key across every caller (<https://api.smartlead.ai/reference/rate-limits>).
+#[tokio::test]
+async fn smartlead_calls_wait_in_the_stacks_shared_rate_budget() {
+    use smartlead::app::budget::{now_ms, Destination, RateBudget};
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
+    let (ddb, table) = moto_table("cli-budget").await;
+    let stack = format!("cli-budget-{}", std::process::id());
+    create_stack(&cfg, &stack, &[("StateTableName", json!(table))]).await;
+    let budget = smartlead::adapters::aws::dynamodb::budget::DynamoBudget::new(ddb, table);
+    let dest = Destination::smartlead(KEY, 60);
+    budget.pause(&dest, now_ms() + 2_500).await.expect("pause");
+    let api = StandIn::start().await;
+    let started = std::time::Instant::now();
+    let args = ["list", "--campaign", "1", "--stack", &stack];
+    let o = smartlead(&args, &api.url, Some(KEY)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("alone"), "{}", text(&o));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    assert_eq!(api.recorded().len(), 1);
+    // Its slot is taken: the next one is an interval after it.
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let next = budget.reserve(&dest, far).await.expect("slot");
+    assert!(next >= std::time::Duration::from_millis(500), "{next:?}");
+}
+
 /// A new queue in moto, named for this process.
 async fn queue(sqs: &smartlead::aws_sdk_sqs::Client, name: &str) -> String {
     test_support::create_queue(sqs, &format!("{name}-{}", std::process::id())).await
