@@ -239,6 +239,8 @@ mod tests {
     const TOOL_ENV: &[&str] = &[
         "SMARTLEAD_API_KEY",
         "SMARTLEAD_API_BASE",
+        // The CLI's --requests-per-minute (the stack's SmartleadRequestsPerMinute).
+        "SMARTLEAD_REQUESTS_PER_MINUTE",
         "SMARTLEAD_LOG_DIR",
         "SMARTLEAD_TOOLS_DIR",
         "SAM_BUILD_DIR",
