@@ -276,11 +276,10 @@ async fn smartlead_with(leads: &[Lead], broken_history: Option<u64>) -> MockServ
 }
 
 fn api(s: &MockServer) -> smartlead::adapters::http::smartlead::Api {
-    smartlead::adapters::http::smartlead::Api::new(&format!("{}/api/v1", s.uri()), "k")
-        .with_budget(
-            std::sync::Arc::new(smartlead::app::budget::InProcess::default()),
-            100_000,
-        )
+    smartlead::adapters::http::smartlead::Api::new(&format!("{}/api/v1", s.uri()), "k").with_budget(
+        std::sync::Arc::new(smartlead::app::budget::InProcess::default()),
+        100_000,
+    )
 }
 
 fn options(dry_run: bool) -> Options {
