@@ -41,36 +41,20 @@ impl Queue for SqsQueue {
     }
 }
 
-/// SQS's limits on one `SendMessageBatch`: 10 entries, 256 KiB in all
-/// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html>).
-const BATCH_ENTRIES: usize = 10;
-const BATCH_BYTES: usize = 256 * 1024;
-
-/// Groups of message indexes that fit one `SendMessageBatch` each.
+/// Groups of message indexes that fit one `SendMessageBatch` each
+/// ([`super::redrive::pack`]: 10 entries, 256 KiB in all).
 fn batches(msgs: &[OutgoingMessage]) -> Vec<Vec<usize>> {
-    let size = |m: &OutgoingMessage| {
-        m.body.len()
-            + m.attributes
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + "String".len())
-                .sum::<usize>()
-    };
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut bytes = 0;
-    for (i, m) in msgs.iter().enumerate() {
-        let s = size(m);
-        match out.last_mut() {
-            Some(b) if b.len() < BATCH_ENTRIES && bytes + s <= BATCH_BYTES => {
-                b.push(i);
-                bytes += s;
-            }
-            _ => {
-                out.push(vec![i]);
-                bytes = s;
-            }
-        }
-    }
-    out
+    let sizes: Vec<usize> = msgs
+        .iter()
+        .map(|m| {
+            m.body.len()
+                + m.attributes
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + "String".len())
+                    .sum::<usize>()
+        })
+        .collect();
+    super::redrive::pack(&sizes)
 }
 
 fn entry(id: usize, m: &OutgoingMessage) -> Result<SendMessageBatchRequestEntry, QueueError> {
@@ -156,7 +140,7 @@ impl EffectQueue for SqsQueue {
     }
 
     async fn delay(&self, receipts: &[(String, std::time::Duration)]) {
-        for chunk in receipts.chunks(BATCH_ENTRIES) {
+        for chunk in receipts.chunks(super::redrive::MAX_BATCH_ENTRIES) {
             let entries: Vec<_> = chunk
                 .iter()
                 .enumerate()
