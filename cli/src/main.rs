@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 mod doctor;
 mod ops;
 mod reconcile;
+mod records;
 mod scope;
 mod status;
 mod tail;
@@ -244,6 +245,17 @@ enum Cmd {
     /// Re-publish archived events of a time range onto the bus (all, or one
     /// lead's or campaign's).
     Replay(ReplayArgs),
+    /// List the records kept whole, oldest first: rejected events (with
+    /// their raw body), untracked replies, events of unknown types, events
+    /// that name no lead.
+    ///
+    /// Each day's records of a kind are spread over 16 partitions; this
+    /// reads the days since --since (a span back from now, or a time),
+    /// every partition at once, and merges them by time.
+    ///
+    /// Example: `smartlead records rejected --since 24h`,
+    /// `smartlead records unattributed --since 7d --json --local`.
+    Records(records::RecordsArgs),
 }
 
 #[derive(Args)]
@@ -638,6 +650,7 @@ async fn run(cli: Cli) -> Result<()> {
             days,
             stack,
         } => ops::lead(&stack, &email, json, events.then_some(days.max(1))).await?,
+        Cmd::Records(a) => records::records(&a).await?,
         Cmd::Status { json, stack } => {
             if status::status(&stack, json).await? {
                 std::process::exit(2);

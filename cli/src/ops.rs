@@ -97,13 +97,14 @@ impl Stack {
         }
     }
 
+    /// The stack's table, read through the store's readers.
+    pub fn store(&self) -> smartlead::adapters::aws::dynamodb::DynamoStore {
+        smartlead::adapters::aws::dynamodb::DynamoStore::new(self.ddb.clone(), self.table.clone())
+    }
+
     /// Every item of one partition, as JSON.
     pub async fn partition(&self, pk: &str) -> Result<Vec<Value>> {
-        let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(
-            self.ddb.clone(),
-            self.table.clone(),
-        );
-        let items = store.partition(pk).await.map_err(|e| {
+        let items = self.store().partition(pk).await.map_err(|e| {
             anyhow!(
                 "reading {pk} from table {} (is the {} running?): {e}",
                 self.table,

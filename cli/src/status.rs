@@ -9,9 +9,13 @@ use anyhow::Result;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StateValue};
 use serde::Serialize;
 use serde_json::Value;
-use smartlead::aws_sdk_dynamodb::types::{AttributeValue, Select};
+use smartlead::adapters::aws::dynamodb::{item_to_json, REJECTED_TTL_DAYS};
+use smartlead::aws_sdk_dynamodb::types::AttributeValue;
 use smartlead::aws_sdk_sqs::types::QueueAttributeName as Q;
+use smartlead::domain::records::RecordKind;
+use smartlead::domain::time::EventTime;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 /// A count `status` reads: (label, metric, dimensions).
 type Count = (
@@ -57,7 +61,7 @@ pub struct Status {
     /// Counts over the last hour and day, by label. None: no metrics (local).
     pub last_hour: Option<BTreeMap<String, f64>>,
     pub last_day: Option<BTreeMap<String, f64>>,
-    /// Events that name no lead, kept in the table (`UNATTRIBUTED#<type>`).
+    /// Events that name no lead, kept in the table (UNATTRIBUTED records).
     pub unattributed_hour: u64,
     pub unattributed_day: u64,
     pub last_rejected: Option<Value>,
@@ -184,58 +188,48 @@ async fn depth(stack: &Stack, url: &str) -> Result<(u64, u64)> {
     ))
 }
 
-/// A query of the stack's table within partition `pk` (`:pk`).
-fn partition_query(
-    stack: &Stack,
-    pk: &str,
-) -> smartlead::aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-    stack
-        .ddb
-        .query()
-        .table_name(&stack.table)
-        .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+/// `secs` from now (back when negative).
+fn from_now(secs: i64) -> EventTime {
+    let now = EventTime::now();
+    EventTime::from_millis(now.millis() + secs * 1000).unwrap_or(now)
 }
 
-/// The newest item of a partition.
-async fn newest(stack: &Stack, pk: &str) -> Result<Option<Value>> {
-    let r = partition_query(stack, pk)
-        .key_condition_expression("pk = :pk")
-        .scan_index_forward(false)
-        .limit(1)
-        .send()
-        .await
-        .map_err(crate::aws_err(format!("reading {pk}")))?;
-    Ok(r.items()
-        .first()
-        .map(smartlead::adapters::aws::dynamodb::item_to_json))
-}
+/// Days back the last REJECTED and UNATTRIBUTED records are looked for:
+/// a REJECTED record lives [`REJECTED_TTL_DAYS`].
+const LOOKBACK_DAYS: u32 = REJECTED_TTL_DAYS as u32 + 1;
 
-/// How many items of a partition sort at or after `since` (keys start with a time).
-async fn count_since(stack: &Stack, pk: &str, since: &str) -> Result<u64> {
-    let mut n = 0u64;
-    let mut start = None;
-    loop {
-        let r = partition_query(stack, pk)
-            .key_condition_expression("pk = :pk AND sk >= :t")
-            .expression_attribute_values(":t", AttributeValue::S(since.to_owned()))
-            .select(Select::Count)
-            .set_exclusive_start_key(start)
-            .send()
+/// The records `status` shows: the newest REJECTED and UNATTRIBUTED, and
+/// how many UNATTRIBUTED the last hour and day kept.
+async fn records(stack: &Stack, s: &mut Status) -> Result<()> {
+    let store = stack.store();
+    let err = |e: smartlead::app::store::StoreError| {
+        anyhow::anyhow!("reading the records of table {}: {e}", stack.table)
+    };
+    let json = |i: Option<HashMap<String, AttributeValue>>| i.as_ref().map(item_to_json);
+    // An event's own time is believed up to a day ahead of its receipt.
+    let until = from_now(86_400);
+    s.last_rejected = json(
+        store
+            .newest_record(RecordKind::Rejected, until, LOOKBACK_DAYS)
             .await
-            .map_err(crate::aws_err(format!("counting {pk}")))?;
-        n += r.count().max(0) as u64;
-        start = r.last_evaluated_key;
-        if start.is_none() {
-            return Ok(n);
-        }
-    }
-}
-
-/// `secs` ago, as the table's keys write times (`EventTime`).
-fn ago(secs: i64) -> String {
-    (chrono::Utc::now() - chrono::Duration::seconds(secs))
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+            .map_err(err)?,
+    );
+    s.last_unattributed = json(
+        store
+            .newest_record(RecordKind::Unattributed, until, LOOKBACK_DAYS)
+            .await
+            .map_err(err)?,
+    );
+    let kind = RecordKind::Unattributed;
+    s.unattributed_hour = store
+        .count_records(kind, from_now(-3600), until)
+        .await
+        .map_err(err)?;
+    s.unattributed_day = store
+        .count_records(kind, from_now(-86_400), until)
+        .await
+        .map_err(err)?;
+    Ok(())
 }
 
 /// One metric's statistic over periods of `period` seconds, as query `id`.
@@ -427,22 +421,7 @@ pub async fn gather(args: &StackArgs) -> Result<Status> {
         s.oldest_age_secs = age;
         s.alarms = Some(alarms(&cw, &stack_alarms(&stack.cfg, name).await?).await?);
     }
-    s.last_rejected = newest(&stack, "REJECTED").await?;
-    let (hour, day) = (ago(3600), ago(86_400));
-    for t in smartlead::EventType::KNOWN {
-        let pk = format!("UNATTRIBUTED#{}", t.metric_name());
-        s.unattributed_hour += count_since(&stack, &pk, &hour).await?;
-        s.unattributed_day += count_since(&stack, &pk, &day).await?;
-        if let Some(u) = newest(&stack, &pk).await? {
-            let newer = s
-                .last_unattributed
-                .as_ref()
-                .is_none_or(|l| field(&u, "sk") > field(l, "sk"));
-            if newer {
-                s.last_unattributed = Some(u);
-            }
-        }
-    }
+    records(&stack, &mut s).await?;
     Ok(s)
 }
 

@@ -369,9 +369,10 @@ async fn a_colleagues_reply_counts_for_the_lead_that_was_emailed_and_names_who_w
         reply["last_reply_from"], "tom@acme-example.com",
         "{reply:#}"
     );
+    // The writer, stamped with the reply's time (the newest are kept).
     assert_eq!(
         reply["repliers"],
-        serde_json::json!(["tom@acme-example.com"])
+        serde_json::json!(["1737452101 tom@acme-example.com"])
     );
     assert_eq!(
         reply["last_reply_cc"],
@@ -389,9 +390,13 @@ async fn a_colleagues_reply_counts_for_the_lead_that_was_emailed_and_names_who_w
         reply["last_reply_from"], "jane@acme-example.com",
         "{reply:#}"
     );
+    // Each of the colleague's replies; the lead's own adds none.
     assert_eq!(
         reply["repliers"],
-        serde_json::json!(["tom@acme-example.com"])
+        serde_json::json!([
+            "1737452101 tom@acme-example.com",
+            "1737452400 tom@acme-example.com"
+        ])
     );
     assert_eq!(reply["last_reply_cc"], serde_json::json!([]));
     assert_eq!(reply["last_reply_at"], "2025-01-21T09:50:00.000Z");

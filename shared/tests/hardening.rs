@@ -557,11 +557,16 @@ proptest! {
 }
 
 /// The items of `store` whose `pk|sk` starts with `prefix`.
-async fn items_under(store: &DynamoStore, prefix: &str) -> Vec<String> {
+/// The keys (`pk|sk`) of the records of `kind` (`UNKNOWN`, `REJECTED`...)
+/// of `event_type` (any when none), whichever day and shard holds them.
+async fn records_of(store: &DynamoStore, kind: &str, event_type: Option<&str>) -> Vec<String> {
     let items = common::items(store).await;
     items
-        .into_keys()
-        .filter(|k| k.starts_with(prefix))
+        .into_iter()
+        .filter(|(k, v)| {
+            k.starts_with(&format!("{kind}#")) && event_type.is_none_or(|t| v["event_type"] == t)
+        })
+        .map(|(k, _)| k)
         .collect()
 }
 
@@ -593,17 +598,11 @@ async fn a_time_less_event_delivered_twice_seconds_apart_leaves_one_record() {
         }
     }
     let store = &c.store;
-    assert_eq!(
-        items_under(store, "UNKNOWN#LEAD_MEETING_BOOKED|")
-            .await
-            .len(),
-        1
-    );
-    assert_eq!(
-        items_under(store, "UNATTRIBUTED#EMAIL_OPEN|").await.len(),
-        1
-    );
-    let edge = items_under(store, "UNKNOWN#LEAD_CALL_BOOKED|").await;
+    let unknown = records_of(store, "UNKNOWN", Some("LEAD_MEETING_BOOKED")).await;
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    let open = records_of(store, "UNATTRIBUTED", Some("EMAIL_OPEN")).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    let edge = records_of(store, "UNKNOWN", Some("LEAD_CALL_BOOKED")).await;
     assert_eq!(edge.len(), 1, "{edge:?}");
 }
 
@@ -637,7 +636,7 @@ async fn an_event_rejected_on_two_deliveries_leaves_one_rejected_record() {
             Outcome::Rejected(_)
         ));
     }
-    let records = items_under(&clean, "REJECTED|").await;
+    let records = records_of(&clean, "REJECTED", None).await;
     assert_eq!(records.len(), 2, "one record per event: {records:?}");
 }
 
@@ -699,7 +698,7 @@ async fn a_claim_check_gone_reads_as_missing_though_s3_answers_403() {
         let outcome = c.handle_record(&m).await;
         if want_missing {
             assert_eq!(outcome, Outcome::Rejected("claim_check_missing"));
-            let records = items_under(&c.store, "REJECTED|").await;
+            let records = records_of(&c.store, "REJECTED", None).await;
             assert_eq!(records.len(), 1, "{records:?}");
         } else {
             assert!(

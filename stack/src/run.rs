@@ -142,6 +142,7 @@ async fn poll_forever(stack: Arc<Stack>) {
 /// `xtask local`: starts the stack, serves it until Ctrl-C or SIGTERM, then
 /// lets the front finish the requests in flight and stops everything.
 pub async fn run(root: &Path, ports: Ports, options: Options, flags: RunFlags) -> Result<()> {
+    let started = smartlead::domain::time::EventTime::now();
     let stack = Arc::new(Stack::start(root, &ports, &options).await?);
     if let Some(path) = &flags.sam_env_vars {
         write_sam_env_vars(&stack, path)?;
@@ -174,11 +175,15 @@ pub async fn run(root: &Path, ports: Ports, options: Options, flags: RunFlags) -
         poller.abort();
     }
     logs.abort();
+    let now = smartlead::domain::time::EventTime::now();
     let rejected = stack
         .store()
-        .partition("REJECTED")
+        .count_records(
+            smartlead::domain::records::RecordKind::Rejected,
+            started,
+            now,
+        )
         .await
-        .map(|r| r.len())
         .unwrap_or(0);
     println!("stopping (this run kept {rejected} rejected events; all state was in memory)");
     drop(stack);

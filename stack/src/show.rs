@@ -51,8 +51,15 @@ pub async fn show(dynamodb_port: u16, moto_port: u16, email: Option<&str>) -> Re
     let (published, _) = depth(&sqs, &url(BUS_TAP).await?).await?;
     let (alerts, _) = depth(&sqs, &url(ALERT_TAP).await?).await?;
     println!("bus {BUS}: {published} events published (in the tap queue {BUS_TAP}); alerts on SNS: {alerts}");
+    // The last five REJECTED records of the last day.
+    let now = smartlead::domain::time::EventTime::now();
+    let day_ago = smartlead::domain::time::EventTime::from_millis(now.millis() - 86_400_000);
     let rejected = store
-        .partition("REJECTED")
+        .records(
+            smartlead::domain::records::RecordKind::Rejected,
+            day_ago.unwrap_or(now),
+            now,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     for r in rejected.iter().rev().take(5) {

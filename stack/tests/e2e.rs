@@ -440,7 +440,10 @@ async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<S
             continue;
         }
         if pk.starts_with("UNKNOWN#") || pk.starts_with("UNATTRIBUTED#") {
-            out.insert(pk.clone(), json!({ "pk": pk }));
+            // Their day and shard follow the sort key: kept by kind and type.
+            let kind = pk.split('#').next().unwrap_or_default();
+            let key = format!("{kind}#{}", v["event_type"].as_str().unwrap_or_default());
+            out.insert(key.clone(), json!({ "pk": key }));
             continue;
         }
         let o = v.as_object_mut().expect("item");

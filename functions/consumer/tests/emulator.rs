@@ -56,7 +56,7 @@ async fn built_binary_processes_sqs_batches_through_the_emulator() {
         (jane["opens"].clone(), jane["replies"].clone()),
         (json!(1), json!(1))
     );
-    assert!(after[0].keys().all(|k| !k.starts_with("REJECTED|")));
+    assert!(after[0].keys().all(|k| !k.starts_with("REJECTED#")));
     let records = batch("batch_all")["Records"].as_array().unwrap().len();
     // Every record's event is absorbed (its compact key in the `ek` set of
     // the items it changed), each once: as many distinct keys as records.
@@ -71,11 +71,11 @@ async fn built_binary_processes_sqs_batches_through_the_emulator() {
     // brings it).
     let mut mixed = after[1].clone();
     mixed.retain(|k, _| {
-        !k.starts_with("REJECTED|") && (!k.starts_with("FIRST#") || after[0].contains_key(k))
+        !k.starts_with("REJECTED#") && (!k.starts_with("FIRST#") || after[0].contains_key(k))
     });
     let rejected: Vec<&Value> = after[1]
         .iter()
-        .filter(|(k, _)| k.starts_with("REJECTED|"))
+        .filter(|(k, _)| k.starts_with("REJECTED#"))
         .map(|(_, v)| v)
         .collect();
     assert_eq!(rejected.len(), 1, "{rejected:?}");

@@ -8,6 +8,7 @@ pub mod lenient;
 pub mod message;
 pub mod normalize;
 pub mod plan;
+pub mod records;
 pub mod shape;
 pub mod time;
 pub mod tolerant;

@@ -1,7 +1,7 @@
 //! DynamoDB's limits, kept by every plan before it is written: no event is
 //! refused on every delivery for what it holds.
 
-use super::{ItemUpdate, Val};
+use super::{Capped, ItemUpdate, Val};
 
 /// Raw events kept in an item are cut here, in bytes (DynamoDB items hold 400 KB).
 pub const MAX_RAW_BYTES: usize = 300_000;
@@ -15,6 +15,12 @@ pub const MAX_SET_ELEMENTS: usize = 50;
 /// Key parts (e-mail, campaign, account, type) longer than this are cut and
 /// hashed: DynamoDB refuses partition keys over 2 KB and sort keys over 1 KB.
 pub const MAX_KEY_PART_BYTES: usize = 256;
+/// Elements an item keeps of each set that grows with its events (the
+/// newest; the rest are counted): clicked links, colleagues' replies,
+/// steps sent.
+pub const MAX_KEPT_LINKS: usize = 10;
+pub const MAX_KEPT_REPLIERS: usize = 10;
+pub const MAX_KEPT_STEPS: usize = 20;
 
 /// `s` cut to at most `n` bytes, at a character boundary.
 pub fn cut_bytes(s: &str, n: usize) -> &str {
@@ -55,6 +61,14 @@ pub fn dynamo_number_ok(f: f64) -> bool {
 /// DynamoDB cannot hold kept as text.
 pub(super) fn bound(items: &mut [ItemUpdate]) {
     for u in items {
+        for c in u.capped.iter_mut() {
+            bound_capped(c);
+        }
+        u.capped.retain(|c| match &c.add {
+            Val::Ss(s) => !s.is_empty(),
+            Val::Ns(n) => !n.is_empty(),
+            _ => false,
+        });
         for (attr, v) in u.add.iter_mut() {
             bound_val(attr, v, true);
         }
@@ -72,6 +86,70 @@ pub(super) fn bound(items: &mut [ItemUpdate]) {
         {
             bound_val(attr, v, false);
         }
+    }
+}
+
+/// A capped set's elements as DynamoDB takes them (texts cut, no empty
+/// ones, numbers it can hold), the greatest `cap` of them; the others are
+/// the event's `extra`.
+fn bound_capped(c: &mut Capped) {
+    match &mut c.add {
+        Val::Ss(set) => {
+            for e in set.iter_mut() {
+                e.truncate(cut_bytes(e, MAX_SET_ELEMENT_BYTES).len());
+            }
+            set.retain(|e| !e.is_empty());
+        }
+        Val::Ns(set) => set.retain(|f| dynamo_number_ok(*f)),
+        _ => {}
+    }
+    let (kept, extra) = keep_greatest(None, &c.add, c.cap);
+    c.add = kept;
+    c.extra = extra;
+}
+
+/// The `cap` greatest distinct elements of the sets `old` and `add` (of one
+/// kind: `Val::Ss` or `Val::Ns`; an `old` of another kind counts as none)
+/// and how many others there were. Numbers order by value; texts stamped
+/// `<epoch seconds> <text>` by their stamp (then text), and after any text
+/// without one (kept before the sets were capped: older than every stamp).
+pub fn keep_greatest(old: Option<&Val>, add: &Val, cap: usize) -> (Val, usize) {
+    fn greatest<T: Clone>(
+        mut all: Vec<T>,
+        cap: usize,
+        cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
+    ) -> (Vec<T>, usize) {
+        all.sort_by(|a, b| cmp(b, a));
+        all.dedup_by(|a, b| cmp(a, b).is_eq());
+        let dropped = all.len().saturating_sub(cap);
+        all.truncate(cap);
+        all.sort_by(&cmp);
+        (all, dropped)
+    }
+    match add {
+        Val::Ns(new) => {
+            let old = match old {
+                Some(Val::Ns(o)) => o.as_slice(),
+                _ => &[],
+            };
+            let (kept, n) = greatest([old, new].concat(), cap, f64::total_cmp);
+            (Val::Ns(kept), n)
+        }
+        Val::Ss(new) => {
+            let old = match old {
+                Some(Val::Ss(o)) => o.as_slice(),
+                _ => &[],
+            };
+            let stamped = |s: &String| {
+                let b = s.as_bytes();
+                b.len() > 11 && b[..10].iter().all(u8::is_ascii_digit) && b[10] == b' '
+            };
+            let (kept, n) = greatest([old, new].concat(), cap, |a, b| {
+                (stamped(a), a).cmp(&(stamped(b), b))
+            });
+            (Val::Ss(kept), n)
+        }
+        other => (other.clone(), 0),
     }
 }
 
@@ -111,5 +189,53 @@ fn bound_val(attr: &str, v: &mut Val, added: bool) {
                 *v = Val::S(cut_bytes(&text, MAX_JSON_BYTES).to_owned());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ss(v: &[&str]) -> Val {
+        Val::Ss(v.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    #[test]
+    fn a_capped_set_keeps_its_newest_and_counts_the_others_once() {
+        let old = ss(&["1700000002 b", "legacy link", "1700000004 d"]);
+        let (kept, n) = keep_greatest(Some(&old), &ss(&["1700000001 a", "1700000003 c"]), 2);
+        assert_eq!(kept, ss(&["1700000003 c", "1700000004 d"]));
+        assert_eq!(n, 3, "one new element, an older one and the unstamped one");
+        // An element the set holds is not counted again.
+        let (kept, n) = keep_greatest(Some(&kept), &ss(&["1700000004 d"]), 2);
+        assert_eq!((kept, n), (ss(&["1700000003 c", "1700000004 d"]), 0));
+        // Numbers by value; a set of another kind counts as none.
+        let (kept, n) = keep_greatest(Some(&old), &Val::Ns(vec![10.0, 2.0, 3.0]), 2);
+        assert_eq!((kept, n), (Val::Ns(vec![3.0, 10.0]), 1));
+    }
+
+    #[test]
+    fn an_event_adds_at_most_a_capped_set_s_room_and_counts_the_rest() {
+        let mut items = vec![ItemUpdate::new("p".into(), "s".into()).keep_newest(
+            "links",
+            "links_dropped",
+            2,
+            ss(&[
+                "1700000001 a",
+                "1700000001 c",
+                "1700000001 b",
+                "1700000001 b",
+                "",
+            ]),
+        )];
+        bound(&mut items);
+        assert_eq!(
+            items[0].capped[0].add,
+            ss(&["1700000001 b", "1700000001 c"])
+        );
+        assert_eq!(
+            items[0].capped[0].extra, 1,
+            "the empty and the repeated ones are none"
+        );
     }
 }

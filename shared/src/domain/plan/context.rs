@@ -13,6 +13,8 @@ pub(super) struct Ctx<'a> {
     pub weights: &'a ScoreWeights,
     /// The event's time (believed or clamped), ISO 8601.
     pub time: String,
+    /// The same, in epoch seconds.
+    pub seconds: i64,
     /// Sort key of items that keep the event whole: `<time>#<key>`.
     pub sk: String,
     /// The campaign id as a key part (`-` when the event names none).
@@ -50,9 +52,16 @@ impl<'a> Ctx<'a> {
             weights,
             sk: format!("{time}#{key}"),
             time,
+            seconds: event_time.seconds(),
             campaign,
             lead_pk,
         }
+    }
+
+    /// `s` stamped with the event's time, as capped sets keep texts
+    /// (`<epoch seconds> <s>`: see [`super::keep_greatest`]).
+    pub fn stamped(&self, s: &str) -> String {
+        format!("{} {s}", self.seconds)
     }
 
     /// The event's time as a value.

@@ -3,12 +3,14 @@
 
 use super::context::{score, Ctx};
 use super::text::{cut, owned, s, PREVIEW_CHARS};
-use super::{ItemUpdate, Val};
+use super::{ItemUpdate, Val, MAX_KEPT_LINKS, MAX_KEPT_REPLIERS, MAX_KEPT_STEPS};
 use crate::domain::event::{
     EmailBounce, EmailLinkClick, EmailReply, EmailSent, LeadCategoryUpdated, ManualStepReached,
 };
 
-/// EMAIL_SENT: `sent` +1, the step, flag `contacted`, first/last send.
+/// EMAIL_SENT: `sent` +1, the step (`steps_sent` keeps the latest
+/// [`MAX_KEPT_STEPS`], `steps_dropped` counts the others), flag
+/// `contacted`, first/last send.
 pub(super) fn email_sent(cx: &Ctx, pk: &str, e: &EmailSent) -> Vec<ItemUpdate> {
     let n = cx.n;
     let mut u = cx
@@ -29,7 +31,8 @@ pub(super) fn email_sent(cx: &Ctx, pk: &str, e: &EmailSent) -> Vec<ItemUpdate> {
         )
         .earliest_time("first_sent_at");
     if let Some(seq) = n.sequence_number {
-        u.add.push(("steps_sent", Val::Ns(vec![f64::from(seq)])));
+        let step = Val::Ns(vec![f64::from(seq)]);
+        u = u.keep_newest("steps_sent", "steps_dropped", MAX_KEPT_STEPS, step);
     }
     vec![score(u, cx.weights.sent)]
 }
@@ -53,9 +56,12 @@ pub(super) fn email_open(cx: &Ctx, pk: &str) -> Vec<ItemUpdate> {
     vec![score(u, cx.weights.open)]
 }
 
-/// EMAIL_LINK_CLICK: `clicks` +1, the links, flag `engaged`, first/last click, score.
+/// EMAIL_LINK_CLICK: `clicks` +1, the links (`links_clicked` keeps the
+/// newest [`MAX_KEPT_LINKS`] clicks, each `<epoch seconds> <link>`;
+/// `links_dropped` counts the others), flag `engaged`, first/last click,
+/// score.
 pub(super) fn email_link_click(cx: &Ctx, pk: &str, c: &EmailLinkClick) -> Vec<ItemUpdate> {
-    let mut u = cx
+    let u = cx
         .lead_campaign(pk)
         .count("clicks")
         .flag("engaged")
@@ -67,10 +73,13 @@ pub(super) fn email_link_click(cx: &Ctx, pk: &str, c: &EmailLinkClick) -> Vec<It
             ],
         )
         .earliest_time("first_click_at");
-    let links: Vec<String> = c.links().iter().map(|l| cut(l, 1000)).collect();
-    if !links.is_empty() {
-        u.add.push(("links_clicked", Val::Ss(links)));
-    }
+    let links = c.links().iter().map(|l| cx.stamped(&cut(l, 1000)));
+    let u = u.keep_newest(
+        "links_clicked",
+        "links_dropped",
+        MAX_KEPT_LINKS,
+        Val::Ss(links.collect()),
+    );
     vec![score(u, cx.weights.click)]
 }
 
@@ -79,7 +88,8 @@ pub(super) fn email_link_click(cx: &Ctx, pk: &str, c: &EmailLinkClick) -> Vec<It
 /// (`REPLY#<campaign>`), written by replies only, so every later write of
 /// the campaign item stays small. A colleague's reply counts for the lead
 /// that was e-mailed (see [`crate::domain::normalize`]); its writer joins
-/// `repliers`.
+/// `repliers` (the newest [`MAX_KEPT_REPLIERS`], each `<epoch seconds>
+/// <address>`; `repliers_dropped` counts the others).
 pub(super) fn email_reply(cx: &Ctx, pk: &str, r: &EmailReply) -> Vec<ItemUpdate> {
     let preview = r.text().map(|p| cut(&p, PREVIEW_CHARS));
     let u = cx
@@ -111,7 +121,8 @@ pub(super) fn email_reply(cx: &Ctx, pk: &str, r: &EmailReply) -> Vec<ItemUpdate>
         ],
     );
     if let Some(by) = &n.replied_by {
-        text.add.push(("repliers", Val::Ss(vec![by.clone()])));
+        let by = Val::Ss(vec![cx.stamped(by)]);
+        text = text.keep_newest("repliers", "repliers_dropped", MAX_KEPT_REPLIERS, by);
     }
     vec![score(u, cx.weights.reply), text]
 }
@@ -232,7 +243,7 @@ pub(super) fn manual_step_reached(cx: &Ctx, pk: &str, m: &ManualStepReached) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{added, flags, keys, latest, plan_of};
+    use super::super::testing::{added, capped, flags, keys, latest, plan_of};
     use super::super::Val;
 
     const JANE: &str = "LEAD#jane.doe@acme-corp.com|CAMPAIGN#123";
@@ -243,7 +254,7 @@ mod tests {
         assert_eq!(keys(&p), [JANE]);
         let u = &p.items[0];
         assert_eq!(added(u, "sent"), Some(&Val::N(1.0)));
-        assert_eq!(added(u, "steps_sent"), Some(&Val::Ns(vec![1.0])));
+        assert_eq!(capped(u, "steps_sent"), Some(&Val::Ns(vec![1.0])));
         assert_eq!(flags(u), ["contacted"]);
         assert!(matches!(latest(u, "last_subject"), Some(Val::S(s)) if !s.is_empty()));
         assert_eq!(u.earliest.as_ref().unwrap().order_attr, "first_sent_at");
@@ -281,7 +292,13 @@ mod tests {
         let u = &p.items[0];
         assert_eq!(added(u, "clicks"), Some(&Val::N(1.0)));
         assert_eq!(added(u, "score"), Some(&Val::N(3.0)));
-        assert!(matches!(added(u, "links_clicked"), Some(Val::Ss(l)) if !l.is_empty()));
+        // Stamped with the click's time (epoch seconds), to keep the newest.
+        let t = p.event_time.seconds();
+        assert!(
+            matches!(capped(u, "links_clicked"), Some(Val::Ss(l))
+                if !l.is_empty() && l.iter().all(|l| l.starts_with(&format!("{t} https://")))),
+            "{u:?}"
+        );
         assert!(latest(u, "last_link").is_some());
     }
 

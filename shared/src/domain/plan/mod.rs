@@ -39,8 +39,9 @@ mod raw;
 mod text;
 
 pub use bounds::{
-    cut_bytes, dynamo_number_ok, key_part, MAX_FIELD_BYTES, MAX_JSON_BYTES, MAX_KEY_PART_BYTES,
-    MAX_RAW_BYTES, MAX_SET_ELEMENTS, MAX_SET_ELEMENT_BYTES,
+    cut_bytes, dynamo_number_ok, keep_greatest, key_part, MAX_FIELD_BYTES, MAX_JSON_BYTES,
+    MAX_KEPT_LINKS, MAX_KEPT_REPLIERS, MAX_KEPT_STEPS, MAX_KEY_PART_BYTES, MAX_RAW_BYTES,
+    MAX_SET_ELEMENTS, MAX_SET_ELEMENT_BYTES,
 };
 pub use text::strip_html;
 
@@ -104,12 +105,30 @@ impl Register {
     }
 }
 
+/// Elements added to a set that keeps its `cap` greatest: when it would
+/// hold more, the smallest leave it and `dropped` counts them. Elements
+/// order as [`keep_greatest`] says: numbers by value, texts stamped with
+/// their time (`<epoch seconds> <text>`) by time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capped {
+    pub attr: &'static str,
+    /// Counts the elements that left the set, or never entered it.
+    pub dropped: &'static str,
+    pub cap: usize,
+    /// This event's elements (`Val::Ss` or `Val::Ns`), at most `cap`.
+    pub add: Val,
+    /// This event's elements past `cap` (its smallest): counted, not added.
+    pub extra: usize,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemUpdate {
     pub pk: String,
     pub sk: String,
-    /// `ADD` counters and sets.
+    /// `ADD` counters and sets (of a fixed vocabulary: `flags`).
     pub add: Vec<(&'static str, Val)>,
+    /// Sets that grow with the item's events, kept to their newest elements.
+    pub capped: Vec<Capped>,
     /// `SET a = if_not_exists(a, v)`: written once.
     pub set_once: Vec<(&'static str, Val)>,
     pub latest: Option<Register>,
@@ -122,6 +141,7 @@ impl ItemUpdate {
             pk,
             sk,
             add: vec![],
+            capped: vec![],
             set_once: vec![],
             latest: None,
             earliest: None,
@@ -133,6 +153,24 @@ impl ItemUpdate {
     }
     fn flag(mut self, flag: &str) -> Self {
         self.add.push(("flags", Val::Ss(vec![flag.to_owned()])));
+        self
+    }
+    /// `add` (a set) into `attr`, which keeps its `cap` greatest elements
+    /// and counts the others in `dropped` (see [`Capped`]).
+    fn keep_newest(
+        mut self,
+        attr: &'static str,
+        dropped: &'static str,
+        cap: usize,
+        add: Val,
+    ) -> Self {
+        self.capped.push(Capped {
+            attr,
+            dropped,
+            cap,
+            add,
+            extra: 0,
+        });
         self
     }
     fn once(mut self, attr: &'static str, v: Option<String>) -> Self {
@@ -196,10 +234,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan without what makes an item grow (every set but the status
-    /// `flags`; JSON values) and with texts cut to 256 bytes: counts, flags,
-    /// registers' times and the marker stay. For an item DynamoDB refuses to
-    /// grow further.
+    /// The plan without what makes an item grow (the capped sets, JSON
+    /// values) and with texts cut to 256 bytes: counts, flags, registers'
+    /// times and the absorbed key stay. The last resort for an item
+    /// DynamoDB refuses to grow further (one grown by hand, or before the
+    /// sets were capped, and not yet written by an event that caps them).
     pub fn trimmed(&self) -> Plan {
         let mut p = self.clone();
         p.items = p.items.iter().map(ItemUpdate::trimmed).collect();
@@ -212,8 +251,7 @@ impl ItemUpdate {
     /// the store sends it when DynamoDB refuses the whole one for this item.
     pub fn trimmed(&self) -> ItemUpdate {
         let mut u = self.clone();
-        u.add
-            .retain(|(attr, v)| !matches!(v, Val::Ss(_) | Val::Ns(_)) || *attr == "flags");
+        u.capped.clear();
         let registers = u.latest.iter_mut().chain(u.earliest.iter_mut());
         for fields in std::iter::once(&mut u.set_once).chain(registers.map(|r| &mut r.fields)) {
             fields.retain(|(_, v)| !matches!(v, Val::Json(_)));
@@ -401,6 +439,11 @@ mod testing {
     /// The value `u` adds to `attr`.
     pub fn added<'a>(u: &'a ItemUpdate, attr: &str) -> Option<&'a Val> {
         u.add.iter().find(|(a, _)| *a == attr).map(|(_, v)| v)
+    }
+
+    /// The elements `u` adds to the capped set `attr`.
+    pub fn capped<'a>(u: &'a ItemUpdate, attr: &str) -> Option<&'a Val> {
+        u.capped.iter().find(|c| c.attr == attr).map(|c| &c.add)
     }
 
     /// The value `u` writes once to `attr`.

@@ -38,6 +38,22 @@
 //! after a jittered wait (4 times at most). What still fails is a
 //! retryable error, with its cause, for SQS to redeliver.
 //!
+//! The sets that grow with an item's events ([`Capped`]: clicked links,
+//! colleagues' replies, steps sent) keep their newest elements, so no
+//! stream of events grows an item past a few KB (each write of an item is
+//! billed one unit per started KB, refused ones included). The update adds
+//! the event's elements (`ADD`) on the condition that the set has room for
+//! them: one request, whatever the set holds. A full set refuses; the
+//! item the refusal returns shows it, and the update is sent again
+//! rewriting the set whole: the greatest of its elements and the event's
+//! (texts are stamped with their time, so the greatest are the newest),
+//! the others counted (`links_dropped`...), on the condition that the set
+//! is still what was read (`SetRead`). A writer that lost the race finds
+//! the set changed, reads it again from its own refusal and merges again;
+//! a retry or a redelivery finds its key in `ek` first. So the set holds
+//! the greatest elements of all ever added, whatever their order of
+//! arrival, and its counter how many others, each event counted once.
+//!
 //! The fan-out needs no record of its own: when the plan has it, the first
 //! item's update also adds the compact key to its set `fo` (pending); the
 //! consumer publishes with the state the write returned and then removes
@@ -49,9 +65,11 @@
 //! both see it: the bus event carries the dedup key as its id.
 //!
 //! Items are independent, so each is applied whatever the others do: one
-//! DynamoDB refuses for its content (past 400 KB, say) is sent again
-//! trimmed ([`ItemUpdate::trimmed`]), and if refused even so, reported in
-//! the outcome while the others are written.
+//! DynamoDB refuses for its content (past 400 KB: an item grown before its
+//! sets were capped and not yet written by an event that caps them, or by
+//! hand) is sent again trimmed ([`ItemUpdate::trimmed`]), the last resort,
+//! and if refused even so, reported in the outcome while the others are
+//! written.
 //!
 //! Upgrading from the transactional design: its items hold no keys, its
 //! events left a marker (`EVENT#<key>` with `event_type`). With
@@ -64,6 +82,7 @@
 
 pub mod absorbed;
 pub mod budget;
+pub mod records;
 
 use crate::adapters::aws::error::AwsError;
 use crate::app::store::{
@@ -71,7 +90,8 @@ use crate::app::store::{
     StoreError, FX_PENDING, FX_RUNNING,
 };
 use crate::domain::key::DedupKey;
-use crate::domain::plan::{key_part, ItemUpdate, Plan, Val};
+use crate::domain::plan::{keep_greatest, key_part, Capped, ItemUpdate, Plan, Val};
+use crate::domain::records::RecordKind;
 use crate::domain::time::EventTime;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -415,14 +435,14 @@ struct Extra {
     mark_legacy: Option<i64>,
 }
 
+/// `u`'s request as `at` stands: its register stage, the generations it
+/// assumes, its extras and how it knows its capped sets.
 fn build_update(
     u: &ItemUpdate,
-    stage: Stage,
+    at: &Attempt,
     order: &str,
     time: &str,
     seen: &[u8],
-    gen: u64,
-    extra: Extra,
 ) -> Result<ItemRequest, StoreError> {
     let mut e = Expr::default();
     // A register compares the event's order, or its time alone (`by_time`).
@@ -435,8 +455,11 @@ fn build_update(
         let val = e.value(to_attr(v));
         e.add.push(format!("{n} {val}"));
     }
-    let mut condition = absorb(&mut e, seen, gen, extra);
-    match stage {
+    let mut condition = absorb(&mut e, seen, at.gen, at.extra);
+    for (c, read) in u.capped.iter().zip(&at.capped) {
+        condition.push_str(&capped(&mut e, c, read));
+    }
+    match at.stage {
         Stage::Latest => {
             let reg = u
                 .latest
@@ -518,6 +541,111 @@ fn absorb(e: &mut Expr, seen: &[u8], gen: u64, extra: Extra) -> String {
             .push(format!("{legacy} = if_not_exists({legacy}, {av})"));
     }
     condition
+}
+
+/// How an update knows one of its capped sets ([`Capped`]).
+#[derive(Debug, Clone)]
+enum SetRead {
+    /// Not read: the elements are added (`ADD`), on the condition that the
+    /// set has room for them. Typical: one request, whatever the set holds.
+    Unread,
+    /// As a refusal showed it (`None`: absent): rewritten whole, its
+    /// greatest elements kept and the others counted, on the condition
+    /// that it is still that.
+    Read(Option<AttributeValue>),
+}
+
+/// Adds `c`'s elements as `read` says and returns its condition.
+fn capped(e: &mut Expr, c: &Capped, read: &SetRead) -> String {
+    let s = e.name(c.attr);
+    let (dropped, condition) = match read {
+        SetRead::Unread => {
+            let v = e.value(to_attr(&c.add));
+            e.add.push(format!("{s} {v}"));
+            let room = c.cap.saturating_sub(set_len(&c.add));
+            let room = e.value(AttributeValue::N(room.to_string()));
+            let cond = format!(" AND (attribute_not_exists({s}) OR size({s}) <= {room})");
+            (c.extra, cond)
+        }
+        SetRead::Read(old) => {
+            let was = old.as_ref().and_then(set_val);
+            let (kept, n) = keep_greatest(was.as_ref(), &c.add, c.cap);
+            let v = e.value(to_attr(&kept));
+            e.set.push(format!("{s} = {v}"));
+            let cond = match old {
+                Some(o) => format!(" AND {s} = {}", e.value(o.clone())),
+                None => format!(" AND attribute_not_exists({s})"),
+            };
+            (c.extra + n, cond)
+        }
+    };
+    if dropped > 0 {
+        let d = e.name(c.dropped);
+        let n = e.value(AttributeValue::N(dropped.to_string()));
+        e.add.push(format!("{d} {n}"));
+    }
+    condition
+}
+
+/// Elements of a set value.
+fn set_len(v: &Val) -> usize {
+    match v {
+        Val::Ss(s) => s.len(),
+        Val::Ns(n) => n.len(),
+        _ => 1,
+    }
+}
+
+/// A stored set as a plan's value (numbers parsed); none for another type.
+fn set_val(a: &AttributeValue) -> Option<Val> {
+    match a {
+        AttributeValue::Ss(s) => Some(Val::Ss(s.clone())),
+        AttributeValue::Ns(n) => Some(Val::Ns(n.iter().filter_map(|f| f.parse().ok()).collect())),
+        _ => None,
+    }
+}
+
+/// Whether a capped set of `u` refused the update (no room for the
+/// elements, or not what the update read): each that did is read from the
+/// item as the refusal showed it (`old`) into `at`, to be sent again.
+fn capped_moved(
+    u: &ItemUpdate,
+    old: Option<&HashMap<String, AttributeValue>>,
+    at: &mut Attempt,
+) -> bool {
+    let mut moved = false;
+    for (c, read) in u.capped.iter().zip(at.capped.iter_mut()) {
+        let now = old.and_then(|o| o.get(c.attr));
+        let holds = match read {
+            SetRead::Unread => now
+                .is_none_or(|v| set_val(v).is_some_and(|v| set_len(&v) + set_len(&c.add) <= c.cap)),
+            SetRead::Read(was) => same_set(was.as_ref(), now),
+        };
+        if !holds {
+            *read = SetRead::Read(now.cloned());
+            moved = true;
+        }
+    }
+    moved
+}
+
+/// Whether two stored values are equal, sets whatever their order.
+fn same_set(a: Option<&AttributeValue>, b: Option<&AttributeValue>) -> bool {
+    let sorted = |v: &AttributeValue| match v {
+        AttributeValue::Ss(s) | AttributeValue::Ns(s) => {
+            let mut s = s.clone();
+            s.sort();
+            Some(s)
+        }
+        _ => None,
+    };
+    match (a, b) {
+        (Some(a), Some(b)) => match (sorted(a), sorted(b)) {
+            (Some(x), Some(y)) => x == y && std::mem::discriminant(a) == std::mem::discriminant(b),
+            _ => a == b,
+        },
+        (a, b) => a.is_none() && b.is_none(),
+    }
 }
 
 /// Sets a register (its order and fields) and returns its condition: the
@@ -652,6 +780,8 @@ struct Attempt {
     /// until a refusal says otherwise (typical items never archive one).
     gen: u64,
     extra: Extra,
+    /// How the update knows each of the item's capped sets (`u.capped`).
+    capped: Vec<SetRead>,
     now_ms: i64,
 }
 
@@ -822,10 +952,11 @@ impl DynamoStore {
                     .then(|| now_ms - self.dedup_ttl.as_millis() as i64 - 86_400_000),
                 mark_legacy: None,
             },
+            capped: vec![SetRead::Unread; u.capped.len()],
             now_ms,
         };
         for _ in 0..16 {
-            let r = build_update(u, at.stage, run.order, run.time, run.seen, at.gen, at.extra)?;
+            let r = build_update(u, &at, run.order, run.time, run.seen)?;
             run.tally.requests += 1;
             let err = match self.send_update(u, r, want_state).await {
                 Ok(out) => {
@@ -935,6 +1066,8 @@ impl DynamoStore {
                 }
                 at.gen = g;
             }
+            // A capped set full, or changed since it was read: read it.
+            Refusal::Register if capped_moved(u, old.as_ref(), at) => {}
             Refusal::Register
                 if at
                     .extra
@@ -1379,9 +1512,10 @@ impl RejectSink for DynamoStore {
             crate::domain::plan::cut_bytes(r.raw, crate::domain::plan::MAX_RAW_BYTES).to_owned();
         // DynamoDB refuses empty strings in some places: "-" stands for none.
         let or_dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+        let sk = format!("{}#{}", r.received_at, key_part(r.key));
         let item = RejectedItem {
-            pk: "REJECTED",
-            sk: format!("{}#{}", r.received_at, key_part(r.key)),
+            pk: RecordKind::Rejected.pk(&sk),
+            sk,
             reason: r.reason,
             detail: or_dash(crate::domain::plan::cut_bytes(r.detail, 1000).to_owned()),
             message_id: r.message_id,
@@ -1423,12 +1557,13 @@ where
     }
 }
 
-/// A rejected event as stored (`pk` `REJECTED`, `sk` `<first received>#<key>`:
-/// one record an event, see [`crate::app::store::Dedup::first_seen`]),
-/// with its reason and raw body; it expires after [`REJECTED_TTL_DAYS`].
+/// A rejected event as stored (`sk` `<first received>#<key>`: one record
+/// an event, see [`crate::app::store::Dedup::first_seen`]; `pk` of its day
+/// and shard, [`RecordKind::pk`]), with its reason and raw body; it expires
+/// after [`REJECTED_TTL_DAYS`].
 #[derive(serde::Serialize)]
 struct RejectedItem<'a> {
-    pk: &'static str,
+    pk: String,
     sk: String,
     reason: &'a str,
     detail: String,
@@ -1495,7 +1630,7 @@ mod tests {
     #[test]
     fn a_rejected_item_has_the_key_the_ttl_and_every_field_as_strings() {
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(RejectedItem {
-            pk: "REJECTED",
+            pk: "REJECTED".into(),
             sk: "t#m".into(),
             reason: "not_json",
             detail: "-".into(),

@@ -1,0 +1,223 @@
+//! Every item stays small whatever the stream of events, against DynamoDB
+//! Local: the sets that grow with a lead's events (clicked links,
+//! colleagues' replies, steps sent) keep their newest elements and count
+//! the rest, exactly, under redeliveries and concurrent writers.
+//!
+//! DynamoDB Local meters nothing per partition, so what these tests guard
+//! is only enforced in AWS: an item is billed one write unit per started
+//! KB on every write, refused ones included, and a partition takes 1,000
+//! write units a second
+//! (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html,
+//! https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html):
+//! a lead's item grown to 400 KB takes ~2.5 events a second.
+
+mod common;
+
+use common::{fresh_store, item, put_item, raw_item};
+use serde_json::{json, Value};
+use smartlead::adapters::aws::dynamodb::{item_size, DynamoStore};
+use smartlead::app::store::{ApplyOutcome, Dedup};
+use smartlead::domain::plan::{
+    plan, Plan, ScoreWeights, MAX_KEPT_LINKS, MAX_KEPT_REPLIERS, MAX_KEPT_STEPS,
+};
+use smartlead::domain::time::EventTime;
+use std::sync::Arc;
+
+/// Largest item any stream may leave (DynamoDB's limit is 400 KB).
+const ITEM_CEILING: usize = 64 * 1024;
+
+fn plan_of(v: Value) -> Plan {
+    let ev = smartlead::SmartleadEvent::from_value(v).expect("event");
+    plan(&ev, EventTime::now(), &ScoreWeights::default())
+}
+
+/// The `i`th second of the streams.
+fn at(i: usize) -> EventTime {
+    EventTime::from_millis(1_736_900_000_000 + i as i64 * 1000).expect("time")
+}
+
+/// A long tracked link, distinct for each `i` in its first bytes.
+fn link(i: usize) -> String {
+    format!("https://track.example/{i:05}/{}", "x".repeat(960))
+}
+
+/// How a kept click reads: `<epoch seconds> <link>`.
+fn kept_click(i: usize) -> String {
+    format!("{} {}", at(i).seconds(), link(i))
+}
+
+fn click(lead: &str, i: usize) -> Plan {
+    plan_of(
+        json!({"event_type": "EMAIL_LINK_CLICK", "to_email": lead, "campaign_id": 7,
+        "sequence_number": 1, "time_clicked": at(i).to_string(), "link_clicked": [link(i)]}),
+    )
+}
+
+/// Applies `plans` on 4 concurrent writers, each plan delivered twice (the
+/// second delivery after every first one), a retryable failure sent again
+/// as SQS would. How many deliveries applied.
+async fn apply_all(store: &DynamoStore, plans: Vec<Plan>) -> usize {
+    let plans = Arc::new(plans);
+    let store = Arc::new(store.clone());
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let (plans, store) = (plans.clone(), store.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut applied = 0;
+            let n = plans.len();
+            for i in (w..2 * n).step_by(4) {
+                // Out of time order: a fixed scramble of the stream.
+                let p = &plans[(i % n) * 7919 % n];
+                for attempt in 0.. {
+                    match store.apply(p, "m").await {
+                        Ok(o) => {
+                            applied += usize::from(matches!(o, ApplyOutcome::Applied { .. }));
+                            break;
+                        }
+                        Err(e) if e.is_retryable() && attempt < 20 => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            applied
+        }));
+    }
+    let mut applied = 0;
+    for t in tasks {
+        applied += t.await.expect("task");
+    }
+    applied
+}
+
+async fn size_of(store: &DynamoStore, pk: &str, sk: &str) -> usize {
+    item_size(&raw_item(store, pk, sk).await)
+}
+
+#[tokio::test]
+async fn a_link_scanner_s_2000_clicks_leave_the_newest_links_and_count_the_rest() {
+    let store = fresh_store().await;
+    let lead = "scanned@x.example";
+    let n = 2000;
+    let (pk, sk) = (format!("LEAD#{lead}"), "CAMPAIGN#7");
+    for from in (0..n).step_by(500) {
+        let plans: Vec<Plan> = (from..from + 500).map(|i| click(lead, i)).collect();
+        assert_eq!(
+            apply_all(&store, plans).await,
+            500,
+            "each click applied once"
+        );
+        let size = size_of(&store, &pk, sk).await;
+        assert!(
+            size < ITEM_CEILING,
+            "{size} bytes after {} clicks",
+            from + 500
+        );
+    }
+    let it = item(&store, &pk, sk).await;
+    assert_eq!(it["clicks"], n);
+    let newest: Vec<String> = (n - MAX_KEPT_LINKS..n).map(kept_click).collect();
+    assert_eq!(it["links_clicked"], json!(newest), "the newest links");
+    assert_eq!(it["links_dropped"], n - MAX_KEPT_LINKS, "the rest, counted");
+    assert_eq!(it["last_link"], link(n - 1));
+    // Every later write of the lead is billed by that size, no more: an
+    // item past 96 events is refused once (for the generations of absorbed
+    // keys it archived, which the update did not check), then written.
+    let open = plan_of(
+        json!({"event_type": "EMAIL_OPEN", "to_email": lead, "campaign_id": 7,
+        "sequence_number": 1, "time_opened": at(n).to_string()}),
+    );
+    let ApplyOutcome::Applied { write_units, .. } =
+        store.apply(&open, "m-open").await.expect("open")
+    else {
+        panic!("the open not applied");
+    };
+    let billed = size_of(&store, &pk, sk).await.div_ceil(1024) as f64;
+    assert!(
+        write_units <= 2.0 * billed,
+        "{write_units} units, {billed} a write"
+    );
+    assert!(billed <= (ITEM_CEILING / 1024) as f64);
+}
+
+#[tokio::test]
+async fn colleagues_replies_and_a_long_sequence_keep_the_newest_and_count_the_rest() {
+    let store = fresh_store().await;
+    let lead = "busy@x.example";
+    let n = 300;
+    let mut plans = Vec::new();
+    for i in 0..n {
+        plans.push(plan_of(
+            json!({"event_type": "EMAIL_REPLY", "sl_lead_email": lead,
+            "to_email": format!("colleague{i:03}@x.example"), "campaign_id": 7,
+            "event_timestamp": at(i).to_string(),
+            "reply_message": {"message_id": format!("<r{i}@x.example>"), "text": "Thanks"}}),
+        ));
+        plans.push(plan_of(
+            json!({"event_type": "EMAIL_SENT", "to_email": lead,
+            "campaign_id": 7, "sequence_number": i + 1, "time_sent": at(i).to_string(),
+            "message_id": format!("<s{i}@x.example>")}),
+        ));
+    }
+    assert_eq!(apply_all(&store, plans).await, 2 * n);
+    let pk = format!("LEAD#{lead}");
+    for sk in ["CAMPAIGN#7", "REPLY#7"] {
+        let size = size_of(&store, &pk, sk).await;
+        assert!(size < ITEM_CEILING, "{sk}: {size} bytes");
+    }
+    let campaign = item(&store, &pk, "CAMPAIGN#7").await;
+    assert_eq!(campaign["replies"], n);
+    assert_eq!(campaign["sent"], n);
+    let steps: Vec<usize> = (n - MAX_KEPT_STEPS + 1..=n).collect();
+    assert_eq!(campaign["steps_sent"], json!(steps), "the latest steps");
+    assert_eq!(campaign["steps_dropped"], n - MAX_KEPT_STEPS);
+    let reply = item(&store, &pk, "REPLY#7").await;
+    let newest: Vec<String> = (n - MAX_KEPT_REPLIERS..n)
+        .map(|i| format!("{} colleague{i:03}@x.example", at(i).seconds()))
+        .collect();
+    assert_eq!(reply["repliers"], json!(newest), "the newest writers");
+    assert_eq!(reply["repliers_dropped"], n - MAX_KEPT_REPLIERS);
+}
+
+#[tokio::test]
+async fn an_item_grown_before_the_bound_shrinks_at_its_next_click() {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let store = fresh_store().await;
+    let lead = "grown@x.example";
+    let (pk, sk) = (format!("LEAD#{lead}"), "CAMPAIGN#7");
+    // What the unbounded set left: 300 distinct links of 1 KB, ~300 KB.
+    let old: Vec<String> = (0..300)
+        .map(|i| format!("{i:04}{}", "o".repeat(1020)))
+        .collect();
+    put_item(
+        &store,
+        [
+            ("pk", AttributeValue::S(pk.clone())),
+            ("sk", AttributeValue::S(sk.into())),
+            ("clicks", AttributeValue::N("300".into())),
+            ("links_clicked", AttributeValue::Ss(old.clone())),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into(),
+    )
+    .await;
+    let p = click(lead, 1);
+    assert!(matches!(
+        store.apply(&p, "m-1").await.expect("apply"),
+        ApplyOutcome::Applied { .. }
+    ));
+    let size = size_of(&store, &pk, sk).await;
+    assert!(size < ITEM_CEILING, "{size} bytes");
+    let it = item(&store, &pk, sk).await;
+    assert_eq!(it["clicks"], 301);
+    // The click is the newest; the links before the bound, older than any
+    // the bound keeps, fill the rest (the greatest of them: no time to go by).
+    let mut kept: Vec<String> = old[300 - (MAX_KEPT_LINKS - 1)..].to_vec();
+    kept.push(kept_click(1));
+    kept.sort();
+    assert_eq!(it["links_clicked"], json!(kept));
+    assert_eq!(it["links_dropped"], 300 + 1 - MAX_KEPT_LINKS);
+    assert_eq!(
+        store.apply(&p, "m-2").await.expect("again"),
+        ApplyOutcome::Duplicate
+    );
+}
