@@ -583,3 +583,46 @@ async fn one_refused_bus_entry_does_not_hold_its_chunk_mates() {
         "{results:?}"
     );
 }
+
+/// A reply wave reaches Slack as digests: one message carries up to ten
+/// alerts, so Slack's one message a second per webhook
+/// (https://api.slack.com/docs/rate-limits) drains ten alerts a second.
+#[tokio::test]
+async fn a_wave_of_replies_goes_to_slack_as_digests_of_ten() {
+    let slack = http::server().await;
+    let c = consumer(fresh_store().await, slack_effects(&slack.uri()));
+    let replies: Vec<Value> = (0..12)
+        .map(|i| reply(&format!("wave{i}@fx.example")))
+        .collect();
+    let records: Vec<SqsMessage> = replies
+        .iter()
+        .enumerate()
+        .map(|(i, r)| record(&format!("w-{i}"), r))
+        .collect();
+    let r = c.handle_batch(batch(records[..10].to_vec())).await;
+    assert!(failures(&r).is_empty());
+    let r = c.handle_batch(batch(records[10..].to_vec())).await;
+    assert!(failures(&r).is_empty());
+    let calls = requests(&slack).await;
+    assert!(
+        calls.len() < replies.len(),
+        "{} calls for 12 alerts",
+        calls.len()
+    );
+    for (i, body) in replies.iter().enumerate() {
+        let lead = format!("wave{i}@fx.example");
+        let n = calls.iter().filter(|c| text(c).contains(&lead)).count();
+        assert_eq!(n, 1, "{lead} alerted {n} times");
+        let marker = common::marker(&c.store, &body.to_string()).await;
+        assert_eq!(marker["fx_slack"], "done", "{lead}");
+    }
+    let blocks = |c: &wiremock::Request| {
+        serde_json::from_slice::<Value>(&c.body).unwrap()["blocks"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert!(
+        calls.iter().all(|c| blocks(c) <= 50),
+        "Slack takes 50 blocks a message"
+    );
+}

@@ -364,6 +364,25 @@ impl Alert {
         t
     }
 
+    /// One Slack message for several alerts (a wave of replies): each
+    /// alert's blocks, a divider between them, and the titles as the text
+    /// fallback. Ten alerts stay within Slack's 50 blocks a message
+    /// (<https://api.slack.com/reference/block-kit/blocks>).
+    pub fn slack_digest(alerts: &[Alert]) -> Value {
+        if let [one] = alerts {
+            return one.slack();
+        }
+        let mut blocks = Vec::new();
+        for (i, a) in alerts.iter().enumerate() {
+            if i > 0 {
+                blocks.push(json!({"type": "divider"}));
+            }
+            blocks.extend(a.slack()["blocks"].as_array().cloned().unwrap_or_default());
+        }
+        let titles: Vec<&str> = alerts.iter().map(|a| a.title.as_str()).collect();
+        json!({"text": format!("{} alerts: {}", alerts.len(), titles.join("; ")), "blocks": blocks})
+    }
+
     /// A Slack incoming-webhook message (Block Kit, with a text fallback).
     pub fn slack(&self) -> Value {
         let esc = |s: &str| {
@@ -412,6 +431,35 @@ pub trait Notifier: Send + Sync {
         key: &str,
         deadline: Instant,
     ) -> Result<(), EffectError>;
+    /// How many events one call may carry (Slack: a digest of alerts).
+    fn batch_limit(&self) -> usize {
+        1
+    }
+    /// Does it for up to [`Self::batch_limit`] events as one call: one
+    /// result for them all.
+    async fn notify_all(
+        &self,
+        evs: &[(&SmartleadEvent, &str)],
+        deadline: Instant,
+    ) -> Result<(), EffectError> {
+        for (ev, key) in evs {
+            self.notify(ev, key, deadline).await?;
+        }
+        Ok(())
+    }
+}
+
+impl EffectError {
+    /// The same outcome again, for each effect a shared call stood for.
+    pub fn copied(&self) -> EffectError {
+        match self {
+            EffectError::Permanent(e) => EffectError::Permanent(e.to_string().into()),
+            e => match e.retry_after() {
+                Some(after) => EffectError::later(after, e.to_string()),
+                None => EffectError::Transient(e.to_string().into()),
+            },
+        }
+    }
 }
 
 /// What list hygiene does on a bounce or unsubscribe (`HYGIENE`).

@@ -175,6 +175,12 @@ struct Work<'a> {
     claim: bool,
 }
 
+/// Calls of one notifier that go as one (a Slack digest).
+type Group<'a, 'n> = (
+    &'n dyn crate::app::effects::Notifier,
+    Vec<(&'a Work<'a>, SmartleadEvent)>,
+);
+
 /// The invocation's bounds for its effects.
 #[derive(Clone, Copy)]
 struct Bounds {
@@ -203,12 +209,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         let (fanout, calls): (Vec<&Work>, Vec<&Work>) =
             works.iter().partition(|w| w.effect == FANOUT);
         let mut ran = self.publish(&fanout, b).await;
-        let called: Vec<(&Work, Ran)> = futures::stream::iter(calls)
-            .map(|w| async move { (w, self.call(w, b).await) })
-            .buffer_unordered(4)
-            .collect()
-            .await;
-        ran.extend(called);
+        ran.extend(self.calls(calls, b).await);
         self.effect_metrics(&ran);
         let mut again = Vec::new();
         let mut delays = Vec::new();
@@ -279,12 +280,65 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         })
     }
 
-    /// An alert or hygiene call: claimed, run before the deadline, settled.
-    async fn call(&self, w: &Work<'_>, b: Bounds) -> Ran {
-        let Some(n) = self.effects.notifier(w.effect) else {
+    /// The alerts and hygiene calls of a batch: each read and claimed, then
+    /// run in groups as large as their notifier takes (Slack: digests of
+    /// ten alerts, one rate-budget slot each), and settled.
+    async fn calls<'a>(&self, works: Vec<&'a Work<'a>>, b: Bounds) -> Vec<(&'a Work<'a>, Ran)> {
+        let ready: Vec<(&Work, Result<SmartleadEvent, Ran>)> = futures::stream::iter(works)
+            .map(|w| async move { (w, self.prepare(w, b).await) })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
+        for (w, r) in ready {
+            let ev = match r {
+                Ok(ev) => ev,
+                Err(ran) => {
+                    out.push((w, ran));
+                    continue;
+                }
+            };
+            let Some(n) = self.effects.notifier(w.effect) else {
+                continue;
+            };
+            match groups
+                .iter_mut()
+                .find(|(g, items)| g.effect() == w.effect && items.len() < n.batch_limit())
+            {
+                Some((_, items)) => items.push((w, ev)),
+                None => groups.push((n, vec![(w, ev)])),
+            }
+        }
+        let ran: Vec<Vec<(&Work, Ran)>> = futures::stream::iter(groups)
+            .map(|(n, items)| async move {
+                let evs: Vec<(&SmartleadEvent, &str)> =
+                    items.iter().map(|(w, ev)| (ev, w.key.as_str())).collect();
+                let r = match evs.as_slice() {
+                    [(ev, key)] => n.notify(ev, key, b.end).await,
+                    _ => n.notify_all(&evs, b.end).await,
+                };
+                let mut out = Vec::new();
+                for (w, _) in &items {
+                    let mine = r.as_ref().map(|_| ()).map_err(EffectError::copied);
+                    out.push((*w, self.ended(w, b, mine).await));
+                }
+                out
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        out.extend(ran.into_iter().flatten());
+        out
+    }
+
+    /// An alert or hygiene call's event, read and claimed before the
+    /// deadline; else how the message ends.
+    async fn prepare(&self, w: &Work<'_>, b: Bounds) -> Result<SmartleadEvent, Ran> {
+        if self.effects.notifier(w.effect).is_none() {
             tracing::error!(dedup_key = %w.key, effect = w.effect, outcome = "refused", "effect no longer configured; not run");
-            return Ran::Refused;
-        };
+            return Err(Ran::Refused);
+        }
         let ev = match self.body(w.m).await {
             Body::Ready(bytes) => match SmartleadEvent::from_slice(&bytes) {
                 Ok(ev) => ev.with_delivery(
@@ -293,25 +347,23 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 ),
                 Err(e) => {
                     tracing::error!(dedup_key = %w.key, effect = w.effect, error = %e, outcome = "refused", "effect message's event does not read");
-                    return Ran::Refused;
+                    return Err(Ran::Refused);
                 }
             },
             Body::Reject(reason, ..) => {
                 tracing::error!(dedup_key = %w.key, effect = w.effect, reason, outcome = "refused", "effect message's body is gone");
-                return Ran::Refused;
+                return Err(Ran::Refused);
             }
-            Body::Retry(_) => return Ran::Retry(None),
+            Body::Retry(_) => return Err(Ran::Retry(None)),
         };
         if Instant::now() >= b.end {
-            return Ran::NotStarted;
+            return Err(Ran::NotStarted);
         }
         match self.claim_for(w, b).await {
-            Ok(true) => {}
-            Ok(false) => return Ran::Skipped,
-            Err(r) => return r,
+            Ok(true) => Ok(ev),
+            Ok(false) => Err(Ran::Skipped),
+            Err(r) => Err(r),
         }
-        let r = n.notify(&ev, w.key.as_str(), b.end).await;
-        self.ended(w, b, r).await
     }
 
     /// Logs an effect's end and records it on its ledger record.

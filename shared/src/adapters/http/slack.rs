@@ -56,7 +56,31 @@ impl Notifier for SlackNotifier {
         key: &str,
         deadline: Instant,
     ) -> Result<(), EffectError> {
-        let body = Alert::from_event(ev, key).slack();
+        self.post(&Alert::from_event(ev, key).slack(), deadline)
+            .await
+    }
+
+    /// A wave of alerts goes as digests of ten, one slot each.
+    fn batch_limit(&self) -> usize {
+        10
+    }
+
+    async fn notify_all(
+        &self,
+        evs: &[(&SmartleadEvent, &str)],
+        deadline: Instant,
+    ) -> Result<(), EffectError> {
+        let alerts: Vec<Alert> = evs
+            .iter()
+            .map(|(ev, key)| Alert::from_event(ev, key))
+            .collect();
+        self.post(&Alert::slack_digest(&alerts), deadline).await
+    }
+}
+
+impl SlackNotifier {
+    /// Posts one message in the webhook's budget before `deadline`.
+    async fn post(&self, body: &serde_json::Value, deadline: Instant) -> Result<(), EffectError> {
         let Some(url) = self.url.get().await else {
             // The parameter could not be read yet (it is read again with
             // backoff): the alert waits, the event's state does not.
@@ -67,7 +91,7 @@ impl Notifier for SlackNotifier {
         let dest = Destination::slack(&url);
         loop {
             self.budget
-                .acquire(&dest, deadline)
+                .acquire(&dest, crate::adapters::http::latest_slot(deadline))
                 .await
                 .map_err(|e| match e.retry_after() {
                     Some(after) => EffectError::later(after, "Slack: no slot in its rate budget"),
@@ -82,7 +106,7 @@ impl Notifier for SlackNotifier {
                 .http
                 .post(url.as_str())
                 .timeout(timeout)
-                .json(&body)
+                .json(body)
                 .send()
                 .await
                 .map_err(|e| {
