@@ -253,12 +253,8 @@ fn hottest(writes: &[Write]) -> (String, f64) {
 
 /// The account of the run.
 pub async fn account(h: &Harness) -> Result<Report> {
-    let items = h
-        .stack
-        .store()
-        .scan_all()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(h.ddb.clone(), &h.stack.table);
+    let items = store.scan_all().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let events = &h.mix.events;
     let writes = h.dynamodb.writes();
     let accepted = accepted_at(h);

@@ -90,6 +90,20 @@ pub struct Harness {
     pub started: Instant,
     /// What the alert topic's and the bus's tap queues held (read, deleted).
     taps: tokio::sync::Mutex<(Vec<Tapped>, Vec<Tapped>)>,
+    /// Clients that wait longer than the stack's (10 s) for the busy
+    /// stand-ins: the account's scan and queue reads.
+    pub sqs: smartlead::aws_sdk_sqs::Client,
+    pub ddb: smartlead::aws_sdk_dynamodb::Client,
+}
+
+/// How long the account's reads of the busy stand-ins may take.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn patient_timeouts() -> smartlead::aws_sdk_sqs::config::timeout::TimeoutConfig {
+    smartlead::aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+        .operation_timeout(PATIENCE)
+        .operation_attempt_timeout(PATIENCE)
+        .build()
 }
 
 /// A message read from a tap queue, and when.
@@ -134,7 +148,6 @@ impl Harness {
             },
         )?;
         Ok(Harness {
-            stack,
             slack,
             smartlead,
             dynamodb,
@@ -145,6 +158,23 @@ impl Harness {
             drained: None,
             started: Instant::now(),
             taps: Default::default(),
+            sqs: smartlead::aws_sdk_sqs::Client::from_conf(
+                stack
+                    .sqs
+                    .config()
+                    .to_builder()
+                    .timeout_config(patient_timeouts())
+                    .build(),
+            ),
+            ddb: smartlead::aws_sdk_dynamodb::Client::from_conf(
+                stack
+                    .ddb
+                    .config()
+                    .to_builder()
+                    .timeout_config(patient_timeouts())
+                    .build(),
+            ),
+            stack,
         })
     }
 
@@ -179,7 +209,7 @@ impl Harness {
 
     async fn read_tap(&self, name: &str) -> Result<Vec<Tapped>> {
         use smartlead::aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-        let sqs = &self.stack.sqs;
+        let sqs = &self.sqs;
         let url = sqs.get_queue_url().queue_name(name).send().await?;
         let url = url.queue_url.context("tap queue url")?;
         let mut out = Vec::new();
