@@ -858,6 +858,105 @@ async fn lead_reads_the_table_named_by_the_deployed_stack() {
     assert!(text(&o).contains("no-such-stack"), "{}", text(&o));
 }
 
+/// REJECTED records and unknown events of the last four days, eight a day
+/// an hour apart, each written twice (a redelivery): the times written,
+/// oldest first. Each day's records spread over shards (partitions).
+async fn records_over_four_days(
+    ddb: &smartlead::aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<String> {
+    use smartlead::app::store::{Dedup, RejectSink};
+    use smartlead::domain::time::EventTime;
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), table);
+    let now = EventTime::now().millis();
+    let mut times = Vec::new();
+    for i in 0..32i64 {
+        let t =
+            EventTime::from_millis(now - (i / 8) * 86_400_000 - (i % 8 + 1) * 3_600_000).unwrap();
+        let key = format!("REJECTED:body:{i:04}");
+        let at = t.to_string();
+        let ev = smartlead::SmartleadEvent::from_value(json!({
+            "event_type": "LEAD_MEETING_BOOKED", "n": i, "event_timestamp": at
+        }))
+        .unwrap();
+        let plan = smartlead::domain::plan::plan(&ev, t, &Default::default());
+        for m in ["m-1", "m-2"] {
+            store
+                .reject(smartlead::app::store::Rejected {
+                    key: &key,
+                    message_id: m,
+                    reason: "not_json",
+                    detail: "expected value at line 1",
+                    raw: "<html>",
+                    received_at: &at,
+                })
+                .await
+                .unwrap();
+            store.apply(&plan, m).await.unwrap();
+        }
+        times.push(at);
+    }
+    times.sort();
+    times
+}
+
+#[tokio::test]
+async fn records_lists_each_kind_over_its_days_and_shards_in_time_order() {
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
+    let (ddb, table) = moto_table("cli-records").await;
+    let times = records_over_four_days(&ddb, &table).await;
+    let stack = format!("cli-records-stack-{}", std::process::id());
+    create_stack(&cfg, &stack, &[("StateTableName", json!(table))]).await;
+    // Spread: more than one partition a kind.
+    let pks: std::collections::BTreeSet<String> = ddb
+        .scan()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .iter()
+        .filter_map(|i| i.get("pk")?.as_s().ok().cloned())
+        .collect();
+    for kind in ["REJECTED#", "UNKNOWN#"] {
+        let n = pks.iter().filter(|p| p.starts_with(kind)).count();
+        assert!(n > 4, "{kind}: {pks:?}");
+    }
+    // Listed oldest first, once each, from --since on.
+    let since_36h = |t: &&String| {
+        let cut = smartlead::domain::time::EventTime::from_millis(
+            smartlead::domain::time::EventTime::now().millis() - 36 * 3_600_000,
+        )
+        .unwrap()
+        .to_string();
+        **t >= cut
+    };
+    let recent: Vec<&String> = times.iter().filter(since_36h).collect();
+    for kind in ["rejected", "unknown"] {
+        let o = aws_only(&["records", kind, "--stack", &stack, "--since", "7d"]).await;
+        assert!(o.status.success(), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(out.starts_with("32 "), "{out}");
+        let listed: Vec<&str> = out.lines().skip(1).map(|l| &l.trim_start()[..24]).collect();
+        assert_eq!(listed, times, "{kind}: oldest first\n{out}");
+        let o = aws_only(&[
+            "records", kind, "--stack", &stack, "--since", "36h", "--json",
+        ])
+        .await;
+        assert!(o.status.success(), "{}", text(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let listed: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["sk"].as_str().unwrap()[..24])
+            .collect();
+        assert_eq!(listed, recent, "{kind} --since 36h");
+    }
+    let o = aws_only(&["records", "rejects", "--stack", &stack]).await;
+    assert!(!o.status.success(), "an unknown kind is refused");
+}
+
 /// A REJECTED record and an event that names no lead (UNATTRIBUTED), now.
 async fn rejected_and_unattributed(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str) {
     use smartlead::app::store::{Dedup, RejectSink};
