@@ -48,48 +48,49 @@ fn reply() -> SmartleadEvent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn smartlead_calls_of_several_processes_stay_inside_the_keys_budget() {
-    // 540 a minute (one call every 111 ms): at most 10 in any second, the
-    // stand-in's burst limit, with a call's worth of margin.
-    let smartlead = SmartleadLimit::start_with(540, 10).await.expect("stand-in");
+    // 300 a minute for the key, one call every 201.5 ms ((60 s + JITTER) /
+    // 299): five a second, where three processes paced alone would send 15
+    // and meet the stand-in's 429s past 10.
+    let smartlead = SmartleadLimit::start_with(300, 10).await.expect("stand-in");
     let (_, budgets) = processes(3).await;
     let stop = Instant::now() + Duration::from_secs(4);
     let mut tasks = Vec::new();
     for budget in &budgets {
-        let api = Arc::new(Api::new(&smartlead.base, "KEY-1").with_budget(budget.clone(), 540));
+        let api = Arc::new(Api::new(&smartlead.base, "KEY-1").with_budget(budget.clone(), 300));
         for _ in 0..3 {
             let api = api.clone();
             tasks.push(tokio::spawn(async move {
-                let (mut ok, mut later) = (0, 0);
+                let mut ok = 0;
                 loop {
                     match api.get_webhook("1", stop).await {
                         Ok(_) => ok += 1,
-                        Err(e @ ApiError::Throttled { .. }) => {
-                            assert!(e.retry_after().is_some(), "{e}");
-                            later += 1;
-                            break;
-                        }
-                        Err(e) => panic!("{e}"),
+                        Err(e) => return (ok, e),
                     }
                 }
-                (ok, later)
             }));
         }
     }
     let mut made = 0;
     for t in tasks {
-        let (ok, later) = t.await.expect("task");
+        let (ok, stopped) = t.await.expect("task");
         made += ok;
-        // Each caller stops on a slot past its deadline: told, not lost.
-        assert_eq!(later, 1);
+        // Each caller stops on a slot past its deadline: told when to come
+        // back, not lost.
+        assert!(
+            matches!(stopped, ApiError::Throttled { .. }) && stopped.retry_after().is_some(),
+            "{stopped}"
+        );
     }
     let calls = smartlead.calls();
     let refused: Vec<_> = calls.iter().filter(|c| !c.accepted()).collect();
     assert!(refused.is_empty(), "over SmartLead's limit: {refused:?}");
     let times: Vec<Instant> = calls.iter().map(|c| c.at).collect();
-    assert!(most_in_any(&times, Duration::from_secs(1)) <= 10);
+    // 5 a second; 7 with arrivals up to JITTER apart from their slots.
+    let most = most_in_any(&times, Duration::from_secs(1));
+    assert!(most <= 7, "{most} calls in one second");
     assert_eq!(calls.len(), made);
-    // ~36 slots in 4 s: the processes used the budget, not a fraction of it.
-    assert!(made >= 24, "only {made} calls in 4 s");
+    // ~20 slots in 4 s: the processes used the budget, not a fraction of it.
+    assert!(made >= 12, "only {made} calls in 4 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -101,8 +102,8 @@ async fn slack_alerts_of_several_processes_go_one_a_second_and_none_is_lost() {
         .iter()
         .map(|b| Arc::new(SlackNotifier::new(url.clone()).with_budget(b.clone())))
         .collect();
-    // Six alerts at once; slots 1.1 s apart; the deadline leaves room for 4.
-    let deadline = Instant::now() + Duration::from_millis(3_600);
+    // Six alerts at once; slots 1.25 s apart; the deadline leaves room for 4.
+    let deadline = Instant::now() + Duration::from_millis(4_000);
     let alerts = (0..6).map(|i| {
         let n = notifiers[i % notifiers.len()].clone();
         tokio::spawn(async move { n.notify(&reply(), "k", deadline).await })
@@ -202,7 +203,9 @@ async fn a_lower_limit_smartlead_states_slows_every_process() {
     let (s1, s2) = (slot().await, slot().await);
     let gap = s2.duration_since(s1);
     assert!(gap >= Duration::from_millis(1_990), "{gap:?}");
-    assert!(gap <= Duration::from_millis(2_100), "{gap:?}");
+    // (plus the first reservation's extra round trip, when it finds the
+    // budget busy: its wait is counted from its last attempt)
+    assert!(gap <= Duration::from_millis(3_000), "{gap:?}");
 }
 
 #[tokio::test]
@@ -213,7 +216,7 @@ async fn a_slot_past_the_deadline_reserves_nothing_and_says_when_it_comes() {
     for _ in 0..3 {
         budgets[0].reserve(&dest, far).await.expect("slot");
     }
-    // The next slot is ~3.3 s away: not within a second.
+    // The next slot is ~3.75 s away: not within a second.
     let soon = || Instant::now() + Duration::from_secs(1);
     let e = budgets[1]
         .reserve(&dest, soon())

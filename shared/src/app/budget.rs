@@ -24,15 +24,22 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Added to a destination's window before it is divided into intervals:
-/// calls are spaced `(window + JITTER) / count`, slightly more than the
-/// nominal `window / count`, so network jitter and clock skew between
-/// processes of up to this much cannot put `count + 1` calls into any
-/// window of the destination's length as the destination (or a stand-in
-/// counting with a sliding window) sees them: the first and last of
-/// `count + 1` calls are `window + JITTER` apart when sent. Slack: one
-/// message every 1.1 s; SmartLead at 60 a minute: one every 1.0017 s.
-pub const JITTER: Duration = Duration::from_millis(100);
+/// Added to a destination's window before it is divided into intervals,
+/// so network jitter and clock skew between processes of up to this much
+/// cannot put one call too many into any window of the destination's
+/// length as the destination (or a stand-in counting with a sliding
+/// window) sees them: the first and last of `n + 1` calls spaced
+/// `(window + JITTER) / n` are `window + JITTER` apart when sent.
+///
+/// With more than one call a window, one is left unused (`n = count - 1`):
+/// a destination's own count of what is left (SmartLead's
+/// `x-ratelimit-remaining`) then reaches 0 only when someone else uses the
+/// key too, and the pause it asks for (to a whole second) never slows a
+/// budget that keeps the limit by itself. Slack (1 a second): one message
+/// every 1.25 s; SmartLead at 60 a minute: one call every 1.022 s. (A
+/// process's first call opens a connection, and a busy host wakes a
+/// sleeper late: hundreds of milliseconds are seen on a loaded machine.)
+pub const JITTER: Duration = Duration::from_millis(250);
 
 /// Where calls go, named without the secret that reaches it, and how many
 /// calls it takes in a window.
@@ -74,13 +81,14 @@ impl Destination {
     }
 
     /// The spacing of calls at the configured limit, or at `stated` (what
-    /// the destination says it allows a window) when that is lower; in
-    /// whole milliseconds, rounded up.
+    /// the destination says it allows a window) when that is lower (see
+    /// [`JITTER`]); in whole milliseconds, rounded up.
     pub fn interval_ms(&self, stated: Option<u32>) -> i64 {
-        let count = stated.map_or(self.count, |s| s.min(self.count)).max(1);
+        let count = stated.map_or(self.count, |s| s.min(self.count));
+        let calls = count.saturating_sub(1).max(1);
         let ns = (self.window + JITTER)
             .as_nanos()
-            .div_ceil(u128::from(count));
+            .div_ceil(u128::from(calls));
         i64::try_from(ns.div_ceil(1_000_000)).unwrap_or(i64::MAX)
     }
 }
@@ -212,15 +220,15 @@ mod tests {
     fn intervals_leave_the_jitter_margin_and_never_name_the_secret() {
         let url = "https://hooks.slack.com/services/T0/B0/SECRET";
         let slack = Destination::slack(url);
-        assert_eq!(slack.interval_ms(None), 1100);
+        assert_eq!(slack.interval_ms(None), 1250);
         assert!(slack.id.starts_with("slack#") && slack.id.len() == 6 + 16);
         assert!(!slack.id.contains("SECRET"));
         let sl = Destination::smartlead("KEY-1", 60);
-        // (60 s + 100 ms) / 60, rounded up: 60 calls span 60.1 s.
-        assert_eq!(sl.interval_ms(None), 1002);
-        assert_eq!(sl.interval_ms(Some(30)), 2004);
+        // (60 s + 250 ms) / 59, rounded up: 60 calls span 60.25 s.
+        assert_eq!(sl.interval_ms(None), 1022);
+        assert_eq!(sl.interval_ms(Some(30)), 2078);
         // A stated limit above the configured one changes nothing.
-        assert_eq!(sl.interval_ms(Some(120)), 1002);
+        assert_eq!(sl.interval_ms(Some(120)), 1022);
         assert_ne!(sl.id, Destination::smartlead("KEY-2", 60).id);
         assert_eq!(Destination::smartlead("k", 0).count, 1);
     }
@@ -230,8 +238,8 @@ mod tests {
         let b = InProcess::default();
         let d = Destination {
             id: "t".into(),
-            count: 10,
-            window: Duration::from_millis(900),
+            count: 11,
+            window: Duration::from_millis(750),
         };
         let waits: Vec<u128> = futures::future::join_all((0..5).map(|_| b.reserve(&d, far())))
             .await
@@ -264,10 +272,35 @@ mod tests {
         b.pause(&d, now_ms()).await.expect("pause");
         b.stated_limit(&d, 30).await.expect("limit");
         let w2 = b.reserve(&d, far()).await.expect("slot");
-        // The slot after the paused one is one interval later: 1002 ms, as
-        // it was reserved before SmartLead stated 30; the next, 2004 ms.
+        // The slot after the paused one is one interval later: 1022 ms, as
+        // it was reserved before SmartLead stated 30; the next, 2078 ms.
         let w3 = b.reserve(&d, far()).await.expect("slot");
         assert!(w2 >= w + Duration::from_millis(990), "{w:?} {w2:?}");
         assert!(w3 >= w2 + Duration::from_millis(1990), "{w2:?} {w3:?}");
+    }
+
+    /// SmartLead counts what is left of its window for the key
+    /// (`x-ratelimit-remaining`, <https://api.smartlead.ai/reference/rate-limits>);
+    /// a budget at full rate leaves one call of it, so a 0 there means
+    /// another client, and the pause it asks for is never ours to wait.
+    #[test]
+    fn at_full_rate_the_destinations_window_is_never_used_up() {
+        for per_minute in [60, 120, 1000] {
+            let d = Destination::smartlead("k", per_minute);
+            let step = Duration::from_millis(d.interval_ms(None) as u64);
+            let mut window = local_aws::limits::Window::new(per_minute as usize, d.window);
+            let t0 = Instant::now();
+            for i in 0..(3 * per_minute) {
+                // Each call arrives up to JITTER late, alternately.
+                let late = if i % 2 == 0 { JITTER } else { Duration::ZERO };
+                let at = t0 + step * i + late;
+                assert!(window.wait(at).is_zero(), "{per_minute}: call {i} refused");
+                window.push(at);
+                assert!(
+                    window.remaining(at) > 0,
+                    "{per_minute}: used up at call {i}"
+                );
+            }
+        }
     }
 }

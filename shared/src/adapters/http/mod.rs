@@ -32,6 +32,15 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Du
         .map(|s| std::time::Duration::from_secs(s).min(MAX_RETRY_AFTER))
 }
 
+/// What a rate budget's slot must leave of a call's time: a later slot is
+/// not taken (the call is put off, not started to be cut short).
+pub const MIN_REQUEST_TIME: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The latest slot a call ending by `deadline` takes ([`MIN_REQUEST_TIME`]).
+pub fn latest_slot(deadline: std::time::Instant) -> std::time::Instant {
+    deadline.checked_sub(MIN_REQUEST_TIME).unwrap_or(deadline)
+}
+
 /// Whether waiting `wait` (plus `margin`) from now still ends before
 /// `deadline`; never overflows.
 pub fn fits(

@@ -286,7 +286,7 @@ impl Api {
         loop {
             attempt += 1;
             self.budget
-                .acquire(&dest, deadline)
+                .acquire(&dest, crate::adapters::http::latest_slot(deadline))
                 .await
                 .map_err(|e| match e.retry_after() {
                     Some(after) => ApiError::Throttled {
@@ -619,7 +619,7 @@ mod tests {
         let far = Instant::now() + Duration::from_secs(60);
         api.get_webhook("1", far).await.expect("ok");
         // Another user of the key: nothing before the window resets (2 to
-        // 3 s from now), then one call every 2004 ms (30 a minute).
+        // 3 s from now), then one call every 2078 ms (30 a minute).
         let dest = Destination::smartlead("k", 60);
         let first = budget.reserve(&dest, far).await.expect("slot");
         let second = budget.reserve(&dest, far).await.expect("slot");
