@@ -64,13 +64,16 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 /// The delay before an effect's next try: `base` doubled for each earlier
 /// receive (`receive_count` 1 is the first), at most [`MAX_BACKOFF`],
 /// jittered down by up to a fifth, and never sooner than the destination
-/// asked (`Retry-After`) nor later than SQS allows.
+/// asked (`Retry-After`, jittered up by up to a fifth) nor later than SQS
+/// allows.
 pub fn retry_delay(after: Option<Duration>, receive_count: u32, base: Duration) -> Duration {
     let doubled = base.saturating_mul(1u32 << receive_count.saturating_sub(1).min(16));
     let backoff = doubled.min(MAX_BACKOFF);
-    let jitter = backoff.mul_f64(f64::from(jitter_fifth()) / 1000.0);
-    (backoff - jitter)
-        .max(after.unwrap_or_default())
+    let fifth = f64::from(jitter_fifth()) / 1000.0;
+    // A full budget tells every waiting effect the same wait: spread them.
+    let asked = after.map(|a| a + a.mul_f64(fifth));
+    (backoff - backoff.mul_f64(fifth))
+        .max(asked.unwrap_or_default())
         .min(MAX_VISIBILITY)
 }
 
@@ -110,7 +113,8 @@ mod tests {
         assert!(fourth <= base * 8 && fourth >= (base * 8).mul_f64(0.8));
         assert!(retry_delay(None, 30, base) <= MAX_BACKOFF);
         let asked = Duration::from_secs(7200);
-        assert_eq!(retry_delay(Some(asked), 1, base), asked);
+        let d = retry_delay(Some(asked), 1, base);
+        assert!(d >= asked && d <= asked.mul_f64(1.2), "{d:?}");
         assert_eq!(
             retry_delay(Some(Duration::from_secs(90_000)), 1, base),
             MAX_VISIBILITY
