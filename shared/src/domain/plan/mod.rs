@@ -3,32 +3,38 @@
 //! [`crate::adapters::aws::dynamodb`]): no update decides anything from another item.
 //!
 //! Every update is order-independent. Counters and sets are DynamoDB `ADD`s
-//! (they commute). "Latest" and "earliest" fields live in [`Register`]s: a
+//! (they commute); a set that grows with the item's events is capped
+//! ([`Capped`]): it keeps its greatest elements (the newest: texts are
+//! stamped with their time) and counts the others, the same whatever the
+//! order of arrival. "Latest" and "earliest" fields live in [`Register`]s: a
 //! register is written only when this event is newer (or older) than the one
 //! that wrote it last, compared by `"<event time>#<dedup key>"`, so the final
 //! state for any arrival order equals the state for time order.
 //!
 //! | event | item (pk / sk) | effect |
 //! |---|---|---|
-//! | EMAIL_SENT | `LEAD#<email>` / `CAMPAIGN#<id>` | `sent` +1, step in `steps_sent`, status flag `contacted`, first/last sent time, last subject and message id |
+//! | EMAIL_SENT | `LEAD#<email>` / `CAMPAIGN#<id>` | `sent` +1, step in `steps_sent` (capped), status flag `contacted`, first/last sent time, last subject and message id |
 //! | FIRST_EMAIL_SENT | same | `first_email_sent_at` (earliest), flag `contacted` (no count: EMAIL_SENT counts the send) |
 //! | EMAIL_OPEN | same | `opens` +1, flag `engaged`, first/last open time, score + open weight |
-//! | EMAIL_LINK_CLICK | same | `clicks` +1, links into `links_clicked`, flag `engaged`, first/last click time and last link, score + click weight |
-//! | EMAIL_REPLY | same, and `LEAD#<email>` / `REPLY#<campaign>` | `replies` +1, flag `replied`, first/last reply time, score + reply weight; the last reply's preview, subject, message id, writer, copies and company relation in the `REPLY#` item, a colleague's address in `repliers` (the lead is the one e-mailed) |
+//! | EMAIL_LINK_CLICK | same | `clicks` +1, links into `links_clicked` (capped, stamped), flag `engaged`, first/last click time and last link, score + click weight |
+//! | EMAIL_REPLY | same, and `LEAD#<email>` / `REPLY#<campaign>` | `replies` +1, flag `replied`, first/last reply time, score + reply weight; the last reply's preview, subject, message id, writer, copies and company relation in the `REPLY#` item, a colleague's address in `repliers` (capped, stamped; the lead is the one e-mailed) |
 //! | EMAIL_BOUNCE | same, and `LEAD#<email>` / `SUPPRESSION` | `bounces` +1, flag `bounced`, last bounce time and reason; suppression (reason `bounce`, campaign, earliest time); score + bounce weight |
 //! | LEAD_UNSUBSCRIBED | same, and `SUPPRESSION` | flag `unsubscribed`, unsubscribe time; suppression (reason `unsubscribe`) |
 //! | LEAD_CATEGORY_UPDATED | same, and `LEAD#<email>` / `PROFILE` | latest category (name, sentiment, id, time) and the previous one (current generation); profile fields from `lead_data` (latest wins) |
 //! | CAMPAIGN_STATUS_CHANGED | `CAMPAIGN#<id>` / `STATUS` | latest status (and previous), change count |
-//! | UNTRACKED_REPLIES | `UNTRACKED` / `<time>#<key>` | the reply kept for catch-all inbox review (writer, mailbox, subject, preview, cc) |
+//! | UNTRACKED_REPLIES | `UNTRACKED#<day>#<shard>` / `<time>#<key>` | the reply kept for catch-all inbox review (writer, mailbox, subject, preview, cc) |
 //! | MANUAL_STEP_REACHED | `LEAD#<email>` / `TASK#<campaign>#<step>` | an open task for a human: step type, description, the sent messages' ids, reached at |
 //! | EMAIL_ACCOUNT_DISCONNECTED, LINKEDIN_DISCONNECTED | `ACCOUNT#<id>` / `HEALTH#EMAIL` or `HEALTH#LINKEDIN` | disconnected since (earliest), last error (latest), count |
 //! | CAMPAIGN_BOUNCE_BREACH | `CAMPAIGN#<id>` / `HEALTH` | last breach: rate, threshold, message; count |
-//! | unknown type | `UNKNOWN#<type>` / `<time>#<key>` | the raw event, kept and counted |
+//! | unknown type | `UNKNOWN#<day>#<shard>` / `<time>#<key>` | the raw event and its type, kept and counted |
+//! | lead event naming no lead | `UNATTRIBUTED#<day>#<shard>` / `<time>#<key>` | the raw event and its type |
 //!
 //! Suppression is sticky: nothing ever removes it, and later opens or clicks
 //! only add counts. Descriptive fields (lead and campaign names) are written
 //! once, by the first event that carries them; the lead's campaign item
 //! holds `lead_email` and `campaign_id` only when its keys had to be hashed.
+//! The records kept whole are spread over partitions by day and shard
+//! ([`crate::domain::records`]).
 
 mod account;
 mod bounds;
