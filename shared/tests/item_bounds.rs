@@ -221,3 +221,69 @@ async fn an_item_grown_before_the_bound_shrinks_at_its_next_click() {
         ApplyOutcome::Duplicate
     );
 }
+
+/// Every text an event can set on a lead's items at its longest, every
+/// set full: the items still stay under the ceiling (their fixed fields
+/// are bounded per field, the sets by their caps).
+#[tokio::test]
+async fn every_field_at_its_longest_still_leaves_each_item_under_the_ceiling() {
+    let store = fresh_store().await;
+    let long = |c: char| c.to_string().repeat(9000);
+    let lead = format!("{}@x.example", long('l'));
+    let campaign = long('c');
+    // A 4-byte character: texts cut by characters are longest in bytes.
+    let wide = "\u{1D11E}".repeat(9000);
+    let common = |event_type: &str, i: usize| {
+        json!({"event_type": event_type, "to_email": lead, "lead_email": lead,
+            "sl_lead_email": lead, "campaign_id": campaign, "campaign_name": long('n'),
+            "app_url": long('u'), "sl_email_lead_id": long('i'), "sl_email_lead_map_id": long('m'),
+            "stats_thread_id": long('t'), "event_timestamp": at(i).to_string()})
+    };
+    let with = |mut v: Value, more: Value| {
+        for (k, x) in more.as_object().expect("object") {
+            v[k] = x.clone();
+        }
+        v
+    };
+    let mut plans = Vec::new();
+    for i in 0..30 {
+        let colleague = format!("{i:02}{}@x.example", long('r'));
+        plans.extend([
+            with(common("EMAIL_SENT", i), json!({"sequence_number": i + 1,
+                "subject": long('s'), "message_id": format!("{i}{}", long('d')),
+                "from_email": format!("{}@x.example", long('f')), "time_sent": at(i).to_string()})),
+            with(common("EMAIL_LINK_CLICK", i), json!({"sequence_number": 1,
+                "time_clicked": at(i).to_string(), "link_clicked": [format!("{i:02}{}", long('k'))]})),
+            with(common("EMAIL_BOUNCE", i), json!({"stats_id": format!("b{i}"),
+                "bounce_message": {"text": wide}})),
+            with(common("LEAD_CATEGORY_UPDATED", i), json!({
+                "lead_category": {"new_name": long('a'), "new_id": long('b'),
+                    "old_name": long('o'), "old_id": long('p')},
+                "lead_data": {"email": lead, "first_name": long('g'), "last_name": long('h'),
+                    "phone_number": long('j'), "company_name": long('q'), "website": long('w'),
+                    "company_url": long('v'), "location": long('y'), "linkedin_profile": long('z'),
+                    "custom_fields": {"notes": long('e')},
+                    "category": {"name": long('a'), "sentiment_type": long('x')}}})),
+            with(common("EMAIL_REPLY", i), json!({"to_email": colleague, "subject": long('s'),
+                "reply_message": {"message_id": format!("{i}{}", long('d')), "text": wide},
+                "cc_emails": (0..40).map(|j| format!("{j}{}@x.example", long('c'))).collect::<Vec<_>>(),
+                "leadCorrespondence": {"targetLeadEmail": lead, "replyReceivedFrom": colleague,
+                    "repliedCompanyDomain": long('D')}})),
+        ]);
+    }
+    let plans: Vec<Plan> = plans.into_iter().map(plan_of).collect();
+    apply_all(&store, plans).await;
+    let pk = format!("LEAD#{}", smartlead::domain::plan::key_part(&lead));
+    let items = store.partition(&pk).await.expect("items");
+    assert!(items.len() >= 4, "campaign, reply, profile, suppression");
+    let sizes: Vec<(String, usize)> = items
+        .iter()
+        .map(|i| {
+            (
+                i["sk"].as_s().expect("sk").chars().take(12).collect(),
+                item_size(i),
+            )
+        })
+        .collect();
+    assert!(sizes.iter().all(|(_, n)| *n < ITEM_CEILING), "{sizes:?}");
+}
