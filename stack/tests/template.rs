@@ -415,6 +415,8 @@ mod tests {
             &[Consumer, Reconcile],
         ),
         ("shared/src/adapters/aws/dynamodb/mod.rs", "query", &[]),
+        // The kept records over their days and shards (CLI, local stack).
+        ("shared/src/adapters/aws/dynamodb/records.rs", "query", &[]),
         ("shared/src/adapters/aws/dynamodb/mod.rs", "scan", &[]),
         (
             "shared/src/adapters/aws/dynamodb/mod.rs",
