@@ -180,26 +180,10 @@ async fn colleagues_replies_and_a_long_sequence_keep_the_newest_and_count_the_re
 
 #[tokio::test]
 async fn an_item_grown_before_the_bound_shrinks_at_its_next_click() {
-    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
     let store = fresh_store().await;
     let lead = "grown@x.example";
     let (pk, sk) = (format!("LEAD#{lead}"), "CAMPAIGN#7");
-    // What the unbounded set left: 300 distinct links of 1 KB, ~300 KB.
-    let old: Vec<String> = (0..300)
-        .map(|i| format!("{i:04}{}", "o".repeat(1020)))
-        .collect();
-    put_item(
-        &store,
-        [
-            ("pk", AttributeValue::S(pk.clone())),
-            ("sk", AttributeValue::S(sk.into())),
-            ("clicks", AttributeValue::N("300".into())),
-            ("links_clicked", AttributeValue::Ss(old.clone())),
-        ]
-        .map(|(k, v)| (k.to_owned(), v))
-        .into(),
-    )
-    .await;
+    let old = grown(&store, lead).await;
     let p = click(lead, 1);
     assert!(matches!(
         store.apply(&p, "m-1").await.expect("apply"),
@@ -220,6 +204,41 @@ async fn an_item_grown_before_the_bound_shrinks_at_its_next_click() {
         store.apply(&p, "m-2").await.expect("again"),
         ApplyOutcome::Duplicate
     );
+}
+
+/// `lead`'s campaign item as the unbounded set left it: 300 distinct
+/// links of 1 KB (~300 KB), 300 clicks. The links.
+async fn grown(store: &DynamoStore, lead: &str) -> Vec<String> {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    let old: Vec<String> = (0..300)
+        .map(|i| format!("{i:04}{}", "o".repeat(1020)))
+        .collect();
+    let item = [
+        ("pk", AttributeValue::S(format!("LEAD#{lead}"))),
+        ("sk", AttributeValue::S("CAMPAIGN#7".into())),
+        ("clicks", AttributeValue::N("300".into())),
+        ("links_clicked", AttributeValue::Ss(old.clone())),
+    ];
+    put_item(store, item.map(|(k, v)| (k.to_owned(), v)).into()).await;
+    old
+}
+
+/// Writers racing on a set grown past its cap: each rewrite is conditioned
+/// on the set's size then (not its ~300 KB sent back), which the first
+/// rewrite changes; the others read it again. Each click counts once.
+#[tokio::test]
+async fn clicks_racing_on_an_item_grown_before_the_bound_each_count_once() {
+    let store = fresh_store().await;
+    let lead = "raced@x.example";
+    grown(&store, lead).await;
+    let n = 40;
+    let plans: Vec<Plan> = (0..n).map(|i| click(lead, i)).collect();
+    assert_eq!(apply_all(&store, plans).await, n);
+    let it = item(&store, &format!("LEAD#{lead}"), "CAMPAIGN#7").await;
+    assert_eq!(it["clicks"], 300 + n);
+    let newest: Vec<String> = (n - MAX_KEPT_LINKS..n).map(kept_click).collect();
+    assert_eq!(it["links_clicked"], json!(newest));
+    assert_eq!(it["links_dropped"], 300 + n - MAX_KEPT_LINKS);
 }
 
 /// Every text an event can set on a lead's items at its longest, every

@@ -572,9 +572,18 @@ fn capped(e: &mut Expr, c: &Capped, read: &SetRead) -> String {
             let (kept, n) = keep_greatest(was.as_ref(), &c.add, c.cap);
             let v = e.value(to_attr(&kept));
             e.set.push(format!("{s} = {v}"));
-            let cond = match old {
-                Some(o) => format!(" AND {s} = {}", e.value(o.clone())),
-                None => format!(" AND attribute_not_exists({s})"),
+            let cond = match (old, was.as_ref().map(set_len)) {
+                // Past its cap (grown before it), only a rewrite changes
+                // the set (an `ADD` needs room), and that leaves it at its
+                // cap: its size tells, without sending its ~400 KB back.
+                (Some(_), Some(n)) if n > c.cap => {
+                    format!(
+                        " AND size({s}) = {}",
+                        e.value(AttributeValue::N(n.to_string()))
+                    )
+                }
+                (Some(o), _) => format!(" AND {s} = {}", e.value(o.clone())),
+                (None, _) => format!(" AND attribute_not_exists({s})"),
             };
             (c.extra + n, cond)
         }
