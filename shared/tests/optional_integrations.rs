@@ -89,7 +89,7 @@ async fn run_effects(
     test_support::store::run_effects_of(c, &q.0, &q.1, batches)
         .await
         .iter()
-        .map(|a| a.batch_item_failures.len())
+        .map(|(_, a)| a.batch_item_failures.len())
         .sum()
 }
 

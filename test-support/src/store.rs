@@ -103,6 +103,8 @@ pub struct TestConsumer {
     effects: TestEffectsQueue,
     /// The effect batches' answers, newest last.
     pub effect_answers: std::sync::Mutex<Vec<SqsBatchResponse>>,
+    /// Effect messages run and acknowledged.
+    effects_run: std::sync::atomic::AtomicUsize,
 }
 
 impl std::ops::Deref for TestConsumer {
@@ -136,8 +138,20 @@ impl TestConsumer {
         };
         let answers = run_effects_of(&self.consumer, &q.client, &q.queue_url, 100).await;
         let ran = answers.len();
+        let acknowledged: usize = answers
+            .iter()
+            .map(|(n, a)| n - a.batch_item_failures.len())
+            .sum();
+        self.effects_run
+            .fetch_add(acknowledged, std::sync::atomic::Ordering::SeqCst);
+        let answers = answers.into_iter().map(|(_, a)| a);
         self.effect_answers.lock().expect("answers").extend(answers);
         ran
+    }
+
+    /// How many effect messages ran and were acknowledged so far.
+    pub fn effects_run(&self) -> usize {
+        self.effects_run.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many effect messages the effect batches reported failed so far.
@@ -162,13 +176,14 @@ impl TestConsumer {
 /// Runs the effect messages in the effects queue `url` through `consumer`,
 /// batch by batch, until the queue is empty (a failed effect comes back
 /// after its backoff: zero in tests, or the destination's Retry-After),
-/// for at most 20 s and `max_batches` batches. Returns each batch's answer.
+/// for at most 20 s and `max_batches` batches. Returns each batch's size
+/// and answer.
 pub async fn run_effects_of<S, B>(
     consumer: &Consumer<S, B>,
     sqs: &smartlead::aws_sdk_sqs::Client,
     url: &str,
     max_batches: usize,
-) -> Vec<SqsBatchResponse>
+) -> Vec<(usize, SqsBatchResponse)>
 where
     S: smartlead::app::store::StateStore,
     B: smartlead::app::consumer::BlobReader,
@@ -211,7 +226,7 @@ where
                     .expect("delete effect message");
             }
         }
-        answers.push(answer);
+        answers.push((msgs.len(), answer));
     }
     answers
 }
@@ -306,6 +321,7 @@ pub fn consumer_with(store: DynamoStore, effects: Effects) -> TestConsumer {
         },
         effects: queue,
         effect_answers: Default::default(),
+        effects_run: Default::default(),
     }
 }
 

@@ -476,7 +476,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         out
     }
 
-    /// Done, refused and failed effects, by `Effect`.
+    /// Done, refused and failed effects, by `Effect`, for an effect that
+    /// was refused or failed in this batch.
     fn effect_metrics(&self, ran: &[(&Work<'_>, Ran)]) {
         let mut counts: std::collections::BTreeMap<&str, [f64; 3]> = Default::default();
         for (w, r) in ran {
@@ -489,6 +490,12 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             counts.entry(w.effect).or_default()[i] += 1.0;
         }
         for (effect, [done, refused, failed]) in counts {
+            // Effects done without trouble write no document (~200 log
+            // bytes a batch): the effects queue's `NumberOfMessagesDeleted`
+            // (AWS/SQS) counts them.
+            if refused + failed == 0.0 {
+                continue;
+            }
             let values: Vec<(&str, f64, Unit)> = [
                 ("EffectsDone", done),
                 ("EffectsRefused", refused),
