@@ -25,7 +25,9 @@ use crate::app::store::{ApplyOutcome, Rejected, StateStore, StoreError};
 use crate::app::worker::EffectPath;
 use crate::domain::event::SmartleadEvent;
 use crate::domain::key::DedupKey;
-use crate::domain::message::{attr, ClaimCheckMessage, OutgoingMessage, LOCATION_S3};
+use crate::domain::message::{
+    attr, sqs_safe_json, sqs_safe_text, ClaimCheckMessage, OutgoingMessage, LOCATION_S3,
+};
 use crate::domain::plan::{plan_within, ScoreWeights};
 use crate::domain::time::EventTime;
 use crate::metrics::{Metrics, Unit};
@@ -328,19 +330,25 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
 
     /// One effect of a job as an effect message (see [`crate::app::worker`]).
     async fn effect_message(&self, j: &Job, effect: &'static str, claim: bool) -> OutgoingMessage {
+        // What the consumer writes itself is made SQS-safe (the webhook's
+        // own body and attributes were taken by SQS already): a character
+        // SQS refuses would fail the record on every delivery.
         let mut attributes = vec![
             (attr::EFFECT, effect.to_owned()),
-            (attr::DEDUP_KEY, j.key.as_str().to_owned()),
+            (attr::DEDUP_KEY, sqs_safe_text(j.key.as_str())),
         ];
         if claim {
             attributes.push((attr::CLAIM, "true".into()));
         }
         if effect != FANOUT {
             attributes.extend(j.attributes.iter().cloned());
-            return OutgoingMessage {
-                body: j.body.clone(),
-                attributes,
+            // An inline body is kept without the webhook secret; a claim
+            // check is only a pointer.
+            let body = match attribute_of(&j.attributes, attr::BODY_LOCATION) {
+                Some(LOCATION_S3) => j.body.clone(),
+                _ => crate::domain::event::scrub_body(&j.body).into_owned(),
             };
+            return OutgoingMessage { body, attributes };
         }
         let state = match (&j.state, &j.state_item) {
             (Some(s), _) => Some(s.clone()),
@@ -357,12 +365,12 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             (None, None) => None,
         };
         let bus = bus_event(&j.ev, j.key.as_str(), state);
-        attributes.push((attr::DETAIL_TYPE, bus.detail_type));
+        attributes.push((attr::DETAIL_TYPE, sqs_safe_text(&bus.detail_type)));
         if let Some(t) = bus.time {
             attributes.push((attr::EVENT_TIME, t.to_string()));
         }
         OutgoingMessage {
-            body: bus.detail,
+            body: sqs_safe_json(bus.detail),
             attributes,
         }
     }
@@ -830,6 +838,14 @@ fn effects_left(
             e => Some((e, true)),
         })
         .collect()
+}
+
+/// The value of attribute `name` among a job's copied attributes.
+fn attribute_of<'a>(attributes: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// A record given back unfinished: the invocation's deadline is near.

@@ -1,23 +1,18 @@
-//! What happens after an event's state is stored: fan-out to EventBridge and
-//! alerts (Slack, SNS). These calls leave DynamoDB, so each one is an
-//! *effect* with a state on the event's effect record (`EVENT#<key>`):
+//! What happens after an event's state is stored: fan-out to EventBridge,
+//! alerts (Slack, SNS) and list hygiene (SmartLead). These calls leave
+//! DynamoDB, so each is an *effect*, run on its own path
+//! ([`crate::app::worker`]): the consumer queues it once the state is
+//! applied; the worker claims an alert or hygiene call on the event's
+//! effect record (`EVENT#<key>`: `running` with a lease, then `done`,
+//! `refused`, or back to `pending`), runs it and settles it; a failure
+//! comes back on the effects queue after a backoff. The fan-out is not
+//! claimed: its `fo` mark on the state item stands until it is queued.
 //!
-//! 1. the fan-out is run, unclaimed, by the delivery that absorbed the
-//!    event into its first item (one delivery ever does); alerts are first
-//!    claimed `running` with a lease that ends before the invocation does
-//!    (the claim creates the record);
-//! 2. the consumer runs the effect; on success it marks it `done`, on
-//!    failure it puts it back to `pending` and reports the record failed;
-//! 3. the redelivered record is a duplicate (state is not applied again),
-//!    finds the effect `pending` (or `running` with a lease that ran out, or
-//!    for the fan-out, nothing recorded on a redelivery: the first delivery
-//!    died before its mark) and claims it with a conditional write.
-//!
-//! So an effect is retried until it succeeds, never blocks or rolls back the
-//! state, and is not repeated once it succeeded and was marked. The gaps no
-//! external API closes: a crash after the call succeeded but before the
-//! `done` write repeats it once, and a redelivered duplicate can publish
-//! while the first delivery still does; every published event carries the
+//! So an effect is retried until it succeeds (or its retries run out into
+//! the effects DLQ), never holds back the state, and is not repeated once
+//! it succeeded and was marked. The gaps no external API closes: a crash
+//! after the call succeeded but before the `done` write repeats it once,
+//! and a fan-out can be queued twice; every published event carries the
 //! dedup key as a stable id so subscribers can drop that repeat.
 
 use crate::domain::event::{EventData, EventType, SmartleadEvent};

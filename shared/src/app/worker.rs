@@ -52,11 +52,13 @@ pub struct EffectPath {
 pub const RETRY_BASE: Duration = Duration::from_secs(30);
 /// The longest wait between two tries of one effect. With 40 receives
 /// (`maxReceiveCount` of the effects queue) and a 30 s base this keeps an
-/// effect retried for about 35 hours before the effects DLQ.
+/// effect retried for 27 to 34 hours (jittered) before the effects DLQ.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// SQS's longest visibility timeout
-/// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html>).
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// SQS's longest visibility timeout is 12 hours from the message's
+/// receive, not from the change
+/// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html>):
+/// a longer one is refused. Ten minutes are left for the invocation.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600 - 600);
 /// Effect work that would end later than this before the invocation's
 /// deadline is not started (its message comes back).
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
@@ -190,6 +192,8 @@ type Group<'a, 'n> = (
 struct Bounds {
     /// No call starts or runs past this.
     end: Instant,
+    /// The invocation's end: no settle is tried after it.
+    deadline: Instant,
     lease_until_ms: i64,
 }
 
@@ -204,18 +208,28 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         let end = deadline
             .checked_sub(DEADLINE_MARGIN)
             .unwrap_or_else(Instant::now);
-        let left = end.saturating_duration_since(Instant::now());
+        // The claim's lease runs to the invocation's end, past the last
+        // call, so that its settle is inside it.
+        let lease = deadline.saturating_duration_since(Instant::now());
         let b = Bounds {
             end,
-            lease_until_ms: EventTime::now().millis() + left.as_millis() as i64,
+            deadline,
+            lease_until_ms: EventTime::now().millis() + lease.as_millis() as i64,
         };
         let works: Vec<Work> = records.iter().filter_map(|m| self.work(m)).collect();
+        // A message this version cannot read (a newer effect, during a
+        // deploy) goes back, to a newer instance or at last the effects DLQ.
+        let unread: Vec<String> = records
+            .iter()
+            .filter(|m| !works.iter().any(|w| std::ptr::eq(w.m, *m)))
+            .filter_map(|m| m.message_id.clone())
+            .collect();
         let (fanout, calls): (Vec<&Work>, Vec<&Work>) =
             works.iter().partition(|w| w.effect == FANOUT);
         let mut ran = self.publish(&fanout, b).await;
         ran.extend(self.calls(calls, b).await);
         self.effect_metrics(&ran);
-        let mut again = Vec::new();
+        let mut again = unread;
         let mut delays = Vec::new();
         for (w, r) in ran {
             let after = match r {
@@ -242,8 +256,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             .map_or(RETRY_BASE, |p| p.retry_base)
     }
 
-    /// The message's effect, or `None` (logged, acknowledged) if it names
-    /// none this function knows: retrying cannot help.
+    /// The message's effect, or `None` (logged, left to the queue and at
+    /// last its DLQ) if it names none this version knows.
     fn work<'a>(&self, m: &'a SqsMessage) -> Option<Work<'a>> {
         let effect = attribute(m, attr::EFFECT)?;
         let known = [
@@ -253,11 +267,17 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             crate::app::effects::HYGIENE,
         ];
         let Some(effect) = known.into_iter().find(|e| *e == effect) else {
-            tracing::error!(effect, "effect message of an unknown effect; dropped");
+            tracing::error!(
+                effect,
+                "effect message of an unknown effect; left to the queue"
+            );
             return None;
         };
         let Some(key) = attribute(m, attr::DEDUP_KEY) else {
-            tracing::error!(effect, "effect message without its dedup key; dropped");
+            tracing::error!(
+                effect,
+                "effect message without its dedup key; left to the queue"
+            );
             return None;
         };
         Some(Work {
@@ -323,6 +343,15 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                     _ => n.notify_all(&evs, b.end).await,
                 };
                 let mut out = Vec::new();
+                if evs.len() > 1 && matches!(r, Err(EffectError::Permanent(_))) {
+                    // One alert may be what the destination refuses: each
+                    // is sent alone, so the others are not lost with it.
+                    for (w, ev) in &items {
+                        let r = n.notify(ev, w.key.as_str(), b.end).await;
+                        out.push((*w, self.ended(w, b, r).await));
+                    }
+                    return out;
+                }
                 for (w, _) in &items {
                     let mine = r.as_ref().map(|_| ()).map_err(EffectError::copied);
                     out.push((*w, self.ended(w, b, mine).await));
@@ -396,11 +425,12 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// release leaves a lease that runs out.
     async fn settle_effect(&self, w: &Work<'_>, b: Bounds, end: Settle) {
         for attempt in 0..3u32 {
-            match self
-                .store
-                .settle(&w.key, w.effect, b.lease_until_ms, end)
-                .await
-            {
+            let settle = self.store.settle(&w.key, w.effect, b.lease_until_ms, end);
+            let Ok(r) = tokio::time::timeout_at(b.deadline.into(), settle).await else {
+                tracing::error!(dedup_key = %w.key, effect = w.effect, "no time left to record the effect's outcome");
+                return;
+            };
+            match r {
                 Ok(()) => return,
                 Err(e) if attempt == 2 => {
                     tracing::error!(dedup_key = %w.key, effect = w.effect, error = %e, "could not record the effect's outcome")
@@ -451,7 +481,15 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 )
             })
             .collect();
-        let results = publisher.publish(&events).await;
+        // Bounded like the calls: a publish cut off is tried again.
+        let results = match tokio::time::timeout_at(b.end.into(), publisher.publish(&events)).await
+        {
+            Ok(r) => r,
+            Err(_) => events
+                .iter()
+                .map(|_| Err(EffectError::Transient("PutEvents: no time left".into())))
+                .collect(),
+        };
         for (w, r) in ready.into_iter().zip(results) {
             // A refusal is kept on the ledger even unclaimed (one write,
             // rare); a publish is not (the mark was its record).

@@ -95,8 +95,61 @@ pub fn sqs_accepts(body: &str) -> bool {
     })
 }
 
+/// `text` with every character SQS refuses written as a JSON `\uXXXX`
+/// escape: for JSON text (a bus event's detail), where such a character
+/// can only sit inside a string, so the value is the same. Valid JSON can
+/// hold U+FFFE or U+FFFF raw (serde_json writes them so).
+pub fn sqs_safe_json(text: String) -> String {
+    if sqs_accepts(&text) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 12);
+    for c in text.chars() {
+        if sqs_accepts(c.encode_utf8(&mut [0; 4])) {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        }
+    }
+    out
+}
+
+/// An attribute value SQS takes: characters it refuses become U+FFFD.
+pub fn sqs_safe_text(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if sqs_accepts(c.encode_utf8(&mut [0; 4])) {
+                c
+            } else {
+                '\u{FFFD}'
+            }
+        })
+        .collect()
+}
+
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod safe_tests {
+    use super::*;
+
+    /// SQS refuses a body or attribute with characters outside XML 1.0's
+    /// set (InvalidMessageContents,
+    /// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html>);
+    /// serde_json writes U+FFFF raw, so a bus detail can hold one.
+    #[test]
+    fn what_the_consumer_queues_is_what_sqs_takes_and_means_the_same() {
+        let v = serde_json::json!({"preview": "odd \u{FFFF} char \u{FFFE}", "n": 1});
+        let raw = v.to_string();
+        assert!(!sqs_accepts(&raw), "serde_json writes it raw");
+        let safe = sqs_safe_json(raw);
+        assert!(sqs_accepts(&safe));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&safe).unwrap(), v);
+        let key = sqs_safe_text("UNKNOWN_X\u{1}:body:abc");
+        assert!(sqs_accepts(&key) && key.contains('\u{FFFD}'));
+    }
 }
