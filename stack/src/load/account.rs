@@ -287,6 +287,13 @@ pub async fn account(h: &Harness) -> Result<Report> {
     Ok(Report {
         webhooks: h.posted.len(),
         accepted: h.posted.iter().filter(|p| p.accepted()).count(),
+        not_accepted: h.posted.iter().filter(|p| !p.accepted()).fold(
+            Default::default(),
+            |mut m, p| {
+                *m.entry(p.status).or_default() += 1;
+                m
+            },
+        ),
         accepted_per_s: super::report::rate(&h.posted),
         events: events.len(),
         duplicates_posted: h.posted.iter().filter(|p| p.duplicate).count(),

@@ -64,6 +64,9 @@ pub struct Polls {
 pub struct Report {
     pub webhooks: usize,
     pub accepted: usize,
+    /// The last answer of each webhook not accepted, by status (0: none
+    /// within API Gateway's 30 s), after SmartLead's tries.
+    pub not_accepted: std::collections::BTreeMap<u16, usize>,
     pub accepted_per_s: f64,
     pub events: usize,
     pub duplicates_posted: usize,
@@ -148,6 +151,22 @@ impl Report {
             && self.state_lag.p99 < 10_000.0
     }
 
+    /// The statuses of the webhooks not accepted, if any.
+    fn refusals(&self) -> String {
+        if self.not_accepted.is_empty() {
+            return String::new();
+        }
+        let each: Vec<String> = self
+            .not_accepted
+            .iter()
+            .map(|(status, n)| match status {
+                0 => format!("no answer ×{n}"),
+                s => format!("{s} ×{n}"),
+            })
+            .collect();
+        format!("; not accepted: {}", each.join(", "))
+    }
+
     /// The figures beside their targets, as a Markdown table.
     pub fn markdown(&self) -> String {
         let s = |l: &Lags| format!("{:.0} / {:.0} ms", l.p50, l.p99);
@@ -163,8 +182,9 @@ impl Report {
             });
         let (w, e) = &self.polls;
         let rows = [
-            format!("| webhooks accepted | all | {} of {} ({} second deliveries; {:.1}/s) | {} |",
-                self.accepted, self.webhooks, self.duplicates_posted, self.accepted_per_s, yes(self.accepted == self.webhooks)),
+            format!("| webhooks accepted | all | {} of {} ({} second deliveries; {:.1}/s){} | {} |",
+                self.accepted, self.webhooks, self.duplicates_posted, self.accepted_per_s,
+                self.refusals(), yes(self.accepted == self.webhooks)),
             format!("| reply wave as accepted | in one minute | {} replies in {:.0} s | {} |",
                 self.reply_wave.0, self.reply_wave.1, yes(self.reply_wave.1 <= 60.0)),
             format!("| state lag (accepted → stored) p50 / p99 | p99 < 10 s | {} ({} events) | {} |",
