@@ -19,7 +19,7 @@ async fn post(http: &reqwest::Client, url: &str) -> reqwest::Response {
 #[tokio::test]
 async fn slack_takes_one_message_a_second_per_webhook_url() {
     let slack = SlackLimit::start().await.expect("start");
-    let http = reqwest::Client::new();
+    let http = local_aws::limits::http_client();
     let (a, b) = (slack.webhook("A"), slack.webhook("B"));
     assert_eq!(post(&http, &a).await.status(), 200);
     let refused = post(&http, &a).await;
@@ -51,7 +51,7 @@ fn header(r: &reqwest::Response, name: &str) -> u64 {
 #[tokio::test]
 async fn smartlead_keeps_sixty_a_minute_and_ten_a_second_per_api_key() {
     let api = SmartleadLimit::start().await.expect("start");
-    let http = reqwest::Client::new();
+    let http = local_aws::limits::http_client();
     let mut accepted = 0;
     for round in 0..7 {
         let answers = futures_join(&http, &api.base, 12).await;
@@ -135,7 +135,7 @@ fn put(pk: &str, sk: usize, bytes: usize) -> Value {
 #[tokio::test]
 async fn dynamodb_throttles_a_partition_key_past_a_thousand_write_units_a_second() {
     let local = local_aws::start_dynamodb_any().expect("DynamoDB Local");
-    let http = reqwest::Client::new();
+    let http = local_aws::limits::http_client();
     let create = json!({"TableName": "limits", "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
                                  {"AttributeName": "sk", "AttributeType": "S"}],

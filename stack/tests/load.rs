@@ -87,7 +87,7 @@ async fn the_smallest_load_counts_lost_and_doubled_events_from_the_table_and_sta
     // A doubled alert: Slack posts one message again (after its second).
     let message = h.slack.accepted().last().expect("an alert").body.clone();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let status = reqwest::Client::new()
+    let status = smartlead::adapters::http::client()
         .post(h.slack.webhook("T0LOAD/B0LOAD/load"))
         .body(message)
         .send()

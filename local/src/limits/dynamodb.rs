@@ -116,7 +116,7 @@ impl DynamoThrottle {
         let proxy = Arc::new(Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             keys: (pk.to_owned(), sk.to_owned()),
-            http: reqwest::Client::new(),
+            http: super::http_client(),
             state: state.clone(),
         });
         let endpoint = serve(Arc::new(move |req| {

@@ -6,6 +6,14 @@
 //! counts what arrived (and when) at the stand-in, not what the pipeline
 //! says it sent.
 
+/// An HTTP client for the stand-ins. In a workspace build reqwest has
+/// rustls without a default crypto provider (the library's choice), and a
+/// client built before one is installed panics: install it first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub mod dynamodb;
 pub mod slack;
 pub mod smartlead;
