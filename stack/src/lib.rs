@@ -254,7 +254,7 @@ async fn queue_arn(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Result<St
 
 /// The fan-out bus and the alert topic (as the template declares them), each
 /// with a tap queue. Returns the topic's ARN.
-async fn create_integrations(
+pub async fn create_integrations(
     cfg: &smartlead::adapters::aws::SdkConfig,
     sqs: &smartlead::aws_sdk_sqs::Client,
 ) -> Result<String> {

@@ -5,7 +5,8 @@
 //! The run: the stack ([`crate::Stack`]) with its functions pointed at the
 //! stand-ins (DynamoDB through the throttling proxy, Slack and SmartLead at
 //! theirs, list hygiene on, the consumer's template `Timeout`, the queue's
-//! template `VisibilityTimeout`), consumer instances as many as the event
+//! template `VisibilityTimeout`, EventBridge and SNS on a moto of their own:
+//! [`Side`]), consumer instances as many as the event
 //! sources' `MaximumConcurrency` ([`fleet`]); the mix of webhooks
 //! ([`mix`]) POSTed by concurrent clients on its schedule ([`drive`]); a
 //! wait until the queues are empty; then the account ([`account`]) from
@@ -88,6 +89,8 @@ pub struct Harness {
     pub posted: Vec<drive::Posted>,
     pub drained: Option<drive::Drained>,
     pub started: Instant,
+    /// The bus and the alert topic, on a moto of their own.
+    pub side: Side,
     /// What the alert topic's and the bus's tap queues held (read, deleted).
     taps: tokio::sync::Mutex<(Vec<Tapped>, Vec<Tapped>)>,
     /// Clients that wait longer than the stack's (10 s) for the busy
@@ -126,6 +129,7 @@ impl Harness {
         let ports = Ports::free(stack_options.ingest_instances);
         let stack = Arc::new(Stack::start(root, &ports, &stack_options).await?);
         stack.serve_front().await?;
+        let side = Side::start().await?;
         let slack = SlackLimit::start().await?;
         let smartlead = SmartleadLimit::start().await?;
         let dynamodb = DynamoThrottle::start(
@@ -135,7 +139,9 @@ impl Harness {
             local_aws::limits::dynamodb::UNITS_PER_SECOND,
         )
         .await?;
-        let env = fleet::consumer_env(&t, &stack, &slack, &smartlead, &dynamodb, &options.hygiene)?;
+        let mut env =
+            fleet::consumer_env(&t, &stack, &slack, &smartlead, &dynamodb, &options.hygiene)?;
+        side.point(&mut env);
         let fleet = fleet::Fleet::start(&t, &options, env)?;
         let rules = fleet.rules()?;
         let mix = mix::build(
@@ -158,6 +164,7 @@ impl Harness {
             drained: None,
             started: Instant::now(),
             taps: Default::default(),
+            side,
             sqs: smartlead::aws_sdk_sqs::Client::from_conf(
                 stack
                     .sqs
@@ -209,7 +216,7 @@ impl Harness {
 
     async fn read_tap(&self, name: &str) -> Result<Vec<Tapped>> {
         use smartlead::aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-        let sqs = &self.sqs;
+        let sqs = &self.side.sqs;
         let url = sqs.get_queue_url().queue_name(name).send().await?;
         let url = url.queue_url.context("tap queue url")?;
         let mut out = Vec::new();
@@ -250,6 +257,42 @@ impl Harness {
     /// The account of the run, from the stand-ins and the table.
     pub async fn account(&self) -> Result<Report> {
         account::account(self).await
+    }
+}
+
+/// A second moto for the fan-out bus and the alert topic (with their tap
+/// queues): one moto process (Python, one core at a time) serving the
+/// queues, `PutEvents` and `Publish` of a wave is the run's bottleneck, not
+/// the pipeline. The functions' EventBridge and SNS endpoints point here.
+pub struct Side {
+    pub moto: local_aws::Service,
+    pub sqs: smartlead::aws_sdk_sqs::Client,
+    pub topic: String,
+}
+
+impl Side {
+    async fn start() -> Result<Side> {
+        let moto = local_aws::start_moto_any().context("starting moto for the bus and topic")?;
+        let cfg = smartlead::adapters::aws::local_sdk_config(&moto.endpoint()).await;
+        let sqs = smartlead::aws_sdk_sqs::Client::from_conf(
+            smartlead::aws_sdk_sqs::config::Builder::from(&cfg)
+                .timeout_config(patient_timeouts())
+                .build(),
+        );
+        let topic = crate::create_integrations(&cfg, &sqs).await?;
+        Ok(Side { moto, sqs, topic })
+    }
+
+    /// Points a function's environment at this moto for EventBridge and SNS.
+    fn point(&self, env: &mut Vec<(String, String)>) {
+        let endpoint = self.moto.endpoint();
+        let set = [
+            ("AWS_ENDPOINT_URL_EVENTBRIDGE", endpoint.clone()),
+            ("AWS_ENDPOINT_URL_SNS", endpoint),
+            ("ALERT_TOPIC_ARN", self.topic.clone()),
+        ];
+        env.retain(|(k, _)| !set.iter().any(|(s, _)| s == k));
+        env.extend(set.into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
 }
 
