@@ -59,6 +59,8 @@ fn ingest(c: &mut Criterion) {
         metrics: Metrics::disabled(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
+        // The consumer bounds each record by the invocation's deadline.
+        .enable_time()
         .build()
         .unwrap();
     let mut g = c.benchmark_group("ingest_handler");
@@ -155,6 +157,8 @@ fn consumer(c: &mut Criterion) {
         effect_path: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
+        // The consumer bounds each record by the invocation's deadline.
+        .enable_time()
         .build()
         .unwrap();
     let mut g = c.benchmark_group("consumer_record");
