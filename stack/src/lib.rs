@@ -20,7 +20,7 @@ pub mod show;
 pub mod template;
 
 pub use front::{api_event, serve_http};
-pub use poller::{depth, poll_effects, poll_once, Poll};
+pub use poller::{depth, poll_effects, poll_once, poll_queue, Poll};
 pub use pool::Pool;
 pub use run::{run, sam_env_vars, RunFlags, DOCKER_HOST};
 pub use show::{follow_logs, readable, show};
@@ -210,7 +210,7 @@ fn check_port(what: &str, port: u16) -> Result<()> {
 
 /// Creates a DLQ and its queue `(name, dlq)` with its redrive policy
 /// (idempotent). Returns (queue url, DLQ url).
-async fn create_queues(
+pub async fn create_queues(
     sqs: &smartlead::aws_sdk_sqs::Client,
     (name, dlq): (&str, &str),
     max_receive: &str,

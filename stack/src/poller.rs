@@ -30,7 +30,14 @@ fn sqs_event_record(name: &str, m: &smartlead::aws_sdk_sqs::types::Message) -> V
 /// messages, invoke the consumer, delete the successes (all but
 /// `batchItemFailures`; none if the invoke failed as a whole).
 pub async fn poll_once(stack: &Stack, consumer: &Pool, batch: i32, wait_secs: i32) -> Result<Poll> {
-    poll(stack, consumer, (&stack.queue_url, QUEUE), batch, wait_secs).await
+    poll_queue(
+        &stack.sqs,
+        consumer,
+        (&stack.queue_url, QUEUE),
+        batch,
+        wait_secs,
+    )
+    .await
 }
 
 /// [`poll_once`] of the effects queue: the consumer's second event source.
@@ -41,19 +48,18 @@ pub async fn poll_effects(
     wait_secs: i32,
 ) -> Result<Poll> {
     let queue = (stack.effects_queue_url.as_str(), EFFECTS_QUEUE);
-    poll(stack, consumer, queue, batch, wait_secs).await
+    poll_queue(&stack.sqs, consumer, queue, batch, wait_secs).await
 }
 
-/// One poll of the queue (URL, name).
-async fn poll(
-    stack: &Stack,
+/// One poll of the queue (URL, name) through `sqs`.
+pub async fn poll_queue(
+    sqs: &smartlead::aws_sdk_sqs::Client,
     consumer: &Pool,
     (queue_url, name): (&str, &str),
     batch: i32,
     wait_secs: i32,
 ) -> Result<Poll> {
-    let r = stack
-        .sqs
+    let r = sqs
         .receive_message()
         .queue_url(queue_url)
         .max_number_of_messages(batch)
@@ -101,9 +107,7 @@ async fn poll(
         })
         .collect();
     if !entries.is_empty() {
-        stack
-            .sqs
-            .delete_message_batch()
+        sqs.delete_message_batch()
             .queue_url(queue_url)
             .set_entries(Some(entries))
             .send()

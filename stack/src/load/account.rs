@@ -282,8 +282,8 @@ pub async fn account(h: &Harness) -> Result<Report> {
             .map(|c| c.at)
             .collect::<Vec<_>>()
     };
-    let dlq = super::drive::depth_of(h, &h.stack.dlq_url).await?;
-    let effects_dlq = super::drive::depth_of(h, &h.stack.effects_dlq_url).await?;
+    let dlq = super::drive::depth_of(&h.webhooks_dlq).await?;
+    let effects_dlq = super::drive::depth_of(&h.side.effects_dlq).await?;
     Ok(Report {
         webhooks: h.posted.len(),
         accepted: h.posted.iter().filter(|p| p.accepted()).count(),

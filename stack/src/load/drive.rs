@@ -2,7 +2,7 @@
 //! queues to empty.
 
 use super::mix::Mix;
-use super::Harness;
+use super::{Harness, Queue};
 use anyhow::Result;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -119,17 +119,17 @@ pub struct Drained {
 }
 
 /// Messages in a queue (visible and in flight).
-pub async fn depth_of(h: &Harness, url: &str) -> Result<usize> {
-    let (v, i) = in_queue(h, url).await?;
+pub async fn depth_of(q: &Queue) -> Result<usize> {
+    let (v, i) = in_queue(q).await?;
     Ok(v + i)
 }
 
 /// Messages in a queue, visible and in flight (moto, busy, may take a few tries).
-async fn in_queue(h: &Harness, url: &str) -> Result<(usize, usize)> {
+async fn in_queue(q: &Queue) -> Result<(usize, usize)> {
     let mut tries = 0;
     loop {
         tries += 1;
-        match crate::depth(&h.sqs, url).await {
+        match crate::depth(&q.sqs, &q.url).await {
             Ok((v, i)) => return Ok((v.parse().unwrap_or(0), i.parse().unwrap_or(0))),
             Err(e) if tries >= 5 => return Err(e.context("reading a queue's depth")),
             Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
@@ -144,8 +144,8 @@ pub async fn drain(h: &Harness, limit: Duration) -> Result<Drained> {
     let mut quiet = 0;
     let mut shown = Instant::now();
     loop {
-        let main = in_queue(h, &h.stack.queue_url).await?;
-        let effects = in_queue(h, &h.stack.effects_queue_url).await?;
+        let main = in_queue(&h.webhooks).await?;
+        let effects = in_queue(&h.side.effects).await?;
         let empty = main == (0, 0) && effects == (0, 0);
         quiet = if empty { quiet + 1 } else { 0 };
         let secs = from.elapsed().as_secs_f64();
@@ -154,8 +154,8 @@ pub async fn drain(h: &Harness, limit: Duration) -> Result<Drained> {
         }
         if shown.elapsed() > Duration::from_secs(15) {
             shown = Instant::now();
-            let dlq = in_queue(h, &h.stack.dlq_url).await?.0;
-            let effects_dlq = in_queue(h, &h.stack.effects_dlq_url).await?.0;
+            let dlq = in_queue(&h.webhooks_dlq).await?.0;
+            let effects_dlq = in_queue(&h.side.effects_dlq).await?.0;
             println!(
                 "{:>5.0} s  webhook queue {}+{}  effects queue {}+{}  DLQs {dlq}/{effects_dlq}  \
                  Slack {} accepted  SmartLead {} accepted",

@@ -3,9 +3,10 @@
 //! (each emulator answers one invoke at a time, as one Lambda instance does).
 
 use super::report::Polls;
+use super::Queue;
 use super::{template_number, LoadOptions, API_KEY};
 use crate::template::{Template, Value};
-use crate::{poll_effects, poll_once, Pool, Stack};
+use crate::{poll_queue, Pool, Stack, EFFECTS_QUEUE, QUEUE};
 use anyhow::{Context, Result};
 use local_aws::limits::{DynamoThrottle, SlackLimit, SmartleadLimit};
 use smartlead::adapters::http::hygiene::Hygiene;
@@ -60,14 +61,29 @@ pub fn consumer_env(
         ("SMARTLEAD_API_BASE", smartlead.base.clone()),
         ("AWS_LAMBDA_FUNCTION_TIMEOUT", timeout.to_string()),
     ];
+    let mut set: Vec<(String, String)> = template_values(t)?;
+    set.extend(overrides.into_iter().map(|(k, v)| (k.to_owned(), v)));
     let mut env: Vec<(String, String)> = stack
         .consumer_env
         .iter()
-        .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+        .filter(|(k, _)| !set.iter().any(|(o, _)| o == k))
         .cloned()
         .collect();
-    env.extend(overrides.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env.extend(set);
     Ok(env)
+}
+
+/// The consumer's variables template.yaml sets to a plain value (retry
+/// base, concurrency, time window...): as deployed, not as the local
+/// stack shortens them.
+fn template_values(t: &Template) -> Result<Vec<(String, String)>> {
+    let vars = t.props("ConsumerFunction")?["Environment"]["Variables"]
+        .as_mapping()
+        .context("ConsumerFunction has no Environment.Variables")?;
+    Ok(vars
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), crate::template::scalar(v)?)))
+        .collect())
 }
 
 /// The consumer's event sources in the template: (queue resource, batch
@@ -172,27 +188,35 @@ impl Fleet {
     }
 
     /// Starts one poller per instance on each queue.
-    pub fn poll(&mut self, stack: Arc<Stack>) {
+    pub fn poll(&mut self, webhooks: Queue, effects: Queue) {
         let urls = |s: &[local_aws::Service]| s.iter().map(local_aws::rie_invoke_url).collect();
-        let main = Pool::new(urls(&self.main));
-        for _ in 0..self.main.len() {
-            let (stack, pool, counts) = (stack.clone(), main.clone(), self.webhook_polls.clone());
-            let batch = self.batch;
-            self.pollers.push(tokio::spawn(async move {
-                loop {
-                    count(&counts, poll_once(&stack, &pool, batch, 1).await).await;
-                }
-            }));
-        }
-        let effects = Pool::new(urls(&self.effects));
-        for _ in 0..self.effects.len() {
-            let (stack, pool, counts) = (stack.clone(), effects.clone(), self.effect_polls.clone());
-            let batch = self.batch;
-            self.pollers.push(tokio::spawn(async move {
-                loop {
-                    count(&counts, poll_effects(&stack, &pool, batch, 1).await).await;
-                }
-            }));
+        let sources = [
+            (
+                Pool::new(urls(&self.main)),
+                self.main.len(),
+                webhooks,
+                QUEUE,
+                self.webhook_polls.clone(),
+            ),
+            (
+                Pool::new(urls(&self.effects)),
+                self.effects.len(),
+                effects,
+                EFFECTS_QUEUE,
+                self.effect_polls.clone(),
+            ),
+        ];
+        for (pool, instances, queue, name, counts) in sources {
+            for _ in 0..instances {
+                let (pool, queue, counts, batch) =
+                    (pool.clone(), queue.clone(), counts.clone(), self.batch);
+                self.pollers.push(tokio::spawn(async move {
+                    loop {
+                        let p = poll_queue(&queue.sqs, &pool, (&queue.url, name), batch, 1).await;
+                        count(&counts, p).await;
+                    }
+                }));
+            }
         }
     }
 }

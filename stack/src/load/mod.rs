@@ -18,6 +18,7 @@ pub mod drive;
 pub mod fleet;
 pub mod mix;
 pub mod report;
+pub mod side;
 
 use crate::template::Template;
 use crate::{Options, Ports, Stack};
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use report::Report;
+pub use side::{Queue, Side};
 
 /// How big a run, and against what.
 #[derive(Debug, Clone)]
@@ -89,20 +91,22 @@ pub struct Harness {
     pub posted: Vec<drive::Posted>,
     pub drained: Option<drive::Drained>,
     pub started: Instant,
-    /// The bus and the alert topic, on a moto of their own.
+    /// The effects queue, the bus and the alert topic, on motos of their own.
     pub side: Side,
+    /// The webhook queue and its DLQ (the stack's moto).
+    pub webhooks: Queue,
+    pub webhooks_dlq: Queue,
     /// What the alert topic's and the bus's tap queues held (read once).
     taps: tokio::sync::Mutex<(Vec<Tapped>, Vec<Tapped>)>,
-    /// Clients that wait longer than the stack's (10 s) for the busy
-    /// stand-ins: the account's scan and queue reads.
-    pub sqs: smartlead::aws_sdk_sqs::Client,
+    /// A client that waits longer than the stack's (10 s) for the busy
+    /// DynamoDB Local: the account's scan.
     pub ddb: smartlead::aws_sdk_dynamodb::Client,
 }
 
 /// How long the account's reads of the busy stand-ins may take.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-fn patient_timeouts() -> smartlead::aws_sdk_sqs::config::timeout::TimeoutConfig {
+pub(crate) fn patient_timeouts() -> smartlead::aws_sdk_sqs::config::timeout::TimeoutConfig {
     smartlead::aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
         .operation_timeout(PATIENCE)
         .operation_attempt_timeout(PATIENCE)
@@ -129,7 +133,7 @@ impl Harness {
         let ports = Ports::free(stack_options.ingest_instances);
         let stack = Arc::new(Stack::start(root, &ports, &stack_options).await?);
         stack.serve_front().await?;
-        let side = Side::start().await?;
+        let side = Side::start(&t, options.visibility_secs).await?;
         let slack = SlackLimit::start().await?;
         let smartlead = SmartleadLimit::start().await?;
         let dynamodb = DynamoThrottle::start(
@@ -144,6 +148,14 @@ impl Harness {
         side.point(&mut env);
         let fleet = fleet::Fleet::start(&t, &options, env)?;
         let rules = fleet.rules()?;
+        let webhooks_sqs = smartlead::aws_sdk_sqs::Client::from_conf(
+            stack
+                .sqs
+                .config()
+                .to_builder()
+                .timeout_config(patient_timeouts())
+                .build(),
+        );
         let mix = mix::build(
             root,
             options.webhooks,
@@ -165,14 +177,14 @@ impl Harness {
             started: Instant::now(),
             taps: Default::default(),
             side,
-            sqs: smartlead::aws_sdk_sqs::Client::from_conf(
-                stack
-                    .sqs
-                    .config()
-                    .to_builder()
-                    .timeout_config(patient_timeouts())
-                    .build(),
-            ),
+            webhooks: Queue {
+                sqs: webhooks_sqs.clone(),
+                url: stack.queue_url.clone(),
+            },
+            webhooks_dlq: Queue {
+                sqs: webhooks_sqs,
+                url: stack.dlq_url.clone(),
+            },
             ddb: smartlead::aws_sdk_dynamodb::Client::from_conf(
                 stack
                     .ddb
@@ -187,7 +199,8 @@ impl Harness {
 
     /// POSTs the mix on its schedule while the pollers run.
     pub async fn drive(&mut self) -> Result<()> {
-        self.fleet.poll(self.stack.clone());
+        self.fleet
+            .poll(self.webhooks.clone(), self.side.effects.clone());
         self.started = Instant::now();
         let url = format!(
             "http://127.0.0.1:{}/webhooks/smartlead?token={}",
@@ -217,7 +230,7 @@ impl Harness {
     /// Reads a tap queue to its end. What it reads stays hidden for 12
     /// hours (no deletes: half the calls to a busy moto).
     async fn read_tap(&self, name: &str) -> Result<Vec<Tapped>> {
-        let sqs = &self.side.sqs;
+        let sqs = &self.side.taps;
         let url = sqs.get_queue_url().queue_name(name).send().await?;
         let url = url.queue_url.context("tap queue url")?;
         let mut out = Vec::new();
@@ -244,42 +257,6 @@ impl Harness {
     /// The account of the run, from the stand-ins and the table.
     pub async fn account(&self) -> Result<Report> {
         account::account(self).await
-    }
-}
-
-/// A second moto for the fan-out bus and the alert topic (with their tap
-/// queues): one moto process (Python, one core at a time) serving the
-/// queues, `PutEvents` and `Publish` of a wave is the run's bottleneck, not
-/// the pipeline. The functions' EventBridge and SNS endpoints point here.
-pub struct Side {
-    pub moto: local_aws::Service,
-    pub sqs: smartlead::aws_sdk_sqs::Client,
-    pub topic: String,
-}
-
-impl Side {
-    async fn start() -> Result<Side> {
-        let moto = local_aws::start_moto_any().context("starting moto for the bus and topic")?;
-        let cfg = smartlead::adapters::aws::local_sdk_config(&moto.endpoint()).await;
-        let sqs = smartlead::aws_sdk_sqs::Client::from_conf(
-            smartlead::aws_sdk_sqs::config::Builder::from(&cfg)
-                .timeout_config(patient_timeouts())
-                .build(),
-        );
-        let topic = crate::create_integrations(&cfg, &sqs).await?;
-        Ok(Side { moto, sqs, topic })
-    }
-
-    /// Points a function's environment at this moto for EventBridge and SNS.
-    fn point(&self, env: &mut Vec<(String, String)>) {
-        let endpoint = self.moto.endpoint();
-        let set = [
-            ("AWS_ENDPOINT_URL_EVENTBRIDGE", endpoint.clone()),
-            ("AWS_ENDPOINT_URL_SNS", endpoint),
-            ("ALERT_TOPIC_ARN", self.topic.clone()),
-        ];
-        env.retain(|(k, _)| !set.iter().any(|(s, _)| s == k));
-        env.extend(set.into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
 }
 
