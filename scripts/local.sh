@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 # Where tools.sh installs the stand-ins (the Rust side reads it too).
 export SMARTLEAD_TOOLS_DIR="${SMARTLEAD_TOOLS_DIR:-$PWD/.tools}"
 bash scripts/tools.sh
-cargo build --bins
+cargo build --workspace --bins
 if [ "${1:-}" != --sam ]; then
-  exec cargo run -q -p xtask -- local "$@"
+  exec cargo run -q --bin xtask -- local "$@"
 fi
 
 # --sam: `sam local start-api` (Docker) serves the HTTP port instead of the
@@ -38,7 +38,7 @@ echo "local.sh --sam: sam build (x86_64)" >&2
 sam_build_x86_64 || exit 1
 env_file="$SAM_WORK/local-env.json"
 rm -f "$env_file"
-cargo run -q -p xtask -- local --no-front --docker --sam-env-vars "$env_file" "$@" &
+cargo run -q --bin xtask -- local --no-front --docker --sam-env-vars "$env_file" "$@" &
 stack=$!
 trap 'kill $stack 2>/dev/null; wait $stack 2>/dev/null; sam_docker_down' EXIT
 until [ -f "$env_file" ]; do

@@ -56,11 +56,10 @@ ss = [socket.socket() for _ in range(6)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
 ENV_FILE="$WORK/env.json"
-# local.sh runs `cargo run -p xtask`, which resolves features for xtask alone
-# (not as the workspace build did): on a fresh clone that is a build of its
-# own, minutes on two busy cores. Built here first, so the wait below times
-# the stand-ins' start only.
-cargo build -q -p xtask
+# Built here first (after the test run, nothing is left to compile: the
+# workspace resolves one feature set), so the wait below times the stand-ins'
+# start only.
+cargo build -q --workspace --bins
 bash scripts/local.sh --docker --no-front --no-poller --ingest-instances 1 \
   --http-port "$P_HTTP" --dynamodb-port "$P_DDB" --moto-port "$P_MOTO" \
   --ingest-port "$P_INGEST" --consumer-port "$P_CONSUMER" \

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 export SMARTLEAD_TOOLS_DIR="${SMARTLEAD_TOOLS_DIR:-$PWD/.tools}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export SAM_CLI_TELEMETRY=0
+# A full run, not an edit loop: incremental caches would add gigabytes to the
+# target dir for nothing (CI's disk is finite).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 bash scripts/tools.sh
 export PATH="$SMARTLEAD_TOOLS_DIR/venv/bin:$PATH"
 
@@ -22,13 +25,11 @@ if [ -f template.yaml ]; then
   "$SMARTLEAD_TOOLS_DIR/checkov/bin/checkov" -f template.yaml --framework cloudformation \
     --skip-download --compact --quiet
 fi
-echo "== tests"
-# Builds the function binaries first: the emulator tests invoke them.
-cargo build --workspace --bins
-cargo test --workspace --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}"
-echo "== benchmarks (compiled, each run once in test mode; figures come from scripts/bench.sh)"
-# Criterion's harness takes no libtest flags, so the benches run on their own.
-cargo test --workspace --bench '*'
+echo "== tests, and the benchmarks once each in test mode (figures come from scripts/bench.sh)"
+# One cargo invocation, one feature set: every crate is built once (the
+# function binaries too, which the emulator tests invoke). The thread count
+# goes by environment: Criterion's harness takes no libtest flags.
+RUST_TEST_THREADS="${TEST_THREADS:-4}" cargo test --workspace --all-targets
 
 echo "== sam build: arm64 (the deploy default) and x86_64 (so the emulator can run it here)"
 sam build --beta-features --cached -b .aws-sam/build-arm64 -t template.yaml
@@ -38,6 +39,7 @@ for f in IngestFunction ConsumerFunction ReconcileFunction; do
 done
 sam build --beta-features --cached -b .aws-sam/build-x86_64 -t template.yaml --parameter-overrides Architecture=x86_64
 echo "== the sam-built bootstraps under the Lambda RIE"
-SAM_BUILD_DIR="$PWD/.aws-sam/build-x86_64" cargo test -p smartlead-ingest -p smartlead-consumer -p smartlead-reconcile --test emulator
+# --workspace, not -p: the same feature set as above, so nothing recompiles.
+SAM_BUILD_DIR="$PWD/.aws-sam/build-x86_64" RUST_TEST_THREADS="${TEST_THREADS:-4}" cargo test --workspace --test emulator
 echo "== sam local invoke / start-api in Docker (SAM_LOCAL=skip skips it)"
 SAM_BUILD_DIR="$PWD/.aws-sam/build-x86_64" bash scripts/sam-local-test.sh

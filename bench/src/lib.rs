@@ -1,4 +1,4 @@
-//! `cargo run --release -p xtask -- bench` (the `bench` crate) (what `scripts/bench.sh` runs):
+//! `cargo run --release --bin xtask -- bench` (the `bench` crate) (what `scripts/bench.sh` runs):
 //! every figure of BENCHMARKS.md, measured on this machine.
 //!
 //! 1. criterion, in process: parse + normalize + key per payload, the
@@ -177,9 +177,10 @@ pub fn run(root: &Path, opts: BenchOptions) -> Result<()> {
         .args([
             "build",
             "--release",
-            "-p",
+            // --bin, not -p: the workspace's one feature set (see test-support's pins).
+            "--bin",
             "smartlead-ingest",
-            "-p",
+            "--bin",
             "smartlead-consumer",
         ])
         .status()?;

@@ -44,9 +44,10 @@ fn build(root: &Path) -> Result<PathBuf> {
     let release = !cfg!(debug_assertions);
     let mut args = vec![
         "build",
-        "-p",
+        // --bin, not -p: the workspace's one feature set (see test-support's pins).
+        "--bin",
         "smartlead-ingest",
-        "-p",
+        "--bin",
         "smartlead-consumer",
     ];
     if release {

@@ -1,4 +1,4 @@
-//! Developer tasks for the SmartLead pipeline. `cargo run -p xtask -- --help`.
+//! Developer tasks for the SmartLead pipeline. `cargo run --bin xtask -- --help`.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
