@@ -1,5 +1,5 @@
 # `bash scripts/sam-docker.sh`: Docker running and the Lambda base image
-# built, once, for the README's `sam local` commands (dockerd keeps running).
+# built, once, for the `sam local` commands of docs/local.md (dockerd keeps running).
 # Sourced by scripts/sam-local-test.sh and scripts/local.sh --sam: what
 # `sam local` needs on a machine like this one (Debian, root, no image
 # registry reachable). Each step is skipped when already done.

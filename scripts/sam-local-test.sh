@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `sam local` for real (issue 15), as the README's "With Docker" section runs it:
+# `sam local` for real, as docs/local.md's "With Docker" section runs it:
 #   - a Docker engine (Debian's docker.io, dockerd started here if none runs)
 #     and the Lambda base image built once from Debian's packages;
 #   - the stand-ins (DynamoDB Local, moto, queues, table) from `xtask local`,
@@ -75,7 +75,7 @@ MOTO="http://127.0.0.1:$P_MOTO"
 DDB="http://127.0.0.1:$P_DDB"
 echo "== sam local: stand-ins up, moto $MOTO, DynamoDB Local $DDB ($(elapsed))"
 
-# The README's flags (With Docker), with this stack's ports. The containers reach
+# The flags of docs/local.md (With Docker), with this stack's ports. The containers reach
 # the stand-ins through the Docker host (SAM has no host networking).
 SAM_FLAGS=(-t "$SAM_BUILD_DIR/template.yaml" --skip-pull-image --add-host host.docker.internal:host-gateway
   --parameter-overrides Architecture=x86_64 "LocalEndpoint=http://host.docker.internal:$P_MOTO" --env-vars "$ENV_FILE")

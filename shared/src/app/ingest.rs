@@ -2,15 +2,7 @@
 //! body, answer. HTTP framing stays in the ingest function; this module sees
 //! a plain [`IngestRequest`] and returns an [`IngestResponse`].
 //!
-//! | situation | status | body |
-//! |---|---|---|
-//! | queued (SQS accepted it) | 200 | `{"status":"received","id":"<sqs message id>"}` |
-//! | path is not the webhook path | 404 | `{"error":"not found"}` |
-//! | method is not POST | 405 (+ `Allow: POST`) | `{"error":"method not allowed"}` |
-//! | body over the hard cap (default 6 MB) | 413 | `{"error":"payload too large"}` |
-//! | no valid secret by any enabled method | 401 | `{"error":"unauthorized"}` |
-//! | body not UTF-8 / not JSON / not an object / no event type | 400 | `{"error":"<short reason>"}` |
-//! | SQS or S3 failed or timed out | 503 (+ `Retry-After`) | `{"error":"temporarily unavailable, please retry"}` |
+//! Its answers, one per situation, are tabled in `docs/ingest.md` ("Ingest answers").
 //!
 //! A 4xx tells SmartLead not to retry; a 503 tells it to send again. The
 //! function answers 200 only after SQS has the message.

@@ -3,25 +3,14 @@
 //! SmartLead retries a webhook that got no timely 2xx, and SQS delivers at
 //! least once, so one event can arrive several times. Each event gets a key
 //! that is the same for every delivery of that event and different for two
-//! different events. The strongest basis the event carries wins:
+//! different events. The strongest basis the event carries wins.
 //!
-//! | event type | basis, first that applies |
-//! |---|---|
-//! | any type | SmartLead's event id: the envelope's `id`, else the request's `X-Request-Id` (basis `event`) |
-//! | EMAIL_BOUNCE | `stats_id` (one bounce per sent e-mail); the bounced `message_id`; fields; body |
-//! | EMAIL_SENT, FIRST_EMAIL_SENT | `message_id` (or `sent_message.message_id`); `stats_id`; fields; body |
-//! | EMAIL_REPLY | the reply's own `reply_message.message_id`; fields (+ who replied, when not the lead); body |
-//! | EMAIL_OPEN | fields: campaign + lead e-mail + sequence number + `time_opened` (+ `stats_id`); body |
-//! | EMAIL_LINK_CLICK | fields: as opens, with `time_clicked` and the clicked links; body |
-//! | LEAD_UNSUBSCRIBED | fields: campaign + lead e-mail (+ time when sent): a lead unsubscribes from a campaign once |
-//! | LEAD_CATEGORY_UPDATED | fields: campaign + lead + category (`lead_category.new_id`/`new_name`, else `lead_category_id`/`category`) + event time; body when there is no time |
-//! | account and campaign events | fields: the account or campaign + event time; body when there is no time |
-//! | unknown types | body |
+//! The bases, first that applies, by event type: `docs/events.md` ("Idempotency keys").
 //!
 //! SmartLead's own ids (`sl_email_lead_id`, `sl_email_lead_map_id`,
 //! `stats_thread_id`) are no key part: a lead, a lead in a campaign and a
-//! thread each hold many events, which the bases above already tell apart,
-//! so they would split no two events the table joins (and a delivery with
+//! thread each hold many events, which those bases already tell apart,
+//! so they would split no two events the bases join (and a delivery with
 //! them and one without stay one event). `sl_email_lead_id` stands in for
 //! the lead only where the body names no e-mail address (as `lead_id`).
 //!

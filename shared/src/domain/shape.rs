@@ -6,11 +6,7 @@
 //! field, before the typed view is read. The original object stays
 //! untouched in [`crate::domain::event::SmartleadEvent::raw`].
 //!
-//! | shape | recognised by | lead e-mail | lead id | event time | message id | reply / link / reason |
-//! |---|---|---|---|---|---|---|
-//! | flat | anything else | `to_email`, `lead_email`, … | `lead_id` | per type (`time_replied`, …) | `message_id`, … | as today |
-//! | nested lead (`event` or `event_type`) | `lead`, `email`, `reply` or `link` is an object | `lead.email` | `lead_id`, `lead.id` | `reply.received_at`, `link.clicked_at`, `unsubscribed_at`, then `timestamp` (opens: `timestamp`, `last_opened_at`, `first_opened_at`) | `email.message_id` (a reply's is the sent message's) | `reply.body` / `reply.subject`, `link.url`, `bounce_reason`/`reason` |
-//! | envelope | the type is in `type` (see [`crate::domain::event::envelope_type`]) and `data` is an object | `data.lead_email`, `data.to_email`, `data.lead.email` | `data.lead_id`, `data.lead.id` | `data`'s own time fields, then `created_at` | `data.message_id` | `data.reason` (account error, bounce reason, or a bounce breach's message), `links.app` as the app URL |
+//! Which fields each shape is read from: `docs/events.md` (the shape table of "The event model").
 //!
 //! Values already present are never overwritten, and a field is only added
 //! when none of its spellings is there (the typed view refuses a field given

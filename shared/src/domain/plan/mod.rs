@@ -11,23 +11,7 @@
 //! that wrote it last, compared by `"<event time>#<dedup key>"`, so the final
 //! state for any arrival order equals the state for time order.
 //!
-//! | event | item (pk / sk) | effect |
-//! |---|---|---|
-//! | EMAIL_SENT | `LEAD#<email>` / `CAMPAIGN#<id>` | `sent` +1, step in `steps_sent` (capped), status flag `contacted`, first/last sent time, last subject and message id |
-//! | FIRST_EMAIL_SENT | same | `first_email_sent_at` (earliest), flag `contacted` (no count: EMAIL_SENT counts the send) |
-//! | EMAIL_OPEN | same | `opens` +1, flag `engaged`, first/last open time, score + open weight |
-//! | EMAIL_LINK_CLICK | same | `clicks` +1, links into `links_clicked` (capped, stamped), flag `engaged`, first/last click time and last link, score + click weight |
-//! | EMAIL_REPLY | same, and `LEAD#<email>` / `REPLY#<campaign>` | `replies` +1, flag `replied`, first/last reply time, score + reply weight; the last reply's preview, subject, message id, writer, copies and company relation in the `REPLY#` item, a colleague's address in `repliers` (capped, stamped; the lead is the one e-mailed) |
-//! | EMAIL_BOUNCE | same, and `LEAD#<email>` / `SUPPRESSION` | `bounces` +1, flag `bounced`, last bounce time and reason; suppression (reason `bounce`, campaign, earliest time); score + bounce weight |
-//! | LEAD_UNSUBSCRIBED | same, and `SUPPRESSION` | flag `unsubscribed`, unsubscribe time; suppression (reason `unsubscribe`) |
-//! | LEAD_CATEGORY_UPDATED | same, and `LEAD#<email>` / `PROFILE` | latest category (name, sentiment, id, time) and the previous one (current generation); profile fields from `lead_data` (latest wins) |
-//! | CAMPAIGN_STATUS_CHANGED | `CAMPAIGN#<id>` / `STATUS` | latest status (and previous), change count |
-//! | UNTRACKED_REPLIES | `UNTRACKED#<day>#<shard>` / `<time>#<key>` | the reply kept for catch-all inbox review (writer, mailbox, subject, preview, cc) |
-//! | MANUAL_STEP_REACHED | `LEAD#<email>` / `TASK#<campaign>#<step>` | an open task for a human: step type, description, the sent messages' ids, reached at |
-//! | EMAIL_ACCOUNT_DISCONNECTED, LINKEDIN_DISCONNECTED | `ACCOUNT#<id>` / `HEALTH#EMAIL` or `HEALTH#LINKEDIN` | disconnected since (earliest), last error (latest), count |
-//! | CAMPAIGN_BOUNCE_BREACH | `CAMPAIGN#<id>` / `HEALTH` | last breach: rate, threshold, message; count |
-//! | unknown type | `UNKNOWN#<day>#<shard>` / `<time>#<key>` | the raw event and its type, kept and counted |
-//! | lead event naming no lead | `UNATTRIBUTED#<day>#<shard>` / `<time>#<key>` | the raw event and its type |
+//! What each event type writes, item by item: `docs/events.md` ("What each event does").
 //!
 //! Suppression is sticky: nothing ever removes it, and later opens or clicks
 //! only add counts. Descriptive fields (lead and campaign names) are written
@@ -390,7 +374,7 @@ fn is_lead_event(data: &EventData) -> bool {
     )
 }
 
-/// One function per event type (README, "What each event does"), by what
+/// One function per event type (`docs/events.md`, "What each event does"), by what
 /// it touches: a lead ([`lead`]), a campaign ([`campaign`]), an account
 /// ([`account`]), or the event kept whole ([`raw`]).
 fn dispatch(cx: &Ctx) -> Vec<ItemUpdate> {
