@@ -110,7 +110,7 @@ fn pipeline_targets(r: &Results) -> Vec<Target> {
             r.consumer_direct.events_per_s >= 600.0,
         ),
         (
-            "1 DynamoDB write unit per typical event (issue 14)".into(),
+            "1 DynamoDB write unit per typical event".into(),
             format!("{} WRU (mean of sent/open/click)", f(ci.typical_wru, 2)),
             ci.typical_wru <= 1.0,
         ),

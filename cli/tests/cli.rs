@@ -1081,7 +1081,7 @@ async fn status_reads_queues_metrics_alarms_and_the_table_of_a_deployed_stack() 
     assert_eq!(v["attention"].as_array().unwrap().len(), 3, "{v}");
 }
 
-/// Issue 22, item 9: two stacks in one account (staging, production)
+/// Two stacks in one account (staging, production)
 /// share no metric and no alarm (each stack's metrics are in a namespace
 /// of its own:
 /// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_concepts.html).

@@ -655,7 +655,7 @@ fn every_shape_normalizes_as_its_flat_twin() {
         let t = twin.normalized();
         assert_eq!(comparable(ev.normalized(), &t), t, "{name}");
     }
-    // What the issue names, read from the nested fields.
+    // Lead and account ids, reply text, link and reason, read from the nested fields.
     let n = SmartleadEvent::from_slice(payload("nested_event_email_replied").as_bytes())
         .unwrap()
         .normalized();

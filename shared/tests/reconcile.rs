@@ -1009,7 +1009,7 @@ async fn an_event_the_transactional_design_applied_is_stored_by_its_marker() {
     assert_eq!(report.backfilled, 0);
 }
 
-/// Issue 22 (12): the scheduled reconcile read its API key once, at cold
+/// A regression: the scheduled reconcile read its API key once, at cold
 /// start, so after a rotation a warm instance called SmartLead with the
 /// old key (401) until it was recycled. Wired as the function wires it
 /// (`wire::reconcile` from its environment, SSM and SQS on moto), a run

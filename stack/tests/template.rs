@@ -642,7 +642,7 @@ mod tests {
     }
 }
 
-/// Checks of the template's security and monitoring (hardening, issue 11).
+/// Checks of the template's security and monitoring (hardening).
 #[cfg(test)]
 mod hardening {
     use super::*;
@@ -941,7 +941,7 @@ mod hardening {
         }
     }
 
-    /// Issue 22 (8): the consumer starts without a Slack URL or SmartLead
+    /// The consumer starts without a Slack URL or SmartLead
     /// API key it cannot read from SSM; each failed read is counted (by
     /// `Effect`, rolled up by `Function`) and alarmed.
     #[test]
@@ -962,7 +962,7 @@ mod hardening {
         );
     }
 
-    /// Issue 14: the ingest's queued webhooks print a short record line and
+    /// The log-budget design: the ingest's queued webhooks print a short record line and
     /// no EMF document; metric filters on its log group publish `Received`
     /// and `Queued` (by `Function`, and by `Function` and `EventType` for the
     /// dashboard) from it, and the dashboard's ingest latency is the
@@ -1061,7 +1061,7 @@ mod hardening {
         out
     }
 
-    /// Issue 22, item 9: two stacks in one account (staging, production)
+    /// Two stacks in one account (staging, production)
     /// must share no custom metric and no alarm. A metric is its namespace,
     /// name and dimensions
     /// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_concepts.html,
@@ -1550,7 +1550,7 @@ mod hardening {
     }
 
     /// `sam local` points the functions at the stand-ins through variables
-    /// that exist only when `LocalEndpoint` is set (issue 15): deployed with
+    /// that exist only when `LocalEndpoint` is set (only `sam local` sets it): deployed with
     /// the defaults, no function has a local secret, endpoint or switch,
     /// while everything the code reads in AWS is there either way.
     #[test]
