@@ -71,7 +71,7 @@ pub fn attention(s: &Status) -> Vec<String> {
     let mut a = Vec::new();
     if let Some(d) = s.dlq.filter(|d| *d > 0) {
         a.push(format!(
-            "{d} message(s) in the DLQ: find why they failed (the consumer's logs: README, Monitoring), fix, then `smartlead redrive`"
+            "{d} message(s) in the DLQ: find why they failed (the consumer's logs: docs/operating.md, Monitoring), fix, then `smartlead redrive`"
         ));
     }
     for (name, reason) in s.alarms.iter().flatten() {

@@ -227,7 +227,7 @@ mod tests {
                 };
                 assert!(
                     known,
-                    "{krate} reads {v}, which no list (and so no template check or README) covers"
+                    "{krate} reads {v}, which no list (and so no template check or docs/configuration.md) covers"
                 );
             }
         }
