@@ -382,10 +382,10 @@ async fn measure_e2e(
 
 /// The peak RSS (KiB) of a process' children (the function under the RIE).
 fn children_peak_rss(pid: Option<u32>) -> u64 {
-    pid.map(local_aws::children)
+    pid.map(test_support::standins::children)
         .unwrap_or_default()
         .into_iter()
-        .map(|child| local_aws::peak_rss_kib(child).unwrap_or(0))
+        .map(|child| test_support::standins::peak_rss_kib(child).unwrap_or(0))
         .max()
         .unwrap_or(0)
 }

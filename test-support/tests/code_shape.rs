@@ -152,7 +152,6 @@ fn sources() -> Vec<PathBuf> {
         "shared/src",
         "functions",
         "cli/src",
-        "local/src",
         "stack/src",
         "test-support/src",
         "bench/src",

@@ -1,6 +1,6 @@
 //! `xtask load`: a Monday reply wave against the local stack, with
 //! stand-ins that enforce the limits AWS, Slack and SmartLead enforce
-//! (`local_aws::limits`), and an account of what arrived where.
+//! (`test_support::standins::limits`), and an account of what arrived where.
 //!
 //! The run: the stack ([`crate::Stack`]) with its functions pointed at the
 //! stand-ins (DynamoDB through the throttling proxy, Slack and SmartLead at
@@ -23,10 +23,10 @@ pub mod side;
 use crate::template::Template;
 use crate::{Options, Ports, Stack};
 use anyhow::{Context, Result};
-use local_aws::limits::{DynamoThrottle, SlackLimit, SmartleadLimit};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use test_support::standins::limits::{DynamoThrottle, SlackLimit, SmartleadLimit};
 
 pub use report::Report;
 pub use side::{Queue, Side};
@@ -140,7 +140,7 @@ impl Harness {
             &stack.dynamodb.endpoint(),
             "pk",
             "sk",
-            local_aws::limits::dynamodb::UNITS_PER_SECOND,
+            test_support::standins::limits::dynamodb::UNITS_PER_SECOND,
         )
         .await?;
         let mut env =
