@@ -154,7 +154,6 @@ fn sources() -> Vec<PathBuf> {
         "cli/src",
         "stack/src",
         "test-support/src",
-        "bench/src",
         "xtask/src",
     ] {
         rust_files(&root.join(dir), &mut files);

@@ -1,4 +1,5 @@
 //! Developer tasks for the SmartLead pipeline. `cargo run --bin xtask -- --help`.
+//! The benchmarks are the package's other binary, `bench` (`scripts/bench.sh`).
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -62,16 +63,6 @@ enum Cmd {
         #[arg(long)]
         sam_env_vars: Option<PathBuf>,
     },
-    /// Measure speed, memory and cost; writes BENCHMARKS.md, bench/results.json
-    /// and bench/latency.svg (run it with --release: `scripts/bench.sh`).
-    Bench {
-        /// Few repetitions: a quick look, not figures to publish.
-        #[arg(long)]
-        quick: bool,
-        /// Use criterion's last results instead of running it again.
-        #[arg(long)]
-        skip_criterion: bool,
-    },
     /// A reply wave against the local stack with stand-ins that enforce
     /// Slack's, SmartLead's and DynamoDB's limits; prints (and with --json
     /// writes) lost, doubled and delivered against expected, the lags and
@@ -133,16 +124,6 @@ fn main() -> Result<()> {
             };
             rt.block_on(local::run(&workspace_root(), ports, options, flags))
         }
-        Cmd::Bench {
-            quick,
-            skip_criterion,
-        } => bench::run(
-            &workspace_root(),
-            bench::BenchOptions {
-                quick,
-                skip_criterion,
-            },
-        ),
         Cmd::Load(args) => load::run(&workspace_root(), args),
         Cmd::Show {
             email,

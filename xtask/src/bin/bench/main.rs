@@ -1,4 +1,4 @@
-//! `cargo run --release --bin xtask -- bench` (the `bench` crate) (what `scripts/bench.sh` runs):
+//! `cargo run --release --bin bench` (xtask's second binary; what `scripts/bench.sh` runs):
 //! every figure of BENCHMARKS.md, measured on this machine.
 //!
 //! 1. criterion, in process: parse + normalize + key per payload, the
@@ -41,11 +41,22 @@ use inproc::*;
 use markdown::*;
 use rie::*;
 
+/// Measure speed, memory and cost; writes BENCHMARKS.md, bench/results.json
+/// and bench/latency.svg (run it with --release: `scripts/bench.sh`).
+#[derive(clap::Parser)]
+#[command(name = "bench")]
 pub struct BenchOptions {
-    /// Fewer repetitions: a quick look, not figures to publish.
+    /// Few repetitions: a quick look, not figures to publish.
+    #[arg(long)]
     pub quick: bool,
-    /// Skip criterion (already run) and use its last results.
+    /// Use criterion's last results instead of running it again.
+    #[arg(long)]
     pub skip_criterion: bool,
+}
+
+fn main() -> Result<()> {
+    let opts = <BenchOptions as clap::Parser>::parse();
+    run(&stack::workspace_root(), opts)
 }
 
 /// Medians and spreads of a sample.
