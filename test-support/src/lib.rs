@@ -1,12 +1,11 @@
 //! What tests share (a dev-dependency of the production crates; the
-//! developer tools `stack` and `xtask` use it directly, the CLI's
-//! `tail --local` its log follower): the one fixture loader, the local
-//! token, the API Gateway 2.0 and SQS events (typed, from
-//! `aws_lambda_events`) that the fixture generator writes and the local
-//! stack's front and poller hand to the functions, [`Function`], a built
-//! function under the Lambda RIE, and the stand-ins themselves
-//! ([`standins`]: DynamoDB Local, moto, the RIE, Slack and SmartLead, their
-//! limits).
+//! developer tools in `xtask` use it directly, the CLI's `tail --local` its
+//! log follower): the one fixture loader, the local token, the API Gateway
+//! 2.0 and SQS events (typed, from `aws_lambda_events`) that the fixture
+//! generator writes and the local stack's front and poller hand to the
+//! functions, [`Function`], a built function under the Lambda RIE, and the
+//! stand-ins themselves ([`standins`]: DynamoDB Local, moto, the RIE, Slack
+//! and SmartLead, their limits).
 
 pub mod faults;
 pub mod standins;

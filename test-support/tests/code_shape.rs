@@ -152,7 +152,6 @@ fn sources() -> Vec<PathBuf> {
         "shared/src",
         "functions",
         "cli/src",
-        "stack/src",
         "test-support/src",
         "xtask/src",
     ] {

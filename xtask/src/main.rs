@@ -8,7 +8,7 @@ use std::path::PathBuf;
 mod fixtures;
 mod load;
 
-use stack as local;
+use xtask::pipeline;
 
 #[derive(Parser)]
 #[command(
@@ -80,9 +80,9 @@ enum Cmd {
     },
 }
 
-/// The checkout being worked in (see [`stack::workspace_root`]).
+/// The checkout being worked in (see [`pipeline::workspace_root`]).
 fn workspace_root() -> PathBuf {
-    stack::workspace_root()
+    pipeline::workspace_root()
 }
 
 fn main() -> Result<()> {
@@ -103,7 +103,7 @@ fn main() -> Result<()> {
             sam_env_vars,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
-            let ports = local::Ports {
+            let ports = pipeline::Ports {
                 http: http_port,
                 dynamodb: dynamodb_port,
                 moto: moto_port,
@@ -111,18 +111,18 @@ fn main() -> Result<()> {
                 consumer: consumer_port,
                 movable: false,
             };
-            let options = local::Options {
+            let options = pipeline::Options {
                 ingest_instances,
                 slack_url,
                 moto_all_interfaces: docker || sam_env_vars.is_some(),
-                ..local::Options::debug()
+                ..pipeline::Options::debug()
             };
-            let flags = local::RunFlags {
+            let flags = pipeline::RunFlags {
                 no_front,
                 no_poller,
                 sam_env_vars,
             };
-            rt.block_on(local::run(&workspace_root(), ports, options, flags))
+            rt.block_on(pipeline::run(&workspace_root(), ports, options, flags))
         }
         Cmd::Load(args) => load::run(&workspace_root(), args),
         Cmd::Show {
@@ -131,7 +131,7 @@ fn main() -> Result<()> {
             moto_port,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(local::show(dynamodb_port, moto_port, email.as_deref()))
+            rt.block_on(pipeline::show(dynamodb_port, moto_port, email.as_deref()))
         }
     }
 }

@@ -17,13 +17,13 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use stack::{self as local, Options, Pool, Ports, Stack};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use test_support::{api_request, payloads, sqs_record};
+use xtask::pipeline::{self, Options, Pool, Ports, Stack};
 
 mod chart;
 mod cost;
@@ -56,7 +56,7 @@ pub struct BenchOptions {
 
 fn main() -> Result<()> {
     let opts = <BenchOptions as clap::Parser>::parse();
-    run(&stack::workspace_root(), opts)
+    run(&pipeline::workspace_root(), opts)
 }
 
 /// Medians and spreads of a sample.
@@ -169,7 +169,7 @@ pub(crate) fn machine() -> String {
 }
 
 pub(crate) fn template_memory(root: &Path, function: &str) -> Result<f64> {
-    let t = stack::template::Template::load(root)?;
+    let t = pipeline::template::Template::load(root)?;
     let p = t.props(function)?;
     t.resolve(&p["MemorySize"])
         .and_then(|s| s.parse().ok())
@@ -219,7 +219,7 @@ pub(crate) async fn measure(
     let options = stack_options();
     let ports = Ports::free(options.ingest_instances);
     println!("== local stack (release binaries)");
-    let stack = Arc::new(local::start(root, &ports, &options).await?);
+    let stack = Arc::new(pipeline::start(root, &ports, &options).await?);
 
     println!("== consumer handler against DynamoDB Local, batches of 10");
     let consumer_direct =
@@ -309,7 +309,7 @@ async fn measure_rates(stack: &Stack, consumer: &Pool, events: usize) -> Result<
 /// instances, metrics on, no fan-out.
 fn stack_options() -> Options {
     Options {
-        bin_dir: local::target_dir().join("release"),
+        bin_dir: pipeline::target_dir().join("release"),
         ingest_instances: 4,
         visibility_secs: 30,
         metrics: true,
@@ -318,7 +318,7 @@ fn stack_options() -> Options {
         // moto's EventBridge takes ~150 ms a PutEvents here and would hide
         // the pipeline's own figures; the fan-out is measured on its own.
         fanout: false,
-        webhook_secret: local::TOKEN.into(),
+        webhook_secret: pipeline::TOKEN.into(),
         moto_all_interfaces: false,
     }
 }

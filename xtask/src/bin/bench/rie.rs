@@ -180,7 +180,7 @@ pub(crate) async fn function_figures(
         name: function.into(),
         binary_bytes: std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0),
         arm64_bytes: std::fs::metadata(
-            stack::workspace_root()
+            pipeline::workspace_root()
                 .join(".aws-sam/build-arm64")
                 .join(logical)
                 .join("bootstrap"),

@@ -8,8 +8,8 @@
 //! consumer calls SQS only for the effects queue; the pollers do the rest).
 
 use super::{patient_timeouts, template_number};
-use crate::template::Template;
-use crate::{EFFECTS_DLQ, EFFECTS_QUEUE};
+use crate::pipeline::template::Template;
+use crate::pipeline::{EFFECTS_DLQ, EFFECTS_QUEUE};
 use anyhow::{Context, Result};
 use test_support::standins;
 
@@ -55,7 +55,7 @@ impl Side {
         let integrations =
             standins::start_moto_any().context("starting moto for the bus and topic")?;
         let (cfg, taps) = client(&integrations).await;
-        let topic = crate::create_integrations(&cfg, &taps).await?;
+        let topic = crate::pipeline::create_integrations(&cfg, &taps).await?;
         let effects_moto =
             standins::start_moto_any().context("starting moto for the effects queue")?;
         let (_, sqs) = client(&effects_moto).await;
@@ -66,8 +66,13 @@ impl Side {
             Some(v) => v,
             None => template_number(t, "EffectsQueue", &["VisibilityTimeout"])?,
         };
-        let (url, dlq_url) =
-            crate::create_queues(&sqs, (EFFECTS_QUEUE, EFFECTS_DLQ), &receives, visibility).await?;
+        let (url, dlq_url) = crate::pipeline::create_queues(
+            &sqs,
+            (EFFECTS_QUEUE, EFFECTS_DLQ),
+            &receives,
+            visibility,
+        )
+        .await?;
         Ok(Side {
             integrations,
             taps,

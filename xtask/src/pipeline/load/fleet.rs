@@ -5,8 +5,8 @@
 use super::report::Polls;
 use super::Queue;
 use super::{template_number, LoadOptions, API_KEY};
-use crate::template::{Template, Value};
-use crate::{poll_queue, Pool, Stack, EFFECTS_QUEUE, QUEUE};
+use crate::pipeline::template::{Template, Value};
+use crate::pipeline::{poll_queue, Pool, Stack, EFFECTS_QUEUE, QUEUE};
 use anyhow::{Context, Result};
 use smartlead::adapters::http::hygiene::Hygiene;
 use smartlead::app::effects::{AlertRules, HygieneMode};
@@ -83,7 +83,12 @@ fn template_values(t: &Template) -> Result<Vec<(String, String)>> {
         .context("ConsumerFunction has no Environment.Variables")?;
     Ok(vars
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), crate::template::scalar(v)?)))
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str()?.to_owned(),
+                crate::pipeline::template::scalar(v)?,
+            ))
+        })
         .collect())
 }
 
@@ -222,7 +227,7 @@ impl Fleet {
     }
 }
 
-async fn count(c: &PollCounts, p: Result<crate::Poll>) {
+async fn count(c: &PollCounts, p: Result<crate::pipeline::Poll>) {
     match p {
         Ok(p) if p.received > 0 => {
             c.invokes.fetch_add(1, Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! `xtask show` and the readable function logs of `xtask local`.
 
-use crate::{depth, ALERT_TAP, BUS, BUS_TAP};
+use crate::pipeline::{depth, ALERT_TAP, BUS, BUS_TAP};
 use anyhow::{Context, Result};
 use serde_json::Value;
 use std::collections::HashMap;

@@ -3,8 +3,9 @@
 //! Emulator, an HTTP front ([`front`]) turns requests into API Gateway 2.0
 //! events, and a poller ([`poller`]) does what the SQS event source mapping
 //! does. `xtask local` runs it ([`run`]), `xtask show` inspects it
-//! ([`show`]), the end-to-end tests in `tests/` and the benchmarks start
-//! their own ([`Stack::start`]).
+//! ([`show`]), `xtask load` drives it at the services' limits ([`load`]),
+//! the end-to-end tests in `xtask/tests/` and the `bench` binary start
+//! their own ([`Stack::start`]); [`template`] reads template.yaml for it.
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
