@@ -321,7 +321,8 @@ mod tests {
             );
             out.insert(krate.to_owned(), names);
         }
-        assert!(out.len() >= 8, "{out:?}");
+        // Every member was read: the workspace has 7 (shared, 3 functions, cli, test-support, xtask).
+        assert!(out.len() >= 7, "{out:?}");
         out
     }
 
