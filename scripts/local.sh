@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 # Where tools.sh installs the stand-ins (the Rust side reads it too).
 export SMARTLEAD_TOOLS_DIR="${SMARTLEAD_TOOLS_DIR:-$PWD/.tools}"
 bash scripts/tools.sh
-cargo build --workspace --bins
+# The functions and xtask, no more (the bench binary is not built); --bin,
+# not -p: the workspace's one feature set (see test-support/Cargo.toml).
+cargo build --bin smartlead-ingest --bin smartlead-consumer --bin smartlead-reconcile --bin xtask
 if [ "${1:-}" != --sam ]; then
   exec cargo run -q --bin xtask -- local "$@"
 fi

@@ -59,7 +59,7 @@ ENV_FILE="$WORK/env.json"
 # Built here first (after the test run, nothing is left to compile: the
 # workspace resolves one feature set), so the wait below times the stand-ins'
 # start only.
-cargo build -q --workspace --bins
+cargo build -q --bin smartlead-ingest --bin smartlead-consumer --bin smartlead-reconcile --bin xtask # what local.sh builds
 bash scripts/local.sh --docker --no-front --no-poller --ingest-instances 1 \
   --http-port "$P_HTTP" --dynamodb-port "$P_DDB" --moto-port "$P_MOTO" \
   --ingest-port "$P_INGEST" --consumer-port "$P_CONSUMER" \

@@ -1,9 +1,10 @@
 //! The `smartlead` binary against a stand-in SmartLead API and moto (SQS,
 //! SSM, CloudFormation, EventBridge).
 
-use local_aws::{Scripted, StandIn};
 use serde_json::{json, Value};
 use std::process::Output;
+use test_support::standins;
+use test_support::standins::{Scripted, StandIn};
 use test_support::store::{dynamodb, moto};
 
 const KEY: &str = "sl-test-key-0123456789";
@@ -157,7 +158,7 @@ async fn the_api_key_is_required_and_never_printed() {
     assert!(!o.status.success());
     assert!(text(&o).contains("401"), "{}", text(&o));
     assert!(!text(&o).contains(KEY));
-    let dead = format!("http://127.0.0.1:{}", local_aws::free_port());
+    let dead = format!("http://127.0.0.1:{}", standins::free_port());
     let o = smartlead(&["delete", "--id", "1"], &dead, Some(KEY)).await;
     assert!(!o.status.success());
     assert!(!text(&o).contains(KEY), "{}", text(&o));
@@ -1167,7 +1168,7 @@ async fn status_of_the_local_stack_exits_zero_when_healthy_and_two_with_a_dlq() 
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("1 message(s) in the DLQ"), "{}", text(&o));
     // Nothing listening: exit 1, and says what.
-    let free = local_aws::free_port().to_string();
+    let free = standins::free_port().to_string();
     let o = aws_only(&[
         "status",
         "--local",
@@ -1277,7 +1278,7 @@ async fn doctor_reports_every_finding_with_its_fix_and_fixes_the_safe_ones() {
         .cloned()
         .collect();
     assert_eq!(puts.len(), 1, "{puts:?}");
-    let body = |r: &local_aws::Recorded| -> Value { serde_json::from_str(&r.body).unwrap() };
+    let body = |r: &standins::Recorded| -> Value { serde_json::from_str(&r.body).unwrap() };
     assert!(puts[0].target.starts_with("/api/v1/webhook/update/11?"));
     assert_eq!(body(&puts[0])["webhook_url"], format!("{base}/cur"));
     assert_eq!(body(&puts[0])["event_type_map"], all);

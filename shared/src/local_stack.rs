@@ -1,5 +1,5 @@
 //! The local stack's fixed names and default ports (`scripts/local.sh`,
-//! `xtask local`), shared by the `stack` crate, which starts it, and the operator CLI
+//! `xtask local`), shared by xtask's `pipeline`, which starts it, and the operator CLI
 //! (`smartlead ... --local`), which reads it.
 
 /// The state table in DynamoDB Local.

@@ -17,7 +17,6 @@
 mod common;
 
 use common::{dynamodb, fresh_store};
-use local_aws::limits::{most_in_any, SlackLimit, SmartleadLimit};
 use serde_json::json;
 use smartlead::adapters::aws::dynamodb::budget::DynamoBudget;
 use smartlead::adapters::http::slack::SlackNotifier;
@@ -27,6 +26,7 @@ use smartlead::app::effects::Notifier;
 use smartlead::domain::event::SmartleadEvent;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use test_support::standins::limits::{most_in_any, SlackLimit, SmartleadLimit};
 
 /// `n` processes sharing the budgets of one new table: its name, and a
 /// budget each (own SDK client, own memory of the items).

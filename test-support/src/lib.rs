@@ -1,11 +1,14 @@
 //! What tests share (a dev-dependency of the production crates; the
-//! developer tools `stack` and `xtask` use it directly): the one fixture
-//! loader, the local token, the API Gateway 2.0 and SQS events (typed, from
-//! `aws_lambda_events`) that the fixture generator writes and the local
-//! stack's front and poller hand to the functions, and [`Function`], a built
-//! function under the Lambda RIE.
+//! developer tools in `xtask` use it directly, the CLI's `tail --local` its
+//! log follower): the one fixture loader, the local token, the API Gateway
+//! 2.0 and SQS events (typed, from `aws_lambda_events`) that the fixture
+//! generator writes and the local stack's front and poller hand to the
+//! functions, [`Function`], a built function under the Lambda RIE, and the
+//! stand-ins themselves ([`standins`]: DynamoDB Local, moto, the RIE, Slack
+//! and SmartLead, their limits).
 
 pub mod faults;
+pub mod standins;
 pub mod store;
 
 use aws_lambda_events::apigw::{
@@ -444,7 +447,7 @@ pub fn sqs_record(id_seed: &str, body: &str, event_type: &str) -> Value {
 /// A built function binary under the Lambda Runtime Interface Emulator
 /// (`sam build`'s bootstrap when `SAM_BUILD_DIR` names one, else cargo's).
 pub struct Function {
-    pub rie: local_aws::Service,
+    pub rie: standins::Service,
     url: String,
     http: reqwest::Client,
 }
@@ -463,10 +466,10 @@ impl Function {
             .chain(env)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let binary = local_aws::function_binary(logical_id, Path::new(cargo_bin));
-        let rie = local_aws::start_rie_any(&binary, &env).unwrap_or_else(|e| panic!("{e}"));
+        let binary = standins::function_binary(logical_id, Path::new(cargo_bin));
+        let rie = standins::start_rie_any(&binary, &env).unwrap_or_else(|e| panic!("{e}"));
         Function {
-            url: local_aws::rie_invoke_url(&rie),
+            url: standins::rie_invoke_url(&rie),
             rie,
             http: smartlead::adapters::http::client(),
         }

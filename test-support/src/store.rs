@@ -15,15 +15,15 @@ use std::sync::OnceLock;
 use tracing::instrument::WithSubscriber;
 
 /// DynamoDB Local, started once per test binary (on a port it could bind).
-pub fn dynamodb() -> &'static local_aws::Service {
-    static DDB: OnceLock<local_aws::Service> = OnceLock::new();
-    DDB.get_or_init(|| local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}")))
+pub fn dynamodb() -> &'static crate::standins::Service {
+    static DDB: OnceLock<crate::standins::Service> = OnceLock::new();
+    DDB.get_or_init(|| crate::standins::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// moto's server, started once per test binary.
-pub fn moto() -> &'static local_aws::Service {
-    static MOTO: OnceLock<local_aws::Service> = OnceLock::new();
-    MOTO.get_or_init(|| local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}")))
+pub fn moto() -> &'static crate::standins::Service {
+    static MOTO: OnceLock<crate::standins::Service> = OnceLock::new();
+    MOTO.get_or_init(|| crate::standins::start_moto_any().unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// A name no other test of this process uses.

@@ -152,10 +152,7 @@ fn sources() -> Vec<PathBuf> {
         "shared/src",
         "functions",
         "cli/src",
-        "local/src",
-        "stack/src",
         "test-support/src",
-        "bench/src",
         "xtask/src",
     ] {
         rust_files(&root.join(dir), &mut files);

@@ -10,8 +10,10 @@ use smartlead::domain::time::EventTime;
 use test_support::faults::{with_faults, Fault, Faults};
 
 async fn store() -> DynamoStore {
-    static DDB: std::sync::OnceLock<local_aws::Service> = std::sync::OnceLock::new();
-    let ddb = DDB.get_or_init(|| local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}")));
+    static DDB: std::sync::OnceLock<test_support::standins::Service> = std::sync::OnceLock::new();
+    let ddb = DDB.get_or_init(|| {
+        test_support::standins::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"))
+    });
     let cfg = smartlead::adapters::aws::local_sdk_config(&ddb.endpoint()).await;
     let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
     let table = format!("faults-{}", uuid::Uuid::new_v4());

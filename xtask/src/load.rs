@@ -1,8 +1,9 @@
-//! `xtask load`: the command line of [`stack::load`].
+//! `xtask load`: the command line of [`xtask::pipeline::load`].
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use xtask::pipeline;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -61,7 +62,7 @@ fn build(root: &Path) -> Result<PathBuf> {
     if !status.success() {
         bail!("building the function binaries failed");
     }
-    Ok(stack::target_dir().join(if release { "release" } else { "debug" }))
+    Ok(pipeline::target_dir().join(if release { "release" } else { "debug" }))
 }
 
 pub fn run(root: &Path, a: Args) -> Result<()> {
@@ -69,7 +70,7 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
         Some(dir) => dir,
         None => build(root)?,
     };
-    let options = stack::load::LoadOptions {
+    let options = pipeline::load::LoadOptions {
         webhooks: a.webhooks,
         run: Duration::from_secs_f64(a.minutes * 60.0),
         clients: a.clients,
@@ -78,10 +79,10 @@ pub fn run(root: &Path, a: Args) -> Result<()> {
         hygiene: a.hygiene,
         visibility_secs: a.visibility_secs,
         drain: Duration::from_secs_f64(a.drain_minutes * 60.0),
-        ..stack::load::LoadOptions::full(bin_dir)
+        ..pipeline::load::LoadOptions::full(bin_dir)
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let report = rt.block_on(stack::load::run(root, options))?;
+    let report = rt.block_on(pipeline::load::run(root, options))?;
     if let Some(path) = a.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

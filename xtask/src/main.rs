@@ -1,4 +1,5 @@
 //! Developer tasks for the SmartLead pipeline. `cargo run --bin xtask -- --help`.
+//! The benchmarks are the package's other binary, `bench` (`scripts/bench.sh`).
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 mod fixtures;
 mod load;
 
-use stack as local;
+use xtask::pipeline;
 
 #[derive(Parser)]
 #[command(
@@ -62,16 +63,6 @@ enum Cmd {
         #[arg(long)]
         sam_env_vars: Option<PathBuf>,
     },
-    /// Measure speed, memory and cost; writes BENCHMARKS.md, bench/results.json
-    /// and bench/latency.svg (run it with --release: `scripts/bench.sh`).
-    Bench {
-        /// Few repetitions: a quick look, not figures to publish.
-        #[arg(long)]
-        quick: bool,
-        /// Use criterion's last results instead of running it again.
-        #[arg(long)]
-        skip_criterion: bool,
-    },
     /// A reply wave against the local stack with stand-ins that enforce
     /// Slack's, SmartLead's and DynamoDB's limits; prints (and with --json
     /// writes) lost, doubled and delivered against expected, the lags and
@@ -89,9 +80,9 @@ enum Cmd {
     },
 }
 
-/// The checkout being worked in (see [`stack::workspace_root`]).
+/// The checkout being worked in (see [`pipeline::workspace_root`]).
 fn workspace_root() -> PathBuf {
-    stack::workspace_root()
+    pipeline::workspace_root()
 }
 
 fn main() -> Result<()> {
@@ -112,7 +103,7 @@ fn main() -> Result<()> {
             sam_env_vars,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
-            let ports = local::Ports {
+            let ports = pipeline::Ports {
                 http: http_port,
                 dynamodb: dynamodb_port,
                 moto: moto_port,
@@ -120,29 +111,19 @@ fn main() -> Result<()> {
                 consumer: consumer_port,
                 movable: false,
             };
-            let options = local::Options {
+            let options = pipeline::Options {
                 ingest_instances,
                 slack_url,
                 moto_all_interfaces: docker || sam_env_vars.is_some(),
-                ..local::Options::debug()
+                ..pipeline::Options::debug()
             };
-            let flags = local::RunFlags {
+            let flags = pipeline::RunFlags {
                 no_front,
                 no_poller,
                 sam_env_vars,
             };
-            rt.block_on(local::run(&workspace_root(), ports, options, flags))
+            rt.block_on(pipeline::run(&workspace_root(), ports, options, flags))
         }
-        Cmd::Bench {
-            quick,
-            skip_criterion,
-        } => bench::run(
-            &workspace_root(),
-            bench::BenchOptions {
-                quick,
-                skip_criterion,
-            },
-        ),
         Cmd::Load(args) => load::run(&workspace_root(), args),
         Cmd::Show {
             email,
@@ -150,7 +131,7 @@ fn main() -> Result<()> {
             moto_port,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(local::show(dynamodb_port, moto_port, email.as_deref()))
+            rt.block_on(pipeline::show(dynamodb_port, moto_port, email.as_deref()))
         }
     }
 }

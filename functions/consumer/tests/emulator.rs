@@ -33,7 +33,7 @@ async fn snapshot(
 
 #[tokio::test]
 async fn built_binary_processes_sqs_batches_through_the_emulator() {
-    let ddb = local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"));
+    let ddb = test_support::standins::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"));
     let client = test_support::state_table(&ddb.endpoint(), "state").await;
     let endpoint = ddb.endpoint();
     let consumer = Function::start(

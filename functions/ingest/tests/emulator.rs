@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn built_binary_answers_every_api_fixture_through_the_emulator() {
-    let moto = local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
+    let moto = test_support::standins::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
     let cfg = smartlead::adapters::aws::local_sdk_config(&moto.endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&cfg);
     let url = test_support::create_queue(&sqs, "webhooks").await;

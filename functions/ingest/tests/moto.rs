@@ -10,14 +10,14 @@ use smartlead::domain::message::{attr, sha256_hex, ClaimCheckMessage, DEFAULT_MA
 use smartlead::metrics::Metrics;
 
 struct Env {
-    moto: local_aws::Service,
+    moto: test_support::standins::Service,
     sqs: smartlead::aws_sdk_sqs::Client,
     s3: smartlead::aws_sdk_s3::Client,
     svc: Ingest<SqsQueue, S3Blobs>,
 }
 
 async fn env() -> Env {
-    let moto = local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
+    let moto = test_support::standins::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
     let cfg = local_sdk_config(&moto.endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&cfg);
     let s3 = smartlead::aws_sdk_s3::Client::from_conf(

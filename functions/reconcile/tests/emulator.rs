@@ -30,8 +30,8 @@ fn key(webhook: &Value) -> String {
 
 #[tokio::test]
 async fn built_binary_backfills_the_one_gap_through_the_emulator() {
-    let ddb = local_aws::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"));
-    let moto = local_aws::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
+    let ddb = test_support::standins::start_dynamodb_any().unwrap_or_else(|e| panic!("{e}"));
+    let moto = test_support::standins::start_moto_any().unwrap_or_else(|e| panic!("{e}"));
     let client = test_support::state_table(&ddb.endpoint(), "state").await;
     let sqs_cfg = smartlead::adapters::aws::local_sdk_config(&moto.endpoint()).await;
     let sqs = smartlead::aws_sdk_sqs::Client::new(&sqs_cfg);
@@ -52,7 +52,7 @@ async fn built_binary_backfills_the_one_gap_through_the_emulator() {
             .expect("apply");
     }
 
-    let s = local_aws::StandIn::start().await;
+    let s = test_support::standins::StandIn::start().await;
     s.route(
         "GET /api/v1/campaigns",
         &json!([{"id": CAMPAIGN, "status": "ACTIVE"}]).to_string(),

@@ -288,7 +288,8 @@ mod tests {
         for per_minute in [60, 120, 1000] {
             let d = Destination::smartlead("k", per_minute);
             let step = Duration::from_millis(d.interval_ms(None) as u64);
-            let mut window = local_aws::limits::Window::new(per_minute as usize, d.window);
+            let mut window =
+                test_support::standins::limits::Window::new(per_minute as usize, d.window);
             let t0 = Instant::now();
             for i in 0..(3 * per_minute) {
                 // Each call arrives up to JITTER late, alternately.

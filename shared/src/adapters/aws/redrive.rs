@@ -250,7 +250,7 @@ pub async fn redrive(
 
 /// Sends the batch `request` (`send_message_batch()`,
 /// `delete_message_batch()`: named at the call, where the IAM audit in
-/// stack/tests/template.rs finds it) to `queue` with `entries`, as run `run`.
+/// xtask/tests/template.rs finds it) to `queue` with `entries`, as run `run`.
 macro_rules! batch_call {
     ($run:expr, $request:expr, $queue:expr, $entries:expr) => {
         $request

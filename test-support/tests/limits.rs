@@ -1,10 +1,11 @@
-//! The stand-ins that enforce the real services' limits (`local_aws::limits`)
+//! The stand-ins that enforce the real services' limits (`test_support::standins::limits`)
 //! enforce them: Slack's one message a second per webhook URL, SmartLead's
 //! per-key budget, DynamoDB's write units per partition key.
 
-use local_aws::limits::{DynamoThrottle, SlackLimit, SmartleadLimit};
 use serde_json::{json, Value};
 use std::time::Duration;
+use test_support::standins;
+use test_support::standins::limits::{DynamoThrottle, SlackLimit, SmartleadLimit};
 
 async fn post(http: &reqwest::Client, url: &str) -> reqwest::Response {
     http.post(url)
@@ -19,7 +20,7 @@ async fn post(http: &reqwest::Client, url: &str) -> reqwest::Response {
 #[tokio::test]
 async fn slack_takes_one_message_a_second_per_webhook_url() {
     let slack = SlackLimit::start().await.expect("start");
-    let http = local_aws::limits::http_client();
+    let http = standins::limits::http_client();
     let (a, b) = (slack.webhook("A"), slack.webhook("B"));
     assert_eq!(post(&http, &a).await.status(), 200);
     let refused = post(&http, &a).await;
@@ -51,7 +52,7 @@ fn header(r: &reqwest::Response, name: &str) -> u64 {
 #[tokio::test]
 async fn smartlead_keeps_sixty_a_minute_and_ten_a_second_per_api_key() {
     let api = SmartleadLimit::start().await.expect("start");
-    let http = local_aws::limits::http_client();
+    let http = standins::limits::http_client();
     let mut accepted = 0;
     for round in 0..7 {
         let answers = futures_join(&http, &api.base, 12).await;
@@ -134,8 +135,8 @@ fn put(pk: &str, sk: usize, bytes: usize) -> Value {
 /// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html).
 #[tokio::test]
 async fn dynamodb_throttles_a_partition_key_past_a_thousand_write_units_a_second() {
-    let local = local_aws::start_dynamodb_any().expect("DynamoDB Local");
-    let http = local_aws::limits::http_client();
+    let local = standins::start_dynamodb_any().expect("DynamoDB Local");
+    let http = standins::limits::http_client();
     let create = json!({"TableName": "limits", "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
                                  {"AttributeName": "sk", "AttributeType": "S"}],

@@ -1,6 +1,6 @@
 //! `xtask local`: the stack in the foreground until Ctrl-C or SIGTERM.
 
-use crate::{
+use crate::pipeline::{
     follow_logs, poll_effects, poll_once, Options, Pool, Ports, Stack, BUCKET, BUS, TABLE, TOKEN,
 };
 use anyhow::{Context, Result};
@@ -193,15 +193,15 @@ pub async fn run(root: &Path, ports: Ports, options: Options, flags: RunFlags) -
 #[cfg(test)]
 mod sam_env {
     use super::*;
-    use crate::template::Template;
-    use crate::ALERT_TOPIC;
+    use crate::pipeline::template::Template;
+    use crate::pipeline::ALERT_TOPIC;
 
     /// events/env/local.json is what `xtask local` writes for its default
     /// ports (those of `scripts/local.sh`), and `sam local` can set each of
     /// its variables: template.yaml declares them all for that function.
     #[test]
     fn the_documented_env_vars_file_matches_the_default_stack_and_the_template() {
-        let root = crate::workspace_root();
+        let root = crate::pipeline::workspace_root();
         let file = std::fs::read_to_string(root.join("events/env/local.json")).unwrap();
         let documented: Value = serde_json::from_str(&file).unwrap();
         let want = sam_env_vars(

@@ -34,8 +34,8 @@ pub(crate) fn spawn_pollers(
                 loop {
                     // The effects the webhooks queued, in turn (the emulator
                     // answers one invoke at a time).
-                    let _ = local::poll_effects(&stack, &consumer, 10, 0).await;
-                    match local::poll_once(&stack, &consumer, 10, 1).await {
+                    let _ = pipeline::poll_effects(&stack, &consumer, 10, 0).await;
+                    match pipeline::poll_once(&stack, &consumer, 10, 1).await {
                         Ok(p) => {
                             if let (Some(at), Ok(mut d)) = (p.answered_at, done.lock()) {
                                 for id in p.done {
@@ -59,7 +59,7 @@ pub(crate) async fn e2e(
 ) -> Result<E2e> {
     let url = format!(
         "http://127.0.0.1:{http_port}/webhooks/smartlead?token={}",
-        local::TOKEN
+        pipeline::TOKEN
     );
     let started = Instant::now();
     let posted = post_all(&url, concurrency, events).await?;
@@ -199,7 +199,7 @@ pub(crate) async fn consumer_rate(
         if Instant::now() > deadline {
             bail!("batch {batch}: {stored} of {events} stored within 300 s");
         }
-        stored += local::poll_once(stack, consumer, batch, 0)
+        stored += pipeline::poll_once(stack, consumer, batch, 0)
             .await?
             .done
             .len();

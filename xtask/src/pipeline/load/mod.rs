@@ -1,8 +1,8 @@
 //! `xtask load`: a Monday reply wave against the local stack, with
 //! stand-ins that enforce the limits AWS, Slack and SmartLead enforce
-//! (`local_aws::limits`), and an account of what arrived where.
+//! (`test_support::standins::limits`), and an account of what arrived where.
 //!
-//! The run: the stack ([`crate::Stack`]) with its functions pointed at the
+//! The run: the stack ([`super::Stack`]) with its functions pointed at the
 //! stand-ins (DynamoDB through the throttling proxy, Slack and SmartLead at
 //! theirs, list hygiene on, the consumer's template `Timeout`, the queue's
 //! template `VisibilityTimeout`, EventBridge and SNS on a moto of their own:
@@ -20,13 +20,13 @@ pub mod mix;
 pub mod report;
 pub mod side;
 
-use crate::template::Template;
-use crate::{Options, Ports, Stack};
+use crate::pipeline::template::Template;
+use crate::pipeline::{Options, Ports, Stack};
 use anyhow::{Context, Result};
-use local_aws::limits::{DynamoThrottle, SlackLimit, SmartleadLimit};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use test_support::standins::limits::{DynamoThrottle, SlackLimit, SmartleadLimit};
 
 pub use report::Report;
 pub use side::{Queue, Side};
@@ -140,7 +140,7 @@ impl Harness {
             &stack.dynamodb.endpoint(),
             "pk",
             "sk",
-            local_aws::limits::dynamodb::UNITS_PER_SECOND,
+            test_support::standins::limits::dynamodb::UNITS_PER_SECOND,
         )
         .await?;
         let mut env =
@@ -205,7 +205,7 @@ impl Harness {
         let url = format!(
             "http://127.0.0.1:{}/webhooks/smartlead?token={}",
             self.stack.ports.http,
-            crate::TOKEN
+            crate::pipeline::TOKEN
         );
         self.posted = drive::post_all(&url, &self.mix, self.options.clients, self.started).await;
         Ok(())
@@ -222,8 +222,10 @@ impl Harness {
     /// delivered to their tap queues so far.
     pub async fn taps(&self) -> Result<(Vec<Tapped>, Vec<Tapped>)> {
         let mut taps = self.taps.lock().await;
-        taps.0.extend(self.read_tap(crate::ALERT_TAP).await?);
-        taps.1.extend(self.read_tap(crate::BUS_TAP).await?);
+        taps.0
+            .extend(self.read_tap(crate::pipeline::ALERT_TAP).await?);
+        taps.1
+            .extend(self.read_tap(crate::pipeline::BUS_TAP).await?);
         Ok(taps.clone())
     }
 

@@ -8,9 +8,10 @@
 //! consumer calls SQS only for the effects queue; the pollers do the rest).
 
 use super::{patient_timeouts, template_number};
-use crate::template::Template;
-use crate::{EFFECTS_DLQ, EFFECTS_QUEUE};
+use crate::pipeline::template::Template;
+use crate::pipeline::{EFFECTS_DLQ, EFFECTS_QUEUE};
 use anyhow::{Context, Result};
+use test_support::standins;
 
 /// A queue and the client that reaches it.
 #[derive(Clone)]
@@ -21,18 +22,18 @@ pub struct Queue {
 
 pub struct Side {
     /// EventBridge and SNS, with the tap queues of the bus and the topic.
-    pub integrations: local_aws::Service,
+    pub integrations: standins::Service,
     pub taps: smartlead::aws_sdk_sqs::Client,
     pub topic: String,
     /// The effects queue and its DLQ.
-    pub effects_moto: local_aws::Service,
+    pub effects_moto: standins::Service,
     pub effects: Queue,
     pub effects_dlq: Queue,
 }
 
 /// An SQS client for a moto, patient with it.
 async fn client(
-    moto: &local_aws::Service,
+    moto: &standins::Service,
 ) -> (
     smartlead::adapters::aws::SdkConfig,
     smartlead::aws_sdk_sqs::Client,
@@ -52,11 +53,11 @@ impl Side {
     /// the bus, the topic.
     pub async fn start(t: &Template, visibility: Option<u32>) -> Result<Side> {
         let integrations =
-            local_aws::start_moto_any().context("starting moto for the bus and topic")?;
+            standins::start_moto_any().context("starting moto for the bus and topic")?;
         let (cfg, taps) = client(&integrations).await;
-        let topic = crate::create_integrations(&cfg, &taps).await?;
+        let topic = crate::pipeline::create_integrations(&cfg, &taps).await?;
         let effects_moto =
-            local_aws::start_moto_any().context("starting moto for the effects queue")?;
+            standins::start_moto_any().context("starting moto for the effects queue")?;
         let (_, sqs) = client(&effects_moto).await;
         let receives: String =
             template_number::<u32>(t, "EffectsQueue", &["RedrivePolicy", "maxReceiveCount"])?
@@ -65,8 +66,13 @@ impl Side {
             Some(v) => v,
             None => template_number(t, "EffectsQueue", &["VisibilityTimeout"])?,
         };
-        let (url, dlq_url) =
-            crate::create_queues(&sqs, (EFFECTS_QUEUE, EFFECTS_DLQ), &receives, visibility).await?;
+        let (url, dlq_url) = crate::pipeline::create_queues(
+            &sqs,
+            (EFFECTS_QUEUE, EFFECTS_DLQ),
+            &receives,
+            visibility,
+        )
+        .await?;
         Ok(Side {
             integrations,
             taps,

@@ -3,17 +3,18 @@
 //! stack on free ports ([`spawn_stack`]).
 
 use serde_json::{json, Value};
-use stack::{
-    depth, poll_effects, poll_once, Options, Pool, Ports, Stack, ALERT_TAP, BUS_TAP, TOKEN,
-};
 use std::collections::HashMap;
 use test_support::payloads;
+use xtask::pipeline;
+use xtask::pipeline::{
+    depth, poll_effects, poll_once, Options, Pool, Ports, Stack, ALERT_TAP, BUS_TAP, TOKEN,
+};
 
 /// A stack on free ports with its HTTP front served, and a consumer pool
 /// for [`poll_once`].
 async fn spawn_stack(options: Options) -> (Stack, Pool) {
     let ports = Ports::free(options.ingest_instances);
-    let stack = Stack::start(&stack::workspace_root(), &ports, &options)
+    let stack = Stack::start(&pipeline::workspace_root(), &ports, &options)
         .await
         .expect("stack starts");
     stack.serve_front().await.expect("front");
@@ -254,7 +255,7 @@ async fn a_record_that_keeps_failing_reaches_the_dlq_and_can_be_redriven() {
 
 #[tokio::test]
 async fn webhooks_over_http_end_as_state_exactly_once() {
-    let root = stack::workspace_root();
+    let root = pipeline::workspace_root();
     // Mid-rotation: a second, base64 secret (`+`, `/`, `=`) is live too.
     let next = "q9+Zx/Lm0w==";
     let options = Options {
@@ -468,7 +469,7 @@ async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<S
 
 #[tokio::test]
 async fn every_shape_over_http_ends_as_the_state_of_its_flat_twin() {
-    let root = stack::workspace_root();
+    let root = pipeline::workspace_root();
     let options = Options::debug();
     let (stack, consumer) = spawn_stack(options).await;
     let url = format!(
@@ -546,7 +547,7 @@ const RECEIVE_TIME: &[&str] = &["status_at", "reached_at"];
 
 #[tokio::test]
 async fn every_current_body_over_http_ends_as_its_deprecated_twin() {
-    let root = stack::workspace_root();
+    let root = pipeline::workspace_root();
     let (stack, consumer) = spawn_stack(Options::debug()).await;
     let url = format!(
         "http://127.0.0.1:{}/webhooks/smartlead?token={TOKEN}",

@@ -3,7 +3,7 @@
 //! bodies, keep-alive) becomes an API Gateway 2.0 event for a free ingest
 //! instance, and the function's answer becomes the response.
 
-use crate::Pool;
+use crate::pipeline::Pool;
 use anyhow::Result;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};

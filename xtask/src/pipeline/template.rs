@@ -96,7 +96,7 @@ mod tests {
                 _ => 0,
             }
         }
-        let root = crate::workspace_root();
+        let root = crate::pipeline::workspace_root();
         let text = std::fs::read_to_string(root.join("template.yaml")).unwrap();
         let in_text = text
             .lines()

@@ -8,10 +8,10 @@ use super::report::{Effect, Lags, Report};
 use super::Harness;
 use anyhow::Result;
 use base64::Engine;
-use local_aws::limits::{most_in_any, Call, Write};
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
+use test_support::standins::limits::{most_in_any, Call, Write};
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -5,15 +5,16 @@
 use super::report::Polls;
 use super::Queue;
 use super::{template_number, LoadOptions, API_KEY};
-use crate::template::{Template, Value};
-use crate::{poll_queue, Pool, Stack, EFFECTS_QUEUE, QUEUE};
+use crate::pipeline::template::{Template, Value};
+use crate::pipeline::{poll_queue, Pool, Stack, EFFECTS_QUEUE, QUEUE};
 use anyhow::{Context, Result};
-use local_aws::limits::{DynamoThrottle, SlackLimit, SmartleadLimit};
 use smartlead::adapters::http::hygiene::Hygiene;
 use smartlead::app::effects::{AlertRules, HygieneMode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use test_support::standins;
+use test_support::standins::limits::{DynamoThrottle, SlackLimit, SmartleadLimit};
 
 /// What the pollers saw, summed.
 #[derive(Debug, Default)]
@@ -27,8 +28,8 @@ pub struct PollCounts {
 }
 
 pub struct Fleet {
-    pub main: Vec<local_aws::Service>,
-    pub effects: Vec<local_aws::Service>,
+    pub main: Vec<standins::Service>,
+    pub effects: Vec<standins::Service>,
     pub env: Vec<(String, String)>,
     pub batch: i32,
     pub webhook_polls: Arc<PollCounts>,
@@ -82,7 +83,12 @@ fn template_values(t: &Template) -> Result<Vec<(String, String)>> {
         .context("ConsumerFunction has no Environment.Variables")?;
     Ok(vars
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), crate::template::scalar(v)?)))
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str()?.to_owned(),
+                crate::pipeline::template::scalar(v)?,
+            ))
+        })
         .collect())
 }
 
@@ -124,10 +130,10 @@ impl Fleet {
         let (_, batch, main_most) = of("WebhookQueue").context("no WebhookQueue event source")?;
         let effects_most = of("EffectsQueue").map_or(0, |s| s.2);
         let bin = o.bin_dir.join("smartlead-consumer");
-        let start = |n: usize| -> Result<Vec<local_aws::Service>> {
+        let start = |n: usize| -> Result<Vec<standins::Service>> {
             (0..n)
                 .map(|_| {
-                    local_aws::start_rie_any(&bin, &env).context("starting a consumer instance")
+                    standins::start_rie_any(&bin, &env).context("starting a consumer instance")
                 })
                 .collect()
         };
@@ -189,7 +195,7 @@ impl Fleet {
 
     /// Starts one poller per instance on each queue.
     pub fn poll(&mut self, webhooks: Queue, effects: Queue) {
-        let urls = |s: &[local_aws::Service]| s.iter().map(local_aws::rie_invoke_url).collect();
+        let urls = |s: &[standins::Service]| s.iter().map(standins::rie_invoke_url).collect();
         let sources = [
             (
                 Pool::new(urls(&self.main)),
@@ -221,7 +227,7 @@ impl Fleet {
     }
 }
 
-async fn count(c: &PollCounts, p: Result<crate::Poll>) {
+async fn count(c: &PollCounts, p: Result<crate::pipeline::Poll>) {
     match p {
         Ok(p) if p.received > 0 => {
             c.invokes.fetch_add(1, Ordering::Relaxed);

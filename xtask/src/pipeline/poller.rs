@@ -1,6 +1,6 @@
 //! The poller: what the SQS event source mapping does for the consumer.
 
-use crate::{Pool, Stack, EFFECTS_QUEUE, QUEUE};
+use crate::pipeline::{Pool, Stack, EFFECTS_QUEUE, QUEUE};
 use anyhow::Result;
 use serde_json::{json, Value};
 use smartlead::aws_sdk_sqs::types::{

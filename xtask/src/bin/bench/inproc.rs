@@ -17,7 +17,7 @@ pub(crate) fn handler_tails(requests: usize) -> Result<Vec<HandlerTail>> {
     let svc = Ingest {
         config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
-            secret: Secret::new(local::TOKEN).context("secret")?,
+            secret: Secret::new(pipeline::TOKEN).context("secret")?,
             auth: AuthMethods::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_inline_bytes: 1024 * 1024,
@@ -76,7 +76,7 @@ pub(crate) async fn run_consumer_direct(
         effects.publisher = Some(Box::new(
             smartlead::adapters::aws::eventbridge::EventBridgePublisher {
                 client: aws_sdk_eventbridge::Client::new(&cfg),
-                bus: local::BUS.into(),
+                bus: pipeline::BUS.into(),
             },
         ));
     }

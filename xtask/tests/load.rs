@@ -4,8 +4,9 @@
 //! added to is a doubled one, a Slack message sent again is a doubled alert.
 
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
-use stack::load::{Harness, LoadOptions};
 use std::time::Duration;
+use xtask::pipeline;
+use xtask::pipeline::load::{Harness, LoadOptions};
 
 fn smallest() -> LoadOptions {
     LoadOptions {
@@ -16,7 +17,7 @@ fn smallest() -> LoadOptions {
         // Failed records come back soon, not after the template's 3 minutes.
         visibility_secs: Some(10),
         drain: Duration::from_secs(90),
-        ..LoadOptions::full(stack::target_dir().join("debug"))
+        ..LoadOptions::full(pipeline::target_dir().join("debug"))
     }
 }
 
@@ -50,7 +51,7 @@ fn key(pk: &str, sk: &str) -> std::collections::HashMap<String, AttributeValue> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_smallest_load_counts_lost_and_doubled_events_from_the_table_and_stand_ins() {
-    let mut h = Harness::start(&stack::workspace_root(), smallest())
+    let mut h = Harness::start(&pipeline::workspace_root(), smallest())
         .await
         .expect("the load's stack starts");
     h.drive().await.expect("drive");

@@ -129,7 +129,7 @@ async fn in_queue(q: &Queue) -> Result<(usize, usize)> {
     let mut tries = 0;
     loop {
         tries += 1;
-        match crate::depth(&q.sqs, &q.url).await {
+        match crate::pipeline::depth(&q.sqs, &q.url).await {
             Ok((v, i)) => return Ok((v.parse().unwrap_or(0), i.parse().unwrap_or(0))),
             Err(e) if tries >= 5 => return Err(e.context("reading a queue's depth")),
             Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,

@@ -312,7 +312,7 @@ mod tests {
             hygiene: &hygiene,
         };
         let run = Duration::from_secs(300);
-        let mix = build(&crate::workspace_root(), 2000, run, &r).unwrap();
+        let mix = build(&crate::pipeline::workspace_root(), 2000, run, &r).unwrap();
         assert_eq!(mix.deliveries.len(), 2000);
         assert_eq!(mix.events.len(), 1960);
         let keys: HashSet<&str> = mix.events.iter().map(|e| e.key.as_str()).collect();
@@ -342,7 +342,7 @@ mod tests {
         let stems: HashSet<&str> = mix.events.iter().map(|e| e.stem.as_str()).collect();
         assert_eq!(
             stems.len(),
-            test_support::payloads(&crate::workspace_root())
+            test_support::payloads(&crate::pipeline::workspace_root())
                 .unwrap()
                 .len()
         );

@@ -1,4 +1,4 @@
-//! `cargo run --release --bin xtask -- bench` (the `bench` crate) (what `scripts/bench.sh` runs):
+//! `cargo run --release --bin bench` (xtask's second binary; what `scripts/bench.sh` runs):
 //! every figure of BENCHMARKS.md, measured on this machine.
 //!
 //! 1. criterion, in process: parse + normalize + key per payload, the
@@ -17,13 +17,13 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use stack::{self as local, Options, Pool, Ports, Stack};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use test_support::{api_request, payloads, sqs_record};
+use xtask::pipeline::{self, Options, Pool, Ports, Stack};
 
 mod chart;
 mod cost;
@@ -41,11 +41,22 @@ use inproc::*;
 use markdown::*;
 use rie::*;
 
+/// Measure speed, memory and cost; writes BENCHMARKS.md, bench/results.json
+/// and bench/latency.svg (run it with --release: `scripts/bench.sh`).
+#[derive(clap::Parser)]
+#[command(name = "bench")]
 pub struct BenchOptions {
-    /// Fewer repetitions: a quick look, not figures to publish.
+    /// Few repetitions: a quick look, not figures to publish.
+    #[arg(long)]
     pub quick: bool,
-    /// Skip criterion (already run) and use its last results.
+    /// Use criterion's last results instead of running it again.
+    #[arg(long)]
     pub skip_criterion: bool,
+}
+
+fn main() -> Result<()> {
+    let opts = <BenchOptions as clap::Parser>::parse();
+    run(&pipeline::workspace_root(), opts)
 }
 
 /// Medians and spreads of a sample.
@@ -158,7 +169,7 @@ pub(crate) fn machine() -> String {
 }
 
 pub(crate) fn template_memory(root: &Path, function: &str) -> Result<f64> {
-    let t = stack::template::Template::load(root)?;
+    let t = pipeline::template::Template::load(root)?;
     let p = t.props(function)?;
     t.resolve(&p["MemorySize"])
         .and_then(|s| s.parse().ok())
@@ -208,7 +219,7 @@ pub(crate) async fn measure(
     let options = stack_options();
     let ports = Ports::free(options.ingest_instances);
     println!("== local stack (release binaries)");
-    let stack = Arc::new(local::start(root, &ports, &options).await?);
+    let stack = Arc::new(pipeline::start(root, &ports, &options).await?);
 
     println!("== consumer handler against DynamoDB Local, batches of 10");
     let consumer_direct =
@@ -298,7 +309,7 @@ async fn measure_rates(stack: &Stack, consumer: &Pool, events: usize) -> Result<
 /// instances, metrics on, no fan-out.
 fn stack_options() -> Options {
     Options {
-        bin_dir: local::target_dir().join("release"),
+        bin_dir: pipeline::target_dir().join("release"),
         ingest_instances: 4,
         visibility_secs: 30,
         metrics: true,
@@ -307,7 +318,7 @@ fn stack_options() -> Options {
         // moto's EventBridge takes ~150 ms a PutEvents here and would hide
         // the pipeline's own figures; the fan-out is measured on its own.
         fanout: false,
-        webhook_secret: local::TOKEN.into(),
+        webhook_secret: pipeline::TOKEN.into(),
         moto_all_interfaces: false,
     }
 }
@@ -382,10 +393,10 @@ async fn measure_e2e(
 
 /// The peak RSS (KiB) of a process' children (the function under the RIE).
 fn children_peak_rss(pid: Option<u32>) -> u64 {
-    pid.map(local_aws::children)
+    pid.map(test_support::standins::children)
         .unwrap_or_default()
         .into_iter()
-        .map(|child| local_aws::peak_rss_kib(child).unwrap_or(0))
+        .map(|child| test_support::standins::peak_rss_kib(child).unwrap_or(0))
         .max()
         .unwrap_or(0)
 }

@@ -34,7 +34,7 @@ pub(crate) fn run_criterion(root: &Path, quick: bool) -> Result<()> {
 }
 
 pub(crate) fn read_criterion() -> Result<Vec<Criterion>> {
-    let dir = local::target_dir().join("criterion");
+    let dir = pipeline::target_dir().join("criterion");
     let mut out = Vec::new();
     for group in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let group = group?.path();

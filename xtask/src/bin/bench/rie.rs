@@ -148,10 +148,10 @@ pub(crate) async fn function_figures(
     let (mut cold, mut init, mut warm_ms, mut billed) = (vec![], vec![], vec![], vec![]);
     let mut peak = 0;
     for round in 0..rounds {
-        let port = local_aws::free_port();
+        let port = test_support::standins::free_port();
         let started = Instant::now();
-        let mut svc = local_aws::start_rie(&bin, port, env, Duration::ZERO)?;
-        let url = local_aws::rie_invoke_url(&svc);
+        let mut svc = test_support::standins::start_rie(&bin, port, env, Duration::ZERO)?;
+        let url = test_support::standins::rie_invoke_url(&svc);
         let run = format!("{function}-cold-{}-{round}", std::process::id());
         let first = invoke_until_answered(&http, &url, &invoke_event(function, &run, 0)).await?;
         cold.push(ms(started.elapsed()));
@@ -180,7 +180,7 @@ pub(crate) async fn function_figures(
         name: function.into(),
         binary_bytes: std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0),
         arm64_bytes: std::fs::metadata(
-            stack::workspace_root()
+            pipeline::workspace_root()
                 .join(".aws-sam/build-arm64")
                 .join(logical)
                 .join("bootstrap"),

@@ -3,13 +3,15 @@
 //! Emulator, an HTTP front ([`front`]) turns requests into API Gateway 2.0
 //! events, and a poller ([`poller`]) does what the SQS event source mapping
 //! does. `xtask local` runs it ([`run`]), `xtask show` inspects it
-//! ([`show`]), the end-to-end tests in `tests/` and the benchmarks start
-//! their own ([`Stack::start`]).
+//! ([`show`]), `xtask load` drives it at the services' limits ([`load`]),
+//! the end-to-end tests in `xtask/tests/` and the `bench` binary start
+//! their own ([`Stack::start`]); [`template`] reads template.yaml for it.
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use smartlead::aws_sdk_sqs::types::QueueAttributeName;
 use std::path::{Path, PathBuf};
+use test_support::standins;
 
 pub mod front;
 pub mod load;
@@ -42,8 +44,8 @@ pub struct Ports {
 impl Ports {
     /// Free ports for a test or benchmark stack.
     pub fn free(ingest_instances: usize) -> Ports {
-        let p = local_aws::free_port;
-        let ingest = local_aws::free_ports(ingest_instances.max(1) as u16);
+        let p = standins::free_port;
+        let ingest = standins::free_ports(ingest_instances.max(1) as u16);
         Ports {
             http: p(),
             dynamodb: p(),
@@ -144,10 +146,10 @@ pub fn workspace_root() -> PathBuf {
 pub struct Stack {
     pub ports: Ports,
     pub options: Options,
-    pub dynamodb: local_aws::Service,
-    pub moto: local_aws::Service,
-    pub ingest: Vec<local_aws::Service>,
-    pub consumer: local_aws::Service,
+    pub dynamodb: standins::Service,
+    pub moto: standins::Service,
+    pub ingest: Vec<standins::Service>,
+    pub consumer: standins::Service,
     pub queue_url: String,
     pub dlq_url: String,
     /// The effects queue (the consumer's second event source) and its DLQ.
@@ -170,10 +172,10 @@ impl Stack {
         smartlead::adapters::aws::dynamodb::DynamoStore::new(self.ddb.clone(), self.table.clone())
     }
     pub fn ingest_pool(&self) -> Pool {
-        Pool::new(self.ingest.iter().map(local_aws::rie_invoke_url).collect())
+        Pool::new(self.ingest.iter().map(standins::rie_invoke_url).collect())
     }
     pub fn consumer_url(&self) -> String {
-        local_aws::rie_invoke_url(&self.consumer)
+        standins::rie_invoke_url(&self.consumer)
     }
     /// Binds the HTTP front on its port and serves it in the background
     /// (until the task is aborted).
@@ -202,7 +204,7 @@ impl Stack {
 }
 
 fn check_port(what: &str, port: u16) -> Result<()> {
-    if local_aws::port_in_use(port) {
+    if standins::port_in_use(port) {
         bail!("port {port} ({what}) is already in use; pick another with --{what}-port");
     }
     Ok(())
@@ -317,13 +319,13 @@ pub async fn create_integrations(
 fn start_service(
     port: &mut u16,
     movable: bool,
-    start: impl Fn(u16) -> Result<local_aws::Service, local_aws::StartError>,
-) -> Result<local_aws::Service, local_aws::StartError> {
+    start: impl Fn(u16) -> Result<standins::Service, standins::StartError>,
+) -> Result<standins::Service, standins::StartError> {
     if !movable {
         return start(*port);
     }
     let svc = match start(*port) {
-        Err(e) if e.is_port_clash() => local_aws::start_on_free_port(&start)?,
+        Err(e) if e.is_port_clash() => standins::start_on_free_port(&start)?,
         other => other?,
     };
     *port = svc.port;
@@ -499,7 +501,7 @@ impl Stack {
         let front = claim_ports(&mut ports, instances)?;
         let t = Template::load(root)?;
         let dynamodb = start_service(&mut ports.dynamodb, ports.movable, |p| {
-            local_aws::start_dynamodb_in(p, options.dynamodb_dir.as_deref())
+            standins::start_dynamodb_in(p, options.dynamodb_dir.as_deref())
         })
         .context("starting DynamoDB Local")?;
         let moto_host = if options.moto_all_interfaces {
@@ -508,7 +510,7 @@ impl Stack {
             "127.0.0.1"
         };
         let moto = start_service(&mut ports.moto, ports.movable, |p| {
-            local_aws::start_moto_on(moto_host, p)
+            standins::start_moto_on(moto_host, p)
         })
         .context("starting moto")?;
         let ddb_cfg = smartlead::adapters::aws::local_sdk_config(&dynamodb.endpoint()).await;
@@ -561,29 +563,29 @@ fn start_functions(
     instances: usize,
     ingest_env: &[(String, String)],
     consumer_env: &[(String, String)],
-) -> Result<(Vec<local_aws::Service>, local_aws::Service)> {
+) -> Result<(Vec<standins::Service>, standins::Service)> {
     let bin = &options.bin_dir;
     let movable = ports.movable;
     let ingest = (0..instances)
         .map(|i| {
             let mut port = ports.ingest + i as u16;
             start_service(&mut port, movable, |p| {
-                local_aws::start_rie(
+                standins::start_rie(
                     &bin.join("smartlead-ingest"),
                     p,
                     ingest_env,
-                    local_aws::RIE_READY,
+                    standins::RIE_READY,
                 )
             })
             .context("starting the ingest function")
         })
         .collect::<Result<Vec<_>>>()?;
     let consumer = start_service(&mut ports.consumer, movable, |p| {
-        local_aws::start_rie(
+        standins::start_rie(
             &bin.join("smartlead-consumer"),
             p,
             consumer_env,
-            local_aws::RIE_READY,
+            standins::RIE_READY,
         )
     })
     .context("starting the consumer function")?;
@@ -599,7 +601,7 @@ impl Stack {
     /// Starts moto again on its port and recreates the queues and bucket
     /// (moto keeps its state in memory).
     pub async fn restart_moto(&mut self) -> Result<()> {
-        self.moto = local_aws::start_moto(self.ports.moto).context("restarting moto")?;
+        self.moto = standins::start_moto(self.ports.moto).context("restarting moto")?;
         let v = self.options.visibility_secs;
         create_queues(&self.sqs, (QUEUE, DLQ), &self.max_receive, v).await?;
         // moto lost them all: the effects queue's receive count as the template's.
@@ -618,7 +620,7 @@ impl Stack {
     }
     pub fn restart_dynamodb(&mut self) -> Result<()> {
         self.dynamodb =
-            local_aws::start_dynamodb_in(self.ports.dynamodb, self.options.dynamodb_dir.as_deref())
+            standins::start_dynamodb_in(self.ports.dynamodb, self.options.dynamodb_dir.as_deref())
                 .context("restarting DynamoDB Local")?;
         Ok(())
     }

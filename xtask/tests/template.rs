@@ -1,16 +1,17 @@
 //! The template checks: what the linters miss in template.yaml (read with
-//! `stack::template`, as the local stack reads it), and that it grants and
+//! `xtask::pipeline::template`, as the local stack reads it), and that it grants and
 //! sets what the code of every crate calls and reads.
 
-use stack::template::Template;
+use xtask::pipeline;
+use xtask::pipeline::template::Template;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use smartlead::adapters::aws::{CONSUMER_IAM_ACTIONS, INGEST_IAM_ACTIONS};
     use smartlead::config::{ConsumerConfig, FromEnv, IngestConfig, ReconcileConfig};
-    use stack::template::Value;
     use std::collections::{BTreeMap, BTreeSet};
+    use xtask::pipeline::template::Value;
 
     /// What each function reads in AWS, derived from its config's reader.
     pub(super) fn deployed_env() -> [(&'static str, Vec<&'static str>); 3] {
@@ -30,7 +31,7 @@ mod tests {
     }
 
     fn t() -> Template {
-        Template::load(&stack::workspace_root()).expect("template")
+        Template::load(&pipeline::workspace_root()).expect("template")
     }
 
     fn num(t: &Template, v: &Value) -> f64 {
@@ -214,7 +215,7 @@ mod tests {
         let local_only = local_only_env();
         // And the lists are complete: every variable any crate's code reads
         // is in one of them (or, for the tools, in TOOL_ENV below).
-        let root = stack::workspace_root();
+        let root = pipeline::workspace_root();
         for (krate, names) in env_read_by_crate(&root) {
             let lambda = krate == "shared" || krate.starts_with("functions/");
             for v in names {
@@ -320,7 +321,8 @@ mod tests {
             );
             out.insert(krate.to_owned(), names);
         }
-        assert!(out.len() >= 8, "{out:?}");
+        // Every member was read: the workspace has 7 (shared, 3 functions, cli, test-support, xtask).
+        assert!(out.len() >= 7, "{out:?}");
         out
     }
 
@@ -468,7 +470,7 @@ mod tests {
         let out = std::process::Command::new(cargo)
             .args(["metadata", "--format-version", "1", "--offline"])
             .args(["--filter-platform", &host_triple()])
-            .current_dir(stack::workspace_root())
+            .current_dir(pipeline::workspace_root())
             .output()
             .expect("cargo metadata");
         assert!(
@@ -600,7 +602,7 @@ mod tests {
         assert_eq!(actions(&t, "IngestFunction"), want(INGEST_IAM_ACTIONS));
         assert_eq!(actions(&t, "ConsumerFunction"), want(CONSUMER_IAM_ACTIONS));
         // Every SDK call in the code is listed, and every listed call is there.
-        let root = stack::workspace_root();
+        let root = pipeline::workspace_root();
         let ops = sdk_operations();
         let mut found = BTreeSet::new();
         let mut dirs = vec!["shared/src".to_owned()];
@@ -646,10 +648,10 @@ mod tests {
 #[cfg(test)]
 mod hardening {
     use super::*;
-    use stack::template::{scalar, Value};
+    use xtask::pipeline::template::{scalar, Value};
 
     fn t() -> Template {
-        Template::load(&stack::workspace_root()).expect("template")
+        Template::load(&pipeline::workspace_root()).expect("template")
     }
 
     /// `(logical id, resource)` of every resource of a type.
@@ -870,7 +872,7 @@ mod hardening {
         let t = t();
         // The metric names and dimensions the code emits (EMF: the full set and
         // a per-function roll-up).
-        let root = stack::workspace_root();
+        let root = pipeline::workspace_root();
         let ingest = std::fs::read_to_string(root.join("shared/src/app/ingest.rs")).unwrap();
         let consumer = std::fs::read_to_string(root.join("shared/src/app/consumer.rs")).unwrap();
         assert!(ingest.contains(r#"count("Rejected", &[("Reason", r.code())])"#));
@@ -947,7 +949,7 @@ mod hardening {
     #[test]
     fn unreadable_optional_parameters_raise_an_alarm() {
         let t = t();
-        let root = stack::workspace_root();
+        let root = pipeline::workspace_root();
         let ssm = std::fs::read_to_string(root.join("shared/src/adapters/aws/ssm.rs")).unwrap();
         assert!(ssm.contains(r#"&[("Effect", effect)],"#));
         assert!(ssm.contains(r#"&[("SecretReadFailures", 1.0, Unit::Count)],"#));
@@ -970,7 +972,7 @@ mod hardening {
     #[test]
     fn the_ingests_queued_lines_are_counted_by_metric_filters() {
         let t = t();
-        let root = stack::workspace_root();
+        let root = pipeline::workspace_root();
         let ingest = std::fs::read_to_string(root.join("shared/src/app/ingest.rs")).unwrap();
         // The fields the filters match and read (`Function` is the record's own).
         for f in [
@@ -1232,7 +1234,7 @@ mod hardening {
             target(seq(&alarm["AlarmActions"])[0]).as_deref(),
             Some("AlarmTopic")
         );
-        let read = |f: &str| std::fs::read_to_string(stack::workspace_root().join(f)).unwrap();
+        let read = |f: &str| std::fs::read_to_string(pipeline::workspace_root().join(f)).unwrap();
         let src = read("shared/src/app/reconcile/scheduled.rs")
             + &read("shared/src/adapters/aws/wire.rs");
         for m in [
@@ -1411,7 +1413,7 @@ mod hardening {
     fn claim_checked_bodies_outlive_every_way_a_message_comes_back() {
         let t = t();
         let ingest =
-            std::fs::read_to_string(stack::workspace_root().join("shared/src/app/ingest.rs"))
+            std::fs::read_to_string(pipeline::workspace_root().join("shared/src/app/ingest.rs"))
                 .unwrap();
         assert!(
             ingest.contains(r#"format!("raw/"#),

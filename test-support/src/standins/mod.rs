@@ -1,6 +1,9 @@
-//! Starts the local stand-ins for AWS that tests and the local stack use:
-//! DynamoDB Local, moto's server and the Lambda Runtime Interface Emulator,
-//! installed (pinned) by `scripts/tools.sh` into `.tools/`.
+//! The stand-ins that tests and the local pipeline run in place of AWS and
+//! the third-party APIs. This module starts DynamoDB Local, moto's server
+//! (through `moto_server.py`) and the Lambda Runtime Interface Emulator,
+//! installed (pinned) by `scripts/tools.sh` into `.tools/`; [`standin`] fakes
+//! Slack and SmartLead, [`limits`] enforces the real services' limits, and
+//! [`follow`] follows the log files they (and the functions) write.
 //!
 //! Every process is bound to 127.0.0.1, logs to a file, and is killed when
 //! its [`Service`] is dropped or when the process that started it exits
@@ -140,14 +143,7 @@ pub fn tools_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SMARTLEAD_TOOLS_DIR") {
         return PathBuf::from(dir);
     }
-    workspace_root().join(".tools")
-}
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+    crate::root().join(".tools")
 }
 
 /// A port that was free a moment ago, never handed out before by this
@@ -254,7 +250,7 @@ fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
     let tx = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("local-aws-spawner".into())
+            .name("standins-spawner".into())
             .spawn(move || {
                 for (mut cmd, reply) in rx {
                     let _ = reply.send(cmd.spawn());

@@ -1,0 +1,6 @@
+//! What xtask's binaries and tests share: [`pipeline`], the whole pipeline
+//! on this machine (`xtask local`, `show` and `load`, the end-to-end and
+//! template tests in `xtask/tests/`, the `bench` binary). The verbs' command
+//! lines are in `main.rs` (xtask) and `bin/bench/` (bench).
+
+pub mod pipeline;
