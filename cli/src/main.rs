@@ -225,8 +225,7 @@ enum Cmd {
     ///
     /// Pages through each campaign's statistics (and its leads' message
     /// history) within SmartLead's rate limits, checks every send, open,
-    /// reply, bounce and unsubscribe against the keys the store absorbed
-    /// (the old design's dedup markers for events applied before it), and
+    /// reply, bounce and unsubscribe against the keys the store absorbed, and
     /// prints the gaps (lead, campaign, what is missing, since when). Without
     /// --dry-run each gap that can be keyed exactly like its real webhook is
     /// queued as a synthesized webhook (`source: reconcile`) for the

@@ -137,7 +137,7 @@ pub fn lead_pk(email: &str) -> String {
 fn hidden(name: &str) -> bool {
     matches!(
         name,
-        "pk" | "sk" | "lead_email" | "expires_at" | "ek" | "ek_old" | "ek_gen" | "fo" | "ek_legacy"
+        "pk" | "sk" | "lead_email" | "expires_at" | "ek" | "ek_old" | "ek_gen" | "fo"
     ) || name.ends_with("_order")
 }
 
@@ -278,15 +278,7 @@ mod tests {
 
     #[test]
     fn the_stores_bookkeeping_is_never_shown() {
-        for name in [
-            "ek",
-            "ek_old",
-            "ek_gen",
-            "fo",
-            "ek_legacy",
-            "expires_at",
-            "x_order",
-        ] {
+        for name in ["ek", "ek_old", "ek_gen", "fo", "expires_at", "x_order"] {
             assert!(hidden(name), "{name}");
         }
         assert!(!hidden("opens"));

@@ -28,10 +28,9 @@ pub fn since(s: &str, now: EventTime) -> Result<EventTime> {
         .ok_or_else(|| anyhow!("--since {s:?}: not a time (RFC 3339) nor a span like 36h or 7d"))
 }
 
-/// The absorbed-key TTL to check within: `--dedup-ttl-days`, capped at the
-/// deployed stack's `DedupTtlDays` (a longer window would check facts whose
-/// old-design markers are gone, and a backfill could count them twice);
-/// else the stack's; else the template's default. With a note when capped.
+/// The TTL to check within: `--dedup-ttl-days`, capped at the deployed
+/// stack's `DedupTtlDays`; else the stack's; else the template's default.
+/// With a note when capped.
 pub fn dedup_ttl(flag: Option<u64>, stack: Option<u64>) -> (u64, Option<String>) {
     match (flag, stack) {
         (Some(f), Some(s)) if f > s => (

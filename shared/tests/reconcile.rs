@@ -975,40 +975,6 @@ async fn keys_in_the_archive_count_as_stored_and_a_gap_beside_them_is_backfilled
     assert_eq!(state(store).await, after, "a second run changes nothing");
 }
 
-#[tokio::test]
-async fn an_event_the_transactional_design_applied_is_stored_by_its_marker() {
-    let (s, q, gone) = one_missing_send().await;
-    let store = &q.consumer.store;
-    let key = smartlead::SmartleadEvent::from_value(gone)
-        .expect("event")
-        .dedup_key();
-    let put = |attrs: Vec<(&str, AttributeValue)>| {
-        let mut req = store
-            .client
-            .put_item()
-            .table_name(&store.table)
-            .item("pk", AttributeValue::S(format!("EVENT#{key}")))
-            .item("sk", AttributeValue::S("EVENT".into()));
-        for (a, v) in attrs {
-            req = req.item(a, v);
-        }
-        req.send()
-    };
-    // An effect's record under the same key is no marker: still a gap.
-    put(vec![("fx_webhook", AttributeValue::S("done".into()))])
-        .await
-        .expect("put");
-    let dry = run(&s, &q, true).await;
-    assert_eq!(dry.gaps.len(), 1, "{:#?}", dry.gaps);
-    // The old design's dedup marker (with `event_type`): applied.
-    put(vec![("event_type", AttributeValue::S("EMAIL_SENT".into()))])
-        .await
-        .expect("put");
-    let report = run(&s, &q, false).await;
-    assert!(report.gaps.is_empty(), "{:#?}", report.gaps);
-    assert_eq!(report.backfilled, 0);
-}
-
 /// A regression: the scheduled reconcile read its API key once, at cold
 /// start, so after a rotation a warm instance called SmartLead with the
 /// old key (401) until it was recycled. Wired as the function wires it

@@ -368,44 +368,6 @@ async fn a_lead_s_campaign_item_costs_one_unit_for_30_of_its_32_lifetime_writes(
     assert!(largest < 2048, "{largest} bytes: more than two write units");
 }
 
-#[tokio::test]
-async fn an_event_the_transactional_design_applied_is_not_applied_again_after_the_upgrade() {
-    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-    let mut store = fresh_store().await;
-    store.legacy_markers = true;
-    let body = |lead: &str| {
-        json!({"event_type": "EMAIL_OPEN", "to_email": lead, "campaign_id": 7,
-               "sequence_number": 1, "time_opened": "2025-01-15T10:30:00Z"})
-        .to_string()
-    };
-    // What the old consumer left for an open it applied: a marker, and the
-    // state (here only the marker matters).
-    let old = body("before@x.example");
-    put_legacy_marker(&store, &old, &[]).await;
-    let c = common::consumer_with(store, Default::default());
-    // Redriven after the upgrade: received long before this process.
-    let record = |id: &str, body: &str| -> SqsMessage {
-        serde_json::from_value(json!({"messageId": id, "body": body,
-            "attributes": {"SentTimestamp": "1737709200000"}}))
-        .expect("record")
-    };
-    let mut batch = SqsEvent::default();
-    batch.records = vec![record("r-1", &old), record("r-2", &body("after@x.example"))];
-    assert!(c.handle_batch(batch).await.batch_item_failures.is_empty());
-    assert!(
-        c.store
-            .item("LEAD#before@x.example", "CAMPAIGN#7")
-            .await
-            .unwrap()
-            .is_none(),
-        "the old marker says it was applied: not again"
-    );
-    assert_eq!(
-        item(&c.store, "LEAD#after@x.example", "CAMPAIGN#7").await["opens"],
-        1
-    );
-}
-
 /// An SQS record received now (after this process started).
 fn fresh_record(id: &str, body: &str) -> aws_lambda_events::event::sqs::SqsMessage {
     serde_json::from_value(json!({"messageId": id, "body": body,
@@ -426,68 +388,6 @@ fn one(m: aws_lambda_events::event::sqs::SqsMessage) -> aws_lambda_events::event
     let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
     batch.records = vec![m];
     batch
-}
-
-#[tokio::test]
-async fn an_event_the_transactional_design_applied_stays_applied_when_it_comes_back_later() {
-    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
-    let mut store = fresh_store().await;
-    store.legacy_markers = true;
-    let open_at = |t: &str| {
-        json!({"event_type": "EMAIL_OPEN", "to_email": "legacy@x.example", "campaign_id": 7,
-               "sequence_number": 1, "time_opened": t})
-        .to_string()
-    };
-    // What the old consumer left for an open it applied: its marker and the
-    // lead's state, with no absorbed keys.
-    let old = open_at("2025-01-15T10:30:00Z");
-    let key = smartlead::SmartleadEvent::from_slice(old.as_bytes())
-        .expect("event")
-        .dedup_key();
-    for (pk, sk, attrs) in [
-        (
-            format!("EVENT#{key}"),
-            "EVENT",
-            vec![("event_type", "EMAIL_OPEN")],
-        ),
-        ("LEAD#legacy@x.example".to_owned(), "CAMPAIGN#7", vec![]),
-    ] {
-        let mut req = store
-            .client
-            .put_item()
-            .table_name(&store.table)
-            .item("pk", AttributeValue::S(pk))
-            .item("sk", AttributeValue::S(sk.into()));
-        for (k, v) in attrs {
-            req = req.item(k, AttributeValue::S(v.into()));
-        }
-        if sk != "EVENT" {
-            req = req.item("opens", AttributeValue::N("1".into()));
-        }
-        req.send().await.expect("old item");
-    }
-    let c = common::consumer_with(store, Default::default());
-    let opens =
-        || async { item(&c.store, "LEAD#legacy@x.example", "CAMPAIGN#7").await["opens"].clone() };
-    // SmartLead retries it after the deploy: received after this process
-    // started, still the old design's event.
-    accepted(&c, "retry-1", &old).await;
-    assert_eq!(
-        opens().await,
-        1,
-        "the old marker says it was applied: not again"
-    );
-    // A new event on that item applies once and marks the item legacy.
-    let new = open_at("2025-01-16T10:30:00Z");
-    for id in ["new-1", "new-2"] {
-        accepted(&c, id, &new).await;
-    }
-    assert_eq!(opens().await, 2, "a new event applies, once");
-    let lead = item(&c.store, "LEAD#legacy@x.example", "CAMPAIGN#7").await;
-    assert!(lead.get("ek_legacy").is_some(), "{lead}");
-    // The old event once more, now that the item holds absorbed keys.
-    accepted(&c, "retry-2", &old).await;
-    assert_eq!(opens().await, 2);
 }
 
 #[tokio::test]
@@ -546,29 +446,6 @@ async fn rejected(
         )
         .await
         .expect("records")
-}
-
-/// What the transactional design left for an EMAIL_OPEN (`body`) it
-/// applied: its dedup marker item, with `extra` attributes. Its key.
-async fn put_legacy_marker(
-    store: &DynamoStore,
-    body: &str,
-    extra: &[(&str, smartlead::aws_sdk_dynamodb::types::AttributeValue)],
-) -> smartlead::domain::key::DedupKey {
-    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
-    let key = smartlead::SmartleadEvent::from_slice(body.as_bytes())
-        .expect("event")
-        .dedup_key();
-    let mut marker: std::collections::HashMap<String, AttributeValue> = [
-        ("pk", AttributeValue::S(format!("EVENT#{key}"))),
-        ("sk", AttributeValue::S("EVENT".into())),
-        ("event_type", AttributeValue::S("EMAIL_OPEN".into())),
-    ]
-    .map(|(k, v)| (k.to_owned(), v))
-    .into();
-    marker.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-    put_item(store, marker).await;
-    key
 }
 
 /// `lead`'s item `sk` holding `attr` = `fill(room)`, where `room` is what
@@ -661,48 +538,4 @@ async fn a_second_item_refused_after_the_first_was_written_still_publishes_the_f
         .as_str()
         .unwrap_or_default()
         .contains("SUPPRESSION"));
-}
-
-/// The transactional design tracked the fan-out on its marker: one it left
-/// pending (its publish failed, the message waited in the DLQ) is published
-/// once when the message comes back after the upgrade, then never again.
-#[tokio::test]
-async fn a_fan_out_the_old_design_left_pending_is_published_once_after_the_upgrade() {
-    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
-    let mut store = fresh_store().await;
-    store.legacy_markers = true;
-    let old = json!({"event_type": "EMAIL_OPEN", "to_email": "pending@x.example", "campaign_id": 7,
-                     "sequence_number": 1, "time_opened": "2025-01-15T10:30:00Z"})
-    .to_string();
-    let key = put_legacy_marker(
-        &store,
-        &old,
-        &[("fx_fanout", AttributeValue::S("pending".into()))],
-    )
-    .await;
-    put_item(
-        &store,
-        [
-            ("pk", AttributeValue::S("LEAD#pending@x.example".into())),
-            ("sk", AttributeValue::S("CAMPAIGN#7".into())),
-            ("opens", AttributeValue::N("1".into())),
-        ]
-        .map(|(k, v)| (k.to_owned(), v))
-        .into(),
-    )
-    .await;
-    let bus = Bus::default();
-    let effects = smartlead::app::effects::Effects {
-        publisher: Some(Box::new(bus.clone())),
-        ..Default::default()
-    };
-    let c = common::consumer_with(store, effects);
-    for id in ["redriven-1", "redriven-2"] {
-        accepted(&c, id, &old).await;
-    }
-    let published = bus.0.lock().expect("lock").clone();
-    assert_eq!(published.len(), 1, "{published:?}");
-    assert!(published[0].contains(key.as_str()));
-    let lead = item(&c.store, "LEAD#pending@x.example", "CAMPAIGN#7").await;
-    assert_eq!(lead["opens"], 1, "not applied again: {lead}");
 }

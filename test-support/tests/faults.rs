@@ -77,7 +77,7 @@ async fn each_fault_does_what_it_says() {
 }
 
 /// What the SDK does not retry, the store sends again a few times: a
-/// transaction in the way (an upgrade's overlap).
+/// transaction on the item in the way.
 #[tokio::test]
 async fn a_conflict_is_sent_again_four_times_at_most() {
     let clean = store().await;

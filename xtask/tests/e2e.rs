@@ -459,7 +459,6 @@ async fn table_state(stack: &Stack, clear: bool) -> std::collections::BTreeMap<S
                         | "ek_old"
                         | "ek_gen"
                         | "fo"
-                        | "ek_legacy"
                 )
         });
         out.insert(format!("{pk}|{sk}"), v);

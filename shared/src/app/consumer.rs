@@ -162,13 +162,6 @@ struct Job {
     attributes: Vec<(&'static str, String)>,
 }
 
-/// When this process handled its first record (epoch ms): after the
-/// deploy that runs it.
-fn process_start_ms() -> i64 {
-    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *START.get_or_init(|| EventTime::now().millis())
-}
-
 pub(crate) fn attribute<'a>(m: &'a SqsMessage, name: &str) -> Option<&'a str> {
     m.message_attributes
         .get(name)
@@ -587,17 +580,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 return (Outcome::Failed(e.to_string()), event_type, None);
             }
         };
-        let applied = if d.received.millis() < process_start_ms() {
-            // Received before this process: maybe applied by the
-            // transactional design (a redrive after an upgrade).
-            match self.store.applied_before_upgrade(&p.key).await {
-                Ok(true) => Ok(ApplyOutcome::AppliedBeforeUpgrade),
-                Ok(false) => self.apply_or_trim(&p, d.message_id).await,
-                Err(e) => Err(e),
-            }
-        } else {
-            self.apply_or_trim(&p, d.message_id).await
-        };
+        let applied = self.apply_or_trim(&p, d.message_id).await;
         let (outcome, effects, applied) = self.after_apply(applied, &ev, &p, d).await;
         let event_type = ev.event_type.metric_name().to_owned();
         if effects.is_empty() || matches!(outcome, Outcome::Failed(_)) {
@@ -672,12 +655,6 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             }
             // Stored before: only effects left pending (or abandoned) run.
             Ok(ApplyOutcome::Duplicate) => (Outcome::Duplicate, effects_left(p, false, true)),
-            // Applied by the transactional design: its effects, the fan-out
-            // included, were tracked on its marker; what it left pending (a
-            // failed publish, a crash) is claimed and run there.
-            Ok(ApplyOutcome::AppliedBeforeUpgrade) => {
-                (Outcome::Duplicate, effects_left(p, false, false))
-            }
             // DynamoDB refuses what the event holds: on every delivery
             // alike, so it is kept, not looped to the DLQ.
             Err(e) if !e.is_retryable() => {

@@ -89,10 +89,6 @@ pub enum ApplyOutcome {
     },
     /// Every item had absorbed the event already: nothing changed.
     Duplicate,
-    /// The transactional design (before issue 14) applied the event: its
-    /// dedup marker is there. Its effects were tracked on that marker, the
-    /// fan-out too, so what it left pending is claimed there.
-    AppliedBeforeUpgrade,
 }
 
 /// A rejected event: kept with its raw body, acknowledged, counted.
@@ -112,14 +108,6 @@ pub struct Rejected<'a> {
 #[async_trait]
 pub trait Dedup: Send + Sync {
     async fn apply(&self, plan: &Plan, message_id: &str) -> Result<ApplyOutcome, StoreError>;
-    /// Whether the transactional design (before issue 14) applied this
-    /// event: its dedup marker (`EVENT#<key>` with `event_type`) is there.
-    /// Its items hold no absorbed key for it, so only the marker can say.
-    /// Asked for messages received before this process started (the store
-    /// also checks it for items the old design wrote: see the module doc).
-    async fn applied_before_upgrade(&self, _key: &DedupKey) -> Result<bool, StoreError> {
-        Ok(false)
-    }
     /// When the store first saw `key`: `at` the first time it is asked,
     /// that same time on every later call (until the dedup TTL). Records
     /// whose sort key holds a time (`<time>#<key>`) take it from here, so

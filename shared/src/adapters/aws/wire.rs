@@ -118,9 +118,6 @@ pub async fn consumer(
 ) -> Result<Consumer<DynamoStore, aws_sdk_s3::Client>, ConfigError> {
     let mut store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone());
     store.dedup_ttl = config.dedup_ttl;
-    // Messages from before an upgrade may have been applied by the
-    // transactional design: its markers say so.
-    store.legacy_markers = true;
     let metrics = Metrics::from_config(&config.metrics, "consumer");
     let effect_path = config.effects_queue.clone().map(|queue_url| EffectPath {
         queue: Box::new(SqsQueue {

@@ -13,10 +13,8 @@
 //! - A fact whose key (in any form) the store absorbed was processed: the
 //!   item its plan writes first (the lead's campaign item, read once per
 //!   lead and campaign) holds the key's compact form in `ek` or `ek_old` (or
-//!   its archive),
-//!   or, for an event applied before the upgrade, the old design's dedup
-//!   marker is there (see [`crate::adapters::aws::dynamodb::absorbed`]). It is also evidence of which
-//!   form this account's webhooks come in.
+//!   its archive; see [`crate::adapters::aws::dynamodb::absorbed`]). It is
+//!   also evidence of which form this account's webhooks come in.
 //! - A fact absorbed in no form is a gap (keys an item rotated out are
 //!   looked up in its archive). An item whose rotation count cannot be read
 //!   gives an unknown answer: only reported. Otherwise a gap is
@@ -35,9 +33,9 @@
 //!   a step, every click: the statistics carry no clicked links) are compared
 //!   with the stored counts and only reported, apart from the gaps
 //!   ([`Report::count_mismatches`]).
-//! - Facts older than the old design's dedup markers' TTL (less a margin)
-//!   are not checked: an event applied before the upgrade is known only by
-//!   its marker, which may be gone, and a backfill could count twice.
+//! - Facts older than `DedupTtlDays` less [`MARGIN_DAYS`] (the window a
+//!   redrive keeps to, [`crate::adapters::aws::redrive::max_age`]) are not
+//!   checked, only counted ([`Report::too_old`]).
 
 mod facts;
 mod gaps;

@@ -23,8 +23,8 @@ pub struct Options {
     /// carry no time, are always checked inside the TTL window).
     pub since: Option<EventTime>,
     pub dry_run: bool,
-    /// `DedupTtlDays` (how long the old design's markers live): older facts
-    /// are not checked.
+    /// `DedupTtlDays`: facts older than it less [`MARGIN_DAYS`] are not
+    /// checked.
     pub dedup_ttl_days: u64,
     pub now: EventTime,
     pub deadline: Instant,
@@ -331,8 +331,8 @@ fn reads(home: &Option<(String, String)>, facts: &[Fact]) -> Reads {
 }
 
 /// Checks a lead's facts in one campaign against the store: the item they
-/// land in first is read once (and the old design's markers of the facts
-/// not in it). Puts the absorbed keys in `seen`, marks the facts whose item
+/// land in first is read once (and its archive, if it rotated keys out).
+/// Puts the absorbed keys in `seen`, marks the facts whose item
 /// has rotated its keys without holding theirs, and returns the item (the
 /// stored counts).
 async fn check(

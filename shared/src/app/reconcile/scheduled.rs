@@ -7,7 +7,7 @@ use crate::adapters::http::smartlead::Api;
 use crate::domain::time::EventTime;
 use std::time::Instant;
 
-/// The IAM actions behind its calls: item (and old marker) reads, the queue,
+/// The IAM actions behind its calls: item (and archive) reads, the queue,
 /// the API key.
 pub const RECONCILE_IAM_ACTIONS: &[&str] =
     &["dynamodb:GetItem", "sqs:SendMessage", "ssm:GetParameter"];

@@ -76,7 +76,6 @@ pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>
             }
             // An alias of an event already applied (same key): not a new cost.
             smartlead::app::store::ApplyOutcome::Duplicate
-            | smartlead::app::store::ApplyOutcome::AppliedBeforeUpgrade
             | smartlead::app::store::ApplyOutcome::Unchanged { .. } => {}
         }
     }

@@ -7,15 +7,13 @@
 //! plan's first item (the one the store writes first, for the lead events
 //! reconcile checks the lead's campaign item) holds its compact key, or
 //! when the item has archived older generations ([`SEEN_GEN_ATTR`] counts
-//! them) and the archive holds it (one more read, only then). An event
-//! the transactional design applied (before the upgrade) left a dedup marker
-//! instead and no key: [`Dedup::applied_before_upgrade`] recognizes it.
+//! them) and the archive holds it (one more read, only then).
 
 use crate::adapters::aws::dynamodb::{
     item_to_json, seen_key, without_bookkeeping, DynamoStore, SEEN_ATTR, SEEN_GEN_ATTR,
     SEEN_OLD_ATTR,
 };
-use crate::app::store::{Dedup, StoreError};
+use crate::app::store::StoreError;
 use crate::domain::key::DedupKey;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
@@ -24,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 /// Whether an item absorbed one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Absorbed {
-    /// Its key is in the item (or the old design's marker is there).
+    /// Its key is in the item (or its archive).
     Yes,
     /// Its key is neither in the item nor in its archive.
     No,
@@ -80,9 +78,7 @@ pub fn absorbed_in(item: Option<&HashMap<String, AttributeValue>>, key: &DedupKe
 impl DynamoStore {
     /// Reads the item `pk`/`sk` once (strongly consistent) and answers, for
     /// each group of keys (the forms one event may have come in), whether
-    /// the item absorbed each key. A group none of whose keys is in the
-    /// item is also checked against the old design's dedup markers (one
-    /// read per key): an event applied before the upgrade is absorbed.
+    /// the item absorbed each key.
     pub async fn absorbed(
         &self,
         pk: &str,
@@ -100,10 +96,6 @@ impl DynamoStore {
             .await
             .map_err(|e| super::store_error("GetItem", e))?;
         let item = r.item;
-        let legacy = DynamoStore {
-            legacy_markers: true,
-            ..self.clone()
-        };
         let mut answers = Vec::with_capacity(groups.len());
         for group in groups {
             let mut a: Vec<Absorbed> = group
@@ -116,13 +108,6 @@ impl DynamoStore {
                     if *answer == Absorbed::Unknown {
                         let found = self.in_archive(pk, sk, &seen_key(k), gen).await?;
                         *answer = if found { Absorbed::Yes } else { Absorbed::No };
-                    }
-                }
-            }
-            if !a.contains(&Absorbed::Yes) {
-                for (k, answer) in group.iter().zip(a.iter_mut()) {
-                    if legacy.applied_before_upgrade(k).await? {
-                        *answer = Absorbed::Yes;
                     }
                 }
             }

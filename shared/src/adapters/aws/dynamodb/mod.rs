@@ -70,15 +70,6 @@
 //! hand) is sent again trimmed ([`ItemUpdate::trimmed`]), the last resort,
 //! and if refused even so, reported in the outcome while the others are
 //! written.
-//!
-//! Upgrading from the transactional design: its items hold no keys, its
-//! events left a marker (`EVENT#<key>` with `event_type`). With
-//! `legacy_markers`, an update is conditioned on the item being new, made
-//! by this design, or stamped legacy (`ek_legacy`) longer ago than markers
-//! live (plus a day); an item that refuses on that ground makes the store
-//! read the event's marker (once per plan): there, the event is a
-//! duplicate; absent, the update is sent again and stamps the item
-//! (`if_not_exists`).
 
 pub mod absorbed;
 pub mod budget;
@@ -113,11 +104,6 @@ pub const SEEN_GEN_ATTR: &str = "ek_gen";
 /// plan's first item: added by the write that absorbs the event, removed
 /// once the fan-out is published (see [`crate::app::store::Dedup::fanout_done`]).
 pub const FANOUT_PENDING_ATTR: &str = "fo";
-/// On an item the transactional design wrote before this one took over:
-/// when (epoch ms) this design first wrote to it. Until its old dedup
-/// markers have expired (`DedupTtlDays` after that), an event the item
-/// has not absorbed is checked against its old marker first.
-pub const LEGACY_ATTR: &str = "ek_legacy";
 /// Keys in one generation. When `ek` holds this many, it becomes `ek_old`
 /// and a new `ek` starts; the generation before (the old `ek_old`) is first
 /// archived (see [`archive_key`]) and `ek_gen` counts it. An item so
@@ -156,7 +142,6 @@ pub fn without_bookkeeping(mut item: Value) -> Value {
         o.remove(SEEN_OLD_ATTR);
         o.remove(SEEN_GEN_ATTR);
         o.remove(FANOUT_PENDING_ATTR);
-        o.remove(LEGACY_ATTR);
     }
     item
 }
@@ -177,10 +162,6 @@ pub struct DynamoStore {
     pub client: aws_sdk_dynamodb::Client,
     pub table: String,
     pub dedup_ttl: Duration,
-    /// Look for the dedup markers the transactional design wrote (see
-    /// [`crate::app::store::Dedup::applied_before_upgrade`]); the consumer function turns
-    /// it on, a fresh table has none.
-    pub legacy_markers: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -420,23 +401,8 @@ struct ItemRequest {
     values: HashMap<String, AttributeValue>,
 }
 
-/// What an item's update carries besides the plan's changes.
-#[derive(Debug, Clone, Copy, Default)]
-struct Extra {
-    /// Mark the fan-out pending (`ADD fo :mark`) on the plan's first item,
-    /// naming the message received at this epoch ms ([`fanout_mark`]).
-    fanout: Option<i64>,
-    /// Refuse the update on an item the transactional design wrote whose
-    /// old markers may still exist (`ek_legacy` absent, or later than this,
-    /// epoch ms): the event's old marker is checked first.
-    legacy_since: Option<i64>,
-    /// That marker was checked: record on the item when this design first
-    /// wrote to it (`ek_legacy`, if absent), epoch ms.
-    mark_legacy: Option<i64>,
-}
-
 /// `u`'s request as `at` stands: its register stage, the generations it
-/// assumes, its extras and how it knows its capped sets.
+/// assumes, its fan-out mark and how it knows its capped sets.
 fn build_update(
     u: &ItemUpdate,
     at: &Attempt,
@@ -455,7 +421,7 @@ fn build_update(
         let val = e.value(to_attr(v));
         e.add.push(format!("{n} {val}"));
     }
-    let mut condition = absorb(&mut e, seen, at.gen, at.extra);
+    let mut condition = absorb(&mut e, seen, at.gen, at.fanout);
     for (c, read) in u.capped.iter().zip(&at.capped) {
         condition.push_str(&capped(&mut e, c, read));
     }
@@ -491,11 +457,11 @@ fn build_update(
     })
 }
 
-/// Adds the event's key to the absorbed keys (and the fan-out's mark) and
-/// returns the condition: neither generation holds it, `ek` is not full,
-/// the item has archived `gen` generations, and (`extra.legacy_since`) the
-/// transactional design's markers cannot hold it.
-fn absorb(e: &mut Expr, seen: &[u8], gen: u64, extra: Extra) -> String {
+/// Adds the event's key to the absorbed keys (and, with `fanout`, the
+/// fan-out's mark naming the message received at that epoch ms: see
+/// [`fanout_mark`]) and returns the condition: neither generation holds
+/// it, `ek` is not full, and the item has archived `gen` generations.
+fn absorb(e: &mut Expr, seen: &[u8], gen: u64, fanout: Option<i64>) -> String {
     let ek = e.name(SEEN_ATTR);
     let ek_old = e.name(SEEN_OLD_ATTR);
     let kset = e.value(AttributeValue::Bs(vec![
@@ -506,7 +472,7 @@ fn absorb(e: &mut Expr, seen: &[u8], gen: u64, extra: Extra) -> String {
     )));
     let max = e.value(AttributeValue::N(SEEN_MAX.to_string()));
     e.add.push(format!("{ek} {kset}"));
-    if let Some(origin_ms) = extra.fanout {
+    if let Some(origin_ms) = fanout {
         let fo = e.name(FANOUT_PENDING_ATTR);
         let mark = e.value(AttributeValue::Bs(vec![
             aws_sdk_dynamodb::primitives::Blob::new(fanout_mark(seen, origin_ms)),
@@ -523,22 +489,6 @@ fn absorb(e: &mut Expr, seen: &[u8], gen: u64, extra: Extra) -> String {
     } else {
         let gv = e.value(AttributeValue::N(gen.to_string()));
         condition.push_str(&format!(" AND {g} = {gv}"));
-    }
-    if let Some(since) = extra.legacy_since {
-        let legacy = e.name(LEGACY_ATTR);
-        // New items, items this design made, or marked long enough ago.
-        let pk = e.name("pk");
-        let sv = e.value(AttributeValue::N(since.to_string()));
-        condition.push_str(&format!(
-            " AND (attribute_not_exists({pk}) OR {legacy} < {sv} OR (attribute_not_exists({legacy}) \
-             AND (attribute_exists({ek}) OR attribute_exists({ek_old}) OR attribute_exists({g}))))"
-        ));
-    }
-    if let Some(at) = extra.mark_legacy {
-        let legacy = e.name(LEGACY_ATTR);
-        let av = e.value(AttributeValue::N(at.to_string()));
-        e.set
-            .push(format!("{legacy} = if_not_exists({legacy}, {av})"));
     }
     condition
 }
@@ -718,19 +668,6 @@ fn refusal(old: Option<&HashMap<String, AttributeValue>>, seen: &[u8], gen: u64)
     }
 }
 
-/// Whether an item refused an update for its legacy condition (see
-/// [`Extra::legacy_since`]): it exists, and either this design never wrote
-/// to it or it marked it at or after `since`.
-fn legacy(old: Option<&HashMap<String, AttributeValue>>, since: i64) -> bool {
-    let Some(o) = old else { return false };
-    match o.get(LEGACY_ATTR).and_then(|v| v.as_n().ok()) {
-        Some(at) => at.parse::<i64>().map_or(true, |at| at >= since),
-        None => ![SEEN_ATTR, SEEN_OLD_ATTR, SEEN_GEN_ATTR]
-            .iter()
-            .any(|a| o.contains_key(*a)),
-    }
-}
-
 /// A fan-out's pending mark: the event's compact key and the message that
 /// marked it, by when the ingest received it (`received_at`, which every
 /// redelivery and redrive of the message keeps; epoch ms, big-endian).
@@ -774,24 +711,23 @@ enum ItemDone {
     Applied(Option<HashMap<String, AttributeValue>>),
     /// It had absorbed the event before: the item as it is.
     Absorbed(Option<HashMap<String, AttributeValue>>),
-    /// The transactional design applied the event (its old marker says so).
-    OldDesign,
 }
 
 /// Where one item's update stands between rounds.
 struct Attempt {
     stage: Stage,
-    /// Times the item changed under this update (a transaction of the
-    /// design before issue 14 in the way, a register moved while nothing
-    /// is left to relax): each waits a little before it is sent again.
+    /// Times the item changed under this update (a transaction on the
+    /// item in the way, a register moved while nothing is left to relax):
+    /// each waits a little before it is sent again.
     conflicts: u32,
     /// Generations the item has archived, as far as this call knows: none
     /// until a refusal says otherwise (typical items never archive one).
     gen: u64,
-    extra: Extra,
+    /// Mark the fan-out pending (`ADD fo :mark`) on the plan's first item,
+    /// naming the message received at this epoch ms ([`fanout_mark`]).
+    fanout: Option<i64>,
     /// How the update knows each of the item's capped sets (`u.capped`).
     capped: Vec<SetRead>,
-    now_ms: i64,
 }
 
 /// Re-sends after a conflict, at most (then SQS redelivers the event).
@@ -819,14 +755,11 @@ impl Attempt {
 
 /// What one plan's items share while they are applied.
 struct PlanRun<'a> {
-    key: &'a DedupKey,
     order: &'a str,
     time: &'a str,
     seen: &'a [u8],
     /// The message applying the plan ([`Plan::received_ms`]): its fan-out mark.
     origin_ms: i64,
-    /// Whether the event's old marker exists, once read.
-    old_marker: Option<bool>,
     tally: Tally,
 }
 
@@ -897,7 +830,6 @@ impl DynamoStore {
             client,
             table: table.into(),
             dedup_ttl: Duration::from_secs(DEFAULT_DEDUP_TTL_DAYS * 86_400),
-            legacy_markers: false,
         }
     }
 
@@ -948,21 +880,12 @@ impl DynamoStore {
         run: &mut PlanRun<'_>,
     ) -> Result<ItemDone, StoreError> {
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-        let now_ms = crate::domain::time::EventTime::now().millis();
         let mut at = Attempt {
             stage: first_stage(u),
             conflicts: 0,
             gen: 0,
-            // Old markers live `dedup_ttl` (a day's margin for a deploy overlap).
-            extra: Extra {
-                fanout: fanout.then_some(run.origin_ms),
-                legacy_since: self
-                    .legacy_markers
-                    .then(|| now_ms - self.dedup_ttl.as_millis() as i64 - 86_400_000),
-                mark_legacy: None,
-            },
+            fanout: fanout.then_some(run.origin_ms),
             capped: vec![SetRead::Unread; u.capped.len()],
-            now_ms,
         };
         for _ in 0..16 {
             let r = build_update(u, &at, run.order, run.time, run.seen)?;
@@ -1077,20 +1000,6 @@ impl DynamoStore {
             }
             // A capped set full, or changed since it was read: read it.
             Refusal::Register if capped_moved(u, old.as_ref(), at) => {}
-            Refusal::Register
-                if at
-                    .extra
-                    .legacy_since
-                    .is_some_and(|since| legacy(old.as_ref(), since)) =>
-            {
-                // Written by the transactional design: its marker says
-                // whether it applied this event (to all of its items at once).
-                if self.old_marker(run).await? {
-                    return Ok(Some(ItemDone::OldDesign));
-                }
-                at.extra.legacy_since = None;
-                at.extra.mark_legacy = Some(at.now_ms);
-            }
             // The next stage, again.
             Refusal::Register if next_stage(u, at.stage) != at.stage => {
                 at.stage = next_stage(u, at.stage)
@@ -1099,21 +1008,6 @@ impl DynamoStore {
             Refusal::Register => at.conflict().await?,
         }
         Ok(None)
-    }
-
-    /// Whether the event's dedup marker of the transactional design is
-    /// there (read once per plan).
-    async fn old_marker(&self, run: &mut PlanRun<'_>) -> Result<bool, StoreError> {
-        if let Some(m) = run.old_marker {
-            return Ok(m);
-        }
-        run.tally.requests += 1;
-        let m = self
-            .read(&format!("EVENT#{}", run.key), "EVENT")
-            .await?
-            .is_some_and(|m| m.contains_key("event_type"));
-        run.old_marker = Some(m);
-        Ok(m)
     }
 
     /// Starts a new generation of absorbed keys, if `ek` is still full:
@@ -1296,12 +1190,10 @@ impl Dedup for DynamoStore {
         let seen = seen_key(&plan.key);
         let time = plan.event_time.to_string();
         let mut run = PlanRun {
-            key: &plan.key,
             order: &plan.order,
             time: &time,
             seen: &seen,
             origin_ms: plan.received_ms,
-            old_marker: None,
             tally: Tally::default(),
         };
         let marks_fanout = plan.effects.contains(&crate::app::effects::FANOUT);
@@ -1327,7 +1219,6 @@ impl Dedup for DynamoStore {
                 other => other?,
             };
             let item = match done {
-                ItemDone::OldDesign => return Ok(ApplyOutcome::AppliedBeforeUpgrade),
                 ItemDone::Applied(item) => {
                     applied = true;
                     fanout |= mark;
@@ -1418,16 +1309,6 @@ impl Dedup for DynamoStore {
             .and_then(|v| v.as_s().ok())
             .and_then(|s| EventTime::parse(s))
             .unwrap_or(at))
-    }
-
-    async fn applied_before_upgrade(&self, key: &DedupKey) -> Result<bool, StoreError> {
-        if !self.legacy_markers {
-            return Ok(false);
-        }
-        Ok(self
-            .read(&format!("EVENT#{key}"), "EVENT")
-            .await?
-            .is_some_and(|m| m.contains_key("event_type")))
     }
 }
 
