@@ -11,6 +11,7 @@
 //! The SmartLead API key comes from `SMARTLEAD_API_KEY` or an SSM parameter
 //! (`--api-key-param`), never from a flag that would land in shell history.
 //! AWS access uses the usual credential chain (and `AWS_ENDPOINT_URL`).
+#![deny(clippy::too_many_lines)] // no function over 80 lines: clippy.toml
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};

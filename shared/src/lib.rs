@@ -13,6 +13,7 @@
 //!
 //! [`config`] reads each function's settings from its environment;
 //! [`metrics`] and [`logging`] are the functions' telemetry.
+#![deny(clippy::too_many_lines)] // no function over 80 lines: clippy.toml
 
 pub mod adapters;
 pub mod app;

@@ -1,6 +1,7 @@
 //! ConsumerFunction: SQS batches in, exactly-once state in DynamoDB, failed
 //! record ids out (`ReportBatchItemFailures`). All logic lives in the
 //! `smartlead` library.
+#![deny(clippy::too_many_lines)] // no function over 80 lines: clippy.toml
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};

@@ -1,5 +1,6 @@
 //! HTTP adapter of the ingest function: API Gateway HTTP API / Function URL
 //! requests (payload format 2.0) in, [`smartlead::app::ingest`] out.
+#![deny(clippy::too_many_lines)] // no function over 80 lines: clippy.toml
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};

@@ -1,5 +1,6 @@
 //! IngestFunction: SmartLead webhooks in, SQS messages out. All logic lives
 //! in the `smartlead` library; this binary wires it to the Lambda runtime.
+#![deny(clippy::too_many_lines)] // no function over 80 lines: clippy.toml
 
 use lambda_http::{run, service_fn, Error, Request};
 

@@ -4,6 +4,7 @@
 //! (`GapsFound`, `EventsBackfilled`), leads left unchecked (`LeadsLeft`)
 //! and count mismatches (`CountMismatches`) apart. All logic lives in the `smartlead`
 //! library ([`smartlead::app::reconcile`]).
+#![deny(clippy::too_many_lines)] // no function over 80 lines: clippy.toml
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};

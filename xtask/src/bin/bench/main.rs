@@ -14,6 +14,7 @@
 //!
 //! Results go to `bench/results.json`, `bench/latency.svg` and the part of
 //! BENCHMARKS.md between its `results` markers.
+#![deny(clippy::too_many_lines)] // no function over 80 lines: clippy.toml
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
