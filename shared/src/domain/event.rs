@@ -2,12 +2,12 @@
 //!
 //! Parsing is forgiving and never lossy: the original JSON object is kept
 //! whole in [`SmartleadEvent::raw`] (serializing an event gives it back), the
-//! typed view in [`EventData`] reads fields leniently (see [`crate::domain::lenient`]),
+//! typed view in [`EventData`] reads fields leniently (see [`crate::domain::field_types`]),
 //! and an event type this code does not know parses into
 //! [`EventData::Unknown`]. The only errors are a body that is not a JSON
 //! object and an object without an event type.
 
-use crate::domain::lenient::{Id, Lenient, Links, Num};
+use crate::domain::field_types::{Id, Lenient, Links, Num};
 use crate::domain::time::EventTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -215,8 +215,8 @@ pub fn probe(body: &[u8]) -> Result<Probe, EventError> {
         }
         None => return Err(EventError::NotJson("empty body".into())),
     }
-    // The same reading as the consumer's full parse (see `crate::domain::tolerant`).
-    let body = crate::domain::tolerant::tolerant(body);
+    // The same reading as the consumer's full parse (see `crate::domain::body`).
+    let body = crate::domain::body::tolerant(body);
     let f: Fields<'_> =
         serde_json::from_slice(&body).map_err(|e| EventError::NotJson(short_json_error(&e)))?;
     let mut event_type = None;
@@ -877,10 +877,10 @@ impl Serialize for SmartleadEvent {
 }
 
 impl SmartleadEvent {
-    /// Parses a body as both functions read it ([`crate::domain::tolerant`]): lone
+    /// Parses a body as both functions read it ([`crate::domain::body`]): lone
     /// surrogates, numbers past `f64` and over-deep values are tolerated.
     pub fn from_slice(body: &[u8]) -> Result<SmartleadEvent, EventError> {
-        let v: Value = serde_json::from_slice(&crate::domain::tolerant::tolerant(body))
+        let v: Value = serde_json::from_slice(&crate::domain::body::tolerant(body))
             .map_err(|e| EventError::NotJson(short_json_error(&e)))?;
         SmartleadEvent::from_value(v)
     }
@@ -1085,7 +1085,7 @@ pub fn scrub_body(text: &str) -> Cow<'_, str> {
     if !json_like && !names_a_secret(text) {
         return Cow::Borrowed(text);
     }
-    match serde_json::from_slice::<Value>(&crate::domain::tolerant::tolerant(text.as_bytes())) {
+    match serde_json::from_slice::<Value>(&crate::domain::body::tolerant(text.as_bytes())) {
         Ok(mut v) => {
             let before = v.clone();
             scrub_value(&mut v);
