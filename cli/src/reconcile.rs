@@ -3,9 +3,18 @@
 //! The logic is the library's ([`smartlead::app::reconcile`]); this is the table
 //! and the progress bar.
 
+use crate::api::api_key;
+use crate::aws::stack_dedup_ttl;
+use crate::flags::list;
+use crate::terminal::print;
+use crate::{ops, ReconcileArgs};
 use anyhow::{anyhow, bail, Result};
+use smartlead::adapters::aws::dynamodb::budget::DynamoBudget;
+use smartlead::adapters::http::smartlead::Api;
 use smartlead::app::reconcile::{Action, Report};
 use smartlead::domain::time::EventTime;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// `--since`: an RFC 3339 time, or a span back from now (`36h`, `7d`, `90m`).
 pub fn since(s: &str, now: EventTime) -> Result<EventTime> {
@@ -165,6 +174,71 @@ pub fn campaign_ids(list: &[String]) -> Result<Vec<String>> {
         smartlead::adapters::http::smartlead::path_id("--campaign", c)?;
     }
     Ok(list.to_vec())
+}
+
+pub async fn reconcile_cmd(a: ReconcileArgs) -> Result<()> {
+    let now = smartlead::domain::time::EventTime::now();
+    let since = a.since.as_deref().map(|s| since(s, now)).transpose()?;
+    let st = ops::Stack::resolve(&a.stack).await?;
+    // The key's budget in the stack's table (the local one's with --local).
+    let budget = Arc::new(DynamoBudget::new(st.ddb.clone(), st.table.clone()));
+    let api = Api::new(&a.api.api_base, &api_key(&a.api).await?)
+        .with_budget(budget, a.api.requests_per_minute);
+    let hour = Instant::now() + Duration::from_secs(3600);
+    let campaigns = match a.campaign {
+        Some(c) => campaign_ids(&list(&c))?,
+        None => smartlead::app::reconcile::campaigns(&api, false, hour).await?,
+    };
+    let deployed = match &st.deployed {
+        Some((name, o)) => stack_dedup_ttl(name, o).await?,
+        None => None,
+    };
+    let (ttl, capped) = dedup_ttl(a.dedup_ttl_days, deployed);
+    if let Some(note) = capped {
+        eprintln!("{note}");
+    }
+    let queue = smartlead::adapters::aws::SqsQueue {
+        client: st.sqs.clone(),
+        queue_url: st.queues().await?.0,
+    };
+    let store =
+        smartlead::adapters::aws::dynamodb::DynamoStore::new(st.ddb.clone(), st.table.clone());
+    let opts = smartlead::app::reconcile::Options {
+        since,
+        dry_run: a.dry_run,
+        dedup_ttl_days: ttl,
+        now,
+        deadline: hour,
+    };
+    // Drawn on stderr, and only on a terminal.
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} leads {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("reading SmartLead's statistics");
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let report =
+        smartlead::app::reconcile::reconcile(&api, &store, &queue, &campaigns, &opts, &progress)
+            .await;
+    bar.finish_and_clear();
+    let report = report?;
+    let (line, left) = summary(&report, a.dry_run);
+    if a.json {
+        print(&serde_json::to_value(&report)?);
+    } else {
+        if !report.gaps.is_empty() {
+            print!("{}", table(&report, a.dry_run));
+        }
+        println!("{line}");
+    }
+    if left {
+        std::process::exit(2);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! polled (`FilterLogEvents` every 2 s) where it is unavailable; the local
 //! stack's log files are followed.
 
+use crate::aws::aws;
+use crate::TailArgs;
 use anyhow::{anyhow, Result};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -312,6 +314,19 @@ pub async fn local(files: Vec<(String, PathBuf)>, f: &Filters, until: Option<Ins
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+pub async fn tail_cmd(a: TailArgs) -> Result<()> {
+    let until = a.for_secs.map(|s| Instant::now() + Duration::from_secs(s));
+    if a.local {
+        let ports: Vec<u16> = (0..a.ingest_instances.max(1))
+            .map(|i| a.ingest_port.saturating_add(i as u16))
+            .collect();
+        local(local_files(&ports, a.consumer_port), &a.filters, until).await;
+    } else {
+        deployed(&aws().await, &a.stack, a.since, &a.filters, until, a.poll).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

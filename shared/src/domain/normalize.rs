@@ -19,7 +19,7 @@ use crate::domain::event::{
     EmailFields, EmailReply, EventData, LeadCategoryUpdated, MessageRef, Normalized,
     SmartleadEvent, UntrackedReply,
 };
-use crate::domain::lenient::{Id, Lenient, Num};
+use crate::domain::field_types::{Id, Lenient, Num};
 use crate::domain::time::EventTime;
 use serde_json::{Map, Value};
 

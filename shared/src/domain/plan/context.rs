@@ -109,7 +109,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn id(i: &Option<crate::domain::lenient::Id>) -> Option<String> {
+fn id(i: &Option<crate::domain::field_types::Id>) -> Option<String> {
     i.as_ref().map(|i| i.to_string())
 }
 

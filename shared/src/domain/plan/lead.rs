@@ -172,7 +172,7 @@ pub(super) fn lead_unsubscribed(cx: &Ctx, pk: &str) -> Vec<ItemUpdate> {
 pub(super) fn category_updated(cx: &Ctx, pk: &str, c: &LeadCategoryUpdated) -> Vec<ItemUpdate> {
     let cat = c.new_category();
     let old = c.old_category().unwrap_or_default();
-    let id = |c: Option<crate::domain::lenient::Id>| c.map(|i| i.to_string());
+    let id = |c: Option<crate::domain::field_types::Id>| c.map(|i| i.to_string());
     let mut items = vec![cx.lead_campaign(pk).count("category_updates").latest(
         "category_order",
         vec![

@@ -1,0 +1,108 @@
+//! The webhook secret: the ones the stack's parameter holds, the URL that
+//! carries one, and `rotate-secret`.
+
+use crate::api::{api, deadline};
+use crate::aws::{aws, aws_err, output, outputs, ssm_value};
+use crate::flags::{event_types, webhook_ids};
+use crate::RotateArgs;
+use anyhow::{bail, Result};
+use std::time::Duration;
+
+/// A new secret: 64 hex digits (244 random bits), safe in any URL.
+fn new_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+async fn put_secret(name: &str, value: &str) -> Result<()> {
+    aws_sdk_ssm::Client::new(&aws().await)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(aws_err(format!("writing SSM parameter {name}")))?;
+    Ok(())
+}
+
+/// The secrets a parameter holds: `current` or `current,next`.
+fn secrets_of(value: &str) -> Result<Vec<String>> {
+    let v: Vec<String> = value.split(',').map(|s| s.trim().to_owned()).collect();
+    if v.is_empty() || v.len() > 2 || v.iter().any(String::is_empty) {
+        bail!("the secret parameter must hold `current` or `current,next`");
+    }
+    Ok(v)
+}
+
+/// The stack's webhook URL with the secret in place of `<secret>`.
+pub async fn stack_url(stack: &str) -> Result<String> {
+    let o = outputs(stack).await?;
+    let url = output(&o, "WebhookUrl", stack)?;
+    let param = output(&o, "WebhookSecretParameterName", stack)?;
+    // During a rotation (`current,next`) new webhooks get the next secret.
+    let secrets = secrets_of(&ssm_value(&param).await?)?;
+    let secret = secrets.last().map(String::as_str).unwrap_or_default();
+    Ok(smartlead::app::ingest::webhook_url(&url, secret))
+}
+
+/// The stack's webhook URL template, its secret parameter's name and the
+/// secrets the parameter holds.
+pub async fn stack_secrets(stack: &str) -> Result<(String, String, Vec<String>)> {
+    let o = outputs(stack).await?;
+    let template = output(&o, "WebhookUrl", stack)?;
+    let param = output(&o, "WebhookSecretParameterName", stack)?;
+    let secrets = secrets_of(&ssm_value(&param).await?)?;
+    Ok((template, param, secrets))
+}
+
+pub async fn rotate_secret(a: RotateArgs) -> Result<()> {
+    let stack = &a.stack;
+    let (template, param, secrets) = stack_secrets(stack).await?;
+    if a.finish {
+        let [_, next] = secrets.as_slice() else {
+            bail!("no rotation under way: the parameter holds one secret");
+        };
+        put_secret(&param, next).await?;
+        println!(
+            "the old secret is retired; the functions stop accepting it within SECRET_REFRESH_SECONDS"
+        );
+        return Ok(());
+    }
+    // Everything checked before the parameter changes.
+    let ids = webhook_ids(a.id.as_deref())?;
+    event_types(&a.webhook.events)?;
+    let api = api(&a.api, stack).await?;
+    let next = match secrets.as_slice() {
+        [current] => {
+            let next = new_secret();
+            put_secret(&param, &format!("{current},{next}")).await?;
+            println!(
+                "next secret written; waiting {}s until every ingest instance accepts it",
+                a.wait_secs
+            );
+            tokio::time::sleep(Duration::from_secs(a.wait_secs)).await;
+            next
+        }
+        [_, next] => {
+            println!("a rotation is under way: re-registering with its next secret");
+            next.clone()
+        }
+        _ => unreachable!("secrets_of gives one or two"),
+    };
+    let spec = a
+        .webhook
+        .spec(smartlead::app::ingest::webhook_url(&template, &next))?;
+    for i in &ids {
+        api.update_webhook(i, &spec, deadline()).await?;
+        println!("webhook {i} now uses the new secret");
+    }
+    println!(
+        "when SmartLead's retries to the old URL are over (an hour is plenty), run `smartlead rotate-secret --finish --stack {stack}`"
+    );
+    Ok(())
+}
