@@ -7,7 +7,7 @@
 //! leaves it); a request over either limit is answered 429 with
 //! `Retry-After` (seconds) and SmartLead's error body.
 //!
-//! It answers the list-hygiene calls (`shared/src/adapters/http/smartlead.rs`):
+//! It answers the list-hygiene calls (`shared/src/adapters/http/smartlead/`):
 //! `GET /api/v1/leads/?email=` with a lead id of its own (the same for an
 //! address every time: [`SmartleadLimit::lead_email`] maps it back),
 //! `POST /api/v1/leads/<id>/unsubscribe` and
