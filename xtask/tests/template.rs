@@ -889,8 +889,10 @@ mod hardening {
         // a per-function roll-up).
         let root = pipeline::workspace_root();
         let ingest = std::fs::read_to_string(root.join("shared/src/app/ingest.rs")).unwrap();
-        let consumer =
-            std::fs::read_to_string(root.join("shared/src/app/consumer.rs")).unwrap();
+        // The consumer's metric names: the batch's and the refused items'.
+        let consumer = ["batch.rs", "apply.rs"]
+            .map(|f| std::fs::read_to_string(root.join("shared/src/app/consumer").join(f)).unwrap())
+            .concat();
         assert!(ingest.contains(r#"count("Rejected", &[("Reason", r.code())])"#));
         assert!(consumer.contains(r#""RejectedEvents""#));
         let unauthorized = smartlead::app::ingest::Rejection::Unauthorized.code();
