@@ -391,17 +391,32 @@ mod tests {
         ),
         ("shared/src/adapters/aws/sns.rs", "publish", &[Consumer]),
         (
-            "shared/src/adapters/aws/dynamodb/mod.rs",
+            "shared/src/adapters/aws/dynamodb/records.rs",
             "put_item",
             &[Consumer],
         ),
         (
-            "shared/src/adapters/aws/dynamodb/mod.rs",
+            "shared/src/adapters/aws/dynamodb/apply.rs",
             "update_item",
             &[Consumer],
         ),
         (
-            "shared/src/adapters/aws/dynamodb/mod.rs",
+            "shared/src/adapters/aws/dynamodb/seen.rs",
+            "update_item",
+            &[Consumer],
+        ),
+        (
+            "shared/src/adapters/aws/dynamodb/ledger.rs",
+            "update_item",
+            &[Consumer],
+        ),
+        (
+            "shared/src/adapters/aws/dynamodb/store.rs",
+            "update_item",
+            &[Consumer],
+        ),
+        (
+            "shared/src/adapters/aws/dynamodb/store.rs",
             "get_item",
             &[Consumer, Reconcile],
         ),
@@ -416,17 +431,17 @@ mod tests {
             "update_item",
             &[Consumer, Reconcile],
         ),
-        ("shared/src/adapters/aws/dynamodb/mod.rs", "query", &[]),
+        ("shared/src/adapters/aws/dynamodb/store.rs", "query", &[]),
         // The kept records over their days and shards (CLI, local stack).
         ("shared/src/adapters/aws/dynamodb/records.rs", "query", &[]),
-        ("shared/src/adapters/aws/dynamodb/mod.rs", "scan", &[]),
+        ("shared/src/adapters/aws/dynamodb/store.rs", "scan", &[]),
         (
-            "shared/src/adapters/aws/dynamodb/mod.rs",
+            "shared/src/adapters/aws/dynamodb/store.rs",
             "create_table",
             &[],
         ),
         (
-            "shared/src/adapters/aws/dynamodb/mod.rs",
+            "shared/src/adapters/aws/dynamodb/store.rs",
             "update_time_to_live",
             &[],
         ),
@@ -874,7 +889,10 @@ mod hardening {
         // a per-function roll-up).
         let root = pipeline::workspace_root();
         let ingest = std::fs::read_to_string(root.join("shared/src/app/ingest.rs")).unwrap();
-        let consumer = std::fs::read_to_string(root.join("shared/src/app/consumer.rs")).unwrap();
+        // The consumer's metric names: the batch's and the refused items'.
+        let consumer = ["batch.rs", "apply.rs"]
+            .map(|f| std::fs::read_to_string(root.join("shared/src/app/consumer").join(f)).unwrap())
+            .concat();
         assert!(ingest.contains(r#"count("Rejected", &[("Reason", r.code())])"#));
         assert!(consumer.contains(r#""RejectedEvents""#));
         let unauthorized = smartlead::app::ingest::Rejection::Unauthorized.code();

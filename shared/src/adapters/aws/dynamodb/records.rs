@@ -1,12 +1,15 @@
 //! Reading the records kept whole back ([`crate::domain::records`]): a
 //! day's records of one kind are spread over [`RECORD_SHARDS`] partitions,
 //! so a reader queries each day's shards at once (every page) and merges
-//! them by sort key, which starts with the record's time.
+//! them by sort key, which starts with the record's time. Rejected events
+//! are written here too ([`RejectSink`]).
 
 use super::{store_error, DynamoStore};
-use crate::app::store::StoreError;
+use crate::app::store::{RejectSink, Rejected, StoreError};
+use crate::domain::plan::key_part;
 use crate::domain::records::{days, RecordKind, RECORD_SHARDS};
 use crate::domain::time::EventTime;
+use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use futures::{StreamExt, TryStreamExt};
 
@@ -144,4 +147,81 @@ fn sk(item: &Item) -> &str {
     item.get("sk")
         .and_then(|v| v.as_s().ok())
         .map_or("", String::as_str)
+}
+
+pub const REJECTED_TTL_DAYS: u64 = 30;
+
+#[async_trait]
+impl RejectSink for DynamoStore {
+    async fn reject(&self, r: Rejected<'_>) -> Result<(), StoreError> {
+        let raw =
+            crate::domain::plan::cut_bytes(r.raw, crate::domain::plan::MAX_RAW_BYTES).to_owned();
+        // DynamoDB refuses empty strings in some places: "-" stands for none.
+        let or_dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+        let sk = format!("{}#{}", r.received_at, key_part(r.key));
+        let item = RejectedItem {
+            pk: RecordKind::Rejected.pk(&sk),
+            sk,
+            reason: r.reason,
+            detail: or_dash(crate::domain::plan::cut_bytes(r.detail, 1000).to_owned()),
+            message_id: r.message_id,
+            received_at: r.received_at,
+            raw: or_dash(raw),
+            expires_at: chrono::Utc::now().timestamp() + (REJECTED_TTL_DAYS * 86_400) as i64,
+        };
+        let item = serde_dynamo::to_item(item)
+            .map_err(|e| StoreError::permanent(format!("REJECTED item: {e}")))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+}
+
+/// A rejected event as stored (`sk` `<first received>#<key>`: one record
+/// an event, see [`crate::app::store::Dedup::first_seen`]; `pk` of its day
+/// and shard, [`RecordKind::pk`]), with its reason and raw body; it expires
+/// after [`REJECTED_TTL_DAYS`].
+#[derive(serde::Serialize)]
+struct RejectedItem<'a> {
+    pk: String,
+    sk: String,
+    reason: &'a str,
+    detail: String,
+    message_id: &'a str,
+    received_at: &'a str,
+    raw: String,
+    /// [`TTL_ATTR`].
+    expires_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::aws::dynamodb::TTL_ATTR;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_rejected_item_has_the_key_the_ttl_and_every_field_as_strings() {
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(RejectedItem {
+            pk: "REJECTED".into(),
+            sk: "t#m".into(),
+            reason: "not_json",
+            detail: "-".into(),
+            message_id: "m",
+            received_at: "t",
+            raw: "{".into(),
+            expires_at: 42,
+        })
+        .expect("item");
+        assert_eq!(item["pk"], AttributeValue::S("REJECTED".into()));
+        assert_eq!(item[TTL_ATTR], AttributeValue::N("42".into()));
+        for a in ["sk", "reason", "detail", "message_id", "received_at", "raw"] {
+            assert!(matches!(item[a], AttributeValue::S(_)), "{a}");
+        }
+    }
 }

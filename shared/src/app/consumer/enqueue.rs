@@ -1,0 +1,119 @@
+//! An applied event's effects handed to the effects queue
+//! ([`crate::app::worker`]), then the fan-out's mark removed.
+
+use super::{BlobReader, Consumer, Job};
+use crate::app::effects::{bus_event, FANOUT};
+use crate::app::store::StateStore;
+use crate::domain::message::{attr, sqs_safe_json, sqs_safe_text, OutgoingMessage, LOCATION_S3};
+use futures::StreamExt;
+use std::time::Duration;
+
+impl<S: StateStore, B: BlobReader> Consumer<S, B> {
+    /// Hands the jobs' effects to the effects queue, then removes the
+    /// fan-out marks it queued. Returns the records whose effects were not
+    /// all queued: SQS brings them back (their state is a duplicate then).
+    pub(super) async fn enqueue(&self, jobs: &[Job]) -> std::collections::HashSet<String> {
+        let mut failed = std::collections::HashSet::new();
+        let Some(path) = &self.effect_path else {
+            return failed;
+        };
+        let mut msgs = Vec::new();
+        let mut owner = Vec::new();
+        for (i, j) in jobs.iter().enumerate() {
+            for &(effect, claim) in &j.effects {
+                msgs.push(self.effect_message(j, effect, claim).await);
+                owner.push(i);
+            }
+        }
+        if msgs.is_empty() {
+            return failed;
+        }
+        for (r, i) in path.queue.send_all(&msgs).await.into_iter().zip(owner) {
+            if let Err(e) = r {
+                tracing::error!(message_id = %jobs[i].message_id, error = %e, "effects not queued; SQS will redeliver the record");
+                failed.insert(jobs[i].message_id.clone());
+            }
+        }
+        let unmark = jobs
+            .iter()
+            .filter(|j| j.unmark && !failed.contains(&j.message_id));
+        futures::stream::iter(unmark)
+            .for_each_concurrent(self.concurrency.max(1), |j| self.unmark(j))
+            .await;
+        failed
+    }
+
+    /// One effect of a job as an effect message (see [`crate::app::worker`]).
+    async fn effect_message(&self, j: &Job, effect: &'static str, claim: bool) -> OutgoingMessage {
+        // What the consumer writes itself is made SQS-safe (the webhook's
+        // own body and attributes were taken by SQS already): a character
+        // SQS refuses would fail the record on every delivery.
+        let mut attributes = vec![
+            (attr::EFFECT, effect.to_owned()),
+            (attr::DEDUP_KEY, sqs_safe_text(j.key.as_str())),
+        ];
+        if claim {
+            attributes.push((attr::CLAIM, "true".into()));
+        }
+        if effect != FANOUT {
+            attributes.extend(j.attributes.iter().cloned());
+            // An inline body is kept without the webhook secret; a claim
+            // check is only a pointer.
+            let body = match attribute_of(&j.attributes, attr::BODY_LOCATION) {
+                Some(LOCATION_S3) => j.body.clone(),
+                _ => crate::domain::event::scrub_body(&j.body).into_owned(),
+            };
+            return OutgoingMessage { body, attributes };
+        }
+        let state = match (&j.state, &j.state_item) {
+            (Some(s), _) => Some(s.clone()),
+            // A duplicate whose unmarked fan-out is left to do: read it.
+            (None, Some((pk, sk))) => self
+                .store
+                .item(pk, sk)
+                .await
+                .map(|s| s.map(crate::adapters::aws::dynamodb::without_bookkeeping))
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not read the state for the fan-out");
+                    None
+                }),
+            (None, None) => None,
+        };
+        let bus = bus_event(&j.ev, j.key.as_str(), state);
+        attributes.push((attr::DETAIL_TYPE, sqs_safe_text(&bus.detail_type)));
+        if let Some(t) = bus.time {
+            attributes.push((attr::EVENT_TIME, t.to_string()));
+        }
+        OutgoingMessage {
+            body: sqs_safe_json(bus.detail),
+            attributes,
+        }
+    }
+
+    /// Removes the fan-out's mark once it is queued; a few tries. If all
+    /// fail the mark stays on the item although its fan-out is queued: no
+    /// other delivery publishes it (the mark names this one), so it is only
+    /// a stale flag, logged.
+    async fn unmark(&self, j: &Job) {
+        let Some((pk, sk)) = &j.state_item else {
+            return;
+        };
+        for attempt in 0..3u32 {
+            match self.store.fanout_done(pk, sk, &j.key, j.received_ms).await {
+                Ok(()) => return,
+                Err(e) if attempt == 2 => {
+                    tracing::error!(dedup_key = %j.key, error = %e, "fan-out queued but its mark could not be removed")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50 << attempt)).await,
+            }
+        }
+    }
+}
+
+/// The value of attribute `name` among a job's copied attributes.
+fn attribute_of<'a>(attributes: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
+}
