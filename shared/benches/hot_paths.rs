@@ -1,7 +1,7 @@
 //! In-process benchmarks: parse + normalize + key per sample payload, the
 //! ingest handler per request (1 KB and 100 KB) with a no-op queue, and the
 //! consumer's per-record work (parse, plan, outcome, log, metrics) with an
-//! in-memory store. `cargo bench -p smartlead` prints medians and spreads;
+//! in-memory store. `cargo bench --bench hot_paths` prints medians and spreads;
 //! `scripts/bench.sh` runs these and the rest and writes BENCHMARKS.md.
 
 use async_trait::async_trait;
