@@ -25,7 +25,12 @@ pub const DOCKER_HOST: &str = "host.docker.internal";
 /// The `sam local --env-vars` file pointing the functions at the local
 /// stand-ins (events/env/local.json is this for the default ports). Every
 /// key is one template.yaml declares once `LocalEndpoint` is set.
-pub fn sam_env_vars(moto: &str, dynamodb: &str, queue_url: &str, alert_topic: &str) -> Value {
+pub fn sam_env_vars(
+    moto: &str,
+    dynamodb: &str,
+    (queue_url, effects_queue_url): (&str, &str),
+    alert_topic: &str,
+) -> Value {
     json!({
         "IngestFunction": {
             "AWS_ENDPOINT_URL": moto,
@@ -37,6 +42,9 @@ pub fn sam_env_vars(moto: &str, dynamodb: &str, queue_url: &str, alert_topic: &s
             "AWS_ENDPOINT_URL": moto,
             "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
             "TABLE_NAME": TABLE,
+            // Without it, sam local resolves the template's `!Ref EffectsQueue`
+            // to a queue no stand-in has, and every record fails.
+            "EFFECTS_QUEUE_URL": effects_queue_url,
             "EVENT_BUS_NAME": BUS,
             "ALERT_TOPIC_ARN": alert_topic,
         }
@@ -67,7 +75,12 @@ fn write_sam_env_vars(stack: &Stack, path: &Path) -> Result<()> {
     let env = sam_env_vars(
         &moto,
         &format!("http://{DOCKER_HOST}:{}", stack.ports.dynamodb),
-        &stack.queue_url.replacen(&stack.moto.endpoint(), &moto, 1),
+        (
+            &stack.queue_url.replacen(&stack.moto.endpoint(), &moto, 1),
+            &stack
+                .effects_queue_url
+                .replacen(&stack.moto.endpoint(), &moto, 1),
+        ),
         &env_value(&stack.consumer_env, "ALERT_TOPIC_ARN"),
     );
     // Written whole, then renamed: a reader never sees half a file.
@@ -207,7 +220,10 @@ mod sam_env {
         let want = sam_env_vars(
             "http://host.docker.internal:5000",
             "http://host.docker.internal:8000",
-            "http://host.docker.internal:5000/123456789012/smartlead-webhooks",
+            (
+                "http://host.docker.internal:5000/123456789012/smartlead-webhooks",
+                "http://host.docker.internal:5000/123456789012/smartlead-effects",
+            ),
             &format!("arn:aws:sns:us-east-1:123456789012:{ALERT_TOPIC}"),
         );
         assert_eq!(documented, want);
