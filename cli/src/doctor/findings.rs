@@ -277,13 +277,7 @@ pub fn fixes(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stack() -> StackUrl {
-        StackUrl {
-            template: "https://x.example/webhooks/smartlead/<secret>".into(),
-            secrets: vec!["old".into(), "new".into()],
-        }
-    }
+    use crate::doctor::stack_url::tests::stack;
 
     #[test]
     fn a_client_webhook_covers_its_clients_campaigns_only() {

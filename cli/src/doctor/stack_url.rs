@@ -63,10 +63,11 @@ pub(super) fn host(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn stack() -> StackUrl {
+    /// A stack whose URL takes either of two secrets (the doctor's tests share it).
+    pub(in crate::doctor) fn stack() -> StackUrl {
         StackUrl {
             template: "https://x.example/webhooks/smartlead/<secret>".into(),
             secrets: vec!["old".into(), "new".into()],
