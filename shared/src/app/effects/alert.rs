@@ -267,11 +267,8 @@ impl Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::effects::test_event as ev;
     use crate::app::effects::{bounce_kind, BounceKind};
-
-    fn ev(v: Value) -> SmartleadEvent {
-        SmartleadEvent::from_slice(v.to_string().as_bytes()).expect("event")
-    }
 
     #[test]
     fn only_positive_category_changes_alert() {

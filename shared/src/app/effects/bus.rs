@@ -75,10 +75,7 @@ fn fit_integers(v: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ev(v: Value) -> SmartleadEvent {
-        SmartleadEvent::from_slice(v.to_string().as_bytes()).expect("event")
-    }
+    use crate::app::effects::test_event as ev;
 
     #[test]
     fn the_bus_event_carries_key_view_state_and_payload() {

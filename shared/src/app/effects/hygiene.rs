@@ -95,11 +95,8 @@ pub fn bounce_kind(ev: &SmartleadEvent) -> BounceKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::effects::test_event as ev;
     use serde_json::json;
-
-    fn ev(v: Value) -> SmartleadEvent {
-        SmartleadEvent::from_slice(v.to_string().as_bytes()).expect("event")
-    }
 
     #[test]
     fn bounces_are_hard_or_soft_by_their_smtp_status() {

@@ -107,3 +107,10 @@ impl Effects {
             .map(|b| b.as_ref())
     }
 }
+
+/// An event from a JSON body, read as the consumer reads it (the effect
+/// rules' unit tests share it).
+#[cfg(test)]
+pub(super) fn test_event(v: serde_json::Value) -> crate::domain::event::SmartleadEvent {
+    crate::domain::event::SmartleadEvent::from_slice(v.to_string().as_bytes()).expect("event")
+}
