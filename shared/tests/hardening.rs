@@ -729,6 +729,155 @@ impl smartlead::app::worker::EffectQueue for QueueDown {
     async fn delay(&self, _receipts: &[(String, std::time::Duration)]) {}
 }
 
+/// The webhook queue in moto: a client, its URL and ARN.
+async fn webhook_queue() -> (smartlead::aws_sdk_sqs::Client, String, String) {
+    let sdk = smartlead::adapters::aws::local_sdk_config(&common::moto().endpoint()).await;
+    let sqs = smartlead::aws_sdk_sqs::Client::new(&sdk);
+    let url = common::new_queue(&sqs, "webhooks").await;
+    let arn = common::queue_arn(&sqs, &url).await;
+    (sqs, url, arn)
+}
+
+/// A consumer whose effects queue is down and whose webhooks go back to
+/// `requeue`, the first copy delayed by `base`.
+fn effects_down(
+    store: DynamoStore,
+    publisher: Box<dyn Publisher>,
+    requeue: Box<dyn smartlead::app::worker::EffectQueue>,
+    base: std::time::Duration,
+) -> common::TestConsumer {
+    let mut c = consumer(
+        store,
+        Effects {
+            publisher: Some(publisher),
+            ..Effects::default()
+        },
+    );
+    c.effect_path = Some(smartlead::app::worker::EffectPath {
+        queue: Box::new(QueueDown),
+        retry_base: base,
+        requeue: Some(requeue),
+    });
+    c
+}
+
+/// A webhook message as the ingest queues it (`received_at` names it).
+fn webhook(id: &str, body: &str, received_ms: i64) -> SqsMessage {
+    let mut m = record(id, body, received_ms + 20);
+    let at = EventTime::from_millis(received_ms)
+        .expect("time")
+        .to_string();
+    m.message_attributes
+        .insert("received_at".into(), test_support::string_attribute(&at));
+    m
+}
+
+/// An effects queue that is down costs the webhook queue no receive: the
+/// applied record goes back to its queue as a delayed copy (same body,
+/// same `received_at`) and is acknowledged. The copy, once the effects
+/// queue is up, queues the fan-out the first delivery could not: published
+/// once, however often the copy comes. Before, each delivery was reported
+/// failed, and five receives walked the applied record into the DLQ.
+#[tokio::test]
+async fn an_applied_record_whose_effects_are_not_queued_goes_back_delayed() {
+    let store = fresh_store().await;
+    let (sqs, url, arn) = webhook_queue().await;
+    let back = smartlead::adapters::aws::SqsQueue {
+        client: sqs.clone(),
+        queue_url: url.clone(),
+    };
+    let never = Recorder::default();
+    let delay = std::time::Duration::from_secs(2);
+    let down = effects_down(
+        store.clone(),
+        Box::new(never.clone()),
+        Box::new(back),
+        delay,
+    );
+    let body = common::payload("email_open");
+    let t0 = EventTime::now().millis();
+    let answer = down
+        .handle_batch(batch(vec![webhook("m-1", &body, t0)]))
+        .await;
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "the state is applied: the record is acknowledged, not redelivered: {answer:?}"
+    );
+    assert!(
+        common::receive(&sqs, &url).await.is_empty(),
+        "the copy is delayed"
+    );
+    let started = Instant::now();
+    let copies = loop {
+        let got = common::receive(&sqs, &url).await;
+        if !got.is_empty() || started.elapsed() > std::time::Duration::from_secs(20) {
+            break got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let copy = test_support::sqs_message_from(&arn, &copies[0]);
+    assert_eq!(copy.body.as_deref(), Some(body.as_str()));
+    let attr = |name: &str| copy.message_attributes[name].string_value.clone();
+    let at = EventTime::from_millis(t0).expect("time").to_string();
+    assert_eq!(attr("received_at"), Some(at));
+    assert_eq!(attr("requeued"), Some("1".into()));
+    // The effects queue is up again: the copy is a duplicate for the
+    // state, and queues the pending fan-out once.
+    let bus = Recorder::default();
+    let up = consumer(
+        store,
+        Effects {
+            publisher: Some(Box::new(bus.clone())),
+            ..Effects::default()
+        },
+    );
+    for _ in 0..2 {
+        let answer = up.handle_batch(batch(vec![copy.clone()])).await;
+        assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    }
+    assert_eq!(bus.taken().len(), 1, "{:?}", bus.taken());
+    assert!(never.taken().is_empty());
+}
+
+/// A webhook sent back [`smartlead::app::consumer::MAX_REQUEUES`] times
+/// already (over a day), or one the webhook queue refuses too, is left to
+/// SQS: reported failed, so redelivered and, in the end, in the DLQ with
+/// its alarm, where a redrive queues its effects.
+#[tokio::test]
+async fn a_webhook_sent_back_for_a_day_or_refused_is_left_to_sqs() {
+    let store = fresh_store().await;
+    let (sqs, url, _) = webhook_queue().await;
+    let back = smartlead::adapters::aws::SqsQueue {
+        client: sqs.clone(),
+        queue_url: url.clone(),
+    };
+    let zero = std::time::Duration::ZERO;
+    let down = effects_down(
+        store.clone(),
+        Box::new(Recorder::default()),
+        Box::new(back),
+        zero,
+    );
+    let t0 = EventTime::now().millis();
+    let mut last = webhook("m-last", &common::payload("email_reply"), t0);
+    let copies = smartlead::app::consumer::MAX_REQUEUES.to_string();
+    last.message_attributes
+        .insert("requeued".into(), test_support::string_attribute(&copies));
+    let answer = down.handle_batch(batch(vec![last])).await;
+    assert_eq!(answer.batch_item_failures.len(), 1, "{answer:?}");
+    assert!(common::receive(&sqs, &url).await.is_empty());
+    let refused = effects_down(
+        store,
+        Box::new(Recorder::default()),
+        Box::new(QueueDown),
+        zero,
+    );
+    let m = webhook("m-refused", &common::payload("email_link_click"), t0);
+    let answer = refused.handle_batch(batch(vec![m])).await;
+    assert_eq!(answer.batch_item_failures.len(), 1, "{answer:?}");
+}
+
 /// A fan-out mark left pending (the effects queue down, the message then
 /// gone to the DLQ; or a queued fan-out whose mark removal was lost) is
 /// not queued again by a later copy of the event (SmartLead's retry, a
@@ -760,6 +909,7 @@ async fn a_pending_fan_out_is_published_again_only_by_the_message_that_marked_it
     down.effect_path = Some(smartlead::app::worker::EffectPath {
         queue: Box::new(QueueDown),
         retry_base: std::time::Duration::ZERO,
+        requeue: None,
     });
     let failed = down
         .handle_batch(batch(vec![message("m-1", t0, t0 + 20)]))

@@ -317,6 +317,7 @@ pub fn consumer_with(store: DynamoStore, effects: Effects) -> TestConsumer {
             effect_path: Some(EffectPath {
                 queue: Box::new(queue.clone()),
                 retry_base: std::time::Duration::ZERO,
+                requeue: None,
             }),
         },
         effects: queue,

@@ -35,6 +35,15 @@ use std::time::Duration;
 pub trait EffectQueue: Send + Sync {
     /// Sends the messages: one result per message, in order.
     async fn send_all(&self, msgs: &[OutgoingMessage]) -> Vec<Result<(), QueueError>>;
+    /// [`Self::send_all`], each message invisible for `delay` first (at
+    /// most [`MAX_SEND_DELAY`]). A queue without delays sends at once.
+    async fn send_delayed(
+        &self,
+        msgs: &[OutgoingMessage],
+        _delay: Duration,
+    ) -> Vec<Result<(), QueueError>> {
+        self.send_all(msgs).await
+    }
     /// Received messages (receipt handles) become visible again only after
     /// their delay. Best effort: a message whose delay is not set comes
     /// back after the queue's visibility timeout.
@@ -46,6 +55,11 @@ pub struct EffectPath {
     pub queue: Box<dyn EffectQueue>,
     /// The first retry's delay; each later one doubles, up to [`MAX_BACKOFF`].
     pub retry_base: Duration,
+    /// The webhook queue: a record whose state is applied but whose effects
+    /// could not be queued goes back to it as a delayed copy, acknowledged
+    /// (see [`crate::app::consumer`]). Without it the record is reported
+    /// failed and SQS brings it back.
+    pub requeue: Option<Box<dyn EffectQueue>>,
 }
 
 /// The first retry's delay in a deployment.
@@ -59,6 +73,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html>):
 /// a longer one is refused. Ten minutes are left for the invocation.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600 - 600);
+/// SQS's longest `DelaySeconds`: 15 minutes
+/// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatchRequestEntry.html>).
+pub const MAX_SEND_DELAY: Duration = Duration::from_secs(900);
 /// Effect work that would end later than this before the invocation's
 /// deadline is not started (its message comes back).
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);

@@ -51,6 +51,9 @@ pub struct ConsumerConfig {
     pub hygiene: Option<HygieneConfig>,
     /// `EFFECTS_QUEUE_URL`: where effects wait to run (needed when any is on).
     pub effects_queue: Option<String>,
+    /// `WEBHOOK_QUEUE_URL`: the queue this function drains; a webhook whose
+    /// effects could not be queued goes back to it, delayed.
+    pub webhook_queue: Option<String>,
     /// `EFFECT_RETRY_SECONDS` (default 30): a failed effect's first retry
     /// delay, doubling to an hour.
     pub effect_retry_base: Duration,
@@ -149,6 +152,7 @@ impl FromEnv for ConsumerConfig {
             topic_arn,
             hygiene,
             effects_queue,
+            webhook_queue: env.optional_var("WEBHOOK_QUEUE_URL"),
             effect_retry_base: Duration::from_secs(env.number_var("EFFECT_RETRY_SECONDS", 30)),
             refresh: env.checked_if(from_ssm, refresh_every),
             metrics: MetricsConfig::from_env(env),

@@ -26,6 +26,9 @@ pub mod attr {
     pub const WEBHOOK_LEVEL: &str = "webhook_level";
     /// `inline` (the message body is the webhook) or `s3` (a claim check).
     pub const BODY_LOCATION: &str = "body_location";
+    /// A webhook message the consumer sent back to its queue (its state
+    /// applied, its effects not queued): how many times it has been.
+    pub const REQUEUED: &str = "requeued";
     /// Effect messages only (the effects queue, set by the consumer): the
     /// effect to run (`fanout`, `slack`, `sns`, `hygiene`).
     pub const EFFECT: &str = "effect";

@@ -304,6 +304,7 @@ fn function_env(t: &Template, options: &Options, at: Endpoints<'_>) -> Result<(E
         ),
         ("ALERT_TOPIC_ARN", at.alert_topic),
         ("EFFECTS_QUEUE_URL", at.effects_url.to_owned()),
+        ("WEBHOOK_QUEUE_URL", at.queue_url.to_owned()),
         // A failed effect's first retry: as short as the queue's visibility here.
         ("EFFECT_RETRY_SECONDS", options.visibility_secs.to_string()),
         ("AWS_ENDPOINT_URL_SQS", at.moto),

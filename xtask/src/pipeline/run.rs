@@ -45,6 +45,7 @@ pub fn sam_env_vars(
             // Without it, sam local resolves the template's `!Ref EffectsQueue`
             // to a queue no stand-in has, and every record fails.
             "EFFECTS_QUEUE_URL": effects_queue_url,
+            "WEBHOOK_QUEUE_URL": queue_url,
             "EVENT_BUS_NAME": BUS,
             "ALERT_TOPIC_ARN": alert_topic,
         }

@@ -57,10 +57,19 @@ fn batches(msgs: &[OutgoingMessage]) -> Vec<Vec<usize>> {
     super::redrive::pack(&sizes)
 }
 
-fn entry(id: usize, m: &OutgoingMessage) -> Result<SendMessageBatchRequestEntry, QueueError> {
+/// One batch entry, invisible for `delay` (whole seconds, at most SQS's 15 minutes).
+fn entry(
+    id: usize,
+    m: &OutgoingMessage,
+    delay: std::time::Duration,
+) -> Result<SendMessageBatchRequestEntry, QueueError> {
+    let delay = delay.min(crate::app::worker::MAX_SEND_DELAY).as_secs();
     let mut e = SendMessageBatchRequestEntry::builder()
         .id(id.to_string())
         .message_body(&m.body);
+    if delay > 0 {
+        e = e.delay_seconds(i32::try_from(delay).unwrap_or(i32::MAX));
+    }
     for (name, value) in &m.attributes {
         let v = MessageAttributeValue::builder()
             .data_type("String")
@@ -78,8 +87,9 @@ impl SqsQueue {
         &self,
         msgs: &[OutgoingMessage],
         ids: &[usize],
+        delay: std::time::Duration,
     ) -> Vec<Result<(), QueueError>> {
-        let entries: Result<Vec<_>, _> = ids.iter().map(|&i| entry(i, &msgs[i])).collect();
+        let entries: Result<Vec<_>, _> = ids.iter().map(|&i| entry(i, &msgs[i], delay)).collect();
         let failed = |e: &str| {
             ids.iter()
                 .map(|_| Err(QueueError::Send(e.to_owned().into())))
@@ -125,9 +135,18 @@ impl SqsQueue {
 #[async_trait]
 impl EffectQueue for SqsQueue {
     async fn send_all(&self, msgs: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
+        self.send_delayed(msgs, std::time::Duration::ZERO).await
+    }
+
+    async fn send_delayed(
+        &self,
+        msgs: &[OutgoingMessage],
+        delay: std::time::Duration,
+    ) -> Vec<Result<(), QueueError>> {
         let groups = batches(msgs);
         let sent: Vec<Vec<Result<(), QueueError>>> =
-            futures::future::join_all(groups.iter().map(|ids| self.send_batch(msgs, ids))).await;
+            futures::future::join_all(groups.iter().map(|ids| self.send_batch(msgs, ids, delay)))
+                .await;
         let mut out: Vec<Option<Result<(), QueueError>>> = msgs.iter().map(|_| None).collect();
         for (ids, results) in groups.iter().zip(sent) {
             for (i, r) in ids.iter().zip(results) {

@@ -119,12 +119,19 @@ pub async fn consumer(
     let mut store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone());
     store.dedup_ttl = config.dedup_ttl;
     let metrics = Metrics::from_config(&config.metrics, "consumer");
+    let sqs = aws_sdk_sqs::Client::new(sdk);
     let effect_path = config.effects_queue.clone().map(|queue_url| EffectPath {
         queue: Box::new(SqsQueue {
-            client: aws_sdk_sqs::Client::new(sdk),
+            client: sqs.clone(),
             queue_url,
         }),
         retry_base: config.effect_retry_base,
+        requeue: config.webhook_queue.clone().map(|queue_url| {
+            Box::new(SqsQueue {
+                client: sqs.clone(),
+                queue_url,
+            }) as Box<dyn crate::app::worker::EffectQueue>
+        }),
     });
     Ok(Consumer {
         store,

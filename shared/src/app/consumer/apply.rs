@@ -102,6 +102,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 .iter()
                 .filter_map(|name| attribute(d.message, name).map(|v| (*name, v.to_owned())))
                 .collect(),
+            requeued: attribute(d.message, attr::REQUEUED)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             ev,
         };
         (outcome, event_type, Some(job))

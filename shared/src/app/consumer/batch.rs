@@ -74,8 +74,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             .filter_map(|(_, d)| d.job.take())
             .collect();
         let queue_end = deadline.checked_sub(QUEUE_MARGIN).unwrap_or(state_end);
-        let not_queued = match tokio::time::timeout_at(queue_end.into(), self.enqueue(&jobs)).await
-        {
+        // The effects queue answers a margin earlier: the copies of what it
+        // did not take go back to the webhook queue in that margin.
+        let send_end = queue_end.checked_sub(QUEUE_MARGIN).unwrap_or(state_end);
+        let enqueue = self.enqueue(&jobs, send_end);
+        let not_queued = match tokio::time::timeout_at(queue_end.into(), enqueue).await {
             Ok(failed) => failed,
             Err(_) => jobs.iter().map(|j| j.message_id.clone()).collect(),
         };

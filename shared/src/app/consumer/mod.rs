@@ -14,6 +14,9 @@
 //! effects queue ([`crate::app::worker`]): the record is acknowledged once
 //! its state is applied and its effects are queued, never later. A batch
 //! of effect messages (the same function's second event source) runs them.
+//! A record whose effects cannot be queued goes back to the webhook queue
+//! as a delayed copy and is acknowledged (`enqueue.rs`): a failing effects
+//! queue never walks an applied record into the DLQ.
 //!
 //! Every batch answers inside its deadline: a record not started
 //! [`STATE_MARGIN`] before the invocation's end is reported failed, and
@@ -30,6 +33,7 @@ mod batch;
 mod enqueue;
 mod record;
 
+pub use enqueue::{requeue_delay, MAX_REQUEUES};
 pub(crate) use record::{attribute, Body};
 
 use crate::app::effects::Effects;
@@ -146,4 +150,7 @@ struct Job {
     /// The webhook message's body and attributes: the alerts' messages carry them.
     body: String,
     attributes: Vec<(&'static str, String)>,
+    /// How many times the consumer has sent this webhook back to its queue
+    /// (its `requeued` attribute).
+    requeued: u32,
 }

@@ -95,6 +95,7 @@ pub(crate) async fn run_consumer_direct(
                 queue_url: stack.effects_queue_url.clone(),
             }),
             retry_base: smartlead::app::worker::RETRY_BASE,
+            requeue: None,
         }),
     };
     let run = format!("direct-{}-{fanout}", std::process::id());

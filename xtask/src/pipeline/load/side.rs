@@ -96,7 +96,10 @@ impl Side {
             ("AWS_ENDPOINT_URL_SQS", self.effects_moto.endpoint()),
             ("EFFECTS_QUEUE_URL", self.effects.url.clone()),
         ];
-        env.retain(|(k, _)| !set.iter().any(|(s, _)| s == k));
+        // The webhook queue is in the other moto, which this SQS endpoint
+        // does not reach: a webhook whose effects are not queued is left to
+        // SQS's redelivery, not sent back.
+        env.retain(|(k, _)| k != "WEBHOOK_QUEUE_URL" && !set.iter().any(|(s, _)| s == k));
         env.extend(set.into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
 }
