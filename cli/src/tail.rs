@@ -304,7 +304,7 @@ pub fn local_files(ingest_ports: &[u16], consumer_port: u16) -> Vec<(String, Pat
 /// Follows local log files (from their start) until `until` (or forever).
 pub async fn local(files: Vec<(String, PathBuf)>, f: &Filters, until: Option<Instant>) {
     let mut follow =
-        test_support::standins::Follow::new(files.iter().map(|(_, p)| p.clone()).collect());
+        smartlead::local_stack::Follow::new(files.iter().map(|(_, p)| p.clone()).collect());
     loop {
         for (i, line) in follow.lines() {
             emit(&files[i].0, &line, f);

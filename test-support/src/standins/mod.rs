@@ -2,17 +2,14 @@
 //! the third-party APIs. This module starts DynamoDB Local, moto's server
 //! (through `moto_server.py`) and the Lambda Runtime Interface Emulator,
 //! installed (pinned) by `scripts/tools.sh` into `.tools/`; [`standin`] fakes
-//! Slack and SmartLead, [`limits`] enforces the real services' limits, and
-//! [`follow`] follows the log files they (and the functions) write.
+//! Slack and SmartLead, and [`limits`] enforces the real services' limits.
 //!
 //! Every process is bound to 127.0.0.1, logs to a file, and is killed when
 //! its [`Service`] is dropped or when the process that started it exits
 //! (`PR_SET_PDEATHSIG`), so a crashed test run leaves nothing behind.
 
-pub mod follow;
 pub mod limits;
 pub mod standin;
-pub use follow::Follow;
 pub use standin::{Recorded, Scripted, StandIn};
 
 use std::io::Read;

@@ -119,7 +119,7 @@ pub fn readable(line: &str) -> Option<String> {
 /// Follows the functions' log files and prints their lines readably.
 pub async fn follow_logs(sources: Vec<(String, std::path::PathBuf)>) {
     let mut follow =
-        test_support::standins::Follow::new(sources.iter().map(|(_, p)| p.clone()).collect());
+        smartlead::local_stack::Follow::new(sources.iter().map(|(_, p)| p.clone()).collect());
     loop {
         for (i, line) in follow.lines() {
             if let Some(text) = readable(&line) {

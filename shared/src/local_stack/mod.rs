@@ -1,6 +1,10 @@
 //! The local stack's fixed names and default ports (`scripts/local.sh`,
 //! `xtask local`), shared by xtask's `pipeline`, which starts it, and the operator CLI
-//! (`smartlead ... --local`), which reads it.
+//! (`smartlead ... --local`), which reads it; and [`Follow`], which both
+//! use to follow its log files.
+
+mod follow;
+pub use follow::Follow;
 
 /// The state table in DynamoDB Local.
 pub const TABLE: &str = "smartlead-state";
