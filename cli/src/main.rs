@@ -208,9 +208,10 @@ enum Cmd {
     RotateSecret(RotateArgs),
     /// Move DLQ messages back onto the queue (after fixing what failed them).
     ///
-    /// Refuses (leaves in the DLQ) messages received longer ago than the dedup
-    /// marker TTL less 15 days: their markers may be gone, and the consumer
-    /// would apply them a second time.
+    /// Refuses (leaves in the DLQ) messages received longer ago than
+    /// DedupTtlDays less 15 days: their effect markers and first-seen records
+    /// may be gone, and the consumer could run their alerts or apply their
+    /// time-keyed records a second time.
     Redrive(RedriveArgs),
     /// Find events SmartLead never delivered, from its own statistics, and
     /// backfill them exactly once.
@@ -344,12 +345,13 @@ struct RedriveArgs {
     /// Move at most this many.
     #[arg(long)]
     limit: Option<usize>,
-    /// The consumer's dedup marker TTL in days; by default the stack's
+    /// How long the consumer's effect markers and first-seen records live,
+    /// in days; by default the stack's
     /// DedupTtlDays (output or parameter), else the template's default.
     #[arg(long)]
     dedup_ttl_days: Option<u64>,
-    /// Move messages too old to be sure their dedup marker still exists
-    /// (they may be applied twice).
+    /// Move messages too old to be sure their effect markers and first-seen
+    /// records still exist (their alerts may run twice).
     #[arg(long)]
     force: bool,
 }

@@ -13,10 +13,11 @@
 //! answers are read. Counts are per message: one seen again in the same run
 //! (its visibility timeout ran out) is not counted twice.
 //!
-//! A redrive must not bring back a message whose dedup marker may be gone
-//! (its TTL ran out): the consumer would apply it a second time. So it
+//! A redrive must not bring back a message whose effect markers or
+//! first-seen record may be gone (their TTL ran out): the consumer could
+//! run its alerts, or apply its time-keyed records, a second time. So it
 //! refuses, and leaves in the DLQ, every message the ingest received longer
-//! ago than the marker TTL less [`MARGIN_DAYS`] (by the `received_at`
+//! ago than that TTL less [`MARGIN_DAYS`] (by the `received_at`
 //! attribute the ingest sets and a redrive keeps, or SQS's `SentTimestamp`,
 //! whichever is older), unless forced. That is also why it does not use
 //! SQS's `StartMessageMoveTask`, which moves every message without looking.
@@ -35,7 +36,8 @@ use std::time::Duration;
 pub const MARGIN_DAYS: u64 = 15;
 
 /// The oldest a message may be (since the ingest received it) for a redrive
-/// to be sure its dedup marker, if it was processed, still exists.
+/// to be sure its effect markers and first-seen record, if it was
+/// processed, still exist.
 pub fn max_age(dedup_ttl_days: u64) -> Duration {
     Duration::from_secs(dedup_ttl_days.saturating_sub(MARGIN_DAYS) * 86_400)
 }

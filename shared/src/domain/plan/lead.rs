@@ -88,8 +88,8 @@ pub(super) fn email_link_click(cx: &Ctx, pk: &str, c: &EmailLinkClick) -> Vec<It
 /// (`REPLY#<campaign>`), written by replies only, so every later write of
 /// the campaign item stays small. A colleague's reply counts for the lead
 /// that was e-mailed (see [`crate::domain::normalize`]); its writer joins
-/// `repliers` (the newest [`MAX_KEPT_REPLIERS`], each `<epoch seconds>
-/// <address>`; `repliers_dropped` counts the others).
+/// `repliers` (the newest [`MAX_KEPT_REPLIERS`], each
+/// `<epoch seconds> <address>`; `repliers_dropped` counts the others).
 pub(super) fn email_reply(cx: &Ctx, pk: &str, r: &EmailReply) -> Vec<ItemUpdate> {
     let preview = r.text().map(|p| cut(&p, PREVIEW_CHARS));
     let u = cx

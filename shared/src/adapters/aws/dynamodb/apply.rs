@@ -2,7 +2,7 @@
 //! as it was (returned with the refusal) and sent again as that says.
 //!
 //! The refusal says why: the key is there (done), the key set is full
-//! (rotate it, see [`SEEN_MAX`](super::SEEN_MAX)), the item archived
+//! (rotate it, see [`super::SEEN_MAX`]), the item archived
 //! generations the update did not check (check them) or a register's
 //! condition failed (that item moves to its next stage, newest → oldest →
 //! neither, and is sent again). Throttling, timeouts and lost answers are
@@ -109,7 +109,8 @@ pub(super) struct Attempt {
     /// until a refusal says otherwise (typical items never archive one).
     pub(super) gen: u64,
     /// Mark the fan-out pending (`ADD fo :mark`) on the plan's first item,
-    /// naming the message received at this epoch ms ([`fanout_mark`]).
+    /// naming the message received at this epoch ms
+    /// ([`fanout_mark`](super::seen::fanout_mark)).
     pub(super) fanout: Option<i64>,
     /// How the update knows each of the item's capped sets (`u.capped`).
     pub(super) capped: Vec<SetRead>,
@@ -143,7 +144,7 @@ pub(super) struct PlanRun<'a> {
     pub(super) order: &'a str,
     pub(super) time: &'a str,
     pub(super) seen: &'a [u8],
-    /// The message applying the plan ([`Plan::received_ms`]): its fan-out mark.
+    /// The message applying the plan ([`Plan::received_ms`](crate::domain::plan::Plan::received_ms)): its fan-out mark.
     pub(super) origin_ms: i64,
     pub(super) tally: Tally,
 }

@@ -76,7 +76,7 @@ impl Expr {
 /// values. Besides the plan's changes it adds `key` to the absorbed keys,
 /// on the condition that neither generation holds it, `ek` is not full and
 /// the item has archived `gen` generations (the archive was checked for
-/// the key up to that one; see [`DynamoStore::archived`]).
+/// the key up to that one; see `DynamoStore::archived`).
 pub(super) struct ItemRequest {
     pub(super) update: String,
     pub(super) condition: String,

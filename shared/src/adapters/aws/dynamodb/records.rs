@@ -195,7 +195,7 @@ struct RejectedItem<'a> {
     message_id: &'a str,
     received_at: &'a str,
     raw: String,
-    /// [`TTL_ATTR`].
+    /// [`super::TTL_ATTR`].
     expires_at: i64,
 }
 
