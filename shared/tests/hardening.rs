@@ -772,21 +772,14 @@ fn webhook(id: &str, body: &str, received_ms: i64) -> SqsMessage {
     m
 }
 
-/// An effects queue that is down costs the webhook queue no receive: the
-/// applied record goes back to its queue as a delayed copy (same body,
-/// same `received_at`) and is acknowledged. The copy, once the effects
-/// queue is up, queues the fan-out the first delivery could not: published
-/// once, however often the copy comes. Before, each delivery was reported
-/// failed, and five receives walked the applied record into the DLQ.
-#[tokio::test]
-async fn an_applied_record_whose_effects_are_not_queued_goes_back_delayed() {
-    let store = fresh_store().await;
+/// The copy `message` becomes when the effects queue is down: the record is
+/// acknowledged, and its copy arrives on the webhook queue after its delay.
+async fn sent_back(store: &DynamoStore, never: &Recorder, message: SqsMessage) -> SqsMessage {
     let (sqs, url, arn) = webhook_queue().await;
     let back = smartlead::adapters::aws::SqsQueue {
         client: sqs.clone(),
         queue_url: url.clone(),
     };
-    let never = Recorder::default();
     let delay = std::time::Duration::from_secs(2);
     let down = effects_down(
         store.clone(),
@@ -794,11 +787,7 @@ async fn an_applied_record_whose_effects_are_not_queued_goes_back_delayed() {
         Box::new(back),
         delay,
     );
-    let body = common::payload("email_open");
-    let t0 = EventTime::now().millis();
-    let answer = down
-        .handle_batch(batch(vec![webhook("m-1", &body, t0)]))
-        .await;
+    let answer = down.handle_batch(batch(vec![message])).await;
     assert!(
         answer.batch_item_failures.is_empty(),
         "the state is applied: the record is acknowledged, not redelivered: {answer:?}"
@@ -816,14 +805,12 @@ async fn an_applied_record_whose_effects_are_not_queued_goes_back_delayed() {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     };
     assert_eq!(copies.len(), 1, "{copies:?}");
-    let copy = test_support::sqs_message_from(&arn, &copies[0]);
-    assert_eq!(copy.body.as_deref(), Some(body.as_str()));
-    let attr = |name: &str| copy.message_attributes[name].string_value.clone();
-    let at = EventTime::from_millis(t0).expect("time").to_string();
-    assert_eq!(attr("received_at"), Some(at));
-    assert_eq!(attr("requeued"), Some("1".into()));
-    // The effects queue is up again: the copy is a duplicate for the
-    // state, and queues the pending fan-out once.
+    test_support::sqs_message_from(&arn, &copies[0])
+}
+
+/// The copy, delivered twice with the effects queue up: a duplicate for
+/// the state that queues the pending fan-out once.
+async fn publishes_once(store: DynamoStore, copy: SqsMessage) {
     let bus = Recorder::default();
     let up = consumer(
         store,
@@ -837,7 +824,48 @@ async fn an_applied_record_whose_effects_are_not_queued_goes_back_delayed() {
         assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
     }
     assert_eq!(bus.taken().len(), 1, "{:?}", bus.taken());
+}
+
+/// An effects queue that is down costs the webhook queue no receive: the
+/// applied record goes back to its queue as a delayed copy (same body,
+/// same `received_at`) and is acknowledged. The copy, once the effects
+/// queue is up, queues the fan-out the first delivery could not: published
+/// once, however often the copy comes. Before, each delivery was reported
+/// failed, and five receives walked the applied record into the DLQ.
+#[tokio::test]
+async fn an_applied_record_whose_effects_are_not_queued_goes_back_delayed() {
+    let store = fresh_store().await;
+    let never = Recorder::default();
+    let body = common::payload("email_open");
+    let t0 = EventTime::now().millis();
+    let copy = sent_back(&store, &never, webhook("m-1", &body, t0)).await;
+    assert_eq!(copy.body.as_deref(), Some(body.as_str()));
+    let attr = |name: &str| copy.message_attributes[name].string_value.clone();
+    let at = EventTime::from_millis(t0).expect("time").to_string();
+    assert_eq!(attr("received_at"), Some(at));
+    assert_eq!(attr("requeued"), Some("1".into()));
+    publishes_once(store, copy).await;
     assert!(never.taken().is_empty());
+}
+
+/// A message without `received_at` (not queued by the ingest) is named by
+/// its `SentTimestamp`, which its copy's own would change: the copy carries
+/// that time as `received_at`, so it still publishes the pending fan-out.
+#[tokio::test]
+async fn a_copy_keeps_the_time_that_names_a_message_without_received_at() {
+    let store = fresh_store().await;
+    let never = Recorder::default();
+    let t0 = EventTime::now().millis() - 60_000;
+    let copy = sent_back(
+        &store,
+        &never,
+        record("m-2", &common::payload("email_reply"), t0),
+    )
+    .await;
+    let at = EventTime::from_millis(t0).expect("time").to_string();
+    let received_at = copy.message_attributes["received_at"].string_value.clone();
+    assert_eq!(received_at, Some(at));
+    publishes_once(store, copy).await;
 }
 
 /// A webhook sent back [`smartlead::app::consumer::MAX_REQUEUES`] times

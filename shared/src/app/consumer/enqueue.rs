@@ -192,9 +192,17 @@ pub fn requeue_delay(base: Duration, round: u32) -> Duration {
         .min(crate::app::worker::MAX_SEND_DELAY)
 }
 
-/// A job's webhook message as it was queued, with its copy count.
+/// A job's webhook message as it was queued, with its copy count. A
+/// message without `received_at` (not from the ingest) gets it from the
+/// time that named it, its `SentTimestamp`: the copy's own differs, and
+/// the fan-out's mark names the first.
 fn requeued_copy(j: &Job) -> OutgoingMessage {
     let mut attributes = j.attributes.clone();
+    if attribute_of(&attributes, attr::RECEIVED_AT).is_none() {
+        if let Some(at) = crate::domain::time::EventTime::from_millis(j.received_ms) {
+            attributes.push((attr::RECEIVED_AT, at.to_string()));
+        }
+    }
     attributes.push((attr::REQUEUED, (j.requeued + 1).to_string()));
     OutgoingMessage {
         body: j.body.clone(),
