@@ -51,6 +51,9 @@ pub struct Status {
     pub stack: String,
     pub queue_waiting: Option<u64>,
     pub queue_in_flight: Option<u64>,
+    /// Sent with a delay and not yet visible: webhooks the consumer sent
+    /// back because their effects could not be queued.
+    pub queue_delayed: Option<u64>,
     pub dlq: Option<u64>,
     /// Seconds (CloudWatch's `ApproximateAgeOfOldestMessage`; deployed only).
     pub oldest_age_secs: Option<f64>,
@@ -106,9 +109,10 @@ fn field<'a>(v: &'a Value, k: &str) -> &'a str {
 pub fn render(s: &Status) -> String {
     let mut out = format!("pipeline {}\n", s.stack);
     out.push_str(&format!(
-        "  queue        {} waiting, {} in flight{}\n",
+        "  queue        {} waiting, {} in flight, {} delayed{}\n",
         opt(s.queue_waiting),
         opt(s.queue_in_flight),
+        opt(s.queue_delayed),
         match s.oldest_age_secs {
             Some(a) => format!(", oldest {a:.0}s"),
             None => String::new(),
@@ -166,14 +170,15 @@ pub fn render(s: &Status) -> String {
     out
 }
 
-/// The queue's visible and in-flight messages.
-async fn depth(stack: &Stack, url: &str) -> Result<(u64, u64)> {
+/// The queue's visible, in-flight and delayed messages.
+async fn depth(stack: &Stack, url: &str) -> Result<(u64, u64, u64)> {
     let a = stack
         .sqs
         .get_queue_attributes()
         .queue_url(url)
         .attribute_names(Q::ApproximateNumberOfMessages)
         .attribute_names(Q::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(Q::ApproximateNumberOfMessagesDelayed)
         .send()
         .await
         .map_err(crate::aws_err(format!("reading queue {url}")))?
@@ -183,6 +188,7 @@ async fn depth(stack: &Stack, url: &str) -> Result<(u64, u64)> {
     Ok((
         n(Q::ApproximateNumberOfMessages),
         n(Q::ApproximateNumberOfMessagesNotVisible),
+        n(Q::ApproximateNumberOfMessagesDelayed),
     ))
 }
 
@@ -375,10 +381,10 @@ async fn alarms(
 pub async fn gather(args: &StackArgs) -> Result<Status> {
     let stack = Stack::resolve(args).await?;
     let (queue, dlq) = stack.queues().await?;
-    let (waiting, in_flight) = depth(&stack, &queue).await?;
+    let (waiting, in_flight, delayed) = depth(&stack, &queue).await?;
     // A DLQ message someone is reading (`tail`, a redrive under way) is
     // still undelivered: count it.
-    let (dlq_visible, dlq_in_flight) = depth(&stack, &dlq).await?;
+    let (dlq_visible, dlq_in_flight, _) = depth(&stack, &dlq).await?;
     let dlq_depth = dlq_visible + dlq_in_flight;
     let mut s = Status {
         stack: match &stack.deployed {
@@ -387,6 +393,7 @@ pub async fn gather(args: &StackArgs) -> Result<Status> {
         },
         queue_waiting: Some(waiting),
         queue_in_flight: Some(in_flight),
+        queue_delayed: Some(delayed),
         dlq: Some(dlq_depth),
         ..Status::default()
     };
@@ -443,6 +450,7 @@ mod tests {
             stack: "s".into(),
             queue_waiting: Some(3),
             queue_in_flight: Some(1),
+            queue_delayed: Some(0),
             dlq: Some(0),
             oldest_age_secs: Some(2.0),
             alarms: Some(vec![]),
@@ -458,7 +466,10 @@ mod tests {
         assert!(attention(&s).is_empty());
         let out = render(&s);
         assert!(out.contains("OK: nothing needs attention"), "{out}");
-        assert!(out.contains("3 waiting, 1 in flight, oldest 2s"), "{out}");
+        assert!(
+            out.contains("3 waiting, 1 in flight, 0 delayed, oldest 2s"),
+            "{out}"
+        );
         // Duplicates, unknown types and unattributed events are normal.
         let mut s = healthy();
         for l in [

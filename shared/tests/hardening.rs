@@ -714,9 +714,10 @@ struct QueueDown;
 
 #[async_trait]
 impl smartlead::app::worker::EffectQueue for QueueDown {
-    async fn send_all(
+    async fn send_delayed(
         &self,
         msgs: &[smartlead::domain::message::OutgoingMessage],
+        _delay: std::time::Duration,
     ) -> Vec<Result<(), smartlead::app::ingest::QueueError>> {
         msgs.iter()
             .map(|_| {
@@ -780,7 +781,7 @@ async fn sent_back(store: &DynamoStore, never: &Recorder, message: SqsMessage) -
         client: sqs.clone(),
         queue_url: url.clone(),
     };
-    let delay = std::time::Duration::from_secs(2);
+    let delay = std::time::Duration::from_secs(5);
     let down = effects_down(
         store.clone(),
         Box::new(never.clone()),
@@ -796,16 +797,21 @@ async fn sent_back(store: &DynamoStore, never: &Recorder, message: SqsMessage) -
         common::receive(&sqs, &url).await.is_empty(),
         "the copy is delayed"
     );
+    next_copy(&sqs, &url, &arn).await
+}
+
+/// The one copy the webhook queue receives within 20 s.
+async fn next_copy(sqs: &smartlead::aws_sdk_sqs::Client, url: &str, arn: &str) -> SqsMessage {
     let started = Instant::now();
     let copies = loop {
-        let got = common::receive(&sqs, &url).await;
+        let got = common::receive(sqs, url).await;
         if !got.is_empty() || started.elapsed() > std::time::Duration::from_secs(20) {
             break got;
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     };
     assert_eq!(copies.len(), 1, "{copies:?}");
-    test_support::sqs_message_from(&arn, &copies[0])
+    test_support::sqs_message_from(arn, &copies[0])
 }
 
 /// The copy, delivered twice with the effects queue up: a duplicate for
@@ -868,8 +874,88 @@ async fn a_copy_keeps_the_time_that_names_a_message_without_received_at() {
     publishes_once(store, copy).await;
 }
 
-/// A webhook sent back [`smartlead::app::consumer::MAX_REQUEUES`] times
-/// already (over a day), or one the webhook queue refuses too, is left to
+/// An effects queue that takes the fan-outs and refuses the other effects.
+struct FanoutOnly(smartlead::adapters::aws::SqsQueue);
+
+#[async_trait]
+impl smartlead::app::worker::EffectQueue for FanoutOnly {
+    async fn send_delayed(
+        &self,
+        msgs: &[smartlead::domain::message::OutgoingMessage],
+        _delay: std::time::Duration,
+    ) -> Vec<Result<(), smartlead::app::ingest::QueueError>> {
+        let mut out = Vec::new();
+        for m in msgs {
+            let fanout = m
+                .attributes
+                .iter()
+                .any(|(k, v)| *k == "effect" && v == "fanout");
+            out.push(if fanout {
+                let sent = self.0.send_all(std::slice::from_ref(m)).await;
+                sent.into_iter().next().expect("one answer")
+            } else {
+                QueueDown.send_all(std::slice::from_ref(m)).await.remove(0)
+            });
+        }
+        out
+    }
+    async fn delay(&self, receipts: &[(String, std::time::Duration)]) {
+        self.0.delay(receipts).await
+    }
+}
+
+/// A record whose fan-out was queued but whose alert was not goes back,
+/// and its copy runs the alert without queueing the fan-out again: the
+/// fan-out's mark goes with the fan-out queued, whatever became of the
+/// record's other effects. Each effect runs once.
+#[tokio::test]
+async fn a_copy_of_a_record_whose_fan_out_was_queued_publishes_it_no_more() {
+    let store = fresh_store().await;
+    let (sqs, url, arn) = webhook_queue().await;
+    let effects_url = common::new_queue(&sqs, "effects").await;
+    let (bus, alerts) = (Recorder::default(), Recorder::default());
+    let effects = || Effects {
+        publisher: Some(Box::new(bus.clone())),
+        notifiers: vec![Box::new(alerts.clone())],
+        alerts: AlertRules::parse("EMAIL_REPLY", "Interested").expect("rules"),
+    };
+    let mut down = consumer(store.clone(), effects());
+    let fanouts = smartlead::adapters::aws::SqsQueue {
+        client: sqs.clone(),
+        queue_url: effects_url.clone(),
+    };
+    let back = smartlead::adapters::aws::SqsQueue {
+        client: sqs.clone(),
+        queue_url: url.clone(),
+    };
+    down.effect_path = Some(smartlead::app::worker::EffectPath {
+        queue: Box::new(FanoutOnly(fanouts)),
+        retry_base: std::time::Duration::ZERO,
+        requeue: Some(Box::new(back)),
+    });
+    let m = webhook(
+        "m-1",
+        &common::payload("email_reply"),
+        EventTime::now().millis(),
+    );
+    let answer = down.handle_batch(batch(vec![m])).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    test_support::store::run_effects_of(&down, &sqs, &effects_url, 10).await;
+    assert_eq!(bus.taken().len(), 1, "the fan-out ran: {:?}", bus.taken());
+    assert!(alerts.taken().is_empty(), "the alert was not queued");
+    let copy = next_copy(&sqs, &url, &arn).await;
+    let up = consumer(store, effects());
+    for _ in 0..2 {
+        let answer = up.handle_batch(batch(vec![copy.clone()])).await;
+        assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    }
+    assert_eq!(bus.taken().len(), 1, "published again: {:?}", bus.taken());
+    // The alert ran once (the recorder keeps its text and its Slack body).
+    assert_eq!(alerts.taken().len(), 2, "{:?}", alerts.taken());
+}
+
+/// A webhook first received [`smartlead::app::consumer::REQUEUE_FOR`]
+/// ago (a day of copies), or one the webhook queue refuses too, is left to
 /// SQS: reported failed, so redelivered and, in the end, in the DLQ with
 /// its alarm, where a redrive queues its effects.
 #[tokio::test]
@@ -887,11 +973,11 @@ async fn a_webhook_sent_back_for_a_day_or_refused_is_left_to_sqs() {
         Box::new(back),
         zero,
     );
-    let t0 = EventTime::now().millis();
+    let day = smartlead::app::consumer::REQUEUE_FOR.as_millis() as i64;
+    let t0 = EventTime::now().millis() - day - 60_000;
     let mut last = webhook("m-last", &common::payload("email_reply"), t0);
-    let copies = smartlead::app::consumer::MAX_REQUEUES.to_string();
     last.message_attributes
-        .insert("requeued".into(), test_support::string_attribute(&copies));
+        .insert("requeued".into(), test_support::string_attribute("100"));
     let answer = down.handle_batch(batch(vec![last])).await;
     assert_eq!(answer.batch_item_failures.len(), 1, "{answer:?}");
     assert!(common::receive(&sqs, &url).await.is_empty());
@@ -901,7 +987,11 @@ async fn a_webhook_sent_back_for_a_day_or_refused_is_left_to_sqs() {
         Box::new(QueueDown),
         zero,
     );
-    let m = webhook("m-refused", &common::payload("email_link_click"), t0);
+    let m = webhook(
+        "m-refused",
+        &common::payload("email_link_click"),
+        EventTime::now().millis(),
+    );
     let answer = refused.handle_batch(batch(vec![m])).await;
     assert_eq!(answer.batch_item_failures.len(), 1, "{answer:?}");
 }

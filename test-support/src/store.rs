@@ -250,11 +250,12 @@ impl TestEffectsQueue {
 
 #[async_trait::async_trait]
 impl EffectQueue for TestEffectsQueue {
-    async fn send_all(
+    async fn send_delayed(
         &self,
         msgs: &[smartlead::domain::message::OutgoingMessage],
+        delay: std::time::Duration,
     ) -> Vec<Result<(), smartlead::app::ingest::QueueError>> {
-        self.queue().await.send_all(msgs).await
+        self.queue().await.send_delayed(msgs, delay).await
     }
     async fn delay(&self, receipts: &[(String, std::time::Duration)]) {
         self.queue().await.delay(receipts).await

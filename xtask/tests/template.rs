@@ -710,6 +710,24 @@ mod hardening {
                 .any(|r| target(r).as_deref() == Some(queue))
     }
 
+    /// The consumer sends a webhook whose effects were not queued back to
+    /// the queue that invokes it, on purpose and bounded (`REQUEUE_FOR`,
+    /// 25 hours). Lambda stops an SQS -> function -> same queue chain after
+    /// 16 invocations unless the function's `RecursiveLoop` is `Allow`
+    /// (<https://docs.aws.amazon.com/lambda/latest/dg/invocation-recursion.html>):
+    /// no stand-in enforces this.
+    #[test]
+    fn the_consumer_may_send_to_the_queue_that_invokes_it() {
+        let t = t();
+        let f = &t.0["Resources"]["ConsumerFunction"]["Properties"];
+        assert_eq!(f["RecursiveLoop"], "Allow");
+        let url = &f["Environment"]["Variables"]["WEBHOOK_QUEUE_URL"];
+        assert!(
+            matches!(url, Value::Tagged(x) if x.tag == "!Ref" && x.value == "WebhookQueue"),
+            "{url:?}"
+        );
+    }
+
     #[test]
     fn every_queue_refuses_requests_without_tls() {
         let t = t();

@@ -33,16 +33,16 @@ use std::time::Duration;
 /// Where applied events' effects wait to run (the effects queue).
 #[async_trait]
 pub trait EffectQueue: Send + Sync {
-    /// Sends the messages: one result per message, in order.
-    async fn send_all(&self, msgs: &[OutgoingMessage]) -> Vec<Result<(), QueueError>>;
-    /// [`Self::send_all`], each message invisible for `delay` first (at
-    /// most [`MAX_SEND_DELAY`]). A queue without delays sends at once.
+    /// Sends the messages, each invisible for `delay` first (at most
+    /// [`MAX_SEND_DELAY`]): one result per message, in order.
     async fn send_delayed(
         &self,
         msgs: &[OutgoingMessage],
-        _delay: Duration,
-    ) -> Vec<Result<(), QueueError>> {
-        self.send_all(msgs).await
+        delay: Duration,
+    ) -> Vec<Result<(), QueueError>>;
+    /// [`Self::send_delayed`] without a delay.
+    async fn send_all(&self, msgs: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
+        self.send_delayed(msgs, Duration::ZERO).await
     }
     /// Received messages (receipt handles) become visible again only after
     /// their delay. Best effort: a message whose delay is not set comes

@@ -134,10 +134,6 @@ impl SqsQueue {
 
 #[async_trait]
 impl EffectQueue for SqsQueue {
-    async fn send_all(&self, msgs: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
-        self.send_delayed(msgs, std::time::Duration::ZERO).await
-    }
-
     async fn send_delayed(
         &self,
         msgs: &[OutgoingMessage],

@@ -75,13 +75,10 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             .collect();
         let queue_end = deadline.checked_sub(QUEUE_MARGIN).unwrap_or(state_end);
         // The effects queue answers a margin earlier: the copies of what it
-        // did not take go back to the webhook queue in that margin.
+        // did not take go back to the webhook queue in that margin. Both
+        // steps are bounded inside: what was sent back is known.
         let send_end = queue_end.checked_sub(QUEUE_MARGIN).unwrap_or(state_end);
-        let enqueue = self.enqueue(&jobs, send_end);
-        let not_queued = match tokio::time::timeout_at(queue_end.into(), enqueue).await {
-            Ok(failed) => failed,
-            Err(_) => jobs.iter().map(|j| j.message_id.clone()).collect(),
-        };
+        let not_queued = self.enqueue(&jobs, send_end, queue_end).await;
         self.batch_metrics(&results);
         for (id, done) in results {
             let unqueued = id.as_ref().is_some_and(|i| not_queued.contains(i));

@@ -12,11 +12,10 @@
 //!
 //! After the state, the batch hands the event's side effects to the
 //! effects queue ([`crate::app::worker`]): the record is acknowledged once
-//! its state is applied and its effects are queued, never later. A batch
-//! of effect messages (the same function's second event source) runs them.
-//! A record whose effects cannot be queued goes back to the webhook queue
-//! as a delayed copy and is acknowledged (`enqueue.rs`): a failing effects
-//! queue never walks an applied record into the DLQ.
+//! its state is applied and its effects are queued (or, when the effects
+//! queue does not take them, once its webhook is sent back to the webhook
+//! queue, delayed: `requeue.rs`). A batch of effect messages (the same
+//! function's second event source) runs them.
 //!
 //! Every batch answers inside its deadline: a record not started
 //! [`STATE_MARGIN`] before the invocation's end is reported failed, and
@@ -26,15 +25,17 @@
 //! One file a concept: `batch.rs` the batch and its deadline, `record.rs`
 //! one record (its body, its message's times, rejection), `apply.rs` one
 //! event applied (its plan, the store's answer), `enqueue.rs` its effects
-//! handed to the effects queue.
+//! handed to the effects queue, `requeue.rs` its webhook sent back when
+//! they could not be.
 
 mod apply;
 mod batch;
 mod enqueue;
 mod record;
+mod requeue;
 
-pub use enqueue::{requeue_delay, MAX_REQUEUES};
 pub(crate) use record::{attribute, Body};
+pub use requeue::{requeue_delay, REQUEUE_FOR};
 
 use crate::app::effects::Effects;
 use crate::app::worker::EffectPath;

@@ -1,5 +1,7 @@
-//! SmartLead's webhook secret kept out of every copy the pipeline makes:
-//! secret fields removed from JSON at any depth, or redacted in text.
+//! SmartLead's webhook secret kept out of what the pipeline stores,
+//! publishes, alerts and logs: secret fields removed from JSON at any
+//! depth, or redacted in text. (The webhook queue's own messages, a
+//! redrive's or a webhook sent back, carry the body as SmartLead sent it.)
 
 use serde_json::{Map, Value};
 use std::borrow::Cow;
