@@ -80,8 +80,10 @@ echo "== sam local: stand-ins up, moto $MOTO, DynamoDB Local $DDB ($(elapsed))"
 SAM_FLAGS=(-t "$SAM_BUILD_DIR/template.yaml" --skip-pull-image --add-host host.docker.internal:host-gateway
   --parameter-overrides Architecture=x86_64 "LocalEndpoint=http://host.docker.internal:$P_MOTO" --env-vars "$ENV_FILE")
 
-# The checks, with the venv's boto3 (moto brings it): scripts/sam-local-check.py
-check() { python3 scripts/sam-local-check.py --moto "$MOTO" --dynamodb "$DDB" --env "$ENV_FILE" "$@"; }
+# The checks: `xtask sam-check` (xtask/src/sam_check.rs), the xtask built above.
+XTASK="${CARGO_TARGET_DIR:-target}/debug/xtask"
+[ -x "$XTASK" ] || fail "no $XTASK: cargo build --bin xtask made none"
+check() { "$XTASK" sam-check --moto "$MOTO" --dynamodb "$DDB" --env "$ENV_FILE" "$@"; }
 
 # `sam local invoke FUNCTION -e FILE` for each FILE, JOBS at a time (each
 # invoke is its own container; most of its time is waiting on Docker), each

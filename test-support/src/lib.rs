@@ -42,9 +42,13 @@ pub fn root() -> PathBuf {
 /// The one fixture loader: every `events/<sub>/*.json` under `root`, file
 /// stem -> raw text.
 pub fn read_fixtures(root: &Path, sub: &str) -> std::io::Result<BTreeMap<String, String>> {
-    let dir = root.join("events").join(sub);
+    read_json_files(&root.join("events").join(sub))
+}
+
+/// Every `*.json` file in `dir`: file stem -> raw text.
+pub fn read_json_files(dir: &Path) -> std::io::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(&dir)? {
+    for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;
@@ -378,33 +382,15 @@ pub async fn state_table(endpoint: &str, table: &str) -> smartlead::aws_sdk_dyna
     client
 }
 
-/// Every message a queue holds, each deleted once read: their bodies as
-/// JSON (a test's queue of pipeline events or webhooks).
+/// Every message a queue holds ([`store::drain`]): their bodies as JSON (a
+/// test's queue of pipeline events or webhooks).
 pub async fn take_all(sqs: &smartlead::aws_sdk_sqs::Client, queue_url: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    loop {
-        let msgs = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .expect("receive")
-            .messages
-            .unwrap_or_default();
-        if msgs.is_empty() {
-            return out;
-        }
-        for m in msgs {
-            out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("a JSON body"));
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
+    store::drain(sqs, queue_url)
+        .await
+        .unwrap_or_else(|e| panic!("draining {queue_url}: {e}"))
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap_or("null")).expect("a JSON body"))
+        .collect()
 }
 
 /// One SQS record carrying `body` as the ingest queues it and the event

@@ -197,7 +197,8 @@ where
         let quiet = tracing::subscriber::NoSubscriber::default;
         let msgs = receive_all_attributes(sqs, url)
             .with_subscriber(quiet())
-            .await;
+            .await
+            .expect("receive");
         if msgs.is_empty() {
             if queue_is_empty(sqs, url).with_subscriber(quiet()).await {
                 break;
@@ -283,12 +284,14 @@ async fn queue_is_empty(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> bool
     .all(|k| a.get(k).map(String::as_str) == Some("0"))
 }
 
-/// Every message attribute and SQS attribute of up to 10 messages.
-async fn receive_all_attributes(
+/// One receive from the queue at `url`: up to 10 messages (left in the
+/// queue), with every message attribute and SQS attribute.
+pub async fn receive_all_attributes(
     sqs: &smartlead::aws_sdk_sqs::Client,
     url: &str,
-) -> Vec<smartlead::aws_sdk_sqs::types::Message> {
-    sqs.receive_message()
+) -> Result<Vec<smartlead::aws_sdk_sqs::types::Message>, smartlead::aws_sdk_sqs::Error> {
+    let r = sqs
+        .receive_message()
         .queue_url(url)
         .max_number_of_messages(10)
         .message_attribute_names("All")
@@ -296,10 +299,56 @@ async fn receive_all_attributes(
             smartlead::aws_sdk_sqs::types::MessageSystemAttributeName::All,
         )
         .send()
-        .await
-        .expect("receive")
-        .messages
-        .unwrap_or_default()
+        .await?;
+    Ok(r.messages.unwrap_or_default())
+}
+
+/// Receives of [`drain`] at most: 1,000 messages.
+const DRAIN_RECEIVES: usize = 100;
+
+/// Every message the queue at `url` holds (at most 1,000), each with all
+/// its attributes and deleted once received, in the order received. An
+/// error when a receive fails or a delete is refused.
+pub async fn drain(
+    sqs: &smartlead::aws_sdk_sqs::Client,
+    url: &str,
+) -> Result<Vec<smartlead::aws_sdk_sqs::types::Message>, Box<dyn std::error::Error + Send + Sync>> {
+    use smartlead::aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+    let mut out = Vec::new();
+    for _ in 0..DRAIN_RECEIVES {
+        let msgs = receive_all_attributes(sqs, url).await?;
+        if msgs.is_empty() {
+            break;
+        }
+        let entries = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let deleted = sqs
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(smartlead::aws_sdk_sqs::Error::from)?;
+        if let Some(f) = deleted.failed().first() {
+            let n = deleted.failed().len();
+            let why = f.message().unwrap_or(f.code());
+            return Err(format!(
+                "{n} of {} messages not deleted from {url}: {why}",
+                msgs.len()
+            )
+            .into());
+        }
+        out.extend(msgs);
+    }
+    Ok(out)
 }
 
 /// The consumer as the function builds it, on `store`, with `effects`

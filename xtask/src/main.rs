@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 mod fixtures;
 mod load;
+mod sam_check;
 
 use xtask::pipeline;
 
@@ -79,6 +80,10 @@ enum Cmd {
         #[arg(long, default_value_t = smartlead::local_stack::MOTO_PORT)]
         moto_port: u16,
     },
+    /// The checks of `scripts/sam-local-test.sh`: what `sam local invoke`
+    /// and `start-api` answered, what moto and DynamoDB Local hold after;
+    /// exits 1 with the reason on a mismatch.
+    SamCheck(sam_check::Args),
 }
 
 /// The checkout being worked in (see [`pipeline::workspace_root`]).
@@ -133,6 +138,13 @@ fn main() -> Result<()> {
         } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(pipeline::show(dynamodb_port, moto_port, email.as_deref()))
+        }
+        Cmd::SamCheck(args) => {
+            if let Err(e) = sam_check::run(&args) {
+                eprintln!("sam-check: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
         }
     }
 }

@@ -24,7 +24,7 @@ pub use front::{api_event, serve_http};
 pub use poller::{depth, poll_effects, poll_once, poll_queue, Poll};
 pub use pool::Pool;
 use resources::create_resources;
-pub use resources::{create_integrations, create_queues};
+pub use resources::{create_integrations, create_queues, queue_arn};
 pub use run::{run, sam_env_vars, RunFlags, DOCKER_HOST};
 pub use show::{follow_logs, readable, show};
 use template::Template;

@@ -44,7 +44,8 @@ pub async fn create_queues(
     Ok((queue_url, dlq_url))
 }
 
-async fn queue_arn(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Result<String> {
+/// The ARN of the queue at `url`.
+pub async fn queue_arn(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Result<String> {
     sqs.get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::QueueArn)
