@@ -1,5 +1,7 @@
 //! The consumer against DynamoDB Local: documented state per fixture,
-//! duplicates, concurrency, fault injection and a model-based test.
+//! duplicates, concurrency, fault injection and a model-based test (the
+//! consumer's logic where DynamoDB is not the point runs on the in-memory
+//! store: `consumer_memory.rs`).
 
 mod common;
 
@@ -760,62 +762,6 @@ async fn every_shape_gives_the_state_of_its_flat_twin() {
 }
 
 #[tokio::test]
-async fn a_retried_envelope_and_a_redelivery_with_the_same_request_id_are_duplicates() {
-    use smartlead::app::consumer::Outcome;
-    let c = consumer(fresh_store().await);
-    let first = sqs_fixture("envelope_email_account_disconnected").records[0].clone();
-    assert!(matches!(
-        c.handle_record(&first).await,
-        Outcome::Processed { .. }
-    ));
-    // SmartLead's retry: attempt 2, new bytes, new SQS message, no header.
-    let mut body: Value = serde_json::from_str(first.body.as_deref().unwrap()).unwrap();
-    body["meta"]["attempt"] = json!(2);
-    let retry = record("retry-1", &body.to_string(), None);
-    assert_eq!(c.handle_record(&retry).await, Outcome::Duplicate);
-    let snap = snapshot(&c.store).await;
-    assert_eq!(
-        get(&snap, "ACCOUNT#31338", "HEALTH#EMAIL")["disconnects"],
-        1
-    );
-
-    // A flat body redelivered with the same X-Request-Id and other bytes.
-    let open: Value = serde_json::from_str(&fixtures("payloads")["email_open"]).unwrap();
-    let mut changed = open.clone();
-    changed["campaign_name"] = json!("Q1 Outreach (renamed)");
-    changed["delivery_note"] = json!("resent");
-    let a = record("req-a", &open.to_string(), Some("req-7f3a"));
-    let b = record("req-b", &changed.to_string(), Some("req-7f3a"));
-    assert!(matches!(
-        c.handle_record(&a).await,
-        Outcome::Processed { .. }
-    ));
-    assert_eq!(c.handle_record(&b).await, Outcome::Duplicate);
-    // The same open re-sent by hand, without the header (or with another
-    // one): still a duplicate, since the event names itself.
-    let resent = record("req-c", &open.to_string(), None);
-    assert_eq!(c.handle_record(&resent).await, Outcome::Duplicate);
-    let other_id = record("req-d", &open.to_string(), Some("req-9999"));
-    assert_eq!(c.handle_record(&other_id).await, Outcome::Duplicate);
-    assert_eq!(
-        get(&snapshot(&c.store).await, JANE, "CAMPAIGN#123")["opens"],
-        1
-    );
-    // An open at another time is another open, whatever the header says.
-    let mut later = open.clone();
-    later["time_opened"] = json!("2025-01-15T10:31:00Z");
-    let d = record("req-e", &later.to_string(), Some("req-7f3a"));
-    assert!(matches!(
-        c.handle_record(&d).await,
-        Outcome::Processed { .. }
-    ));
-    assert_eq!(
-        get(&snapshot(&c.store).await, JANE, "CAMPAIGN#123")["opens"],
-        2
-    );
-}
-
-#[tokio::test]
 async fn an_unknown_dotted_type_is_kept_and_acknowledged() {
     let c = consumer(fresh_store().await);
     let resp = c.handle_batch(sqs_fixture("envelope_unknown_type")).await;
@@ -870,33 +816,4 @@ async fn a_lead_without_an_e_mail_is_kept_unattributed_and_flagged_for_the_count
         .as_str()
         .unwrap()
         .contains("Who gave you this address?"));
-}
-
-/// Every batch answers inside its deadline: records that cannot start
-/// `STATE_MARGIN` before the invocation's end are reported failed, not
-/// started (a Lambda that times out loses the whole partial-batch answer:
-/// https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html).
-#[tokio::test]
-async fn records_too_close_to_the_deadline_are_returned_unstarted() {
-    let store = fresh_store().await;
-    let c = consumer(store.clone());
-    let batch = sqs_fixture("batch_mixed");
-    let n = batch.records.len();
-    let now = smartlead::domain::time::EventTime::now().millis();
-    let margin = smartlead::app::consumer::STATE_MARGIN.as_millis() as i64;
-    let started = std::time::Instant::now();
-    let r = c
-        .consumer
-        .handle_batch_until(batch.clone(), Some(now + margin - 500))
-        .await;
-    assert!(started.elapsed() < std::time::Duration::from_secs(1));
-    assert_eq!(failures(&r).len(), n, "every record is returned");
-    assert!(snapshot(&store).await.is_empty(), "nothing was started");
-    // With time left, the same batch is applied.
-    let r = c
-        .consumer
-        .handle_batch_until(batch, Some(now + 60_000))
-        .await;
-    assert!(failures(&r).is_empty(), "{:?}", failures(&r));
-    assert!(!snapshot(&store).await.is_empty());
 }

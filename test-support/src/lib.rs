@@ -3,12 +3,14 @@
 //! log follower): the one fixture loader, the local token, the API Gateway
 //! 2.0 and SQS events (typed, from `aws_lambda_events`) that the fixture
 //! generator writes and the local stack's front and poller hand to the
-//! functions, [`Function`], a built function under the Lambda RIE, and the
+//! functions, [`Function`], a built function under the Lambda RIE,
+//! [`memory::MemoryStore`] (the state store in memory), and the
 //! stand-ins themselves ([`standins`]: DynamoDB Local, moto, the RIE, Slack
 //! and SmartLead, their limits).
 #![deny(clippy::too_many_lines)] // no function over 80 lines: clippy.toml
 
 pub mod faults;
+pub mod memory;
 pub mod standins;
 pub mod store;
 

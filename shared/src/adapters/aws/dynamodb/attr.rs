@@ -145,7 +145,9 @@ fn num(f: f64) -> String {
     }
 }
 
-pub(super) fn to_attr(v: &Val) -> AttributeValue {
+/// A plan's value as the store writes it (numbers DynamoDB cannot hold as
+/// text, JSON as maps and lists).
+pub fn to_attr(v: &Val) -> AttributeValue {
     match v {
         Val::S(s) => AttributeValue::S(s.clone()),
         Val::N(n) if !crate::domain::plan::dynamo_number_ok(*n) => AttributeValue::S(n.to_string()),

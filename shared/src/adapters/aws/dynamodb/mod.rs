@@ -34,7 +34,7 @@ pub mod records;
 mod seen;
 mod store;
 
-pub use attr::{attr_to_json, item_size, item_to_json, json_to_attr};
+pub use attr::{attr_to_json, item_size, item_to_json, json_to_attr, to_attr};
 pub use error::refused_for_content;
 pub(crate) use error::store_error;
 pub use ledger::{fx_attr, fx_until_attr};
