@@ -79,22 +79,38 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         };
         let mut msgs = Vec::new();
         let mut owner = Vec::new();
+        let mut out = Vec::new();
         for j in jobs {
             for &(effect, claim) in &j.effects {
-                msgs.push(self.effect_message(j, effect, claim).await);
-                owner.push((j, effect));
+                match self.effect_message(j, effect, claim).await {
+                    Ok(m) => {
+                        msgs.push(m);
+                        owner.push((j, effect));
+                    }
+                    Err(e) => out.push((j, effect, Err(e))),
+                }
             }
         }
         let sent = path.queue.send_all(&msgs).await;
-        owner
-            .into_iter()
-            .zip(sent)
-            .map(|((j, effect), r)| (j, effect, r.map_err(|e| e.to_string())))
-            .collect()
+        out.extend(
+            owner
+                .into_iter()
+                .zip(sent)
+                .map(|((j, effect), r)| (j, effect, r.map_err(|e| e.to_string()))),
+        );
+        out
     }
 
-    /// One effect of a job as an effect message (see [`crate::app::worker`]).
-    async fn effect_message(&self, j: &Job, effect: &'static str, claim: bool) -> OutgoingMessage {
+    /// One effect of a job as an effect message (see [`crate::app::worker`]);
+    /// an error when the state a pending fan-out carries cannot be read
+    /// (the effect is then not queued: the record goes back, and its copy
+    /// reads it again), never a fan-out without its state.
+    async fn effect_message(
+        &self,
+        j: &Job,
+        effect: &'static str,
+        claim: bool,
+    ) -> Result<OutgoingMessage, String> {
         // What the consumer writes itself is made SQS-safe (the webhook's
         // own body and attributes were taken by SQS already): a character
         // SQS refuses would fail the record on every delivery.
@@ -113,7 +129,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 Some(LOCATION_S3) => j.body.clone(),
                 _ => crate::domain::event::scrub_body(&j.body).into_owned(),
             };
-            return OutgoingMessage { body, attributes };
+            return Ok(OutgoingMessage { body, attributes });
         }
         let state = match (&j.state, &j.state_item) {
             (Some(s), _) => Some(s.clone()),
@@ -123,10 +139,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 .item(pk, sk)
                 .await
                 .map(|s| s.map(crate::adapters::aws::dynamodb::without_bookkeeping))
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "could not read the state for the fan-out");
-                    None
-                }),
+                .map_err(|e| format!("could not read the state for the fan-out: {e}"))?,
             (None, None) => None,
         };
         let bus = bus_event(&j.ev, j.key.as_str(), state);
@@ -134,10 +147,10 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         if let Some(t) = bus.time {
             attributes.push((attr::EVENT_TIME, t.to_string()));
         }
-        OutgoingMessage {
+        Ok(OutgoingMessage {
             body: sqs_safe_json(bus.detail),
             attributes,
-        }
+        })
     }
 
     /// Removes the fan-out's mark once it is queued; a few tries. If all
