@@ -134,9 +134,10 @@ enum Cmd {
     /// Queue and DLQ depths, the oldest message's age, alarms in ALARM, processed / duplicate / rejected / unknown
     /// counts and failures over the last hour and day (the functions'
     /// metrics), unattributed events, the last REJECTED and UNATTRIBUTED
-    /// records. Exits 2 when something needs attention (DLQ not empty, an
-    /// alarm, rejected events, failures or effect failures in the last
-    /// hour), 1 when it could not tell, 0 otherwise: fit for cron or CI.
+    /// records. Exits 2 when something needs attention (DLQ not empty,
+    /// webhooks sent back and waiting, an alarm, rejected events, failures,
+    /// effect failures or webhooks sent back in the last hour), 1 when it
+    /// could not tell, 0 otherwise: fit for cron or CI.
     ///
     /// Example: `smartlead status --stack smartlead-webhooks || page-me`,
     /// `smartlead status --local`.

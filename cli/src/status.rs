@@ -41,10 +41,11 @@ pub const COUNTS: &[Count] = &[
         "EffectsFailed",
         &[("Function", "consumer")],
     ),
+    ("sent back", "WebhooksRequeued", &[("Function", "consumer")]),
 ];
 
 /// Counts that mean something needs a look when not zero.
-const BAD: &[&str] = &["rejected", "failures", "effect failures"];
+const BAD: &[&str] = &["rejected", "failures", "effect failures", "sent back"];
 
 #[derive(Debug, Default, Serialize)]
 pub struct Status {
@@ -75,6 +76,11 @@ pub fn attention(s: &Status) -> Vec<String> {
     if let Some(d) = s.dlq.filter(|d| *d > 0) {
         a.push(format!(
             "{d} message(s) in the DLQ: find why they failed (the consumer's logs: docs/operating.md, Monitoring), fix, then `smartlead redrive`"
+        ));
+    }
+    if let Some(d) = s.queue_delayed.filter(|d| *d > 0) {
+        a.push(format!(
+            "{d} webhook(s) sent back, delayed: the effects queue did not take their effects (the consumer's logs: \"effects not queued\"); they queue them when they come back"
         ));
     }
     for (name, reason) in s.alarms.iter().flatten() {

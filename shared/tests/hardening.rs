@@ -793,11 +793,24 @@ async fn sent_back(store: &DynamoStore, never: &Recorder, message: SqsMessage) -
         answer.batch_item_failures.is_empty(),
         "the state is applied: the record is acknowledged, not redelivered: {answer:?}"
     );
-    assert!(
-        common::receive(&sqs, &url).await.is_empty(),
-        "the copy is delayed"
-    );
+    assert_eq!(delayed(&sqs, &url).await, 1, "the copy is delayed");
     next_copy(&sqs, &url, &arn).await
+}
+
+/// The messages of the queue at `url` sent with a delay not yet over.
+async fn delayed(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> u64 {
+    use smartlead::aws_sdk_sqs::types::QueueAttributeName as Q;
+    let a = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(Q::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("queue attributes");
+    a.attributes()
+        .and_then(|m| m.get(&Q::ApproximateNumberOfMessagesDelayed))
+        .and_then(|v| v.parse().ok())
+        .expect("ApproximateNumberOfMessagesDelayed")
 }
 
 /// The one copy the webhook queue receives within 20 s.
@@ -874,6 +887,49 @@ async fn a_copy_keeps_the_time_that_names_a_message_without_received_at() {
     publishes_once(store, copy).await;
 }
 
+/// A webhook the ingest queued with every attribute it sets (SmartLead's
+/// `X-Request-Id` and `X-Webhook-Level` included: 8) gets its alert: the
+/// alert's effect message keeps only what the worker reads, within SQS's
+/// 10 attributes, which the SQS adapter enforces as SQS does (moto does not).
+#[tokio::test]
+async fn an_alert_of_a_webhook_with_every_attribute_fits_sqs_attribute_limit() {
+    let alerts = Recorder::default();
+    let c = consumer(
+        fresh_store().await,
+        Effects {
+            notifiers: vec![Box::new(alerts.clone())],
+            alerts: AlertRules::parse("EMAIL_REPLY", "Interested").expect("rules"),
+            ..Effects::default()
+        },
+    );
+    let mut m = webhook(
+        "m-all",
+        &common::payload("email_reply"),
+        EventTime::now().millis(),
+    );
+    for (name, value) in [
+        ("event_type", "EMAIL_REPLY"),
+        ("request_id", "req-1"),
+        ("body_sha256", "00"),
+        ("source_ip", "192.0.2.1"),
+        ("smartlead_request_id", "sl-1"),
+        ("webhook_level", "campaign"),
+        ("body_location", "inline"),
+    ] {
+        m.message_attributes
+            .insert(name.into(), test_support::string_attribute(value));
+    }
+    assert_eq!(m.message_attributes.len(), 8);
+    let answer = c.handle_batch(batch(vec![m])).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    assert_eq!(
+        alerts.taken().len(),
+        2,
+        "the alert ran once: {:?}",
+        alerts.taken()
+    );
+}
+
 /// An effects queue that takes the fan-outs and refuses the other effects.
 struct FanoutOnly(smartlead::adapters::aws::SqsQueue);
 
@@ -944,6 +1000,8 @@ async fn a_copy_of_a_record_whose_fan_out_was_queued_publishes_it_no_more() {
     assert_eq!(bus.taken().len(), 1, "the fan-out ran: {:?}", bus.taken());
     assert!(alerts.taken().is_empty(), "the alert was not queued");
     let copy = next_copy(&sqs, &url, &arn).await;
+    let queued = copy.message_attributes["queued"].string_value.clone();
+    assert_eq!(queued.as_deref(), Some("fanout"));
     let up = consumer(store, effects());
     for _ in 0..2 {
         let answer = up.handle_batch(batch(vec![copy.clone()])).await;
@@ -954,8 +1012,8 @@ async fn a_copy_of_a_record_whose_fan_out_was_queued_publishes_it_no_more() {
     assert_eq!(alerts.taken().len(), 2, "{:?}", alerts.taken());
 }
 
-/// A webhook first received [`smartlead::app::consumer::REQUEUE_FOR`]
-/// ago (a day of copies), or one the webhook queue refuses too, is left to
+/// A webhook sent back [`smartlead::app::consumer::MAX_COPIES`] times
+/// already (a day of copies), or one the webhook queue refuses too, is left to
 /// SQS: reported failed, so redelivered and, in the end, in the DLQ with
 /// its alarm, where a redrive queues its effects.
 #[tokio::test]
@@ -973,14 +1031,15 @@ async fn a_webhook_sent_back_for_a_day_or_refused_is_left_to_sqs() {
         Box::new(back),
         zero,
     );
-    let day = smartlead::app::consumer::REQUEUE_FOR.as_millis() as i64;
-    let t0 = EventTime::now().millis() - day - 60_000;
+    let t0 = EventTime::now().millis();
     let mut last = webhook("m-last", &common::payload("email_reply"), t0);
+    let copies = smartlead::app::consumer::MAX_COPIES.to_string();
     last.message_attributes
-        .insert("requeued".into(), test_support::string_attribute("100"));
+        .insert("requeued".into(), test_support::string_attribute(&copies));
     let answer = down.handle_batch(batch(vec![last])).await;
     assert_eq!(answer.batch_item_failures.len(), 1, "{answer:?}");
-    assert!(common::receive(&sqs, &url).await.is_empty());
+    assert_eq!(delayed(&sqs, &url).await, 0, "no copy");
+    assert!(common::receive(&sqs, &url).await.is_empty(), "no copy");
     let refused = effects_down(
         store,
         Box::new(Recorder::default()),

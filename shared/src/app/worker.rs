@@ -13,7 +13,7 @@
 //! | effect | body | attributes |
 //! |---|---|---|
 //! | `fanout` | the bus event's detail (state included) | `effect`, `dedup_key`, `detail_type`, `event_time`; `claim` when the mark could not ride on the state item |
-//! | `slack`, `sns`, `hygiene` | the webhook message's body (the event, or its claim check) | the webhook message's attributes, `effect`, `dedup_key` |
+//! | `slack`, `sns`, `hygiene` | the webhook message's body (the event, or its claim check) | `effect`, `dedup_key`, `claim`, and of the webhook message's attributes those in `attr::EFFECT_KEEPS` (SQS takes 10 in all) |
 //!
 //! The worker claims each alert and hygiene call in the effect ledger
 //! before it runs it (a second copy of the message finds it done), runs it
@@ -277,13 +277,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// last its DLQ) if it names none this version knows.
     fn work<'a>(&self, m: &'a SqsMessage) -> Option<Work<'a>> {
         let effect = attribute(m, attr::EFFECT)?;
-        let known = [
-            FANOUT,
-            crate::app::effects::SLACK,
-            crate::app::effects::SNS,
-            crate::app::effects::HYGIENE,
-        ];
-        let Some(effect) = known.into_iter().find(|e| *e == effect) else {
+        let Some(effect) = crate::app::effects::known(effect) else {
             tracing::error!(
                 effect,
                 "effect message of an unknown effect; left to the queue"

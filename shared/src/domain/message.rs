@@ -40,8 +40,11 @@ pub mod attr {
     /// Fan-out messages: the bus event's detail-type and time.
     pub const DETAIL_TYPE: &str = "detail_type";
     pub const EVENT_TIME: &str = "event_time";
-    /// What a webhook message carries besides its body: an alert's effect
-    /// message keeps them.
+    /// A webhook the consumer sent back: the effects earlier deliveries
+    /// queued (comma-separated), which its delivery does not queue again.
+    pub const QUEUED: &str = "queued";
+    /// What a webhook message carries besides its body (a copy the
+    /// consumer sends back keeps them).
     pub const WEBHOOK: [&str; 8] = [
         EVENT_TYPE,
         RECEIVED_AT,
@@ -52,6 +55,21 @@ pub mod attr {
         WEBHOOK_LEVEL,
         BODY_LOCATION,
     ];
+    /// What an alert's or a hygiene call's effect message keeps of them:
+    /// what the worker reads (the body's location, SmartLead's delivery
+    /// headers), and the type and time for whoever reads the effects DLQ.
+    /// With `effect`, `dedup_key` and `claim`, 8 of SQS's 10.
+    pub const EFFECT_KEEPS: [&str; 5] = [
+        EVENT_TYPE,
+        RECEIVED_AT,
+        SMARTLEAD_REQUEST_ID,
+        WEBHOOK_LEVEL,
+        BODY_LOCATION,
+    ];
+    /// SQS refuses a message with more message attributes than this
+    /// (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-message-metadata.html>:
+    /// "Each message can have up to 10 attributes"); moto does not.
+    pub const MAX: usize = 10;
 }
 
 pub const LOCATION_INLINE: &str = "inline";

@@ -124,19 +124,30 @@ pub async fn poll_queue(
     })
 }
 
+/// The queue's visible and in-flight messages; a delayed one (a webhook
+/// the consumer sent back) counts as in flight.
 pub async fn depth(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Result<(String, String)> {
     let a = sqs
         .get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .send()
         .await?
         .attributes
         .unwrap_or_default();
     let g = |k: QueueAttributeName| a.get(&k).cloned().unwrap_or_else(|| "?".into());
+    let n = |k: QueueAttributeName| a.get(&k).and_then(|v| v.parse::<u64>().ok());
+    let not_visible = match (
+        n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        n(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+    ) {
+        (Some(f), Some(d)) => (f + d).to_string(),
+        _ => g(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    };
     Ok((
         g(QueueAttributeName::ApproximateNumberOfMessages),
-        g(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        not_visible,
     ))
 }

@@ -18,6 +18,7 @@ pub struct SqsQueue {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, msg: OutgoingMessage) -> Result<String, QueueError> {
+        within_attribute_limit(&msg)?;
         let mut req = self
             .client
             .send_message()
@@ -57,12 +58,29 @@ fn batches(msgs: &[OutgoingMessage]) -> Vec<Vec<usize>> {
     super::redrive::pack(&sizes)
 }
 
+/// SQS's limit of message attributes, kept here so that every test
+/// through moto (which has no limit) meets it.
+fn within_attribute_limit(m: &OutgoingMessage) -> Result<(), QueueError> {
+    if m.attributes.len() > crate::domain::message::attr::MAX {
+        return Err(QueueError::Send(
+            format!(
+                "{} message attributes, SQS takes at most {}",
+                m.attributes.len(),
+                crate::domain::message::attr::MAX
+            )
+            .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// One batch entry, invisible for `delay` (whole seconds, at most SQS's 15 minutes).
 fn entry(
     id: usize,
     m: &OutgoingMessage,
     delay: std::time::Duration,
 ) -> Result<SendMessageBatchRequestEntry, QueueError> {
+    within_attribute_limit(m)?;
     let delay = delay.min(crate::app::worker::MAX_SEND_DELAY).as_secs();
     let mut e = SendMessageBatchRequestEntry::builder()
         .id(id.to_string())

@@ -83,8 +83,15 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             }
         };
         let applied = self.apply_or_trim(&p, d.message_id).await;
-        let (outcome, effects, applied) = self.after_apply(applied, &ev, &p, d).await;
+        let (outcome, mut effects, applied) = self.after_apply(applied, &ev, &p, d).await;
         let event_type = ev.event_type.metric_name().to_owned();
+        // A webhook sent back names the effects queued before it.
+        let queued: Vec<&'static str> = attribute(d.message, attr::QUEUED)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(crate::app::effects::known)
+            .collect();
+        effects.retain(|(e, _)| !queued.contains(e));
         if effects.is_empty() || matches!(outcome, Outcome::Failed(_)) {
             return (outcome, event_type, None);
         }
@@ -105,6 +112,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             requeued: attribute(d.message, attr::REQUEUED)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            queued,
             ev,
         };
         (outcome, event_type, Some(job))

@@ -7,7 +7,7 @@ use crate::app::effects::{bus_event, FANOUT};
 use crate::app::store::StateStore;
 use crate::domain::message::{attr, sqs_safe_json, sqs_safe_text, OutgoingMessage, LOCATION_S3};
 use futures::StreamExt;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 impl<S: StateStore, B: BlobReader> Consumer<S, B> {
@@ -39,12 +39,18 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 .collect(),
         };
         let mut fanout_queued = HashSet::new();
+        let mut queued: HashMap<&str, Vec<&'static str>> = HashMap::new();
         for (j, effect, r) in sent {
             match r {
-                Ok(()) if effect == FANOUT => {
-                    fanout_queued.insert(j.message_id.as_str());
+                Ok(()) => {
+                    if effect == FANOUT {
+                        fanout_queued.insert(j.message_id.as_str());
+                    }
+                    queued
+                        .entry(j.message_id.as_str())
+                        .or_default()
+                        .push(effect);
                 }
-                Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(message_id = %j.message_id, effect, error = %e, "effect not queued");
                     failed.insert(j.message_id.clone());
@@ -60,9 +66,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             .for_each_concurrent(self.concurrency.max(1), |j| self.unmark(j));
         let (_, sent_back) = futures::join!(
             tokio::time::timeout_at(queue_end.into(), unmarking),
-            tokio::time::timeout_at(queue_end.into(), self.requeue(jobs, &failed)),
+            self.requeue(jobs, &failed, &queued, queue_end),
         );
-        for id in sent_back.unwrap_or_default() {
+        for id in sent_back {
             failed.remove(&id);
         }
         failed
@@ -122,7 +128,11 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             attributes.push((attr::CLAIM, "true".into()));
         }
         if effect != FANOUT {
-            attributes.extend(j.attributes.iter().cloned());
+            let kept = j
+                .attributes
+                .iter()
+                .filter(|(k, _)| attr::EFFECT_KEEPS.contains(k));
+            attributes.extend(kept.cloned());
             // An inline body is kept without the webhook secret; a claim
             // check is only a pointer.
             let body = match attribute_of(&j.attributes, attr::BODY_LOCATION) {
@@ -154,9 +164,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     }
 
     /// Removes the fan-out's mark once it is queued; a few tries. If all
-    /// fail the mark stays on the item although its fan-out is queued: no
-    /// other delivery publishes it (the mark names this one), so it is only
-    /// a stale flag, logged.
+    /// fail the mark stays on the item although its fan-out is queued: a
+    /// redelivery of this very message (a lost answer) would queue it
+    /// again; a copy sent back does not (its `queued` names the fan-out).
     async fn unmark(&self, j: &Job) {
         let Some((pk, sk)) = &j.state_item else {
             return;

@@ -35,7 +35,7 @@ mod record;
 mod requeue;
 
 pub(crate) use record::{attribute, Body};
-pub use requeue::{requeue_delay, REQUEUE_FOR};
+pub use requeue::{requeue_delay, MAX_COPIES};
 
 use crate::app::effects::Effects;
 use crate::app::worker::EffectPath;
@@ -154,4 +154,7 @@ struct Job {
     /// How many times the consumer has sent this webhook back to its queue
     /// (its `requeued` attribute).
     requeued: u32,
+    /// The effects earlier deliveries queued (its `queued` attribute): not
+    /// queued again.
+    queued: Vec<&'static str>,
 }

@@ -1,28 +1,28 @@
 //! A webhook whose state is applied but whose effects the effects queue
-//! did not take goes back to the webhook queue, delayed, and its record is
-//! acknowledged.
+//! did not all take goes back to the webhook queue, delayed, and its record
+//! is acknowledged.
 //!
-//! The copy keeps the body and the webhook attributes, `received_at`
-//! included (added from the time that named the message when it had none):
-//! its state is a duplicate, and it queues the effects again. The fan-out's
-//! mark, still on the item unless the fan-out was queued, names it; the
-//! alerts and hygiene calls are claimed in the ledger. So a failing effects
-//! queue costs the webhook queue no receive and walks no applied webhook
-//! into its DLQ. Copies back off ([`requeue_delay`]) for [`REQUEUE_FOR`]
-//! after the webhook was first received; after that, or when the webhook
-//! queue refuses the copy too, the record is left to SQS's redelivery.
+//! The copy keeps the body and the webhook attributes, with `received_at`
+//! set to the time that names the message (the fan-out's mark names it),
+//! `requeued` counting the copies and `queued` naming the effects already
+//! queued, which its delivery does not queue again. Its state is a
+//! duplicate, and it queues what is left: a failing effects queue costs the
+//! webhook queue no receive and walks no applied webhook into its DLQ.
+//! Copies back off ([`requeue_delay`]) for [`MAX_COPIES`] rounds, a day or
+//! more; after that, or when the webhook queue refuses the copy too, the
+//! record is left to SQS's redelivery.
 
-use super::enqueue::attribute_of;
 use super::{BlobReader, Consumer, Job};
 use crate::app::store::StateStore;
 use crate::domain::message::{attr, OutgoingMessage};
 use crate::domain::time::EventTime;
 use crate::metrics::Unit;
-use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
-/// How long after a webhook was first received its copies go on.
-pub const REQUEUE_FOR: Duration = Duration::from_secs(25 * 3600);
+/// How many times one webhook goes back: with SQS's 15-minute longest
+/// delay and any first delay of a second or more, 25 hours or more.
+pub const MAX_COPIES: u32 = 110;
 /// The shortest delay of a copy, whatever the configured retry base: a
 /// zero base must not make a loop without a pause.
 const MIN_DELAY: Duration = Duration::from_secs(1);
@@ -37,33 +37,51 @@ pub fn requeue_delay(base: Duration, round: u32) -> Duration {
 
 impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// Sends the webhook of each job in `failed` back to the webhook queue,
-    /// delayed by its round; returns the message ids sent back.
-    pub(super) async fn requeue(&self, jobs: &[Job], failed: &HashSet<String>) -> Vec<String> {
+    /// delayed by its round, each round's send bounded by `end`; returns
+    /// the message ids sent back. `queued`: the effects this delivery
+    /// queued, by message id.
+    pub(super) async fn requeue(
+        &self,
+        jobs: &[Job],
+        failed: &HashSet<String>,
+        queued: &HashMap<&str, Vec<&'static str>>,
+        end: Instant,
+    ) -> Vec<String> {
         let Some(path) = &self.effect_path else {
             return Vec::new();
         };
         let Some(webhooks) = &path.requeue else {
             return Vec::new();
         };
-        let now = EventTime::now().millis();
         let mut by_round: BTreeMap<u32, Vec<&Job>> = BTreeMap::new();
         for j in jobs.iter().filter(|j| failed.contains(&j.message_id)) {
-            let age = Duration::from_millis(now.saturating_sub(j.received_ms).max(0) as u64);
-            if age >= REQUEUE_FOR {
-                tracing::error!(message_id = %j.message_id, copies = j.requeued, "effects not queued for a day; SQS will redeliver the record");
+            if j.requeued >= MAX_COPIES {
+                tracing::error!(message_id = %j.message_id, copies = j.requeued, "effects not queued after every copy; SQS will redeliver the record");
                 continue;
             }
             by_round.entry(j.requeued).or_default().push(j);
         }
-        // One SendMessageBatch per round and ten copies, all at once.
+        // One SendMessageBatch per round and ten copies, all at once; a
+        // round that answers in time counts whatever the others do.
         let rounds = by_round.iter().map(|(&round, group)| async move {
-            let copies: Vec<OutgoingMessage> = group.iter().map(|j| requeued_copy(j)).collect();
+            let copies: Vec<OutgoingMessage> = group
+                .iter()
+                .map(|j| requeued_copy(j, queued.get(j.message_id.as_str())))
+                .collect();
             let delay = requeue_delay(path.retry_base, round);
-            let sent = webhooks.send_delayed(&copies, delay).await;
+            let send = webhooks.send_delayed(&copies, delay);
+            let sent = tokio::time::timeout_at(end.into(), send).await;
             (round, delay, group, sent)
         });
         let mut back = Vec::new();
         for (round, delay, group, sent) in futures::future::join_all(rounds).await {
+            let Ok(sent) = sent else {
+                tracing::error!(
+                    copies = group.len(),
+                    "no time left to send the webhooks back; SQS will redeliver them"
+                );
+                continue;
+            };
             for (j, r) in group.iter().zip(sent) {
                 match r {
                     Ok(()) => {
@@ -85,18 +103,26 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     }
 }
 
-/// A job's webhook message as it was queued, with its copy count. A
-/// message without `received_at` (not from the ingest) gets it from the
-/// time that named it, its `SentTimestamp`: the copy's own differs, and
-/// the fan-out's mark names the first.
-fn requeued_copy(j: &Job) -> OutgoingMessage {
-    let mut attributes = j.attributes.clone();
-    if attribute_of(&attributes, attr::RECEIVED_AT).is_none() {
-        if let Some(at) = EventTime::from_millis(j.received_ms) {
-            attributes.push((attr::RECEIVED_AT, at.to_string()));
-        }
+/// A job's webhook message as it was queued, named by the time that names
+/// it (its `received_at` when it parses, else its `SentTimestamp`, which
+/// the copy's own would replace), with its copy count and the effects
+/// queued so far (earlier copies' and `now`).
+fn requeued_copy(j: &Job, now: Option<&Vec<&'static str>>) -> OutgoingMessage {
+    let mut attributes: Vec<(&'static str, String)> = j
+        .attributes
+        .iter()
+        .filter(|(k, _)| *k != attr::RECEIVED_AT)
+        .cloned()
+        .collect();
+    if let Some(at) = EventTime::from_millis(j.received_ms) {
+        attributes.push((attr::RECEIVED_AT, at.to_string()));
     }
     attributes.push((attr::REQUEUED, (j.requeued + 1).to_string()));
+    let mut queued = j.queued.clone();
+    queued.extend(now.into_iter().flatten().copied());
+    if !queued.is_empty() {
+        attributes.push((attr::QUEUED, queued.join(",")));
+    }
     OutgoingMessage {
         body: j.body.clone(),
         attributes,
@@ -108,21 +134,19 @@ mod tests {
     use super::*;
 
     /// The copies back off from the first retry's delay, doubling, to
-    /// SQS's longest delay: about a hundred copies in the day they go on.
-    /// A zero base still waits a second.
+    /// SQS's longest delay, and go on for 25 hours or more whatever the
+    /// first delay. A zero base still waits a second.
     #[test]
-    fn copies_back_off_to_sqs_longest_delay() {
+    fn copies_back_off_to_sqs_longest_delay_for_a_day() {
         let base = crate::app::worker::RETRY_BASE;
         let secs: Vec<u64> = (0..7).map(|r| requeue_delay(base, r).as_secs()).collect();
         assert_eq!(secs, [30, 60, 120, 240, 480, 900, 900]);
         assert_eq!(requeue_delay(base, u32::MAX).as_secs(), 900);
         assert_eq!(requeue_delay(Duration::ZERO, 0), MIN_DELAY);
-        let mut spent = Duration::ZERO;
-        let mut copies = 0;
-        while spent < REQUEUE_FOR {
-            spent += requeue_delay(base, copies);
-            copies += 1;
+        for first in [Duration::ZERO, MIN_DELAY, base, Duration::from_secs(900)] {
+            let all: Duration = (0..MAX_COPIES).map(|r| requeue_delay(first, r)).sum();
+            assert!(all >= Duration::from_secs(25 * 3600), "{first:?}: {all:?}");
+            assert!(all <= Duration::from_secs(28 * 3600), "{first:?}: {all:?}");
         }
-        assert!((95..=105).contains(&copies), "{copies}");
     }
 }

@@ -34,6 +34,13 @@ pub const SLACK: &str = "slack";
 pub const SNS: &str = "sns";
 pub const HYGIENE: &str = "hygiene";
 
+/// The effect of this name, if this version knows it.
+pub fn known(name: &str) -> Option<&'static str> {
+    [FANOUT, SLACK, SNS, HYGIENE]
+        .into_iter()
+        .find(|e| *e == name)
+}
+
 /// Publishes to the bus: one result per entry, in order (`Transient` = not
 /// published, retry it; `Permanent` = refused for good, e.g. a malformed
 /// entry: recorded, not retried).
