@@ -15,11 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use test_support::faults::{with_faults, Fault, Faults};
 
+use common::sqs::{batch, failures, record, sqs_fixture};
 use common::{consumer, get, TestConsumer};
-
-fn sqs_fixture(name: &str) -> SqsEvent {
-    serde_json::from_str(&fixtures("sqs")[name]).expect("SQS fixture")
-}
 
 /// The whole table as JSON, keyed by "pk|sk", without bookkeeping that
 /// differs between runs (processing time, message ids, TTL).
@@ -32,13 +29,6 @@ async fn snapshot(store: &DynamoStore) -> BTreeMap<String, Value> {
         }
     }
     out
-}
-
-fn failures(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
-    r.batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
 }
 
 const JANE: &str = "LEAD#jane.doe@acme-corp.com";
@@ -714,28 +704,6 @@ fn state_only(snap: BTreeMap<String, Value>) -> BTreeMap<String, Value> {
             (k, v)
         })
         .collect()
-}
-
-/// A queued record with the ingest's optional SmartLead attributes.
-fn record(id: &str, body: &str, request_id: Option<&str>) -> SqsMessage {
-    let mut attrs = serde_json::Map::new();
-    if let Some(r) = request_id {
-        attrs.insert(
-            "smartlead_request_id".into(),
-            json!({"stringValue": r, "dataType": "String"}),
-        );
-    }
-    serde_json::from_value(json!({
-        "messageId": id, "body": body, "messageAttributes": attrs,
-        "attributes": {"SentTimestamp": "1737709200000"}
-    }))
-    .expect("record")
-}
-
-fn batch(records: Vec<SqsMessage>) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    e.records = records;
-    e
 }
 
 #[tokio::test]

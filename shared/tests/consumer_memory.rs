@@ -5,40 +5,13 @@
 
 mod common;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::fixtures;
+use common::sqs::{failures, record, sqs_fixture};
 use serde_json::{json, Value};
 use smartlead::app::consumer::Outcome;
 use test_support::memory::{consumer, MemoryStore};
 
 const JANE: &str = "LEAD#jane.doe@acme-corp.com";
-
-fn sqs_fixture(name: &str) -> SqsEvent {
-    serde_json::from_str(&fixtures("sqs")[name]).expect("SQS fixture")
-}
-
-fn failures(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
-    r.batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
-}
-
-/// A queued record with the ingest's optional SmartLead attributes.
-fn record(id: &str, body: &str, request_id: Option<&str>) -> SqsMessage {
-    let mut attrs = serde_json::Map::new();
-    if let Some(r) = request_id {
-        attrs.insert(
-            "smartlead_request_id".into(),
-            json!({"stringValue": r, "dataType": "String"}),
-        );
-    }
-    serde_json::from_value(json!({
-        "messageId": id, "body": body, "messageAttributes": attrs,
-        "attributes": {"SentTimestamp": "1737709200000"}
-    }))
-    .expect("record")
-}
 
 /// The item `pk`/`sk`, which must be there.
 fn get(store: &MemoryStore, pk: &str, sk: &str) -> Value {

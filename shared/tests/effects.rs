@@ -6,9 +6,10 @@
 mod common;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsMessage;
 use common::http::{self, body as text, requests, target};
-use common::{fixtures, fresh_store, moto, unique};
+use common::sqs::{batch, failures, sqs_fixture};
+use common::{fresh_store, moto, unique};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore};
 use smartlead::adapters::aws::eventbridge::EventBridgePublisher;
@@ -95,29 +96,12 @@ async fn bus() -> (EventBridgePublisher, smartlead::aws_sdk_sqs::Client, String)
     )
 }
 
-fn sqs_event(name: &str) -> SqsEvent {
-    serde_json::from_str(&fixtures("sqs")[name]).expect("SQS fixture")
-}
-
 /// One record carrying `body`, with its own message id.
 fn record(id: &str, body: &Value) -> SqsMessage {
-    let mut m = sqs_event("email_open").records.remove(0);
+    let mut m = sqs_fixture("email_open").records.remove(0);
     m.message_id = Some(id.to_owned());
     m.body = Some(body.to_string());
     m
-}
-
-fn batch(records: Vec<SqsMessage>) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    e.records = records;
-    e
-}
-
-fn failures(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
-    r.batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
 }
 
 #[tokio::test]
@@ -130,12 +114,12 @@ async fn every_processed_event_is_published_once_with_its_state_and_payload() {
             ..Effects::default()
         },
     );
-    let all = sqs_event("batch_all");
+    let all = sqs_fixture("batch_all");
     let n = all.records.len();
     assert!(failures(&c.handle_batch(all.clone()).await).is_empty());
     // SmartLead retries and SQS redelivers: nothing new is published.
     assert!(failures(&c.handle_batch(all.clone()).await).is_empty());
-    assert!(failures(&c.handle_batch(sqs_event("batch_mixed")).await).is_empty());
+    assert!(failures(&c.handle_batch(sqs_fixture("batch_mixed")).await).is_empty());
     let events = drain_capture(&sqs, &capture).await;
     let keys: std::collections::BTreeSet<String> = events
         .iter()

@@ -7,7 +7,8 @@
 mod common;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsMessage;
+use common::sqs::batch;
 use common::{fixtures, fresh_store};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -31,12 +32,6 @@ fn record(id: &str, body: &str, sent_ms: i64) -> SqsMessage {
     m.attributes
         .insert("SentTimestamp".into(), sent_ms.to_string());
     m
-}
-
-fn batch(records: Vec<SqsMessage>) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    e.records = records;
-    e
 }
 
 /// Every item of the table, as JSON text.

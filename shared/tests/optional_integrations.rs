@@ -19,6 +19,7 @@ mod common;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use common::http::{self, query_param, requests};
+use common::sqs::batch;
 use common::{dynamodb, fixtures, moto, sdk_with_endpoints, store_at, unique};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::{local_sdk_config, ssm, wire};
@@ -33,12 +34,6 @@ fn record(id: &str, body: &Value) -> SqsMessage {
     m.message_id = Some(id.to_owned());
     m.body = Some(body.to_string());
     m
-}
-
-fn batch(records: Vec<SqsMessage>) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    e.records = records;
-    e
 }
 
 fn failures(r: &SqsBatchResponse) -> Vec<String> {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod sqs;
 
 // Not every test binary that includes this module uses them.
 #[allow(unused_imports)]

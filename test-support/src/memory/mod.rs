@@ -5,10 +5,9 @@ mod update;
 
 use serde_json::Value;
 use smartlead::adapters::aws::dynamodb::{
-    fanout_mark, fx_attr, fx_until_attr, item_to_json, seen_key, without_bookkeeping,
-    DEFAULT_DEDUP_TTL_DAYS, FANOUT_PENDING_ATTR, REJECTED_TTL_DAYS, TTL_ATTR,
+    apply_plan, fanout_done_marks, fx_attr, fx_until_attr, item_to_json, ItemDone, ItemWriter,
+    PlanRun, DEFAULT_DEDUP_TTL_DAYS, FANOUT_PENDING_ATTR, REJECTED_TTL_DAYS, TTL_ATTR,
 };
-use smartlead::app::effects::FANOUT;
 use smartlead::app::store::{
     ApplyOutcome, Claim, Dedup, EffectLedger, RejectSink, Rejected, Settle, StateReader,
     StoreError, FX_PENDING, FX_RUNNING,
@@ -16,13 +15,12 @@ use smartlead::app::store::{
 use smartlead::aws_sdk_dynamodb::primitives::Blob;
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
 use smartlead::domain::key::DedupKey;
-use smartlead::domain::plan::{cut_bytes, key_part, Plan, MAX_RAW_BYTES};
+use smartlead::domain::plan::{cut_bytes, key_part, ItemUpdate, Plan, MAX_RAW_BYTES};
 use smartlead::domain::records::RecordKind;
 use smartlead::domain::time::EventTime;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use update::{Done, Run};
 
 /// An item as DynamoDB holds it: attribute values by name.
 type Item = HashMap<String, AttributeValue>;
@@ -51,7 +49,8 @@ type Table = HashMap<(String, String), Item>;
 ///   sets) are not checked;
 /// - throttling, timeouts, lost answers, transaction conflicts and the
 ///   retries they cause: every call succeeds at once, under one lock (a
-///   plan's items still apply one by one, each on its own);
+///   plan's items apply one by one, each under the lock on its own, by the
+///   loop DynamoDB's store runs: [`apply_plan`]);
 /// - TTL: `expires_at` is written as DynamoDB's store writes it, nothing
 ///   expires;
 /// - numbers are `f64` (DynamoDB adds decimals exactly, to 38 digits);
@@ -123,87 +122,26 @@ fn set_once(item: &mut Item, attr: &str, v: AttributeValue) {
     item.entry(attr.to_owned()).or_insert(v);
 }
 
-/// Whether `item` holds a pending fan-out mark of `seen` that the message
-/// received at `origin_ms` publishes: its own, or a bare key (a mark made
-/// before marks named their message). DynamoDB's store decides it alike.
-fn fanout_pending(item: Option<&Item>, seen: &[u8], origin_ms: i64) -> bool {
-    let pending = |b: &[u8]| match b.strip_prefix(seen) {
-        Some([]) => true,
-        Some(t) => t == origin_ms.to_be_bytes(),
-        None => false,
-    };
-    item.and_then(|i| i.get(FANOUT_PENDING_ATTR))
-        .and_then(|v| v.as_bs().ok())
-        .is_some_and(|s| s.iter().any(|b| pending(b.as_ref())))
+/// The memory store's part of applying a plan: one item's update, on the
+/// table under its lock (the loop over the plan's items, its refusals and
+/// its answer are the library's [`apply_plan`], as DynamoDB's store's).
+#[async_trait::async_trait]
+impl ItemWriter for MemoryStore {
+    async fn apply_item(
+        &self,
+        u: &ItemUpdate,
+        _want_state: bool,
+        fanout: bool,
+        run: &mut PlanRun<'_>,
+    ) -> Result<ItemDone, StoreError> {
+        update::apply_item(&mut self.lock(), u, fanout, run)
+    }
 }
 
 #[async_trait::async_trait]
 impl Dedup for MemoryStore {
     async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
-        let seen = seen_key(&plan.key);
-        let time = plan.event_time.to_string();
-        let mut run = Run {
-            order: &plan.order,
-            time: &time,
-            seen: &seen,
-            origin_ms: plan.received_ms,
-            requests: 0,
-            write_units: 0.0,
-        };
-        let marks_fanout = plan.effects.contains(&FANOUT);
-        let (mut applied, mut trimmed, mut fanout) = (false, false, false);
-        let (mut refused, mut state) = (Vec::new(), None);
-        let mut table = self.lock();
-        for (i, u) in plan.items.iter().enumerate() {
-            let mark = i == 0 && marks_fanout;
-            // What DynamoDB refuses for its content is sent again trimmed,
-            // then reported, as DynamoDB's store does.
-            let done = match update::apply_item(&mut table, u, mark, &mut run) {
-                Err(e) if !e.is_retryable() => {
-                    trimmed = true;
-                    match update::apply_item(&mut table, &u.trimmed(), mark, &mut run) {
-                        Err(e) if !e.is_retryable() => {
-                            refused.push((i, format!("{}/{}: {e}", u.pk, u.sk)));
-                            continue;
-                        }
-                        other => other?,
-                    }
-                }
-                other => other?,
-            };
-            let item = match done {
-                Done::Applied(item) => {
-                    applied = true;
-                    fanout |= mark;
-                    Some(item)
-                }
-                Done::Absorbed(item) => {
-                    fanout |= mark && fanout_pending(item.as_ref(), &seen, run.origin_ms);
-                    item
-                }
-            };
-            if i == 0 {
-                state = item.as_ref().map(|i| without_bookkeeping(item_to_json(i)));
-            }
-        }
-        Ok(if applied || plan.items.is_empty() {
-            ApplyOutcome::Applied {
-                transactions: run.requests,
-                write_units: run.write_units,
-                state,
-                fanout,
-                trimmed,
-                refused,
-            }
-        } else if fanout || !refused.is_empty() {
-            ApplyOutcome::Unchanged {
-                state,
-                fanout,
-                refused,
-            }
-        } else {
-            ApplyOutcome::Duplicate
-        })
+        apply_plan(self, plan).await
     }
 
     async fn first_seen(&self, key: &str, at: EventTime) -> Result<EventTime, StoreError> {
@@ -225,8 +163,7 @@ impl Dedup for MemoryStore {
         key: &DedupKey,
         received_ms: i64,
     ) -> Result<(), StoreError> {
-        let seen = seen_key(key);
-        let marks = [fanout_mark(&seen, received_ms), seen];
+        let marks = fanout_done_marks(key, received_ms);
         let mut table = self.lock();
         // `DELETE` from the set; never creates an item; an emptied set goes.
         let Some(item) = table.get_mut(&(pk.to_owned(), sk.to_owned())) else {
@@ -256,6 +193,13 @@ fn effect_state<'a>(
     (get(&fx_attr(effect)), until, mid.map(String::as_str))
 }
 
+/// The ledger's decisions (who may claim, who may settle) are written
+/// again here, in Rust, on purpose: DynamoDB's store does not decide them,
+/// it sends them as condition expressions (`ledger.rs`) that DynamoDB
+/// evaluates on the item. Sharing them would take an expression model that
+/// one side renders to DynamoDB's syntax and the other interprets, for two
+/// three-clause conditions; `store_contract.rs` proves the two equal
+/// instead (claims taken, refused, reclaimed after the lease, settled).
 #[async_trait::async_trait]
 impl EffectLedger for MemoryStore {
     async fn claim(&self, c: Claim<'_>) -> Result<bool, StoreError> {

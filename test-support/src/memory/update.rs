@@ -1,47 +1,23 @@
 //! One item's update, as DynamoDB's store turns it into a conditional
 //! `UpdateItem` (`shared/src/adapters/aws/dynamodb/expr.rs`) and resends it
-//! when refused (`apply.rs`), decided here from the item as it is.
+//! when refused (`apply.rs`), decided here from the item as it is: the
+//! memory store's part of applying a plan (the loop over the plan's items
+//! is the library's, `apply_plan`).
 
-use super::{blob_set, fanout_mark, new_item, set_once, Item, Table};
+use super::{blob_set, new_item, set_once, Item, Table};
 use smartlead::adapters::aws::dynamodb::{
-    archive_key, item_size, to_attr, SEEN_ARCHIVE_GENS, SEEN_ATTR, SEEN_GEN_ATTR, SEEN_MAX,
-    SEEN_OLD_ATTR,
+    archive_key, fanout_mark, item_size, refused_units, to_attr, write_units, ItemDone, PlanRun,
+    SEEN_ARCHIVE_GENS, SEEN_ATTR, SEEN_GEN_ATTR, SEEN_MAX, SEEN_OLD_ATTR,
 };
 use smartlead::app::store::StoreError;
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
 use smartlead::domain::plan::{keep_greatest, Capped, ItemUpdate, Register, Val};
 
-/// What one plan's items share while they are applied.
-pub(super) struct Run<'a> {
-    pub(super) order: &'a str,
-    pub(super) time: &'a str,
-    pub(super) seen: &'a [u8],
-    /// The message applying the plan: its fan-out mark.
-    pub(super) origin_ms: i64,
-    /// Requests DynamoDB's store would send, and their write units.
-    pub(super) requests: u32,
-    pub(super) write_units: f64,
-}
-
-impl Run<'_> {
-    /// One refused conditional write, billed by the item it saw.
-    fn refused(&mut self, item: Option<&Item>) {
-        self.requests += 1;
-        self.write_units += units(item.map_or(0, item_size));
-    }
-}
-
-/// Write units of an item this size: one a started KB, at least one.
-fn units(size: usize) -> f64 {
-    size.div_ceil(1024).max(1) as f64
-}
-
-/// How one item's update ended.
-pub(super) enum Done {
-    /// Changed: the item after.
-    Applied(Item),
-    /// It had absorbed the event before: the item as it is.
-    Absorbed(Option<Item>),
+/// One refused conditional write DynamoDB's store would send, billed by
+/// the item it saw.
+fn refused(run: &mut PlanRun<'_>, item: Option<&Item>) {
+    run.tally.requests += 1;
+    run.tally.write_units += refused_units(item);
 }
 
 /// Applies `u` to its item unless the item absorbed the event before
@@ -53,8 +29,8 @@ pub(super) fn apply_item(
     table: &mut Table,
     u: &ItemUpdate,
     mark: bool,
-    run: &mut Run<'_>,
-) -> Result<Done, StoreError> {
+    run: &mut PlanRun<'_>,
+) -> Result<ItemDone, StoreError> {
     let k = (u.pk.clone(), u.sk.clone());
     let old = table.get(&k).cloned();
     let seen = run.seen;
@@ -63,31 +39,36 @@ pub(super) fn apply_item(
         .as_ref()
         .filter(|o| holds(o, SEEN_ATTR) || holds(o, SEEN_OLD_ATTR))
     {
-        run.refused(Some(o));
-        return Ok(Done::Absorbed(old));
+        refused(run, Some(o));
+        return Ok(ItemDone::Absorbed(old));
     }
     let mut item = old.unwrap_or_else(|| new_item(&u.pk, &u.sk));
     let gen_before = generation(&item);
     if blobs(&item, SEEN_ATTR).count() >= SEEN_MAX {
-        run.refused(Some(&item));
+        refused(run, Some(&item));
         rotate(table, &mut item, run);
     }
     // The update assumed no archived generation: refused, the archive read.
     if gen_before > 0 {
-        run.refused(Some(&item));
+        refused(run, Some(&item));
         if archived(table, &u.pk, &u.sk, run, generation(&item)) {
-            return Ok(Done::Absorbed(Some(item)));
+            return Ok(ItemDone::Absorbed(Some(item)));
         }
     }
     let new = updated(&item, u, mark, run)?;
-    run.requests += 1;
-    run.write_units += units(item_size(&item).max(item_size(&new)));
+    run.tally.requests += 1;
+    run.tally.write_units += write_units(item_size(&item).max(item_size(&new)));
     table.insert(k, new.clone());
-    Ok(Done::Applied(new))
+    Ok(ItemDone::Applied(Some(new)))
 }
 
 /// `item` after `u` (its refusals by capped sets and registers counted).
-fn updated(item: &Item, u: &ItemUpdate, mark: bool, run: &mut Run<'_>) -> Result<Item, StoreError> {
+fn updated(
+    item: &Item,
+    u: &ItemUpdate,
+    mark: bool,
+    run: &mut PlanRun<'_>,
+) -> Result<Item, StoreError> {
     let mut new = item.clone();
     for (attr, v) in &u.set_once {
         set_once(&mut new, attr, to_attr(v));
@@ -103,7 +84,7 @@ fn updated(item: &Item, u: &ItemUpdate, mark: bool, run: &mut Run<'_>) -> Result
     // A full set refuses the `ADD` once; then every set is rewritten as read.
     let full: Vec<bool> = u.capped.iter().map(|c| !has_room(item, c)).collect();
     if full.contains(&true) {
-        run.refused(Some(item));
+        refused(run, Some(item));
     }
     for (c, full) in u.capped.iter().zip(full) {
         capped(&mut new, item, c, full)?;
@@ -113,7 +94,7 @@ fn updated(item: &Item, u: &ItemUpdate, mark: bool, run: &mut Run<'_>) -> Result
     let newest = u.latest.as_ref().filter(|r| {
         let holds = register_holds(item, r, &order(r), true);
         if !holds {
-            run.refused(Some(item));
+            refused(run, Some(item));
         }
         holds
     });
@@ -130,7 +111,7 @@ fn updated(item: &Item, u: &ItemUpdate, mark: bool, run: &mut Run<'_>) -> Result
         if register_holds(item, r, &order(r), false) {
             write_register(&mut new, r, &order(r));
         } else {
-            run.refused(Some(item));
+            refused(run, Some(item));
         }
     }
     Ok(new)
@@ -244,13 +225,13 @@ fn generation(item: &Item) -> u64 {
 
 /// A new generation of absorbed keys: `ek` becomes `ek_old`, and the
 /// `ek_old` it replaces is first added to the archive and counted in `ek_gen`.
-fn rotate(table: &mut Table, item: &mut Item, run: &mut Run<'_>) {
+fn rotate(table: &mut Table, item: &mut Item, run: &mut PlanRun<'_>) {
     let key = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).cloned();
     let (pk, sk) = (key("pk").unwrap_or_default(), key("sk").unwrap_or_default());
     let gen = generation(item);
     let old: Vec<Vec<u8>> = blobs(item, SEEN_OLD_ATTR).map(<[u8]>::to_vec).collect();
     if !old.is_empty() {
-        run.requests += 1;
+        run.tally.requests += 1;
         let (apk, ask) = archive_key(&pk, &sk, gen);
         let archive = table
             .entry((apk.clone(), ask.clone()))
@@ -262,7 +243,7 @@ fn rotate(table: &mut Table, item: &mut Item, run: &mut Run<'_>) {
             AttributeValue::N((gen + 1).to_string()),
         );
     }
-    run.requests += 1;
+    run.tally.requests += 1;
     if let Some(ek) = item.remove(SEEN_ATTR) {
         item.insert(SEEN_OLD_ATTR.to_owned(), ek);
     }
@@ -271,13 +252,13 @@ fn rotate(table: &mut Table, item: &mut Item, run: &mut Run<'_>) {
 
 /// Whether the archive of `pk`/`sk` holds the event's key among its `gen`
 /// archived generations (newest archive item first, each one read).
-fn archived(table: &Table, pk: &str, sk: &str, run: &mut Run<'_>, gen: u64) -> bool {
+fn archived(table: &Table, pk: &str, sk: &str, run: &mut PlanRun<'_>, gen: u64) -> bool {
     if gen == 0 {
         return false;
     }
     for chain in (0..=(gen - 1) / SEEN_ARCHIVE_GENS).rev() {
         let (apk, ask) = archive_key(pk, sk, chain * SEEN_ARCHIVE_GENS);
-        run.requests += 1;
+        run.tally.requests += 1;
         let hit = table
             .get(&(apk, ask))
             .is_some_and(|a| blobs(a, SEEN_ATTR).any(|b| b == run.seen));

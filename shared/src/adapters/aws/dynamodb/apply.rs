@@ -11,12 +11,14 @@
 //! relax are sent again here after a jittered wait (4 times at most). What
 //! still fails is a retryable error, with its cause, for SQS to redeliver.
 
-use super::attr::item_size;
+use super::attr::{item_size, write_units};
 use super::expr::{build_update, capped_moved, ItemRequest, SetRead};
+use super::plan::{ItemDone, ItemWriter, PlanRun};
 use super::seen::generation;
 use super::{key, store_error, DynamoStore, SEEN_ATTR, SEEN_MAX, SEEN_OLD_ATTR};
 use crate::app::store::StoreError;
 use crate::domain::plan::ItemUpdate;
+use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
 };
@@ -45,13 +47,6 @@ fn next_stage(u: &ItemUpdate, s: Stage) -> Stage {
         Stage::Latest if u.earliest.is_some() => Stage::Earliest,
         _ => Stage::Plain,
     }
-}
-
-/// Requests sent and write units DynamoDB reported, for one plan.
-#[derive(Debug, Default)]
-pub(super) struct Tally {
-    pub(super) requests: u32,
-    pub(super) write_units: f64,
 }
 
 /// Why an item refused an update, from the item as it was.
@@ -86,16 +81,8 @@ fn refusal(old: Option<&HashMap<String, AttributeValue>>, seen: &[u8], gen: u64)
 
 /// Write units a refused conditional write is billed: the item's size, by
 /// started KB (at least one).
-pub(super) fn refused_units(old: Option<&HashMap<String, AttributeValue>>) -> f64 {
-    old.map_or(1, |o| item_size(o).div_ceil(1024).max(1)) as f64
-}
-
-/// How one item's update ended.
-pub(super) enum ItemDone {
-    /// Changed: the item after (`ALL_NEW`, when asked).
-    Applied(Option<HashMap<String, AttributeValue>>),
-    /// It had absorbed the event before: the item as it is.
-    Absorbed(Option<HashMap<String, AttributeValue>>),
+pub fn refused_units(old: Option<&HashMap<String, AttributeValue>>) -> f64 {
+    write_units(old.map_or(0, item_size))
 }
 
 /// Where one item's update stands between rounds.
@@ -139,23 +126,12 @@ impl Attempt {
     }
 }
 
-/// What one plan's items share while they are applied.
-pub(super) struct PlanRun<'a> {
-    pub(super) order: &'a str,
-    pub(super) time: &'a str,
-    pub(super) seen: &'a [u8],
-    /// The message applying the plan ([`Plan::received_ms`](crate::domain::plan::Plan::received_ms)): its fan-out mark.
-    pub(super) origin_ms: i64,
-    pub(super) tally: Tally,
-}
-
-impl DynamoStore {
-    /// Applies one item's update (see [`ItemDone`]); `fanout` marks the
-    /// event's fan-out pending on it; `want_state` asks for the item after
-    /// the write (the plan's first item: its state goes to the fan-out).
-    /// A refused update is looked at ([`DynamoStore::on_refusal`]) and sent
+#[async_trait]
+impl ItemWriter for DynamoStore {
+    /// One conditional `UpdateItem` (see [`ItemWriter::apply_item`]); a
+    /// refused update is looked at ([`DynamoStore::on_refusal`]) and sent
     /// again as that says, 16 rounds at most.
-    pub(super) async fn apply_item(
+    async fn apply_item(
         &self,
         u: &ItemUpdate,
         want_state: bool,
@@ -208,7 +184,9 @@ impl DynamoStore {
         }
         Err(StoreError::transient("item kept refusing the update"))
     }
+}
 
+impl DynamoStore {
     /// One conditional `UpdateItem`, returning the item as it was when refused.
     async fn send_update(
         &self,

@@ -100,6 +100,12 @@ pub fn item_to_json(item: &HashMap<String, AttributeValue>) -> Value {
     attr_to_json(&AttributeValue::M(item.clone()))
 }
 
+/// Write units a write of an item this size is billed (outside a
+/// transaction): one a started KB, at least one.
+pub fn write_units(size: usize) -> f64 {
+    size.div_ceil(1024).max(1) as f64
+}
+
 /// An item's size as DynamoDB meters it (attribute names plus values; numbers
 /// by significant digits), in bytes: a write costs one unit per started KB,
 /// two in a transaction.

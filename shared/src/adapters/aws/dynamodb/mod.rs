@@ -18,7 +18,9 @@
 //! refused even so, reported while the plan's other items are written.
 //!
 //! One file a concept: `store.rs` the trait impls' entry points (`Dedup`,
-//! `StateReader`) and the tools' reads, `attr.rs` JSON and attribute values,
+//! `StateReader`) and the tools' reads, `plan.rs` a plan applied item by
+//! item over an [`ItemWriter`] (this store's `apply.rs`, or the tests'
+//! in-memory store), `attr.rs` JSON and attribute values,
 //! `error.rs` DynamoDB's errors as [`StoreError`](crate::app::store::StoreError)s,
 //! `absorbed.rs` whether an event was absorbed (for reconcile), `budget.rs`
 //! the rate budgets.
@@ -30,18 +32,22 @@ pub mod budget;
 mod error;
 mod expr;
 mod ledger;
+mod plan;
 pub mod records;
 mod seen;
 mod store;
 
-pub use attr::{attr_to_json, item_size, item_to_json, json_to_attr, to_attr};
+pub use apply::refused_units;
+pub use attr::{attr_to_json, item_size, item_to_json, json_to_attr, to_attr, write_units};
 pub use error::refused_for_content;
 pub(crate) use error::store_error;
 pub use ledger::{fx_attr, fx_until_attr};
+pub use plan::{apply_plan, ItemDone, ItemWriter, PlanRun, Tally};
 pub use records::REJECTED_TTL_DAYS;
 pub use seen::{
-    archive_key, fanout_mark, seen_key, without_bookkeeping, FANOUT_PENDING_ATTR,
-    SEEN_ARCHIVE_GENS, SEEN_ATTR, SEEN_GEN_ATTR, SEEN_KEY_BYTES, SEEN_MAX, SEEN_OLD_ATTR,
+    archive_key, fanout_done_marks, fanout_mark, fanout_pending, seen_key, without_bookkeeping,
+    FANOUT_PENDING_ATTR, SEEN_ARCHIVE_GENS, SEEN_ATTR, SEEN_GEN_ATTR, SEEN_KEY_BYTES, SEEN_MAX,
+    SEEN_OLD_ATTR,
 };
 pub use store::create_table;
 

@@ -23,7 +23,7 @@
 //! ([`crate::app::store::ApplyOutcome::Unchanged`]). Two deliveries at the same moment may
 //! both see it: the bus event carries the dedup key as its id.
 
-use super::apply::Tally;
+use super::plan::Tally;
 use super::{key, store_error, DynamoStore};
 use crate::app::store::StoreError;
 use crate::domain::key::DedupKey;
@@ -100,6 +100,15 @@ pub fn fanout_mark(seen: &[u8], origin_ms: i64) -> Vec<u8> {
     mark
 }
 
+/// The marks a published fan-out of `key` removes
+/// ([`crate::app::store::Dedup::fanout_done`]): the one its delivery
+/// (received at `received_ms`) made, and a bare key (a mark made before
+/// marks named their message).
+pub fn fanout_done_marks(key: &DedupKey, received_ms: i64) -> [Vec<u8>; 2] {
+    let seen = seen_key(key);
+    [fanout_mark(&seen, received_ms), seen]
+}
+
 /// Whether the item holds a pending fan-out mark of `seen` that the
 /// message named `origin_ms` publishes: its own (a redelivery or a redrive
 /// keeps its `received_at`). A mark of another message is left to that
@@ -107,7 +116,7 @@ pub fn fanout_mark(seen: &[u8], origin_ms: i64) -> Vec<u8> {
 /// backfill, days later) is a duplicate, and never publishes again what may
 /// have been published. A key alone (marks made before they named their
 /// message) is pending for any delivery.
-pub(super) fn fanout_pending(
+pub fn fanout_pending(
     item: Option<&HashMap<String, AttributeValue>>,
     seen: &[u8],
     origin_ms: i64,

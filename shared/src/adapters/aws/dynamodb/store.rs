@@ -1,11 +1,10 @@
-//! The store's entry points: the `Dedup` and `StateReader` impls, the
+//! The store's entry points: the `Dedup` and `StateReader` impls (a plan
+//! is applied by `plan.rs`, the loop shared with the in-memory store), the
 //! tools' reads, and the table's creation.
 
-use super::apply::{ItemDone, PlanRun, Tally};
-use super::seen::fanout_pending;
+use super::plan::apply_plan;
 use super::{
-    fanout_mark, item_to_json, key, seen_key, store_error, without_bookkeeping, DynamoStore,
-    FANOUT_PENDING_ATTR, TTL_ATTR,
+    fanout_done_marks, item_to_json, key, store_error, DynamoStore, FANOUT_PENDING_ATTR, TTL_ATTR,
 };
 use crate::app::store::{ApplyOutcome, Dedup, StateReader, StoreError};
 use crate::domain::key::DedupKey;
@@ -76,70 +75,7 @@ impl DynamoStore {
 #[async_trait]
 impl Dedup for DynamoStore {
     async fn apply(&self, plan: &Plan, _message_id: &str) -> Result<ApplyOutcome, StoreError> {
-        let seen = seen_key(&plan.key);
-        let time = plan.event_time.to_string();
-        let mut run = PlanRun {
-            order: &plan.order,
-            time: &time,
-            seen: &seen,
-            origin_ms: plan.received_ms,
-            tally: Tally::default(),
-        };
-        let marks_fanout = plan.effects.contains(&crate::app::effects::FANOUT);
-        let (mut applied, mut trimmed, mut fanout) = (false, false, false);
-        let mut refused = Vec::new();
-        let mut state = None;
-        // Each item on its own: one that absorbed the event before (a
-        // redelivery after a crash between two items) is passed over; one
-        // DynamoDB refuses (even trimmed) is reported, the others written.
-        for (i, u) in plan.items.iter().enumerate() {
-            let mark = i == 0 && marks_fanout;
-            let done = match self.apply_item(u, i == 0, mark, &mut run).await {
-                Err(e) if !e.is_retryable() => {
-                    trimmed = true;
-                    match self.apply_item(&u.trimmed(), i == 0, mark, &mut run).await {
-                        Err(e) if !e.is_retryable() => {
-                            refused.push((i, format!("{}/{}: {e}", u.pk, u.sk)));
-                            continue;
-                        }
-                        other => other?,
-                    }
-                }
-                other => other?,
-            };
-            let item = match done {
-                ItemDone::Applied(item) => {
-                    applied = true;
-                    fanout |= mark;
-                    item
-                }
-                ItemDone::Absorbed(item) => {
-                    fanout |= mark && fanout_pending(item.as_ref(), &seen, run.origin_ms);
-                    item
-                }
-            };
-            if i == 0 {
-                state = item.as_ref().map(|i| without_bookkeeping(item_to_json(i)));
-            }
-        }
-        if applied || plan.items.is_empty() {
-            Ok(ApplyOutcome::Applied {
-                transactions: run.tally.requests,
-                write_units: run.tally.write_units,
-                state,
-                fanout,
-                trimmed,
-                refused,
-            })
-        } else if fanout || !refused.is_empty() {
-            Ok(ApplyOutcome::Unchanged {
-                state,
-                fanout,
-                refused,
-            })
-        } else {
-            Ok(ApplyOutcome::Duplicate)
-        }
+        apply_plan(self, plan).await
     }
 
     async fn fanout_done(
@@ -149,8 +85,7 @@ impl Dedup for DynamoStore {
         key: &DedupKey,
         received_ms: i64,
     ) -> Result<(), StoreError> {
-        let seen = seen_key(key);
-        let marks = [fanout_mark(&seen, received_ms), seen]
+        let marks = fanout_done_marks(key, received_ms)
             .map(aws_sdk_dynamodb::primitives::Blob::new)
             .to_vec();
         let r = self
