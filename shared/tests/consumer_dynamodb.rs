@@ -3,7 +3,6 @@
 
 mod common;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{fixtures, fresh_store};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -12,6 +11,7 @@ use smartlead::domain::plan::ScoreWeights;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use test_support::faults::{with_faults, Fault, Faults};
+use test_support::sqs::{SqsEvent, SqsMessage};
 
 use common::{consumer, get, TestConsumer};
 
@@ -32,7 +32,7 @@ async fn snapshot(store: &DynamoStore) -> BTreeMap<String, Value> {
     out
 }
 
-fn failures(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+fn failures(r: &test_support::sqs::SqsBatchResponse) -> Vec<String> {
     r.batch_item_failures
         .iter()
         .map(|f| f.item_identifier.clone())
@@ -886,17 +886,13 @@ async fn records_too_close_to_the_deadline_are_returned_unstarted() {
     let margin = smartlead::app::consumer::STATE_MARGIN.as_millis() as i64;
     let started = std::time::Instant::now();
     let r = c
-        .consumer
         .handle_batch_until(batch.clone(), Some(now + margin - 500))
         .await;
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
     assert_eq!(failures(&r).len(), n, "every record is returned");
     assert!(snapshot(&store).await.is_empty(), "nothing was started");
     // With time left, the same batch is applied.
-    let r = c
-        .consumer
-        .handle_batch_until(batch, Some(now + 60_000))
-        .await;
+    let r = c.handle_batch_until(batch, Some(now + 60_000)).await;
     assert!(failures(&r).is_empty(), "{:?}", failures(&r));
     assert!(!snapshot(&store).await.is_empty());
 }

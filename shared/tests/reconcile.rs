@@ -8,7 +8,6 @@
 mod common;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::SqsMessage;
 use common::http::{self, requests, target};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::{SEEN_ATTR, SEEN_OLD_ATTR};
@@ -21,6 +20,7 @@ use smartlead::domain::time::EventTime;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use test_support::sqs::SqsMessage;
 use wiremock::MockServer;
 
 const CAMPAIGN: &str = "77";

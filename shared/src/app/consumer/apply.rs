@@ -2,7 +2,6 @@
 //! what the store's answer leaves: the record's outcome and the effects
 //! to queue.
 
-use super::record::attribute;
 use super::{BlobReader, Consumer, Delivery, Job, Outcome};
 use crate::app::effects::FANOUT;
 use crate::app::store::{ApplyOutcome, StateStore, StoreError};
@@ -97,12 +96,14 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             effects,
             unmark,
             received_ms: d.origin_ms,
-            body: d.message.body.clone().unwrap_or_default(),
+            body: d.message.body.clone(),
             attributes: attr::WEBHOOK
                 .iter()
-                .filter_map(|name| attribute(d.message, name).map(|v| (*name, v.to_owned())))
+                .filter_map(|name| d.message.attribute(name).map(|v| (*name, v.to_owned())))
                 .collect(),
-            requeued: attribute(d.message, attr::REQUEUED)
+            requeued: d
+                .message
+                .attribute(attr::REQUEUED)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
             ev,
