@@ -8,6 +8,8 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use smartlead::app::consumer::{BatchAnswer, BlobReader, Consumer, QueueMessage};
 use smartlead::app::store::StateStore;
 
+pub mod wire;
+
 /// Answers one SQS event before `deadline_ms` (epoch ms, the invocation's
 /// deadline; `None`: the consumer's longest lease).
 pub async fn handle<S: StateStore, B: BlobReader>(

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let config = smartlead::config::ConsumerConfig::from_process()?;
     let sdk = smartlead::adapters::aws::sdk_config().await;
     let consumer = Box::leak(Box::new(
-        smartlead::adapters::aws::wire::consumer(&sdk, config).await?,
+        smartlead_consumer::wire::consumer(&sdk, config).await?,
     ));
     let consumer = &*consumer;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
