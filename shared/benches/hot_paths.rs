@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use smartlead::app::consumer::{BlobError, BlobReader, Consumer};
+use smartlead::app::consumer::{BlobError, BlobReader, Consumer, QueueMessage};
 use smartlead::app::ingest::*;
 use smartlead::app::store::{
     ApplyOutcome, Dedup, EffectLedger, RejectSink, Rejected, StateReader, StoreError,
@@ -142,9 +142,12 @@ impl BlobReader for NoReader {
 
 fn consumer(c: &mut Criterion) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/sqs");
-    let read = |name: &str| -> aws_lambda_events::event::sqs::SqsEvent {
-        serde_json::from_slice(&std::fs::read(dir.join(name)).expect("sqs fixture"))
-            .expect("sqs event")
+    // The SQS fixtures as the consumer function hands them to the library.
+    let read = |name: &str| -> Vec<QueueMessage> {
+        smartlead_consumer::messages(
+            serde_json::from_slice(&std::fs::read(dir.join(name)).expect("sqs fixture"))
+                .expect("sqs event"),
+        )
     };
     let consumer = Consumer {
         store: MemStore,
@@ -168,8 +171,7 @@ fn consumer(c: &mut Criterion) {
         "email_bounce",
         "lead_category_updated",
     ] {
-        let event = read(&format!("{name}.json"));
-        let record = event.records[0].clone();
+        let record = read(&format!("{name}.json")).remove(0);
         g.bench_with_input(BenchmarkId::from_parameter(name), &record, |b, r| {
             b.iter(|| rt.block_on(consumer.handle_record(r)))
         });
@@ -177,7 +179,7 @@ fn consumer(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("consumer_batch");
     let batch = read("batch_mixed.json");
-    g.bench_function(format!("{}_records", batch.records.len()), |b| {
+    g.bench_function(format!("{}_records", batch.len()), |b| {
         b.iter(|| rt.block_on(consumer.handle_batch(batch.clone())))
     });
     g.finish();

@@ -28,5 +28,7 @@ pub use domain::key::DedupKey;
 
 // Re-exported so the function crates use the same SDK versions.
 pub use aws_sdk_dynamodb;
+pub use aws_sdk_eventbridge;
 pub use aws_sdk_s3;
+pub use aws_sdk_sns;
 pub use aws_sdk_sqs;

@@ -5,7 +5,6 @@
 
 mod common;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::{fixtures, fresh_store};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -14,6 +13,7 @@ use smartlead::domain::plan::ScoreWeights;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use test_support::faults::{with_faults, Fault, Faults};
+use test_support::sqs::{SqsEvent, SqsMessage};
 
 use common::sqs::{batch, failures, record, sqs_fixture};
 use common::{consumer, get, TestConsumer};

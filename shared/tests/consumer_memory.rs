@@ -26,14 +26,19 @@ async fn a_retried_envelope_and_a_redelivery_with_the_same_request_id_are_duplic
     let c = consumer(MemoryStore::new());
     let first = sqs_fixture("envelope_email_account_disconnected").records[0].clone();
     assert!(matches!(
-        c.handle_record(&first).await,
+        c.handle_record(&smartlead_consumer::message(first.clone()))
+            .await,
         Outcome::Processed { .. }
     ));
     // SmartLead's retry: attempt 2, new bytes, new SQS message, no header.
     let mut body: Value = serde_json::from_str(first.body.as_deref().unwrap()).unwrap();
     body["meta"]["attempt"] = json!(2);
     let retry = record("retry-1", &body.to_string(), None);
-    assert_eq!(c.handle_record(&retry).await, Outcome::Duplicate);
+    assert_eq!(
+        c.handle_record(&smartlead_consumer::message(retry.clone()))
+            .await,
+        Outcome::Duplicate
+    );
     assert_eq!(
         get(&c.store, "ACCOUNT#31338", "HEALTH#EMAIL")["disconnects"],
         1
@@ -47,23 +52,37 @@ async fn a_retried_envelope_and_a_redelivery_with_the_same_request_id_are_duplic
     let a = record("req-a", &open.to_string(), Some("req-7f3a"));
     let b = record("req-b", &changed.to_string(), Some("req-7f3a"));
     assert!(matches!(
-        c.handle_record(&a).await,
+        c.handle_record(&smartlead_consumer::message(a.clone()))
+            .await,
         Outcome::Processed { .. }
     ));
-    assert_eq!(c.handle_record(&b).await, Outcome::Duplicate);
+    assert_eq!(
+        c.handle_record(&smartlead_consumer::message(b.clone()))
+            .await,
+        Outcome::Duplicate
+    );
     // The same open re-sent by hand, without the header (or with another
     // one): still a duplicate, since the event names itself.
     let resent = record("req-c", &open.to_string(), None);
-    assert_eq!(c.handle_record(&resent).await, Outcome::Duplicate);
+    assert_eq!(
+        c.handle_record(&smartlead_consumer::message(resent.clone()))
+            .await,
+        Outcome::Duplicate
+    );
     let other_id = record("req-d", &open.to_string(), Some("req-9999"));
-    assert_eq!(c.handle_record(&other_id).await, Outcome::Duplicate);
+    assert_eq!(
+        c.handle_record(&smartlead_consumer::message(other_id.clone()))
+            .await,
+        Outcome::Duplicate
+    );
     assert_eq!(get(&c.store, JANE, "CAMPAIGN#123")["opens"], 1);
     // An open at another time is another open, whatever the header says.
     let mut later = open.clone();
     later["time_opened"] = json!("2025-01-15T10:31:00Z");
     let d = record("req-e", &later.to_string(), Some("req-7f3a"));
     assert!(matches!(
-        c.handle_record(&d).await,
+        c.handle_record(&smartlead_consumer::message(d.clone()))
+            .await,
         Outcome::Processed { .. }
     ));
     assert_eq!(get(&c.store, JANE, "CAMPAIGN#123")["opens"], 2);
@@ -82,14 +101,12 @@ async fn records_too_close_to_the_deadline_are_returned_unstarted() {
     let now = smartlead::domain::time::EventTime::now().millis();
     let margin = smartlead::app::consumer::STATE_MARGIN.as_millis() as i64;
     let started = std::time::Instant::now();
-    let r = c
-        .handle_batch_until(batch.clone(), Some(now + margin - 500))
-        .await;
+    let r = smartlead_consumer::handle(&c, batch.clone(), Some(now + margin - 500)).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
     assert_eq!(failures(&r).len(), n, "every record is returned");
     assert!(store.items().is_empty(), "nothing was started");
     // With time left, the same batch is applied.
-    let r = c.handle_batch_until(batch, Some(now + 60_000)).await;
+    let r = smartlead_consumer::handle(&c, batch, Some(now + 60_000)).await;
     assert!(failures(&r).is_empty(), "{:?}", failures(&r));
     assert!(!store.items().is_empty());
 }

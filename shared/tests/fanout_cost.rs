@@ -7,12 +7,12 @@
 mod common;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::{json, Value};
 use smartlead::app::effects::{BusEvent, EffectError, Effects, Publisher};
 use smartlead::app::store::Dedup;
 use std::sync::{Arc, Mutex};
 use test_support::faults::{with_faults, Faults};
+use test_support::sqs::{SqsEvent, SqsMessage};
 
 #[derive(Clone, Default)]
 struct Bus(Arc<Mutex<Vec<Value>>>);

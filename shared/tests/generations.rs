@@ -7,7 +7,6 @@
 
 mod common;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use common::http::{self, requests};
 use common::{consumer, consumer_with, fresh_store, get, items, TestConsumer};
 use serde_json::Value;
@@ -15,6 +14,7 @@ use smartlead::adapters::http::slack::SlackNotifier;
 use smartlead::app::effects::{AlertRules, Effects};
 use smartlead::domain::event::EventType;
 use std::collections::{BTreeMap, BTreeSet};
+use test_support::sqs::{SqsEvent, SqsMessage};
 
 /// Attributes only a current-generation body can fill.
 const CURRENT_ONLY: &[&str] = test_support::CURRENT_ONLY_ATTRIBUTES;

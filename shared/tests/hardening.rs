@@ -7,7 +7,6 @@
 mod common;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::SqsMessage;
 use common::sqs::batch;
 use common::{fixtures, fresh_store};
 use proptest::prelude::*;
@@ -22,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use test_support::faults::{with_faults, Fault, Faults};
+use test_support::sqs::SqsMessage;
 
 use common::{consumer_with as consumer, marker};
 

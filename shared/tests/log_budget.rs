@@ -6,12 +6,12 @@
 mod common;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::json;
 use smartlead::app::effects::{BusEvent, EffectError, Effects, Notifier, Publisher};
 use smartlead::app::ingest::*;
 use smartlead::metrics::Metrics;
 use std::sync::{Arc, Mutex};
+use test_support::sqs::{SqsEvent, SqsMessage};
 
 /// The log-budget target: at most 400 bytes a webhook. Measured 735 bytes (ten EMAIL_OPEN, no fan-out) when the
 /// ingest wrote an EMF document per request and the consumer one per event

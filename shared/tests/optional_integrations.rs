@@ -17,14 +17,15 @@
 
 mod common;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use common::http::{self, query_param, requests};
 use common::sqs::batch;
 use common::{dynamodb, fixtures, moto, sdk_with_endpoints, store_at, unique};
 use serde_json::{json, Value};
-use smartlead::adapters::aws::{local_sdk_config, ssm, wire};
+use smartlead::adapters::aws::{local_sdk_config, ssm};
 use smartlead::config::{ConsumerConfig, Env, FromEnv, SecretSource};
+use smartlead_consumer::wire;
 use std::time::Duration;
+use test_support::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -150,7 +151,7 @@ async fn parameters_missing_at_cold_start_hold_back_their_effects_not_the_state(
 
     let (hot, gone) = (reply("pat@opt.example"), unsubscribe("gone@opt.example"));
     let both = || batch(vec![record("r-1", &hot), record("u-1", &gone)]);
-    let r = c.handle_batch(both()).await;
+    let r = smartlead_consumer::handle(&c, both(), None).await;
     assert!(failures(&r).is_empty(), "state applied, effects queued");
     assert_eq!(
         run_effects(&c, &q, 1).await,
@@ -250,7 +251,7 @@ async fn a_denied_or_throttled_parameter_holds_back_its_effect_and_counts_a_metr
             .await
             .unwrap_or_else(|e| panic!("{code}: the consumer starts: {e}"));
         let hot = reply("sam@opt.example");
-        let r = c.handle_batch(batch(vec![record("r-1", &hot)])).await;
+        let r = smartlead_consumer::handle(&c, batch(vec![record("r-1", &hot)]), None).await;
         assert!(
             failures(&r).is_empty(),
             "{code}: the state is not held back"

@@ -8,7 +8,6 @@
 mod common;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::SqsMessage;
 use common::http::{self, requests, target};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::{SEEN_ATTR, SEEN_OLD_ATTR};
@@ -21,6 +20,7 @@ use smartlead::domain::time::EventTime;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use test_support::sqs::SqsMessage;
 use wiremock::MockServer;
 
 const CAMPAIGN: &str = "77";
@@ -978,7 +978,7 @@ async fn keys_in_the_archive_count_as_stored_and_a_gap_beside_them_is_backfilled
 /// A regression: the scheduled reconcile read its API key once, at cold
 /// start, so after a rotation a warm instance called SmartLead with the
 /// old key (401) until it was recycled. Wired as the function wires it
-/// (`wire::reconcile` from its environment, SSM and SQS on moto), a run
+/// (`smartlead_reconcile::wire` from its environment, SSM and SQS on moto), a run
 /// after the parameter changed and `SECRET_REFRESH_SECONDS` passed sends
 /// the new key.
 #[tokio::test]
@@ -1017,7 +1017,7 @@ async fn a_warm_scheduled_run_uses_the_rotated_api_key() {
         ("METRICS_DISABLED", "1"),
     ]);
     let config = smartlead::config::ReconcileConfig::from_env(env).expect("config");
-    let job = smartlead::adapters::aws::wire::reconcile(&sdk, config)
+    let job = smartlead_reconcile::wire(&sdk, config)
         .await
         .expect("wired");
     let deadline = || Instant::now() + Duration::from_secs(30);

@@ -10,7 +10,6 @@
 
 mod common;
 
-use aws_lambda_events::event::sqs::SqsMessage;
 use common::{consumer, fresh_store, items};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore};
@@ -18,6 +17,7 @@ use smartlead::app::consumer::Outcome;
 use smartlead::domain::records::RecordKind;
 use smartlead::domain::time::EventTime;
 use std::collections::BTreeSet;
+use test_support::sqs::SqsMessage;
 
 const HOUR: i64 = 3_600_000;
 

@@ -369,7 +369,7 @@ async fn a_lead_s_campaign_item_costs_one_unit_for_30_of_its_32_lifetime_writes(
 }
 
 /// An SQS record received now (after this process started).
-fn fresh_record(id: &str, body: &str) -> aws_lambda_events::event::sqs::SqsMessage {
+fn fresh_record(id: &str, body: &str) -> test_support::sqs::SqsMessage {
     serde_json::from_value(json!({"messageId": id, "body": body,
         "attributes": {"SentTimestamp": EventTime::now().millis().to_string()}}))
     .expect("record")
@@ -384,8 +384,8 @@ async fn accepted(c: &common::TestConsumer, id: &str, body: &str) {
     assert!(failed.is_empty(), "{id}: {failed:?}");
 }
 
-fn one(m: aws_lambda_events::event::sqs::SqsMessage) -> aws_lambda_events::event::sqs::SqsEvent {
-    let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
+fn one(m: test_support::sqs::SqsMessage) -> test_support::sqs::SqsEvent {
+    let mut batch = test_support::sqs::SqsEvent::default();
     batch.records = vec![m];
     batch
 }

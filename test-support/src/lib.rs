@@ -14,6 +14,9 @@ pub mod memory;
 pub mod standins;
 pub mod store;
 
+/// SQS's Lambda event types: the tests build the consumer's input with them.
+pub use aws_lambda_events::event::sqs;
+
 use aws_lambda_events::apigw::{
     ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
     ApiGatewayV2httpRequestContextHttpDescription,

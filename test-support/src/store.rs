@@ -2,11 +2,11 @@
 //! and moto started once per test binary, a new table per test, the
 //! consumer as the function builds it, and the table read back as JSON.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
 use smartlead::adapters::aws::dynamodb::{create_table, item_to_json, DynamoStore};
 use smartlead::adapters::aws::SqsQueue;
-use smartlead::app::consumer::Consumer;
+use smartlead::app::consumer::{Consumer, Outcome};
 use smartlead::app::effects::Effects;
 use smartlead::app::worker::{EffectPath, EffectQueue};
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
@@ -94,10 +94,11 @@ pub async fn fresh_store() -> DynamoStore {
 }
 
 /// The consumer the tests run: on DynamoDB, with S3 for claim checks, and
-/// an effects queue in moto. Its [`TestConsumer::handle_batch`] also runs
-/// the effects the batch queued, as the function's second event source
-/// would: tests see state and effects as a deployment does once its
-/// effects queue is drained.
+/// an effects queue in moto. It takes SQS events as the function does,
+/// through the consumer function's framing (`smartlead_consumer`). Its
+/// [`TestConsumer::handle_batch`] also runs the effects the batch queued,
+/// as the function's second event source would: tests see state and
+/// effects as a deployment does once its effects queue is drained.
 pub struct TestConsumer {
     pub consumer: Consumer<DynamoStore, smartlead::aws_sdk_s3::Client>,
     effects: TestEffectsQueue,
@@ -123,9 +124,25 @@ impl std::ops::DerefMut for TestConsumer {
 impl TestConsumer {
     /// The webhook batch, then every effect it queued (see [`Self::run_effects`]).
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
-        let r = self.consumer.handle_batch(event).await;
+        let r = smartlead_consumer::handle(&self.consumer, event, None).await;
         self.run_effects().await;
         r
+    }
+
+    /// The batch before `deadline_ms` (epoch ms), as the function runs it;
+    /// its effects are left in the effects queue.
+    pub async fn handle_batch_until(
+        &self,
+        event: SqsEvent,
+        deadline_ms: Option<i64>,
+    ) -> SqsBatchResponse {
+        smartlead_consumer::handle(&self.consumer, event, deadline_ms).await
+    }
+
+    /// One record on its own (see `Consumer::handle_record`).
+    pub async fn handle_record(&self, m: &SqsMessage) -> Outcome {
+        let m = smartlead_consumer::message(m.clone());
+        self.consumer.handle_record(&m).await
     }
 
     /// Runs the effect messages in the effects queue through the consumer,
@@ -211,7 +228,7 @@ where
             .iter()
             .map(|m| crate::sqs_message_from(&arn, m))
             .collect();
-        let answer = consumer.handle_batch(event).await;
+        let answer = smartlead_consumer::handle(consumer, event, None).await;
         for m in &msgs {
             let failed = answer
                 .batch_item_failures

@@ -1271,8 +1271,8 @@ mod hardening {
             Some("AlarmTopic")
         );
         let read = |f: &str| std::fs::read_to_string(pipeline::workspace_root().join(f)).unwrap();
-        let src = read("shared/src/app/reconcile/scheduled.rs")
-            + &read("shared/src/adapters/aws/wire.rs");
+        let src =
+            read("shared/src/app/reconcile/scheduled.rs") + &read("functions/reconcile/src/lib.rs");
         for m in [
             "\"GapsFound\"",
             "\"LeadsLeft\"",

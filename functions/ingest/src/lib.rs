@@ -8,13 +8,15 @@ use smartlead::adapters::aws::{S3Blobs, SqsQueue};
 use smartlead::app::ingest::{BlobStore, Ingest, IngestRequest, IngestResponse, Queue};
 use smartlead::config::FromEnv;
 
+pub mod wire;
+
 pub type AwsIngest = Ingest<SqsQueue, S3Blobs>;
 
 /// Builds the service once at cold start: configuration, secret, SDK clients.
 pub async fn from_env() -> Result<AwsIngest, smartlead::config::ConfigError> {
     let config = smartlead::config::IngestConfig::from_process()?;
     let sdk = smartlead::adapters::aws::sdk_config().await;
-    smartlead::adapters::aws::wire::ingest(&sdk, config).await
+    wire::ingest(&sdk, config).await
 }
 
 /// Answers one HTTP request.

@@ -16,9 +16,7 @@ async fn main() -> Result<(), Error> {
     smartlead::logging::init();
     let config = smartlead::config::ReconcileConfig::from_process()?;
     let sdk = smartlead::adapters::aws::sdk_config().await;
-    let job = Box::leak(Box::new(
-        smartlead::adapters::aws::wire::reconcile(&sdk, config).await?,
-    ));
+    let job = Box::leak(Box::new(smartlead_reconcile::wire(&sdk, config).await?));
     let job = &*job;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         // Stop calling SmartLead 20 s before the invocation's own deadline.

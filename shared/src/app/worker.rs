@@ -159,7 +159,7 @@ mod tests {
 
 // ------------------------------------------------------------------ the worker
 
-use crate::app::consumer::{attribute, BlobReader, Body, Consumer};
+use crate::app::consumer::{BlobReader, Body, Consumer, QueueMessage};
 use crate::app::effects::FANOUT;
 use crate::app::store::{Claim, Settle, StateStore};
 use crate::domain::event::SmartleadEvent;
@@ -167,13 +167,12 @@ use crate::domain::key::DedupKey;
 use crate::domain::message::attr;
 use crate::domain::time::EventTime;
 use crate::metrics::Unit;
-use aws_lambda_events::event::sqs::SqsMessage;
 use futures::StreamExt;
 use std::time::Instant;
 
 /// Whether a record is an effect message (only the consumer sets `effect`).
-pub fn is_effect(m: &SqsMessage) -> bool {
-    attribute(m, attr::EFFECT).is_some()
+pub fn is_effect(m: &QueueMessage) -> bool {
+    m.attribute(attr::EFFECT).is_some()
 }
 
 /// How one effect message ended.
@@ -192,7 +191,7 @@ enum Ran {
 
 /// One effect message, read.
 struct Work<'a> {
-    m: &'a SqsMessage,
+    m: &'a QueueMessage,
     effect: &'static str,
     key: DedupKey,
     claim: bool,
@@ -219,7 +218,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// of those to try again (each made visible again after its delay).
     pub(crate) async fn handle_effects(
         &self,
-        records: &[SqsMessage],
+        records: &[QueueMessage],
         deadline: Instant,
     ) -> Vec<String> {
         let end = deadline
@@ -275,8 +274,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
 
     /// The message's effect, or `None` (logged, left to the queue and at
     /// last its DLQ) if it names none this version knows.
-    fn work<'a>(&self, m: &'a SqsMessage) -> Option<Work<'a>> {
-        let effect = attribute(m, attr::EFFECT)?;
+    fn work<'a>(&self, m: &'a QueueMessage) -> Option<Work<'a>> {
+        let effect = m.attribute(attr::EFFECT)?;
         let Some(effect) = crate::app::effects::known(effect) else {
             tracing::error!(
                 effect,
@@ -284,7 +283,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             );
             return None;
         };
-        let Some(key) = attribute(m, attr::DEDUP_KEY) else {
+        let Some(key) = m.attribute(attr::DEDUP_KEY) else {
             tracing::error!(
                 effect,
                 "effect message without its dedup key; left to the queue"
@@ -295,7 +294,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             m,
             effect,
             key: DedupKey::from_stored(key),
-            claim: attribute(m, attr::CLAIM) == Some("true"),
+            claim: m.attribute(attr::CLAIM) == Some("true"),
         })
     }
 
@@ -386,8 +385,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         let ev = match self.body(w.m).await {
             Body::Ready(bytes) => match SmartleadEvent::from_slice(&bytes) {
                 Ok(ev) => ev.with_delivery(
-                    attribute(w.m, attr::SMARTLEAD_REQUEST_ID),
-                    attribute(w.m, attr::WEBHOOK_LEVEL),
+                    w.m.attribute(attr::SMARTLEAD_REQUEST_ID),
+                    w.m.attribute(attr::WEBHOOK_LEVEL),
                 ),
                 Err(e) => {
                     tracing::error!(dedup_key = %w.key, effect = w.effect, error = %e, outcome = "refused", "effect message's event does not read");
@@ -486,9 +485,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             .iter()
             .map(|w| {
                 bus_event_of(
-                    w.m.body.clone().unwrap_or_default(),
-                    attribute(w.m, attr::DETAIL_TYPE),
-                    attribute(w.m, attr::EVENT_TIME),
+                    w.m.body.clone(),
+                    w.m.attribute(attr::DETAIL_TYPE),
+                    w.m.attribute(attr::EVENT_TIME),
                 )
             })
             .collect();
@@ -559,10 +558,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     }
 }
 
-/// SQS's count of receives of this message (1 the first time).
-fn receive_count(m: &SqsMessage) -> u32 {
-    m.attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1)
+/// The queue's count of receives of this message (1 the first time).
+fn receive_count(m: &QueueMessage) -> u32 {
+    m.receive_count.unwrap_or(1)
 }

@@ -7,8 +7,8 @@
 //! first problem when the reading is done. So the list of variables a
 //! function reads is derived from the code that reads them
 //! ([`IngestConfig::vars`], ...): the template test checks the template
-//! sets each, nothing keeps a second list by hand. `adapters::aws::wire`
-//! turns a config into the running service.
+//! sets each, nothing keeps a second list by hand. Each function crate's
+//! wiring turns its config into the running service.
 
 mod consumer;
 mod env;

@@ -1,7 +1,7 @@
 //! SQS records and batches as the consumer receives them, and its answer.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::json;
+use test_support::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 
 /// The SQS event fixture `name` (`events/sqs/`).
 pub fn sqs_fixture(name: &str) -> SqsEvent {

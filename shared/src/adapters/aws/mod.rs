@@ -1,6 +1,6 @@
 //! AWS adapters: the SDK clients behind the app's traits, one file a
-//! service, and [`wire`], which builds each function's service from its
-//! [`crate::config`] at cold start.
+//! service. Each function crate's wiring (`functions/*/src`) builds its
+//! service from these and its [`crate::config`] at cold start.
 //!
 //! Endpoints follow the SDK's own `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`
 //! variables, which is how the local stack points the functions at DynamoDB
@@ -14,7 +14,6 @@ pub mod s3;
 pub mod sns;
 pub mod sqs;
 pub mod ssm;
-pub mod wire;
 
 pub use aws_config::SdkConfig;
 pub use s3::S3Blobs;

@@ -2,7 +2,6 @@
 //! what the store's answer leaves: the record's outcome and the effects
 //! to queue.
 
-use super::record::attribute;
 use super::{BlobReader, Consumer, Delivery, Job, Outcome};
 use crate::app::effects::FANOUT;
 use crate::app::store::{ApplyOutcome, StateStore, StoreError};
@@ -86,7 +85,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         let (outcome, mut effects, applied) = self.after_apply(applied, &ev, &p, d).await;
         let event_type = ev.event_type.metric_name().to_owned();
         // A webhook sent back names the effects queued before it.
-        let queued: Vec<&'static str> = attribute(d.message, attr::QUEUED)
+        let queued: Vec<&'static str> = d
+            .message
+            .attribute(attr::QUEUED)
             .unwrap_or_default()
             .split(',')
             .filter_map(crate::app::effects::known)
@@ -104,12 +105,14 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             effects,
             unmark,
             received_ms: d.origin_ms,
-            body: d.message.body.clone().unwrap_or_default(),
+            body: d.message.body.clone(),
             attributes: attr::WEBHOOK
                 .iter()
-                .filter_map(|name| attribute(d.message, name).map(|v| (*name, v.to_owned())))
+                .filter_map(|name| d.message.attribute(name).map(|v| (*name, v.to_owned())))
                 .collect(),
-            requeued: attribute(d.message, attr::REQUEUED)
+            requeued: d
+                .message
+                .attribute(attr::REQUEUED)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
             queued,

@@ -1,11 +1,13 @@
 //! One batch: its records handled concurrently before the invocation's
-//! deadline, their effects queued, the failures reported to SQS.
+//! deadline, their effects queued, the failures named for redelivery.
 
-use super::{BlobReader, Consumer, Done, Job, Outcome, MAX_LEASE, QUEUE_MARGIN, STATE_MARGIN};
+use super::{
+    BatchAnswer, BlobReader, Consumer, Done, Job, Outcome, QueueMessage, MAX_LEASE, QUEUE_MARGIN,
+    STATE_MARGIN,
+};
 use crate::app::store::StateStore;
 use crate::domain::time::EventTime;
 use crate::metrics::Unit;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -13,8 +15,8 @@ use std::time::{Duration, Instant};
 const METRIC_NAMES: [&str; 4] = ["Processed", "Duplicates", "RejectedEvents", "Failures"];
 
 impl<S: StateStore, B: BlobReader> Consumer<S, B> {
-    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
-        self.handle_batch_until(event, None).await
+    pub async fn handle_batch(&self, messages: Vec<QueueMessage>) -> BatchAnswer {
+        self.handle_batch_until(messages, None).await
     }
 
     /// Handles a batch before `deadline_ms` (epoch ms, the invocation's
@@ -22,9 +24,9 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     /// effect messages ([`crate::app::worker`]).
     pub async fn handle_batch_until(
         &self,
-        event: SqsEvent,
+        messages: Vec<QueueMessage>,
         deadline_ms: Option<i64>,
-    ) -> SqsBatchResponse {
+    ) -> BatchAnswer {
         let now_ms = EventTime::now().millis();
         let remaining = deadline_ms
             .map(|d| Duration::from_millis(d.saturating_sub(now_ms).max(0) as u64))
@@ -32,23 +34,15 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         let deadline = Instant::now() + remaining;
         // Effect messages come from the effects queue's own event source:
         // never in one batch with webhooks, but told apart record by record.
-        let (effects, records): (Vec<SqsMessage>, Vec<SqsMessage>) = event
-            .records
+        let (effects, records): (Vec<QueueMessage>, Vec<QueueMessage>) = messages
             .into_iter()
             .partition(crate::app::worker::is_effect);
-        let mut response = SqsBatchResponse::default();
-        let again = if effects.is_empty() {
-            Vec::new()
-        } else {
-            self.handle_effects(&effects, deadline).await
-        };
-        for id in again {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            response.batch_item_failures.push(f);
+        let mut answer = BatchAnswer::default();
+        if !effects.is_empty() {
+            answer.retry = self.handle_effects(&effects, deadline).await;
         }
         if records.is_empty() {
-            return response;
+            return answer;
         }
         let lease_until_ms = now_ms + remaining.min(MAX_LEASE).as_millis() as i64;
         let state_end = deadline
@@ -83,12 +77,10 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         for (id, done) in results {
             let unqueued = id.as_ref().is_some_and(|i| not_queued.contains(i));
             if matches!(done.outcome, Outcome::Failed(_)) || unqueued {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id.unwrap_or_default();
-                response.batch_item_failures.push(f);
+                answer.retry.push(id.unwrap_or_default());
             }
         }
-        response
+        answer
     }
 
     /// One metric document a batch, by `Function` only: a document per

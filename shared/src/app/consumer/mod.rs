@@ -1,4 +1,7 @@
-//! The consumer: one SQS batch in, `batchItemFailures` out.
+//! The consumer: one batch of queue messages ([`QueueMessage`]) in, the
+//! ids to deliver again ([`BatchAnswer`]) out. The function crate
+//! (`functions/consumer`) turns SQS's Lambda event into these and the
+//! answer into `batchItemFailures`.
 //!
 //! Each record is handled on its own (own task, own span); records run
 //! concurrently up to a bound. A record ends in one of four ways:
@@ -8,7 +11,7 @@
 //! | processed | at least one of the plan's items absorbed the event (an item DynamoDB refuses even trimmed is recorded as `store_refused`, the others written) | deleted |
 //! | duplicate | every item had absorbed it already | deleted |
 //! | rejected | permanent: not a SmartLead event, its claim-check object is gone or corrupt, or DynamoDB refuses every item even trimmed; kept in a `REJECTED` record with the raw body | deleted |
-//! | failed | transient: throttling, timeouts, conflicts after retries, S3 errors, no time left before the invocation's deadline | reported in `batchItemFailures`, redelivered, then DLQ |
+//! | failed | transient: throttling, timeouts, conflicts after retries, S3 errors, no time left before the invocation's deadline | named in the [`BatchAnswer`], redelivered, then DLQ |
 //!
 //! After the state, the batch hands the event's side effects to the
 //! effects queue ([`crate::app::worker`]): the record is acknowledged once
@@ -34,7 +37,7 @@ mod enqueue;
 mod record;
 mod requeue;
 
-pub(crate) use record::{attribute, Body};
+pub(crate) use record::Body;
 pub use requeue::{requeue_delay, MAX_COPIES};
 
 use crate::app::effects::Effects;
@@ -45,7 +48,7 @@ use crate::domain::plan::ScoreWeights;
 use crate::domain::time::EventTime;
 use crate::metrics::Metrics;
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::SqsMessage;
+use std::collections::HashMap;
 use std::time::Duration;
 
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -72,9 +75,40 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// One SQS record being handled.
+/// One message of a batch as the queue delivered it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueMessage {
+    /// The queue's id of the message: a [`BatchAnswer`] names it.
+    pub message_id: Option<String>,
+    pub body: String,
+    /// The string message attributes, by name ([`crate::domain::message::attr`]).
+    pub attributes: HashMap<String, String>,
+    /// When the queue took this copy, epoch ms (SQS's `SentTimestamp`).
+    pub sent_ms: Option<i64>,
+    /// How many times the queue has handed the message out, 1 the first
+    /// time (SQS's `ApproximateReceiveCount`).
+    pub receive_count: Option<u32>,
+    /// This receive of the message: its visibility is changed through it.
+    pub receipt_handle: Option<String>,
+}
+
+impl QueueMessage {
+    /// The string attribute `name`, if the message has it.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name).map(String::as_str)
+    }
+}
+
+/// A batch's answer: the messages the queue is to deliver again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchAnswer {
+    /// Their ids (empty for a message that came without one).
+    pub retry: Vec<String>,
+}
+
+/// One record being handled.
 struct Delivery<'a> {
-    message: &'a SqsMessage,
+    message: &'a QueueMessage,
     message_id: &'a str,
     bytes: &'a [u8],
     received: EventTime,

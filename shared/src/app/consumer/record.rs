@@ -1,37 +1,27 @@
 //! One record: its body (inline or claim-checked), the times its message
 //! carries, the event it holds handed on, or the record rejected and kept.
 
-use super::{BlobError, BlobReader, Consumer, Delivery, Done, Outcome, MAX_LEASE};
+use super::{BlobError, BlobReader, Consumer, Delivery, Done, Outcome, QueueMessage, MAX_LEASE};
 use crate::app::store::{Rejected, StateStore};
 use crate::domain::event::SmartleadEvent;
 use crate::domain::message::{attr, ClaimCheckMessage, LOCATION_S3};
 use crate::domain::time::EventTime;
-use aws_lambda_events::event::sqs::SqsMessage;
 use std::time::Instant;
 use tracing::Instrument;
 
-pub(crate) fn attribute<'a>(m: &'a SqsMessage, name: &str) -> Option<&'a str> {
-    m.message_attributes
-        .get(name)
-        .and_then(|a| a.string_value.as_deref())
-}
-
 /// The ingest's `received_at` attribute, which every copy keeps.
-fn received_at(m: &SqsMessage) -> Option<EventTime> {
-    attribute(m, attr::RECEIVED_AT).and_then(EventTime::parse)
+fn received_at(m: &QueueMessage) -> Option<EventTime> {
+    m.attribute(attr::RECEIVED_AT).and_then(EventTime::parse)
 }
 
 /// SQS's `SentTimestamp`: new for a redriven or replayed copy.
-fn sent_timestamp(m: &SqsMessage) -> Option<EventTime> {
-    m.attributes
-        .get("SentTimestamp")
-        .and_then(|t| t.parse::<i64>().ok())
-        .and_then(EventTime::from_millis)
+fn sent_timestamp(m: &QueueMessage) -> Option<EventTime> {
+    m.sent_ms.and_then(EventTime::from_millis)
 }
 
 /// When the pipeline first received the event: the older of
 /// [`received_at`] and [`sent_timestamp`]; else now.
-fn sent_time(m: &SqsMessage) -> EventTime {
+fn sent_time(m: &QueueMessage) -> EventTime {
     match (received_at(m), sent_timestamp(m)) {
         (Some(a), Some(b)) => a.min(b),
         (a, b) => a.or(b).unwrap_or_else(EventTime::now),
@@ -41,7 +31,7 @@ fn sent_time(m: &SqsMessage) -> EventTime {
 /// What names this message through every redelivery and redrive (a
 /// pending fan-out mark names it): [`received_at`], which copies keep;
 /// else [`sent_timestamp`]; else now (epoch ms).
-fn origin_ms(m: &SqsMessage) -> i64 {
+fn origin_ms(m: &QueueMessage) -> i64 {
     received_at(m)
         .or_else(|| sent_timestamp(m))
         .unwrap_or_else(EventTime::now)
@@ -57,9 +47,9 @@ pub(crate) enum Body {
 }
 
 impl<S: StateStore, B: BlobReader> Consumer<S, B> {
-    pub(crate) async fn body(&self, m: &SqsMessage) -> Body {
-        let text = m.body.clone().unwrap_or_default();
-        if attribute(m, attr::BODY_LOCATION) != Some(LOCATION_S3) {
+    pub(crate) async fn body(&self, m: &QueueMessage) -> Body {
+        let text = m.body.clone();
+        if m.attribute(attr::BODY_LOCATION) != Some(LOCATION_S3) {
             return Body::Ready(text.into_bytes());
         }
         let pointer: ClaimCheckMessage = match serde_json::from_str(&text) {
@@ -96,13 +86,13 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
     }
 
     /// One record on its own (its metrics are left to the batch).
-    pub async fn handle_record(&self, m: &SqsMessage) -> Outcome {
+    pub async fn handle_record(&self, m: &QueueMessage) -> Outcome {
         self.record(m, EventTime::now().millis() + MAX_LEASE.as_millis() as i64)
             .await
             .outcome
     }
 
-    pub(super) async fn record(&self, m: &SqsMessage, lease_until_ms: i64) -> Done {
+    pub(super) async fn record(&self, m: &QueueMessage, lease_until_ms: i64) -> Done {
         let message_id = m.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!(
             "record",
@@ -131,8 +121,8 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                     Ok(ev) => {
                         // SmartLead's event id and webhook level, as the ingest passed them on.
                         let ev = ev.with_delivery(
-                            attribute(m, attr::SMARTLEAD_REQUEST_ID),
-                            attribute(m, attr::WEBHOOK_LEVEL),
+                            m.attribute(attr::SMARTLEAD_REQUEST_ID),
+                            m.attribute(attr::WEBHOOK_LEVEL),
                         );
                         let d = Delivery {
                             message: m,

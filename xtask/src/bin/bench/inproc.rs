@@ -114,7 +114,7 @@ pub(crate) async fn run_consumer_direct(
         let batch: aws_lambda_events::event::sqs::SqsEvent =
             serde_json::from_value(json!({"Records": records}))?;
         let t = Instant::now();
-        let r = consumer.handle_batch(batch).await;
+        let r = smartlead_consumer::handle(&consumer, batch, None).await;
         batch_ms.push(ms(t.elapsed()));
         if !r.batch_item_failures.is_empty() {
             bail!("{} records failed", r.batch_item_failures.len());
