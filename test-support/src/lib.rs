@@ -356,10 +356,11 @@ pub fn sqs_message_from(queue_arn: &str, m: &smartlead::aws_sdk_sqs::types::Mess
         .message_attributes()
         .into_iter()
         .flatten()
-        .map(|(k, v)| {
-            let mut a = string_attribute(v.string_value().unwrap_or_default());
+        // A binary attribute: none is sent; the consumer's framing drops it.
+        .filter_map(|(k, v)| {
+            let mut a = string_attribute(v.string_value()?);
             a.data_type = Some(v.data_type().to_owned());
-            (k.clone(), a)
+            Some((k.clone(), a))
         })
         .collect();
     r
