@@ -38,14 +38,10 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 })
                 .collect(),
         };
-        let mut fanout_queued = HashSet::new();
         let mut queued: HashMap<&str, Vec<&'static str>> = HashMap::new();
         for (j, effect, r) in sent {
             match r {
                 Ok(()) => {
-                    if effect == FANOUT {
-                        fanout_queued.insert(j.message_id.as_str());
-                    }
                     queued
                         .entry(j.message_id.as_str())
                         .or_default()
@@ -59,9 +55,12 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
         // A fan-out queued loses its mark, whatever became of the record's
         // other effects: its copy, if any, must not queue it again.
-        let unmark = jobs
-            .iter()
-            .filter(|j| j.unmark && fanout_queued.contains(j.message_id.as_str()));
+        let unmark = jobs.iter().filter(|j| {
+            j.unmark
+                && queued
+                    .get(j.message_id.as_str())
+                    .is_some_and(|q| q.contains(&FANOUT))
+        });
         let unmarking = futures::stream::iter(unmark)
             .for_each_concurrent(self.concurrency.max(1), |j| self.unmark(j));
         let (_, sent_back) = futures::join!(
