@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0
 bash scripts/tools.sh
 export PATH="$PWD/.tools/venv/bin:$PATH"
-exec cargo run --release -q --bin bench -- "$@"
+exec cargo run --release -q -p xtask --bin bench -- "$@"

@@ -9,11 +9,11 @@ cd "$(dirname "$0")/.."
 # Where tools.sh installs the stand-ins (the Rust side reads it too).
 export SMARTLEAD_TOOLS_DIR="${SMARTLEAD_TOOLS_DIR:-$PWD/.tools}"
 bash scripts/tools.sh
-# The functions and xtask, no more (the bench binary is not built); --bin,
-# not -p: the workspace's one feature set (see test-support/Cargo.toml).
-cargo build --bin smartlead-ingest --bin smartlead-consumer --bin smartlead-reconcile --bin xtask
+# The functions and xtask, no more (the bench binary is not built);
+# --workspace: the tests' feature set (see test-support/Cargo.toml).
+cargo build --workspace --bin smartlead-ingest --bin smartlead-consumer --bin smartlead-reconcile --bin xtask
 if [ "${1:-}" != --sam ]; then
-  exec cargo run -q --bin xtask -- local "$@"
+  exec cargo run -q -p xtask -- local "$@"
 fi
 
 # --sam: `sam local start-api` (Docker) serves the HTTP port instead of the
@@ -40,7 +40,7 @@ echo "local.sh --sam: sam build (x86_64)" >&2
 sam_build_x86_64 || exit 1
 env_file="$SAM_WORK/local-env.json"
 rm -f "$env_file"
-cargo run -q --bin xtask -- local --no-front --docker --sam-env-vars "$env_file" "$@" &
+cargo run -q -p xtask -- local --no-front --docker --sam-env-vars "$env_file" "$@" &
 stack=$!
 trap 'kill $stack 2>/dev/null; wait $stack 2>/dev/null; sam_docker_down' EXIT
 until [ -f "$env_file" ]; do

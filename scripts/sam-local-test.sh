@@ -59,7 +59,7 @@ ENV_FILE="$WORK/env.json"
 # Built here first (after the test run, nothing is left to compile: the
 # workspace resolves one feature set), so the wait below times the stand-ins'
 # start only.
-cargo build -q --bin smartlead-ingest --bin smartlead-consumer --bin smartlead-reconcile --bin xtask # what local.sh builds
+cargo build -q --workspace --bin smartlead-ingest --bin smartlead-consumer --bin smartlead-reconcile --bin xtask # what local.sh builds
 bash scripts/local.sh --docker --no-front --no-poller --ingest-instances 1 \
   --http-port "$P_HTTP" --dynamodb-port "$P_DDB" --moto-port "$P_MOTO" \
   --ingest-port "$P_INGEST" --consumer-port "$P_CONSUMER" \
@@ -82,7 +82,7 @@ SAM_FLAGS=(-t "$SAM_BUILD_DIR/template.yaml" --skip-pull-image --add-host host.d
 
 # The checks: `xtask sam-check` (xtask/src/sam_check.rs), the xtask built above.
 XTASK="${CARGO_TARGET_DIR:-target}/debug/xtask"
-[ -x "$XTASK" ] || fail "no $XTASK: cargo build --bin xtask made none"
+[ -x "$XTASK" ] || fail "no $XTASK: cargo build --workspace --bin xtask made none"
 check() { "$XTASK" sam-check --moto "$MOTO" --dynamodb "$DDB" --env "$ENV_FILE" "$@"; }
 
 # `sam local invoke FUNCTION -e FILE` for each FILE, JOBS at a time (each

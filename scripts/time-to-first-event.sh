@@ -18,7 +18,7 @@ if [ "${1:-}" = "--cold" ]; then
 else
   # Warm: tools installed and the workspace built once, as after a first run.
   export SMARTLEAD_TOOLS_DIR="$root/.tools"
-  cargo build -q --bin smartlead-ingest --bin smartlead-consumer --bin smartlead-reconcile --bin xtask # what local.sh builds
+  cargo build -q --workspace --bin smartlead-ingest --bin smartlead-consumer --bin smartlead-reconcile --bin xtask # what local.sh builds
 fi
 port=$((21000 + RANDOM % 5000))
 start=$(date +%s.%N)

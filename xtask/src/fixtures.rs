@@ -108,7 +108,7 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     }
     if !stale.is_empty() {
         bail!(
-            "events/ fixtures are out of date; run `cargo run --bin xtask -- fixtures`:\n  {}",
+            "events/ fixtures are out of date; run `cargo run -p xtask -- fixtures`:\n  {}",
             stale.join("\n  ")
         );
     }

@@ -45,7 +45,8 @@ fn build(root: &Path) -> Result<PathBuf> {
     let release = !cfg!(debug_assertions);
     let mut args = vec![
         "build",
-        // --bin, not -p: the workspace's one feature set (see test-support's pins).
+        // --workspace: the tests' feature set (see test-support's pins).
+        "--workspace",
         "--bin",
         "smartlead-ingest",
         "--bin",

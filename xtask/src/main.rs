@@ -1,4 +1,4 @@
-//! Developer tasks for the SmartLead pipeline. `cargo run --bin xtask -- --help`.
+//! Developer tasks for the SmartLead pipeline. `cargo run -p xtask -- --help`.
 //! The benchmarks are the package's other binary, `bench` (`scripts/bench.sh`).
 #![deny(clippy::too_many_lines)] // no function over 80 lines: clippy.toml
 

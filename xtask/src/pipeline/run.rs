@@ -120,7 +120,7 @@ fn print_banner(stack: &Stack, no_front: bool) {
     );
     let logs = stack.consumer.log.parent().map(|p| p.display().to_string());
     println!("  log files  {}", logs.unwrap_or_default());
-    println!("  inspect    cargo run -q --bin xtask -- show jane.doe@acme-corp.com");
+    println!("  inspect    cargo run -q -p xtask -- show jane.doe@acme-corp.com");
     println!("try:  curl -s -XPOST 'http://127.0.0.1:{http}/webhooks/smartlead?token={TOKEN}' -H 'content-type: application/json' -d @events/payloads/email_reply.json");
 }
 

@@ -17,7 +17,8 @@ pub(crate) fn run_criterion(root: &Path, quick: bool) -> Result<()> {
     let measure = if quick { "1" } else { "4" };
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
         .current_dir(root)
-        .args(["bench", "--bench", "hot_paths", "--"])
+        // --workspace: the tests' feature set, which this binary was built with.
+        .args(["bench", "--workspace", "--bench", "hot_paths", "--"])
         .args([
             "--noplot",
             "--warm-up-time",

@@ -1,4 +1,4 @@
-//! `cargo run --release --bin bench` (xtask's second binary; what `scripts/bench.sh` runs):
+//! `cargo run --release -p xtask --bin bench` (xtask's second binary; what `scripts/bench.sh` runs):
 //! every figure of BENCHMARKS.md, measured on this machine.
 //!
 //! 1. criterion, in process: parse + normalize + key per payload, the
@@ -189,7 +189,8 @@ pub fn run(root: &Path, opts: BenchOptions) -> Result<()> {
         .args([
             "build",
             "--release",
-            // --bin, not -p: the workspace's one feature set (see test-support's pins).
+            // --bin at the root: the default members' features only, as
+            // `sam build` builds them (see the root Cargo.toml).
             "--bin",
             "smartlead-ingest",
             "--bin",
