@@ -6,7 +6,8 @@
 //! - `replay`: events from the bus archive back onto the bus;
 //! - `reconcile`: SmartLead's statistics against the state, gaps backfilled;
 //! - `lead`, `status`, `doctor`, `tail`: a lead's items, the pipeline's health,
-//!   SmartLead's webhooks against the stack, the functions' logs.
+//!   SmartLead's webhooks against the stack, the functions' logs;
+//! - `records`, `suppression`: the records kept whole, the suppressed addresses.
 //!
 //! The SmartLead API key comes from `SMARTLEAD_API_KEY` or an SSM parameter
 //! (`--api-key-param`), never from a flag that would land in shell history.
@@ -30,6 +31,7 @@ mod replay;
 mod scope;
 mod secret;
 mod status;
+mod suppression;
 mod tail;
 mod terminal;
 
@@ -249,6 +251,16 @@ enum Cmd {
     /// Example: `smartlead records rejected --since 24h`,
     /// `smartlead records unattributed --since 7d --json --local`.
     Records(records::RecordsArgs),
+    /// List every suppressed address (bounced or unsubscribed), newest
+    /// first, with its first reason, campaign and time: for the CRM and
+    /// the other sending tools.
+    ///
+    /// Reads the table's `suppressed` index (one Query, every page; no
+    /// Scan). `--csv` writes a header row and one row per address, email
+    /// first, as import screens take it.
+    ///
+    /// Example: `smartlead suppression --since 7d --csv > suppressed.csv`.
+    Suppression(suppression::SuppressionArgs),
 }
 
 #[derive(Args)]
@@ -434,6 +446,7 @@ async fn run(cli: Cli) -> Result<()> {
             stack,
         } => ops::lead(&stack, &email, json, events.then_some(days.max(1))).await?,
         Cmd::Records(a) => records::records(&a).await?,
+        Cmd::Suppression(a) => suppression::suppression(&a).await?,
         Cmd::Status { json, stack } => {
             if status::status(&stack, json).await? {
                 std::process::exit(2);

@@ -1765,3 +1765,92 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
     assert_eq!(v["gaps"][0]["action"], "backfill", "{v}");
     assert_eq!(v["gaps"][0]["event_type"], "EMAIL_SENT");
 }
+
+/// Applies event bodies to a table as the consumer does.
+async fn apply_bodies(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str, bodies: &[Value]) {
+    use smartlead::app::store::Dedup;
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), table);
+    for (i, b) in bodies.iter().enumerate() {
+        let ev = smartlead::SmartleadEvent::from_value(b.clone()).unwrap();
+        let plan = smartlead::domain::plan::plan(
+            &ev,
+            smartlead::domain::time::EventTime::now(),
+            &smartlead::domain::plan::ScoreWeights::default(),
+        );
+        store.apply(&plan, &format!("body-{i}")).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn suppression_lists_suppressed_addresses_newest_first_from_the_index() {
+    let ddb = local_table().await;
+    let bounce = |to: &str, c: u64, t: &str| {
+        json!({"event_type": "EMAIL_BOUNCE", "to_email": to, "campaign_id": c,
+               "event_timestamp": t, "bounce_message": "550 5.1.1 no such user"})
+    };
+    let unsub = |to: &str, c: u64, t: &str| {
+        json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": to, "campaign_id": c,
+               "event_timestamp": t})
+    };
+    let open = json!({"event_type": "EMAIL_OPEN", "to_email": "c@supp-list.example",
+                      "campaign_id": 7, "time_opened": "2025-03-01T12:00:00Z"});
+    apply_bodies(
+        &ddb,
+        smartlead::local_stack::TABLE,
+        &[
+            bounce("a@supp-list.example", 7, "2025-03-01T10:00:00Z"),
+            unsub("b@supp-list.example", 8, "2025-03-02T10:00:00Z"),
+            // A second reason, later: a's first suppression stays the bounce.
+            unsub("a@supp-list.example", 8, "2025-03-03T10:00:00Z"),
+            open,
+        ],
+    )
+    .await;
+    let port = port_of(&dynamodb().endpoint());
+    let run = |extra: &[&str]| {
+        let mut a = vec!["suppression", "--local", "--dynamodb-port", &port];
+        a.extend_from_slice(extra);
+        let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        async move {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            aws_only(&a).await
+        }
+    };
+    // Other tests share the table: look at this test's addresses only.
+    let ours = |o: &Output| -> Vec<String> {
+        assert!(o.status.success(), "{}", text(o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.contains("@supp-list.example") || l.starts_with("email,"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let o = run(&["--csv", "--since", "2025-03-01T00:00:00Z"]).await;
+    assert_eq!(
+        ours(&o),
+        [
+            "email,reason,reasons,campaign_id,suppressed_at",
+            "b@supp-list.example,unsubscribe,unsubscribe,8,2025-03-02T10:00:00.000Z",
+            "a@supp-list.example,bounce,bounce;unsubscribe,7,2025-03-01T10:00:00.000Z",
+        ]
+    );
+    let o = run(&["--csv", "--since", "2025-03-02T00:00:00Z"]).await;
+    assert_eq!(ours(&o).len(), 2, "{:?}", ours(&o));
+    let o = run(&["--json"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let a = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["email"] == "a@supp-list.example")
+        .expect("a listed");
+    assert_eq!(a["reasons"], json!(["bounce", "unsubscribe"]));
+    let o = run(&[]).await;
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("a@supp-list.example  bounce+unsubscribe  campaign 7"),
+        "{out}"
+    );
+    assert!(!out.contains("c@supp-list.example"), "{out}");
+}

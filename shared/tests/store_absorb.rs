@@ -539,3 +539,54 @@ async fn a_second_item_refused_after_the_first_was_written_still_publishes_the_f
         .unwrap_or_default()
         .contains("SUPPRESSION"));
 }
+
+/// The `suppressed` index costs a write only when its entry changes: a
+/// lead's first suppression, a second reason; a repeat bounce writes the
+/// items and nothing to the index. DynamoDB Local reports index writes in
+/// the consumed capacity, as DynamoDB does
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.Writes>);
+/// every request here writes an item under 1 KB (1 unit, a refused one
+/// too), so what is left over is the index's.
+#[tokio::test]
+async fn the_suppressed_index_is_written_only_when_its_entry_changes() {
+    let store = fresh_store().await;
+    let index_writes = |p: Plan, id: &'static str| {
+        let store = &store;
+        async move {
+            match store.apply(&p, id).await.expect("apply") {
+                ApplyOutcome::Applied {
+                    write_units,
+                    transactions,
+                    ..
+                } => write_units - f64::from(transactions),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let bounce = |t: &str| {
+        plan_of(
+            json!({"event_type": "EMAIL_BOUNCE", "to_email": "gsi@x.example",
+                       "campaign_id": 7, "event_timestamp": t}),
+        )
+    };
+    assert_eq!(
+        index_writes(bounce("2025-01-15T10:00:00Z"), "b-1").await,
+        1.0
+    );
+    // A later bounce: the entry (first reason, time, campaign) as it was.
+    assert_eq!(
+        index_writes(bounce("2025-01-16T10:00:00Z"), "b-2").await,
+        0.0
+    );
+    // A second reason changes the projected `flags`: the entry is rewritten.
+    let unsub = plan_of(
+        json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "gsi@x.example",
+                               "campaign_id": 7, "event_timestamp": "2025-01-17T10:00:00Z"}),
+    );
+    assert_eq!(index_writes(unsub, "u-1").await, 1.0);
+    // An earlier bounce arriving late moves the entry's key: two writes.
+    assert_eq!(
+        index_writes(bounce("2025-01-14T10:00:00Z"), "b-0").await,
+        2.0
+    );
+}

@@ -129,7 +129,8 @@ async fn apply_once_then_again<S: StateStore>(s: &S) -> Transcript {
 }
 
 /// Events on one lead in any order: counts add up, registers keep the
-/// newest (and earliest), a bounce writes two items, each absorbs once.
+/// newest (and earliest), a bounce writes two items, each absorbs once,
+/// the `suppressed` index is billed alike.
 async fn events_on_one_lead<S: StateStore>(s: &S) -> Transcript {
     let mut t = Transcript::new();
     let bounce = plan_of(
@@ -142,7 +143,26 @@ async fn events_on_one_lead<S: StateStore>(s: &S) -> Transcript {
                "campaign_id": 7, "time_replied": at(4), "preview_text": "Tuesday?"}),
         4,
     );
-    let plans = [open(3), open(1), click(2, "a"), reply, bounce];
+    // Suppressions: a later bounce and an unsubscribe (the index entry
+    // unchanged, then rewritten), an earlier bounce arriving late (moved).
+    let more = |ty: &str, n: i64, id: &str| {
+        plan_of(
+            json!({"event_type": ty, "to_email": "pat@contract.example",
+                   "lead_email": "pat@contract.example", "campaign_id": 7,
+                   "event_timestamp": at(n), "stats_id": id}),
+            n,
+        )
+    };
+    let plans = [
+        open(3),
+        open(1),
+        click(2, "a"),
+        reply,
+        bounce,
+        more("EMAIL_BOUNCE", 6, "s-2"),
+        more("LEAD_UNSUBSCRIBED", 7, "s-3"),
+        more("EMAIL_BOUNCE", 0, "s-0"),
+    ];
     for (i, p) in plans.iter().enumerate() {
         let o = apply(s, &mut t, p, &format!("m-{i}")).await;
         assert!(matches!(o, ApplyOutcome::Applied { .. }), "{o:?}");

@@ -151,22 +151,45 @@ mod tests {
             tp.contains("IsProvisioned") && tp.contains("AWS::NoValue"),
             "{tp}"
         );
-        for (target, policy, dim, metric, min, max) in [
+        // Each index scales like the table: an index short of write
+        // capacity throttles the table's writes too.
+        // https://repost.aws/knowledge-center/dynamodb-gsi-throttling-table
+        let write = (
+            "WriteCapacityUnits",
+            "DynamoDBWriteCapacityUtilization",
+            "MinWriteCapacity",
+            "MaxWriteCapacity",
+        );
+        let read = (
+            "ReadCapacityUnits",
+            "DynamoDBReadCapacityUtilization",
+            "MinReadCapacity",
+            "MaxReadCapacity",
+        );
+        for (target, policy, kind, (dim, metric, min, max)) in [
             (
                 "StateTableWriteScaling",
                 "StateTableWritePolicy",
-                "WriteCapacityUnits",
-                "DynamoDBWriteCapacityUtilization",
-                "MinWriteCapacity",
-                "MaxWriteCapacity",
+                "table",
+                write,
             ),
             (
                 "StateTableReadScaling",
                 "StateTableReadPolicy",
-                "ReadCapacityUnits",
-                "DynamoDBReadCapacityUtilization",
-                "MinReadCapacity",
-                "MaxReadCapacity",
+                "table",
+                read,
+            ),
+            (
+                "SuppressedIndexWriteScaling",
+                "SuppressedIndexWritePolicy",
+                "index",
+                write,
+            ),
+            (
+                "SuppressedIndexReadScaling",
+                "SuppressedIndexReadPolicy",
+                "index",
+                read,
             ),
         ] {
             for r in [target, policy] {
@@ -175,7 +198,7 @@ mod tests {
             let st = t.props(target).unwrap();
             assert_eq!(
                 st["ScalableDimension"],
-                format!("dynamodb:table:{dim}").as_str()
+                format!("dynamodb:{kind}:{dim}").as_str()
             );
             let lo: f64 = t.resolve(&st["MinCapacity"]).unwrap().parse().unwrap();
             let hi: f64 = t.resolve(&st["MaxCapacity"]).unwrap().parse().unwrap();
@@ -189,6 +212,49 @@ mod tests {
             );
             let target_pct: f64 = t.resolve(&pc["TargetValue"]).unwrap().parse().unwrap();
             assert!((20.0..=90.0).contains(&target_pct), "{target_pct}");
+        }
+    }
+
+    #[test]
+    fn the_table_s_indexes_are_the_code_s_sparse_and_never_project_all() {
+        use smartlead::adapters::aws::dynamodb::index::INDEXES;
+        let t = t();
+        let p = t.props("StateTable").unwrap();
+        let gsis = p["GlobalSecondaryIndexes"].as_sequence().unwrap();
+        assert_eq!(gsis.len(), INDEXES.len());
+        let defined: BTreeSet<&str> = p["AttributeDefinitions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["AttributeName"].as_str())
+            .collect();
+        for (g, i) in gsis.iter().zip(INDEXES) {
+            assert_eq!(g["IndexName"], i.name);
+            let keys: Vec<(&str, &str)> = g["KeySchema"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|k| {
+                    let s = |f: &str| k[f].as_str().unwrap();
+                    (s("AttributeName"), s("KeyType"))
+                })
+                .collect();
+            assert_eq!(keys, [(i.hash, "HASH"), (i.range, "RANGE")], "{}", i.name);
+            assert!(defined.contains(i.range), "{} undefined", i.range);
+            // ALL would write the index on every event: `ek` changes each time.
+            assert_eq!(g["Projection"]["ProjectionType"], "INCLUDE", "{}", i.name);
+            let projected: Vec<&str> = g["Projection"]["NonKeyAttributes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert_eq!(projected, i.projected, "{}", i.name);
+            let tp = format!("{:?}", g["ProvisionedThroughput"]);
+            assert!(
+                tp.contains("IsProvisioned") && tp.contains("AWS::NoValue"),
+                "{tp}"
+            );
         }
     }
 
@@ -432,6 +498,8 @@ mod tests {
             &[Consumer, Reconcile],
         ),
         ("shared/src/adapters/aws/dynamodb/store.rs", "query", &[]),
+        // The indexes' lists (CLI).
+        ("shared/src/adapters/aws/dynamodb/index.rs", "query", &[]),
         // The kept records over their days and shards (CLI, local stack).
         ("shared/src/adapters/aws/dynamodb/records.rs", "query", &[]),
         ("shared/src/adapters/aws/dynamodb/store.rs", "scan", &[]),

@@ -5,6 +5,7 @@
 //! is the library's, `apply_plan`).
 
 use super::{blob_set, new_item, set_once, Item, Table};
+use smartlead::adapters::aws::dynamodb::index::index_write_units;
 use smartlead::adapters::aws::dynamodb::{
     archive_key, fanout_mark, item_size, refused_units, to_attr, write_units, ItemDone, PlanRun,
     SEEN_ARCHIVE_GENS, SEEN_ATTR, SEEN_GEN_ATTR, SEEN_MAX, SEEN_OLD_ATTR,
@@ -57,7 +58,9 @@ pub(super) fn apply_item(
     }
     let new = updated(&item, u, mark, run)?;
     run.tally.requests += 1;
-    run.tally.write_units += write_units(item_size(&item).max(item_size(&new)));
+    // The item, and its indexes' entries as DynamoDB bills them.
+    run.tally.write_units +=
+        write_units(item_size(&item).max(item_size(&new))) + index_write_units(Some(&item), &new);
     table.insert(k, new.clone());
     Ok(ItemDone::Applied(Some(new)))
 }

@@ -16,8 +16,10 @@ pub struct Units {
     pub reported_units: f64,
     /// By DynamoDB's rule: 1 unit per started KB of each item written
     /// (an UpdateItem bills the larger of the item before and after; items
-    /// only grow here, so the size after the write).
+    /// only grow here, so the size after the write), plus `index_units`.
     pub write_units: f64,
+    /// What the writes added to the indexes (see `index_write_units`).
+    pub index_units: f64,
     pub item_bytes: Vec<usize>,
 }
 
@@ -30,6 +32,10 @@ pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>
             .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let plan =
             smartlead::domain::plan::plan(&ev, smartlead::domain::time::EventTime::now(), &weights);
+        let mut before = Vec::new();
+        for u in &plan.items {
+            before.push(get(stack, &u.pk, &u.sk).await?);
+        }
         match smartlead::app::store::Dedup::apply(&store, &plan, &format!("bench-{name}"))
             .await
             .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
@@ -45,20 +51,14 @@ pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>
                     .iter()
                     .map(|u| (u.pk.clone(), u.sk.clone()))
                     .collect();
-                let mut item_bytes = Vec::new();
-                for (pk, sk) in keys {
-                    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
-                    let item = stack
-                        .ddb
-                        .get_item()
-                        .table_name(&stack.table)
-                        .key("pk", AttributeValue::S(pk))
-                        .key("sk", AttributeValue::S(sk))
-                        .send()
-                        .await?
-                        .item
-                        .unwrap_or_default();
+                let (mut item_bytes, mut index_units) = (Vec::new(), 0.0);
+                for ((pk, sk), before) in keys.iter().zip(&before) {
+                    let item = get(stack, pk, sk).await?;
                     item_bytes.push(smartlead::adapters::aws::dynamodb::item_size(&item));
+                    index_units += smartlead::adapters::aws::dynamodb::index::index_write_units(
+                        Some(before),
+                        &item,
+                    );
                 }
                 out.push(Units {
                     payload: name,
@@ -66,11 +66,14 @@ pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>
                     items: plan.items.len(),
                     transactions,
                     reported_units: write_units,
-                    // One conditional UpdateItem per item: 1 unit per started KB.
+                    // One conditional UpdateItem per item: 1 unit per started
+                    // KB; and the indexes' entries the writes changed.
                     write_units: item_bytes
                         .iter()
                         .map(|b| b.div_ceil(1024).max(1) as f64)
-                        .sum(),
+                        .sum::<f64>()
+                        + index_units,
+                    index_units,
                     item_bytes,
                 })
             }
@@ -80,6 +83,25 @@ pub(crate) async fn write_units(root: &Path, stack: &Stack) -> Result<Vec<Units>
         }
     }
     Ok(out)
+}
+
+/// One item as it is now (empty when there is none).
+async fn get(
+    stack: &Stack,
+    pk: &str,
+    sk: &str,
+) -> Result<std::collections::HashMap<String, smartlead::aws_sdk_dynamodb::types::AttributeValue>> {
+    use smartlead::aws_sdk_dynamodb::types::AttributeValue;
+    Ok(stack
+        .ddb
+        .get_item()
+        .table_name(&stack.table)
+        .key("pk", AttributeValue::S(pk.to_owned()))
+        .key("sk", AttributeValue::S(sk.to_owned()))
+        .send()
+        .await?
+        .item
+        .unwrap_or_default())
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

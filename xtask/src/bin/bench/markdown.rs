@@ -312,7 +312,7 @@ fn by_batch_size(m: &mut String, r: &Results) {
 
 /// Write units per payload.
 fn write_units(m: &mut String, r: &Results) {
-    m.push_str("\n### DynamoDB write units per processed event (each payload applied once, in order, to one table)\n\n| payload | event type | items | item bytes after | requests | write units by DynamoDB's rule | DynamoDB Local reported |\n|---|---|---|---|---|---|---|\n");
+    m.push_str("\n### DynamoDB write units per processed event (each payload applied once, in order, to one table)\n\n| payload | event type | items | item bytes after | requests | index write units (included) | write units by DynamoDB's rule | DynamoDB Local reported |\n|---|---|---|---|---|---|---|---|\n");
     for u in &r.units {
         let bytes: Vec<String> = u.item_bytes.iter().map(usize::to_string).collect();
         row(
@@ -323,6 +323,7 @@ fn write_units(m: &mut String, r: &Results) {
                 u.items.to_string(),
                 bytes.join(" + "),
                 u.transactions.to_string(),
+                f(u.index_units, 1),
                 f(u.write_units, 1),
                 f(u.reported_units, 1),
             ],

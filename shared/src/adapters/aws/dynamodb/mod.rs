@@ -23,7 +23,7 @@
 //! in-memory store), `attr.rs` JSON and attribute values,
 //! `error.rs` DynamoDB's errors as [`StoreError`](crate::app::store::StoreError)s,
 //! `absorbed.rs` whether an event was absorbed (for reconcile), `budget.rs`
-//! the rate budgets.
+//! the rate budgets, `index.rs` the secondary indexes and their reads.
 
 pub mod absorbed;
 mod apply;
@@ -31,6 +31,7 @@ mod attr;
 pub mod budget;
 mod error;
 mod expr;
+pub mod index;
 mod ledger;
 mod plan;
 pub mod records;

@@ -155,7 +155,7 @@ type Item = HashMap<String, AttributeValue>;
 
 /// Every page of a `Scan` or `Query`: `page(start)` reads one from `start`
 /// and returns its items and where the next begins.
-async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, StoreError>
+pub(super) async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, StoreError>
 where
     F: FnMut(Option<Item>) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), StoreError>>,
@@ -173,7 +173,7 @@ where
 }
 
 /// Creates the state table as template.yaml declares it (pk/sk strings,
-/// on-demand) and turns on TTL. For tests and the local stack.
+/// on-demand, the [`INDEXES`](super::index::INDEXES)) and turns on TTL. For tests and the local stack.
 pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -194,14 +194,35 @@ pub async fn create_table(
             .build()
             .map_err(|e| err(e.to_string()))
     };
-    client
+    let mut create = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attr("pk")?)
         .attribute_definitions(attr("sk")?)
         .key_schema(ks("pk", KeyType::Hash)?)
-        .key_schema(ks("sk", KeyType::Range)?)
+        .key_schema(ks("sk", KeyType::Range)?);
+    for i in super::index::INDEXES {
+        for a in [i.hash, i.range] {
+            if a != "pk" && a != "sk" {
+                create = create.attribute_definitions(attr(a)?);
+            }
+        }
+        let projection = Projection::builder()
+            .projection_type(ProjectionType::Include)
+            .set_non_key_attributes(Some(i.projected.iter().map(|a| (*a).to_owned()).collect()))
+            .build();
+        create = create.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(i.name)
+                .key_schema(ks(i.hash, KeyType::Hash)?)
+                .key_schema(ks(i.range, KeyType::Range)?)
+                .projection(projection)
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        );
+    }
+    create
         .send()
         .await
         .map_err(|e| store_error("CreateTable", e))?;

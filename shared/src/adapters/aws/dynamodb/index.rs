@@ -1,0 +1,125 @@
+//! The table's global secondary indexes, which answer the tools' list
+//! questions without a `Scan`. Each is sparse and keyed on attributes the
+//! state already keeps, which change only when the answer does: an event
+//! that leaves them as they were (a repeat bounce, a second unsubscribe)
+//! writes nothing to the index (docs/events.md, "Indexes").
+//!
+//! template.yaml declares the same indexes (checked by xtask's template
+//! test); [`create_table`](super::create_table) creates them for tests and
+//! the local stack.
+
+use super::store::all_pages;
+use super::{store_error, DynamoStore};
+use crate::app::store::StoreError;
+use crate::domain::time::EventTime;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+/// One index: its name, keys (strings) and the attributes it projects
+/// besides the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Index {
+    pub name: &'static str,
+    pub hash: &'static str,
+    pub range: &'static str,
+    pub projected: &'static [&'static str],
+}
+
+/// Every suppressed address, newest first: the `SUPPRESSION` items (one
+/// per lead, sticky) by the time of their first suppression. The range
+/// key and the projected fields are the earliest register's, so only a
+/// first suppression (or an earlier one arriving late, or a second
+/// reason) writes the index.
+pub const SUPPRESSED: Index = Index {
+    name: "suppressed",
+    hash: "sk",
+    range: "suppressed_at",
+    projected: &["lead_email", "reason", "campaign_id", "flags"],
+};
+
+/// The indexes, as template.yaml declares them.
+pub const INDEXES: &[Index] = &[SUPPRESSED];
+
+/// The sort key every suppression item has (the index's one partition).
+pub const SUPPRESSION_SK: &str = "SUPPRESSION";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// What an item's write adds for the indexes, by DynamoDB's rule: nothing
+/// when the write leaves an index's keys and projected attributes as they
+/// were; one write of the entry when it appears or changes, one to delete
+/// it when it goes, both when its key moves (each a unit per started KB of
+/// the entry). For the in-memory store and the bench; DynamoDB reports the
+/// same in the write's consumed capacity.
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.Writes>
+pub fn index_write_units(before: Option<&Item>, after: &Item) -> f64 {
+    INDEXES
+        .iter()
+        .map(|i| {
+            let entry = |item: &Item| -> Option<Item> {
+                let keys = [i.hash, i.range];
+                if !keys.iter().all(|k| item.contains_key(*k)) {
+                    return None;
+                }
+                Some(
+                    ["pk", "sk", i.hash, i.range]
+                        .iter()
+                        .chain(i.projected)
+                        .filter_map(|a| item.get(*a).map(|v| ((*a).to_owned(), v.clone())))
+                        .collect(),
+                )
+            };
+            let units = |e: &Item| super::write_units(super::item_size(e));
+            match (before.and_then(entry), entry(after)) {
+                (None, None) => 0.0,
+                (None, Some(new)) => units(&new),
+                (Some(old), None) => units(&old),
+                (Some(old), Some(new)) if old == new => 0.0,
+                (Some(old), Some(new)) => {
+                    let moved =
+                        old.get(i.hash) != new.get(i.hash) || old.get(i.range) != new.get(i.range);
+                    if moved {
+                        units(&old) + units(&new)
+                    } else {
+                        units(&old).max(units(&new))
+                    }
+                }
+            }
+        })
+        .sum()
+}
+
+impl DynamoStore {
+    /// The suppressed addresses, newest first, suppressed at or after
+    /// `since` (all of them with `None`): one `Query` of the index, every
+    /// page. Eventually consistent, as every index read is.
+    pub async fn suppressed(&self, since: Option<EventTime>) -> Result<Vec<Item>, StoreError> {
+        let i = SUPPRESSED;
+        // DynamoDB refuses an empty string in a key condition: no bound, no clause.
+        let since = since.map(|t| t.to_string());
+        all_pages(|start| {
+            let since = since.clone();
+            async move {
+                let mut q = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(i.name)
+                    .expression_attribute_names("#h", i.hash)
+                    .expression_attribute_values(":h", AttributeValue::S(SUPPRESSION_SK.into()))
+                    .scan_index_forward(false)
+                    .set_exclusive_start_key(start);
+                q = match since {
+                    Some(t) => q
+                        .key_condition_expression("#h = :h AND #r >= :since")
+                        .expression_attribute_names("#r", i.range)
+                        .expression_attribute_values(":since", AttributeValue::S(t)),
+                    None => q.key_condition_expression("#h = :h"),
+                };
+                let r = q.send().await.map_err(|e| store_error("Query", e))?;
+                Ok((r.items.unwrap_or_default(), r.last_evaluated_key))
+            }
+        })
+        .await
+    }
+}
