@@ -26,10 +26,13 @@ pub struct SuppressionArgs {
     pub stack: StackArgs,
 }
 
-/// One suppressed address.
+/// One suppressed lead.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Suppressed {
+    /// Empty for a lead SmartLead named by its id alone (see `lead`).
     pub email: String,
+    /// The lead as the table keys it (`<email>`, or `id:<SmartLead id>`).
+    pub lead: String,
     /// The first reason (`bounce`, `unsubscribe`).
     pub reason: String,
     /// Every reason the address was suppressed for, sorted.
@@ -48,12 +51,20 @@ pub async fn suppression(a: &SuppressionArgs) -> Result<()> {
     let stack = Stack::resolve(&a.stack).await?;
     let items = stack.store().suppressed(since).await.map_err(|e| {
         anyhow!(
-            "reading the suppressed index of table {} (an older stack has no index: deploy this version): {e}",
+            "reading the suppressed index of table {} (a stack deployed before the index has none; \
+             a new index answers once DynamoDB has built it): {e}",
             stack.table
         )
     })?;
     let rows: Vec<Suppressed> = items.iter().map(row).collect();
     if a.csv {
+        let no_address = rows.iter().filter(|r| r.email.is_empty()).count();
+        if no_address > 0 {
+            eprintln!(
+                "{no_address} suppressed lead(s) known by SmartLead id only, without an address: \
+                 not in the CSV (see --json)"
+            );
+        }
         print!("{}", csv(&rows));
     } else if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -78,6 +89,7 @@ fn row(item: &HashMap<String, AttributeValue>) -> Suppressed {
     reasons.sort();
     Suppressed {
         email: s("lead_email"),
+        lead: s("pk").trim_start_matches("LEAD#").to_owned(),
         reason: s("reason"),
         reasons,
         campaign_id: s("campaign_id"),
@@ -85,25 +97,31 @@ fn row(item: &HashMap<String, AttributeValue>) -> Suppressed {
     }
 }
 
-/// One line per address, newest first.
+/// One line per lead, newest first (control characters shown escaped).
 pub fn render(rows: &[Suppressed]) -> String {
-    let mut out = format!("{} suppressed address(es)\n", rows.len());
+    let mut out = format!("{} suppressed lead(s)\n", rows.len());
     for r in rows {
+        let who = if r.email.is_empty() {
+            &r.lead
+        } else {
+            &r.email
+        };
         out.push_str(&format!(
             "  {}  {}  {}  campaign {}\n",
             r.suppressed_at,
-            r.email,
+            who.escape_debug(),
             r.reasons.join("+"),
-            r.campaign_id
+            r.campaign_id.escape_debug()
         ));
     }
     out
 }
 
-/// RFC 4180, with a header row; `reasons` joined by `;`.
+/// RFC 4180, with a header row; `reasons` joined by `;`. Only leads with
+/// an address: a row without one suppresses nothing where it is imported.
 pub fn csv(rows: &[Suppressed]) -> String {
     let mut out = String::from("email,reason,reasons,campaign_id,suppressed_at\r\n");
-    for r in rows {
+    for r in rows.iter().filter(|r| !r.email.is_empty()) {
         let fields = [
             r.email.as_str(),
             &r.reason,
@@ -118,12 +136,14 @@ pub fn csv(rows: &[Suppressed]) -> String {
     out
 }
 
-/// A CSV cell: quoted when it holds a comma, quote or line break; a
-/// leading `=`, `+`, `-`, `@`, tab or CR gets a `'` first, so a
-/// spreadsheet opening the export runs no formula from a hostile address
-/// (https://owasp.org/www-community/attacks/CSV_Injection).
+/// A CSV cell: quoted when it holds a comma, quote or line break. A
+/// leading `=`, `@`, tab or CR gets a `'` first, so a spreadsheet opening
+/// the export runs no formula from a hostile address
+/// (https://owasp.org/www-community/attacks/CSV_Injection); no real
+/// address starts so. `+` and `-` do start real addresses (`-bob@x.com`)
+/// and stay: an import must suppress the address itself.
 fn cell(f: &str) -> String {
-    let f = if f.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    let f = if f.starts_with(['=', '@', '\t', '\r']) {
         format!("'{f}")
     } else {
         f.to_owned()
@@ -142,6 +162,7 @@ mod tests {
     fn r(email: &str) -> Suppressed {
         Suppressed {
             email: email.into(),
+            lead: email.into(),
             reason: "bounce".into(),
             reasons: vec!["bounce".into(), "unsubscribe".into()],
             campaign_id: "123".into(),
@@ -168,5 +189,18 @@ mod tests {
         );
         let out = csv(&[r("=1+2@x.example")]);
         assert!(out.lines().nth(1).unwrap().starts_with("'=1+2@x.example,"));
+        // A real address that starts with `-` or `+` is exported as it is.
+        let out = csv(&[r("-bob@x.example"), r("+al@x.example")]);
+        let rows: Vec<&str> = out.lines().skip(1).collect();
+        assert!(rows[0].starts_with("-bob@x.example,"), "{out}");
+        assert!(rows[1].starts_with("+al@x.example,"), "{out}");
+    }
+
+    #[test]
+    fn a_lead_known_by_id_alone_is_listed_but_not_exported() {
+        let mut by_id = r("");
+        by_id.lead = "id:1482956".into();
+        assert_eq!(csv(&[by_id.clone()]).lines().count(), 1, "the header only");
+        assert!(render(&[by_id]).contains("  id:1482956  bounce+unsubscribe"));
     }
 }

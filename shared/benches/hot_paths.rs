@@ -58,8 +58,8 @@ fn ingest(c: &mut Criterion) {
         blobs: Some(test_support::NoBlobs),
         metrics: Metrics::disabled(),
     };
-    // No timer: the ingest sets none (a timer driver would add its own
-    // cost to every `block_on` below).
+    // No timer: the ingest's handler sets none (a timer driver would add
+    // its own cost to every `block_on` below).
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

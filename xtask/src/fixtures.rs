@@ -1,6 +1,6 @@
 //! Generates `events/api/` and `events/sqs/` from `events/payloads/`.
 //!
-//! `cargo xtask fixtures` writes them; `cargo xtask fixtures --check` fails
+//! `cargo run -p xtask -- fixtures` writes them; `... fixtures --check` fails
 //! when a committed file differs from what would be generated (the test
 //! suite runs the same comparison).
 
