@@ -771,17 +771,33 @@ async fn local_table() -> smartlead::aws_sdk_dynamodb::Client {
 
 /// Applies fixture events (events/payloads) to a table as the consumer does.
 async fn apply_fixtures(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str, names: &[&str]) {
+    let bodies: Vec<(String, Value)> = names
+        .iter()
+        .map(|n| {
+            let body = test_support::fixture("payloads", n.trim_end_matches(".json"));
+            (format!("m-{n}"), serde_json::from_str(&body).unwrap())
+        })
+        .collect();
+    apply_bodies(ddb, table, &bodies).await
+}
+
+/// Applies event bodies, each with its message id, to a table as the
+/// consumer does.
+async fn apply_bodies(
+    ddb: &smartlead::aws_sdk_dynamodb::Client,
+    table: &str,
+    bodies: &[(String, Value)],
+) {
     use smartlead::app::store::Dedup;
     let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), table);
-    for n in names {
-        let body = test_support::fixture("payloads", n.trim_end_matches(".json"));
-        let ev = smartlead::SmartleadEvent::from_slice(body.as_bytes()).unwrap();
+    for (id, b) in bodies {
+        let ev = smartlead::SmartleadEvent::from_value(b.clone()).unwrap();
         let plan = smartlead::domain::plan::plan(
             &ev,
             smartlead::domain::time::EventTime::now(),
             &smartlead::domain::plan::ScoreWeights::default(),
         );
-        store.apply(&plan, &format!("m-{n}")).await.unwrap();
+        store.apply(&plan, id).await.unwrap();
     }
 }
 
@@ -1766,21 +1782,6 @@ async fn reconcile_reports_gaps_as_a_table_and_queues_their_backfills() {
     assert_eq!(v["gaps"][0]["event_type"], "EMAIL_SENT");
 }
 
-/// Applies event bodies to a table as the consumer does.
-async fn apply_bodies(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str, bodies: &[Value]) {
-    use smartlead::app::store::Dedup;
-    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), table);
-    for (i, b) in bodies.iter().enumerate() {
-        let ev = smartlead::SmartleadEvent::from_value(b.clone()).unwrap();
-        let plan = smartlead::domain::plan::plan(
-            &ev,
-            smartlead::domain::time::EventTime::now(),
-            &smartlead::domain::plan::ScoreWeights::default(),
-        );
-        store.apply(&plan, &format!("body-{i}")).await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn suppression_lists_suppressed_addresses_newest_first_from_the_index() {
     let ddb = local_table().await;
@@ -1794,18 +1795,19 @@ async fn suppression_lists_suppressed_addresses_newest_first_from_the_index() {
     };
     let open = json!({"event_type": "EMAIL_OPEN", "to_email": "c@supp-list.example",
                       "campaign_id": 7, "time_opened": "2025-03-01T12:00:00Z"});
-    apply_bodies(
-        &ddb,
-        smartlead::local_stack::TABLE,
-        &[
-            bounce("a@supp-list.example", 7, "2025-03-01T10:00:00Z"),
-            unsub("b@supp-list.example", 8, "2025-03-02T10:00:00Z"),
-            // A second reason, later: a's first suppression stays the bounce.
-            unsub("a@supp-list.example", 8, "2025-03-03T10:00:00Z"),
-            open,
-        ],
-    )
-    .await;
+    let bodies = [
+        bounce("a@supp-list.example", 7, "2025-03-01T10:00:00Z"),
+        unsub("b@supp-list.example", 8, "2025-03-02T10:00:00Z"),
+        // A second reason, later: a's first suppression stays the bounce.
+        unsub("a@supp-list.example", 8, "2025-03-03T10:00:00Z"),
+        open,
+    ];
+    let bodies: Vec<(String, Value)> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| (format!("supp-{i}"), b))
+        .collect();
+    apply_bodies(&ddb, smartlead::local_stack::TABLE, &bodies).await;
     let port = port_of(&dynamodb().endpoint());
     let run = |extra: &[&str]| {
         let mut a = vec!["suppression", "--local", "--dynamodb-port", &port];
