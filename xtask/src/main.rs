@@ -70,6 +70,20 @@ enum Cmd {
     /// writes) lost, doubled and delivered against expected, the lags and
     /// the most calls a second or minute (run it with --release).
     Load(load::Args),
+    /// Write a campaign book of --leads leads over --campaigns campaigns
+    /// into DynamoDB Local (started for it) through the consumer's store,
+    /// then time the tools' reads on it; prints a BENCHMARKS.md row.
+    Scale {
+        #[arg(long, default_value_t = 100_000)]
+        leads: usize,
+        #[arg(long, default_value_t = 20)]
+        campaigns: usize,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// Events written at once.
+        #[arg(long, default_value_t = 32)]
+        parallel: usize,
+    },
     /// Show a lead's state, queue and DLQ depths and recent rejected events
     /// of the running local stack.
     Show {
@@ -131,6 +145,26 @@ fn main() -> Result<()> {
             rt.block_on(pipeline::run(&workspace_root(), ports, options, flags))
         }
         Cmd::Load(args) => load::run(&workspace_root(), args),
+        Cmd::Scale {
+            leads,
+            campaigns,
+            seed,
+            parallel,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let store = test_support::store::fresh_store().await;
+                let book = xtask::scale::Book {
+                    leads,
+                    campaigns,
+                    seed,
+                };
+                let f = xtask::scale::run(&store, book, parallel).await?;
+                print!("{}", xtask::scale::markdown(&f));
+                println!("{}", serde_json::to_string(&f)?);
+                Ok(())
+            })
+        }
         Cmd::Show {
             email,
             dynamodb_port,

@@ -8,11 +8,10 @@
 //! test); [`create_table`](super::create_table) creates them for tests and
 //! the local stack.
 
-use super::store::all_pages;
 use super::{store_error, DynamoStore};
 use crate::app::store::StoreError;
 use crate::domain::time::EventTime;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 use std::collections::HashMap;
 
 /// One index: its name, keys (strings) and the attributes it projects
@@ -37,7 +36,10 @@ pub const SUPPRESSED: Index = Index {
     projected: &["lead_email", "reason", "campaign_id", "flags"],
 };
 
-/// The indexes, as template.yaml declares them.
+/// The indexes, as template.yaml declares them. CloudFormation creates or
+/// deletes at most one per stack update (DynamoDB's `UpdateTable`): an
+/// index added to this list is a release of its own for deployed stacks
+/// (docs/operating.md, "Upgrades before 1.0").
 pub const INDEXES: &[Index] = &[SUPPRESSED];
 
 /// The sort key every suppression item has (the index's one partition).
@@ -94,32 +96,57 @@ impl DynamoStore {
     /// `since` (all of them with `None`): one `Query` of the index, every
     /// page. Eventually consistent, as every index read is.
     pub async fn suppressed(&self, since: Option<EventTime>) -> Result<Vec<Item>, StoreError> {
-        let i = SUPPRESSED;
+        Ok(self.suppressed_counted(since).await?.0)
+    }
+
+    /// [`Self::suppressed`] and the read units its pages consumed.
+    pub async fn suppressed_counted(
+        &self,
+        since: Option<EventTime>,
+    ) -> Result<(Vec<Item>, f64), StoreError> {
+        self.index_partition(SUPPRESSED, SUPPRESSION_SK, since)
+            .await
+    }
+
+    /// One partition of index `i` (hash `h`), its range at or after
+    /// `since`, newest first, every page; and the read units consumed.
+    async fn index_partition(
+        &self,
+        i: Index,
+        h: &str,
+        since: Option<EventTime>,
+    ) -> Result<(Vec<Item>, f64), StoreError> {
         // DynamoDB refuses an empty string in a key condition: no bound, no clause.
         let since = since.map(|t| t.to_string());
-        all_pages(|start| {
-            let since = since.clone();
-            async move {
-                let mut q = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(i.name)
-                    .expression_attribute_names("#h", i.hash)
-                    .expression_attribute_values(":h", AttributeValue::S(SUPPRESSION_SK.into()))
-                    .scan_index_forward(false)
-                    .set_exclusive_start_key(start);
-                q = match since {
-                    Some(t) => q
-                        .key_condition_expression("#h = :h AND #r >= :since")
-                        .expression_attribute_names("#r", i.range)
-                        .expression_attribute_values(":since", AttributeValue::S(t)),
-                    None => q.key_condition_expression("#h = :h"),
-                };
-                let r = q.send().await.map_err(|e| store_error("Query", e))?;
-                Ok((r.items.unwrap_or_default(), r.last_evaluated_key))
+        let (mut items, mut units, mut start) = (Vec::new(), 0.0, None);
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(i.name)
+                .expression_attribute_names("#h", i.hash)
+                .expression_attribute_values(":h", AttributeValue::S(h.to_owned()))
+                .scan_index_forward(false)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_exclusive_start_key(start);
+            q = match &since {
+                Some(t) => q
+                    .key_condition_expression("#h = :h AND #r >= :since")
+                    .expression_attribute_names("#r", i.range)
+                    .expression_attribute_values(":since", AttributeValue::S(t.clone())),
+                None => q.key_condition_expression("#h = :h"),
+            };
+            let r = q.send().await.map_err(|e| store_error("Query", e))?;
+            units += r
+                .consumed_capacity
+                .and_then(|c| c.capacity_units)
+                .unwrap_or(0.0);
+            items.extend(r.items.unwrap_or_default());
+            start = r.last_evaluated_key;
+            if start.is_none() {
+                return Ok((items, units));
             }
-        })
-        .await
+        }
     }
 }

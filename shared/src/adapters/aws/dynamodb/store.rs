@@ -155,7 +155,7 @@ type Item = HashMap<String, AttributeValue>;
 
 /// Every page of a `Scan` or `Query`: `page(start)` reads one from `start`
 /// and returns its items and where the next begins.
-pub(super) async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, StoreError>
+async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, StoreError>
 where
     F: FnMut(Option<Item>) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), StoreError>>,
@@ -202,12 +202,15 @@ pub async fn create_table(
         .attribute_definitions(attr("sk")?)
         .key_schema(ks("pk", KeyType::Hash)?)
         .key_schema(ks("sk", KeyType::Range)?);
+    let keys: std::collections::BTreeSet<&str> = super::index::INDEXES
+        .iter()
+        .flat_map(|i| [i.hash, i.range])
+        .filter(|a| *a != "pk" && *a != "sk")
+        .collect();
+    for a in keys {
+        create = create.attribute_definitions(attr(a)?);
+    }
     for i in super::index::INDEXES {
-        for a in [i.hash, i.range] {
-            if a != "pk" && a != "sk" {
-                create = create.attribute_definitions(attr(a)?);
-            }
-        }
         let projection = Projection::builder()
             .projection_type(ProjectionType::Include)
             .set_non_key_attributes(Some(i.projected.iter().map(|a| (*a).to_owned()).collect()))
