@@ -1,9 +1,17 @@
 //! The docs' promises: the README is one page (at most 200 lines), and
-//! every relative link in it and in `docs/`, ARCHITECTURE.md and
-//! BENCHMARKS.md names a file that exists and, with `#`, a heading there
-//! (GitHub's anchors: lower case, punctuation dropped, spaces to `-`).
+//! every relative link in the top-level pages and under `docs/` names a
+//! file that exists and, with `#`, a heading there. Markdown is read by
+//! pulldown-cmark (code blocks, inline code and reference links as GitHub
+//! reads them); anchors follow GitHub's rule: lower case, punctuation
+//! dropped, spaces to `-`, a repeated heading's anchor suffixed `-1`, `-2`.
 
-use std::path::Path;
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn parser(md: &str) -> Parser<'_> {
+    Parser::new_ext(md, Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES)
+}
 
 fn anchor(heading: &str) -> String {
     heading
@@ -15,19 +23,90 @@ fn anchor(heading: &str) -> String {
         .collect()
 }
 
+/// A page's heading anchors, repeats suffixed as GitHub does.
 fn anchors(md: &str) -> Vec<String> {
-    md.lines()
-        .filter_map(|l| l.strip_prefix('#'))
-        .map(|h| anchor(h.trim_start_matches('#')))
+    let (mut out, mut seen) = (Vec::new(), HashMap::<String, usize>::new());
+    let mut heading: Option<String> = None;
+    for ev in parser(md) {
+        match ev {
+            Event::Start(Tag::Heading { .. }) => heading = Some(String::new()),
+            Event::Text(t) | Event::Code(t) => {
+                if let Some(h) = heading.as_mut() {
+                    h.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::Heading(_)) => {
+                let a = anchor(&heading.take().unwrap_or_default());
+                let n = seen.entry(a.clone()).or_insert(0);
+                out.push(if *n == 0 {
+                    a.clone()
+                } else {
+                    format!("{a}-{n}")
+                });
+                *n += 1;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The targets of a page's links and images (inline and reference).
+fn links(md: &str) -> Vec<String> {
+    parser(md)
+        .filter_map(|ev| match ev {
+            Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => {
+                Some(dest_url.to_string())
+            }
+            _ => None,
+        })
         .collect()
 }
 
-/// The targets of `](...)` links in `md`.
-fn links(md: &str) -> Vec<&str> {
-    md.split("](")
-        .skip(1)
-        .filter_map(|rest| rest.split([')', ' ']).next())
-        .collect()
+/// The pages: the top-level `.md` files and every one under `docs/`.
+fn pages(root: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "md") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root)
+        .expect("root")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    walk(&root.join("docs"), &mut out);
+    out
+}
+
+/// Whether `link` on `page` resolves (external links are not fetched).
+fn resolves(root: &Path, page: &Path, link: &str) -> bool {
+    if link.contains("://") || link.starts_with("mailto:") {
+        return true;
+    }
+    let (path, frag) = link.split_once('#').unwrap_or((link, ""));
+    let path = path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .replace("%20", " ");
+    let target = match path.strip_prefix('/') {
+        _ if path.is_empty() => page.to_path_buf(),
+        Some(from_root) => root.join(from_root),
+        None => page.parent().unwrap_or(root).join(&path),
+    };
+    let md = target.extension().is_some_and(|x| x == "md");
+    target.exists()
+        && (frag.is_empty()
+            || !md
+            || std::fs::read_to_string(&target)
+                .is_ok_and(|t| anchors(&t).iter().any(|a| a == frag)))
 }
 
 #[test]
@@ -35,39 +114,13 @@ fn the_readme_is_one_page_and_every_relative_link_resolves() {
     let root = test_support::root();
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     assert!(readme.lines().count() <= 200, "README.md over 200 lines");
-    let mut pages = vec![
-        root.join("README.md"),
-        root.join("ARCHITECTURE.md"),
-        root.join("BENCHMARKS.md"),
-    ];
-    for e in std::fs::read_dir(root.join("docs"))
-        .expect("docs/")
-        .flatten()
-    {
-        if e.path().extension().is_some_and(|x| x == "md") {
-            pages.push(e.path());
-        }
-    }
+    let pages = pages(&root);
+    assert!(pages.len() > 5, "{pages:?}");
     let mut broken = Vec::new();
     for page in &pages {
         let md = std::fs::read_to_string(page).expect("page");
-        let dir = page.parent().unwrap_or(Path::new("."));
         for link in links(&md) {
-            if link.contains("://") || link.starts_with("mailto:") {
-                continue;
-            }
-            let (file, frag) = link.split_once('#').unwrap_or((link, ""));
-            let target = if file.is_empty() {
-                page.clone()
-            } else {
-                dir.join(file)
-            };
-            let ok = target.exists()
-                && (frag.is_empty()
-                    || target.extension().is_none_or(|x| x != "md")
-                    || std::fs::read_to_string(&target)
-                        .is_ok_and(|t| anchors(&t).iter().any(|a| a == frag)));
-            if !ok {
+            if !resolves(&root, page, &link) {
                 broken.push(format!("{}: {link}", page.display()));
             }
         }
@@ -76,14 +129,12 @@ fn the_readme_is_one_page_and_every_relative_link_resolves() {
 }
 
 #[test]
-fn anchors_follow_github_s_rule() {
+fn anchors_and_links_are_read_as_github_reads_them() {
+    let md = "# State: one write\n\n```sh\n# not a heading\n```\n\n## `status` (v2) & more\n\n\
+              ## Repeat\n\n## Repeat\n\nSee [a](docs/a.md#x), `[no](code.md)` and [r][ref].\n\n[ref]: b.md\n";
     assert_eq!(
-        anchor(" State: one conditional write per item"),
-        "state-one-conditional-write-per-item"
+        anchors(md),
+        ["state-one-write", "status-v2--more", "repeat", "repeat-1"]
     );
-    assert_eq!(anchor("`smartlead status` (v2)"), "smartlead-status-v2");
-    assert_eq!(
-        links("see [a](docs/a.md#x) and [b](https://b)"),
-        ["docs/a.md#x", "https://b"]
-    );
+    assert_eq!(links(md), ["docs/a.md#x", "b.md"]);
 }

@@ -72,12 +72,13 @@ enum Cmd {
     Load(load::Args),
     /// Write a campaign book of --leads leads over --campaigns campaigns
     /// into DynamoDB Local (started for it) through the consumer's store,
-    /// then time the tools' reads on it; prints a BENCHMARKS.md row.
+    /// then time the tools' reads on it; prints a BENCHMARKS.md table and
+    /// the figures as JSON.
     Scale {
         #[arg(long, default_value_t = 100_000)]
         leads: usize,
-        #[arg(long, default_value_t = 20)]
-        campaigns: usize,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
+        campaigns: u16,
         #[arg(long, default_value_t = 2026)]
         seed: u64,
         /// Events written at once.
@@ -156,7 +157,7 @@ fn main() -> Result<()> {
                 let store = test_support::store::fresh_store().await;
                 let book = xtask::scale::Book {
                     leads,
-                    campaigns,
+                    campaigns: campaigns.into(),
                     seed,
                 };
                 let f = xtask::scale::run(&store, book, parallel).await?;

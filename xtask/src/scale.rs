@@ -1,10 +1,12 @@
 //! `xtask scale`: a campaign book at scale in DynamoDB Local, and what the
 //! tools' reads cost on it. Leads are spread over campaigns unevenly (the
-//! `c`-th campaign gets a share in proportion to 1/(c+1): the largest
-//! holds about a quarter of them); every lead is sent step 1, then, by a
-//! seeded draw, opens (40 %), clicks (5 %), replies (3 %), bounces (2 %)
-//! or unsubscribes (1 %). Events go through the consumer's plan and store,
-//! as a delivery would. The same seed gives the same book.
+//! `c`-th campaign gets a share in proportion to 1/(c+1): 28 % in the
+//! largest of 20); every lead is sent step 1, then, by one seeded draw,
+//! bounces (2 %), unsubscribes (1 %) or opens (40 %), and of those who
+//! open some click (5 % of all) and fewer reply (3 %, all of them
+//! clickers). Events go through the consumer's plan and store (its state
+//! writes; no fan-out mark, no first-seen record). Units are as DynamoDB
+//! Local reports them. The same seed gives the same book.
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -26,6 +28,8 @@ pub struct Figures {
     pub leads: usize,
     pub campaigns: usize,
     pub events: usize,
+    /// Events the store applied (the others were taken for duplicates).
+    pub applied: usize,
     pub largest_campaign_leads: usize,
     pub write_seconds: f64,
     /// DynamoDB's consumed write units, indexes included.
@@ -58,7 +62,12 @@ fn campaign_of(u: f64, campaigns: usize) -> usize {
 }
 
 /// Every event of the book, lead by lead: (lead's campaign, events).
+/// At least one campaign.
 pub fn events(b: Book) -> Vec<(usize, Vec<Value>)> {
+    let b = Book {
+        campaigns: b.campaigns.max(1),
+        ..b
+    };
     let mut state = b.seed.max(1);
     let t = |min: u64| {
         format!(
@@ -104,24 +113,30 @@ pub fn events(b: Book) -> Vec<(usize, Vec<Value>)> {
 /// as the tools do.
 pub async fn run(store: &DynamoStore, b: Book, parallel: usize) -> Result<Figures> {
     let book = events(b);
-    let mut per_campaign = vec![0usize; b.campaigns + 1];
+    let mut per_campaign = vec![0usize; b.campaigns.max(1) + 1];
     for (c, _) in &book {
         per_campaign[*c] += 1;
     }
     let bodies: Vec<Value> = book.into_iter().flat_map(|(_, e)| e).collect();
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
-    let (mut units, mut events) = (0.0, 0);
+    let (mut units, mut events, mut applied) = (0.0, 0, 0);
+    let mut tally = |r: Option<f64>| {
+        if let Some(u) = r {
+            units += u;
+            applied += 1;
+        }
+    };
     for (i, body) in bodies.into_iter().enumerate() {
         if set.len() >= parallel.max(1) {
-            units += set.join_next().await.expect("a task")??;
+            tally(set.join_next().await.expect("a task")??);
         }
         let store = store.clone();
         set.spawn(async move { apply(&store, body, i).await });
         events += 1;
     }
     while let Some(r) = set.join_next().await {
-        units += r??;
+        tally(r??);
     }
     let write_seconds = started.elapsed().as_secs_f64();
     let t = Instant::now();
@@ -130,6 +145,7 @@ pub async fn run(store: &DynamoStore, b: Book, parallel: usize) -> Result<Figure
         leads: b.leads,
         campaigns: b.campaigns,
         events,
+        applied,
         largest_campaign_leads: per_campaign.into_iter().max().unwrap_or(0),
         write_seconds,
         write_units: units,
@@ -139,7 +155,8 @@ pub async fn run(store: &DynamoStore, b: Book, parallel: usize) -> Result<Figure
     })
 }
 
-async fn apply(store: &DynamoStore, body: Value, i: usize) -> Result<f64> {
+/// One event applied: its write units, `None` if taken for a duplicate.
+async fn apply(store: &DynamoStore, body: Value, i: usize) -> Result<Option<f64>> {
     let ev = smartlead::SmartleadEvent::from_value(body)?;
     let plan = smartlead::domain::plan::plan(
         &ev,
@@ -147,8 +164,8 @@ async fn apply(store: &DynamoStore, body: Value, i: usize) -> Result<f64> {
         &smartlead::domain::plan::ScoreWeights::default(),
     );
     Ok(match store.apply(&plan, &format!("scale-{i}")).await? {
-        ApplyOutcome::Applied { write_units, .. } => write_units,
-        _ => 0.0,
+        ApplyOutcome::Applied { write_units, .. } => Some(write_units),
+        _ => None,
     })
 }
 
