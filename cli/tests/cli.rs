@@ -788,16 +788,11 @@ async fn apply_bodies(
     table: &str,
     bodies: &[(String, Value)],
 ) {
-    use smartlead::app::store::Dedup;
     let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), table);
     for (id, b) in bodies {
-        let ev = smartlead::SmartleadEvent::from_value(b.clone()).unwrap();
-        let plan = smartlead::domain::plan::plan(
-            &ev,
-            smartlead::domain::time::EventTime::now(),
-            &smartlead::domain::plan::ScoreWeights::default(),
-        );
-        store.apply(&plan, id).await.unwrap();
+        test_support::store::apply_body(&store, b.clone(), id)
+            .await
+            .unwrap();
     }
 }
 
@@ -976,7 +971,7 @@ async fn records_lists_each_kind_over_its_days_and_shards_in_time_order() {
 
 /// A REJECTED record and an event that names no lead (UNATTRIBUTED), now.
 async fn rejected_and_unattributed(ddb: &smartlead::aws_sdk_dynamodb::Client, table: &str) {
-    use smartlead::app::store::{Dedup, RejectSink};
+    use smartlead::app::store::RejectSink;
     let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), table);
     let now = smartlead::domain::time::EventTime::now().to_string();
     store
@@ -990,16 +985,10 @@ async fn rejected_and_unattributed(ddb: &smartlead::aws_sdk_dynamodb::Client, ta
         })
         .await
         .unwrap();
-    let ev = smartlead::SmartleadEvent::from_value(json!({
-        "event_type": "EMAIL_OPEN", "campaign_id": 7, "stats_id": "no-lead-1"
-    }))
-    .unwrap();
-    let plan = smartlead::domain::plan::plan(
-        &ev,
-        smartlead::domain::time::EventTime::now(),
-        &smartlead::domain::plan::ScoreWeights::default(),
-    );
-    store.apply(&plan, "m-unattributed-1").await.unwrap();
+    let body = json!({"event_type": "EMAIL_OPEN", "campaign_id": 7, "stats_id": "no-lead-1"});
+    test_support::store::apply_body(&store, body, "m-unattributed-1")
+        .await
+        .unwrap();
 }
 
 /// A stack's DLQ alarm, declared as template.yaml declares it (no name:

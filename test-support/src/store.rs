@@ -93,6 +93,23 @@ pub async fn fresh_store() -> DynamoStore {
     store_at(&dynamodb().endpoint(), &unique("state")).await
 }
 
+/// One event body applied to `store` as the consumer's store step does
+/// (planned now, with the default score weights), under `message_id`.
+pub async fn apply_body(
+    store: &DynamoStore,
+    body: serde_json::Value,
+    message_id: &str,
+) -> Result<smartlead::app::store::ApplyOutcome, Box<dyn std::error::Error + Send + Sync>> {
+    use smartlead::app::store::Dedup;
+    let ev = smartlead::SmartleadEvent::from_value(body)?;
+    let plan = smartlead::domain::plan::plan(
+        &ev,
+        smartlead::domain::time::EventTime::now(),
+        &smartlead::domain::plan::ScoreWeights::default(),
+    );
+    Ok(store.apply(&plan, message_id).await?)
+}
+
 /// The consumer the tests run: on DynamoDB, with S3 for claim checks, and
 /// an effects queue in moto. It takes SQS events as the function does,
 /// through the consumer function's framing (`smartlead_consumer`). Its

@@ -11,7 +11,7 @@
 use anyhow::Result;
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::DynamoStore;
-use smartlead::app::store::{ApplyOutcome, Dedup};
+use smartlead::app::store::ApplyOutcome;
 use std::time::Instant;
 
 /// What a book of leads is.
@@ -157,13 +157,10 @@ pub async fn run(store: &DynamoStore, b: Book, parallel: usize) -> Result<Figure
 
 /// One event applied: its write units, `None` if taken for a duplicate.
 async fn apply(store: &DynamoStore, body: Value, i: usize) -> Result<Option<f64>> {
-    let ev = smartlead::SmartleadEvent::from_value(body)?;
-    let plan = smartlead::domain::plan::plan(
-        &ev,
-        smartlead::domain::time::EventTime::now(),
-        &smartlead::domain::plan::ScoreWeights::default(),
-    );
-    Ok(match store.apply(&plan, &format!("scale-{i}")).await? {
+    let outcome = test_support::store::apply_body(store, body, &format!("scale-{i}"))
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(match outcome {
         ApplyOutcome::Applied { write_units, .. } => Some(write_units),
         _ => None,
     })

@@ -8,6 +8,7 @@
 //! test); [`create_table`](super::create_table) creates them for tests and
 //! the local stack.
 
+use super::store::all_pages;
 use super::{store_error, DynamoStore};
 use crate::app::store::StoreError;
 use crate::domain::time::EventTime;
@@ -118,35 +119,34 @@ impl DynamoStore {
     ) -> Result<(Vec<Item>, f64), StoreError> {
         // DynamoDB refuses an empty string in a key condition: no bound, no clause.
         let since = since.map(|t| t.to_string());
-        let (mut items, mut units, mut start) = (Vec::new(), 0.0, None);
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(i.name)
-                .expression_attribute_names("#h", i.hash)
-                .expression_attribute_values(":h", AttributeValue::S(h.to_owned()))
-                .scan_index_forward(false)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .set_exclusive_start_key(start);
-            q = match &since {
-                Some(t) => q
-                    .key_condition_expression("#h = :h AND #r >= :since")
-                    .expression_attribute_names("#r", i.range)
-                    .expression_attribute_values(":since", AttributeValue::S(t.clone())),
-                None => q.key_condition_expression("#h = :h"),
-            };
-            let r = q.send().await.map_err(|e| store_error("Query", e))?;
-            units += r
-                .consumed_capacity
-                .and_then(|c| c.capacity_units)
-                .unwrap_or(0.0);
-            items.extend(r.items.unwrap_or_default());
-            start = r.last_evaluated_key;
-            if start.is_none() {
-                return Ok((items, units));
+        let units = std::cell::Cell::new(0.0);
+        let items = all_pages(|start| {
+            let (since, units) = (since.clone(), &units);
+            async move {
+                let mut q = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(i.name)
+                    .expression_attribute_names("#h", i.hash)
+                    .expression_attribute_values(":h", AttributeValue::S(h.to_owned()))
+                    .scan_index_forward(false)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .set_exclusive_start_key(start);
+                q = match since {
+                    Some(t) => q
+                        .key_condition_expression("#h = :h AND #r >= :since")
+                        .expression_attribute_names("#r", i.range)
+                        .expression_attribute_values(":since", AttributeValue::S(t)),
+                    None => q.key_condition_expression("#h = :h"),
+                };
+                let r = q.send().await.map_err(|e| store_error("Query", e))?;
+                let page = r.consumed_capacity.and_then(|c| c.capacity_units);
+                units.set(units.get() + page.unwrap_or(0.0));
+                Ok((r.items.unwrap_or_default(), r.last_evaluated_key))
             }
-        }
+        })
+        .await?;
+        Ok((items, units.get()))
     }
 }

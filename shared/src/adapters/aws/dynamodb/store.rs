@@ -155,7 +155,7 @@ type Item = HashMap<String, AttributeValue>;
 
 /// Every page of a `Scan` or `Query`: `page(start)` reads one from `start`
 /// and returns its items and where the next begins.
-async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, StoreError>
+pub(super) async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Item>, StoreError>
 where
     F: FnMut(Option<Item>) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), StoreError>>,
@@ -173,7 +173,8 @@ where
 }
 
 /// Creates the state table as template.yaml declares it (pk/sk strings,
-/// on-demand, the [`INDEXES`](super::index::INDEXES)) and turns on TTL. For tests and the local stack.
+/// on-demand, the [`INDEXES`](super::index::INDEXES)) and turns on TTL.
+/// For tests and the local stack.
 pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
