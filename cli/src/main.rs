@@ -7,7 +7,9 @@
 //! - `reconcile`: SmartLead's statistics against the state, gaps backfilled;
 //! - `lead`, `status`, `doctor`, `tail`: a lead's items, the pipeline's health,
 //!   SmartLead's webhooks against the stack, the functions' logs;
-//! - `records`, `suppression`: the records kept whole, the suppressed addresses.
+//! - `records`, `suppression`: the records kept whole, the suppressed addresses;
+//! - `leads`, `campaign`, `accounts`: a campaign's leads by status, its
+//!   funnel (text, JSON or an HTML page), the sending accounts' health.
 //!
 //! The SmartLead API key comes from `SMARTLEAD_API_KEY` or an SSM parameter
 //! (`--api-key-param`), never from a flag that would land in shell history.
@@ -18,16 +20,20 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
+mod accounts;
 mod api;
 mod aws;
+mod campaign;
 mod doctor;
 mod flags;
+mod lists;
 mod ops;
 mod reconcile;
 mod records;
 mod redrive;
 mod register;
 mod replay;
+mod report;
 mod scope;
 mod secret;
 mod status;
@@ -261,6 +267,25 @@ enum Cmd {
     ///
     /// Example: `smartlead suppression --since 7d --csv > suppressed.csv`.
     Suppression(suppression::SuppressionArgs),
+    /// List a campaign's leads in one status, newest first, with the
+    /// time, the deepest step sent, the category and the reply's preview.
+    ///
+    /// Reads the status's index (or the suppression list, for bounced and
+    /// unsubscribed) and one BatchGetItem for the page shown; no Scan.
+    ///
+    /// Example: `smartlead leads --campaign 42 --status replied --since 7d --csv`.
+    Leads(lists::LeadsArgs),
+    /// Show a campaign's funnel: leads per status, per day, replies per
+    /// step, categories and the newest replies; `--html` writes it as one
+    /// self-contained page (charts and a table; opens offline).
+    ///
+    /// Example: `smartlead campaign 42 --since 30d --html report.html`.
+    Campaign(campaign::CampaignArgs),
+    /// List the sending accounts that disconnected (since when, the last
+    /// error, how often) and the campaigns over the bounce threshold.
+    ///
+    /// Example: `smartlead accounts --json`.
+    Accounts(accounts::AccountsArgs),
 }
 
 #[derive(Args)]
@@ -447,6 +472,9 @@ async fn run(cli: Cli) -> Result<()> {
         } => ops::lead(&stack, &email, json, events.then_some(days.max(1))).await?,
         Cmd::Records(a) => records::records(&a).await?,
         Cmd::Suppression(a) => suppression::suppression(&a).await?,
+        Cmd::Leads(a) => lists::leads(&a).await?,
+        Cmd::Campaign(a) => campaign::campaign(&a).await?,
+        Cmd::Accounts(a) => accounts::accounts(&a).await?,
         Cmd::Status { json, stack } => {
             if status::status(&stack, json).await? {
                 std::process::exit(2);

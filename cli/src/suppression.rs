@@ -7,7 +7,6 @@ use crate::ops::{Stack, StackArgs};
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
-use smartlead::domain::time::EventTime;
 use std::collections::HashMap;
 
 #[derive(clap::Args)]
@@ -44,12 +43,9 @@ pub struct Suppressed {
 
 /// `smartlead suppression`.
 pub async fn suppression(a: &SuppressionArgs) -> Result<()> {
-    let since = match &a.since {
-        Some(s) => Some(crate::reconcile::since(s, EventTime::now())?),
-        None => None,
-    };
+    let since = crate::lists::since(a.since.as_deref())?;
     let stack = Stack::resolve(&a.stack).await?;
-    let items = stack.store().suppressed(since).await.map_err(|e| {
+    let (items, units) = stack.store().suppressed_counted(since).await.map_err(|e| {
         anyhow!(
             "reading the suppressed index of table {} (a stack deployed before the index has none; \
              a new index answers once DynamoDB has built it): {e}",
@@ -71,6 +67,7 @@ pub async fn suppression(a: &SuppressionArgs) -> Result<()> {
     } else {
         print!("{}", render(&rows));
     }
+    crate::lists::read_units(units);
     Ok(())
 }
 
@@ -123,13 +120,14 @@ pub fn csv(rows: &[Suppressed]) -> String {
     let mut out = String::from("email,reason,reasons,campaign_id,suppressed_at\r\n");
     for r in rows.iter().filter(|r| !r.email.is_empty()) {
         let fields = [
-            r.email.as_str(),
             &r.reason,
             &r.reasons.join(";"),
             &r.campaign_id,
             &r.suppressed_at,
         ];
-        let line: Vec<String> = fields.iter().map(|f| cell(f)).collect();
+        let line: Vec<String> = std::iter::once(cell(&r.email))
+            .chain(fields.iter().map(|f| text_cell(f)))
+            .collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");
     }
@@ -142,8 +140,19 @@ pub fn csv(rows: &[Suppressed]) -> String {
 /// (https://owasp.org/www-community/attacks/CSV_Injection); no real
 /// address starts so. `+` and `-` do start real addresses (`-bob@x.com`)
 /// and stay: an import must suppress the address itself.
-fn cell(f: &str) -> String {
-    let f = if f.starts_with(['=', '@', '\t', '\r']) {
+pub(crate) fn cell(f: &str) -> String {
+    guarded(f, &['=', '@', '\t', '\r'])
+}
+
+/// A CSV cell of free text (a reply's preview, a category, an id): `+`
+/// and `-` start formulas too (`-1+cmd`), and no address is at stake, so
+/// they get the `'` as well.
+pub(crate) fn text_cell(f: &str) -> String {
+    guarded(f, &['=', '@', '\t', '\r', '+', '-'])
+}
+
+fn guarded(f: &str, starts: &[char]) -> String {
+    let f = if f.starts_with(starts) {
         format!("'{f}")
     } else {
         f.to_owned()

@@ -1845,3 +1845,381 @@ async fn suppression_lists_suppressed_addresses_newest_first_from_the_index() {
     );
     assert!(!out.contains("c@supp-list.example"), "{out}");
 }
+
+/// A small campaign (9101) for the list verbs: each lead a different path
+/// through the statuses, and one event of another campaign (9102).
+fn lists_book() -> Vec<(String, Value)> {
+    let ev = |ty: &str, to: &str, t: &str, seq: u64| {
+        json!({"event_type": ty, "to_email": to, "lead_email": to, "campaign_id": 9101,
+               "sequence_number": seq, "event_timestamp": t,
+               "stats_id": format!("lists-{ty}-{to}-{t}")})
+    };
+    let reply = |to: &str, t: &str, text: &str| {
+        let mut r = ev("EMAIL_REPLY", to, t, 1);
+        r["preview_text"] = json!(text);
+        r
+    };
+    let category = |to: &str, t: &str, c: &str| {
+        json!({"event_type": "LEAD_CATEGORY_UPDATED", "lead_email": to, "campaign_id": 9101,
+               "category": c, "event_timestamp": t})
+    };
+    let (r1, r2) = ("r1@lists.example", "r2@lists.example");
+    let mut other = reply(r1, "2025-04-09T09:00:00Z", "other campaign");
+    other["campaign_id"] = json!(9102);
+    let mut bounced_elsewhere = ev(
+        "EMAIL_BOUNCE",
+        "bu@lists.example",
+        "2025-04-01T09:00:00Z",
+        1,
+    );
+    bounced_elsewhere["campaign_id"] = json!(9102);
+    let bodies = [
+        ev("EMAIL_SENT", r1, "2025-04-01T09:00:00Z", 1),
+        ev("EMAIL_SENT", r1, "2025-04-03T09:00:00Z", 2),
+        ev("EMAIL_OPEN", r1, "2025-04-03T10:00:00Z", 2),
+        reply(r1, "2025-04-03T11:00:00Z", "Yes, let's talk"),
+        category(r1, "2025-04-03T12:00:00Z", "Interested"),
+        ev("EMAIL_SENT", r2, "2025-04-01T09:00:00Z", 1),
+        ev("EMAIL_OPEN", r2, "2025-04-01T10:00:00Z", 1),
+        ev("EMAIL_OPEN", r2, "2025-04-02T10:00:00Z", 1),
+        ev("EMAIL_LINK_CLICK", r2, "2025-04-02T10:05:00Z", 1),
+        reply(r2, "2025-04-05T08:00:00Z", "Not now"),
+        category(r2, "2025-04-05T09:00:00Z", "Not Interested"),
+        ev("EMAIL_OPEN", "o1@lists.example", "2025-04-02T11:00:00Z", 1),
+        ev(
+            "EMAIL_LINK_CLICK",
+            "c1@lists.example",
+            "2025-04-04T11:00:00Z",
+            1,
+        ),
+        ev(
+            "EMAIL_BOUNCE",
+            "b1@lists.example",
+            "2025-04-01T09:01:00Z",
+            1,
+        ),
+        ev(
+            "LEAD_UNSUBSCRIBED",
+            "u1@lists.example",
+            "2025-04-02T09:00:00Z",
+            1,
+        ),
+        // A hostile preview: a formula for whoever opens the CSV.
+        reply(
+            "late@lists.example",
+            "2025-04-04T15:00:00Z",
+            "-1+1 Who is this?",
+        ),
+        // Opened before the tests' --since, clicked after: engaged before it.
+        ev("EMAIL_OPEN", "oc@lists.example", "2025-04-01T12:00:00Z", 1),
+        ev(
+            "EMAIL_LINK_CLICK",
+            "oc@lists.example",
+            "2025-04-05T10:00:00Z",
+            1,
+        ),
+        // Suppressed first by a bounce elsewhere: not an unsubscribe here.
+        bounced_elsewhere,
+        ev(
+            "LEAD_UNSUBSCRIBED",
+            "bu@lists.example",
+            "2025-04-02T09:30:00Z",
+            1,
+        ),
+        other,
+        json!({"eventType": "EMAIL_ACCOUNT_DISCONNECTED", "accountId": 910101,
+               "email": "sender@lists.example", "error": "IMAP authentication failed",
+               "timestamp": "2025-04-06T07:00:00Z"}),
+        json!({"eventType": "CAMPAIGN_BOUNCE_BREACH", "campaignId": 9101,
+               "campaignName": "Lists", "bounceRate": 7.5, "threshold": 5,
+               "message": "Bounce rate 7.5% exceeded 5%", "timestamp": "2025-04-06T08:00:00Z"}),
+    ];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| (format!("lists-{i}"), b))
+        .collect()
+}
+
+/// `args` against the local stack in this test's DynamoDB Local.
+async fn local_verb(args: &[&str]) -> Output {
+    let port = port_of(&dynamodb().endpoint());
+    let mut a = args.to_vec();
+    a.extend_from_slice(&["--local", "--dynamodb-port", &port]);
+    aws_only(&a).await
+}
+
+fn json_of(o: &Output) -> Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn emails(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["email"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn leads_campaign_and_accounts_answer_from_the_indexes() {
+    let ddb = local_table().await;
+    apply_bodies(&ddb, smartlead::local_stack::TABLE, &lists_book()).await;
+    let leads = |extra: &'static [&'static str]| async move {
+        let mut a = vec!["leads", "--campaign", "9101", "--json"];
+        a.extend_from_slice(extra);
+        json_of(&local_verb(&a).await)
+    };
+    // Replied (the default), newest first, with step, category and preview.
+    let v = leads(&[]).await;
+    assert_eq!(
+        emails(&v),
+        ["r2@lists.example", "late@lists.example", "r1@lists.example"]
+    );
+    let r1 = &v[2];
+    assert_eq!(r1["at"], "2025-04-03T11:00:00.000Z");
+    assert_eq!(r1["step"], 2);
+    assert_eq!(r1["category"], "Interested");
+    assert_eq!(r1["reply_preview"], "Yes, let's talk");
+    for (status, want) in [
+        ("interested", vec!["r1@lists.example"]),
+        ("bounced", vec!["b1@lists.example"]),
+        ("unsubscribed", vec!["u1@lists.example"]),
+        (
+            "clicked",
+            vec!["oc@lists.example", "c1@lists.example", "r2@lists.example"],
+        ),
+        (
+            "engaged",
+            vec![
+                "c1@lists.example",
+                "r1@lists.example",
+                "o1@lists.example",
+                "oc@lists.example",
+                "r2@lists.example",
+            ],
+        ),
+    ] {
+        let v = json_of(
+            &local_verb(&["leads", "--campaign", "9101", "--json", "--status", status]).await,
+        );
+        assert_eq!(emails(&v), want, "{status}");
+    }
+    let v = leads(&["--category", "not interested"]).await;
+    assert_eq!(emails(&v), ["r2@lists.example"]);
+    let v = leads(&["--since", "2025-04-04T00:00:00Z"]).await;
+    assert_eq!(emails(&v), ["r2@lists.example", "late@lists.example"]);
+    // Pages: each lead once, in order, the next page's --after on stderr.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut a = vec![
+            "leads",
+            "--campaign",
+            "9101",
+            "--json",
+            "--status",
+            "engaged",
+            "--limit",
+            "3",
+        ];
+        let given = after.clone().map(|a| format!("--after={a}"));
+        if let Some(g) = &given {
+            a.push(g);
+        }
+        let o = local_verb(&a).await;
+        seen.extend(emails(&json_of(&o)));
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        match err.split("more: --after '").nth(1) {
+            Some(rest) => after = Some(rest.split('\'').next().unwrap().to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "c1@lists.example",
+            "r1@lists.example",
+            "o1@lists.example",
+            "oc@lists.example",
+            "r2@lists.example"
+        ]
+    );
+    // Engaged since: by the earlier of open and click (oc opened before).
+    let v = json_of(
+        &local_verb(&[
+            "leads",
+            "--campaign",
+            "9101",
+            "--json",
+            "--status",
+            "engaged",
+            "--since",
+            "2025-04-04T00:00:00Z",
+        ])
+        .await,
+    );
+    assert_eq!(emails(&v), ["c1@lists.example"]);
+    let o = local_verb(&["leads", "--campaign", "9101", "--csv"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        csv.starts_with("email,lead,status,at,step,category,replied_at,reply_preview\r\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(
+            "r1@lists.example,r1@lists.example,replied,2025-04-03T11:00:00.000Z,2,Interested,"
+        ),
+        "{csv}"
+    );
+    // Free text that starts like a formula is defused.
+    assert!(csv.contains(",'-1+1 Who is this?\r\n"), "{csv}");
+
+    // The funnel.
+    let f = json_of(&local_verb(&["campaign", "9101", "--json"]).await);
+    let totals = json!({"engaged": 5, "opened": 4, "clicked": 3, "replied": 3,
+                        "interested": 1, "bounced": 1, "unsubscribed": 1});
+    assert_eq!(f["totals"], totals);
+    assert_eq!(f["replies_by_step"], json!({"1": 1, "2": 1, "?": 1}));
+    assert_eq!(
+        f["categories"],
+        json!({"Interested": 1, "Not Interested": 1})
+    );
+    assert_eq!(f["per_day"]["2025-04-03"]["replied"], 1);
+    assert_eq!(f["per_day"]["2025-04-02"]["engaged"], 1);
+    assert_eq!(f["newest_replies"][0]["reply_preview"], "Not now");
+    let f = json_of(
+        &local_verb(&[
+            "campaign",
+            "9101",
+            "--json",
+            "--since",
+            "2025-04-04T00:00:00Z",
+        ])
+        .await,
+    );
+    assert_eq!(f["totals"]["replied"], 2);
+    assert_eq!(f["totals"]["engaged"], 1);
+    assert_eq!(f["totals"]["clicked"], 2);
+    let o = local_verb(&["campaign", "9101"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("replied       3"), "{}", text(&o));
+
+    // Accounts and bounce breaches.
+    let h = json_of(&local_verb(&["accounts", "--json"]).await);
+    let a = h["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account"] == "910101")
+        .expect("the account");
+    assert_eq!(a["email"], "sender@lists.example");
+    assert_eq!(a["channel"], "EMAIL");
+    assert_eq!(a["disconnects"], 1);
+    assert_eq!(a["last_error"], "IMAP authentication failed");
+    let b = h["bounce_breaches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["campaign"] == "9101")
+        .expect("the breach");
+    assert_eq!(b["bounce_rate"], 7.5);
+    assert_eq!(b["breaches"], 1);
+}
+
+/// A new empty directory of this process for `name`.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Debian's Chromium (scripts/tools.sh installs it), or `CHROMIUM`.
+fn chromium() -> String {
+    let bin = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&bin).exists(),
+        "{bin} is missing: scripts/tools.sh installs Debian's chromium package (or set CHROMIUM)"
+    );
+    bin
+}
+
+/// Chromium, headless, on `page` with `args`; its stdout. The flags keep a
+/// closed network quiet (no background fetches) and the profile fresh.
+fn headless(page: &std::path::Path, args: &[&str]) -> String {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let profile = scratch(&format!("chromium-{run}"));
+    let o = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "chromium: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The number after `attr` in the rendered DOM (`data-total="replied">3<`).
+fn number_after(dom: &str, attr: &str) -> Option<u64> {
+    let rest = &dom[dom.find(attr)? + attr.len()..];
+    let rest = &rest[rest.find('>')? + 1..];
+    rest[..rest.find('<')?].trim().parse().ok()
+}
+
+/// The HTML report renders in a real browser, offline, to a PNG, and shows
+/// the numbers `campaign --json` gives.
+#[tokio::test]
+async fn the_campaign_page_renders_in_headless_chromium_with_the_cli_s_numbers() {
+    let ddb = local_table().await;
+    apply_bodies(&ddb, smartlead::local_stack::TABLE, &lists_book()).await;
+    let f = json_of(&local_verb(&["campaign", "9101", "--json"]).await);
+    let dir = scratch("report");
+    let page = dir.join("report.html");
+    let o = local_verb(&["campaign", "9101", "--html", page.to_str().unwrap()]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let png = dir.join("report.png");
+    headless(
+        &page,
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1000,1300",
+        ],
+    );
+    let bytes = std::fs::read(&png).expect("chromium wrote no PNG");
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+        "{}",
+        bytes.len()
+    );
+    let dom = headless(&page, &["--dump-dom"]);
+    for (status, n) in f["totals"].as_object().unwrap() {
+        let shown = number_after(&dom, &format!("data-total=\"{status}\""));
+        assert_eq!(shown, n.as_u64(), "{status} in\n{dom}");
+    }
+    for (day, counts) in f["per_day"].as_object().unwrap() {
+        if let Some(n) = counts["replied"].as_u64() {
+            let at = format!("data-day=\"{day}\" data-replies=\"{n}\"");
+            assert!(dom.contains(&at), "{at} in\n{dom}");
+        }
+    }
+    for r in f["newest_replies"].as_array().unwrap() {
+        let preview = r["reply_preview"].as_str().unwrap();
+        assert!(dom.contains(&format!("data-reply=\"{}\"", r["lead"].as_str().unwrap())));
+        assert!(dom.contains(preview), "{preview}");
+    }
+}

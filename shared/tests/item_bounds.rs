@@ -121,7 +121,8 @@ async fn a_link_scanner_s_2000_clicks_leave_the_newest_links_and_count_the_rest(
     assert_eq!(it["last_link"], link(n - 1));
     // Every later write of the lead is billed by that size, no more: an
     // item past 96 events is refused once (for the generations of absorbed
-    // keys it archived, which the update did not check), then written.
+    // keys it archived, which the update did not check), then written. Its
+    // first open also enters the `opened` index: one write of a small entry.
     let open = plan_of(
         json!({"event_type": "EMAIL_OPEN", "to_email": lead, "campaign_id": 7,
         "sequence_number": 1, "time_opened": at(n).to_string()}),
@@ -133,8 +134,8 @@ async fn a_link_scanner_s_2000_clicks_leave_the_newest_links_and_count_the_rest(
     };
     let billed = size_of(&store, &pk, sk).await.div_ceil(1024) as f64;
     assert!(
-        write_units <= 2.0 * billed,
-        "{write_units} units, {billed} a write"
+        write_units <= 2.0 * billed + 1.0,
+        "{write_units} units, {billed} a write, 1 for the index"
     );
     assert!(billed <= (ITEM_CEILING / 1024) as f64);
 }

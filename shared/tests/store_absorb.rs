@@ -590,3 +590,84 @@ async fn the_suppressed_index_is_written_only_when_its_entry_changes() {
         2.0
     );
 }
+
+/// The lead status indexes (`opened`, `clicked`, `replied`, `categorized`)
+/// and `health` are written on a transition only: a repeat open, click or
+/// reply leaves `first_*_at` as it was and costs 1 WRU, as before the
+/// indexes. DynamoDB Local bills index writes by DynamoDB's rule
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.Writes>).
+#[tokio::test]
+async fn the_status_indexes_are_written_only_on_a_transition() {
+    let store = fresh_store().await;
+    let units = |body: serde_json::Value, id: &'static str| {
+        let store = &store;
+        async move {
+            match store.apply(&plan_of(body), id).await.expect("apply") {
+                ApplyOutcome::Applied {
+                    write_units,
+                    transactions,
+                    ..
+                } => (write_units, write_units - f64::from(transactions)),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let ev = |ty: &str, t: &str| {
+        json!({"event_type": ty, "to_email": "status@x.example", "lead_email": "status@x.example",
+               "campaign_id": 8, "event_timestamp": t, "preview_text": "ok"})
+    };
+    let category = |c: &str, t: &str| {
+        json!({"event_type": "LEAD_CATEGORY_UPDATED", "lead_email": "status@x.example",
+               "campaign_id": 8, "category": c, "event_timestamp": t})
+    };
+    let disconnect = |t: &str| {
+        json!({"eventType": "EMAIL_ACCOUNT_DISCONNECTED", "accountId": 88,
+               "email": "s@x.example", "error": "IMAP", "timestamp": t})
+    };
+    // (event, id, total write units, of which index writes)
+    let steps = [
+        (ev("EMAIL_SENT", "2025-02-01T09:00:00Z"), "s-1", 1.0, 0.0),
+        (ev("EMAIL_OPEN", "2025-02-01T10:00:00Z"), "o-1", 2.0, 1.0),
+        // The typical event: a repeat open, 1 WRU, no index write.
+        (ev("EMAIL_OPEN", "2025-02-01T11:00:00Z"), "o-2", 1.0, 0.0),
+        (ev("EMAIL_OPEN", "2025-02-02T11:00:00Z"), "o-3", 1.0, 0.0),
+        (
+            ev("EMAIL_LINK_CLICK", "2025-02-02T11:01:00Z"),
+            "c-1",
+            2.0,
+            1.0,
+        ),
+        (
+            ev("EMAIL_LINK_CLICK", "2025-02-02T11:02:00Z"),
+            "c-2",
+            1.0,
+            0.0,
+        ),
+        // A reply writes its own item too (2 items).
+        (ev("EMAIL_REPLY", "2025-02-03T09:00:00Z"), "r-1", 3.0, 1.0),
+        (ev("EMAIL_REPLY", "2025-02-03T10:00:00Z"), "r-2", 2.0, 0.0),
+        // An earlier open arriving late moves the `opened` entry: 2 index
+        // writes; the item's first try (the latest register) is refused
+        // (1 WRU), then the earliest stage writes it.
+        (ev("EMAIL_OPEN", "2025-02-01T09:30:00Z"), "o-0", 4.0, 2.0),
+        // A first category adds an entry; a new one moves it (the time).
+        (
+            category("Interested", "2025-02-03T12:00:00Z"),
+            "k-1",
+            2.0,
+            1.0,
+        ),
+        (
+            category("Meeting Request", "2025-02-04T12:00:00Z"),
+            "k-2",
+            3.0,
+            2.0,
+        ),
+        (disconnect("2025-02-05T08:00:00Z"), "d-1", 2.0, 1.0),
+        (disconnect("2025-02-06T08:00:00Z"), "d-2", 3.0, 2.0),
+    ];
+    for (body, id, total, index) in steps {
+        let (t, i) = units(body, id).await;
+        assert_eq!((t, i), (total, index), "{id}");
+    }
+}

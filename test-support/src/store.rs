@@ -88,6 +88,16 @@ pub async fn store_at(endpoint: &str, table: &str) -> DynamoStore {
     DynamoStore::new(client, table.to_owned())
 }
 
+/// [`store_at`] without the indexes: what the state alone costs.
+pub async fn bare_store_at(endpoint: &str, table: &str) -> DynamoStore {
+    let cfg = smartlead::adapters::aws::local_sdk_config(endpoint).await;
+    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
+    smartlead::adapters::aws::dynamodb::create_table_with(&client, table, &[])
+        .await
+        .expect("create table");
+    DynamoStore::new(client, table.to_owned())
+}
+
 /// A new state table in [`dynamodb`], named by [`unique`].
 pub async fn fresh_store() -> DynamoStore {
     store_at(&dynamodb().endpoint(), &unique("state")).await

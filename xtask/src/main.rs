@@ -72,8 +72,11 @@ enum Cmd {
     Load(load::Args),
     /// Write a campaign book of --leads leads over --campaigns campaigns
     /// into DynamoDB Local (started for it) through the consumer's store,
-    /// then time the tools' reads on it; prints a BENCHMARKS.md table and
-    /// the figures as JSON.
+    /// and again into a table without indexes (their write units are the
+    /// difference), then time the list verbs of the `smartlead` binary
+    /// beside this one on the largest campaign; prints BENCHMARKS.md tables
+    /// and the figures as JSON. Build both first:
+    /// `cargo build --release --workspace --bin smartlead --bin xtask`.
     Scale {
         #[arg(long, default_value_t = 100_000)]
         leads: usize,
@@ -154,15 +157,14 @@ fn main() -> Result<()> {
         } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
-                let store = test_support::store::fresh_store().await;
                 let book = xtask::scale::Book {
                     leads,
                     campaigns: campaigns.into(),
                     seed,
                 };
-                let f = xtask::scale::run(&store, book, parallel).await?;
-                print!("{}", xtask::scale::markdown(&f));
-                println!("{}", serde_json::to_string(&f)?);
+                let (f, verbs) = xtask::scale::measure(book, parallel).await?;
+                print!("{}", xtask::scale::markdown(&f, &verbs));
+                println!("{}", serde_json::to_string(&(&f, &verbs))?);
                 Ok(())
             })
         }

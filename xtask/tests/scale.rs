@@ -2,7 +2,7 @@
 //! is applied, and the suppression list holds exactly the book's bounced
 //! and unsubscribed addresses.
 
-use xtask::scale::{events, run, Book};
+use xtask::scale::{events, health_events, run, Book};
 
 #[test]
 fn a_book_is_seeded_and_uneven() {
@@ -25,6 +25,9 @@ fn a_book_is_seeded_and_uneven() {
 #[tokio::test]
 async fn a_small_book_is_written_and_its_suppressions_listed() {
     let store = test_support::store::fresh_store().await;
+    let endpoint = test_support::store::dynamodb().endpoint();
+    let bare =
+        test_support::store::bare_store_at(&endpoint, &test_support::store::unique("bare")).await;
     let b = Book {
         leads: 400,
         campaigns: 4,
@@ -44,8 +47,13 @@ async fn a_small_book_is_written_and_its_suppressions_listed() {
         .collect();
     want.sort();
     assert!(!want.is_empty(), "the book suppresses someone");
-    let f = run(&store, b, 8).await.expect("run");
-    assert_eq!(f.events, book.iter().map(|(_, e)| e.len()).sum::<usize>());
+    let f = run(&store, &bare, b, 8).await.expect("run");
+    let health = health_events(b).len();
+    assert_eq!(health, 3, "one account, two breaches");
+    assert_eq!(
+        f.events,
+        book.iter().map(|(_, e)| e.len()).sum::<usize>() + health
+    );
     assert_eq!(f.applied, f.events, "every event applied: {f:?}");
     let mut listed: Vec<String> = store
         .suppressed(None)
@@ -58,4 +66,11 @@ async fn a_small_book_is_written_and_its_suppressions_listed() {
     assert_eq!(listed, want, "the suppression list is the book's");
     assert_eq!(f.suppressed, want.len());
     assert!(f.suppression_read_units > 0.0, "{f:?}");
+    // The indexes' share is what the bare table did not consume: each
+    // first open, click, reply, category and suppression, and the health
+    // items; a repeat open writes none.
+    assert!(
+        f.index_write_units > 0.0 && f.index_write_units < f.write_units / 2.0,
+        "{f:?}"
+    );
 }

@@ -166,7 +166,8 @@ mod tests {
             "MinReadCapacity",
             "MaxReadCapacity",
         );
-        for (target, policy, kind, (dim, metric, min, max)) in [
+        use smartlead::adapters::aws::dynamodb::index::INDEXES;
+        for (target, policy, kind, (dim, metric, min, max), index) in [
             (
                 "StateTableWriteScaling",
                 "StateTableWritePolicy",
@@ -179,23 +180,44 @@ mod tests {
                 "table",
                 read,
             ),
-            (
-                "SuppressedIndexWriteScaling",
-                "SuppressedIndexWritePolicy",
-                "index",
-                write,
-            ),
-            (
-                "SuppressedIndexReadScaling",
-                "SuppressedIndexReadPolicy",
-                "index",
-                read,
-            ),
-        ] {
-            for r in [target, policy] {
-                assert_eq!(t.resource(r).unwrap()["Condition"], "IsProvisioned", "{r}");
+        ]
+        .into_iter()
+        .map(|(t, p, k, d)| (t.to_owned(), p.to_owned(), k, d, None))
+        .chain(INDEXES.iter().enumerate().flat_map(|(n, i)| {
+            let name: String = i.name[..1].to_uppercase() + &i.name[1..];
+            [("Write", write), ("Read", read)].map(|(d, dims)| {
+                (
+                    format!("{name}Index{d}Scaling"),
+                    format!("{name}Index{d}Policy"),
+                    "index",
+                    dims,
+                    Some((n, i.name)),
+                )
+            })
+        })) {
+            // A scaling target exists with its index: the first always,
+            // index n when QueryIndexes >= n.
+            for r in [&target, &policy] {
+                let c = &t.resource(r).unwrap()["Condition"];
+                let c = c.as_str().unwrap();
+                for (n, provisioned) in (1..=INDEXES.len()).map(|n| (n, true)).chain([(6, false)]) {
+                    let count = n.to_string();
+                    let billing = if provisioned {
+                        "PROVISIONED"
+                    } else {
+                        "PAY_PER_REQUEST"
+                    };
+                    let params = [("QueryIndexes", count.as_str()), ("BillingMode", billing)];
+                    let exists = provisioned && index.is_none_or(|(i, _)| i < n);
+                    let got = super::hardening::cond(&t, &params, &Value::String(c.to_owned()));
+                    assert_eq!(got, exists, "{r} with {params:?}");
+                }
             }
-            let st = t.props(target).unwrap();
+            let st = t.props(&target).unwrap();
+            if let Some((_, name)) = index {
+                let id = format!("{:?}", st["ResourceId"]);
+                assert!(id.contains(&format!("/index/{name}\"")), "{target}: {id}");
+            }
             assert_eq!(
                 st["ScalableDimension"],
                 format!("dynamodb:{kind}:{dim}").as_str()
@@ -205,7 +227,7 @@ mod tests {
             assert!(lo >= 1.0 && lo <= hi, "{target}: {lo}..{hi}");
             assert_eq!(t.resolve(&st["MinCapacity"]), t.default(min).ok());
             assert_eq!(t.resolve(&st["MaxCapacity"]), t.default(max).ok());
-            let pc = &t.props(policy).unwrap()["TargetTrackingScalingPolicyConfiguration"];
+            let pc = &t.props(&policy).unwrap()["TargetTrackingScalingPolicyConfiguration"];
             assert_eq!(
                 pc["PredefinedMetricSpecification"]["PredefinedMetricType"],
                 metric
@@ -220,41 +242,60 @@ mod tests {
         use smartlead::adapters::aws::dynamodb::index::INDEXES;
         let t = t();
         let p = t.props("StateTable").unwrap();
-        let gsis = p["GlobalSecondaryIndexes"].as_sequence().unwrap();
-        assert_eq!(gsis.len(), INDEXES.len());
-        let defined: BTreeSet<&str> = p["AttributeDefinitions"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .filter_map(|a| a["AttributeName"].as_str())
-            .collect();
-        for (g, i) in gsis.iter().zip(INDEXES) {
-            assert_eq!(g["IndexName"], i.name);
-            let keys: Vec<(&str, &str)> = g["KeySchema"]
-                .as_sequence()
-                .unwrap()
+        assert_eq!(
+            t.default("QueryIndexes").unwrap(),
+            INDEXES.len().to_string()
+        );
+        // QueryIndexes = n: the first n indexes of the code's list, each
+        // range attribute defined, none other (DynamoDB refuses an
+        // attribute definition no key uses).
+        for n in 1..=INDEXES.len() {
+            let count = n.to_string();
+            let params = [("QueryIndexes", count.as_str())];
+            let list = |k: &str| -> Vec<Value> {
+                p[k].as_sequence()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|v| super::hardening::eval(&t, &params, v))
+                    .collect()
+            };
+            let gsis = list("GlobalSecondaryIndexes");
+            assert_eq!(gsis.len(), n, "QueryIndexes={n}");
+            let defined: BTreeSet<String> = list("AttributeDefinitions")
                 .iter()
-                .map(|k| {
-                    let s = |f: &str| k[f].as_str().unwrap();
-                    (s("AttributeName"), s("KeyType"))
-                })
+                .filter_map(|a| a["AttributeName"].as_str().map(str::to_owned))
                 .collect();
-            assert_eq!(keys, [(i.hash, "HASH"), (i.range, "RANGE")], "{}", i.name);
-            assert!(defined.contains(i.range), "{} undefined", i.range);
-            // ALL would write the index on every event: `ek` changes each time.
-            assert_eq!(g["Projection"]["ProjectionType"], "INCLUDE", "{}", i.name);
-            let projected: Vec<&str> = g["Projection"]["NonKeyAttributes"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
-            assert_eq!(projected, i.projected, "{}", i.name);
-            let tp = format!("{:?}", g["ProvisionedThroughput"]);
-            assert!(
-                tp.contains("IsProvisioned") && tp.contains("AWS::NoValue"),
-                "{tp}"
-            );
+            let ranges: BTreeSet<String> =
+                INDEXES[..n].iter().map(|i| i.range.to_owned()).collect();
+            let keys: BTreeSet<String> = ["pk", "sk"].map(str::to_owned).into();
+            assert_eq!(defined, &ranges | &keys, "QueryIndexes={n}");
+            for (g, i) in gsis.iter().zip(INDEXES) {
+                assert_eq!(g["IndexName"], i.name);
+                let keys: Vec<(&str, &str)> = g["KeySchema"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|k| {
+                        let s = |f: &str| k[f].as_str().unwrap();
+                        (s("AttributeName"), s("KeyType"))
+                    })
+                    .collect();
+                assert_eq!(keys, [(i.hash, "HASH"), (i.range, "RANGE")], "{}", i.name);
+                // ALL would write the index on every event: `ek` changes each time.
+                assert_eq!(g["Projection"]["ProjectionType"], "INCLUDE", "{}", i.name);
+                let projected: Vec<&str> = g["Projection"]["NonKeyAttributes"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                assert_eq!(projected, i.projected, "{}", i.name);
+                let tp = format!("{:?}", g["ProvisionedThroughput"]);
+                assert!(
+                    tp.contains("IsProvisioned") && tp.contains("AWS::NoValue"),
+                    "{tp}"
+                );
+            }
         }
     }
 
@@ -425,6 +466,8 @@ mod tests {
         Ingest,
         Consumer,
         Reconcile,
+        /// The CLI's list verbs, through the stack's `ListsReadPolicy`.
+        Lists,
     }
     use Caller::*;
 
@@ -499,7 +542,17 @@ mod tests {
         ),
         ("shared/src/adapters/aws/dynamodb/store.rs", "query", &[]),
         // The indexes' lists (CLI).
-        ("shared/src/adapters/aws/dynamodb/index.rs", "query", &[]),
+        (
+            "shared/src/adapters/aws/dynamodb/index.rs",
+            "query",
+            &[Lists],
+        ),
+        // The lists' details: a page of leads' items (CLI).
+        (
+            "shared/src/adapters/aws/dynamodb/index.rs",
+            "batch_get_item",
+            &[Lists],
+        ),
         // The kept records over their days and shards (CLI, local stack).
         ("shared/src/adapters/aws/dynamodb/records.rs", "query", &[]),
         ("shared/src/adapters/aws/dynamodb/store.rs", "scan", &[]),
@@ -676,6 +729,40 @@ mod tests {
             .map(|w| w[..1].to_ascii_uppercase() + &w[1..])
             .collect();
         vec![format!("{}:{pascal}", services.iter().next().unwrap())]
+    }
+
+    /// The list verbs' policy grants their reads and nothing else: the
+    /// index queries on the indexes only, the page's items on the table,
+    /// and the stack's outputs and parameters the CLI resolves it by.
+    #[test]
+    fn the_lists_policy_grants_exactly_the_list_verbs_reads() {
+        let t = t();
+        let ops = sdk_operations();
+        let mut called: BTreeSet<String> = SDK_CALLS
+            .iter()
+            .filter(|(_, _, c)| c.contains(&Lists))
+            .flat_map(|(_, op, _)| iam_actions(op, &ops))
+            .collect();
+        // How the CLI finds the stack's table (cli/src/aws.rs, outside
+        // the files SDK_CALLS reads).
+        called.insert("cloudformation:DescribeStacks".into());
+        let p = t.props("ListsReadPolicy").unwrap();
+        let mut granted = BTreeSet::new();
+        for s in p["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+            assert_eq!(s["Effect"], "Allow");
+            let action = s["Action"].as_str().unwrap().to_owned();
+            let resource = format!("{:?}", s["Resource"]);
+            let on = match action.as_str() {
+                "dynamodb:Query" => "StateTable.Arn}/index/*",
+                "dynamodb:BatchGetItem" => "StateTable.Arn",
+                "cloudformation:DescribeStacks" => "AWS::StackId",
+                other => panic!("{other} granted"),
+            };
+            assert!(resource.contains(on), "{action} on {resource}");
+            granted.insert(action);
+        }
+        assert_eq!(granted, called);
+        assert!(format!("{:?}", t.0["Outputs"]["ListsReadPolicyArn"]).contains("ListsReadPolicy"));
     }
 
     #[test]
@@ -1214,7 +1301,7 @@ mod hardening {
 
     /// Resolves `!If`, `!Ref` (parameters, with `params` overriding defaults)
     /// and conditions; `None` for `AWS::NoValue`.
-    fn eval(t: &Template, params: &[(&str, &str)], v: &Value) -> Option<Value> {
+    pub(crate) fn eval(t: &Template, params: &[(&str, &str)], v: &Value) -> Option<Value> {
         match v {
             Value::Tagged(x) if x.tag == "!Ref" => {
                 let name = x.value.as_str()?;
@@ -1236,7 +1323,7 @@ mod hardening {
         }
     }
 
-    fn cond(t: &Template, params: &[(&str, &str)], v: &Value) -> bool {
+    pub(crate) fn cond(t: &Template, params: &[(&str, &str)], v: &Value) -> bool {
         let args = |x: &Value| x.as_sequence().cloned().unwrap_or_default();
         match v {
             Value::String(name) => cond(t, params, &t.0["Conditions"][name.as_str()]),

@@ -25,6 +25,8 @@ pub(super) fn disconnected(cx: &Ctx, kind: &str, a: &AccountDisconnected) -> Vec
                 "last_disconnect_order",
                 vec![
                     ("last_disconnected_at", cx.t()),
+                    // The `health` index's range (index.rs): the latest incident.
+                    ("health_at", cx.t()),
                     ("error", s(a.error.text().or(a.message.text()))),
                     ("app_url", owned(n.app_url.clone())),
                 ],

@@ -19,6 +19,8 @@ pub(super) fn status_changed(cx: &Ctx, c: &CampaignStatusChanged) -> Vec<ItemUpd
 pub(super) fn bounce_breach(cx: &Ctx, b: &CampaignBounceBreach) -> Vec<ItemUpdate> {
     let fields = vec![
         ("last_breach_at", cx.t()),
+        // The `health` index's range (index.rs): the latest incident.
+        ("health_at", cx.t()),
         ("bounce_rate", b.bounce_rate.get().map(|r| Val::N(*r))),
         ("threshold", b.threshold.get().map(|r| Val::N(*r))),
         ("message", s(b.message.text().or(b.title.text()))),

@@ -37,11 +37,71 @@ pub const SUPPRESSED: Index = Index {
     projected: &["lead_email", "reason", "campaign_id", "flags"],
 };
 
-/// The indexes, as template.yaml declares them. CloudFormation creates or
-/// deletes at most one per stack update (DynamoDB's `UpdateTable`): an
-/// index added to this list is a release of its own for deployed stacks
+/// A campaign's leads by the time of their first reply: hash `sk`
+/// (`CAMPAIGN#<id>`, the lead's campaign item), range `first_reply_at`,
+/// which a repeat reply leaves as it was (the earliest register moves it
+/// only for an earlier reply arriving late).
+pub const REPLIED: Index = lead_status("replied", "first_reply_at", &["lead_email"]);
+
+/// A campaign's leads by their first open.
+pub const OPENED: Index = lead_status("opened", "first_open_at", &["lead_email"]);
+
+/// A campaign's leads by their first click.
+pub const CLICKED: Index = lead_status("clicked", "first_click_at", &["lead_email"]);
+
+/// A campaign's categorized leads by the time of their latest category,
+/// with it: the range is a time, not the category, so an over-long
+/// category name cannot exceed an index key's 1,024 bytes.
+pub const CATEGORIZED: Index = lead_status(
+    "categorized",
+    "category_at",
+    &["lead_email", "category", "category_sentiment"],
+);
+
+/// Health items by their latest incident: hash `sk` (`HEALTH#EMAIL` and
+/// `HEALTH#LINKEDIN` for sending accounts, `HEALTH` for a campaign's
+/// bounce breaches), range `health_at`. Written only by those rare events.
+pub const HEALTH: Index = Index {
+    name: "health",
+    hash: "sk",
+    range: "health_at",
+    projected: &[
+        "account_email",
+        "disconnected_since",
+        "last_disconnected_at",
+        "error",
+        "disconnects",
+        "campaign_name",
+        "last_breach_at",
+        "bounce_rate",
+        "threshold",
+        "message",
+        "bounce_breaches",
+    ],
+};
+
+const fn lead_status(
+    name: &'static str,
+    range: &'static str,
+    projected: &'static [&'static str],
+) -> Index {
+    Index {
+        name,
+        hash: "sk",
+        range,
+        projected,
+    }
+}
+
+/// The health items' sort keys (each one partition of [`HEALTH`]).
+pub const HEALTH_SKS: [&str; 3] = ["HEALTH#EMAIL", "HEALTH#LINKEDIN", "HEALTH"];
+
+/// The indexes, as template.yaml declares them, in the order a deployed
+/// stack adds them. CloudFormation creates or deletes at most one per
+/// stack update (DynamoDB's `UpdateTable`), so the template's
+/// `QueryIndexes` parameter says how many of this list a stack has
 /// (docs/operating.md, "Upgrades before 1.0").
-pub const INDEXES: &[Index] = &[SUPPRESSED];
+pub const INDEXES: &[Index] = &[SUPPRESSED, REPLIED, OPENED, CLICKED, CATEGORIZED, HEALTH];
 
 /// The sort key every suppression item has (the index's one partition).
 pub const SUPPRESSION_SK: &str = "SUPPRESSION";
@@ -111,7 +171,7 @@ impl DynamoStore {
 
     /// One partition of index `i` (hash `h`), its range at or after
     /// `since`, newest first, every page; and the read units consumed.
-    async fn index_partition(
+    pub async fn index_partition(
         &self,
         i: Index,
         h: &str,
@@ -148,5 +208,62 @@ impl DynamoStore {
         })
         .await?;
         Ok((items, units.get()))
+    }
+
+    /// The items at `keys` (pk, sk), in no particular order, eventually
+    /// consistent, 100 keys a `BatchGetItem`, the keys DynamoDB leaves
+    /// unprocessed asked again; and the read units consumed. Missing
+    /// items are left out.
+    pub async fn items_at(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<(Vec<Item>, f64), StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut out = Vec::with_capacity(keys.len());
+        let mut units = 0.0;
+        for chunk in keys.chunks(100) {
+            let mut ask: Vec<Item> = chunk.iter().map(|(pk, sk)| super::key(pk, sk)).collect();
+            let mut tries = 0u32;
+            while !ask.is_empty() {
+                let asked = ask.len();
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut ask)))
+                    .build()
+                    .map_err(|e| StoreError::transient(e.to_string()))?;
+                let r = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchGetItem", e))?;
+                units += r
+                    .consumed_capacity()
+                    .iter()
+                    .filter_map(|c| c.capacity_units)
+                    .sum::<f64>();
+                let mut got = r.responses.unwrap_or_default();
+                out.extend(got.remove(&self.table).unwrap_or_default());
+                ask = r
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if !ask.is_empty() {
+                    // DynamoDB's advice for unprocessed keys: back off, then
+                    // ask again; 8 rounds in a row without one key read fail.
+                    let progressed = ask.len() < asked;
+                    tries = if progressed { 1 } else { tries + 1 };
+                    if tries > 8 {
+                        return Err(StoreError::transient(
+                            "BatchGetItem left keys unprocessed 8 times",
+                        ));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << tries.min(5))).await;
+                }
+            }
+        }
+        Ok((out, units))
     }
 }

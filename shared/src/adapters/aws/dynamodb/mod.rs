@@ -50,7 +50,7 @@ pub use seen::{
     FANOUT_PENDING_ATTR, SEEN_ARCHIVE_GENS, SEEN_ATTR, SEEN_GEN_ATTR, SEEN_KEY_BYTES, SEEN_MAX,
     SEEN_OLD_ATTR,
 };
-pub use store::create_table;
+pub use store::{create_table, create_table_with};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;

@@ -179,6 +179,16 @@ pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<(), StoreError> {
+    create_table_with(client, table, super::index::INDEXES).await
+}
+
+/// [`create_table`] with only `indexes` (none: the table alone, to
+/// measure what the indexes cost beside it).
+pub async fn create_table_with(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    indexes: &[super::index::Index],
+) -> Result<(), StoreError> {
     use aws_sdk_dynamodb::types::*;
     let err = |e: String| StoreError::transient(e);
     let attr = |n: &str| {
@@ -203,7 +213,7 @@ pub async fn create_table(
         .attribute_definitions(attr("sk")?)
         .key_schema(ks("pk", KeyType::Hash)?)
         .key_schema(ks("sk", KeyType::Range)?);
-    let keys: std::collections::BTreeSet<&str> = super::index::INDEXES
+    let keys: std::collections::BTreeSet<&str> = indexes
         .iter()
         .flat_map(|i| [i.hash, i.range])
         .filter(|a| *a != "pk" && *a != "sk")
@@ -211,7 +221,7 @@ pub async fn create_table(
     for a in keys {
         create = create.attribute_definitions(attr(a)?);
     }
-    for i in super::index::INDEXES {
+    for i in indexes {
         let projection = Projection::builder()
             .projection_type(ProjectionType::Include)
             .set_non_key_attributes(Some(i.projected.iter().map(|a| (*a).to_owned()).collect()))
