@@ -117,7 +117,12 @@ pub struct Cost {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CostInputs {
+    /// A typical event's own writes: a repeat send, open or click (its
+    /// item, no index entry).
     pub typical_wru: f64,
+    /// The indexes' writes per event on `xtask scale`'s book (2,000
+    /// leads): first opens, clicks, replies, categories, suppressions.
+    pub index_wru: f64,
     pub ingest_billed_ms: f64,
     pub consumer_batch10_billed_ms: f64,
     pub ingest_memory_mb: f64,
@@ -153,6 +158,10 @@ pub(crate) fn cost(inputs: &CostInputs, http_api: bool) -> Cost {
     lines.push((
         format!("DynamoDB writes ({} WRU)", f(i.typical_wru, 1)),
         i.typical_wru * Prices::DDB_WRU_PER_M,
+    ));
+    lines.push((
+        format!("DynamoDB index writes ({} WRU)", f(i.index_wru, 3)),
+        i.index_wru * Prices::DDB_WRU_PER_M,
     ));
     lines.push((
         format!("CloudWatch Logs ({} bytes)", f(i.log_bytes_per_event, 0)),

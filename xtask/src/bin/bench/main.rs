@@ -249,7 +249,7 @@ pub(crate) async fn measure(
 
     println!("== DynamoDB write units per event type");
     let units = write_units(root, &stack).await?;
-    let cost_inputs = cost_inputs(root, &units, &functions, &rates, log_bytes_per_event)?;
+    let cost_inputs = cost_inputs(root, &units, &functions, &rates, log_bytes_per_event).await?;
     let costs = vec![cost(&cost_inputs, true), cost(&cost_inputs, false)];
     Ok(Results {
         date: smartlead::domain::time::EventTime::now().to_string(),
@@ -269,8 +269,25 @@ pub(crate) async fn measure(
 }
 
 /// What the bill is computed from: the typical event's write units (sent,
-/// open, click), the billed durations and the template's memory sizes.
-fn cost_inputs(
+/// open, click, less their index entries: a repeat's), the indexes' share
+/// on a book of leads, the billed durations and the template's memory sizes.
+/// The indexes' write units per event on `xtask scale`'s book of 2,000
+/// leads: what a table with them consumed beyond one without.
+async fn index_share() -> Result<f64> {
+    let endpoint = test_support::store::dynamodb().endpoint();
+    let unique = test_support::store::unique;
+    let store = test_support::store::store_at(&endpoint, &unique("book")).await;
+    let bare = test_support::store::bare_store_at(&endpoint, &unique("bare")).await;
+    let book = xtask::scale::Book {
+        leads: 2_000,
+        campaigns: 20,
+        seed: 2026,
+    };
+    let f = xtask::scale::run(&store, &bare, book, 16).await?;
+    Ok(f.index_write_units / f.events.max(1) as f64)
+}
+
+async fn cost_inputs(
     root: &Path,
     units: &[Units],
     functions: &[FunctionFigures],
@@ -282,10 +299,11 @@ fn cost_inputs(
         .filter(|u| {
             ["EMAIL_SENT", "EMAIL_OPEN", "EMAIL_LINK_CLICK"].contains(&u.event_type.as_str())
         })
-        .map(|u| u.write_units)
+        .map(|u| u.write_units - u.index_units)
         .collect();
     Ok(CostInputs {
         typical_wru: typical.iter().sum::<f64>() / typical.len().max(1) as f64,
+        index_wru: index_share().await?,
         ingest_billed_ms: functions[0].warm_billed_ms.p50,
         consumer_batch10_billed_ms: rates[1].invoke_billed_ms.p50,
         ingest_memory_mb: template_memory(root, "IngestFunction")?,
@@ -457,6 +475,7 @@ mod tests {
     fn cost_adds_up_and_the_function_url_saves_the_api() {
         let inputs = CostInputs {
             typical_wru: 1.0,
+            index_wru: 0.1,
             ingest_billed_ms: 9.2,
             consumer_batch10_billed_ms: 40.0,
             ingest_memory_mb: 128.0,
