@@ -8,7 +8,8 @@
 //! clickers; no step 3 then) and are categorized. A few sending accounts
 //! disconnect and the two largest campaigns breach their bounce
 //! threshold. Events go through the consumer's plan and store (its state
-//! writes; no fan-out mark, no first-seen record). Units are as DynamoDB
+//! writes; no fan-out mark, no first-seen record), each lead's in time
+//! order, `--parallel` leads at once. Units are as DynamoDB
 //! Local reports them. The same seed gives the same book.
 
 use anyhow::Result;
@@ -180,6 +181,12 @@ fn lead(n: usize, c: usize, u: f64, v: f64) -> Vec<Value> {
             "campaign_id": c, "category": category, "event_timestamp": t(start + 3 * day + 180)}),
         );
     }
+    // In time order, as SmartLead sends them (the times sort as text).
+    evs.sort_by(|a, b| {
+        a["event_timestamp"]
+            .as_str()
+            .cmp(&b["event_timestamp"].as_str())
+    });
     evs
 }
 
@@ -197,31 +204,40 @@ pub async fn run(
     for (c, _) in &book {
         per_campaign[*c] += 1;
     }
-    let bodies: Vec<Value> = book
+    // A lead's events in their order (SmartLead sends them over days),
+    // `parallel` leads at once; each event into both tables.
+    let units_of_work: Vec<Vec<Value>> = book
         .into_iter()
-        .flat_map(|(_, e)| e)
-        .chain(health_events(b))
+        .map(|(_, e)| e)
+        .chain(health_events(b).into_iter().map(|e| vec![e]))
         .collect();
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     let (mut units, mut bare_units, mut events, mut applied) = (0.0, 0.0, 0, 0);
-    let mut tally = |r: (Option<f64>, Option<f64>)| {
-        if let Some(u) = r.0 {
-            units += u;
-            applied += 1;
-        }
-        bare_units += r.1.unwrap_or(0.0);
+    let mut tally = |r: (f64, f64, usize)| {
+        units += r.0;
+        bare_units += r.1;
+        applied += r.2;
     };
-    for (i, body) in bodies.into_iter().enumerate() {
+    for (n, lead) in units_of_work.into_iter().enumerate() {
         if set.len() >= parallel.max(1) {
             tally(set.join_next().await.expect("a task")??);
         }
+        events += lead.len();
         let (store, bare) = (store.clone(), bare.clone());
         set.spawn(async move {
-            let (a, b) = tokio::join!(apply(&store, body.clone(), i), apply(&bare, body, i));
-            Ok::<_, anyhow::Error>((a?, b?))
+            let mut sum = (0.0, 0.0, 0);
+            for (k, body) in lead.into_iter().enumerate() {
+                let id = n * 100 + k;
+                let (a, b) = tokio::join!(apply(&store, body.clone(), id), apply(&bare, body, id));
+                if let Some(u) = a? {
+                    sum.0 += u;
+                    sum.2 += 1;
+                }
+                sum.1 += b?.unwrap_or(0.0);
+            }
+            Ok::<_, anyhow::Error>(sum)
         });
-        events += 1;
     }
     while let Some(r) = set.join_next().await {
         tally(r??);
