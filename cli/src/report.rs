@@ -150,10 +150,9 @@ fn replies_chart(f: &Funnel) -> String {
         return "<p class=\"muted\">No replies.</p>\n".into();
     }
     let max = days.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1) as f64;
-    let (plot, height) = (640.0_f64, 160.0);
-    let step = (plot / days.len() as f64).min(24.0);
-    let bar = (step * 0.75).max(1.0);
-    let w = plot.max(step * days.len() as f64);
+    let (w, height) = (640.0_f64, 160.0);
+    let step = w / days.len() as f64;
+    let bar = (step * 0.75).clamp(1.0, 40.0);
     let mut svg = format!(
         "<svg role=\"img\" aria-label=\"Replies per day\" width=\"{w}\" height=\"{}\" \
          viewBox=\"0 0 {w} {}\" xmlns=\"http://www.w3.org/2000/svg\">",
@@ -170,7 +169,7 @@ fn replies_chart(f: &Funnel) -> String {
             esc(day),
             esc(day)
         ));
-        if *n > 0 && step >= 14.0 {
+        if *n > 0 && step >= 20.0 {
             svg.push_str(&format!(
                 "<text x=\"{x:.1}\" y=\"{:.1}\">{n}</text>",
                 height + 12.0 - h
@@ -193,7 +192,7 @@ fn replies_table(f: &Funnel) -> String {
         return "<p class=\"muted\">No replies.</p>\n".into();
     }
     let mut t = String::from(
-        "<table><tr><th>replied</th><th>lead</th><th>step</th><th>category</th><th>reply</th></tr>",
+        "<table><tr><th style=\"white-space:nowrap\">replied</th><th>lead</th><th>step</th><th>category</th><th>reply</th></tr>",
     );
     for r in &f.newest_replies {
         let who = if r.email.is_empty() {
@@ -201,10 +200,15 @@ fn replies_table(f: &Funnel) -> String {
         } else {
             &r.email
         };
+        // `2025-03-17T23:19:00.000Z` as `2025-03-17 23:19 UTC`.
+        let at = match r.at.get(..16) {
+            Some(t) if r.at.ends_with('Z') => format!("{} UTC", t.replacen('T', " ", 1)),
+            _ => r.at.clone(),
+        };
         t.push_str(&format!(
             "<tr data-reply=\"{}\"><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.lead),
-            esc(&r.at),
+            esc(&at),
             esc(who),
             r.step.map(|s| s.to_string()).unwrap_or_default(),
             esc(&r.category),
