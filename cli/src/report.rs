@@ -235,11 +235,22 @@ mod tests {
             per_day: Default::default(),
             replies_by_step: Default::default(),
             categories: [("<i>x</i>".to_owned(), 1)].into(),
-            newest_replies: Vec::new(),
+            newest_replies: vec![crate::lists::Listed {
+                email: "<u>x</u>@y.example".into(),
+                lead: "<u>x</u>@y.example".into(),
+                status: Status::Replied,
+                at: "<s>2025</s>".into(),
+                step: Some(1),
+                category: "<em>c</em>".into(),
+                replied_at: String::new(),
+                reply_preview: "</td><script>alert(1)</script>".into(),
+            }],
             read_units: 0.0,
         };
         let page = html(&f, EventTime::now());
-        assert!(!page.contains("<b>") && !page.contains("<i>"), "{page}");
+        for tag in ["<b>", "<i>", "<u>", "<s>", "<em>", "</td><script"] {
+            assert!(!page.contains(tag), "{tag} in {page}");
+        }
         // Self-contained: no script, and nothing loaded from elsewhere.
         for bad in ["<script", "src=", "href=", "@import", "url("] {
             assert!(!page.contains(bad), "{bad}");

@@ -84,7 +84,7 @@ enum Cmd {
         campaigns: u16,
         #[arg(long, default_value_t = 2026)]
         seed: u64,
-        /// Events written at once.
+        /// Leads written at once (each lead's events in order).
         #[arg(long, default_value_t = 32)]
         parallel: usize,
     },

@@ -191,7 +191,7 @@ fn lead(n: usize, c: usize, u: f64, v: f64) -> Vec<Value> {
 }
 
 /// Writes `b` into `store` and, for the indexes' share, into `bare` (the
-/// same table without indexes), `parallel` events at once; then reads it
+/// same table without indexes), `parallel` leads at once (each lead's events in order); then reads it
 /// back as `smartlead suppression` does.
 pub async fn run(
     store: &DynamoStore,

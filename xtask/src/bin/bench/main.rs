@@ -268,9 +268,6 @@ pub(crate) async fn measure(
     })
 }
 
-/// What the bill is computed from: the typical event's write units (sent,
-/// open, click, less their index entries: a repeat's), the indexes' share
-/// on a book of leads, the billed durations and the template's memory sizes.
 /// The indexes' write units per event on `xtask scale`'s book of 2,000
 /// leads: what a table with them consumed beyond one without.
 async fn index_share() -> Result<f64> {
@@ -287,6 +284,9 @@ async fn index_share() -> Result<f64> {
     Ok(f.index_write_units / f.events.max(1) as f64)
 }
 
+/// What the bill is computed from: the typical event's write units (sent,
+/// open, click, less their index entries: a repeat's), the indexes' share
+/// on a book of leads, the billed durations and the template's memory sizes.
 async fn cost_inputs(
     root: &Path,
     units: &[Units],
