@@ -5,7 +5,7 @@
 
 use crate::lists::s;
 use crate::ops::{Stack, StackArgs};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde::Serialize;
 use smartlead::adapters::aws::dynamodb::index::{HEALTH, HEALTH_SKS};
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
@@ -69,12 +69,7 @@ pub async fn health(
     };
     let mut units = 0.0;
     for sk in HEALTH_SKS {
-        let (items, u) = store.index_partition(HEALTH, sk, None).await.map_err(|e| {
-            anyhow!(
-                "reading the health index (a stack whose QueryIndexes leaves it out has none; \
-                 a new index answers once DynamoDB has built it): {e}"
-            )
-        })?;
+        let (items, u) = crate::lists::read_index(store, HEALTH, sk, None).await?;
         units += u;
         for it in &items {
             let pk = s(it, "pk");

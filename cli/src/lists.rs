@@ -11,6 +11,7 @@ use smartlead::adapters::aws::dynamodb::index::{
     Index, CATEGORIZED, CLICKED, OPENED, REPLIED, SUPPRESSED, SUPPRESSION_SK,
 };
 use smartlead::adapters::aws::dynamodb::DynamoStore;
+use smartlead::app::effects::AlertRules;
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
 use smartlead::domain::plan::key_part;
 use smartlead::domain::time::EventTime;
@@ -69,6 +70,23 @@ pub struct Entry {
     pub sentiment: String,
 }
 
+/// One partition of index `i` (hash `h`), from `since`, newest first, and
+/// its read units; the error says why a stack may not have the index.
+pub async fn read_index(
+    store: &DynamoStore,
+    i: Index,
+    h: &str,
+    since: Option<EventTime>,
+) -> Result<(Vec<Item>, f64)> {
+    store.index_partition(i, h, since).await.map_err(|e| {
+        anyhow!(
+            "reading the {} index (a stack whose QueryIndexes leaves it out, or deployed \
+             before it, has none; a new index answers once DynamoDB has built it): {e}",
+            i.name
+        )
+    })
+}
+
 /// A string attribute of `item` ("" when absent).
 pub(crate) fn s(item: &Item, k: &str) -> String {
     item.get(k)
@@ -87,37 +105,29 @@ pub fn campaign_sk(campaign: &str) -> String {
     format!("CAMPAIGN#{}", key_part(campaign.trim()))
 }
 
-/// What the lists of one campaign read: the store, the campaign, the
-/// positive categories; and the read units spent so far.
+/// What the lists of one campaign read: the store, the campaign, which
+/// categories are positive (the alerts' rule); and the read units spent
+/// so far.
 pub struct Lists {
     pub store: DynamoStore,
     pub campaign: String,
-    pub positive: HashSet<String>,
+    pub positive: AlertRules,
     pub units: std::cell::Cell<f64>,
 }
 
 impl Lists {
-    pub fn new(store: DynamoStore, campaign: &str, positive: &str) -> Lists {
-        Lists {
+    /// `positive`: comma-separated categories, as `PositiveCategories`.
+    pub fn new(store: DynamoStore, campaign: &str, positive: &str) -> Result<Lists> {
+        Ok(Lists {
             store,
             campaign: campaign.trim().to_owned(),
-            positive: positive
-                .split(',')
-                .map(|c| c.trim().to_ascii_lowercase())
-                .filter(|c| !c.is_empty())
-                .collect(),
+            positive: AlertRules::parse("", positive).map_err(|e| anyhow!(e))?,
             units: std::cell::Cell::new(0.0),
-        }
+        })
     }
 
     async fn index(&self, i: Index, h: &str, since: Option<EventTime>) -> Result<Vec<Item>> {
-        let (items, units) = self.store.index_partition(i, h, since).await.map_err(|e| {
-            anyhow!(
-                "reading the {} index (a stack whose QueryIndexes leaves it out has none; \
-                     a new index answers once DynamoDB has built it): {e}",
-                i.name
-            )
-        })?;
+        let (items, units) = read_index(&self.store, i, h, since).await?;
         self.units.set(self.units.get() + units);
         Ok(items)
     }
@@ -133,8 +143,8 @@ impl Lists {
     }
 
     pub fn is_positive(&self, e: &Entry) -> bool {
-        e.sentiment.eq_ignore_ascii_case("positive")
-            || self.positive.contains(&e.category.to_ascii_lowercase())
+        self.positive
+            .is_positive(Some(&e.category), Some(&e.sentiment))
     }
 
     /// The campaign's leads in `status` since `since`, newest first (ties
@@ -161,7 +171,7 @@ impl Lists {
                 .filter(|e| self.is_positive(e))
                 .collect(),
             Status::Bounced | Status::Unsubscribed => {
-                let items = self.index(SUPPRESSED, SUPPRESSION_SK, since).await?;
+                let items = self.suppression_list(since).await?;
                 self.suppressed(&items, status)
             }
         };
@@ -201,14 +211,13 @@ impl Lists {
 
     /// The leads in a category (case-insensitive), for `--category`.
     pub async fn in_category(&self, category: &str) -> Result<HashSet<String>> {
-        let h = campaign_sk(&self.campaign);
         let want = category.trim().to_ascii_lowercase();
         Ok(self
-            .index(CATEGORIZED, &h, None)
+            .status_index(CATEGORIZED, None)
             .await?
-            .iter()
-            .filter(|it| s(it, "category").to_ascii_lowercase() == want)
-            .map(|it| s(it, "pk"))
+            .into_iter()
+            .filter(|e| e.category.to_ascii_lowercase() == want)
+            .map(|e| e.pk)
             .collect())
     }
 
@@ -388,7 +397,7 @@ impl OneCampaign {
         }
         let positive = positive
             .unwrap_or_else(|| smartlead::app::effects::DEFAULT_POSITIVE_CATEGORIES.to_owned());
-        Ok(Lists::new(stack.store(), campaign, &positive))
+        Lists::new(stack.store(), campaign, &positive)
     }
 }
 

@@ -3,9 +3,11 @@
 //! `--csv` is RFC 4180 with a header row, `email` first: what CRM and
 //! sending tools' import screens take.
 
+use crate::lists::read_index;
 use crate::ops::{Stack, StackArgs};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde::Serialize;
+use smartlead::adapters::aws::dynamodb::index::{SUPPRESSED, SUPPRESSION_SK};
 use smartlead::aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
@@ -45,13 +47,7 @@ pub struct Suppressed {
 pub async fn suppression(a: &SuppressionArgs) -> Result<()> {
     let since = crate::lists::since(a.since.as_deref())?;
     let stack = Stack::resolve(&a.stack).await?;
-    let (items, units) = stack.store().suppressed_counted(since).await.map_err(|e| {
-        anyhow!(
-            "reading the suppressed index of table {} (a stack deployed before the index has none; \
-             a new index answers once DynamoDB has built it): {e}",
-            stack.table
-        )
-    })?;
+    let (items, units) = read_index(&stack.store(), SUPPRESSED, SUPPRESSION_SK, since).await?;
     let rows: Vec<Suppressed> = items.iter().map(row).collect();
     if a.csv {
         let no_address = rows.iter().filter(|r| r.email.is_empty()).count();
@@ -72,12 +68,7 @@ pub async fn suppression(a: &SuppressionArgs) -> Result<()> {
 }
 
 fn row(item: &HashMap<String, AttributeValue>) -> Suppressed {
-    let s = |k: &str| {
-        item.get(k)
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_default()
-    };
+    let s = |k: &str| crate::lists::s(item, k);
     let mut reasons = item
         .get("flags")
         .and_then(|v| v.as_ss().ok())

@@ -4,7 +4,8 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
-use smartlead::adapters::aws::dynamodb::{create_table, item_to_json, DynamoStore};
+use smartlead::adapters::aws::dynamodb::index::{Index, INDEXES};
+use smartlead::adapters::aws::dynamodb::{create_table_with, item_to_json, DynamoStore};
 use smartlead::adapters::aws::SqsQueue;
 use smartlead::app::consumer::{Consumer, Outcome};
 use smartlead::app::effects::Effects;
@@ -82,17 +83,18 @@ pub async fn receive(
 /// A new state table `table` on the DynamoDB at `endpoint`, as the
 /// template creates it.
 pub async fn store_at(endpoint: &str, table: &str) -> DynamoStore {
-    let cfg = smartlead::adapters::aws::local_sdk_config(endpoint).await;
-    let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    create_table(&client, table).await.expect("create table");
-    DynamoStore::new(client, table.to_owned())
+    store_with(endpoint, table, INDEXES).await
 }
 
 /// [`store_at`] without the indexes: what the state alone costs.
 pub async fn bare_store_at(endpoint: &str, table: &str) -> DynamoStore {
+    store_with(endpoint, table, &[]).await
+}
+
+async fn store_with(endpoint: &str, table: &str, indexes: &[Index]) -> DynamoStore {
     let cfg = smartlead::adapters::aws::local_sdk_config(endpoint).await;
     let client = smartlead::aws_sdk_dynamodb::Client::new(&cfg);
-    smartlead::adapters::aws::dynamodb::create_table_with(&client, table, &[])
+    create_table_with(&client, table, indexes)
         .await
         .expect("create table");
     DynamoStore::new(client, table.to_owned())

@@ -37,6 +37,13 @@ impl AlertRules {
         })
     }
 
+    /// Is a category positive: a `positive` sentiment, or a name among
+    /// `positive_categories` (either case)?
+    pub fn is_positive(&self, name: Option<&str>, sentiment: Option<&str>) -> bool {
+        sentiment.is_some_and(|s| s.eq_ignore_ascii_case("positive"))
+            || name.is_some_and(|n| self.positive_categories.contains(&n.to_ascii_lowercase()))
+    }
+
     /// Does this event alert? A category change only to a positive one.
     pub fn is_hot(&self, ev: &SmartleadEvent) -> bool {
         if !self.types.contains(&ev.event_type) {
@@ -46,13 +53,7 @@ impl AlertRules {
             EventData::LeadCategoryUpdated(c) => {
                 // The category entered, in either generation (see `new_category`).
                 let cat = c.new_category();
-                cat.sentiment
-                    .as_deref()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("positive"))
-                    || cat
-                        .name
-                        .as_deref()
-                        .is_some_and(|n| self.positive_categories.contains(&n.to_ascii_lowercase()))
+                self.is_positive(cat.name.as_deref(), cat.sentiment.as_deref())
             }
             _ => true,
         }
