@@ -101,6 +101,7 @@ async fn no_stored_item_bus_event_alert_or_log_line_carries_the_webhook_secret()
         publisher: Some(Box::new(bus.clone())),
         notifiers: vec![Box::new(alerts.clone())],
         alerts: AlertRules::parse(&every_type.join(","), "Interested").expect("rules"),
+        ..Default::default()
     };
     let c = consumer(fresh_store().await, effects);
     // Every fixture, with the secret where SmartLead puts it and in other
@@ -969,6 +970,7 @@ async fn a_copy_of_a_record_whose_fan_out_was_queued_publishes_it_no_more() {
         publisher: Some(Box::new(bus.clone())),
         notifiers: vec![Box::new(alerts.clone())],
         alerts: AlertRules::parse("EMAIL_REPLY", "Interested").expect("rules"),
+        ..Default::default()
     };
     let mut down = consumer(store.clone(), effects());
     let fanouts = smartlead::adapters::aws::SqsQueue {

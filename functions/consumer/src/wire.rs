@@ -2,14 +2,17 @@
 //! claim-check reader, the effects queue and the effects that are
 //! switched on.
 
+use smartlead::adapters::aws::dynamodb::clients::registry_loader;
 use smartlead::adapters::aws::dynamodb::{budget::DynamoBudget, DynamoStore};
 use smartlead::adapters::aws::{eventbridge, s3, sns, ssm, SdkConfig, SqsQueue};
 use smartlead::adapters::http::hygiene::Hygiene;
-use smartlead::adapters::http::slack::SlackNotifier;
+use smartlead::adapters::http::slack::{ClientChannels, SlackNotifier};
 use smartlead::adapters::http::smartlead::Api;
+use smartlead::app::clients::{Clients, REGISTRY_REFRESH};
 use smartlead::app::consumer::Consumer;
 use smartlead::app::effects::Effects;
 use smartlead::app::worker::{EffectPath, EffectQueue};
+use smartlead::config::refresh::Refreshing;
 use smartlead::config::{ConfigError, ConsumerConfig};
 use smartlead::metrics::Metrics;
 use smartlead::{aws_sdk_dynamodb, aws_sdk_s3, aws_sdk_sqs};
@@ -26,6 +29,7 @@ pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig, metrics: &Metrics
     ));
     let mut effects = Effects {
         alerts: config.alerts.clone(),
+        clients: clients(sdk, config).await,
         ..Effects::default()
     };
     if let Some(bus) = &config.bus {
@@ -34,11 +38,24 @@ pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig, metrics: &Metrics
             bus: bus.clone(),
         }));
     }
-    if let Some(source) = &config.slack {
-        let what = ("Slack URL", smartlead::app::effects::SLACK);
-        let url = ssm::optional(sdk, source, what, config.refresh, metrics).await;
+    let what = ("Slack URL", smartlead::app::effects::SLACK);
+    let url = match &config.slack {
+        Some(source) => Some(ssm::optional(sdk, source, what, config.refresh, metrics).await),
+        None => None,
+    };
+    // An agency's clients' own channels: each URL read on first use.
+    let channels = config.clients.as_ref().map(|_| {
+        let (sdk, every) = (sdk.clone(), config.refresh);
+        ClientChannels::new(
+            effects.clients.clone(),
+            Box::new(move |name: &str| {
+                Refreshing::unread("a client's Slack URL", every, ssm::loader(&sdk, name))
+            }),
+        )
+    });
+    if url.is_some() || channels.is_some() {
         effects.notifiers.push(Box::new(
-            SlackNotifier::refreshing(url).with_budget(budget.clone()),
+            SlackNotifier::routed(url, channels).with_budget(budget.clone()),
         ));
     }
     if let Some(topic_arn) = &config.topic_arn {
@@ -59,6 +76,25 @@ pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig, metrics: &Metrics
         }));
     }
     effects
+}
+
+/// An agency's client registry, re-read from the table (none without
+/// `CLIENT_PARAMETER_PATH`).
+/// Read at cold start, so that no event of the first batch goes without;
+/// a registry that cannot be read then is read again with backoff.
+async fn clients(sdk: &SdkConfig, config: &ConsumerConfig) -> Clients {
+    if config.clients.is_none() {
+        return Clients::default();
+    }
+    let load = registry_loader(aws_sdk_dynamodb::Client::new(sdk), config.table.clone());
+    let what = "client registry";
+    Clients::refreshing(match load().await {
+        Ok(r) => Refreshing::new(what, r, REGISTRY_REFRESH, load),
+        Err(e) => {
+            tracing::error!(error = %e, "the client registry could not be read; events go without their client until it is");
+            Refreshing::unread(what, REGISTRY_REFRESH, load)
+        }
+    })
 }
 
 /// The consumer function's service.

@@ -4,6 +4,7 @@
 //! [`effects::Publisher`] and [`effects::Notifier`].
 
 pub mod budget;
+pub mod clients;
 pub mod consumer;
 pub mod effects;
 pub mod ingest;

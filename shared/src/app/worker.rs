@@ -336,10 +336,12 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
             let Some(n) = self.effects.notifier(w.effect) else {
                 continue;
             };
-            match groups
-                .iter_mut()
-                .find(|(g, items)| g.effect() == w.effect && items.len() < n.batch_limit())
-            {
+            let route = n.route(&ev);
+            match groups.iter_mut().find(|(g, items)| {
+                g.effect() == w.effect
+                    && items.len() < n.batch_limit()
+                    && items.first().map(|(_, e)| g.route(e)) == Some(route.clone())
+            }) {
                 Some((_, items)) => items.push((w, ev)),
                 None => groups.push((n, vec![(w, ev)])),
             }
@@ -384,10 +386,12 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         }
         let ev = match self.body(w.m).await {
             Body::Ready(bytes) => match SmartleadEvent::from_slice(&bytes) {
-                Ok(ev) => ev.with_delivery(
-                    w.m.attribute(attr::SMARTLEAD_REQUEST_ID),
-                    w.m.attribute(attr::WEBHOOK_LEVEL),
-                ),
+                Ok(ev) => ev
+                    .with_delivery(
+                        w.m.attribute(attr::SMARTLEAD_REQUEST_ID),
+                        w.m.attribute(attr::WEBHOOK_LEVEL),
+                    )
+                    .with_client(w.m.attribute(attr::CLIENT_ID)),
                 Err(e) => {
                     tracing::error!(dedup_key = %w.key, effect = w.effect, error = %e, outcome = "refused", "effect message's event does not read");
                     return Err(Ran::Refused);

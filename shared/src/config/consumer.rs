@@ -47,6 +47,10 @@ pub struct ConsumerConfig {
     pub slack: Option<SecretSource>,
     /// `ALERT_TOPIC_ARN`.
     pub topic_arn: Option<String>,
+    /// `CLIENT_PARAMETER_PATH`: an agency's deployment. The client registry
+    /// is read from the table, and clients' Slack URLs from the SSM
+    /// parameters it names (below this path: the policy allows no other).
+    pub clients: Option<String>,
     /// `HYGIENE` (`off`, `unsubscribe`, `block`) and its settings.
     pub hygiene: Option<HygieneConfig>,
     /// `EFFECTS_QUEUE_URL`: where effects wait to run (needed when any is on).
@@ -112,12 +116,17 @@ impl FromEnv for ConsumerConfig {
         let slack = env.secret_var("SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_PARAM");
         let hygiene = hygiene(env);
         let ssm = |s: Option<&SecretSource>| matches!(s, Some(SecretSource::Ssm(_)));
-        let from_ssm = ssm(slack.as_ref()) || ssm(hygiene.as_ref().map(|h| &h.api_key));
+        let clients = env.optional_var("CLIENT_PARAMETER_PATH");
+        let from_ssm =
+            ssm(slack.as_ref()) || ssm(hygiene.as_ref().map(|h| &h.api_key)) || clients.is_some();
         let bus = env.optional_var("EVENT_BUS_NAME");
         let topic_arn = env.optional_var("ALERT_TOPIC_ARN");
         let effects_queue = env.optional_var("EFFECTS_QUEUE_URL");
-        let any_effect =
-            bus.is_some() || slack.is_some() || topic_arn.is_some() || hygiene.is_some();
+        let any_effect = bus.is_some()
+            || slack.is_some()
+            || topic_arn.is_some()
+            || hygiene.is_some()
+            || clients.is_some();
         if any_effect && effects_queue.is_none() {
             env.fail(ConfigError::Missing("EFFECTS_QUEUE_URL"));
         }
@@ -150,6 +159,7 @@ impl FromEnv for ConsumerConfig {
             bus,
             slack,
             topic_arn,
+            clients,
             hygiene,
             effects_queue,
             webhook_queue: env.optional_var("WEBHOOK_QUEUE_URL"),

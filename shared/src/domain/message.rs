@@ -27,8 +27,13 @@ pub mod attr {
     /// `inline` (the message body is the webhook) or `s3` (a claim check).
     pub const BODY_LOCATION: &str = "body_location";
     /// A webhook message the consumer sent back to its queue (its state
-    /// applied, its effects not queued): how many times it has been.
+    /// applied, its effects not queued): how many times it has been, then
+    /// after a space the effects earlier deliveries queued, which its
+    /// delivery does not queue again (`2 fanout,slack`; see [`requeued`]).
     pub const REQUEUED: &str = "requeued";
+    /// The client the webhook's URL named (set by the ingest); on an
+    /// alert's or hygiene call's message, the event's resolved client.
+    pub const CLIENT_ID: &str = "client_id";
     /// Effect messages only (the effects queue, set by the consumer): the
     /// effect to run (`fanout`, `slack`, `sns`, `hygiene`).
     pub const EFFECT: &str = "effect";
@@ -40,12 +45,12 @@ pub mod attr {
     /// Fan-out messages: the bus event's detail-type and time.
     pub const DETAIL_TYPE: &str = "detail_type";
     pub const EVENT_TIME: &str = "event_time";
-    /// A webhook the consumer sent back: the effects earlier deliveries
-    /// queued (comma-separated), which its delivery does not queue again.
+    /// Read only: what earlier versions wrote beside `requeued` (the
+    /// effects queued), for a copy sent back before an upgrade.
     pub const QUEUED: &str = "queued";
     /// What a webhook message carries besides its body (a copy the
-    /// consumer sends back keeps them).
-    pub const WEBHOOK: [&str; 8] = [
+    /// consumer sends back keeps them, and adds `requeued`: 10, SQS's most).
+    pub const WEBHOOK: [&str; 9] = [
         EVENT_TYPE,
         RECEIVED_AT,
         REQUEST_ID,
@@ -54,11 +59,38 @@ pub mod attr {
         SMARTLEAD_REQUEST_ID,
         WEBHOOK_LEVEL,
         BODY_LOCATION,
+        CLIENT_ID,
     ];
+    /// `requeued`'s value: the copy count and the effects queued so far.
+    pub fn requeued(count: u32, queued: &[&str]) -> String {
+        if queued.is_empty() {
+            count.to_string()
+        } else {
+            format!("{count} {}", queued.join(","))
+        }
+    }
+    /// `requeued` read back: the count (0 when absent or unreadable) and
+    /// the effects named (with an earlier version's `queued`).
+    pub fn read_requeued<'a>(
+        requeued: Option<&'a str>,
+        legacy_queued: Option<&'a str>,
+    ) -> (u32, Vec<&'a str>) {
+        let (count, queued) = requeued
+            .unwrap_or_default()
+            .split_once(' ')
+            .map_or((requeued.unwrap_or_default(), ""), |(c, q)| (c, q));
+        let names = queued
+            .split(',')
+            .chain(legacy_queued.unwrap_or_default().split(','))
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        (count.trim().parse().unwrap_or(0), names)
+    }
     /// What an alert's or a hygiene call's effect message keeps of them:
     /// what the worker reads (the body's location, SmartLead's delivery
     /// headers), and the type and time for whoever reads the effects DLQ.
-    /// With `effect`, `dedup_key` and `claim`, 8 of SQS's 10.
+    /// With `effect`, `dedup_key`, `claim` and `client_id`, 9 of SQS's 10.
     pub const EFFECT_KEEPS: [&str; 5] = [
         EVENT_TYPE,
         RECEIVED_AT,
@@ -172,5 +204,29 @@ mod safe_tests {
         assert_eq!(serde_json::from_str::<serde_json::Value>(&safe).unwrap(), v);
         let key = sqs_safe_text("UNKNOWN_X\u{1}:body:abc");
         assert!(sqs_accepts(&key) && key.contains('\u{FFFD}'));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attr;
+
+    #[test]
+    fn requeued_carries_the_count_and_the_effects_queued() {
+        assert_eq!(attr::requeued(1, &[]), "1");
+        let v = attr::requeued(2, &["fanout", "slack"]);
+        assert_eq!(v, "2 fanout,slack");
+        assert_eq!(
+            attr::read_requeued(Some(&v), None),
+            (2, vec!["fanout", "slack"])
+        );
+        // A copy an earlier version sent back: the count alone, `queued` beside it.
+        assert_eq!(
+            attr::read_requeued(Some("3"), Some("sns")),
+            (3, vec!["sns"])
+        );
+        assert_eq!(attr::read_requeued(None, None), (0, vec![]));
+        assert_eq!(attr::read_requeued(Some("x y"), None), (0, vec!["y"]));
+        assert!(attr::WEBHOOK.len() < attr::MAX, "a copy adds `requeued`");
     }
 }

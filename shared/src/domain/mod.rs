@@ -3,6 +3,7 @@
 //! updates) and an idempotency key come out.
 
 pub mod body;
+pub mod client;
 pub mod event;
 pub mod field_types;
 pub mod key;

@@ -1,11 +1,47 @@
 //! Alerts to a Slack incoming webhook.
 
 use crate::app::budget::{now_ms, Destination, RateBudget};
-use crate::app::effects::{Alert, EffectError, Notifier, SLACK};
+use crate::app::clients::Clients;
+use crate::app::effects::{Alert, AlertRules, EffectError, Notifier, SLACK};
+use crate::config::refresh::Refreshing;
 use crate::domain::event::SmartleadEvent;
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Makes the value of an SSM parameter, by name, that is re-read now and then.
+pub type ParamReader = Box<dyn Fn(&str) -> Refreshing<String> + Send + Sync>;
+
+/// Each client's own Slack channel: the registry names the SSM parameter
+/// of its URL, read (and re-read) on first use.
+pub struct ClientChannels {
+    pub clients: Clients,
+    /// A parameter's value, re-read now and then.
+    pub load: ParamReader,
+    urls: Mutex<HashMap<String, Arc<Refreshing<String>>>>,
+}
+
+impl ClientChannels {
+    pub fn new(
+        clients: Clients,
+        load: ParamReader,
+    ) -> ClientChannels {
+        ClientChannels {
+            clients,
+            load,
+            urls: Mutex::default(),
+        }
+    }
+
+    /// The URL of the channel named by `param`.
+    fn url(&self, param: &str) -> Arc<Refreshing<String>> {
+        let mut urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        urls.entry(param.to_owned())
+            .or_insert_with(|| Arc::new((self.load)(param)))
+            .clone()
+    }
+}
 
 /// A Slack incoming webhook, one message a second at most
 /// (<https://api.slack.com/docs/rate-limits>): each post takes its slot in
@@ -15,8 +51,11 @@ use std::time::{Duration, Instant};
 /// ([`EffectError::retry_after`]), and the alert is retried then.
 pub struct SlackNotifier {
     pub http: reqwest::Client,
-    /// The incoming-webhook URL (a credential: never logged).
-    pub url: crate::config::refresh::Refreshing<String>,
+    /// The incoming-webhook URL (a credential: never logged); `None` when
+    /// only clients have channels.
+    pub url: Option<Refreshing<String>>,
+    /// An agency's clients' own channels.
+    pub channels: Option<ClientChannels>,
     /// Per request, lowered to what is left of the invocation.
     pub timeout: Duration,
     /// The webhook's rate budget (by default this process's alone).
@@ -29,11 +68,20 @@ impl SlackNotifier {
     }
 
     /// With a URL re-read from SSM now and then.
-    pub fn refreshing(url: crate::config::refresh::Refreshing<String>) -> SlackNotifier {
+    pub fn refreshing(url: Refreshing<String>) -> SlackNotifier {
+        SlackNotifier::routed(Some(url), None)
+    }
+
+    /// The deployment's channel (if any) and the clients' own.
+    pub fn routed(
+        url: Option<Refreshing<String>>,
+        channels: Option<ClientChannels>,
+    ) -> SlackNotifier {
         let http = crate::adapters::http::builder().build().unwrap_or_default();
         SlackNotifier {
             http,
             url,
+            channels,
             timeout: Duration::from_secs(5),
             budget: Arc::new(crate::app::budget::InProcess::default()),
         }
@@ -50,14 +98,28 @@ impl Notifier for SlackNotifier {
     fn effect(&self) -> &'static str {
         SLACK
     }
+    /// A hot event whose client has a channel, or any hot one when the
+    /// deployment has its own.
+    fn applies(&self, ev: &SmartleadEvent, rules: &AlertRules) -> bool {
+        rules.is_hot(ev) && (self.url.is_some() || self.route(ev).is_some())
+    }
+
+    /// The SSM parameter of the event's client's channel, if it has one.
+    fn route(&self, ev: &SmartleadEvent) -> Option<String> {
+        self.channels
+            .as_ref()?
+            .clients
+            .slack_param(ev.client.as_deref())
+    }
+
     async fn notify(
         &self,
         ev: &SmartleadEvent,
         key: &str,
         deadline: Instant,
     ) -> Result<(), EffectError> {
-        self.post(&Alert::from_event(ev, key).slack(), deadline)
-            .await
+        let body = Alert::from_event(ev, key).slack();
+        self.post(self.route(ev).as_deref(), &body, deadline).await
     }
 
     /// A wave of alerts goes as digests of ten, one slot each.
@@ -74,14 +136,33 @@ impl Notifier for SlackNotifier {
             .iter()
             .map(|(ev, key)| Alert::from_event(ev, key))
             .collect();
-        self.post(&Alert::slack_digest(&alerts), deadline).await
+        // The worker groups an event with others of its route only.
+        let route = evs.first().and_then(|(ev, _)| self.route(ev));
+        let body = Alert::slack_digest(&alerts);
+        self.post(route.as_deref(), &body, deadline).await
     }
 }
 
 impl SlackNotifier {
-    /// Posts one message in the webhook's budget before `deadline`.
-    async fn post(&self, body: &serde_json::Value, deadline: Instant) -> Result<(), EffectError> {
-        let Some(url) = self.url.get().await else {
+    /// Posts one message to the channel of `route` (a client's parameter;
+    /// `None`: the deployment's), in the webhook's budget, before `deadline`.
+    async fn post(
+        &self,
+        route: Option<&str>,
+        body: &serde_json::Value,
+        deadline: Instant,
+    ) -> Result<(), EffectError> {
+        let url = match (route, &self.channels, &self.url) {
+            (Some(param), Some(ch), _) => ch.url(param).get().await,
+            (None, _, Some(url)) => url.get().await,
+            // Its client's channel was removed since it was queued.
+            _ => {
+                return Err(EffectError::Permanent(
+                    "Slack: no channel for this event's client any more".into(),
+                ))
+            }
+        };
+        let Some(url) = url else {
             // The parameter could not be read yet (it is read again with
             // backoff): the alert waits, the event's state does not.
             return Err(EffectError::Transient(

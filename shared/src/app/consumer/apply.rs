@@ -85,11 +85,12 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
         let (outcome, mut effects, applied) = self.after_apply(applied, &ev, &p, d).await;
         let event_type = ev.event_type.metric_name().to_owned();
         // A webhook sent back names the effects queued before it.
-        let queued: Vec<&'static str> = d
-            .message
-            .attribute(attr::QUEUED)
-            .unwrap_or_default()
-            .split(',')
+        let (requeued, named) = attr::read_requeued(
+            d.message.attribute(attr::REQUEUED),
+            d.message.attribute(attr::QUEUED),
+        );
+        let queued: Vec<&'static str> = named
+            .into_iter()
             .filter_map(crate::app::effects::known)
             .collect();
         effects.retain(|(e, _)| !queued.contains(e));
@@ -110,11 +111,7 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 .iter()
                 .filter_map(|name| d.message.attribute(name).map(|v| (*name, v.to_owned())))
                 .collect(),
-            requeued: d
-                .message
-                .attribute(attr::REQUEUED)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            requeued,
             queued,
             ev,
         };

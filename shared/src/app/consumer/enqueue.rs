@@ -132,6 +132,10 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                 .iter()
                 .filter(|(k, _)| attr::EFFECT_KEEPS.contains(k));
             attributes.extend(kept.cloned());
+            // The client resolved, so the alert goes to its channel.
+            if let Some(c) = &j.ev.client {
+                attributes.push((attr::CLIENT_ID, sqs_safe_text(c)));
+            }
             // An inline body is kept without the webhook secret; a claim
             // check is only a pointer.
             let body = match attribute_of(&j.attributes, attr::BODY_LOCATION) {

@@ -124,6 +124,10 @@ impl<S: StateStore, B: BlobReader> Consumer<S, B> {
                             m.attribute(attr::SMARTLEAD_REQUEST_ID),
                             m.attribute(attr::WEBHOOK_LEVEL),
                         );
+                        // An agency's: the event's client (the URL's as a last resort).
+                        let url_client = m.attribute(attr::CLIENT_ID);
+                        let clients = &self.effects.clients;
+                        let ev = clients.resolve(ev, url_client, &self.metrics).await;
                         let d = Delivery {
                             message: m,
                             message_id: &message_id,

@@ -4,8 +4,9 @@
 //!
 //! The copy keeps the body and the webhook attributes, with `received_at`
 //! set to the time that names the message (the fan-out's mark names it),
-//! `requeued` counting the copies and `queued` naming the effects already
-//! queued, which its delivery does not queue again. Its state is a
+//! `requeued` counting the copies and naming the effects already queued,
+//! which its delivery does not queue again (one attribute: a webhook
+//! message has nine, and SQS takes ten). Its state is a
 //! duplicate, and it queues what is left: a failing effects queue costs the
 //! webhook queue no receive and walks no applied webhook into its DLQ.
 //! Copies back off ([`requeue_delay`]) for [`MAX_COPIES`] rounds, a day or
@@ -117,12 +118,9 @@ fn requeued_copy(j: &Job, now: Option<&Vec<&'static str>>) -> OutgoingMessage {
     if let Some(at) = EventTime::from_millis(j.received_ms) {
         attributes.push((attr::RECEIVED_AT, at.to_string()));
     }
-    attributes.push((attr::REQUEUED, (j.requeued + 1).to_string()));
     let mut queued = j.queued.clone();
     queued.extend(now.into_iter().flatten().copied());
-    if !queued.is_empty() {
-        attributes.push((attr::QUEUED, queued.join(",")));
-    }
+    attributes.push((attr::REQUEUED, attr::requeued(j.requeued + 1, &queued)));
     OutgoingMessage {
         body: j.body.clone(),
         attributes,

@@ -69,6 +69,11 @@ pub trait Notifier: Send + Sync {
     fn batch_limit(&self) -> usize {
         1
     }
+    /// Where an event's call goes when it is not where the others' go (a
+    /// client's own Slack channel): only events of one route share a call.
+    fn route(&self, _ev: &SmartleadEvent) -> Option<String> {
+        None
+    }
     /// Does it for up to [`Self::batch_limit`] events as one call: one
     /// result for them all.
     async fn notify_all(
@@ -89,11 +94,15 @@ pub struct Effects {
     pub publisher: Option<Box<dyn Publisher>>,
     pub notifiers: Vec<Box<dyn Notifier>>,
     pub alerts: AlertRules,
+    /// An agency's clients: each event's client, its own alert events and
+    /// channel (none without clients).
+    pub clients: crate::app::clients::Clients,
 }
 
 impl Effects {
     /// The effects an event gets, in a fixed order.
     pub fn for_event(&self, ev: &SmartleadEvent) -> Vec<&'static str> {
+        let rules = self.clients.alert_rules(ev, &self.alerts);
         let mut out = Vec::new();
         if self.publisher.is_some() {
             out.push(FANOUT);
@@ -101,7 +110,7 @@ impl Effects {
         out.extend(
             self.notifiers
                 .iter()
-                .filter(|n| n.applies(ev, &self.alerts))
+                .filter(|n| n.applies(ev, &rules))
                 .map(|n| n.effect()),
         );
         out

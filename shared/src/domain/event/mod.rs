@@ -49,6 +49,9 @@ pub struct SmartleadEvent {
     pub delivery_id: Option<String>,
     /// `X-Webhook-Level` of the request (`user`, `client`, `campaign`).
     pub webhook_level: Option<String>,
+    /// The event's client as an agency's deployment resolved it (see
+    /// [`crate::domain::client`]); `None` in a deployment without clients.
+    pub client: Option<String>,
 }
 
 impl Serialize for SmartleadEvent {
@@ -87,6 +90,7 @@ impl SmartleadEvent {
             view,
             delivery_id: None,
             webhook_level: None,
+            client: None,
         })
     }
 
@@ -100,6 +104,14 @@ impl SmartleadEvent {
     ) -> SmartleadEvent {
         self.delivery_id = request_id.and_then(delivery_id);
         self.webhook_level = level.and_then(webhook_level);
+        self
+    }
+
+    /// The event with its resolved client (see [`SmartleadEvent::client`]).
+    pub fn with_client(mut self, client: Option<&str>) -> SmartleadEvent {
+        self.client = client
+            .filter(|c| crate::domain::client::valid_client_id(c))
+            .map(str::to_owned);
         self
     }
 

@@ -89,23 +89,37 @@ impl<'a> Ctx<'a> {
             .once("sl_email_lead_id", id(&n.sl_email_lead_id))
             .once("sl_email_lead_map_id", id(&n.sl_email_lead_map_id))
             .once("stats_thread_id", id(&n.stats_thread_id))
+            // An agency's deployment: the lead's client here (see
+            // `crate::domain::client`); nothing without clients.
+            .once("client_id", self.ev.client.clone())
         // No lead name here: events spell it differently ("Jane" vs "Jane Doe"),
         // and a first-writer-wins field would depend on arrival order.
     }
 
-    /// The lead's suppression: sticky, the earliest reason wins.
-    pub fn suppression(&self, pk: &str, reason: &str) -> ItemUpdate {
-        ItemUpdate::new(pk.to_owned(), "SUPPRESSION".into())
-            .once("lead_email", self.n.lead_email.clone())
-            .flag(reason)
-            .earliest(
-                "suppressed_order",
-                vec![
-                    ("suppressed_at", self.t()),
-                    ("reason", Some(Val::S(reason.into()))),
-                    ("campaign_id", Some(Val::S(self.campaign.clone()))),
-                ],
-            )
+    /// The lead's suppression: sticky, the earliest reason wins. Its scope
+    /// (see [`crate::domain::client::Scope`]): the reason's flag makes it
+    /// every client's; an unsubscribe that SmartLead scoped to some
+    /// clients (`scoped`) adds them to `clients` instead.
+    pub fn suppression(
+        &self,
+        pk: &str,
+        reason: &str,
+        scoped: Option<std::collections::BTreeSet<String>>,
+    ) -> ItemUpdate {
+        let u = ItemUpdate::new(pk.to_owned(), "SUPPRESSION".into())
+            .once("lead_email", self.n.lead_email.clone());
+        let u = match scoped {
+            Some(clients) => u.add_set("clients", clients.into_iter().collect()),
+            None => u.flag(reason),
+        };
+        u.earliest(
+            "suppressed_order",
+            vec![
+                ("suppressed_at", self.t()),
+                ("reason", Some(Val::S(reason.into()))),
+                ("campaign_id", Some(Val::S(self.campaign.clone()))),
+            ],
+        )
     }
 }
 

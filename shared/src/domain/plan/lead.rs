@@ -149,11 +149,15 @@ pub(super) fn email_bounce(cx: &Ctx, pk: &str, b: &EmailBounce) -> Vec<ItemUpdat
     // writes, and the suppression's register (bounces and unsubscribes)
     // cannot share an item with one of bounces alone. A bounced lead is
     // suppressed: few writes follow.
-    vec![score(u, cx.weights.bounce), cx.suppression(pk, "bounce")]
+    vec![
+        score(u, cx.weights.bounce),
+        cx.suppression(pk, "bounce", None),
+    ]
 }
 
 /// LEAD_UNSUBSCRIBED: flag `unsubscribed`, its time, score; the lead
-/// suppressed (reason `unsubscribe`).
+/// suppressed (reason `unsubscribe`) for every client, or for those
+/// `unsubscribed_client_id_map` names.
 pub(super) fn lead_unsubscribed(cx: &Ctx, pk: &str) -> Vec<ItemUpdate> {
     let u = cx
         .lead_campaign(pk)
@@ -162,7 +166,11 @@ pub(super) fn lead_unsubscribed(cx: &Ctx, pk: &str) -> Vec<ItemUpdate> {
         .latest_time("unsubscribed_at");
     vec![
         score(u, cx.weights.unsubscribe),
-        cx.suppression(pk, "unsubscribe"),
+        cx.suppression(
+            pk,
+            "unsubscribe",
+            crate::domain::client::unsubscribe_scope(cx.ev),
+        ),
     ]
 }
 

@@ -145,6 +145,11 @@ impl ItemUpdate {
         self.add.push(("flags", Val::Ss(vec![flag.to_owned()])));
         self
     }
+    /// `ADD` the elements to the string set `attr`.
+    fn add_set(mut self, attr: &'static str, v: Vec<String>) -> Self {
+        self.add.push((attr, Val::Ss(v)));
+        self
+    }
     /// `add` (a set) into `attr`, which keeps its `cap` greatest elements
     /// and counts the others in `dropped` (see [`Capped`]).
     fn keep_newest(

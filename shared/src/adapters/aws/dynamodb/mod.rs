@@ -29,6 +29,7 @@ pub mod absorbed;
 mod apply;
 mod attr;
 pub mod budget;
+pub mod clients;
 mod error;
 mod expr;
 pub mod index;

@@ -1,0 +1,247 @@
+//! The client registry as the consumer reads it: re-read at most every
+//! [`REGISTRY_REFRESH`], so `smartlead clients sync` and `clients set`
+//! reach the functions within a minute. Without a registry (the default,
+//! and a deployment without clients) nothing here changes an event.
+
+use crate::app::effects::AlertRules;
+use crate::config::refresh::Refreshing;
+use crate::domain::client::{ClientSource, Registry};
+use crate::domain::event::SmartleadEvent;
+use crate::metrics::Metrics;
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a function re-reads the registry item (one GetItem).
+pub const REGISTRY_REFRESH: Duration = Duration::from_secs(60);
+
+/// The registry, when this deployment keeps one.
+#[derive(Clone, Default)]
+pub struct Clients {
+    registry: Option<Arc<Refreshing<Registry>>>,
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.registry.is_some() {
+            "Clients(registry)"
+        } else {
+            "Clients(none)"
+        })
+    }
+}
+
+impl Clients {
+    /// A registry as given (tests, tools).
+    pub fn fixed(r: Registry) -> Clients {
+        Clients::refreshing(Refreshing::fixed(r))
+    }
+
+    /// A registry re-read now and then.
+    pub fn refreshing(r: Refreshing<Registry>) -> Clients {
+        Clients {
+            registry: Some(Arc::new(r)),
+        }
+    }
+
+    /// The registry, read if due; `None` without one, or while it holds no
+    /// client (or could not be read yet).
+    pub async fn registry(&self) -> Option<Arc<Registry>> {
+        let r = self.registry.as_ref()?.get().await?;
+        (!r.is_empty()).then_some(r)
+    }
+
+    /// The registry as last read, without waiting.
+    pub fn current(&self) -> Option<Arc<Registry>> {
+        let r = self.registry.as_ref()?.current()?;
+        (!r.is_empty()).then_some(r)
+    }
+
+    /// The event with its client resolved ([`Registry::resolve`]): the
+    /// payload's, else its campaign's, else the URL's (`url`). An event
+    /// whose client the registry does not know counts `UnknownClient`
+    /// (by where its client came from, `none` when it has none).
+    pub async fn resolve(
+        &self,
+        ev: SmartleadEvent,
+        url: Option<&str>,
+        metrics: &Metrics,
+    ) -> SmartleadEvent {
+        let Some(handle) = &self.registry else {
+            return ev;
+        };
+        // Not read yet (its cold read failed): the payload's or URL's client.
+        let reg = handle.get().await.unwrap_or_default();
+        if reg.is_empty() && handle.current().is_some() {
+            return ev;
+        }
+        let n = ev.normalized();
+        let found = reg.resolve(
+            n.client_id.as_ref().map(|c| c.as_str()),
+            n.campaign_id.as_ref().map(|c| c.as_str()),
+            url,
+        );
+        let source = match &found {
+            Some((c, _)) if reg.client(c).is_some() => None,
+            Some((_, ClientSource::Payload)) => Some("payload"),
+            Some((_, ClientSource::Campaign)) => Some("campaign"),
+            Some((_, ClientSource::Url)) => Some("url"),
+            None => Some("none"),
+        };
+        if let Some(source) = source {
+            tracing::warn!(
+                client_id = found.as_ref().map(|(c, _)| c.as_str()),
+                source,
+                "event of a client the registry does not know (smartlead clients sync)"
+            );
+            metrics.count("UnknownClient", &[("Source", source)]);
+        }
+        let client = found.map(|(c, _)| c);
+        ev.with_client(client.as_deref())
+    }
+
+    /// The alert rules for `ev`: its client's own alert events, if it has
+    /// them, with the deployment's positive categories; else `base`.
+    pub fn alert_rules<'a>(
+        &self,
+        ev: &SmartleadEvent,
+        base: &'a AlertRules,
+    ) -> Cow<'a, AlertRules> {
+        let own = ev
+            .client
+            .as_deref()
+            .and_then(|c| self.current()?.client(c)?.alert_events.clone());
+        let Some(events) = own else {
+            return Cow::Borrowed(base);
+        };
+        match AlertRules::parse(&events, "") {
+            Ok(mut r) => {
+                r.positive_categories = base.positive_categories.clone();
+                Cow::Owned(r)
+            }
+            Err(e) => {
+                tracing::error!(client_id = ev.client.as_deref(), error = %e, "a client's alert events do not read; the deployment's apply");
+                Cow::Borrowed(base)
+            }
+        }
+    }
+
+    /// The SSM parameter of `client`'s own Slack URL, if it has one.
+    pub fn slack_param(&self, client: Option<&str>) -> Option<String> {
+        self.current()?.client(client?)?.slack_param.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::client::Client;
+    use serde_json::json;
+
+    fn registry() -> Registry {
+        Registry {
+            clients: [
+                (
+                    "11".to_string(),
+                    Client {
+                        name: "Acme".into(),
+                        alert_events: Some("EMAIL_BOUNCE".into()),
+                        ..Client::default()
+                    },
+                ),
+                ("12".to_string(), Client::default()),
+            ]
+            .into(),
+            campaigns: [("7".to_string(), "12".to_string())].into(),
+        }
+    }
+
+    fn ev(body: serde_json::Value) -> SmartleadEvent {
+        SmartleadEvent::from_value(body).expect("event")
+    }
+
+    #[tokio::test]
+    async fn without_a_registry_an_event_is_left_as_it_came() {
+        let e = ev(json!({"event_type": "EMAIL_OPEN", "campaign_id": 7}));
+        let out = Clients::default()
+            .resolve(e, Some("11"), &Metrics::disabled())
+            .await;
+        assert_eq!(out.client, None);
+        let empty = Clients::fixed(Registry::default());
+        let e = ev(json!({"event_type": "EMAIL_OPEN", "client_id": 11}));
+        let out = empty.resolve(e, None, &Metrics::disabled()).await;
+        assert_eq!(out.client, None);
+        assert_eq!(
+            out.normalized().client_id.map(|c| c.to_string()).as_deref(),
+            Some("11")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_client_comes_from_the_payload_the_campaign_or_the_url() {
+        let c = Clients::fixed(registry());
+        let m = Metrics::disabled();
+        let of = |e: SmartleadEvent| e.normalized().client_id.map(|c| c.to_string());
+        let e = c
+            .resolve(
+                ev(json!({"event_type": "EMAIL_OPEN", "campaign_id": 7})),
+                Some("11"),
+                &m,
+            )
+            .await;
+        assert_eq!(e.client.as_deref(), Some("12"));
+        assert_eq!(of(e).as_deref(), Some("12"), "the bus detail carries it");
+        let e = c
+            .resolve(
+                ev(json!({"event_type": "EMAIL_OPEN", "campaign_id": 8})),
+                Some("11"),
+                &m,
+            )
+            .await;
+        assert_eq!(e.client.as_deref(), Some("11"));
+        let e = c
+            .resolve(
+                ev(json!({"event_type": "EMAIL_OPEN", "client_id": 13})),
+                None,
+                &m,
+            )
+            .await;
+        assert_eq!(
+            e.client.as_deref(),
+            Some("13"),
+            "kept, and counted as unknown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_s_own_alert_events_replace_the_deployment_s() {
+        let c = Clients::fixed(registry());
+        let base = AlertRules::default();
+        let m = Metrics::disabled();
+        let bounce = c
+            .resolve(
+                ev(json!({"event_type": "EMAIL_BOUNCE", "client_id": 11})),
+                None,
+                &m,
+            )
+            .await;
+        assert!(c.alert_rules(&bounce, &base).is_hot(&bounce));
+        assert!(!base.is_hot(&bounce));
+        let reply = c
+            .resolve(
+                ev(json!({"event_type": "EMAIL_REPLY", "client_id": 11})),
+                None,
+                &m,
+            )
+            .await;
+        assert!(!c.alert_rules(&reply, &base).is_hot(&reply));
+        let other = c
+            .resolve(
+                ev(json!({"event_type": "EMAIL_REPLY", "client_id": 12})),
+                None,
+                &m,
+            )
+            .await;
+        assert!(c.alert_rules(&other, &base).is_hot(&other));
+    }
+}
