@@ -50,6 +50,7 @@ fn ingest(c: &mut Criterion) {
         config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
             secret: Secret::new(test_support::TOKEN).unwrap(),
+            clients: Default::default(),
             auth: AuthMethods::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_inline_bytes: 1024 * 1024,

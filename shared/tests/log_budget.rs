@@ -84,6 +84,7 @@ async fn a_webhook_logs_at_most_400_bytes_at_the_default_level() {
         config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
             secret: Secret::new("local-dev-secret").expect("secret"),
+            clients: Default::default(),
             auth: AuthMethods::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_inline_bytes: 256 * 1024,

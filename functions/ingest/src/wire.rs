@@ -2,8 +2,10 @@
 //! secret read from SSM (and re-read), the SQS and S3 clients.
 
 use smartlead::adapters::aws::{s3, ssm, S3Blobs, SdkConfig, SqsQueue};
-use smartlead::app::ingest::{parse_keys, Ingest, Keys, Secret, Settings};
-use smartlead::config::refresh::Loader;
+use smartlead::app::ingest::{
+    parse_keys, ClientKeys, ClientSecrets, Ingest, Keys, Secret, Settings,
+};
+use smartlead::config::refresh::{Loader, Refreshing};
 use smartlead::config::{ConfigError, IngestConfig, SecretSource};
 use smartlead::metrics::Metrics;
 
@@ -31,14 +33,64 @@ async fn secret(sdk: &SdkConfig, config: &IngestConfig) -> Result<Secret, Config
     Ok(Secret::refreshing(keys, config.refresh, load))
 }
 
+/// An agency's clients' own secrets (`<path>/secrets/<client id>`), read
+/// with the shared one at cold start and re-read as often. A parameter
+/// that does not hold `current` or `current,next` is left out, and logged.
+async fn client_secrets(sdk: &SdkConfig, config: &IngestConfig) -> ClientSecrets {
+    let Some(path) = &config.clients else {
+        return ClientSecrets::default();
+    };
+    let (sdk2, below) = (
+        sdk.clone(),
+        format!("{}/secrets", path.trim_end_matches('/')),
+    );
+    let load: Loader<ClientKeys> = std::sync::Arc::new(move || {
+        let (sdk, below) = (sdk2.clone(), below.clone());
+        Box::pin(async move {
+            let params = ssm::parameters_below(&sdk, &below)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut keys = ClientKeys::new();
+            for (client, value) in params {
+                match Secret::list(&value) {
+                    Ok(s) if smartlead::domain::client::valid_client_id(&client) => {
+                        keys.insert(client, s);
+                    }
+                    Ok(_) => tracing::error!(
+                        client,
+                        "a client secret's name is not a client id; left out"
+                    ),
+                    Err(reason) => tracing::error!(
+                        client,
+                        reason,
+                        "a client's secret parameter does not read; left out"
+                    ),
+                }
+            }
+            Ok(keys)
+        })
+    });
+    let what = "clients' webhook secrets";
+    ClientSecrets::refreshing(match load().await {
+        Ok(keys) => Refreshing::new(what, keys, config.refresh, load),
+        Err(error) => {
+            // Their URLs answer 503 until a read succeeds; the shared one works.
+            tracing::error!(error = %error, "clients' secrets could not be read; reading them again with backoff");
+            Refreshing::unread(what, config.refresh, load)
+        }
+    })
+}
+
 /// The ingest function's service.
 pub async fn ingest(
     sdk: &SdkConfig,
     config: IngestConfig,
 ) -> Result<Ingest<SqsQueue, S3Blobs>, ConfigError> {
+    let (secret, clients) = tokio::join!(secret(sdk, &config), client_secrets(sdk, &config));
     let settings = Settings {
         webhook_path: config.webhook_path.clone(),
-        secret: secret(sdk, &config).await?,
+        secret: secret?,
+        clients,
         auth: config.auth,
         max_body_bytes: config.max_body_bytes,
         max_inline_bytes: config.max_inline_bytes,

@@ -58,6 +58,7 @@ fn service(queue: MemQueue, blobs: Option<MemBlobs>) -> Ingest<MemQueue, MemBlob
         config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
             secret: Secret::new(TOKEN).unwrap(),
+            clients: Default::default(),
             auth: AuthMethods::default(),
             max_body_bytes: 64 * 1024,
             max_inline_bytes: 8 * 1024,

@@ -35,6 +35,7 @@ async fn env() -> Env {
         config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
             secret: Secret::new(TOKEN).unwrap(),
+            clients: Default::default(),
             auth: AuthMethods::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,

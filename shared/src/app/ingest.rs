@@ -11,7 +11,10 @@ mod auth;
 mod error;
 mod ports;
 
-pub use auth::{parse_keys, percent_decode, webhook_url, AuthMethods, Key, Keys, Secret};
+pub use auth::{
+    parse_keys, percent_decode, webhook_url, AuthMethods, ClientKeys, ClientSecrets, Key, Keys,
+    Secret,
+};
 pub use error::QueueError;
 pub use ports::{BlobStore, Queue};
 
@@ -30,6 +33,8 @@ pub struct Settings {
     /// The webhook route, e.g. `/webhooks/smartlead`.
     pub webhook_path: String,
     pub secret: Secret,
+    /// An agency's clients' own secrets, for the URLs that name a client.
+    pub clients: ClientSecrets,
     pub auth: AuthMethods,
     /// Hard cap; larger bodies get 413.
     pub max_body_bytes: usize,
@@ -105,27 +110,59 @@ pub struct Ingest<Q, B> {
 }
 
 enum Route<'a> {
-    Webhook { path_token: Option<&'a str> },
+    Webhook {
+        /// The client the URL names (`<path>/client/<id>[/<token>]`).
+        client: Option<&'a str>,
+        path_token: Option<&'a str>,
+    },
     Other,
+}
+
+/// The webhook and the secret that authenticates it.
+struct Caller<'a> {
+    client: Option<&'a str>,
+    path_token: Option<&'a str>,
+    secret: Secret,
 }
 
 impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
     fn route<'a>(&self, path: &'a str) -> Route<'a> {
         let base = self.config.webhook_path.trim_end_matches('/');
         if path.trim_end_matches('/') == base {
-            return Route::Webhook { path_token: None };
+            return Route::Webhook {
+                client: None,
+                path_token: None,
+            };
         }
         // The token is everything after the base: API Gateway's HTTP API
         // decodes the path before the function sees it, so a secret's `/`
         // (sent as `%2F`) arrives as a `/`.
-        match path
+        let token = match path
             .strip_prefix(base)
             .and_then(|rest| rest.strip_prefix('/'))
         {
-            Some(token) if !token.trim_end_matches('/').is_empty() => Route::Webhook {
+            Some(token) if !token.trim_end_matches('/').is_empty() => token,
+            _ => return Route::Other,
+        };
+        // The shared secret in the path wins over a client's URL: a
+        // secret could begin with `client/`.
+        let shared = self.config.auth.path && self.config.secret.matches_path_token(token);
+        match token.strip_prefix("client/") {
+            Some(rest) if !shared => {
+                let (id, token) = rest.split_once('/').unwrap_or((rest, ""));
+                if !crate::domain::client::valid_client_id(id) {
+                    return Route::Other;
+                }
+                let token = Some(token).filter(|t| !t.trim_end_matches('/').is_empty());
+                Route::Webhook {
+                    client: Some(id),
+                    path_token: token,
+                }
+            }
+            _ => Route::Webhook {
+                client: None,
                 path_token: Some(token),
             },
-            _ => Route::Other,
         }
     }
 
@@ -171,10 +208,10 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
         resp
     }
 
-    fn authorized_without_body(&self, req: &IngestRequest<'_>, path_token: Option<&str>) -> bool {
+    fn authorized_without_body(&self, req: &IngestRequest<'_>, c: &Caller<'_>) -> bool {
         let a = self.config.auth;
-        let s = &self.config.secret;
-        (a.path && path_token.is_some_and(|t| s.matches_path_token(t)))
+        let s = &c.secret;
+        (a.path && c.path_token.is_some_and(|t| s.matches_path_token(t)))
             || (a.query && req.query_token.is_some_and(|t| s.matches_query_token(t)))
             || (a.signature
                 && req
@@ -184,29 +221,68 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
 
     pub async fn handle(&self, req: IngestRequest<'_>) -> IngestResponse {
         self.config.secret.refresh_if_due().await;
-        let (text, et) = match self.admit(&req) {
+        let caller = match self.caller(&req).await {
+            Ok(c) => c,
+            Err(refused) => return refused,
+        };
+        let (text, et) = match self.admit(&req, &caller) {
             Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
-        match self.enqueue(&req, text, &et).await {
+        match self.enqueue(&req, caller.client, text, &et).await {
             Ok((id, location)) => self.queued(&req, &id, location, &et),
             Err(e) => self.unavailable(&req, &et, &e),
         }
     }
 
+    /// The route and the secret that authenticates it: at a client's URL,
+    /// the client's own secret, else the shared one.
+    async fn caller<'r>(&self, req: &IngestRequest<'r>) -> Result<Caller<'r>, IngestResponse> {
+        let (client, path_token) = match self.route(req.path) {
+            Route::Webhook { client, path_token } => (client, path_token),
+            Route::Other => return Err(self.reject(Rejection::NotFound, None, req.request_id)),
+        };
+        let shared = &self.config.secret;
+        let secret = match client {
+            None => shared.clone(),
+            Some(id) => match self.config.clients.for_client(id, shared).await {
+                Some(s) => s,
+                None => {
+                    tracing::error!(
+                        request_id = req.request_id,
+                        client_id = id,
+                        outcome = "unavailable",
+                        "clients' secrets not read yet; answering 503 so SmartLead retries"
+                    );
+                    self.metrics.count("ClientSecretsUnread", &[]);
+                    let mut resp =
+                        IngestResponse::error(503, "temporarily unavailable, please retry");
+                    resp.headers.push(("retry-after", "5"));
+                    return Err(resp);
+                }
+            },
+        };
+        Ok(Caller {
+            client,
+            path_token,
+            secret,
+        })
+    }
+
     /// The checks before a webhook is queued: route, method, size, secret,
     /// UTF-8, a JSON object with an event type. The body as text and its
     /// type, or the answer that refuses it.
-    fn admit<'r>(&self, req: &IngestRequest<'r>) -> Result<(&'r str, EventType), IngestResponse> {
-        let path_token = match self.route(req.path) {
-            Route::Webhook { path_token } => path_token,
-            Route::Other => return Err(self.reject(Rejection::NotFound, None, req.request_id)),
-        };
+    fn admit<'r>(
+        &self,
+        req: &IngestRequest<'r>,
+        c: &Caller<'_>,
+    ) -> Result<(&'r str, EventType), IngestResponse> {
+        let path_token = c.path_token;
         // A path below the webhook path with several segments is only the
         // webhook when it is the secret (decoded `%2F`); otherwise not found.
         if path_token.is_some_and(|t| {
             t.trim_end_matches('/').contains('/')
-                && !(self.config.auth.path && self.config.secret.matches_path_token(t))
+                && !(self.config.auth.path && c.secret.matches_path_token(t))
         }) {
             return Err(self.reject(Rejection::NotFound, None, req.request_id));
         }
@@ -216,7 +292,7 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
         if req.body.len() > self.config.max_body_bytes {
             return Err(self.reject(Rejection::TooLarge, None, req.request_id));
         }
-        let pre_authorized = self.authorized_without_body(req, path_token);
+        let pre_authorized = self.authorized_without_body(req, c);
         // Without body auth nothing in the body can authorize: answer before
         // reading it (no UTF-8 check, no JSON scan for strangers).
         if !pre_authorized && !self.config.auth.body {
@@ -242,7 +318,7 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
                 && probe
                     .secret_key
                     .as_deref()
-                    .is_some_and(|k| self.config.secret.matches(k));
+                    .is_some_and(|k| c.secret.matches(k));
             if !ok {
                 return Err(self.reject(
                     Rejection::Unauthorized,
@@ -324,6 +400,7 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
     async fn enqueue(
         &self,
         req: &IngestRequest<'_>,
+        client: Option<&str>,
         text: &str,
         et: &EventType,
     ) -> Result<(String, &'static str), QueueError> {
@@ -347,6 +424,9 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             .and_then(crate::domain::event::webhook_level)
         {
             attributes.push((attr::WEBHOOK_LEVEL, level));
+        }
+        if let Some(c) = client {
+            attributes.push((attr::CLIENT_ID, c.to_owned()));
         }
         let attr_bytes: usize = attributes.iter().map(|(k, v)| k.len() + v.len() + 16).sum();
         let inline = text.len() + attr_bytes <= self.config.max_inline_bytes
@@ -411,10 +491,15 @@ mod tests {
         pub(super) static PROBES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
-    struct NoQueue;
+    /// Takes every message, and keeps their attributes.
+    #[derive(Default)]
+    struct NoQueue {
+        sent: std::sync::Mutex<Vec<Vec<(&'static str, String)>>>,
+    }
     #[async_trait]
     impl Queue for NoQueue {
-        async fn send(&self, _msg: OutgoingMessage) -> Result<String, QueueError> {
+        async fn send(&self, msg: OutgoingMessage) -> Result<String, QueueError> {
+            self.sent.lock().unwrap().push(msg.attributes);
             Ok("m".into())
         }
     }
@@ -433,11 +518,12 @@ mod tests {
             config: Settings {
                 webhook_path: DEFAULT_WEBHOOK_PATH.into(),
                 secret: Secret::new("s3cret").expect("secret"),
+                clients: ClientSecrets::default(),
                 auth: AuthMethods::parse(auth).expect("auth"),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 max_inline_bytes: 1024,
             },
-            queue: NoQueue,
+            queue: NoQueue::default(),
             blobs: None,
             metrics: Metrics::disabled(),
         }
@@ -537,6 +623,101 @@ mod tests {
                 None,
                 br#"{"event_type":"EMAIL_OPEN","secret_key":"s3cret"}"#,
             ))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+
+    /// An agency's URLs (`<path>/client/<id>[/<token>]`): a client's own
+    /// secret there, else the shared one; no secret of one client opens
+    /// another's URL or the shared one; the URL's client rides along.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_client_s_url_takes_its_own_secret_and_no_other_client_s() {
+        let mut svc = service("path,query,body");
+        let own = |s: &str| Secret::new(s).expect("secret");
+        svc.config.clients = ClientSecrets::fixed(
+            [
+                ("11".to_string(), own("a-secret")),
+                ("12".to_string(), own("b-secret")),
+            ]
+            .into(),
+        );
+        let body = br#"{"event_type":"EMAIL_OPEN"}"#;
+        let status = |path: String, token: Option<&'static str>| {
+            let svc = &svc;
+            async move { svc.handle(request(&path, token, body)).await.status }
+        };
+        let at = |c: &str, t: &str| format!("/webhooks/smartlead/client/{c}/{t}");
+        assert_eq!(status(at("11", "a-secret"), None).await, 200);
+        assert_eq!(
+            status(at("11", "b-secret"), None).await,
+            401,
+            "another client's"
+        );
+        assert_eq!(
+            status(at("11", "s3cret"), None).await,
+            401,
+            "the shared one"
+        );
+        assert_eq!(status(at("12", "a-secret"), None).await, 401);
+        assert_eq!(status(at("12", "b-secret"), None).await, 200);
+        // A client without a secret of its own: the shared one, no client's.
+        assert_eq!(status(at("13", "s3cret"), None).await, 200);
+        assert_eq!(status(at("13", "a-secret"), None).await, 401);
+        // The shared URL takes no client's secret.
+        assert_eq!(
+            status("/webhooks/smartlead/a-secret".into(), None).await,
+            401
+        );
+        assert_eq!(status("/webhooks/smartlead/s3cret".into(), None).await, 200);
+        // The query's token and the body's secret_key, at a client's URL.
+        let url = "/webhooks/smartlead/client/11".to_string();
+        assert_eq!(status(url.clone(), Some("a-secret")).await, 200);
+        assert_eq!(status(url.clone(), Some("s3cret")).await, 401);
+        let r = svc
+            .handle(request(
+                &url,
+                None,
+                br#"{"event_type":"EMAIL_OPEN","secret_key":"b-secret"}"#,
+            ))
+            .await;
+        assert_eq!(r.status, 401);
+        // Not a client id: not a webhook URL.
+        assert_eq!(status(at("a%20b", "a-secret"), None).await, 404);
+        assert_eq!(status(at("", "a-secret"), None).await, 404);
+        // Each accepted message names the URL's client (none at the shared URL).
+        let sent = svc.queue.sent.lock().unwrap().clone();
+        let client = |a: &Vec<(&str, String)>| {
+            a.iter()
+                .find(|(k, _)| *k == attr::CLIENT_ID)
+                .map(|(_, v)| v.clone())
+        };
+        let clients: Vec<Option<String>> = sent.iter().map(client).collect();
+        assert_eq!(
+            clients,
+            [Some("11"), Some("12"), Some("13"), None, Some("11")].map(|c| c.map(str::to_owned))
+        );
+        assert!(sent.iter().all(|a| a.len() < attr::MAX));
+    }
+
+    /// Clients' secrets not read yet (SSM failed at cold start): their
+    /// URLs answer 503, so SmartLead retries; the shared URL still works.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_client_s_url_waits_for_the_clients_secrets() {
+        let mut svc = service("path");
+        let load: crate::config::refresh::Loader<ClientKeys> =
+            std::sync::Arc::new(|| Box::pin(async { Err("denied".to_string()) }));
+        svc.config.clients = ClientSecrets::refreshing(crate::config::refresh::Refreshing::unread(
+            "clients",
+            std::time::Duration::from_secs(60),
+            load,
+        ));
+        let body = br#"{"event_type":"EMAIL_OPEN"}"#;
+        let r = svc
+            .handle(request("/webhooks/smartlead/client/11/s3cret", None, body))
+            .await;
+        assert_eq!(r.status, 503);
+        let r = svc
+            .handle(request("/webhooks/smartlead/s3cret", None, body))
             .await;
         assert_eq!(r.status, 200);
     }

@@ -21,6 +21,9 @@ pub struct IngestConfig {
     /// `WEBHOOK_SECRET` (local) or `WEBHOOK_SECRET_PARAM` (SSM), each
     /// `current` or `current,next`.
     pub secret: SecretSource,
+    /// `CLIENT_PARAMETER_PATH`: an agency's deployment. Each client's own
+    /// secret is the SecureString `<path>/secrets/<client id>`.
+    pub clients: Option<String>,
     /// `SECRET_REFRESH_SECONDS`.
     pub refresh: Duration,
     pub metrics: MetricsConfig,
@@ -38,7 +41,8 @@ impl FromEnv for IngestConfig {
                 });
             }
         }
-        let from_ssm = matches!(secret, Some(SecretSource::Ssm(_)));
+        let clients = env.optional_var("CLIENT_PARAMETER_PATH");
+        let from_ssm = matches!(secret, Some(SecretSource::Ssm(_))) || clients.is_some();
         IngestConfig {
             queue_url: env.required_var("QUEUE_URL"),
             claim_check_bucket: env.optional_var("CLAIM_CHECK_BUCKET"),
@@ -55,6 +59,7 @@ impl FromEnv for IngestConfig {
                 env.fail(ConfigError::Missing("WEBHOOK_SECRET_PARAM"));
                 SecretSource::Fixed(String::new())
             }),
+            clients,
             refresh: env.checked_if(from_ssm, refresh_every),
             metrics: MetricsConfig::from_env(env),
             s3_path_style: s3_path_style(env),

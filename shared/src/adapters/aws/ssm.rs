@@ -100,3 +100,40 @@ pub async fn optional(
         }
     }
 }
+
+/// The SecureStrings directly below `path`, decrypted: each one's last
+/// name segment and value, over every page (GetParametersByPath returns at
+/// most 10 a call).
+pub async fn parameters_below(
+    cfg: &SdkConfig,
+    path: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let client = aws_sdk_ssm::Client::new(cfg);
+    let mut out = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = client
+            .get_parameters_by_path()
+            .path(path)
+            .recursive(false)
+            .with_decryption(true)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| ConfigError::Ssm {
+                name: path.to_owned(),
+                source: super::error::AwsError::from_sdk("GetParametersByPath", e),
+            })?;
+        for p in page.parameters() {
+            let (Some(name), Some(value)) = (p.name(), p.value()) else {
+                continue;
+            };
+            let last = name.rsplit('/').next().unwrap_or(name);
+            out.push((last.to_owned(), value.to_owned()));
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+            _ => return Ok(out),
+        }
+    }
+}

@@ -22,9 +22,12 @@ impl Notifier for Hygiene {
         HYGIENE
     }
     /// Bounces and unsubscribes; a soft bounce only with `soft_bounces`.
+    /// Not an unsubscribe that SmartLead scoped to some of an agency's
+    /// clients: both modes act account-wide, and the lead stays sendable
+    /// for the others (the scope is kept on its `SUPPRESSION` item).
     fn applies(&self, ev: &SmartleadEvent, _rules: &AlertRules) -> bool {
         match ev.event_type {
-            EventType::LeadUnsubscribed => true,
+            EventType::LeadUnsubscribed => crate::domain::client::unsubscribe_scope(ev).is_none(),
             EventType::EmailBounce => self.soft_bounces || bounce_kind(ev) != BounceKind::Soft,
             _ => false,
         }

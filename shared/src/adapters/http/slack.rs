@@ -23,10 +23,7 @@ pub struct ClientChannels {
 }
 
 impl ClientChannels {
-    pub fn new(
-        clients: Clients,
-        load: ParamReader,
-    ) -> ClientChannels {
+    pub fn new(clients: Clients, load: ParamReader) -> ClientChannels {
         ClientChannels {
             clients,
             load,

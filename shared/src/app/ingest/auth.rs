@@ -158,6 +158,46 @@ impl Secret {
     }
 }
 
+/// Each client's own secret (an agency's deployment), by client id: read
+/// from SSM at cold start and re-read as the shared one is.
+#[derive(Clone, Default)]
+pub struct ClientSecrets {
+    secrets: Option<std::sync::Arc<crate::config::refresh::Refreshing<ClientKeys>>>,
+}
+
+/// Client id → that client's secret.
+pub type ClientKeys = std::collections::HashMap<String, Secret>;
+
+impl std::fmt::Debug for ClientSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSecrets(..)")
+    }
+}
+
+impl ClientSecrets {
+    pub fn fixed(keys: ClientKeys) -> ClientSecrets {
+        ClientSecrets::refreshing(crate::config::refresh::Refreshing::fixed(keys))
+    }
+
+    pub fn refreshing(r: crate::config::refresh::Refreshing<ClientKeys>) -> ClientSecrets {
+        ClientSecrets {
+            secrets: Some(std::sync::Arc::new(r)),
+        }
+    }
+
+    /// What authenticates a request at `client`'s URL: the client's own
+    /// secret, else the shared one. `None` while the clients' secrets could
+    /// not be read (the caller answers 503, so SmartLead retries: a client
+    /// with its own secret must not meet the shared one meanwhile).
+    pub async fn for_client(&self, client: &str, shared: &Secret) -> Option<Secret> {
+        let Some(s) = &self.secrets else {
+            return Some(shared.clone());
+        };
+        let keys = s.get().await?;
+        Some(keys.get(client).cloned().unwrap_or_else(|| shared.clone()))
+    }
+}
+
 /// `%XX` sequences decoded once; `None` when the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     percent_encoding::percent_decode_str(s)

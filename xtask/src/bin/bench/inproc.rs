@@ -18,6 +18,7 @@ pub(crate) fn handler_tails(requests: usize) -> Result<Vec<HandlerTail>> {
         config: Settings {
             webhook_path: DEFAULT_WEBHOOK_PATH.into(),
             secret: Secret::new(pipeline::TOKEN).context("secret")?,
+            clients: Default::default(),
             auth: AuthMethods::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_inline_bytes: 1024 * 1024,
