@@ -486,6 +486,23 @@ mod tests {
             "get_parameter",
             &[Ingest, Consumer, Reconcile],
         ),
+        // An agency's clients' own secrets.
+        (
+            "shared/src/adapters/aws/ssm.rs",
+            "get_parameters_by_path",
+            &[Ingest],
+        ),
+        // The client registry: read by the consumer, written by the CLI.
+        (
+            "shared/src/adapters/aws/dynamodb/clients.rs",
+            "get_item",
+            &[Consumer],
+        ),
+        (
+            "shared/src/adapters/aws/dynamodb/clients.rs",
+            "put_item",
+            &[],
+        ),
         ("shared/src/adapters/aws/s3.rs", "get_object", &[Consumer]),
         // A 403 on a claim check is told from a missing object by a listing.
         (

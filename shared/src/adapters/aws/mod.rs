@@ -57,7 +57,12 @@ pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
 }
 
 /// The IAM actions behind the SDK calls each function makes, and nothing else.
-pub const INGEST_IAM_ACTIONS: &[&str] = &["sqs:SendMessage", "s3:PutObject", "ssm:GetParameter"];
+pub const INGEST_IAM_ACTIONS: &[&str] = &[
+    "sqs:SendMessage",
+    "s3:PutObject",
+    "ssm:GetParameter",
+    "ssm:GetParametersByPath",
+];
 pub const CONSUMER_IAM_ACTIONS: &[&str] = &[
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
