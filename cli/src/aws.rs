@@ -17,6 +17,26 @@ pub async fn ssm_value(name: &str) -> Result<String> {
         .map_err(|e| anyhow!("{e}"))
 }
 
+/// An SSM parameter's value, `None` when there is no such parameter.
+pub async fn ssm_value_if_any(name: &str) -> Result<Option<String>> {
+    let r = aws_sdk_ssm::Client::new(&aws().await)
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await;
+    match r {
+        Ok(o) => Ok(o.parameter().and_then(|p| p.value()).map(str::to_owned)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_parameter_not_found()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(aws_err(format!("reading SSM parameter {name}"))(e)),
+    }
+}
+
 /// `DescribeStacks` of one stack.
 async fn describe_stack(
     stack: &str,

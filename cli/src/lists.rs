@@ -381,6 +381,10 @@ pub struct OneCampaign {
     /// (comma-separated; a deployed stack's `PositiveCategories` by default).
     #[arg(long)]
     pub positive_categories: Option<String>,
+    /// An agency's view of one client: a campaign of another client (or of
+    /// none) is refused.
+    #[arg(long)]
+    pub client: Option<String>,
     #[command(flatten)]
     pub stack: StackArgs,
 }
@@ -391,6 +395,9 @@ impl OneCampaign {
     /// template's default.
     pub async fn lists(&self, campaign: &str) -> Result<Lists> {
         let stack = Stack::resolve(&self.stack).await?;
+        if let Some(client) = &self.client {
+            crate::clients::check_campaign(&stack, client, campaign).await?;
+        }
         let mut positive = self.positive_categories.clone();
         if let (None, Some((name, _))) = (&positive, &stack.deployed) {
             positive = crate::aws::stack_parameter(name, "PositiveCategories").await?;

@@ -24,6 +24,7 @@ mod accounts;
 mod api;
 mod aws;
 mod campaign;
+mod clients;
 mod doctor;
 mod flags;
 mod lists;
@@ -153,6 +154,10 @@ enum Cmd {
         /// The status as JSON (with an `attention` list), for scripts.
         #[arg(long)]
         json: bool,
+        /// Also one client's standing (an agency's): its campaigns, its
+        /// own secret, Slack channel and alert events.
+        #[arg(long)]
+        client: Option<String>,
         #[command(flatten)]
         stack: ops::StackArgs,
     },
@@ -286,6 +291,12 @@ enum Cmd {
     ///
     /// Example: `smartlead accounts --json`.
     Accounts(accounts::AccountsArgs),
+    /// An agency's clients: `sync` reads them and which campaign is whose
+    /// from SmartLead; `set` gives one its own Slack channel or alert
+    /// events; alone, lists them with their settings.
+    ///
+    /// Example: `smartlead clients sync`, then `smartlead clients`.
+    Clients(clients::ClientsArgs),
 }
 
 #[derive(Args)]
@@ -302,6 +313,10 @@ struct DoctorArgs {
     /// Apply the safe fixes (re-point URLs, add missing event types).
     #[arg(long)]
     fix: bool,
+    /// Only this client's campaigns and the webhooks that reach them (an
+    /// agency's).
+    #[arg(long)]
+    client: Option<String>,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -399,13 +414,17 @@ struct ReconcileArgs {
     /// The campaigns (comma-separated ids).
     #[arg(
         long,
-        required_unless_present = "all_campaigns",
-        conflicts_with = "all_campaigns"
+        required_unless_present_any = ["all_campaigns", "client"],
+        conflicts_with_all = ["all_campaigns", "client"]
     )]
     campaign: Option<String>,
     /// Every campaign of the account but drafts.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "client")]
     all_campaigns: bool,
+    /// Every campaign of this client but drafts (an agency's): only its
+    /// gaps are checked and backfilled.
+    #[arg(long)]
+    client: Option<String>,
     /// Only events at or after this time: RFC 3339, or a span back from
     /// now (`48h`, `7d`). Default: as far back as the dedup markers live.
     #[arg(long)]
@@ -475,8 +494,13 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Leads(a) => lists::leads(&a).await?,
         Cmd::Campaign(a) => campaign::campaign(&a).await?,
         Cmd::Accounts(a) => accounts::accounts(&a).await?,
-        Cmd::Status { json, stack } => {
-            if status::status(&stack, json).await? {
+        Cmd::Clients(a) => clients::clients(a).await?,
+        Cmd::Status {
+            json,
+            client,
+            stack,
+        } => {
+            if status::status(&stack, json, client.as_deref()).await? {
                 std::process::exit(2);
             }
         }

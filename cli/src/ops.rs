@@ -164,12 +164,38 @@ fn heading(sk: &str, item: &Value) -> (u8, String) {
     } else if sk == "PROFILE" {
         (1, "profile".into())
     } else if sk == "SUPPRESSION" {
-        (2, "SUPPRESSED".into())
+        (2, suppressed_heading(item))
     } else if let Some(t) = sk.strip_prefix("TASK#") {
         let (c, step) = t.split_once('#').unwrap_or((t, "?"));
         (3, format!("open task: campaign {c}, step {step}"))
     } else {
         (4, sk.to_owned())
+    }
+}
+
+/// `SUPPRESSED`, with its scope when an agency's unsubscribe named
+/// clients (see `smartlead::domain::client::Scope`).
+fn suppressed_heading(item: &Value) -> String {
+    let set = |k: &str| -> Vec<String> {
+        item.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let clients = set("clients");
+    if clients.is_empty() {
+        return "SUPPRESSED".into();
+    }
+    match smartlead::domain::client::Scope::of(&set("flags"), &clients) {
+        s @ smartlead::domain::client::Scope::All => format!("SUPPRESSED for {}", s.describe()),
+        s => format!(
+            "SUPPRESSED for {} (still sendable for the other clients)",
+            s.describe()
+        ),
     }
 }
 
@@ -282,6 +308,20 @@ mod tests {
             assert!(hidden(name), "{name}");
         }
         assert!(!hidden("opens"));
+    }
+
+    #[test]
+    fn a_suppression_shows_the_clients_it_applies_to() {
+        let h = |v: Value| suppressed_heading(&v);
+        assert_eq!(h(json!({"flags": ["bounce"]})), "SUPPRESSED");
+        assert_eq!(
+            h(json!({"clients": ["11"]})),
+            "SUPPRESSED for client 11 (still sendable for the other clients)"
+        );
+        assert_eq!(
+            h(json!({"clients": ["11", "12"], "flags": ["bounce"]})),
+            "SUPPRESSED for all clients"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use smartlead::adapters::aws::dynamodb::budget::DynamoBudget;
 use smartlead::adapters::http::smartlead::Api;
 use smartlead::app::reconcile::{Action, Report};
 use smartlead::domain::time::EventTime;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -165,6 +166,23 @@ pub fn summary(r: &Report, dry_run: bool) -> (String, bool) {
     (s, left)
 }
 
+/// An agency's gaps by client (`-`: a campaign without one); empty when
+/// no campaign has a client.
+pub fn per_client(r: &Report, client_of: &HashMap<String, String>) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    if client_of.is_empty() {
+        return out;
+    }
+    for g in &r.gaps {
+        let c = client_of
+            .get(&g.campaign)
+            .cloned()
+            .unwrap_or_else(|| "-".into());
+        *out.entry(c).or_insert(0) += 1;
+    }
+    out
+}
+
 /// Checks the campaign ids given with `--campaign`.
 pub fn campaign_ids(list: &[String]) -> Result<Vec<String>> {
     if list.is_empty() {
@@ -176,6 +194,38 @@ pub fn campaign_ids(list: &[String]) -> Result<Vec<String>> {
     Ok(list.to_vec())
 }
 
+/// The campaigns to check (`--campaign`, `--client`'s, or all but
+/// drafts) and each listed campaign's client (an agency's report is per
+/// client).
+async fn chosen_campaigns(
+    api: &Api,
+    campaign: Option<&str>,
+    client: Option<&str>,
+    deadline: Instant,
+) -> Result<(Vec<String>, HashMap<String, String>)> {
+    let listed = match (campaign, client) {
+        (Some(_), None) => Vec::new(),
+        _ => smartlead::app::reconcile::campaign_clients(api, false, deadline).await?,
+    };
+    let client_of: HashMap<String, String> = listed
+        .iter()
+        .filter_map(|(c, cl)| Some((c.clone(), cl.clone()?)))
+        .collect();
+    let campaigns = match (campaign, client) {
+        (Some(c), _) => campaign_ids(&list(c))?,
+        (None, Some(client)) => listed
+            .iter()
+            .filter(|(_, cl)| cl.as_deref() == Some(client))
+            .map(|(c, _)| c.clone())
+            .collect(),
+        (None, None) => listed.iter().map(|(c, _)| c.clone()).collect(),
+    };
+    if let (Some(client), true) = (client, campaigns.is_empty()) {
+        bail!("SmartLead lists no campaign of client {client}");
+    }
+    Ok((campaigns, client_of))
+}
+
 pub async fn reconcile_cmd(a: ReconcileArgs) -> Result<()> {
     let now = smartlead::domain::time::EventTime::now();
     let since = a.since.as_deref().map(|s| since(s, now)).transpose()?;
@@ -185,10 +235,8 @@ pub async fn reconcile_cmd(a: ReconcileArgs) -> Result<()> {
     let api = Api::new(&a.api.api_base, &api_key(&a.api).await?)
         .with_budget(budget, a.api.requests_per_minute);
     let hour = Instant::now() + Duration::from_secs(3600);
-    let campaigns = match a.campaign {
-        Some(c) => campaign_ids(&list(&c))?,
-        None => smartlead::app::reconcile::campaigns(&api, false, hour).await?,
-    };
+    let (campaigns, client_of) =
+        chosen_campaigns(&api, a.campaign.as_deref(), a.client.as_deref(), hour).await?;
     let deployed = match &st.deployed {
         Some((name, o)) => stack_dedup_ttl(name, o).await?,
         None => None,
@@ -227,11 +275,19 @@ pub async fn reconcile_cmd(a: ReconcileArgs) -> Result<()> {
     bar.finish_and_clear();
     let report = report?;
     let (line, left) = summary(&report, a.dry_run);
+    let clients = per_client(&report, &client_of);
     if a.json {
-        print(&serde_json::to_value(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        if !clients.is_empty() {
+            v["gaps_by_client"] = serde_json::to_value(&clients)?;
+        }
+        print(&v);
     } else {
         if !report.gaps.is_empty() {
             print!("{}", table(&report, a.dry_run));
+        }
+        for (client, n) in &clients {
+            println!("client {client}: {n} gap(s)");
         }
         println!("{line}");
     }

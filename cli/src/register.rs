@@ -9,7 +9,8 @@ use anyhow::Result;
 pub async fn register(a: RegisterArgs) -> Result<()> {
     let url = match a.url {
         Some(u) => u,
-        None => stack_url(&a.stack).await?,
+        // A client's webhook goes to the client's URL in an agency's stack.
+        None => stack_url(&a.stack, a.webhook.target.client.as_deref()).await?,
     };
     let spec = a.webhook.spec(url)?;
     let api = api(&a.api, &a.stack).await?;

@@ -39,30 +39,53 @@ fn secrets_of(value: &str) -> Result<Vec<String>> {
     Ok(v)
 }
 
-/// The stack's webhook URL with the secret in place of `<secret>`.
-pub async fn stack_url(stack: &str) -> Result<String> {
-    let o = outputs(stack).await?;
-    let url = output(&o, "WebhookUrl", stack)?;
-    let param = output(&o, "WebhookSecretParameterName", stack)?;
+/// The stack's webhook URL with the secret in place of `<secret>`; in an
+/// agency's stack, `client`'s URL and secret.
+pub async fn stack_url(stack: &str, client: Option<&str>) -> Result<String> {
+    let (template, _, secrets) = stack_secrets(stack, client).await?;
     // During a rotation (`current,next`) new webhooks get the next secret.
-    let secrets = secrets_of(&ssm_value(&param).await?)?;
     let secret = secrets.last().map(String::as_str).unwrap_or_default();
-    Ok(smartlead::app::ingest::webhook_url(&url, secret))
+    Ok(smartlead::app::ingest::webhook_url(&template, secret))
 }
 
 /// The stack's webhook URL template, its secret parameter's name and the
-/// secrets the parameter holds.
-pub async fn stack_secrets(stack: &str) -> Result<(String, String, Vec<String>)> {
+/// secrets the parameter holds. For `client` in an agency's stack
+/// (`ClientParameterPath` set): the client's URL and its own parameter
+/// (`<path>/secrets/<id>`), which holds the shared secrets until the
+/// client's first rotation writes it.
+pub async fn stack_secrets(
+    stack: &str,
+    client: Option<&str>,
+) -> Result<(String, String, Vec<String>)> {
     let o = outputs(stack).await?;
     let template = output(&o, "WebhookUrl", stack)?;
     let param = output(&o, "WebhookSecretParameterName", stack)?;
-    let secrets = secrets_of(&ssm_value(&param).await?)?;
-    Ok((template, param, secrets))
+    let path = match client {
+        Some(_) => crate::aws::stack_parameter(stack, "ClientParameterPath")
+            .await?
+            .filter(|p| !p.trim().is_empty()),
+        None => None,
+    };
+    let (Some(client), Some(path)) = (client, path) else {
+        let secrets = secrets_of(&ssm_value(&param).await?)?;
+        return Ok((template, param, secrets));
+    };
+    if !smartlead::domain::client::valid_client_id(client) {
+        bail!("{client:?} is not a client id");
+    }
+    let template = smartlead::app::ingest::client_url(&template, client);
+    let own = format!("{}/secrets/{client}", path.trim_end_matches('/'));
+    let secrets = match crate::aws::ssm_value_if_any(&own).await? {
+        Some(v) => secrets_of(&v)?,
+        None => secrets_of(&ssm_value(&param).await?)?,
+    };
+    Ok((template, own, secrets))
 }
 
 pub async fn rotate_secret(a: RotateArgs) -> Result<()> {
     let stack = &a.stack;
-    let (template, param, secrets) = stack_secrets(stack).await?;
+    let client = a.webhook.target.client.clone();
+    let (template, param, secrets) = stack_secrets(stack, client.as_deref()).await?;
     if a.finish {
         let [_, next] = secrets.as_slice() else {
             bail!("no rotation under way: the parameter holds one secret");

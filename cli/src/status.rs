@@ -424,20 +424,35 @@ pub async fn gather(args: &StackArgs) -> Result<Status> {
 }
 
 /// `smartlead status`: prints the status; true when something needs attention.
-pub async fn status(args: &StackArgs, json: bool) -> Result<bool> {
+pub async fn status(args: &StackArgs, json: bool, client: Option<&str>) -> Result<bool> {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message("reading queues, metrics, alarms and the table");
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let s = gather(args).await;
     bar.finish_and_clear();
     let s = s?;
-    let a = attention(&s);
+    let mut a = attention(&s);
+    let standing = match client {
+        Some(c) => Some(crate::clients::standing(&Stack::resolve(args).await?, c).await?),
+        None => None,
+    };
+    if let (Some(c), Some(serde_json::Value::Null)) = (client, &standing) {
+        a.push(format!(
+            "client {c} is not in the registry (smartlead clients sync)"
+        ));
+    }
     if json {
         let mut v = serde_json::to_value(&s)?;
         v["attention"] = serde_json::json!(a);
+        if let Some(st) = standing {
+            v["client"] = st;
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", render(&s));
+        if let Some(st) = standing.filter(|v| !v.is_null()) {
+            print!("{}", crate::clients::render_standing(&st));
+        }
     }
     Ok(!a.is_empty())
 }

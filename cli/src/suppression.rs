@@ -23,6 +23,10 @@ pub struct SuppressionArgs {
     /// A JSON array, one object per address.
     #[arg(long)]
     pub json: bool,
+    /// Only the leads suppressed for this client (an agency's): every
+    /// bounce, and the unsubscribes that applied to it.
+    #[arg(long)]
+    pub client: Option<String>,
     #[command(flatten)]
     pub stack: StackArgs,
 }
@@ -48,7 +52,11 @@ pub async fn suppression(a: &SuppressionArgs) -> Result<()> {
     let since = crate::lists::since(a.since.as_deref())?;
     let stack = Stack::resolve(&a.stack).await?;
     let (items, units) = read_index(&stack.store(), SUPPRESSED, SUPPRESSION_SK, since).await?;
-    let rows: Vec<Suppressed> = items.iter().map(row).collect();
+    let mut rows: Vec<Suppressed> = items.iter().map(row).collect();
+    let mut units = units;
+    if let Some(client) = &a.client {
+        units += keep_for_client(&stack, &mut rows, client).await?;
+    }
     if a.csv {
         let no_address = rows.iter().filter(|r| r.email.is_empty()).count();
         if no_address > 0 {
@@ -65,6 +73,39 @@ pub async fn suppression(a: &SuppressionArgs) -> Result<()> {
     }
     crate::lists::read_units(units);
     Ok(())
+}
+
+/// Keeps the rows whose suppression applies to `client`: a bounce's or an
+/// unscoped unsubscribe's flag applies to every client (the index holds
+/// it); a scoped one's clients are on its item, read for those rows only.
+/// Returns the read units.
+async fn keep_for_client(stack: &Stack, rows: &mut Vec<Suppressed>, client: &str) -> Result<f64> {
+    let everywhere = |r: &Suppressed| {
+        r.reasons
+            .iter()
+            .any(|f| f == "bounce" || f == "unsubscribe")
+    };
+    let keys: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| !everywhere(r))
+        .map(|r| (format!("LEAD#{}", r.lead), SUPPRESSION_SK.to_owned()))
+        .collect();
+    let (items, units) = stack.store().items_at(&keys).await?;
+    let scoped: std::collections::HashSet<String> = items
+        .iter()
+        .filter(|i| {
+            i.get("clients")
+                .and_then(|v| v.as_ss().ok())
+                .is_some_and(|c| c.iter().any(|c| c == client))
+        })
+        .map(|i| {
+            crate::lists::s(i, "pk")
+                .trim_start_matches("LEAD#")
+                .to_owned()
+        })
+        .collect();
+    rows.retain(|r| everywhere(r) || scoped.contains(&r.lead));
+    Ok(units)
 }
 
 fn row(item: &HashMap<String, AttributeValue>) -> Suppressed {

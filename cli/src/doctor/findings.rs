@@ -39,6 +39,24 @@ pub enum Finding {
     /// No webhook at all (campaign, client or user level) for this campaign.
     NoWebhook {
         campaign: String,
+        /// Its client (an agency's).
+        client: Option<String>,
+    },
+    /// An agency's: a user-level webhook of this stack takes these events
+    /// of every campaign, so SmartLead sends none of them to the client
+    /// webhooks named: they arrive at the shared URL, past the clients'
+    /// own secrets and URLs.
+    ShadowsClients {
+        user_hook: String,
+        hooks: Vec<String>,
+        events: Vec<String>,
+    },
+    /// An agency's: client `client`'s webhook carries another client's URL
+    /// or secret (`carries` says which).
+    OtherClients {
+        hook: String,
+        client: String,
+        carries: String,
     },
 }
 
@@ -50,7 +68,9 @@ impl Finding {
             // Not `WrongUrl`: a webhook at another URL may be another stack's
             // (staging and prod in one SmartLead account); it is re-pointed
             // only by hand.
-            Finding::StaleSecret { .. } | Finding::MissingEvents { hook: Some(_), .. }
+            Finding::StaleSecret { .. }
+                | Finding::MissingEvents { hook: Some(_), .. }
+                | Finding::OtherClients { .. }
         )
     }
 
@@ -84,8 +104,19 @@ impl Finding {
             Finding::Inactive { hook } => format!(
                 "webhook {hook} is inactive: SmartLead sends it nothing. Fix: re-activate it in SmartLead (Settings, Webhooks), or delete it and `smartlead register` again"
             ),
-            Finding::NoWebhook { campaign } => format!(
+            Finding::NoWebhook { campaign, client: None } => format!(
                 "campaign {campaign} has no webhook at all (campaign, client or user level). Fix: `smartlead register --campaign {campaign} --stack {stack}`"
+            ),
+            Finding::NoWebhook { campaign, client: Some(c) } => format!(
+                "client {c}'s campaign {campaign} has no webhook at all (campaign, client or user level): its events are lost. Fix: `smartlead register --client {c} --stack {stack}`"
+            ),
+            Finding::ShadowsClients { user_hook, hooks, events } => format!(
+                "user-level webhook {user_hook} takes {} for every campaign, so SmartLead sends none of them to the client webhook(s) {} (a user-level webhook blocks client-level ones for the same event types): they reach the shared URL, not each client's. Fix: delete it (`smartlead delete --id {user_hook}`) once every client has its webhook (`smartlead register --client <id>`), or drop those events from it",
+                events.join(","),
+                hooks.join(", ")
+            ),
+            Finding::OtherClients { hook, client, carries } => format!(
+                "client {client}'s webhook {hook} carries {carries}: one client's secret or URL must never carry another's events. Fix (--fix): re-point it at client {client}'s own URL"
             ),
         }
     }
@@ -110,6 +141,7 @@ pub fn diagnose(
         judge.hook_findings(h, &mut out);
     }
     judge.shadowed(&hooks, &mut out);
+    judge.shadows_clients(&hooks, &mut out);
     for c in campaigns {
         out.extend(judge.campaign_finding(c, &hooks, wanted));
     }
@@ -137,8 +169,40 @@ impl Judge<'_> {
         h.active && (self.is(h) != UrlIs::Other || self.meant_for_us(h))
     }
 
-    /// A webhook's own findings: stale secret, wrong URL, inactive.
+    /// An agency's client webhook carrying another client's URL or
+    /// secret: what it carries.
+    fn other_client(&self, h: &Hook) -> Option<String> {
+        let Level::Client(own) = &h.level else {
+            return None;
+        };
+        let mine = self.stack.clients.get(own)?;
+        match self.stack.client_of(&h.url) {
+            Some(c) if c != own => return Some(format!("client {c}'s URL")),
+            Some(_) => {}
+            None => return None,
+        }
+        let url = |s: &String| smartlead::app::ingest::webhook_url(&mine.template, s);
+        if mine.secrets.iter().any(|s| url(s) == h.url) {
+            return None;
+        }
+        self.stack
+            .clients
+            .iter()
+            .find(|(c, u)| *c != own && u.secrets.iter().any(|s| url(s) == h.url))
+            .map(|(c, _)| format!("client {c}'s secret"))
+    }
+
+    /// A webhook's own findings: stale secret, wrong URL, inactive,
+    /// another client's URL or secret.
     fn hook_findings(&self, h: &Hook, out: &mut Vec<Finding>) {
+        if let (Some(carries), Level::Client(client)) = (self.other_client(h), &h.level) {
+            out.push(Finding::OtherClients {
+                hook: h.id.clone(),
+                client: client.clone(),
+                carries,
+            });
+            return;
+        }
         match self.is(h) {
             UrlIs::StaleSecret => out.push(Finding::StaleSecret { hook: h.id.clone() }),
             UrlIs::Other if self.meant_for_us(h) => out.push(Finding::WrongUrl {
@@ -181,6 +245,38 @@ impl Judge<'_> {
         }
     }
 
+    /// An agency's: user-level webhooks of this stack taking event types
+    /// from its client webhooks.
+    fn shadows_clients(&self, hooks: &[&Hook], out: &mut Vec<Finding>) {
+        if self.stack.clients.is_empty() {
+            return;
+        }
+        for u in hooks
+            .iter()
+            .filter(|h| h.level == Level::User && self.ours(h))
+        {
+            let mut shadowed = Vec::new();
+            let mut events = BTreeSet::new();
+            for h in hooks
+                .iter()
+                .filter(|h| matches!(h.level, Level::Client(_)) && self.ours(h))
+            {
+                let both: Vec<&String> = u.events.intersection(&h.events).collect();
+                if !both.is_empty() {
+                    shadowed.push(h.id.clone());
+                    events.extend(both.into_iter().cloned());
+                }
+            }
+            if !shadowed.is_empty() {
+                out.push(Finding::ShadowsClients {
+                    user_hook: u.id.clone(),
+                    hooks: shadowed,
+                    events: events.into_iter().collect(),
+                });
+            }
+        }
+    }
+
     /// A campaign with no webhook, or with event types no webhook of ours takes.
     fn campaign_finding(
         &self,
@@ -197,6 +293,7 @@ impl Judge<'_> {
         if all.is_empty() {
             return Some(Finding::NoWebhook {
                 campaign: c.id.clone(),
+                client: c.client.clone().filter(|_| !self.stack.clients.is_empty()),
             });
         }
         let covered: BTreeSet<String> = all
@@ -249,7 +346,7 @@ pub fn fixes(
     };
     for f in findings {
         let (id, url, add): (&String, bool, &[String]) = match f {
-            Finding::StaleSecret { hook } => (hook, true, &[]),
+            Finding::StaleSecret { hook } | Finding::OtherClients { hook, .. } => (hook, true, &[]),
             Finding::MissingEvents {
                 hook: Some(hook),
                 events,
@@ -262,7 +359,11 @@ pub fn fixes(
         };
         let mut spec = spec;
         if url {
-            spec.url = stack.url();
+            // A client's webhook goes to its own URL (an agency's stack).
+            spec.url = match &spec.association {
+                Association::Client(c) if stack.clients.contains_key(c) => stack.clients[c].url(),
+                _ => stack.url(),
+            };
         }
         for e in add {
             if !spec.event_types.contains(e) {
@@ -306,7 +407,8 @@ mod tests {
         assert_eq!(
             f,
             [Finding::NoWebhook {
-                campaign: "2".into()
+                campaign: "2".into(),
+                client: None,
             }]
         );
         assert!(!f[0].fixable());

@@ -6,6 +6,9 @@
 pub struct StackUrl {
     pub template: String,
     pub secrets: Vec<String>,
+    /// An agency's stack: each client's own URL and secrets (see
+    /// `smartlead::app::ingest::client_url`); empty otherwise.
+    pub clients: std::collections::BTreeMap<String, StackUrl>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -19,7 +22,18 @@ pub enum UrlIs {
 }
 
 impl StackUrl {
+    /// The client whose URL `url` is (an agency's stack).
+    pub fn client_of(&self, url: &str) -> Option<&str> {
+        self.clients.iter().find_map(|(c, u)| {
+            let prefix = u.template.split("<secret>").next().unwrap_or_default();
+            url.starts_with(prefix).then_some(c.as_str())
+        })
+    }
+
     pub fn classify(&self, url: &str) -> UrlIs {
+        if let Some(c) = self.client_of(url) {
+            return self.clients[c].classify(url);
+        }
         if self
             .secrets
             .iter()
@@ -71,6 +85,7 @@ pub(super) mod tests {
         StackUrl {
             template: "https://x.example/webhooks/smartlead/<secret>".into(),
             secrets: vec!["old".into(), "new".into()],
+            clients: Default::default(),
         }
     }
 
@@ -102,6 +117,7 @@ pub(super) mod tests {
         let q = StackUrl {
             template: "https://x.example/hook?token=<secret>".into(),
             secrets: vec!["a b".into()],
+            clients: Default::default(),
         };
         assert_eq!(
             q.classify("https://x.example/hook?token=a%20b"),

@@ -12,8 +12,8 @@ mod error;
 mod ports;
 
 pub use auth::{
-    parse_keys, percent_decode, webhook_url, AuthMethods, ClientKeys, ClientSecrets, Key, Keys,
-    Secret,
+    client_url, parse_keys, percent_decode, webhook_url, AuthMethods, ClientKeys, ClientSecrets,
+    Key, Keys, Secret,
 };
 pub use error::QueueError;
 pub use ports::{BlobStore, Queue};

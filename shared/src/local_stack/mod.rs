@@ -15,6 +15,8 @@ pub const DLQ: &str = "smartlead-webhooks-dlq";
 pub const EFFECTS_QUEUE: &str = "smartlead-effects";
 pub const EFFECTS_DLQ: &str = "smartlead-effects-dlq";
 /// Default ports on 127.0.0.1.
+/// The local stack's `ClientParameterPath` (SSM in moto).
+pub const CLIENT_PARAMETER_PATH: &str = "/smartlead-local/clients";
 pub const DYNAMODB_PORT: u16 = 8000;
 pub const MOTO_PORT: u16 = 5000;
 pub const HTTP_PORT: u16 = 3000;

@@ -224,6 +224,13 @@ pub fn webhook_url(template: &str, secret: &str) -> String {
     template.replace("<secret>", &encoded)
 }
 
+/// A client's webhook URL template (an agency's stack): `template` (the
+/// stack's `WebhookUrl`, ending in `<secret>`) with `client/<id>/` before
+/// its `<secret>`, as the ingest routes it.
+pub fn client_url(template: &str, client: &str) -> String {
+    template.replace("<secret>", &format!("client/{client}/<secret>"))
+}
+
 /// Which ways of presenting the secret are accepted (any one suffices).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthMethods {

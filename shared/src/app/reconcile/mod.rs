@@ -50,7 +50,8 @@ pub use gaps::{
 pub use run::{backfill_message, reconcile, Options, Progress, Report};
 pub use scheduled::{emit, metric_values, Scheduled, RECONCILE_IAM_ACTIONS};
 pub use statistics::{
-    campaigns, parse_history, parse_page, statistics, HistoryMessage, Page, StepStat,
+    campaign_clients, campaigns, parse_history, parse_page, statistics, HistoryMessage, Page,
+    StepStat,
 };
 
 use crate::adapters::http::smartlead::ApiError;

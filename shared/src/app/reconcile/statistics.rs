@@ -272,6 +272,19 @@ pub async fn campaigns(
     active_only: bool,
     deadline: Instant,
 ) -> Result<Vec<String>, ReconcileError> {
+    Ok(campaign_clients(api, active_only, deadline)
+        .await?
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect())
+}
+
+/// As [`campaigns`], each with its client (`client_id`: an agency's).
+pub async fn campaign_clients(
+    api: &Api,
+    active_only: bool,
+    deadline: Instant,
+) -> Result<Vec<(String, Option<String>)>, ReconcileError> {
     let all = api.campaigns(deadline).await?;
     Ok(all
         .iter()
@@ -287,6 +300,6 @@ pub async fn campaigns(
                 status != "DRAFTED"
             }
         })
-        .filter_map(|c| text(c.get("id")))
+        .filter_map(|c| Some((text(c.get("id"))?, text(c.get("client_id")))))
         .collect())
 }

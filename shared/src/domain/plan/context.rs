@@ -99,7 +99,8 @@ impl<'a> Ctx<'a> {
     /// The lead's suppression: sticky, the earliest reason wins. Its scope
     /// (see [`crate::domain::client::Scope`]): the reason's flag makes it
     /// every client's; an unsubscribe that SmartLead scoped to some
-    /// clients (`scoped`) adds them to `clients` instead.
+    /// clients (`scoped`) flags `client_unsubscribe` and adds them to
+    /// `clients` instead.
     pub fn suppression(
         &self,
         pk: &str,
@@ -109,7 +110,9 @@ impl<'a> Ctx<'a> {
         let u = ItemUpdate::new(pk.to_owned(), "SUPPRESSION".into())
             .once("lead_email", self.n.lead_email.clone());
         let u = match scoped {
-            Some(clients) => u.add_set("clients", clients.into_iter().collect()),
+            Some(clients) => u
+                .flag(CLIENT_UNSUBSCRIBE)
+                .add_set("clients", clients.into_iter().collect()),
             None => u.flag(reason),
         };
         u.earliest(
@@ -122,6 +125,9 @@ impl<'a> Ctx<'a> {
         )
     }
 }
+
+/// The flag of an unsubscribe that applies to some clients only.
+pub const CLIENT_UNSUBSCRIBE: &str = "client_unsubscribe";
 
 fn id(i: &Option<crate::domain::field_types::Id>) -> Option<String> {
     i.as_ref().map(|i| i.to_string())

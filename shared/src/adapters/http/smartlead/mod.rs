@@ -158,6 +158,19 @@ impl Api {
         campaign_list(v)
     }
 
+    /// An agency's clients (`GET /client/`): `id`, `name`, `email`, ...
+    pub async fn clients(&self, deadline: Instant) -> Result<Vec<Value>, ApiError> {
+        let v = self.get("/client/", deadline).await?;
+        Ok(match v {
+            Value::Array(a) => a,
+            Value::Object(mut o) => match o.remove("data").or_else(|| o.remove("clients")) {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        })
+    }
+
     pub async fn delete_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
         let id = path_id("the webhook id", id)?;
         let body = json!({"id": numeric(id)});
