@@ -2223,3 +2223,398 @@ async fn the_campaign_page_renders_in_headless_chromium_with_the_cli_s_numbers()
         assert!(dom.contains(preview), "{preview}");
     }
 }
+
+/// An agency's stack in moto: `ClientParameterPath` set, the webhook URL
+/// and shared secret, a state table; and a SmartLead stand-in with three
+/// clients (11 Acme, 12 Globex, 13 Initech) and a campaign each (101,
+/// 102, 103). Its stack name, client path, shared secret parameter, table.
+async fn agency(name: &str) -> (String, String, String, StandIn) {
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
+    let pid = std::process::id();
+    let (param, path) = (
+        format!("/{name}-{pid}/secret"),
+        format!("/{name}-{pid}/clients"),
+    );
+    put_secret(&cfg, &param, "shared-secret").await;
+    let (_, table) = moto_table(name).await;
+    let stack = format!("{name}-{pid}");
+    let outputs: serde_json::Map<String, Value> = [
+        ("WebhookUrl", json!(format!("{WEBHOOK_BASE}/<secret>"))),
+        ("WebhookSecretParameterName", json!(param)),
+        ("StateTableName", json!(table)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), json!({ "Value": v })))
+    .collect();
+    let template = json!({
+        "Parameters": {"ClientParameterPath": {"Type": "String"}},
+        "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": outputs,
+    });
+    aws_sdk_cloudformation::Client::new(&cfg)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("ClientParameterPath")
+                .parameter_value(&path)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let api = StandIn::start().await;
+    api.route(
+        "GET /api/v1/client/",
+        &json!([{"id": 11, "name": "Acme"}, {"id": 12, "name": "Globex"}, {"id": 13, "name": "Initech"}])
+            .to_string(),
+    );
+    api.route(
+        "GET /api/v1/campaigns",
+        &json!([{"id": 101, "client_id": 11}, {"id": 102, "client_id": 12}, {"id": 103, "client_id": 13}])
+            .to_string(),
+    );
+    (stack, path, table, api)
+}
+
+/// Clients, their own secrets and the doctor, against a SmartLead
+/// stand-in with three clients and a user-level webhook of this stack that
+/// shadows one client's webhook: `clients sync`, a client's first
+/// rotation (from the shared secret), its URL on `register --client`, and
+/// the doctor's agency findings with `--fix` re-pointing the one it can.
+#[tokio::test]
+async fn an_agency_s_clients_keep_their_own_secrets_and_the_doctor_finds_the_shadow() {
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
+    let ssm = aws_sdk_ssm::Client::new(&cfg);
+    let (stack, path, _, api) = agency("cli-agency").await;
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let url = api.url.clone();
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            smartlead(&a, &url, Some(KEY)).await
+        }
+    };
+    let o = run(&["clients", "sync", "--stack", &stack]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("3 client(s), 3 campaign(s) with a client"),
+        "{}",
+        text(&o)
+    );
+
+    // Acme's first rotation: its parameter starts from the shared secret.
+    let o = run(&[
+        "rotate-secret",
+        "--stack",
+        &stack,
+        "--client",
+        "11",
+        "--id",
+        "511",
+        "--wait-secs",
+        "0",
+    ])
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let own = format!("{path}/secrets/11");
+    let read = |name: String| {
+        let ssm = ssm.clone();
+        async move {
+            ssm.get_parameter()
+                .name(name)
+                .with_decryption(true)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.parameter)
+                .and_then(|p| p.value)
+        }
+    };
+    let value = read(own.clone()).await.expect("Acme's own parameter");
+    let (current, next) = value.split_once(',').expect("current,next");
+    assert_eq!(current, "shared-secret");
+    let put: Value = serde_json::from_str(&api.recorded().last().unwrap().body).unwrap();
+    assert_eq!(
+        put["webhook_url"],
+        format!("{WEBHOOK_BASE}/client/11/{next}")
+    );
+    assert_eq!(put["client_id"], 11);
+    let o = run(&[
+        "rotate-secret",
+        "--stack",
+        &stack,
+        "--client",
+        "11",
+        "--finish",
+    ])
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(read(own).await.as_deref(), Some(next));
+    assert_eq!(
+        read(format!("{path}/secrets/12")).await,
+        None,
+        "Globex untouched"
+    );
+
+    // Globex has no secret of its own: its URL carries the shared one.
+    let o = run(&["register", "--client", "12", "--stack", &stack]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let reg: Value = serde_json::from_str(&api.recorded().last().unwrap().body).unwrap();
+    assert_eq!(
+        reg["webhook_url"],
+        format!("{WEBHOOK_BASE}/client/12/shared-secret")
+    );
+
+    let o = run(&["clients", "--stack", &stack, "--json"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let secret = |i: usize| listed[i]["secret"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        (secret(0), secret(1), secret(2)),
+        ("own".into(), "shared".into(), "shared".into())
+    );
+
+    // The doctor: Acme's webhook is right; Globex's carries Acme's URL and
+    // secret; Initech's campaign has none; user-level webhook 99 (this
+    // stack's shared URL) takes EMAIL_REPLY from Acme's.
+    let all = "EMAIL_SENT,FIRST_EMAIL_SENT,EMAIL_OPEN,EMAIL_LINK_CLICK,EMAIL_REPLY,EMAIL_BOUNCE,LEAD_UNSUBSCRIBED,LEAD_CATEGORY_UPDATED,CAMPAIGN_STATUS_CHANGED,UNTRACKED_REPLIES,MANUAL_STEP_REACHED";
+    let events: Value = all
+        .split(',')
+        .map(|e| (e.to_owned(), json!(true)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let hook = |id: u64, client: u64, url: String| {
+        json!([{"id": id, "name": "AWS webhook pipeline",
+        "association_type": "client", "client_id": client, "webhook_url": url, "event_type_map": events}])
+    };
+    api.route(
+        "GET /api/v1/campaigns/101/webhooks",
+        &hook(511, 11, format!("{WEBHOOK_BASE}/client/11/{next}")).to_string(),
+    );
+    api.route(
+        "GET /api/v1/campaigns/102/webhooks",
+        &hook(512, 12, format!("{WEBHOOK_BASE}/client/11/{next}")).to_string(),
+    );
+    api.route("GET /api/v1/campaigns/103/webhooks", "[]");
+    api.route(
+        "GET /api/v1/webhook/99",
+        &json!({"id": 99, "name": "AWS webhook pipeline", "association_type": "user",
+                "webhook_url": format!("{WEBHOOK_BASE}/shared-secret"), "event_type_map": {"EMAIL_REPLY": true}})
+        .to_string(),
+    );
+    let o = run(&["doctor", "--stack", &stack, "--webhook", "99"]).await;
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    for want in [
+        "user-level webhook 99 takes EMAIL_REPLY for every campaign, so SmartLead sends none of them to the client webhook(s) 511, 512",
+        "client 12's webhook 512 carries client 11's URL",
+        // Only the user-level webhook's EMAIL_REPLY reaches Initech's campaign.
+        "campaign 103: no webhook of this stack subscribes to CAMPAIGN_STATUS_CHANGED",
+    ] {
+        assert!(out.contains(want), "{want:?} missing in\n{out}");
+    }
+    assert!(!out.contains("webhook 511 carries"), "{out}");
+    // Per client: Acme's view has the shadow and nothing of the others'.
+    let o = run(&[
+        "doctor",
+        "--stack",
+        &stack,
+        "--webhook",
+        "99",
+        "--client",
+        "11",
+    ])
+    .await;
+    let out = text(&o);
+    assert!(out.contains("user-level webhook 99"), "{out}");
+    assert!(
+        !out.contains("512") && !out.contains("campaign 103"),
+        "{out}"
+    );
+
+    // --fix re-points Globex's webhook at its own URL (the shared secret).
+    let before = api.recorded().len();
+    let o = run(&["doctor", "--stack", &stack, "--fix"]).await;
+    let out = text(&o);
+    for want in [
+        "client 13's campaign 103 has no webhook at all",
+        &format!("smartlead register --client 13 --stack {stack}"),
+    ] {
+        assert!(out.contains(want), "{want:?} missing in\n{out}");
+    }
+    let puts: Vec<_> = api.recorded()[before..]
+        .iter()
+        .filter(|r| r.method != "GET")
+        .cloned()
+        .collect();
+    assert_eq!(puts.len(), 1, "{out}\n{puts:?}");
+    assert!(puts[0].target.starts_with("/api/v1/webhook/update/512?"));
+    let body: Value = serde_json::from_str(&puts[0].body).unwrap();
+    assert_eq!(
+        body["webhook_url"],
+        format!("{WEBHOOK_BASE}/client/12/shared-secret")
+    );
+    for leak in [next, "shared-secret", KEY] {
+        assert!(!out.contains(leak), "{leak} printed");
+    }
+}
+
+/// `reconcile --client` checks and backfills that client's campaigns only;
+/// the report counts gaps per client.
+#[tokio::test]
+async fn reconcile_per_client_restores_only_that_client_s_gaps() {
+    let cfg = smartlead::adapters::aws::local_sdk_config(&moto().endpoint()).await;
+    let (stack, _, table, api) = agency("cli-agency-recon").await;
+    let sqs = sqs().await;
+    let (q, dlq) = (
+        queue(&sqs, "agency-q").await,
+        queue(&sqs, "agency-dlq").await,
+    );
+    // The agency stack's outputs lack the queues: a second stack names them.
+    let qstack = format!("{stack}-q");
+    create_stack(&cfg, &qstack, &table_and_queues(&table, &q, &dlq)).await;
+    let (ddb, _) = (smartlead::aws_sdk_dynamodb::Client::new(&cfg), ());
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), &table);
+    let t = smartlead::domain::time::EventTime::from_millis(
+        smartlead::domain::time::EventTime::now().millis() - 3_600_000,
+    )
+    .unwrap()
+    .to_string();
+    // Acme's and Globex's campaigns each miss lead b's send.
+    for campaign in [101u64, 102] {
+        let sent = |n: u64| {
+            json!({"event_type": "EMAIL_SENT", "to_email": format!("{n}@c{campaign}.example"),
+            "campaign_id": campaign, "sequence_number": 1, "time_sent": t,
+            "stats_id": format!("st-{campaign}-{n}"), "message_id": format!("<m{campaign}-{n}@x.example>")})
+        };
+        for n in [1u64, 3, 5] {
+            test_support::store::apply_body(&store, sent(n), &format!("m-{campaign}-{n}"))
+                .await
+                .unwrap();
+        }
+        let rows: Vec<Value> = [1u64, 2, 3, 5].iter().map(|n| json!({"lead_email": format!("{n}@c{campaign}.example"),
+            "lead_id": campaign * 10 + n, "sequence_number": 1, "stats_id": format!("st-{campaign}-{n}"),
+            "sent_time": t, "open_count": 0})).collect();
+        api.route(
+            &format!("GET /api/v1/campaigns/{campaign}/statistics"),
+            &json!({"total_stats": 4, "data": rows}).to_string(),
+        );
+        for n in [1u64, 2, 3, 5] {
+            api.route(
+                &format!("GET /api/v1/campaigns/{campaign}/leads/{}/message-history", campaign * 10 + n),
+                &json!({"history": [{"type": "SENT", "message_id": format!("<m{campaign}-{n}@x.example>"),
+                                     "time": t, "email_seq_number": 1}]}).to_string(),
+            );
+        }
+    }
+    api.route(
+        "GET /api/v1/campaigns/103/statistics",
+        &json!({"total_stats": 0, "data": []}).to_string(),
+    );
+    let o = smartlead(
+        &[
+            "reconcile",
+            "--client",
+            "11",
+            "--since",
+            "1d",
+            "--stack",
+            &qstack,
+        ],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("client 11: 1 gap(s)"), "{out}");
+    assert!(
+        out.contains("1 campaign(s)") && out.contains("1 backfilled"),
+        "{out}"
+    );
+    assert!(!out.contains("c102.example"), "{out}");
+    let m = first_message(&sqs, &q).await;
+    let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+    assert_eq!(body["message_id"], "<m101-2@x.example>");
+    assert_eq!(depth(&sqs, &q).await, "0", "nothing of Globex's");
+    // Without --client every campaign is checked, the gaps counted per client.
+    let o = smartlead(
+        &[
+            "reconcile",
+            "--all-campaigns",
+            "--since",
+            "1d",
+            "--dry-run",
+            "--stack",
+            &qstack,
+        ],
+        &api.url,
+        Some(KEY),
+    )
+    .await;
+    let out = text(&o);
+    assert!(out.contains("client 12: 1 gap(s)"), "{out}");
+}
+
+/// An unsubscribe for client 11 leaves the lead sendable for client 12:
+/// `suppression --client` lists it for 11 only, a bounce for both, and
+/// `lead` shows the scope.
+#[tokio::test]
+async fn suppression_per_client_follows_the_unsubscribe_s_clients() {
+    let ddb = local_table().await;
+    let unsub = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "pat@scoped.example",
+        "campaign_id": 101, "unsubscribed_client_id_map": {"11": true},
+        "event_timestamp": "2025-04-02T10:00:00Z"});
+    let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": "dead@scoped.example",
+        "campaign_id": 102, "bounce_message": "550 5.1.1 user unknown",
+        "event_timestamp": "2025-04-02T11:00:00Z"});
+    let bodies = [
+        ("m-scoped-u".to_owned(), unsub),
+        ("m-scoped-b".to_owned(), bounce),
+    ];
+    apply_bodies(&ddb, smartlead::local_stack::TABLE, &bodies).await;
+    let port = port_of(&dynamodb().endpoint());
+    let listed = |client: &'static str| {
+        let port = port.clone();
+        async move {
+            let o = aws_only(&[
+                "suppression",
+                "--json",
+                "--client",
+                client,
+                "--local",
+                "--dynamodb-port",
+                &port,
+            ])
+            .await;
+            assert!(o.status.success(), "{}", text(&o));
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+            v.as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r["email"].as_str().map(str::to_owned))
+                .filter(|e| e.ends_with("@scoped.example"))
+                .collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(
+        listed("11").await,
+        ["dead@scoped.example", "pat@scoped.example"]
+    );
+    assert_eq!(listed("12").await, ["dead@scoped.example"]);
+    let o = aws_only(&[
+        "lead",
+        "pat@scoped.example",
+        "--local",
+        "--dynamodb-port",
+        &port,
+    ])
+    .await;
+    assert!(
+        text(&o).contains("SUPPRESSED for client 11 (still sendable for the other clients)"),
+        "{}",
+        text(&o)
+    );
+}
