@@ -592,3 +592,171 @@ async fn drain_tap(stack: &Stack, queue: &str) -> Vec<Value> {
         .unwrap();
     test_support::take_all(&stack.sqs, &url).await
 }
+
+/// An agency end to end: HTTP front, ingest, SQS, consumer, DynamoDB, a
+/// Slack stand-in. Acme (11) has its own secret and Slack channel, Globex
+/// (12) neither, Initech (13) is in the registry only. One client's secret
+/// is refused at another's URL; each reply alerts its client's channel;
+/// an unsubscribe for Acme leaves the lead sendable for Globex.
+#[tokio::test]
+async fn an_agency_s_clients_are_kept_apart_end_to_end() {
+    let slack = test_support::standins::StandIn::start().await;
+    let options = Options {
+        ingest_instances: 1,
+        clients: true,
+        slack_url: Some(format!("{}/services/shared", slack.url)),
+        ..Options::debug()
+    };
+    let (stack, consumer) = spawn_stack(options).await;
+    // Set before the first webhook: the functions start on their first call.
+    let cfg = smartlead::adapters::aws::local_sdk_config(&stack.moto.endpoint()).await;
+    let ssm = aws_sdk_ssm::Client::new(&cfg);
+    let path = smartlead::local_stack::CLIENT_PARAMETER_PATH;
+    for (name, value) in [
+        (format!("{path}/secrets/11"), "acme-secret".to_owned()),
+        (
+            format!("{path}/slack/11"),
+            format!("{}/services/acme", slack.url),
+        ),
+    ] {
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .expect("parameter");
+    }
+    let registry: smartlead::domain::client::Registry = serde_json::from_value(json!({
+        "clients": {"11": {"name": "Acme", "slack_param": format!("{path}/slack/11")},
+                    "12": {"name": "Globex"}, "13": {"name": "Initech"}},
+        "campaigns": {"101": "11", "102": "12", "103": "13"}
+    }))
+    .unwrap();
+    smartlead::adapters::aws::dynamodb::clients::write_registry(
+        &stack.ddb,
+        &stack.table,
+        &registry,
+        0,
+    )
+    .await
+    .expect("registry");
+
+    let http = reqwest::Client::new();
+    let at = |client: &str, secret: &str| {
+        format!(
+            "http://127.0.0.1:{}/webhooks/smartlead/client/{client}/{secret}",
+            stack.ports.http
+        )
+    };
+    let reply = |email: &str, campaign: u64| {
+        json!({"event_type": "EMAIL_REPLY", "to_email": email, "campaign_id": campaign,
+               "preview_text": "Sounds good", "time_replied": "2025-04-01T09:00:00Z",
+               "message_id": format!("<{email}>")})
+        .to_string()
+    };
+    // Each client's URL takes its own secret (Globex: the shared one) and
+    // no other client's.
+    assert_eq!(
+        post(
+            &http,
+            &at("12", "acme-secret"),
+            &reply("x@globex.example", 102)
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        post(&http, &at("11", TOKEN), &reply("x@acme.example", 101)).await,
+        401
+    );
+    let shared_url = format!(
+        "http://127.0.0.1:{}/webhooks/smartlead/acme-secret",
+        stack.ports.http
+    );
+    assert_eq!(
+        post(&http, &shared_url, &reply("x@acme.example", 101)).await,
+        401
+    );
+    assert_eq!(
+        post(
+            &http,
+            &at("11", "acme-secret"),
+            &reply("ann@acme.example", 101)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        post(&http, &at("12", TOKEN), &reply("bob@globex.example", 102)).await,
+        200
+    );
+    // A campaign the registry does not know: the URL names the client.
+    assert_eq!(
+        post(
+            &http,
+            &at("11", "acme-secret"),
+            &reply("dee@acme.example", 999)
+        )
+        .await,
+        200
+    );
+    let unsub = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "pat@lead.example",
+        "campaign_id": 101, "unsubscribed_client_id_map": {"11": true},
+        "event_timestamp": "2025-04-02T10:00:00Z"});
+    assert_eq!(
+        post(&http, &at("11", "acme-secret"), &unsub.to_string()).await,
+        200
+    );
+    drain(&stack, &consumer).await;
+
+    // Alerts: Acme's channel has Acme's replies, the shared one Globex's.
+    let calls = slack.recorded();
+    let to = |p: &str| -> String {
+        calls
+            .iter()
+            .filter(|r| r.target.starts_with(p))
+            .map(|r| r.body.clone())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (acme, shared) = (to("/services/acme"), to("/services/shared"));
+    assert!(
+        acme.contains("ann@acme.example") && acme.contains("dee@acme.example"),
+        "{acme}"
+    );
+    assert!(!acme.contains("bob@"), "{acme}");
+    assert!(
+        shared.contains("bob@globex.example") && !shared.contains("ann@"),
+        "{shared}"
+    );
+
+    // The state: each lead's client, and the unsubscribe's scope.
+    let item = |email: &str, sk: &str| {
+        let store = stack.store();
+        let (email, sk) = (email.to_owned(), sk.to_owned());
+        async move {
+            store
+                .partition(&format!("LEAD#{email}"))
+                .await
+                .expect("state")
+                .iter()
+                .map(smartlead::adapters::aws::dynamodb::item_to_json)
+                .find(|v| v["sk"] == sk.as_str())
+                .unwrap_or(Value::Null)
+        }
+    };
+    assert_eq!(
+        item("bob@globex.example", "CAMPAIGN#102").await["client_id"],
+        "12"
+    );
+    assert_eq!(
+        item("dee@acme.example", "CAMPAIGN#999").await["client_id"],
+        "11"
+    );
+    let s = item("pat@lead.example", "SUPPRESSION").await;
+    assert_eq!(s["clients"], json!(["11"]), "{s}");
+    let scope = smartlead::domain::client::Scope::of(&[], &["11".to_owned()]);
+    assert!(scope.applies_to(Some("11")) && !scope.applies_to(Some("12")));
+    assert_eq!(s["flags"], json!(["client_unsubscribe"]), "{s}");
+}

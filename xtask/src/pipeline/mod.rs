@@ -98,6 +98,10 @@ pub struct Options {
     /// moto listens on every interface, not only 127.0.0.1, so that
     /// `sam local`'s containers reach it (DynamoDB Local always does).
     pub moto_all_interfaces: bool,
+    /// An agency's stack (`ClientParameterPath`): the clients' secrets and
+    /// Slack URLs in moto's SSM below `local_stack::CLIENT_PARAMETER_PATH`,
+    /// the registry in the table; secrets re-read every second here.
+    pub clients: bool,
 }
 
 impl Options {
@@ -113,6 +117,7 @@ impl Options {
             fanout: true,
             webhook_secret: TOKEN.into(),
             moto_all_interfaces: false,
+            clients: false,
         }
     }
 }
@@ -289,6 +294,7 @@ fn function_env(t: &Template, options: &Options, at: Endpoints<'_>) -> Result<(E
         ("WEBHOOK_PATH", t.default("WebhookPath")?),
         ("AUTH_METHODS", t.default("AuthMethods")?),
     ];
+    let moto = at.moto.clone();
     let consumer = [
         ("AWS_ENDPOINT_URL_DYNAMODB", at.dynamodb),
         ("AWS_ENDPOINT_URL_S3", at.moto.clone()),
@@ -307,14 +313,23 @@ fn function_env(t: &Template, options: &Options, at: Endpoints<'_>) -> Result<(E
         ("WEBHOOK_QUEUE_URL", at.queue_url.to_owned()),
         // A failed effect's first retry: as short as the queue's visibility here.
         ("EFFECT_RETRY_SECONDS", options.visibility_secs.to_string()),
-        ("AWS_ENDPOINT_URL_SQS", at.moto),
+        ("AWS_ENDPOINT_URL_SQS", at.moto.clone()),
         ("ALERT_EVENTS", t.default("AlertEvents")?),
         ("POSITIVE_CATEGORIES", t.default("PositiveCategories")?),
     ];
-    let slack = options
+    let mut slack: Vec<(&str, String)> = options
         .slack_url
         .iter()
-        .map(|url| ("SLACK_WEBHOOK_URL", url.clone()));
+        .map(|url| ("SLACK_WEBHOOK_URL", url.clone()))
+        .collect();
+    let mut ingest = ingest.to_vec();
+    if options.clients {
+        let path = smartlead::local_stack::CLIENT_PARAMETER_PATH.to_owned();
+        ingest.push(("CLIENT_PARAMETER_PATH", path.clone()));
+        ingest.push(("SECRET_REFRESH_SECONDS", "1".into()));
+        slack.push(("CLIENT_PARAMETER_PATH", path));
+        slack.push(("AWS_ENDPOINT_URL_SSM", moto.clone()));
+    }
     let owned = |pairs: Vec<(&str, String)>| {
         pairs
             .into_iter()

@@ -340,6 +340,7 @@ fn stack_options() -> Options {
         fanout: false,
         webhook_secret: pipeline::TOKEN.into(),
         moto_all_interfaces: false,
+        clients: false,
     }
 }
 
