@@ -50,6 +50,10 @@ pub struct ListArgs {
 
 #[derive(clap::Args)]
 pub struct SyncArgs {
+    /// Empty the registry when SmartLead lists no client at all (refused
+    /// otherwise: an answer read wrong must not drop every client).
+    #[arg(long)]
+    pub prune: bool,
     #[command(flatten)]
     pub stack: StackArgs,
     #[command(flatten)]
@@ -107,6 +111,7 @@ pub async fn check_campaign(stack: &Stack, client: &str, campaign: &str) -> Resu
     }
     match r.campaigns.get(campaign.trim()) {
         Some(c) if c == client => Ok(()),
+        Some(c) if c.is_empty() => bail!("campaign {campaign} belongs to no client"),
         Some(c) => bail!("campaign {campaign} is client {c}'s, not client {client}'s"),
         None => bail!("campaign {campaign} is not client {client}'s (run `smartlead clients sync` if it is new)"),
     }
@@ -148,8 +153,9 @@ pub fn merged(
         r.clients.insert(cid, client);
     }
     for c in campaigns {
-        if let (Some(campaign), Some(client)) = (id(c, "id"), id(c, "client_id")) {
-            r.campaigns.insert(campaign, client);
+        if let Some(campaign) = id(c, "id") {
+            r.campaigns
+                .insert(campaign, id(c, "client_id").unwrap_or_default());
         }
     }
     let gone = old
@@ -166,6 +172,15 @@ async fn sync(a: &SyncArgs) -> Result<()> {
     let api = api(&a.api, &a.stack.stack).await?;
     let clients = api.clients(deadline()).await?;
     let campaigns = api.campaigns(deadline()).await?;
+    if clients.is_empty() && !a.prune {
+        let (r, _) = read_registry(&stack.ddb, &stack.table).await?;
+        if !r.clients.is_empty() {
+            bail!(
+                "SmartLead lists no client: the registry's {} are kept (--prune empties it)",
+                r.clients.len()
+            );
+        }
+    }
     let mut gone = Vec::new();
     let r = update(&stack, |r| {
         let (new, left) = merged(r, &clients, &campaigns);
@@ -176,12 +191,13 @@ async fn sync(a: &SyncArgs) -> Result<()> {
     let unowned = r
         .campaigns
         .values()
-        .filter(|c| !r.clients.contains_key(*c))
+        .filter(|c| !c.is_empty() && !r.clients.contains_key(*c))
         .count();
+    let with_client = r.campaigns.values().filter(|c| !c.is_empty()).count();
     println!(
-        "{} client(s), {} campaign(s) with a client",
+        "{} client(s), {with_client} campaign(s) with a client, {} without",
         r.clients.len(),
-        r.campaigns.len()
+        r.campaigns.len() - with_client
     );
     for g in gone {
         println!("client {g} is no longer in SmartLead: removed, with its settings");
@@ -204,6 +220,20 @@ async fn set(a: &SetArgs) -> Result<()> {
             if !param.starts_with(&below) {
                 bail!("the consumer may read Slack URLs below {below} only (the stack's ClientParameterPath)");
             }
+        }
+        // A name that reads nothing would hold every alert of the client.
+        let ssm = aws_sdk_ssm::Client::new(&stack.cfg);
+        let found = ssm.get_parameter().name(param).send().await;
+        if let Err(e) = found {
+            let missing = e
+                .as_service_error()
+                .is_some_and(|s| s.is_parameter_not_found());
+            if missing {
+                bail!("no SSM parameter {param}: put the client's Slack URL there first (aws ssm put-parameter --type SecureString)");
+            }
+            return Err(crate::aws::aws_err(format!(
+                "reading SSM parameter {param}"
+            ))(e));
         }
     }
     update(&stack, |r| {
@@ -385,7 +415,8 @@ mod tests {
         assert_eq!(r.clients.len(), 2);
         assert_eq!(r.clients["11"].name, "Acme");
         assert_eq!(r.clients["11"].slack_param.as_deref(), Some("/p/slack/11"));
-        assert_eq!(r.campaigns.len(), 2);
+        assert_eq!(r.campaigns.len(), 3);
+        assert_eq!(r.campaigns["8"], "", "known, of no client");
         assert_eq!(r.campaigns["7"], "11");
         assert_eq!(r.campaigns["9"], "12");
     }

@@ -124,8 +124,9 @@ pub async fn rotate_secret(a: RotateArgs) -> Result<()> {
         api.update_webhook(i, &spec, deadline()).await?;
         println!("webhook {i} now uses the new secret");
     }
+    let client = client.map(|c| format!(" --client {c}")).unwrap_or_default();
     println!(
-        "when SmartLead's retries to the old URL are over (an hour is plenty), run `smartlead rotate-secret --finish --stack {stack}`"
+        "when SmartLead's retries to the old URL are over (an hour is plenty), run `smartlead rotate-secret --finish{client} --stack {stack}`"
     );
     Ok(())
 }

@@ -2570,11 +2570,17 @@ async fn suppression_per_client_follows_the_unsubscribe_s_clients() {
     let bounce = json!({"event_type": "EMAIL_BOUNCE", "to_email": "dead@scoped.example",
         "campaign_id": 102, "bounce_message": "550 5.1.1 user unknown",
         "event_timestamp": "2025-04-02T11:00:00Z"});
-    let bodies = [
-        ("m-scoped-u".to_owned(), unsub),
-        ("m-scoped-b".to_owned(), bounce),
-    ];
-    apply_bodies(&ddb, smartlead::local_stack::TABLE, &bodies).await;
+    let table = smartlead::local_stack::TABLE;
+    apply_bodies(&ddb, table, &[("m-scoped-b".to_owned(), bounce)]).await;
+    // The unsubscribe as an agency's consumer applies it (the map scopes it).
+    let mut ev = smartlead::SmartleadEvent::from_value(unsub).unwrap();
+    ev.agency = true;
+    let now = smartlead::domain::time::EventTime::now();
+    let plan = smartlead::domain::plan::plan(&ev, now, &Default::default());
+    let store = smartlead::adapters::aws::dynamodb::DynamoStore::new(ddb.clone(), table);
+    smartlead::app::store::Dedup::apply(&store, &plan, "m-scoped-u")
+        .await
+        .unwrap();
     let port = port_of(&dynamodb().endpoint());
     let listed = |client: &'static str| {
         let port = port.clone();

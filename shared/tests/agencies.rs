@@ -259,7 +259,12 @@ async fn an_unsubscribe_for_one_client_leaves_the_lead_sendable_for_the_others()
         mode: HygieneMode::Unsubscribe,
         soft_bounces: false,
     };
-    let ev = |v: &Value| smartlead::SmartleadEvent::from_value(v.clone()).unwrap();
+    // As the consumer of an agency's stack reads it.
+    let ev = |v: &Value| {
+        let mut e = smartlead::SmartleadEvent::from_value(v.clone()).unwrap();
+        e.agency = true;
+        e
+    };
     assert!(!hygiene.applies(&ev(&u), &AlertRules::default()));
 
     // Globex's too: both, still not Initech.
@@ -299,4 +304,33 @@ async fn a_hard_bounce_suppresses_the_address_for_every_client() {
         .expect("suppressed");
     assert_eq!(s["flags"], json!(["bounce"]));
     assert!(s.get("clients").is_none());
+}
+
+/// Without clients (no `ClientParameterPath`), an unsubscribe whose map
+/// names clients suppresses the lead everywhere, as before agency mode.
+#[tokio::test]
+async fn without_clients_every_unsubscribe_is_everywhere() {
+    let store = fresh_store().await;
+    let c = common::consumer_with(store.clone(), Effects::default());
+    let u = json!({"event_type": "LEAD_UNSUBSCRIBED", "lead_email": "solo@lead.example",
+        "campaign_id": 101, "unsubscribed_client_id_map": {"11": true},
+        "event_timestamp": "2025-04-02T10:00:00Z"});
+    assert!(failures(
+        &c.handle_batch(batch(vec![record("s1", &u, Some("11"))]))
+            .await
+    )
+    .is_empty());
+    let items = store.partition("LEAD#solo@lead.example").await.unwrap();
+    let items: Vec<Value> = items.iter().map(item_to_json).collect();
+    let s = items
+        .iter()
+        .find(|i| i["sk"] == "SUPPRESSION")
+        .expect("suppressed");
+    assert_eq!(s["flags"], json!(["unsubscribe"]));
+    assert!(s.get("clients").is_none());
+    let lead = items
+        .iter()
+        .find(|i| i["sk"] == "CAMPAIGN#101")
+        .expect("item");
+    assert!(lead.get("client_id").is_none(), "no client kept: {lead}");
 }

@@ -43,13 +43,15 @@ pub async fn effects(sdk: &SdkConfig, config: &ConsumerConfig, metrics: &Metrics
         Some(source) => Some(ssm::optional(sdk, source, what, config.refresh, metrics).await),
         None => None,
     };
-    // An agency's clients' own channels: each URL read on first use.
+    // An agency's clients' own channels: each URL read on first use (a
+    // failed read counts SecretReadFailures, as the shared URL's does).
     let channels = config.clients.as_ref().map(|_| {
-        let (sdk, every) = (sdk.clone(), config.refresh);
+        let (sdk, every, metrics) = (sdk.clone(), config.refresh, metrics.clone());
         ClientChannels::new(
             effects.clients.clone(),
             Box::new(move |name: &str| {
-                Refreshing::unread("a client's Slack URL", every, ssm::loader(&sdk, name))
+                let load = ssm::counted_loader(&sdk, name, what.1, &metrics);
+                Refreshing::on_first_use("a client's Slack URL", every, load)
             }),
         )
     });

@@ -35,7 +35,8 @@ async fn secret(sdk: &SdkConfig, config: &IngestConfig) -> Result<Secret, Config
 
 /// An agency's clients' own secrets (`<path>/secrets/<client id>`), read
 /// with the shared one at cold start and re-read as often. A parameter
-/// that does not hold `current` or `current,next` is left out, and logged.
+/// that does not hold `current` or `current,next` is logged, and its
+/// client's URL answers 503.
 async fn client_secrets(sdk: &SdkConfig, config: &IngestConfig) -> ClientSecrets {
     let Some(path) = &config.clients else {
         return ClientSecrets::default();
@@ -52,20 +53,19 @@ async fn client_secrets(sdk: &SdkConfig, config: &IngestConfig) -> ClientSecrets
                 .map_err(|e| e.to_string())?;
             let mut keys = ClientKeys::new();
             for (client, value) in params {
-                match Secret::list(&value) {
-                    Ok(s) if smartlead::domain::client::valid_client_id(&client) => {
-                        keys.insert(client, s);
-                    }
-                    Ok(_) => tracing::error!(
+                if !smartlead::domain::client::valid_client_id(&client) {
+                    tracing::error!(
                         client,
                         "a client secret's name is not a client id; left out"
-                    ),
-                    Err(reason) => tracing::error!(
-                        client,
-                        reason,
-                        "a client's secret parameter does not read; left out"
-                    ),
+                    );
+                    continue;
                 }
+                let secret = Secret::list(&value)
+                    .map_err(|reason| {
+                        tracing::error!(client, reason, "a client's secret parameter does not read; its URL answers 503 until it does")
+                    })
+                    .ok();
+                keys.insert(client, secret);
             }
             Ok(keys)
         })

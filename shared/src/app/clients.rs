@@ -58,9 +58,12 @@ impl Clients {
     }
 
     /// The event with its client resolved ([`Registry::resolve`]): the
-    /// payload's, else its campaign's, else the URL's (`url`). An event
-    /// whose client the registry does not know counts `UnknownClient`
-    /// (by where its client came from, `none` when it has none).
+    /// payload's, else its campaign's, else the URL's (`url`); but a
+    /// client's URL (its secret authenticated it) wins over a payload or
+    /// campaign naming another (counted `ClientMismatch`). An event whose
+    /// client the registry does not know counts `UnknownClient` (by where
+    /// its client came from, `none` when it has none). Marks the event as
+    /// an agency's ([`SmartleadEvent::agency`]).
     pub async fn resolve(
         &self,
         ev: SmartleadEvent,
@@ -70,6 +73,8 @@ impl Clients {
         let Some(handle) = &self.registry else {
             return ev;
         };
+        let mut ev = ev;
+        ev.agency = true;
         // Not read yet (its cold read failed): the payload's or URL's client.
         let reg = handle.get().await.unwrap_or_default();
         if reg.is_empty() && handle.current().is_some() {
@@ -81,8 +86,34 @@ impl Clients {
             n.campaign_id.as_ref().map(|c| c.as_str()),
             url,
         );
+        // The URL's client was authenticated by its secret: a payload or
+        // campaign naming another never files the event under it.
+        let found = match (found, url) {
+            (Some((c, source)), Some(u)) if c != u => {
+                let source = if source == ClientSource::Payload {
+                    "payload"
+                } else {
+                    "campaign"
+                };
+                tracing::warn!(
+                    client_id = u,
+                    other = c.as_str(),
+                    source,
+                    "event at a client's URL naming another client; kept as the URL's"
+                );
+                metrics.count("ClientMismatch", &[("Source", source)]);
+                Some((u.to_owned(), ClientSource::Url))
+            }
+            (found, _) => found,
+        };
+        let unassigned = n
+            .campaign_id
+            .as_ref()
+            .is_some_and(|c| reg.unassigned(c.as_str()));
         let source = match &found {
             Some((c, _)) if reg.client(c).is_some() => None,
+            // The agency's own campaign: no client, and none is missing.
+            None if unassigned => None,
             Some((_, ClientSource::Payload)) => Some("payload"),
             Some((_, ClientSource::Campaign)) => Some("campaign"),
             Some((_, ClientSource::Url)) => Some("url"),
@@ -126,11 +157,35 @@ impl Clients {
         }
     }
 
-    /// The SSM parameter of `client`'s own Slack URL, if it has one.
-    pub fn slack_param(&self, client: Option<&str>) -> Option<String> {
-        self.current()?.client(client?)?.slack_param.clone()
+    /// The SSM parameter of `client`'s own Slack URL, if it has one;
+    /// `Err` while the registry could not be read yet.
+    pub async fn slack_param(&self, client: &str) -> Result<Option<String>, RegistryUnread> {
+        let Some(handle) = &self.registry else {
+            return Ok(None);
+        };
+        let reg = handle.get().await.ok_or(RegistryUnread)?;
+        Ok(reg.client(client).and_then(|c| c.slack_param.clone()))
+    }
+
+    /// [`Self::slack_param`] as last read, without waiting: `None` while
+    /// the registry has not been read.
+    pub fn slack_param_now(&self, client: &str) -> Option<Option<String>> {
+        let reg = self.registry.as_ref()?.current()?;
+        Some(reg.client(client).and_then(|c| c.slack_param.clone()))
+    }
+
+    /// Whether this deployment keeps a registry.
+    pub fn configured(&self) -> bool {
+        self.registry.is_some()
     }
 }
+
+/// The registry could not be read yet (its cold read failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client registry could not be read yet")]
+pub struct RegistryUnread;
+
+impl Clients {}
 
 #[cfg(test)]
 mod tests {
@@ -185,12 +240,23 @@ mod tests {
         let e = c
             .resolve(
                 ev(json!({"event_type": "EMAIL_OPEN", "campaign_id": 7})),
-                Some("11"),
+                None,
                 &m,
             )
             .await;
         assert_eq!(e.client.as_deref(), Some("12"));
+        assert!(e.agency);
         assert_eq!(of(e).as_deref(), Some("12"), "the bus detail carries it");
+        // At client 11's URL (its secret authenticated it), a campaign or
+        // payload naming another client does not file it under that one.
+        for body in [
+            json!({"event_type": "EMAIL_OPEN", "campaign_id": 7}),
+            json!({"event_type": "EMAIL_OPEN", "client_id": 12}),
+        ] {
+            let e = c.resolve(ev(body), Some("11"), &m).await;
+            assert_eq!(e.client.as_deref(), Some("11"));
+            assert_eq!(of(e).as_deref(), Some("11"), "on the bus too");
+        }
         let e = c
             .resolve(
                 ev(json!({"event_type": "EMAIL_OPEN", "campaign_id": 8})),

@@ -147,8 +147,9 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
         // The shared secret in the path wins over a client's URL: a
         // secret could begin with `client/`.
         let shared = self.config.auth.path && self.config.secret.matches_path_token(token);
+        let clients = self.config.clients.enabled();
         match token.strip_prefix("client/") {
-            Some(rest) if !shared => {
+            Some(rest) if clients && !shared => {
                 let (id, token) = rest.split_once('/').unwrap_or((rest, ""));
                 if !crate::domain::client::valid_client_id(id) {
                     return Route::Other;
@@ -252,7 +253,7 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
                         request_id = req.request_id,
                         client_id = id,
                         outcome = "unavailable",
-                        "clients' secrets not read yet; answering 503 so SmartLead retries"
+                        "the client's secret is not readable (not read yet, or malformed); answering 503 so SmartLead retries"
                     );
                     self.metrics.count("ClientSecretsUnread", &[]);
                     let mut resp =
@@ -636,8 +637,9 @@ mod tests {
         let own = |s: &str| Secret::new(s).expect("secret");
         svc.config.clients = ClientSecrets::fixed(
             [
-                ("11".to_string(), own("a-secret")),
-                ("12".to_string(), own("b-secret")),
+                ("11".to_string(), Some(own("a-secret"))),
+                ("12".to_string(), Some(own("b-secret"))),
+                ("14".to_string(), None),
             ]
             .into(),
         );
@@ -681,6 +683,13 @@ mod tests {
             ))
             .await;
         assert_eq!(r.status, 401);
+        // A client whose parameter does not read: 503, never the shared one.
+        let r = svc.handle(request(&at("14", "s3cret"), None, body)).await;
+        assert_eq!(r.status, 503);
+        // Without clients (no ClientParameterPath) there is no client URL.
+        let plain = service("path");
+        let r = plain.handle(request(&at("11", "s3cret"), None, body)).await;
+        assert_eq!(r.status, 404);
         // Not a client id: not a webhook URL.
         assert_eq!(status(at("a%20b", "a-secret"), None).await, 404);
         assert_eq!(status(at("", "a-secret"), None).await, 404);

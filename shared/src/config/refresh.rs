@@ -104,6 +104,14 @@ impl<T: Send + Sync + 'static> Refreshing<T> {
         Refreshing::with(what, Some(initial), every, Some(load))
     }
 
+    /// No value yet, read with `load` on first use (then as [`Self::unread`]
+    /// when that read fails).
+    pub fn on_first_use(what: &'static str, every: Duration, load: Loader<T>) -> Refreshing<T> {
+        let r = Refreshing::with(what, None, every, Some(load));
+        r.slot.write().unwrap_or_else(|p| p.into_inner()).due = Instant::now();
+        r
+    }
+
     /// No value yet (the first read failed): read with `load` after a
     /// backoff until a read succeeds, then every `every`.
     pub fn unread(what: &'static str, every: Duration, load: Loader<T>) -> Refreshing<T> {

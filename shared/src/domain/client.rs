@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Registry {
     #[serde(default)]
     pub clients: BTreeMap<String, Client>,
-    /// Campaign id → client id.
+    /// Campaign id → client id (empty for a campaign of no client: the
+    /// agency's own, known, so not counted as unknown).
     #[serde(default)]
     pub campaigns: BTreeMap<String, String>,
 }
@@ -48,6 +49,11 @@ impl Registry {
         self.clients.is_empty()
     }
 
+    /// A campaign the registry knows to have no client.
+    pub fn unassigned(&self, campaign: &str) -> bool {
+        self.campaigns.get(campaign).is_some_and(|c| c.is_empty())
+    }
+
     pub fn client(&self, id: &str) -> Option<&Client> {
         self.clients.get(id)
     }
@@ -65,6 +71,7 @@ impl Registry {
             .or_else(|| {
                 campaign
                     .and_then(|c| self.campaigns.get(c))
+                    .filter(|c| !c.is_empty())
                     .map(|c| (c.clone(), ClientSource::Campaign))
             })
             .or_else(|| url.map(|c| (c.to_owned(), ClientSource::Url)))
@@ -79,9 +86,10 @@ pub fn valid_client_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The clients an unsubscribe applies to, from `unsubscribed_client_id_map`:
-/// `None` means every client (the map absent, empty or unreadable, as in
-/// an account without clients). SmartLead documents the field's name, not
+/// The clients an unsubscribe applies to, from `unsubscribed_client_id_map`,
+/// in an agency's deployment ([`SmartleadEvent::agency`]): `None` means
+/// every client (the map absent, empty or unreadable, as in an account
+/// without clients, or a deployment without clients). SmartLead documents the field's name, not
 /// its form: an object is read as client id → flag (a key counts unless
 /// its value is `false`, `0`, `null` or empty), an array as client ids.
 /// At most [`MAX_SCOPED_CLIENTS`] are kept; more reads as every client.
@@ -89,6 +97,10 @@ pub fn unsubscribe_scope(ev: &SmartleadEvent) -> Option<BTreeSet<String>> {
     let EventData::LeadUnsubscribed(u) = &ev.data else {
         return None;
     };
+    // A deployment without clients suppresses everywhere, map or not.
+    if !ev.agency {
+        return None;
+    }
     let ids: BTreeSet<String> = match u.unsubscribed_client_id_map.get()? {
         Value::Object(m) => m
             .iter()
@@ -166,12 +178,14 @@ mod tests {
     use serde_json::json;
 
     fn unsubscribe(map: Value) -> SmartleadEvent {
-        SmartleadEvent::from_value(json!({
+        let mut ev = SmartleadEvent::from_value(json!({
             "event_type": "LEAD_UNSUBSCRIBED",
             "lead_email": "a@example.com",
             "unsubscribed_client_id_map": map,
         }))
-        .expect("event")
+        .expect("event");
+        ev.agency = true;
+        ev
     }
 
     fn set(ids: &[&str]) -> Option<BTreeSet<String>> {
@@ -200,6 +214,10 @@ mod tests {
         assert_eq!(unsubscribe_scope(&unsubscribe(Value::Object(wide))), None);
         let bounce = SmartleadEvent::from_value(json!({"event_type": "EMAIL_BOUNCE"})).unwrap();
         assert_eq!(unsubscribe_scope(&bounce), None);
+        // A deployment without clients: everywhere, whatever the map says.
+        let mut plain = unsubscribe(json!({"11": true}));
+        plain.agency = false;
+        assert_eq!(unsubscribe_scope(&plain), None);
     }
 
     #[test]
@@ -222,9 +240,14 @@ mod tests {
     #[test]
     fn the_payload_wins_then_the_campaign_then_the_url() {
         let r = Registry {
-            campaigns: [("7".to_string(), "11".to_string())].into(),
+            campaigns: [("7", "11"), ("9", "")]
+                .map(|(c, cl)| (c.to_string(), cl.to_string()))
+                .into(),
             ..Registry::default()
         };
+        // A campaign of no client: known, and it gives none.
+        assert!(r.unassigned("9") && !r.unassigned("7") && !r.unassigned("8"));
+        assert_eq!(r.resolve(None, Some("9"), None), None);
         assert_eq!(
             r.resolve(Some("12"), Some("7"), Some("13")),
             Some(("12".into(), ClientSource::Payload))

@@ -27,9 +27,10 @@ pub mod attr {
     /// `inline` (the message body is the webhook) or `s3` (a claim check).
     pub const BODY_LOCATION: &str = "body_location";
     /// A webhook message the consumer sent back to its queue (its state
-    /// applied, its effects not queued): how many times it has been, then
-    /// after a space the effects earlier deliveries queued, which its
-    /// delivery does not queue again (`2 fanout,slack`; see [`requeued`]).
+    /// applied, its effects not queued): how many times it has been; on a
+    /// webhook from a client's URL (nine attributes already), then after a
+    /// space the effects earlier deliveries queued (`2 fanout,slack`; see
+    /// [`requeued`]), which `queued` holds otherwise.
     pub const REQUEUED: &str = "requeued";
     /// The client the webhook's URL named (set by the ingest); on an
     /// alert's or hygiene call's message, the event's resolved client.
@@ -45,11 +46,12 @@ pub mod attr {
     /// Fan-out messages: the bus event's detail-type and time.
     pub const DETAIL_TYPE: &str = "detail_type";
     pub const EVENT_TIME: &str = "event_time";
-    /// Read only: what earlier versions wrote beside `requeued` (the
-    /// effects queued), for a copy sent back before an upgrade.
+    /// A webhook the consumer sent back: the effects earlier deliveries
+    /// queued (comma-separated), which its delivery does not queue again.
     pub const QUEUED: &str = "queued";
     /// What a webhook message carries besides its body (a copy the
-    /// consumer sends back keeps them, and adds `requeued`: 10, SQS's most).
+    /// consumer sends back keeps them, and adds `requeued` and `queued`, or
+    /// with `client_id` `requeued` alone: 10 at most, SQS's most).
     pub const WEBHOOK: [&str; 9] = [
         EVENT_TYPE,
         RECEIVED_AT,
@@ -70,7 +72,7 @@ pub mod attr {
         }
     }
     /// `requeued` read back: the count (0 when absent or unreadable) and
-    /// the effects named (with an earlier version's `queued`).
+    /// the effects it or `queued` names.
     pub fn read_requeued<'a>(
         requeued: Option<&'a str>,
         legacy_queued: Option<&'a str>,
@@ -220,7 +222,7 @@ mod tests {
             attr::read_requeued(Some(&v), None),
             (2, vec!["fanout", "slack"])
         );
-        // A copy an earlier version sent back: the count alone, `queued` beside it.
+        // Without a client: the count alone, `queued` beside it.
         assert_eq!(
             attr::read_requeued(Some("3"), Some("sns")),
             (3, vec!["sns"])

@@ -73,10 +73,10 @@ pub(crate) fn normalize(ev: &SmartleadEvent) -> Normalized {
         fill_correspondence(&mut n, r);
     }
     fill_common(&mut n, ev);
-    // The client the consumer resolved (an agency's deployment) when the
-    // payload names none.
-    if n.client_id.is_none() {
-        n.client_id = ev.client.as_deref().and_then(Id::new);
+    // The client the consumer resolved (an agency's deployment: the
+    // payload's, unless the authenticated URL names another).
+    if let Some(c) = ev.client.as_deref().and_then(Id::new) {
+        n.client_id = Some(c);
     }
     n
 }

@@ -55,6 +55,29 @@ pub async fn resolve(
     }
 }
 
+/// [`loader`] counting each failed read as `SecretReadFailures` by `Effect`.
+pub fn counted_loader(
+    cfg: &SdkConfig,
+    name: &str,
+    effect: &'static str,
+    metrics: &Metrics,
+) -> Loader<String> {
+    let (read, metrics) = (loader(cfg, name), metrics.clone());
+    std::sync::Arc::new(move || {
+        let (read, metrics) = (read.clone(), metrics.clone());
+        Box::pin(async move {
+            let r = read().await;
+            if r.is_err() {
+                metrics.emit(
+                    &[("Effect", effect)],
+                    &[("SecretReadFailures", 1.0, Unit::Count)],
+                );
+            }
+            r
+        })
+    })
+}
+
 /// An optional integration's secret (the consumer's Slack URL, hygiene's
 /// API key): as [`resolve`], but a parameter that cannot be read (missing,
 /// denied, throttled: GetParameter allows 40 requests a second per account
@@ -74,20 +97,7 @@ pub async fn optional(
         SecretSource::Fixed(value) => return Refreshing::fixed(value.clone()),
         SecretSource::Ssm(name) => name,
     };
-    let (read, metrics) = (loader(cfg, name), metrics.clone());
-    let load: Loader<String> = std::sync::Arc::new(move || {
-        let (read, metrics) = (read.clone(), metrics.clone());
-        Box::pin(async move {
-            let r = read().await;
-            if r.is_err() {
-                metrics.emit(
-                    &[("Effect", effect)],
-                    &[("SecretReadFailures", 1.0, Unit::Count)],
-                );
-            }
-            r
-        })
-    });
+    let load = counted_loader(cfg, name, effect, metrics);
     match load().await {
         Ok(value) => Refreshing::new(what, value, every, load),
         Err(error) => {

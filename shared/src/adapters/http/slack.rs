@@ -95,18 +95,21 @@ impl Notifier for SlackNotifier {
     fn effect(&self) -> &'static str {
         SLACK
     }
-    /// A hot event whose client has a channel, or any hot one when the
-    /// deployment has its own.
+    /// A hot event, when the deployment has a channel or its client has
+    /// one (or may: the registry not read yet).
     fn applies(&self, ev: &SmartleadEvent, rules: &AlertRules) -> bool {
-        rules.is_hot(ev) && (self.url.is_some() || self.route(ev).is_some())
+        let own = match (&self.channels, ev.client.as_deref()) {
+            (Some(ch), Some(c)) => ch.clients.slack_param_now(c).is_none_or(|p| p.is_some()),
+            _ => false,
+        };
+        rules.is_hot(ev) && (self.url.is_some() || own)
     }
 
-    /// The SSM parameter of the event's client's channel, if it has one.
+    /// An agency's: the event's client, so that a digest holds one
+    /// client's alerts (its channel is looked up when they are sent).
     fn route(&self, ev: &SmartleadEvent) -> Option<String> {
-        self.channels
-            .as_ref()?
-            .clients
-            .slack_param(ev.client.as_deref())
+        self.channels.as_ref()?;
+        ev.client.clone()
     }
 
     async fn notify(
@@ -141,21 +144,38 @@ impl Notifier for SlackNotifier {
 }
 
 impl SlackNotifier {
-    /// Posts one message to the channel of `route` (a client's parameter;
-    /// `None`: the deployment's), in the webhook's budget, before `deadline`.
+    /// The SSM parameter of the channel of `client` (`route`), if it has
+    /// its own; transient while the registry cannot be read, so a client's
+    /// alert never goes to the shared channel by mistake.
+    async fn channel(&self, client: Option<&str>) -> Result<Option<String>, EffectError> {
+        let (Some(client), Some(ch)) = (client, &self.channels) else {
+            return Ok(None);
+        };
+        ch.clients
+            .slack_param(client)
+            .await
+            .map_err(|e| EffectError::Transient(Box::new(e)))
+    }
+
+    /// Posts one message to the channel of `route` (a client's own, else
+    /// the deployment's), in the webhook's budget, before `deadline`.
     async fn post(
         &self,
         route: Option<&str>,
         body: &serde_json::Value,
         deadline: Instant,
     ) -> Result<(), EffectError> {
-        let url = match (route, &self.channels, &self.url) {
-            (Some(param), Some(ch), _) => ch.url(param).get().await,
-            (None, _, Some(url)) => url.get().await,
-            // Its client's channel was removed since it was queued.
-            _ => {
+        let url = match self.channel(route).await? {
+            Some(param) => self.channels.as_ref().map(|ch| ch.url(&param)),
+            None => None,
+        };
+        let url = match (url, &self.url) {
+            (Some(own), _) => own.get().await,
+            (None, Some(shared)) => shared.get().await,
+            // A client without a channel of its own, and no shared one.
+            (None, None) => {
                 return Err(EffectError::Permanent(
-                    "Slack: no channel for this event's client any more".into(),
+                    "Slack: no channel for this event's client".into(),
                 ))
             }
         };

@@ -4,9 +4,10 @@
 //!
 //! The copy keeps the body and the webhook attributes, with `received_at`
 //! set to the time that names the message (the fan-out's mark names it),
-//! `requeued` counting the copies and naming the effects already queued,
-//! which its delivery does not queue again (one attribute: a webhook
-//! message has nine, and SQS takes ten). Its state is a
+//! `requeued` counting the copies and `queued` naming the effects already
+//! queued, which its delivery does not queue again (a webhook from a
+//! client's URL has nine attributes, and SQS takes ten: its `requeued`
+//! names them, as `2 fanout,slack`). Its state is a
 //! duplicate, and it queues what is left: a failing effects queue costs the
 //! webhook queue no receive and walks no applied webhook into its DLQ.
 //! Copies back off ([`requeue_delay`]) for [`MAX_COPIES`] rounds, a day or
@@ -120,7 +121,18 @@ fn requeued_copy(j: &Job, now: Option<&Vec<&'static str>>) -> OutgoingMessage {
     }
     let mut queued = j.queued.clone();
     queued.extend(now.into_iter().flatten().copied());
-    attributes.push((attr::REQUEUED, attr::requeued(j.requeued + 1, &queued)));
+    // With the URL's client (an agency's) the tenth attribute is taken:
+    // the effects queued ride in `requeued`; otherwise in `queued`, as
+    // every earlier version wrote and reads them.
+    let packed = attributes.iter().any(|(k, _)| *k == attr::CLIENT_ID);
+    if packed {
+        attributes.push((attr::REQUEUED, attr::requeued(j.requeued + 1, &queued)));
+    } else {
+        attributes.push((attr::REQUEUED, (j.requeued + 1).to_string()));
+        if !queued.is_empty() {
+            attributes.push((attr::QUEUED, queued.join(",")));
+        }
+    }
     OutgoingMessage {
         body: j.body.clone(),
         attributes,
@@ -146,5 +158,61 @@ mod tests {
             assert!(all >= Duration::from_secs(25 * 3600), "{first:?}: {all:?}");
             assert!(all <= Duration::from_secs(28 * 3600), "{first:?}: {all:?}");
         }
+    }
+
+    /// A copy keeps the webhook's attributes and adds the copy count and
+    /// the effects queued: as `requeued` and `queued`, or, from a client's
+    /// URL (nine attributes already), in `requeued` alone; both read back
+    /// the same, and no copy passes SQS's ten.
+    #[test]
+    fn a_copy_names_the_effects_queued_within_ten_attributes() {
+        let ev = crate::domain::event::SmartleadEvent::from_value(
+            serde_json::json!({"event_type": "EMAIL_OPEN", "to_email": "a@b.co"}),
+        )
+        .expect("event");
+        let mut attributes: Vec<(&'static str, String)> = attr::WEBHOOK
+            .iter()
+            .map(|k| (*k, "v".to_owned()))
+            .filter(|(k, _)| *k != attr::CLIENT_ID)
+            .collect();
+        let job = |attributes: Vec<(&'static str, String)>| Job {
+            message_id: "m".into(),
+            key: ev.dedup_key(),
+            ev: ev.clone(),
+            state_item: None,
+            state: None,
+            effects: vec![],
+            unmark: false,
+            received_ms: 1_700_000_000_000,
+            body: "{}".into(),
+            attributes,
+            requeued: 1,
+            queued: vec!["fanout"],
+        };
+        let read = |m: &OutgoingMessage| {
+            let get = |k: &str| {
+                m.attributes
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.as_str())
+            };
+            let (count, names) = attr::read_requeued(get(attr::REQUEUED), get(attr::QUEUED));
+            (
+                count,
+                names.into_iter().map(str::to_owned).collect::<Vec<_>>(),
+            )
+        };
+        let plain = requeued_copy(&job(attributes.clone()), Some(&vec!["slack"]));
+        assert_eq!(read(&plain), (2, vec!["fanout".into(), "slack".into()]));
+        assert!(plain
+            .attributes
+            .iter()
+            .any(|(k, v)| *k == attr::QUEUED && v == "fanout,slack"));
+        assert!(plain.attributes.len() <= attr::MAX);
+        attributes.push((attr::CLIENT_ID, "11".into()));
+        let client = requeued_copy(&job(attributes), Some(&vec!["slack"]));
+        assert_eq!(read(&client), (2, vec!["fanout".into(), "slack".into()]));
+        assert!(!client.attributes.iter().any(|(k, _)| *k == attr::QUEUED));
+        assert_eq!(client.attributes.len(), attr::MAX);
     }
 }

@@ -165,8 +165,10 @@ pub struct ClientSecrets {
     secrets: Option<std::sync::Arc<crate::config::refresh::Refreshing<ClientKeys>>>,
 }
 
-/// Client id → that client's secret.
-pub type ClientKeys = std::collections::HashMap<String, Secret>;
+/// Client id → that client's secret; `None` for a parameter that does
+/// not hold `current` or `current,next` (its URL answers 503 until fixed:
+/// the shared secret must not stand in for it).
+pub type ClientKeys = std::collections::HashMap<String, Option<Secret>>;
 
 impl std::fmt::Debug for ClientSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -185,16 +187,25 @@ impl ClientSecrets {
         }
     }
 
+    /// Whether client URLs exist (an agency's deployment).
+    pub fn enabled(&self) -> bool {
+        self.secrets.is_some()
+    }
+
     /// What authenticates a request at `client`'s URL: the client's own
     /// secret, else the shared one. `None` while the clients' secrets could
-    /// not be read (the caller answers 503, so SmartLead retries: a client
-    /// with its own secret must not meet the shared one meanwhile).
+    /// not be read, or the client's does not read (the caller answers 503,
+    /// so SmartLead retries: a client with its own secret must not meet the
+    /// shared one meanwhile).
     pub async fn for_client(&self, client: &str, shared: &Secret) -> Option<Secret> {
         let Some(s) = &self.secrets else {
             return Some(shared.clone());
         };
         let keys = s.get().await?;
-        Some(keys.get(client).cloned().unwrap_or_else(|| shared.clone()))
+        match keys.get(client) {
+            Some(own) => own.clone(),
+            None => Some(shared.clone()),
+        }
     }
 }
 

@@ -52,6 +52,10 @@ pub struct SmartleadEvent {
     /// The event's client as an agency's deployment resolved it (see
     /// [`crate::domain::client`]); `None` in a deployment without clients.
     pub client: Option<String>,
+    /// Read by an agency's deployment (`ClientParameterPath` set), where an
+    /// unsubscribe applies to the clients SmartLead names; `false` keeps
+    /// every unsubscribe everywhere, as a deployment without clients does.
+    pub agency: bool,
 }
 
 impl Serialize for SmartleadEvent {
@@ -91,6 +95,7 @@ impl SmartleadEvent {
             delivery_id: None,
             webhook_level: None,
             client: None,
+            agency: false,
         })
     }
 

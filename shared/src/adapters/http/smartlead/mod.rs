@@ -161,14 +161,20 @@ impl Api {
     /// An agency's clients (`GET /client/`): `id`, `name`, `email`, ...
     pub async fn clients(&self, deadline: Instant) -> Result<Vec<Value>, ApiError> {
         let v = self.get("/client/", deadline).await?;
-        Ok(match v {
-            Value::Array(a) => a,
+        match v {
+            Value::Array(a) => Ok(a),
             Value::Object(mut o) => match o.remove("data").or_else(|| o.remove("clients")) {
-                Some(Value::Array(a)) => a,
-                _ => Vec::new(),
+                Some(Value::Array(a)) => Ok(a),
+                _ => Err(ApiError::Unexpected {
+                    what: "the client list".to_owned(),
+                    shape: "an object without a `data` or `clients` list".to_owned(),
+                }),
             },
-            _ => Vec::new(),
-        })
+            _ => Err(ApiError::Unexpected {
+                what: "the client list".to_owned(),
+                shape: "neither a list nor an object".to_owned(),
+            }),
+        }
     }
 
     pub async fn delete_webhook(&self, id: &str, deadline: Instant) -> Result<Value, ApiError> {
