@@ -8,12 +8,11 @@
 
 mod common;
 
+use common::fresh_store;
 use common::http::{self, body as text, requests, target};
 use common::sqs::{batch, failures, sqs_fixture};
-use common::{fresh_store, moto, unique};
 use serde_json::{json, Value};
 use smartlead::adapters::aws::dynamodb::{item_to_json, DynamoStore};
-use smartlead::adapters::aws::local_sdk_config;
 use smartlead::adapters::http::slack::{ClientChannels, SlackNotifier};
 use smartlead::app::clients::Clients;
 use smartlead::app::effects::{AlertRules, Effects, HygieneMode, Notifier};
@@ -66,34 +65,7 @@ fn reply(email: &str, campaign: u64, client: Option<u64>) -> Value {
 
 /// The agency's effects: a bus captured in moto, Slack per client.
 async fn agency_effects(slack: &str) -> (Effects, smartlead::aws_sdk_sqs::Client, String) {
-    let cfg = local_sdk_config(&moto().endpoint()).await;
-    let (eb, sqs) = (
-        aws_sdk_eventbridge::Client::new(&cfg),
-        smartlead::aws_sdk_sqs::Client::new(&cfg),
-    );
-    let bus = unique("agency-bus");
-    eb.create_event_bus().name(&bus).send().await.unwrap();
-    let capture = common::new_queue(&sqs, "agency-capture").await;
-    let arn = common::queue_arn(&sqs, &capture).await;
-    eb.put_rule()
-        .name("all")
-        .event_bus_name(&bus)
-        .event_pattern(json!({"source": ["smartlead.webhooks"]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    let t = aws_sdk_eventbridge::types::Target::builder()
-        .id("c")
-        .arn(arn)
-        .build()
-        .unwrap();
-    eb.put_targets()
-        .rule("all")
-        .event_bus_name(&bus)
-        .targets(t)
-        .send()
-        .await
-        .unwrap();
+    let (publisher, sqs, capture) = common::bus::bus().await;
     let clients = Clients::fixed(registry());
     // Each client's parameter names its channel's URL (SSM in AWS).
     let base = slack.to_owned();
@@ -106,9 +78,7 @@ async fn agency_effects(slack: &str) -> (Effects, smartlead::aws_sdk_sqs::Client
     );
     let shared = Refreshing::fixed(format!("{slack}/services/shared"));
     let effects = Effects {
-        publisher: Some(Box::new(
-            smartlead::adapters::aws::eventbridge::EventBridgePublisher { client: eb, bus },
-        )),
+        publisher: Some(Box::new(publisher)),
         notifiers: vec![Box::new(SlackNotifier::routed(
             Some(shared),
             Some(channels),
@@ -117,27 +87,6 @@ async fn agency_effects(slack: &str) -> (Effects, smartlead::aws_sdk_sqs::Client
         clients,
     };
     (effects, sqs, capture)
-}
-
-async fn captured(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    for _ in 0..5 {
-        let r = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let msgs = r.messages.unwrap_or_default();
-        if msgs.is_empty() && !out.is_empty() {
-            break;
-        }
-        for m in msgs {
-            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
-        }
-    }
-    out
 }
 
 async fn campaign_item(store: &DynamoStore, email: &str, campaign: &str) -> Value {
@@ -193,7 +142,7 @@ async fn each_event_knows_its_client_and_its_alert_reaches_the_client_s_channel(
     );
 
     // The bus detail carries the client, for rules by client.
-    let events = captured(&sqs, &capture).await;
+    let events = common::bus::drain_capture(&sqs, &capture).await;
     let client_of = |email: &str| {
         events
             .iter()

@@ -6,6 +6,7 @@
 mod common;
 
 use async_trait::async_trait;
+use common::bus::{bus, capture_queue, drain_capture};
 use common::http::{self, body as text, requests, target};
 use common::sqs::{batch, failures, sqs_fixture};
 use common::{fresh_store, moto, unique};
@@ -22,78 +23,6 @@ use test_support::sqs::SqsMessage;
 
 fn consumer(store: DynamoStore, effects: Effects) -> common::TestConsumer {
     common::consumer_with(store, effects)
-}
-
-/// A queue in moto that receives what a bus or topic delivers.
-async fn capture_queue() -> (smartlead::aws_sdk_sqs::Client, String, String) {
-    let cfg = local_sdk_config(&moto().endpoint()).await;
-    let sqs = smartlead::aws_sdk_sqs::Client::new(&cfg);
-    let url = common::new_queue(&sqs, "capture").await;
-    let arn = common::queue_arn(&sqs, &url).await;
-    (sqs, url, arn)
-}
-
-async fn drain_capture(sqs: &smartlead::aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    loop {
-        let r = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let msgs = r.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            return out;
-        }
-        for m in msgs {
-            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-}
-
-/// A bus whose every event lands in a capture queue.
-async fn bus() -> (EventBridgePublisher, smartlead::aws_sdk_sqs::Client, String) {
-    let cfg = local_sdk_config(&moto().endpoint()).await;
-    let eb = aws_sdk_eventbridge::Client::new(&cfg);
-    let name = unique("bus");
-    eb.create_event_bus().name(&name).send().await.unwrap();
-    let (sqs, url, arn) = capture_queue().await;
-    eb.put_rule()
-        .name("all")
-        .event_bus_name(&name)
-        .event_pattern(json!({"source": ["smartlead.webhooks"]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    eb.put_targets()
-        .rule("all")
-        .event_bus_name(&name)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("capture")
-                .arn(arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    (
-        EventBridgePublisher {
-            client: eb,
-            bus: name,
-        },
-        sqs,
-        url,
-    )
 }
 
 /// One record carrying `body`, with its own message id.

@@ -222,18 +222,7 @@ impl Judge<'_> {
             .iter()
             .filter(|h| h.level == Level::User && h.active && !self.ours(h));
         for u in user_elsewhere {
-            let mut shadowed = Vec::new();
-            let mut events = BTreeSet::new();
-            for h in hooks
-                .iter()
-                .filter(|h| h.level != Level::User && self.ours(h))
-            {
-                let both: Vec<&String> = u.events.intersection(&h.events).collect();
-                if !both.is_empty() {
-                    shadowed.push(h.id.clone());
-                    events.extend(both.into_iter().cloned());
-                }
-            }
+            let (shadowed, events) = overlap(u, hooks, |h| h.level != Level::User && self.ours(h));
             if !shadowed.is_empty() {
                 out.push(Finding::Shadowed {
                     user_hook: u.id.clone(),
@@ -255,18 +244,9 @@ impl Judge<'_> {
             .iter()
             .filter(|h| h.level == Level::User && self.ours(h))
         {
-            let mut shadowed = Vec::new();
-            let mut events = BTreeSet::new();
-            for h in hooks
-                .iter()
-                .filter(|h| matches!(h.level, Level::Client(_)) && self.ours(h))
-            {
-                let both: Vec<&String> = u.events.intersection(&h.events).collect();
-                if !both.is_empty() {
-                    shadowed.push(h.id.clone());
-                    events.extend(both.into_iter().cloned());
-                }
-            }
+            let (shadowed, events) = overlap(u, hooks, |h| {
+                matches!(h.level, Level::Client(_)) && self.ours(h)
+            });
             if !shadowed.is_empty() {
                 out.push(Finding::ShadowsClients {
                     user_hook: u.id.clone(),
@@ -321,6 +301,25 @@ impl Judge<'_> {
             hook: taker,
         })
     }
+}
+
+/// The webhooks among `hooks` that `keep` keeps and that share event
+/// types with the user-level `u`: their ids and those event types.
+fn overlap(
+    u: &Hook,
+    hooks: &[&Hook],
+    keep: impl Fn(&Hook) -> bool,
+) -> (Vec<String>, BTreeSet<String>) {
+    let mut shadowed = Vec::new();
+    let mut events = BTreeSet::new();
+    for h in hooks.iter().filter(|h| keep(h)) {
+        let both: Vec<&String> = u.events.intersection(&h.events).collect();
+        if !both.is_empty() {
+            shadowed.push(h.id.clone());
+            events.extend(both.into_iter().cloned());
+        }
+    }
+    (shadowed, events)
 }
 
 /// The updates `--fix` sends: per webhook, its new URL and added events.

@@ -1,6 +1,7 @@
 //! Test helpers shared by the integration tests of the `smartlead` crate.
 #![allow(dead_code)]
 
+pub mod bus;
 pub mod http;
 pub mod sqs;
 
