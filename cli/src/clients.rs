@@ -50,8 +50,8 @@ pub struct ListArgs {
 
 #[derive(clap::Args)]
 pub struct SyncArgs {
-    /// Empty the registry when SmartLead lists no client at all (refused
-    /// otherwise: an answer read wrong must not drop every client).
+    /// Empty the registry when SmartLead lists no client or no campaign at
+    /// all (refused otherwise: an answer read wrong must not drop them all).
     #[arg(long)]
     pub prune: bool,
     #[command(flatten)]
@@ -172,12 +172,19 @@ async fn sync(a: &SyncArgs) -> Result<()> {
     let api = api(&a.api, &a.stack.stack).await?;
     let clients = api.clients(deadline()).await?;
     let campaigns = api.campaigns(deadline()).await?;
-    if clients.is_empty() && !a.prune {
+    if !a.prune {
         let (r, _) = read_registry(&stack.ddb, &stack.table).await?;
-        if !r.clients.is_empty() {
+        let (new, _) = merged(&r, &clients, &campaigns);
+        if new.clients.is_empty() && !r.clients.is_empty() {
             bail!(
                 "SmartLead lists no client: the registry's {} are kept (--prune empties it)",
                 r.clients.len()
+            );
+        }
+        if new.campaigns.is_empty() && !r.campaigns.is_empty() {
+            bail!(
+                "SmartLead lists no campaign: the registry's {} are kept (--prune empties them)",
+                r.campaigns.len()
             );
         }
     }

@@ -86,6 +86,18 @@ pub async fn rotate_secret(a: RotateArgs) -> Result<()> {
     let stack = &a.stack;
     let client = a.webhook.target.client.clone();
     let (template, param, secrets) = stack_secrets(stack, client.as_deref()).await?;
+    // A client of an agency's stack without a secret of its own yet: its
+    // first rotation starts from the shared secret, never mid-way through
+    // the shared one's (its parameter would hold the shared next secret).
+    if let Some(c) = &client {
+        let inherited = crate::aws::ssm_value_if_any(&param).await?.is_none();
+        if inherited && a.finish {
+            bail!("client {c} has no rotation under way: its URL takes the shared secret");
+        }
+        if inherited && secrets.len() == 2 {
+            bail!("the shared secret is being rotated: finish that first (`smartlead rotate-secret --finish --stack {stack}`), then rotate client {c}'s");
+        }
+    }
     if a.finish {
         let [_, next] = secrets.as_slice() else {
             bail!("no rotation under way: the parameter holds one secret");

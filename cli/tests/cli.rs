@@ -2358,6 +2358,23 @@ async fn an_agency_s_clients_keep_their_own_secrets_and_the_doctor_finds_the_sha
         "Globex untouched"
     );
 
+    // Globex has no rotation of its own to finish.
+    let o = run(&[
+        "rotate-secret",
+        "--stack",
+        &stack,
+        "--client",
+        "12",
+        "--finish",
+    ])
+    .await;
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("client 12 has no rotation under way"),
+        "{}",
+        text(&o)
+    );
+
     // Globex has no secret of its own: its URL carries the shared one.
     let o = run(&["register", "--client", "12", "--stack", &stack]).await;
     assert!(o.status.success(), "{}", text(&o));

@@ -139,8 +139,6 @@ fn main() -> Result<()> {
                 ingest_instances,
                 slack_url,
                 moto_all_interfaces: docker || sam_env_vars.is_some(),
-                // An agency's commands work on the local stack too.
-                clients: true,
                 ..pipeline::Options::debug()
             };
             let flags = pipeline::RunFlags {

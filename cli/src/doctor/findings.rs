@@ -135,6 +135,10 @@ pub fn diagnose(
     let judge = Judge {
         stack,
         pipeline_name,
+        campaign_clients: campaigns
+            .iter()
+            .filter_map(|c| Some((c.id.clone(), c.client.clone()?)))
+            .collect(),
     };
     let mut out = Vec::new();
     for h in &hooks {
@@ -153,6 +157,8 @@ pub fn diagnose(
 struct Judge<'a> {
     stack: &'a StackUrl,
     pipeline_name: &'a str,
+    /// Each campaign's client (an agency's).
+    campaign_clients: BTreeMap<String, String>,
 }
 
 impl Judge<'_> {
@@ -171,13 +177,17 @@ impl Judge<'_> {
 
     /// An agency's client webhook carrying another client's URL or
     /// secret: what it carries.
-    fn other_client(&self, h: &Hook) -> Option<String> {
-        let Level::Client(own) = &h.level else {
-            return None;
+    /// Client-level webhooks, and campaign-level ones of a client's
+    /// campaign: the webhook's client and what it carries.
+    fn other_client(&self, h: &Hook) -> Option<(String, String)> {
+        let own = match &h.level {
+            Level::Client(c) => c,
+            Level::Campaign(c) => self.campaign_clients.get(c)?,
+            Level::User => return None,
         };
         let mine = self.stack.clients.get(own)?;
         match self.stack.client_of(&h.url) {
-            Some(c) if c != own => return Some(format!("client {c}'s URL")),
+            Some(c) if c != own => return Some((own.clone(), format!("client {c}'s URL"))),
             Some(_) => {}
             None => return None,
         }
@@ -189,16 +199,16 @@ impl Judge<'_> {
             .clients
             .iter()
             .find(|(c, u)| *c != own && u.secrets.iter().any(|s| url(s) == h.url))
-            .map(|(c, _)| format!("client {c}'s secret"))
+            .map(|(c, _)| (own.clone(), format!("client {c}'s secret")))
     }
 
     /// A webhook's own findings: stale secret, wrong URL, inactive,
     /// another client's URL or secret.
     fn hook_findings(&self, h: &Hook, out: &mut Vec<Finding>) {
-        if let (Some(carries), Level::Client(client)) = (self.other_client(h), &h.level) {
+        if let Some((client, carries)) = self.other_client(h) {
             out.push(Finding::OtherClients {
                 hook: h.id.clone(),
-                client: client.clone(),
+                client,
                 carries,
             });
             return;
@@ -344,25 +354,33 @@ pub fn fixes(
         })
     };
     for f in findings {
-        let (id, url, add): (&String, bool, &[String]) = match f {
-            Finding::StaleSecret { hook } | Finding::OtherClients { hook, .. } => (hook, true, &[]),
+        // An agency's client webhook goes to its client's own URL.
+        let client_url = |c: &String| stack.clients.get(c).map(StackUrl::url);
+        let (id, url, add): (&String, Option<String>, &[String]) = match f {
+            Finding::OtherClients { hook, client, .. } => (hook, client_url(client), &[]),
+            Finding::StaleSecret { hook } => {
+                let of = |h: &Hook| match &h.level {
+                    Level::Client(c) => client_url(c),
+                    _ => stack
+                        .client_of(&h.url)
+                        .and_then(|c| client_url(&c.to_owned())),
+                };
+                let url = hooks.iter().find(|h| &h.id == hook).and_then(of);
+                (hook, Some(url.unwrap_or_else(|| stack.url())), &[])
+            }
             Finding::MissingEvents {
                 hook: Some(hook),
                 events,
                 ..
-            } => (hook, false, events),
+            } => (hook, None, events),
             _ => continue,
         };
         let Some(spec) = specs.get(id).cloned().or_else(|| spec_of(id)) else {
             continue;
         };
         let mut spec = spec;
-        if url {
-            // A client's webhook goes to its own URL (an agency's stack).
-            spec.url = match &spec.association {
-                Association::Client(c) if stack.clients.contains_key(c) => stack.clients[c].url(),
-                _ => stack.url(),
-            };
+        if let Some(url) = url {
+            spec.url = url;
         }
         for e in add {
             if !spec.event_types.contains(e) {
@@ -411,5 +429,64 @@ mod tests {
             }]
         );
         assert!(!f[0].fixable());
+    }
+
+    /// An agency's: a webhook of client 12 (client-level, or on one of its
+    /// campaigns) at client 11's URL is found, and `--fix` re-points it at
+    /// client 12's URL; client 11's own is left alone.
+    #[test]
+    fn a_client_s_webhook_on_another_client_s_url_is_found_and_re_pointed() {
+        let mut s = stack();
+        for c in ["11", "12"] {
+            let mut u = stack();
+            u.template = smartlead::app::ingest::client_url(&s.template, c);
+            u.secrets = vec![format!("s{c}")];
+            s.clients.insert(c.into(), u);
+        }
+        let at = |c: &str| s.clients[c].url();
+        let wanted: BTreeSet<String> = ["EMAIL_REPLY".to_owned()].into();
+        let hook = |id: &str, level: Level, url: String| Hook {
+            id: id.into(),
+            name: "AWS webhook pipeline".into(),
+            url,
+            events: wanted.clone(),
+            categories: vec![],
+            active: true,
+            level,
+        };
+        let hooks = [
+            hook("1", Level::Client("11".into()), at("11")),
+            hook("2", Level::Campaign("102".into()), at("11")),
+            hook(
+                "3",
+                Level::Client("12".into()),
+                at("11").replace("/client/11/", "/client/12/"),
+            ),
+        ];
+        let campaigns = [
+            Campaign {
+                id: "101".into(),
+                client: Some("11".into()),
+            },
+            Campaign {
+                id: "102".into(),
+                client: Some("12".into()),
+            },
+        ];
+        let f = diagnose(&campaigns, &hooks, &s, "AWS webhook pipeline", &wanted);
+        let other = |hook: &str, carries: &str| Finding::OtherClients {
+            hook: hook.into(),
+            client: "12".into(),
+            carries: carries.into(),
+        };
+        assert!(f.contains(&other("2", "client 11's URL")), "{f:?}");
+        assert!(f.contains(&other("3", "client 11's secret")), "{f:?}");
+        assert!(!f
+            .iter()
+            .any(|x| matches!(x, Finding::OtherClients { hook, .. } if hook == "1")));
+        let fixed = fixes(&f, &hooks, &s);
+        assert_eq!(fixed["2"].url, at("12"));
+        assert_eq!(fixed["3"].url, at("12"));
+        assert!(!fixed.contains_key("1"));
     }
 }

@@ -62,8 +62,9 @@ impl Clients {
     /// client's URL (its secret authenticated it) wins over a payload or
     /// campaign naming another (counted `ClientMismatch`). An event whose
     /// client the registry does not know counts `UnknownClient` (by where
-    /// its client came from, `none` when it has none). Marks the event as
-    /// an agency's ([`SmartleadEvent::agency`]).
+    /// its client came from, `none` when it has none, `unread` while the
+    /// registry could not be read: then the campaign gives no client).
+    /// Marks the event as an agency's ([`SmartleadEvent::agency`]).
     pub async fn resolve(
         &self,
         ev: SmartleadEvent,
@@ -75,11 +76,12 @@ impl Clients {
         };
         let mut ev = ev;
         ev.agency = true;
-        // Not read yet (its cold read failed): the payload's or URL's client.
-        let reg = handle.get().await.unwrap_or_default();
-        if reg.is_empty() && handle.current().is_some() {
-            return ev;
-        }
+        // Not read yet (its cold read failed): the payload's or URL's client,
+        // counted as `unread`; read but empty (before the first sync): the
+        // same, not counted.
+        let read = handle.get().await;
+        let unread = read.is_none();
+        let reg = read.unwrap_or_default();
         let n = ev.normalized();
         let found = reg.resolve(
             n.client_id.as_ref().map(|c| c.as_str()),
@@ -111,6 +113,8 @@ impl Clients {
             .as_ref()
             .is_some_and(|c| reg.unassigned(c.as_str()));
         let source = match &found {
+            _ if unread => Some("unread"),
+            _ if reg.is_empty() => None,
             Some((c, _)) if reg.client(c).is_some() => None,
             // The agency's own campaign: no client, and none is missing.
             None if unassigned => None,
@@ -222,10 +226,15 @@ mod tests {
             .resolve(e, Some("11"), &Metrics::disabled())
             .await;
         assert_eq!(out.client, None);
+        // A registry not synced yet: the payload's client, but the URL's
+        // (authenticated) wins all the same.
         let empty = Clients::fixed(Registry::default());
+        let e = ev(json!({"event_type": "EMAIL_OPEN", "client_id": 12}));
+        let pinned = empty.resolve(e, Some("11"), &Metrics::disabled()).await;
+        assert_eq!(pinned.client.as_deref(), Some("11"));
         let e = ev(json!({"event_type": "EMAIL_OPEN", "client_id": 11}));
         let out = empty.resolve(e, None, &Metrics::disabled()).await;
-        assert_eq!(out.client, None);
+        assert_eq!(out.client.as_deref(), Some("11"));
         assert_eq!(
             out.normalized().client_id.map(|c| c.to_string()).as_deref(),
             Some("11")

@@ -91,7 +91,8 @@ pub fn valid_client_id(s: &str) -> bool {
 /// every client (the map absent, empty or unreadable, as in an account
 /// without clients, or a deployment without clients). SmartLead documents the field's name, not
 /// its form: an object is read as client id → flag (a key counts unless
-/// its value is `false`, `0`, `null` or empty), an array as client ids.
+/// its value is `false`, `0`, `null` or empty, or the text `false` or
+/// `0`), an array as client ids (an entry that is not one: every client).
 /// At most [`MAX_SCOPED_CLIENTS`] are kept; more reads as every client.
 pub fn unsubscribe_scope(ev: &SmartleadEvent) -> Option<BTreeSet<String>> {
     let EventData::LeadUnsubscribed(u) = &ev.data else {
@@ -107,11 +108,11 @@ pub fn unsubscribe_scope(ev: &SmartleadEvent) -> Option<BTreeSet<String>> {
             .filter(|(_, v)| truthy(v))
             .map(|(k, _)| k.trim().to_owned())
             .collect(),
+        // An entry that is not an id scopes nothing: every client.
         Value::Array(a) => a
             .iter()
-            .filter_map(crate::domain::field_types::Id::from_value)
-            .map(|i| i.as_str().to_owned())
-            .collect(),
+            .map(|v| crate::domain::field_types::Id::from_value(v).map(|i| i.as_str().to_owned()))
+            .collect::<Option<BTreeSet<String>>>()?,
         _ => return None,
     };
     (!ids.is_empty() && ids.len() <= MAX_SCOPED_CLIENTS && ids.iter().all(|i| valid_client_id(i)))
@@ -125,8 +126,10 @@ fn truthy(v: &Value) -> bool {
     match v {
         Value::Null | Value::Bool(false) => false,
         Value::Number(n) => n.as_f64() != Some(0.0),
-        Value::String(s) => !s.trim().is_empty(),
-        _ => true,
+        Value::String(s) => !matches!(s.trim().to_ascii_lowercase().as_str(), "" | "false" | "0"),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        Value::Bool(true) => true,
     }
 }
 
@@ -205,6 +208,16 @@ mod tests {
         assert_eq!(
             unsubscribe_scope(&unsubscribe(json!([11, "12"]))),
             set(&["11", "12"])
+        );
+        assert_eq!(
+            unsubscribe_scope(&unsubscribe(
+                json!({"11": "true", "12": "false", "13": "0", "14": [], "15": {}})
+            )),
+            set(&["11"])
+        );
+        assert_eq!(
+            unsubscribe_scope(&unsubscribe(json!([11, {"id": 12}]))),
+            None
         );
         // A key that could not be a client id scopes nothing: everywhere.
         assert_eq!(unsubscribe_scope(&unsubscribe(json!({"a b": true}))), None);
