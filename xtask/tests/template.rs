@@ -1172,6 +1172,27 @@ mod hardening {
         );
     }
 
+    /// An agency's client URL answering 503 for want of its secret alarms
+    /// (only in an agency's stack).
+    #[test]
+    fn unreadable_client_secrets_raise_an_alarm() {
+        let t = t();
+        let root = pipeline::workspace_root();
+        let ingest = std::fs::read_to_string(root.join("shared/src/app/ingest.rs")).unwrap();
+        assert!(ingest.contains(r#"self.metrics.count("ClientSecretsUnread", &[]);"#));
+        let name = "IngestClientSecretsUnreadAlarm";
+        assert_eq!(
+            alarms_on(
+                &t,
+                &stack_ns(),
+                "ClientSecretsUnread",
+                &[("Function", "ingest")]
+            ),
+            [name]
+        );
+        assert_eq!(t.resource(name).unwrap()["Condition"], "HasClients");
+    }
+
     /// The log-budget design: the ingest's queued webhooks print a short record line and
     /// no EMF document; metric filters on its log group publish `Received`
     /// and `Queued` (by `Function`, and by `Function` and `EventType` for the
