@@ -17,9 +17,10 @@ pub async fn ssm_value(name: &str) -> Result<String> {
         .map_err(|e| anyhow!("{e}"))
 }
 
-/// An SSM parameter's value, `None` when there is no such parameter.
-pub async fn ssm_value_if_any(name: &str) -> Result<Option<String>> {
-    let r = aws_sdk_ssm::Client::new(&aws().await)
+/// An SSM parameter's value (through `cfg`, a stack's AWS or the local
+/// stack's moto), `None` when there is no such parameter.
+pub async fn ssm_value_if_any(cfg: &aws_config::SdkConfig, name: &str) -> Result<Option<String>> {
+    let r = aws_sdk_ssm::Client::new(cfg)
         .get_parameter()
         .name(name)
         .with_decryption(true)

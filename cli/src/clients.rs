@@ -172,25 +172,21 @@ async fn sync(a: &SyncArgs) -> Result<()> {
     let api = api(&a.api, &a.stack.stack).await?;
     let clients = api.clients(deadline()).await?;
     let campaigns = api.campaigns(deadline()).await?;
-    if !a.prune {
-        let (r, _) = read_registry(&stack.ddb, &stack.table).await?;
-        let (new, _) = merged(&r, &clients, &campaigns);
-        if new.clients.is_empty() && !r.clients.is_empty() {
+    let mut gone = Vec::new();
+    let r = update(&stack, |r| {
+        let (new, left) = merged(r, &clients, &campaigns);
+        if !a.prune && new.clients.is_empty() && !r.clients.is_empty() {
             bail!(
                 "SmartLead lists no client: the registry's {} are kept (--prune empties it)",
                 r.clients.len()
             );
         }
-        if new.campaigns.is_empty() && !r.campaigns.is_empty() {
+        if !a.prune && new.campaigns.is_empty() && !r.campaigns.is_empty() {
             bail!(
                 "SmartLead lists no campaign: the registry's {} are kept (--prune empties them)",
                 r.campaigns.len()
             );
         }
-    }
-    let mut gone = Vec::new();
-    let r = update(&stack, |r| {
-        let (new, left) = merged(r, &clients, &campaigns);
         (*r, gone) = (new, left);
         Ok(())
     })
@@ -229,18 +225,11 @@ async fn set(a: &SetArgs) -> Result<()> {
             }
         }
         // A name that reads nothing would hold every alert of the client.
-        let ssm = aws_sdk_ssm::Client::new(&stack.cfg);
-        let found = ssm.get_parameter().name(param).send().await;
-        if let Err(e) = found {
-            let missing = e
-                .as_service_error()
-                .is_some_and(|s| s.is_parameter_not_found());
-            if missing {
-                bail!("no SSM parameter {param}: put the client's Slack URL there first (aws ssm put-parameter --type SecureString)");
-            }
-            return Err(crate::aws::aws_err(format!(
-                "reading SSM parameter {param}"
-            ))(e));
+        if crate::aws::ssm_value_if_any(&stack.cfg, param)
+            .await?
+            .is_none()
+        {
+            bail!("no SSM parameter {param}: put the client's Slack URL there first (aws ssm put-parameter --type SecureString)");
         }
     }
     update(&stack, |r| {
@@ -273,27 +262,11 @@ async fn own_secrets(stack: &Stack) -> Result<Option<BTreeSet<String>>> {
         return Ok(None);
     };
     let below = format!("{}/secrets", path.trim_end_matches('/'));
-    let ssm = aws_sdk_ssm::Client::new(&stack.cfg);
-    let mut names = BTreeSet::new();
-    let mut next = None;
-    loop {
-        let page = ssm
-            .get_parameters_by_path()
-            .path(&below)
-            .set_next_token(next.take())
-            .send()
-            .await
-            .map_err(crate::aws::aws_err(format!("listing {below}")))?;
-        names.extend(
-            page.parameters()
-                .iter()
-                .filter_map(|p| p.name()?.rsplit('/').next().map(str::to_owned)),
-        );
-        match page.next_token() {
-            Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-            _ => return Ok(Some(names)),
-        }
-    }
+    // Their names only: no secret is decrypted.
+    let params = smartlead::adapters::aws::ssm::parameters_below(&stack.cfg, &below, false)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(Some(params.into_iter().map(|(name, _)| name).collect()))
 }
 
 async fn list(a: &ListArgs) -> Result<()> {

@@ -75,7 +75,7 @@ pub async fn stack_secrets(
     }
     let template = smartlead::app::ingest::client_url(&template, client);
     let own = format!("{}/secrets/{client}", path.trim_end_matches('/'));
-    let secrets = match crate::aws::ssm_value_if_any(&own).await? {
+    let secrets = match crate::aws::ssm_value_if_any(&aws().await, &own).await? {
         Some(v) => secrets_of(&v)?,
         None => secrets_of(&ssm_value(&param).await?)?,
     };
@@ -90,7 +90,9 @@ pub async fn rotate_secret(a: RotateArgs) -> Result<()> {
     // first rotation starts from the shared secret, never mid-way through
     // the shared one's (its parameter would hold the shared next secret).
     if let Some(c) = &client {
-        let inherited = crate::aws::ssm_value_if_any(&param).await?.is_none();
+        let inherited = crate::aws::ssm_value_if_any(&aws().await, &param)
+            .await?
+            .is_none();
         if inherited && a.finish {
             bail!("client {c} has no rotation under way: its URL takes the shared secret");
         }

@@ -89,14 +89,8 @@ async fn clients(sdk: &SdkConfig, config: &ConsumerConfig) -> Clients {
         return Clients::default();
     }
     let load = registry_loader(aws_sdk_dynamodb::Client::new(sdk), config.table.clone());
-    let what = "client registry";
-    Clients::refreshing(match load().await {
-        Ok(r) => Refreshing::new(what, r, REGISTRY_REFRESH, load),
-        Err(e) => {
-            tracing::error!(error = %e, "the client registry could not be read; events go without their client until it is");
-            Refreshing::unread(what, REGISTRY_REFRESH, load)
-        }
-    })
+    // Until it reads, events go without their campaign's client.
+    Clients::refreshing(Refreshing::read_at_start("client registry", REGISTRY_REFRESH, load).await)
 }
 
 /// The consumer function's service.

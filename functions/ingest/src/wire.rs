@@ -48,7 +48,7 @@ async fn client_secrets(sdk: &SdkConfig, config: &IngestConfig) -> ClientSecrets
     let load: Loader<ClientKeys> = std::sync::Arc::new(move || {
         let (sdk, below) = (sdk2.clone(), below.clone());
         Box::pin(async move {
-            let params = ssm::parameters_below(&sdk, &below)
+            let params = ssm::parameters_below(&sdk, &below, true)
                 .await
                 .map_err(|e| e.to_string())?;
             let mut keys = ClientKeys::new();
@@ -70,15 +70,9 @@ async fn client_secrets(sdk: &SdkConfig, config: &IngestConfig) -> ClientSecrets
             Ok(keys)
         })
     });
+    // Until they read, their URLs answer 503; the shared one works.
     let what = "clients' webhook secrets";
-    ClientSecrets::refreshing(match load().await {
-        Ok(keys) => Refreshing::new(what, keys, config.refresh, load),
-        Err(error) => {
-            // Their URLs answer 503 until a read succeeds; the shared one works.
-            tracing::error!(error = %error, "clients' secrets could not be read; reading them again with backoff");
-            Refreshing::unread(what, config.refresh, load)
-        }
-    })
+    ClientSecrets::refreshing(Refreshing::read_at_start(what, config.refresh, load).await)
 }
 
 /// The ingest function's service.

@@ -44,13 +44,6 @@ impl Clients {
         }
     }
 
-    /// The registry, read if due; `None` without one, or while it holds no
-    /// client (or could not be read yet).
-    pub async fn registry(&self) -> Option<Arc<Registry>> {
-        let r = self.registry.as_ref()?.get().await?;
-        (!r.is_empty()).then_some(r)
-    }
-
     /// The registry as last read, without waiting.
     pub fn current(&self) -> Option<Arc<Registry>> {
         let r = self.registry.as_ref()?.current()?;
@@ -92,11 +85,7 @@ impl Clients {
         // campaign naming another never files the event under it.
         let found = match (found, url) {
             (Some((c, source)), Some(u)) if c != u => {
-                let source = if source == ClientSource::Payload {
-                    "payload"
-                } else {
-                    "campaign"
-                };
+                let source = source.name();
                 tracing::warn!(
                     client_id = u,
                     other = c.as_str(),
@@ -118,9 +107,7 @@ impl Clients {
             Some((c, _)) if reg.client(c).is_some() => None,
             // The agency's own campaign: no client, and none is missing.
             None if unassigned => None,
-            Some((_, ClientSource::Payload)) => Some("payload"),
-            Some((_, ClientSource::Campaign)) => Some("campaign"),
-            Some((_, ClientSource::Url)) => Some("url"),
+            Some((_, source)) => Some(source.name()),
             None => Some("none"),
         };
         if let Some(source) = source {
@@ -177,19 +164,12 @@ impl Clients {
         let reg = self.registry.as_ref()?.current()?;
         Some(reg.client(client).and_then(|c| c.slack_param.clone()))
     }
-
-    /// Whether this deployment keeps a registry.
-    pub fn configured(&self) -> bool {
-        self.registry.is_some()
-    }
 }
 
 /// The registry could not be read yet (its cold read failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the client registry could not be read yet")]
 pub struct RegistryUnread;
-
-impl Clients {}
 
 #[cfg(test)]
 mod tests {

@@ -74,6 +74,13 @@ impl IngestResponse {
             headers: vec![("content-type", "application/json")],
         }
     }
+
+    /// 503 with `Retry-After: 5`: SmartLead sends it again.
+    fn retry() -> IngestResponse {
+        let mut resp = IngestResponse::error(503, "temporarily unavailable, please retry");
+        resp.headers.push(("retry-after", "5"));
+        resp
+    }
 }
 
 /// Why a request was turned away (metric dimension `Reason`).
@@ -144,12 +151,14 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
             Some(token) if !token.trim_end_matches('/').is_empty() => token,
             _ => return Route::Other,
         };
-        // The shared secret in the path wins over a client's URL: a
-        // secret could begin with `client/`.
-        let shared = self.config.auth.path && self.config.secret.matches_path_token(token);
-        let clients = self.config.clients.enabled();
-        match token.strip_prefix("client/") {
-            Some(rest) if clients && !shared => {
+        // A client's URL in an agency's stack; the shared secret in the
+        // path wins over it (a secret could begin with `client/`).
+        let client_route = token.strip_prefix("client/").filter(|_| {
+            self.config.clients.enabled()
+                && !(self.config.auth.path && self.config.secret.matches_path_token(token))
+        });
+        match client_route {
+            Some(rest) => {
                 let (id, token) = rest.split_once('/').unwrap_or((rest, ""));
                 if !crate::domain::client::valid_client_id(id) {
                     return Route::Other;
@@ -256,10 +265,7 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
                         "the client's secret is not readable (not read yet, or malformed); answering 503 so SmartLead retries"
                     );
                     self.metrics.count("ClientSecretsUnread", &[]);
-                    let mut resp =
-                        IngestResponse::error(503, "temporarily unavailable, please retry");
-                    resp.headers.push(("retry-after", "5"));
-                    return Err(resp);
+                    return Err(IngestResponse::retry());
                 }
             },
         };
@@ -385,9 +391,7 @@ impl<Q: Queue, B: BlobStore> Ingest<Q, B> {
                 ("QueueFailures", 1.0, Unit::Count),
             ],
         );
-        let mut resp = IngestResponse::error(503, "temporarily unavailable, please retry");
-        resp.headers.push(("retry-after", "5"));
-        resp
+        IngestResponse::retry()
     }
 
     fn invalid(&self, e: &EventError, request_id: &str) -> IngestResponse {

@@ -104,6 +104,27 @@ impl<T: Send + Sync + 'static> Refreshing<T> {
         Refreshing::with(what, Some(initial), every, Some(load))
     }
 
+    /// Read now with `load`; a read that fails is logged and the value is
+    /// read again with backoff ([`Self::unread`]): a cold start goes on
+    /// without it.
+    pub async fn read_at_start(
+        what: &'static str,
+        every: Duration,
+        load: Loader<T>,
+    ) -> Refreshing<T> {
+        match load().await {
+            Ok(value) => Refreshing::new(what, value, every, load),
+            Err(error) => {
+                tracing::error!(
+                    what,
+                    error = %error,
+                    "could not read it at start: going on without it, reading it again with backoff"
+                );
+                Refreshing::unread(what, every, load)
+            }
+        }
+    }
+
     /// No value yet, read with `load` on first use (then as [`Self::unread`]
     /// when that read fails).
     pub fn on_first_use(what: &'static str, every: Duration, load: Loader<T>) -> Refreshing<T> {

@@ -44,6 +44,17 @@ pub enum ClientSource {
     Url,
 }
 
+impl ClientSource {
+    /// As metrics and logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientSource::Payload => "payload",
+            ClientSource::Campaign => "campaign",
+            ClientSource::Url => "url",
+        }
+    }
+}
+
 impl Registry {
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()

@@ -98,25 +98,16 @@ pub async fn optional(
         SecretSource::Ssm(name) => name,
     };
     let load = counted_loader(cfg, name, effect, metrics);
-    match load().await {
-        Ok(value) => Refreshing::new(what, value, every, load),
-        Err(error) => {
-            tracing::error!(
-                what,
-                error = %error,
-                "could not read the parameter: starting without it, reading it again with backoff"
-            );
-            Refreshing::unread(what, every, load)
-        }
-    }
+    Refreshing::read_at_start(what, every, load).await
 }
 
-/// The SecureStrings directly below `path`, decrypted: each one's last
-/// name segment and value, over every page (GetParametersByPath returns at
-/// most 10 a call).
+/// The SecureStrings directly below `path`: each one's last name segment
+/// and value (decrypted with `decrypt`, else as stored), over every page
+/// (GetParametersByPath returns at most 10 a call).
 pub async fn parameters_below(
     cfg: &SdkConfig,
     path: &str,
+    decrypt: bool,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     let client = aws_sdk_ssm::Client::new(cfg);
     let mut out = Vec::new();
@@ -126,7 +117,7 @@ pub async fn parameters_below(
             .get_parameters_by_path()
             .path(path)
             .recursive(false)
-            .with_decryption(true)
+            .with_decryption(decrypt)
             .set_next_token(next.take())
             .send()
             .await

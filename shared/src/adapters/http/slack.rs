@@ -144,17 +144,22 @@ impl Notifier for SlackNotifier {
 }
 
 impl SlackNotifier {
-    /// The SSM parameter of the channel of `client` (`route`), if it has
-    /// its own; transient while the registry cannot be read, so a client's
-    /// alert never goes to the shared channel by mistake.
-    async fn channel(&self, client: Option<&str>) -> Result<Option<String>, EffectError> {
+    /// The URL of the channel of `client` (`route`), if it has its own;
+    /// transient while the registry cannot be read, so a client's alert
+    /// never goes to the shared channel by mistake.
+    async fn channel(
+        &self,
+        client: Option<&str>,
+    ) -> Result<Option<Arc<Refreshing<String>>>, EffectError> {
         let (Some(client), Some(ch)) = (client, &self.channels) else {
             return Ok(None);
         };
-        ch.clients
+        let param = ch
+            .clients
             .slack_param(client)
             .await
-            .map_err(|e| EffectError::Transient(Box::new(e)))
+            .map_err(|e| EffectError::Transient(Box::new(e)))?;
+        Ok(param.map(|p| ch.url(&p)))
     }
 
     /// Posts one message to the channel of `route` (a client's own, else
@@ -165,11 +170,7 @@ impl SlackNotifier {
         body: &serde_json::Value,
         deadline: Instant,
     ) -> Result<(), EffectError> {
-        let url = match self.channel(route).await? {
-            Some(param) => self.channels.as_ref().map(|ch| ch.url(&param)),
-            None => None,
-        };
-        let url = match (url, &self.url) {
+        let url = match (self.channel(route).await?, &self.url) {
             (Some(own), _) => own.get().await,
             (None, Some(shared)) => shared.get().await,
             // A client without a channel of its own, and no shared one.
